@@ -1,0 +1,42 @@
+# Quick start: `make run` serves the platform, `make test` runs every check.
+# Both start embedded PostgreSQL and Redis under .data/ when DATABASE_URL /
+# REDIS_URL are unset.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STACK := $(PY) -m aiaas.launcher
+
+.PHONY: run test check lint typecheck migrations-check pytest bench-provisioning clean
+
+$(VENV)/.installed: requirements/base.txt requirements/dev.txt requirements/lock.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/dev.txt -c requirements/lock.txt
+	touch $@
+
+run: $(VENV)/.installed
+	$(STACK) run
+
+test: $(VENV)/.installed
+	$(STACK) exec -- $(MAKE) --no-print-directory check
+
+# The checks `make test` runs, with the services already configured.
+check: lint typecheck migrations-check pytest
+
+lint:
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck:
+	$(VENV)/bin/mypy .
+
+migrations-check:
+	$(PY) manage.py makemigrations --check --dry-run
+
+pytest:
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+bench-provisioning: $(VENV)/.installed
+	$(STACK) exec -- $(PY) bench/provisioning.py --count 20
+
+clean:
+	rm -rf .data

@@ -1,0 +1,66 @@
+"""Every API error in OpenAI's shape: {"error": {"message", "type", "code", "param"}}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "invalid_request_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    405: "invalid_request_error",
+    409: "conflict_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def error_body(status_code: int, message: str, code: str | None, param: str | None = None) -> dict[str, Any]:
+    error_type = ERROR_TYPES.get(status_code, "server_error" if status_code >= 500 else "invalid_request_error")
+    return {"error": {"message": message, "type": error_type, "code": code, "param": param}}
+
+
+def first_validation_error(detail: Any, path: str = "") -> tuple[str, str | None, str]:
+    """(message, param, code) of the first error in a nested DRF ValidationError detail."""
+    if isinstance(detail, dict):
+        key, value = next(iter(detail.items()))
+        field = "" if key == "non_field_errors" else str(key)
+        return first_validation_error(value, f"{path}.{field}".strip(".") if field else path)
+    if isinstance(detail, list) and detail:
+        return first_validation_error(detail[0], path)
+    code = getattr(detail, "code", "invalid")
+    message = f"{path}: {detail}" if path else str(detail)
+    return message, path or None, code
+
+
+def openai_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    response = exception_handler(exc, context)
+    if response is None:
+        return None  # Django's handler500 for urls_api answers in the same shape
+    if isinstance(exc, exceptions.ValidationError):
+        message, param, code = first_validation_error(exc.detail)
+        response.data = error_body(response.status_code, message, code, param)
+        return response
+    if isinstance(exc, exceptions.APIException):
+        detail = exc.detail
+        message = str(detail if not isinstance(detail, (dict, list)) else first_validation_error(detail)[0])
+        code = getattr(detail, "code", None) or exc.default_code
+        if response.status_code == status.HTTP_401_UNAUTHORIZED and code == "not_authenticated":
+            code = "missing_api_key"
+        response.data = error_body(response.status_code, message, code)
+    return response
+
+
+def json_error_view(status_code: int, message: str, code: str):  # type: ignore[no-untyped-def]
+    def view(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+        return JsonResponse(error_body(status_code, message, code), status=status_code)
+
+    return view

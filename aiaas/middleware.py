@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.conf import settings
+from django.core.exceptions import DisallowedHost
+from django.db import connection
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.urls import set_urlconf
+from django_tenants.middleware.main import TenantMainMiddleware
+from django_tenants.utils import remove_www
+
+from aiaas.health import readiness
+from tenants.selectors import tenant_for_host
+
+
+class HealthCheckMiddleware:
+    """Answer /healthz and /readyz on every host, before host validation and
+    tenant resolution, so probes work whatever Host header they send."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path == "/healthz":
+            return JsonResponse({"status": "ok"})
+        if request.path == "/readyz":
+            checks = readiness()
+            ready = all(state == "ok" for state in checks.values())
+            return JsonResponse({"status": "ok" if ready else "unavailable", "checks": checks},
+                                status=200 if ready else 503)
+        return self.get_response(request)
+
+
+class TenantRoutingMiddleware(TenantMainMiddleware):
+    """Pick the schema and URLConf for a request.
+
+    - /v1/ and /api/ on any host: the API URLConf, on the public schema until
+      the API key names the tenant (tenants.authentication).
+    - the apex domain: the public site and admin.
+    - <slug>.<BASE_DOMAIN>: that tenant's dashboard; an unknown or inactive
+      tenant's host is a 404, never the public site.
+    """
+
+    def process_request(self, request: HttpRequest) -> HttpResponse | None:
+        connection.set_schema_to_public()
+        try:
+            hostname = remove_www(request.get_host().split(":")[0])
+        except DisallowedHost:
+            return JsonResponse({"error": "unknown host"}, status=400)
+        if request.path_info.startswith(settings.API_PATH_PREFIXES):
+            request.tenant = None  # type: ignore[attr-defined]
+            request.urlconf = settings.API_URLCONF
+            set_urlconf(request.urlconf)
+            return None
+        tenant = tenant_for_host(hostname)
+        if tenant is None:
+            raise Http404(f"No tenant for hostname {hostname!r}")
+        tenant.domain_url = hostname
+        request.tenant = tenant  # type: ignore[attr-defined]
+        connection.set_tenant(tenant)
+        self.setup_url_routing(request)
+        return None

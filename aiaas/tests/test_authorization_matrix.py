@@ -1,0 +1,51 @@
+"""Every API operation x every kind of caller. Add a row for each new operation."""
+
+from __future__ import annotations
+
+import pytest
+
+from aiaas.testing.isolation import (
+    Operation,
+    api_operations,
+    assert_closed_to_outsider,
+    assert_refuses_unusable_keys,
+    assert_serves_owner,
+)
+from aiaas.testing.tenants import TenantFixture
+from tenants.models import ApiKey, ApiKeyScope
+from tenants.services import create_api_key
+
+
+def make_api_key(tenant: TenantFixture) -> ApiKey:
+    return create_api_key(tenant.tenant, name="matrix", scopes=[ApiKeyScope.INFERENCE]).api_key
+
+
+OPERATIONS = [
+    Operation("api-key-list", "get", 200),
+    Operation("api-key-list", "post", 201, body={"name": "ci"}),
+    Operation("api-key-detail", "get", 200, make_object=make_api_key),
+    Operation("api-key-detail", "delete", 204, make_object=make_api_key),
+]
+OBJECT_OPERATIONS = [operation for operation in OPERATIONS if operation.make_object]
+
+
+def test_every_api_operation_has_a_row() -> None:
+    declared = {(operation.url_name, operation.method) for operation in OPERATIONS}
+    assert set(api_operations()) == declared
+
+
+@pytest.mark.parametrize("operation", OPERATIONS, ids=lambda operation: operation.id)
+def test_it_refuses_missing_revoked_expired_and_malformed_keys(operation: Operation, tenant: TenantFixture) -> None:
+    assert_refuses_unusable_keys(operation, tenant)
+
+
+@pytest.mark.parametrize("operation", OBJECT_OPERATIONS, ids=lambda operation: operation.id)
+def test_another_tenants_key_gets_404_and_changes_nothing(
+    operation: Operation, tenant: TenantFixture, other_tenant: TenantFixture
+) -> None:
+    assert_closed_to_outsider(operation, tenant, other_tenant)
+
+
+@pytest.mark.parametrize("operation", OPERATIONS, ids=lambda operation: operation.id)
+def test_the_owners_key_is_served(operation: Operation, tenant: TenantFixture) -> None:
+    assert_serves_owner(operation, tenant)

@@ -1,0 +1,18 @@
+"""/v1 (OpenAI-compatible) and /api (platform REST), served on any host; the
+tenant comes from the API key."""
+
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView
+
+from aiaas.api_errors import json_error_view
+
+urlpatterns = [
+    path("api/v1/", include("tenants.api.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),
+         name="openapi-schema"),
+]
+
+handler400 = json_error_view(400, "The request could not be read.", "bad_request")
+handler403 = json_error_view(403, "Forbidden.", "forbidden")
+handler404 = json_error_view(404, "Unknown URL.", "not_found")
+handler500 = json_error_view(500, "The server failed to handle the request.", "server_error")

@@ -1,0 +1,7 @@
+"""A tenant's host (<slug>.BASE_DOMAIN): login and the dashboard."""
+
+from django.urls import include, path
+
+urlpatterns = [
+    path("", include("accounts.web.urls")),
+]

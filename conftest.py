@@ -1,0 +1,52 @@
+"""Session fixtures: one migrated test database, the tenant template, and two
+tenants (`alpha`, the tenant under test, and `beta`, the outsider) built once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.db import connection
+from rest_framework.test import APIClient
+
+from aiaas.testing.tenants import TenantFixture, make_test_tenant
+from tenants.services import ensure_public_tenant, ensure_template_schema
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> Iterator[dict[str, TenantFixture]]:
+    with django_db_blocker.unblock():
+        ensure_public_tenant()
+        ensure_template_schema()
+        tenants = {slug: make_test_tenant(slug) for slug in ("alpha", "beta")}
+        connection.set_schema_to_public()
+    yield tenants
+
+
+@pytest.fixture(autouse=True)
+def _public_schema_between_tests() -> Iterator[None]:
+    yield
+    connection.set_schema_to_public()
+
+
+@pytest.fixture
+def tenant(django_db_setup: dict[str, TenantFixture], db: None) -> TenantFixture:
+    """The tenant under test."""
+    return django_db_setup["alpha"]
+
+
+@pytest.fixture
+def other_tenant(django_db_setup: dict[str, TenantFixture], db: None) -> TenantFixture:
+    """A second tenant: its key and users must never reach `tenant`'s data."""
+    return django_db_setup["beta"]
+
+
+@pytest.fixture
+def api_client(tenant: TenantFixture) -> APIClient:
+    return tenant.api_client()
+
+
+@pytest.fixture
+def outsider_client(other_tenant: TenantFixture) -> APIClient:
+    return other_tenant.api_client()

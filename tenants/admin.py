@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.http import HttpRequest
+from django_tenants.admin import TenantAdminMixin
+
+from tenants.models import ApiKey, Domain, Tenant
+
+
+class DomainInline(admin.TabularInline):  # type: ignore[type-arg]
+    model = Domain
+    extra = 0
+
+
+@admin.register(Tenant)
+class TenantAdmin(TenantAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ("slug", "name", "schema_name", "plan", "is_active", "created_at")
+    list_filter = ("is_active", "plan")
+    search_fields = ("slug", "name", "schema_name")
+    readonly_fields = ("schema_name", "created_at", "updated_at")
+    inlines = [DomainInline]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # Tenants are provisioned (schema clone, owner, key) by the signup page
+        # or `manage.py provision_tenant`, never by a bare row insert.
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(Domain)
+class DomainAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ("domain", "tenant", "is_primary")
+    search_fields = ("domain", "tenant__slug")
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Keys are shown by prefix only; the secret hash is never displayed."""
+
+    list_display = ("prefix", "name", "tenant", "scopes", "expires_at", "revoked_at", "last_used_at")
+    list_filter = ("revoked_at",)
+    search_fields = ("prefix", "name", "tenant__slug")
+    fields = ("tenant", "name", "prefix", "scopes", "allowed_models", "expires_at", "revoked_at",
+              "last_used_at", "created_by", "created_at")
+    readonly_fields = ("tenant", "prefix", "last_used_at", "created_by", "created_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # a key made here could never be shown to anyone

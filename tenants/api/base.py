@@ -1,0 +1,68 @@
+"""The one base for API views over tenant data. It fails closed.
+
+Authentication (API key) and permission (usable key + `required_scope`) are
+fixed here, and `get_queryset` is final: a subclass supplies
+`tenant_queryset()` and the base adds the tenant filter for public-schema
+models. Subclasses that try to override those raise TypeError at import.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from django.db import connection
+from django.db.models import QuerySet
+from rest_framework.viewsets import GenericViewSet
+
+from tenants.authentication import ApiKeyAuthentication
+from tenants.models import ApiKey, Tenant
+from tenants.permissions import HasTenantApiKey
+
+FINAL_ATTRIBUTES = (
+    "get_queryset", "authentication_classes", "permission_classes", "initial", "check_permissions",
+)
+
+
+class TenantScopedViewSet(GenericViewSet):  # type: ignore[type-arg]
+    authentication_classes = (ApiKeyAuthentication,)
+    permission_classes = (HasTenantApiKey,)
+    # Scope the key must carry; "admin" keys carry every scope.
+    required_scope: ClassVar[str | None] = None
+    # Field naming the tenant on public-schema models; None for models in the
+    # tenant's own schema, where the schema itself is the boundary.
+    tenant_field: ClassVar[str | None] = "tenant"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in FINAL_ATTRIBUTES:
+            if name in cls.__dict__:
+                raise TypeError(f"{cls.__name__} must not override {name}: tenant scoping is final")
+
+    @property
+    def tenant(self) -> Tenant:
+        tenant = getattr(self.request._request, "tenant", None)
+        if tenant is None or connection.schema_name != tenant.schema_name:
+            raise RuntimeError("no tenant context: refusing to run a tenant query")
+        return tenant
+
+    @property
+    def api_key(self) -> ApiKey:
+        assert isinstance(self.request.auth, ApiKey)
+        return self.request.auth
+
+    def tenant_queryset(self) -> QuerySet[Any]:
+        raise NotImplementedError
+
+    def get_queryset(self) -> QuerySet[Any]:
+        queryset = self.tenant_queryset()
+        if self.tenant_field is not None:
+            queryset = queryset.filter(**{self.tenant_field: self.tenant})
+        else:
+            self.tenant  # noqa: B018 - asserts the tenant schema is active
+        return queryset
+
+
+def list_envelope(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """OpenAI's list shape."""
+    return {"object": "list", "data": items}
+

@@ -1,0 +1,8 @@
+from rest_framework.routers import SimpleRouter
+
+from tenants.api.views import ApiKeyViewSet
+
+router = SimpleRouter(trailing_slash="/?")
+router.register("keys", ApiKeyViewSet, basename="api-key")
+
+urlpatterns = router.urls

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from tenants.api.base import TenantScopedViewSet, list_envelope
+from tenants.api.serializers import ApiKeySerializer, CreateApiKeySerializer, CreatedApiKeySerializer
+from tenants.models import ApiKey, ApiKeyScope
+from tenants.services import create_api_key, revoke_api_key
+
+ApiKeyList = inline_serializer("ApiKeyList", {
+    "object": serializers.CharField(), "data": ApiKeySerializer(many=True),
+})
+
+
+class ApiKeyViewSet(TenantScopedViewSet):
+    """The tenant's API keys. Only keys with the admin scope may manage keys."""
+
+    required_scope = ApiKeyScope.ADMIN
+    serializer_class = ApiKeySerializer
+    lookup_value_regex = r"[0-9]+"
+
+    def tenant_queryset(self) -> QuerySet[ApiKey]:
+        return ApiKey.objects.all()
+
+    @extend_schema(responses=ApiKeyList)
+    def list(self, request: Request) -> Response:
+        return Response(list_envelope(ApiKeySerializer(self.get_queryset(), many=True).data))
+
+    def retrieve(self, request: Request, pk: str) -> Response:
+        return Response(ApiKeySerializer(self.get_object()).data)
+
+    @extend_schema(request=CreateApiKeySerializer, responses={201: CreatedApiKeySerializer})
+    def create(self, request: Request) -> Response:
+        form = CreateApiKeySerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        issued = create_api_key(self.tenant, created_by=f"key:{self.api_key.prefix}",
+                                **form.validated_data)
+        data: dict[str, Any] = {**ApiKeySerializer(issued.api_key).data, "api_key": issued.secret}
+        return Response(data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses={204: None})
+    def destroy(self, request: Request, pk: str) -> Response:
+        revoke_api_key(self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)

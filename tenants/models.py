@@ -1,0 +1,106 @@
+"""Tenants, their domains and their API keys. All in the public schema."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import datetime
+
+from django.contrib.postgres.fields import ArrayField
+from django.core.validators import RegexValidator
+from django.db import models
+from django.utils import timezone
+from django_tenants.models import DomainMixin, TenantMixin
+
+SLUG_PATTERN = r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$"
+# Slugs that would shadow the platform's own hosts or schemas.
+RESERVED_SLUGS = frozenset({
+    "www", "api", "admin", "app", "static", "media", "mail", "public", "status", "docs",
+    "billing", "stripe", "auth", "login", "signup", "help", "support", "dashboard",
+})
+
+
+class Tenant(TenantMixin):
+    name = models.CharField(max_length=200)
+    slug = models.CharField(
+        max_length=32, unique=True,
+        validators=[RegexValidator(SLUG_PATTERN, "Use 3-32 lowercase letters, digits and hyphens, "
+                                   "starting with a letter.")],
+    )
+    plan = models.ForeignKey("billing.Plan", on_delete=models.PROTECT, related_name="tenants",
+                             null=True, blank=True)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    # Schemas are created by the provisioning service (tenants/services.py),
+    # which clones the template; never drop a schema by deleting a row.
+    auto_create_schema = True
+    auto_drop_schema = False
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class Domain(DomainMixin):
+    class Meta:
+        ordering = ["domain"]
+
+    def __str__(self) -> str:
+        return self.domain
+
+
+class ApiKeyScope(models.TextChoices):
+    ADMIN = "admin", "Admin: manage keys and call every API"
+    INFERENCE = "inference", "Inference: call the /v1 model API"
+    READ = "read", "Read: read usage and resources through /api"
+
+
+class ApiKey(models.Model):
+    """A tenant's API key: a visible prefix plus a secret stored only as a hash.
+
+    The full key reads `aiaas_<prefix>_<secret>`. The secret has 256 bits of
+    entropy, so SHA-256 is as safe as a slow password hash against a leaked
+    table and costs microseconds on every request; it does not depend on
+    SECRET_KEY, so rotating that does not invalidate keys.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, unique=True)
+    secret_hash = models.CharField(max_length=64)
+    scopes = ArrayField(models.CharField(max_length=20, choices=ApiKeyScope.choices), default=list)
+    allowed_models = ArrayField(models.CharField(max_length=200), default=list, blank=True,
+                                help_text="Empty means every model.")
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.CharField(max_length=254, blank=True, help_text="Who created it: a user's email or `key:<prefix>`.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["tenant", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix})"
+
+    @staticmethod
+    def hash_secret(secret: str) -> str:
+        return hashlib.sha256(secret.encode()).hexdigest()
+
+    def secret_matches(self, secret: str) -> bool:
+        return hmac.compare_digest(self.secret_hash, self.hash_secret(secret))
+
+    def is_usable(self, now: datetime | None = None) -> bool:
+        moment = now or timezone.now()
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > moment)
+
+    def has_scope(self, scope: str) -> bool:
+        return ApiKeyScope.ADMIN in self.scopes or scope in self.scopes
+
+    def allows_model(self, model: str) -> bool:
+        return not self.allowed_models or model in self.allowed_models

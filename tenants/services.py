@@ -1,0 +1,195 @@
+"""Writes for tenants and API keys: provisioning, key issue and revocation."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import string
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.management import call_command
+from django.db import connection, transaction
+from django.utils import timezone
+from django_tenants.utils import schema_exists, tenant_context
+
+from accounts.models import Role, User
+from billing.models import Plan
+from tenants.models import RESERVED_SLUGS, SLUG_PATTERN, ApiKey, ApiKeyScope, Domain, Tenant
+
+API_KEY_PREFIX_LENGTH = 12
+_ALPHABET = string.ascii_letters + string.digits
+
+
+class ProvisioningError(Exception):
+    """A tenant could not be provisioned; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class IssuedApiKey:
+    api_key: ApiKey
+    secret: str  # the full key, shown once and never stored
+
+
+@dataclass(frozen=True)
+class ProvisionedTenant:
+    tenant: Tenant
+    domain: Domain
+    owner: User
+    owner_password: str | None  # only when generated here
+    issued_key: IssuedApiKey
+
+    def as_json(self) -> dict[str, str]:
+        data = {
+            "tenant": self.tenant.slug,
+            "schema": self.tenant.schema_name,
+            "domain": self.domain.domain,
+            "owner_email": self.owner.email,
+            "api_key": self.issued_key.secret,
+        }
+        if self.owner_password is not None:
+            data["owner_password"] = self.owner_password
+        return data
+
+
+def tenant_domain_name(slug: str) -> str:
+    return f"{slug}.{settings.BASE_DOMAIN}"
+
+
+def schema_name_for(slug: str) -> str:
+    return "t_" + slug.replace("-", "_")
+
+
+def validate_slug(slug: str) -> None:
+    """Raise ProvisioningError unless `slug` is well-formed, allowed and free."""
+    if not re.fullmatch(SLUG_PATTERN, slug) or "--" in slug:
+        raise ProvisioningError(
+            f"invalid slug {slug!r}: use 3-32 lowercase letters, digits and single hyphens, "
+            "starting with a letter and not ending with a hyphen"
+        )
+    if slug in RESERVED_SLUGS:
+        raise ProvisioningError(f"slug {slug!r} is reserved")
+    if (Tenant.objects.filter(slug=slug).exists()
+            or Domain.objects.filter(domain=tenant_domain_name(slug)).exists()
+            or schema_exists(schema_name_for(slug))):
+        raise ProvisioningError(f"slug {slug!r} is taken")
+
+
+def ensure_template_schema(verbosity: int = 0) -> None:
+    """Create and migrate the schema new tenants are cloned from (idempotent)."""
+    template = settings.TENANT_BASE_SCHEMA
+    if not schema_exists(template):
+        with connection.cursor() as cursor:
+            cursor.execute(f'CREATE SCHEMA "{template}"')
+    call_command("migrate_schemas", tenant=True, schema_name=template,
+                 interactive=False, verbosity=verbosity)
+
+
+def ensure_public_tenant() -> Tenant:
+    """The public tenant and the apex domain (idempotent)."""
+    tenant, _ = Tenant.objects.get_or_create(
+        schema_name=settings.PUBLIC_SCHEMA_NAME,
+        defaults={"name": "Public", "slug": "public"},
+    )
+    Domain.objects.get_or_create(domain=settings.BASE_DOMAIN,
+                                 defaults={"tenant": tenant, "is_primary": True})
+    return tenant
+
+
+def resolve_plan(plan_slug: str | None) -> Plan | None:
+    if plan_slug is None:
+        return Plan.objects.filter(is_default=True).first()
+    try:
+        return Plan.objects.get(slug=plan_slug)
+    except Plan.DoesNotExist:
+        known = ", ".join(Plan.objects.values_list("slug", flat=True)) or "none"
+        raise ProvisioningError(f"unknown plan {plan_slug!r} (known: {known})") from None
+
+
+def provision_tenant(
+    *, slug: str, name: str, owner_email: str, plan_slug: str | None = None,
+    owner_password: str | None = None,
+) -> ProvisionedTenant:
+    """Create a tenant: its schema (cloned from the template), domain, owner and an admin key.
+
+    The owner's password is validated before anything is written. If any step
+    after the schema exists fails, the tenant row and its schema are removed,
+    so a failed signup leaves nothing behind and the slug stays free.
+    """
+    slug = slug.strip().lower()
+    name = name.strip()
+    if not name:
+        raise ProvisioningError("name must not be empty")
+    validate_slug(slug)
+    plan = resolve_plan(plan_slug)
+    generated_password = None
+    if owner_password is None:
+        generated_password = owner_password = secrets.token_urlsafe(18)
+    validate_owner(owner_email, owner_password)
+
+    tenant = Tenant(schema_name=schema_name_for(slug), slug=slug, name=name, plan=plan)
+    tenant.save(verbosity=0)  # clones the template schema (TENANT_BASE_SCHEMA)
+    try:
+        with transaction.atomic():
+            domain = Domain.objects.create(domain=tenant_domain_name(slug), tenant=tenant, is_primary=True)
+            with tenant_context(tenant):
+                owner = User.objects.create_user(owner_email, owner_password, role=Role.OWNER)
+            issued = create_api_key(tenant, name="Default admin key", scopes=[ApiKeyScope.ADMIN],
+                                    created_by=owner.email)
+    except Exception:
+        tenant.delete(force_drop=True)
+        raise
+    return ProvisionedTenant(tenant, domain, owner, generated_password, issued)
+
+
+def validate_owner(email: str, password: str) -> None:
+    from django.contrib.auth.password_validation import validate_password
+    from django.core.validators import validate_email
+
+    try:
+        validate_email(email)
+    except ValidationError:
+        raise ProvisioningError(f"invalid owner email {email!r}") from None
+    try:
+        validate_password(password, User(email=email))
+    except ValidationError as error:
+        raise ProvisioningError("owner password: " + " ".join(error.messages)) from None
+
+
+def generate_api_key_secret() -> tuple[str, str, str]:
+    """Return (prefix, secret, full key); the full key is `aiaas_<prefix>_<secret>`."""
+    prefix = "".join(secrets.choice(_ALPHABET) for _ in range(API_KEY_PREFIX_LENGTH))
+    secret = secrets.token_urlsafe(32)
+    return prefix, secret, f"aiaas_{prefix}_{secret}"
+
+
+def create_api_key(
+    tenant: Tenant, *, name: str, scopes: list[str], expires_at: datetime | None = None,
+    allowed_models: list[str] | None = None, created_by: str = "",
+) -> IssuedApiKey:
+    prefix, secret, full_key = generate_api_key_secret()
+    api_key = ApiKey.objects.create(
+        tenant=tenant, name=name, prefix=prefix, secret_hash=ApiKey.hash_secret(secret),
+        scopes=sorted(set(scopes)), expires_at=expires_at, allowed_models=allowed_models or [],
+        created_by=created_by,
+    )
+    return IssuedApiKey(api_key=api_key, secret=full_key)
+
+
+def revoke_api_key(api_key: ApiKey) -> bool:
+    """Revoke once; returns False if it was already revoked."""
+    now = timezone.now()
+    updated = ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=now)
+    if updated:
+        api_key.revoked_at = now
+    return bool(updated)
+
+
+def record_api_key_use(api_key: ApiKey) -> None:
+    """Refresh last_used_at at most once a minute per key, not once per request."""
+    from django.core.cache import cache
+
+    if cache.add(f"api-key-used:{api_key.pk}", 1, timeout=60):
+        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=timezone.now())
