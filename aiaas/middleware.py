@@ -4,13 +4,13 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
-from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.urls import set_urlconf
 from django_tenants.middleware.main import TenantMainMiddleware
 from django_tenants.utils import remove_www
 
 from aiaas.health import readiness
+from tenants.context import activate_public_schema, activate_tenant
 from tenants.selectors import tenant_for_host
 
 
@@ -27,8 +27,9 @@ class HealthCheckMiddleware:
         if request.path == "/readyz":
             checks = readiness()
             ready = all(state == "ok" for state in checks.values())
-            return JsonResponse({"status": "ok" if ready else "unavailable", "checks": checks},
-                                status=200 if ready else 503)
+            return JsonResponse(
+                {"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503
+            )
         return self.get_response(request)
 
 
@@ -43,21 +44,21 @@ class TenantRoutingMiddleware(TenantMainMiddleware):
     """
 
     def process_request(self, request: HttpRequest) -> HttpResponse | None:
-        connection.set_schema_to_public()
+        activate_public_schema()
         try:
             hostname = remove_www(request.get_host().split(":")[0])
         except DisallowedHost:
             return JsonResponse({"error": "unknown host"}, status=400)
         if request.path_info.startswith(settings.API_PATH_PREFIXES):
             request.tenant = None  # type: ignore[attr-defined]
-            request.urlconf = settings.API_URLCONF
-            set_urlconf(request.urlconf)
+            request.urlconf = settings.API_URLCONF  # type: ignore[attr-defined]
+            set_urlconf(settings.API_URLCONF)
             return None
         tenant = tenant_for_host(hostname)
         if tenant is None:
             raise Http404(f"No tenant for hostname {hostname!r}")
         tenant.domain_url = hostname
         request.tenant = tenant  # type: ignore[attr-defined]
-        connection.set_tenant(tenant)
-        self.setup_url_routing(request)
+        activate_tenant(tenant)
+        self.setup_url_routing(request)  # type: ignore[no-untyped-call]
         return None

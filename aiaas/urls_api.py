@@ -8,8 +8,11 @@ from aiaas.api_errors import json_error_view
 
 urlpatterns = [
     path("api/v1/", include("tenants.api.urls")),
-    path("api/schema/", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),
-         name="openapi-schema"),
+    path(
+        "api/schema/",
+        SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),
+        name="openapi-schema",
+    ),
 ]
 
 handler400 = json_error_view(400, "The request could not be read.", "bad_request")

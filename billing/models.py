@@ -16,8 +16,9 @@ class Plan(models.Model):
     class Meta:
         ordering = ["slug"]
         constraints = [
-            models.UniqueConstraint(fields=["is_default"], condition=models.Q(is_default=True),
-                                    name="billing_plan_single_default"),
+            models.UniqueConstraint(
+                fields=["is_default"], condition=models.Q(is_default=True), name="billing_plan_single_default"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -13,7 +13,7 @@ class DomainInline(admin.TabularInline):  # type: ignore[type-arg]
 
 
 @admin.register(Tenant)
-class TenantAdmin(TenantAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+class TenantAdmin(TenantAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg,misc]
     list_display = ("slug", "name", "schema_name", "plan", "is_active", "created_at")
     list_filter = ("is_active", "plan")
     search_fields = ("slug", "name", "schema_name")
@@ -42,8 +42,18 @@ class ApiKeyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ("prefix", "name", "tenant", "scopes", "expires_at", "revoked_at", "last_used_at")
     list_filter = ("revoked_at",)
     search_fields = ("prefix", "name", "tenant__slug")
-    fields = ("tenant", "name", "prefix", "scopes", "allowed_models", "expires_at", "revoked_at",
-              "last_used_at", "created_by", "created_at")
+    fields = (
+        "tenant",
+        "name",
+        "prefix",
+        "scopes",
+        "allowed_models",
+        "expires_at",
+        "revoked_at",
+        "last_used_at",
+        "created_by",
+        "created_at",
+    )
     readonly_fields = ("tenant", "prefix", "last_used_at", "created_by", "created_at")
 
     def has_add_permission(self, request: HttpRequest) -> bool:

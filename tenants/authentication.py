@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from django.db import connection
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.request import Request
 
+from tenants.context import activate_tenant
 from tenants.models import ApiKey
 from tenants.selectors import find_usable_api_key
 from tenants.services import record_api_key_use
@@ -18,8 +18,10 @@ class InvalidApiKey(exceptions.AuthenticationFailed):
 
 
 class MissingApiKey(exceptions.NotAuthenticated):
-    default_detail = ("You didn't provide an API key. Send it in the Authorization header "
-                      "as 'Authorization: Bearer YOUR_KEY'.")
+    default_detail = (
+        "You didn't provide an API key. Send it in the Authorization header "
+        "as 'Authorization: Bearer YOUR_KEY'."
+    )
     default_code = "missing_api_key"
 
 
@@ -50,7 +52,7 @@ class ApiKeyAuthentication(BaseAuthentication):
         api_key = find_usable_api_key(raw_key)
         if api_key is None:
             raise InvalidApiKey()
-        connection.set_tenant(api_key.tenant)
+        activate_tenant(api_key.tenant)
         request._request.tenant = api_key.tenant  # type: ignore[attr-defined]
         record_api_key_use(api_key)
         return None, api_key

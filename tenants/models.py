@@ -14,21 +14,44 @@ from django_tenants.models import DomainMixin, TenantMixin
 
 SLUG_PATTERN = r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$"
 # Slugs that would shadow the platform's own hosts or schemas.
-RESERVED_SLUGS = frozenset({
-    "www", "api", "admin", "app", "static", "media", "mail", "public", "status", "docs",
-    "billing", "stripe", "auth", "login", "signup", "help", "support", "dashboard",
-})
+RESERVED_SLUGS = frozenset(
+    {
+        "www",
+        "api",
+        "admin",
+        "app",
+        "static",
+        "media",
+        "mail",
+        "public",
+        "status",
+        "docs",
+        "billing",
+        "stripe",
+        "auth",
+        "login",
+        "signup",
+        "help",
+        "support",
+        "dashboard",
+    }
+)
 
 
 class Tenant(TenantMixin):
     name = models.CharField(max_length=200)
     slug = models.CharField(
-        max_length=32, unique=True,
-        validators=[RegexValidator(SLUG_PATTERN, "Use 3-32 lowercase letters, digits and hyphens, "
-                                   "starting with a letter.")],
+        max_length=32,
+        unique=True,
+        validators=[
+            RegexValidator(
+                SLUG_PATTERN, "Use 3-32 lowercase letters, digits and hyphens, starting with a letter."
+            )
+        ],
     )
-    plan = models.ForeignKey("billing.Plan", on_delete=models.PROTECT, related_name="tenants",
-                             null=True, blank=True)
+    plan = models.ForeignKey(
+        "billing.Plan", on_delete=models.PROTECT, related_name="tenants", null=True, blank=True
+    )
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
@@ -73,12 +96,15 @@ class ApiKey(models.Model):
     prefix = models.CharField(max_length=16, unique=True)
     secret_hash = models.CharField(max_length=64)
     scopes = ArrayField(models.CharField(max_length=20, choices=ApiKeyScope.choices), default=list)
-    allowed_models = ArrayField(models.CharField(max_length=200), default=list, blank=True,
-                                help_text="Empty means every model.")
+    allowed_models = ArrayField(
+        models.CharField(max_length=200), default=list, blank=True, help_text="Empty means every model."
+    )
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
-    created_by = models.CharField(max_length=254, blank=True, help_text="Who created it: a user's email or `key:<prefix>`.")
+    created_by = models.CharField(
+        max_length=254, blank=True, help_text="Who created it: a user's email or `key:<prefix>`."
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -20,8 +20,9 @@ def find_usable_api_key(raw_key: str) -> ApiKey | None:
     match = API_KEY_PATTERN.fullmatch(raw_key.strip())
     if match is None:
         return None
-    api_key = (ApiKey.objects.select_related("tenant")
-               .filter(prefix=match["prefix"], tenant__is_active=True).first())
+    api_key = (
+        ApiKey.objects.select_related("tenant").filter(prefix=match["prefix"], tenant__is_active=True).first()
+    )
     if api_key is None or not api_key.secret_matches(match["secret"]) or not api_key.is_usable():
         return None
     return api_key
@@ -34,6 +35,5 @@ def api_keys_of(tenant: Tenant) -> QuerySet[ApiKey]:
 def tenant_for_host(hostname: str) -> Tenant | None:
     from tenants.models import Domain
 
-    domain = (Domain.objects.select_related("tenant")
-              .filter(domain=hostname, tenant__is_active=True).first())
+    domain = Domain.objects.select_related("tenant").filter(domain=hostname, tenant__is_active=True).first()
     return domain.tenant if domain else None

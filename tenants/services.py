@@ -71,9 +71,11 @@ def validate_slug(slug: str) -> None:
         )
     if slug in RESERVED_SLUGS:
         raise ProvisioningError(f"slug {slug!r} is reserved")
-    if (Tenant.objects.filter(slug=slug).exists()
-            or Domain.objects.filter(domain=tenant_domain_name(slug)).exists()
-            or schema_exists(schema_name_for(slug))):
+    if (
+        Tenant.objects.filter(slug=slug).exists()
+        or Domain.objects.filter(domain=tenant_domain_name(slug)).exists()
+        or schema_exists(schema_name_for(slug))
+    ):
         raise ProvisioningError(f"slug {slug!r} is taken")
 
 
@@ -83,8 +85,7 @@ def ensure_template_schema(verbosity: int = 0) -> None:
     if not schema_exists(template):
         with connection.cursor() as cursor:
             cursor.execute(f'CREATE SCHEMA "{template}"')
-    call_command("migrate_schemas", tenant=True, schema_name=template,
-                 interactive=False, verbosity=verbosity)
+    call_command("migrate_schemas", tenant=True, schema_name=template, interactive=False, verbosity=verbosity)
 
 
 def ensure_public_tenant() -> Tenant:
@@ -93,8 +94,7 @@ def ensure_public_tenant() -> Tenant:
         schema_name=settings.PUBLIC_SCHEMA_NAME,
         defaults={"name": "Public", "slug": "public"},
     )
-    Domain.objects.get_or_create(domain=settings.BASE_DOMAIN,
-                                 defaults={"tenant": tenant, "is_primary": True})
+    Domain.objects.get_or_create(domain=settings.BASE_DOMAIN, defaults={"tenant": tenant, "is_primary": True})
     return tenant
 
 
@@ -109,7 +109,11 @@ def resolve_plan(plan_slug: str | None) -> Plan | None:
 
 
 def provision_tenant(
-    *, slug: str, name: str, owner_email: str, plan_slug: str | None = None,
+    *,
+    slug: str,
+    name: str,
+    owner_email: str,
+    plan_slug: str | None = None,
     owner_password: str | None = None,
 ) -> ProvisionedTenant:
     """Create a tenant: its schema (cloned from the template), domain, owner and an admin key.
@@ -130,16 +134,17 @@ def provision_tenant(
     validate_owner(owner_email, owner_password)
 
     tenant = Tenant(schema_name=schema_name_for(slug), slug=slug, name=name, plan=plan)
-    tenant.save(verbosity=0)  # clones the template schema (TENANT_BASE_SCHEMA)
+    tenant.save(verbosity=0)  # type: ignore[no-untyped-call]  # clones the template schema (TENANT_BASE_SCHEMA)
     try:
         with transaction.atomic():
             domain = Domain.objects.create(domain=tenant_domain_name(slug), tenant=tenant, is_primary=True)
             with tenant_context(tenant):
                 owner = User.objects.create_user(owner_email, owner_password, role=Role.OWNER)
-            issued = create_api_key(tenant, name="Default admin key", scopes=[ApiKeyScope.ADMIN],
-                                    created_by=owner.email)
+            issued = create_api_key(
+                tenant, name="Default admin key", scopes=[ApiKeyScope.ADMIN], created_by=owner.email
+            )
     except Exception:
-        tenant.delete(force_drop=True)
+        tenant.delete(force_drop=True)  # type: ignore[no-untyped-call]
         raise
     return ProvisionedTenant(tenant, domain, owner, generated_password, issued)
 
@@ -166,13 +171,23 @@ def generate_api_key_secret() -> tuple[str, str, str]:
 
 
 def create_api_key(
-    tenant: Tenant, *, name: str, scopes: list[str], expires_at: datetime | None = None,
-    allowed_models: list[str] | None = None, created_by: str = "",
+    tenant: Tenant,
+    *,
+    name: str,
+    scopes: list[str],
+    expires_at: datetime | None = None,
+    allowed_models: list[str] | None = None,
+    created_by: str = "",
 ) -> IssuedApiKey:
     prefix, secret, full_key = generate_api_key_secret()
     api_key = ApiKey.objects.create(
-        tenant=tenant, name=name, prefix=prefix, secret_hash=ApiKey.hash_secret(secret),
-        scopes=sorted(set(scopes)), expires_at=expires_at, allowed_models=allowed_models or [],
+        tenant=tenant,
+        name=name,
+        prefix=prefix,
+        secret_hash=ApiKey.hash_secret(secret),
+        scopes=sorted(set(scopes)),
+        expires_at=expires_at,
+        allowed_models=allowed_models or [],
         created_by=created_by,
     )
     return IssuedApiKey(api_key=api_key, secret=full_key)

@@ -64,6 +64,7 @@ class Operation:
 
 def api_operations() -> Iterator[tuple[str, str]]:
     """Every (url name, HTTP method) the API URLConf serves."""
+
     def walk(patterns: list[URLPattern | URLResolver]) -> Iterator[URLPattern]:
         for pattern in patterns:
             if isinstance(pattern, URLResolver):
@@ -100,8 +101,13 @@ def unusable_keys(tenant: TenantFixture) -> dict[str, str]:
     expired.api_key.expires_at = timezone.now() - timedelta(seconds=1)
     expired.api_key.save(update_fields=["expires_at"])
     wrong_secret = tenant.admin_key[:-4] + ("AAAA" if not tenant.admin_key.endswith("AAAA") else "BBBB")
-    return {"revoked": revoked.secret, "expired": expired.secret, "wrong secret": wrong_secret,
-            "malformed": "not-a-key", "empty bearer": ""}
+    return {
+        "revoked": revoked.secret,
+        "expired": expired.secret,
+        "wrong secret": wrong_secret,
+        "malformed": "not-a-key",
+        "empty bearer": "",
+    }
 
 
 def assert_refuses_unusable_keys(operation: Operation, tenant: TenantFixture) -> None:

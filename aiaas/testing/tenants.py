@@ -48,5 +48,11 @@ class TenantFixture:
 
 
 def make_test_tenant(slug: str) -> TenantFixture:
-    return TenantFixture(provision_tenant(slug=slug, name=f"{slug.title()} Corp",
-                                       owner_email=f"owner@{slug}.example", owner_password=TEST_PASSWORD))
+    return TenantFixture(
+        provision_tenant(
+            slug=slug,
+            name=f"{slug.title()} Corp",
+            owner_email=f"owner@{slug}.example",
+            owner_password=TEST_PASSWORD,
+        )
+    )

@@ -35,7 +35,9 @@ def test_every_api_operation_has_a_row() -> None:
 
 
 @pytest.mark.parametrize("operation", OPERATIONS, ids=lambda operation: operation.id)
-def test_it_refuses_missing_revoked_expired_and_malformed_keys(operation: Operation, tenant: TenantFixture) -> None:
+def test_it_refuses_missing_revoked_expired_and_malformed_keys(
+    operation: Operation, tenant: TenantFixture
+) -> None:
     assert_refuses_unusable_keys(operation, tenant)
 
 

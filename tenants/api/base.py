@@ -8,18 +8,23 @@ models. Subclasses that try to override those raise TypeError at import.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
-from django.db import connection
 from django.db.models import QuerySet
 from rest_framework.viewsets import GenericViewSet
 
 from tenants.authentication import ApiKeyAuthentication
+from tenants.context import current_schema_name
 from tenants.models import ApiKey, Tenant
 from tenants.permissions import HasTenantApiKey
 
 FINAL_ATTRIBUTES = (
-    "get_queryset", "authentication_classes", "permission_classes", "initial", "check_permissions",
+    "get_queryset",
+    "authentication_classes",
+    "permission_classes",
+    "initial",
+    "check_permissions",
 )
 
 
@@ -41,7 +46,7 @@ class TenantScopedViewSet(GenericViewSet):  # type: ignore[type-arg]
     @property
     def tenant(self) -> Tenant:
         tenant = getattr(self.request._request, "tenant", None)
-        if tenant is None or connection.schema_name != tenant.schema_name:
+        if not isinstance(tenant, Tenant) or current_schema_name() != tenant.schema_name:
             raise RuntimeError("no tenant context: refusing to run a tenant query")
         return tenant
 
@@ -62,7 +67,6 @@ class TenantScopedViewSet(GenericViewSet):  # type: ignore[type-arg]
         return queryset
 
 
-def list_envelope(items: list[dict[str, Any]]) -> dict[str, Any]:
+def list_envelope(items: Iterable[Any]) -> dict[str, Any]:
     """OpenAI's list shape."""
-    return {"object": "list", "data": items}
-
+    return {"object": "list", "data": list(items)}

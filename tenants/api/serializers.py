@@ -13,8 +13,19 @@ class ApiKeySerializer(serializers.ModelSerializer[ApiKey]):
 
     class Meta:
         model = ApiKey
-        fields = ["object", "id", "name", "prefix", "scopes", "allowed_models", "expires_at",
-                  "revoked_at", "last_used_at", "created_at", "created_by"]
+        fields = [
+            "object",
+            "id",
+            "name",
+            "prefix",
+            "scopes",
+            "allowed_models",
+            "expires_at",
+            "revoked_at",
+            "last_used_at",
+            "created_at",
+            "created_by",
+        ]
         read_only_fields = fields
 
     def get_object(self, api_key: ApiKey) -> str:
@@ -24,11 +35,15 @@ class ApiKeySerializer(serializers.ModelSerializer[ApiKey]):
 class CreateApiKeySerializer(serializers.Serializer[Any]):
     name = serializers.CharField(max_length=100)
     scopes = serializers.ListField(
-        child=serializers.ChoiceField(choices=ApiKeyScope.choices), min_length=1, max_length=3,
+        child=serializers.ChoiceField(choices=ApiKeyScope.choices),
+        min_length=1,
+        max_length=3,
         default=lambda: [ApiKeyScope.INFERENCE],
     )
     allowed_models = serializers.ListField(
-        child=serializers.CharField(max_length=200), max_length=100, default=list,
+        child=serializers.CharField(max_length=200),
+        max_length=100,
+        default=list,
     )
     expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
 

@@ -13,9 +13,13 @@ from tenants.api.serializers import ApiKeySerializer, CreateApiKeySerializer, Cr
 from tenants.models import ApiKey, ApiKeyScope
 from tenants.services import create_api_key, revoke_api_key
 
-ApiKeyList = inline_serializer("ApiKeyList", {
-    "object": serializers.CharField(), "data": ApiKeySerializer(many=True),
-})
+ApiKeyList = inline_serializer(
+    "ApiKeyList",
+    {
+        "object": serializers.CharField(),
+        "data": ApiKeySerializer(many=True),
+    },
+)
 
 
 class ApiKeyViewSet(TenantScopedViewSet):
@@ -39,8 +43,7 @@ class ApiKeyViewSet(TenantScopedViewSet):
     def create(self, request: Request) -> Response:
         form = CreateApiKeySerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        issued = create_api_key(self.tenant, created_by=f"key:{self.api_key.prefix}",
-                                **form.validated_data)
+        issued = create_api_key(self.tenant, created_by=f"key:{self.api_key.prefix}", **form.validated_data)
         data: dict[str, Any] = {**ApiKeySerializer(issued.api_key).data, "api_key": issued.secret}
         return Response(data, status=status.HTTP_201_CREATED)
 

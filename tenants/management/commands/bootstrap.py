@@ -16,8 +16,10 @@ DEMO_OWNER_EMAIL = "owner@acme.example"
 
 
 class Command(BaseCommand):
-    help = ("Migrate the public schema, the tenant template and every tenant; create the public "
-            "tenant; with --demo, seed the demo tenant. Safe to run again.")
+    help = (
+        "Migrate the public schema, the tenant template and every tenant; create the public "
+        "tenant; with --demo, seed the demo tenant. Safe to run again."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--demo", action="store_true", help="Seed the demo tenant and print its logins.")
@@ -50,7 +52,11 @@ class Command(BaseCommand):
         port = os.environ.get("PORT", "8000")
         self.stdout.write(self.style.SUCCESS("Demo tenant ready"))
         self.stdout.write(f"  dashboard: http://{data.get('domain', '')}:{port}/")
-        for label, key in (("login", "owner_email"), ("password", "owner_password"), ("API key", "api_key"),
-                           ("note", "note")):
+        for label, key in (
+            ("login", "owner_email"),
+            ("password", "owner_password"),
+            ("API key", "api_key"),
+            ("note", "note"),
+        ):
             if key in data:
                 self.stdout.write(f"  {label}: {data[key]}")

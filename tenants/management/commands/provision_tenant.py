@@ -22,8 +22,11 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             provisioned = provision_tenant(
-                slug=options["slug"], name=options["name"], owner_email=options["owner_email"],
-                plan_slug=options["plan"], owner_password=options["owner_password"],
+                slug=options["slug"],
+                name=options["name"],
+                owner_email=options["owner_email"],
+                plan_slug=options["plan"],
+                owner_password=options["owner_password"],
             )
         except ProvisioningError as error:
             raise CommandError(str(error)) from None
