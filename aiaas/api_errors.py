@@ -34,6 +34,8 @@ def first_validation_error(detail: Any, path: str = "") -> tuple[str, str | None
     """(message, param, code) of the first error in a nested DRF ValidationError detail."""
     if isinstance(detail, dict):
         key, value = next(iter(detail.items()))
+        if isinstance(key, int):  # a list element, as ListField reports it
+            return first_validation_error(value, f"{path}[{key}]")
         field = "" if key == "non_field_errors" else str(key)
         return first_validation_error(value, f"{path}.{field}".strip(".") if field else path)
     if isinstance(detail, list) and detail:

@@ -2,7 +2,8 @@ from rest_framework.routers import SimpleRouter
 
 from tenants.api.views import ApiKeyViewSet
 
-router = SimpleRouter(trailing_slash="/?")  # type: ignore[arg-type]  # both spellings
+router = SimpleRouter()
+router.trailing_slash = "/?"  # /keys and /keys/ both; API clients should not get redirects
 router.register("keys", ApiKeyViewSet, basename="api-key")
 
 urlpatterns = router.urls

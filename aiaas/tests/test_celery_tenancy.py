@@ -1,0 +1,52 @@
+"""Celery carries the tenant: a task runs in the schema it was sent from."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from celery.contrib.testing.worker import start_worker
+from django_tenants.utils import tenant_context
+
+from accounts.models import User
+from aiaas.celery import MissingTenantContextError, app, tenant_task
+from aiaas.testing.tenants import TenantFixture
+from tenants.context import current_schema_name
+
+
+@tenant_task(name="tests.emails_in_current_schema")
+def emails_in_current_schema() -> dict[str, object]:
+    return {"schema": current_schema_name(), "emails": sorted(User.objects.values_list("email", flat=True))}
+
+
+@pytest.fixture(scope="module")
+def celery_worker(django_db_setup: object, django_db_blocker: object) -> Iterator[None]:
+    with (
+        django_db_blocker.unblock(),
+        start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10),
+    ):  # type: ignore[attr-defined]
+        yield
+
+
+def test_a_task_runs_in_the_schema_it_was_sent_from(
+    celery_worker: None, tenant: TenantFixture, other_tenant: TenantFixture
+) -> None:
+    with tenant_context(tenant.tenant):
+        alpha = emails_in_current_schema.delay()
+    with tenant_context(other_tenant.tenant):
+        beta = emails_in_current_schema.delay()
+
+    assert alpha.get(timeout=20) == {"schema": tenant.tenant.schema_name, "emails": [tenant.owner_email]}
+    assert beta.get(timeout=20) == {
+        "schema": other_tenant.tenant.schema_name,
+        "emails": [other_tenant.owner_email],
+    }
+
+
+def test_a_tenant_task_sent_without_a_tenant_fails_instead_of_using_public(
+    celery_worker: None, db: None
+) -> None:
+    result = emails_in_current_schema.delay()
+
+    with pytest.raises(MissingTenantContextError):
+        result.get(timeout=20)
