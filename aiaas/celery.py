@@ -26,7 +26,7 @@ class MissingTenantContextError(RuntimeError):
     """A tenant task was sent, or is running, without a tenant schema."""
 
 
-class TenantScopedTask(TenantTask):  # type: ignore[misc]
+class TenantScopedTask(TenantTask):
     abstract = True
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

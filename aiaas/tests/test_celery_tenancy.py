@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 from celery.contrib.testing.worker import start_worker
 from django_tenants.utils import tenant_context
+from pytest_django import DjangoDbBlocker
 
 from accounts.models import User
 from aiaas.celery import MissingTenantContextError, app, tenant_task
@@ -20,11 +21,12 @@ def emails_in_current_schema() -> dict[str, object]:
 
 
 @pytest.fixture(scope="module")
-def celery_worker(django_db_setup: object, django_db_blocker: object) -> Iterator[None]:
+def celery_worker(django_db_setup: object, django_db_blocker: DjangoDbBlocker) -> Iterator[None]:
+    """A real worker thread consuming from the real Redis broker."""
     with (
         django_db_blocker.unblock(),
         start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10),
-    ):  # type: ignore[attr-defined]
+    ):
         yield
 
 
