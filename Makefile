@@ -6,9 +6,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK := $(PY) -m aiaas.launcher
 
-.PHONY: run test check lint typecheck migrations-check pytest bench-provisioning clean
+.PHONY: run test check lint typecheck migrations-check pytest openapi bench-provisioning clean
 
-$(VENV)/.installed: requirements/base.txt requirements/dev.txt requirements/lock.txt
+$(VENV)/.installed: requirements/base.txt requirements/embedded.txt requirements/dev.txt requirements/lock.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/dev.txt -c requirements/lock.txt
 	touch $@
@@ -35,8 +35,15 @@ migrations-check:
 pytest:
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
+# Regenerate the committed OpenAPI document (a test fails when it is stale).
+openapi: $(VENV)/.installed
+	$(STACK) exec -- $(PY) manage.py spectacular --urlconf aiaas.urls_api --validate --fail-on-warn \
+		--file docs/openapi.yaml
+
 bench-provisioning: $(VENV)/.installed
 	$(STACK) exec -- $(PY) bench/provisioning.py --count 20
 
+# Stops nothing: stop `make run` first (servers still running on deleted files
+# would linger).
 clean:
 	rm -rf .data

@@ -3,6 +3,7 @@ tenants (`alpha`, the tenant under test, and `beta`, the outsider) built once.""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,6 +13,15 @@ from rest_framework.test import APIClient
 from aiaas.testing.tenants import TenantFixture, make_test_tenant
 from tenants.context import activate_public_schema
 from tenants.services import ensure_public_tenant, ensure_template_schema
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: None) -> None:
+    """One test database per run, so concurrent runs on one server never drop each other's."""
+    from django.conf import settings
+
+    test_settings = settings.DATABASES["default"].setdefault("TEST", {})
+    test_settings["NAME"] = f"test_{settings.DATABASES['default']['NAME']}_{os.getpid()}"
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 import string
@@ -88,6 +89,32 @@ def ensure_template_schema(verbosity: int = 0) -> None:
     call_command("migrate_schemas", tenant=True, schema_name=template, interactive=False, verbosity=verbosity)
 
 
+@functools.cache
+def known_migrations() -> frozenset[tuple[str, str]]:
+    """Every migration in the code (django-tenants records all apps in every schema)."""
+    from django.db.migrations.loader import MigrationLoader
+
+    return frozenset(MigrationLoader(None, ignore_no_migrations=True).graph.nodes)
+
+
+def assert_template_is_current() -> None:
+    """Refuse to clone a template that lacks migrations the code has.
+
+    Cloning fakes every known migration as applied, so a stale template would
+    give the new tenant a schema silently missing the newest tables.
+    """
+    template = settings.TENANT_BASE_SCHEMA
+    if not schema_exists(template):
+        raise ProvisioningError("the tenant template schema is missing: run `manage.py bootstrap`")
+    with connection.cursor() as cursor:
+        cursor.execute(f'SELECT app, name FROM "{template}".django_migrations')  # noqa: S608 - a setting
+        applied = set(cursor.fetchall())
+    if not known_migrations() <= applied:
+        raise ProvisioningError(
+            "the tenant template is behind the code's migrations: run `manage.py bootstrap`"
+        )
+
+
 def ensure_public_tenant() -> Tenant:
     """The public tenant and the apex domain (idempotent)."""
     tenant, _ = Tenant.objects.get_or_create(
@@ -132,6 +159,7 @@ def provision_tenant(
     if owner_password is None:
         generated_password = owner_password = secrets.token_urlsafe(18)
     validate_owner(owner_email, owner_password)
+    assert_template_is_current()
 
     tenant = Tenant(schema_name=schema_name_for(slug), slug=slug, name=name, plan=plan)
     tenant.save(verbosity=0)  # type: ignore[no-untyped-call]  # clones the template schema (TENANT_BASE_SCHEMA)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -22,7 +23,9 @@ def emails_in_current_schema() -> dict[str, object]:
 
 @pytest.fixture(scope="module")
 def celery_worker(django_db_setup: object, django_db_blocker: DjangoDbBlocker) -> Iterator[None]:
-    """A real worker thread consuming from the real Redis broker."""
+    """A real worker thread consuming from the real Redis broker, on a queue of
+    this run's own, so a `make run` worker on the same Redis never takes its tasks."""
+    app.conf.task_default_queue = f"test-{os.getpid()}"
     with (
         django_db_blocker.unblock(),
         start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10),

@@ -8,12 +8,12 @@ models. Subclasses that try to override those raise TypeError at import.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from django.db.models import QuerySet
 from rest_framework.viewsets import GenericViewSet
 
+from tenants.api.pagination import OpenAIListPagination
 from tenants.authentication import ApiKeyAuthentication
 from tenants.context import current_schema_name
 from tenants.models import ApiKey, Tenant
@@ -31,6 +31,7 @@ FINAL_ATTRIBUTES = (
 class TenantScopedViewSet(GenericViewSet):  # type: ignore[type-arg]
     authentication_classes = (ApiKeyAuthentication,)
     permission_classes = (HasTenantApiKey,)
+    pagination_class = OpenAIListPagination
     # Scope the key must carry; "admin" keys carry every scope.
     required_scope: ClassVar[str | None] = None
     # Field naming the tenant on public-schema models; None for models in the
@@ -65,8 +66,3 @@ class TenantScopedViewSet(GenericViewSet):  # type: ignore[type-arg]
         else:
             self.tenant  # noqa: B018 - asserts the tenant schema is active
         return queryset
-
-
-def list_envelope(items: Iterable[Any]) -> dict[str, Any]:
-    """OpenAI's list shape."""
-    return {"object": "list", "data": list(items)}

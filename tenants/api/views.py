@@ -3,26 +3,18 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import serializers, status
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from tenants.api.base import TenantScopedViewSet, list_envelope
+from tenants.api.base import TenantScopedViewSet
 from tenants.api.serializers import ApiKeySerializer, CreateApiKeySerializer, CreatedApiKeySerializer
 from tenants.models import ApiKey, ApiKeyScope
 from tenants.services import create_api_key, revoke_api_key
 
-ApiKeyList = inline_serializer(
-    "ApiKeyList",
-    {
-        "object": serializers.CharField(),
-        "data": ApiKeySerializer(many=True),
-    },
-)
 
-
-class ApiKeyViewSet(TenantScopedViewSet):
+class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
     """The tenant's API keys. Only keys with the admin scope may manage keys."""
 
     required_scope = ApiKeyScope.ADMIN
@@ -31,13 +23,6 @@ class ApiKeyViewSet(TenantScopedViewSet):
 
     def tenant_queryset(self) -> QuerySet[ApiKey]:
         return ApiKey.objects.all()
-
-    @extend_schema(responses=ApiKeyList)
-    def list(self, request: Request) -> Response:
-        return Response(list_envelope(ApiKeySerializer(self.get_queryset(), many=True).data))
-
-    def retrieve(self, request: Request, pk: str) -> Response:
-        return Response(ApiKeySerializer(self.get_object()).data)
 
     @extend_schema(request=CreateApiKeySerializer, responses={201: CreatedApiKeySerializer})
     def create(self, request: Request) -> Response:

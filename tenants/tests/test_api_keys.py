@@ -166,3 +166,27 @@ def test_last_used_is_recorded(api_client: APIClient, tenant: TenantFixture) -> 
     api_key = ApiKey.objects.get(pk=tenant.provisioned.issued_key.api_key.pk)
     assert api_key.last_used_at is not None
     assert timezone.now() - api_key.last_used_at < timedelta(seconds=30)
+
+
+def test_the_list_pages_newest_first_with_limit_and_after(
+    api_client: APIClient, tenant: TenantFixture
+) -> None:
+    for number in range(3):
+        create_api_key(tenant.tenant, name=f"page-{number}", scopes=[ApiKeyScope.READ])
+    all_ids = list(ApiKey.objects.filter(tenant=tenant.tenant).order_by("-id").values_list("id", flat=True))
+
+    first = api_client.get(KEYS_URL, {"limit": 2}).json()
+    rest = api_client.get(KEYS_URL, {"limit": 100, "after": first["last_id"]}).json()
+
+    assert [item["id"] for item in first["data"]] == all_ids[:2]
+    assert (first["first_id"], first["last_id"], first["has_more"]) == (all_ids[0], all_ids[1], True)
+    assert [item["id"] for item in rest["data"]] == all_ids[2:]
+    assert rest["has_more"] is False
+
+
+@pytest.mark.parametrize("query", [{"limit": 0}, {"limit": 101}, {"limit": "ten"}, {"after": "-1"}])
+def test_a_bad_page_parameter_gets_a_400(api_client: APIClient, query: dict[str, object]) -> None:
+    response = api_client.get(KEYS_URL, query)
+
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == next(iter(query))

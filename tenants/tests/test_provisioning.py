@@ -138,3 +138,16 @@ def test_the_command_exits_non_zero_with_a_one_line_error_in_a_real_process() ->
     assert result.returncode == 1
     assert result.stdout == ""
     assert result.stderr.strip() == "CommandError: slug 'www' is reserved"
+
+
+def test_a_stale_template_is_refused_instead_of_cloned(db: None) -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM tenant_template.django_migrations WHERE app = 'accounts'")
+
+    with pytest.raises(ProvisioningError, match="template is behind the code's migrations"):
+        provision_tenant(slug="stale", name="Stale", owner_email="o@stale.example")
+
+    assert not Tenant.objects.filter(slug="stale").exists()
+    assert not schema_exists("t_stale")
