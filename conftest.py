@@ -24,8 +24,18 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: N
     test_settings["NAME"] = f"test_{settings.DATABASES['default']['NAME']}_{os.getpid()}"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _fast_password_hashing() -> None:
+    """PBKDF2's million rounds are the point in production and only cost in tests."""
+    from django.conf import settings
+
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture(scope="session")
-def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> dict[str, TenantFixture]:
+def django_db_setup(
+    _fast_password_hashing: None, django_db_setup: Any, django_db_blocker: Any
+) -> dict[str, TenantFixture]:
     with django_db_blocker.unblock():
         ensure_public_tenant()
         ensure_template_schema()

@@ -1,3 +1,23 @@
-from django.urls import URLPattern
+"""URLs of a tenant's host (see aiaas/urls_tenant.py)."""
 
-urlpatterns: list[URLPattern] = []
+from django.contrib.auth.views import LogoutView
+from django.urls import include, path
+
+from accounts.web import views
+
+dashboard_patterns = [
+    path("", views.overview, name="overview"),
+    path("keys/", views.keys, name="keys"),
+    path("keys/<int:pk>/revoke/", views.revoke_key, name="revoke-key"),
+    path("team/", views.team, name="team"),
+    path("team/<int:pk>/role/", views.change_member_role, name="change-role"),
+    path("team/<int:pk>/remove/", views.remove_team_member, name="remove-member"),
+]
+
+urlpatterns = [
+    path("", views.TenantLoginView.as_view(), name="home"),
+    path("login/", views.TenantLoginView.as_view(), name="login"),
+    path("logout/", LogoutView.as_view(), name="logout"),
+    path("invite/<uidb64>/<token>/", views.AcceptInviteView.as_view(), name="accept-invite"),
+    path("dashboard/", include((dashboard_patterns, "dashboard"))),
+]

@@ -23,7 +23,7 @@ BASE_DIR = Path(settings.BASE_DIR)
 def test_the_database_has_pgvector(db: None) -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT '[1,2,3]'::vector <-> '[1,2,4]'::vector")
-        (distance,) = cursor.fetchone()  # type: ignore[misc]
+        (distance,) = cursor.fetchone()
 
     assert distance == 1.0
 

@@ -126,7 +126,7 @@ def test_an_expiry_in_the_past_is_refused(api_client: APIClient) -> None:
 def test_malformed_bodies_get_a_4xx_with_an_error_body(
     api_client: APIClient, payload: bytes, content_type: str
 ) -> None:
-    response = api_client.generic("POST", KEYS_URL, payload, content_type=content_type)
+    response = api_client.generic("POST", KEYS_URL, payload, content_type=content_type)  # type: ignore[arg-type]  # bytes on purpose
 
     assert 400 <= response.status_code < 500
     assert set(response.json()["error"]) == {"message", "type", "code", "param"}
@@ -134,7 +134,10 @@ def test_malformed_bodies_get_a_4xx_with_an_error_body(
 
 def test_an_oversized_body_gets_413_or_400_not_500(api_client: APIClient) -> None:
     response = api_client.generic(
-        "POST", KEYS_URL, b'{"name": "' + b"x" * (3 * 1024 * 1024) + b'"}', content_type="application/json"
+        "POST",
+        KEYS_URL,
+        b'{"name": "' + b"x" * (3 * 1024 * 1024) + b'"}',  # type: ignore[arg-type]
+        content_type="application/json",
     )
 
     assert response.status_code in {400, 413}
@@ -185,7 +188,7 @@ def test_the_list_pages_newest_first_with_limit_and_after(
 
 
 @pytest.mark.parametrize("query", [{"limit": 0}, {"limit": 101}, {"limit": "ten"}, {"after": "-1"}])
-def test_a_bad_page_parameter_gets_a_400(api_client: APIClient, query: dict[str, object]) -> None:
+def test_a_bad_page_parameter_gets_a_400(api_client: APIClient, query: dict[str, str | int]) -> None:
     response = api_client.get(KEYS_URL, query)
 
     assert response.status_code == 400

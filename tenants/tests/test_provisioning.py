@@ -75,7 +75,7 @@ def test_the_clone_has_the_template_tables_and_its_migrations_recorded(db: None)
 
         with connection.cursor() as cursor:
             cursor.execute("SELECT count(*) FROM django_migrations WHERE app = 'accounts'")
-            (applied,) = cursor.fetchone()  # type: ignore[misc]
+            (applied,) = cursor.fetchone()
     assert applied >= 1
 
 

@@ -1,3 +1,9 @@
-from django.urls import URLPattern
+"""URLs of the public host (see aiaas/urls_public.py)."""
 
-urlpatterns: list[URLPattern] = []
+from django.urls import path
+
+from tenants.web import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+]

@@ -1,0 +1,206 @@
+"""The tenant host: login, invitation acceptance and the dashboard.
+
+Every view works on `request_tenant(request)`, the tenant the host names, and
+refuses to run when the connection is not on that tenant's schema.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import SetPasswordForm
+from django.contrib.auth.views import LoginView, PasswordResetConfirmView
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse_lazy
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_http_methods, require_POST
+from django.views.generic import View
+from django_tenants.utils import get_public_schema_name
+
+from accounts.models import Role, User
+from accounts.selectors import dashboard_summary, listed_keys_of, team_of
+from accounts.services import Invitation, TeamError, change_role, invite_member, remove_member
+from accounts.web.forms import ApiKeyForm, InviteForm, LoginForm, RoleForm
+from tenants.context import current_schema_name
+from tenants.models import Tenant
+from tenants.selectors import api_keys_of
+from tenants.services import IssuedApiKey, create_api_key, revoke_api_key
+
+
+def request_tenant(request: HttpRequest) -> Tenant:
+    tenant = getattr(request, "tenant", None)
+    if (
+        not isinstance(tenant, Tenant)
+        or tenant.schema_name == get_public_schema_name()
+        or current_schema_name() != tenant.schema_name
+    ):
+        raise RuntimeError("no tenant context: refusing to serve a tenant page")
+    return tenant
+
+
+def acting_user(request: HttpRequest) -> User:
+    if not isinstance(request.user, User):
+        raise PermissionDenied
+    return request.user
+
+
+def ensure_manager(request: HttpRequest) -> User:
+    user = acting_user(request)
+    if not user.can_manage_team:
+        raise PermissionDenied("Only owners and admins can do this.")
+    return user
+
+
+class TenantPage(View):
+    """Class-based views of the tenant host check the tenant before anything else."""
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        request_tenant(request)
+        return super().dispatch(request, *args, **kwargs)
+
+
+class TenantLoginView(TenantPage, LoginView):
+    form_class = LoginForm
+    redirect_authenticated_user = True
+
+
+class AcceptInviteView(TenantPage, PasswordResetConfirmView):
+    """An invited member sets their first password and is logged in.
+
+    The link works only while the member has no usable password, so it can
+    never reset the password of someone who already has one.
+    """
+
+    template_name = "registration/accept_invite.html"
+    post_reset_login = True
+    success_url = reverse_lazy("dashboard:overview")
+
+    def get_user(self, uidb64: str) -> User | None:
+        user = super().get_user(uidb64)
+        return user if isinstance(user, User) and not user.has_usable_password() else None
+
+    def form_valid(self, form: SetPasswordForm[User]) -> HttpResponse:
+        response = super().form_valid(form)
+        messages.success(self.request, f"Welcome to {request_tenant(self.request).name}.")
+        return response
+
+
+@login_required
+def overview(request: HttpRequest) -> HttpResponse:
+    tenant = request_tenant(request)
+    context = {
+        "summary": dashboard_summary(tenant),
+        "api_base_url": request.build_absolute_uri("/v1"),
+        "keys_url": request.build_absolute_uri("/api/v1/keys"),
+    }
+    return render(request, "dashboard/overview.html", context)
+
+
+@login_required
+@never_cache  # the response may carry a new key's secret
+@require_http_methods(["GET", "POST"])
+def keys(request: HttpRequest) -> HttpResponse:
+    tenant = request_tenant(request)
+    form, issued = submit_api_key(request, tenant) if request.method == "POST" else (ApiKeyForm(), None)
+    context = {"form": form, "issued": issued, "keys": listed_keys_of(tenant)}
+    return render(request, "dashboard/keys.html", context)
+
+
+def submit_api_key(request: HttpRequest, tenant: Tenant) -> tuple[ApiKeyForm, IssuedApiKey | None]:
+    user = ensure_manager(request)
+    form = ApiKeyForm(request.POST)
+    if not form.is_valid():
+        return form, None
+    issued = create_api_key(tenant, created_by=user.email, **form.cleaned_data)
+    messages.success(request, f"Created the key “{issued.api_key.name}”.")
+    return ApiKeyForm(), issued
+
+
+@login_required
+@require_POST
+def revoke_key(request: HttpRequest, pk: int) -> HttpResponse:
+    ensure_manager(request)
+    api_key = get_object_or_404(api_keys_of(request_tenant(request)), pk=pk)
+    if revoke_api_key(api_key):
+        messages.success(request, f"Revoked the key “{api_key.name}”. It stops working now.")
+    else:
+        messages.info(request, f"The key “{api_key.name}” was already revoked.")
+    return redirect("dashboard:keys")
+
+
+@login_required
+@never_cache  # the response may carry an invitation link
+@require_http_methods(["GET", "POST"])
+def team(request: HttpRequest) -> HttpResponse:
+    tenant = request_tenant(request)
+    form, invitation = submit_invite(request, tenant) if request.method == "POST" else (InviteForm(), None)
+    context = {
+        "form": form,
+        "invitation": invitation,
+        "members": team_of(tenant),
+        "can_manage": acting_user(request).can_manage_team,
+        "roles": Role.choices,
+    }
+    return render(request, "dashboard/team.html", context)
+
+
+def submit_invite(request: HttpRequest, tenant: Tenant) -> tuple[InviteForm, Invitation | None]:
+    user = ensure_manager(request)
+    form = InviteForm(request.POST)
+    if not form.is_valid():
+        return form, None
+    try:
+        invitation = invite_member(
+            tenant, invited_by=user, site_url=request.build_absolute_uri("/"), **form.cleaned_data
+        )
+    except TeamError as error:
+        form.add_error(None, str(error))
+        return form, None
+    if invitation.emailed:
+        messages.success(request, f"Invited {invitation.member.email}. We emailed them the link below.")
+    else:
+        messages.warning(request, f"Invited {invitation.member.email}, but the email failed: send the link.")
+    return InviteForm(), invitation
+
+
+@contextmanager
+def team_change(request: HttpRequest) -> Iterator[None]:
+    """Show a broken team rule as a message; an unknown member is a 404."""
+    try:
+        yield
+    except TeamError as error:
+        messages.error(request, str(error))
+    except User.DoesNotExist:
+        raise Http404("No such member.") from None
+
+
+@login_required
+@require_POST
+def change_member_role(request: HttpRequest, pk: int) -> HttpResponse:
+    user = ensure_manager(request)
+    form = RoleForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose a valid role.")
+        return redirect("dashboard:team")
+    with team_change(request):
+        member = change_role(
+            request_tenant(request), member_id=pk, role=form.cleaned_data["role"], changed_by=user
+        )
+        messages.success(request, f"{member.email} now has the role {member.get_role_display()}.")
+    return redirect("dashboard:team")
+
+
+@login_required
+@require_POST
+def remove_team_member(request: HttpRequest, pk: int) -> HttpResponse:
+    user = ensure_manager(request)
+    with team_change(request):
+        remove_member(request_tenant(request), member_id=pk, removed_by=user)
+        messages.success(request, "Removed the member. Their sessions no longer work.")
+    return redirect("dashboard:team")

@@ -1,0 +1,26 @@
+// Progressive enhancements; every page works without this file.
+"use strict";
+
+function copyTarget(button) {
+  const target = document.querySelector(button.dataset.copy);
+  if (!target || !navigator.clipboard) return;
+  navigator.clipboard.writeText(target.textContent.trim()).then(() => {
+    const label = button.textContent;
+    button.textContent = "Copied";
+    setTimeout(() => { button.textContent = label; }, 1500);
+  });
+}
+
+document.addEventListener("click", (event) => {
+  const button = event.target.closest("[data-copy]");
+  if (button) copyTarget(button);
+});
+
+document.addEventListener("submit", (event) => {
+  const question = event.target.dataset.confirm;
+  if (question && !window.confirm(question)) event.preventDefault();
+});
+
+document.addEventListener("DOMContentLoaded", () => {
+  document.querySelectorAll("[data-copy]").forEach((button) => { button.hidden = !navigator.clipboard; });
+});
