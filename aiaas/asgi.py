@@ -1,4 +1,9 @@
-"""ASGI entry point: Django over HTTP, Channels consumers over WebSocket."""
+"""ASGI entry point.
+
+HTTP under /v1/ goes to the gateway (a lean Starlette app: no Django
+middleware on the hot path, docs/decisions/0005); other HTTP to Django;
+WebSockets to the Channels consumers.
+"""
 
 import os
 
@@ -9,11 +14,24 @@ from django.core.asgi import get_asgi_application
 
 django_application = get_asgi_application()
 
+from starlette.types import Receive, Scope, Send  # noqa: E402
+
 from realtime.routing import websocket_urlpatterns  # noqa: E402
+from routing.gateway.app import application as gateway_application  # noqa: E402
+
+GATEWAY_PREFIX = "/v1/"
+
+
+async def http_application(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["path"].startswith(GATEWAY_PREFIX):
+        await gateway_application(scope, receive, send)
+    else:
+        await django_application(scope, receive, send)  # type: ignore[arg-type]
+
 
 application = ProtocolTypeRouter(
     {
-        "http": django_application,
+        "http": http_application,
         "websocket": URLRouter(websocket_urlpatterns),
     }
 )

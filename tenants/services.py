@@ -21,6 +21,7 @@ from billing.models import Plan
 from tenants.models import RESERVED_SLUGS, SLUG_PATTERN, ApiKey, ApiKeyScope, Domain, Tenant
 
 API_KEY_PREFIX_LENGTH = 12
+API_KEY_REVOKED_CHANNEL = "api-key-revoked"
 _ALPHABET = string.ascii_letters + string.digits
 
 
@@ -222,12 +223,25 @@ def create_api_key(
 
 
 def revoke_api_key(api_key: ApiKey) -> bool:
-    """Revoke once; returns False if it was already revoked."""
+    """Revoke once; returns False if it was already revoked.
+
+    After commit, the prefix is published on API_KEY_REVOKED_CHANNEL so every
+    gateway process drops the key from its cache at once.
+    """
     now = timezone.now()
     updated = ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=now)
     if updated:
         api_key.revoked_at = now
+        transaction.on_commit(lambda: publish_revocation(api_key.prefix))
     return bool(updated)
+
+
+def publish_revocation(prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+    with client:
+        client.publish(API_KEY_REVOKED_CHANNEL, prefix)
 
 
 def record_api_key_use(api_key: ApiKey) -> None:

@@ -9,16 +9,22 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
+from routing.services import register_simulated_provider
 from tenants.models import Tenant
 from tenants.services import ensure_public_tenant, ensure_template_schema, provision_tenant
 
 DEMO_OWNER_EMAIL = "owner@acme.example"
 
 
+def simulated_provider_url() -> str:
+    port = os.environ.get("SIMULATED_PROVIDER_PORT", "8001")
+    return f"http://127.0.0.1:{port}/v1"
+
+
 class Command(BaseCommand):
     help = (
         "Migrate the public schema, the tenant template and every tenant; create the public "
-        "tenant; with --demo, seed the demo tenant. Safe to run again."
+        "tenant; with --demo, register the simulated provider and seed the demo tenant. Safe to run again."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -31,6 +37,7 @@ class Command(BaseCommand):
         ensure_template_schema(verbosity=verbosity)
         call_command("migrate_schemas", tenant=True, interactive=False, verbosity=verbosity)
         if options["demo"]:
+            register_simulated_provider(simulated_provider_url())
             self.print_demo(self.ensure_demo_tenant())
 
     def ensure_demo_tenant(self) -> dict[str, str]:

@@ -1,0 +1,87 @@
+"""API keys on the gateway's hot path, without a database query per request.
+
+A resolved key is cached in-process for KEY_CACHE_SECONDS. Revoking a key
+(tenants.services.revoke_api_key) publishes its prefix on a Redis channel
+that every gateway process listens to, so a revoked key stops working at
+once, not after the cache expires. If the subscription drops, the cache is
+cleared before listening again, so nothing revoked meanwhile survives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from asgiref.sync import sync_to_async
+
+from tenants.models import ApiKey
+from tenants.selectors import API_KEY_PATTERN, find_usable_api_key
+from tenants.services import API_KEY_REVOKED_CHANNEL, record_api_key_use
+
+KEY_CACHE_SECONDS = 30.0
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CachedKey:
+    api_key: ApiKey
+    raw_key: str
+    cached_at: float
+
+
+class ApiKeyCache:
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
+        self._entries: dict[str, CachedKey] = {}
+        self._listener: asyncio.Task[None] | None = None
+
+    async def resolve(self, raw_key: str) -> ApiKey | None:
+        """The usable key for `raw_key`, or None."""
+        self._ensure_listening()
+        match = API_KEY_PATTERN.fullmatch(raw_key)
+        if match is None:
+            return None
+        entry = self._entries.get(match["prefix"])
+        now = time.monotonic()
+        fresh = entry is not None and now - entry.cached_at < KEY_CACHE_SECONDS
+        if fresh and entry is not None and entry.raw_key == raw_key and entry.api_key.is_usable():
+            return entry.api_key
+        api_key = await sync_to_async(find_usable_and_touch, thread_sensitive=False)(raw_key)
+        if api_key is None:
+            self._entries.pop(match["prefix"], None)
+            return None
+        self._entries[match["prefix"]] = CachedKey(api_key, raw_key, now)
+        return api_key
+
+    def evict(self, prefix: str) -> None:
+        self._entries.pop(prefix, None)
+
+    def _ensure_listening(self) -> None:
+        if self._listener is None or self._listener.done():
+            self._listener = asyncio.get_running_loop().create_task(self._listen())
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                async with self.redis.pubsub() as pubsub:
+                    await pubsub.subscribe(API_KEY_REVOKED_CHANNEL)
+                    self._entries.clear()
+                    async for message in pubsub.listen():
+                        if message.get("type") == "message":
+                            self.evict(message["data"].decode())
+            except (aioredis.RedisError, OSError) as error:
+                logger.warning("api key revocation listener lost Redis: %s", error)
+                self._entries.clear()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.sleep(1.0)
+
+
+def find_usable_and_touch(raw_key: str) -> ApiKey | None:
+    api_key = find_usable_api_key(raw_key)
+    if api_key is not None:
+        record_api_key_use(api_key)
+    return api_key

@@ -1,0 +1,277 @@
+"""Serving a request along its route plan: retries, fallbacks, the breaker and
+streams that survive a provider dying mid-answer.
+
+Decisions, per failed attempt (at most `MAX_ATTEMPTS` per request in all):
+- a client error (4xx other than 429 and context length) is the caller's
+  fault: it is returned at once, nothing else is tried;
+- otherwise, when a later model remains in the plan, fall back to it at once
+  (the answer comes sooner than after a backoff);
+- on the last model, retry it after the backoff, honouring Retry-After;
+- a model whose breaker is open is skipped without using an attempt.
+
+A stream cut after its first token is continued on the next model by sending
+the partial answer back as a final assistant message, so the client gets one
+complete answer; if nothing can continue it, the stream ends with an explicit
+error event and never with `[DONE]`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import orjson
+
+from routing.catalog import ModelSpec
+from routing.gateway.providers import ProviderClient, ProviderError, UpstreamTiming
+from routing.policy import RoutePlan
+from routing.resilience import (
+    AttemptBudget,
+    CircuitBreaker,
+    CircuitOpenError,
+    Deadline,
+    Permit,
+    RetryPolicy,
+    retry_delay,
+)
+
+MAX_ATTEMPTS = 3
+T = TypeVar("T")
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    estimated: bool = False
+
+    def add(self, usage: Any) -> None:
+        if isinstance(usage, dict):
+            self.prompt_tokens += int(usage.get("prompt_tokens") or 0)
+            self.completion_tokens += int(usage.get("completion_tokens") or 0)
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+        }
+
+
+@dataclass
+class Outcome:
+    """What served a request and what it cost; filled in as the request runs."""
+
+    model: ModelSpec | None = None
+    attempts: int = 0
+    usage: Usage = field(default_factory=Usage)
+    timing: UpstreamTiming = field(default_factory=UpstreamTiming)
+    errors: list[str] = field(default_factory=list)
+
+
+class Orchestrator:
+    def __init__(
+        self, providers: ProviderClient, breaker: CircuitBreaker, retry_policy: RetryPolicy | None = None
+    ) -> None:
+        self.providers = providers
+        self.breaker = breaker
+        self.retry_policy = retry_policy or RetryPolicy(max_attempts=MAX_ATTEMPTS)
+
+    async def _admit(self, model: ModelSpec, outcome: Outcome) -> Permit:
+        try:
+            return await self.breaker.acquire(model.breaker_key)
+        except CircuitOpenError as error:
+            outcome.errors.append(f"{model.model_id}: circuit open")
+            raise ProviderError(
+                "circuit_open",
+                f"{model.model_id} is failing; its circuit is open",
+                retry_after=error.retry_after_seconds,
+            ) from None
+
+    async def _report(self, permit: Permit, error: ProviderError | None) -> None:
+        if error is not None and error.counts_against_provider:
+            await self.breaker.record_failure(permit)
+        else:
+            await self.breaker.record_success(permit)
+
+    async def run(
+        self,
+        plan: RoutePlan,
+        deadline: Deadline,
+        outcome: Outcome,
+        call: Callable[[ModelSpec], Awaitable[T]],
+    ) -> T:
+        """Run `call` along the plan until one attempt succeeds; raise the last error."""
+        budget = AttemptBudget(MAX_ATTEMPTS)
+        last_error: ProviderError | None = None
+        for position, model in enumerate(plan.chain):
+            is_last = position == len(plan.chain) - 1
+            attempt_on_model = 0
+            while not deadline.expired and budget.remaining:
+                try:
+                    permit = await self._admit(model, outcome)
+                except ProviderError as error:
+                    last_error = error
+                    break
+                budget.take()
+                attempt_on_model += 1
+                outcome.attempts += 1
+                try:
+                    result = await call(model)
+                except ProviderError as error:
+                    await self._report(permit, error)
+                    outcome.errors.append(f"{model.model_id}: {error.kind}")
+                    last_error = error
+                    if not error.fallbackable:
+                        raise
+                    delay = self._retry_delay(error, attempt_on_model, is_last, budget, deadline)
+                    if delay is None:
+                        break
+                    await asyncio.sleep(delay)
+                    continue
+                await self._report(permit, None)
+                outcome.model = model
+                return result
+            if budget.remaining == 0:
+                break
+        raise last_error or ProviderError("timeout", "the request's deadline passed")
+
+    def _retry_delay(
+        self, error: ProviderError, attempt: int, is_last: bool, budget: AttemptBudget, deadline: Deadline
+    ) -> float | None:
+        if not is_last or not error.retryable or budget.remaining == 0:
+            return None
+        delay = retry_delay(self.retry_policy, attempt, error.retry_after)
+        if delay is None or delay >= deadline.remaining():
+            return None
+        return delay
+
+    async def complete(
+        self, body: dict[str, Any], plan: RoutePlan, deadline: Deadline, outcome: Outcome
+    ) -> dict[str, Any]:
+        async def call(model: ModelSpec) -> dict[str, Any]:
+            upstream = {**body, "model": model.upstream_model, "stream": False}
+            upstream.pop("stream_options", None)
+            data = await self.providers.post_json(
+                model, "/chat/completions", upstream, deadline, outcome.timing
+            )
+            if not valid_completion(data):
+                raise ProviderError("bad_response", f"{model.model_id} sent a completion without a message")
+            return data
+
+        data = await asyncio.wait_for(self.run(plan, deadline, outcome, call), timeout=deadline.remaining())
+        outcome.usage.add(data.get("usage"))
+        return data
+
+    async def embed(
+        self, body: dict[str, Any], plan: RoutePlan, deadline: Deadline, outcome: Outcome
+    ) -> dict[str, Any]:
+        async def call(model: ModelSpec) -> dict[str, Any]:
+            upstream = {**body, "model": model.upstream_model}
+            return await self.providers.post_json(model, "/embeddings", upstream, deadline, outcome.timing)
+
+        data = await asyncio.wait_for(self.run(plan, deadline, outcome, call), timeout=deadline.remaining())
+        outcome.usage.add(data.get("usage"))
+        return data
+
+    def stream(
+        self, body: dict[str, Any], plan: RoutePlan, deadline: Deadline, outcome: Outcome
+    ) -> AsyncIterator[dict[str, Any]]:
+        return ContinuedStream(self, body, plan, deadline, outcome).events()
+
+
+def valid_completion(data: dict[str, Any]) -> bool:
+    choices = data.get("choices")
+    return (
+        isinstance(choices, list)
+        and bool(choices)
+        and isinstance(choices[0], dict)
+        and isinstance(choices[0].get("message"), dict)
+    )
+
+
+@dataclass
+class ContinuedStream:
+    """One client stream, served by as many upstream streams as it takes.
+
+    Yields upstream chunk payloads (`choices` rewritten to carry only new text)
+    and, last, either {"finish_reason": ...} or raises the final ProviderError.
+    """
+
+    orchestrator: Orchestrator
+    body: dict[str, Any]
+    plan: RoutePlan
+    deadline: Deadline
+    outcome: Outcome
+    text: list[str] = field(default_factory=list)
+    queue: asyncio.Queue[dict[str, Any] | None] = field(default_factory=lambda: asyncio.Queue(maxsize=64))
+
+    def upstream_body(self, model: ModelSpec) -> dict[str, Any]:
+        body = {
+            **self.body,
+            "model": model.upstream_model,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if self.text:
+            body["messages"] = [*self.body["messages"], {"role": "assistant", "content": "".join(self.text)}]
+        return body
+
+    async def attempt(self, model: ModelSpec) -> str:
+        """Relay one upstream stream; return its finish_reason or raise ProviderError."""
+        finish_reason: str | None = None
+        started_with = len(self.text)
+        async for chunk in self.orchestrator.providers.stream_chunks(
+            model, self.upstream_body(model), self.deadline, self.outcome.timing
+        ):
+            self.outcome.usage.add(chunk.get("usage"))
+            for choice in chunk.get("choices") or []:
+                delta = choice.get("delta") or {}
+                content = delta.get("content")
+                if isinstance(content, str) and content:
+                    self.text.append(content)
+                    self.outcome.model = model
+                    await self.queue.put({"model": model, "content": content})
+                finish_reason = choice.get("finish_reason") or finish_reason
+        if finish_reason is None:
+            # A clean end without finish_reason is a cut stream, never a complete answer.
+            progress = "" if len(self.text) > started_with else " (no content)"
+            raise ProviderError("stream_cut", f"{model.model_id} ended its stream before finishing{progress}")
+        return finish_reason
+
+    async def produce(self) -> None:
+        try:
+            finish_reason = await asyncio.wait_for(
+                self.orchestrator.run(self.plan, self.deadline, self.outcome, self.attempt),
+                timeout=max(0.0, self.deadline.remaining()),
+            )
+            await self.queue.put({"finish_reason": finish_reason})
+        except ProviderError as error:
+            await self.queue.put({"error": error})
+        except TimeoutError:
+            await self.queue.put({"error": ProviderError("timeout", "the request's deadline passed")})
+        finally:
+            await self.queue.put(None)
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        producer = asyncio.create_task(self.produce())
+        try:
+            while (event := await self.queue.get()) is not None:
+                yield event
+        finally:
+            producer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await producer
+
+
+def sse(payload: dict[str, Any] | str) -> bytes:
+    data = payload if isinstance(payload, str) else orjson.dumps(payload).decode()
+    return f"data: {data}\n\n".encode()
+
+
+def now_seconds() -> int:
+    return int(time.time())

@@ -1,0 +1,100 @@
+"""The model registry (public schema): providers, the models they serve, aliases.
+
+Staff edit it in the admin; the gateway reads an in-memory snapshot of it
+(routing/catalog.py), so no request waits on these tables.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.utils import timezone
+
+# The model id that asks the router to choose.
+ROUTED_MODEL = "auto"
+
+
+class AuthStyle(models.TextChoices):
+    BEARER = "bearer", "Authorization: Bearer (OpenAI, vLLM, Ollama, llama.cpp)"
+    API_KEY_HEADER = "api-key", "api-key header (Azure OpenAI)"
+    NONE = "none", "No credential"
+
+
+class Provider(models.Model):
+    """An OpenAI-compatible endpoint. Real providers are added by configuration alone."""
+
+    slug = models.SlugField(max_length=50, unique=True)
+    name = models.CharField(max_length=100)
+    base_url = models.URLField(help_text="Up to and including /v1, e.g. https://api.openai.com/v1")
+    auth_style = models.CharField(max_length=10, choices=AuthStyle.choices, default=AuthStyle.BEARER)
+    credential_env = models.CharField(
+        max_length=100, blank=True, help_text="Environment variable holding the credential."
+    )
+    credential_file = models.CharField(
+        max_length=500, blank=True, help_text="File holding the credential (read when the env var is unset)."
+    )
+    default_query = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Query parameters on every call, e.g. {"api-version": "2024-10-21"}.',
+    )
+    connect_timeout_seconds = models.FloatField(default=3.0, validators=[MinValueValidator(0.05)])
+    first_token_timeout_seconds = models.FloatField(default=20.0, validators=[MinValueValidator(0.05)])
+    total_timeout_seconds = models.FloatField(default=120.0, validators=[MinValueValidator(0.1)])
+    max_concurrent_calls = models.PositiveIntegerField(default=64, validators=[MinValueValidator(1)])
+    is_simulated = models.BooleanField(default=False, help_text="The project's simulated provider.")
+    is_enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ProviderModel(models.Model):
+    """A model as clients name it, the provider serving it, its tier and its price."""
+
+    model_id = models.CharField(max_length=200, unique=True, help_text="The id clients send.")
+    provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="models")
+    upstream_model = models.CharField(
+        max_length=200, help_text="The model's name at the provider (an Azure deployment name, ...)."
+    )
+    tier = models.PositiveSmallIntegerField(validators=[MinValueValidator(1)], help_text="1 is the cheapest.")
+    context_window = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    input_price_per_million = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(0))
+    output_price_per_million = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(0))
+    supports_chat = models.BooleanField(default=True)
+    supports_json_mode = models.BooleanField(default=True)
+    supports_embeddings = models.BooleanField(default=False)
+    is_enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["tier", "model_id"]
+
+    def __str__(self) -> str:
+        return self.model_id
+
+
+class ModelAlias(models.Model):
+    alias = models.CharField(max_length=200, unique=True)
+    target = models.ForeignKey(ProviderModel, on_delete=models.CASCADE, related_name="aliases")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["alias"]
+        verbose_name_plural = "model aliases"
+
+    def __str__(self) -> str:
+        return f"{self.alias} -> {self.target}"
+
+    def clean(self) -> None:
+        if self.alias == ROUTED_MODEL or ProviderModel.objects.filter(model_id=self.alias).exists():
+            raise ValidationError({"alias": "An alias may not shadow `auto` or a model id."})

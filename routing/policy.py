@@ -1,0 +1,72 @@
+"""The routing seam: which models may serve a request, in which order.
+
+A policy turns a request's needs into a chain of models: the first serves it
+and the rest are the fallbacks, tried in order when a model fails. The router
+issue replaces `CheapestCapableTier` for `auto`; the gateway only sees the
+`RoutingPolicy` protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from routing.catalog import Catalog, ModelSpec
+from routing.models import ROUTED_MODEL
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRequest:
+    requested_model: str
+    estimated_prompt_tokens: int
+    max_output_tokens: int
+    needs_json: bool = False
+    needs_embeddings: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RoutePlan:
+    chain: tuple[ModelSpec, ...]
+    reason: str
+
+
+class NoCapableModelError(Exception):
+    """No allowed, enabled model can serve the request (the message says why)."""
+
+
+class RoutingPolicy(Protocol):
+    def plan(self, request: RouteRequest, catalog: Catalog, allows: Callable[[str], bool]) -> RoutePlan: ...
+
+
+def is_capable(model: ModelSpec, request: RouteRequest) -> bool:
+    if request.needs_embeddings:
+        return model.supports_embeddings
+    fits = model.context_window >= request.estimated_prompt_tokens + request.max_output_tokens
+    return model.supports_chat and fits and (model.supports_json_mode or not request.needs_json)
+
+
+class CheapestCapableTier:
+    """`auto`: every capable model, cheapest tier first. A named model: that model,
+    then the capable models of higher tiers as fallbacks (embeddings never fall
+    back: another model's vectors are not comparable)."""
+
+    def plan(self, request: RouteRequest, catalog: Catalog, allows: Callable[[str], bool]) -> RoutePlan:
+        capable = [m for m in catalog.by_cost() if allows(m.model_id) and is_capable(m, request)]
+        if request.requested_model == ROUTED_MODEL:
+            if not capable:
+                raise NoCapableModelError("no model available to this key can serve this request")
+            return RoutePlan(tuple(capable), f"auto: cheapest capable tier {capable[0].tier}")
+        requested = catalog.resolve(request.requested_model)
+        assert requested is not None, "the gateway resolves the model before planning"
+        if request.needs_embeddings:
+            return RoutePlan((requested,), "requested")
+        fallbacks = tuple(m for m in capable if m.tier > requested.tier)
+        if requested in capable:
+            return RoutePlan((requested, *fallbacks), "requested")
+        if not fallbacks:
+            raise NoCapableModelError(
+                f"the model `{requested.model_id}` cannot serve this request "
+                f"(context window {requested.context_window} tokens) and no fallback can"
+            )
+        return RoutePlan(fallbacks, f"requested model cannot serve it; fell back to tier {fallbacks[0].tier}")
