@@ -122,6 +122,9 @@ class Orchestrator:
                 outcome.attempts += 1
                 try:
                     result = await call(model)
+                except asyncio.CancelledError:
+                    await self.breaker.release(permit)  # a cancelled probe must not hold half-open
+                    raise
                 except ProviderError as error:
                     await self._report(permit, error)
                     outcome.errors.append(f"{model.model_id}: {error.kind}")
