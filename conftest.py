@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.db import connection
 from rest_framework.test import APIClient
 
 from aiaas.testing.tenants import TenantFixture, make_test_tenant
@@ -24,6 +25,15 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: N
     test_settings["NAME"] = f"test_{settings.DATABASES['default']['NAME']}_{os.getpid()}"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that reach the database through session fixtures (a server thread, say)
+    need the test database as much as tests using `db`: mark them, or pytest-django
+    would leave the connection on the development database."""
+    for item in items:
+        if "django_db_setup" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.django_db)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _fast_password_hashing() -> None:
     """PBKDF2's million rounds are the point in production and only cost in tests."""
@@ -37,6 +47,8 @@ def django_db_setup(
     _fast_password_hashing: None, django_db_setup: Any, django_db_blocker: Any
 ) -> dict[str, TenantFixture]:
     with django_db_blocker.unblock():
+        if not connection.settings_dict["NAME"].startswith("test_"):
+            raise RuntimeError("refusing to build test tenants outside a test database")
         ensure_public_tenant()
         ensure_template_schema()
         tenants = {slug: make_test_tenant(slug) for slug in ("alpha", "beta")}

@@ -28,6 +28,7 @@ import orjson
 
 from routing.catalog import ModelSpec
 from routing.gateway.providers import ProviderClient, ProviderError, UpstreamTiming
+from routing.gateway.validation import estimate_tokens
 from routing.policy import RoutePlan
 from routing.resilience import (
     AttemptBudget,
@@ -228,8 +229,32 @@ class ContinuedStream:
         """Relay one upstream stream; return its finish_reason or raise ProviderError."""
         finish_reason: str | None = None
         started_with = len(self.text)
+        body = self.upstream_body(model)
+        try:
+            finish_reason = await self.relay(model, body)
+        except ProviderError:
+            self.estimate_usage(body, started_with)
+            raise
+        if finish_reason is None:
+            # A clean end without finish_reason is a cut stream, never a complete answer.
+            self.estimate_usage(body, started_with)
+            progress = "" if len(self.text) > started_with else " (no content)"
+            raise ProviderError("stream_cut", f"{model.model_id} ended its stream before finishing{progress}")
+        return finish_reason
+
+    def estimate_usage(self, body: dict[str, Any], started_with: int) -> None:
+        """A failed upstream stream sends no usage, yet the provider may bill what it
+        produced: count an estimate, marked as such."""
+        prompt = " ".join(str(message.get("content") or "") for message in body["messages"])
+        self.outcome.usage.prompt_tokens += estimate_tokens(prompt, len(body["messages"]))
+        self.outcome.usage.completion_tokens += estimate_tokens("".join(self.text[started_with:]))
+        self.outcome.usage.estimated = True
+
+    async def relay(self, model: ModelSpec, body: dict[str, Any]) -> str | None:
+        """Forward one upstream stream's text to the queue; return its finish_reason, if any."""
+        finish_reason: str | None = None
         async for chunk in self.orchestrator.providers.stream_chunks(
-            model, self.upstream_body(model), self.deadline, self.outcome.timing
+            model, body, self.deadline, self.outcome.timing
         ):
             self.outcome.usage.add(chunk.get("usage"))
             for choice in chunk.get("choices") or []:
@@ -240,10 +265,6 @@ class ContinuedStream:
                     self.outcome.model = model
                     await self.queue.put({"model": model, "content": content})
                 finish_reason = choice.get("finish_reason") or finish_reason
-        if finish_reason is None:
-            # A clean end without finish_reason is a cut stream, never a complete answer.
-            progress = "" if len(self.text) > started_with else " (no content)"
-            raise ProviderError("stream_cut", f"{model.model_id} ended its stream before finishing{progress}")
         return finish_reason
 
     async def produce(self) -> None:

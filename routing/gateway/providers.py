@@ -137,6 +137,8 @@ class ProviderClient:
             raise ProviderError("bulkhead_full", f"{provider.slug} is at its concurrency limit") from None
         except httpx.TimeoutException as error:
             raise ProviderError("timeout", f"{type(error).__name__} from {provider.slug}") from None
+        except httpx.RemoteProtocolError as error:
+            raise ProviderError("stream_cut", f"{provider.slug} cut its response: {error}") from None
         except httpx.TransportError as error:
             raise ProviderError("connection", f"{type(error).__name__} from {provider.slug}") from None
         finally:
