@@ -129,7 +129,7 @@ def test_the_overview_shows_the_plan_the_counts_and_a_working_quick_start(tenant
     assert tenant.tenant.plan is not None
     assert f'<div class="stat-value">{tenant.tenant.plan.name}</div>' in content
     assert "http://alpha.localhost/v1" in content
-    assert "curl http://alpha.localhost/api/v1/keys" in content
+    assert "curl http://alpha.localhost/v1/chat/completions" in content
 
 
 def test_creating_a_key_shows_its_secret_once_and_the_key_works(tenant: TenantFixture) -> None:

@@ -27,6 +27,7 @@ from accounts.models import Role, User
 from accounts.selectors import dashboard_summary, listed_keys_of, team_of
 from accounts.services import Invitation, TeamError, change_role, invite_member, remove_member
 from accounts.web.forms import ApiKeyForm, InviteForm, LoginForm, RoleForm
+from routing.selectors import enabled_models
 from tenants.context import current_schema_name
 from tenants.models import Tenant
 from tenants.selectors import api_keys_of
@@ -97,7 +98,7 @@ def overview(request: HttpRequest) -> HttpResponse:
     context = {
         "summary": dashboard_summary(tenant),
         "api_base_url": request.build_absolute_uri("/v1"),
-        "keys_url": request.build_absolute_uri("/api/v1/keys"),
+        "models": enabled_models(),
     }
     return render(request, "dashboard/overview.html", context)
 

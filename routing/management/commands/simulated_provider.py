@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -36,4 +37,6 @@ class Command(BaseCommand):
             raise CommandError(str(error)) from None
         host, port = options["host"], options["port"]
         self.stdout.write(f"Simulated provider (no real model) on http://{host}:{port}/v1")
-        build_server(config, host=host, port=port).run()
+        # uvicorn re-raises the Ctrl-C it handled; the shutdown was clean.
+        with contextlib.suppress(KeyboardInterrupt):
+            build_server(config, host=host, port=port).run()
