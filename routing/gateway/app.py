@@ -334,21 +334,19 @@ class ChatStreamResponse(Response):
                     "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
                 }
             )
-            await send(
-                {
-                    "type": "http.response.body",
-                    "body": self.chunk(first["model"], {"role": "assistant", "content": first["content"]}),
-                    "more_body": True,
-                }
-            )
-            await self.relay(send)
+            first_chunk = self.chunk(first["model"], {"role": "assistant", **first["delta"]})
+            await send({"type": "http.response.body", "body": first_chunk, "more_body": True})
+            async with anyio.create_task_group() as group:
+                group.start_soon(cancel_on_disconnect, receive, group.cancel_scope)
+                await self.relay(send)
+                group.cancel_scope.cancel()
         finally:
             await self.events.aclose()  # type: ignore[attr-defined]
 
     async def relay(self, send: Send) -> None:
         async for event in self.events:
-            if "content" in event:
-                body = self.chunk(event["model"], {"content": event["content"]})
+            if "delta" in event:
+                body = self.chunk(event["model"], event["delta"])
             elif "error" in event:
                 error = from_provider_error(event["error"])
                 await send({"type": "http.response.body", "body": sse(error.body()), "more_body": False})

@@ -212,6 +212,7 @@ class ContinuedStream:
     deadline: Deadline
     outcome: Outcome
     text: list[str] = field(default_factory=list)
+    relayed_structured_deltas: bool = False
     queue: asyncio.Queue[dict[str, Any] | None] = field(default_factory=lambda: asyncio.Queue(maxsize=64))
 
     def upstream_body(self, model: ModelSpec) -> dict[str, Any]:
@@ -227,19 +228,19 @@ class ContinuedStream:
 
     async def attempt(self, model: ModelSpec) -> str:
         """Relay one upstream stream; return its finish_reason or raise ProviderError."""
-        finish_reason: str | None = None
         started_with = len(self.text)
         body = self.upstream_body(model)
         try:
             finish_reason = await self.relay(model, body)
-        except ProviderError:
+            if finish_reason is None:
+                # A clean end without finish_reason is a cut stream, never a complete answer.
+                raise ProviderError("stream_cut", f"{model.model_id} ended its stream before finishing")
+        except ProviderError as error:
             self.estimate_usage(body, started_with)
+            if self.relayed_structured_deltas:
+                # Tool-call deltas cannot be resumed on another model; say so instead.
+                raise ProviderError("unresumable", f"{error}; tool-call output cannot be resumed") from None
             raise
-        if finish_reason is None:
-            # A clean end without finish_reason is a cut stream, never a complete answer.
-            self.estimate_usage(body, started_with)
-            progress = "" if len(self.text) > started_with else " (no content)"
-            raise ProviderError("stream_cut", f"{model.model_id} ended its stream before finishing{progress}")
         return finish_reason
 
     def estimate_usage(self, body: dict[str, Any], started_with: int) -> None:
@@ -251,21 +252,31 @@ class ContinuedStream:
         self.outcome.usage.estimated = True
 
     async def relay(self, model: ModelSpec, body: dict[str, Any]) -> str | None:
-        """Forward one upstream stream's text to the queue; return its finish_reason, if any."""
+        """Forward one upstream stream's deltas to the queue; return its finish_reason, if any."""
         finish_reason: str | None = None
         async for chunk in self.orchestrator.providers.stream_chunks(
             model, body, self.deadline, self.outcome.timing
         ):
             self.outcome.usage.add(chunk.get("usage"))
             for choice in chunk.get("choices") or []:
-                delta = choice.get("delta") or {}
-                content = delta.get("content")
-                if isinstance(content, str) and content:
-                    self.text.append(content)
-                    self.outcome.model = model
-                    await self.queue.put({"model": model, "content": content})
+                delta = {
+                    key: value
+                    for key, value in (choice.get("delta") or {}).items()
+                    if key != "role" and value not in (None, "")
+                }
+                if delta:
+                    await self.forward(model, delta)
                 finish_reason = choice.get("finish_reason") or finish_reason
         return finish_reason
+
+    async def forward(self, model: ModelSpec, delta: dict[str, Any]) -> None:
+        content = delta.get("content")
+        if isinstance(content, str):
+            self.text.append(content)
+        if set(delta) - {"content"}:
+            self.relayed_structured_deltas = True
+        self.outcome.model = model
+        await self.queue.put({"model": model, "delta": delta})
 
     async def produce(self) -> None:
         try:

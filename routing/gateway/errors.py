@@ -37,6 +37,7 @@ PROVIDER_FAILURES = {
     "connection": (502, "upstream_error", "upstream_connection_error"),
     "bad_response": (502, "upstream_error", "upstream_bad_response"),
     "stream_cut": (502, "upstream_error", "upstream_stream_cut"),
+    "unresumable": (502, "upstream_error", "upstream_stream_cut"),
     "context_length": (400, "invalid_request_error", "context_length_exceeded"),
     "client_error": (400, "invalid_request_error", "upstream_rejected_request"),
 }

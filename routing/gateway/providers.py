@@ -27,7 +27,8 @@ class ProviderError(Exception):
     """A provider call failed.
 
     kind: rate_limited, server_error, timeout, connection, bad_response,
-    context_length, client_error, circuit_open, bulkhead_full, stream_cut.
+    context_length, client_error, circuit_open, bulkhead_full, stream_cut,
+    unresumable (a stream cut after output no other model can continue).
     """
 
     kind: str
@@ -53,7 +54,7 @@ class ProviderError(Exception):
     @property
     def fallbackable(self) -> bool:
         """Worth trying the next model; a client error would fail there too."""
-        return self.kind != "client_error"
+        return self.kind not in {"client_error", "unresumable"}
 
     @property
     def counts_against_provider(self) -> bool:

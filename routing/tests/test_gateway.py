@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import openai
 import orjson
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
+from aiaas.testing.database import committed
 from aiaas.testing.tenants import TenantFixture
 from routing.simulated_provider import ChatMessage, answer_words
+from tenants.models import ApiKeyScope
+from tenants.services import create_api_key, revoke_api_key
 
 PROMPT = "Say something about tenancy."
 MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": PROMPT}]
@@ -193,3 +198,43 @@ def test_an_unknown_v1_url_is_a_json_404(gateway: str, tenant: TenantFixture) ->
 
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "unknown_url"
+
+
+def test_a_revoked_key_stops_working_on_the_gateway_at_once(gateway: str, tenant: TenantFixture) -> None:
+    issued = committed(
+        lambda: create_api_key(tenant.tenant, name="short-lived", scopes=[ApiKeyScope.INFERENCE])
+    )
+    client = sdk(gateway, issued.secret)
+    assert next(m.id for m in client.models.list()) == "auto"  # now cached by the gateway
+
+    committed(lambda: revoke_api_key(issued.api_key))
+
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        try:
+            client.models.list()
+        except openai.AuthenticationError:
+            return
+        time.sleep(0.05)
+    pytest.fail("the revoked key still worked 2 s after revocation")
+
+
+def test_a_key_without_the_inference_scope_gets_403(gateway: str, tenant: TenantFixture) -> None:
+    issued = committed(lambda: create_api_key(tenant.tenant, name="read only", scopes=[ApiKeyScope.READ]))
+
+    with pytest.raises(openai.PermissionDeniedError):
+        sdk(gateway, issued.secret).models.list()
+
+
+def test_a_model_outside_the_keys_allow_list_gets_403(gateway: str, tenant: TenantFixture) -> None:
+    issued = committed(
+        lambda: create_api_key(
+            tenant.tenant, name="small only", scopes=[ApiKeyScope.INFERENCE], allowed_models=["sim-small"]
+        )
+    )
+    client = sdk(gateway, issued.secret)
+
+    with pytest.raises(openai.PermissionDeniedError) as error:
+        client.chat.completions.create(model="sim-large", messages=MESSAGES)
+    assert [m.id for m in client.models.list()] == ["auto", "sim-small"]
+    assert error.value.code == "model_not_allowed"

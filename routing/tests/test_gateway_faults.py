@@ -12,8 +12,8 @@ import httpx
 import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
-from pytest_django import DjangoDbBlocker
 
+from aiaas.testing.database import committed
 from aiaas.testing.tenants import TenantFixture
 from routing.simulated_provider import ChatMessage, answer_words
 from routing.tests.conftest import simulator_stats
@@ -41,21 +41,17 @@ FAULTS = [
 
 
 @pytest.fixture(scope="module")
-def small_only_key(tenant_fixtures: dict[str, TenantFixture], django_db_blocker: DjangoDbBlocker) -> str:
+def small_only_key(django_db_setup: dict[str, TenantFixture]) -> str:
     """A key that may use sim-small only: no fallback can take over."""
-    with django_db_blocker.unblock():
-        issued = create_api_key(
-            tenant_fixtures["alpha"].tenant,
+    issued = committed(
+        lambda: create_api_key(
+            django_db_setup["alpha"].tenant,
             name="small only",
             scopes=[ApiKeyScope.INFERENCE],
             allowed_models=["sim-small"],
         )
+    )
     return issued.secret
-
-
-@pytest.fixture(scope="module")
-def tenant_fixtures(django_db_setup: dict[str, TenantFixture]) -> dict[str, TenantFixture]:
-    return django_db_setup
 
 
 def post(gateway: str, key: str, **body: object) -> httpx.Response:
