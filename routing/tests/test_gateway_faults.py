@@ -12,6 +12,7 @@ import httpx
 import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
+from pytest_django import DjangoDbBlocker
 
 from aiaas.testing.database import committed
 from aiaas.testing.tenants import TenantFixture
@@ -41,16 +42,15 @@ FAULTS = [
 
 
 @pytest.fixture(scope="module")
-def small_only_key(django_db_setup: dict[str, TenantFixture]) -> str:
+def small_only_key(django_db_setup: dict[str, TenantFixture], django_db_blocker: DjangoDbBlocker) -> str:
     """A key that may use sim-small only: no fallback can take over."""
-    issued = committed(
-        lambda: create_api_key(
-            django_db_setup["alpha"].tenant,
-            name="small only",
-            scopes=[ApiKeyScope.INFERENCE],
-            allowed_models=["sim-small"],
+    tenant = django_db_setup["alpha"].tenant
+    with django_db_blocker.unblock():
+        issued = committed(
+            lambda: create_api_key(
+                tenant, name="small only", scopes=[ApiKeyScope.INFERENCE], allowed_models=["sim-small"]
+            )
         )
-    )
     return issued.secret
 
 
