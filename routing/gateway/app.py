@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -36,6 +37,8 @@ from routing.resilience import CircuitBreaker, Deadline
 from tenants.models import ApiKey, ApiKeyScope
 
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{8,128}")
+# OpenAI's `created` for a model; the registry does not track release dates.
+MODEL_CREATED = 1_700_000_000
 
 
 class GatewayState:
@@ -172,116 +175,105 @@ def deadline_for(plan: RoutePlan) -> Deadline:
     return Deadline(max(model.provider.total_timeout for model in plan.chain))
 
 
-def served_as(data: dict[str, Any], model: ModelSpec, context: Context, object_id: str) -> dict[str, Any]:
+def served_as(data: dict[str, Any], model: ModelSpec, object_id: str) -> dict[str, Any]:
     """The provider's response under our id and the public model id."""
-    return {**data, "id": object_id or data.get("id"), "model": model.model_id}
+    return {**data, "id": object_id, "model": model.model_id}
 
 
-async def chat_completions(request: Request) -> Response:
-    context = Context.of(request)
-    try:
-        api_key = await authenticate(request, ApiKeyScope.INFERENCE)
-        chat = parse_chat_request(await read_body(request))
-        catalog = await state.catalog.get()
-        resolve_model(chat.model, catalog, api_key)
-        plan = plan_route(
-            RouteRequest(
-                chat.model, chat.estimated_prompt_tokens, chat.max_output_tokens, needs_json=chat.needs_json
-            ),
-            catalog,
-            api_key,
-        )
-        context.reason = plan.reason
-        deadline = deadline_for(plan)
-        if chat.stream:
-            return ChatStreamResponse(context, chat.body, plan, deadline, chat.include_usage)
-        data = await state.orchestrator.complete(chat.body, plan, deadline, context.outcome)
-        assert context.outcome.model is not None
-        return json_response(
-            served_as(data, context.outcome.model, context, f"chatcmpl-{context.request_id}"), context
-        )
-    except GatewayError as error:
-        return error_response(error, context)
-    except ProviderError as error:
-        return error_response(from_provider_error(error), context)
-    except TimeoutError:
-        return error_response(
-            from_provider_error(ProviderError("timeout", "the request took too long")), context
-        )
-    except ClientDisconnect:
-        return Response(status_code=499)
+Handler = Callable[[Request, Context], Awaitable[Response]]
 
 
-async def embeddings(request: Request) -> Response:
-    context = Context.of(request)
-    try:
-        api_key = await authenticate(request, ApiKeyScope.INFERENCE)
-        embed = parse_embeddings_request(await read_body(request))
-        catalog = await state.catalog.get()
-        resolve_model(embed.model, catalog, api_key)
-        plan = plan_route(
-            RouteRequest(embed.model, embed.estimated_prompt_tokens, 0, needs_embeddings=True),
-            catalog,
-            api_key,
-        )
-        context.reason = plan.reason
-        data = await state.orchestrator.embed(embed.body, plan, deadline_for(plan), context.outcome)
-        assert context.outcome.model is not None
-        return json_response({**data, "model": context.outcome.model.model_id}, context)
-    except GatewayError as error:
-        return error_response(error, context)
-    except ProviderError as error:
-        return error_response(from_provider_error(error), context)
-    except TimeoutError:
-        return error_response(
-            from_provider_error(ProviderError("timeout", "the request took too long")), context
-        )
-    except ClientDisconnect:
-        return Response(status_code=499)
+def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """Give `handler` its request context and turn every failure into an OpenAI-shaped error."""
+
+    async def respond(request: Request) -> Response:
+        context = Context.of(request)
+        try:
+            return await handler(request, context)
+        except GatewayError as error:
+            return error_response(error, context)
+        except ProviderError as error:
+            return error_response(from_provider_error(error), context)
+        except TimeoutError:
+            timeout = ProviderError("timeout", "the request took too long")
+            return error_response(from_provider_error(timeout), context)
+        except ClientDisconnect:
+            return Response(status_code=499)
+
+    return respond
 
 
-async def list_models(request: Request) -> Response:
-    context = Context.of(request)
-    try:
-        api_key = await authenticate(request, ApiKeyScope.INFERENCE)
-    except GatewayError as error:
-        return error_response(error, context)
+@endpoint
+async def chat_completions(request: Request, context: Context) -> Response:
+    api_key = await authenticate(request, ApiKeyScope.INFERENCE)
+    chat = parse_chat_request(await read_body(request))
     catalog = await state.catalog.get()
-    created = 1_700_000_000
-    data: list[dict[str, Any]] = [
+    resolve_model(chat.model, catalog, api_key)
+    route = RouteRequest(
+        chat.model, chat.estimated_prompt_tokens, chat.max_output_tokens, needs_json=chat.needs_json
+    )
+    plan = plan_route(route, catalog, api_key)
+    context.reason = plan.reason
+    deadline = deadline_for(plan)
+    if chat.stream:
+        return ChatStreamResponse(context, chat.body, plan, deadline, chat.include_usage)
+    data = await state.orchestrator.complete(chat.body, plan, deadline, context.outcome)
+    assert context.outcome.model is not None
+    return json_response(served_as(data, context.outcome.model, f"chatcmpl-{context.request_id}"), context)
+
+
+@endpoint
+async def embeddings(request: Request, context: Context) -> Response:
+    api_key = await authenticate(request, ApiKeyScope.INFERENCE)
+    embed = parse_embeddings_request(await read_body(request))
+    catalog = await state.catalog.get()
+    resolve_model(embed.model, catalog, api_key)
+    route = RouteRequest(embed.model, embed.estimated_prompt_tokens, 0, needs_embeddings=True)
+    plan = plan_route(route, catalog, api_key)
+    context.reason = plan.reason
+    data = await state.orchestrator.embed(embed.body, plan, deadline_for(plan), context.outcome)
+    assert context.outcome.model is not None
+    return json_response({**data, "model": context.outcome.model.model_id}, context)
+
+
+@endpoint
+async def list_models(request: Request, context: Context) -> Response:
+    api_key = await authenticate(request, ApiKeyScope.INFERENCE)
+    catalog = await state.catalog.get()
+    data = [
         {
             "id": ROUTED_MODEL,
             "object": "model",
-            "created": created,
+            "created": MODEL_CREATED,
             "owned_by": "aiaas",
             "aiaas": {"routed": True},
         }
     ]
-    for model in catalog.by_cost():
-        if api_key.allows_model(model.model_id):
-            data.append(
-                {
-                    "id": model.model_id,
-                    "object": "model",
-                    "created": created,
-                    "owned_by": "aiaas-simulated" if model.provider.is_simulated else model.provider.slug,
-                    "aiaas": {
-                        "tier": model.tier,
-                        "simulated": model.provider.is_simulated,
-                        "context_window": model.context_window,
-                        "chat": model.supports_chat,
-                        "embeddings": model.supports_embeddings,
-                    },
-                }
-            )
+    data += [model_object(model) for model in catalog.by_cost() if api_key.allows_model(model.model_id)]
     return json_response({"object": "list", "data": data}, context)
 
 
-async def not_found(request: Request) -> Response:
-    error = GatewayError(
+def model_object(model: ModelSpec) -> dict[str, Any]:
+    return {
+        "id": model.model_id,
+        "object": "model",
+        "created": MODEL_CREATED,
+        "owned_by": "aiaas-simulated" if model.provider.is_simulated else model.provider.slug,
+        "aiaas": {
+            "tier": model.tier,
+            "simulated": model.provider.is_simulated,
+            "context_window": model.context_window,
+            "chat": model.supports_chat,
+            "embeddings": model.supports_embeddings,
+        },
+    }
+
+
+@endpoint
+async def not_found(request: Request, context: Context) -> Response:
+    raise GatewayError(
         404, f"Unknown URL: {request.method} {request.url.path}", "invalid_request_error", "unknown_url"
     )
-    return error_response(error, Context.of(request))
 
 
 class ChatStreamResponse(Response):
