@@ -100,6 +100,11 @@ class ApiKey(models.Model):
         models.CharField(max_length=200), default=list, blank=True, help_text="Empty means every model."
     )
     expires_at = models.DateTimeField(null=True, blank=True)
+    # Overrides of the plan's per-key limits; empty means the plan's.
+    requests_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    tokens_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    monthly_spend_budget_usd = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    monthly_token_budget = models.PositiveBigIntegerField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     created_by = models.CharField(
