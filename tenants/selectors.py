@@ -21,7 +21,9 @@ def find_usable_api_key(raw_key: str) -> ApiKey | None:
     if match is None:
         return None
     api_key = (
-        ApiKey.objects.select_related("tenant", "tenant__plan").filter(prefix=match["prefix"], tenant__is_active=True).first()
+        ApiKey.objects.select_related("tenant", "tenant__plan")
+        .filter(prefix=match["prefix"], tenant__is_active=True)
+        .first()
     )
     if api_key is None or not api_key.secret_matches(match["secret"]) or not api_key.is_usable():
         return None
