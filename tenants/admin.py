@@ -49,6 +49,11 @@ class ApiKeyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "scopes",
         "allowed_models",
         "expires_at",
+        # Overrides of the plan's per-key limits; empty means the plan's.
+        "requests_per_minute",
+        "tokens_per_minute",
+        "monthly_token_budget",
+        "monthly_spend_budget_usd",
         "revoked_at",
         "last_used_at",
         "created_by",
