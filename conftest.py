@@ -4,6 +4,7 @@ tenants (`alpha`, the tenant under test, and `beta`, the outsider) built once.""
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Iterator
 from typing import Any
 
@@ -51,9 +52,20 @@ def django_db_setup(
             raise RuntimeError("refusing to build test tenants outside a test database")
         ensure_public_tenant()
         ensure_template_schema()
-        tenants = {slug: make_test_tenant(slug) for slug in ("alpha", "beta")}
+        start_ids_at_random()
+        tenants = {slug: make_test_tenant(slug) for slug in ("alpha", "beta", "serving")}
         activate_public_schema()
     return tenants
+
+
+def start_ids_at_random() -> None:
+    """Redis keys of limits, budgets, idempotency and breakers carry tenant and key
+    ids. Starting this run's ids at random keeps them apart from earlier runs' and
+    from a development server's on the same Redis."""
+    with connection.cursor() as cursor:
+        for table in ("tenants_tenant", "tenants_apikey"):
+            start = random.randint(10**6, 10**12)  # noqa: S311 - not a secret
+            cursor.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), %s)", [start])
 
 
 @pytest.fixture(autouse=True)
@@ -72,6 +84,13 @@ def tenant(django_db_setup: dict[str, TenantFixture], db: None) -> TenantFixture
 def other_tenant(django_db_setup: dict[str, TenantFixture], db: None) -> TenantFixture:
     """A second tenant: its key and users must never reach `tenant`'s data."""
     return django_db_setup["beta"]
+
+
+@pytest.fixture
+def serving_tenant(django_db_setup: dict[str, TenantFixture]) -> TenantFixture:
+    """A tenant for tests against live servers: what they commit (keys, say) outlives
+    them, so it must not land in `tenant`, whose tests count exactly."""
+    return django_db_setup["serving"]
 
 
 @pytest.fixture

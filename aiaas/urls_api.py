@@ -2,16 +2,27 @@
 tenant comes from the API key."""
 
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from aiaas.api_errors import json_error_view
 
 urlpatterns = [
     path("api/v1/", include("tenants.api.urls")),
+    path("api/v1/", include("billing.api.urls")),
     path(
         "api/schema/",
-        SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),
+        # This URLConf, not ROOT_URLCONF (the tenant dashboard's), which the view would describe.
+        SpectacularAPIView.as_view(
+            urlconf="aiaas.urls_api", authentication_classes=[], permission_classes=[]
+        ),
         name="openapi-schema",
+    ),
+    path(
+        "api/docs/",
+        SpectacularSwaggerView.as_view(
+            url_name="openapi-schema", authentication_classes=[], permission_classes=[]
+        ),
+        name="swagger-ui",
     ),
 ]
 

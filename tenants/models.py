@@ -116,6 +116,14 @@ class ApiKey(models.Model):
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["tenant", "-created_at"])]
 
+    # Overrides of the plan's per-key limits (billing.limits.limits_for reads them).
+    LIMIT_FIELDS = (
+        "requests_per_minute",
+        "tokens_per_minute",
+        "monthly_spend_budget_usd",
+        "monthly_token_budget",
+    )
+
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix})"
 

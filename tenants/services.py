@@ -8,6 +8,7 @@ import secrets
 import string
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -207,7 +208,9 @@ def create_api_key(
     expires_at: datetime | None = None,
     allowed_models: list[str] | None = None,
     created_by: str = "",
+    **limit_overrides: Any,
 ) -> IssuedApiKey:
+    """Issue a key; `limit_overrides` are ApiKey.LIMIT_FIELDS (None: the plan's)."""
     prefix, secret, full_key = generate_api_key_secret()
     api_key = ApiKey.objects.create(
         tenant=tenant,
@@ -218,8 +221,31 @@ def create_api_key(
         expires_at=expires_at,
         allowed_models=allowed_models or [],
         created_by=created_by,
+        **checked_limit_fields(limit_overrides),
     )
     return IssuedApiKey(api_key=api_key, secret=full_key)
+
+
+def update_api_key(api_key: ApiKey, changes: dict[str, Any]) -> ApiKey:
+    """Rename a key or change its limit overrides.
+
+    Only the changed columns are written, so a concurrent write of another
+    (last_used_at) survives; gateway processes drop their cached copy at once.
+    """
+    allowed = {"name", *ApiKey.LIMIT_FIELDS}
+    if unknown := set(changes) - allowed:
+        raise ValueError(f"not editable: {', '.join(sorted(unknown))}")
+    for field, value in changes.items():
+        setattr(api_key, field, value)
+    api_key.save(update_fields=list(changes))
+    transaction.on_commit(lambda: publish_revocation(api_key.prefix), robust=True)
+    return api_key
+
+
+def checked_limit_fields(overrides: dict[str, Any]) -> dict[str, Any]:
+    if unknown := set(overrides) - set(ApiKey.LIMIT_FIELDS):
+        raise TypeError(f"unknown limit overrides: {', '.join(sorted(unknown))}")
+    return overrides
 
 
 def revoke_api_key(api_key: ApiKey) -> bool:
@@ -232,11 +258,12 @@ def revoke_api_key(api_key: ApiKey) -> bool:
     updated = ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=now)
     if updated:
         api_key.revoked_at = now
-        transaction.on_commit(lambda: publish_revocation(api_key.prefix))
+        transaction.on_commit(lambda: publish_revocation(api_key.prefix), robust=True)
     return bool(updated)
 
 
 def publish_revocation(prefix: str) -> None:
+    """Tell every gateway process to drop its cached copy of the key `prefix`."""
     import redis
 
     client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)

@@ -7,6 +7,7 @@ from accounts.web import views
 
 dashboard_patterns = [
     path("", views.overview, name="overview"),
+    path("usage/", views.usage, name="usage"),
     path("keys/", views.keys, name="keys"),
     path("keys/<int:pk>/revoke/", views.revoke_key, name="revoke-key"),
     path("team/", views.team, name="team"),

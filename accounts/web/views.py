@@ -18,6 +18,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse_lazy
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 from django.views.generic import View
@@ -27,6 +28,7 @@ from accounts.models import Role, User
 from accounts.selectors import dashboard_summary, listed_keys_of, team_of
 from accounts.services import Invitation, TeamError, change_role, invite_member, remove_member
 from accounts.web.forms import ApiKeyForm, InviteForm, LoginForm, RoleForm
+from billing.selectors import UsageGrouping, UsagePeriod, usage_events_of, usage_groups, usage_totals
 from routing.selectors import enabled_models
 from tenants.context import current_schema_name
 from tenants.models import Tenant
@@ -101,6 +103,20 @@ def overview(request: HttpRequest) -> HttpResponse:
         "models": enabled_models(),
     }
     return render(request, "dashboard/overview.html", context)
+
+
+@login_required
+def usage(request: HttpRequest) -> HttpResponse:
+    """This month's (UTC) usage from the ledger: totals, then by day and by model."""
+    events = usage_events_of(request_tenant(request))
+    period = UsagePeriod.month_of(timezone.now().date())
+    context = {
+        "period": period,
+        "totals": usage_totals(events, period),
+        "by_day": usage_groups(events, period, UsageGrouping.DAY),
+        "by_model": usage_groups(events, period, UsageGrouping.MODEL),
+    }
+    return render(request, "dashboard/usage.html", context)
 
 
 @login_required

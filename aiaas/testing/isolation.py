@@ -34,7 +34,7 @@ NONEXISTENT_ID = "987654321"
 # HEAD answers as GET does; OPTIONS describes the route and reads no data.
 IMPLIED_METHODS = frozenset({"head", "options"})
 # Routes that are public by design (the OpenAPI document).
-PUBLIC_URL_NAMES = frozenset({"openapi-schema"})
+PUBLIC_URL_NAMES = frozenset({"openapi-schema", "swagger-ui"})
 
 
 @dataclass(frozen=True)

@@ -54,5 +54,8 @@ def make_test_tenant(slug: str) -> TenantFixture:
             name=f"{slug.title()} Corp",
             owner_email=f"owner@{slug}.example",
             owner_password=TEST_PASSWORD,
+            # Generous limits: the suite sends many requests with one key; tests
+            # of limits set their own on keys of their own.
+            plan_slug="enterprise",
         )
     )

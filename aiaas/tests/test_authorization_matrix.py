@@ -21,10 +21,12 @@ def make_api_key(tenant: TenantFixture) -> ApiKey:
 
 
 OPERATIONS = [
+    Operation("usage-list", "get", 200),
     Operation("api-key-list", "get", 200),
     Operation("api-key-list", "post", 201, body={"name": "ci"}),
     Operation("api-key-detail", "get", 200, make_object=make_api_key),
     Operation("api-key-detail", "delete", 204, make_object=make_api_key),
+    Operation("api-key-detail", "patch", 200, body={"name": "renamed"}, make_object=make_api_key),
 ]
 OBJECT_OPERATIONS = [operation for operation in OPERATIONS if operation.make_object]
 

@@ -1,3 +1,4 @@
 from billing.models.plans import Plan
+from billing.models.usage import UsageEvent
 
-__all__ = ["Plan"]
+__all__ = ["Plan", "UsageEvent"]

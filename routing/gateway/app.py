@@ -7,6 +7,7 @@ actually served it) and x-aiaas-route-reason. Every error is OpenAI-shaped.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import uuid
@@ -19,24 +20,31 @@ import anyio
 import orjson
 import redis.asyncio as aioredis
 from django.conf import settings
+from django.utils import timezone
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from billing.limits import Limiter
+from billing.usage import UsageQueueUnavailableError, UsageRecord, record_usage
 from routing.catalog import Catalog, CatalogCache, ModelSpec
 from routing.gateway.auth import ApiKeyCache
 from routing.gateway.completions import Orchestrator, Outcome, sse
 from routing.gateway.errors import GatewayError, from_provider_error
+from routing.gateway.metering import Meter
 from routing.gateway.providers import ProviderClient, ProviderError
 from routing.gateway.validation import invalid, parse_chat_request, parse_embeddings_request
+from routing.idempotency import IdempotencyStore, idempotent
 from routing.models import ROUTED_MODEL
 from routing.policy import CheapestCapableTier, NoCapableModelError, RoutePlan, RouteRequest, RoutingPolicy
 from routing.resilience import CircuitBreaker, Deadline
 from tenants.models import ApiKey, ApiKeyScope
 
-REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{8,128}")
+CLIENT_REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+REDIS_POOL_SIZE = 200
+logger = logging.getLogger(__name__)
 # OpenAI's `created` for a model; the registry does not track release dates.
 MODEL_CREATED = 1_700_000_000
 
@@ -48,7 +56,15 @@ class GatewayState:
 
     @cached_property
     def redis(self) -> aioredis.Redis:
-        return aioredis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+        # A blocking pool waits for a free connection instead of failing past its size.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            settings.REDIS_URL,
+            max_connections=REDIS_POOL_SIZE,
+            timeout=2,
+            socket_timeout=2,
+            socket_connect_timeout=2,
+        )
+        return aioredis.Redis(connection_pool=pool)
 
     @cached_property
     def keys(self) -> ApiKeyCache:
@@ -57,6 +73,14 @@ class GatewayState:
     @cached_property
     def catalog(self) -> CatalogCache:
         return CatalogCache()
+
+    @cached_property
+    def idempotency(self) -> IdempotencyStore:
+        return IdempotencyStore(self.redis, settings.SECRET_KEY)
+
+    @cached_property
+    def limiter(self) -> Limiter:
+        return Limiter(self.redis)
 
     @cached_property
     def orchestrator(self) -> Orchestrator:
@@ -68,22 +92,32 @@ state = GatewayState()
 
 @dataclass
 class Context:
-    """One request's identity and clocks."""
+    """One request: its identity, clocks, what served it and what it cost."""
 
     request_id: str
+    client_request_id: str = ""
     started: float = field(default_factory=time.perf_counter)
     outcome: Outcome = field(default_factory=Outcome)
     reason: str = ""
+    api_key: ApiKey | None = None
+    meter: Meter | None = None
+    first_token_at: float | None = None
+    streaming: bool = False  # the response outlives the handler and settles itself
+    settled: bool = False
 
     @classmethod
     def of(cls, request: Request) -> Context:
+        # Our id is always ours: it keys the ledger, so a client must not choose it.
         given = request.headers.get("x-request-id", "")
-        return cls(given if REQUEST_ID_PATTERN.fullmatch(given) else f"req_{uuid.uuid4().hex}")
+        echo = given if CLIENT_REQUEST_ID_PATTERN.fullmatch(given) else ""
+        return cls(f"req_{uuid.uuid4().hex}", echo)
 
     def headers(self) -> dict[str, str]:
         elapsed = time.perf_counter() - self.started
         overhead_ms = max(0.0, (elapsed - self.outcome.timing.waiting_seconds) * 1000)
         headers = {"x-request-id": self.request_id, "x-aiaas-overhead-ms": f"{overhead_ms:.2f}"}
+        if self.client_request_id:
+            headers["x-client-request-id"] = self.client_request_id
         if self.outcome.model is not None:
             headers["x-aiaas-model"] = self.outcome.model.model_id
             headers["x-aiaas-tier"] = str(self.outcome.model.tier)
@@ -91,7 +125,54 @@ class Context:
             headers["x-aiaas-route-reason"] = self.reason
         if self.outcome.attempts:
             headers["x-aiaas-attempts"] = str(self.outcome.attempts)
+        if self.meter is not None:
+            headers.update(self.meter.headers)
         return headers
+
+    async def admit(self, plan: RoutePlan, prompt_tokens: int, max_output_tokens: int) -> None:
+        assert self.api_key is not None
+        self.meter = Meter(state.limiter, self.api_key)
+        await self.meter.admit(plan, prompt_tokens, max_output_tokens)
+
+    async def settle(self, status: int, error_type: str = "") -> None:
+        """Account for the request once it is over, whatever its outcome: reconcile
+        its reservation and queue its one usage event (requests without a usable
+        key belong to no tenant and are not metered)."""
+        if self.settled:
+            return
+        self.settled = True
+        if self.meter is not None:
+            await self.meter.settle(self.outcome)
+        if self.api_key is not None:
+            await queue_usage(self.usage_record(self.api_key, status, error_type))
+
+    def usage_record(self, api_key: ApiKey, status: int, error_type: str) -> UsageRecord:
+        model, usage = self.outcome.model, self.outcome.usage
+        ttft = None if self.first_token_at is None else round((self.first_token_at - self.started) * 1000)
+        return UsageRecord(
+            request_id=self.request_id,
+            tenant_id=api_key.tenant_id,
+            api_key_id=api_key.pk,
+            model=model.model_id if model else "",
+            tier=model.tier if model else None,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cost_usd=usage.cost_usd,
+            latency_ms=round((time.perf_counter() - self.started) * 1000),
+            ttft_ms=ttft,
+            status=status,
+            error_type=error_type[:100],
+            estimated=usage.estimated,
+            created_at=timezone.now(),
+        )
+
+
+async def queue_usage(record: UsageRecord) -> None:
+    try:
+        await record_usage(state.redis, record)
+    except UsageQueueUnavailableError:
+        # Limits fail closed before any provider call, so this is Redis lost mid-request.
+        logger.exception("usage event %s was not queued", record.request_id)
 
 
 def json_response(
@@ -181,6 +262,11 @@ def served_as(data: dict[str, Any], model: ModelSpec, object_id: str) -> dict[st
 
 
 Handler = Callable[[Request, Context], Awaitable[Response]]
+TOO_LONG = ProviderError("timeout", "the request took too long")
+INTERNAL_ERROR = GatewayError(
+    500, "The gateway failed to handle the request.", "server_error", "internal_error"
+)
+Work = Callable[[Context, ApiKey, bytes], Awaitable[Response]]
 
 
 def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
@@ -188,25 +274,54 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
 
     async def respond(request: Request) -> Response:
         context = Context.of(request)
+        status, error_type = 500, "internal_error"
         try:
-            return await handler(request, context)
+            response = await handler(request, context)
+            status, error_type = response.status_code, ""
+            return response
         except GatewayError as error:
+            status, error_type = error.status, error.code or error.type
             return error_response(error, context)
-        except ProviderError as error:
-            return error_response(from_provider_error(error), context)
-        except TimeoutError:
-            timeout = ProviderError("timeout", "the request took too long")
-            return error_response(from_provider_error(timeout), context)
+        except (ProviderError, TimeoutError) as error:
+            failure = from_provider_error(error if isinstance(error, ProviderError) else TOO_LONG)
+            status, error_type = failure.status, failure.code or failure.type
+            return error_response(failure, context)
         except ClientDisconnect:
+            status, error_type = 499, "client_disconnected"
             return Response(status_code=499)
+        except Exception:
+            logger.exception("request %s failed", context.request_id)
+            return error_response(INTERNAL_ERROR, context)
+        finally:
+            if not context.streaming:
+                await context.settle(status, error_type)
 
     return respond
 
 
+def once(
+    request: Request, context: Context, api_key: ApiKey, body: bytes, handler: Work
+) -> Awaitable[Response]:
+    """`handler` at most once per tenant and Idempotency-Key (routing/idempotency.py)."""
+    return idempotent(
+        state.idempotency,
+        request,
+        api_key.tenant_id,
+        body,
+        lambda: handler(context, api_key, body),
+        principal=f"api-key:{api_key.pk}",
+        headers=context.headers,
+    )
+
+
 @endpoint
 async def chat_completions(request: Request, context: Context) -> Response:
-    api_key = await authenticate(request, ApiKeyScope.INFERENCE)
-    chat = parse_chat_request(await read_body(request))
+    api_key = context.api_key = await authenticate(request, ApiKeyScope.INFERENCE)
+    return await once(request, context, api_key, await read_body(request), serve_chat)
+
+
+async def serve_chat(context: Context, api_key: ApiKey, body: bytes) -> Response:
+    chat = parse_chat_request(body)
     catalog = await state.catalog.get()
     resolve_model(chat.model, catalog, api_key)
     route = RouteRequest(
@@ -214,8 +329,10 @@ async def chat_completions(request: Request, context: Context) -> Response:
     )
     plan = plan_route(route, catalog, api_key)
     context.reason = plan.reason
+    await context.admit(plan, chat.estimated_prompt_tokens, chat.max_output_tokens)
     deadline = deadline_for(plan)
     if chat.stream:
+        context.streaming = True
         return ChatStreamResponse(context, chat.body, plan, deadline, chat.include_usage)
     data = await state.orchestrator.complete(chat.body, plan, deadline, context.outcome)
     assert context.outcome.model is not None
@@ -224,13 +341,18 @@ async def chat_completions(request: Request, context: Context) -> Response:
 
 @endpoint
 async def embeddings(request: Request, context: Context) -> Response:
-    api_key = await authenticate(request, ApiKeyScope.INFERENCE)
-    embed = parse_embeddings_request(await read_body(request))
+    api_key = context.api_key = await authenticate(request, ApiKeyScope.INFERENCE)
+    return await once(request, context, api_key, await read_body(request), serve_embeddings)
+
+
+async def serve_embeddings(context: Context, api_key: ApiKey, body: bytes) -> Response:
+    embed = parse_embeddings_request(body)
     catalog = await state.catalog.get()
     resolve_model(embed.model, catalog, api_key)
     route = RouteRequest(embed.model, embed.estimated_prompt_tokens, 0, needs_embeddings=True)
     plan = plan_route(route, catalog, api_key)
     context.reason = plan.reason
+    await context.admit(plan, embed.estimated_prompt_tokens, 0)
     data = await state.orchestrator.embed(embed.body, plan, deadline_for(plan), context.outcome)
     assert context.outcome.model is not None
     return json_response({**data, "model": context.outcome.model.model_id}, context)
@@ -238,7 +360,7 @@ async def embeddings(request: Request, context: Context) -> Response:
 
 @endpoint
 async def list_models(request: Request, context: Context) -> Response:
-    api_key = await authenticate(request, ApiKeyScope.INFERENCE)
+    api_key = context.api_key = await authenticate(request, ApiKeyScope.INFERENCE)
     catalog = await state.catalog.get()
     data = [
         {
@@ -307,12 +429,17 @@ class ChatStreamResponse(Response):
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.status, self.error_type = 499, "client_disconnected"  # until it ends otherwise
         try:
             first = await anext(self.events, None)
             if first is None or "error" in first:
-                error = first["error"] if first else ProviderError("stream_cut", "no output")
-                await error_response(from_provider_error(error), self.context)(scope, receive, send)
+                error = from_provider_error(
+                    first["error"] if first else ProviderError("stream_cut", "no output")
+                )
+                self.status, self.error_type = error.status, error.code or error.type
+                await error_response(error, self.context)(scope, receive, send)
                 return
+            self.context.first_token_at = time.perf_counter()
             headers = {
                 **self.context.headers(),
                 "content-type": "text/event-stream",
@@ -334,6 +461,7 @@ class ChatStreamResponse(Response):
                 group.cancel_scope.cancel()
         finally:
             await self.events.aclose()  # type: ignore[attr-defined]
+            await self.context.settle(self.status, self.error_type)
 
     async def relay(self, send: Send) -> None:
         async for event in self.events:
@@ -341,6 +469,7 @@ class ChatStreamResponse(Response):
                 body = self.chunk(event["model"], event["delta"])
             elif "error" in event:
                 error = from_provider_error(event["error"])
+                self.status, self.error_type = 200, error.code or error.type
                 await send({"type": "http.response.body", "body": sse(error.body()), "more_body": False})
                 return
             else:
@@ -360,6 +489,7 @@ class ChatStreamResponse(Response):
                     )
                 body += sse("[DONE]")
             await send({"type": "http.response.body", "body": body, "more_body": True})
+        self.status, self.error_type = 200, ""
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 

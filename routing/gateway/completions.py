@@ -22,6 +22,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import orjson
@@ -46,14 +47,24 @@ T = TypeVar("T")
 
 @dataclass
 class Usage:
+    """Tokens and their cost over every attempt, each priced at its own model's rates."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cost_usd: Decimal = Decimal(0)
     estimated: bool = False
 
-    def add(self, usage: Any) -> None:
-        if isinstance(usage, dict):
-            self.prompt_tokens += int(usage.get("prompt_tokens") or 0)
-            self.completion_tokens += int(usage.get("completion_tokens") or 0)
+    def count(self, model: ModelSpec, prompt_tokens: int, completion_tokens: int) -> None:
+        self.prompt_tokens += prompt_tokens
+        self.completion_tokens += completion_tokens
+        self.cost_usd += model.cost_usd(prompt_tokens, completion_tokens)
+
+    def add(self, model: ModelSpec, usage: Any) -> bool:
+        """Count a provider's `usage` object; False when there was none."""
+        if not isinstance(usage, dict):
+            return False
+        self.count(model, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+        return True
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -168,7 +179,14 @@ class Orchestrator:
             return data
 
         data = await asyncio.wait_for(self.run(plan, deadline, outcome, call), timeout=deadline.remaining())
-        outcome.usage.add(data.get("usage"))
+        assert outcome.model is not None
+        if not outcome.usage.add(outcome.model, data.get("usage")):
+            outcome.usage.count(
+                outcome.model,
+                estimate_tokens(str(body.get("messages"))),
+                estimate_tokens(str(data["choices"][0]["message"].get("content") or "")),
+            )
+            outcome.usage.estimated = True
         return data
 
     async def embed(
@@ -179,7 +197,10 @@ class Orchestrator:
             return await self.providers.post_json(model, "/embeddings", upstream, deadline, outcome.timing)
 
         data = await asyncio.wait_for(self.run(plan, deadline, outcome, call), timeout=deadline.remaining())
-        outcome.usage.add(data.get("usage"))
+        assert outcome.model is not None
+        if not outcome.usage.add(outcome.model, data.get("usage")):
+            outcome.usage.count(outcome.model, estimate_tokens(str(body.get("input"))), 0)
+            outcome.usage.estimated = True
         return data
 
     def stream(
@@ -213,6 +234,7 @@ class ContinuedStream:
     outcome: Outcome
     text: list[str] = field(default_factory=list)
     relayed_structured_deltas: bool = False
+    reported_usage: bool = False
     queue: asyncio.Queue[dict[str, Any] | None] = field(default_factory=lambda: asyncio.Queue(maxsize=64))
 
     def upstream_body(self, model: ModelSpec) -> dict[str, Any]:
@@ -230,25 +252,32 @@ class ContinuedStream:
         """Relay one upstream stream; return its finish_reason or raise ProviderError."""
         started_with = len(self.text)
         body = self.upstream_body(model)
+        self.reported_usage = False
         try:
             finish_reason = await self.relay(model, body)
             if finish_reason is None:
                 # A clean end without finish_reason is a cut stream, never a complete answer.
                 raise ProviderError("stream_cut", f"{model.model_id} ended its stream before finishing")
         except ProviderError as error:
-            self.estimate_usage(body, started_with)
+            if not self.reported_usage:
+                self.estimate_usage(model, body, started_with)
             if self.relayed_structured_deltas:
                 # Tool-call deltas cannot be resumed on another model; say so instead.
                 raise ProviderError("unresumable", f"{error}; tool-call output cannot be resumed") from None
             raise
+        if not self.reported_usage:
+            self.estimate_usage(model, body, started_with)
         return finish_reason
 
-    def estimate_usage(self, body: dict[str, Any], started_with: int) -> None:
-        """A failed upstream stream sends no usage, yet the provider may bill what it
-        produced: count an estimate, marked as such."""
+    def estimate_usage(self, model: ModelSpec, body: dict[str, Any], started_with: int) -> None:
+        """A stream that sent no usage may still be billed for what it produced:
+        count an estimate, marked as such."""
         prompt = " ".join(str(message.get("content") or "") for message in body["messages"])
-        self.outcome.usage.prompt_tokens += estimate_tokens(prompt, len(body["messages"]))
-        self.outcome.usage.completion_tokens += estimate_tokens("".join(self.text[started_with:]))
+        self.outcome.usage.count(
+            model,
+            estimate_tokens(prompt, len(body["messages"])),
+            estimate_tokens("".join(self.text[started_with:])),
+        )
         self.outcome.usage.estimated = True
 
     async def relay(self, model: ModelSpec, body: dict[str, Any]) -> str | None:
@@ -257,7 +286,7 @@ class ContinuedStream:
         async for chunk in self.orchestrator.providers.stream_chunks(
             model, body, self.deadline, self.outcome.timing
         ):
-            self.outcome.usage.add(chunk.get("usage"))
+            self.reported_usage = self.outcome.usage.add(model, chunk.get("usage")) or self.reported_usage
             for choice in chunk.get("choices") or []:
                 delta = {
                     key: value

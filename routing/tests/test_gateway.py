@@ -200,9 +200,11 @@ def test_an_unknown_v1_url_is_a_json_404(gateway: str, tenant: TenantFixture) ->
     assert response.json()["error"]["code"] == "unknown_url"
 
 
-def test_a_revoked_key_stops_working_on_the_gateway_at_once(gateway: str, tenant: TenantFixture) -> None:
+def test_a_revoked_key_stops_working_on_the_gateway_at_once(
+    gateway: str, serving_tenant: TenantFixture
+) -> None:
     issued = committed(
-        lambda: create_api_key(tenant.tenant, name="short-lived", scopes=[ApiKeyScope.INFERENCE])
+        lambda: create_api_key(serving_tenant.tenant, name="short-lived", scopes=[ApiKeyScope.INFERENCE])
     )
     client = sdk(gateway, issued.secret)
     assert next(m.id for m in client.models.list()) == "auto"  # now cached by the gateway
@@ -219,17 +221,22 @@ def test_a_revoked_key_stops_working_on_the_gateway_at_once(gateway: str, tenant
     pytest.fail("the revoked key still worked 2 s after revocation")
 
 
-def test_a_key_without_the_inference_scope_gets_403(gateway: str, tenant: TenantFixture) -> None:
-    issued = committed(lambda: create_api_key(tenant.tenant, name="read only", scopes=[ApiKeyScope.READ]))
+def test_a_key_without_the_inference_scope_gets_403(gateway: str, serving_tenant: TenantFixture) -> None:
+    issued = committed(
+        lambda: create_api_key(serving_tenant.tenant, name="read only", scopes=[ApiKeyScope.READ])
+    )
 
     with pytest.raises(openai.PermissionDeniedError):
         sdk(gateway, issued.secret).models.list()
 
 
-def test_a_model_outside_the_keys_allow_list_gets_403(gateway: str, tenant: TenantFixture) -> None:
+def test_a_model_outside_the_keys_allow_list_gets_403(gateway: str, serving_tenant: TenantFixture) -> None:
     issued = committed(
         lambda: create_api_key(
-            tenant.tenant, name="small only", scopes=[ApiKeyScope.INFERENCE], allowed_models=["sim-small"]
+            serving_tenant.tenant,
+            name="small only",
+            scopes=[ApiKeyScope.INFERENCE],
+            allowed_models=["sim-small"],
         )
     )
     client = sdk(gateway, issued.secret)

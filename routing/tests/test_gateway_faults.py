@@ -44,7 +44,7 @@ FAULTS = [
 @pytest.fixture(scope="module")
 def small_only_key(django_db_setup: dict[str, TenantFixture], django_db_blocker: DjangoDbBlocker) -> str:
     """A key that may use sim-small only: no fallback can take over."""
-    tenant = django_db_setup["alpha"].tenant
+    tenant = django_db_setup["serving"].tenant
     with django_db_blocker.unblock():
         issued = committed(
             lambda: create_api_key(

@@ -1,11 +1,48 @@
 from __future__ import annotations
 
+import re
+from decimal import Decimal
 from typing import Any
 
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from tenants.models import ApiKey, ApiKeyScope
+
+LIMIT_FIELDS = ApiKey.LIMIT_FIELDS
+MAX_POSITIVE_INTEGER = 2**31 - 1  # PositiveIntegerField
+MAX_POSITIVE_BIG_INTEGER = 2**63 - 1  # PositiveBigIntegerField
+USD_AMOUNT = re.compile(r"[0-9]{1,10}(?:\.[0-9]{1,2})?")
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """A JSON integer, as the document says: "5" and true are refused, not converted."""
+
+    def to_internal_value(self, data: Any) -> int:
+        integral_float = isinstance(data, float) and data.is_integer()
+        if isinstance(data, bool) or not (isinstance(data, int) or integral_float):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+@extend_schema_field(
+    {"type": "string", "format": "decimal", "pattern": f"^{USD_AMOUNT.pattern}$", "example": "25.00"}
+)
+class UsdAmountField(serializers.DecimalField):
+    """A non-negative USD amount as a string with at most 2 decimals ("25.00"), as
+    responses write it; a JSON number would pass through a float, so it is refused."""
+
+    default_error_messages = {"invalid": 'Must be a string of digits with at most 2 decimals, like "25.00".'}
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(max_digits=12, decimal_places=2, min_value=Decimal(0), **kwargs)
+
+    def to_internal_value(self, data: Any) -> Decimal:
+        if not isinstance(data, str) or not USD_AMOUNT.fullmatch(data):
+            self.fail("invalid")
+        value: Decimal = super().to_internal_value(data)
+        return value
 
 
 class ApiKeySerializer(serializers.ModelSerializer[ApiKey]):
@@ -21,6 +58,7 @@ class ApiKeySerializer(serializers.ModelSerializer[ApiKey]):
             "scopes",
             "allowed_models",
             "expires_at",
+            *LIMIT_FIELDS,
             "revoked_at",
             "last_used_at",
             "created_at",
@@ -32,7 +70,46 @@ class ApiKeySerializer(serializers.ModelSerializer[ApiKey]):
         return "api_key"
 
 
-class CreateApiKeySerializer(serializers.Serializer[Any]):
+class ApiKeyLimitsSerializer(serializers.Serializer[Any]):
+    """A key's overrides of its plan's limits; null (or absent on create) means the plan's."""
+
+    requests_per_minute = StrictIntegerField(
+        min_value=1,
+        max_value=MAX_POSITIVE_INTEGER,
+        allow_null=True,
+        required=False,
+        help_text="Requests per minute for this key; null: the plan's.",
+    )
+    tokens_per_minute = StrictIntegerField(
+        min_value=1,
+        max_value=MAX_POSITIVE_INTEGER,
+        allow_null=True,
+        required=False,
+        help_text="Tokens per minute for this key; null: the plan's.",
+    )
+    monthly_spend_budget_usd = UsdAmountField(
+        allow_null=True,
+        required=False,
+        help_text="Spend cap for this key per month, in USD; null: none (the tenant's cap still applies).",
+    )
+    monthly_token_budget = StrictIntegerField(
+        min_value=0,
+        max_value=MAX_POSITIVE_BIG_INTEGER,
+        allow_null=True,
+        required=False,
+        help_text="Token cap for this key per month; null: none (the tenant's cap still applies).",
+    )
+
+
+class UpdateApiKeySerializer(ApiKeyLimitsSerializer):
+    """PATCH: the name and the limit overrides; absent fields are left as they are."""
+
+    name = serializers.CharField(max_length=100, required=False)
+
+
+class CreateApiKeySerializer(ApiKeyLimitsSerializer):
+    """POST: a new key; its limit overrides are optional."""
+
     name = serializers.CharField(max_length=100)
     scopes = serializers.ListField(
         child=serializers.ChoiceField(choices=ApiKeyScope.choices),

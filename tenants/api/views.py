@@ -9,9 +9,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from tenants.api.base import TenantScopedViewSet
-from tenants.api.serializers import ApiKeySerializer, CreateApiKeySerializer, CreatedApiKeySerializer
+from tenants.api.idempotency import idempotent
+from tenants.api.serializers import (
+    ApiKeySerializer,
+    CreateApiKeySerializer,
+    CreatedApiKeySerializer,
+    UpdateApiKeySerializer,
+)
 from tenants.models import ApiKey, ApiKeyScope
-from tenants.services import create_api_key, revoke_api_key
+from tenants.services import create_api_key, revoke_api_key, update_api_key
 
 
 class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
@@ -25,12 +31,21 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
         return ApiKey.objects.all()
 
     @extend_schema(request=CreateApiKeySerializer, responses={201: CreatedApiKeySerializer})
+    @idempotent
     def create(self, request: Request) -> Response:
         form = CreateApiKeySerializer(data=request.data)
         form.is_valid(raise_exception=True)
         issued = create_api_key(self.tenant, created_by=f"key:{self.api_key.prefix}", **form.validated_data)
         data: dict[str, Any] = {**ApiKeySerializer(issued.api_key).data, "api_key": issued.secret}
         return Response(data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=UpdateApiKeySerializer, responses={200: ApiKeySerializer})
+    def partial_update(self, request: Request, pk: str) -> Response:
+        """Rename a key or change its limit overrides (null: back to the plan's)."""
+        api_key = self.get_object()
+        form = UpdateApiKeySerializer(data=request.data, partial=True)
+        form.is_valid(raise_exception=True)
+        return Response(ApiKeySerializer(update_api_key(api_key, form.validated_data)).data)
 
     @extend_schema(responses={204: None})
     def destroy(self, request: Request, pk: str) -> Response:

@@ -193,3 +193,136 @@ def test_a_bad_page_parameter_gets_a_400(api_client: APIClient, query: dict[str,
 
     assert response.status_code == 400
     assert response.json()["error"]["param"] == next(iter(query))
+
+
+# Limit overrides (PATCH /api/v1/keys/{id}, and on create)
+
+LIMIT_OVERRIDES = {
+    "requests_per_minute": 30,
+    "tokens_per_minute": 20_000,
+    "monthly_spend_budget_usd": "2.50",
+    "monthly_token_budget": 1_000_000,
+}
+
+
+def stored_limits(api_key: ApiKey) -> tuple[object, ...]:
+    api_key.refresh_from_db()
+    return (
+        api_key.name,
+        api_key.requests_per_minute,
+        api_key.tokens_per_minute,
+        None if api_key.monthly_spend_budget_usd is None else str(api_key.monthly_spend_budget_usd),
+        api_key.monthly_token_budget,
+    )
+
+
+def test_patch_renames_a_key_and_sets_its_limit_overrides(
+    api_client: APIClient, tenant: TenantFixture
+) -> None:
+    api_key = create_api_key(tenant.tenant, name="before", scopes=[ApiKeyScope.INFERENCE]).api_key
+
+    response = api_client.patch(
+        f"{KEYS_URL}/{api_key.pk}", {"name": "after", **LIMIT_OVERRIDES}, format="json"
+    )
+
+    assert response.status_code == 200
+    body = response.json()
+    assert {field: body[field] for field in ("id", "name", *LIMIT_OVERRIDES)} == {
+        "id": api_key.pk,
+        "name": "after",
+        **LIMIT_OVERRIDES,
+    }
+    assert stored_limits(api_key) == ("after", 30, 20_000, "2.50", 1_000_000)
+    assert (api_key.scopes, api_key.revoked_at) == ([ApiKeyScope.INFERENCE], None)
+    assert api_client.get(f"{KEYS_URL}/{api_key.pk}").json() == body
+
+
+def test_patch_null_clears_an_override_and_leaves_absent_fields_alone(
+    api_client: APIClient, tenant: TenantFixture
+) -> None:
+    api_key = create_api_key(tenant.tenant, name="limited", scopes=[ApiKeyScope.INFERENCE]).api_key
+    assert api_client.patch(f"{KEYS_URL}/{api_key.pk}", LIMIT_OVERRIDES, format="json").status_code == 200
+
+    response = api_client.patch(
+        f"{KEYS_URL}/{api_key.pk}",
+        {"requests_per_minute": None, "monthly_spend_budget_usd": None},
+        format="json",
+    )
+
+    assert response.status_code == 200
+    assert (response.json()["requests_per_minute"], response.json()["monthly_spend_budget_usd"]) == (
+        None,
+        None,
+    )
+    assert stored_limits(api_key) == ("limited", None, 20_000, None, 1_000_000)
+
+
+def test_creating_a_key_accepts_limit_overrides(api_client: APIClient, tenant: TenantFixture) -> None:
+    response = api_client.post(KEYS_URL, {"name": "capped", **LIMIT_OVERRIDES}, format="json")
+
+    assert response.status_code == 201
+    body = response.json()
+    assert {field: body[field] for field in LIMIT_OVERRIDES} == LIMIT_OVERRIDES
+    api_key = ApiKey.objects.get(pk=body["id"])
+    assert stored_limits(api_key) == ("capped", 30, 20_000, "2.50", 1_000_000)
+    assert api_key.tenant == tenant.tenant
+
+
+def test_a_key_created_without_overrides_has_none(api_client: APIClient) -> None:
+    response = api_client.post(KEYS_URL, {"name": "plain"}, format="json")
+
+    assert response.status_code == 201
+    assert {field: response.json()[field] for field in LIMIT_OVERRIDES} == dict.fromkeys(LIMIT_OVERRIDES)
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "code"),
+    [
+        ({"requests_per_minute": 0}, "requests_per_minute", "min_value"),
+        ({"requests_per_minute": "5"}, "requests_per_minute", "invalid"),
+        ({"tokens_per_minute": True}, "tokens_per_minute", "invalid"),
+        ({"tokens_per_minute": 2**31}, "tokens_per_minute", "max_value"),
+        ({"monthly_spend_budget_usd": "-1.00"}, "monthly_spend_budget_usd", "invalid"),
+        ({"monthly_spend_budget_usd": 2.5}, "monthly_spend_budget_usd", "invalid"),
+        ({"monthly_spend_budget_usd": "1.234"}, "monthly_spend_budget_usd", "invalid"),
+        ({"monthly_spend_budget_usd": "1e3"}, "monthly_spend_budget_usd", "invalid"),
+        ({"monthly_token_budget": -1}, "monthly_token_budget", "min_value"),
+        ({"name": ""}, "name", "blank"),
+        ({"name": "x" * 101}, "name", "max_length"),
+    ],
+)
+def test_an_invalid_patch_gets_a_400_naming_the_field_and_changes_nothing(
+    api_client: APIClient, tenant: TenantFixture, body: dict[str, object], param: str, code: str
+) -> None:
+    api_key = create_api_key(tenant.tenant, name="unchanged", scopes=[ApiKeyScope.INFERENCE]).api_key
+
+    response = api_client.patch(f"{KEYS_URL}/{api_key.pk}", body, format="json")
+
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert (error["type"], error["param"], error["code"]) == ("invalid_request_error", param, code)
+    assert stored_limits(api_key) == ("unchanged", None, None, None, None)
+
+
+def test_another_tenants_key_cannot_patch_a_key(
+    tenant: TenantFixture, other_tenant: TenantFixture, outsider_client: APIClient
+) -> None:
+    api_key = create_api_key(tenant.tenant, name="ours", scopes=[ApiKeyScope.INFERENCE]).api_key
+
+    foreign = outsider_client.patch(f"{KEYS_URL}/{api_key.pk}", {"name": "theirs"}, format="json")
+    nonexistent = outsider_client.patch(f"{KEYS_URL}/987654321", {"name": "theirs"}, format="json")
+
+    assert foreign.status_code == 404
+    assert foreign.content == nonexistent.content
+    assert stored_limits(api_key) == ("ours", None, None, None, None)
+
+
+def test_a_key_without_the_admin_scope_cannot_patch_keys(tenant: TenantFixture) -> None:
+    issued = create_api_key(tenant.tenant, name="inference only", scopes=[ApiKeyScope.INFERENCE])
+
+    response = tenant.api_client(issued.secret).patch(
+        f"{KEYS_URL}/{issued.api_key.pk}", {"requests_per_minute": 1_000_000}, format="json"
+    )
+
+    assert response.status_code == 403
+    assert stored_limits(issued.api_key) == ("inference only", None, None, None, None)

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from django.utils import timezone
+from rest_framework import serializers
+
+from billing.selectors import UsageGroup, UsageGrouping, UsagePeriod
+
+
+def without_trailing_underscores(fields: dict[str, Any]) -> dict[str, Any]:
+    """Fields named `from` (a keyword) or `data` (a Serializer property) are declared
+    as `from_` and `data_`; this gives them their API names, keeping the order."""
+    return {name.removesuffix("_"): field for name, field in fields.items()}
+
+
+class UsageQuerySerializer(serializers.Serializer[Any]):
+    """`?from=&to=&group_by=`: `to` defaults to the end of the current (UTC) month,
+    `from` to the first day of `to`'s month, so a query with neither reports this month."""
+
+    from_ = serializers.DateField(
+        required=False, help_text="First UTC day, YYYY-MM-DD. Default: the first day of `to`'s month."
+    )
+    to = serializers.DateField(
+        required=False, help_text="Last UTC day (included), YYYY-MM-DD. Default: the end of this month."
+    )
+    group_by = serializers.ChoiceField(choices=[grouping.value for grouping in UsageGrouping], default="day")
+
+    def get_fields(self) -> dict[str, serializers.Field[Any, Any, Any, Any]]:
+        return without_trailing_underscores(super().get_fields())
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        end: date = attrs.get("to") or UsagePeriod.month_of(timezone.now().date()).end
+        start: date = attrs.get("from") or end.replace(day=1)
+        if end >= date.max:
+            raise serializers.ValidationError({"to": ["must be before 9999-12-31"]})
+        if start > end:
+            raise serializers.ValidationError({"from": ["must be on or before `to`"]})
+        return {"period": UsagePeriod(start, end), "group_by": UsageGrouping(attrs["group_by"])}
+
+
+class UsageGroupSerializer(serializers.Serializer[UsageGroup]):
+    group = serializers.DictField(
+        source="identity",
+        help_text=(
+            'The group: {"day": "2026-11-27"}, {"model": "sim-small"} ("" when no model served), '
+            '{"tier": 1} (null when none served) or {"key_id", "name", "prefix"} (nulls for a deleted key).'
+        ),
+    )
+    requests = serializers.IntegerField(source="totals.requests")
+    prompt_tokens = serializers.IntegerField(source="totals.prompt_tokens")
+    completion_tokens = serializers.IntegerField(source="totals.completion_tokens")
+    cost_usd = serializers.DecimalField(
+        source="totals.cost_usd", max_digits=20, decimal_places=6, coerce_to_string=True
+    )
+
+
+class UsageReportSerializer(serializers.Serializer[Any]):
+    object = serializers.ChoiceField(choices=["list"])
+    data_ = UsageGroupSerializer(many=True, source="groups")
+    from_ = serializers.DateField(source="period.start")
+    to = serializers.DateField(source="period.end")
+    group_by = serializers.ChoiceField(choices=[grouping.value for grouping in UsageGrouping])
+
+    def get_fields(self) -> dict[str, serializers.Field[Any, Any, Any, Any]]:
+        return without_trailing_underscores(super().get_fields())

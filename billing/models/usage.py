@@ -1,0 +1,40 @@
+"""The usage ledger (public schema): one row per /v1 request, written only by the flusher.
+
+Rows are facts about money, so they outlive anything they point at: the tenant
+is PROTECTed (a tenant with usage history is deactivated, never deleted; its
+schema is never dropped by deleting a row either), while a deleted API key only
+nulls `api_key` and the row stays counted.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class UsageEvent(models.Model):
+    request_id = models.CharField(max_length=128, unique=True)
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="usage_events")
+    api_key = models.ForeignKey(
+        "tenants.ApiKey", on_delete=models.SET_NULL, related_name="usage_events", null=True, blank=True
+    )
+    model = models.CharField(max_length=200, blank=True, help_text="Public model id; empty when none served.")
+    tier = models.PositiveSmallIntegerField(null=True, blank=True)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=14, decimal_places=8, default=0)
+    latency_ms = models.PositiveIntegerField(default=0)
+    ttft_ms = models.PositiveIntegerField(null=True, blank=True, help_text="Time to first token.")
+    status = models.PositiveSmallIntegerField(help_text="The HTTP status the client got.")
+    error_type = models.CharField(max_length=100, blank=True)
+    estimated = models.BooleanField(
+        default=False, help_text="Tokens were estimated because the provider reported none."
+    )
+    # When the gateway served the request (from the event), not when it was flushed.
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["tenant", "created_at"])]
+
+    def __str__(self) -> str:
+        return self.request_id

@@ -1,0 +1,346 @@
+"""The usage ledger's queue: the gateway appends, a flusher moves events to PostgreSQL.
+
+Every /v1 request, served or failed, appends one event to the Redis stream
+`usage:events` (`record_usage`, one XADD, no PostgreSQL write on the request
+path). `flush_usage_events` moves them to `UsageEvent` rows through the
+consumer group `ledger`, exactly once per request id:
+
+1. take a batch: first entries another flusher read but never acknowledged
+   within `claim_idle_ms` (it died), then new ones;
+2. insert the batch in one transaction, `ON CONFLICT (request_id) DO NOTHING`;
+3. only then, in one MULTI/EXEC, copy entries that cannot be stored to the
+   dead stream and XACK + XDEL the whole batch.
+
+A flusher killed before step 2 commits leaves its entries pending, and a later
+flusher claims and inserts them. Killed after step 2 and before step 3, the
+rows exist and the entries are still pending: the next flusher inserts them
+again, which the unique request id turns into nothing, then acknowledges them.
+So an event is never lost (it leaves the stream only after its row commits) and
+never counted twice (the request id is unique in the ledger).
+
+Entries the flusher cannot store (unreadable fields, an unknown tenant, a row
+PostgreSQL refuses) are copied to `usage:dead` with the reason, in step 3, so
+one bad entry never holds up the rest. An entry there can be replayed by
+XADDing its fields back to `usage:events`.
+
+Durability: an event is as durable as Redis makes it; run production Redis with
+AOF (`appendfsync everysec` loses at most a second of events in a crash of
+Redis itself). The stream is never trimmed by length, since trimming would drop
+uncounted requests; it stays small because flushed entries are deleted.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, cast
+
+import redis
+import redis.asyncio
+from django.conf import settings
+from django.db import DataError, IntegrityError, connection, transaction
+from django_tenants.utils import get_public_schema_name, schema_context
+from redis.typing import EncodableT, FieldT
+
+from billing.models import UsageEvent
+from tenants.models import ApiKey, Tenant
+
+logger = logging.getLogger(__name__)
+
+USAGE_STREAM = "usage:events"
+CONSUMER_GROUP = "ledger"
+FORMAT_VERSION = "1"
+EIGHT_PLACES = Decimal("0.00000001")
+MAX_COST_USD = Decimal("1000000")  # what DecimalField(14, 8) holds
+MAX_ID = 2**63 - 1  # BigAutoField
+MAX_COUNT = 2**31 - 1  # PositiveIntegerField
+MAX_SMALL = 2**15 - 1  # PositiveSmallIntegerField
+
+Entry = tuple[bytes, dict[bytes, bytes]]
+Rejected = tuple[Entry, str]  # an entry the ledger cannot take, and why
+
+
+class UsageQueueUnavailableError(RuntimeError):
+    """The usage event could not be appended because Redis did not answer.
+
+    Rare by design: the gateway admits a request only after its rate-limit and
+    budget step in the same Redis succeeded (fail closed). The caller logs it
+    with the request id; the request itself has already been answered.
+    """
+
+
+class MalformedUsageEventError(ValueError):
+    """A stream entry that is not a valid usage event."""
+
+
+def dead_stream_of(stream: str) -> str:
+    """`usage:events` sets entries aside in `usage:dead`; other streams (tests) in `<stream>:dead`."""
+    return "usage:dead" if stream == USAGE_STREAM else f"{stream}:dead"
+
+
+@dataclass(frozen=True)
+class UsageRecord:
+    """One /v1 request's usage, as the gateway reports it. Validated on creation,
+    so what reaches the queue, and what the flusher accepts, fits the ledger."""
+
+    request_id: str
+    tenant_id: int
+    api_key_id: int | None
+    model: str
+    tier: int | None
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: Decimal
+    latency_ms: int
+    ttft_ms: int | None
+    status: int
+    error_type: str
+    estimated: bool
+    created_at: datetime
+
+    def __post_init__(self) -> None:
+        if not 1 <= len(self.request_id) <= 128:
+            raise MalformedUsageEventError("request_id must have 1 to 128 characters")
+        if len(self.model) > 200 or len(self.error_type) > 100:
+            raise MalformedUsageEventError("model or error_type is too long")
+        if any("\x00" in text for text in (self.request_id, self.model, self.error_type)):
+            raise MalformedUsageEventError("text fields cannot hold NUL characters")
+        if self.created_at.tzinfo is None:
+            raise MalformedUsageEventError("created_at must be an aware datetime")
+        if not 100 <= self.status <= 599:
+            raise MalformedUsageEventError(f"status {self.status} is not an HTTP status")
+        check_range("tenant_id", self.tenant_id, MAX_ID)
+        for name in ("prompt_tokens", "completion_tokens", "latency_ms"):
+            check_range(name, getattr(self, name), MAX_COUNT)
+        for name, high in (("api_key_id", MAX_ID), ("ttft_ms", MAX_COUNT), ("tier", MAX_SMALL)):
+            if getattr(self, name) is not None:
+                check_range(name, getattr(self, name), high)
+        if not self.cost_usd.is_finite() or not Decimal(0) <= self.cost_usd < MAX_COST_USD:
+            raise MalformedUsageEventError(f"cost_usd {self.cost_usd} is out of range")
+        object.__setattr__(self, "cost_usd", self.cost_usd.quantize(EIGHT_PLACES))
+
+    def to_fields(self) -> dict[str, str]:
+        """The stream entry's fields: strings, with "" for None."""
+        fields = {name: "" if value is None else str(value) for name, value in asdict(self).items()}
+        fields["estimated"] = "1" if self.estimated else "0"
+        fields["created_at"] = self.created_at.isoformat()
+        return {"v": FORMAT_VERSION, **fields}
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[bytes, bytes] | Mapping[str, str]) -> UsageRecord:
+        """Parse a stream entry; raises MalformedUsageEventError for anything off."""
+        try:
+            text = {
+                (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+                for k, v in fields.items()
+            }
+            if text.get("v") != FORMAT_VERSION:
+                raise MalformedUsageEventError(f"unknown format version {text.get('v')!r}")
+            return cls(
+                request_id=text["request_id"],
+                tenant_id=int(text["tenant_id"]),
+                api_key_id=optional_int(text["api_key_id"]),
+                model=text["model"],
+                tier=optional_int(text["tier"]),
+                prompt_tokens=int(text["prompt_tokens"]),
+                completion_tokens=int(text["completion_tokens"]),
+                cost_usd=Decimal(text["cost_usd"]),
+                latency_ms=int(text["latency_ms"]),
+                ttft_ms=optional_int(text["ttft_ms"]),
+                status=int(text["status"]),
+                error_type=text["error_type"],
+                estimated={"1": True, "0": False}[text["estimated"]],
+                created_at=datetime.fromisoformat(text["created_at"]),
+            )
+        except MalformedUsageEventError:
+            raise
+        except (KeyError, ValueError, TypeError, InvalidOperation, UnicodeDecodeError) as error:
+            raise MalformedUsageEventError(f"{type(error).__name__}: {error}") from None
+
+    def to_model(self) -> UsageEvent:
+        return UsageEvent(**asdict(self))
+
+
+def check_range(name: str, value: int, high: int) -> None:
+    if not 0 <= value <= high:
+        raise MalformedUsageEventError(f"{name} {value} is out of range")
+
+
+def optional_int(text: str) -> int | None:
+    return None if text == "" else int(text)
+
+
+async def record_usage(client: redis.asyncio.Redis, record: UsageRecord, stream: str = USAGE_STREAM) -> None:
+    """Append the request's usage event to the queue: one XADD, nothing else.
+
+    Raises UsageQueueUnavailableError when Redis does not answer.
+    """
+    try:
+        fields: dict[FieldT, EncodableT] = {key: value for key, value in record.to_fields().items()}
+        await client.xadd(stream, fields)
+    except (redis.RedisError, OSError) as error:
+        raise UsageQueueUnavailableError(
+            f"usage event {record.request_id} was not queued: {type(error).__name__}: {error}"
+        ) from error
+
+
+def flush_usage_events(
+    batch_size: int = 500,
+    consumer: str | None = None,
+    claim_idle_ms: int = 30_000,
+    stream: str = USAGE_STREAM,
+) -> int:
+    """Move one batch of queued usage events into the ledger (see the module docstring).
+
+    Returns how many stream entries this call handled (stored, already stored,
+    or set aside); less than `batch_size` means the queue was drained.
+    Safe to run in any number of processes at once.
+    """
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=10, socket_connect_timeout=5)
+    with client, schema_context(get_public_schema_name()):
+        ensure_consumer_group(client, stream)
+        consumer = consumer or socket.gethostname()
+        entries = claim_stale_entries(client, stream, consumer, claim_idle_ms, batch_size)
+        if len(entries) < batch_size:
+            entries += read_new_entries(client, stream, consumer, batch_size - len(entries))
+        if not entries:
+            return 0
+        records, rejected = parse_entries(entries)
+        rejected += store(records)
+        acknowledge(client, stream, entries, rejected)
+        return len(entries)
+
+
+def ensure_consumer_group(client: redis.Redis, stream: str) -> None:
+    """Create the group (and the stream) once; from id 0, so events queued before it count."""
+    try:
+        client.xgroup_create(stream, CONSUMER_GROUP, id="0", mkstream=True)
+    except redis.ResponseError as error:
+        if "BUSYGROUP" not in str(error):
+            raise
+
+
+def claim_stale_entries(
+    client: redis.Redis, stream: str, consumer: str, claim_idle_ms: int, count: int
+) -> list[Entry]:
+    """Take over entries a flusher read and did not acknowledge within `claim_idle_ms`.
+
+    Claims ids only, then reads them: Redis 6.2 keeps an entry deleted from the
+    stream in the pending list and returns no id for it, which would wedge the
+    claim forever; such ghosts are acknowledged here.
+    """
+    claimed: list[bytes] = client.xautoclaim(
+        stream,
+        CONSUMER_GROUP,
+        consumer,
+        min_idle_time=claim_idle_ms,
+        start_id="0-0",
+        count=count,
+        justid=True,
+    )
+    if not claimed:
+        return []
+    pipeline = client.pipeline(transaction=False)
+    for entry_id in claimed:
+        pipeline.xrange(stream, min=entry_id, max=entry_id)
+    entries: list[Entry] = []
+    ghosts: list[bytes] = []
+    for entry_id, found in zip(claimed, pipeline.execute(), strict=True):
+        if found:
+            entries.append(found[0])
+        else:
+            ghosts.append(entry_id)
+    if ghosts:
+        logger.warning("usage ledger: acknowledging %d pending ids no longer in %s", len(ghosts), stream)
+        client.xack(stream, CONSUMER_GROUP, *ghosts)
+    return entries
+
+
+def read_new_entries(client: redis.Redis, stream: str, consumer: str, count: int) -> list[Entry]:
+    response = client.xreadgroup(CONSUMER_GROUP, consumer, {stream: ">"}, count=count)
+    # RESP2 (this client's protocol) answers [[stream, [(id, fields), ...]]], or None.
+    streams = cast("list[list[Any]]", response or [])
+    return [entry for _, stream_entries in streams for entry in stream_entries]
+
+
+def parse_entries(entries: list[Entry]) -> tuple[list[tuple[Entry, UsageRecord]], list[Rejected]]:
+    records: list[tuple[Entry, UsageRecord]] = []
+    rejected: list[Rejected] = []
+    for entry in entries:
+        try:
+            records.append((entry, UsageRecord.from_fields(entry[1])))
+        except MalformedUsageEventError as error:
+            rejected.append((entry, f"malformed: {error}"))
+    return records, rejected
+
+
+def store(records: list[tuple[Entry, UsageRecord]]) -> list[Rejected]:
+    """Insert the records, skipping request ids already in the ledger.
+
+    Returns the entries that cannot be stored, with the reason. An event of an
+    unknown tenant is refused; a key that no longer exists (or is not the
+    event's tenant's) is dropped from the row, which still counts for the tenant.
+    """
+    tenant_ids = existing_tenant_ids({record.tenant_id for _, record in records})
+    key_ids = {record.api_key_id for _, record in records if record.api_key_id is not None}
+    key_tenants = dict(ApiKey.objects.filter(pk__in=key_ids).values_list("pk", "tenant_id"))
+    storable: list[tuple[Entry, UsageRecord]] = []
+    refused: list[Rejected] = []
+    for entry, record in records:
+        if record.tenant_id not in tenant_ids:
+            refused.append((entry, f"unknown tenant {record.tenant_id}"))
+        elif record.api_key_id is not None and key_tenants.get(record.api_key_id) != record.tenant_id:
+            storable.append((entry, replace(record, api_key_id=None)))
+        else:
+            storable.append((entry, record))
+    try:
+        insert([record for _, record in storable])
+    except (DataError, IntegrityError):
+        logger.exception("usage ledger: batch insert failed; inserting one by one")
+        refused += insert_one_by_one(storable)
+    return refused
+
+
+def existing_tenant_ids(tenant_ids: set[int]) -> set[int]:
+    return set(Tenant.objects.filter(pk__in=tenant_ids).values_list("pk", flat=True))
+
+
+def insert(records: list[UsageRecord]) -> None:
+    with transaction.atomic(), connection.cursor() as cursor:
+        # Django's foreign keys are DEFERRABLE INITIALLY DEFERRED; check them at the
+        # INSERT, so a refused row fails here even inside a caller's transaction.
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        UsageEvent.objects.bulk_create([record.to_model() for record in records], ignore_conflicts=True)
+
+
+def insert_one_by_one(records: list[tuple[Entry, UsageRecord]]) -> list[Rejected]:
+    refused: list[Rejected] = []
+    for entry, record in records:
+        try:
+            insert([record])
+        except (DataError, IntegrityError) as error:
+            refused.append((entry, f"refused by the database: {error}"))
+    return refused
+
+
+def acknowledge(client: redis.Redis, stream: str, entries: list[Entry], rejected: list[Rejected]) -> None:
+    """In one MULTI/EXEC: copy the rejected entries to the dead stream (with why and
+    where from), then XACK and XDEL the whole batch. So an entry leaves the pending
+    list, the stream and (if rejected) reaches the dead stream all at once."""
+    dead_stream = dead_stream_of(stream)
+    pipeline = client.pipeline(transaction=True)
+    for (entry_id, fields), reason in rejected:
+        logger.error(
+            "usage ledger: set aside %s %s to %s: %s", stream, entry_id.decode(), dead_stream, reason
+        )
+        dead_fields: dict[FieldT, EncodableT] = {key: value for key, value in fields.items()}
+        dead_fields.update({b"dead_reason": reason, b"dead_source_id": entry_id})
+        pipeline.xadd(dead_stream, dead_fields)
+    entry_ids = [entry_id for entry_id, _ in entries]
+    pipeline.xack(stream, CONSUMER_GROUP, *entry_ids)
+    pipeline.xdel(stream, *entry_ids)
+    pipeline.execute()
