@@ -148,6 +148,8 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_EXPIRES = 3600
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# The Redis stream /v1 usage events are queued on (billing/usage.py).
+USAGE_STREAM = env.str("USAGE_STREAM", default="usage:events")
 CELERY_BEAT_SCHEDULE = {
     # The usage ledger: queued events reach PostgreSQL within seconds (billing/usage.py).
     "flush-usage-events": {

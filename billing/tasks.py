@@ -14,7 +14,7 @@ FLUSH_TIME_BUDGET_SECONDS = 30.0
 
 # celery ships no types (pyproject.toml), so its decorators are untyped.
 @app.task(name="billing.flush_usage_events", queue="billing", ignore_result=True)  # type: ignore[untyped-decorator]
-def flush_usage_events(batch_size: int = 500, stream: str = usage.USAGE_STREAM) -> int:
+def flush_usage_events(batch_size: int = 500, stream: str | None = None) -> int:
     """Drain the usage queue into the ledger, batch by batch, until a batch comes
     back short (the queue is empty) or the time budget is spent.
 

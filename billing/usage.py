@@ -174,14 +174,14 @@ def optional_int(text: str) -> int | None:
     return None if text == "" else int(text)
 
 
-async def record_usage(client: redis.asyncio.Redis, record: UsageRecord, stream: str = USAGE_STREAM) -> None:
+async def record_usage(client: redis.asyncio.Redis, record: UsageRecord, stream: str | None = None) -> None:
     """Append the request's usage event to the queue: one XADD, nothing else.
 
     Raises UsageQueueUnavailableError when Redis does not answer.
     """
     try:
         fields: dict[FieldT, EncodableT] = {key: value for key, value in record.to_fields().items()}
-        await client.xadd(stream, fields)
+        await client.xadd(stream or settings.USAGE_STREAM, fields)
     except (redis.RedisError, OSError) as error:
         raise UsageQueueUnavailableError(
             f"usage event {record.request_id} was not queued: {type(error).__name__}: {error}"
@@ -192,7 +192,7 @@ def flush_usage_events(
     batch_size: int = 500,
     consumer: str | None = None,
     claim_idle_ms: int = 30_000,
-    stream: str = USAGE_STREAM,
+    stream: str | None = None,
 ) -> int:
     """Move one batch of queued usage events into the ledger (see the module docstring).
 
@@ -200,6 +200,7 @@ def flush_usage_events(
     or set aside); less than `batch_size` means the queue was drained.
     Safe to run in any number of processes at once.
     """
+    stream = stream or settings.USAGE_STREAM
     client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=10, socket_connect_timeout=5)
     with client, schema_context(get_public_schema_name()):
         ensure_consumer_group(client, stream)
