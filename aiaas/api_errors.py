@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import HttpRequest, JsonResponse
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -46,6 +47,11 @@ def first_validation_error(detail: Any, path: str = "") -> tuple[str, str | None
 
 
 def openai_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    # DRF answers Django's own Http404 and PermissionDenied too; shape them like the rest.
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
     response = exception_handler(exc, context)
     if response is None:
         return None  # Django's handler500 for urls_api answers in the same shape

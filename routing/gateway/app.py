@@ -391,8 +391,21 @@ def model_object(model: ModelSpec) -> dict[str, Any]:
     }
 
 
+# The methods each /v1 path serves (HEAD and OPTIONS are not served).
+ALLOWED_METHODS = {"/v1/models": "GET", "/v1/chat/completions": "POST", "/v1/embeddings": "POST"}
+
+
 @endpoint
 async def not_found(request: Request, context: Context) -> Response:
+    allowed = ALLOWED_METHODS.get(request.url.path.rstrip("/") or "/")
+    if allowed is not None:
+        error = GatewayError(
+            405,
+            f"{request.method} is not allowed here; use {allowed}.",
+            "invalid_request_error",
+            "method_not_allowed",
+        )
+        return json_response(error.body(), context, 405, {"allow": allowed})
     raise GatewayError(
         404, f"Unknown URL: {request.method} {request.url.path}", "invalid_request_error", "unknown_url"
     )

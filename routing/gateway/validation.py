@@ -59,12 +59,14 @@ def optional_int(body: dict[str, Any], name: str, low: int, high: int) -> int | 
     return int(value)
 
 
-def optional_bool(body: dict[str, Any], name: str) -> bool:
+def optional_bool(
+    body: dict[str, Any], name: str, param: str | None = None, *, nullable: bool = True
+) -> bool:
     value = body.get(name, False)
-    if value is None:
+    if value is None and nullable:
         return False
     if not isinstance(value, bool):
-        raise invalid(f"`{name}` must be a boolean.", name, "invalid_type")
+        raise invalid(f"`{param or name}` must be a boolean.", param or name, "invalid_type")
     return value
 
 
@@ -100,7 +102,8 @@ def prompt_text(messages: Any) -> str:
         param = f"messages[{index}]"
         if not isinstance(message, dict):
             raise invalid("Each message must be an object.", param, "invalid_type")
-        if message.get("role") not in ROLES:
+        role = message.get("role")
+        if not isinstance(role, str) or role not in ROLES:
             raise invalid(f"`role` must be one of {', '.join(sorted(ROLES))}.", f"{param}.role")
         texts.append(content_text(message.get("content"), f"{param}.content"))
     return "\n".join(texts)
@@ -115,7 +118,8 @@ def needs_json(body: dict[str, Any]) -> bool:
     response_format = body.get("response_format")
     if response_format is None:
         return False
-    if not isinstance(response_format, dict) or response_format.get("type") not in {
+    format_type = response_format.get("type") if isinstance(response_format, dict) else None
+    if not isinstance(format_type, str) or format_type not in {
         "text",
         "json_object",
         "json_schema",
@@ -141,13 +145,16 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
     body = parse_json_object(raw)
     model = required_string(body, "model")
     text = prompt_text(body.get("messages"))
-    max_tokens = optional_int(body, "max_completion_tokens", 1, MAX_OUTPUT_TOKENS_LIMIT) or optional_int(
-        body, "max_tokens", 1, MAX_OUTPUT_TOKENS_LIMIT
-    )
+    # Both are checked: the newer name wins, but an invalid older one is still an error.
+    max_completion_tokens = optional_int(body, "max_completion_tokens", 1, MAX_OUTPUT_TOKENS_LIMIT)
+    max_tokens = optional_int(body, "max_tokens", 1, MAX_OUTPUT_TOKENS_LIMIT)
     stream = optional_bool(body, "stream")
     stream_options = body.get("stream_options")
     if stream_options is not None and not isinstance(stream_options, dict):
         raise invalid("`stream_options` must be an object.", "stream_options", "invalid_type")
+    include_usage = optional_bool(
+        stream_options or {}, "include_usage", "stream_options.include_usage", nullable=False
+    )
     if body.get("user") is not None and not isinstance(body["user"], str):
         raise invalid("`user` must be a string.", "user", "invalid_type")
     optional_int(body, "n", 1, 1)
@@ -155,9 +162,9 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
         body=body,
         model=model,
         stream=stream,
-        include_usage=bool(stream_options and stream_options.get("include_usage") is True),
+        include_usage=include_usage,
         needs_json=needs_json(body),
-        max_output_tokens=max_tokens or DEFAULT_MAX_OUTPUT_TOKENS,
+        max_output_tokens=max_completion_tokens or max_tokens or DEFAULT_MAX_OUTPUT_TOKENS,
         estimated_prompt_tokens=estimate_tokens(text, len(body["messages"])),
     )
 

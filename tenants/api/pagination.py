@@ -15,6 +15,7 @@ from rest_framework.response import Response
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
+MAX_ID = 2**63 - 1  # a bigint primary key
 
 
 def integer_param(request: Request, name: str, default: int | None, low: int, high: int) -> int | None:
@@ -33,7 +34,7 @@ def integer_param(request: Request, name: str, default: int | None, low: int, hi
 class OpenAIListPagination(BasePagination):
     def paginate_queryset(self, queryset: QuerySet[Any], request: Request, view: Any = None) -> list[Any]:
         limit = integer_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-        after = integer_param(request, "after", None, 1, 2**63 - 1)
+        after = integer_param(request, "after", None, 1, MAX_ID)
         queryset = queryset.order_by("-id")
         if after is not None:
             queryset = queryset.filter(id__lt=after)
@@ -79,6 +80,6 @@ class OpenAIListPagination(BasePagination):
                 "in": "query",
                 "required": False,
                 "description": "Return objects older than this id.",
-                "schema": {"type": "integer"},
+                "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
             },
         ]
