@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK := $(PY) -m aiaas.launcher
 
-.PHONY: run test check lint typecheck migrations-check pytest openapi bench-provisioning clean
+.PHONY: run test check lint typecheck migrations-check pytest openapi bench-provisioning bench-gateway clean
 
 $(VENV)/.installed: requirements/base.txt requirements/embedded.txt requirements/dev.txt requirements/lock.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ openapi: $(VENV)/.installed
 
 bench-provisioning: $(VENV)/.installed
 	$(STACK) exec -- $(PY) bench/provisioning.py --count 20
+
+# The /v1 gateway against the LiteLLM proxy on the same simulated upstreams
+# (creates bench/.venv-litellm on first use; BENCH_ARGS=--quick for a short run).
+bench-gateway: $(VENV)/.installed
+	$(STACK) exec -- $(PY) bench/gateway.py $(BENCH_ARGS)
 
 # Stops nothing: stop `make run` first (servers still running on deleted files
 # would linger).
