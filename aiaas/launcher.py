@@ -126,6 +126,20 @@ def serve(environ: dict[str, str]) -> int:
         stop_children(children)
 
 
+def run_to_completion(process: subprocess.Popen[bytes]) -> int:
+    """Wait for `process`; on Ctrl-C or SIGTERM, pass it on and let it clean up first."""
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        process.send_signal(signal.SIGINT)
+        try:
+            return process.wait(timeout=SHUTDOWN_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            return process.wait()
+
+
 def development_secret_key(data_dir: Path) -> str:
     """A random SECRET_KEY kept under the data folder, for local runs and tests only."""
     path = data_dir / "secret_key"
@@ -154,7 +168,7 @@ def main(argv: Sequence[str]) -> int:
             environ.setdefault("DEBUG", "true")
             return serve(environ)
         command = list(argv[2:] if argv[1:2] == ["--"] else argv[1:])
-        return subprocess.run(command, env=environ).returncode
+        return run_to_completion(subprocess.Popen(command, env=environ))
     except KeyboardInterrupt:
         return 130
     finally:

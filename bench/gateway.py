@@ -8,7 +8,7 @@ an in-process asyncio+httpx generator is used) and the LiteLLM proxy in its own
 virtualenv, bench/.venv-litellm, which the script creates when it is missing.
 
 Setup, all in one invocation: two simulated providers (routing/simulated_provider.py,
-0 ms and 60 ms of latency, answers at once after it), our platform under
+0 ms and 60 ms of latency, then the whole answer at once), our platform under
 uvicorn (2 workers) and the LiteLLM proxy (2 workers, no database, no
 callbacks, a master key), both pointed at the same two simulators. A bench
 tenant with an admin key and the registry rows bench-0ms-small / bench-60ms-small

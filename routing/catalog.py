@@ -13,6 +13,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import cached_property
 from pathlib import Path
 
 from asgiref.sync import sync_to_async
@@ -70,8 +71,9 @@ class Catalog:
         """The enabled model named `name` directly or through an alias."""
         return self.models.get(self.aliases.get(name, name))
 
+    @cached_property
     def by_cost(self) -> list[ModelSpec]:
-        """Every model, cheapest tier first, then cheapest price."""
+        """Every model, cheapest tier first, then cheapest price (sorted once per snapshot)."""
         return sorted(
             self.models.values(),
             key=lambda m: (m.tier, m.input_price_per_million + m.output_price_per_million, m.model_id),

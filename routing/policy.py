@@ -52,7 +52,7 @@ class CheapestCapableTier:
     back: another model's vectors are not comparable)."""
 
     def plan(self, request: RouteRequest, catalog: Catalog, allows: Callable[[str], bool]) -> RoutePlan:
-        capable = [m for m in catalog.by_cost() if allows(m.model_id) and is_capable(m, request)]
+        capable = [m for m in catalog.by_cost if allows(m.model_id) and is_capable(m, request)]
         if request.requested_model == ROUTED_MODEL:
             if not capable:
                 raise NoCapableModelError("no model available to this key can serve this request")

@@ -371,7 +371,7 @@ async def list_models(request: Request, context: Context) -> Response:
             "aiaas": {"routed": True},
         }
     ]
-    data += [model_object(model) for model in catalog.by_cost() if api_key.allows_model(model.model_id)]
+    data += [model_object(model) for model in catalog.by_cost if api_key.allows_model(model.model_id)]
     return json_response({"object": "list", "data": data}, context)
 
 
