@@ -1,4 +1,4 @@
-"""Reads for a tenant's dashboard: its team and a summary of its API keys.
+"""Reads for a tenant's dashboard: its team, its API keys and their limits.
 
 Each selector takes the tenant and evaluates its query inside that tenant's
 schema (users) or filtered by it (keys, in the public schema), so a result
@@ -8,6 +8,7 @@ never holds another tenant's rows.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from enum import StrEnum
 
 from django.db.models import Q, QuerySet
@@ -15,6 +16,9 @@ from django.utils import timezone
 from django_tenants.utils import tenant_context
 
 from accounts.models import User
+from billing.limits import Limits, limits_for
+from billing.limits.resolution import MICROS_PER_USD
+from billing.models import Plan
 from tenants.models import ApiKey, Tenant
 from tenants.selectors import api_keys_of
 
@@ -26,9 +30,16 @@ class KeyStatus(StrEnum):
 
 
 @dataclass(frozen=True)
+class LimitItem:
+    text: str  # compact: "60 rpm", "$25.00/month"
+    from_plan: bool = False  # the key does not override it: the plan's value
+
+
+@dataclass(frozen=True)
 class ListedKey:
     key: ApiKey
     status: KeyStatus
+    limits: tuple[LimitItem, ...]
 
 
 @dataclass(frozen=True)
@@ -58,8 +69,61 @@ def key_status(key: ApiKey) -> KeyStatus:
 
 
 def listed_keys_of(tenant: Tenant) -> list[ListedKey]:
-    """The tenant's keys, newest first, each with its status."""
-    return [ListedKey(key, key_status(key)) for key in api_keys_of(tenant)]
+    """The tenant's keys, newest first, each with its status and its limits."""
+    plan = tenant.plan
+    return [ListedKey(key, key_status(key), key_limit_items(key, plan)) for key in api_keys_of(tenant)]
+
+
+def key_limit_items(key: ApiKey, plan: Plan | None) -> tuple[LimitItem, ...]:
+    """The per-key limits a key runs under, as the gateway resolves them: its
+    rates (its own, or the plan's, marked so), then its own monthly caps if any.
+    The tenant's rates and caps apply on top and are not repeated here."""
+    limits = limits_for(key, plan)
+    items = [
+        LimitItem(f"{compact_count(limits.key_rpm)} rpm", from_plan=key.requests_per_minute is None),
+        LimitItem(f"{compact_count(limits.key_tpm)} tpm", from_plan=key.tokens_per_minute is None),
+    ]
+    if key.monthly_token_budget is not None:
+        items.append(LimitItem(f"{compact_count(key.monthly_token_budget)} tokens/month"))
+    if key.monthly_spend_budget_usd is not None:
+        items.append(LimitItem(f"{usd(key.monthly_spend_budget_usd)}/month"))
+    return tuple(items)
+
+
+def plan_limits_summary(plan: Plan | None) -> str:
+    """One line of what `plan` allows (DEFAULT_LIMITS without a plan), e.g.
+    "60 rpm · 100k tpm per key; 300 rpm · 500k tpm per workspace; 5M tokens and $10.00 a month"."""
+    limits = plan_limits(plan)
+    caps = []
+    if limits.tenant_monthly_tokens is not None:
+        caps.append(f"{compact_count(limits.tenant_monthly_tokens)} tokens")
+    if limits.tenant_monthly_usd_micros is not None:
+        caps.append(usd(Decimal(limits.tenant_monthly_usd_micros) / MICROS_PER_USD))
+    return (
+        f"{compact_count(limits.key_rpm)} rpm · {compact_count(limits.key_tpm)} tpm per key; "
+        f"{compact_count(limits.tenant_rpm)} rpm · {compact_count(limits.tenant_tpm)} tpm per workspace; "
+        + (f"{' and '.join(caps)} a month" if caps else "no monthly cap")
+    )
+
+
+def plan_limits(plan: Plan | None) -> Limits:
+    # A key without overrides runs under exactly the plan's limits.
+    return limits_for(ApiKey(), plan)
+
+
+def compact_count(value: int) -> str:
+    """10_000 -> "10k", 1_500_000 -> "1.5M"; a count these units would round
+    is written in full ("1,234"), so a limit is never shown other than it is."""
+    for unit, suffix in ((10**9, "B"), (10**6, "M"), (10**3, "k")):
+        if value >= unit and value % unit == 0:
+            return f"{value // unit:,}{suffix}"
+        if value >= unit and value * 10 % unit == 0:
+            return f"{value // unit:,}.{value * 10 // unit % 10}{suffix}"
+    return f"{value:,}"
+
+
+def usd(amount: Decimal) -> str:
+    return f"${amount:,.2f}"
 
 
 def team_of(tenant: Tenant) -> list[TeamMember]:

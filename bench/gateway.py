@@ -377,11 +377,34 @@ def unregister_upstreams() -> None:
     Provider.objects.filter(slug__in=[f"bench-sim-{u}" for u in UPSTREAMS]).delete()
 
 
+BENCH_PLAN = "bench-unbounded"
+UNBOUNDED = 10**9
+
+
 def provision_bench_tenant(slug: str) -> str:
-    """The bench tenant's admin API key."""
+    """The bench tenant's admin API key, on a plan whose limits are checked on
+    every request (limits, budget reservation, ledger all on) but never bind."""
+    from billing.models import Plan
     from tenants.services import provision_tenant
 
-    provisioned = provision_tenant(slug=slug, name=f"Bench {slug}", owner_email="owner@bench.example")
+    limits = (
+        "key_requests_per_minute",
+        "key_tokens_per_minute",
+        "tenant_requests_per_minute",
+        "tenant_tokens_per_minute",
+    )
+    Plan.objects.update_or_create(
+        slug=BENCH_PLAN,
+        defaults={
+            "name": "Bench (limits checked, never binding)",
+            **dict.fromkeys(limits, UNBOUNDED),
+            "monthly_token_budget": UNBOUNDED * 1000,
+            "monthly_spend_budget_usd": UNBOUNDED,
+        },
+    )
+    provisioned = provision_tenant(
+        slug=slug, name=f"Bench {slug}", owner_email="owner@bench.example", plan_slug=BENCH_PLAN
+    )
     return provisioned.issued_key.secret
 
 

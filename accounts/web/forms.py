@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import re
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django import forms
@@ -12,6 +14,10 @@ from tenants.models import ApiKeyScope
 
 MAX_ALLOWED_MODELS = 100
 MAX_MODEL_NAME_LENGTH = 200
+# The ranges of ApiKey's columns, as the REST API checks them.
+MAX_RATE = 2**31 - 1  # PositiveIntegerField
+MAX_TOKEN_BUDGET = 2**63 - 1  # PositiveBigIntegerField
+USD_AMOUNT = re.compile(r"[0-9]{1,10}(?:\.[0-9]{1,2})?")
 
 
 class LoginForm(AuthenticationForm):
@@ -24,7 +30,58 @@ class LoginForm(AuthenticationForm):
         username.widget = forms.EmailInput(attrs={**username.widget.attrs, "autocomplete": "email"})
 
 
-class ApiKeyForm(forms.Form):
+class UsdAmountField(forms.DecimalField):
+    """A non-negative USD amount written plainly with at most 2 decimals ("25.00"),
+    as the REST API takes it: "1e3" or "-0" are refused, not converted."""
+
+    default_error_messages = {"invalid": "Enter an amount in USD like 25.00: digits, at most 2 decimals."}
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(max_digits=12, decimal_places=2, min_value=Decimal(0), **kwargs)
+
+    def clean(self, value: Any) -> Any:
+        text = "" if value is None else str(value).strip()
+        if text and not USD_AMOUNT.fullmatch(text):
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
+        return super().clean(value)
+
+
+def count_input(placeholder: str) -> forms.TextInput:
+    return forms.TextInput(attrs={"inputmode": "numeric", "placeholder": placeholder})
+
+
+class ApiKeyLimitsForm(forms.Form):
+    """A key's overrides of its plan's limits (ApiKey.LIMIT_FIELDS); empty: the plan's, or no cap."""
+
+    requests_per_minute = forms.IntegerField(
+        label="Requests per minute",
+        required=False,
+        min_value=1,
+        max_value=MAX_RATE,
+        widget=count_input("The plan's"),
+    )
+    tokens_per_minute = forms.IntegerField(
+        label="Tokens per minute",
+        required=False,
+        min_value=1,
+        max_value=MAX_RATE,
+        widget=count_input("The plan's"),
+    )
+    monthly_token_budget = forms.IntegerField(
+        label="Monthly token budget",
+        required=False,
+        min_value=0,
+        max_value=MAX_TOKEN_BUDGET,
+        widget=count_input("No cap"),
+    )
+    monthly_spend_budget_usd = UsdAmountField(
+        label="Monthly spend budget (USD)",
+        required=False,
+        widget=forms.TextInput(attrs={"inputmode": "decimal", "placeholder": "No cap"}),
+    )
+
+
+class ApiKeyForm(ApiKeyLimitsForm):
     name = forms.CharField(
         max_length=100, widget=forms.TextInput(attrs={"placeholder": "Production backend"})
     )

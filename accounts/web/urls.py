@@ -10,6 +10,7 @@ dashboard_patterns = [
     path("usage/", views.usage, name="usage"),
     path("keys/", views.keys, name="keys"),
     path("keys/<int:pk>/revoke/", views.revoke_key, name="revoke-key"),
+    path("keys/<int:pk>/limits/", views.key_limits, name="key-limits"),
     path("team/", views.team, name="team"),
     path("team/<int:pk>/role/", views.change_member_role, name="change-role"),
     path("team/<int:pk>/remove/", views.remove_team_member, name="remove-member"),

@@ -25,15 +25,21 @@ from django.views.generic import View
 from django_tenants.utils import get_public_schema_name
 
 from accounts.models import Role, User
-from accounts.selectors import dashboard_summary, listed_keys_of, team_of
+from accounts.selectors import (
+    active_api_keys_of,
+    dashboard_summary,
+    listed_keys_of,
+    plan_limits_summary,
+    team_of,
+)
 from accounts.services import Invitation, TeamError, change_role, invite_member, remove_member
-from accounts.web.forms import ApiKeyForm, InviteForm, LoginForm, RoleForm
+from accounts.web.forms import ApiKeyForm, ApiKeyLimitsForm, InviteForm, LoginForm, RoleForm
 from billing.selectors import UsageGrouping, UsagePeriod, usage_events_of, usage_groups, usage_totals
 from routing.selectors import enabled_models
 from tenants.context import current_schema_name
-from tenants.models import Tenant
+from tenants.models import ApiKey, Tenant
 from tenants.selectors import api_keys_of
-from tenants.services import IssuedApiKey, create_api_key, revoke_api_key
+from tenants.services import IssuedApiKey, create_api_key, revoke_api_key, update_api_key
 
 
 def request_tenant(request: HttpRequest) -> Tenant:
@@ -99,6 +105,7 @@ def overview(request: HttpRequest) -> HttpResponse:
     tenant = request_tenant(request)
     context = {
         "summary": dashboard_summary(tenant),
+        "plan_limits": plan_limits_summary(tenant.plan),
         "api_base_url": request.build_absolute_uri("/v1"),
         "models": enabled_models(),
     }
@@ -125,7 +132,12 @@ def usage(request: HttpRequest) -> HttpResponse:
 def keys(request: HttpRequest) -> HttpResponse:
     tenant = request_tenant(request)
     form, issued = submit_api_key(request, tenant) if request.method == "POST" else (ApiKeyForm(), None)
-    context = {"form": form, "issued": issued, "keys": listed_keys_of(tenant)}
+    context = {
+        "form": form,
+        "issued": issued,
+        "keys": listed_keys_of(tenant),
+        "plan_limits": plan_limits_summary(tenant.plan),
+    }
     return render(request, "dashboard/keys.html", context)
 
 
@@ -149,6 +161,33 @@ def revoke_key(request: HttpRequest, pk: int) -> HttpResponse:
     else:
         messages.info(request, f"The key “{api_key.name}” was already revoked.")
     return redirect("dashboard:keys")
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def key_limits(request: HttpRequest, pk: int) -> HttpResponse:
+    """Change an active key's overrides of the plan's limits; empty fields clear them."""
+    ensure_manager(request)
+    tenant = request_tenant(request)
+    api_key = get_object_or_404(active_api_keys_of(tenant), pk=pk)
+    if request.method == "GET":
+        form = ApiKeyLimitsForm(initial={field: getattr(api_key, field) for field in ApiKey.LIMIT_FIELDS})
+    else:
+        form = ApiKeyLimitsForm(request.POST)
+        if form.is_valid():
+            save_key_limits(request, api_key, form.cleaned_data)
+            return redirect("dashboard:keys")
+    context = {"form": form, "api_key": api_key, "plan_limits": plan_limits_summary(tenant.plan)}
+    return render(request, "dashboard/key_limits.html", context)
+
+
+def save_key_limits(request: HttpRequest, api_key: ApiKey, limits: dict[str, Any]) -> None:
+    changes = {field: value for field, value in limits.items() if getattr(api_key, field) != value}
+    if not changes:
+        messages.info(request, f"The limits of “{api_key.name}” are unchanged.")
+        return
+    update_api_key(api_key, changes)
+    messages.success(request, f"Saved the limits of “{api_key.name}”.")
 
 
 @login_required
