@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -74,3 +76,11 @@ def json_error_view(status_code: int, message: str, code: str):  # type: ignore[
         return JsonResponse(error_body(status_code, message, code), status=status_code)
 
     return view
+
+
+def bad_request_view(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    """Django's 400s on the API: a body over the size limit is a 413, not a 400."""
+    if isinstance(exception, RequestDataTooBig):
+        message = f"The request body exceeds {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes."
+        return JsonResponse(error_body(413, message, "request_too_large"), status=413)
+    return JsonResponse(error_body(400, "The request could not be read.", "bad_request"), status=400)

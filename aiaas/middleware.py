@@ -9,6 +9,7 @@ from django.urls import set_urlconf
 from django_tenants.middleware.main import TenantMainMiddleware
 from django_tenants.utils import remove_www
 
+from aiaas.api_errors import error_body
 from aiaas.health import readiness
 from tenants.context import activate_public_schema, activate_tenant
 from tenants.selectors import tenant_for_host
@@ -48,7 +49,7 @@ class TenantRoutingMiddleware(TenantMainMiddleware):
         try:
             hostname = remove_www(request.get_host().split(":")[0])
         except DisallowedHost:
-            return JsonResponse({"error": "unknown host"}, status=400)
+            return JsonResponse(error_body(400, "This host is not served here.", "invalid_host"), status=400)
         if request.path_info.startswith(settings.API_PATH_PREFIXES):
             request.tenant = None  # type: ignore[attr-defined]
             request.urlconf = settings.API_URLCONF  # type: ignore[attr-defined]

@@ -4,7 +4,7 @@ tenant comes from the API key."""
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from aiaas.api_errors import json_error_view
+from aiaas.api_errors import bad_request_view, json_error_view
 
 urlpatterns = [
     path("api/v1/", include("tenants.api.urls")),
@@ -26,7 +26,7 @@ urlpatterns = [
     ),
 ]
 
-handler400 = json_error_view(400, "The request could not be read.", "bad_request")
+handler400 = bad_request_view
 handler403 = json_error_view(403, "Forbidden.", "forbidden")
 handler404 = json_error_view(404, "Unknown URL.", "not_found")
 handler500 = json_error_view(500, "The server failed to handle the request.", "server_error")

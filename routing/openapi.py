@@ -68,6 +68,8 @@ def api_errors(path: str, method: str, operation: dict[str, Any]) -> dict[str, d
         errors["400"] = api_error(
             "A field or query parameter is invalid (`param` names it), or the body cannot be read."
         )
+    if "requestBody" in operation:
+        errors["413"] = api_error("The body exceeds the size limit (request_too_large).")
     if "{" in path:
         errors["404"] = api_error("No such object for this tenant (another tenant's id answers the same).")
     return errors

@@ -132,7 +132,7 @@ def test_malformed_bodies_get_a_4xx_with_an_error_body(
     assert set(response.json()["error"]) == {"message", "type", "code", "param"}
 
 
-def test_an_oversized_body_gets_413_or_400_not_500(api_client: APIClient) -> None:
+def test_an_oversized_body_gets_413(api_client: APIClient) -> None:
     response = api_client.generic(
         "POST",
         KEYS_URL,
@@ -140,7 +140,8 @@ def test_an_oversized_body_gets_413_or_400_not_500(api_client: APIClient) -> Non
         content_type="application/json",
     )
 
-    assert response.status_code in {400, 413}
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "request_too_large"
     assert "error" in response.json()
 
 
