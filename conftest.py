@@ -43,6 +43,7 @@ def _fast_password_hashing() -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     # This run's usage events stay out of a development server's queue on the same Redis.
     settings.USAGE_STREAM = f"usage:events:test-{os.getpid()}"
+    settings.REQUEST_LOG_STREAM = f"request-logs:events:test-{os.getpid()}"
 
 
 @pytest.fixture(scope="session")

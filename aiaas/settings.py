@@ -53,6 +53,7 @@ TENANT_APPS = [
     "accounts",
     "agents",
     "ingestion",
+    "request_logs",
 ]
 INSTALLED_APPS = [*SHARED_APPS, *[app for app in TENANT_APPS if app not in SHARED_APPS], "realtime"]
 
@@ -158,6 +159,18 @@ CELERY_BEAT_SCHEDULE = {
         # The database scheduler drops `expires`; a backlog must not pile up duplicate runs.
         "options": {"queue": "billing", "expire_seconds": 10},
     },
+    # Request logs (request_logs/): queued prompts and outputs reach their tenant's schema.
+    "flush-request-logs": {
+        "task": "request_logs.flush",
+        "schedule": 5.0,
+        "options": {"queue": "default", "expire_seconds": 20},
+    },
+    # Each tenant's request logs older than its retention are deleted.
+    "purge-request-logs": {
+        "task": "request_logs.purge",
+        "schedule": 3600.0,
+        "options": {"queue": "default", "expire_seconds": 1800},
+    },
 }
 CELERY_TIMEZONE = "UTC"
 
@@ -250,7 +263,8 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # httpx logs every provider call at INFO: noise, and ~10% of the gateway's throughput.
+    "loggers": {name: {"level": "WARNING"} for name in ("django.db.backends", "httpx", "httpcore")},
 }
 
 SENTRY_DSN = env.str("SENTRY_DSN", default="")

@@ -14,8 +14,16 @@ class DomainInline(admin.TabularInline):  # type: ignore[type-arg]
 
 @admin.register(Tenant)
 class TenantAdmin(TenantAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg,misc]
-    list_display = ("slug", "name", "schema_name", "plan", "is_active", "created_at")
-    list_filter = ("is_active", "plan")
+    list_display = (
+        "slug",
+        "name",
+        "schema_name",
+        "plan",
+        "is_active",
+        "request_logging_enabled",
+        "created_at",
+    )
+    list_filter = ("is_active", "plan", "request_logging_enabled")
     search_fields = ("slug", "name", "schema_name")
     readonly_fields = ("schema_name", "created_at", "updated_at")
     inlines = [DomainInline]

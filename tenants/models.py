@@ -7,7 +7,7 @@ import hmac
 from datetime import datetime
 
 from django.contrib.postgres.fields import ArrayField
-from django.core.validators import RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
 from django_tenants.models import DomainMixin, TenantMixin
@@ -53,6 +53,15 @@ class Tenant(TenantMixin):
         "billing.Plan", on_delete=models.PROTECT, related_name="tenants", null=True, blank=True
     )
     is_active = models.BooleanField(default=True)
+    # Request logging (request_logs/): prompts and outputs, kept in the tenant's own schema.
+    request_logging_enabled = models.BooleanField(
+        default=False, help_text="Store each /v1 request's prompt and output in the tenant's schema."
+    )
+    request_log_retention_days = models.PositiveSmallIntegerField(
+        default=30,
+        validators=[MinValueValidator(1), MaxValueValidator(365)],
+        help_text="Stored requests are deleted after this many days (1-365).",
+    )
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -12,6 +12,7 @@ from aiaas.testing.isolation import (
     assert_serves_owner,
 )
 from aiaas.testing.tenants import TenantFixture
+from request_logs.tests.factories import make_request_log
 from tenants.models import ApiKey, ApiKeyScope
 from tenants.services import create_api_key
 
@@ -22,6 +23,8 @@ def make_api_key(tenant: TenantFixture) -> ApiKey:
 
 OPERATIONS = [
     Operation("usage-list", "get", 200),
+    Operation("request-log-list", "get", 200),
+    Operation("request-log-detail", "get", 200, make_object=make_request_log),
     Operation("api-key-list", "get", 200),
     Operation("api-key-list", "post", 201, body={"name": "ci"}),
     Operation("api-key-detail", "get", 200, make_object=make_api_key),

@@ -7,6 +7,7 @@ actually served it) and x-aiaas-route-reason. Every error is OpenAI-shaped.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -29,6 +30,7 @@ from starlette.types import Receive, Scope, Send
 
 from billing.limits import Limiter
 from billing.usage import UsageQueueUnavailableError, UsageRecord, record_usage
+from request_logs.services import RequestLogQueueUnavailableError, answer_text, queue_request_log
 from routing.catalog import Catalog, CatalogCache, ModelSpec
 from routing.gateway.auth import ApiKeyCache
 from routing.gateway.completions import Orchestrator, Outcome, sse
@@ -104,6 +106,9 @@ class Context:
     first_token_at: float | None = None
     streaming: bool = False  # the response outlives the handler and settles itself
     settled: bool = False
+    # For tenants that log prompts and outputs (request_logs): references, not copies.
+    request_body: dict[str, Any] | None = None
+    response_text: str = ""
 
     @classmethod
     def of(cls, request: Request) -> Context:
@@ -143,8 +148,36 @@ class Context:
         self.settled = True
         if self.meter is not None:
             await self.meter.settle(self.outcome)
-        if self.api_key is not None:
-            await queue_usage(self.usage_record(self.api_key, status, error_type))
+        if self.api_key is None:
+            return
+        usage = queue_usage(self.usage_record(self.api_key, status, error_type))
+        if self.logs_requests:
+            await asyncio.gather(usage, self.queue_log(self.api_key, status))
+        else:
+            await usage
+
+    @property
+    def logs_requests(self) -> bool:
+        """The tenant keeps its prompts and outputs (the tenant is cached with the key)."""
+        return self.api_key is not None and self.api_key.tenant.request_logging_enabled
+
+    async def queue_log(self, api_key: ApiKey, status: int) -> None:
+        body, model = self.request_body or {}, self.outcome.model
+        try:
+            await queue_request_log(
+                state.redis,
+                tenant_id=api_key.tenant_id,
+                schema_name=api_key.tenant.schema_name,
+                request_id=self.request_id,
+                api_key_id=api_key.pk,
+                model=model.model_id if model else str(body.get("model", "")),
+                request_body=body,
+                response_text=self.response_text,
+                status=status,
+                created_at=timezone.now(),
+            )
+        except RequestLogQueueUnavailableError:
+            logger.exception("request log %s was not queued", self.request_id)
 
     def usage_record(self, api_key: ApiKey, status: int, error_type: str) -> UsageRecord:
         model, usage = self.outcome.model, self.outcome.usage
@@ -184,6 +217,8 @@ def json_response(
 
 
 def error_response(error: GatewayError, context: Context) -> Response:
+    if context.logs_requests:
+        context.response_text = orjson.dumps(error.body()).decode()
     return json_response(error.body(), context, error.status, error.headers())
 
 
@@ -322,6 +357,7 @@ async def chat_completions(request: Request, context: Context) -> Response:
 
 async def serve_chat(context: Context, api_key: ApiKey, body: bytes) -> Response:
     chat = parse_chat_request(body)
+    context.request_body = chat.body
     catalog = await state.catalog.get()
     resolve_model(chat.model, catalog, api_key)
     route = RouteRequest(
@@ -335,6 +371,8 @@ async def serve_chat(context: Context, api_key: ApiKey, body: bytes) -> Response
         context.streaming = True
         return ChatStreamResponse(context, chat.body, plan, deadline, chat.include_usage)
     data = await state.orchestrator.complete(chat.body, plan, deadline, context.outcome)
+    if context.logs_requests:
+        context.response_text = answer_text(data)
     assert context.outcome.model is not None
     return json_response(served_as(data, context.outcome.model, f"chatcmpl-{context.request_id}"), context)
 
@@ -347,6 +385,7 @@ async def embeddings(request: Request, context: Context) -> Response:
 
 async def serve_embeddings(context: Context, api_key: ApiKey, body: bytes) -> Response:
     embed = parse_embeddings_request(body)
+    context.request_body = embed.body
     catalog = await state.catalog.get()
     resolve_model(embed.model, catalog, api_key)
     route = RouteRequest(embed.model, embed.estimated_prompt_tokens, 0, needs_embeddings=True)
@@ -428,6 +467,7 @@ class ChatStreamResponse(Response):
         self.events = state.orchestrator.stream(body, plan, deadline, context.outcome)
         self.include_usage = include_usage
         self.chunk_id = f"chatcmpl-{context.request_id}"
+        self.transcript: list[str] = []
         self.created = int(time.time())
 
     def chunk(self, model: ModelSpec, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
@@ -466,6 +506,7 @@ class ChatStreamResponse(Response):
                     "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
                 }
             )
+            self.keep(first["delta"])
             first_chunk = self.chunk(first["model"], {"role": "assistant", **first["delta"]})
             await send({"type": "http.response.body", "body": first_chunk, "more_body": True})
             async with anyio.create_task_group() as group:
@@ -474,11 +515,19 @@ class ChatStreamResponse(Response):
                 group.cancel_scope.cancel()
         finally:
             await self.events.aclose()  # type: ignore[attr-defined]
+            if self.transcript:
+                self.context.response_text = self.context.response_text or "".join(self.transcript)
             await self.context.settle(self.status, self.error_type)
+
+    def keep(self, delta: dict[str, Any]) -> None:
+        """The answer's text, for tenants that log it."""
+        if self.context.logs_requests:
+            self.transcript.append(delta.get("content") or "")
 
     async def relay(self, send: Send) -> None:
         async for event in self.events:
             if "delta" in event:
+                self.keep(event["delta"])
                 body = self.chunk(event["model"], event["delta"])
             elif "error" in event:
                 error = from_provider_error(event["error"])

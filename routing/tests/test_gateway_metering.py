@@ -152,3 +152,39 @@ def test_a_key_created_for_a_test_is_metered_under_its_own_id(
 
     event = UsageEvent.objects.get(request_id=response.headers["x-request-id"])
     assert event.api_key_id == issued.api_key.pk
+
+
+def test_a_tenant_that_logs_requests_gets_prompt_and_answer_in_its_own_schema(
+    gateway: str, serving_tenant: TenantFixture
+) -> None:
+    from django_tenants.utils import tenant_context
+
+    from request_logs.models import RequestLog
+    from request_logs.services import flush_request_logs
+    from tenants.models import Tenant
+
+    def enable_logging(enabled: bool) -> None:
+        Tenant.objects.filter(pk=serving_tenant.tenant.pk).update(request_logging_enabled=enabled)
+
+    committed(lambda: enable_logging(True))
+    try:
+        issued = committed(lambda: create_api_key(serving_tenant.tenant, name="logged", scopes=["inference"]))
+        response = call(gateway, issued.secret, BODY)
+        with httpx.stream(
+            "POST",
+            f"{gateway}/chat/completions",
+            json={**BODY, "stream": True},
+            timeout=20,
+            headers={"authorization": f"Bearer {issued.secret}"},
+        ) as streamed:
+            streamed.read()
+        flush_request_logs(batch_size=100)  # drops what a tenant no longer logs: flush first
+    finally:
+        committed(lambda: enable_logging(False))
+
+    with tenant_context(serving_tenant.tenant):
+        logs = {log.request_id: log for log in RequestLog.objects.all()}
+    plain = logs[response.headers["x-request-id"]]
+    assert plain.request_body["messages"] == BODY["messages"]
+    assert plain.response_text == response.json()["choices"][0]["message"]["content"]
+    assert logs[streamed.headers["x-request-id"]].response_text == plain.response_text
