@@ -22,7 +22,6 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 from django_tenants.utils import schema_context, tenant_context
-from pytest_django.fixtures import Settings
 from rest_framework.test import APIClient
 
 from aiaas.testing.tenants import TenantFixture
@@ -116,12 +115,6 @@ def stream() -> Iterator[str]:
     yield name
     with redis_client() as client:
         client.delete(name, dead_stream_of(name))
-
-
-@pytest.fixture
-def request_log_urls(settings: Settings) -> None:
-    """Serve /api/v1/request-logs whether or not aiaas/urls_api.py includes it yet."""
-    settings.API_URLCONF = "request_logs.tests.urls"
 
 
 # Queueing and flushing
@@ -366,7 +359,7 @@ def test_purging_keeps_each_tenants_logs_for_its_own_retention(
 
 
 def test_the_list_shows_only_this_tenants_logs_newest_first(
-    request_log_urls: None, api_client: APIClient, tenant: TenantFixture, other_tenant: TenantFixture
+    api_client: APIClient, tenant: TenantFixture, other_tenant: TenantFixture
 ) -> None:
     older = make_request_log(tenant, request_id="req_older")
     newer = make_request_log(tenant, request_id="req_newer", api_key_id=None, status=429)
@@ -398,9 +391,7 @@ def test_the_list_shows_only_this_tenants_logs_newest_first(
     assert [item["request_id"] for item in page["data"]] == ["req_older"]
 
 
-def test_one_log_is_read_by_its_id(
-    request_log_urls: None, api_client: APIClient, tenant: TenantFixture
-) -> None:
+def test_one_log_is_read_by_its_id(api_client: APIClient, tenant: TenantFixture) -> None:
     log = make_request_log(tenant, request_id="req_one")
 
     response = api_client.get(f"{LOGS_URL}/{log.pk}")
@@ -409,9 +400,7 @@ def test_one_log_is_read_by_its_id(
     assert (response.json()["id"], response.json()["request_id"]) == (log.pk, "req_one")
 
 
-def test_a_key_without_the_admin_scope_cannot_read_logs(
-    request_log_urls: None, tenant: TenantFixture
-) -> None:
+def test_a_key_without_the_admin_scope_cannot_read_logs(tenant: TenantFixture) -> None:
     log = make_request_log(tenant)
     issued = create_api_key(tenant.tenant, name="reader", scopes=[ApiKeyScope.READ, ApiKeyScope.INFERENCE])
     client = tenant.api_client(issued.secret)
@@ -423,9 +412,7 @@ def test_a_key_without_the_admin_scope_cannot_read_logs(
     assert "Hello!" not in str(listed.content) + str(one.content)
 
 
-def test_another_tenants_key_gets_404_for_a_log_id(
-    request_log_urls: None, outsider_client: APIClient, tenant: TenantFixture
-) -> None:
+def test_another_tenants_key_gets_404_for_a_log_id(outsider_client: APIClient, tenant: TenantFixture) -> None:
     log = make_request_log(tenant)
 
     foreign = outsider_client.get(f"{LOGS_URL}/{log.pk}")
@@ -436,7 +423,7 @@ def test_another_tenants_key_gets_404_for_a_log_id(
     assert outsider_client.get(LOGS_URL).json()["data"] == []
 
 
-def test_a_request_without_a_key_is_refused(request_log_urls: None, tenant: TenantFixture) -> None:
+def test_a_request_without_a_key_is_refused(tenant: TenantFixture) -> None:
     response = APIClient().get(LOGS_URL)
 
     assert response.status_code == 401
