@@ -188,6 +188,18 @@ async def record_usage(client: redis.asyncio.Redis, record: UsageRecord, stream:
         ) from error
 
 
+def read_batch(
+    client: redis.Redis, stream: str, consumer: str, claim_idle_ms: int, batch_size: int
+) -> list[Entry]:
+    """Up to `batch_size` entries for `consumer`: first those a dead reader left pending
+    longer than `claim_idle_ms`, then new ones. Nothing is acknowledged here."""
+    ensure_consumer_group(client, stream)
+    entries = claim_stale_entries(client, stream, consumer, claim_idle_ms, batch_size)
+    if len(entries) < batch_size:
+        entries += read_new_entries(client, stream, consumer, batch_size - len(entries))
+    return entries
+
+
 def flush_usage_events(
     batch_size: int = 500,
     consumer: str | None = None,
@@ -203,11 +215,7 @@ def flush_usage_events(
     stream = stream or settings.USAGE_STREAM
     client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=10, socket_connect_timeout=5)
     with client, schema_context(get_public_schema_name()):
-        ensure_consumer_group(client, stream)
-        consumer = consumer or socket.gethostname()
-        entries = claim_stale_entries(client, stream, consumer, claim_idle_ms, batch_size)
-        if len(entries) < batch_size:
-            entries += read_new_entries(client, stream, consumer, batch_size - len(entries))
+        entries = read_batch(client, stream, consumer or socket.gethostname(), claim_idle_ms, batch_size)
         if not entries:
             return 0
         records, rejected = parse_entries(entries)

@@ -52,7 +52,7 @@ from django.utils import timezone
 from django_tenants.utils import get_public_schema_name, schema_context
 from redis.typing import EncodableT, FieldT
 
-from billing.usage import CONSUMER_GROUP, Entry, claim_stale_entries, ensure_consumer_group, read_new_entries
+from billing.usage import CONSUMER_GROUP, Entry, read_batch
 from request_logs.models import RequestLog
 from tenants.models import Tenant
 
@@ -266,11 +266,7 @@ def flush_request_logs(
     stream = stream or request_log_stream()
     client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=10, socket_connect_timeout=5)
     with client, schema_context(get_public_schema_name()):
-        ensure_consumer_group(client, stream)
-        consumer = consumer or socket.gethostname()
-        entries = claim_stale_entries(client, stream, consumer, claim_idle_ms, batch_size)
-        if len(entries) < batch_size:
-            entries += read_new_entries(client, stream, consumer, batch_size - len(entries))
+        entries = read_batch(client, stream, consumer or socket.gethostname(), claim_idle_ms, batch_size)
         if not entries:
             return 0
         parsed, skipped = parse_entries(entries)
