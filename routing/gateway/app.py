@@ -146,15 +146,15 @@ class Context:
         if self.settled:
             return
         self.settled = True
-        if self.meter is not None:
-            await self.meter.settle(self.outcome)
         if self.api_key is None:
             return
-        usage = queue_usage(self.usage_record(self.api_key, status, error_type))
+        # Independent Redis writes: one round trip of waiting instead of three.
+        steps = [queue_usage(self.usage_record(self.api_key, status, error_type))]
+        if self.meter is not None:
+            steps.append(self.meter.settle(self.outcome))
         if self.logs_requests:
-            await asyncio.gather(usage, self.queue_log(self.api_key, status))
-        else:
-            await usage
+            steps.append(self.queue_log(self.api_key, status))
+        await asyncio.gather(*steps)
 
     @property
     def logs_requests(self) -> bool:

@@ -92,6 +92,7 @@ class Orchestrator:
         self.providers = providers
         self.breaker = breaker
         self.retry_policy = retry_policy or RetryPolicy(max_attempts=MAX_ATTEMPTS)
+        self._background: set[asyncio.Task[None]] = set()
 
     async def _admit(self, model: ModelSpec, outcome: Outcome) -> Permit:
         try:
@@ -106,9 +107,15 @@ class Orchestrator:
 
     async def _report(self, permit: Permit, error: ProviderError | None) -> None:
         if error is not None and error.counts_against_provider:
-            await self.breaker.record_failure(permit)
+            await self.breaker.record_failure(permit)  # awaited: the next attempt must see it
+        elif permit.is_probe:
+            await self.breaker.record_success(permit)  # awaited: it closes the breaker
         else:
-            await self.breaker.record_success(permit)
+            # A success on a closed breaker only feeds its failure ratio: record it
+            # without making the client wait for Redis.
+            task = asyncio.create_task(self.breaker.record_success(permit))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     async def run(
         self,
