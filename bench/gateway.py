@@ -261,11 +261,24 @@ def start_simulators(processes: Processes) -> dict[str, str]:
     return urls
 
 
+BENCH_USAGE_STREAM = f"usage:events:bench-{os.getpid()}"
+
+
+def drop_bench_usage_stream() -> None:
+    import redis
+    from django.conf import settings
+
+    with redis.Redis.from_url(settings.REDIS_URL) as client:
+        client.delete(BENCH_USAGE_STREAM, f"{BENCH_USAGE_STREAM}:dead")
+
+
 def start_ours(processes: Processes, api_key: str) -> str:
     port = free_port()
     command = [sys.executable, "-m", "uvicorn", "aiaas.asgi:application", "--host", "127.0.0.1"]
     command += ["--port", str(port), "--workers", str(WORKERS), "--no-access-log", "--log-level", "warning"]
-    processes.start("ours", command)
+    # The run's usage events go to a stream of its own, dropped at the end: its
+    # tenant is deleted before a ledger flush could store them.
+    processes.start("ours", command, {**os.environ, "USAGE_STREAM": BENCH_USAGE_STREAM})
     url = f"http://127.0.0.1:{port}"
     wait_ready(processes, "ours", f"{url}/v1/models", {"authorization": f"Bearer {api_key}"})
     return url
@@ -730,6 +743,7 @@ def bench_stack(slug: str, master_key: str) -> Iterator[tuple[list[Endpoint], st
         processes.stop_all()
         unregister_upstreams()
         remove_bench_tenants()
+        drop_bench_usage_stream()
 
 
 def measure(all_endpoints: list[Endpoint], args: argparse.Namespace) -> dict[str, Any]:
