@@ -18,6 +18,7 @@ from starlette.types import Receive, Scope, Send  # noqa: E402
 
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 from routing.gateway.app import application as gateway_application  # noqa: E402
+from routing.gateway.app import shutdown as shutdown_gateway  # noqa: E402
 
 GATEWAY_PREFIX = "/v1/"
 
@@ -29,9 +30,22 @@ async def http_application(scope: Scope, receive: Receive, send: Send) -> None:
         await django_application(scope, receive, send)  # type: ignore[arg-type]
 
 
+async def lifespan(scope: Scope, receive: Receive, send: Send) -> None:
+    """Close the gateway's provider connections when the server stops."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await shutdown_gateway()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
 application = ProtocolTypeRouter(
     {
         "http": http_application,
         "websocket": URLRouter(websocket_urlpatterns),
+        "lifespan": lifespan,
     }
 )

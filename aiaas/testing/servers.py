@@ -66,7 +66,7 @@ def running_platform() -> Iterator[str]:
             port=port,
             log_level="warning",
             access_log=False,
-            lifespan="off",
+            lifespan="on",
         )
         return uvicorn.Server(config)
 

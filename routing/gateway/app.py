@@ -92,6 +92,12 @@ class GatewayState:
 state = GatewayState()
 
 
+async def shutdown() -> None:
+    """Close the connections this process holds (called by the ASGI lifespan)."""
+    if "orchestrator" in state.__dict__:
+        await state.orchestrator.providers.aclose()
+
+
 @dataclass
 class Context:
     """One request: its identity, clocks, what served it and what it cost."""

@@ -8,12 +8,13 @@ a `ProviderError` saying whether retrying or falling back can help.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
 
 from routing.catalog import ModelSpec, ProviderSpec
@@ -62,7 +63,7 @@ class ProviderError(Exception):
         return self.kind not in {"client_error", "context_length", "circuit_open", "bulkhead_full"}
 
 
-def error_from_response(status: int, body: bytes, headers: httpx.Headers) -> ProviderError:
+def error_from_response(status: int, body: bytes, headers: Mapping[str, str]) -> ProviderError:
     message = body[:500].decode("utf-8", "replace")
     code = None
     try:
@@ -87,27 +88,26 @@ class UpstreamTiming:
 
 
 class ProviderClient:
-    """The process's clients to providers: one pooled httpx client and one bulkhead per provider."""
+    """The process's connections to providers: one pooled aiohttp session and one
+    bulkhead per provider (aiohttp's pool costs a fraction of httpcore's per call:
+    bench/README.md)."""
 
     def __init__(self) -> None:
-        self._clients: dict[str, httpx.AsyncClient] = {}
+        self._sessions: dict[str, aiohttp.ClientSession] = {}
         self._bulkheads: dict[str, Bulkhead] = {}
 
-    def _client(self, provider: ProviderSpec) -> httpx.AsyncClient:
-        client = self._clients.get(provider.slug)
-        if client is None:
-            limits = httpx.Limits(
-                max_connections=provider.max_concurrent_calls,
-                max_keepalive_connections=provider.max_concurrent_calls,
-            )
-            client = httpx.AsyncClient(
-                base_url=provider.base_url,
-                limits=limits,
+    def _session(self, provider: ProviderSpec) -> aiohttp.ClientSession:
+        session = self._sessions.get(provider.slug)
+        if session is None or session.closed:
+            connector = aiohttp.TCPConnector(limit=provider.max_concurrent_calls, keepalive_timeout=30)
+            session = aiohttp.ClientSession(
+                connector=connector,
                 headers=auth_headers(provider),
-                params=provider.default_query,
+                json_serialize=lambda _: "",
+                skip_auto_headers=("User-Agent",),
             )
-            self._clients[provider.slug] = client
-        return client
+            self._sessions[provider.slug] = session
+        return session
 
     def _bulkhead(self, provider: ProviderSpec) -> Bulkhead:
         bulkhead = self._bulkheads.get(provider.slug)
@@ -117,41 +117,60 @@ class ProviderClient:
         return bulkhead
 
     async def aclose(self) -> None:
-        for client in self._clients.values():
-            await client.aclose()
-        self._clients.clear()
+        for session in self._sessions.values():
+            await session.close()
+        self._sessions.clear()
+
+    @contextlib.asynccontextmanager
+    async def _call(
+        self, model: ModelSpec, path: str, body: dict[str, Any], deadline: Deadline, *, stream: bool
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """One upstream call, every failure of it translated into a ProviderError."""
+        provider = model.provider
+        headers = {"content-type": "application/json"}
+        if stream:
+            headers["accept"] = "text/event-stream"
+        try:
+            async with (
+                self._bulkhead(provider).slot(),
+                self._session(provider).post(
+                    provider.base_url + path,
+                    data=orjson.dumps(body),
+                    headers=headers,
+                    params=provider.default_query or None,
+                    timeout=phase_timeouts(provider, deadline),
+                ) as response,
+            ):
+                yield response
+        except BulkheadFullError:
+            raise ProviderError("bulkhead_full", f"{provider.slug} is at its concurrency limit") from None
+        except (TimeoutError, aiohttp.ServerTimeoutError) as error:
+            raise ProviderError("timeout", f"{type(error).__name__} from {provider.slug}") from None
+        except aiohttp.ClientPayloadError as error:
+            raise ProviderError("stream_cut", f"{provider.slug} cut its response: {error}") from None
+        except (aiohttp.ClientConnectionError, aiohttp.ClientResponseError) as error:
+            raise ProviderError("connection", f"{type(error).__name__} from {provider.slug}") from None
 
     async def post_json(
         self, model: ModelSpec, path: str, body: dict[str, Any], deadline: Deadline, timing: UpstreamTiming
     ) -> dict[str, Any]:
-        provider = model.provider
         started = time.perf_counter()
         try:
-            async with self._bulkhead(provider).slot():
-                response = await self._client(provider).post(
-                    path,
-                    content=orjson.dumps(body),
-                    headers={"content-type": "application/json"},
-                    timeout=phase_timeouts(provider, deadline),
-                )
-        except BulkheadFullError:
-            raise ProviderError("bulkhead_full", f"{provider.slug} is at its concurrency limit") from None
-        except httpx.TimeoutException as error:
-            raise ProviderError("timeout", f"{type(error).__name__} from {provider.slug}") from None
-        except httpx.RemoteProtocolError as error:
-            raise ProviderError("stream_cut", f"{provider.slug} cut its response: {error}") from None
-        except httpx.TransportError as error:
-            raise ProviderError("connection", f"{type(error).__name__} from {provider.slug}") from None
+            async with self._call(model, path, body, deadline, stream=False) as response:
+                content = await response.read()
+                status, headers = response.status, response.headers
         finally:
             timing.waiting_seconds += time.perf_counter() - started
-        if response.status_code != 200:
-            raise error_from_response(response.status_code, response.content, response.headers)
+        if status != 200:
+            raise error_from_response(status, content, headers)
         try:
-            data = orjson.loads(response.content)
+            data = orjson.loads(content)
         except orjson.JSONDecodeError:
-            raise ProviderError("bad_response", f"{provider.slug} sent a body that is not JSON") from None
+            raise ProviderError(
+                "bad_response", f"{model.provider.slug} sent a body that is not JSON"
+            ) from None
         if not isinstance(data, dict):
-            raise ProviderError("bad_response", f"{provider.slug} sent JSON that is not an object")
+            raise ProviderError("bad_response", f"{model.provider.slug} sent JSON that is not an object")
         return data
 
     async def stream_chunks(
@@ -159,46 +178,28 @@ class ProviderClient:
     ) -> AsyncIterator[dict[str, Any]]:
         """The provider's chat chunks, parsed. Ends normally only after `data: [DONE]`
         or a clean end of stream; a cut, stall or malformed chunk raises ProviderError."""
-        provider = model.provider
-        try:
-            async with self._bulkhead(provider).slot():
-                request = self._client(provider).build_request(
-                    "POST",
-                    "/chat/completions",
-                    content=orjson.dumps(body),
-                    headers={"content-type": "application/json", "accept": "text/event-stream"},
-                    timeout=phase_timeouts(provider, deadline),
-                )
-                started = time.perf_counter()
-                response = await self._client(provider).send(request, stream=True)
-                timing.waiting_seconds += time.perf_counter() - started
-                try:
-                    if response.status_code != 200:
-                        raise error_from_response(
-                            response.status_code, await response.aread(), response.headers
-                        )
-                    async for chunk in sse_json_events(response, timing):
-                        yield chunk
-                finally:
-                    await response.aclose()
-        except BulkheadFullError:
-            raise ProviderError("bulkhead_full", f"{provider.slug} is at its concurrency limit") from None
-        except httpx.TimeoutException as error:
-            raise ProviderError("timeout", f"{type(error).__name__} from {provider.slug}") from None
-        except (httpx.TransportError, httpx.StreamError) as error:
-            raise ProviderError("stream_cut", f"{type(error).__name__} from {provider.slug}") from None
+        started = time.perf_counter()
+        async with self._call(model, "/chat/completions", body, deadline, stream=True) as response:
+            timing.waiting_seconds += time.perf_counter() - started
+            if response.status != 200:
+                raise error_from_response(response.status, await response.read(), response.headers)
+            async for chunk in sse_json_events(response, timing):
+                yield chunk
 
 
-async def sse_json_events(response: httpx.Response, timing: UpstreamTiming) -> AsyncIterator[dict[str, Any]]:
-    lines = response.aiter_lines()
+async def sse_json_events(
+    response: aiohttp.ClientResponse, timing: UpstreamTiming
+) -> AsyncIterator[dict[str, Any]]:
+    lines = aiter(response.content)
     while True:
         started = time.perf_counter()
         try:
-            line = await anext(lines)
+            raw = await anext(lines)
         except StopAsyncIteration:
             return
         finally:
             timing.waiting_seconds += time.perf_counter() - started
+        line = raw.decode("utf-8", "replace").strip()
         if not line.startswith("data:"):
             continue
         data = line[5:].strip()
@@ -215,12 +216,12 @@ async def sse_json_events(response: httpx.Response, timing: UpstreamTiming) -> A
         yield chunk
 
 
-def phase_timeouts(provider: ProviderSpec, deadline: Deadline) -> httpx.Timeout:
-    return httpx.Timeout(
-        connect=deadline.timeout_for(provider.connect_timeout),
-        read=deadline.timeout_for(provider.first_token_timeout),
-        write=deadline.timeout_for(provider.connect_timeout),
-        pool=deadline.timeout_for(provider.connect_timeout),
+def phase_timeouts(provider: ProviderSpec, deadline: Deadline) -> aiohttp.ClientTimeout:
+    """Connect, then each read (the response head, then every chunk of a stream)."""
+    return aiohttp.ClientTimeout(
+        total=None,
+        sock_connect=deadline.timeout_for(provider.connect_timeout),
+        sock_read=deadline.timeout_for(provider.first_token_timeout),
     )
 
 
