@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -42,6 +43,7 @@ from routing.resilience import (
 )
 
 MAX_ATTEMPTS = 3
+CLOSED_CACHE_SECONDS = 1.0
 T = TypeVar("T")
 
 
@@ -93,10 +95,19 @@ class Orchestrator:
         self.breaker = breaker
         self.retry_policy = retry_policy or RetryPolicy(max_attempts=MAX_ATTEMPTS)
         self._background: set[asyncio.Task[None]] = set()
+        self._closed_until: dict[str, tuple[float, int]] = {}  # breaker key -> (until, generation)
 
     async def _admit(self, model: ModelSpec, outcome: Outcome) -> Permit:
+        """A breaker permit. A breaker this process saw closed less than
+        CLOSED_CACHE_SECONDS ago admits without a Redis round trip; another
+        process's opening of it is seen within that time, and a failure here
+        drops the shortcut at once."""
+        key = model.breaker_key
+        cached = self._closed_until.get(key)
+        if cached is not None and cached[0] > time.monotonic():
+            return Permit(key=key, token=uuid.uuid4().hex, is_probe=False, generation=cached[1])
         try:
-            return await self.breaker.acquire(model.breaker_key)
+            permit = await self.breaker.acquire(key)
         except CircuitOpenError as error:
             outcome.errors.append(f"{model.model_id}: circuit open")
             raise ProviderError(
@@ -104,9 +115,13 @@ class Orchestrator:
                 f"{model.model_id} is failing; its circuit is open",
                 retry_after=error.retry_after_seconds,
             ) from None
+        if not permit.is_probe and permit.generation is not None:  # admitted by a closed breaker
+            self._closed_until[key] = (time.monotonic() + CLOSED_CACHE_SECONDS, permit.generation)
+        return permit
 
     async def _report(self, permit: Permit, error: ProviderError | None) -> None:
         if error is not None and error.counts_against_provider:
+            self._closed_until.pop(permit.key, None)
             await self.breaker.record_failure(permit)  # awaited: the next attempt must see it
         elif permit.is_probe:
             await self.breaker.record_success(permit)  # awaited: it closes the breaker
