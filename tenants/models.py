@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from datetime import datetime
 
 from django.contrib.postgres.fields import ArrayField
@@ -13,6 +14,11 @@ from django.utils import timezone
 from django_tenants.models import DomainMixin, TenantMixin
 
 SLUG_PATTERN = r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$"
+# Bounds of a key's limit overrides, shared by the REST API and the dashboard.
+MAX_RATE_LIMIT = 2**31 - 1  # PositiveIntegerField
+MAX_TOKEN_BUDGET = 2**63 - 1  # PositiveBigIntegerField
+# A USD amount as people write it: digits, at most 2 decimals ("25.00").
+USD_AMOUNT = re.compile(r"[0-9]{1,10}(?:\.[0-9]{1,2})?")
 # Slugs that would shadow the platform's own hosts or schemas.
 RESERVED_SLUGS = frozenset(
     {

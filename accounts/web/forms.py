@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -10,14 +9,11 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.utils import timezone
 
 from accounts.models import Role
-from tenants.models import ApiKeyScope
+from tenants.models import MAX_RATE_LIMIT, MAX_TOKEN_BUDGET, USD_AMOUNT, ApiKeyScope
 
 MAX_ALLOWED_MODELS = 100
 MAX_MODEL_NAME_LENGTH = 200
 # The ranges of ApiKey's columns, as the REST API checks them.
-MAX_RATE = 2**31 - 1  # PositiveIntegerField
-MAX_TOKEN_BUDGET = 2**63 - 1  # PositiveBigIntegerField
-USD_AMOUNT = re.compile(r"[0-9]{1,10}(?:\.[0-9]{1,2})?")
 
 
 class LoginForm(AuthenticationForm):
@@ -57,14 +53,14 @@ class ApiKeyLimitsForm(forms.Form):
         label="Requests per minute",
         required=False,
         min_value=1,
-        max_value=MAX_RATE,
+        max_value=MAX_RATE_LIMIT,
         widget=count_input("The plan's"),
     )
     tokens_per_minute = forms.IntegerField(
         label="Tokens per minute",
         required=False,
         min_value=1,
-        max_value=MAX_RATE,
+        max_value=MAX_RATE_LIMIT,
         widget=count_input("The plan's"),
     )
     monthly_token_budget = forms.IntegerField(

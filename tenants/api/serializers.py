@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import re
 from decimal import Decimal
 from typing import Any
 
@@ -8,12 +7,9 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from tenants.models import ApiKey, ApiKeyScope
+from tenants.models import MAX_RATE_LIMIT, MAX_TOKEN_BUDGET, USD_AMOUNT, ApiKey, ApiKeyScope
 
 LIMIT_FIELDS = ApiKey.LIMIT_FIELDS
-MAX_POSITIVE_INTEGER = 2**31 - 1  # PositiveIntegerField
-MAX_POSITIVE_BIG_INTEGER = 2**63 - 1  # PositiveBigIntegerField
-USD_AMOUNT = re.compile(r"[0-9]{1,10}(?:\.[0-9]{1,2})?")
 
 
 class StrictIntegerField(serializers.IntegerField):
@@ -75,14 +71,14 @@ class ApiKeyLimitsSerializer(serializers.Serializer[Any]):
 
     requests_per_minute = StrictIntegerField(
         min_value=1,
-        max_value=MAX_POSITIVE_INTEGER,
+        max_value=MAX_RATE_LIMIT,
         allow_null=True,
         required=False,
         help_text="Requests per minute for this key; null: the plan's.",
     )
     tokens_per_minute = StrictIntegerField(
         min_value=1,
-        max_value=MAX_POSITIVE_INTEGER,
+        max_value=MAX_RATE_LIMIT,
         allow_null=True,
         required=False,
         help_text="Tokens per minute for this key; null: the plan's.",
@@ -94,7 +90,7 @@ class ApiKeyLimitsSerializer(serializers.Serializer[Any]):
     )
     monthly_token_budget = StrictIntegerField(
         min_value=0,
-        max_value=MAX_POSITIVE_BIG_INTEGER,
+        max_value=MAX_TOKEN_BUDGET,
         allow_null=True,
         required=False,
         help_text="Token cap for this key per month; null: none (the tenant's cap still applies).",
