@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from aiaas.celery import app
 from billing import usage
 
@@ -22,10 +20,8 @@ def flush_usage_events(batch_size: int = 500, stream: str | None = None) -> int:
     public schema (the flush itself switches to it). Redelivery is harmless:
     flushing is idempotent and safe to run in several workers at once.
     """
-    deadline = time.monotonic() + FLUSH_TIME_BUDGET_SECONDS
-    handled = 0
-    while True:
-        batch = usage.flush_usage_events(batch_size=batch_size, stream=stream)
-        handled += batch
-        if batch < batch_size or time.monotonic() >= deadline:
-            return handled
+    return usage.drain(
+        lambda size: usage.flush_usage_events(batch_size=size, stream=stream),
+        batch_size,
+        FLUSH_TIME_BUDGET_SECONDS,
+    )

@@ -33,7 +33,8 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -198,6 +199,18 @@ def read_batch(
     if len(entries) < batch_size:
         entries += read_new_entries(client, stream, consumer, batch_size - len(entries))
     return entries
+
+
+def drain(flush_batch: Callable[[int], int], batch_size: int, time_budget_seconds: float) -> int:
+    """Call `flush_batch(batch_size)` until a batch comes back short (the queue is
+    empty) or the time budget is spent; the entries handled in all."""
+    deadline = time.monotonic() + time_budget_seconds
+    handled = 0
+    while True:
+        batch = flush_batch(batch_size)
+        handled += batch
+        if batch < batch_size or time.monotonic() >= deadline:
+            return handled
 
 
 def flush_usage_events(

@@ -6,9 +6,8 @@ tenant's schema itself with `schema_context` (request_logs/services.py).
 
 from __future__ import annotations
 
-import time
-
 from aiaas.celery import app
+from billing.usage import drain
 from request_logs import services
 
 # Beat sends a flush every 5 s; one run stops after this long so runs do not
@@ -22,13 +21,11 @@ def flush(batch_size: int = 200, stream: str | None = None) -> int:
     """Drain the request log queue into the tenants' schemas, batch by batch, until a
     batch comes back short or the time budget is spent. Redelivery is harmless:
     flushing is idempotent and safe to run in several workers at once."""
-    deadline = time.monotonic() + FLUSH_TIME_BUDGET_SECONDS
-    handled = 0
-    while True:
-        batch = services.flush_request_logs(batch_size=batch_size, stream=stream)
-        handled += batch
-        if batch < batch_size or time.monotonic() >= deadline:
-            return handled
+    return drain(
+        lambda size: services.flush_request_logs(batch_size=size, stream=stream),
+        batch_size,
+        FLUSH_TIME_BUDGET_SECONDS,
+    )
 
 
 @app.task(name="request_logs.purge", queue="default", ignore_result=True)  # type: ignore[untyped-decorator]

@@ -355,6 +355,16 @@ def once(
     )
 
 
+async def route_and_admit(context: Context, api_key: ApiKey, route: RouteRequest) -> RoutePlan:
+    """The models that may serve `route`, once its limits and budget admit it."""
+    catalog = await state.catalog.get()
+    resolve_model(route.requested_model, catalog, api_key)
+    plan = plan_route(route, catalog, api_key)
+    context.reason = plan.reason
+    await context.admit(plan, route.estimated_prompt_tokens, route.max_output_tokens)
+    return plan
+
+
 @endpoint
 async def chat_completions(request: Request, context: Context) -> Response:
     api_key = context.api_key = await authenticate(request, ApiKeyScope.INFERENCE)
@@ -364,14 +374,10 @@ async def chat_completions(request: Request, context: Context) -> Response:
 async def serve_chat(context: Context, api_key: ApiKey, body: bytes) -> Response:
     chat = parse_chat_request(body)
     context.request_body = chat.body
-    catalog = await state.catalog.get()
-    resolve_model(chat.model, catalog, api_key)
     route = RouteRequest(
         chat.model, chat.estimated_prompt_tokens, chat.max_output_tokens, needs_json=chat.needs_json
     )
-    plan = plan_route(route, catalog, api_key)
-    context.reason = plan.reason
-    await context.admit(plan, chat.estimated_prompt_tokens, chat.max_output_tokens)
+    plan = await route_and_admit(context, api_key, route)
     deadline = deadline_for(plan)
     if chat.stream:
         context.streaming = True
@@ -392,12 +398,8 @@ async def embeddings(request: Request, context: Context) -> Response:
 async def serve_embeddings(context: Context, api_key: ApiKey, body: bytes) -> Response:
     embed = parse_embeddings_request(body)
     context.request_body = embed.body
-    catalog = await state.catalog.get()
-    resolve_model(embed.model, catalog, api_key)
     route = RouteRequest(embed.model, embed.estimated_prompt_tokens, 0, needs_embeddings=True)
-    plan = plan_route(route, catalog, api_key)
-    context.reason = plan.reason
-    await context.admit(plan, embed.estimated_prompt_tokens, 0)
+    plan = await route_and_admit(context, api_key, route)
     data = await state.orchestrator.embed(embed.body, plan, deadline_for(plan), context.outcome)
     assert context.outcome.model is not None
     return json_response({**data, "model": context.outcome.model.model_id}, context)
