@@ -1,0 +1,105 @@
+"""Offline evaluation of a router on held-out outcome data, with RouteLLM's metrics.
+
+A router ranks prompts by how much they need the strong model; sending the top
+share s of them to it gives an accuracy. PGR (performance gap recovered) is
+(accuracy - weak) / (strong - weak); CPT(x) is the smallest strong share whose
+PGR reaches x; APGR is the area under PGR as s goes from 0 to 1. The strong
+share at a quality target t is the smallest s whose accuracy reaches
+t x strong accuracy. The random router and the oracle are computed on the same
+data for comparison.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from routing.router.model import FloatArray, RouterModel
+from routing.router.training import Outcomes, calibration_error
+
+BoolArray = npt.NDArray[np.bool_]
+
+
+def accuracy_curve(scores: FloatArray, weak: BoolArray, strong: BoolArray) -> FloatArray:
+    """Accuracy when the k highest-scored prompts go to the strong model, k = 0..n."""
+    order = np.argsort(-scores, kind="stable")
+    gains = strong[order].astype(int) - weak[order].astype(int)
+    return np.asarray((weak.sum() + np.concatenate([[0], np.cumsum(gains)])) / len(scores), dtype=np.float64)
+
+
+def smallest_share(curve: FloatArray, goal: float) -> float:
+    reached = np.flatnonzero(curve >= goal - 1e-12)
+    return float(reached[0] / (len(curve) - 1)) if reached.size else 1.0
+
+
+def curve_metrics(scores: FloatArray, weak: BoolArray, strong: BoolArray, target: float) -> dict[str, float]:
+    curve = accuracy_curve(scores, weak, strong)
+    weak_accuracy, strong_accuracy = float(weak.mean()), float(strong.mean())
+    gap = strong_accuracy - weak_accuracy
+    pgr = (curve - weak_accuracy) / gap if gap > 0 else np.ones_like(curve)
+    shares = np.linspace(0.0, 1.0, len(curve))
+    return {
+        "apgr": float(np.trapezoid(pgr, shares)),
+        "cpt50": smallest_share(curve, weak_accuracy + 0.5 * gap),
+        "cpt80": smallest_share(curve, weak_accuracy + 0.8 * gap),
+        "strong_share_at_target": smallest_share(curve, target * strong_accuracy),
+    }
+
+
+def random_share(weak: BoolArray, strong: BoolArray, target: float) -> float:
+    """The strong share a random router needs, in expectation."""
+    weak_accuracy, strong_accuracy = float(weak.mean()), float(strong.mean())
+    if weak_accuracy >= target * strong_accuracy:
+        return 0.0
+    return min(1.0, (target * strong_accuracy - weak_accuracy) / (strong_accuracy - weak_accuracy))
+
+
+def evaluate(model: RouterModel, train: Outcomes, test: Outcomes, target: float) -> dict[str, Any]:
+    """Every figure of `route_bench`. Nothing here looks at the test labels before
+    the router has scored every test prompt."""
+    logits = np.empty(len(test))
+    probabilities = np.empty(len(test))
+    timings = np.empty(len(test))
+    threshold = model.threshold(target)
+    strong_routed = np.zeros(len(test), dtype=bool)
+    for index, prompt in enumerate(test.prompts):
+        # A decision's time is the median of three runs, so one preemption by
+        # another process on a busy machine does not count as the router's time.
+        runs = []
+        for _ in range(3):
+            started = time.perf_counter()
+            prediction = model.predict(prompt)
+            strong_routed[index] = prediction.failure > threshold
+            runs.append(time.perf_counter() - started)
+        timings[index] = sorted(runs)[1]
+        logits[index] = model.logit(prompt)[0]
+        probabilities[index] = prediction.failure
+    weak, strong = test.weak, test.strong
+    oracle_scores = (strong & ~weak).astype(np.float64) - (weak & ~strong).astype(np.float64)
+    policy_accuracy = float(np.where(strong_routed, strong, weak).mean())
+    return {
+        "router": model.name,
+        "n_train": len(train),
+        "n_test": len(test),
+        "train_sources": sorted(set(train.sources)),
+        "test_sources": sorted(set(test.sources)),
+        "target": target,
+        "weak_accuracy": round(float(weak.mean()), 4),
+        "strong_accuracy": round(float(strong.mean()), 4),
+        **{key: round(value, 4) for key, value in curve_metrics(logits, weak, strong, target).items()},
+        "random_strong_share_at_target": round(random_share(weak, strong, target), 4),
+        "oracle_strong_share_at_target": round(
+            curve_metrics(oracle_scores, weak, strong, target)["strong_share_at_target"], 4
+        ),
+        # The live policy: the threshold chosen on the training data, applied to the test data.
+        "policy_threshold": round(threshold, 4),
+        "policy_strong_share": round(float(strong_routed.mean()), 4),
+        "policy_quality": round(policy_accuracy / float(strong.mean()), 4) if strong.any() else None,
+        "calibration_error_test": round(calibration_error(probabilities, ~weak), 4),
+        "calibration_error_train_out_of_fold": round(float(model.meta["calibration_error_out_of_fold"]), 4),
+        "decision_p50_ms": round(float(np.percentile(timings, 50)) * 1000, 4),
+        "decision_p99_ms": round(float(np.percentile(timings, 99)) * 1000, 4),
+    }

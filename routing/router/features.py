@@ -1,0 +1,183 @@
+"""What the router knows about a request, computed locally in microseconds.
+
+Two kinds of features:
+- text features of the prompt, the same offline (training on RouteLLM's data)
+  and online (a request's messages): its terms, which feed the classifier's
+  linear model and the similar-prompt clusters, and a few hand-made signals
+  that carry across subjects (length, digits and operators, negated questions,
+  numeric answer options, domain flags);
+- request features the classifier never saw in training, used by the policy
+  and the online learner: the requested output format and how strict its
+  JSON schema is, and the tenant.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+TOKEN_PATTERN = re.compile(r"(?u)\b\w\w+\b")  # scikit-learn's default token_pattern
+LONG_WORD = re.compile(r"(?u)\b\w{9,}\b")
+CHARACTERS_PER_TOKEN = 4
+OPTION_LINE = re.compile(r"^[A-J][.)] ", re.MULTILINE)
+NUMERIC_OPTION = re.compile(r"^[A-J][.)] [-+\d\s.,/%$^*()e=<>]+$", re.MULTILINE)
+NEGATED_QUESTION = re.compile(r"\b(NOT|EXCEPT|LEAST|FALSE|INCORRECT)\b")
+CALCULATION = re.compile(r"\b(calculate|compute|how many|how much|what is the value|solve|find the)\b", re.I)
+DIGIT = re.compile(r"\d")
+OPERATOR = re.compile(r"[-+*/^=<>()%$]")
+
+DOMAINS: dict[str, re.Pattern[str]] = {
+    "math": re.compile(
+        r"\b(equation|integer|polynomial|probability|derivative|integral|matrix|theorem|"
+        r"prime|sum|product|ratio|fraction|percent|average|remainder|sqrt|log)\b",
+        re.I,
+    ),
+    "code": re.compile(
+        r"\b(function|algorithm|program|code|compile|python|java|variable|array|loop|recursion|"
+        r"binary|bit|byte|pointer)\b|def |\{|\};",
+        re.I,
+    ),
+    "law": re.compile(
+        r"\b(court|statute|plaintiff|defendant|contract|constitution|jurisdiction|liable|"
+        r"liability|tort|amendment|appeal|judge|jury|legal)\b",
+        re.I,
+    ),
+    "medicine": re.compile(
+        r"\b(patient|diagnosis|symptom|disease|clinical|dose|syndrome|treatment|"
+        r"infection|therapy|mg|blood|cell|tissue)\b",
+        re.I,
+    ),
+    "finance": re.compile(
+        r"\b(interest|revenue|tax|depreciation|inflation|gdp|market|price|cost|profit|"
+        r"investment|accounting|asset|liabilities|\$\d)",
+        re.I,
+    ),
+    "science": re.compile(
+        r"\b(energy|velocity|mass|force|electron|molecule|reaction|acid|temperature|"
+        r"wavelength|gravity|atom|charge|voltage)\b",
+        re.I,
+    ),
+}
+HAND_FEATURES = (
+    "log_characters",
+    "log_tokens",
+    "digit_share",
+    "operator_share",
+    "mean_word_length",
+    "long_word_share",
+    "negated_question",
+    "two_statements",
+    "answer_options",
+    "numeric_option_share",
+    "calculation",
+    "log_lines",
+    *(f"domain_{name}" for name in DOMAINS),
+)
+
+
+def terms(text: str) -> list[str]:
+    """Unigrams and bigrams exactly as scikit-learn's TfidfVectorizer(ngram_range=(1, 2)) makes them."""
+    words = TOKEN_PATTERN.findall(text.lower())
+    return words + [f"{first} {second}" for first, second in itertools.pairwise(words)]
+
+
+def hand_features(text: str) -> list[float]:
+    """The HAND_FEATURES of `text`, in that order."""
+    characters = max(len(text), 1)
+    words = TOKEN_PATTERN.findall(text)
+    word_count = max(len(words), 1)
+    options = len(OPTION_LINE.findall(text))
+    return [
+        math.log1p(len(text)),
+        math.log1p(len(text) / CHARACTERS_PER_TOKEN),
+        len(DIGIT.findall(text)) / characters,
+        len(OPERATOR.findall(text)) / characters,
+        sum(map(len, words)) / word_count,
+        len(LONG_WORD.findall(text)) / word_count,
+        float(bool(NEGATED_QUESTION.search(text))),
+        float("Statement 1" in text),
+        float(options),
+        len(NUMERIC_OPTION.findall(text)) / options if options else 0.0,
+        float(bool(CALCULATION.search(text))),
+        math.log1p(text.count("\n")),
+        *(float(bool(pattern.search(text))) for pattern in DOMAINS.values()),
+    ]
+
+
+def domains(text: str) -> list[str]:
+    return [name for name, pattern in DOMAINS.items() if pattern.search(text)]
+
+
+@dataclass(frozen=True, slots=True)
+class OutputFormat:
+    """The requested output: "text", "json_object" or "json_schema", and how
+    strict the schema is (required fields, nesting, enums and patterns, `strict`)."""
+
+    kind: str = "text"
+    strictness: int = 0
+
+    @property
+    def bucket(self) -> str:
+        if self.kind != "json_schema":
+            return self.kind
+        return "schema_strict" if self.strictness >= 4 else "schema_loose"
+
+
+PLAIN_TEXT = OutputFormat()
+
+
+def output_format(response_format: Any) -> OutputFormat:
+    if not isinstance(response_format, Mapping):
+        return PLAIN_TEXT
+    kind = response_format.get("type")
+    if kind == "json_object":
+        return OutputFormat("json_object")
+    if kind != "json_schema":
+        return PLAIN_TEXT
+    json_schema = response_format.get("json_schema")
+    if not isinstance(json_schema, Mapping):
+        return OutputFormat("json_schema")
+    strictness = schema_strictness(json_schema.get("schema"), depth=0) + 2 * bool(json_schema.get("strict"))
+    return OutputFormat("json_schema", strictness)
+
+
+def schema_strictness(schema: Any, depth: int) -> int:
+    """Required properties, constrained values and nesting, counted over the schema (depth-bounded)."""
+    if not isinstance(schema, Mapping) or depth > 8:
+        return 0
+    score = depth
+    required = schema.get("required")
+    if isinstance(required, list):
+        score += len(required)
+    score += sum(key in schema for key in ("enum", "const", "pattern", "format", "minimum", "maximum"))
+    if schema.get("additionalProperties") is False:
+        score += 1
+    properties = schema.get("properties")
+    if isinstance(properties, Mapping):
+        score += sum(schema_strictness(child, depth + 1) for child in properties.values())
+    score += schema_strictness(schema.get("items"), depth + 1)
+    return score
+
+
+def prompt_of(messages: Any) -> str:
+    """The text the router judges: the contents of the conversation's user messages."""
+    if not isinstance(messages, list):
+        return ""
+    parts: list[str] = []
+    for message in messages:
+        if not isinstance(message, Mapping) or message.get("role") != "user":
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            parts.append(content)
+        elif isinstance(content, list):
+            parts.extend(
+                part["text"]
+                for part in content
+                if isinstance(part, Mapping) and isinstance(part.get("text"), str)
+            )
+    return "\n".join(parts)
