@@ -6,10 +6,11 @@ Staff edit it in the admin; the gateway reads an in-memory snapshot of it
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
@@ -98,3 +99,98 @@ class ModelAlias(models.Model):
     def clean(self) -> None:
         if self.alias == ROUTED_MODEL or ProviderModel.objects.filter(model_id=self.alias).exists():
             raise ValidationError({"alias": "An alias may not shadow `auto` or a model id."})
+
+
+ROUTER_ARTIFACT = re.compile(r"[A-Za-z0-9_.-]+\.npz")
+DEFAULT_ROUTER_VERSION = "global-v1"
+
+
+class RouterVersion(models.Model):
+    """A version of the `auto` router: its classifier and how it leans.
+
+    `artifact` names a classifier file in routing/router/ (trained by
+    `manage.py train_router`); `threshold_shift` moves the P(cheap tier fails)
+    threshold the quality target yields (positive: more requests stay on the cheap
+    tier). A new version reaches tenants as a canary first (TenantRouting).
+    """
+
+    name = models.SlugField(max_length=50, unique=True)
+    description = models.CharField(max_length=200, blank=True)
+    artifact = models.CharField(max_length=100, default="global_router.npz")
+    threshold_shift = models.FloatField(
+        default=0.0, validators=[MinValueValidator(-1.0), MaxValueValidator(1.0)]
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if not ROUTER_ARTIFACT.fullmatch(self.artifact):
+            raise ValidationError({"artifact": "A file name in routing/router/, ending in .npz."})
+
+
+class CanaryState(models.TextChoices):
+    NONE = "none", "No canary"
+    RUNNING = "running", "Running"
+    PASSED = "passed", "Passed (no quality drop)"
+    ROLLED_BACK = "rolled_back", "Rolled back (quality dropped)"
+
+
+class TenantRouting(models.Model):
+    """A tenant's router settings (public schema, keyed by tenant): its quality
+    target and, when staff start one, a canary version with a share of traffic."""
+
+    tenant = models.OneToOneField("tenants.Tenant", on_delete=models.CASCADE, related_name="routing")
+    quality_target = models.DecimalField(
+        max_digits=3,
+        decimal_places=2,
+        default=Decimal("0.95"),
+        validators=[MinValueValidator(Decimal("0.80")), MaxValueValidator(Decimal("1.00"))],
+        help_text="Share of the top tier's quality to keep, 0.80 to 1.00.",
+    )
+    exploration_rate = models.DecimalField(
+        max_digits=3,
+        decimal_places=2,
+        default=Decimal("0.02"),
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("0.10"))],
+        help_text="Share of requests sent one tier cheaper than chosen, to keep learning (at most 0.10).",
+    )
+    control = models.ForeignKey(
+        RouterVersion, on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
+    canary = models.ForeignKey(
+        RouterVersion, on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
+    canary_share = models.DecimalField(
+        max_digits=3,
+        decimal_places=2,
+        default=Decimal("0.05"),
+        validators=[MinValueValidator(Decimal("0.01")), MaxValueValidator(Decimal("0.50"))],
+    )
+    canary_state = models.CharField(max_length=20, choices=CanaryState.choices, default=CanaryState.NONE)
+    canary_max_quality_drop = models.DecimalField(
+        max_digits=3,
+        decimal_places=2,
+        default=Decimal("0.05"),
+        validators=[MinValueValidator(Decimal("0.01")), MaxValueValidator(Decimal("0.50"))],
+        help_text="The canary is rolled back when its failure rate exceeds the control's by this much.",
+    )
+    canary_started_at = models.DateTimeField(null=True, blank=True)
+    canary_decided_at = models.DateTimeField(null=True, blank=True)
+    canary_verdict = models.CharField(max_length=300, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "tenant routing"
+        verbose_name_plural = "tenant routing"
+
+    def __str__(self) -> str:
+        return f"routing of {self.tenant_id}"
+
+    def clean(self) -> None:
+        if self.canary_id is not None and self.canary_id == self.control_id:
+            raise ValidationError({"canary": "The canary must differ from the control version."})

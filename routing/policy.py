@@ -1,9 +1,9 @@
 """The routing seam: which models may serve a request, in which order.
 
 A policy turns a request's needs into a chain of models: the first serves it
-and the rest are the fallbacks, tried in order when a model fails. The router
-issue replaces `CheapestCapableTier` for `auto`; the gateway only sees the
-`RoutingPolicy` protocol.
+and the rest are the fallbacks, tried in order when a model fails. The gateway
+uses routing/router/'s LearnedRouter, which serves `auto` itself and leaves
+named models to `CheapestCapableTier`; it only sees the `RoutingPolicy` protocol.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from typing import Protocol
 
 from routing.catalog import Catalog, ModelSpec
 from routing.models import ROUTED_MODEL
+from routing.router.config import TenantRouterConfig
+from routing.router.features import PLAIN_TEXT, OutputFormat
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +25,12 @@ class RouteRequest:
     max_output_tokens: int
     needs_json: bool = False
     needs_embeddings: bool = False
+    # What the learned router (routing/router/) judges for `auto`.
+    prompt: str = ""
+    output: OutputFormat = PLAIN_TEXT
+    stream: bool = False
+    request_id: str = ""
+    routing: TenantRouterConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,7 +58,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import partial
 from typing import Any, Protocol, TypeVar
@@ -115,6 +115,9 @@ class Fault(StrEnum):
     MISSING_DONE = "missing_done"  # a stream without `data: [DONE]`; non-stream answers are normal
     CONTEXT_LENGTH = "context_length"  # 400 context_length_exceeded
     FLAPPING = "flapping"  # 503 during the first flap_down_seconds of every flap_period_seconds
+    INVALID_JSON = (
+        "invalid_json"  # in the JSON modes, content that is not valid JSON (its last token is missing)
+    )
 
 
 @dataclass(frozen=True)
@@ -843,6 +846,8 @@ def answer_chat(
     chat: ChatRequest, model: SimulatedModel, fault: Fault | None, config: SimulatorConfig
 ) -> Response:
     completion = complete(chat)
+    if fault is Fault.INVALID_JSON and chat.response_format.type != "text":
+        completion = replace(completion, deltas=completion.deltas[:-1], finish_reason="length")
     identity = AnswerIdentity.new(chat.model)
     pace = Pace.of(model, config)
     if chat.stream:

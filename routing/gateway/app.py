@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from functools import cached_property
 from typing import Any
 
@@ -37,11 +38,21 @@ from routing.gateway.completions import Orchestrator, Outcome, sse
 from routing.gateway.errors import GatewayError, from_provider_error
 from routing.gateway.metering import Meter
 from routing.gateway.providers import ProviderClient, ProviderError
-from routing.gateway.validation import invalid, parse_chat_request, parse_embeddings_request
+from routing.gateway.validation import (
+    invalid,
+    parse_chat_request,
+    parse_embeddings_request,
+    parse_json_object,
+)
 from routing.idempotency import IdempotencyStore, idempotent
 from routing.models import ROUTED_MODEL
-from routing.policy import CheapestCapableTier, NoCapableModelError, RoutePlan, RouteRequest, RoutingPolicy
+from routing.policy import NoCapableModelError, RoutePlan, RouteRequest, RoutingPolicy
 from routing.resilience import CircuitBreaker, Deadline
+from routing.router import outcomes as router_outcomes
+from routing.router.cache import RouterConfigCache
+from routing.router.early_exit import InvalidSchemaError, acceptance
+from routing.router.features import output_format, prompt_of
+from routing.router.policy import LearnedRouter, RoutedPlan
 from tenants.models import ApiKey, ApiKeyScope
 
 CLIENT_REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -54,7 +65,7 @@ MODEL_CREATED = 1_700_000_000
 class GatewayState:
     """The process's long-lived clients, created on the first request (inside the event loop)."""
 
-    policy: RoutingPolicy = CheapestCapableTier()
+    policy: RoutingPolicy = LearnedRouter()
 
     @cached_property
     def redis(self) -> aioredis.Redis:
@@ -75,6 +86,10 @@ class GatewayState:
     @cached_property
     def catalog(self) -> CatalogCache:
         return CatalogCache()
+
+    @cached_property
+    def router_configs(self) -> RouterConfigCache:
+        return RouterConfigCache(self.redis)
 
     @cached_property
     def idempotency(self) -> IdempotencyStore:
@@ -107,6 +122,7 @@ class Context:
     started: float = field(default_factory=time.perf_counter)
     outcome: Outcome = field(default_factory=Outcome)
     reason: str = ""
+    plan: RoutePlan | None = None
     api_key: ApiKey | None = None
     meter: Meter | None = None
     first_token_at: float | None = None
@@ -160,7 +176,35 @@ class Context:
             steps.append(self.meter.settle(self.outcome))
         if self.logs_requests:
             steps.append(self.queue_log(self.api_key, status))
+        if isinstance(self.plan, RoutedPlan) and self.plan.decision is not None:
+            steps.append(self.record_route(self.api_key, self.plan))
         await asyncio.gather(*steps)
+
+    async def record_route(self, api_key: ApiKey, plan: RoutedPlan) -> None:
+        """What the router learns from this request and reports about it (off the response path)."""
+        decision = plan.decision
+        assert decision is not None
+        usage, served, first = self.outcome.usage, self.outcome.model, plan.chain[0]
+        first_failed = None  # judged only by early exit, and only when the first tier answered
+        if decision.early_exit and self.outcome.rejected[:1] == [first]:
+            first_failed = True
+        elif decision.early_exit and served is first:
+            first_failed = False
+        outcome = router_outcomes.RequestOutcome(
+            tenant_id=api_key.tenant_id,
+            request_id=self.request_id,
+            decision=decision,
+            served_tier=served.tier if served else None,
+            first_tier_failed=first_failed,
+            cost_usd=usage.cost_usd,
+            top_tier_cost_usd=plan.chain[-1].cost_usd(usage.prompt_tokens, usage.completion_tokens),
+            expected_cost_usd=Decimal(str(decision.expected_cost_usd)),
+            latency_ms=round((time.perf_counter() - self.started) * 1000),
+        )
+        try:
+            await router_outcomes.record(state.redis, outcome)
+        except aioredis.RedisError:
+            logger.exception("the route of %s was not recorded", self.request_id)
 
     @property
     def logs_requests(self) -> bool:
@@ -360,7 +404,7 @@ async def route_and_admit(context: Context, api_key: ApiKey, route: RouteRequest
     catalog = await state.catalog.get()
     resolve_model(route.requested_model, catalog, api_key)
     plan = plan_route(route, catalog, api_key)
-    context.reason = plan.reason
+    context.reason, context.plan = plan.reason, plan
     await context.admit(plan, route.estimated_prompt_tokens, route.max_output_tokens)
     return plan
 
@@ -374,15 +418,34 @@ async def chat_completions(request: Request, context: Context) -> Response:
 async def serve_chat(context: Context, api_key: ApiKey, body: bytes) -> Response:
     chat = parse_chat_request(body)
     context.request_body = chat.body
+    try:
+        accepts = acceptance(chat.body)
+    except InvalidSchemaError as error:
+        raise invalid(
+            f"`response_format.json_schema.schema` is not a valid JSON Schema: {error}",
+            "response_format.json_schema.schema",
+            "invalid_json_schema",
+        ) from None
     route = RouteRequest(
-        chat.model, chat.estimated_prompt_tokens, chat.max_output_tokens, needs_json=chat.needs_json
+        chat.model,
+        chat.estimated_prompt_tokens,
+        chat.max_output_tokens,
+        needs_json=chat.needs_json,
+        prompt=prompt_of(chat.body["messages"]),
+        output=output_format(chat.body.get("response_format")),
+        stream=chat.stream,
+        request_id=context.request_id,
+        routing=await state.router_configs.get(api_key.tenant_id) if chat.model == ROUTED_MODEL else None,
     )
     plan = await route_and_admit(context, api_key, route)
     deadline = deadline_for(plan)
     if chat.stream:
         context.streaming = True
         return ChatStreamResponse(context, chat.body, plan, deadline, chat.include_usage)
-    data = await state.orchestrator.complete(chat.body, plan, deadline, context.outcome)
+    early_exit = isinstance(plan, RoutedPlan) and plan.decision is not None and plan.decision.early_exit
+    data = await state.orchestrator.complete(
+        chat.body, plan, deadline, context.outcome, accepts if early_exit else None
+    )
     if context.logs_requests:
         context.response_text = answer_text(data)
     assert context.outcome.model is not None
@@ -403,6 +466,32 @@ async def serve_embeddings(context: Context, api_key: ApiKey, body: bytes) -> Re
     data = await state.orchestrator.embed(embed.body, plan, deadline_for(plan), context.outcome)
     assert context.outcome.model is not None
     return json_response({**data, "model": context.outcome.model.model_id}, context)
+
+
+@endpoint
+async def feedback(request: Request, context: Context) -> Response:
+    """A user's verdict on an `auto`-routed answer: what the router learns from
+    (routing/router/outcomes.py). One verdict per request."""
+    api_key = context.api_key = await authenticate(request, ApiKeyScope.INFERENCE)
+    body = parse_json_object(await read_body(request))
+    request_id = body.get("request_id")
+    if not isinstance(request_id, str) or not request_id:
+        raise invalid(
+            "`request_id` must be the x-request-id of a routed request.", "request_id", "invalid_type"
+        )
+    rating = body.get("rating")
+    if rating not in FEEDBACK_RATINGS:
+        raise invalid('`rating` must be "good" or "bad".', "rating", "invalid_value")
+    try:
+        await router_outcomes.record_feedback(state.redis, api_key.tenant_id, request_id, rating == "good")
+    except router_outcomes.FeedbackError as error:
+        raise GatewayError(
+            error.status, error.message, "invalid_request_error", error.code, "request_id"
+        ) from None
+    return json_response({"object": "feedback", "request_id": request_id, "rating": rating}, context)
+
+
+FEEDBACK_RATINGS = ("good", "bad")
 
 
 @endpoint
@@ -439,7 +528,12 @@ def model_object(model: ModelSpec) -> dict[str, Any]:
 
 
 # The methods each /v1 path serves (HEAD and OPTIONS are not served).
-ALLOWED_METHODS = {"/v1/models": "GET", "/v1/chat/completions": "POST", "/v1/embeddings": "POST"}
+ALLOWED_METHODS = {
+    "/v1/models": "GET",
+    "/v1/chat/completions": "POST",
+    "/v1/embeddings": "POST",
+    "/v1/feedback": "POST",
+}
 
 
 @endpoint
@@ -576,6 +670,7 @@ def create_app() -> Starlette:
             Route("/v1/models", list_models, methods=["GET"]),
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
             Route("/v1/embeddings", embeddings, methods=["POST"]),
+            Route("/v1/feedback", feedback, methods=["POST"]),
             Route(
                 "/v1/{path:path}",
                 not_found,

@@ -85,6 +85,7 @@ class Outcome:
     usage: Usage = field(default_factory=Usage)
     timing: UpstreamTiming = field(default_factory=UpstreamTiming)
     errors: list[str] = field(default_factory=list)
+    rejected: list[ModelSpec] = field(default_factory=list)  # answers early exit did not accept
 
 
 class Orchestrator:
@@ -188,8 +189,16 @@ class Orchestrator:
         return delay
 
     async def complete(
-        self, body: dict[str, Any], plan: RoutePlan, deadline: Deadline, outcome: Outcome
+        self,
+        body: dict[str, Any],
+        plan: RoutePlan,
+        deadline: Deadline,
+        outcome: Outcome,
+        accepts: Callable[[dict[str, Any]], bool] | None = None,
     ) -> dict[str, Any]:
+        """The first answer along the plan. With `accepts` (early exit), an answer it
+        rejects is paid for and the next model asked; the last model's answer stands."""
+
         async def call(model: ModelSpec) -> dict[str, Any]:
             upstream = {**body, "model": model.upstream_model, "stream": False}
             upstream.pop("stream_options", None)
@@ -198,17 +207,15 @@ class Orchestrator:
             )
             if not valid_completion(data):
                 raise ProviderError("bad_response", f"{model.model_id} sent a completion without a message")
+            if accepts is not None and model is not plan.chain[-1] and not accepts(data):
+                count_usage(outcome.usage, model, body, data)
+                outcome.rejected.append(model)
+                raise ProviderError("invalid_output", f"{model.model_id}'s answer does not follow the schema")
             return data
 
         data = await asyncio.wait_for(self.run(plan, deadline, outcome, call), timeout=deadline.remaining())
         assert outcome.model is not None
-        if not outcome.usage.add(outcome.model, data.get("usage")):
-            outcome.usage.count(
-                outcome.model,
-                estimate_tokens(str(body.get("messages"))),
-                estimate_tokens(str(data["choices"][0]["message"].get("content") or "")),
-            )
-            outcome.usage.estimated = True
+        count_usage(outcome.usage, outcome.model, body, data)
         return data
 
     async def embed(
@@ -229,6 +236,17 @@ class Orchestrator:
         self, body: dict[str, Any], plan: RoutePlan, deadline: Deadline, outcome: Outcome
     ) -> AsyncIterator[dict[str, Any]]:
         return ContinuedStream(self, body, plan, deadline, outcome).events()
+
+
+def count_usage(usage: Usage, model: ModelSpec, body: dict[str, Any], data: dict[str, Any]) -> None:
+    """Count an answer's tokens at `model`'s prices: the provider's figures, else an estimate."""
+    if not usage.add(model, data.get("usage")):
+        usage.count(
+            model,
+            estimate_tokens(str(body.get("messages"))),
+            estimate_tokens(str(data["choices"][0]["message"].get("content") or "")),
+        )
+        usage.estimated = True
 
 
 def valid_completion(data: dict[str, Any]) -> bool:

@@ -38,6 +38,8 @@ PROVIDER_FAILURES = {
     "bad_response": (502, "upstream_error", "upstream_bad_response"),
     "stream_cut": (502, "upstream_error", "upstream_stream_cut"),
     "unresumable": (502, "upstream_error", "upstream_stream_cut"),
+    # Early exit rejected an answer and no later model could answer in time.
+    "invalid_output": (502, "upstream_error", "upstream_invalid_output"),
     "context_length": (400, "invalid_request_error", "context_length_exceeded"),
     "client_error": (400, "invalid_request_error", "upstream_rejected_request"),
 }

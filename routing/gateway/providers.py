@@ -29,7 +29,8 @@ class ProviderError(Exception):
 
     kind: rate_limited, server_error, timeout, connection, bad_response,
     context_length, client_error, circuit_open, bulkhead_full, stream_cut,
-    unresumable (a stream cut after output no other model can continue).
+    unresumable (a stream cut after output no other model can continue),
+    invalid_output (early exit rejected the answer: the next tier is asked).
     """
 
     kind: str
@@ -60,7 +61,13 @@ class ProviderError(Exception):
     @property
     def counts_against_provider(self) -> bool:
         """Whether the circuit breaker should count it: the provider's fault, not the request's."""
-        return self.kind not in {"client_error", "context_length", "circuit_open", "bulkhead_full"}
+        return self.kind not in {
+            "client_error",
+            "context_length",
+            "circuit_open",
+            "bulkhead_full",
+            "invalid_output",
+        }
 
 
 def error_from_response(status: int, body: bytes, headers: Mapping[str, str]) -> ProviderError:

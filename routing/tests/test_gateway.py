@@ -52,14 +52,23 @@ def test_a_completion_through_the_sdk_names_what_served_it(gateway: str, tenant:
     assert float(raw.headers["x-aiaas-overhead-ms"]) >= 0
 
 
-def test_auto_is_routed_to_the_cheapest_capable_tier(gateway: str, tenant: TenantFixture) -> None:
+EASY = "What is the capital of France?"
+HARD = "Let p = (1, 2, 5, 4)(2, 3) in S_5 . Find the index of <p> in S_5.\nA. 8\nB. 2\nC. 24\nD. 120\nAnswer:"
+
+
+@pytest.mark.parametrize(("prompt", "tier"), [(EASY, "1"), (HARD, "3")])
+def test_auto_is_routed_by_the_learned_router(
+    gateway: str, tenant: TenantFixture, prompt: str, tier: str
+) -> None:
     raw = sdk(gateway, tenant.admin_key).chat.completions.with_raw_response.create(
         model="auto",
-        messages=MESSAGES,
+        messages=[{"role": "user", "content": prompt}],
     )
 
-    assert raw.headers["x-aiaas-model"] == "sim-small"
-    assert raw.headers["x-aiaas-route-reason"] == "auto: cheapest capable tier 1"
+    assert raw.headers["x-aiaas-tier"] == tier
+    reason = raw.headers["x-aiaas-route-reason"]
+    assert reason.startswith(f"auto global-v1: tier {tier}, P(tier 1 fails) ")
+    assert "quality target 0.95" in reason
 
 
 def test_a_stream_through_the_sdk_is_whole_with_usage(gateway: str, tenant: TenantFixture) -> None:

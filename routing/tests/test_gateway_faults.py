@@ -2,8 +2,9 @@
 typed error; never a truncated answer reported as success.
 
 The simulated provider applies `user: "fault:<name>"` to sim-small only, so
-`auto` (sim-small first) shows the fallback, and a key allowed only sim-small
-shows the error a client gets when nothing can take over.
+naming sim-small (the higher tiers are its fallbacks) shows the fallback, and a
+key allowed only sim-small shows the error a client gets when nothing can take
+over.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def streamed_text(events: list[str]) -> str:
 
 @pytest.mark.parametrize("fault", FAULTS)
 def test_a_fault_falls_back_to_a_complete_answer(gateway: str, tenant: TenantFixture, fault: str) -> None:
-    response = post(gateway, tenant.admin_key, model="auto", user=f"fault:{fault}")
+    response = post(gateway, tenant.admin_key, model="sim-small", user=f"fault:{fault}")
 
     assert response.status_code == 200, response.text
     assert response.json()["choices"][0]["message"]["content"] == EXPECTED
@@ -96,7 +97,11 @@ def test_a_fault_in_a_stream_still_delivers_the_whole_answer(
     gateway: str, tenant: TenantFixture, fault: str
 ) -> None:
     response, events = read_stream(
-        gateway, tenant.admin_key, model="auto", user=f"fault:{fault}", stream_options={"include_usage": True}
+        gateway,
+        tenant.admin_key,
+        model="sim-small",
+        user=f"fault:{fault}",
+        stream_options={"include_usage": True},
     )
 
     assert response.status_code == 200, events
@@ -160,10 +165,10 @@ def test_the_breaker_opens_and_later_requests_skip_the_failing_model(
     gateway: str, tenant: TenantFixture, simulator_url: str
 ) -> None:
     for _ in range(5):
-        assert post(gateway, tenant.admin_key, model="auto", user="fault:unavailable").status_code == 200
+        assert post(gateway, tenant.admin_key, model="sim-small", user="fault:unavailable").status_code == 200
     calls_before = simulator_stats(simulator_url)["requests_by_model"]["sim-small"]
 
-    response = post(gateway, tenant.admin_key, model="auto")
+    response = post(gateway, tenant.admin_key, model="sim-small")
 
     assert response.status_code == 200
     assert response.headers["x-aiaas-model"] == "sim-medium"

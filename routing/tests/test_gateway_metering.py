@@ -55,7 +55,7 @@ def test_every_request_success_or_failure_reaches_the_ledger_once(
     assert labelled.headers["x-client-request-id"] == "mine-1"
     assert (events[ids[0]].status, events[ids[0]].model, events[ids[0]].completion_tokens) == (
         200,
-        "sim-small",
+        plain.headers["x-aiaas-model"],
         plain.json()["usage"]["completion_tokens"],
     )
     assert events[ids[0]].cost_usd > 0

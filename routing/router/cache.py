@@ -1,0 +1,79 @@
+"""Each gateway process's copy of tenants' router settings and learned outcomes.
+
+A routing decision reads only memory. A tenant's entry is loaded on its first
+`auto` request in the process (one database read and one Redis read), then
+served as is and refreshed in the background once it is older than
+REFRESH_SECONDS, so settings, a canary's rollback and new outcomes reach every
+process within that time without a request ever waiting for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import replace
+
+import redis.asyncio as aioredis
+from asgiref.sync import sync_to_async
+
+from routing.models import CanaryState, RouterVersion, TenantRouting
+from routing.router.config import DEFAULT_VERSION, TenantRouterConfig, VersionSpec
+from routing.router.outcomes import outcomes_key, parse_outcomes
+
+REFRESH_SECONDS = 5.0
+logger = logging.getLogger(__name__)
+
+
+def version_spec(version: RouterVersion | None) -> VersionSpec:
+    if version is None:
+        return DEFAULT_VERSION
+    return VersionSpec(version.name, version.artifact, version.threshold_shift)
+
+
+def load_settings(tenant_id: int) -> TenantRouterConfig:
+    routing = TenantRouting.objects.select_related("control", "canary").filter(tenant_id=tenant_id).first()
+    if routing is None:
+        return TenantRouterConfig(tenant_id)
+    running = routing.canary is not None and routing.canary_state == CanaryState.RUNNING
+    return TenantRouterConfig(
+        tenant_id=tenant_id,
+        quality_target=float(routing.quality_target),
+        exploration_rate=float(routing.exploration_rate),
+        control=version_spec(routing.control),
+        canary=version_spec(routing.canary) if running else None,
+        canary_share=float(routing.canary_share) if running else 0.0,
+    )
+
+
+class RouterConfigCache:
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
+        self.entries: dict[int, tuple[float, TenantRouterConfig]] = {}
+        self.refreshing: dict[int, asyncio.Task[None]] = {}
+
+    async def get(self, tenant_id: int) -> TenantRouterConfig:
+        entry = self.entries.get(tenant_id)
+        if entry is None:
+            await self.refresh(tenant_id)
+            return self.entries[tenant_id][1]
+        loaded_at, config = entry
+        if time.monotonic() - loaded_at > REFRESH_SECONDS and tenant_id not in self.refreshing:
+            task = asyncio.create_task(self.refresh_quietly(tenant_id))
+            self.refreshing[tenant_id] = task
+            task.add_done_callback(lambda _: self.refreshing.pop(tenant_id, None))
+        return config
+
+    async def refresh(self, tenant_id: int) -> None:
+        settings, raw = await asyncio.gather(
+            sync_to_async(load_settings)(tenant_id), self.redis.hgetall(outcomes_key(tenant_id))
+        )
+        self.entries[tenant_id] = (time.monotonic(), replace(settings, outcomes=parse_outcomes(raw)))
+
+    async def refresh_quietly(self, tenant_id: int) -> None:
+        """A background refresh: on failure the current entry serves until the next try."""
+        try:
+            await self.refresh(tenant_id)
+        except Exception:
+            logger.exception("router settings of tenant %s were not refreshed", tenant_id)
+            self.entries[tenant_id] = (time.monotonic(), self.entries[tenant_id][1])

@@ -1,0 +1,193 @@
+"""The `auto` router: the tier that minimises expected cost + lambda x error.
+
+For a request the router knows (routing/router/features.py) its prompt, output
+format and tenant. The classifier (routing/router/model.py) gives P(the cheap
+tier fails) for the prompt; the tenant's own outcomes in the prompt's bucket
+(its cluster of similar prompts and its output format) update that belief per
+tier as a Beta posterior whose prior is the classifier (PRIOR_STRENGTH
+pseudo-observations), so a tenant starts from the global model and drifts to
+its own traffic.
+
+Each capable tier r has a normalised cost c_r (its price for this request over
+the top tier's) and a failure probability p_r relative to the top tier (the
+cheapest tier's p, the top's 0, tiers between interpolated until their own
+outcomes say otherwise). The router picks argmin c_r + lambda * p_r, with
+lambda = (1 - c_cheapest) / threshold, where the threshold is the P(fail) at
+which the classifier's training data reached the tenant's quality target: with
+two tiers this sends exactly the prompts above the threshold to the top tier,
+and it extends to any number of tiers.
+
+Early exit: a non-streaming request with a JSON schema is answered by the
+cheapest tier first and escalates when the answer does not validate (the
+gateway checks it), unless the tenant's outcomes show the cheap tier fails that
+kind of schema so often that the cascade would cost more than starting higher.
+
+Exploration is bounded: when the next cheaper tier was a close call
+(EXPLORATION_MARGIN), the tenant's exploration rate (at most 10%) of requests
+go to it, so the posterior keeps learning where the policy would otherwise
+never look, at a bounded expected regret. A canary version, when running,
+takes its share of requests by a hash of the request id.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from routing.catalog import Catalog, ModelSpec
+from routing.models import ROUTED_MODEL
+from routing.policy import CheapestCapableTier, NoCapableModelError, RoutePlan, RouteRequest, is_capable
+from routing.router.config import TenantRouterConfig, VersionSpec
+from routing.router.model import RouterModel, load_artifact
+
+PRIOR_STRENGTH = 20.0
+SCHEMA_FAILURE_PRIOR = 0.1  # cheap models mostly return valid JSON; outcomes correct it per tenant
+EXPECTED_OUTPUT_TOKENS = 300  # for comparing tiers' prices; actual usage is metered
+# Exploration only tries a cheaper tier whose expected cost + lambda x error is
+# within this much of the chosen one (in units of one top-tier call): it learns
+# where the choice was close, and an exploring request never costs more than this.
+EXPLORATION_MARGIN = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Why `auto` chose its first model; recorded with the request's outcome."""
+
+    version: str
+    is_canary: bool
+    bucket: str
+    tier: int
+    tiers: tuple[int, ...]
+    predicted_failure: float  # P(the chosen first tier fails), relative to the top tier
+    cheap_failure: float  # P(the cheapest tier fails)
+    threshold: float
+    expected_cost_usd: float  # the first tier's price, plus the next one's if it may fail
+    explored: bool
+    early_exit: bool
+    decision_seconds: float
+
+    def reason(self, target: float) -> str:
+        version = f"{self.version}{' canary' if self.is_canary else ''}"
+        if self.early_exit:
+            return (
+                f"auto {version}: early exit, tier {self.tier} first, escalating if its JSON "
+                f"does not validate (P(invalid) {self.predicted_failure:.2f})"
+            )
+        how = "exploring one tier cheaper" if self.explored else f"quality target {target:.2f}"
+        return (
+            f"auto {version}: tier {self.tier}, P(tier {self.tiers[0]} fails) {self.cheap_failure:.2f} "
+            f"vs threshold {self.threshold:.2f} ({how})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RoutedPlan(RoutePlan):
+    decision: Decision | None = None
+
+
+class LearnedRouter:
+    """The gateway's RoutingPolicy: the learned router for `auto`, the named model
+    and its fallbacks otherwise (CheapestCapableTier)."""
+
+    def __init__(self, explore: Callable[[], float] = random.random) -> None:
+        self.named = CheapestCapableTier()
+        self.explore = explore
+
+    def plan(self, request: RouteRequest, catalog: Catalog, allows: Callable[[str], bool]) -> RoutePlan:
+        if request.requested_model != ROUTED_MODEL or request.needs_embeddings or request.routing is None:
+            return self.named.plan(request, catalog, allows)
+        started = time.perf_counter()
+        capable = [m for m in catalog.by_cost if allows(m.model_id) and is_capable(m, request)]
+        if not capable:
+            raise NoCapableModelError("no model available to this key can serve this request")
+        config = request.routing
+        version = config.version_for(request.request_id)
+        tiers = first_of_each_tier(capable)
+        decision = decide(request, config, version, tiers, self.explore, started)
+        chain = tuple(m for m in capable if m.tier >= decision.tier)
+        return RoutedPlan(chain, decision.reason(config.quality_target), decision)
+
+
+def first_of_each_tier(capable: list[ModelSpec]) -> list[ModelSpec]:
+    seen: dict[int, ModelSpec] = {}
+    for model in capable:
+        seen.setdefault(model.tier, model)
+    return list(seen.values())
+
+
+def decide(
+    request: RouteRequest,
+    config: TenantRouterConfig,
+    version: VersionSpec,
+    tiers: list[ModelSpec],
+    explore: Callable[[], float],
+    started: float,
+) -> Decision:
+    model = load_artifact(version.artifact)
+    output = request.output
+    early_exit = output.kind == "json_schema" and not request.stream and len(tiers) > 1
+    if early_exit:
+        bucket, prior = f"schema:{output.bucket}", SCHEMA_FAILURE_PRIOR
+    else:
+        prediction = model.predict(request.prompt)
+        bucket, prior = f"{prediction.cluster}:{output.bucket}", prediction.failure
+    failures = [
+        config.posterior(
+            version.name, bucket, tier.tier, relative_prior(prior, rank, len(tiers)), PRIOR_STRENGTH
+        )
+        for rank, tier in enumerate(tiers)
+    ]
+    prices = expected_prices(tiers, request.estimated_prompt_tokens, request.max_output_tokens)
+    costs = [price / (prices[-1] or 1.0) for price in prices]
+    threshold = threshold_for(model, config.quality_target, version.threshold_shift)
+    if early_exit and not cascade_costs_more(failures, costs):
+        rank, explored = 0, False
+    else:
+        early_exit = False
+        weight = (1.0 - costs[0]) / threshold
+        scores = [cost + weight * failure for cost, failure in zip(costs, failures, strict=True)]
+        rank = min(range(len(tiers)), key=lambda r: (scores[r], r))
+        close_call = rank > 0 and scores[rank - 1] - scores[rank] <= EXPLORATION_MARGIN
+        explored = close_call and explore() < config.exploration_rate
+        rank -= explored
+    return Decision(
+        version=version.name,
+        is_canary=version is config.canary,
+        bucket=bucket,
+        tier=tiers[rank].tier,
+        tiers=tuple(tier.tier for tier in tiers),
+        predicted_failure=failures[rank],
+        cheap_failure=failures[0],
+        threshold=threshold,
+        expected_cost_usd=prices[rank]
+        + failures[rank] * (prices[rank + 1] if rank + 1 < len(prices) else 0.0),
+        explored=explored,
+        early_exit=early_exit,
+        decision_seconds=time.perf_counter() - started,
+    )
+
+
+def relative_prior(cheap_failure: float, rank: int, tiers: int) -> float:
+    """The prior P(fail) of the rank-th cheapest of `tiers` tiers relative to the top
+    tier: the cheapest tier's, falling linearly to 0 at the top."""
+    if tiers == 1:
+        return 0.0
+    return cheap_failure * (tiers - 1 - rank) / (tiers - 1)
+
+
+def expected_prices(tiers: list[ModelSpec], prompt_tokens: int, max_output_tokens: int) -> list[float]:
+    """Each tier's price in USD for this request, at an expected answer length."""
+    output_tokens = min(max_output_tokens, EXPECTED_OUTPUT_TOKENS)
+    return [float(tier.cost_usd(prompt_tokens, output_tokens)) for tier in tiers]
+
+
+def threshold_for(model: RouterModel, target: float, shift: float) -> float:
+    return min(1.0, max(1e-3, model.threshold(target) + shift))
+
+
+def cascade_costs_more(failures: list[float], costs: list[float]) -> bool:
+    """Whether trying the cheapest tier first then escalating costs more, in
+    expectation, than starting on the next tier: c0 + p0 * c1 > c1."""
+    return costs[0] + failures[0] * costs[1] > costs[1]
