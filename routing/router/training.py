@@ -190,7 +190,7 @@ def train(outcomes: Outcomes, name: str = "router") -> RouterModel:
             for cluster in range(clusters)
         ]
     )
-    return RouterModel(
+    router = RouterModel(
         vocabulary={str(term): int(index) for term, index in vectorizer.vocabulary_.items()},
         idf=vectorizer.idf_,
         term_weights=term_weights,
@@ -211,3 +211,9 @@ def train(outcomes: Outcomes, name: str = "router") -> RouterModel:
             "calibration_error_out_of_fold": calibration_error(held_out, failed),
         },
     )
+    # The folded weights and our tokenizer must give scikit-learn's own scores.
+    sample = np.arange(min(200, len(outcomes)))
+    served = np.array([router.logit(outcomes.prompts[row])[0] for row in sample])
+    if not np.allclose(served, model.decision_function(standardised[sample]), atol=1e-6):
+        raise AssertionError("the exported router does not reproduce the trained pipeline's scores")
+    return router
