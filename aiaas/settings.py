@@ -171,6 +171,17 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 3600.0,
         "options": {"queue": "default", "expire_seconds": 1800},
     },
+    # Router v2 (routing/router/): canaries judged, learned outcomes kept in PostgreSQL.
+    "check-router-canaries": {
+        "task": "routing.check_canaries",
+        "schedule": 5.0,
+        "options": {"queue": "default", "expire_seconds": 20},
+    },
+    "snapshot-router-outcomes": {
+        "task": "routing.snapshot_outcomes",
+        "schedule": 60.0,
+        "options": {"queue": "default", "expire_seconds": 120},
+    },
 }
 CELERY_TIMEZONE = "UTC"
 

@@ -182,6 +182,10 @@ class TenantRouting(models.Model):
     canary_started_at = models.DateTimeField(null=True, blank=True)
     canary_decided_at = models.DateTimeField(null=True, blank=True)
     canary_verdict = models.CharField(max_length=300, blank=True)
+    # The tenant's learned outcomes (routing/router/outcomes.py), copied from Redis
+    # by beat; they seed Redis again if it loses them.
+    outcomes_snapshot = models.JSONField(default=dict, blank=True)
+    outcomes_snapshot_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -31,12 +31,13 @@ def version_spec(version: RouterVersion | None) -> VersionSpec:
     return VersionSpec(version.name, version.artifact, version.threshold_shift)
 
 
-def load_settings(tenant_id: int) -> TenantRouterConfig:
+def load_settings(tenant_id: int) -> tuple[TenantRouterConfig, dict[str, list[float]]]:
+    """The tenant's settings and its last snapshot of learned outcomes."""
     routing = TenantRouting.objects.select_related("control", "canary").filter(tenant_id=tenant_id).first()
     if routing is None:
-        return TenantRouterConfig(tenant_id)
+        return TenantRouterConfig(tenant_id), {}
     running = routing.canary is not None and routing.canary_state == CanaryState.RUNNING
-    return TenantRouterConfig(
+    config = TenantRouterConfig(
         tenant_id=tenant_id,
         quality_target=float(routing.quality_target),
         exploration_rate=float(routing.exploration_rate),
@@ -44,6 +45,7 @@ def load_settings(tenant_id: int) -> TenantRouterConfig:
         canary=version_spec(routing.canary) if running else None,
         canary_share=float(routing.canary_share) if running else 0.0,
     )
+    return config, routing.outcomes_snapshot
 
 
 class RouterConfigCache:
@@ -65,10 +67,22 @@ class RouterConfigCache:
         return config
 
     async def refresh(self, tenant_id: int) -> None:
-        settings, raw = await asyncio.gather(
+        (settings, snapshot), raw = await asyncio.gather(
             sync_to_async(load_settings)(tenant_id), self.redis.hgetall(outcomes_key(tenant_id))
         )
-        self.entries[tenant_id] = (time.monotonic(), replace(settings, outcomes=parse_outcomes(raw)))
+        learned = parse_outcomes(raw)
+        if not learned and snapshot:
+            # Redis lost them (or never had them here): start again from PostgreSQL's copy.
+            learned = {field: (float(f), float(n)) for field, (f, n) in snapshot.items()}
+            await self.redis.hset(
+                outcomes_key(tenant_id),
+                mapping={
+                    f"{field}:{kind}": value
+                    for field, pair in learned.items()
+                    for kind, value in zip("fn", pair, strict=False)
+                },
+            )
+        self.entries[tenant_id] = (time.monotonic(), replace(settings, outcomes=learned))
 
     async def refresh_quietly(self, tenant_id: int) -> None:
         """A background refresh: on failure the current entry serves until the next try."""

@@ -66,7 +66,7 @@ def decoded(raw: Any) -> dict[str, str]:
     return {name.decode(): value.decode() for name, value in cast(Mapping[bytes, bytes], raw).items()}
 
 
-def parse_outcomes(raw: Mapping[bytes, bytes]) -> dict[str, tuple[float, float]]:
+def parse_outcomes(raw: Any) -> dict[str, tuple[float, float]]:
     """router:outcomes:<tenant> as {"version|bucket|tier": (failures, observations)}."""
     counts: dict[str, list[float]] = {}
     for name, value in decoded(raw).items():

@@ -31,23 +31,39 @@ PROVIDER = ProviderSpec("sim", "Sim", "http://sim/v1", "none", None, {}, 1.0, 1.
 
 def model(model_id: str, tier: int, input_price: str, output_price: str) -> ModelSpec:
     return ModelSpec(
-        model_id, PROVIDER, model_id, tier, 8192, Decimal(input_price), Decimal(output_price), True, True, False
+        model_id,
+        PROVIDER,
+        model_id,
+        tier,
+        8192,
+        Decimal(input_price),
+        Decimal(output_price),
+        True,
+        True,
+        False,
     )
 
 
 CATALOG = Catalog(
     {
         m.model_id: m
-        for m in (model("small", 1, "0.15", "0.60"), model("medium", 2, "1", "4"), model("large", 3, "5", "15"))
+        for m in (
+            model("small", 1, "0.15", "0.60"),
+            model("medium", 2, "1", "4"),
+            model("large", 3, "5", "15"),
+        )
     }
 )
-TWO_TIERS = Catalog({m.model_id: m for m in (model("small", 1, "0.15", "0.60"), model("large", 3, "5", "15"))})
+TWO_TIERS = Catalog(
+    {m.model_id: m for m in (model("small", 1, "0.15", "0.60"), model("large", 3, "5", "15"))}
+)
 
 
 def route(prompt: str, config: TenantRouterConfig, **extra: object) -> RoutedPlan:
     request = RouteRequest("auto", 40, 256, prompt=prompt, request_id="req_1", routing=config, **extra)  # type: ignore[arg-type]
     plan = LearnedRouter(explore=lambda: 0.0).plan(request, CATALOG, lambda _: True)
-    assert isinstance(plan, RoutedPlan) and plan.decision is not None
+    assert isinstance(plan, RoutedPlan)
+    assert plan.decision is not None
     return plan
 
 
@@ -122,7 +138,12 @@ def test_easy_prompts_stay_cheap_and_hard_ones_go_up() -> None:
 
 
 def test_a_higher_quality_target_sends_more_to_the_top() -> None:
-    prompts = [EASY, HARD, "Say hello.", "Janet's ducks lay 16 eggs. She eats 3 and sells the rest at $2. How much?"]
+    prompts = [
+        EASY,
+        HARD,
+        "Say hello.",
+        "Janet's ducks lay 16 eggs. She eats 3 and sells the rest at $2. How much?",
+    ]
     loose = [route(p, TenantRouterConfig(1, quality_target=0.80)).decision.tier for p in prompts]  # type: ignore[union-attr]
     strict = [route(p, TenantRouterConfig(1, quality_target=1.0)).decision.tier for p in prompts]  # type: ignore[union-attr]
 
@@ -132,12 +153,16 @@ def test_a_higher_quality_target_sends_more_to_the_top() -> None:
 
 def test_a_tenants_own_outcomes_move_the_choice() -> None:
     plain = route(EASY, TenantRouterConfig(1, exploration_rate=0.0))
-    assert plain.decision is not None and plain.decision.tier == 1
+    assert plain.decision is not None
+    assert plain.decision.tier == 1
     bucket = plain.decision.bucket
-    failing = TenantRouterConfig(1, exploration_rate=0.0, outcomes={outcome_field("global-v1", bucket, 1): (90, 100)})
+    failing = TenantRouterConfig(
+        1, exploration_rate=0.0, outcomes={outcome_field("global-v1", bucket, 1): (90, 100)}
+    )
 
     learned = route(EASY, failing)
-    assert learned.decision is not None and learned.decision.tier > 1
+    assert learned.decision is not None
+    assert learned.decision.tier > 1
     assert learned.decision.cheap_failure > 0.7
 
 
@@ -148,30 +173,41 @@ def test_exploration_tries_one_tier_cheaper_only_on_close_calls() -> None:
     request = RouteRequest("auto", 40, 256, prompt=close, request_id="r", routing=config)
     unexplored = route(close, TenantRouterConfig(1, exploration_rate=0.0)).decision
     plan = router.plan(request, CATALOG, lambda _: True)
-    assert isinstance(plan, RoutedPlan) and plan.decision is not None and unexplored is not None
+    assert isinstance(plan, RoutedPlan)
+    assert plan.decision is not None
+    assert unexplored is not None
     if unexplored.tier > 1:
-        assert plan.decision.explored and plan.decision.tier == unexplored.tier - 1
+        assert plan.decision.explored
+        assert plan.decision.tier == unexplored.tier - 1
         assert "exploring one tier cheaper" in plan.reason
     # A clear call is never explored: HARD's cheaper tiers are far worse.
-    hard = router.plan(RouteRequest("auto", 40, 256, prompt=HARD, request_id="r", routing=config), CATALOG, bool)
-    assert isinstance(hard, RoutedPlan) and hard.decision is not None and not hard.decision.explored
+    hard = router.plan(
+        RouteRequest("auto", 40, 256, prompt=HARD, request_id="r", routing=config), CATALOG, bool
+    )
+    assert isinstance(hard, RoutedPlan)
+    assert hard.decision is not None
+    assert not hard.decision.explored
 
 
 def test_a_json_schema_request_exits_early_from_the_cheapest_tier() -> None:
     schema_format = output_format({"type": "json_schema", "json_schema": {"schema": {"type": "object"}}})
     plan = route(HARD, TenantRouterConfig(1), output=schema_format)
 
-    assert plan.decision is not None and plan.decision.early_exit
+    assert plan.decision is not None
+    assert plan.decision.early_exit
     assert [m.model_id for m in plan.chain] == ["small", "medium", "large"]
     assert "early exit" in plan.reason
     # Streams cannot take an answer back: no early exit.
     streamed = route(HARD, TenantRouterConfig(1), output=schema_format, stream=True)
-    assert streamed.decision is not None and not streamed.decision.early_exit
+    assert streamed.decision is not None
+    assert not streamed.decision.early_exit
     # When this tenant's cheap tier almost never follows such schemas, the cascade costs more.
     bucket = f"schema:{schema_format.bucket}"
     hopeless = TenantRouterConfig(1, outcomes={outcome_field("global-v1", bucket, 1): (200, 200)})
     skipped = route(HARD, hopeless, output=schema_format)
-    assert skipped.decision is not None and not skipped.decision.early_exit and skipped.decision.tier > 1
+    assert skipped.decision is not None
+    assert not skipped.decision.early_exit
+    assert skipped.decision.tier > 1
 
 
 def test_named_models_are_not_routed() -> None:
@@ -226,12 +262,21 @@ def test_route_bench_trains_on_train_only_and_reports_every_figure() -> None:
     test = [str(MMLU / f"mmlu_{s}.csv") for s in ("astronomy", "nutrition")]
     report = run_bench("--train", *train, "--test", *test, "--target", "0.95", "--json")
 
-    assert report["n_train"] == 151 + 144 + 234 and report["n_test"] == 152 + 306
+    assert report["n_train"] == 151 + 144 + 234
+    assert report["n_test"] == 152 + 306
     assert report["train_sources"] == ["mmlu_college_biology", "mmlu_high_school_physics", "mmlu_marketing"]
     for share in ("strong_share_at_target", "random_strong_share_at_target", "oracle_strong_share_at_target"):
         assert 0 <= float(report[share]) <= 1  # type: ignore[arg-type]
     assert float(report["oracle_strong_share_at_target"]) <= float(report["strong_share_at_target"])  # type: ignore[arg-type]
-    for key in ("weak_accuracy", "strong_accuracy", "apgr", "cpt50", "cpt80", "decision_p99_ms", "calibration_error_test"):
+    for key in (
+        "weak_accuracy",
+        "strong_accuracy",
+        "apgr",
+        "cpt50",
+        "cpt80",
+        "decision_p99_ms",
+        "calibration_error_test",
+    ):
         assert isinstance(report[key], float)
 
 

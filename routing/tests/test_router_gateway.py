@@ -77,7 +77,9 @@ def test_early_exit_escalates_an_invalid_answer_and_meters_the_whole_cascade(
     row = ledger_row(response.headers["x-request-id"])
     # Both answers were paid for: two prompts, and more than sim-medium's answer alone costs.
     assert row.prompt_tokens == 2 * answer["usage"]["prompt_tokens"]
-    medium_only = (Decimal(1) * answer["usage"]["prompt_tokens"] + 4 * answer["usage"]["completion_tokens"]) / 10**6
+    medium_only = (
+        Decimal(1) * answer["usage"]["prompt_tokens"] + 4 * answer["usage"]["completion_tokens"]
+    ) / 10**6
     assert row.cost_usd > medium_only
     assert row.model == "sim-medium"
 
@@ -152,6 +154,7 @@ def test_a_canary_that_loses_quality_is_rolled_back_automatically(
     assert today["routed"] == 60 + 16
     assert today["tier_3"] == served.count("3")
     assert today["canary_requests"] == len(served) - served.count("3")
-    assert today["quality_observed"] == 60 and today["quality_failed"] == cheaper
+    assert today["quality_observed"] == 60
+    assert today["quality_failed"] == cheaper
     assert today["top_tier_cost_micros"] > today["cost_micros"] > 0
     assert sum(value for name, value in today.items() if name.startswith("decision_")) > 0

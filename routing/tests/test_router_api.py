@@ -1,0 +1,132 @@
+"""/api/v1/routing: the router's settings and report, per tenant."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+import redis.asyncio as aioredis
+from django.conf import settings
+
+from aiaas.testing.tenants import TenantFixture
+from routing.models import TenantRouting
+from routing.router.outcomes import RequestOutcome, record
+from routing.router.policy import Decision
+from tenants.models import ApiKeyScope
+from tenants.services import create_api_key
+
+
+def decision(tier: int, *, canary: bool = False) -> Decision:
+    return Decision(
+        version="global-v1",
+        is_canary=canary,
+        bucket="4:text",
+        tier=tier,
+        tiers=(1, 2, 3),
+        predicted_failure=0.2,
+        cheap_failure=0.2,
+        threshold=0.25,
+        expected_cost_usd=0.001,
+        explored=False,
+        early_exit=tier == 1,
+        decision_seconds=0.0002,
+    )
+
+
+def record_requests(tenant_id: int, *outcomes: RequestOutcome) -> None:
+    async def run() -> None:
+        client = aioredis.Redis.from_url(settings.REDIS_URL)
+        for outcome in outcomes:
+            await record(client, outcome)
+        await client.aclose()
+
+    asyncio.run(run())
+
+
+def outcome(tenant_id: int, request_id: str, tier: int, served: int, failed: bool | None) -> RequestOutcome:
+    return RequestOutcome(
+        tenant_id=tenant_id,
+        request_id=request_id,
+        decision=decision(tier),
+        served_tier=served,
+        first_tier_failed=failed,
+        cost_usd=Decimal("0.001"),
+        top_tier_cost_usd=Decimal("0.004"),
+        expected_cost_usd=Decimal("0.0012"),
+        latency_ms=40,
+    )
+
+
+def test_the_report_sums_the_tenants_routed_requests_only(
+    tenant: TenantFixture, other_tenant: TenantFixture
+) -> None:
+    tenant_id = tenant.tenant.pk
+    record_requests(
+        tenant_id,
+        outcome(tenant_id, f"req_{tenant_id}_a", tier=1, served=1, failed=False),
+        outcome(tenant_id, f"req_{tenant_id}_b", tier=1, served=2, failed=True),
+        outcome(tenant_id, f"req_{tenant_id}_c", tier=3, served=3, failed=None),
+    )
+
+    response = tenant.api_client().get("/api/v1/routing/report?days=2")
+    assert response.status_code == 200, response.content
+    report = response.json()
+    totals = report["totals"]
+    assert totals["routed_requests"] == 3
+    assert totals["tier_mix"] == {"1": 0.6667, "3": 0.3333}
+    assert totals["escalation_rate"] == 0.3333
+    assert (totals["judged_requests"], totals["misroute_rate"], totals["predicted_failure_rate"]) == (
+        2,
+        0.5,
+        0.2,
+    )
+    assert (totals["cost_usd"], totals["top_tier_cost_usd"], totals["saved_usd"]) == (
+        "0.003000",
+        "0.012000",
+        "0.009000",
+    )
+    assert totals["saved_share"] == 0.75
+    assert totals["decision_latency_histogram"]["le_250us"] == 3
+    assert len(report["daily"]) == 2
+    assert report["daily"][-1]["routed_requests"] == 3
+
+    outsider = other_tenant.api_client().get("/api/v1/routing/report").json()
+    assert outsider["totals"]["routed_requests"] == 0
+
+
+def test_the_report_refuses_a_bad_window(tenant: TenantFixture) -> None:
+    response = tenant.api_client().get("/api/v1/routing/report?days=0")
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "days"
+
+
+def test_settings_are_validated_and_scoped_to_the_tenant(
+    tenant: TenantFixture, other_tenant: TenantFixture
+) -> None:
+    client = tenant.api_client()
+    assert client.get("/api/v1/routing/settings").json()["quality_target"] == "0.95"
+
+    changed = client.patch(
+        "/api/v1/routing/settings", {"quality_target": "0.90", "exploration_rate": "0"}, format="json"
+    )
+    assert changed.status_code == 200, changed.content
+    assert (changed.json()["quality_target"], changed.json()["exploration_rate"]) == ("0.90", "0.00")
+    assert TenantRouting.objects.get(tenant=tenant.tenant).quality_target == Decimal("0.90")
+    assert other_tenant.api_client().get("/api/v1/routing/settings").json()["quality_target"] == "0.95"
+
+    for body, field in (
+        ({"quality_target": "0.5"}, "quality_target"),
+        ({"exploration_rate": "0.2"}, "exploration_rate"),
+    ):
+        refused = client.patch("/api/v1/routing/settings", body, format="json")
+        assert refused.status_code == 400
+        assert refused.json()["error"]["param"] == field
+    assert TenantRouting.objects.get(tenant=tenant.tenant).quality_target == Decimal("0.90")
+
+    reader = create_api_key(tenant.tenant, name="reader", scopes=[ApiKeyScope.READ]).secret
+    assert (
+        tenant.api_client(reader)
+        .patch("/api/v1/routing/settings", {"quality_target": "1"}, format="json")
+        .status_code
+        == 403
+    )
