@@ -61,14 +61,18 @@ def start_canary(
 ) -> TenantRouting:
     """Send `share` of the tenant's `auto` traffic to `canary`, its counters reset."""
     routing, _ = TenantRouting.objects.get_or_create(tenant_id=tenant_id)
-    with outcomes.sync_client() as client:
-        client.delete(outcomes.canary_key(tenant_id))
+    reset_canary_counters(tenant_id)
     routing.control, routing.canary, routing.canary_share = control, canary, share
     routing.canary_state, routing.canary_verdict = CanaryState.RUNNING, "running"
     routing.canary_started_at, routing.canary_decided_at = timezone.now(), None
     routing.full_clean()
     routing.save()
     return routing
+
+
+def reset_canary_counters(tenant_id: int) -> None:
+    with outcomes.sync_client() as client:
+        client.delete(outcomes.canary_key(tenant_id))
 
 
 def check_canaries() -> dict[str, int]:
