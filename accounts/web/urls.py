@@ -4,10 +4,12 @@ from django.contrib.auth.views import LogoutView
 from django.urls import include, path
 
 from accounts.web import views
+from routing.web.views import routing
 
 dashboard_patterns = [
     path("", views.overview, name="overview"),
     path("usage/", views.usage, name="usage"),
+    path("routing/", routing, name="routing"),
     path("keys/", views.keys, name="keys"),
     path("keys/<int:pk>/revoke/", views.revoke_key, name="revoke-key"),
     path("keys/<int:pk>/limits/", views.key_limits, name="key-limits"),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
+import pytest
+import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 
@@ -14,6 +16,16 @@ from routing.router.outcomes import RequestOutcome, record
 from routing.router.policy import Decision
 from tenants.models import ApiKeyScope
 from tenants.services import create_api_key
+
+
+@pytest.fixture(autouse=True)
+def _no_router_figures(tenant: TenantFixture, other_tenant: TenantFixture) -> None:
+    """Redis outlives a test's transaction: start each test without the tenants' figures."""
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    with client:
+        for fixture in (tenant, other_tenant):
+            for key in client.scan_iter(f"router:*:{fixture.tenant.pk}*"):
+                client.delete(key)
 
 
 def decision(tier: int, *, canary: bool = False) -> Decision:
@@ -130,3 +142,36 @@ def test_settings_are_validated_and_scoped_to_the_tenant(
         .status_code
         == 403
     )
+
+
+def test_the_dashboard_routing_page_shows_the_tenants_figures(
+    tenant: TenantFixture, other_tenant: TenantFixture
+) -> None:
+    tenant_id = tenant.tenant.pk
+    record_requests(
+        tenant_id,
+        outcome(tenant_id, f"req_{tenant_id}_page_a", tier=1, served=1, failed=False),
+        outcome(tenant_id, f"req_{tenant_id}_page_b", tier=1, served=2, failed=True),
+    )
+    content = tenant.web_client().get("/dashboard/routing/").content.decode()
+
+    assert 'href="/dashboard/routing/" aria-current="page">Routing</a>' in content
+    assert '<div class="stat-value" id="routed-requests">2</div>' in content
+    assert '<div class="stat-value" id="escalation-rate">50%</div>' in content
+    assert '<div class="stat-value" id="saved-usd">$0.006000</div>' in content
+    assert '<div class="stat-value" id="failure">20% / 50%</div>' in content
+    outsider = other_tenant.web_client().get("/dashboard/routing/").content.decode()
+    assert '<div class="stat-value" id="routed-requests">0</div>' in outsider
+
+
+def test_the_dashboard_changes_the_quality_target_for_managers_only(tenant: TenantFixture) -> None:
+    client = tenant.web_client()
+    saved = client.post("/dashboard/routing/", {"quality_target": "0.85", "exploration_rate": "0.05"})
+    assert saved.status_code == 302
+    assert TenantRouting.objects.get(tenant=tenant.tenant).quality_target == Decimal("0.85")
+
+    refused = client.post("/dashboard/routing/", {"quality_target": "1.5", "exploration_rate": "0"})
+    assert refused.status_code == 200
+    assert "Ensure this value is less than or equal to 1.00" in refused.content.decode()
+    assert TenantRouting.objects.get(tenant=tenant.tenant).quality_target == Decimal("0.85")
+    assert tenant.web_client(logged_in=False).get("/dashboard/routing/").status_code == 302
