@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from routing.router.features import hand_features, terms
+from routing.router.features import analyse
 
 FloatArray = npt.NDArray[np.float64]
 ARTIFACTS = Path(__file__).parent
@@ -54,10 +54,10 @@ class RouterModel:
     thresholds: dict[str, float]
     meta: dict[str, Any]
 
-    def tfidf(self, text: str) -> tuple[npt.NDArray[np.intp], FloatArray]:
+    def tfidf(self, prompt_terms: list[str]) -> tuple[npt.NDArray[np.intp], FloatArray]:
         """The prompt's L2-normalised, sublinear TF-IDF vector as (term indexes, values)."""
         vocabulary = self.vocabulary
-        counts = Counter(index for index in map(vocabulary.get, terms(text)) if index is not None)
+        counts = Counter(index for index in map(vocabulary.get, prompt_terms) if index is not None)
         if not counts:
             return np.zeros(0, dtype=np.intp), np.zeros(0)
         indexes = np.fromiter(counts, dtype=np.intp, count=len(counts))
@@ -67,9 +67,10 @@ class RouterModel:
         return indexes, values / np.sqrt(values @ values)
 
     def logit(self, text: str) -> tuple[float, npt.NDArray[np.intp], FloatArray]:
-        indexes, values = self.tfidf(text)
+        prompt_terms, hand = analyse(text)
+        indexes, values = self.tfidf(prompt_terms)
         score = self.bias + float(values @ self.term_weights[indexes])
-        score += float(np.asarray(hand_features(text)) @ self.hand_weights)
+        score += float(np.asarray(hand) @ self.hand_weights)
         return score, indexes, values
 
     def calibrate(self, logit: float) -> float:

@@ -18,7 +18,7 @@ from routing.policy import RouteRequest
 from routing.router.canary import sequential_test
 from routing.router.config import TenantRouterConfig, VersionSpec, canary_slot, outcome_field
 from routing.router.evaluation import curve_metrics, random_share
-from routing.router.features import output_format, prompt_of, terms
+from routing.router.features import analyse, output_format, prompt_of, terms
 from routing.router.model import load_artifact
 from routing.router.policy import LearnedRouter, RoutedPlan
 from routing.router.training import calibration_error
@@ -73,6 +73,7 @@ def test_terms_match_scikit_learns_analyzer() -> None:
     analyzer = TfidfVectorizer(ngram_range=(1, 2)).build_analyzer()
     for text in (HARD, EASY, "Ünïcode wörds, l'été; x=3*y — C++ & naïve_case"):
         assert terms(text) == analyzer(text)
+        assert analyse(text)[0] == analyzer(text)
 
 
 def test_the_shipped_model_is_calibrated_and_orders_prompts_by_difficulty() -> None:
