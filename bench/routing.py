@@ -1,11 +1,13 @@
 """Router v2 offline: route_bench's figures over several train/test splits.
 
-    python bench/routing.py [--data ../shared/data/routing] [--splits 5] [--target 0.95] [--json PATH]
+    python bench/routing.py [--data DIR] [--splits 5] [--first-seed 100] [--target 0.95] [--json PATH]
 
 Every split trains on its training files only and is scored on files it never
 saw: MMLU split by subject (10 of the 38 subjects held out, drawn with fixed
-seeds 0..splits-1 chosen before any result was seen), and GSM8K scored by a
-router trained on MMLU alone. Each line also carries the random router and the
+seeds), and GSM8K scored by a router trained on MMLU alone. Seeds 0-7 (and
+GSM8K) were looked at while the router's features were designed, so they are
+development splits; the default seeds, 100 on, were first run once the design
+was frozen and are the honest figures. Each line also carries the random router and the
 oracle on the same test data. RouteLLM's published figures at 95% of GPT-4's
 quality: 45% fewer strong calls on MMLU (strong share 0.55), 35% on GSM8K
 (0.65). No database or Redis is needed.
@@ -50,10 +52,10 @@ COLUMNS = (
 )
 
 
-def splits(data: Path, count: int) -> list[tuple[str, str, list[Path], list[Path]]]:
+def splits(data: Path, count: int, first_seed: int) -> list[tuple[str, str, list[Path], list[Path]]]:
     subjects = sorted((data / "mmlu").glob("*.csv"))
     chosen = []
-    for seed in range(count):
+    for seed in range(first_seed, first_seed + count):
         held_out = set(random.Random(seed).sample(subjects, HELD_OUT_SUBJECTS))
         train_files = [path for path in subjects if path not in held_out]
         chosen.append((f"mmlu-subjects-{seed}", "mmlu", train_files, sorted(held_out)))
@@ -61,9 +63,9 @@ def splits(data: Path, count: int) -> list[tuple[str, str, list[Path], list[Path
     return chosen
 
 
-def run(data: Path, count: int, target: float) -> dict[str, Any]:
+def run(data: Path, count: int, first_seed: int, target: float) -> dict[str, Any]:
     results = []
-    for name, family, train_files, test_files in splits(data, count):
+    for name, family, train_files, test_files in splits(data, count, first_seed):
         started = time.perf_counter()
         training, testing = load_outcomes(train_files), load_outcomes(test_files)
         report = evaluate(train(training, name=name), training, testing, target)
@@ -81,7 +83,9 @@ def run(data: Path, count: int, target: float) -> dict[str, Any]:
             "median_random_strong_share_at_target": statistics.median(randoms),
             "median_strong_calls_saved": round(1 - statistics.median(shares), 4),
             "routellm_strong_share_at_target": ROUTELLM_STRONG_SHARE[family],
-            "median_ratio_to_random": round(statistics.median(s / r for s, r in zip(shares, randoms, strict=True)), 4),
+            "median_ratio_to_random": round(
+                statistics.median(share / chance for share, chance in zip(shares, randoms, strict=True)), 4
+            ),
         }
     return {
         "benchmark": "routing",
@@ -103,12 +107,18 @@ def print_row(row: dict[str, Any]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--splits", type=int, default=5, help="MMLU subject splits (seeds 0..N-1).")
+    parser.add_argument("--splits", type=int, default=5, help="MMLU subject splits (seeds first..first+N-1).")
+    parser.add_argument(
+        "--first-seed",
+        type=int,
+        default=100,
+        help="Seeds 0-7 were looked at while the features were designed; 100 on were not.",
+    )
     parser.add_argument("--target", type=float, default=0.95)
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON_PATH)
     args = parser.parse_args()
     print(" ".join(f"{title:>{width}}" for _, title, width in COLUMNS))
-    result = run(args.data, args.splits, args.target)
+    result = run(args.data, args.splits, args.first_seed, args.target)
     for family, figures in result["summary"].items():
         print(
             f"{family}: median strong share {figures['median_strong_share_at_target']:.3f} "

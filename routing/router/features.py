@@ -26,6 +26,8 @@ LONG_WORD_LENGTH = 9
 OPTION_LINE = re.compile(r"^[A-J][.)] ", re.MULTILINE)
 NUMERIC_OPTION = re.compile(r"^[A-J][.)] [-+\d\s.,/%$^*()e=<>]+$", re.MULTILINE)
 DIGIT = re.compile(r"\d")
+NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+SENTENCE_END = re.compile(r"[.?!](?:\s|$)")
 OPERATOR = re.compile(r"[-+*/^=<>()%$]")
 NEGATIONS = frozenset({"NOT", "EXCEPT", "LEAST", "FALSE", "INCORRECT"})
 CALCULATION_WORDS = frozenset({"calculate", "compute", "solve"})
@@ -163,6 +165,8 @@ HAND_FEATURES = (
     "numeric_option_share",
     "calculation",
     "log_lines",
+    "log_numbers",
+    "log_sentences",
     *(f"domain_{name}" for name in DOMAINS),
 )
 
@@ -200,6 +204,8 @@ def analyse(text: str) -> tuple[list[str], list[float]]:
             or any(phrase in lowered_text for phrase in CALCULATION_PHRASES)
         ),
         math.log1p(text.count("\n")),
+        math.log1p(len(NUMBER.findall(text))),
+        math.log1p(len(SENTENCE_END.findall(text))),
         *(float(not keywords.isdisjoint(vocabulary)) for keywords in DOMAINS.values()),
     ]
     return ngrams(lowered), features
