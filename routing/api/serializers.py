@@ -43,6 +43,10 @@ class RoutingTotalsSerializer(serializers.Serializer[Any]):
     saved_share = serializers.FloatField(allow_null=True)
     mean_latency_ms = serializers.FloatField(allow_null=True)
     mean_decision_ms = serializers.FloatField(allow_null=True)
+    mean_novelty = serializers.FloatField(
+        allow_null=True,
+        help_text="How unlike the router's training prompts the tenant's are (0 alike, 1 unrelated).",
+    )
     decision_latency_histogram = serializers.DictField(child=serializers.IntegerField())
 
 

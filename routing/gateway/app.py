@@ -181,7 +181,8 @@ class Context:
         await asyncio.gather(*steps)
 
     async def record_route(self, api_key: ApiKey, plan: RoutedPlan) -> None:
-        """What the router learns from this request and reports about it (off the response path)."""
+        """What the router learns from this request and reports about it (one Redis
+        pipeline, concurrent with the other settlement writes)."""
         decision = plan.decision
         assert decision is not None
         usage, served, first = self.outcome.usage, self.outcome.model, plan.chain[0]

@@ -139,6 +139,7 @@ async def record(client: aioredis.Redis, outcome: RequestOutcome) -> None:
     pipe.hincrby(day, "canary_requests", int(decision.is_canary))
     pipe.hincrby(day, latency_bucket(decision.decision_seconds), 1)
     pipe.hincrbyfloat(day, "decision_seconds_sum", decision.decision_seconds)
+    pipe.hincrbyfloat(day, "novelty_sum", decision.novelty)
     pipe.hincrby(day, "cost_micros", int(outcome.cost_usd * MICROS))
     pipe.hincrby(day, "top_tier_cost_micros", int(outcome.top_tier_cost_usd * MICROS))
     pipe.hincrby(day, "expected_cost_micros", int(outcome.expected_cost_usd * MICROS))

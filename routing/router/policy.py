@@ -5,8 +5,9 @@ format and tenant. The classifier (routing/router/model.py) gives P(the cheap
 tier fails) for the prompt; the tenant's own outcomes in the prompt's bucket
 (its cluster of similar prompts and its output format) update that belief per
 tier as a Beta posterior whose prior is the classifier (PRIOR_STRENGTH
-pseudo-observations), so a tenant starts from the global model and drifts to
-its own traffic.
+pseudo-observations, fewer for a prompt unlike the training data: its
+novelty), so a tenant starts from the global model and drifts to its own
+traffic.
 
 Each capable tier r has a normalised cost c_r (its price for this request over
 the top tier's) and a failure probability p_r relative to the top tier (the
@@ -43,6 +44,7 @@ from routing.router.config import TenantRouterConfig, VersionSpec
 from routing.router.model import RouterModel, load_artifact
 
 PRIOR_STRENGTH = 20.0
+MIN_PRIOR_SHARE = 0.25  # of PRIOR_STRENGTH, for the most novel prompts
 SCHEMA_FAILURE_PRIOR = 0.1  # cheap models mostly return valid JSON; outcomes correct it per tenant
 EXPECTED_OUTPUT_TOKENS = 300  # for comparing tiers' prices; actual usage is metered
 # Exploration only tries a cheaper tier whose expected cost + lambda x error is
@@ -61,6 +63,7 @@ class Decision:
     tier: int
     tiers: tuple[int, ...]
     predicted_failure: float  # P(the chosen first tier fails), relative to the top tier
+    novelty: float  # 1 - cosine similarity to the nearest cluster of training prompts
     cheap_failure: float  # P(the cheapest tier fails)
     threshold: float
     expected_cost_usd: float  # the first tier's price, plus the next one's if it may fail
@@ -129,14 +132,16 @@ def decide(
     output = request.output
     early_exit = output.kind == "json_schema" and not request.stream and len(tiers) > 1
     if early_exit:
-        bucket, prior = f"schema:{output.bucket}", SCHEMA_FAILURE_PRIOR
+        bucket, prior, novelty = f"schema:{output.bucket}", SCHEMA_FAILURE_PRIOR, 0.0
     else:
         prediction = model.predict(request.prompt)
         bucket, prior = f"{prediction.cluster}:{output.bucket}", prediction.failure
+        novelty = prediction.novelty
+    # The further a prompt is from the training data, the less the global prior
+    # weighs against the tenant's own outcomes.
+    strength = PRIOR_STRENGTH * max(MIN_PRIOR_SHARE, 1.0 - novelty)
     failures = [
-        config.posterior(
-            version.name, bucket, tier.tier, relative_prior(prior, rank, len(tiers)), PRIOR_STRENGTH
-        )
+        config.posterior(version.name, bucket, tier.tier, relative_prior(prior, rank, len(tiers)), strength)
         for rank, tier in enumerate(tiers)
     ]
     prices = expected_prices(tiers, request.estimated_prompt_tokens, request.max_output_tokens)
@@ -159,6 +164,7 @@ def decide(
         tier=tiers[rank].tier,
         tiers=tuple(tier.tier for tier in tiers),
         predicted_failure=failures[rank],
+        novelty=novelty,
         cheap_failure=failures[0],
         threshold=threshold,
         expected_cost_usd=prices[rank]

@@ -51,6 +51,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "saved_share": ratio(top - cost, top),
         "mean_latency_ms": ratio(total.get("latency_ms_sum", 0.0), routed),
         "mean_decision_ms": ratio(total.get("decision_seconds_sum", 0.0) * 1000, routed),
+        "mean_novelty": ratio(total.get("novelty_sum", 0.0), routed),
         "decision_latency_histogram": {
             name.removeprefix("decision_"): int(total.get(name, 0)) for name in LATENCY_FIELDS
         },

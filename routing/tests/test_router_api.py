@@ -36,6 +36,7 @@ def decision(tier: int, *, canary: bool = False) -> Decision:
         tier=tier,
         tiers=(1, 2, 3),
         predicted_failure=0.2,
+        novelty=0.3,
         cheap_failure=0.2,
         threshold=0.25,
         expected_cost_usd=0.001,
@@ -98,6 +99,7 @@ def test_the_report_sums_the_tenants_routed_requests_only(
         "0.009000",
     )
     assert totals["saved_share"] == 0.75
+    assert totals["mean_novelty"] == 0.3
     assert totals["decision_latency_histogram"]["le_250us"] == 3
     assert len(report["daily"]) == 2
     assert report["daily"][-1]["routed_requests"] == 3
