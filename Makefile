@@ -48,9 +48,9 @@ bench-provisioning: $(VENV)/.installed
 bench-gateway: $(VENV)/.installed
 	$(STACK) exec -- $(PY) bench/gateway.py $(BENCH_ARGS)
 
-# The router offline on RouteLLM's data: unseen MMLU subjects and GSM8K (about 1 min).
+# The router offline on RouteLLM's data: unseen MMLU subjects and GSM8K (about 2 min).
 bench-routing: $(VENV)/.installed
-	$(PY) bench/routing.py $(BENCH_ARGS)
+	$(STACK) exec -- $(PY) bench/routing.py $(BENCH_ARGS)
 
 # Stops nothing: stop `make run` first (servers still running on deleted files
 # would linger).

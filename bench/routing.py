@@ -10,13 +10,15 @@ development splits; the default seeds, 100 on, were first run once the design
 was frozen and are the honest figures. Each line also carries the random router and the
 oracle on the same test data. RouteLLM's published figures at 95% of GPT-4's
 quality: 45% fewer strong calls on MMLU (strong share 0.55), 35% on GSM8K
-(0.65). No database or Redis is needed.
+(0.65). `make bench-routing` runs it with the platform's settings; it makes no
+query.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import sys
@@ -25,10 +27,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import django
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aiaas.settings")
+django.setup()  # the router's code imports the registry's models (no query is made)
 
-from routing.router.evaluation import evaluate  # noqa: E402
+from routing.router.evaluation import evaluate, online_replay  # noqa: E402
 from routing.router.training import load_outcomes, train  # noqa: E402
 
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "routing"
@@ -68,7 +74,12 @@ def run(data: Path, count: int, first_seed: int, target: float) -> dict[str, Any
     for name, family, train_files, test_files in splits(data, count, first_seed):
         started = time.perf_counter()
         training, testing = load_outcomes(train_files), load_outcomes(test_files)
-        report = evaluate(train(training, name=name), training, testing, target)
+        router = train(training, name=name)
+        report = evaluate(router, training, testing, target)
+        report["online"] = {
+            "static": online_replay(router, testing, target, learn=False),
+            "learning": online_replay(router, testing, target, learn=True),
+        }
         report.update(split=name, family=family, seconds=round(time.perf_counter() - started, 1))
         results.append(report)
         print_row(report)
@@ -101,6 +112,17 @@ def print_row(row: dict[str, Any]) -> None:
     for key, _, width in COLUMNS:
         value = row.get(key)
         cells.append(f"{value:>{width}.3f}" if isinstance(value, float) else f"{value!s:>{width}}")
+    online = row["online"]
+    cells.append(
+        "  online: static {:.2f}/{:.3f}, learning {:.2f}/{:.3f} -> {:.2f}/{:.3f}".format(
+            online["static"]["second_half"]["strong_share"],
+            online["static"]["second_half"]["quality"],
+            online["learning"]["first_half"]["strong_share"],
+            online["learning"]["first_half"]["quality"],
+            online["learning"]["second_half"]["strong_share"],
+            online["learning"]["second_half"]["quality"],
+        )
+    )
     print(" ".join(cells), flush=True)
 
 

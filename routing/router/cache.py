@@ -18,8 +18,8 @@ import redis.asyncio as aioredis
 from asgiref.sync import sync_to_async
 
 from routing.models import CanaryState, RouterVersion, TenantRouting
-from routing.router.config import DEFAULT_VERSION, TenantRouterConfig, VersionSpec
-from routing.router.outcomes import outcomes_key, parse_outcomes
+from routing.router.config import DEFAULT_VERSION, Tally, TenantRouterConfig, VersionSpec
+from routing.router.outcomes import outcomes_key, parse_outcomes, tally_mapping
 
 REFRESH_SECONDS = 5.0
 logger = logging.getLogger(__name__)
@@ -73,15 +73,8 @@ class RouterConfigCache:
         learned = parse_outcomes(raw)
         if not learned and snapshot:
             # Redis lost them (or never had them here): start again from PostgreSQL's copy.
-            learned = {field: (float(f), float(n)) for field, (f, n) in snapshot.items()}
-            await self.redis.hset(
-                outcomes_key(tenant_id),
-                mapping={
-                    f"{field}:{kind}": value
-                    for field, pair in learned.items()
-                    for kind, value in zip("fn", pair, strict=False)
-                },
-            )
+            learned = {field: Tally(*map(float, values)) for field, values in snapshot.items()}
+            await self.redis.hset(outcomes_key(tenant_id), mapping=tally_mapping(learned))
         self.entries[tenant_id] = (time.monotonic(), replace(settings, outcomes=learned))
 
     async def refresh_quietly(self, tenant_id: int) -> None:

@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from routing.models import DEFAULT_ROUTER_VERSION
+
+
+class Tally(NamedTuple):
+    """Judged requests of one tier on one bucket: how many failed, how many there
+    were, and the sum of the P(fail) the router had for them."""
+
+    failures: float = 0.0
+    observations: float = 0.0
+    predicted: float = 0.0
+
+
+def logit(probability: float) -> float:
+    clipped = min(max(probability, 1e-4), 1 - 1e-4)
+    return math.log(clipped / (1 - clipped))
+
+
+def expit(value: float) -> float:
+    return 1.0 / (1.0 + math.exp(-value))
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,8 +47,8 @@ class TenantRouterConfig:
     control: VersionSpec = DEFAULT_VERSION
     canary: VersionSpec | None = None
     canary_share: float = 0.0
-    # "version|bucket|tier" -> (failures, observations): the tenant's own outcomes.
-    outcomes: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    # "version|bucket|tier" -> the tenant's own outcomes there.
+    outcomes: Mapping[str, Tally] = field(default_factory=dict)
 
     def version_for(self, request_id: str) -> VersionSpec:
         if self.canary is not None and canary_slot(request_id) < self.canary_share:
@@ -36,10 +56,17 @@ class TenantRouterConfig:
         return self.control
 
     def posterior(self, version: str, bucket: str, tier: int, prior: float, strength: float) -> float:
-        """P(fail) for `tier` on `bucket`: the prior as `strength` pseudo-observations
-        plus the tenant's observed failures."""
-        failures, observations = self.outcomes.get(outcome_field(version, bucket, tier), (0.0, 0.0))
-        return (strength * prior + failures) / (strength + observations)
+        """P(fail) for `tier` on this prompt: its prior, shifted on the log-odds scale
+        by how far the tenant's failures on `bucket` are from what the priors there
+        predicted. The observed rate is smoothed towards the predicted one by
+        `strength` pseudo-observations, and the shift keeps the ranking of the
+        prompts within the bucket."""
+        tally = self.outcomes.get(outcome_field(version, bucket, tier))
+        if tally is None or tally.observations <= 0:
+            return prior
+        predicted = tally.predicted / tally.observations
+        observed = (tally.failures + strength * predicted) / (tally.observations + strength)
+        return expit(logit(prior) + logit(observed) - logit(predicted))
 
 
 def outcome_field(version: str, bucket: str, tier: int) -> str:

@@ -11,13 +11,19 @@ data for comparison.
 
 from __future__ import annotations
 
+import random
 import time
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from routing.catalog import Catalog, ModelSpec, ProviderSpec
+from routing.policy import RouteRequest
+from routing.router.config import Tally, TenantRouterConfig, outcome_field
 from routing.router.model import FloatArray, RouterModel
+from routing.router.policy import LearnedRouter, RoutedPlan
 from routing.router.training import Outcomes, calibration_error
 
 BoolArray = npt.NDArray[np.bool_]
@@ -102,4 +108,66 @@ def evaluate(model: RouterModel, train: Outcomes, test: Outcomes, target: float)
         "calibration_error_train_out_of_fold": round(float(model.meta["calibration_error_out_of_fold"]), 4),
         "decision_p50_ms": round(float(np.percentile(timings, 50)) * 1000, 4),
         "decision_p99_ms": round(float(np.percentile(timings, 99)) * 1000, 4),
+    }
+
+
+# Prices per 1M tokens (input, output) for the online replay: Mixtral-8x7B as
+# hosted at the time of RouteLLM's data, and gpt-4-1106-preview.
+REPLAY_PRICES = {"weak": ("0.60", "0.60"), "strong": ("10", "30")}
+REPLAY_EXPLORATION = 0.05
+
+
+def replay_catalog() -> Catalog:
+    provider = ProviderSpec(
+        "replay", "Replay", "http://replay.invalid/v1", "none", None, {}, 1, 1, 1, 1, True
+    )
+    models = {
+        name: ModelSpec(name, provider, name, tier, 1_000_000, Decimal(inp), Decimal(out), True, True, False)
+        for tier, (name, (inp, out)) in enumerate(REPLAY_PRICES.items(), start=1)
+    }
+    return Catalog(models)
+
+
+def online_replay(
+    model: RouterModel, test: Outcomes, target: float, learn: bool, seed: int = 0
+) -> dict[str, Any]:
+    """The live router on the test prompts in a random order, as one tenant's
+    traffic: each answer's correctness is its feedback, recorded (when `learn`)
+    for the tier that served it only, as the gateway records it. Reported over
+    the first and the second half of the stream."""
+    generator = random.Random(seed)  # noqa: S311 - a simulation, not a secret
+    router = LearnedRouter(explore=generator.random, classifiers=lambda _: model)
+    catalog = replay_catalog()
+    learned: dict[str, Tally] = {}
+    config = TenantRouterConfig(
+        0, quality_target=target, exploration_rate=REPLAY_EXPLORATION, outcomes=learned
+    )
+    order = list(range(len(test)))
+    generator.shuffle(order)
+    strong_served, correct = np.zeros(len(order), dtype=bool), np.zeros(len(order), dtype=bool)
+    for step, row in enumerate(order):
+        prompt = test.prompts[row]
+        request = RouteRequest(
+            "auto", len(prompt) // 4 + 1, 256, prompt=prompt, request_id=str(step), routing=config
+        )
+        plan = router.plan(request, catalog, lambda _: True)
+        assert isinstance(plan, RoutedPlan)
+        assert plan.decision is not None
+        decision = plan.decision
+        strong_served[step] = decision.tier == 2
+        correct[step] = test.strong[row] if strong_served[step] else test.weak[row]
+        if learn:
+            field = outcome_field(decision.version, decision.bucket, decision.tier)
+            tally = learned.get(field, Tally())
+            learned[field] = Tally(
+                tally.failures + (not correct[step]), tally.observations + 1, tally.predicted + decision.prior
+            )
+    halves = {"first_half": slice(0, len(order) // 2), "second_half": slice(len(order) // 2, len(order))}
+    strong_correct = test.strong[order]
+    return {
+        name: {
+            "strong_share": round(float(strong_served[part].mean()), 4),
+            "quality": round(float(correct[part].mean() / strong_correct[part].mean()), 4),
+        }
+        for name, part in halves.items()
     }

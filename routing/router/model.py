@@ -100,6 +100,11 @@ class RouterModel:
         return self.thresholds[f"{keys[-1]:.2f}"]
 
     @property
+    def top_failure(self) -> float:
+        """How often the strong model of the training data failed: the prior of the top tier."""
+        return 1.0 - float(self.meta["strong_accuracy"])
+
+    @property
     def name(self) -> str:
         return str(self.meta.get("name", "router"))
 

@@ -1,8 +1,9 @@
 """What the router learns from and reports: outcomes, feedback and daily figures in Redis.
 
 Keys, all per tenant (numbers only, no prompt text):
-- router:outcomes:<tenant>  "<version>|<bucket>|<tier>:f" / ":n": quality failures
-  and observations per tier and bucket, the router's online learning state;
+- router:outcomes:<tenant>  "<version>|<bucket>|<tier>:f" / ":n" / ":p": quality
+  failures, observations and the sum of the predicted P(fail) per tier and
+  bucket, the router's online learning state (config.Tally);
 - router:decision:<request id>  the decision behind a request, kept
   DECISION_TTL_SECONDS so feedback can be attributed to it (once);
 - router:canary:<tenant>  "<version>:f" / ":n" / ":cost" / ":requests": what the
@@ -26,8 +27,9 @@ import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 from django.utils import timezone
+from redis.typing import EncodableT, FieldT
 
-from routing.router.config import outcome_field
+from routing.router.config import Tally, outcome_field
 from routing.router.policy import Decision
 
 DECISION_TTL_SECONDS = 7 * 24 * 3600
@@ -66,13 +68,26 @@ def decoded(raw: Any) -> dict[str, str]:
     return {name.decode(): value.decode() for name, value in cast(Mapping[bytes, bytes], raw).items()}
 
 
-def parse_outcomes(raw: Any) -> dict[str, tuple[float, float]]:
-    """router:outcomes:<tenant> as {"version|bucket|tier": (failures, observations)}."""
+TALLY_KINDS = {"f": 0, "n": 1, "p": 2}
+
+
+def parse_outcomes(raw: Any) -> dict[str, Tally]:
+    """router:outcomes:<tenant> as {"version|bucket|tier": Tally}."""
     counts: dict[str, list[float]] = {}
     for name, value in decoded(raw).items():
         field, kind = name.rsplit(":", 1)
-        counts.setdefault(field, [0.0, 0.0])[kind == "n"] = float(value)
-    return {field: (failures, observations) for field, (failures, observations) in counts.items()}
+        if kind in TALLY_KINDS:
+            counts.setdefault(field, [0.0, 0.0, 0.0])[TALLY_KINDS[kind]] = float(value)
+    return {field: Tally(*values) for field, values in counts.items()}
+
+
+def tally_mapping(outcomes: dict[str, Tally]) -> dict[FieldT, EncodableT]:
+    """The inverse of parse_outcomes: the hash's fields and values."""
+    return {
+        f"{field}:{kind}": tally[index]
+        for field, tally in outcomes.items()
+        for kind, index in TALLY_KINDS.items()
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,13 +111,15 @@ def observe(
     """Queue on `pipe` the writes of one quality observation of `decision`'s first tier."""
     if isinstance(decision, Decision):
         version, bucket, tier = decision.version, decision.bucket, decision.tier
-        predicted, is_canary = decision.predicted_failure, decision.is_canary
+        predicted, prior, is_canary = decision.predicted_failure, decision.prior, decision.is_canary
     else:
         version, bucket, tier = decision["version"], decision["bucket"], int(decision["tier"])
-        predicted, is_canary = float(decision["predicted"]), decision["canary"] == "1"
+        predicted, prior = float(decision["predicted"]), float(decision["prior"])
+        is_canary = decision["canary"] == "1"
     field = outcome_field(version, bucket, tier)
     pipe.hincrby(outcomes_key(tenant_id), f"{field}:n", 1)
     pipe.hincrby(outcomes_key(tenant_id), f"{field}:f", int(failed))
+    pipe.hincrbyfloat(outcomes_key(tenant_id), f"{field}:p", prior)
     pipe.hincrby(canary_key(tenant_id), f"{version}:n", 1)
     pipe.hincrby(canary_key(tenant_id), f"{version}:f", int(failed))
     pipe.hincrby(day_key, "quality_observed", 1)
@@ -125,6 +142,7 @@ async def record(client: aioredis.Redis, outcome: RequestOutcome) -> None:
             "tier": decision.tier,
             "canary": int(decision.is_canary),
             "predicted": decision.predicted_failure,
+            "prior": decision.prior,
             "judged": int(outcome.first_tier_failed is not None),
         },
     )

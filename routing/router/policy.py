@@ -10,13 +10,14 @@ novelty), so a tenant starts from the global model and drifts to its own
 traffic.
 
 Each capable tier r has a normalised cost c_r (its price for this request over
-the top tier's) and a failure probability p_r relative to the top tier (the
-cheapest tier's p, the top's 0, tiers between interpolated until their own
-outcomes say otherwise). The router picks argmin c_r + lambda * p_r, with
-lambda = (1 - c_cheapest) / threshold, where the threshold is the P(fail) at
+the top tier's) and a failure probability p_r (the classifier's for the
+cheapest tier, the top tier's base rate in the training data for the top,
+tiers between interpolated, each but the top corrected by the tenant's
+outcomes for that tier). The router picks argmin c_r + lambda * p_r, with lambda =
+(1 - c_cheapest) / (threshold - p_top), where the threshold is the P(fail) at
 which the classifier's training data reached the tenant's quality target: with
-two tiers this sends exactly the prompts above the threshold to the top tier,
-and it extends to any number of tiers.
+two tiers and no outcomes yet this sends exactly the prompts above the
+threshold to the top tier, and it extends to any number of tiers.
 
 Early exit: a non-streaming request with a JSON schema is answered by the
 cheapest tier first and escalates when the answer does not validate (the
@@ -45,6 +46,7 @@ from routing.router.model import RouterModel, load_artifact
 
 PRIOR_STRENGTH = 20.0
 MIN_PRIOR_SHARE = 0.25  # of PRIOR_STRENGTH, for the most novel prompts
+MIN_FAILURE_GAP = 0.01  # a target that needs a threshold at the top tier's own failure rate
 SCHEMA_FAILURE_PRIOR = 0.1  # cheap models mostly return valid JSON; outcomes correct it per tenant
 EXPECTED_OUTPUT_TOKENS = 300  # for comparing tiers' prices; actual usage is metered
 # Exploration only tries a cheaper tier whose expected cost + lambda x error is
@@ -62,7 +64,8 @@ class Decision:
     bucket: str
     tier: int
     tiers: tuple[int, ...]
-    predicted_failure: float  # P(the chosen first tier fails), relative to the top tier
+    predicted_failure: float  # P(the chosen first tier fails), the tenant's outcomes included
+    prior: float  # that tier's P(fail) before the tenant's outcomes (what they are judged against)
     novelty: float  # 1 - cosine similarity to the nearest cluster of training prompts
     cheap_failure: float  # P(the cheapest tier fails)
     threshold: float
@@ -94,9 +97,14 @@ class LearnedRouter:
     """The gateway's RoutingPolicy: the learned router for `auto`, the named model
     and its fallbacks otherwise (CheapestCapableTier)."""
 
-    def __init__(self, explore: Callable[[], float] = random.random) -> None:
+    def __init__(
+        self,
+        explore: Callable[[], float] = random.random,
+        classifiers: Callable[[str], RouterModel] = load_artifact,
+    ) -> None:
         self.named = CheapestCapableTier()
         self.explore = explore
+        self.classifiers = classifiers  # artifact name -> classifier
 
     def plan(self, request: RouteRequest, catalog: Catalog, allows: Callable[[str], bool]) -> RoutePlan:
         if request.requested_model != ROUTED_MODEL or request.needs_embeddings or request.routing is None:
@@ -108,7 +116,8 @@ class LearnedRouter:
         config = request.routing
         version = config.version_for(request.request_id)
         tiers = first_of_each_tier(capable)
-        decision = decide(request, config, version, tiers, self.explore, started)
+        model = self.classifiers(version.artifact)
+        decision = decide(request, config, version, model, tiers, self.explore, started)
         chain = tuple(m for m in capable if m.tier >= decision.tier)
         return RoutedPlan(chain, decision.reason(config.quality_target), decision)
 
@@ -124,25 +133,35 @@ def decide(
     request: RouteRequest,
     config: TenantRouterConfig,
     version: VersionSpec,
+    model: RouterModel,
     tiers: list[ModelSpec],
     explore: Callable[[], float],
     started: float,
 ) -> Decision:
-    model = load_artifact(version.artifact)
     output = request.output
     early_exit = output.kind == "json_schema" and not request.stream and len(tiers) > 1
-    if early_exit:
-        bucket, prior, novelty = f"schema:{output.bucket}", SCHEMA_FAILURE_PRIOR, 0.0
+    if early_exit:  # the failure judged is invalid JSON, which the top tier is taken never to send
+        bucket, cheap_prior, top_prior, novelty = f"schema:{output.bucket}", SCHEMA_FAILURE_PRIOR, 0.0, 0.0
     else:
         prediction = model.predict(request.prompt)
-        bucket, prior = f"{prediction.cluster}:{output.bucket}", prediction.failure
+        bucket, cheap_prior, top_prior = (
+            f"{prediction.cluster}:{output.bucket}",
+            prediction.failure,
+            model.top_failure,
+        )
         novelty = prediction.novelty
     # The further a prompt is from the training data, the less the global prior
     # weighs against the tenant's own outcomes.
     strength = PRIOR_STRENGTH * max(MIN_PRIOR_SHARE, 1.0 - novelty)
+    priors = [tier_prior(cheap_prior, top_prior, rank, len(tiers)) for rank in range(len(tiers))]
+    # The top tier is the reference and keeps its prior: its failures are only seen
+    # on the prompts sent up to it, and no tier above it could have done better.
     failures = [
-        config.posterior(version.name, bucket, tier.tier, relative_prior(prior, rank, len(tiers)), strength)
-        for rank, tier in enumerate(tiers)
+        *(
+            config.posterior(version.name, bucket, tier.tier, prior, strength)
+            for tier, prior in zip(tiers[:-1], priors[:-1], strict=True)
+        ),
+        priors[-1],
     ]
     prices = expected_prices(tiers, request.estimated_prompt_tokens, request.max_output_tokens)
     costs = [price / (prices[-1] or 1.0) for price in prices]
@@ -151,7 +170,9 @@ def decide(
         rank, explored = 0, False
     else:
         early_exit = False
-        weight = (1.0 - costs[0]) / threshold
+        # With two tiers and no outcomes yet, this sends exactly the prompts whose
+        # P(cheap tier fails) is over the threshold to the top tier.
+        weight = (1.0 - costs[0]) / max(threshold - top_prior, MIN_FAILURE_GAP)
         scores = [cost + weight * failure for cost, failure in zip(costs, failures, strict=True)]
         rank = min(range(len(tiers)), key=lambda r: (scores[r], r))
         close_call = rank > 0 and scores[rank - 1] - scores[rank] <= EXPLORATION_MARGIN
@@ -164,6 +185,7 @@ def decide(
         tier=tiers[rank].tier,
         tiers=tuple(tier.tier for tier in tiers),
         predicted_failure=failures[rank],
+        prior=priors[rank],
         novelty=novelty,
         cheap_failure=failures[0],
         threshold=threshold,
@@ -175,12 +197,12 @@ def decide(
     )
 
 
-def relative_prior(cheap_failure: float, rank: int, tiers: int) -> float:
-    """The prior P(fail) of the rank-th cheapest of `tiers` tiers relative to the top
-    tier: the cheapest tier's, falling linearly to 0 at the top."""
+def tier_prior(cheap_failure: float, top_failure: float, rank: int, tiers: int) -> float:
+    """The prior P(fail) of the rank-th cheapest of `tiers` tiers: the classifier's
+    for the cheapest, the top tier's base rate for the top, linear in between."""
     if tiers == 1:
-        return 0.0
-    return cheap_failure * (tiers - 1 - rank) / (tiers - 1)
+        return top_failure
+    return top_failure + (cheap_failure - top_failure) * (tiers - 1 - rank) / (tiers - 1)
 
 
 def expected_prices(tiers: list[ModelSpec], prompt_tokens: int, max_output_tokens: int) -> list[float]:

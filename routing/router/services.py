@@ -38,7 +38,7 @@ def snapshot_outcomes() -> int:
         for key in client.scan_iter(match="router:outcomes:*", count=500):
             tenant_id = int(key.decode().rsplit(":", 1)[1])
             snapshot = {
-                field: [f, n] for field, (f, n) in outcomes.parse_outcomes(client.hgetall(key)).items()
+                field: list(tally) for field, tally in outcomes.parse_outcomes(client.hgetall(key)).items()
             }
             copied += TenantRouting.objects.filter(tenant_id=tenant_id).update(
                 outcomes_snapshot=snapshot, outcomes_snapshot_at=timezone.now()

@@ -16,7 +16,7 @@ from routing.catalog import Catalog, ModelSpec, ProviderSpec
 from routing.models import CanaryState
 from routing.policy import RouteRequest
 from routing.router.canary import sequential_test
-from routing.router.config import TenantRouterConfig, VersionSpec, canary_slot, outcome_field
+from routing.router.config import Tally, TenantRouterConfig, VersionSpec, canary_slot, outcome_field
 from routing.router.evaluation import curve_metrics, random_share
 from routing.router.features import analyse, output_format, prompt_of, terms
 from routing.router.model import load_artifact
@@ -158,7 +158,7 @@ def test_a_tenants_own_outcomes_move_the_choice() -> None:
     assert plain.decision.tier == 1
     bucket = plain.decision.bucket
     failing = TenantRouterConfig(
-        1, exploration_rate=0.0, outcomes={outcome_field("global-v1", bucket, 1): (90, 100)}
+        1, exploration_rate=0.0, outcomes={outcome_field("global-v1", bucket, 1): Tally(90, 100, 10)}
     )
 
     learned = route(EASY, failing)
@@ -204,7 +204,7 @@ def test_a_json_schema_request_exits_early_from_the_cheapest_tier() -> None:
     assert not streamed.decision.early_exit
     # When this tenant's cheap tier almost never follows such schemas, the cascade costs more.
     bucket = f"schema:{schema_format.bucket}"
-    hopeless = TenantRouterConfig(1, outcomes={outcome_field("global-v1", bucket, 1): (200, 200)})
+    hopeless = TenantRouterConfig(1, outcomes={outcome_field("global-v1", bucket, 1): Tally(200, 200, 20)})
     skipped = route(HARD, hopeless, output=schema_format)
     assert skipped.decision is not None
     assert not skipped.decision.early_exit

@@ -36,6 +36,7 @@ def decision(tier: int, *, canary: bool = False) -> Decision:
         tier=tier,
         tiers=(1, 2, 3),
         predicted_failure=0.2,
+        prior=0.2,
         novelty=0.3,
         cheap_failure=0.2,
         threshold=0.25,
