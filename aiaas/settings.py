@@ -174,6 +174,18 @@ CELERY_BEAT_SCHEDULE = {
 }
 CELERY_TIMEZONE = "UTC"
 
+# Agents (agents/, docs/decisions/0009).
+AGENT_RUNS_QUEUE = env.str("AGENT_RUNS_QUEUE", default="runs")
+# How long POST /api/v1/agents/{id}/runs with "wait": true waits for the run.
+AGENT_RUN_WAIT_SECONDS = env.float("AGENT_RUN_WAIT_SECONDS", default=60.0)
+AGENT_DEFAULT_BUDGET = {"max_steps": 200, "max_seconds": 600.0}
+# Tool manifests: directories of signed manifest files, and the Ed25519 public keys
+# trusted to sign them ("key_id=<base64 raw key>,...").
+AGENT_TOOL_MANIFEST_DIRS = env.list("AGENT_TOOL_MANIFEST_DIRS", default=[])
+AGENT_TOOL_PUBLIC_KEYS = env.dict("AGENT_TOOL_PUBLIC_KEYS", default={})
+# Hosts tools may reach even when they resolve to private or loopback addresses.
+AGENT_TOOL_ALLOWED_HOSTS = env.list("AGENT_TOOL_ALLOWED_HOSTS", default=[])
+
 AUTH_USER_MODEL = "accounts.User"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -1,0 +1,106 @@
+"""Agents against real services: the simulated model provider registered in the
+registry, a tool service over HTTP, signed manifests, and a real Celery worker."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from celery.contrib.testing.worker import start_worker
+from django.conf import settings
+from pytest_django import DjangoDbBlocker
+
+from agents.testing import Ledger, running_tool_service, signed_tools
+from aiaas.celery import app
+from routing.services import register_simulated_provider
+from routing.testing import running_simulated_provider
+
+PROVIDER_SLUG = f"simulated-test-{os.getpid()}"  # the slug routing's tests register too
+AMQP_CACHES = ("queues", "default_queue", "router")
+
+
+@pytest.fixture(scope="session")
+def agents_simulator(django_db_setup: object, django_db_blocker: DjangoDbBlocker) -> Iterator[str]:
+    with running_simulated_provider() as url:
+        with django_db_blocker.unblock():
+            register_simulated_provider(
+                url,
+                slug=PROVIDER_SLUG,
+                connect_timeout_seconds=1.0,
+                first_token_timeout_seconds=2.0,
+                total_timeout_seconds=5.0,
+            )
+        yield url
+
+
+@pytest.fixture
+def simulator(agents_simulator: str) -> str:
+    """The provider, with its breakers closed and its counters zeroed."""
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    with client:
+        for key in client.scan_iter(f"breaker:{{{PROVIDER_SLUG}:*"):
+            client.delete(key)
+    httpx.post(agents_simulator.removesuffix("/v1") + "/_sim/reset", timeout=5).raise_for_status()
+    return agents_simulator
+
+
+@pytest.fixture(scope="session")
+def tool_ledger() -> Ledger:
+    return Ledger()
+
+
+@pytest.fixture(scope="session")
+def tool_service(tool_ledger: Ledger) -> Iterator[str]:
+    with running_tool_service(tool_ledger) as url:
+        yield url
+
+
+@pytest.fixture
+def tools(tool_service: str, tool_ledger: Ledger, tmp_path: Path) -> Iterator[Ledger]:
+    """Signed, trusted manifests of the test tools; a fresh ledger; fresh tool breakers."""
+    tool_ledger.reset()
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    with client:
+        for key in client.scan_iter("breaker:{tool:*"):
+            client.delete(key)
+    with signed_tools(tmp_path, tool_service, settings):
+        yield tool_ledger
+
+
+@contextmanager
+def app_queues_restored() -> Iterator[None]:
+    """Put the Celery app's cached queue table back as it was (see billing's tests)."""
+    cached = {name: app.amqp.__dict__[name] for name in AMQP_CACHES if name in app.amqp.__dict__}
+    selected = cached["queues"]._consume_from if "queues" in cached else None
+    try:
+        yield
+    finally:
+        for name in AMQP_CACHES:
+            app.amqp.__dict__.pop(name, None)
+        app.amqp.__dict__.update(cached)
+        if "queues" in cached:
+            cached["queues"]._consume_from = selected
+
+
+@pytest.fixture(scope="module")
+def runs_worker(django_db_setup: object, django_db_blocker: DjangoDbBlocker) -> Iterator[str]:
+    """A real worker thread on the real Redis broker, consuming a runs queue of this run's own."""
+    queue_name = f"test-runs-{os.getpid()}"
+    saved = settings.AGENT_RUNS_QUEUE
+    settings.AGENT_RUNS_QUEUE = queue_name
+    try:
+        with (
+            app_queues_restored(),
+            django_db_blocker.unblock(),
+            start_worker(
+                app, pool="solo", perform_ping_check=False, shutdown_timeout=10, queues=[queue_name]
+            ),
+        ):
+            yield queue_name
+    finally:
+        settings.AGENT_RUNS_QUEUE = saved
