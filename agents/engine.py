@@ -52,6 +52,10 @@ class StepError(Exception):
     """A step failed; the run fails (and compensates)."""
 
 
+class StepFailedError(Exception):
+    """A step failed and its failure is recorded; the message names the innermost step."""
+
+
 class RunCancelledError(Exception):
     pass
 
@@ -110,7 +114,7 @@ class Execution:
             output = self.final_output()
         except RunCancelledError:
             self.finish_cancelled()
-        except StepError as error:
+        except (StepError, StepFailedError) as error:
             self.finish_failed(str(error))
         else:
             append(self.run, "run.succeeded", key="run.finished", data={"output": output})
@@ -136,7 +140,7 @@ class Execution:
             if record.status == "succeeded":
                 return self.remember(step, step_id, record.output, scope)
             if record.status == "failed":
-                raise StepError(f"{step_id}: {record.error}")
+                raise StepFailedError(record.error)
         self.check_cancelled()
         self.check_budget(step_id)
         attempt = (record.attempt + 1 if rerun_feedback is not None else record.attempt) if record else 1
@@ -154,17 +158,13 @@ class Execution:
             output = self.perform(
                 step, step_id, {**self.context, **scope.get("variables", {})}, scope, rerun_feedback
             )
+        except StepFailedError as inner:
+            self.record_failure(step_id, attempt, str(inner))
+            raise
         except (StepError, TemplateError, GatewayError, ToolCallError) as error:
-            message = error_message(error)
-            append(
-                self.run,
-                events.STEP_FAILED,
-                step_id=step_id,
-                key=f"step.outcome:{step_id}#{attempt}",
-                data={"error": message, "attempt": attempt},
-            )
-            self.state.steps[step_id] = StepRecord("failed", error=message, attempt=attempt)
-            raise StepError(f"{step_id}: {message}") from None
+            message = f"{step_id}: {error_message(error)}"
+            self.record_failure(step_id, attempt, message)
+            raise StepFailedError(message) from None
         append(
             self.run,
             events.STEP_SUCCEEDED,
@@ -174,6 +174,16 @@ class Execution:
         )
         self.state.steps[step_id] = StepRecord("succeeded", output, attempt=attempt)
         return self.remember(step, step_id, output, scope)
+
+    def record_failure(self, step_id: str, attempt: int, message: str) -> None:
+        append(
+            self.run,
+            events.STEP_FAILED,
+            step_id=step_id,
+            key=f"step.outcome:{step_id}#{attempt}",
+            data={"error": message, "attempt": attempt},
+        )
+        self.state.steps[step_id] = StepRecord("failed", error=message, attempt=attempt)
 
     def remember(self, step: dict[str, Any], step_id: str, output: Any, scope: dict[str, Any]) -> Any:
         if not scope.get("suffix"):
@@ -341,9 +351,8 @@ class Execution:
             target = self.steps_by_id[retry["step"]]
             record = self.state.steps[target["id"] + scope.get("suffix", "")]
             if record.attempt >= retry.get("max_attempts", 2):
-                raise StepError(
-                    f"validation failed at {problem} after {record.attempt} attempts of {target['id']}"
-                )
+                attempts = f"{record.attempt} attempts of {target['id']}"
+                raise StepError(f"validation failed at {describe(problem)} after {attempts}")
             answer = json.dumps(record.output) if not isinstance(record.output, str) else record.output
             feedback = VALIDATION_FEEDBACK.format(answer=answer, problem=describe(problem))
             self.run_step(target, scope, rerun_feedback=feedback)
@@ -357,9 +366,9 @@ class Execution:
 
     def check_budget(self, step_id: str) -> None:
         if self.state.steps_executed >= self.max_steps:
-            raise StepError(f"{step_id}: the run's budget of {self.max_steps} steps is spent")
+            raise StepFailedError(f"{step_id}: the run's budget of {self.max_steps} steps is spent")
         if time.time() > self.deadline:
-            raise StepError(f"{step_id}: the run's time budget of {self.max_seconds:g}s is spent")
+            raise StepFailedError(f"{step_id}: the run's time budget of {self.max_seconds:g}s is spent")
 
     # Ending
 

@@ -41,3 +41,12 @@ def runtime() -> Runtime:
     if current is None:
         current = _local.runtime = Runtime()
     return current
+
+
+def close_runtime() -> None:
+    """Close this thread's clients and loop (a worker thread that ends, tests)."""
+    current: Runtime | None = getattr(_local, "runtime", None)
+    if current is not None:
+        current.run(current.gateway.aclose())
+        current.runner.close()
+        _local.runtime = None

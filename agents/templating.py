@@ -20,7 +20,16 @@ __all__ = ["TemplateError", "check_template", "evaluate", "render"]
 SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expression>(?:(?!\{\{|\}\}).)*)\}\}\s*$", re.DOTALL)
 
 
-ENVIRONMENT = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+class SpecEnvironment(SandboxedEnvironment):
+    """`input.items` is the input's `items` key, not dict.items: data wins over methods."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, dict) and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
+
+ENVIRONMENT = SpecEnvironment(undefined=StrictUndefined, autoescape=False)
 
 
 @lru_cache(maxsize=1024)

@@ -13,8 +13,10 @@ import pytest
 import redis
 from celery.contrib.testing.worker import start_worker
 from django.conf import settings
+from django.db import connection
 from pytest_django import DjangoDbBlocker
 
+from agents.runtime import close_runtime
 from agents.testing import Ledger, running_tool_service, signed_tools
 from aiaas.celery import app
 from routing.services import register_simulated_provider
@@ -36,6 +38,14 @@ def agents_simulator(django_db_setup: object, django_db_blocker: DjangoDbBlocker
                 total_timeout_seconds=5.0,
             )
         yield url
+        close_runtime()
+        # Threads the in-process gateway used keep database sessions; end them so
+        # the test database can be dropped.
+        with django_db_blocker.unblock(), connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
 
 
 @pytest.fixture
