@@ -257,7 +257,11 @@ class Cursor:
         self.finished = False
 
     async def next_page(self, count: int = READ_PAGE_SIZE) -> list[StreamEvent]:
-        return self.take(await aread(self.schema_name, self.stream_id, self.position, count))
+        return self.take(await self.peek_page(count))
+
+    async def peek_page(self, count: int = READ_PAGE_SIZE) -> list[StreamEvent]:
+        """The logged events after the position, without moving it."""
+        return await aread(self.schema_name, self.stream_id, self.position, count)
 
     async def offer(self, message: Mapping[str, Any]) -> list[StreamEvent]:
         seq = int(message["seq"])
