@@ -130,12 +130,24 @@ CACHES = {
     }
 }
 
+# Realtime (realtime/, docs/realtime.md): Channels over Redis, per-stream event
+# logs with bounded retention, and each WebSocket's bounded send queue.
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {"hosts": [REDIS_URL], "prefix": "asgi", "capacity": 1000, "expiry": 60},
     }
 }
+REALTIME_STREAM_MAX_EVENTS = env.int("REALTIME_STREAM_MAX_EVENTS", default=10_000)
+REALTIME_STREAM_TTL_SECONDS = env.int("REALTIME_STREAM_TTL_SECONDS", default=3600)
+REALTIME_EVENT_MAX_BYTES = 65_536
+REALTIME_SEND_QUEUE_MESSAGES = 64
+REALTIME_SEND_QUEUE_BYTES = 262_144
+# A reader that takes none of our bytes for this long is closed with code 4008.
+REALTIME_STALLED_READER_SECONDS = env.float("REALTIME_STALLED_READER_SECONDS", default=15.0)
+REALTIME_STREAM_TOKEN_SECONDS = 60
+# Origins (scheme://host[:port]) allowed for browser sessions besides the tenant's own dashboard host.
+REALTIME_ALLOWED_ORIGINS = env.list("REALTIME_ALLOWED_ORIGINS", default=[])
 
 CELERY_BROKER_URL = celery_redis_url(REDIS_URL)
 CELERY_RESULT_BACKEND = celery_redis_url(REDIS_URL)

@@ -30,6 +30,7 @@ from starlette.types import Receive, Scope, Send
 
 from billing.limits import Limiter
 from billing.usage import UsageQueueUnavailableError, UsageRecord, record_usage
+from realtime.tokens import InvalidTokenRequestError, claims_for, mint_stream_token
 from request_logs.services import RequestLogQueueUnavailableError, answer_text, queue_request_log
 from routing.catalog import Catalog, CatalogCache, ModelSpec
 from routing.gateway.auth import ApiKeyCache
@@ -37,7 +38,13 @@ from routing.gateway.completions import Orchestrator, Outcome, sse
 from routing.gateway.errors import GatewayError, from_provider_error
 from routing.gateway.metering import Meter
 from routing.gateway.providers import ProviderClient, ProviderError
-from routing.gateway.validation import invalid, parse_chat_request, parse_embeddings_request
+from routing.gateway.validation import (
+    ChatRequest,
+    invalid,
+    parse_chat_request,
+    parse_embeddings_request,
+    parse_json_object,
+)
 from routing.idempotency import IdempotencyStore, idempotent
 from routing.models import ROUTED_MODEL
 from routing.policy import CheapestCapableTier, NoCapableModelError, RoutePlan, RouteRequest, RoutingPolicy
@@ -229,7 +236,11 @@ def error_response(error: GatewayError, context: Context) -> Response:
 
 
 async def authenticate(request: Request, scope: str) -> ApiKey:
-    header = request.headers.get("authorization", "")
+    return await authenticate_header(request.headers.get("authorization", ""), scope)
+
+
+async def authenticate_header(header: str, scope: str) -> ApiKey:
+    """The key an Authorization header carries, with `scope` (HTTP and WebSocket handshakes)."""
     if not header:
         raise GatewayError(
             401,
@@ -371,14 +382,22 @@ async def chat_completions(request: Request, context: Context) -> Response:
     return await once(request, context, api_key, await read_body(request), serve_chat)
 
 
-async def serve_chat(context: Context, api_key: ApiKey, body: bytes) -> Response:
+async def prepare_chat(
+    context: Context, api_key: ApiKey, body: bytes
+) -> tuple[ChatRequest, RoutePlan, Deadline]:
+    """A chat request validated, routed and admitted (limits and budget), ready to run;
+    shared by the HTTP endpoint and the WebSocket one (realtime/consumers.py)."""
     chat = parse_chat_request(body)
     context.request_body = chat.body
     route = RouteRequest(
         chat.model, chat.estimated_prompt_tokens, chat.max_output_tokens, needs_json=chat.needs_json
     )
     plan = await route_and_admit(context, api_key, route)
-    deadline = deadline_for(plan)
+    return chat, plan, deadline_for(plan)
+
+
+async def serve_chat(context: Context, api_key: ApiKey, body: bytes) -> Response:
+    chat, plan, deadline = await prepare_chat(context, api_key, body)
     if chat.stream:
         context.streaming = True
         return ChatStreamResponse(context, chat.body, plan, deadline, chat.include_usage)
@@ -438,8 +457,24 @@ def model_object(model: ModelSpec) -> dict[str, Any]:
     }
 
 
+@endpoint
+async def stream_tokens(request: Request, context: Context) -> Response:
+    """A short-lived, single-use token a browser opens one WebSocket with (realtime/tokens.py)."""
+    api_key = context.api_key = await authenticate(request, ApiKeyScope.INFERENCE)
+    try:
+        claims = claims_for(api_key, parse_json_object(await read_body(request)))
+    except InvalidTokenRequestError as error:
+        raise invalid(str(error), error.param) from None
+    return json_response(await mint_stream_token(state.redis, claims), context)
+
+
 # The methods each /v1 path serves (HEAD and OPTIONS are not served).
-ALLOWED_METHODS = {"/v1/models": "GET", "/v1/chat/completions": "POST", "/v1/embeddings": "POST"}
+ALLOWED_METHODS = {
+    "/v1/models": "GET",
+    "/v1/chat/completions": "POST",
+    "/v1/embeddings": "POST",
+    "/v1/stream-tokens": "POST",
+}
 
 
 @endpoint
@@ -576,6 +611,7 @@ def create_app() -> Starlette:
             Route("/v1/models", list_models, methods=["GET"]),
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
             Route("/v1/embeddings", embeddings, methods=["POST"]),
+            Route("/v1/stream-tokens", stream_tokens, methods=["POST"]),
             Route(
                 "/v1/{path:path}",
                 not_found,
