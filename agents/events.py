@@ -17,11 +17,14 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+import redis
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
 from agents.models import FINAL_STATUSES, Run, RunEvent, RunStatus
+from realtime import streams
+from tenants.context import current_schema_name
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +52,28 @@ FINAL_EVENTS = {
 }
 
 
-def publish_event(run: Run, event: RunEvent) -> None:
-    """Live streaming of run events (realtime streams); a no-op until that exists."""
+def publish_event(schema_name: str, run: Run, event: RunEvent) -> None:
+    """Send a committed event to the run's live stream (`/ws/v1/streams/<stream_id>`).
+
+    Best effort: the events table is the record, and `GET /api/v1/runs/{id}/events`
+    serves anything a subscriber missed; a Redis outage must not fail the run.
+    """
+    if not run.stream_id:
+        return
+    payload = {
+        "type": event.type,
+        "run_id": run.pk,
+        "seq": event.seq,
+        "step_id": event.step_id,
+        "data": event.data,
+        "created_at": event.created_at.isoformat(),
+    }
+    try:
+        streams.publish(schema_name, run.stream_id, payload, final=event.type in FINAL_EVENTS)
+    except streams.StreamClosedError:
+        pass
+    except (redis.RedisError, OSError, ValueError):
+        logger.warning("run %s event %s was not streamed", run.pk, event.seq, exc_info=True)
 
 
 def append(
@@ -74,7 +97,8 @@ def append(
                 setattr(run, name, getattr(locked, name))
     except IntegrityError:
         return None
-    transaction.on_commit(lambda: publish_event(run, event))
+    schema_name = current_schema_name()
+    transaction.on_commit(lambda: publish_event(schema_name, run, event))
     return event
 
 

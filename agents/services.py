@@ -18,6 +18,7 @@ from agents import events
 from agents.models import Agent, AgentVersion, Prompt, Run, RunStatus
 from agents.spec import SpecError, apply_overlay, compile_spec, describe, schema_error, walk
 from agents.tools.manifests import load_registry
+from realtime import streams
 from tenants.models import ApiKey
 
 WAIT_POLL_SECONDS = 0.05
@@ -131,6 +132,7 @@ def start_run(agent: Agent, run_input: Any, api_key: ApiKey, environment: str = 
             input=run_input,
             environment=environment,
             api_key_id=api_key.pk,
+            stream_id=streams.new_stream_id("run"),
         )
         events.append(
             run, events.RUN_QUEUED, key="run.queued", data={"input": run_input, "environment": environment}
@@ -158,6 +160,7 @@ def replay_run(original: Run, api_key: ApiKey) -> Run:
             environment=original.environment,
             api_key_id=api_key.pk,
             replay_of=original,
+            stream_id=streams.new_stream_id("run"),
         )
         events.append(
             run, events.RUN_QUEUED, key="run.queued", data={"input": run.input, "replay_of": original.pk}

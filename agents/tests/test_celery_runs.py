@@ -16,6 +16,7 @@ from agents.testing import Ledger
 from agents.tests.test_execution import SAGA, TRIAGE, output_of
 from aiaas.testing.database import committed
 from aiaas.testing.tenants import TenantFixture
+from realtime import streams
 
 
 def start(tenant: TenantFixture, spec: dict[str, Any], run_input: object) -> int:
@@ -60,6 +61,22 @@ def test_a_multi_step_agent_runs_end_to_end_on_the_worker(
     assert run.status == RunStatus.SUCCEEDED, run.error
     assert len(output_of(run)["tags"]) == 3
     assert run.steps_executed == 8
+
+
+def test_run_events_stream_live_to_the_tenants_stream_only(
+    runs_worker: str, serving_tenant: TenantFixture, other_tenant: TenantFixture, simulator: str
+) -> None:
+    run_id = start(serving_tenant, TRIAGE, {"text": "printer on fire", "items": ["a"]})
+    run = finished(serving_tenant, run_id)
+
+    def recorded() -> list[tuple[int, str]]:
+        with tenant_context(serving_tenant.tenant):
+            return list(Run.objects.get(pk=run_id).events.order_by("seq").values_list("seq", "type"))
+
+    streamed = streams.read(serving_tenant.tenant.schema_name, run.stream_id, count=1000)
+    assert [(e.event["seq"], e.event["type"]) for e in streamed] == committed(recorded)
+    assert [e.final for e in streamed] == [False] * (len(streamed) - 1) + [True]
+    assert streams.read(other_tenant.tenant.schema_name, run.stream_id) == []
 
 
 def test_duplicate_delivery_of_a_run_changes_nothing(
