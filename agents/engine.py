@@ -107,6 +107,8 @@ class Execution:
         self.deadline = (run.started_at.timestamp() if run.started_at else time.time()) + self.max_seconds
         self.schema = current_schema_name()
         self.last_output: Any = None
+        self.replaying = run.replay_of_id is not None
+        self.recorded_models = recorded_models(run.replay_of_id) if run.replay_of_id else {}
 
     def execute(self) -> None:
         try:
@@ -222,7 +224,8 @@ class Execution:
             messages.append({"role": "system", "content": str(render(step["system"], context))})
         prompt = str(render(step["prompt"], context))
         messages.append({"role": "user", "content": f"{prompt}\n\n{feedback}" if feedback else prompt})
-        body: dict[str, Any] = {"model": step.get("model", "auto"), "messages": messages}
+        model = self.recorded_models.get(step_id, step.get("model", "auto"))
+        body: dict[str, Any] = {"model": model, "messages": messages}
         for name in ("max_tokens", "temperature"):
             if name in step:
                 body[name] = step[name]
@@ -383,7 +386,10 @@ class Execution:
         append(self.run, final, key="run.finished", data={"error": "cancelled"})
 
     def to_compensate(self) -> list[ToolCall]:
-        """Side-effecting calls whose effect may have happened, latest first."""
+        """Side-effecting calls whose effect may have happened, latest first (none
+        in a replay, whose tool outputs come from the record)."""
+        if self.replaying:
+            return []
         calls = []
         for call in reversed(self.state.tool_calls.values()):
             manifest = self.registry.get(call.tool)
@@ -461,3 +467,9 @@ def recorded_tool_output(run_id: int, step_id: str) -> Any:
     if event is None:
         raise ToolCallError(f"the recorded run has no output of {step_id} to replay", applied="no")
     return event.data.get("output")
+
+
+def recorded_models(run_id: int) -> dict[str, str]:
+    """The model that answered each llm step of a recorded run (its last call)."""
+    usage = RunEvent.objects.filter(run_id=run_id, type=events.LLM_USAGE).order_by("seq")
+    return {event.step_id: event.data["model"] for event in usage}

@@ -9,7 +9,7 @@ import pytest
 from django.core import mail
 from django_tenants.utils import tenant_context
 
-from agents import engine, events
+from agents import engine, events, selectors, services
 from agents.models import Run, RunStatus
 from agents.testing import Ledger
 from agents.tests.factories import make_run
@@ -424,3 +424,25 @@ def test_the_http_tool_refuses_private_targets_unless_allow_listed(
     assert "refused target: localhost resolves to a non-public address" in refused.error
     assert metadata.status == RunStatus.FAILED
     assert "refused target: 169.254.169.254 is not a public address" in metadata.error
+
+
+def test_a_replay_freezes_models_and_takes_tool_outputs_from_the_record(
+    tenant: TenantFixture, simulator: str, tools: Ledger
+) -> None:
+    spec = {**SAGA, "name": "replayable", "steps": [*SAGA["steps"][:3]]}
+    spec["steps"][2] = {**spec["steps"][2], "model": "auto"}
+    original = execute(tenant, make_run(tenant, spec))
+    with tenant_context(tenant.tenant):
+        replay = services.replay_run(original, tenant.provisioned.issued_key.api_key)
+
+    replay = execute(tenant, replay)
+
+    assert original.status == replay.status == RunStatus.SUCCEEDED
+    assert dict(tools.calls) == {"hotel": 1, "flight": 1}  # the replay called no tool
+    with tenant_context(tenant.tenant):
+        models = (engine.recorded_models(original.pk), engine.recorded_models(replay.pk))
+        diff = selectors.replay_diff(original, replay)
+    assert models == ({"note": "sim-small"}, {"note": "sim-small"})
+    assert [(row["step_id"], row["same"]) for row in diff] == [
+        ("hotel", True), ("flight", True), ("note", True), ("(output)", True)
+    ]  # fmt: skip
