@@ -153,10 +153,8 @@ def run_replay(request: HttpRequest, pk: int) -> HttpResponse:
     ensure_manager(request)
     tenant = request_tenant(request)
     original = get_object_or_404(Run, pk=pk)
-    api_key = (
-        active_api_keys_of(tenant).filter(pk=original.api_key_id).first()
-        or active_api_keys_of(tenant).first()
-    )
+    keys = active_api_keys_of(tenant)
+    api_key = (keys.filter(pk=original.api_key_id).first() if original.api_key_id else None) or keys.first()
     if api_key is None:
         messages.error(request, "A replay needs an active API key to count its model usage against.")
         return redirect("agents:run", pk=pk)
