@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import httpx
@@ -19,6 +19,7 @@ from pytest_django import DjangoDbBlocker
 from agents.runtime import close_runtime
 from agents.testing import Ledger, running_tool_service, signed_tools
 from aiaas.celery import app
+from routing.models import Provider
 from routing.services import register_simulated_provider
 from routing.testing import running_simulated_provider
 
@@ -26,17 +27,35 @@ PROVIDER_SLUG = f"simulated-test-{os.getpid()}"  # the slug routing's tests regi
 AMQP_CACHES = ("queues", "default_queue", "router")
 
 
+def live_registration(django_db_blocker: DjangoDbBlocker) -> str | None:
+    """The simulated provider this test run registered already (routing's tests do), if it answers."""
+    with django_db_blocker.unblock():
+        provider = Provider.objects.filter(slug=PROVIDER_SLUG).first()
+    if provider is None:
+        return None
+    try:
+        httpx.get(f"{provider.base_url}/models", timeout=2).raise_for_status()
+    except httpx.HTTPError:
+        return None
+    return provider.base_url
+
+
 @pytest.fixture(scope="session")
 def agents_simulator(django_db_setup: object, django_db_blocker: DjangoDbBlocker) -> Iterator[str]:
-    with running_simulated_provider() as url:
-        with django_db_blocker.unblock():
-            register_simulated_provider(
-                url,
-                slug=PROVIDER_SLUG,
-                connect_timeout_seconds=1.0,
-                first_token_timeout_seconds=2.0,
-                total_timeout_seconds=5.0,
-            )
+    """The registry's simulated provider. One that is registered and answering is reused:
+    re-pointing the registry would move routing's tests onto another simulator."""
+    with ExitStack() as stack:
+        url = live_registration(django_db_blocker)
+        if url is None:
+            url = stack.enter_context(running_simulated_provider())
+            with django_db_blocker.unblock():
+                register_simulated_provider(
+                    url,
+                    slug=PROVIDER_SLUG,
+                    connect_timeout_seconds=1.0,
+                    first_token_timeout_seconds=2.0,
+                    total_timeout_seconds=5.0,
+                )
         yield url
         close_runtime()
         # Threads the in-process gateway used keep database sessions; end them so
