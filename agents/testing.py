@@ -3,6 +3,7 @@ call, which applies each effect once per idempotency key and fails on request.""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections import Counter
@@ -22,14 +23,16 @@ from starlette.routing import Route
 from agents.tools.manifests import public_key_text, sign_manifest
 from aiaas.testing.servers import serving
 
+SLOW_CALL_SECONDS = 2.0
+
 
 @dataclass
 class Ledger:
     """What the service did: the effects in force per resource, and every call seen.
 
-    `faults` maps a resource to "before" (answer 500 without applying) or
+    `faults` maps a resource to "before" (answer 500 without applying),
     "after" (apply, then answer 500): a tool failing before or after its side
-    effect.
+    effect, or "slow" (apply after SLOW_CALL_SECONDS).
     """
 
     applied: dict[str, dict[str, Any]] = field(default_factory=dict)  # idempotency key -> effect
@@ -57,6 +60,8 @@ def build_app(ledger: Ledger) -> Starlette:
         key = request.headers.get("idempotency-key", "")
         resource = str(body.get("resource", ""))
         fault = ledger.faults.get(resource)
+        if fault == "slow":  # the call takes a while: time to kill a worker in the middle of it
+            await asyncio.sleep(SLOW_CALL_SECONDS)
         with ledger.lock:
             ledger.calls[resource] += 1
             if fault == "before":
