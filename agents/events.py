@@ -84,8 +84,8 @@ def append(
     try:
         with transaction.atomic():
             locked = Run.objects.select_for_update().get(pk=run.pk)
-            if locked.status in FINAL_STATUSES and type not in (RUN_CANCEL_REQUESTED,):
-                return None
+            if locked.status in FINAL_STATUSES:
+                return None  # a finished run's log is closed
             seq = (locked.events.aggregate(last=Max("seq"))["last"] or 0) + 1
             event = RunEvent.objects.create(
                 run=locked, seq=seq, type=type, step_id=step_id, key=key or f"{type}#{seq}", data=data

@@ -209,3 +209,18 @@ def test_a_fragment_that_includes_itself_is_refused() -> None:
     with pytest.raises(SpecError) as error:
         compile_spec({"name": "loop", "fragments": {"a": [{"use": "a"}]}, "steps": [{"use": "a"}]})
     assert error.value.path == "fragments.a[0].use"
+
+
+def test_cancelling_a_finished_run_changes_nothing(api_client: APIClient, tenant: TenantFixture) -> None:
+    created = api_client.post("/api/v1/agents", {"spec": TRIAGE_YAML}, format="json").json()
+    run = api_client.post(
+        f"/api/v1/agents/{created['id']}/runs", {"input": {"text": "x"}}, format="json"
+    ).json()
+    api_client.post(f"/api/v1/runs/{run['id']}/cancel")
+
+    again = api_client.post(f"/api/v1/runs/{run['id']}/cancel")
+
+    assert again.status_code == 200
+    assert again.json()["status"] == RunStatus.CANCELLED
+    with tenant_context(tenant.tenant):
+        assert RunEvent.objects.filter(run_id=run["id"]).count() == 3
