@@ -8,7 +8,7 @@ from typing import Any
 from django_tenants.utils import tenant_context
 
 from agents import services
-from agents.models import Agent, Run
+from agents.models import Agent, Prompt, Run
 from aiaas.testing.tenants import TenantFixture
 
 _names = itertools.count(1)
@@ -38,3 +38,8 @@ def make_run(tenant: TenantFixture, spec: dict[str, Any] | None = None, run_inpu
             {"text": "hello"} if run_input is None else run_input,
             tenant.provisioned.issued_key.api_key,
         )
+
+
+def make_prompt(tenant: TenantFixture) -> Prompt:
+    with tenant_context(tenant.tenant):
+        return services.create_prompt(f"prompt-{next(_names)}", "Answer: {{ input.text }}")

@@ -6,14 +6,17 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import redis
+from django.conf import settings
 from django.core import mail
 from django_tenants.utils import tenant_context
 
 from agents import engine, events, selectors, services
 from agents.models import Run, RunStatus
 from agents.testing import Ledger
-from agents.tests.factories import make_run
+from agents.tests.factories import make_run, simple_spec
 from aiaas.testing.tenants import TenantFixture
+from tenants.services import create_api_key
 
 
 def output_of(run: Run) -> Any:
@@ -446,3 +449,43 @@ def test_a_replay_freezes_models_and_takes_tool_outputs_from_the_record(
     assert [(row["step_id"], row["same"]) for row in diff] == [
         ("hotel", True), ("flight", True), ("note", True), ("(output)", True)
     ]  # fmt: skip
+
+
+def usage_stream_entries(request_ids: set[str]) -> dict[str, dict[str, str]]:
+    client = redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+    with client:
+        entries: list[tuple[str, dict[str, str]]] = client.xrange(settings.USAGE_STREAM)  # type: ignore[assignment]
+    return {fields["request_id"]: fields for _, fields in entries if fields.get("request_id") in request_ids}
+
+
+def test_llm_calls_reach_the_usage_ledger_queue_under_the_runs_key(
+    tenant: TenantFixture, simulator: str
+) -> None:
+    run = execute(tenant, make_run(tenant, TRIAGE, {"text": "x", "items": ["a"]}))
+    with tenant_context(tenant.tenant):
+        usage = {
+            e["request_id"]: e
+            for e in run.events.filter(type=events.LLM_USAGE).values_list("data", flat=True)
+        }
+
+    queued = usage_stream_entries(set(usage))
+
+    assert set(queued) == set(usage)
+    for request_id, entry in queued.items():
+        assert entry["api_key_id"] == str(tenant.provisioned.issued_key.api_key.pk)
+        assert entry["tenant_id"] == str(tenant.tenant.pk)
+        assert entry["model"] == usage[request_id]["model"]
+        assert int(entry["completion_tokens"]) == usage[request_id]["completion_tokens"]
+
+
+def test_an_llm_step_is_held_to_the_keys_budget(tenant: TenantFixture, simulator: str) -> None:
+    with tenant_context(tenant.tenant):
+        issued = create_api_key(tenant.tenant, name="tiny", scopes=["inference"], monthly_token_budget=10)
+        agent = services.create_agent(simple_spec("over-budget"))
+        run = services.start_run(agent, {"text": "hello"}, issued.api_key)
+
+    run = execute(tenant, run)
+
+    assert run.status == RunStatus.FAILED
+    assert run.error == "answer: key_token_budget: This API key's monthly token budget has been reached."
+    assert run.cost_usd == 0

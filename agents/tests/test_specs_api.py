@@ -224,3 +224,48 @@ def test_cancelling_a_finished_run_changes_nothing(api_client: APIClient, tenant
     assert again.json()["status"] == RunStatus.CANCELLED
     with tenant_context(tenant.tenant):
         assert RunEvent.objects.filter(run_id=run["id"]).count() == 3
+
+
+def test_prompt_versions_are_frozen_into_a_run(api_client: APIClient, tenant: TenantFixture) -> None:
+    first = api_client.post(
+        "/api/v1/prompts", {"name": "classify", "template": "v1 {{ input.text }}"}, format="json"
+    )
+    second = api_client.post(
+        "/api/v1/prompts", {"name": "classify", "template": "v2 {{ input.text }}"}, format="json"
+    )
+    latest = spec_with(steps=[{"id": "a", "kind": "llm", "prompt_ref": {"name": "classify"}}])
+    pinned = spec_with(
+        name="pinned", steps=[{"id": "a", "kind": "llm", "prompt_ref": {"name": "classify", "version": 1}}]
+    )
+    agents = [
+        api_client.post("/api/v1/agents", {"spec": spec}, format="json").json() for spec in (latest, pinned)
+    ]
+
+    runs = [
+        api_client.post(f"/api/v1/agents/{a['id']}/runs", {"input": {}}, format="json").json() for a in agents
+    ]
+    api_client.post("/api/v1/prompts", {"name": "classify", "template": "v3"}, format="json")
+
+    assert [first.json()["version"], second.json()["version"]] == [1, 2]
+    with tenant_context(tenant.tenant):
+        steps = [Run.objects.get(pk=run["id"]).spec["steps"][0] for run in runs]
+    assert [(s["prompt"], s["prompt_version"]["version"]) for s in steps] == [
+        ("v2 {{ input.text }}", 2),
+        ("v1 {{ input.text }}", 1),
+    ]
+
+
+def test_an_unknown_prompt_or_a_bad_template_is_a_400(api_client: APIClient) -> None:
+    agent = api_client.post(
+        "/api/v1/agents",
+        {"spec": spec_with(steps=[{"id": "a", "kind": "llm", "prompt_ref": {"name": "ghost"}}])},
+        format="json",
+    ).json()
+
+    run = api_client.post(f"/api/v1/agents/{agent['id']}/runs", {"input": {}}, format="json")
+    bad = api_client.post("/api/v1/prompts", {"name": "broken", "template": "{{ oops "}, format="json")
+
+    assert run.status_code == 400
+    assert run.json()["error"]["param"] == "spec.steps[0].prompt_ref"
+    assert bad.status_code == 400
+    assert bad.json()["error"]["param"] == "template"

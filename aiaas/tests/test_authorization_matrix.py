@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agents.tests.factories import make_agent, make_run, simple_spec
+from agents.tests.factories import make_agent, make_prompt, make_run, simple_spec
 from aiaas.testing.isolation import (
     Operation,
     api_operations,
@@ -45,6 +45,9 @@ OPERATIONS = [
     Operation("run-events", "get", 200, make_object=make_run),
     Operation("run-cancel", "post", 200, make_object=make_run),
     Operation("run-replay", "post", 201, make_object=make_run),
+    Operation("prompt-list", "get", 200),
+    Operation("prompt-list", "post", 201, body={"name": "greeting", "template": "Hi {{ input.name }}"}),
+    Operation("prompt-detail", "get", 200, make_object=make_prompt),
 ]
 OBJECT_OPERATIONS = [operation for operation in OPERATIONS if operation.make_object]
 
