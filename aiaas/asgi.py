@@ -16,16 +16,20 @@ django_application = get_asgi_application()
 
 from starlette.types import Receive, Scope, Send  # noqa: E402
 
+from realtime.metrics import metrics_endpoint  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 from routing.gateway.app import application as gateway_application  # noqa: E402
 from routing.gateway.app import shutdown as shutdown_gateway  # noqa: E402
 
 GATEWAY_PREFIX = "/v1/"
+METRICS_PATH = "/metrics"  # this process's WebSocket counters (realtime/metrics.py)
 
 
 async def http_application(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["path"].startswith(GATEWAY_PREFIX):
         await gateway_application(scope, receive, send)
+    elif scope["path"] == METRICS_PATH and scope["method"] == "GET":
+        await metrics_endpoint(scope, receive, send)
     else:
         await django_application(scope, receive, send)  # type: ignore[arg-type]
 

@@ -130,12 +130,24 @@ CACHES = {
     }
 }
 
+# Realtime (realtime/, docs/realtime.md): Channels over Redis, per-stream event
+# logs with bounded retention, and each WebSocket's bounded send queue.
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {"hosts": [REDIS_URL], "prefix": "asgi", "capacity": 1000, "expiry": 60},
     }
 }
+REALTIME_STREAM_MAX_EVENTS = env.int("REALTIME_STREAM_MAX_EVENTS", default=10_000)
+REALTIME_STREAM_TTL_SECONDS = env.int("REALTIME_STREAM_TTL_SECONDS", default=3600)
+REALTIME_EVENT_MAX_BYTES = 65_536
+REALTIME_SEND_QUEUE_MESSAGES = 64
+REALTIME_SEND_QUEUE_BYTES = 262_144
+# A reader that takes none of our bytes for this long is closed with code 4008.
+REALTIME_STALLED_READER_SECONDS = env.float("REALTIME_STALLED_READER_SECONDS", default=15.0)
+REALTIME_STREAM_TOKEN_SECONDS = 60
+# Origins (scheme://host[:port]) allowed for browser sessions besides the tenant's own dashboard host.
+REALTIME_ALLOWED_ORIGINS = env.list("REALTIME_ALLOWED_ORIGINS", default=[])
 
 CELERY_BROKER_URL = celery_redis_url(REDIS_URL)
 CELERY_RESULT_BACKEND = celery_redis_url(REDIS_URL)
@@ -184,6 +196,18 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 CELERY_TIMEZONE = "UTC"
+
+# Agents (agents/, docs/decisions/0009).
+AGENT_RUNS_QUEUE = env.str("AGENT_RUNS_QUEUE", default="runs")
+# How long POST /api/v1/agents/{id}/runs with "wait": true waits for the run.
+AGENT_RUN_WAIT_SECONDS = env.float("AGENT_RUN_WAIT_SECONDS", default=60.0)
+AGENT_DEFAULT_BUDGET = {"max_steps": 200, "max_seconds": 600.0}
+# Tool manifests: directories of signed manifest files, and the Ed25519 public keys
+# trusted to sign them ("key_id=<base64 raw key>,...").
+AGENT_TOOL_MANIFEST_DIRS = env.list("AGENT_TOOL_MANIFEST_DIRS", default=[])
+AGENT_TOOL_PUBLIC_KEYS = env.dict("AGENT_TOOL_PUBLIC_KEYS", default={})
+# Hosts tools may reach even when they resolve to private or loopback addresses.
+AGENT_TOOL_ALLOWED_HOSTS = env.list("AGENT_TOOL_ALLOWED_HOSTS", default=[])
 
 AUTH_USER_MODEL = "accounts.User"
 AUTH_PASSWORD_VALIDATORS = [

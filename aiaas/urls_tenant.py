@@ -4,4 +4,5 @@ from django.urls import include, path
 
 urlpatterns = [
     path("", include("accounts.web.urls")),
+    path("dashboard/agents/", include("agents.web.urls")),
 ]

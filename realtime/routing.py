@@ -1,6 +1,11 @@
-"""WebSocket routes. The realtime issue adds the streaming consumers; until
-then every WebSocket connection is refused."""
+"""WebSocket routes (the protocol: docs/realtime.md)."""
 
-from django.urls import URLPattern
+from django.urls import URLPattern, path, re_path
 
-websocket_urlpatterns: list[URLPattern] = []
+from realtime.consumers import ChatCompletionsConsumer, NotFoundConsumer, StreamsConsumer
+
+websocket_urlpatterns: list[URLPattern] = [
+    path("ws/v1/chat/completions", ChatCompletionsConsumer.as_asgi()),
+    path("ws/v1/streams/<str:stream_id>", StreamsConsumer.as_asgi()),
+    re_path(r"", NotFoundConsumer.as_asgi()),
+]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from agents.tests.factories import make_agent, make_prompt, make_run, simple_spec
 from aiaas.testing.isolation import (
     Operation,
     api_operations,
@@ -33,6 +34,23 @@ OPERATIONS = [
     Operation("routing-report", "get", 200),
     Operation("routing-settings", "get", 200),
     Operation("routing-settings", "patch", 200, body={"quality_target": "0.90"}),
+    # Agents and runs (agents/api).
+    Operation("agent-list", "get", 200),
+    Operation("agent-list", "post", 201, body={"spec": simple_spec("matrix-created")}),
+    Operation("agent-detail", "get", 200, make_object=make_agent),
+    Operation(
+        "agent-detail", "put", 200, body={"spec": simple_spec("matrix-renamed")}, make_object=make_agent
+    ),
+    Operation("agent-detail", "delete", 204, make_object=make_agent),
+    Operation("agent-runs", "post", 201, body={"input": {"text": "hi"}}, make_object=make_agent),
+    Operation("run-list", "get", 200),
+    Operation("run-detail", "get", 200, make_object=make_run),
+    Operation("run-events", "get", 200, make_object=make_run),
+    Operation("run-cancel", "post", 200, make_object=make_run),
+    Operation("run-replay", "post", 201, make_object=make_run),
+    Operation("prompt-list", "get", 200),
+    Operation("prompt-list", "post", 201, body={"name": "greeting", "template": "Hi {{ input.name }}"}),
+    Operation("prompt-detail", "get", 200, make_object=make_prompt),
 ]
 OBJECT_OPERATIONS = [operation for operation in OPERATIONS if operation.make_object]
 

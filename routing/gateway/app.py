@@ -31,6 +31,7 @@ from starlette.types import Receive, Scope, Send
 
 from billing.limits import Limiter
 from billing.usage import UsageQueueUnavailableError, UsageRecord, record_usage
+from realtime.tokens import InvalidTokenRequestError, claims_for, mint_stream_token
 from request_logs.services import RequestLogQueueUnavailableError, answer_text, queue_request_log
 from routing.catalog import Catalog, CatalogCache, ModelSpec
 from routing.gateway.auth import ApiKeyCache
@@ -39,6 +40,7 @@ from routing.gateway.errors import GatewayError, from_provider_error
 from routing.gateway.metering import Meter
 from routing.gateway.providers import ProviderClient, ProviderError
 from routing.gateway.validation import (
+    ChatRequest,
     invalid,
     parse_chat_request,
     parse_embeddings_request,
@@ -50,7 +52,7 @@ from routing.policy import NoCapableModelError, RoutePlan, RouteRequest, Routing
 from routing.resilience import CircuitBreaker, Deadline
 from routing.router import outcomes as router_outcomes
 from routing.router.cache import RouterConfigCache
-from routing.router.early_exit import InvalidSchemaError, acceptance
+from routing.router.early_exit import Acceptance, InvalidSchemaError, acceptance
 from routing.router.features import output_format, prompt_of
 from routing.router.policy import LearnedRouter, RoutedPlan
 from tenants.models import ApiKey, ApiKeyScope
@@ -274,7 +276,11 @@ def error_response(error: GatewayError, context: Context) -> Response:
 
 
 async def authenticate(request: Request, scope: str) -> ApiKey:
-    header = request.headers.get("authorization", "")
+    return await authenticate_header(request.headers.get("authorization", ""), scope)
+
+
+async def authenticate_header(header: str, scope: str) -> ApiKey:
+    """The key an Authorization header carries, with `scope` (HTTP and WebSocket handshakes)."""
     if not header:
         raise GatewayError(
             401,
@@ -416,17 +422,14 @@ async def chat_completions(request: Request, context: Context) -> Response:
     return await once(request, context, api_key, await read_body(request), serve_chat)
 
 
-async def serve_chat(context: Context, api_key: ApiKey, body: bytes) -> Response:
+async def prepare_chat(
+    context: Context, api_key: ApiKey, body: bytes
+) -> tuple[ChatRequest, RoutePlan, Deadline]:
+    """A chat request validated, routed and admitted (limits and budget), ready to run;
+    shared by the HTTP endpoint and the WebSocket one (realtime/consumers.py)."""
     chat = parse_chat_request(body)
     context.request_body = chat.body
-    try:
-        accepts = acceptance(chat.body)
-    except InvalidSchemaError as error:
-        raise invalid(
-            f"`response_format.json_schema.schema` is not a valid JSON Schema: {error}",
-            "response_format.json_schema.schema",
-            "invalid_json_schema",
-        ) from None
+    early_exit_test(chat.body)  # an invalid schema is the client's error, routed or not
     route = RouteRequest(
         chat.model,
         chat.estimated_prompt_tokens,
@@ -439,13 +442,30 @@ async def serve_chat(context: Context, api_key: ApiKey, body: bytes) -> Response
         routing=await state.router_configs.get(api_key.tenant_id) if chat.model == ROUTED_MODEL else None,
     )
     plan = await route_and_admit(context, api_key, route)
-    deadline = deadline_for(plan)
+    return chat, plan, deadline_for(plan)
+
+
+def early_exit_test(body: dict[str, Any]) -> Acceptance | None:
+    """Whether an answer follows the request's JSON schema (None without one; the
+    compiled schema is cached)."""
+    try:
+        return acceptance(body)
+    except InvalidSchemaError as error:
+        raise invalid(
+            f"`response_format.json_schema.schema` is not a valid JSON Schema: {error}",
+            "response_format.json_schema.schema",
+            "invalid_json_schema",
+        ) from None
+
+
+async def serve_chat(context: Context, api_key: ApiKey, body: bytes) -> Response:
+    chat, plan, deadline = await prepare_chat(context, api_key, body)
     if chat.stream:
         context.streaming = True
         return ChatStreamResponse(context, chat.body, plan, deadline, chat.include_usage)
     early_exit = isinstance(plan, RoutedPlan) and plan.decision is not None and plan.decision.early_exit
     data = await state.orchestrator.complete(
-        chat.body, plan, deadline, context.outcome, accepts if early_exit else None
+        chat.body, plan, deadline, context.outcome, early_exit_test(chat.body) if early_exit else None
     )
     if context.logs_requests:
         context.response_text = answer_text(data)
@@ -528,12 +548,24 @@ def model_object(model: ModelSpec) -> dict[str, Any]:
     }
 
 
+@endpoint
+async def stream_tokens(request: Request, context: Context) -> Response:
+    """A short-lived, single-use token a browser opens one WebSocket with (realtime/tokens.py)."""
+    api_key = context.api_key = await authenticate(request, ApiKeyScope.INFERENCE)
+    try:
+        claims = claims_for(api_key, parse_json_object(await read_body(request)))
+    except InvalidTokenRequestError as error:
+        raise invalid(str(error), error.param) from None
+    return json_response(await mint_stream_token(state.redis, claims), context)
+
+
 # The methods each /v1 path serves (HEAD and OPTIONS are not served).
 ALLOWED_METHODS = {
     "/v1/models": "GET",
     "/v1/chat/completions": "POST",
     "/v1/embeddings": "POST",
     "/v1/feedback": "POST",
+    "/v1/stream-tokens": "POST",
 }
 
 
@@ -672,6 +704,7 @@ def create_app() -> Starlette:
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
             Route("/v1/embeddings", embeddings, methods=["POST"]),
             Route("/v1/feedback", feedback, methods=["POST"]),
+            Route("/v1/stream-tokens", stream_tokens, methods=["POST"]),
             Route(
                 "/v1/{path:path}",
                 not_found,

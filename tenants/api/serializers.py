@@ -3,6 +3,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from django.core.validators import RegexValidator
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -10,6 +11,8 @@ from rest_framework import serializers
 from tenants.models import MAX_RATE_LIMIT, MAX_TOKEN_BUDGET, USD_AMOUNT, ApiKey, ApiKeyScope
 
 LIMIT_FIELDS = ApiKey.LIMIT_FIELDS
+# DRF refuses NUL in every CharField; this says so in the OpenAPI document (`pattern`).
+NO_NUL = RegexValidator(r"^[^\x00]*$", "Null characters are not allowed.", "null_characters_not_allowed")
 
 
 class StrictIntegerField(serializers.IntegerField):
@@ -100,13 +103,13 @@ class ApiKeyLimitsSerializer(serializers.Serializer[Any]):
 class UpdateApiKeySerializer(ApiKeyLimitsSerializer):
     """PATCH: the name and the limit overrides; absent fields are left as they are."""
 
-    name = serializers.CharField(max_length=100, required=False)
+    name = serializers.CharField(max_length=100, required=False, validators=[NO_NUL])
 
 
 class CreateApiKeySerializer(ApiKeyLimitsSerializer):
     """POST: a new key; its limit overrides are optional."""
 
-    name = serializers.CharField(max_length=100)
+    name = serializers.CharField(max_length=100, validators=[NO_NUL])
     scopes = serializers.ListField(
         child=serializers.ChoiceField(choices=ApiKeyScope.choices),
         min_length=1,
@@ -114,7 +117,7 @@ class CreateApiKeySerializer(ApiKeyLimitsSerializer):
         default=lambda: [ApiKeyScope.INFERENCE],
     )
     allowed_models = serializers.ListField(
-        child=serializers.CharField(max_length=200),
+        child=serializers.CharField(max_length=200, validators=[NO_NUL]),
         max_length=100,
         default=list,
     )

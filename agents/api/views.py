@@ -1,0 +1,165 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from agents import selectors, services
+from agents.api.serializers import (
+    AgentSerializer,
+    AgentSpecSerializer,
+    CreatePromptSerializer,
+    EventsQuerySerializer,
+    PromptSerializer,
+    RunEventListSerializer,
+    RunEventSerializer,
+    RunSerializer,
+    StartRunSerializer,
+)
+from agents.models import Agent, Prompt, Run
+from agents.spec import SpecError
+from agents.templating import TemplateError, check_template
+from tenants.api.base import TenantScopedViewSet
+from tenants.models import ApiKeyScope
+
+
+def spec_error(error: SpecError) -> ValidationError:
+    path = f"spec.{error.path}" if error.path and error.path != "environment" else (error.path or "spec")
+    return ValidationError({path: [error.message]}, code="invalid_spec")
+
+
+class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+    """The tenant's agents: versioned WorkflowSpecs. Admin keys only."""
+
+    required_scope = ApiKeyScope.ADMIN
+    tenant_field = None  # Agent lives in the tenant's schema: the schema is the boundary.
+    serializer_class = AgentSerializer
+    lookup_value_regex = r"[0-9]+"
+
+    def tenant_queryset(self) -> QuerySet[Agent]:
+        return selectors.agents_list()
+
+    @extend_schema(request=AgentSpecSerializer, responses={201: AgentSerializer})
+    def create(self, request: Request) -> Response:
+        form = AgentSpecSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        try:
+            agent = services.create_agent(form.validated_data["spec"])
+        except SpecError as error:
+            raise spec_error(error) from None
+        except services.AgentNameTakenError as error:
+            raise ValidationError(
+                {"spec.name": [f"An agent named `{error}` exists."]}, code="name_taken"
+            ) from None
+        return Response(AgentSerializer(agent).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=AgentSpecSerializer, responses={200: AgentSerializer})
+    def update(self, request: Request, pk: str) -> Response:
+        """A new version of the agent (runs already started keep theirs)."""
+        agent = self.get_object()
+        form = AgentSpecSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        try:
+            agent = services.update_agent(agent, form.validated_data["spec"])
+        except SpecError as error:
+            raise spec_error(error) from None
+        except services.AgentNameTakenError as error:
+            raise ValidationError(
+                {"spec.name": [f"An agent named `{error}` exists."]}, code="name_taken"
+            ) from None
+        return Response(AgentSerializer(agent).data)
+
+    @extend_schema(responses={204: None})
+    def destroy(self, request: Request, pk: str) -> Response:
+        services.delete_agent(self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        request=StartRunSerializer,
+        responses={201: RunSerializer},
+        description="Start a run (queued on the runs queue). With `wait`, the answer is the finished run, "
+        "or the run as it is when the wait times out.",
+    )
+    @action(detail=True, methods=["post"], url_path="runs")
+    def runs(self, request: Request, pk: str) -> Response:
+        agent = self.get_object()
+        form = StartRunSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data: dict[str, Any] = form.validated_data
+        try:
+            run = services.start_run(agent, data["input"], self.api_key, data["environment"])
+        except SpecError as error:
+            raise spec_error(error) from None
+        except services.InputError as error:
+            raise ValidationError({error.path: [error.message]}, code="invalid_input") from None
+        if data["wait"]:
+            run = services.wait_for_run(run)
+        return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED)
+
+
+class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+    """The tenant's agent runs, newest first. Admin keys only."""
+
+    required_scope = ApiKeyScope.ADMIN
+    tenant_field = None  # Run lives in the tenant's schema.
+    serializer_class = RunSerializer
+    lookup_value_regex = r"[0-9]+"
+
+    def tenant_queryset(self) -> QuerySet[Run]:
+        return selectors.runs_list()
+
+    @extend_schema(parameters=[EventsQuerySerializer], responses={200: RunEventListSerializer})
+    @action(detail=True, methods=["get"])
+    def events(self, request: Request, pk: str) -> Response:
+        """The run's events in order: `after` a sequence number, at most `limit` of them."""
+        run: Run = self.get_object()
+        query = EventsQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        limit = query.validated_data["limit"]
+        page = list(selectors.events_of(run, query.validated_data["after"])[: limit + 1])
+        data = RunEventSerializer(page[:limit], many=True).data
+        return Response({"object": "list", "data": data, "has_more": len(page) > limit})
+
+    @extend_schema(request=None, responses={200: RunSerializer})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str) -> Response:
+        """Cancel the run: a queued one at once, a running one before its next step."""
+        return Response(RunSerializer(services.cancel_run(self.get_object())).data)
+
+    @extend_schema(request=None, responses={201: RunSerializer})
+    @action(detail=True, methods=["post"])
+    def replay(self, request: Request, pk: str) -> Response:
+        """Re-run this run with its spec, prompts and models frozen and tool outputs
+        taken from its record (no tool is called)."""
+        replay = services.replay_run(self.get_object(), self.api_key)
+        return Response(RunSerializer(replay).data, status=status.HTTP_201_CREATED)
+
+
+class PromptViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+    """The prompt registry: each POST with a name adds its next version; llm steps
+    name one with `prompt_ref: {name, version}` (latest when no version)."""
+
+    required_scope = ApiKeyScope.ADMIN
+    tenant_field = None  # Prompt lives in the tenant's schema.
+    serializer_class = PromptSerializer
+    lookup_value_regex = r"[0-9]+"
+
+    def tenant_queryset(self) -> QuerySet[Prompt]:
+        return selectors.prompts_list()
+
+    @extend_schema(request=CreatePromptSerializer, responses={201: PromptSerializer})
+    def create(self, request: Request) -> Response:
+        form = CreatePromptSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        try:
+            check_template(form.validated_data["template"])
+        except TemplateError as error:
+            raise ValidationError({"template": [f"Invalid template: {error.message}"]}) from None
+        prompt = services.create_prompt(form.validated_data["name"], form.validated_data["template"])
+        return Response(PromptSerializer(prompt).data, status=status.HTTP_201_CREATED)

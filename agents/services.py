@@ -1,0 +1,192 @@
+"""Writes: agents and their versions, prompts, runs (start, cancel, replay).
+
+Everything here runs in the tenant's schema; callers are API views, the
+dashboard and tests, which have entered it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+
+from agents import events
+from agents.models import Agent, AgentVersion, Prompt, Run, RunStatus
+from agents.spec import SpecError, apply_overlay, compile_spec, describe, schema_error, walk
+from agents.tools.manifests import load_registry
+from realtime import streams
+from tenants.models import ApiKey
+
+WAIT_POLL_SECONDS = 0.05
+
+
+class AgentNameTakenError(Exception):
+    pass
+
+
+class InputError(ValueError):
+    """A run's input does not match the agent's input_schema."""
+
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = path
+
+
+def compile_for_tenant(source: Any) -> dict[str, Any]:
+    return compile_spec(source, frozenset(load_registry()))
+
+
+def source_text(source: Any) -> str:
+    return source if isinstance(source, str) else json.dumps(source, indent=2)
+
+
+@transaction.atomic
+def create_agent(source: Any) -> Agent:
+    """A new agent at version 1. Raises SpecError or AgentNameTakenError."""
+    spec = compile_for_tenant(source)
+    try:
+        with transaction.atomic():
+            agent = Agent.objects.create(name=spec["name"], version=1)
+    except IntegrityError:
+        raise AgentNameTakenError(spec["name"]) from None
+    AgentVersion.objects.create(agent=agent, version=1, source=source_text(source), spec=spec)
+    return agent
+
+
+@transaction.atomic
+def update_agent(agent: Agent, source: Any) -> Agent:
+    """A new version of `agent`; runs already started keep theirs. The name may change."""
+    spec = compile_for_tenant(source)
+    locked = Agent.objects.select_for_update().get(pk=agent.pk)
+    if Agent.objects.filter(name=spec["name"]).exclude(pk=agent.pk).exists():
+        raise AgentNameTakenError(spec["name"])
+    locked.version += 1
+    locked.name = spec["name"]
+    locked.save(update_fields=["version", "name", "updated_at"])
+    AgentVersion.objects.create(agent=locked, version=locked.version, source=source_text(source), spec=spec)
+    return locked
+
+
+def delete_agent(agent: Agent) -> None:
+    """Delete the agent and its versions; its runs stay (with their frozen specs)."""
+    agent.delete()
+
+
+def create_prompt(name: str, template: str) -> Prompt:
+    """The next version of prompt `name`."""
+    with transaction.atomic():
+        last = Prompt.objects.select_for_update().filter(name=name).aggregate(v=Max("version"))["v"] or 0
+        return Prompt.objects.create(name=name, version=last + 1, template=template)
+
+
+def freeze_prompts(spec: dict[str, Any]) -> dict[str, Any]:
+    """Replace each `prompt_ref` by the template it names (latest version unless pinned)."""
+    for located in walk(spec["steps"]):
+        step = located.step
+        ref = step.pop("prompt_ref", None)
+        if ref is None:
+            continue
+        prompts = Prompt.objects.filter(name=ref["name"])
+        prompt = (
+            prompts.filter(version=ref["version"]).first()
+            if "version" in ref
+            else prompts.order_by("-version").first()
+        )
+        if prompt is None:
+            raise SpecError(
+                f"No prompt `{ref['name']}` version {ref.get('version', 'latest')}.",
+                f"{located.path}.prompt_ref",
+            )
+        step["prompt"] = prompt.template
+        step["prompt_version"] = {"name": prompt.name, "version": prompt.version}
+    return spec
+
+
+def check_input(spec: dict[str, Any], run_input: Any) -> None:
+    if "input_schema" not in spec:
+        return
+    problem = schema_error(spec["input_schema"], run_input)
+    if problem is not None:
+        path = (
+            f"input.{problem[0]}" if problem[0] and not problem[0].startswith("[") else f"input{problem[0]}"
+        )
+        raise InputError(f"The input does not match the agent's input_schema: {describe(problem)}", path)
+
+
+def start_run(agent: Agent, run_input: Any, api_key: ApiKey, environment: str = "") -> Run:
+    """A queued run of the agent's latest version, sent to the runs queue on commit."""
+    version = agent.versions.get(version=agent.version)
+    spec = freeze_prompts(apply_overlay(version.spec, environment))
+    check_input(spec, run_input)
+    with transaction.atomic():
+        run = Run.objects.create(
+            agent=agent,
+            agent_name=agent.name,
+            agent_version=agent.version,
+            spec=spec,
+            input=run_input,
+            environment=environment,
+            api_key_id=api_key.pk,
+            stream_id=streams.new_stream_id("run"),
+        )
+        events.append(
+            run, events.RUN_QUEUED, key="run.queued", data={"input": run_input, "environment": environment}
+        )
+        enqueue(run)
+    return run
+
+
+def enqueue(run: Run) -> None:
+    from agents.tasks import execute_run
+
+    transaction.on_commit(lambda: execute_run.apply_async(args=[run.pk], queue=settings.AGENT_RUNS_QUEUE))
+
+
+def replay_run(original: Run, api_key: ApiKey) -> Run:
+    """Re-run a recorded run: same frozen spec (prompts included) and input, each llm
+    step on the model the original used, tool outputs from the original's record."""
+    with transaction.atomic():
+        run = Run.objects.create(
+            agent=original.agent,
+            agent_name=original.agent_name,
+            agent_version=original.agent_version,
+            spec=original.spec,
+            input=original.input,
+            environment=original.environment,
+            api_key_id=api_key.pk,
+            replay_of=original,
+            stream_id=streams.new_stream_id("run"),
+        )
+        events.append(
+            run, events.RUN_QUEUED, key="run.queued", data={"input": run.input, "replay_of": original.pk}
+        )
+        enqueue(run)
+    return run
+
+
+def cancel_run(run: Run) -> Run:
+    """Ask the run to stop. A queued run is cancelled at once; a running one stops
+    before its next step and compensates what it did. A finished run is unchanged."""
+    events.append(run, events.RUN_CANCEL_REQUESTED, key="run.cancel_requested")
+    run.refresh_from_db()
+    if run.status == RunStatus.QUEUED:
+        events.append(run, "run.cancelled", key="run.finished", data={"error": "cancelled before it started"})
+        run.refresh_from_db()
+    return run
+
+
+def wait_for_run(run: Run, timeout_seconds: float | None = None) -> Run:
+    """The run once finished, or as it is after `timeout_seconds`."""
+    deadline = time.monotonic() + (
+        settings.AGENT_RUN_WAIT_SECONDS if timeout_seconds is None else timeout_seconds
+    )
+    run.refresh_from_db()
+    while not run.is_finished and time.monotonic() < deadline:
+        time.sleep(WAIT_POLL_SECONDS)
+        run.refresh_from_db()
+    return run

@@ -1,0 +1,135 @@
+"""Agents against real services: the simulated model provider registered in the
+registry, a tool service over HTTP, signed manifests, and a real Celery worker."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from celery.contrib.testing.worker import start_worker
+from django.conf import settings
+from django.db import connection
+from pytest_django import DjangoDbBlocker
+
+from agents.runtime import close_runtime
+from agents.testing import Ledger, running_tool_service, signed_tools
+from aiaas.celery import app
+from routing.models import Provider
+from routing.services import register_simulated_provider
+from routing.testing import running_simulated_provider
+
+PROVIDER_SLUG = f"simulated-test-{os.getpid()}"  # the slug routing's tests register too
+AMQP_CACHES = ("queues", "default_queue", "router")
+
+
+def live_registration(django_db_blocker: DjangoDbBlocker) -> str | None:
+    """The simulated provider this test run registered already (routing's tests do), if it answers."""
+    with django_db_blocker.unblock():
+        provider = Provider.objects.filter(slug=PROVIDER_SLUG).first()
+    if provider is None:
+        return None
+    try:
+        httpx.get(f"{provider.base_url}/models", timeout=2).raise_for_status()
+    except httpx.HTTPError:
+        return None
+    return provider.base_url
+
+
+@pytest.fixture(scope="session")
+def agents_simulator(django_db_setup: object, django_db_blocker: DjangoDbBlocker) -> Iterator[str]:
+    """The registry's simulated provider. One that is registered and answering is reused:
+    re-pointing the registry would move routing's tests onto another simulator."""
+    with ExitStack() as stack:
+        url = live_registration(django_db_blocker)
+        if url is None:
+            url = stack.enter_context(running_simulated_provider())
+            with django_db_blocker.unblock():
+                register_simulated_provider(
+                    url,
+                    slug=PROVIDER_SLUG,
+                    connect_timeout_seconds=1.0,
+                    first_token_timeout_seconds=2.0,
+                    total_timeout_seconds=5.0,
+                )
+        yield url
+        close_runtime()
+        # Threads the in-process gateway used keep database sessions; end them so
+        # the test database can be dropped.
+        with django_db_blocker.unblock(), connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+
+
+@pytest.fixture
+def simulator(agents_simulator: str) -> str:
+    """The provider, with its breakers closed and its counters zeroed."""
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    with client:
+        for key in client.scan_iter(f"breaker:{{{PROVIDER_SLUG}:*"):
+            client.delete(key)
+    httpx.post(agents_simulator.removesuffix("/v1") + "/_sim/reset", timeout=5).raise_for_status()
+    return agents_simulator
+
+
+@pytest.fixture(scope="session")
+def tool_ledger() -> Ledger:
+    return Ledger()
+
+
+@pytest.fixture(scope="session")
+def tool_service(tool_ledger: Ledger) -> Iterator[str]:
+    with running_tool_service(tool_ledger) as url:
+        yield url
+
+
+@pytest.fixture
+def tools(tool_service: str, tool_ledger: Ledger, tmp_path: Path) -> Iterator[Ledger]:
+    """Signed, trusted manifests of the test tools; a fresh ledger; fresh tool breakers."""
+    tool_ledger.reset()
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    with client:
+        for key in client.scan_iter("breaker:{tool:*"):
+            client.delete(key)
+    with signed_tools(tmp_path, tool_service, settings):
+        yield tool_ledger
+
+
+@contextmanager
+def app_queues_restored() -> Iterator[None]:
+    """Put the Celery app's cached queue table back as it was (see billing's tests)."""
+    cached = {name: app.amqp.__dict__[name] for name in AMQP_CACHES if name in app.amqp.__dict__}
+    selected = cached["queues"]._consume_from if "queues" in cached else None
+    try:
+        yield
+    finally:
+        for name in AMQP_CACHES:
+            app.amqp.__dict__.pop(name, None)
+        app.amqp.__dict__.update(cached)
+        if "queues" in cached:
+            cached["queues"]._consume_from = selected
+
+
+@pytest.fixture(scope="module")
+def runs_worker(django_db_setup: object, django_db_blocker: DjangoDbBlocker) -> Iterator[str]:
+    """A real worker thread on the real Redis broker, consuming a runs queue of this run's own."""
+    queue_name = f"test-runs-{os.getpid()}"
+    saved = settings.AGENT_RUNS_QUEUE
+    settings.AGENT_RUNS_QUEUE = queue_name
+    try:
+        with (
+            app_queues_restored(),
+            django_db_blocker.unblock(),
+            start_worker(
+                app, pool="solo", perform_ping_check=False, shutdown_timeout=10, queues=[queue_name]
+            ),
+        ):
+            yield queue_name
+    finally:
+        settings.AGENT_RUNS_QUEUE = saved

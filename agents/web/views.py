@@ -1,0 +1,162 @@
+"""The dashboard's agents pages: list and edit agents (with the spec's validation
+messages), start a run and watch its events arrive, browse runs, replay one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from accounts.selectors import active_api_keys_of
+from accounts.web.views import ensure_manager, request_tenant
+from agents import selectors, services
+from agents.api.serializers import RunEventSerializer
+from agents.models import Agent, Run
+from agents.spec import SpecError
+from agents.web.forms import SpecForm, StartRunForm
+
+EXAMPLE_SPEC = """name: triage
+input_schema: {type: object, properties: {text: {type: string}}, required: [text]}
+steps:
+  - id: classify
+    kind: llm
+    model: auto
+    prompt: "Classify this ticket: {{ input.text }}"
+    output_schema: {type: object, properties: {label: {type: string}}, required: [label]}
+output: "{{ steps.classify.output }}"
+"""
+
+
+@login_required
+def agent_list(request: HttpRequest) -> HttpResponse:
+    request_tenant(request)
+    context = {"agents": selectors.agents_list(), "alerts": selectors.compensation_alerts()[:20]}
+    return render(request, "dashboard/agents.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def agent_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
+    """Create (no pk) or edit an agent; saving an edit adds a version."""
+    tenant = request_tenant(request)
+    agent = get_object_or_404(Agent, pk=pk) if pk is not None else None
+    if request.method == "POST":
+        ensure_manager(request)
+        form = SpecForm(request.POST)
+        if form.is_valid() and (saved := save_spec(form, agent)) is not None:
+            messages.success(request, f"Saved “{saved.name}” as version {saved.version}.")
+            return redirect("agents:edit", pk=saved.pk)
+    else:
+        source = agent.versions.get(version=agent.version).source if agent else EXAMPLE_SPEC
+        form = SpecForm(initial={"spec": source})
+    context: dict[str, Any] = {"agent": agent, "form": form}
+    if agent is not None:
+        context["run_form"] = StartRunForm(keys=active_api_keys_of(tenant))
+        context["runs"] = selectors.runs_list(agent)[:20]
+    return render(request, "dashboard/agents_edit.html", context)
+
+
+def save_spec(form: SpecForm, agent: Agent | None) -> Agent | None:
+    """The saved agent, or None with the spec's error on the form."""
+    source = form.cleaned_data["spec"]
+    try:
+        return services.update_agent(agent, source) if agent else services.create_agent(source)
+    except SpecError as error:
+        form.add_error("spec", f"{error.path or 'spec'}: {error.message}")
+    except services.AgentNameTakenError as error:
+        form.add_error("spec", f"name: an agent named “{error}” exists.")
+    return None
+
+
+@login_required
+@require_POST
+def agent_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    ensure_manager(request)
+    agent = get_object_or_404(Agent, pk=pk)
+    services.delete_agent(agent)
+    messages.success(request, f"Deleted “{agent.name}”. Its runs are kept.")
+    return redirect("agents:list")
+
+
+@login_required
+@require_POST
+def run_start(request: HttpRequest, pk: int) -> HttpResponse:
+    ensure_manager(request)
+    tenant = request_tenant(request)
+    agent = get_object_or_404(Agent, pk=pk)
+    form = StartRunForm(request.POST, keys=active_api_keys_of(tenant))
+    if form.is_valid():
+        try:
+            run = services.start_run(
+                agent,
+                form.cleaned_data["input"],
+                form.cleaned_data["api_key"],
+                form.cleaned_data["environment"],
+            )
+        except (SpecError, services.InputError) as error:
+            form.add_error("input", f"{error.path}: {error.message}")
+        else:
+            return redirect("agents:run", pk=run.pk)
+    source = agent.versions.get(version=agent.version).source
+    context = {"agent": agent, "form": SpecForm(initial={"spec": source}), "run_form": form}
+    context["runs"] = selectors.runs_list(agent)[:20]
+    return render(request, "dashboard/agents_edit.html", context, status=400)
+
+
+@login_required
+def run_list(request: HttpRequest) -> HttpResponse:
+    request_tenant(request)
+    context = {"runs": selectors.runs_list()[:100], "alerts": selectors.compensation_alerts()[:20]}
+    return render(request, "dashboard/agents_runs.html", context)
+
+
+@login_required
+def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    request_tenant(request)
+    run = get_object_or_404(Run, pk=pk)
+    context: dict[str, Any] = {"run": run, "events": selectors.events_of(run)}
+    if run.replay_of is not None and run.is_finished:
+        context["diff"] = selectors.replay_diff(run.replay_of, run)
+    return render(request, "dashboard/agents_run.html", context)
+
+
+@login_required
+@require_GET
+def run_events(request: HttpRequest, pk: int) -> JsonResponse:
+    """New events after `after` (the run page polls this while the run is live)."""
+    request_tenant(request)
+    run = get_object_or_404(Run, pk=pk)
+    try:
+        after = max(0, int(request.GET.get("after", "0")))
+    except ValueError:
+        after = 0
+    events = RunEventSerializer(selectors.events_of(run, after)[:500], many=True).data
+    return JsonResponse({"status": run.status, "finished": run.is_finished, "events": events})
+
+
+@login_required
+@require_POST
+def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    ensure_manager(request)
+    run = services.cancel_run(get_object_or_404(Run, pk=pk))
+    messages.info(request, f"Asked run {run.pk} to stop; it is {run.status}.")
+    return redirect("agents:run", pk=run.pk)
+
+
+@login_required
+@require_POST
+def run_replay(request: HttpRequest, pk: int) -> HttpResponse:
+    ensure_manager(request)
+    tenant = request_tenant(request)
+    original = get_object_or_404(Run, pk=pk)
+    keys = active_api_keys_of(tenant)
+    api_key = (keys.filter(pk=original.api_key_id).first() if original.api_key_id else None) or keys.first()
+    if api_key is None:
+        messages.error(request, "A replay needs an active API key to count its model usage against.")
+        return redirect("agents:run", pk=pk)
+    replay = services.replay_run(original, api_key)
+    return redirect("agents:run", pk=replay.pk)

@@ -1,0 +1,181 @@
+"""One chat completion served over a WebSocket, through the gateway's own code.
+
+Validation, routing, limits and budget (`prepare_chat`), the provider calls
+with retries, fallbacks and mid-stream failover (`state.orchestrator.stream`),
+and the usage ledger and request logs (`Context.settle`) are the /v1 HTTP
+endpoint's; only the transport differs. Every event is published to the
+completion's stream log before its socket sees it, so a client that loses
+its connection resumes on /ws/v1/streams/<stream_id>.
+
+A completion runs to its end even when its socket drops (it can be resumed);
+`{"type": "cancel"}` from the client stops it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from realtime.streams import StreamEvent, apublish
+from routing.gateway.app import INTERNAL_ERROR, TOO_LONG, Context, prepare_chat, state
+from routing.gateway.errors import GatewayError, from_provider_error
+from routing.gateway.providers import ProviderError
+from tenants.models import ApiKey
+
+logger = logging.getLogger(__name__)
+CANCELLED = GatewayError(499, "The client cancelled the request.", "invalid_request_error", "cancelled")
+
+Deliver = Callable[[StreamEvent], None]
+
+
+def error_event(error: GatewayError) -> dict[str, Any]:
+    event: dict[str, Any] = {"type": "error", "status": error.status, **error.body()}
+    if error.retry_after is not None:
+        event["retry_after"] = int(error.headers()["retry-after"])
+    return event
+
+
+class StreamWriter:
+    """Publishes one stream's events in order. Text deltas that arrive while a
+    publish is in flight are sent together as one chunk, so a slow Redis slows
+    nobody's model output: it only makes the chunks bigger."""
+
+    def __init__(self, schema_name: str, stream_id: str) -> None:
+        self.schema_name = schema_name
+        self.stream_id = stream_id
+        self.deliver: Deliver | None = None
+        self.pending: list[tuple[dict[str, Any], bool]] = []
+        self.wake = asyncio.Event()
+        self.task = asyncio.get_running_loop().create_task(self.run())
+
+    def add(self, event: dict[str, Any], *, final: bool = False) -> None:
+        if self.task.done():
+            self.task.result()  # re-raise why publishing stopped (Redis lost, say)
+        last = self.pending[-1][0] if self.pending else None
+        if last is not None and is_text(last) and is_text(event) and not final:
+            last["delta"] += event["delta"]
+        else:
+            self.pending.append((event, final))
+        self.wake.set()
+
+    async def finish(self, event: dict[str, Any]) -> None:
+        """Publish the final event after everything before it."""
+        self.add(event, final=True)
+        await self.task
+
+    async def run(self) -> None:
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            batch, self.pending = self.pending, []
+            for event, final in batch:
+                seq = await apublish(self.schema_name, self.stream_id, event, final=final)
+                if self.deliver is not None:
+                    self.deliver(StreamEvent(self.stream_id, seq, event, final))
+                if final:
+                    return
+
+
+def is_text(event: dict[str, Any]) -> bool:
+    return event.get("type") == "chunk" and event.keys() == {"type", "delta"}
+
+
+def chunk_event(delta: dict[str, Any]) -> dict[str, Any]:
+    """Text as `delta`; a structured delta (tool calls) rides along under its own names."""
+    event: dict[str, Any] = {"type": "chunk", "delta": delta.get("content") or ""}
+    event.update({key: value for key, value in delta.items() if key != "content"})
+    return event
+
+
+class ChatCompletion:
+    """A completion's run: `start` it, attach or detach its socket, `cancel` it."""
+
+    def __init__(self, api_key: ApiKey, schema_name: str, stream_id: str, body: bytes) -> None:
+        self.api_key = api_key
+        self.body = body
+        self.context = Context(f"req_{uuid.uuid4().hex}")
+        self.context.api_key = api_key
+        self.writer = StreamWriter(schema_name, stream_id)
+        self.transcript: list[str] = []
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self, deliver: Deliver) -> None:
+        self.writer.deliver = deliver
+        self.task = asyncio.get_running_loop().create_task(self.run())
+        RUNNING.add(self.task)
+        self.task.add_done_callback(RUNNING.discard)
+
+    def detach(self) -> None:
+        """The socket is gone: the completion goes on into its log only."""
+        self.writer.deliver = None
+
+    def cancel(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+    async def run(self) -> None:
+        status, error_type = 500, "internal_error"
+        try:
+            status, error_type = await self.serve()
+        except GatewayError as error:
+            status, error_type = await self.fail(error)
+        except (ProviderError, TimeoutError) as error:
+            status, error_type = await self.fail(
+                from_provider_error(error if isinstance(error, ProviderError) else TOO_LONG)
+            )
+        except asyncio.CancelledError:
+            status, error_type = await self.fail(CANCELLED)
+        except Exception:
+            logger.exception("websocket chat completion %s failed", self.context.request_id)
+            with contextlib.suppress(Exception):
+                await self.fail(INTERNAL_ERROR)
+        finally:
+            if self.context.logs_requests:
+                self.context.response_text = self.context.response_text or "".join(self.transcript)
+            self.writer.task.cancel()
+            await self.context.settle(status, error_type)
+
+    async def fail(self, error: GatewayError) -> tuple[int, str]:
+        await self.writer.finish(error_event(error))
+        return error.status, error.code or error.type
+
+    async def serve(self) -> tuple[int, str]:
+        chat, plan, deadline = await prepare_chat(self.context, self.api_key, self.body)
+        events = state.orchestrator.stream(chat.body, plan, deadline, self.context.outcome)
+        try:
+            async for event in events:
+                if "delta" in event:
+                    self.context.first_token_at = self.context.first_token_at or time.perf_counter()
+                    self.transcript.append(event["delta"].get("content") or "")
+                    self.writer.add(chunk_event(event["delta"]))
+                elif "error" in event:
+                    return await self.fail(from_provider_error(event["error"]))
+                else:
+                    await self.writer.finish(self.done_event(event["finish_reason"]))
+                    return 200, ""
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
+        return await self.fail(from_provider_error(ProviderError("stream_cut", "no output")))
+
+    def done_event(self, finish_reason: str) -> dict[str, Any]:
+        model = self.context.outcome.model
+        assert model is not None
+        return {
+            "type": "done",
+            "content": "".join(self.transcript),
+            "finish_reason": finish_reason,
+            "usage": self.context.outcome.usage.as_dict(),
+            "model": model.model_id,
+            "tier": model.tier,
+            "request_id": self.context.request_id,
+            "route_reason": self.context.reason,
+        }
+
+
+# Completions whose socket dropped run on; a reference keeps their tasks alive.
+RUNNING: set[asyncio.Task[None]] = set()

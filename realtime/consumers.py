@@ -1,0 +1,273 @@
+"""The WebSocket consumers: /ws/v1/chat/completions and /ws/v1/streams/<stream_id>.
+
+Both authorize the handshake before accepting it (realtime/handshake.py; a
+refusal is an HTTP error answer to the handshake, never an accepted socket),
+then send one stream's events through a bounded Outbox (realtime/outbox.py)
+from a sender task, so no handler ever waits on a slow reader.
+
+Close codes (docs/realtime.md): 1000 after the stream's final event; 4008 when
+the reader took nothing for REALTIME_STALLED_READER_SECONDS; 4410 when the
+events after the reader's position are no longer retained; 1011 when the
+server failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from typing import Any
+
+import orjson
+from channels.consumer import AsyncConsumer, get_handler_name
+from channels.exceptions import StopConsumer
+from channels.utils import await_many_dispatch
+from django.conf import settings
+
+from realtime.chat import ChatCompletion, error_event
+from realtime.handshake import HandshakeRefusedError, Principal, authorize, query_parameters
+from realtime.metrics import METRICS
+from realtime.outbox import Outbox
+from realtime.streams import (
+    Cursor,
+    StreamEvent,
+    StreamGapError,
+    aexists,
+    channel_layer,
+    group_name,
+    is_stream_id,
+    new_stream_id,
+)
+from routing.gateway.errors import GatewayError
+from routing.gateway.validation import invalid
+
+logger = logging.getLogger(__name__)
+
+CLOSE_NORMAL = 1000
+CLOSE_INTERNAL_ERROR = 1011
+CLOSE_STALLED_READER = 4008
+CLOSE_EXPIRED = 4410
+# How long a close frame may wait behind a stalled reader's unread bytes.
+CLOSE_SECONDS = 5.0
+
+
+class StreamConsumer(AsyncConsumer):
+    """A socket that sends one stream: handshake authorization, the outbox and its sender."""
+
+    purpose = ""
+    uses_groups = False
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        # AsyncConsumer's loop, plus a queue of our own so the sender can end the
+        # consumer even when a stalled reader keeps the close frame from leaving.
+        self.scope = scope
+        self.local: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.base_send = send
+        self.channel_layer = None
+        self.tasks: list[asyncio.Task[None]] = []
+        self.accepted = False
+        sources = [receive, self.local.get]
+        if self.uses_groups:
+            self.channel_layer = channel_layer()
+            self.channel_name = await self.channel_layer.new_channel()
+            sources.append(functools.partial(self.channel_layer.receive, self.channel_name))
+        with contextlib.suppress(StopConsumer):
+            await await_many_dispatch(sources, self.dispatch)
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # No per-message database housekeeping (AsyncConsumer's): handlers use no connection here.
+        await getattr(self, get_handler_name(message))(message)
+
+    async def websocket_connect(self, message: dict[str, Any]) -> None:
+        try:
+            self.principal = await authorize(self.scope, self.purpose, self.stream_id_from_url())
+            await self.check_request()
+        except HandshakeRefusedError as refusal:
+            await self.refuse(refusal.error)
+            raise StopConsumer() from None
+        await self.send({"type": "websocket.accept"})
+        self.accepted = True
+        METRICS.active_connections += 1
+        await self.on_accept()
+
+    def stream_id_from_url(self) -> str | None:
+        return None
+
+    async def check_request(self) -> None:
+        """Refuse a handshake the principal may not open (HandshakeRefusedError)."""
+
+    async def on_accept(self) -> None:
+        pass
+
+    async def refuse(self, error: GatewayError) -> None:
+        """Answer the handshake with an HTTP error (ASGI's denial response where the
+        server offers it, else a plain close, which servers send as 403)."""
+        if "websocket.http.response" not in self.scope.get("extensions", {}):
+            await self.send({"type": "websocket.close"})
+            return
+        headers = [
+            (b"content-type", b"application/json"),
+            *[(k.encode(), v.encode()) for k, v in error.headers().items()],
+        ]
+        await self.send({"type": "websocket.http.response.start", "status": error.status, "headers": headers})
+        await self.send({"type": "websocket.http.response.body", "body": orjson.dumps(error.body())})
+
+    def start_sending(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+        self.tasks.append(asyncio.get_running_loop().create_task(self.send_all(outbox)))
+        self.tasks.append(asyncio.get_running_loop().create_task(outbox.refill()))
+
+    async def send_all(self, outbox: Outbox) -> None:
+        """The sender: the outbox's messages in order, each within the stall limit."""
+        try:
+            while (message := await outbox.get()) is not None:
+                if not await self.send_text(orjson.dumps(message).decode()):
+                    return
+            await self.close(CLOSE_NORMAL)
+        except StreamGapError as gap:
+            error = GatewayError(410, str(gap), "invalid_request_error", "stream_expired")
+            if await self.send_text(orjson.dumps(error_event(error)).decode()):
+                await self.close(CLOSE_EXPIRED)
+        except Exception:
+            logger.exception("websocket sender failed")
+            await self.close(CLOSE_INTERNAL_ERROR)
+
+    async def send_text(self, text: str) -> bool:
+        """Send one message; False (and the socket closing) if it failed or stalled."""
+        try:
+            await asyncio.wait_for(
+                self.send({"type": "websocket.send", "text": text}), settings.REALTIME_STALLED_READER_SECONDS
+            )
+        except TimeoutError:
+            METRICS.send_errors += 1
+            await self.close(CLOSE_STALLED_READER)
+            return False
+        except OSError:  # the client went away (uvicorn's ClientDisconnected)
+            METRICS.send_errors += 1
+            await self.stop()
+            return False
+        return True
+
+    async def close(self, code: int) -> None:
+        """Close with `code`; if the close frame cannot leave, end the consumer anyway."""
+        with contextlib.suppress(TimeoutError, OSError, RuntimeError):
+            await asyncio.wait_for(self.send({"type": "websocket.close", "code": code}), CLOSE_SECONDS)
+        await self.stop()
+
+    async def stop(self) -> None:
+        await self.local.put({"type": "websocket.disconnect", "code": CLOSE_NORMAL})
+
+    async def websocket_receive(self, message: dict[str, Any]) -> None:
+        pass
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        if self.accepted:
+            self.accepted = False
+            METRICS.active_connections -= 1
+        current = asyncio.current_task()
+        for task in self.tasks:
+            if task is not current:
+                task.cancel()
+        await self.on_disconnect()
+        raise StopConsumer()
+
+    async def on_disconnect(self) -> None:
+        pass
+
+
+def new_outbox(principal: Principal, stream_id: str, after: int = 0) -> Outbox:
+    return Outbox(
+        Cursor(principal.schema_name, stream_id, after),
+        max_messages=settings.REALTIME_SEND_QUEUE_MESSAGES,
+        max_bytes=settings.REALTIME_SEND_QUEUE_BYTES,
+    )
+
+
+class ChatCompletionsConsumer(StreamConsumer):
+    """/ws/v1/chat/completions: one request message in, its completion's events out."""
+
+    purpose = "chat.completions"
+    completion: ChatCompletion | None = None
+
+    async def websocket_receive(self, message: dict[str, Any]) -> None:
+        text = message.get("text")
+        if self.completion is None:
+            self.start(text.encode() if text is not None else message.get("bytes") or b"")
+        elif text is not None and is_cancel(text):
+            self.completion.cancel()
+
+    def start(self, body: bytes) -> None:
+        stream_id = new_stream_id("chat")
+        outbox = new_outbox(self.principal, stream_id)
+        self.completion = ChatCompletion(self.principal.api_key, self.principal.schema_name, stream_id, body)
+        self.start_sending(outbox)
+        self.completion.start(outbox.offer)
+        assert self.completion.task is not None
+        self.completion.task.add_done_callback(functools.partial(self.completion_ended, outbox))
+
+    def completion_ended(self, outbox: Outbox, task: asyncio.Task[None]) -> None:
+        """A completion that could not publish its final event (Redis lost) fails the socket."""
+        if not outbox.cursor.finished and not task.cancelled() and task.exception() is not None:
+            self.local.put_nowait({"type": "socket.failed"})
+
+    async def socket_failed(self, message: dict[str, Any]) -> None:
+        await self.close(CLOSE_INTERNAL_ERROR)
+
+    async def on_disconnect(self) -> None:
+        if self.completion is not None:
+            self.completion.detach()
+
+
+def is_cancel(text: str) -> bool:
+    with contextlib.suppress(orjson.JSONDecodeError):
+        return bool(orjson.loads(text) == {"type": "cancel"})
+    return False
+
+
+class StreamsConsumer(StreamConsumer):
+    """/ws/v1/streams/<stream_id>?after=<seq>: the stream's events after `after`, then live ones."""
+
+    purpose = "streams"
+    uses_groups = True
+
+    def stream_id_from_url(self) -> str:
+        return str(self.scope["url_route"]["kwargs"]["stream_id"])
+
+    async def check_request(self) -> None:
+        after = query_parameters(self.scope).get("after", "0")
+        if not after.isdigit() or len(after) > 18:
+            raise HandshakeRefusedError(invalid("`after` must be a non-negative integer seq.", "after"))
+        self.after = int(after)
+        # Another tenant's stream is simply not in this tenant's namespace: the same 404.
+        stream_id = self.stream_id_from_url()
+        if not is_stream_id(stream_id) or not await aexists(self.principal.schema_name, stream_id):
+            raise HandshakeRefusedError(
+                GatewayError(404, "No such stream.", "invalid_request_error", "stream_not_found", "stream_id")
+            )
+
+    async def on_accept(self) -> None:
+        assert self.channel_layer is not None
+        self.group = group_name(self.principal.schema_name, self.stream_id_from_url())
+        # Join before the outbox first reads the log: nothing published meanwhile is missed.
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        self.start_sending(new_outbox(self.principal, self.stream_id_from_url(), self.after))
+
+    async def stream_event(self, message: dict[str, Any]) -> None:
+        self.outbox.offer(
+            StreamEvent(
+                message["stream_id"], int(message["seq"]), dict(message["event"]), bool(message["final"])
+            )
+        )
+
+    async def on_disconnect(self) -> None:
+        if self.channel_layer is not None and hasattr(self, "group"):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+
+class NotFoundConsumer(StreamConsumer):
+    """Any other WebSocket path: refused with 404 before accept."""
+
+    async def websocket_connect(self, message: dict[str, Any]) -> None:
+        await self.refuse(GatewayError(404, "Unknown WebSocket URL.", "invalid_request_error", "unknown_url"))
+        raise StopConsumer()

@@ -1,0 +1,97 @@
+"""Who opens a WebSocket, decided from the handshake before it is accepted.
+
+Two ways in: an API key in `Authorization: Bearer` (servers), or a stream
+token in the `token` query parameter (browsers, realtime/tokens.py; a token
+that names an origin is refused from any other Origin). Either way the key
+must be usable and carry the `inference` (or `admin`) scope, exactly as on
+/v1. Anything else is a HandshakeRefusedError, answered before accept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+from asgiref.sync import sync_to_async
+
+from realtime.tokens import take_stream_token
+from routing.gateway.app import authenticate_header, state
+from routing.gateway.errors import GatewayError
+from tenants.models import ApiKey, ApiKeyScope
+
+
+class HandshakeRefusedError(Exception):
+    """Refuse the handshake with this HTTP status and OpenAI-shaped error."""
+
+    def __init__(self, error: GatewayError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The key a socket acts as, and the tenant schema its streams live in."""
+
+    api_key: ApiKey
+
+    @property
+    def schema_name(self) -> str:
+        return self.api_key.tenant.schema_name
+
+
+def header(scope: dict[str, Any], name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+def query_parameters(scope: dict[str, Any]) -> dict[str, str]:
+    parsed = parse_qs(bytes(scope.get("query_string", b"")).decode("latin-1"))
+    return {name: values[-1] for name, values in parsed.items()}
+
+
+INVALID_TOKEN = GatewayError(
+    401, "Unknown, used, expired or mismatched stream token.", "invalid_request_error", "invalid_stream_token"
+)
+MISSING_CREDENTIALS = GatewayError(
+    401,
+    "Send an API key as 'Authorization: Bearer YOUR_KEY', or a stream token as ?token=...",
+    "invalid_request_error",
+    "missing_api_key",
+)
+
+
+async def authorize(scope: dict[str, Any], purpose: str, stream_id: str | None = None) -> Principal:
+    """The principal of a handshake for `purpose` (and `stream_id`); raises HandshakeRefusedError."""
+    authorization = header(scope, b"authorization")
+    token = query_parameters(scope).get("token")
+    try:
+        if authorization:
+            return Principal(await authenticate_header(authorization, ApiKeyScope.INFERENCE))
+        if token:
+            return Principal(await key_for_token(token, purpose, stream_id, header(scope, b"origin")))
+    except GatewayError as error:
+        raise HandshakeRefusedError(error) from None
+    raise HandshakeRefusedError(MISSING_CREDENTIALS)
+
+
+async def key_for_token(token: str, purpose: str, stream_id: str | None, origin: str | None) -> ApiKey:
+    claims = await take_stream_token(state.redis, token)
+    if claims is None or not claims.allows(purpose, stream_id, origin.lower() if origin else None):
+        raise INVALID_TOKEN
+    api_key = await sync_to_async(usable_api_key, thread_sensitive=False)(claims.api_key_id, claims.tenant_id)
+    if api_key is None or not api_key.has_scope(ApiKeyScope.INFERENCE):
+        raise INVALID_TOKEN
+    return api_key
+
+
+def usable_api_key(api_key_id: int, tenant_id: int) -> ApiKey | None:
+    """The key a token was minted with, if it is still usable (not revoked or expired)."""
+    api_key = (
+        ApiKey.objects.select_related("tenant", "tenant__plan")
+        .filter(pk=api_key_id, tenant_id=tenant_id, tenant__is_active=True)
+        .first()
+    )
+    return api_key if api_key is not None and api_key.is_usable() else None

@@ -1,0 +1,320 @@
+"""Ordered per-stream event logs in Redis: publish once, read or follow from any seq.
+
+A stream (a chat completion, an agent run, an ingestion job) is one Redis
+stream under `rt:{<schema>:<stream_id>}:log`. Its entry ids are `<seq>-0`, so
+seq is 1, 2, 3, ... per stream, assigned in the same Lua step that appends the
+event, trims the log and refreshes its TTL (atomic across processes). After
+the append, the event is sent to the stream's Channels group
+(`rt.<schema>.<stream_id>`), which live subscribers joined.
+
+Tenancy: every key and group name carries the tenant's schema, and every read
+takes the schema of the caller's tenant, so a tenant can only ever read its
+own streams; the same stream id under another schema is another, empty stream.
+
+Retention (bounded, documented in docs/realtime.md): a log keeps its newest
+REALTIME_STREAM_MAX_EVENTS events and expires REALTIME_STREAM_TTL_SECONDS
+after its last event; an event's JSON is at most REALTIME_EVENT_MAX_BYTES.
+
+Delivery is gap-free: the log is the source of truth and group messages are a
+fast path. `Cursor` delivers seq after seq with no gap and no repeat, reading
+the log whenever a group message is missing, late or out of order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+
+import orjson
+import redis
+import redis.asyncio as aioredis
+from asgiref.sync import async_to_sync
+from channels.layers import BaseChannelLayer, get_channel_layer
+from django.conf import settings
+from redis.commands.core import AsyncScript
+
+PREFIX_PATTERN = re.compile(r"[a-z][a-z0-9]{0,15}")
+STREAM_ID_PATTERN = re.compile(r"[a-z][a-z0-9]{0,15}_[0-9a-f]{32}")
+SCHEMA_PATTERN = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+# What a Channels group message that carries a stream event is dispatched to.
+GROUP_MESSAGE_TYPE = "stream.event"
+READ_PAGE_SIZE = 200
+
+# KEYS[1] the log; ARGV: event JSON, final ("1"/"0"), max events, TTL seconds.
+# Returns the new seq, or -1 when the stream has already ended.
+PUBLISH_SCRIPT = """
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local seq = 1
+if #last > 0 then
+  local fields = last[1][2]
+  for i = 1, #fields, 2 do
+    if fields[i] == 'f' and fields[i + 1] == '1' then return -1 end
+  end
+  seq = tonumber(string.match(last[1][1], '^(%d+)')) + 1
+end
+redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], seq .. '-0', 'e', ARGV[1], 'f', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return seq
+"""
+
+
+class StreamClosedError(RuntimeError):
+    """The stream already has its final event; nothing more can be published to it."""
+
+
+class StreamGapError(RuntimeError):
+    """Events a reader has not seen are no longer retained (the log was trimmed or expired)."""
+
+    def __init__(self, stream_id: str, after: int, first_retained: int) -> None:
+        super().__init__(
+            f"stream {stream_id}: events after seq {after} are no longer retained "
+            f"(the oldest retained is {first_retained})"
+        )
+        self.first_retained = first_retained
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEvent:
+    """One logged event: its seq, the published mapping, and whether it ends the stream."""
+
+    stream_id: str
+    seq: int
+    event: dict[str, Any]
+    final: bool
+
+    def message(self) -> dict[str, Any]:
+        """What a client receives: the event with its stream id and seq."""
+        return {**self.event, "stream_id": self.stream_id, "seq": self.seq}
+
+
+def new_stream_id(prefix: str) -> str:
+    """A fresh, unguessable stream id: `run` -> `run_<32 hex digits>`."""
+    if not PREFIX_PATTERN.fullmatch(prefix):
+        raise ValueError(f"stream id prefix {prefix!r} must be 1-16 lowercase letters and digits")
+    return f"{prefix}_{uuid.uuid4().hex}"
+
+
+def is_stream_id(text: str) -> bool:
+    return STREAM_ID_PATTERN.fullmatch(text) is not None
+
+
+def log_key(schema_name: str, stream_id: str) -> str:
+    check_names(schema_name, stream_id)
+    return f"rt:{{{schema_name}:{stream_id}}}:log"
+
+
+def group_name(schema_name: str, stream_id: str) -> str:
+    """The Channels group live subscribers of the stream join (carries the tenant)."""
+    check_names(schema_name, stream_id)
+    return f"rt.{schema_name}.{stream_id}"
+
+
+def check_names(schema_name: str, stream_id: str) -> None:
+    """A missing or public schema is an error, never a shared namespace."""
+    if not SCHEMA_PATTERN.fullmatch(schema_name) or schema_name == settings.PUBLIC_SCHEMA_NAME:
+        raise ValueError(f"{schema_name!r} is not a tenant schema")
+    if not is_stream_id(stream_id):
+        raise ValueError(f"{stream_id!r} is not a stream id (see new_stream_id)")
+
+
+def encode(event: Mapping[str, Any]) -> bytes:
+    payload = orjson.dumps(dict(event))
+    if len(payload) > settings.REALTIME_EVENT_MAX_BYTES:
+        raise ValueError(f"an event is at most {settings.REALTIME_EVENT_MAX_BYTES} bytes of JSON")
+    return payload
+
+
+def script_args(event: Mapping[str, Any], final: bool) -> list[bytes | str | int]:
+    return [
+        encode(event),
+        "1" if final else "0",
+        settings.REALTIME_STREAM_MAX_EVENTS,
+        settings.REALTIME_STREAM_TTL_SECONDS,
+    ]
+
+
+def group_message(stream_id: str, seq: int, event: Mapping[str, Any], final: bool) -> dict[str, Any]:
+    return {
+        "type": GROUP_MESSAGE_TYPE,
+        "stream_id": stream_id,
+        "seq": seq,
+        "event": dict(event),
+        "final": final,
+    }
+
+
+def channel_layer() -> BaseChannelLayer:
+    layer = get_channel_layer()
+    if layer is None:
+        raise RuntimeError("CHANNEL_LAYERS is not configured")
+    return layer
+
+
+def publish(schema_name: str, stream_id: str, event: Mapping[str, Any], *, final: bool = False) -> int:
+    """Append `event` to the stream's log and send it to live subscribers; its seq.
+
+    For synchronous code (Celery tasks, management commands); async code uses
+    `apublish`. Raises StreamClosedError after the stream's final event,
+    ValueError for a bad schema, stream id or oversized event, and
+    redis.RedisError when Redis does not answer (nothing is then published).
+    """
+    key = log_key(schema_name, stream_id)
+    with redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5) as client:
+        seq = int(cast("Any", client.eval(PUBLISH_SCRIPT, 1, key, *script_args(event, final))))
+    if seq < 0:
+        raise StreamClosedError(f"stream {stream_id} has ended")
+    async_to_sync(channel_layer().group_send)(
+        group_name(schema_name, stream_id), group_message(stream_id, seq, event, final)
+    )
+    return seq
+
+
+async def apublish(schema_name: str, stream_id: str, event: Mapping[str, Any], *, final: bool = False) -> int:
+    """`publish` for async code (the same promises), on the process's shared Redis pool."""
+    key = log_key(schema_name, stream_id)
+    _, script = loop_clients()
+    seq = int(await script(keys=[key], args=script_args(event, final)))
+    if seq < 0:
+        raise StreamClosedError(f"stream {stream_id} has ended")
+    await channel_layer().group_send(
+        group_name(schema_name, stream_id), group_message(stream_id, seq, event, final)
+    )
+    return seq
+
+
+_loop_clients: dict[asyncio.AbstractEventLoop, tuple[aioredis.Redis, AsyncScript]] = {}
+
+
+def loop_clients() -> tuple[aioredis.Redis, AsyncScript]:
+    """One pooled async client (and its publish script) per event loop: a client cannot cross loops."""
+    loop = asyncio.get_running_loop()
+    clients = _loop_clients.get(loop)
+    if clients is None:
+        for stale in [other for other in _loop_clients if other.is_closed()]:
+            del _loop_clients[stale]
+        client = aioredis.Redis.from_url(
+            settings.REDIS_URL, max_connections=200, socket_timeout=5, socket_connect_timeout=5
+        )
+        clients = _loop_clients[loop] = (client, client.register_script(PUBLISH_SCRIPT))
+    return clients
+
+
+def async_redis() -> aioredis.Redis:
+    return loop_clients()[0]
+
+
+def parse_entries(stream_id: str, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[StreamEvent]:
+    return [
+        StreamEvent(
+            stream_id,
+            int(entry_id.split(b"-", 1)[0]),
+            orjson.loads(fields[b"e"]),
+            fields.get(b"f") == b"1",
+        )
+        for entry_id, fields in entries
+    ]
+
+
+async def aread(
+    schema_name: str, stream_id: str, after: int = 0, count: int = READ_PAGE_SIZE
+) -> list[StreamEvent]:
+    """Up to `count` retained events with seq > `after`, in order."""
+    entries = await async_redis().xrange(log_key(schema_name, stream_id), min=f"({after}-0", count=count)
+    return parse_entries(stream_id, cast("list[tuple[bytes, dict[bytes, bytes]]]", entries))
+
+
+def read(schema_name: str, stream_id: str, after: int = 0, count: int = READ_PAGE_SIZE) -> list[StreamEvent]:
+    """`aread` for synchronous code."""
+    with redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5) as client:
+        entries = client.xrange(log_key(schema_name, stream_id), min=f"({after}-0", count=count)
+    return parse_entries(stream_id, cast("list[tuple[bytes, dict[bytes, bytes]]]", entries))
+
+
+async def aexists(schema_name: str, stream_id: str) -> bool:
+    """Whether the tenant has this stream (it may have expired, or belong to another tenant)."""
+    return bool(await async_redis().exists(log_key(schema_name, stream_id)))
+
+
+class Cursor:
+    """A reader's position in one stream: hands out every event once, in seq order.
+
+    `offer` takes a live group message and returns what can be delivered now:
+    the event itself when it is the next one, nothing when it was already
+    delivered, or (when events are missing in between) the log read from the
+    position. `next_page` reads the log from the position. A reader whose next
+    event is no longer retained gets StreamGapError.
+    """
+
+    def __init__(self, schema_name: str, stream_id: str, after: int = 0) -> None:
+        check_names(schema_name, stream_id)
+        self.schema_name = schema_name
+        self.stream_id = stream_id
+        self.position = after
+        self.finished = False
+
+    async def next_page(self, count: int = READ_PAGE_SIZE) -> list[StreamEvent]:
+        return self.take(await self.peek_page(count))
+
+    async def peek_page(self, count: int = READ_PAGE_SIZE) -> list[StreamEvent]:
+        """The logged events after the position, without moving it."""
+        return await aread(self.schema_name, self.stream_id, self.position, count)
+
+    async def offer(self, message: Mapping[str, Any]) -> list[StreamEvent]:
+        seq = int(message["seq"])
+        if self.finished or seq <= self.position:
+            return []
+        if seq == self.position + 1:
+            return self.take(
+                [StreamEvent(self.stream_id, seq, dict(message["event"]), bool(message["final"]))]
+            )
+        return await self.next_page()
+
+    def take(self, events: list[StreamEvent]) -> list[StreamEvent]:
+        taken: list[StreamEvent] = []
+        for event in events:
+            if self.finished or event.seq <= self.position:
+                continue
+            if event.seq != self.position + 1:
+                raise StreamGapError(self.stream_id, self.position, event.seq)
+            taken.append(event)
+            self.position, self.finished = event.seq, event.final
+        return taken
+
+
+async def subscribe(
+    schema_name: str, stream_id: str, after: int = 0, *, poll_seconds: float = 2.0
+) -> AsyncIterator[StreamEvent]:
+    """Every event of the stream after `after`, then live ones, until its final event.
+
+    For server-side followers (tests, workers); WebSocket clients use
+    /ws/v1/streams/<stream_id>. Joins the group before reading the log, so
+    nothing published meanwhile is missed; re-reads the log every
+    `poll_seconds` without news, so a lost group message only delays.
+    """
+    cursor = Cursor(schema_name, stream_id, after)
+    layer = channel_layer()
+    channel = await layer.new_channel()
+    group = group_name(schema_name, stream_id)
+    await layer.group_add(group, channel)
+    try:
+        more_in_log = True
+        while not cursor.finished:
+            if more_in_log:
+                events = await cursor.next_page()
+            else:
+                try:
+                    message = await asyncio.wait_for(layer.receive(channel), poll_seconds)
+                except TimeoutError:
+                    more_in_log = True
+                    continue
+                events = await cursor.offer(message)
+            # A full page read (from the log, or to fill a gap) may have left more behind it.
+            more_in_log = len(events) >= READ_PAGE_SIZE
+            for event in events:
+                yield event
+    finally:
+        await layer.group_discard(group, channel)

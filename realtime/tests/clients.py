@@ -1,0 +1,60 @@
+"""WebSocket clients for the tests: the `websockets` library, as a Python client would use it."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from routing.simulated_provider import ChatMessage, answer_words
+
+
+def ws_url(gateway: str, path: str) -> str:
+    parts = urlsplit(gateway)
+    return f"ws://{parts.netloc}{path}"
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {key}"}
+
+
+def chat_body(prompt: str, **extra: Any) -> dict[str, Any]:
+    return {"model": "auto", "messages": [{"role": "user", "content": prompt}], **extra}
+
+
+def expected_answer(prompt: str) -> str:
+    """What the simulated provider answers to `prompt`, uncut."""
+    return " ".join(answer_words([ChatMessage("user", prompt)]))
+
+
+def open_socket(url: str, headers: dict[str, str] | None = None, **options: Any) -> connect:
+    options = {"proxy": None, "compression": None, **options}
+    return connect(url, additional_headers=headers, open_timeout=10, close_timeout=5, **options)
+
+
+def tiny_receive_buffer_socket(url: str) -> socket.socket:
+    """A connected TCP socket whose kernel receive buffer is small, so a client that
+    stops reading pushes back on the server after little data."""
+    parts = urlsplit(url)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((parts.hostname, parts.port))
+    return sock
+
+
+async def read_all(connection: ClientConnection) -> list[dict[str, Any]]:
+    """Every message until the server closes the socket."""
+    messages: list[dict[str, Any]] = []
+    try:
+        while True:
+            messages.append(orjson.loads(await connection.recv()))
+    except ConnectionClosed:
+        return messages
+
+
+def text_of(messages: list[dict[str, Any]]) -> str:
+    return "".join(message["delta"] for message in messages if message["type"] == "chunk")

@@ -1,0 +1,129 @@
+"""/ws/v1/chat/completions over the real platform: uvicorn, Channels over Redis, the gateway's code."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+import pytest
+import redis
+from django.conf import settings
+from websockets.exceptions import InvalidStatus
+
+from aiaas.testing.tenants import TenantFixture
+from realtime import streams
+from realtime.tests.clients import bearer, chat_body, expected_answer, open_socket, read_all, text_of, ws_url
+
+
+def chat(gateway: str, key: str, body: dict[str, Any]) -> tuple[list[dict[str, Any]], int | None]:
+    async def run() -> tuple[list[dict[str, Any]], int | None]:
+        async with open_socket(ws_url(gateway, "/ws/v1/chat/completions"), bearer(key)) as connection:
+            await connection.send(orjson.dumps(body).decode())
+            messages = await read_all(connection)
+            return messages, connection.close_code
+
+    return asyncio.run(asyncio.wait_for(run(), 30))
+
+
+def test_a_completion_streams_chunks_then_one_done_event(gateway: str, serving_tenant: TenantFixture) -> None:
+    prompt = "Tell me about sockets."
+    messages, close_code = chat(gateway, serving_tenant.admin_key, chat_body(prompt))
+
+    *chunks, done = messages
+    assert close_code == 1000
+    assert chunks
+    assert {message["type"] for message in chunks} == {"chunk"}
+    assert done["type"] == "done"
+    assert text_of(chunks) == expected_answer(prompt) == done["content"]
+    seqs = [message["seq"] for message in messages]
+    assert seqs == sorted(set(seqs))
+    assert seqs[-1] == done["seq"]
+    assert {message["stream_id"] for message in messages} == {done["stream_id"]}
+    assert (done["model"], done["tier"]) == ("sim-small", 1)
+    assert done["usage"]["completion_tokens"] == len(expected_answer(prompt).split())
+    assert done["finish_reason"] == "stop"
+
+
+def test_its_usage_reaches_the_ledger_queue_once(gateway: str, serving_tenant: TenantFixture) -> None:
+    messages, _ = chat(gateway, serving_tenant.admin_key, chat_body("Meter me."))
+    request_id = messages[-1]["request_id"]
+
+    with redis.Redis.from_url(settings.REDIS_URL) as client:
+        entries = client.xrange(settings.USAGE_STREAM)
+    mine = [fields for _, fields in entries if fields[b"request_id"] == request_id.encode()]
+    assert len(mine) == 1
+    assert mine[0][b"status"] == b"200"
+    assert mine[0][b"model"] == b"sim-small"
+    assert mine[0][b"tenant_id"] == str(serving_tenant.tenant.pk).encode()
+    assert int(mine[0][b"completion_tokens"]) == messages[-1]["usage"]["completion_tokens"]
+
+
+def test_a_stream_cut_mid_answer_fails_over_to_a_complete_answer(
+    gateway: str, serving_tenant: TenantFixture
+) -> None:
+    prompt = "Survive a cut."
+    messages, _ = chat(gateway, serving_tenant.admin_key, chat_body(prompt, user="fault:stream_cut"))
+
+    assert messages[-1]["type"] == "done"
+    assert messages[-1]["content"] == expected_answer(prompt) == text_of(messages)
+    assert messages[-1]["model"] != "sim-small"
+
+
+def test_an_invalid_request_gets_one_error_event(gateway: str, serving_tenant: TenantFixture) -> None:
+    messages, close_code = chat(gateway, serving_tenant.admin_key, {"model": "auto", "messages": "nope"})
+
+    assert [message["type"] for message in messages] == ["error"]
+    assert messages[0]["status"] == 400
+    assert messages[0]["error"]["type"] == "invalid_request_error"
+    assert messages[0]["error"]["param"] == "messages"
+    assert messages[0]["seq"] == 1
+    assert close_code == 1000
+
+
+def test_an_unknown_model_is_the_same_404_as_on_http(gateway: str, serving_tenant: TenantFixture) -> None:
+    messages, _ = chat(gateway, serving_tenant.admin_key, {**chat_body("Hi"), "model": "no-such-model"})
+
+    assert messages[0]["status"] == 404
+    assert messages[0]["error"]["code"] == "model_not_found"
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "code"),
+    [
+        ({}, 401, "missing_api_key"),
+        ({"authorization": "Bearer aiaas_notarealprefix_notarealsecret0000000"}, 401, "invalid_api_key"),
+        ({"authorization": "Basic abc"}, 401, "invalid_api_key"),
+    ],
+)
+def test_a_handshake_without_a_usable_key_is_refused_before_accept(
+    gateway: str, headers: dict[str, str], status: int, code: str
+) -> None:
+    async def run() -> None:
+        async with open_socket(ws_url(gateway, "/ws/v1/chat/completions"), headers):
+            pass
+
+    with pytest.raises(InvalidStatus) as refused:
+        asyncio.run(run())
+    assert refused.value.response.status_code == status
+    assert orjson.loads(refused.value.response.body)["error"]["code"] == code
+
+
+def test_an_unknown_socket_path_is_refused_with_404(gateway: str, serving_tenant: TenantFixture) -> None:
+    async def run() -> None:
+        async with open_socket(ws_url(gateway, "/ws/v1/nothing"), bearer(serving_tenant.admin_key)):
+            pass
+
+    with pytest.raises(InvalidStatus) as refused:
+        asyncio.run(run())
+    assert refused.value.response.status_code == 404
+
+
+def test_every_completion_gets_a_stream_of_its_own(gateway: str, serving_tenant: TenantFixture) -> None:
+    first, _ = chat(gateway, serving_tenant.admin_key, chat_body("One."))
+    second, _ = chat(gateway, serving_tenant.admin_key, chat_body("Two."))
+
+    assert first[-1]["stream_id"] != second[-1]["stream_id"]
+    logged = streams.read(serving_tenant.tenant.schema_name, first[-1]["stream_id"])
+    assert "".join(event.event.get("delta", "") for event in logged) == expected_answer("One.")
+    assert logged[-1].final
