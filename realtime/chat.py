@@ -66,7 +66,8 @@ class StreamWriter:
     async def finish(self, event: dict[str, Any]) -> None:
         """Publish the final event after everything before it."""
         self.add(event, final=True)
-        await self.task
+        # Shielded: cancelling the completion must not cut its log short.
+        await asyncio.shield(self.task)
 
     async def run(self) -> None:
         while True:
@@ -103,6 +104,8 @@ class ChatCompletion:
         self.writer = StreamWriter(schema_name, stream_id)
         self.transcript: list[str] = []
         self.task: asyncio.Task[None] | None = None
+        self.cancelled = False
+        self.running = False
 
     def start(self, deliver: Deliver) -> None:
         self.writer.deliver = deliver
@@ -115,12 +118,18 @@ class ChatCompletion:
         self.writer.deliver = None
 
     def cancel(self) -> None:
-        if self.task is not None:
+        # The flag as well: a task cancelled before its first step would never run
+        # its handlers, and Python 3.11's wait_for can swallow a cancellation.
+        self.cancelled = True
+        if self.task is not None and self.running:
             self.task.cancel()
 
     async def run(self) -> None:
+        self.running = True
         status, error_type = 500, "internal_error"
         try:
+            if self.cancelled:
+                raise asyncio.CancelledError
             status, error_type = await self.serve()
         except GatewayError as error:
             status, error_type = await self.fail(error)
@@ -149,6 +158,8 @@ class ChatCompletion:
         events = state.orchestrator.stream(chat.body, plan, deadline, self.context.outcome)
         try:
             async for event in events:
+                if self.cancelled:
+                    raise asyncio.CancelledError
                 if "delta" in event:
                     self.context.first_token_at = self.context.first_token_at or time.perf_counter()
                     self.transcript.append(event["delta"].get("content") or "")
