@@ -33,7 +33,8 @@ import orjson
 import redis
 import redis.asyncio as aioredis
 from asgiref.sync import async_to_sync
-from channels.layers import BaseChannelLayer, get_channel_layer
+from channels import DEFAULT_CHANNEL_LAYER
+from channels.layers import BaseChannelLayer, channel_layers, get_channel_layer
 from django.conf import settings
 from redis.commands.core import AsyncScript
 
@@ -203,6 +204,21 @@ def loop_clients() -> tuple[aioredis.Redis, AsyncScript]:
     return clients
 
 
+_loop_layers: dict[asyncio.AbstractEventLoop, BaseChannelLayer] = {}
+
+
+def receiving_layer() -> BaseChannelLayer:
+    """A channel layer of this event loop's own to receive on: one layer object
+    receives in one loop only (the server's consumers use the shared one)."""
+    loop = asyncio.get_running_loop()
+    layer = _loop_layers.get(loop)
+    if layer is None:
+        for stale in [other for other in _loop_layers if other.is_closed()]:
+            del _loop_layers[stale]
+        layer = _loop_layers[loop] = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
+    return layer
+
+
 def async_redis() -> aioredis.Redis:
     return loop_clients()[0]
 
@@ -296,7 +312,7 @@ async def subscribe(
     `poll_seconds` without news, so a lost group message only delays.
     """
     cursor = Cursor(schema_name, stream_id, after)
-    layer = channel_layer()
+    layer = receiving_layer()
     channel = await layer.new_channel()
     group = group_name(schema_name, stream_id)
     await layer.group_add(group, channel)
