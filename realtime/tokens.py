@@ -79,12 +79,12 @@ def claims_for(api_key: ApiKey, body: dict[str, Any]) -> StreamTokenClaims:
     if purpose not in PURPOSES:
         raise InvalidTokenRequestError(f"`purpose` must be one of {', '.join(PURPOSES)}.", "purpose")
     stream_id = body.get("stream_id")
-    if stream_id is not None and (not isinstance(stream_id, str) or not is_stream_id(stream_id)):
+    if "stream_id" in body and (not isinstance(stream_id, str) or not is_stream_id(stream_id)):
         raise InvalidTokenRequestError("`stream_id` is not a stream id.", "stream_id")
     if stream_id is not None and purpose != "streams":
         raise InvalidTokenRequestError("`stream_id` applies to the `streams` purpose only.", "stream_id")
     origin = body.get("origin")
-    if origin is not None and (not isinstance(origin, str) or not ORIGIN_PATTERN.fullmatch(origin)):
+    if "origin" in body and (not isinstance(origin, str) or not ORIGIN_PATTERN.fullmatch(origin)):
         raise InvalidTokenRequestError("`origin` must read scheme://host[:port].", "origin")
     return StreamTokenClaims(
         tenant_id=api_key.tenant_id,
