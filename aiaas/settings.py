@@ -134,8 +134,11 @@ CACHES = {
 # logs with bounded retention, and each WebSocket's bounded send queue.
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "asgi", "capacity": 1000, "expiry": 60},
+        # Redis pub/sub: messages are pushed to each process over one subscribed
+        # connection (no round trip per message); the stream logs, not the layer,
+        # are what makes delivery gap-free (realtime/streams.py).
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": [{"address": REDIS_URL, "max_connections": 2000}], "prefix": "asgi"},
     }
 }
 REALTIME_STREAM_MAX_EVENTS = env.int("REALTIME_STREAM_MAX_EVENTS", default=10_000)

@@ -197,9 +197,11 @@ def loop_clients() -> tuple[aioredis.Redis, AsyncScript]:
     if clients is None:
         for stale in [other for other in _loop_clients if other.is_closed()]:
             del _loop_clients[stale]
-        client = aioredis.Redis.from_url(
-            settings.REDIS_URL, max_connections=200, socket_timeout=5, socket_connect_timeout=5
+        # A blocking pool waits for a free connection instead of failing past its size.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            settings.REDIS_URL, max_connections=200, timeout=5, socket_timeout=5, socket_connect_timeout=5
         )
+        client = aioredis.Redis(connection_pool=pool)
         clients = _loop_clients[loop] = (client, client.register_script(PUBLISH_SCRIPT))
     return clients
 
