@@ -88,7 +88,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--connections", type=int, default=1000)
     parser.add_argument("--slow-share", type=float, default=0.1)
-    parser.add_argument("--slow-read-ms", type=float, default=1000.0)
+    parser.add_argument("--slow-read-ms", type=float, default=600.0)
     parser.add_argument("--delta-bytes", type=int, default=4096, help="padding per delta")
     parser.add_argument("--rate", type=float, default=2.0, help="events per second per stream")
     parser.add_argument("--seconds", type=float, default=20.0)
@@ -246,30 +246,27 @@ async def read_one(connection: Any, slow: bool, slow_read_ms: float, result: Rea
 async def publish_all(
     schema: str, stream_ids: list[str], rate: float, seconds: float, delta_bytes: int
 ) -> dict[str, float]:
-    """Every stream gets `rate` chunks a second for `seconds`, then its final event."""
+    """Every stream gets `rate` chunks a second for `seconds`, then its final event;
+    streams are spread evenly over each interval, as independent producers would be."""
     from realtime.streams import apublish
 
     interval = 1.0 / rate
     padding = "x" * delta_bytes
     started = time.monotonic()
-    published = 0
-    tick = 0
-    while time.monotonic() - started < seconds:
-        due = started + tick * interval
-        await asyncio.sleep(max(0.0, due - time.monotonic()))
-        await asyncio.gather(
-            *(
-                apublish(schema, stream_id, {"type": "chunk", "delta": f"{time.time():.6f}:{padding};"})
-                for stream_id in stream_ids
-            )
-        )
-        published += len(stream_ids)
-        tick += 1
+
+    async def produce(index: int, stream_id: str) -> int:
+        due, published = started + interval * index / len(stream_ids), 0
+        while due - started < seconds:
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            await apublish(schema, stream_id, {"type": "chunk", "delta": f"{time.time():.6f}:{padding};"})
+            published += 1
+            due += interval
+        await apublish(schema, stream_id, {"type": "end"}, final=True)
+        return published
+
+    counts = await asyncio.gather(*(produce(index, stream_id) for index, stream_id in enumerate(stream_ids)))
     elapsed = time.monotonic() - started
-    await asyncio.gather(
-        *(apublish(schema, stream_id, {"type": "end"}, final=True) for stream_id in stream_ids)
-    )
-    return {"events": published, "seconds": elapsed, "events_per_second": published / elapsed}
+    return {"events": sum(counts), "seconds": elapsed, "events_per_second": sum(counts) / elapsed}
 
 
 def run_streams(
