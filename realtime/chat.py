@@ -21,6 +21,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
+
 from realtime.streams import StreamEvent, apublish
 from routing.gateway.app import INTERNAL_ERROR, TOO_LONG, Context, prepare_chat, state
 from routing.gateway.errors import GatewayError, from_provider_error
@@ -154,6 +156,11 @@ class ChatCompletion:
         return error.status, error.code or error.type
 
     async def serve(self) -> tuple[int, str]:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        if len(self.body) > limit:
+            raise GatewayError(
+                413, f"The request body exceeds {limit} bytes.", "invalid_request_error", "request_too_large"
+            )
         chat, plan, deadline = await prepare_chat(self.context, self.api_key, self.body)
         events = state.orchestrator.stream(chat.body, plan, deadline, self.context.outcome)
         try:
