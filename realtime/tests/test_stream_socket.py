@@ -16,7 +16,15 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from aiaas.testing.database import committed
 from aiaas.testing.tenants import TenantFixture
 from realtime import streams
-from realtime.tests.clients import bearer, open_socket, read_all, text_of, tiny_receive_buffer_socket, ws_url
+from realtime.tests.clients import (
+    bearer,
+    expected_answer,
+    open_socket,
+    read_all,
+    text_of,
+    tiny_receive_buffer_socket,
+    ws_url,
+)
 from tenants.models import ApiKeyScope
 from tenants.services import create_api_key, revoke_api_key
 
@@ -118,8 +126,6 @@ def test_a_completion_is_resumed_on_its_stream(gateway: str, serving_tenant: Ten
             return before, await read_all(connection)
 
     before, rest = asyncio.run(asyncio.wait_for(run(), 30))
-    from realtime.tests.clients import expected_answer
-
     assert rest[-1]["type"] == "done"
     assert text_of(before + rest) == expected_answer(prompt) == rest[-1]["content"]
     seqs = [message["seq"] for message in before + rest]
