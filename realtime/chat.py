@@ -197,3 +197,12 @@ class ChatCompletion:
 
 # Completions whose socket dropped run on; a reference keeps their tasks alive.
 RUNNING: set[asyncio.Task[None]] = set()
+
+
+async def shutdown() -> None:
+    """Stop the process's running completions, each ending its stream with a
+    `cancelled` error event (called by the ASGI lifespan)."""
+    tasks = list(RUNNING)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

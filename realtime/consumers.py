@@ -35,6 +35,7 @@ from realtime.streams import (
     StreamEvent,
     StreamGapError,
     aexists,
+    alast,
     channel_layer,
     group_name,
     is_stream_id,
@@ -276,6 +277,10 @@ class StreamsConsumer(StreamConsumer):
 
     async def on_accept(self) -> None:
         assert self.channel_layer is not None
+        last = await alast(self.principal.schema_name, self.stream_id_from_url())
+        if last is not None and last.final and last.seq <= self.after:
+            await self.close(CLOSE_NORMAL)  # the reader has seen the end already
+            return
         self.group = group_name(self.principal.schema_name, self.stream_id_from_url())
         # Join before the outbox first reads the log: nothing published meanwhile is missed.
         await self.channel_layer.group_add(self.group, self.channel_name)

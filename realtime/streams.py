@@ -252,6 +252,13 @@ def read(schema_name: str, stream_id: str, after: int = 0, count: int = READ_PAG
     return parse_entries(stream_id, cast("list[tuple[bytes, dict[bytes, bytes]]]", entries))
 
 
+async def alast(schema_name: str, stream_id: str) -> StreamEvent | None:
+    """The stream's newest retained event, if any."""
+    entries = await async_redis().xrevrange(log_key(schema_name, stream_id), count=1)
+    events = parse_entries(stream_id, cast("list[tuple[bytes, dict[bytes, bytes]]]", entries))
+    return events[0] if events else None
+
+
 async def aexists(schema_name: str, stream_id: str) -> bool:
     """Whether the tenant has this stream (it may have expired, or belong to another tenant)."""
     return bool(await async_redis().exists(log_key(schema_name, stream_id)))

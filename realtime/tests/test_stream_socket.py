@@ -345,3 +345,13 @@ def test_a_reader_that_never_reads_is_closed_with_4008_and_others_are_not_slowed
     assert close_code == 4008
     assert len(received) < 151  # it never got to the end
     assert healthy_seconds < 5
+
+
+def test_resuming_after_the_final_event_closes_at_once(gateway: str, serving_tenant: TenantFixture) -> None:
+    stream_id = logged_stream(serving_tenant, 3)
+
+    messages, close_code = subscribe(
+        stream_url(gateway, stream_id, "after=3"), bearer(serving_tenant.admin_key)
+    )
+    assert messages == []
+    assert close_code == 1000
