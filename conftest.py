@@ -16,6 +16,10 @@ from aiaas.testing.tenants import TenantFixture, make_test_tenant
 from tenants.context import activate_public_schema
 from tenants.services import ensure_public_tenant, ensure_template_schema
 
+# The platform and the simulated provider served for real (simulator_url, registry,
+# platform_url, gateway), shared by every app's tests.
+pytest_plugins = ["aiaas.testing.platform"]
+
 
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: None) -> None:

@@ -16,6 +16,7 @@ django_application = get_asgi_application()
 
 from starlette.types import Receive, Scope, Send  # noqa: E402
 
+from realtime.chat import shutdown as shutdown_completions  # noqa: E402
 from realtime.metrics import metrics_endpoint  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 from routing.gateway.app import application as gateway_application  # noqa: E402
@@ -35,12 +36,13 @@ async def http_application(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 async def lifespan(scope: Scope, receive: Receive, send: Send) -> None:
-    """Close the gateway's provider connections when the server stops."""
+    """When the server stops: end running WebSocket completions, close provider connections."""
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
+            await shutdown_completions()
             await shutdown_gateway()
             await send({"type": "lifespan.shutdown.complete"})
             return

@@ -134,15 +134,18 @@ CACHES = {
 # logs with bounded retention, and each WebSocket's bounded send queue.
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "asgi", "capacity": 1000, "expiry": 60},
+        # Redis pub/sub: messages are pushed to each process over one subscribed
+        # connection (no round trip per message); the stream logs, not the layer,
+        # are what makes delivery gap-free (realtime/streams.py).
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": [{"address": REDIS_URL, "max_connections": 2000}], "prefix": "asgi"},
     }
 }
 REALTIME_STREAM_MAX_EVENTS = env.int("REALTIME_STREAM_MAX_EVENTS", default=10_000)
 REALTIME_STREAM_TTL_SECONDS = env.int("REALTIME_STREAM_TTL_SECONDS", default=3600)
 REALTIME_EVENT_MAX_BYTES = 65_536
 REALTIME_SEND_QUEUE_MESSAGES = 64
-REALTIME_SEND_QUEUE_BYTES = 262_144
+REALTIME_SEND_QUEUE_BYTES = 131_072
 # A reader that takes none of our bytes for this long is closed with code 4008.
 REALTIME_STALLED_READER_SECONDS = env.float("REALTIME_STALLED_READER_SECONDS", default=15.0)
 REALTIME_STREAM_TOKEN_SECONDS = 60

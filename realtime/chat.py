@@ -21,6 +21,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
+
 from realtime.streams import StreamEvent, apublish
 from routing.gateway.app import INTERNAL_ERROR, TOO_LONG, Context, prepare_chat, state
 from routing.gateway.errors import GatewayError, from_provider_error
@@ -66,7 +68,8 @@ class StreamWriter:
     async def finish(self, event: dict[str, Any]) -> None:
         """Publish the final event after everything before it."""
         self.add(event, final=True)
-        await self.task
+        # Shielded: cancelling the completion must not cut its log short.
+        await asyncio.shield(self.task)
 
     async def run(self) -> None:
         while True:
@@ -103,6 +106,8 @@ class ChatCompletion:
         self.writer = StreamWriter(schema_name, stream_id)
         self.transcript: list[str] = []
         self.task: asyncio.Task[None] | None = None
+        self.cancelled = False
+        self.running = False
 
     def start(self, deliver: Deliver) -> None:
         self.writer.deliver = deliver
@@ -115,12 +120,18 @@ class ChatCompletion:
         self.writer.deliver = None
 
     def cancel(self) -> None:
-        if self.task is not None:
+        # The flag as well: a task cancelled before its first step would never run
+        # its handlers, and Python 3.11's wait_for can swallow a cancellation.
+        self.cancelled = True
+        if self.task is not None and self.running:
             self.task.cancel()
 
     async def run(self) -> None:
+        self.running = True
         status, error_type = 500, "internal_error"
         try:
+            if self.cancelled:
+                raise asyncio.CancelledError
             status, error_type = await self.serve()
         except GatewayError as error:
             status, error_type = await self.fail(error)
@@ -145,10 +156,17 @@ class ChatCompletion:
         return error.status, error.code or error.type
 
     async def serve(self) -> tuple[int, str]:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        if len(self.body) > limit:
+            raise GatewayError(
+                413, f"The request body exceeds {limit} bytes.", "invalid_request_error", "request_too_large"
+            )
         chat, plan, deadline = await prepare_chat(self.context, self.api_key, self.body)
         events = state.orchestrator.stream(chat.body, plan, deadline, self.context.outcome)
         try:
             async for event in events:
+                if self.cancelled:
+                    raise asyncio.CancelledError
                 if "delta" in event:
                     self.context.first_token_at = self.context.first_token_at or time.perf_counter()
                     self.transcript.append(event["delta"].get("content") or "")
@@ -179,3 +197,12 @@ class ChatCompletion:
 
 # Completions whose socket dropped run on; a reference keeps their tasks alive.
 RUNNING: set[asyncio.Task[None]] = set()
+
+
+async def shutdown() -> None:
+    """Stop the process's running completions, each ending its stream with a
+    `cancelled` error event (called by the ASGI lifespan)."""
+    tasks = list(RUNNING)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

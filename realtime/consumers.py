@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from typing import Any
 
 import orjson
@@ -34,6 +35,7 @@ from realtime.streams import (
     StreamEvent,
     StreamGapError,
     aexists,
+    alast,
     channel_layer,
     group_name,
     is_stream_id,
@@ -136,9 +138,7 @@ class StreamConsumer(AsyncConsumer):
     async def send_text(self, text: str) -> bool:
         """Send one message; False (and the socket closing) if it failed or stalled."""
         try:
-            await asyncio.wait_for(
-                self.send({"type": "websocket.send", "text": text}), settings.REALTIME_STALLED_READER_SECONDS
-            )
+            await self.send_unless_stalled({"type": "websocket.send", "text": text})
         except TimeoutError:
             METRICS.send_errors += 1
             await self.close(CLOSE_STALLED_READER)
@@ -148,6 +148,35 @@ class StreamConsumer(AsyncConsumer):
             await self.stop()
             return False
         return True
+
+    async def send_unless_stalled(self, message: dict[str, Any]) -> None:
+        """Send, waiting as long as the reader keeps taking bytes; TimeoutError once it
+        took none for REALTIME_STALLED_READER_SECONDS.
+
+        uvicorn's send waits while the transport's buffer is above its high-water
+        mark and resumes only below the low-water mark, so a slow but steady reader
+        can keep one send waiting for long. Where the server's transport is
+        reachable (uvicorn), its draining buffer counts as progress; elsewhere the
+        send itself must finish within the limit.
+        """
+        limit = settings.REALTIME_STALLED_READER_SECONDS
+        sending = asyncio.ensure_future(self.send(message))
+        buffered, progress_at = self.write_buffer_size(), time.monotonic()
+        try:
+            while not (await asyncio.wait({sending}, timeout=min(1.0, limit)))[0]:
+                now_buffered = self.write_buffer_size()
+                if now_buffered is not None and buffered is not None and now_buffered < buffered:
+                    progress_at = time.monotonic()
+                buffered = now_buffered
+                if time.monotonic() - progress_at >= limit:
+                    raise TimeoutError
+        finally:
+            sending.cancel()
+        sending.result()
+
+    def write_buffer_size(self) -> int | None:
+        transport = getattr(getattr(self.base_send, "__self__", None), "transport", None)
+        return transport.get_write_buffer_size() if transport is not None else None
 
     async def close(self, code: int) -> None:
         """Close with `code`; if the close frame cannot leave, end the consumer anyway."""
@@ -248,6 +277,10 @@ class StreamsConsumer(StreamConsumer):
 
     async def on_accept(self) -> None:
         assert self.channel_layer is not None
+        last = await alast(self.principal.schema_name, self.stream_id_from_url())
+        if last is not None and last.final and last.seq <= self.after:
+            await self.close(CLOSE_NORMAL)  # the reader has seen the end already
+            return
         self.group = group_name(self.principal.schema_name, self.stream_id_from_url())
         # Join before the outbox first reads the log: nothing published meanwhile is missed.
         await self.channel_layer.group_add(self.group, self.channel_name)

@@ -22,6 +22,7 @@ from collections import deque
 from typing import Any
 
 import orjson
+import redis
 
 from realtime.metrics import METRICS
 from realtime.streams import READ_PAGE_SIZE, Cursor, StreamEvent, StreamGapError
@@ -61,7 +62,7 @@ class Outbox:
         self.bytes = 0
         self.in_log = True  # events may wait in the log: read them when there is room
         self.changed = asyncio.Event()  # a message, an error or room
-        self.error: StreamGapError | None = None
+        self.error: Exception | None = None  # why the reader cannot be served any further
 
     def has_room(self) -> bool:
         return len(self.messages) < self.max_messages and self.bytes < self.max_bytes
@@ -100,7 +101,8 @@ class Outbox:
 
     async def get(self) -> dict[str, Any] | None:
         """The next message for the reader; None once the final one was handed out.
-        Raises StreamGapError when the reader's next event is no longer retained."""
+        Raises StreamGapError when the reader's next event is no longer retained, or
+        the Redis error that stopped the refill."""
         while not self.messages:
             if self.error is not None:
                 raise self.error
@@ -124,7 +126,11 @@ class Outbox:
                     continue
                 self.in_log = True
                 continue
-            await self.read_log()
+            try:
+                await self.read_log()
+            except (redis.RedisError, OSError) as error:
+                self.error = error
+                self.changed.set()
 
     async def read_log(self) -> None:
         self.in_log = False  # an offer during the read sets it again

@@ -33,7 +33,8 @@ import orjson
 import redis
 import redis.asyncio as aioredis
 from asgiref.sync import async_to_sync
-from channels.layers import BaseChannelLayer, get_channel_layer
+from channels import DEFAULT_CHANNEL_LAYER
+from channels.layers import BaseChannelLayer, channel_layers, get_channel_layer
 from django.conf import settings
 from redis.commands.core import AsyncScript
 
@@ -196,11 +197,28 @@ def loop_clients() -> tuple[aioredis.Redis, AsyncScript]:
     if clients is None:
         for stale in [other for other in _loop_clients if other.is_closed()]:
             del _loop_clients[stale]
-        client = aioredis.Redis.from_url(
-            settings.REDIS_URL, max_connections=200, socket_timeout=5, socket_connect_timeout=5
+        # A blocking pool waits for a free connection instead of failing past its size.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            settings.REDIS_URL, max_connections=200, timeout=5, socket_timeout=5, socket_connect_timeout=5
         )
+        client = aioredis.Redis(connection_pool=pool)
         clients = _loop_clients[loop] = (client, client.register_script(PUBLISH_SCRIPT))
     return clients
+
+
+_loop_layers: dict[asyncio.AbstractEventLoop, BaseChannelLayer] = {}
+
+
+def receiving_layer() -> BaseChannelLayer:
+    """A channel layer of this event loop's own to receive on: one layer object
+    receives in one loop only (the server's consumers use the shared one)."""
+    loop = asyncio.get_running_loop()
+    layer = _loop_layers.get(loop)
+    if layer is None:
+        for stale in [other for other in _loop_layers if other.is_closed()]:
+            del _loop_layers[stale]
+        layer = _loop_layers[loop] = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
+    return layer
 
 
 def async_redis() -> aioredis.Redis:
@@ -232,6 +250,13 @@ def read(schema_name: str, stream_id: str, after: int = 0, count: int = READ_PAG
     with redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5) as client:
         entries = client.xrange(log_key(schema_name, stream_id), min=f"({after}-0", count=count)
     return parse_entries(stream_id, cast("list[tuple[bytes, dict[bytes, bytes]]]", entries))
+
+
+async def alast(schema_name: str, stream_id: str) -> StreamEvent | None:
+    """The stream's newest retained event, if any."""
+    entries = await async_redis().xrevrange(log_key(schema_name, stream_id), count=1)
+    events = parse_entries(stream_id, cast("list[tuple[bytes, dict[bytes, bytes]]]", entries))
+    return events[0] if events else None
 
 
 async def aexists(schema_name: str, stream_id: str) -> bool:
@@ -296,7 +321,7 @@ async def subscribe(
     `poll_seconds` without news, so a lost group message only delays.
     """
     cursor = Cursor(schema_name, stream_id, after)
-    layer = channel_layer()
+    layer = receiving_layer()
     channel = await layer.new_channel()
     group = group_name(schema_name, stream_id)
     await layer.group_add(group, channel)

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import orjson
+import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 
@@ -79,12 +80,12 @@ def claims_for(api_key: ApiKey, body: dict[str, Any]) -> StreamTokenClaims:
     if purpose not in PURPOSES:
         raise InvalidTokenRequestError(f"`purpose` must be one of {', '.join(PURPOSES)}.", "purpose")
     stream_id = body.get("stream_id")
-    if stream_id is not None and (not isinstance(stream_id, str) or not is_stream_id(stream_id)):
+    if "stream_id" in body and (not isinstance(stream_id, str) or not is_stream_id(stream_id)):
         raise InvalidTokenRequestError("`stream_id` is not a stream id.", "stream_id")
     if stream_id is not None and purpose != "streams":
         raise InvalidTokenRequestError("`stream_id` applies to the `streams` purpose only.", "stream_id")
     origin = body.get("origin")
-    if origin is not None and (not isinstance(origin, str) or not ORIGIN_PATTERN.fullmatch(origin)):
+    if "origin" in body and (not isinstance(origin, str) or not ORIGIN_PATTERN.fullmatch(origin)):
         raise InvalidTokenRequestError("`origin` must read scheme://host[:port].", "origin")
     return StreamTokenClaims(
         tenant_id=api_key.tenant_id,
@@ -99,8 +100,22 @@ def claims_for(api_key: ApiKey, body: dict[str, Any]) -> StreamTokenClaims:
 async def mint_stream_token(client: aioredis.Redis, claims: StreamTokenClaims) -> dict[str, Any]:
     """Store a new token for `claims`; the API's answer (the token is shown only here)."""
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    await client.set(
+        token_key(token), orjson.dumps(asdict(claims)), ex=settings.REALTIME_STREAM_TOKEN_SECONDS
+    )
+    return minted(token, claims)
+
+
+def mint_stream_token_sync(claims: StreamTokenClaims) -> dict[str, Any]:
+    """`mint_stream_token` for synchronous code (the dashboard)."""
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    with redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5) as client:
+        client.set(token_key(token), orjson.dumps(asdict(claims)), ex=settings.REALTIME_STREAM_TOKEN_SECONDS)
+    return minted(token, claims)
+
+
+def minted(token: str, claims: StreamTokenClaims) -> dict[str, Any]:
     lifetime = settings.REALTIME_STREAM_TOKEN_SECONDS
-    await client.set(token_key(token), orjson.dumps(asdict(claims)), ex=lifetime)
     return {
         "object": "stream_token",
         "token": token,

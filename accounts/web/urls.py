@@ -5,6 +5,7 @@ from django.urls import include, path
 
 from accounts.web import views
 from routing.web.views import routing
+from realtime.web import views as realtime_views
 
 dashboard_patterns = [
     path("", views.overview, name="overview"),
@@ -16,6 +17,9 @@ dashboard_patterns = [
     path("team/", views.team, name="team"),
     path("team/<int:pk>/role/", views.change_member_role, name="change-role"),
     path("team/<int:pk>/remove/", views.remove_team_member, name="remove-member"),
+    # The streaming chat playground (realtime/web/views.py).
+    path("playground/", realtime_views.playground, name="playground"),
+    path("playground/token/", realtime_views.playground_token, name="playground-token"),
 ]
 
 urlpatterns = [

@@ -11,9 +11,12 @@ import redis
 from django.conf import settings
 from websockets.exceptions import InvalidStatus
 
+from aiaas.testing.database import committed
 from aiaas.testing.tenants import TenantFixture
 from realtime import streams
 from realtime.tests.clients import bearer, chat_body, expected_answer, open_socket, read_all, text_of, ws_url
+from tenants.models import ApiKeyScope
+from tenants.services import create_api_key
 
 
 def chat(gateway: str, key: str, body: dict[str, Any]) -> tuple[list[dict[str, Any]], int | None]:
@@ -127,3 +130,29 @@ def test_every_completion_gets_a_stream_of_its_own(gateway: str, serving_tenant:
     logged = streams.read(serving_tenant.tenant.schema_name, first[-1]["stream_id"])
     assert "".join(event.event.get("delta", "") for event in logged) == expected_answer("One.")
     assert logged[-1].final
+
+
+def test_the_keys_rate_limit_applies_as_on_http(gateway: str, serving_tenant: TenantFixture) -> None:
+    limited = committed(
+        lambda: create_api_key(
+            serving_tenant.tenant, name="ws-limited", scopes=[ApiKeyScope.INFERENCE], requests_per_minute=1
+        )
+    ).secret
+
+    first, _ = chat(gateway, limited, chat_body("Once."))
+    second, close_code = chat(gateway, limited, chat_body("Twice."))
+
+    assert first[-1]["type"] == "done"
+    assert [message["type"] for message in second] == ["error"]
+    assert second[0]["status"] == 429
+    assert second[0]["error"]["type"] == "rate_limit_error"
+    assert second[0]["retry_after"] >= 1
+    assert close_code == 1000
+
+
+def test_an_oversized_request_is_a_413_error_event(gateway: str, serving_tenant: TenantFixture) -> None:
+    body = chat_body("x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1))
+    messages, _ = chat(gateway, serving_tenant.admin_key, body)
+
+    assert messages[0]["status"] == 413
+    assert messages[0]["error"]["code"] == "request_too_large"

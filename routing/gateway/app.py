@@ -426,7 +426,7 @@ async def prepare_chat(
     context: Context, api_key: ApiKey, body: bytes
 ) -> tuple[ChatRequest, RoutePlan, Deadline]:
     """A chat request validated, routed and admitted (limits and budget), ready to run;
-    shared by the HTTP endpoint and the WebSocket one (realtime/consumers.py)."""
+    shared by the HTTP endpoint and the WebSocket one (realtime/chat.py)."""
     chat = parse_chat_request(body)
     context.request_body = chat.body
     early_exit_test(chat.body)  # an invalid schema is the client's error, routed or not

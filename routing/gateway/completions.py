@@ -368,6 +368,12 @@ class ContinuedStream:
                 yield event
         finally:
             producer.cancel()
+            # Take what it still puts: a cancellation that Python 3.11's wait_for
+            # swallowed must not leave it blocked on a queue nobody reads.
+            while not producer.done():
+                while not self.queue.empty():
+                    self.queue.get_nowait()
+                await asyncio.wait([producer], timeout=0.05)
             with contextlib.suppress(asyncio.CancelledError):
                 await producer
 
