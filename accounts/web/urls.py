@@ -4,8 +4,8 @@ from django.contrib.auth.views import LogoutView
 from django.urls import include, path
 
 from accounts.web import views
-from routing.web.views import routing
 from realtime.web import views as realtime_views
+from routing.web.views import routing
 
 dashboard_patterns = [
     path("", views.overview, name="overview"),
