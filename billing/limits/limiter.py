@@ -132,9 +132,12 @@ class Limiter:
     ) -> Admission:
         """Admit one request costing at most about the estimates, or say why not.
 
+        Budgets count in `limits.period` when the tenant has a billing period
+        of its own, else in `period` (the calendar month).
         Raises LimiterUnavailableError when Redis does not answer.
         """
         _check_amounts(estimated_tokens, estimated_usd_micros)
+        period = limits.period or period
         end = period_end(period)
         reservation_id = uuid.uuid4().hex
         keys = _rate_keys(tenant_id, key_id) + _budget_keys(tenant_id, key_id, period)
