@@ -127,10 +127,11 @@ def pending_rows(batch_size: int) -> list[tuple[int, str, int, int]]:
             "created_at",
         )[:batch_size]
     )
-    return [
-        (pk, customer, prompt + completion, int(at.timestamp()))
-        for pk, customer, prompt, completion, at in rows
-    ]
+    pending: list[tuple[int, str, int, int]] = []
+    for pk, customer, prompt, completion, served_at in rows:
+        if customer is not None:  # always, by the filter; this tells the type checker
+            pending.append((pk, customer, prompt + completion, int(served_at.timestamp())))
+    return pending
 
 
 def push_batch(batch_size: int) -> PushResult:
