@@ -14,6 +14,9 @@ dashboard_patterns = [
     path("team/", views.team, name="team"),
     path("team/<int:pk>/role/", views.change_member_role, name="change-role"),
     path("team/<int:pk>/remove/", views.remove_team_member, name="remove-member"),
+    path("billing/", views.billing, name="billing"),
+    path("billing/checkout/", views.billing_checkout, name="billing-checkout"),
+    path("billing/portal/", views.billing_portal, name="billing-portal"),
 ]
 
 urlpatterns = [
