@@ -80,7 +80,6 @@ class BillingPeriodSerializer(serializers.Serializer[Any]):
     starts_at = serializers.DateTimeField()
     ends_at = serializers.DateTimeField(help_text="Counters and a hard cap reset at this instant.")
     source_ = serializers.ChoiceField(
-        source="source",
         choices=["stripe", "calendar"],
         help_text="`stripe`: the subscription's billing period; `calendar`: the UTC month (no subscription).",
     )
