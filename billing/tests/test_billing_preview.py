@@ -15,10 +15,16 @@ from billing.limits import billing_period, limits_for, period_end
 from billing.models import BillingAccount, CapMode, Plan, SubscriptionStatus, UsageEvent
 from billing.selectors import QuotaState, invoice_preview
 from billing.testing.stripe_server import StripeStandIn
-from tenants.models import ApiKey
+from tenants.models import ApiKey, Tenant
 
 PREVIEW_URL = "/api/v1/billing/preview"
 NOW = datetime(2026, 11, 16, tzinfo=UTC)  # halfway through a 30-day period from Nov 1
+
+
+def on_plan(tenant: TenantFixture, chosen: Plan) -> Tenant:
+    """The tenant, freshly read, on `chosen` (the fixture's shared object stays as it was)."""
+    Tenant.objects.filter(pk=tenant.tenant.pk).update(plan=chosen)
+    return Tenant.objects.get(pk=tenant.tenant.pk)
 
 
 def plan(**fields: Any) -> Plan:
@@ -46,7 +52,7 @@ def use(tenant: TenantFixture, tokens: int, at: datetime) -> None:
 
 def subscribe(tenant: TenantFixture, start: datetime, end: datetime) -> None:
     BillingAccount.objects.create(
-        tenant=tenant.tenant,
+        tenant_id=tenant.tenant.pk,
         stripe_customer_id=f"cus_{uuid.uuid4().hex[:12]}",
         subscription_status=SubscriptionStatus.ACTIVE,
         subscription_created_at=start,
@@ -58,15 +64,14 @@ def subscribe(tenant: TenantFixture, start: datetime, end: datetime) -> None:
 def test_the_preview_bills_overage_past_the_included_tokens_and_projects_the_period(
     tenant: TenantFixture,
 ) -> None:
-    tenant.tenant.plan = plan()
-    tenant.tenant.save(update_fields=["plan"])
+    fresh = on_plan(tenant, plan())
     start = datetime(2026, 11, 1, tzinfo=UTC)
     subscribe(tenant, start, start + timedelta(days=30))
     use(tenant, 1_250_000, NOW - timedelta(days=1))
     use(tenant, 250_000, NOW - timedelta(hours=1))
     use(tenant, 999, start - timedelta(seconds=1))  # the period before
 
-    preview = invoice_preview(tenant.tenant, now=NOW)
+    preview = invoice_preview(fresh, now=NOW)
 
     assert (preview.period.starts_at, preview.period.ends_at, preview.period.source) == (
         start,
@@ -83,8 +88,7 @@ def test_the_preview_bills_overage_past_the_included_tokens_and_projects_the_per
 def test_the_preview_api_answers_for_the_keys_tenant_only(
     tenant: TenantFixture, other_tenant: TenantFixture, api_client: Any
 ) -> None:
-    tenant.tenant.plan = plan(cap_mode=CapMode.HARD, included_tokens=1_000)
-    tenant.tenant.save(update_fields=["plan"])
+    on_plan(tenant, plan(cap_mode=CapMode.HARD, included_tokens=1_000))
     use(tenant, 800, timezone.now())
     use(other_tenant, 5_000, timezone.now())
 

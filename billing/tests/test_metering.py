@@ -41,7 +41,7 @@ def metered(stripe: StripeStandIn, serving_tenant: TenantFixture) -> Iterator[tu
 
     def setup() -> list[UsageEvent]:
         BillingAccount.objects.create(
-            tenant=tenant,
+            tenant_id=tenant.pk,
             stripe_customer_id=customer,
             subscription_status=SubscriptionStatus.ACTIVE,
             subscription_created_at=started,

@@ -216,7 +216,7 @@ def subscribed(stripe: StripeStandIn, serving_tenant: TenantFixture) -> Iterator
     )
     client.v1.payment_methods.attach(card.id, params={"customer": customer.id})
     client.v1.customers.update(customer.id, params={"invoice_settings": {"default_payment_method": card.id}})
-    committed(lambda: BillingAccount.objects.create(tenant=tenant, stripe_customer_id=customer.id))
+    committed(lambda: BillingAccount.objects.create(tenant_id=tenant.pk, stripe_customer_id=customer.id))
     subscription = client.v1.subscriptions.create(
         params={"customer": customer.id, "items": [{"plan": pro_price}]}
     )
