@@ -50,11 +50,15 @@ def ensure_stripe_customer(tenant: Tenant, client: stripe.StripeClient) -> str:
 def create_checkout_session(tenant: Tenant, plan: Plan, success_url: str, cancel_url: str) -> str:
     """A Stripe Checkout session subscribing the tenant to `plan`; returns its URL.
 
-    Raises BillingError when the plan is not sold online, StripeNotConfiguredError
+    Raises BillingError when the plan is not sold online or the tenant already
+    has a live subscription, StripeNotConfiguredError
     offline, and stripe.StripeError when Stripe refuses or does not answer.
     """
     if not plan.stripe_price_id:
         raise BillingError(f"The {plan.name} plan cannot be bought online.")
+    if account_of(tenant).is_live:
+        # A second subscription would bill twice; plan changes go through the portal.
+        raise BillingError("You already have a subscription: change plans in the billing portal.")
     client = stripe_client()
     line_items: list[dict[str, object]] = [{"price": plan.stripe_price_id, "quantity": 1}]
     if plan.stripe_metered_price_id:

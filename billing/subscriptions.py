@@ -51,8 +51,11 @@ class Outcome:
 
 def process_event(event_pk: int) -> Outcome | None:
     """Apply a stored event, once it is not done yet; returns what happened
-    (None when it was already done). Stripe errors propagate, for the task to retry."""
-    event = StripeEvent.objects.get(pk=event_pk)
+    (None when it was already done, or is gone). Stripe errors propagate, for the task to retry."""
+    event = StripeEvent.objects.filter(pk=event_pk).first()
+    if event is None:
+        logger.warning("stripe event %s is gone; nothing to process", event_pk)
+        return None
     if event.status in (EventStatus.PROCESSED, EventStatus.IGNORED):
         return None
     outcome = apply_event(event.payload)

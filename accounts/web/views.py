@@ -37,6 +37,7 @@ from accounts.selectors import (
 from accounts.services import Invitation, TeamError, change_role, invite_member, remove_member
 from accounts.web.forms import ApiKeyForm, ApiKeyLimitsForm, InviteForm, LoginForm, RoleForm
 from billing.models import Plan
+from billing.models.stripe import LIVE_STATUSES
 from billing.selectors import (
     UsageGrouping,
     UsagePeriod,
@@ -283,8 +284,10 @@ def remove_team_member(request: HttpRequest, pk: int) -> HttpResponse:
 def billing(request: HttpRequest) -> HttpResponse:
     """The current period's bill from the ledger, and the Stripe buttons (owners and admins)."""
     tenant = request_tenant(request)
+    preview = invoice_preview(tenant)
     context = {
-        "preview": invoice_preview(tenant),
+        "preview": preview,
+        "subscription_live": preview.subscription_status in LIVE_STATUSES,
         "plans": Plan.objects.exclude(stripe_price_id="").order_by("monthly_price_usd"),
         "stripe_configured": stripe_configured(),
         "can_manage": acting_user(request).can_manage_team,

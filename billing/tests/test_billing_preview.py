@@ -186,3 +186,21 @@ def test_checkout_of_a_plan_not_sold_online_is_a_404(tenant: TenantFixture, stri
 
     assert response.status_code == 404
     assert len(stripe.checkout_sessions) == before
+
+
+def test_checkout_is_refused_while_a_subscription_is_live(
+    tenant: TenantFixture, stripe: StripeStandIn
+) -> None:
+    paid = plan(stripe_price_id="price_test_paid")
+    subscribe(tenant, timezone.now() - timedelta(days=1), timezone.now() + timedelta(days=29))
+    before = len(stripe.checkout_sessions)
+    browser = tenant.web_client()
+
+    page = browser.get("/dashboard/billing/")
+    response = browser.post("/dashboard/billing/checkout/", {"plan": paid.slug}, follow=True)
+
+    assert 'id="subscription-live"' in page.content.decode()
+    assert f'value="{paid.slug}"' not in page.content.decode()
+    assert response.redirect_chain == [("/dashboard/billing/", 302)]
+    assert "change plans in the billing portal" in response.content.decode()
+    assert len(stripe.checkout_sessions) == before

@@ -25,10 +25,12 @@ from django.test import Client
 from aiaas.celery import app
 from aiaas.testing.database import committed
 from aiaas.testing.tenants import TenantFixture
+from billing import tasks
 from billing.models import BillingAccount, EventStatus, Plan, StripeEvent, SubscriptionStatus
 from billing.stripe_api import stripe_client
 from billing.testing.stripe_server import StripeStandIn
 from billing.tests.conftest import OLD_WEBHOOK_SECRET, WEBHOOK_SECRET
+from billing.tests.test_usage_ledger import billing_worker  # noqa: F401 - a real worker thread
 from tenants.models import Tenant
 
 WEBHOOK_URL = "/billing/stripe/webhook/"
@@ -325,3 +327,24 @@ def test_events_about_unknown_customers_or_of_other_types_are_recorded_as_ignore
         "charge.refunded": "charge.refunded does not concern a subscription",
     }
     assert not BillingAccount.objects.get(tenant=subscribed.tenant).stripe_subscription_id
+
+
+def test_a_real_worker_processes_a_stored_event(
+    subscribed: Subscribed,
+    billing_worker: str,  # noqa: F811 - the fixture
+) -> None:
+    event = json.loads(subscribed.events[-1])
+    stored = committed(
+        lambda: StripeEvent.objects.create(event_id=event["id"], type=event["type"], payload=event)
+    )
+
+    result = tasks.process_stripe_event.apply_async(
+        args=[stored.pk], queue=billing_worker, ignore_result=False
+    )
+
+    assert result.get(timeout=20) == "processed"
+    assert (
+        BillingAccount.objects.get(tenant=subscribed.tenant).stripe_subscription_id
+        == subscribed.subscription_id
+    )
+    assert Tenant.objects.get(pk=subscribed.tenant.pk).plan == subscribed.final_plan
