@@ -121,9 +121,10 @@ def test_a_plan_change_reaches_the_gateways_key_cache_at_once(hard_capped: HardC
         client = aioredis.Redis.from_url(settings.REDIS_URL)
         cache = ApiKeyCache(client)
         try:
-            before = await cache.resolve(hard_capped.key)
+            assert await cache.resolve(hard_capped.key) is not None
+            await asyncio.sleep(0.2)  # the revocation listener subscribes, which empties the cache
+            before = await cache.resolve(hard_capped.key)  # cached from here on
             assert before is not None
-            await asyncio.sleep(0.2)  # the cache's revocation listener subscribes
             changed_at = time.monotonic()
             await asyncio.to_thread(upgrade)
             while True:
