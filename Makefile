@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK := $(PY) -m aiaas.launcher
 
-.PHONY: run test check lint typecheck migrations-check pytest openapi bench-provisioning bench-gateway clean
+.PHONY: run test check lint typecheck migrations-check pytest openapi bench-provisioning bench-gateway bench-billing clean
 
 $(VENV)/.installed: requirements/base.txt requirements/embedded.txt requirements/dev.txt requirements/lock.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ bench-provisioning: $(VENV)/.installed
 # (creates bench/.venv-litellm on first use; BENCH_ARGS=--quick for a short run).
 bench-gateway: $(VENV)/.installed
 	$(STACK) exec -- $(PY) bench/gateway.py $(BENCH_ARGS)
+
+# Webhook verification and meter-event sends against the local Stripe stand-in.
+bench-billing: $(VENV)/.installed
+	$(STACK) exec -- $(PY) bench/billing.py $(BENCH_ARGS)
 
 # Stops nothing: stop `make run` first (servers still running on deleted files
 # would linger).

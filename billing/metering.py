@@ -53,6 +53,7 @@ MAX_RETRY_AFTER_SECONDS = 3600.0
 
 @dataclass(frozen=True)
 class PushResult:
+    rows: int = 0  # rows looked at; fewer than the batch size means none are left
     reported: int = 0  # rows Stripe now counts
     set_aside: int = 0  # rows Stripe refused for good
     stopped_early: bool = False  # Stripe asked to wait, failed or did not answer
@@ -85,7 +86,7 @@ def push_meter_events(batch_size: int = 200) -> PushResult:
             failures = backoff.hincrby(BACKOFF_KEY, "failures", 1)
             delay = max(result.backing_off_seconds, backoff_seconds(failures))
             backoff.hset(BACKOFF_KEY, "resume_at", str(time.time() + delay))
-            return PushResult(result.reported, result.set_aside, True, delay)
+            return PushResult(result.rows, result.reported, result.set_aside, True, delay)
         backoff.delete(BACKOFF_KEY)
         return result
 
@@ -141,7 +142,8 @@ def push_batch(batch_size: int) -> PushResult:
         return PushResult(skipped="offline")
     reported = set_aside = 0
     oldest_allowed = int((timezone.now() - MAX_EVENT_AGE).timestamp())
-    for pk, customer, tokens, served_at in pending_rows(batch_size):
+    rows = pending_rows(batch_size)
+    for pk, customer, tokens, served_at in rows:
         if tokens == 0:  # nothing to bill: no event
             mark_reported(pk)
             continue
@@ -152,13 +154,13 @@ def push_batch(batch_size: int) -> PushResult:
             send(client, pk, customer, tokens, served_at)
         except RetryLaterError as error:
             logger.warning("meter events: stopping at row %s: %s", pk, error)
-            return PushResult(reported, set_aside, True, error.delay_seconds)
+            return PushResult(len(rows), reported, set_aside, True, error.delay_seconds)
         except stripe.InvalidRequestError as error:
             set_aside += set_aside_row(pk, f"refused by Stripe: {error.user_message or error}")
             continue
         mark_reported(pk)
         reported += 1
-    return PushResult(reported, set_aside)
+    return PushResult(len(rows), reported, set_aside)
 
 
 def send(client: stripe.StripeClient, pk: int, customer: str, tokens: int, served_at: int) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
 from typing import Any
 
 import stripe
@@ -16,6 +15,8 @@ logger = logging.getLogger(__name__)
 # Beat sends a flush every 2 s; one run stops after this long so runs do not
 # pile up behind a backlog (the next one continues where it stopped).
 FLUSH_TIME_BUDGET_SECONDS = 30.0
+# One meter push drains batch after batch for at most this long (beat sends one every 30 s).
+PUSH_TIME_BUDGET_SECONDS = 25.0
 # A webhook event whose processing cannot reach Stripe is retried this often,
 # with exponential backoff, before it is marked failed (a redelivery requeues it).
 EVENT_MAX_RETRIES = 8
@@ -65,6 +66,18 @@ def process_stripe_event(self: Any, event_pk: int) -> str | None:
 
 @app.task(name="billing.push_meter_events", queue="billing", ignore_result=True)  # type: ignore[untyped-decorator]
 def push_meter_events(batch_size: int = 200) -> dict[str, Any]:
-    """Report unreported ledger rows to Stripe as meter events (billing/metering.py).
-    Safe to run anywhere at once: one pusher holds the lock, the others return."""
-    return asdict(metering.push_meter_events(batch_size))
+    """Report unreported ledger rows to Stripe as meter events (billing/metering.py),
+    batch after batch until none are left, Stripe asks to wait, or the time
+    budget is spent. Safe to run anywhere at once: one pusher holds the lock,
+    the others return at once."""
+    totals = {"rows": 0, "reported": 0, "set_aside": 0}
+
+    def push_batch(size: int) -> int:
+        result = metering.push_meter_events(size)
+        for name in totals:
+            totals[name] += getattr(result, name)
+        # A stop or a skip ends the drain like an empty queue would.
+        return 0 if result.stopped_early or result.skipped else result.rows
+
+    usage.drain(push_batch, batch_size, PUSH_TIME_BUDGET_SECONDS)
+    return totals

@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from aiaas.testing.database import committed
 from aiaas.testing.tenants import TenantFixture
-from billing import metering
+from billing import metering, tasks
 from billing.models import BillingAccount, SubscriptionStatus, UsageEvent
 from billing.stripe_api import stripe_client
 from billing.testing.stripe_server import StripeStandIn
@@ -120,6 +120,17 @@ def test_each_row_with_tokens_becomes_one_meter_event(
     assert stripe.duplicate_meter_events == 0
 
 
+def test_the_task_drains_batch_after_batch(
+    stripe: StripeStandIn, metered: tuple[str, list[UsageEvent]]
+) -> None:
+    customer, rows = metered
+
+    totals = committed(lambda: tasks.push_meter_events(batch_size=5))
+
+    assert totals == {"rows": 12, "reported": 11, "set_aside": 0}
+    assert_each_row_reported_once(stripe, customer, rows)
+
+
 def test_rows_before_the_subscription_or_of_unsubscribed_tenants_are_not_reported(
     stripe: StripeStandIn, metered: tuple[str, list[UsageEvent]], tenant: TenantFixture
 ) -> None:
@@ -194,7 +205,7 @@ settings.DATABASES["default"]["NAME"] = sys.argv[1]
 import django
 
 django.setup()
-from billing import metering
+from billing import metering, tasks
 
 print("pushing", flush=True)
 print(metering.push_meter_events(batch_size=100), flush=True)
