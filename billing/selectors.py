@@ -18,6 +18,7 @@ from django.db.models import Count, DecimalField, F, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce, TruncDay
 
 from billing.limits import DEFAULT_LIMITS, billing_period, billing_period_bounds
+from billing.limits.limiter import REASONS
 from billing.models import BillingAccount, CapMode, Plan, SubscriptionStatus, UsageEvent
 from tenants.models import ApiKey, Tenant
 
@@ -165,7 +166,7 @@ class InvoicePreview:
     cap_mode: str
     base_price_usd: Decimal
     included_tokens: int
-    included_requests: int
+    included_requests: int | None  # None: requests are not counted against an allowance
     used_tokens: int
     used_requests: int
     overage_tokens: int
@@ -211,6 +212,7 @@ def invoice_preview(tenant: Tenant, now: datetime | None = None) -> InvoicePrevi
     used = (
         usage_events_of(tenant)
         .filter(created_at__gte=period.starts_at, created_at__lt=period.ends_at)
+        .exclude(error_type__in=REASONS)  # refused by the limits: never served, never billed
         .aggregate(requests=Count("id"), tokens=Coalesce(Sum(F("prompt_tokens") + F("completion_tokens")), 0))
     )
     used_tokens, used_requests = int(used["tokens"]), int(used["requests"])
@@ -232,7 +234,7 @@ def invoice_preview(tenant: Tenant, now: datetime | None = None) -> InvoicePrevi
         cap_mode=CapMode.HARD if hard else CapMode.SOFT,
         base_price_usd=base,
         included_tokens=included,
-        included_requests=plan.included_requests if plan else 0,
+        included_requests=plan.included_requests if plan else None,
         used_tokens=used_tokens,
         used_requests=used_requests,
         overage_tokens=0 if hard else overage,
@@ -241,14 +243,22 @@ def invoice_preview(tenant: Tenant, now: datetime | None = None) -> InvoicePrevi
         projected_tokens=projected,
         projected_overage_usd=projected_overage_usd,
         projected_total_usd=base + projected_overage_usd,
-        quota_state=quota_state(used_tokens, included, hard),
+        quota_state=quota_state(
+            used_tokens, included, hard, used_requests, plan.included_requests if plan else None
+        ),
         tokens_remaining=max(0, included - used_tokens) if hard else None,
     )
 
 
-def quota_state(used_tokens: int, included_tokens: int, hard: bool) -> QuotaState:
-    if used_tokens >= included_tokens:
+def quota_state(
+    used_tokens: int, included_tokens: int, hard: bool, used_requests: int, included_requests: int | None
+) -> QuotaState:
+    """The tighter of the token and the request allowance (requests when the plan counts them)."""
+    shares = [(used_tokens, included_tokens)]
+    if included_requests is not None:
+        shares.append((used_requests, included_requests))
+    if any(used >= included for used, included in shares):
         return QuotaState.BLOCKED if hard else QuotaState.OVERAGE
-    if used_tokens >= included_tokens * NEARING_SHARE:
+    if any(used >= included * NEARING_SHARE for used, included in shares):
         return QuotaState.NEARING
     return QuotaState.WITHIN

@@ -97,7 +97,9 @@ class InvoicePreviewSerializer(serializers.Serializer[Any]):
     cap_mode = serializers.ChoiceField(choices=["hard", "soft"])
     base_price = money("base_price_usd")
     included_tokens = serializers.IntegerField()
-    included_requests = serializers.IntegerField()
+    included_requests = serializers.IntegerField(
+        allow_null=True, help_text="Null when the plan does not count requests against an allowance."
+    )
     used_tokens = serializers.IntegerField()
     used_requests = serializers.IntegerField()
     overage_tokens = serializers.IntegerField()

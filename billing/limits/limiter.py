@@ -60,6 +60,7 @@ REASONS = (
     "tenant_spend_budget",
     "key_token_budget",
     "key_spend_budget",
+    "tenant_request_budget",
 )
 # Budget counters outlive their period by this much, for late reconciles and inspection.
 BUDGET_RETENTION = timedelta(days=7)
@@ -154,6 +155,7 @@ class Limiter:
             *(-1 if cap is None else cap for cap in caps),
             _expiry(end),
             reservation_id,
+            -1 if limits.tenant_period_requests is None else limits.tenant_period_requests,
         )
         allowed, reason, wait_ms, now_ms, *buckets = (
             int(value) for value in await self._run(self._admit, keys, args)

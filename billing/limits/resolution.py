@@ -38,6 +38,7 @@ class Limits:
     tenant_monthly_usd_micros: int | None
     key_monthly_tokens: int | None
     key_monthly_usd_micros: int | None
+    tenant_period_requests: int | None = None  # a hard-cap plan's included requests
     period: str | None = None
 
     def __post_init__(self) -> None:
@@ -71,7 +72,8 @@ def limits_for(api_key: ApiKey, plan: Plan | None) -> Limits:
     The key's overrides win over the plan's per-key rates; the tenant's rates
     and caps come from the plan alone (a key cannot raise them), and a key's
     own budget caps exist only as overrides. Without a plan: DEFAULT_LIMITS.
-    A hard-cap plan caps the tenant's tokens at its included tokens too.
+    A hard-cap plan caps the tenant's tokens at its included tokens too, and
+    its requests at its included requests.
     The period is the tenant's billing period when the key was loaded with
     its tenant's billing account (tenants.selectors.find_usable_api_key).
     Pure: reads only the objects given and those loaded with them.
@@ -86,6 +88,7 @@ def limits_for(api_key: ApiKey, plan: Plan | None) -> Limits:
         tenant_monthly_usd_micros=base.tenant_monthly_usd_micros,
         key_monthly_tokens=_cap(api_key.monthly_token_budget),
         key_monthly_usd_micros=_micros(api_key.monthly_spend_budget_usd),
+        tenant_period_requests=base.tenant_period_requests,
         period=_billing_period_of(api_key),
     )
 
@@ -112,6 +115,7 @@ def _plan_limits(plan: Plan) -> Limits:
         tenant_monthly_usd_micros=_micros(plan.monthly_spend_budget_usd),
         key_monthly_tokens=None,
         key_monthly_usd_micros=None,
+        tenant_period_requests=_cap(plan.included_requests) if plan.cap_mode == "hard" else None,
     )
 
 

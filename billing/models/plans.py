@@ -37,7 +37,9 @@ class Plan(models.Model):
         max_digits=12, decimal_places=2, default=Decimal(0), validators=[MinValueValidator(Decimal(0))]
     )
     included_tokens = models.PositiveBigIntegerField(default=0, help_text="Tokens included each period.")
-    included_requests = models.PositiveBigIntegerField(default=0, help_text="Requests included each period.")
+    included_requests = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Requests included each period; empty: requests are not counted."
+    )
     cap_mode = models.CharField(max_length=4, choices=CapMode.choices, default=CapMode.SOFT)
     overage_usd_per_million_tokens = models.DecimalField(
         max_digits=12,

@@ -204,3 +204,23 @@ def test_checkout_is_refused_while_a_subscription_is_live(
     assert response.redirect_chain == [("/dashboard/billing/", 302)]
     assert "change plans in the billing portal" in response.content.decode()
     assert len(stripe.checkout_sessions) == before
+
+
+def test_requests_the_limits_refused_are_not_counted_and_the_request_allowance_can_block(
+    tenant: TenantFixture,
+) -> None:
+    fresh = on_plan(tenant, plan(cap_mode=CapMode.HARD, included_tokens=10**6, included_requests=2))
+    use(tenant, 10, timezone.now())
+    use(tenant, 10, timezone.now())
+    UsageEvent.objects.create(
+        request_id=f"req_{uuid.uuid4().hex}",
+        tenant=tenant.tenant,
+        status=429,
+        error_type="tenant_request_budget",
+        created_at=timezone.now(),
+    )
+
+    preview = invoice_preview(fresh)
+
+    assert (preview.used_requests, preview.included_requests, preview.used_tokens) == (2, 2, 20)
+    assert preview.quota_state == QuotaState.BLOCKED

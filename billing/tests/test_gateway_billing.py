@@ -166,3 +166,39 @@ def test_only_loaded_billing_accounts_give_a_period(hard_capped: HardCapped) -> 
 
     assert limits_for(bare, bare.tenant.plan).period is None
     assert (limits_for(loaded, loaded.tenant.plan).period or "").startswith("p")
+
+
+def test_a_hard_cap_on_requests_refuses_past_the_included_requests(hard_capped: HardCapped) -> None:
+    committed(
+        lambda: Plan.objects.filter(pk=hard_capped.hard.pk).update(included_tokens=10**6, included_requests=2)
+    )
+    api_key = find_usable_api_key(hard_capped.key)
+    assert api_key is not None
+
+    async def admit_three() -> list[tuple[bool, str | None, int | None]]:
+        client = aioredis.Redis.from_url(settings.REDIS_URL)
+        limiter = Limiter(client)
+        outcomes = []
+        try:
+            for _ in range(3):
+                admission = await limiter.admit(
+                    tenant_id=api_key.tenant_id,
+                    key_id=api_key.pk,
+                    limits=limits_for(api_key, api_key.tenant.plan),
+                    estimated_tokens=1,
+                    estimated_usd_micros=0,
+                    period=current_period(),
+                )
+                outcomes.append((admission.allowed, admission.reason, admission.retry_after_seconds))
+        finally:
+            await client.aclose()
+        return outcomes
+
+    first, second, third = asyncio.run(admit_three())
+
+    assert (first, second) == ((True, None, None), (True, None, None))
+    assert third[:2] == (False, "tenant_request_budget")
+    assert third[2] is not None
+    assert (
+        hard_capped.period_end.total_seconds() - 5 <= third[2] <= hard_capped.period_end.total_seconds() + 1
+    )
