@@ -9,6 +9,7 @@ import stripe
 
 from aiaas.celery import app
 from billing import metering, subscriptions, usage
+from billing.stripe_api import StripeNotConfiguredError
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ def process_stripe_event(self: Any, event_pk: int) -> str | None:
             subscriptions.mark_failed(event_pk, f"Stripe unreachable: {error}")
             return "failed"
         raise self.retry(exc=error, countdown=min(600, 2 ** (self.request.retries + 1))) from error
-    except (stripe.StripeError, ValueError, KeyError) as error:
+    except (stripe.StripeError, StripeNotConfiguredError, ValueError, KeyError) as error:
         logger.exception("stripe event %s failed", event_pk)
         subscriptions.mark_failed(event_pk, f"{type(error).__name__}: {error}")
         return "failed"

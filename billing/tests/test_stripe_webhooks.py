@@ -348,3 +348,19 @@ def test_a_real_worker_processes_a_stored_event(
         == subscribed.subscription_id
     )
     assert Tenant.objects.get(pk=subscribed.tenant.pk).plan == subscribed.final_plan
+
+
+def test_an_event_that_needs_stripe_fails_clearly_when_stripe_is_not_configured(
+    subscribed: Subscribed, eager_tasks: None
+) -> None:
+    from django.conf import settings
+
+    settings.STRIPE_SECRET_KEY = ""
+    body = subscribed.events[-1]
+
+    deliver([[body]])
+
+    stored = StripeEvent.objects.get(event_id=json.loads(body)["id"])
+    assert stored.status == EventStatus.FAILED
+    assert "not configured" in stored.detail
+    assert not BillingAccount.objects.get(tenant=subscribed.tenant).stripe_subscription_id
