@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK := $(PY) -m aiaas.launcher
 
-.PHONY: run test check lint typecheck migrations-check pytest openapi bench-provisioning bench-gateway bench-routing bench-realtime clean
+.PHONY: run test check lint typecheck migrations-check pytest openapi bench-provisioning bench-gateway bench-routing bench-realtime bench-billing clean
 
 $(VENV)/.installed: requirements/base.txt requirements/embedded.txt requirements/dev.txt requirements/lock.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -51,10 +51,15 @@ bench-gateway: $(VENV)/.installed
 # The router offline on RouteLLM's data: unseen MMLU subjects and GSM8K (about 2 min).
 bench-routing: $(VENV)/.installed
 	$(STACK) exec -- $(PY) bench/routing.py $(BENCH_ARGS)
+
 # WebSockets: 1,000 subscribers (a share slow readers) and concurrent WebSocket chats
 # (BENCH_ARGS=--quick for a short run; bench/README.md).
 bench-realtime: $(VENV)/.installed
 	$(STACK) exec -- $(PY) bench/realtime.py $(BENCH_ARGS)
+
+# Webhook verification and meter-event sends against the local Stripe stand-in.
+bench-billing: $(VENV)/.installed
+	$(STACK) exec -- $(PY) bench/billing.py $(BENCH_ARGS)
 
 # Stops nothing: stop `make run` first (servers still running on deleted files
 # would linger).

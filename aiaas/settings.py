@@ -211,6 +211,19 @@ AGENT_TOOL_MANIFEST_DIRS = env.list("AGENT_TOOL_MANIFEST_DIRS", default=[])
 AGENT_TOOL_PUBLIC_KEYS = env.dict("AGENT_TOOL_PUBLIC_KEYS", default={})
 # Hosts tools may reach even when they resolve to private or loopback addresses.
 AGENT_TOOL_ALLOWED_HOSTS = env.list("AGENT_TOOL_ALLOWED_HOSTS", default=[])
+# Billing (billing/, docs/decisions/0008): without STRIPE_SECRET_KEY billing runs offline
+# (metering, quotas and previews work; Checkout and the Customer Portal are off).
+STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
+# Comma-separated: during a rotation both the old and the new signing secret verify.
+STRIPE_WEBHOOK_SECRETS = env.list("STRIPE_WEBHOOK_SECRET", default=[])
+STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="https://api.stripe.com")
+# The `event_name` of the Stripe Billing Meter that counts tokens.
+STRIPE_METER_EVENT_NAME = env.str("STRIPE_METER_EVENT_NAME", default="aiaas_tokens")
+CELERY_BEAT_SCHEDULE["push-meter-events"] = {
+    "task": "billing.push_meter_events",
+    "schedule": 30.0,
+    "options": {"queue": "billing", "expire_seconds": 60},
+}
 
 AUTH_USER_MODEL = "accounts.User"
 AUTH_PASSWORD_VALIDATORS = [

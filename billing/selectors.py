@@ -1,4 +1,4 @@
-"""Reads of the usage ledger.
+"""Reads of the usage ledger, and the invoice preview built on it.
 
 Every selector takes a queryset of usage events that the caller has already
 limited to one tenant (`usage_events_of(tenant)`, or an API view's
@@ -10,14 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from typing import Any
 
 from django.db.models import Count, DecimalField, F, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce, TruncDay
 
-from billing.models import UsageEvent
+from billing.limits import DEFAULT_LIMITS, billing_period, billing_period_bounds
+from billing.limits.limiter import REASONS
+from billing.models import BillingAccount, CapMode, Plan, SubscriptionStatus, UsageEvent
 from tenants.models import ApiKey, Tenant
 
 
@@ -130,3 +132,133 @@ def identities_of_keys(events: QuerySet[UsageEvent], rows: list[dict[str, Any]])
         tenant__in=events.values("tenant"),
     )
     return {key.pk: {"key_id": key.pk, "name": key.name, "prefix": key.prefix} for key in keys}
+
+
+# The invoice preview
+
+
+class QuotaState(StrEnum):
+    WITHIN = "within"  # under 80% of the included tokens
+    NEARING = "nearing"  # 80% or more
+    OVERAGE = "overage"  # past them on a soft cap: billed as overage
+    BLOCKED = "blocked"  # past them on a hard cap: /v1 answers 429 until the period ends
+
+
+NEARING_SHARE = Decimal("0.8")
+CENTS = Decimal("0.01")
+MILLION = Decimal(1_000_000)
+
+
+@dataclass(frozen=True)
+class BillingPeriod:
+    starts_at: datetime
+    ends_at: datetime
+    source: str  # "stripe": the subscription's period; "calendar": the UTC month
+
+
+@dataclass(frozen=True)
+class InvoicePreview:
+    """This period's bill as our own ledger sees it, before Stripe invoices it."""
+
+    plan: Plan | None
+    period: BillingPeriod
+    subscription_status: str
+    cap_mode: str
+    base_price_usd: Decimal
+    included_tokens: int
+    included_requests: int | None  # None: requests are not counted against an allowance
+    used_tokens: int
+    used_requests: int
+    overage_tokens: int
+    overage_usd: Decimal
+    total_usd: Decimal
+    projected_tokens: int
+    projected_overage_usd: Decimal
+    projected_total_usd: Decimal
+    quota_state: QuotaState
+    tokens_remaining: int | None  # before a hard cap refuses; None on a soft cap
+
+
+def billing_account_of(tenant: Tenant) -> BillingAccount | None:
+    return BillingAccount.objects.filter(tenant=tenant).first()
+
+
+def current_billing_period(account: BillingAccount | None, now: datetime) -> BillingPeriod:
+    """The period the tenant's counters run in: its subscription's while that is
+    live (as billing.limits counts it), else the calendar month (UTC)."""
+    if (
+        account is not None
+        and account.is_live
+        and account.current_period_start
+        and account.current_period_end
+    ):
+        bounds = billing_period_bounds(
+            billing_period(account.current_period_start, account.current_period_end, now)
+        )
+        if bounds is not None:
+            return BillingPeriod(*bounds, source="stripe")
+    month = UsagePeriod.month_of(now.astimezone(UTC).date())
+    return BillingPeriod(month.starts_at, month.ends_before, source="calendar")
+
+
+def invoice_preview(tenant: Tenant, now: datetime | None = None) -> InvoicePreview:
+    """Included, used, overage and the projected total of the tenant's current
+    period, from the ledger. The projection extends the period's usage so far
+    at the same rate to its end. Money is rounded to cents at the end."""
+    moment = now or datetime.now(UTC)
+    account = billing_account_of(tenant)
+    period = current_billing_period(account, moment)
+    plan = tenant.plan
+    used = (
+        usage_events_of(tenant)
+        .filter(created_at__gte=period.starts_at, created_at__lt=period.ends_at)
+        .exclude(error_type__in=REASONS)  # refused by the limits: never served, never billed
+        .aggregate(requests=Count("id"), tokens=Coalesce(Sum(F("prompt_tokens") + F("completion_tokens")), 0))
+    )
+    used_tokens, used_requests = int(used["tokens"]), int(used["requests"])
+    base = plan.monthly_price_usd if plan else Decimal(0)
+    included = plan.included_tokens if plan else DEFAULT_LIMITS.tenant_monthly_tokens or 0
+    hard = plan is None or plan.cap_mode == CapMode.HARD
+    rate = Decimal(0) if hard or plan is None else plan.overage_usd_per_million_tokens
+    elapsed = (moment - period.starts_at).total_seconds()
+    length = (period.ends_at - period.starts_at).total_seconds()
+    projected = used_tokens if elapsed <= 0 else max(used_tokens, int(used_tokens * length / elapsed))
+    overage = max(0, used_tokens - included)
+    projected_overage = max(0, projected - included)
+    overage_usd = (overage * rate / MILLION).quantize(CENTS, ROUND_HALF_UP)
+    projected_overage_usd = (projected_overage * rate / MILLION).quantize(CENTS, ROUND_HALF_UP)
+    return InvoicePreview(
+        plan=plan,
+        period=period,
+        subscription_status=account.subscription_status if account else SubscriptionStatus.NONE,
+        cap_mode=CapMode.HARD if hard else CapMode.SOFT,
+        base_price_usd=base,
+        included_tokens=included,
+        included_requests=plan.included_requests if plan else None,
+        used_tokens=used_tokens,
+        used_requests=used_requests,
+        overage_tokens=0 if hard else overage,
+        overage_usd=overage_usd,
+        total_usd=base + overage_usd,
+        projected_tokens=projected,
+        projected_overage_usd=projected_overage_usd,
+        projected_total_usd=base + projected_overage_usd,
+        quota_state=quota_state(
+            used_tokens, included, hard, used_requests, plan.included_requests if plan else None
+        ),
+        tokens_remaining=max(0, included - used_tokens) if hard else None,
+    )
+
+
+def quota_state(
+    used_tokens: int, included_tokens: int, hard: bool, used_requests: int, included_requests: int | None
+) -> QuotaState:
+    """The tighter of the token and the request allowance (requests when the plan counts them)."""
+    shares = [(used_tokens, included_tokens)]
+    if included_requests is not None:
+        shares.append((used_requests, included_requests))
+    if any(used >= included for used, included in shares):
+        return QuotaState.BLOCKED if hard else QuotaState.OVERAGE
+    if any(used >= included * NEARING_SHARE for used, included in shares):
+        return QuotaState.NEARING
+    return QuotaState.WITHIN

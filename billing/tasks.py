@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
+import stripe
+
 from aiaas.celery import app
-from billing import usage
+from billing import metering, subscriptions, usage
+from billing.stripe_api import StripeNotConfiguredError
+
+logger = logging.getLogger(__name__)
 
 # Beat sends a flush every 2 s; one run stops after this long so runs do not
 # pile up behind a backlog (the next one continues where it stopped).
 FLUSH_TIME_BUDGET_SECONDS = 30.0
+# One meter push drains batch after batch for at most this long (beat sends one every 30 s).
+PUSH_TIME_BUDGET_SECONDS = 25.0
+# A webhook event whose processing cannot reach Stripe is retried this often,
+# with exponential backoff, before it is marked failed (a redelivery requeues it).
+EVENT_MAX_RETRIES = 8
 
 
 # celery ships no types (pyproject.toml), so its decorators are untyped.
@@ -25,3 +38,47 @@ def flush_usage_events(batch_size: int = 500, stream: str | None = None) -> int:
         batch_size,
         FLUSH_TIME_BUDGET_SECONDS,
     )
+
+
+@app.task(  # type: ignore[untyped-decorator]
+    name="billing.process_stripe_event",
+    queue="billing",
+    bind=True,
+    ignore_result=True,
+    max_retries=EVENT_MAX_RETRIES,
+)
+def process_stripe_event(self: Any, event_pk: int) -> str | None:
+    """Apply a stored webhook event (billing/subscriptions.py). Idempotent, so
+    redelivery and duplicates are harmless; a public-schema task, since
+    billing lives there. Returns the event's new status."""
+    try:
+        outcome = subscriptions.process_event(event_pk)
+    except (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError) as error:
+        if self.request.retries >= EVENT_MAX_RETRIES:
+            subscriptions.mark_failed(event_pk, f"Stripe unreachable: {error}")
+            return "failed"
+        raise self.retry(exc=error, countdown=min(600, 2 ** (self.request.retries + 1))) from error
+    except (stripe.StripeError, StripeNotConfiguredError, ValueError, KeyError) as error:
+        logger.exception("stripe event %s failed", event_pk)
+        subscriptions.mark_failed(event_pk, f"{type(error).__name__}: {error}")
+        return "failed"
+    return None if outcome is None else str(outcome.status)
+
+
+@app.task(name="billing.push_meter_events", queue="billing", ignore_result=True)  # type: ignore[untyped-decorator]
+def push_meter_events(batch_size: int = 200) -> dict[str, Any]:
+    """Report unreported ledger rows to Stripe as meter events (billing/metering.py),
+    batch after batch until none are left, Stripe asks to wait, or the time
+    budget is spent. Safe to run anywhere at once: one pusher holds the lock,
+    the others return at once."""
+    totals = {"rows": 0, "reported": 0, "set_aside": 0}
+
+    def push_batch(size: int) -> int:
+        result = metering.push_meter_events(size)
+        for name in totals:
+            totals[name] += getattr(result, name)
+        # A stop or a skip ends the drain like an empty queue would.
+        return 0 if result.stopped_early or result.skipped else result.rows
+
+    usage.drain(push_batch, batch_size, PUSH_TIME_BUDGET_SECONDS)
+    return totals

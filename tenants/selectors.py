@@ -21,7 +21,8 @@ def find_usable_api_key(raw_key: str) -> ApiKey | None:
     if match is None:
         return None
     api_key = (
-        ApiKey.objects.select_related("tenant", "tenant__plan")
+        # The billing account carries the tenant's billing period (billing.limits.limits_for).
+        ApiKey.objects.select_related("tenant", "tenant__plan", "tenant__billing_account")
         .filter(prefix=match["prefix"], tenant__is_active=True)
         .first()
     )

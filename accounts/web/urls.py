@@ -20,6 +20,9 @@ dashboard_patterns = [
     # The streaming chat playground (realtime/web/views.py).
     path("playground/", realtime_views.playground, name="playground"),
     path("playground/token/", realtime_views.playground_token, name="playground-token"),
+    path("billing/", views.billing, name="billing"),
+    path("billing/checkout/", views.billing_checkout, name="billing-checkout"),
+    path("billing/portal/", views.billing_portal, name="billing-portal"),
 ]
 
 urlpatterns = [

@@ -6,10 +6,12 @@ refuses to run when the connection is not on that tenant's schema.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import stripe
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import SetPasswordForm
@@ -17,7 +19,7 @@ from django.contrib.auth.views import LoginView, PasswordResetConfirmView
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse_lazy
+from django.urls import reverse, reverse_lazy
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
@@ -34,12 +36,25 @@ from accounts.selectors import (
 )
 from accounts.services import Invitation, TeamError, change_role, invite_member, remove_member
 from accounts.web.forms import ApiKeyForm, ApiKeyLimitsForm, InviteForm, LoginForm, RoleForm
-from billing.selectors import UsageGrouping, UsagePeriod, usage_events_of, usage_groups, usage_totals
+from billing.models import Plan
+from billing.models.stripe import LIVE_STATUSES
+from billing.selectors import (
+    UsageGrouping,
+    UsagePeriod,
+    invoice_preview,
+    usage_events_of,
+    usage_groups,
+    usage_totals,
+)
+from billing.services import BillingError, create_checkout_session, create_portal_session
+from billing.stripe_api import StripeNotConfiguredError, stripe_configured
 from routing.selectors import enabled_models
 from tenants.context import current_schema_name
 from tenants.models import ApiKey, Tenant
 from tenants.selectors import api_keys_of
 from tenants.services import IssuedApiKey, create_api_key, revoke_api_key, update_api_key
+
+logger = logging.getLogger(__name__)
 
 
 def request_tenant(request: HttpRequest) -> Tenant:
@@ -260,3 +275,55 @@ def remove_team_member(request: HttpRequest, pk: int) -> HttpResponse:
         remove_member(request_tenant(request), member_id=pk, removed_by=user)
         messages.success(request, "Removed the member. Their sessions no longer work.")
     return redirect("dashboard:team")
+
+
+# Billing
+
+
+@login_required
+def billing(request: HttpRequest) -> HttpResponse:
+    """The current period's bill from the ledger, and the Stripe buttons (owners and admins)."""
+    tenant = request_tenant(request)
+    preview = invoice_preview(tenant)
+    context = {
+        "preview": preview,
+        "subscription_live": preview.subscription_status in LIVE_STATUSES,
+        "plans": Plan.objects.exclude(stripe_price_id="").order_by("monthly_price_usd"),
+        "stripe_configured": stripe_configured(),
+        "can_manage": acting_user(request).can_manage_team,
+    }
+    return render(request, "dashboard/billing.html", context)
+
+
+@login_required
+@require_POST
+def billing_checkout(request: HttpRequest) -> HttpResponse:
+    """Off to Stripe Checkout to subscribe to the chosen plan."""
+    ensure_manager(request)
+    plan = get_object_or_404(Plan.objects.exclude(stripe_price_id=""), slug=request.POST.get("plan", ""))
+    back = request.build_absolute_uri(reverse("dashboard:billing"))
+    with stripe_errors_as_messages(request):
+        return redirect(create_checkout_session(request_tenant(request), plan, f"{back}?checkout=done", back))
+    return redirect("dashboard:billing")
+
+
+@login_required
+@require_POST
+def billing_portal(request: HttpRequest) -> HttpResponse:
+    """Off to Stripe's Customer Portal: payment methods, invoices, plan changes, cancellation."""
+    ensure_manager(request)
+    back = request.build_absolute_uri(reverse("dashboard:billing"))
+    with stripe_errors_as_messages(request):
+        return redirect(create_portal_session(request_tenant(request), back))
+    return redirect("dashboard:billing")
+
+
+@contextmanager
+def stripe_errors_as_messages(request: HttpRequest) -> Iterator[None]:
+    try:
+        yield
+    except (BillingError, StripeNotConfiguredError) as error:
+        messages.error(request, str(error))
+    except stripe.StripeError:
+        logger.exception("Stripe refused or did not answer")
+        messages.error(request, "Stripe could not be reached; nothing was changed. Try again in a moment.")

@@ -65,3 +65,56 @@ class UsageReportSerializer(serializers.Serializer[Any]):
 
     def get_fields(self) -> dict[str, serializers.Field[Any, Any, Any, Any]]:
         return without_trailing_underscores(super().get_fields())
+
+
+def money(source: str, help_text: str = "") -> serializers.DecimalField:
+    """A USD amount, as a string with two decimals."""
+    return serializers.DecimalField(
+        source=source, max_digits=20, decimal_places=2, coerce_to_string=True, help_text=help_text or None
+    )
+
+
+class BillingPeriodSerializer(serializers.Serializer[Any]):
+    """`source` is declared as `source_` (a Field attribute); see without_trailing_underscores."""
+
+    starts_at = serializers.DateTimeField()
+    ends_at = serializers.DateTimeField(help_text="Counters and a hard cap reset at this instant.")
+    source_ = serializers.ChoiceField(
+        choices=["stripe", "calendar"],
+        help_text="`stripe`: the subscription's billing period; `calendar`: the UTC month (no subscription).",
+    )
+
+    def get_fields(self) -> dict[str, serializers.Field[Any, Any, Any, Any]]:
+        return without_trailing_underscores(super().get_fields())
+
+
+class InvoicePreviewSerializer(serializers.Serializer[Any]):
+    object = serializers.SerializerMethodField()
+    plan = serializers.CharField(source="plan.slug", allow_null=True, default=None)
+    subscription_status = serializers.CharField()
+    period = BillingPeriodSerializer()
+    currency = serializers.SerializerMethodField()
+    cap_mode = serializers.ChoiceField(choices=["hard", "soft"])
+    base_price = money("base_price_usd")
+    included_tokens = serializers.IntegerField()
+    included_requests = serializers.IntegerField(
+        allow_null=True, help_text="Null when the plan does not count requests against an allowance."
+    )
+    used_tokens = serializers.IntegerField()
+    used_requests = serializers.IntegerField()
+    overage_tokens = serializers.IntegerField()
+    overage = money("overage_usd")
+    total = money("total_usd", "Base price plus overage so far.")
+    projected_tokens = serializers.IntegerField()
+    projected_overage = money("projected_overage_usd")
+    projected_total = money("projected_total_usd", "At this period's rate of use so far, to its end.")
+    quota_state = serializers.ChoiceField(choices=["within", "nearing", "overage", "blocked"])
+    tokens_remaining = serializers.IntegerField(
+        allow_null=True, help_text="Tokens left before a hard cap refuses requests; null on a soft cap."
+    )
+
+    def get_object(self, preview: Any) -> str:
+        return "billing.preview"
+
+    def get_currency(self, preview: Any) -> str:
+        return "usd"

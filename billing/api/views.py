@@ -5,9 +5,9 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from billing.api.serializers import UsageQuerySerializer, UsageReportSerializer
-from billing.models import UsageEvent
-from billing.selectors import usage_groups
+from billing.api.serializers import InvoicePreviewSerializer, UsageQuerySerializer, UsageReportSerializer
+from billing.models import BillingAccount, UsageEvent
+from billing.selectors import invoice_preview, usage_groups
 from tenants.api.base import TenantScopedViewSet
 from tenants.models import ApiKeyScope
 
@@ -33,3 +33,18 @@ class UsageViewSet(TenantScopedViewSet):
             "group_by": group_by.value,
         }
         return Response(UsageReportSerializer(report).data)
+
+
+class BillingPreviewViewSet(TenantScopedViewSet):
+    """The current period's bill from our own ledger, and where the quota stands."""
+
+    required_scope = ApiKeyScope.READ
+    serializer_class = InvoicePreviewSerializer
+
+    def tenant_queryset(self) -> QuerySet[BillingAccount]:
+        return BillingAccount.objects.all()
+
+    @extend_schema(operation_id="billing_preview")
+    def preview(self, request: Request) -> Response:
+        self.get_queryset()  # asserts the key's tenant is the active one
+        return Response(InvoicePreviewSerializer(invoice_preview(self.tenant)).data)

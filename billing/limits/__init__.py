@@ -9,7 +9,7 @@ from billing.limits.limiter import (
     Reservation,
     format_duration,
 )
-from billing.limits.periods import current_period, period_end
+from billing.limits.periods import billing_period, billing_period_bounds, current_period, period_end
 from billing.limits.resolution import DEFAULT_LIMITS, Limits, limits_for
 
 __all__ = [
@@ -20,6 +20,8 @@ __all__ = [
     "LimiterUnavailableError",
     "Limits",
     "Reservation",
+    "billing_period",
+    "billing_period_bounds",
     "current_period",
     "format_duration",
     "limits_for",

@@ -60,6 +60,7 @@ REASONS = (
     "tenant_spend_budget",
     "key_token_budget",
     "key_spend_budget",
+    "tenant_request_budget",
 )
 # Budget counters outlive their period by this much, for late reconciles and inspection.
 BUDGET_RETENTION = timedelta(days=7)
@@ -132,9 +133,12 @@ class Limiter:
     ) -> Admission:
         """Admit one request costing at most about the estimates, or say why not.
 
+        Budgets count in `limits.period` when the tenant has a billing period
+        of its own, else in `period` (the calendar month).
         Raises LimiterUnavailableError when Redis does not answer.
         """
         _check_amounts(estimated_tokens, estimated_usd_micros)
+        period = limits.period or period
         end = period_end(period)
         reservation_id = uuid.uuid4().hex
         keys = _rate_keys(tenant_id, key_id) + _budget_keys(tenant_id, key_id, period)
@@ -151,6 +155,7 @@ class Limiter:
             *(-1 if cap is None else cap for cap in caps),
             _expiry(end),
             reservation_id,
+            -1 if limits.tenant_period_requests is None else limits.tenant_period_requests,
         )
         allowed, reason, wait_ms, now_ms, *buckets = (
             int(value) for value in await self._run(self._admit, keys, args)

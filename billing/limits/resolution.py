@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from datetime import datetime
 from decimal import ROUND_FLOOR, Decimal
 from typing import TYPE_CHECKING
+
+from billing.limits.periods import billing_period
 
 if TYPE_CHECKING:  # at run time this module needs no Django (the limiter runs in worker processes)
     from billing.models import Plan
@@ -20,7 +23,12 @@ RATE_FIELDS = ("key_rpm", "key_tpm", "tenant_rpm", "tenant_tpm")
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-minute rates (each at least 1) and per-period caps (None: no cap)."""
+    """Per-minute rates (each at least 1) and per-period caps (None: no cap).
+
+    `period` is the tenant's own billing period when it has a live Stripe
+    subscription (billing.limits.periods.billing_period); None means the
+    calendar month. The limiter counts budgets in it.
+    """
 
     key_rpm: int
     key_tpm: int
@@ -30,9 +38,13 @@ class Limits:
     tenant_monthly_usd_micros: int | None
     key_monthly_tokens: int | None
     key_monthly_usd_micros: int | None
+    tenant_period_requests: int | None = None  # a hard-cap plan's included requests
+    period: str | None = None
 
     def __post_init__(self) -> None:
         for field in fields(self):
+            if field.name == "period":
+                continue
             value = getattr(self, field.name)
             if field.name in RATE_FIELDS and not 1 <= value <= MAX_RATE:
                 raise ValueError(f"{field.name} must be from 1 to {MAX_RATE}, not {value}")
@@ -60,7 +72,11 @@ def limits_for(api_key: ApiKey, plan: Plan | None) -> Limits:
     The key's overrides win over the plan's per-key rates; the tenant's rates
     and caps come from the plan alone (a key cannot raise them), and a key's
     own budget caps exist only as overrides. Without a plan: DEFAULT_LIMITS.
-    Pure: reads only the two objects.
+    A hard-cap plan caps the tenant's tokens at its included tokens too, and
+    its requests at its included requests.
+    The period is the tenant's billing period when the key was loaded with
+    its tenant's billing account (tenants.selectors.find_usable_api_key).
+    Pure: reads only the objects given and those loaded with them.
     """
     base = DEFAULT_LIMITS if plan is None else _plan_limits(plan)
     return Limits(
@@ -72,7 +88,21 @@ def limits_for(api_key: ApiKey, plan: Plan | None) -> Limits:
         tenant_monthly_usd_micros=base.tenant_monthly_usd_micros,
         key_monthly_tokens=_cap(api_key.monthly_token_budget),
         key_monthly_usd_micros=_micros(api_key.monthly_spend_budget_usd),
+        tenant_period_requests=base.tenant_period_requests,
+        period=_billing_period_of(api_key),
     )
+
+
+def _billing_period_of(api_key: ApiKey) -> str | None:
+    """The key's tenant's billing period, only from what is already loaded: the
+    gateway calls this in its event loop, where a query would be refused."""
+    tenant = api_key._state.fields_cache.get("tenant")
+    account = None if tenant is None else tenant._state.fields_cache.get("billing_account")
+    if account is None or not account.is_live:
+        return None
+    start: datetime | None = account.current_period_start
+    end: datetime | None = account.current_period_end
+    return None if start is None or end is None else billing_period(start, end)
 
 
 def _plan_limits(plan: Plan) -> Limits:
@@ -81,11 +111,20 @@ def _plan_limits(plan: Plan) -> Limits:
         key_tpm=_rate(plan.key_tokens_per_minute, DEFAULT_LIMITS.key_tpm),
         tenant_rpm=_rate(plan.tenant_requests_per_minute, DEFAULT_LIMITS.tenant_rpm),
         tenant_tpm=_rate(plan.tenant_tokens_per_minute, DEFAULT_LIMITS.tenant_tpm),
-        tenant_monthly_tokens=_cap(plan.monthly_token_budget),
+        tenant_monthly_tokens=_tenant_token_cap(plan),
         tenant_monthly_usd_micros=_micros(plan.monthly_spend_budget_usd),
         key_monthly_tokens=None,
         key_monthly_usd_micros=None,
+        tenant_period_requests=_cap(plan.included_requests) if plan.cap_mode == "hard" else None,
     )
+
+
+def _tenant_token_cap(plan: Plan) -> int | None:
+    caps = [plan.monthly_token_budget]
+    if plan.cap_mode == "hard":
+        caps.append(plan.included_tokens)
+    present = [cap for cap in caps if cap is not None]
+    return _cap(min(present)) if present else None
 
 
 def _rate(value: int | None, default: int) -> int:

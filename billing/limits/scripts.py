@@ -12,7 +12,8 @@ key names its tenant, so two tenants never share a counter):
   would have drained empty, so an idle tenant leaves nothing behind.
 - `limits:{t7}:budget:2026-11` and `limits:{t7}:k9:budget:2026-11`: the
   period's budget counters, `spent_tokens`, `reserved_tokens`, `spent_micros`
-  and `reserved_micros` (USD micros), kept whether or not a cap applies, so a
+  and `reserved_micros` (USD micros), and the tenant's `requests` admitted,
+  kept whether or not a cap applies, so a
   cap set mid-period counts what was spent before it. The tenant's hash also
   holds one `r:<reservation id>` field per reservation not yet reconciled,
   which makes a retried admit or reconcile count once. Both expire some days
@@ -71,10 +72,13 @@ end
 # KEYS: key rpm, key tpm, tenant rpm, tenant tpm, tenant budget, key budget.
 # ARGV: 1-4 the limits of KEYS[1-4]; 5 estimated tokens; 6 estimated micros;
 # 7 tenant token cap, 8 tenant micros cap, 9 key token cap, 10 key micros cap
-# (-1: no cap); 11 budget expiry (unix seconds); 12 reservation id.
+# (-1: no cap); 11 budget expiry (unix seconds); 12 reservation id; 13 tenant
+# requests cap (-1: no cap).
 # Returns {allowed, reason, wait_ms, now_ms, then remaining and reset_ms for
 # each of KEYS[1-4]}. reason is 1-4 for KEYS[1-4], 5-8 for the tenant's token
-# and micros caps then the key's; wait_ms is BUDGET_WAIT for a budget.
+# and micros caps then the key's, 9 for the tenant's requests cap; wait_ms is
+# BUDGET_WAIT for a budget. An admitted request counts in the tenant budget's
+# `requests` at once (a request's count is known when it is admitted).
 ADMIT = (
     _BUCKETS
     + """
@@ -108,8 +112,16 @@ for j, budget in ipairs(budgets) do
   end
 end
 
+local request_cap = tonumber(ARGV[13])
+if reason == 0 and request_cap >= 0 then
+  if (tonumber(redis.call('HGET', KEYS[5], 'requests')) or 0) + 1 > request_cap then
+    reason, wait = 9, -1
+  end
+end
+
 local allowed = replay or reason == 0
 if allowed and not replay then
+  redis.call('HINCRBY', KEYS[5], 'requests', 1)
   for i = 1, 4 do
     contents[i] = contents[i] + costs[i] * PERIOD_MS
     store(KEYS[i], contents[i], limits[i], now)

@@ -1,4 +1,13 @@
-from billing.models.plans import Plan
+from billing.models.plans import CapMode, Plan
+from billing.models.stripe import BillingAccount, EventStatus, StripeEvent, SubscriptionStatus
 from billing.models.usage import UsageEvent
 
-__all__ = ["Plan", "UsageEvent"]
+__all__ = [
+    "BillingAccount",
+    "CapMode",
+    "EventStatus",
+    "Plan",
+    "StripeEvent",
+    "SubscriptionStatus",
+    "UsageEvent",
+]

@@ -1,4 +1,6 @@
-"""Plans (public schema): the limits a tenant gets. Prices come with the billing issue."""
+"""Plans (public schema): what a tenant pays and the limits it gets. Staff edit
+them in the admin; a change applies to the gateway at once
+(billing.services.plan_changed)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,13 @@ from decimal import Decimal
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
+
+
+class CapMode(models.TextChoices):
+    # Hard: requests past the included tokens are refused (429) until the period ends.
+    HARD = "hard", "Hard: refuse past the included tokens"
+    # Soft: usage past them is billed as overage.
+    SOFT = "soft", "Soft: bill overage"
 
 
 class Plan(models.Model):
@@ -23,6 +32,25 @@ class Plan(models.Model):
     monthly_spend_budget_usd = models.DecimalField(
         max_digits=12, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(Decimal(0))]
     )
+    # Price and what it includes, per billing period.
+    monthly_price_usd = models.DecimalField(
+        max_digits=12, decimal_places=2, default=Decimal(0), validators=[MinValueValidator(Decimal(0))]
+    )
+    included_tokens = models.PositiveBigIntegerField(default=0, help_text="Tokens included each period.")
+    included_requests = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Requests included each period; empty: requests are not counted."
+    )
+    cap_mode = models.CharField(max_length=4, choices=CapMode.choices, default=CapMode.SOFT)
+    overage_usd_per_million_tokens = models.DecimalField(
+        max_digits=12,
+        decimal_places=4,
+        default=Decimal(0),
+        validators=[MinValueValidator(Decimal(0))],
+        help_text="Price of each million tokens past the included ones (soft cap).",
+    )
+    # Stripe: the flat recurring price, and the metered price of the token meter.
+    stripe_price_id = models.CharField(max_length=255, blank=True)
+    stripe_metered_price_id = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -31,10 +31,20 @@ class UsageEvent(models.Model):
     )
     # When the gateway served the request (from the event), not when it was flushed.
     created_at = models.DateTimeField()
+    # When the row's tokens reached Stripe as a meter event (billing/metering.py).
+    meter_reported_at = models.DateTimeField(null=True, blank=True)
+    meter_error = models.CharField(max_length=500, blank=True, help_text="Why Stripe will never take it.")
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["tenant", "created_at"])]
+        indexes = [
+            models.Index(fields=["tenant", "created_at"]),
+            models.Index(
+                fields=["tenant", "id"],
+                condition=models.Q(meter_reported_at__isnull=True, meter_error=""),
+                name="billing_usage_unmetered",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.request_id

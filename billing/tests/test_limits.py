@@ -638,7 +638,10 @@ def test_limits_come_from_the_plan_and_the_keys_overrides_win(tenant: TenantFixt
     free, pro = Plan.objects.get(slug="free"), Plan.objects.get(slug="pro")
     assert tenant.tenant.plan == Plan.objects.get(slug="enterprise")  # the test tenants' plan
 
-    assert limits_for(api_key, free) == Limits(60, 100_000, 300, 500_000, 5_000_000, 10_000_000, None, None)
+    # Free is a hard-cap plan: its included requests cap the tenant's requests too.
+    assert limits_for(api_key, free) == Limits(
+        60, 100_000, 300, 500_000, 5_000_000, 10_000_000, None, None, tenant_period_requests=10_000
+    )
     assert limits_for(api_key, pro) == Limits(
         600, 1_000_000, 3000, 5_000_000, None, 1_000_000_000, None, None
     )

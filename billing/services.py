@@ -1,0 +1,107 @@
+"""Writes of billing: a tenant's Stripe customer, its Checkout and Customer
+Portal sessions, and telling the gateway that a tenant's limits changed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import redis
+import stripe
+from django.conf import settings
+
+from billing.models import BillingAccount, Plan
+from billing.stripe_api import stripe_client
+from tenants.models import ApiKey, Tenant
+from tenants.services import API_KEY_REVOKED_CHANNEL
+
+
+class BillingError(Exception):
+    """A billing action that cannot be done; the message is one line for the user."""
+
+
+def account_of(tenant: Tenant) -> BillingAccount:
+    account, _ = BillingAccount.objects.get_or_create(tenant=tenant)
+    return account
+
+
+def ensure_stripe_customer(tenant: Tenant, client: stripe.StripeClient) -> str:
+    """The tenant's one Stripe customer, created on first use.
+
+    The idempotency key makes a concurrent or retried creation return the same
+    customer, and the conditional update keeps the first id ever stored.
+    """
+    account = account_of(tenant)
+    if account.stripe_customer_id:
+        return account.stripe_customer_id
+    customer = client.v1.customers.create(
+        params={"name": tenant.name, "metadata": {"tenant_id": str(tenant.pk), "tenant_slug": tenant.slug}},
+        options={"idempotency_key": f"customer-of-tenant-{tenant.pk}"},
+    )
+    BillingAccount.objects.filter(pk=account.pk, stripe_customer_id__isnull=True).update(
+        stripe_customer_id=customer.id
+    )
+    account.refresh_from_db(fields=["stripe_customer_id"])
+    if account.stripe_customer_id is None:
+        raise BillingError("The Stripe customer could not be recorded.")
+    return account.stripe_customer_id
+
+
+def create_checkout_session(tenant: Tenant, plan: Plan, success_url: str, cancel_url: str) -> str:
+    """A Stripe Checkout session subscribing the tenant to `plan`; returns its URL.
+
+    Raises BillingError when the plan is not sold online or the tenant already
+    has a live subscription, StripeNotConfiguredError
+    offline, and stripe.StripeError when Stripe refuses or does not answer.
+    """
+    if not plan.stripe_price_id:
+        raise BillingError(f"The {plan.name} plan cannot be bought online.")
+    if account_of(tenant).is_live:
+        # A second subscription would bill twice; plan changes go through the portal.
+        raise BillingError("You already have a subscription: change plans in the billing portal.")
+    client = stripe_client()
+    line_items: list[dict[str, object]] = [{"price": plan.stripe_price_id, "quantity": 1}]
+    if plan.stripe_metered_price_id:
+        line_items.append({"price": plan.stripe_metered_price_id})
+    params: dict[str, Any] = {
+        "mode": "subscription",
+        "customer": ensure_stripe_customer(tenant, client),
+        "client_reference_id": str(tenant.pk),
+        "line_items": line_items,
+        "success_url": success_url,
+        "cancel_url": cancel_url,
+        "subscription_data": {"metadata": {"tenant_id": str(tenant.pk)}},
+    }
+    session = client.v1.checkout.sessions.create(params=params)  # type: ignore[arg-type]
+    if not session.url:
+        raise BillingError("Stripe returned no Checkout URL.")
+    return session.url
+
+
+def create_portal_session(tenant: Tenant, return_url: str) -> str:
+    """A Customer Portal session (payment methods, invoices, plan changes and
+    cancellation); returns its URL. Raises like create_checkout_session."""
+    client = stripe_client()
+    session = client.v1.billing_portal.sessions.create(
+        params={"customer": ensure_stripe_customer(tenant, client), "return_url": return_url}
+    )
+    return session.url
+
+
+def refresh_gateway_limits(tenant_ids: Iterable[int]) -> None:
+    """Make every gateway process reload these tenants' keys, and with them the
+    plan and billing period, at once: the key cache evicts a key whose prefix
+    is published on the revocation channel (routing/gateway/auth.py)."""
+    prefixes = list(ApiKey.objects.filter(tenant_id__in=list(tenant_ids)).values_list("prefix", flat=True))
+    if not prefixes:
+        return
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+    with client, client.pipeline(transaction=False) as pipeline:
+        for prefix in prefixes:
+            pipeline.publish(API_KEY_REVOKED_CHANNEL, prefix)
+        pipeline.execute()
+
+
+def plan_changed(plan: Plan) -> None:
+    """Staff changed `plan`: its tenants' gateway limits follow at once."""
+    refresh_gateway_limits(Tenant.objects.filter(plan=plan).values_list("pk", flat=True))

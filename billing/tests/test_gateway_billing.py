@@ -1,0 +1,204 @@
+"""Billing as the gateway enforces it: a hard-cap plan refuses with 429 until
+the Stripe billing period ends, and a plan change reaches the gateway's key
+cache at once, not when the cached key expires.
+
+The gateway's own pieces (its key cache, the limiter) run here on the real
+Redis and PostgreSQL, without a second live platform in the test process
+(routing/tests serves one, and its clients are bound to that server's loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+import pytest
+import redis.asyncio as aioredis
+from django.conf import settings
+from django.utils import timezone
+
+from aiaas.testing.database import committed
+from aiaas.testing.tenants import TenantFixture
+from billing.limits import Limiter, current_period, limits_for
+from billing.models import BillingAccount, CapMode, Plan, SubscriptionStatus
+from billing.services import refresh_gateway_limits
+from routing.gateway.auth import KEY_CACHE_SECONDS, ApiKeyCache
+from tenants.models import ApiKey, ApiKeyScope, Tenant
+from tenants.selectors import find_usable_api_key
+from tenants.services import create_api_key
+
+
+@dataclass
+class HardCapped:
+    tenant: Tenant
+    key: str
+    hard: Plan
+    soft: Plan
+    period_end: timedelta  # from now
+
+
+@pytest.fixture
+def hard_capped(serving_tenant: TenantFixture) -> Iterator[HardCapped]:
+    """serving on a plan with 10 included tokens and a hard cap, subscribed for a
+    period that ends in about an hour (committed, then undone)."""
+    tenant = serving_tenant.tenant
+    suffix = uuid.uuid4().hex[:8]
+    # A period of its own, so no earlier run's budget counters apply.
+    end = (timezone.now() + timedelta(hours=1)).replace(microsecond=0) + timedelta(
+        seconds=int(suffix, 16) % 600
+    )
+    saved_plan_id = tenant.plan_id
+
+    def setup() -> HardCapped:
+        hard = Plan.objects.create(
+            slug=f"hard-{suffix}", name="Hard", cap_mode=CapMode.HARD, included_tokens=10
+        )
+        soft = Plan.objects.create(
+            slug=f"soft-{suffix}", name="Soft", cap_mode=CapMode.SOFT, included_tokens=10
+        )
+        Tenant.objects.filter(pk=tenant.pk).update(plan=hard)
+        BillingAccount.objects.create(
+            tenant_id=tenant.pk,
+            stripe_customer_id=f"cus_{suffix}",
+            subscription_status=SubscriptionStatus.ACTIVE,
+            subscription_created_at=end - timedelta(days=30),
+            current_period_start=end - timedelta(days=30),
+            current_period_end=end,
+        )
+        key = create_api_key(tenant, name="billing", scopes=[ApiKeyScope.INFERENCE]).secret
+        return HardCapped(tenant, key, hard, soft, end - timezone.now())
+
+    capped = committed(setup)
+    try:
+        yield capped
+    finally:
+
+        def undo() -> None:
+            BillingAccount.objects.filter(tenant_id=tenant.pk).delete()
+            Tenant.objects.filter(pk=tenant.pk).update(plan_id=saved_plan_id)
+            Plan.objects.filter(pk__in=[capped.hard.pk, capped.soft.pk]).delete()
+
+        committed(undo)
+
+
+def test_a_hard_cap_refuses_with_retry_after_until_the_stripe_period_ends(hard_capped: HardCapped) -> None:
+    api_key = find_usable_api_key(hard_capped.key)  # as the gateway loads it
+    assert api_key is not None
+
+    async def admit() -> tuple[bool, str | None, int | None]:
+        client = aioredis.Redis.from_url(settings.REDIS_URL)
+        try:
+            admission = await Limiter(client).admit(
+                tenant_id=api_key.tenant_id,
+                key_id=api_key.pk,
+                limits=limits_for(api_key, api_key.tenant.plan),
+                estimated_tokens=11,
+                estimated_usd_micros=0,
+                period=current_period(),
+            )
+        finally:
+            await client.aclose()
+        return admission.allowed, admission.reason, admission.retry_after_seconds
+
+    allowed, reason, retry_after = asyncio.run(admit())
+
+    assert (allowed, reason) == (False, "tenant_token_budget")
+    assert retry_after is not None
+    assert (
+        hard_capped.period_end.total_seconds() - 5
+        <= retry_after
+        <= hard_capped.period_end.total_seconds() + 1
+    )
+
+
+def test_a_plan_change_reaches_the_gateways_key_cache_at_once(hard_capped: HardCapped) -> None:
+    async def plans_seen() -> tuple[int | None, int | None, float]:
+        client = aioredis.Redis.from_url(settings.REDIS_URL)
+        cache = ApiKeyCache(client)
+        try:
+            assert await cache.resolve(hard_capped.key) is not None
+            await asyncio.sleep(0.2)  # the revocation listener subscribes, which empties the cache
+            before = await cache.resolve(hard_capped.key)  # cached from here on
+            assert before is not None
+            changed_at = time.monotonic()
+            await asyncio.to_thread(upgrade)
+            while True:
+                after = await cache.resolve(hard_capped.key)
+                assert after is not None
+                if after.tenant.plan_id == hard_capped.soft.pk or time.monotonic() - changed_at > 3:
+                    return before.tenant.plan_id, after.tenant.plan_id, time.monotonic() - changed_at
+                await asyncio.sleep(0.05)
+        finally:
+            await stop_listening(cache)
+            await client.aclose()
+
+    def upgrade() -> None:
+        committed(lambda: Tenant.objects.filter(pk=hard_capped.tenant.pk).update(plan=hard_capped.soft))
+        refresh_gateway_limits([hard_capped.tenant.pk])
+
+    before, after, elapsed = asyncio.run(plans_seen())
+
+    assert (before, after) == (hard_capped.hard.pk, hard_capped.soft.pk)
+    assert elapsed < 3 < KEY_CACHE_SECONDS  # not left to the cache's expiry
+
+
+async def stop_listening(cache: ApiKeyCache) -> None:
+    """Cancel the cache's revocation listener while it waits on Redis (where a
+    cancellation ends it), before its client closes."""
+    listener = cache._listener
+    if listener is not None:
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listener
+
+
+def test_only_loaded_billing_accounts_give_a_period(hard_capped: HardCapped) -> None:
+    """limits_for never queries (the gateway calls it in its event loop): a key
+    loaded without its tenant's billing account counts in the calendar month."""
+    bare = ApiKey.objects.select_related("tenant").get(prefix=hard_capped.key.split("_")[1])
+    loaded = find_usable_api_key(hard_capped.key)
+    assert loaded is not None
+
+    assert limits_for(bare, bare.tenant.plan).period is None
+    assert (limits_for(loaded, loaded.tenant.plan).period or "").startswith("p")
+
+
+def test_a_hard_cap_on_requests_refuses_past_the_included_requests(hard_capped: HardCapped) -> None:
+    committed(
+        lambda: Plan.objects.filter(pk=hard_capped.hard.pk).update(included_tokens=10**6, included_requests=2)
+    )
+    api_key = find_usable_api_key(hard_capped.key)
+    assert api_key is not None
+
+    async def admit_three() -> list[tuple[bool, str | None, int | None]]:
+        client = aioredis.Redis.from_url(settings.REDIS_URL)
+        limiter = Limiter(client)
+        outcomes = []
+        try:
+            for _ in range(3):
+                admission = await limiter.admit(
+                    tenant_id=api_key.tenant_id,
+                    key_id=api_key.pk,
+                    limits=limits_for(api_key, api_key.tenant.plan),
+                    estimated_tokens=1,
+                    estimated_usd_micros=0,
+                    period=current_period(),
+                )
+                outcomes.append((admission.allowed, admission.reason, admission.retry_after_seconds))
+        finally:
+            await client.aclose()
+        return outcomes
+
+    first, second, third = asyncio.run(admit_three())
+
+    assert (first, second) == ((True, None, None), (True, None, None))
+    assert third[:2] == (False, "tenant_request_budget")
+    assert third[2] is not None
+    assert (
+        hard_capped.period_end.total_seconds() - 5 <= third[2] <= hard_capped.period_end.total_seconds() + 1
+    )
