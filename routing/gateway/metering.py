@@ -33,6 +33,7 @@ DENIALS = {
     "tenant_spend_budget": "Your organization's monthly spend budget",
     "key_token_budget": "This API key's monthly token budget",
     "key_spend_budget": "This API key's monthly spend budget",
+    "tenant_request_budget": "Your organization's included requests for this billing period",
 }
 
 

@@ -94,3 +94,10 @@ def test_concurrent_requests_never_spend_past_the_budget(gateway: str, serving_t
     assert 1 <= len(admitted) <= 11
     assert sum(costs) <= Decimal("0.01") + max(costs)  # at most one request's overage
     assert {r.json()["error"]["code"] for r in refused} == {"key_spend_budget"}
+
+
+def test_every_refusal_the_limiter_can_give_has_a_message() -> None:
+    from billing.limits.limiter import REASONS
+    from routing.gateway.metering import DENIALS
+
+    assert set(DENIALS) == set(REASONS)
