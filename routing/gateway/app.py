@@ -133,6 +133,9 @@ class Context:
     # For tenants that log prompts and outputs (request_logs): references, not copies.
     request_body: dict[str, Any] | None = None
     response_text: str = ""
+    # The clients it runs on: the server's, or an in-process caller's own
+    # (routing/gateway/inprocess.py), since they are bound to an event loop.
+    gateway: GatewayState = field(default_factory=lambda: state)
 
     @classmethod
     def of(cls, request: Request) -> Context:
@@ -160,7 +163,7 @@ class Context:
 
     async def admit(self, plan: RoutePlan, prompt_tokens: int, max_output_tokens: int) -> None:
         assert self.api_key is not None
-        self.meter = Meter(state.limiter, self.api_key)
+        self.meter = Meter(self.gateway.limiter, self.api_key)
         await self.meter.admit(plan, prompt_tokens, max_output_tokens)
 
     async def settle(self, status: int, error_type: str = "") -> None:
@@ -173,7 +176,7 @@ class Context:
         if self.api_key is None:
             return
         # Independent Redis writes: one round trip of waiting instead of three.
-        steps = [queue_usage(self.usage_record(self.api_key, status, error_type))]
+        steps = [queue_usage(self.gateway.redis, self.usage_record(self.api_key, status, error_type))]
         if self.meter is not None:
             steps.append(self.meter.settle(self.outcome))
         if self.logs_requests:
@@ -205,7 +208,7 @@ class Context:
             latency_ms=round((time.perf_counter() - self.started) * 1000),
         )
         try:
-            await router_outcomes.record(state.redis, outcome)
+            await router_outcomes.record(self.gateway.redis, outcome)
         except aioredis.RedisError:
             logger.exception("the route of %s was not recorded", self.request_id)
 
@@ -218,7 +221,7 @@ class Context:
         body, model = self.request_body or {}, self.outcome.model
         try:
             await queue_request_log(
-                state.redis,
+                self.gateway.redis,
                 tenant_id=api_key.tenant_id,
                 schema_name=api_key.tenant.schema_name,
                 request_id=self.request_id,
@@ -253,9 +256,9 @@ class Context:
         )
 
 
-async def queue_usage(record: UsageRecord) -> None:
+async def queue_usage(redis: aioredis.Redis, record: UsageRecord) -> None:
     try:
-        await record_usage(state.redis, record)
+        await record_usage(redis, record)
     except UsageQueueUnavailableError:
         # Limits fail closed before any provider call, so this is Redis lost mid-request.
         logger.exception("usage event %s was not queued", record.request_id)
@@ -337,9 +340,9 @@ def resolve_model(name: str, catalog: Catalog, api_key: ApiKey) -> None:
         )
 
 
-def plan_route(route: RouteRequest, catalog: Catalog, api_key: ApiKey) -> RoutePlan:
+def plan_route(policy: RoutingPolicy, route: RouteRequest, catalog: Catalog, api_key: ApiKey) -> RoutePlan:
     try:
-        return state.policy.plan(route, catalog, api_key.allows_model)
+        return policy.plan(route, catalog, api_key.allows_model)
     except NoCapableModelError as error:
         raise invalid(str(error), "model", "model_not_capable") from None
 
@@ -408,9 +411,9 @@ def once(
 
 async def route_and_admit(context: Context, api_key: ApiKey, route: RouteRequest) -> RoutePlan:
     """The models that may serve `route`, once its limits and budget admit it."""
-    catalog = await state.catalog.get()
+    catalog = await context.gateway.catalog.get()
     resolve_model(route.requested_model, catalog, api_key)
-    plan = plan_route(route, catalog, api_key)
+    plan = plan_route(context.gateway.policy, route, catalog, api_key)
     context.reason, context.plan = plan.reason, plan
     await context.admit(plan, route.estimated_prompt_tokens, route.max_output_tokens)
     return plan
@@ -439,7 +442,9 @@ async def prepare_chat(
         output=output_format(chat.body.get("response_format")),
         stream=chat.stream,
         request_id=context.request_id,
-        routing=await state.router_configs.get(api_key.tenant_id) if chat.model == ROUTED_MODEL else None,
+        routing=await context.gateway.router_configs.get(api_key.tenant_id)
+        if chat.model == ROUTED_MODEL
+        else None,
     )
     plan = await route_and_admit(context, api_key, route)
     return chat, plan, deadline_for(plan)
@@ -463,14 +468,23 @@ async def serve_chat(context: Context, api_key: ApiKey, body: bytes) -> Response
     if chat.stream:
         context.streaming = True
         return ChatStreamResponse(context, chat.body, plan, deadline, chat.include_usage)
+    data = await complete_chat(context, chat, plan, deadline)
+    assert context.outcome.model is not None
+    return json_response(served_as(data, context.outcome.model, f"chatcmpl-{context.request_id}"), context)
+
+
+async def complete_chat(
+    context: Context, chat: ChatRequest, plan: RoutePlan, deadline: Deadline
+) -> dict[str, Any]:
+    """A prepared, non-streamed chat request answered along its plan (early exit
+    included); shared with in-process callers."""
     early_exit = isinstance(plan, RoutedPlan) and plan.decision is not None and plan.decision.early_exit
-    data = await state.orchestrator.complete(
+    data = await context.gateway.orchestrator.complete(
         chat.body, plan, deadline, context.outcome, early_exit_test(chat.body) if early_exit else None
     )
     if context.logs_requests:
         context.response_text = answer_text(data)
-    assert context.outcome.model is not None
-    return json_response(served_as(data, context.outcome.model, f"chatcmpl-{context.request_id}"), context)
+    return data
 
 
 @endpoint

@@ -3,6 +3,7 @@ early exit, feedback, the canary's automatic rollback and the recorded figures."
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from decimal import Decimal
 
@@ -14,9 +15,11 @@ from aiaas.testing.database import committed
 from aiaas.testing.tenants import TenantFixture, make_test_tenant
 from billing.models import UsageEvent
 from billing.usage import flush_usage_events
+from routing.gateway.inprocess import Completion, InProcessGateway
 from routing.models import DEFAULT_ROUTER_VERSION, CanaryState, RouterVersion, TenantRouting
 from routing.router import outcomes
 from routing.router.canary import check_canaries, start_canary
+from tenants.models import ApiKey
 
 HARD = "Let p = (1, 2, 5, 4)(2, 3) in S_5 . Find the index of <p> in S_5.\nA. 8\nB. 2\nC. 24\nD. 120\nAnswer:"
 SCHEMA = {
@@ -158,3 +161,34 @@ def test_a_canary_that_loses_quality_is_rolled_back_automatically(
     assert today["quality_failed"] == cheaper
     assert today["top_tier_cost_micros"] > today["cost_micros"] > 0
     assert sum(value for name, value in today.items() if name.startswith("decision_")) > 0
+
+
+def test_in_process_calls_take_the_same_route_as_v1(gateway: str, serving_tenant: TenantFixture) -> None:
+    """Agent runs call the gateway in process (routing/gateway/inprocess.py): `auto`
+    gets the learned router and early exit there too, and the ledger the whole cascade."""
+    api_key = ApiKey.objects.select_related("tenant", "tenant__plan").get(
+        pk=serving_tenant.provisioned.issued_key.api_key.pk
+    )
+    request_id = f"req_{uuid.uuid4().hex}"
+    body = {
+        "model": "auto",
+        "messages": [{"role": "user", "content": HARD}],
+        "response_format": SCHEMA,
+        "user": "fault:invalid_json",
+    }
+
+    async def call() -> Completion:
+        in_process = InProcessGateway()
+        try:
+            return await in_process.chat(api_key, body, request_id)
+        finally:
+            await in_process.aclose()
+
+    completion = asyncio.run(call())
+
+    assert (completion.model_id, completion.tier) == ("sim-medium", 2)
+    assert set(orjson.loads(completion.content)) == {"label", "summary"}
+    row = ledger_row(request_id)
+    assert row.prompt_tokens == completion.prompt_tokens  # both attempts, as metered
+    assert row.cost_usd == completion.cost_usd
+    assert completion.prompt_tokens == 2 * completion.data["usage"]["prompt_tokens"]
