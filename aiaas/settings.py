@@ -157,6 +157,11 @@ CELERY_RESULT_BACKEND = celery_redis_url(REDIS_URL)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A task whose worker died unacked is delivered again after this long (Redis has
+# no connection-bound acks). Longer than any task runs (an agent run's default
+# budget is 600 s); every task is idempotent, and a run holds a lock, so an early
+# redelivery cannot repeat work.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=900)}
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"

@@ -26,7 +26,7 @@ from aiaas.testing.database import committed
 from aiaas.testing.tenants import TenantFixture
 
 # A broker that hands a dead worker's unacknowledged task to another worker after 2 s
-# (production keeps kombu's default of an hour; the run lock makes either safe).
+# (production: CELERY_VISIBILITY_TIMEOUT, 15 min; the run lock makes either safe).
 WORKER_SCRIPT = """
 import sys
 from aiaas.celery import app
