@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -19,12 +19,12 @@ from pytest_django import DjangoDbBlocker
 from agents.runtime import close_runtime
 from agents.testing import Ledger, running_tool_service, signed_tools
 from aiaas.celery import app
+from aiaas.testing.celery import app_queues_restored
 from routing.models import Provider
 from routing.services import register_simulated_provider
 from routing.testing import running_simulated_provider
 
 PROVIDER_SLUG = f"simulated-test-{os.getpid()}"  # the slug routing's tests register too
-AMQP_CACHES = ("queues", "default_queue", "router")
 
 
 def live_registration(django_db_blocker: DjangoDbBlocker) -> str | None:
@@ -99,21 +99,6 @@ def tools(tool_service: str, tool_ledger: Ledger, tmp_path: Path) -> Iterator[Le
             client.delete(key)
     with signed_tools(tmp_path, tool_service, settings):
         yield tool_ledger
-
-
-@contextmanager
-def app_queues_restored() -> Iterator[None]:
-    """Put the Celery app's cached queue table back as it was (see billing's tests)."""
-    cached = {name: app.amqp.__dict__[name] for name in AMQP_CACHES if name in app.amqp.__dict__}
-    selected = cached["queues"]._consume_from if "queues" in cached else None
-    try:
-        yield
-    finally:
-        for name in AMQP_CACHES:
-            app.amqp.__dict__.pop(name, None)
-        app.amqp.__dict__.update(cached)
-        if "queues" in cached:
-            cached["queues"]._consume_from = selected
 
 
 @pytest.fixture(scope="module")

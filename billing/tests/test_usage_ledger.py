@@ -20,7 +20,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import partial
@@ -36,6 +35,7 @@ from django.utils import timezone
 from pytest_django import DjangoDbBlocker
 
 from aiaas.celery import app
+from aiaas.testing.celery import app_queues_restored
 from aiaas.testing.tenants import TenantFixture
 from billing import tasks, usage
 from billing.models import UsageEvent
@@ -478,31 +478,6 @@ def test_two_flushers_at_once_store_each_request_once(
     assert sum(handled) == 300
     assert ledger_rows(records) == 300
     assert queue_state(stream) == (0, 0, 0)
-
-
-# The Celery app's cached queue table and router (kombu cached properties).
-AMQP_CACHES = ("queues", "default_queue", "router")
-
-
-@contextmanager
-def app_queues_restored() -> Iterator[None]:
-    """Put the Celery app's queue table back as it was afterwards.
-
-    Starting a worker on chosen queues, and sending to them, builds and changes
-    the app's cached queue table; a worker started later in the run that picks
-    its queue through `task_default_queue` (aiaas/tests/test_celery_tenancy.py)
-    needs that table unbuilt.
-    """
-    cached = {name: app.amqp.__dict__[name] for name in AMQP_CACHES if name in app.amqp.__dict__}
-    selected = cached["queues"]._consume_from if "queues" in cached else None
-    try:
-        yield
-    finally:
-        for name in AMQP_CACHES:
-            app.amqp.__dict__.pop(name, None)
-        app.amqp.__dict__.update(cached)
-        if "queues" in cached:
-            cached["queues"]._consume_from = selected
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,32 @@
+"""Celery test helpers: the app's cached queue table, kept as it was."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from aiaas.celery import app
+
+# The Celery app's cached queue table and router (kombu cached properties).
+AMQP_CACHES = ("queues", "default_queue", "router")
+
+
+@contextmanager
+def app_queues_restored() -> Iterator[None]:
+    """Put the Celery app's queue table back as it was afterwards.
+
+    Starting a worker on chosen queues, and sending to them, builds and changes
+    the app's cached queue table; a worker started later in the run that picks
+    its queue through `task_default_queue` (aiaas/tests/test_celery_tenancy.py)
+    needs that table unbuilt.
+    """
+    cached = {name: app.amqp.__dict__[name] for name in AMQP_CACHES if name in app.amqp.__dict__}
+    selected = cached["queues"]._consume_from if "queues" in cached else None
+    try:
+        yield
+    finally:
+        for name in AMQP_CACHES:
+            app.amqp.__dict__.pop(name, None)
+        app.amqp.__dict__.update(cached)
+        if "queues" in cached:
+            cached["queues"]._consume_from = selected
