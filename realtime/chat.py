@@ -191,7 +191,7 @@ class ChatCompletion:
             "model": model.model_id,
             "tier": model.tier,
             "request_id": self.context.request_id,
-            "route_reason": self.context.reason,
+            "route_reason": self.context.plan.reason if self.context.plan else "",
         }
 
 

@@ -123,8 +123,8 @@ class Context:
     client_request_id: str = ""
     started: float = field(default_factory=time.perf_counter)
     outcome: Outcome = field(default_factory=Outcome)
-    reason: str = ""
     plan: RoutePlan | None = None
+    accepts: Acceptance | None = None  # the request's JSON schema as a test of an answer (early exit)
     api_key: ApiKey | None = None
     meter: Meter | None = None
     first_token_at: float | None = None
@@ -153,8 +153,8 @@ class Context:
         if self.outcome.model is not None:
             headers["x-aiaas-model"] = self.outcome.model.model_id
             headers["x-aiaas-tier"] = str(self.outcome.model.tier)
-        if self.reason:
-            headers["x-aiaas-route-reason"] = self.reason
+        if self.plan is not None:
+            headers["x-aiaas-route-reason"] = self.plan.reason
         if self.outcome.attempts:
             headers["x-aiaas-attempts"] = str(self.outcome.attempts)
         if self.meter is not None:
@@ -414,7 +414,7 @@ async def route_and_admit(context: Context, api_key: ApiKey, route: RouteRequest
     catalog = await context.gateway.catalog.get()
     resolve_model(route.requested_model, catalog, api_key)
     plan = plan_route(context.gateway.policy, route, catalog, api_key)
-    context.reason, context.plan = plan.reason, plan
+    context.plan = plan
     await context.admit(plan, route.estimated_prompt_tokens, route.max_output_tokens)
     return plan
 
@@ -432,7 +432,7 @@ async def prepare_chat(
     shared by the HTTP endpoint and the WebSocket one (realtime/chat.py)."""
     chat = parse_chat_request(body)
     context.request_body = chat.body
-    early_exit_test(chat.body)  # an invalid schema is the client's error, routed or not
+    context.accepts = early_exit_test(chat.body)  # an invalid schema is the client's error, routed or not
     route = RouteRequest(
         chat.model,
         chat.estimated_prompt_tokens,
@@ -480,7 +480,7 @@ async def complete_chat(
     included); shared with in-process callers."""
     early_exit = isinstance(plan, RoutedPlan) and plan.decision is not None and plan.decision.early_exit
     data = await context.gateway.orchestrator.complete(
-        chat.body, plan, deadline, context.outcome, early_exit_test(chat.body) if early_exit else None
+        chat.body, plan, deadline, context.outcome, context.accepts if early_exit else None
     )
     if context.logs_requests:
         context.response_text = answer_text(data)
