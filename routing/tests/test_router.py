@@ -168,26 +168,26 @@ def test_a_tenants_own_outcomes_move_the_choice() -> None:
 
 
 def test_exploration_tries_one_tier_cheaper_only_on_close_calls() -> None:
-    router = LearnedRouter(explore=lambda: 0.0)  # always under the rate
-    config = TenantRouterConfig(1, exploration_rate=0.1)
-    close = "Say hello."
-    request = RouteRequest("auto", 40, 256, prompt=close, request_id="r", routing=config)
-    unexplored = route(close, TenantRouterConfig(1, exploration_rate=0.0)).decision
-    plan = router.plan(request, CATALOG, lambda _: True)
+    close = "Compute the derivative of x^3 sin x."  # tier 3, with tier 2 a close second
+    never = route(close, TenantRouterConfig(1, exploration_rate=0.0)).decision
+    assert never is not None
+    assert (never.tier, never.explored) == (3, False)
+
+    explored = route(close, TenantRouterConfig(1, exploration_rate=0.1))  # route() draws 0.0: under the rate
+    assert explored.decision is not None
+    assert (explored.decision.tier, explored.decision.explored) == (2, True)
+    assert "exploring one tier cheaper" in explored.reason
+    assert [m.model_id for m in explored.chain] == ["medium", "large"]
+    # A clear call is never explored: HARD's cheaper tiers are far worse.
+    hard = route(HARD, TenantRouterConfig(1, exploration_rate=0.1)).decision
+    assert hard is not None
+    assert (hard.tier, hard.explored) == (3, False)
+    # Above the rate, nothing is explored.
+    request = RouteRequest("auto", 40, 256, prompt=close, request_id="r", routing=TenantRouterConfig(1))
+    plan = LearnedRouter(explore=lambda: 0.5).plan(request, CATALOG, lambda _: True)
     assert isinstance(plan, RoutedPlan)
     assert plan.decision is not None
-    assert unexplored is not None
-    if unexplored.tier > 1:
-        assert plan.decision.explored
-        assert plan.decision.tier == unexplored.tier - 1
-        assert "exploring one tier cheaper" in plan.reason
-    # A clear call is never explored: HARD's cheaper tiers are far worse.
-    hard = router.plan(
-        RouteRequest("auto", 40, 256, prompt=HARD, request_id="r", routing=config), CATALOG, bool
-    )
-    assert isinstance(hard, RoutedPlan)
-    assert hard.decision is not None
-    assert not hard.decision.explored
+    assert not plan.decision.explored
 
 
 def test_a_json_schema_request_exits_early_from_the_cheapest_tier() -> None:

@@ -8,12 +8,18 @@ from decimal import Decimal
 import pytest
 import redis
 import redis.asyncio as aioredis
+from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import connection
 
+from aiaas.testing.database import committed
 from aiaas.testing.tenants import TenantFixture
 from routing.models import TenantRouting
-from routing.router.outcomes import RequestOutcome, record
+from routing.router.cache import RouterConfigCache
+from routing.router.config import Tally, TenantRouterConfig
+from routing.router.outcomes import RequestOutcome, outcomes_key, parse_outcomes, record, tally_mapping
 from routing.router.policy import Decision
+from routing.router.services import snapshot_outcomes
 from tenants.models import ApiKeyScope
 from tenants.services import create_api_key
 
@@ -178,3 +184,28 @@ def test_the_dashboard_changes_the_quality_target_for_managers_only(tenant: Tena
     assert "Ensure this value is less than or equal to 1.00" in refused.content.decode()
     assert TenantRouting.objects.get(tenant=tenant.tenant).quality_target == Decimal("0.85")
     assert tenant.web_client(logged_in=False).get("/dashboard/routing/").status_code == 302
+
+
+def test_learned_outcomes_outlive_redis_losing_them(serving_tenant: TenantFixture) -> None:
+    tenant_id = serving_tenant.tenant.pk
+    learned = {"global-v1|3:text|1": Tally(4.0, 10.0, 2.5)}
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    with client:
+        client.delete(outcomes_key(tenant_id))
+        client.hset(outcomes_key(tenant_id), mapping=tally_mapping(learned))
+        committed(lambda: TenantRouting.objects.get_or_create(tenant_id=tenant_id))
+        assert committed(snapshot_outcomes) >= 1
+        assert committed(lambda: TenantRouting.objects.get(tenant_id=tenant_id).outcomes_snapshot) == {
+            "global-v1|3:text|1": [4.0, 10.0, 2.5]
+        }
+        client.delete(outcomes_key(tenant_id))  # Redis loses them
+
+        async def load() -> TenantRouterConfig:
+            cache = RouterConfigCache(aioredis.Redis.from_url(settings.REDIS_URL))
+            await cache.refresh(tenant_id)
+            await cache.redis.aclose()
+            await sync_to_async(lambda: connection.close())()  # asgiref's thread read the settings
+            return cache.entries[tenant_id][1]
+
+        assert asyncio.run(load()).outcomes == learned
+        assert parse_outcomes(client.hgetall(outcomes_key(tenant_id))) == learned  # reseeded
