@@ -229,6 +229,12 @@ CELERY_BEAT_SCHEDULE["push-meter-events"] = {
     "schedule": 30.0,
     "options": {"queue": "billing", "expire_seconds": 60},
 }
+# Webhook events Stripe was told we have but that are still not applied are queued again.
+CELERY_BEAT_SCHEDULE["retry-stripe-events"] = {
+    "task": "billing.retry_stripe_events",
+    "schedule": 300.0,
+    "options": {"queue": "billing", "expire_seconds": 240},
+}
 
 AUTH_USER_MODEL = "accounts.User"
 AUTH_PASSWORD_VALIDATORS = [

@@ -1,6 +1,7 @@
 from typing import Any
 
 from django.contrib import admin
+from django.db import transaction
 from django.http import HttpRequest
 
 from billing.models import BillingAccount, Plan, StripeEvent
@@ -30,8 +31,8 @@ class PlanAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def save_model(self, request: HttpRequest, obj: Plan, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)
-        if change:
-            plan_changed(obj)  # the gateway applies the new limits at once
+        if change:  # the gateway applies the new limits once they are committed
+            transaction.on_commit(lambda: plan_changed(obj), robust=True)
 
 
 @admin.register(BillingAccount)

@@ -32,7 +32,7 @@ import redis
 import stripe
 from django.conf import settings
 from django.db import connection
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 from django_tenants.utils import get_public_schema_name, schema_context
 
@@ -115,9 +115,14 @@ def pending_rows(batch_size: int) -> list[tuple[int, str, int, int]]:
         UsageEvent.objects.filter(
             meter_reported_at__isnull=True,
             meter_error="",
-            tenant__billing_account__subscription_status__in=LIVE_STATUSES,
             tenant__billing_account__stripe_customer_id__isnull=False,
             created_at__gte=F("tenant__billing_account__subscription_created_at"),
+        )
+        # Served while subscribed: rows not yet reported when the subscription ended
+        # still belong to its last period's invoice.
+        .filter(
+            Q(tenant__billing_account__subscription_status__in=LIVE_STATUSES)
+            | Q(created_at__lte=F("tenant__billing_account__current_period_end"))
         )
         .order_by("id")
         .values_list(
@@ -172,7 +177,9 @@ def send(client: stripe.StripeClient, pk: int, customer: str, tokens: int, serve
                 "identifier": str(pk),
                 "timestamp": served_at,
                 "payload": {"stripe_customer_id": customer, "value": str(tokens)},
-            }
+            },
+            # A second guard besides the identifier: a resend gets the first answer back.
+            options={"idempotency_key": f"meter-event-{pk}"},
         )
     except stripe.InvalidRequestError as error:
         if not is_duplicate(error):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import transaction
@@ -63,6 +63,21 @@ def process_event(event_pk: int) -> Outcome | None:
         status=outcome.status, detail=outcome.detail, processed_at=timezone.now()
     )
     return outcome
+
+
+def unapplied_events(older_than: datetime) -> list[int]:
+    """Stored events still waiting (or failed) since before `older_than`, within Stripe's
+    30-day event retention, oldest first (at most 500 a sweep)."""
+    recent = older_than - timedelta(days=30)
+    return list(
+        StripeEvent.objects.filter(
+            status__in=[EventStatus.RECEIVED, EventStatus.FAILED],
+            received_at__lt=older_than,
+            received_at__gte=recent,
+        )
+        .order_by("received_at")
+        .values_list("pk", flat=True)[:500]
+    )
 
 
 def mark_failed(event_pk: int, detail: str) -> None:

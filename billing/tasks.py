@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 import stripe
+from django.utils import timezone
 
 from aiaas.celery import app
 from billing import metering, subscriptions, usage
@@ -21,6 +23,8 @@ PUSH_TIME_BUDGET_SECONDS = 25.0
 # A webhook event whose processing cannot reach Stripe is retried this often,
 # with exponential backoff, before it is marked failed (a redelivery requeues it).
 EVENT_MAX_RETRIES = 8
+# A stored event not applied after this long is queued again (retry_stripe_events).
+STALE_EVENT_AGE = timedelta(minutes=10)
 
 
 # celery ships no types (pyproject.toml), so its decorators are untyped.
@@ -63,6 +67,18 @@ def process_stripe_event(self: Any, event_pk: int) -> str | None:
         subscriptions.mark_failed(event_pk, f"{type(error).__name__}: {error}")
         return "failed"
     return None if outcome is None else str(outcome.status)
+
+
+@app.task(name="billing.retry_stripe_events", queue="billing", ignore_result=True)  # type: ignore[untyped-decorator]
+def retry_stripe_events() -> int:
+    """Queue again the stored webhook events still not applied after a while: Stripe
+    had its 200, so it will not send them again, and a lost task (broker down when
+    the webhook queued it, a worker dying) or a long Stripe outage must not leave a
+    tenant on its old plan. Processing is idempotent."""
+    stale = subscriptions.unapplied_events(older_than=timezone.now() - STALE_EVENT_AGE)
+    for event_pk in stale:
+        process_stripe_event.delay(event_pk)
+    return len(stale)
 
 
 @app.task(name="billing.push_meter_events", queue="billing", ignore_result=True)  # type: ignore[untyped-decorator]

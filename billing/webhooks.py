@@ -50,11 +50,13 @@ def verify_event(payload: bytes, signature_header: str | None, now: float | None
 
 
 def signed_timestamp(signature_header: str) -> int:
-    for item in signature_header.split(","):
-        name, _, value = item.strip().partition("=")
-        if name == "t" and value.isdigit() and len(value) <= 12:
-            return int(value)
-    raise InvalidWebhookError("The Stripe-Signature header has no timestamp.")
+    """The timestamp the stripe library verifies the signature with: the first item
+    named exactly `t`, parsed as it parses it, so the window checked is the one signed."""
+    values = [item.split("=", 2)[1:] for item in signature_header.split(",") if item.split("=", 2)[0] == "t"]
+    try:
+        return int(values[0][0])
+    except (IndexError, ValueError):
+        raise InvalidWebhookError("The Stripe-Signature header has no timestamp.") from None
 
 
 def signature_matches(text: str, signature_header: str, secret: str) -> bool:

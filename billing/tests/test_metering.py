@@ -150,10 +150,39 @@ def test_rows_before_the_subscription_or_of_unsubscribed_tenants_are_not_reporte
         created_at=timezone.now(),
     )
 
-    push()
+    assert push().reported == 11  # the subscription's own rows went
 
     assert str(early.pk) not in stripe.meter_events
     assert str(unsubscribed.pk) not in stripe.meter_events
+
+
+def test_rows_served_before_a_subscription_ended_are_still_reported(
+    stripe: StripeStandIn, metered: tuple[str, list[UsageEvent]]
+) -> None:
+    """Unreported when the subscription was canceled (backoff, flush lag): they belong
+    to its last invoice. Rows served after its last period are not reported."""
+    customer, rows = metered
+    account = rows[0].tenant.billing_account
+    committed(
+        lambda: BillingAccount.objects.filter(pk=account.pk).update(
+            subscription_status=SubscriptionStatus.CANCELED, current_period_end=rows[-1].created_at
+        )
+    )
+    later = committed(
+        lambda: UsageEvent.objects.create(
+            request_id=f"req_{uuid.uuid4().hex}",
+            tenant=rows[0].tenant,
+            prompt_tokens=5,
+            status=200,
+            created_at=rows[-1].created_at + timedelta(minutes=1),
+        )
+    )
+    try:
+        assert push().reported == 11
+        assert_each_row_reported_once(stripe, customer, rows)
+        assert str(later.pk) not in stripe.meter_events
+    finally:
+        committed(lambda: UsageEvent.objects.filter(pk=later.pk).delete())
 
 
 def test_a_429_stops_the_push_and_the_next_waits_for_retry_after(

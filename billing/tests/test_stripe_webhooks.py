@@ -17,10 +17,12 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from aiaas.celery import app
 from aiaas.testing.database import committed
@@ -101,6 +103,11 @@ BAD_REQUESTS: dict[str, Callable[[bytes], tuple[bytes, str | None]]] = {
     "wrong secret": lambda body: (body, sign(body, "whsec_not_ours")),
     "301 s old": lambda body: (body, sign(body, WEBHOOK_SECRET, int(time.time()) - 301)),
     "301 s ahead": lambda body: (body, sign(body, WEBHOOK_SECRET, int(time.time()) + 301)),
+    # The stripe library verifies the first item named exactly "t": a decoy " t=<now>" must not pass.
+    "301 s ahead behind a decoy": lambda body: (
+        body,
+        f" t={int(time.time())}," + sign(body, WEBHOOK_SECRET, int(time.time()) + 301),
+    ),
     "missing header": lambda body: (body, None),
     "header without timestamp": lambda body: (body, sign(body, WEBHOOK_SECRET).split(",", 1)[1]),
     "not JSON": lambda body: (b"{not json", sign(b"{not json", WEBHOOK_SECRET)),
@@ -364,3 +371,27 @@ def test_an_event_that_needs_stripe_fails_clearly_when_stripe_is_not_configured(
     assert stored.status == EventStatus.FAILED
     assert "not configured" in stored.detail
     assert not BillingAccount.objects.get(tenant=subscribed.tenant).stripe_subscription_id
+
+
+def test_events_still_unapplied_after_a_while_are_queued_again(
+    monkeypatch: pytest.MonkeyPatch, db: None
+) -> None:
+    """Stripe had its 200 and will not resend: a lost task must not lose the event."""
+    long_ago = timezone.now() - timedelta(minutes=30)
+
+    def stored(status: EventStatus, received_at: datetime) -> int:
+        event_id = f"evt_{uuid.uuid4().hex}"
+        payload = json.loads(event_payload(event_id))
+        return StripeEvent.objects.create(
+            event_id=event_id, type=payload["type"], payload=payload, status=status, received_at=received_at
+        ).pk
+
+    lost, failed = stored(EventStatus.RECEIVED, long_ago), stored(EventStatus.FAILED, long_ago)
+    stored(EventStatus.RECEIVED, timezone.now())  # its task may still be on its way
+    stored(EventStatus.PROCESSED, long_ago)
+    stored(EventStatus.RECEIVED, timezone.now() - timedelta(days=40))  # beyond Stripe's retention
+    queued: list[int] = []
+    monkeypatch.setattr(tasks.process_stripe_event, "delay", queued.append)
+
+    assert tasks.retry_stripe_events() == 2
+    assert queued == [lost, failed] or queued == [failed, lost]

@@ -426,10 +426,11 @@ async def chat_completions(request: Request, context: Context) -> Response:
 
 
 async def prepare_chat(
-    context: Context, api_key: ApiKey, body: bytes
+    context: Context, api_key: ApiKey, body: bytes, *, streamed: bool | None = None
 ) -> tuple[ChatRequest, RoutePlan, Deadline]:
     """A chat request validated, routed and admitted (limits and budget), ready to run;
-    shared by the HTTP endpoint and the WebSocket one (realtime/chat.py)."""
+    shared by the HTTP endpoint, the WebSocket one (realtime/chat.py, which always
+    streams: `streamed`, whatever the body says) and in-process callers."""
     chat = parse_chat_request(body)
     context.request_body = chat.body
     context.accepts = early_exit_test(chat.body)  # an invalid schema is the client's error, routed or not
@@ -440,7 +441,7 @@ async def prepare_chat(
         needs_json=chat.needs_json,
         prompt=prompt_of(chat.body["messages"]),
         output=output_format(chat.body.get("response_format")),
-        stream=chat.stream,
+        stream=chat.stream if streamed is None else streamed,
         request_id=context.request_id,
         routing=await context.gateway.router_configs.get(api_key.tenant_id)
         if chat.model == ROUTED_MODEL
