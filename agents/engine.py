@@ -118,6 +118,9 @@ class Execution:
             self.finish_cancelled()
         except (StepError, StepFailedError) as error:
             self.finish_failed(str(error))
+        except Exception as error:  # a bug or an environment failure must not leave the run `running`
+            logger.exception("run %s failed unexpectedly", self.run.pk)
+            self.finish_failed(clean_message(f"internal error: {type(error).__name__}: {error}"))
         else:
             append(self.run, "run.succeeded", key="run.finished", data={"output": output})
 
@@ -160,11 +163,18 @@ class Execution:
             output = self.perform(
                 step, step_id, {**self.context, **scope.get("variables", {})}, scope, rerun_feedback
             )
+        except RunCancelledError:
+            raise
         except StepFailedError as inner:
             self.record_failure(step_id, attempt, str(inner))
             raise
         except (StepError, TemplateError, GatewayError, ToolCallError) as error:
-            message = f"{step_id}: {error_message(error)}"
+            message = clean_message(f"{step_id}: {error_message(error)}")
+            self.record_failure(step_id, attempt, message)
+            raise StepFailedError(message) from None
+        except Exception as error:  # e.g. ZeroDivisionError in `{{ input.a / input.b }}`
+            logger.warning("run %s: step %s raised unexpectedly", self.run.pk, step_id, exc_info=True)
+            message = clean_message(f"{step_id}: {type(error).__name__}: {error}")
             self.record_failure(step_id, attempt, message)
             raise StepFailedError(message) from None
         append(
@@ -293,10 +303,16 @@ class Execution:
                 },
             )
             self.state.tool_calls[step_id] = call
+        elif call.outcome == "succeeded":
+            # Killed after recording the call's outcome, before the step's: the call is
+            # done, and its recorded output is the step's (calling again could repeat it).
+            return call.output
+        elif call.outcome == "failed":
+            raise ToolCallError(call.error or f"{manifest.name} failed", applied=call.applied)
         try:
             output = self.call_tool(manifest, call.input, call.idempotency_key, step_id)
         except ToolCallError as error:
-            call.outcome, call.applied = "failed", error.applied
+            call.outcome, call.applied, call.error = "failed", error.applied, error.message
             append(
                 self.run,
                 events.TOOL_FAILED,
@@ -438,13 +454,17 @@ class Execution:
                     tenant_schema=self.schema,
                 )
             )
-        except (ToolCallError, TemplateError) as error:
+        except Exception as error:  # ToolCallError, TemplateError, or anything unexpected
+            message = error_message(error)
+            if not isinstance(error, (ToolCallError, TemplateError)):
+                logger.warning("run %s: compensating %s raised", self.run.pk, call.step_id, exc_info=True)
+                message = f"{type(error).__name__}: {message}"
             append(
                 self.run,
                 events.COMPENSATION_FAILED,
                 step_id=call.step_id,
                 key=key,
-                data={"error": error_message(error)},
+                data={"error": clean_message(message)},
             )
             self.state.compensations[call.step_id] = "failed"
             return "failed"
@@ -453,6 +473,13 @@ class Execution:
         )
         self.state.compensations[call.step_id] = "succeeded"
         return "succeeded"
+
+
+def clean_message(message: str, limit: int = 2000) -> str:
+    """An error message fit for an event and the run row: no NUL (PostgreSQL text
+    refuses it), bounded length."""
+    message = message.replace("\x00", "\\x00")
+    return message if len(message) <= limit else message[: limit - 1] + "…"
 
 
 def error_message(error: Exception) -> str:

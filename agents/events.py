@@ -145,6 +145,7 @@ class ToolCall:
     outcome: str = ""  # "", "succeeded", "failed"
     applied: str = "unknown"  # whether a failed call may have had its effect: "unknown" or "no"
     output: Any = None
+    error: str = ""
 
 
 @dataclass
@@ -184,6 +185,7 @@ class RunState:
             call.outcome = "succeeded" if event.type == TOOL_SUCCEEDED else "failed"
             call.output = data.get("output")
             call.applied = data.get("applied", "unknown")
+            call.error = data.get("error", "")
         elif event.type in (COMPENSATION_SUCCEEDED, COMPENSATION_FAILED):
             self.compensations[step_id] = event.type.rsplit(".", 1)[1]
         elif event.type in FINAL_EVENTS:

@@ -16,7 +16,17 @@ from django.db.models import Max
 
 from agents import events
 from agents.models import Agent, AgentVersion, Prompt, Run, RunStatus
-from agents.spec import SpecError, apply_overlay, compile_spec, describe, schema_error, walk
+from agents.spec import (
+    NotJSONError,
+    SpecError,
+    apply_overlay,
+    check_json_value,
+    compile_spec,
+    describe,
+    path_of,
+    schema_error,
+    walk,
+)
 from agents.tools.manifests import load_registry
 from realtime import streams
 from tenants.models import ApiKey
@@ -108,6 +118,11 @@ def freeze_prompts(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_input(spec: dict[str, Any], run_input: Any) -> None:
+    try:
+        check_json_value(run_input)
+    except NotJSONError as error:
+        path = path_of(["input", *error.parts])
+        raise InputError(f"The input is not a JSON value the run can hold: {error.message}", path) from None
     if "input_schema" not in spec:
         return
     problem = schema_error(spec["input_schema"], run_input)

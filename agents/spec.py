@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,8 @@ from agents.templating import TemplateError, check_template
 STEP_KINDS = ("llm", "tool", "condition", "map", "validate")
 MAX_SPEC_BYTES = 256 * 1024
 MAX_RETRY_ATTEMPTS = 5
+MAX_DEPTH = 64  # nesting of any JSON value in a spec or a run's input
+MAX_TOTAL_STEPS = 1_000  # after fragments are expanded, nested steps included
 
 _ID = {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"}
 _TEMPLATE = {"type": "string", "minLength": 1, "maxLength": 20_000}
@@ -181,24 +184,85 @@ def describe(problem: tuple[str, str]) -> str:
     return f"{problem[0] or '(root)'}: {problem[1]}"
 
 
+class SpecLoader(yaml.SafeLoader):
+    """YAML without aliases: `*name` refers to an anchored node, and a few nested
+    aliases (an "alias bomb") expand to billions of nodes."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (`*name`) are not allowed in specs", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
+class NotJSONError(ValueError):
+    """A value JSON cannot hold; `parts` is where it is."""
+
+    def __init__(self, message: str, parts: list[Any]) -> None:
+        super().__init__(message)
+        self.message = message
+        self.parts = parts
+
+
+def check_json_value(value: Any, parts: list[Any] | None = None) -> None:
+    """Refuse what JSON (and PostgreSQL's jsonb) cannot hold: other types (dates,
+    bytes, sets), non-string keys, NaN and infinities, NUL characters, and nesting
+    deeper than MAX_DEPTH."""
+    parts = [] if parts is None else parts
+    if len(parts) > MAX_DEPTH:
+        raise NotJSONError(f"nested more than {MAX_DEPTH} levels deep", parts)
+    if value is None or isinstance(value, (bool, int)):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise NotJSONError(f"{value} is not a JSON number", parts)
+    elif isinstance(value, str):
+        if "\x00" in value:
+            raise NotJSONError("NUL characters are not allowed", parts)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            check_json_value(item, [*parts, index])
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise NotJSONError(f"the key {key!r} is not a string", parts)
+            if "\x00" in key:
+                raise NotJSONError("NUL characters are not allowed (in a key)", parts)
+            check_json_value(item, [*parts, key])
+    else:
+        raise NotJSONError(f"a {type(value).__name__} value is not JSON", parts)
+
+
 def parse_source(source: Any) -> dict[str, Any]:
     """The spec as a dict, from a JSON object, or JSON or YAML text."""
-    if isinstance(source, dict):
-        return source
-    if not isinstance(source, str):
+    if isinstance(source, str):
+        if len(source.encode(errors="replace")) > MAX_SPEC_BYTES:
+            raise SpecError(f"The spec exceeds {MAX_SPEC_BYTES} bytes.")
+        if "\x00" in source:
+            raise SpecError("The spec contains a NUL character.")
+        try:
+            # YAML 1.1 is a superset of JSON's syntax for specs
+            document = yaml.load(source, Loader=SpecLoader)  # noqa: S506 (a SafeLoader)
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+            raise SpecError(
+                f"The spec is not valid YAML or JSON{where}: {getattr(error, 'problem', error)}"
+            ) from None
+        except RecursionError:
+            raise SpecError("The spec is nested too deeply.") from None
+    elif isinstance(source, dict):
+        document = source
+    else:
         raise SpecError("The spec must be an object, or JSON or YAML text.")
-    if len(source.encode()) > MAX_SPEC_BYTES:
-        raise SpecError(f"The spec exceeds {MAX_SPEC_BYTES} bytes.")
-    try:
-        document = yaml.safe_load(source)  # YAML 1.1 is a superset of JSON's syntax for specs
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise SpecError(
-            f"The spec is not valid YAML or JSON{where}: {getattr(error, 'problem', error)}"
-        ) from None
     if not isinstance(document, dict):
         raise SpecError("The spec must be a mapping with `name` and `steps`.")
+    try:
+        check_json_value(document)
+    except NotJSONError as error:
+        raise SpecError(f"Not a JSON value: {error.message}.", path_of(error.parts)) from None
     return document
 
 
@@ -209,8 +273,15 @@ def check_shape(document: dict[str, Any]) -> None:
 
 
 def expand_fragments(
-    steps: list[dict[str, Any]], fragments: dict[str, Any], path: str, seen: tuple[str, ...] = ()
+    steps: list[dict[str, Any]],
+    fragments: dict[str, Any],
+    path: str,
+    seen: tuple[str, ...] = (),
+    count: list[int] | None = None,
 ) -> list[dict[str, Any]]:
+    """The steps with each `{use: name}` replaced by the fragment's steps; at most
+    MAX_TOTAL_STEPS in all (fragments including fragments multiply)."""
+    count = [0] if count is None else count
     expanded: list[dict[str, Any]] = []
     for index, step in enumerate(steps):
         here = f"{path}[{index}]"
@@ -220,14 +291,21 @@ def expand_fragments(
                 raise SpecError(f"Unknown fragment `{name}`.", f"{here}.use")
             if name in seen:
                 raise SpecError(f"Fragment `{name}` includes itself.", f"{here}.use")
-            expanded += expand_fragments(fragments[name], fragments, f"fragments.{name}", (*seen, name))
+            expanded += expand_fragments(
+                fragments[name], fragments, f"fragments.{name}", (*seen, name), count
+            )
             continue
+        count[0] += 1
+        if count[0] > MAX_TOTAL_STEPS:
+            raise SpecError(
+                f"The spec has more than {MAX_TOTAL_STEPS} steps once its fragments are expanded.", here
+            )
         step = dict(step)
         for branch in ("then", "else"):
             if branch in step:
-                step[branch] = expand_fragments(step[branch], fragments, f"{here}.{branch}", seen)
+                step[branch] = expand_fragments(step[branch], fragments, f"{here}.{branch}", seen, count)
         if "step" in step:
-            (step["step"],) = expand_fragments([step["step"]], fragments, f"{here}.step", seen)
+            (step["step"],) = expand_fragments([step["step"]], fragments, f"{here}.step", seen, count)
         expanded.append(step)
     return expanded
 
@@ -270,13 +348,8 @@ def check_rules(spec: dict[str, Any], tool_names: frozenset[str] | None) -> None
             raise SpecError(
                 f"Unknown tool `{step['tool']}` (no verified manifest has that name).", f"{path}.tool"
             )
-        if step["kind"] == "validate" and "retry" in step:
-            target = seen.get(step["retry"]["step"])
-            if target is None or target["kind"] != "llm":
-                raise SpecError(
-                    "`retry.step` must name an llm step that runs before this one.", f"{path}.retry.step"
-                )
         seen[step["id"]] = step
+    check_retry_targets(listed(spec["steps"], "steps"), {})
     if "input_schema" in spec:
         check_json_schema(spec["input_schema"], "input_schema")
     if "output" in spec:
@@ -288,6 +361,33 @@ def check_rules(spec: dict[str, Any], tool_names: frozenset[str] | None) -> None
                     f"Overlay `{environment}` names an unknown step `{step_id}`.",
                     f"overlays.{environment}.steps.{step_id}",
                 )
+
+
+def check_retry_targets(steps: list[tuple[str, dict[str, Any]]], visible: dict[str, dict[str, Any]]) -> None:
+    """A validate step retries an llm step that has run before it in the same step
+    list or an enclosing one; not one inside a branch (it may not have run), nor across
+    a map's boundary (each item's steps are apart from the steps outside the map).
+    `steps`: (path, step) pairs."""
+    visible = dict(visible)
+    for here, step in steps:
+        if step["kind"] == "validate" and "retry" in step:
+            target = visible.get(step["retry"]["step"])
+            if target is None or target["kind"] != "llm":
+                raise SpecError(
+                    "`retry.step` must name an llm step that runs before this one, in the same "
+                    "step list or an enclosing one (not inside a branch or across a map).",
+                    f"{here}.retry.step",
+                )
+        for branch in ("then", "else"):
+            if branch in step:
+                check_retry_targets(listed(step[branch], f"{here}.{branch}"), visible)
+        if "step" in step:
+            check_retry_targets([(f"{here}.step", step["step"])], {})
+        visible[step["id"]] = step
+
+
+def listed(steps: list[dict[str, Any]], path: str) -> list[tuple[str, dict[str, Any]]]:
+    return [(f"{path}[{index}]", step) for index, step in enumerate(steps)]
 
 
 def check_field_template(value: Any, path: str) -> None:
@@ -318,7 +418,39 @@ def compile_spec(source: Any, tool_names: frozenset[str] | None = None) -> dict[
     spec["steps"] = expand_fragments(spec["steps"], spec.get("fragments", {}), "steps")
     spec.pop("fragments", None)
     check_rules(spec, tool_names)
+    for environment in spec.get("overlays", {}):
+        check_overlay(spec, environment, tool_names)
     return spec
+
+
+def check_overlay(spec: dict[str, Any], environment: str, tool_names: frozenset[str] | None) -> None:
+    """The spec with the overlay applied must be valid too; an error names the
+    overlay's field (`overlays.prod.steps.classify.max_tokens`) where it can."""
+    resolved = apply_overlay(spec, environment)
+    try:
+        check_shape(resolved)
+        check_rules(resolved, tool_names)
+    except SpecError as error:
+        changed = frozenset(spec["overlays"][environment].get("steps", {}))
+        raise SpecError(error.message, overlay_path(resolved, environment, changed, error.path)) from None
+
+
+def overlay_path(resolved: dict[str, Any], environment: str, changed: frozenset[str], path: str) -> str:
+    """Where in overlay `environment` the mistake at `path` (of the resolved spec) is;
+    `changed`: the ids of the steps the overlay changes."""
+    base = f"overlays.{environment}"
+    if path.startswith(("budget", "output")):
+        return f"{base}.{path}"
+    enclosing = [
+        located
+        for located in walk(resolved["steps"])
+        if path == located.path or path.startswith((f"{located.path}.", f"{located.path}["))
+    ]
+    for located in sorted(enclosing, key=lambda located: -len(located.path)):
+        step_id = located.step.get("id")
+        if step_id in changed:
+            return f"{base}.steps.{step_id}{path[len(located.path) :]}"
+    return base
 
 
 def apply_overlay(spec: dict[str, Any], environment: str) -> dict[str, Any]:

@@ -343,9 +343,32 @@ def test_a_worker_killed_mid_run_resumes_without_repeating_an_effect(
 
     assert run.status == RunStatus.SUCCEEDED, run.error
     assert dict(tools.effects) == {"hotel": 1, "flight": 1, "car": 1}
+    # Real calls, not de-duplicated effects: a call is made again only when the crash
+    # came before its outcome was recorded (then the idempotency key makes it harmless).
+    again = 2 if event_type == "tool.call.succeeded" else 1
+    assert dict(tools.calls) == {"hotel": 1, "flight": again if step_id == "flight" else 1, "car": 1}
     types = event_types(tenant, run)
     assert types.count(("step.succeeded", "hotel")) == 1
     assert ("run.resumed", "") in types
+
+
+def test_a_worker_killed_after_a_failed_call_is_recorded_does_not_call_again(
+    tenant: TenantFixture, simulator: str, tools: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tools.faults["car"] = "before"
+    run = make_run(tenant, SAGA)
+    crash_on(monkeypatch, "step.failed", "car")
+    with pytest.raises(Crash):
+        execute(tenant, run)
+    calls_before = tools.calls["car"]
+
+    run = execute(tenant, run)
+
+    assert run.status == RunStatus.COMPENSATED, run.error
+    assert calls_before >= 1
+    assert tools.calls["car"] == calls_before
+    assert "car: reserve answered 500" in run.error
+    assert tools.in_force() == []
 
 
 def test_a_run_cancelled_before_a_step_compensates_and_ends_cancelled(
@@ -362,6 +385,66 @@ def test_a_run_cancelled_before_a_step_compensates_and_ends_cancelled(
 
     assert run.status == RunStatus.CANCELLED
     assert tools.in_force() == []
+
+
+def test_an_unexpected_error_in_a_step_fails_the_run_and_compensates(
+    tenant: TenantFixture, simulator: str, tools: Ledger
+) -> None:
+    spec = {
+        "name": "divider",
+        "steps": [
+            SAGA["steps"][0],
+            {"id": "ratio", "kind": "llm", "model": "sim-small", "prompt": "{{ input.a / input.b }}"},
+        ],
+    }
+
+    run = execute(tenant, make_run(tenant, spec, run_input={"a": 1, "b": 0}))
+
+    assert run.status == RunStatus.COMPENSATED, (run.status, run.error)
+    assert run.error.startswith("ratio: ZeroDivisionError"), run.error
+    assert ("step.failed", "ratio") in event_types(tenant, run)
+    assert tools.in_force() == []
+
+
+def test_an_unexpected_error_outside_a_step_fails_the_run(
+    tenant: TenantFixture, simulator: str, tools: Ledger
+) -> None:
+    spec = {**simple_spec(), "output": "{{ input.a / input.b }}"}
+
+    run = execute(tenant, make_run(tenant, spec, run_input={"a": 1, "b": 0, "text": "x"}))
+
+    assert run.status == RunStatus.FAILED, (run.status, run.error)
+    assert "ZeroDivisionError" in run.error
+
+
+def test_an_email_backend_failure_is_a_failed_call_whose_effect_is_unknown(
+    tenant: TenantFixture, simulator: str, tools: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agents.tools import invoke
+
+    def broken(tool_input: Any, idempotency_key: str) -> Any:
+        raise OSError("connection refused by the SMTP server")
+
+    monkeypatch.setattr(invoke, "send_email", broken)
+    spec = {
+        "name": "mailer-broken",
+        "steps": [
+            {
+                "id": "notify",
+                "kind": "tool",
+                "tool": "email",
+                "input": {"to": "ops@example.com", "subject": "s", "body": "b"},
+            }
+        ],
+    }
+
+    run = execute(tenant, make_run(tenant, spec))
+
+    assert run.status in (RunStatus.COMPENSATED, RunStatus.COMPENSATION_FAILED, RunStatus.FAILED), run.status
+    assert "OSError: connection refused" in run.error
+    with tenant_context(tenant.tenant):
+        failed = run.events.get(type="tool.call.failed")
+    assert failed.data["applied"] == "unknown"
 
 
 def test_the_email_tool_sends_through_django_once_per_call(
@@ -427,6 +510,45 @@ def test_the_http_tool_refuses_private_targets_unless_allow_listed(
     assert "refused target: localhost resolves to a non-public address" in refused.error
     assert metadata.status == RunStatus.FAILED
     assert "refused target: 169.254.169.254 is not a public address" in metadata.error
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "\u2460\u2461\u2466.0.0.1",  # circled digits: yarl normalises them to 127.0.0.1
+        "\uff11\uff12\uff17.\uff10.\uff10.\uff11",  # fullwidth digits
+        "[::ffff:127.0.0.1]",  # IPv4-mapped
+        "[::127.0.0.1]",  # IPv4-compatible
+        "[64:ff9b::7f00:1]",  # NAT64
+        "[2002:7f00:1::1]",  # 6to4
+    ],
+)
+def test_the_http_tool_refuses_private_targets_written_in_other_forms(
+    tenant: TenantFixture, simulator: str, tools: Ledger, tool_service: str, settings: Any, host: str
+) -> None:
+    settings.AGENT_TOOL_ALLOWED_HOSTS = []
+    port = tool_service.rsplit(":", 1)[1]
+    spec = {
+        "name": f"fetcher-{sum(map(ord, host))}",
+        "steps": [
+            {"id": "get", "kind": "tool", "tool": "http", "input": {"url": f"http://{host}:{port}/echo"}}
+        ],
+    }
+
+    run = execute(tenant, make_run(tenant, spec))
+
+    assert run.status == RunStatus.FAILED, run.output
+    assert "is not a public address" in run.error, run.error
+
+
+@pytest.mark.parametrize(
+    "address", ["64:ff9b::a00:1", "64:ff9b:1::1", "2002:a00:1::1", "::ffff:8.8.8.8", "::8.8.8.8", "2001::1"]
+)
+def test_ipv6_forms_that_embed_an_ipv4_address_are_not_public(address: str) -> None:
+    from agents.tools.network import is_public
+
+    assert not is_public(address)
+    assert is_public("2606:4700:4700::1111")
 
 
 def test_a_replay_freezes_models_and_takes_tool_outputs_from_the_record(

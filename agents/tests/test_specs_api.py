@@ -62,10 +62,62 @@ def spec_with(**changes: object) -> dict[str, object]:
             "spec.steps[0].retry.step",
         ),
         (spec_with(steps=[{"id": "t", "kind": "tool", "tool": "unsigned_tool"}]), "spec.steps[0].tool"),
+        (  # the retried llm step is inside a branch that may not have run
+            spec_with(
+                steps=[
+                    {
+                        "id": "c",
+                        "kind": "condition",
+                        "if": "true",
+                        "then": [{"id": "a", "kind": "llm", "prompt": "x"}],
+                    },
+                    {"id": "v", "kind": "validate", "value": "x", "schema": {}, "retry": {"step": "a"}},
+                ]
+            ),
+            "spec.steps[1].retry.step",
+        ),
+        (  # a validate inside a map cannot retry an llm step outside it
+            spec_with(
+                steps=[
+                    {"id": "a", "kind": "llm", "prompt": "x"},
+                    {
+                        "id": "m",
+                        "kind": "map",
+                        "over": "{{ input.items }}",
+                        "step": {
+                            "id": "v",
+                            "kind": "validate",
+                            "value": "x",
+                            "schema": {},
+                            "retry": {"step": "a"},
+                        },
+                    },
+                ]
+            ),
+            "spec.steps[1].step.retry.step",
+        ),
         (spec_with(name="no spaces allowed"), "spec.name"),
         (
             spec_with(overlays={"prod": {"steps": {"ghost": {"model": "x"}}}}),
             "spec.overlays.prod.steps.ghost",
+        ),
+        (  # the template parser recurses too deep: a 400, not a 500
+            spec_with(
+                steps=[{"id": "a", "kind": "llm", "prompt": "{{ " + "(" * 3000 + "1" + ")" * 3000 + " }}"}]
+            ),
+            "spec.steps[0].prompt",
+        ),
+        (  # an overlay is checked applied: its values obey the same schema
+            spec_with(overlays={"prod": {"steps": {"classify": {"max_tokens": "many"}}}}),
+            "spec.overlays.prod.steps.classify.max_tokens",
+        ),
+        (
+            spec_with(overlays={"prod": {"steps": {"classify": {"prompt": "{{ input.text "}}}}),
+            "spec.overlays.prod.steps.classify.prompt",
+        ),
+        (
+            spec_with(overlays={"prod": {"steps": {"classify": {"kind": "tool", "tool": "unsigned_tool"}}}}),
+            "spec.overlays.prod.steps.classify",
         ),
         ("name: [unclosed", "spec"),
         ("just text", "spec"),
@@ -269,3 +321,93 @@ def test_an_unknown_prompt_or_a_bad_template_is_a_400(api_client: APIClient) -> 
     assert run.json()["error"]["param"] == "spec.steps[0].prompt_ref"
     assert bad.status_code == 400
     assert bad.json()["error"]["param"] == "template"
+
+
+def test_a_huge_constant_expression_is_not_a_server_error(api_client: APIClient) -> None:
+    agent = api_client.post(
+        "/api/v1/agents",
+        {"spec": spec_with(name="power", steps=[{"id": "a", "kind": "llm", "prompt": "{{ 7 ** 10000 }}"}])},
+        format="json",
+    )
+    prompt = api_client.post(
+        "/api/v1/prompts", {"name": "power", "template": "{{ 7 ** 10000 }}"}, format="json"
+    )
+
+    assert agent.status_code == 201, agent.content  # refused when rendered, as a failed step
+    assert prompt.status_code == 201, prompt.content
+
+
+YAML_STEPS = "steps:\n  - id: a\n    kind: llm\n    prompt: hi\n"
+
+
+@pytest.mark.parametrize(
+    ("source", "param"),
+    [
+        ("name: dated\ncreated: 2024-01-01\n" + YAML_STEPS, "spec.created"),
+        ("name: binary\nblob: !!binary aGVsbG8=\n" + YAML_STEPS, "spec.blob"),
+        ("name: a-set\nthings: !!set {a, b}\n" + YAML_STEPS, "spec.things"),
+        ("name: nan\nbudget: {max_cost_usd: .nan}\n" + YAML_STEPS, "spec.budget.max_cost_usd"),
+        ("name: inf\ninput_schema: {default: -.inf}\n" + YAML_STEPS, "spec.input_schema.default"),
+        ('name: nul\ndescription: "a\\0b"\n' + YAML_STEPS, "spec.description"),
+        ("name: int-keys\nfragments: {1: []}\n" + YAML_STEPS, "spec.fragments"),
+        ("name: deep\nx: " + "[" * 5000 + "]" * 5000 + "\n" + YAML_STEPS, "spec"),
+        ("name: deep2\nx: " + "[" * 100 + "]" * 100 + "\n" + YAML_STEPS, "spec.x" + "[0]" * 64),
+        (
+            "name: bomb\ninput_schema:\n  a: &a [x, x, x, x, x, x, x, x, x]\n"
+            + "  b: [*a, *a, *a, *a, *a, *a, *a, *a]\n"
+            + YAML_STEPS,
+            "spec",
+        ),
+    ],
+)
+def test_yaml_that_json_cannot_hold_is_a_400(api_client: APIClient, source: str, param: str) -> None:
+    response = api_client.post("/api/v1/agents", {"spec": source}, format="json")
+
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["code"] == "invalid_spec", error
+    assert error["param"] == param, error
+
+
+def test_a_nul_character_in_a_json_spec_is_a_400(api_client: APIClient) -> None:
+    spec = spec_with(steps=[{"id": "a", "kind": "llm", "prompt": "hi\u0000there"}])
+
+    response = api_client.post("/api/v1/agents", {"spec": spec}, format="json")
+
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["param"] == "spec.steps[0].prompt"
+
+
+def test_fragments_cannot_expand_to_more_than_the_step_cap() -> None:
+    use = lambda name: [{"use": name}] * 20  # noqa: E731
+    spec = {
+        "name": "fragment-bomb",
+        "fragments": {
+            "a": use("b"),
+            "b": use("c"),
+            "c": [{"id": "x", "kind": "llm", "prompt": "x"}] * 20,
+        },
+        "steps": use("a"),
+    }
+
+    with pytest.raises(SpecError) as error:
+        compile_spec(spec)
+
+    assert "more than 1000 steps" in error.value.message
+
+
+def test_a_nul_character_in_a_run_input_is_a_400(api_client: APIClient) -> None:
+    agent = api_client.post("/api/v1/agents", {"spec": spec_with(name="nul-input")}, format="json").json()
+
+    response = api_client.post(
+        f"/api/v1/agents/{agent['id']}/runs", {"input": {"text": ["ok", "a\u0000b"]}}, format="json"
+    )
+
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["param"] == "input.text[1]"
+
+
+def test_a_nul_character_in_a_prompt_is_a_400(api_client: APIClient) -> None:
+    response = api_client.post("/api/v1/prompts", {"name": "nul", "template": "a\u0000b"}, format="json")
+
+    assert response.status_code == 400, response.content

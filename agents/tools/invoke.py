@@ -72,10 +72,22 @@ async def invoke(
             await breaker.record_failure(permit)
             message = str(error) or f"{manifest.name} timed out after {manifest.timeout_seconds}s"
             delay = retry_delay(policy, attempt, getattr(error, "retry_after", None))
+            if manifest.implementation == "email":
+                # The send runs in a thread that a timeout does not stop: it may still
+                # deliver, and a retry could send the message twice. One attempt only.
+                delay = None
             if delay is None:
                 raise ToolCallError(message, applied="unknown") from None
             await asyncio.sleep(delay)
             continue
+        except ToolCallError:
+            await breaker.release(permit)
+            raise
+        except Exception as error:  # KeyError, OSError (SMTP), ...: the effect may have happened
+            await breaker.record_failure(permit)
+            raise ToolCallError(
+                f"{manifest.name} failed: {type(error).__name__}: {error}", applied="unknown"
+            ) from None
         except BaseException:
             await breaker.release(permit)
             raise

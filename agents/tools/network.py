@@ -12,9 +12,9 @@ from __future__ import annotations
 import ipaddress
 import socket
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
+import yarl
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 from django.conf import settings
@@ -24,10 +24,21 @@ class ForbiddenTargetError(Exception):
     """The URL points somewhere tools may not reach."""
 
 
+# IPv6 ranges that carry (or translate to) an IPv4 address: NAT64 (well-known and
+# local-use prefixes), 6to4, Teredo, and the deprecated IPv4-compatible ::/96.
+# A gateway may forward them to any IPv4 host, private ones included.
+EMBEDDED_IPV4_NETWORKS = tuple(
+    ipaddress.IPv6Network(network)
+    for network in ("64:ff9b::/96", "64:ff9b:1::/48", "2002::/16", "2001::/32", "::/96")
+)
+
+
 def is_public(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address) and (
+        ip.ipv4_mapped is not None or any(ip in network for network in EMBEDDED_IPV4_NETWORKS)
+    ):
+        return False
     return ip.is_global and not (ip.is_multicast or ip.is_reserved)
 
 
@@ -56,21 +67,31 @@ def allowed_hosts(extra: tuple[str, ...] = ()) -> frozenset[str]:
     return frozenset(host.lower() for host in (*settings.AGENT_TOOL_ALLOWED_HOSTS, *extra))
 
 
-def check_url(url: str, allowed: frozenset[str]) -> None:
-    """Refuse other schemes, and literal addresses that are not public (the
-    resolver never sees those)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ForbiddenTargetError("only http and https URLs with a host are allowed")
-    host = parts.hostname.lower()
-    if host in allowed:
-        return
+def check_url(url: str, allowed: frozenset[str]) -> yarl.URL:
+    """The URL as the HTTP client will use it; refuses other schemes, and literal
+    addresses that are not public (the resolver never sees those).
+
+    The host is read by yarl, as aiohttp reads it: yarl normalises hosts
+    (IDNA/NFKC: `①②⑦.0.0.1` and fullwidth digits become `127.0.0.1`), so a
+    check on the raw text would pass a literal the client then connects to
+    directly. The caller must request this same URL object.
+    """
     try:
-        literal = ipaddress.ip_address(host)
+        parsed = yarl.URL(url)
+    except (ValueError, TypeError, UnicodeError) as error:
+        raise ForbiddenTargetError(f"not a usable URL: {error}") from None
+    host = (parsed.raw_host or "").lower()
+    if parsed.scheme not in ("http", "https") or not host:
+        raise ForbiddenTargetError("only http and https URLs with a host are allowed")
+    if host in allowed:
+        return parsed
+    try:
+        literal = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
-        return
+        return parsed
     if not is_public(str(literal)):
         raise ForbiddenTargetError(f"{host} is not a public address")
+    return parsed
 
 
 async def request(
@@ -83,12 +104,12 @@ async def request(
     json_body: Any = None,
 ) -> tuple[int, dict[str, str], Any]:
     """(status, headers, body: parsed JSON or text) of one request, without redirects."""
-    check_url(url, allowed)
+    target = check_url(url, allowed)
     connector = aiohttp.TCPConnector(resolver=GuardedResolver(allowed), force_close=True)
     timeout = aiohttp.ClientTimeout(total=timeout_seconds)
     async with (
         aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
-        session.request(method, url, headers=headers, json=json_body, allow_redirects=False) as response,
+        session.request(method, target, headers=headers, json=json_body, allow_redirects=False) as response,
     ):
         text = await response.text()
         try:
