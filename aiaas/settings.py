@@ -149,8 +149,6 @@ REALTIME_SEND_QUEUE_BYTES = 131_072
 # A reader that takes none of our bytes for this long is closed with code 4008.
 REALTIME_STALLED_READER_SECONDS = env.float("REALTIME_STALLED_READER_SECONDS", default=15.0)
 REALTIME_STREAM_TOKEN_SECONDS = 60
-# Origins (scheme://host[:port]) allowed for browser sessions besides the tenant's own dashboard host.
-REALTIME_ALLOWED_ORIGINS = env.list("REALTIME_ALLOWED_ORIGINS", default=[])
 
 CELERY_BROKER_URL = celery_redis_url(REDIS_URL)
 CELERY_RESULT_BACKEND = celery_redis_url(REDIS_URL)

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import re
 import time
 from typing import Any
 
@@ -34,7 +35,6 @@ from realtime.streams import (
     Cursor,
     StreamEvent,
     StreamGapError,
-    aexists,
     alast,
     channel_layer,
     group_name,
@@ -52,6 +52,7 @@ CLOSE_STALLED_READER = 4008
 CLOSE_EXPIRED = 4410
 # How long a close frame may wait behind a stalled reader's unread bytes.
 CLOSE_SECONDS = 5.0
+AFTER_PATTERN = re.compile(r"[0-9]{1,18}")
 
 
 class StreamConsumer(AsyncConsumer):
@@ -74,8 +75,24 @@ class StreamConsumer(AsyncConsumer):
             self.channel_layer = channel_layer()
             self.channel_name = await self.channel_layer.new_channel()
             sources.append(functools.partial(self.channel_layer.receive, self.channel_name))
-        with contextlib.suppress(StopConsumer):
-            await await_many_dispatch(sources, self.dispatch)
+        try:
+            with contextlib.suppress(StopConsumer):
+                await await_many_dispatch(sources, self.dispatch)
+        except Exception:
+            if not self.accepted:
+                raise  # before accept: the server answers the handshake with a 500
+            logger.exception("websocket consumer failed")
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    self.send({"type": "websocket.close", "code": CLOSE_INTERNAL_ERROR}), 1
+                )
+        finally:
+            # However the consumer ends (a handler's exception included), its socket is no longer counted.
+            if self.accepted:
+                self.accepted = False
+                METRICS.active_connections -= 1
+            for task in self.tasks:
+                task.cancel()
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # No per-message database housekeeping (AsyncConsumer's): handlers use no connection here.
@@ -83,6 +100,7 @@ class StreamConsumer(AsyncConsumer):
 
     async def websocket_connect(self, message: dict[str, Any]) -> None:
         try:
+            self.check_query()  # before authorizing: a malformed query does not spend a token
             self.principal = await authorize(self.scope, self.purpose, self.stream_id_from_url())
             await self.check_request()
         except HandshakeRefusedError as refusal:
@@ -95,6 +113,9 @@ class StreamConsumer(AsyncConsumer):
 
     def stream_id_from_url(self) -> str | None:
         return None
+
+    def check_query(self) -> None:
+        """Refuse a malformed handshake query (HandshakeRefusedError), before authorization."""
 
     async def check_request(self) -> None:
         """Refuse a handshake the principal may not open (HandshakeRefusedError)."""
@@ -129,7 +150,13 @@ class StreamConsumer(AsyncConsumer):
             await self.close(CLOSE_NORMAL)
         except StreamGapError as gap:
             error = GatewayError(410, str(gap), "invalid_request_error", "stream_expired")
-            if await self.send_text(orjson.dumps(error_event(error)).decode()):
+            # Not a logged event: its seq is the last one this socket delivered (the reader's position).
+            event = {
+                **error_event(error),
+                "stream_id": outbox.cursor.stream_id,
+                "seq": outbox.cursor.position,
+            }
+            if await self.send_text(orjson.dumps(event).decode()):
                 await self.close(CLOSE_EXPIRED)
         except Exception:
             logger.exception("websocket sender failed")
@@ -174,14 +201,27 @@ class StreamConsumer(AsyncConsumer):
             sending.cancel()
         sending.result()
 
+    def transport(self) -> Any:
+        """The server's transport (uvicorn's), where reachable."""
+        return getattr(getattr(self.base_send, "__self__", None), "transport", None)
+
     def write_buffer_size(self) -> int | None:
-        transport = getattr(getattr(self.base_send, "__self__", None), "transport", None)
+        transport = self.transport()
         return transport.get_write_buffer_size() if transport is not None else None
 
     async def close(self, code: int) -> None:
-        """Close with `code`; if the close frame cannot leave, end the consumer anyway."""
-        with contextlib.suppress(TimeoutError, OSError, RuntimeError):
+        """Close with `code`; if the close frame cannot leave, end the consumer anyway.
+        A stalled reader's connection (4008) is then dropped, and its buffer with it:
+        the server's own close would wait for that buffer to drain, forever. Other
+        codes leave the buffer to drain (a slow reader still gets the final event)."""
+        try:
             await asyncio.wait_for(self.send({"type": "websocket.close", "code": code}), CLOSE_SECONDS)
+        except TimeoutError:
+            transport = self.transport()
+            if code == CLOSE_STALLED_READER and transport is not None:
+                transport.abort()
+        except (OSError, RuntimeError):
+            pass
         await self.stop()
 
     async def stop(self) -> None:
@@ -191,9 +231,6 @@ class StreamConsumer(AsyncConsumer):
         pass
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
-        if self.accepted:
-            self.accepted = False
-            METRICS.active_connections -= 1
         current = asyncio.current_task()
         for task in self.tasks:
             if task is not current:
@@ -236,8 +273,13 @@ class ChatCompletionsConsumer(StreamConsumer):
         self.completion.task.add_done_callback(functools.partial(self.completion_ended, outbox))
 
     def completion_ended(self, outbox: Outbox, task: asyncio.Task[None]) -> None:
-        """A completion that could not publish its final event (Redis lost) fails the socket."""
-        if not outbox.cursor.finished and not task.cancelled() and task.exception() is not None:
+        """A completion that ended without publishing its final event (Redis lost,
+        cancelled before it ran) fails the socket: its reader would wait forever.
+        A published final one reaches the reader from the log, however far behind."""
+        if not task.cancelled():
+            task.exception()  # retrieved: logged by the completion itself
+        assert self.completion is not None
+        if not outbox.cursor.finished and not self.completion.final_published:
             self.local.put_nowait({"type": "socket.failed"})
 
     async def socket_failed(self, message: dict[str, Any]) -> None:
@@ -263,22 +305,31 @@ class StreamsConsumer(StreamConsumer):
     def stream_id_from_url(self) -> str:
         return str(self.scope["url_route"]["kwargs"]["stream_id"])
 
-    async def check_request(self) -> None:
+    def check_query(self) -> None:
+        # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
         after = query_parameters(self.scope).get("after", "0")
-        if not after.isdigit() or len(after) > 18:
+        if not AFTER_PATTERN.fullmatch(after):
             raise HandshakeRefusedError(invalid("`after` must be a non-negative integer seq.", "after"))
         self.after = int(after)
+
+    async def check_request(self) -> None:
         # Another tenant's stream is simply not in this tenant's namespace: the same 404.
         stream_id = self.stream_id_from_url()
-        if not is_stream_id(stream_id) or not await aexists(self.principal.schema_name, stream_id):
+        last = await alast(self.principal.schema_name, stream_id) if is_stream_id(stream_id) else None
+        if last is None:
             raise HandshakeRefusedError(
                 GatewayError(404, "No such stream.", "invalid_request_error", "stream_not_found", "stream_id")
             )
+        if self.after > last.seq:
+            raise HandshakeRefusedError(
+                invalid(f"`after` is above the stream's last seq ({last.seq}).", "after")
+            )
+        self.last = last
 
     async def on_accept(self) -> None:
         assert self.channel_layer is not None
-        last = await alast(self.principal.schema_name, self.stream_id_from_url())
-        if last is not None and last.final and last.seq <= self.after:
+        last = self.last
+        if last.final and last.seq <= self.after:
             await self.close(CLOSE_NORMAL)  # the reader has seen the end already
             return
         self.group = group_name(self.principal.schema_name, self.stream_id_from_url())

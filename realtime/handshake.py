@@ -90,7 +90,9 @@ async def key_for_token(token: str, purpose: str, stream_id: str | None, origin:
 def usable_api_key(api_key_id: int, tenant_id: int) -> ApiKey | None:
     """The key a token was minted with, if it is still usable (not revoked or expired)."""
     api_key = (
-        ApiKey.objects.select_related("tenant", "tenant__plan")
+        # As tenants.selectors.find_usable_api_key: the billing account carries the
+        # tenant's billing period, which billing.limits.limits_for reads only when loaded.
+        ApiKey.objects.select_related("tenant", "tenant__plan", "tenant__billing_account")
         .filter(pk=api_key_id, tenant_id=tenant_id, tenant__is_active=True)
         .first()
     )

@@ -6,6 +6,7 @@ import socket
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -58,3 +59,11 @@ async def read_all(connection: ClientConnection) -> list[dict[str, Any]]:
 
 def text_of(messages: list[dict[str, Any]]) -> str:
     return "".join(message["delta"] for message in messages if message["type"] == "chunk")
+
+
+def metric(platform_url: str, name: str) -> int:
+    """One counter of the server's GET /metrics (asserted to be served once)."""
+    body = httpx.get(f"{platform_url}/metrics", timeout=5).text
+    values = [line.split()[1] for line in body.splitlines() if line.startswith(f"{name} ")]
+    assert len(values) == 1, body
+    return int(values[0])

@@ -13,6 +13,7 @@ from websockets.exceptions import InvalidStatus
 
 from aiaas.testing.database import committed
 from aiaas.testing.tenants import TenantFixture
+from realtime import chat as chat_module
 from realtime import streams
 from realtime.tests.clients import bearer, chat_body, expected_answer, open_socket, read_all, text_of, ws_url
 from tenants.models import ApiKeyScope
@@ -156,3 +157,85 @@ def test_an_oversized_request_is_a_413_error_event(gateway: str, serving_tenant:
 
     assert messages[0]["status"] == 413
     assert messages[0]["error"]["code"] == "request_too_large"
+
+
+def test_a_done_event_too_large_for_an_event_goes_without_its_content(
+    gateway: str, serving_tenant: TenantFixture, settings: Any
+) -> None:
+    settings.REALTIME_EVENT_MAX_BYTES = 450  # chunks fit; the answer in `done` does not
+    prompt = "Make it long."
+    messages, close_code = chat(gateway, serving_tenant.admin_key, chat_body(prompt))
+
+    *chunks, done = messages
+    assert done["type"] == "done"
+    assert "content" not in done
+    assert done["content_truncated"] is True
+    assert text_of(chunks) == expected_answer(prompt)
+    assert close_code == 1000
+
+
+def test_an_error_echoing_a_huge_request_field_still_ends_the_stream(
+    gateway: str, serving_tenant: TenantFixture
+) -> None:
+    messages, close_code = chat(
+        gateway, serving_tenant.admin_key, {**chat_body("Hi"), "model": "m" * 100_000}
+    )
+
+    assert [message["type"] for message in messages] == ["error"]
+    assert messages[0]["error"]["code"] == "model_not_found"
+    assert len(orjson.dumps(messages[0])) < settings.REALTIME_EVENT_MAX_BYTES
+    assert close_code == 1000
+
+
+def test_an_event_that_cannot_be_published_ends_the_stream_with_an_internal_error(
+    gateway: str, serving_tenant: TenantFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_apublish = streams.apublish
+
+    async def refusing_chunks(schema: str, stream_id: str, event: Any, *, final: bool = False) -> int:
+        if event["type"] == "chunk":
+            raise ValueError("an event is at most 65536 bytes of JSON")
+        return await real_apublish(schema, stream_id, event, final=final)
+
+    monkeypatch.setattr(chat_module, "apublish", refusing_chunks)
+    messages, close_code = chat(gateway, serving_tenant.admin_key, chat_body("Fail me."))
+
+    assert [message["type"] for message in messages] == ["error"]
+    assert messages[0]["status"] == 500
+    assert close_code == 1000
+
+
+def test_a_completion_that_cannot_publish_its_final_event_closes_the_socket_with_1011(
+    gateway: str, serving_tenant: TenantFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_apublish = streams.apublish
+    calls: list[str] = []
+
+    async def lost(schema: str, stream_id: str, event: Any, *, final: bool = False) -> int:
+        calls.append(stream_id)
+        if len(calls) == 1:
+            return await real_apublish(schema, stream_id, event, final=final)
+        raise redis.ConnectionError("Redis went away")
+
+    monkeypatch.setattr(chat_module, "apublish", lost)
+    messages, close_code = chat(gateway, serving_tenant.admin_key, chat_body("Lose Redis."))
+
+    assert [message["type"] for message in messages] == ["chunk"]
+    assert close_code == 1011
+
+
+def test_a_socket_chat_is_routed_as_the_stream_it_is(gateway: str, serving_tenant: TenantFixture) -> None:
+    """A socket always streams, so `auto` never plans an early exit it could not take
+    back (the body's own `stream` flag does not matter)."""
+    schema = {"type": "object", "properties": {"label": {"type": "string"}}, "required": ["label"]}
+    body = {
+        **chat_body("Label this ticket."),
+        "model": "auto",
+        "response_format": {"type": "json_schema", "json_schema": {"name": "t", "schema": schema}},
+    }
+    messages, _ = chat(gateway, serving_tenant.admin_key, {**body, "stream": False})
+
+    done = messages[-1]
+    assert done["type"] == "done"
+    assert done["route_reason"].startswith("auto global-v1: tier ")
+    assert "early exit" not in done["route_reason"]

@@ -15,10 +15,11 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from aiaas.testing.database import committed
 from aiaas.testing.tenants import TenantFixture
-from realtime import streams
+from realtime import consumers, streams
 from realtime.tests.clients import (
     bearer,
     expected_answer,
+    metric,
     open_socket,
     read_all,
     text_of,
@@ -256,6 +257,28 @@ def test_a_bad_resume_position_is_refused(gateway: str, serving_tenant: TenantFi
     )
 
 
+def test_a_non_ascii_digit_position_is_a_400_and_does_not_spend_the_token(
+    gateway: str, serving_tenant: TenantFixture
+) -> None:
+    stream_id = logged_stream(serving_tenant, 2)
+    token = mint(gateway, serving_tenant.admin_key, purpose="streams", stream_id=stream_id).json()["token"]
+
+    # "²".isdigit() is True and int("²") raises: this was an HTTP 500.
+    assert refusal(stream_url(gateway, stream_id, f"after=%C2%B2&token={token}")) == (400, "invalid_value")
+    messages, close_code = subscribe(stream_url(gateway, stream_id, f"after=1&token={token}"))
+    assert [message["seq"] for message in messages] == [2]
+    assert close_code == 1000
+
+
+def test_a_position_above_the_streams_last_seq_is_a_400(gateway: str, serving_tenant: TenantFixture) -> None:
+    stream_id = logged_stream(serving_tenant, 3, final=False)
+
+    assert refusal(stream_url(gateway, stream_id, "after=4"), bearer(serving_tenant.admin_key)) == (
+        400,
+        "invalid_value",
+    )
+
+
 def test_resuming_from_an_expired_position_says_so(
     gateway: str, serving_tenant: TenantFixture, settings: Any
 ) -> None:
@@ -267,6 +290,9 @@ def test_resuming_from_an_expired_position_says_so(
     )
     assert [message["type"] for message in messages] == ["error"]
     assert messages[0]["error"]["code"] == "stream_expired"
+    assert messages[0]["status"] == 410
+    assert messages[0]["stream_id"] == stream_id
+    assert messages[0]["seq"] == 1  # the reader's position: nothing after it was delivered
     assert close_code == 4410
 
 
@@ -275,8 +301,9 @@ def noise(size: int) -> str:
 
 
 def test_a_slow_reader_gets_every_byte_coalesced_and_the_final_event(
-    gateway: str, serving_tenant: TenantFixture
+    platform_url: str, gateway: str, serving_tenant: TenantFixture
 ) -> None:
+    coalesced_before = metric(platform_url, "ws_backpressure_coalesced")
     schema = serving_tenant.tenant.schema_name
     stream_id = streams.new_stream_id("job")
     streams.publish(schema, stream_id, {"type": "status", "status": "started"})
@@ -305,11 +332,14 @@ def test_a_slow_reader_gets_every_byte_coalesced_and_the_final_event(
     coalesced = [message for message in received if "from_seq" in message]
     assert coalesced
     assert all(message["from_seq"] < message["seq"] for message in coalesced)
+    merges = sum(message["seq"] - message["from_seq"] for message in coalesced)
+    assert metric(platform_url, "ws_backpressure_coalesced") - coalesced_before >= merges > 0
 
 
 def test_a_reader_that_never_reads_is_closed_with_4008_and_others_are_not_slowed(
-    gateway: str, serving_tenant: TenantFixture, settings: Any
+    platform_url: str, gateway: str, serving_tenant: TenantFixture, settings: Any
 ) -> None:
+    send_errors_before = metric(platform_url, "ws_send_errors")
     settings.REALTIME_STALLED_READER_SECONDS = 1.0
     schema = serving_tenant.tenant.schema_name
     stalled_stream = streams.new_stream_id("job")
@@ -345,6 +375,48 @@ def test_a_reader_that_never_reads_is_closed_with_4008_and_others_are_not_slowed
     assert close_code == 4008
     assert len(received) < 151  # it never got to the end
     assert healthy_seconds < 5
+    assert metric(platform_url, "ws_send_errors") > send_errors_before  # the stalled send
+
+
+def server_side_open(server_port: int, client_port: int) -> bool:
+    """Whether the server's end of the client's TCP connection is still established
+    (Linux /proc; a closed end lingers in FIN_WAIT1 behind the unread bytes)."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as lines:
+            for line in list(lines)[1:]:
+                local, remote, state = line.split()[1:4]
+                ports = int(local.rsplit(":", 1)[1], 16), int(remote.rsplit(":", 1)[1], 16)
+                if ports == (server_port, client_port) and state == "01":
+                    return True
+    return False
+
+
+def test_a_stalled_reader_whose_close_frame_cannot_leave_is_dropped(
+    gateway: str, serving_tenant: TenantFixture, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.REALTIME_STALLED_READER_SECONDS = 1.0
+    monkeypatch.setattr(consumers, "CLOSE_SECONDS", 0.5)
+    schema = serving_tenant.tenant.schema_name
+    stream_id = streams.new_stream_id("job")
+
+    async def publish_blobs() -> None:  # 6 MB, more than the socket buffers hold
+        for _ in range(150):
+            await streams.apublish(schema, stream_id, {"type": "blob", "data": noise(40_000)})
+
+    asyncio.run(publish_blobs())
+
+    async def run() -> bool:
+        url = stream_url(gateway, stream_id)
+        sock = tiny_receive_buffer_socket(url)
+        server_port, client_port = sock.getpeername()[1], sock.getsockname()[1]
+        async with open_socket(url, bearer(serving_tenant.admin_key), sock=sock, max_queue=1):
+            # Never reads: stalled after 1 s, then the close frame waits behind unread bytes.
+            deadline = time.monotonic() + 8
+            while server_side_open(server_port, client_port) and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            return server_side_open(server_port, client_port)
+
+    assert asyncio.run(asyncio.wait_for(run(), 30)) is False
 
 
 def test_resuming_after_the_final_event_closes_at_once(gateway: str, serving_tenant: TenantFixture) -> None:
