@@ -162,9 +162,8 @@ def test_rows_served_before_a_subscription_ended_are_still_reported(
     """Unreported when the subscription was canceled (backoff, flush lag): they belong
     to its last invoice. Rows served after its last period are not reported."""
     customer, rows = metered
-    account = rows[0].tenant.billing_account
     committed(
-        lambda: BillingAccount.objects.filter(pk=account.pk).update(
+        lambda: BillingAccount.objects.filter(tenant=rows[0].tenant).update(
             subscription_status=SubscriptionStatus.CANCELED, current_period_end=rows[-1].created_at
         )
     )
