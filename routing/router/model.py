@@ -6,8 +6,9 @@ latent semantic projection, feature scaling and the logistic regression) is
 linear in the TF-IDF vector, so it folds into one weight per term plus weights
 for the hand-made features. Isotonic regression maps the score to a calibrated
 probability. The latent projection is also kept (small, float16) to find a
-prompt's cluster of similar training prompts: its historical cheap-tier failure
-rate and the prompt's novelty (distance to the nearest cluster).
+prompt's cluster of similar training prompts, the bucket a tenant's own
+failure rates are kept in (policy.py), and the prompt's novelty (distance to
+the nearest cluster).
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ GLOBAL_MODEL_PATH = ARTIFACTS / "global_router.npz"
 class Prediction:
     failure: float  # calibrated P(cheap tier fails)
     cluster: int  # nearest cluster of training prompts
-    cluster_failure: float  # the cheap tier's failure rate in that cluster (training data)
     novelty: float  # 1 - cosine similarity to that cluster's centre, 0..2
 
 
@@ -47,7 +47,6 @@ class RouterModel:
     bias: float
     projection: FloatArray  # (dimensions, terms)
     centroids: FloatArray  # (clusters, dimensions), unit rows
-    cluster_failure: FloatArray
     calibration_x: FloatArray
     calibration_y: FloatArray
     # Quality target -> threshold on P(fail) that reached it on the training data.
@@ -85,7 +84,6 @@ class RouterModel:
         return Prediction(
             failure=self.calibrate(logit),
             cluster=cluster,
-            cluster_failure=float(self.cluster_failure[cluster]),
             novelty=1.0 - float(similarity[cluster]),
         )
 
@@ -118,7 +116,6 @@ class RouterModel:
             bias=np.array([self.bias]),
             projection=self.projection.astype(np.float16),
             centroids=self.centroids.astype(np.float32),
-            cluster_failure=self.cluster_failure,
             calibration_x=self.calibration_x,
             calibration_y=self.calibration_y,
             thresholds=np.array(json.dumps(self.thresholds)),
@@ -136,7 +133,6 @@ class RouterModel:
                 bias=float(data["bias"][0]),
                 projection=data["projection"].astype(np.float64),
                 centroids=data["centroids"].astype(np.float64),
-                cluster_failure=data["cluster_failure"].astype(np.float64),
                 calibration_x=data["calibration_x"].astype(np.float64),
                 calibration_y=data["calibration_y"].astype(np.float64),
                 thresholds=json.loads(str(data["thresholds"])),

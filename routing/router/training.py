@@ -182,14 +182,6 @@ def train(outcomes: Outcomes, name: str = "router") -> RouterModel:
     clusters = min(CLUSTERS, len(outcomes) // 10)
     kmeans = KMeans(clusters, n_init=4, random_state=SEED).fit(unit)
     centroids = kmeans.cluster_centers_ / np.linalg.norm(kmeans.cluster_centers_, axis=1, keepdims=True)
-    prior_weight = 10.0  # clusters with few prompts lean on the overall rate
-    cluster_failure = np.array(
-        [
-            (failed[kmeans.labels_ == cluster].sum() + prior_weight * failed.mean())
-            / ((kmeans.labels_ == cluster).sum() + prior_weight)
-            for cluster in range(clusters)
-        ]
-    )
     router = RouterModel(
         vocabulary={str(term): int(index) for term, index in vectorizer.vocabulary_.items()},
         idf=vectorizer.idf_,
@@ -198,7 +190,6 @@ def train(outcomes: Outcomes, name: str = "router") -> RouterModel:
         bias=bias,
         projection=latent,
         centroids=centroids,
-        cluster_failure=cluster_failure,
         calibration_x=calibration.X_thresholds_,
         calibration_y=calibration.y_thresholds_,
         thresholds=thresholds_for(calibrated, outcomes),
