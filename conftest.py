@@ -12,13 +12,13 @@ import pytest
 from django.db import connection
 from rest_framework.test import APIClient
 
-from aiaas.testing.tenants import TenantFixture, make_test_tenant
 from tenants.context import activate_public_schema
 from tenants.services import ensure_public_tenant, ensure_template_schema
+from testing.tenants import TenantFixture, make_test_tenant
 
 # The platform and the simulated provider served for real (simulator_url, registry,
 # platform_url, gateway), shared by every app's tests.
-pytest_plugins = ["aiaas.testing.platform"]
+pytest_plugins = ["testing.platform"]
 
 
 @pytest.fixture(scope="session")

@@ -37,7 +37,7 @@ from agents.spec import describe, schema_error, walk
 from agents.templating import TemplateError, evaluate, render
 from agents.tools.invoke import ToolCallError, invoke
 from agents.tools.manifests import ToolManifest, load_registry
-from routing.gateway.errors import GatewayError
+from gateway.errors import GatewayError
 from tenants.context import current_schema_name
 from tenants.models import ApiKey
 

@@ -14,8 +14,8 @@ from collections.abc import Coroutine
 from functools import cached_property
 from typing import Any, TypeVar
 
-from routing.gateway.inprocess import InProcessGateway
-from routing.resilience import CircuitBreaker
+from gateway.resilience import CircuitBreaker
+from gateway.transports.inprocess import InProcessGateway
 
 T = TypeVar("T")
 

@@ -16,11 +16,11 @@ django_application = get_asgi_application()
 
 from starlette.types import Receive, Scope, Send  # noqa: E402
 
-from realtime.chat import shutdown as shutdown_completions  # noqa: E402
+from gateway.transports.http import application as gateway_application  # noqa: E402
+from gateway.transports.http import shutdown as shutdown_gateway  # noqa: E402
+from gateway.transports.websocket import shutdown as shutdown_completions  # noqa: E402
 from realtime.metrics import metrics_endpoint  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
-from routing.gateway.app import application as gateway_application  # noqa: E402
-from routing.gateway.app import shutdown as shutdown_gateway  # noqa: E402
 
 GATEWAY_PREFIX = "/v1/"
 METRICS_PATH = "/metrics"  # this process's WebSocket counters (realtime/metrics.py)

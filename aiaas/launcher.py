@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from aiaas import embedded
@@ -149,6 +149,23 @@ def development_secret_key(data_dir: Path) -> str:
     return path.read_text().strip()
 
 
+@contextlib.contextmanager
+def development_environment(*, always_keep_secret_key: bool = False) -> Iterator[dict[str, str]]:
+    """This process's environment plus the embedded services (started, or joined
+    when running) for whatever of DATABASE_URL / REDIS_URL is unset, and the
+    development SECRET_KEY kept under the data folder when it runs on them (or
+    always, for `make run` / `make test`). The services are left on exit; the
+    last process to leave stops them."""
+    services = embedded.start()
+    environ = {**os.environ, **services.environ}
+    if services.environ or always_keep_secret_key:
+        environ.setdefault("SECRET_KEY", development_secret_key(services.data_dir))
+    try:
+        yield environ
+    finally:
+        services.stop()
+
+
 def raise_keyboard_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -160,19 +177,15 @@ def main(argv: Sequence[str]) -> int:
     # SIGINT explicitly too: a shell starting us in the background ignores it.
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, raise_keyboard_interrupt)
-    services = embedded.start()
-    environ = {**os.environ, **services.environ}
-    environ.setdefault("SECRET_KEY", development_secret_key(services.data_dir))
     try:
-        if argv[0] == "run":
-            environ.setdefault("DEBUG", "true")
-            return serve(environ)
-        command = list(argv[2:] if argv[1:2] == ["--"] else argv[1:])
-        return run_to_completion(subprocess.Popen(command, env=environ))
+        with development_environment(always_keep_secret_key=True) as environ:
+            if argv[0] == "run":
+                environ.setdefault("DEBUG", "true")
+                return serve(environ)
+            command = list(argv[2:] if argv[1:2] == ["--"] else argv[1:])
+            return run_to_completion(subprocess.Popen(command, env=environ))
     except KeyboardInterrupt:
         return 130
-    finally:
-        services.stop()
 
 
 if __name__ == "__main__":

@@ -55,7 +55,12 @@ TENANT_APPS = [
     "ingestion",
     "request_logs",
 ]
-INSTALLED_APPS = [*SHARED_APPS, *[app for app in TENANT_APPS if app not in SHARED_APPS], "realtime"]
+INSTALLED_APPS = [
+    *SHARED_APPS,
+    *[app for app in TENANT_APPS if app not in SHARED_APPS],
+    "realtime",
+    "gateway",
+]
 
 TENANT_MODEL = "tenants.Tenant"
 TENANT_DOMAIN_MODEL = "tenants.Domain"
@@ -309,8 +314,8 @@ SPECTACULAR_SETTINGS = {
     # /v1 is not Django (docs/decisions/0005): its hand-kept description is merged in.
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "routing.openapi.merge_v1_paths",
-        "routing.openapi.document_api_errors",
+        "gateway.openapi.merge_v1_paths",
+        "gateway.openapi.document_api_errors",
     ],
     # Swagger UI at /api/docs/ from drf-spectacular-sidecar's files: no CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
@@ -324,7 +329,9 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     # httpx logs every provider call at INFO: noise, and ~10% of the gateway's throughput.
-    "loggers": {name: {"level": "WARNING"} for name in ("django.db.backends", "httpx", "httpcore")},
+    "loggers": {
+        name: {"level": "WARNING"} for name in ("django.db.backends", "httpx", "httpcore", "pgserver")
+    },
 }
 
 SENTRY_DSN = env.str("SENTRY_DSN", default="")

@@ -87,7 +87,7 @@ def bench_meter_events(count: int) -> dict[str, float]:
     from django.conf import settings
 
     from billing.stripe_api import stripe_client
-    from billing.testing.stripe_server import serving_stripe
+    from testing.stripe_server import serving_stripe
 
     with serving_stripe() as server:
         settings.STRIPE_SECRET_KEY, settings.STRIPE_API_BASE = "sk_test_bench", server.url

@@ -7,7 +7,7 @@ Needs DATABASE_URL, REDIS_URL and SECRET_KEY (run it under
 an in-process asyncio+httpx generator is used) and the LiteLLM proxy in its own
 virtualenv, bench/.venv-litellm, which the script creates when it is missing.
 
-Setup, all in one invocation: two simulated providers (routing/simulated_provider.py,
+Setup, all in one invocation: two simulated providers (gateway/simulated/provider.py,
 0 ms and 60 ms of latency, then the whole answer at once), our platform under
 uvicorn (2 workers) and the LiteLLM proxy (2 workers, no database, no
 callbacks, a master key), both pointed at the same two simulators. A bench

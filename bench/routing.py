@@ -35,9 +35,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aiaas.settings")
 django.setup()  # the router's code imports the registry's models (no query is made)
 
 from routing.router.evaluation import evaluate, online_replay  # noqa: E402
-from routing.router.training import load_outcomes, train  # noqa: E402
+from routing.router.training import OUTCOME_DATA, load_outcomes, train  # noqa: E402
 
-DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "routing"
+DEFAULT_DATA = OUTCOME_DATA
 DEFAULT_JSON_PATH = REPO_ROOT / "bench" / "results" / "routing.json"
 HELD_OUT_SUBJECTS = 10
 ROUTELLM_STRONG_SHARE = {"mmlu": 0.55, "gsm8k": 0.65}

@@ -91,7 +91,7 @@ def create_portal_session(tenant: Tenant, return_url: str) -> str:
 def refresh_gateway_limits(tenant_ids: Iterable[int]) -> None:
     """Make every gateway process reload these tenants' keys, and with them the
     plan and billing period, at once: the key cache evicts a key whose prefix
-    is published on the revocation channel (routing/gateway/auth.py)."""
+    is published on the revocation channel (gateway/auth.py)."""
     prefixes = list(ApiKey.objects.filter(tenant_id__in=list(tenant_ids)).values_list("prefix", flat=True))
     if not prefixes:
         return

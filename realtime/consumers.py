@@ -27,7 +27,9 @@ from channels.exceptions import StopConsumer
 from channels.utils import await_many_dispatch
 from django.conf import settings
 
-from realtime.chat import ChatCompletion, error_event
+from gateway.errors import GatewayError
+from gateway.transports.websocket import ChatCompletion, error_event
+from gateway.validation import invalid
 from realtime.handshake import HandshakeRefusedError, Principal, authorize, query_parameters
 from realtime.metrics import METRICS
 from realtime.outbox import Outbox
@@ -41,8 +43,6 @@ from realtime.streams import (
     is_stream_id,
     new_stream_id,
 )
-from routing.gateway.errors import GatewayError
-from routing.gateway.validation import invalid
 
 logger = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
 
+from gateway.errors import GatewayError
+from gateway.transports.http import authenticate_header, state
 from realtime.tokens import take_stream_token
-from routing.gateway.app import authenticate_header, state
-from routing.gateway.errors import GatewayError
 from tenants.models import ApiKey, ApiKeyScope
 
 

@@ -82,7 +82,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from routing.gateway.errors import GatewayError
+from gateway.errors import GatewayError
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from factory.declarations import Sequence
 from factory.django import DjangoModelFactory, Password
 
 from accounts.models import Role, User
-from aiaas.testing.tenants import TEST_PASSWORD, TenantFixture
+from testing.tenants import TEST_PASSWORD, TenantFixture
 
 
 class UserFactory(DjangoModelFactory[User]):

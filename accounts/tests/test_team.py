@@ -15,7 +15,7 @@ from django.utils.http import urlsafe_base64_encode
 
 from accounts.models import Role, User
 from accounts.tests.factories import browser_for, make_user, user_exists, user_of
-from aiaas.testing.tenants import TEST_PASSWORD, TenantFixture
+from testing.tenants import TEST_PASSWORD, TenantFixture
 
 TEAM_PAGE = "/dashboard/team/"
 NEW_PASSWORD = "a-fresh-passphrase-42"

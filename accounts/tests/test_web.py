@@ -13,10 +13,10 @@ from rest_framework.test import APIClient
 from accounts.models import Role
 from accounts.selectors import DashboardSummary, LimitItem, compact_count, plan_limits_summary
 from accounts.tests.factories import browser_for, make_user
-from aiaas.testing.tenants import TEST_PASSWORD, TenantFixture
 from billing.models import Plan
 from tenants.models import ApiKey, ApiKeyScope
 from tenants.services import create_api_key, revoke_api_key
+from testing.tenants import TEST_PASSWORD, TenantFixture
 
 KEYS_PAGE = "/dashboard/keys/"
 

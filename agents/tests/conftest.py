@@ -17,12 +17,12 @@ from django.db import connection
 from pytest_django import DjangoDbBlocker
 
 from agents.runtime import close_runtime
-from agents.testing import Ledger, running_tool_service, signed_tools
 from aiaas.celery import app
-from aiaas.testing.celery import app_queues_restored
 from routing.models import Provider
 from routing.services import register_simulated_provider
-from routing.testing import running_simulated_provider
+from testing.agents import Ledger, running_tool_service, signed_tools
+from testing.celery import app_queues_restored
+from testing.simulated import running_simulated_provider
 
 PROVIDER_SLUG = f"simulated-test-{os.getpid()}"  # the slug routing's tests register too
 

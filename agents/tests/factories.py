@@ -9,7 +9,7 @@ from django_tenants.utils import tenant_context
 
 from agents import services
 from agents.models import Agent, Prompt, Run
-from aiaas.testing.tenants import TenantFixture
+from testing.tenants import TenantFixture
 
 _names = itertools.count(1)
 

@@ -12,11 +12,11 @@ from django_tenants.utils import tenant_context
 from agents import services
 from agents.models import Run, RunStatus
 from agents.tasks import execute_run
-from agents.testing import Ledger
 from agents.tests.test_execution import SAGA, TRIAGE, output_of
-from aiaas.testing.database import committed
-from aiaas.testing.tenants import TenantFixture
 from realtime import streams
+from testing.agents import Ledger
+from testing.database import committed
+from testing.tenants import TenantFixture
 
 
 def start(tenant: TenantFixture, spec: dict[str, Any], run_input: object) -> int:

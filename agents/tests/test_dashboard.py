@@ -10,7 +10,7 @@ from accounts.models import Role
 from accounts.tests.factories import browser_for, make_user
 from agents.models import Agent, Run, RunStatus
 from agents.tests.factories import make_agent, make_run, simple_spec
-from aiaas.testing.tenants import TenantFixture
+from testing.tenants import TenantFixture
 
 AGENTS = "/dashboard/agents/"
 

@@ -13,10 +13,10 @@ from django_tenants.utils import tenant_context
 
 from agents import engine, events, selectors, services
 from agents.models import Run, RunStatus
-from agents.testing import Ledger
 from agents.tests.factories import make_run, simple_spec
-from aiaas.testing.tenants import TenantFixture
 from tenants.services import create_api_key
+from testing.agents import Ledger
+from testing.tenants import TenantFixture
 
 
 def output_of(run: Run) -> Any:

@@ -11,7 +11,7 @@ import pytest
 
 from agents.tools import invoke
 from agents.tools.manifests import ToolManifest
-from routing.resilience import RetryPolicy
+from gateway.resilience import RetryPolicy
 
 EMAIL_SCHEMA = {"type": "object", "required": ["to", "subject", "body"]}
 MESSAGE = {"to": "ops@example.com", "subject": "s", "body": "b"}

@@ -12,7 +12,6 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.core.management import call_command
 
-from agents.testing import tool_manifests, write_signed_manifests
 from agents.tools.manifests import (
     ManifestError,
     load_manifest,
@@ -21,6 +20,7 @@ from agents.tools.manifests import (
     sign_manifest,
     verify,
 )
+from testing.agents import tool_manifests, write_signed_manifests
 
 MANIFEST = tool_manifests("https://tools.example")[0]
 

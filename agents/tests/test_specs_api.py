@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 from agents import services
 from agents.models import Agent, Run, RunEvent, RunStatus
 from agents.spec import SpecError, apply_overlay, compile_spec
-from aiaas.testing.tenants import TenantFixture
+from testing.tenants import TenantFixture
 
 TRIAGE_YAML = """
 name: triage

@@ -20,10 +20,10 @@ from django.db import connection
 from django_tenants.utils import tenant_context
 
 from agents.models import Run, RunStatus
-from agents.testing import Ledger
 from agents.tests.test_celery_runs import finished, start
-from aiaas.testing.database import committed
-from aiaas.testing.tenants import TenantFixture
+from testing.agents import Ledger
+from testing.database import committed
+from testing.tenants import TenantFixture
 
 # A broker that hands a dead worker's unacknowledged task to another worker after 2 s
 # (production: CELERY_VISIBILITY_TIMEOUT, 15 min; the run lock makes either safe).

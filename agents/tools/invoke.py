@@ -21,7 +21,7 @@ from django.core.mail import EmailMessage
 from agents.spec import describe, schema_error
 from agents.tools.manifests import ToolManifest
 from agents.tools.network import ForbiddenTargetError, allowed_hosts, request
-from routing.resilience import CircuitBreaker, CircuitOpenError, RetryPolicy, parse_retry_after, retry_delay
+from gateway.resilience import CircuitBreaker, CircuitOpenError, RetryPolicy, parse_retry_after, retry_delay
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 

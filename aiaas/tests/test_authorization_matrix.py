@@ -5,17 +5,17 @@ from __future__ import annotations
 import pytest
 
 from agents.tests.factories import make_agent, make_prompt, make_run, simple_spec
-from aiaas.testing.isolation import (
+from request_logs.tests.factories import make_request_log
+from tenants.models import ApiKey, ApiKeyScope
+from tenants.services import create_api_key
+from testing.isolation import (
     Operation,
     api_operations,
     assert_closed_to_outsider,
     assert_refuses_unusable_keys,
     assert_serves_owner,
 )
-from aiaas.testing.tenants import TenantFixture
-from request_logs.tests.factories import make_request_log
-from tenants.models import ApiKey, ApiKeyScope
-from tenants.services import create_api_key
+from testing.tenants import TenantFixture
 
 
 def make_api_key(tenant: TenantFixture) -> ApiKey:

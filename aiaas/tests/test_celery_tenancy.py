@@ -12,8 +12,8 @@ from pytest_django import DjangoDbBlocker
 
 from accounts.models import User
 from aiaas.celery import MissingTenantContextError, app, tenant_task
-from aiaas.testing.tenants import TenantFixture
 from tenants.context import current_schema_name
+from testing.tenants import TenantFixture
 
 
 @tenant_task(name="tests.emails_in_current_schema")

@@ -15,7 +15,7 @@ from django.db import connection
 from django.test import Client
 
 from accounts.models import User
-from aiaas.testing.tenants import TEST_PASSWORD, TenantFixture
+from testing.tenants import TEST_PASSWORD, TenantFixture
 
 BASE_DIR = Path(settings.BASE_DIR)
 

@@ -10,9 +10,9 @@ from django.test import Client
 from django_tenants.utils import tenant_context
 
 from accounts.models import User
-from aiaas.testing.tenants import TenantFixture
 from tenants.api.base import TenantScopedViewSet
 from tenants.context import activate_public_schema
+from testing.tenants import TenantFixture
 
 
 def test_an_unknown_tenant_host_is_a_404_not_the_public_site(tenant: TenantFixture) -> None:

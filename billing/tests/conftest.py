@@ -1,5 +1,5 @@
 """Billing tests talk to Stripe through the real stripe library, against the
-local stand-in (billing/testing/stripe_server.py), served once per session."""
+local stand-in (testing/stripe_server.py), served once per session."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from django.conf import settings
 
-from billing.testing.stripe_server import StripeStandIn, serving_stripe
+from testing.stripe_server import StripeStandIn, serving_stripe
 
 WEBHOOK_SECRET = "whsec_test_current"
 OLD_WEBHOOK_SECRET = "whsec_test_previous"

@@ -10,12 +10,12 @@ from typing import Any
 
 from django.utils import timezone
 
-from aiaas.testing.tenants import TenantFixture
 from billing.limits import billing_period, limits_for, period_end
 from billing.models import BillingAccount, CapMode, Plan, SubscriptionStatus, UsageEvent
 from billing.selectors import QuotaState, invoice_preview
-from billing.testing.stripe_server import StripeStandIn
 from tenants.models import ApiKey, Tenant
+from testing.stripe_server import StripeStandIn
+from testing.tenants import TenantFixture
 
 PREVIEW_URL = "/api/v1/billing/preview"
 NOW = datetime(2026, 11, 16, tzinfo=UTC)  # halfway through a 30-day period from Nov 1

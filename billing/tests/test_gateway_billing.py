@@ -22,15 +22,15 @@ import redis.asyncio as aioredis
 from django.conf import settings
 from django.utils import timezone
 
-from aiaas.testing.database import committed
-from aiaas.testing.tenants import TenantFixture
 from billing.limits import Limiter, current_period, limits_for
 from billing.models import BillingAccount, CapMode, Plan, SubscriptionStatus
 from billing.services import refresh_gateway_limits
-from routing.gateway.auth import KEY_CACHE_SECONDS, ApiKeyCache
+from gateway.auth import KEY_CACHE_SECONDS, ApiKeyCache
 from tenants.models import ApiKey, ApiKeyScope, Tenant
 from tenants.selectors import find_usable_api_key
 from tenants.services import create_api_key
+from testing.database import committed
+from testing.tenants import TenantFixture
 
 
 @dataclass

@@ -43,7 +43,7 @@ if TYPE_CHECKING:  # Django stays out of the module: spawned processes import it
     from multiprocessing.queues import Queue
     from multiprocessing.synchronize import Barrier
 
-    from aiaas.testing.tenants import TenantFixture
+    from testing.tenants import TenantFixture
 
 # Rates no test reaches unless it sets them, and no caps.
 OPEN = Limits(

@@ -24,12 +24,12 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from aiaas.testing.database import committed
-from aiaas.testing.tenants import TenantFixture
 from billing import metering, tasks
 from billing.models import BillingAccount, SubscriptionStatus, UsageEvent
 from billing.stripe_api import stripe_client
-from billing.testing.stripe_server import StripeStandIn
+from testing.database import committed
+from testing.stripe_server import StripeStandIn
+from testing.tenants import TenantFixture
 
 
 @pytest.fixture

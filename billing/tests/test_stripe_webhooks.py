@@ -2,7 +2,7 @@
 pattern (once, twice at once, five times, out of order) ends in the state one
 in-order delivery gives, with each event stored once.
 
-Stripe is the local stand-in (localstripe plus billing/testing), driven by the
+Stripe is the local stand-in (localstripe plus testing), driven by the
 real stripe library. Delivery tests run each webhook request on a connection of
 its own, committed, as a real server would, with Celery tasks run eagerly.
 """
@@ -25,15 +25,15 @@ from django.test import Client
 from django.utils import timezone
 
 from aiaas.celery import app
-from aiaas.testing.database import committed
-from aiaas.testing.tenants import TenantFixture
 from billing import tasks
 from billing.models import BillingAccount, EventStatus, Plan, StripeEvent, SubscriptionStatus
 from billing.stripe_api import stripe_client
-from billing.testing.stripe_server import StripeStandIn
 from billing.tests.conftest import OLD_WEBHOOK_SECRET, WEBHOOK_SECRET
 from billing.tests.test_usage_ledger import billing_worker  # noqa: F401 - a real worker thread
 from tenants.models import Tenant
+from testing.database import committed
+from testing.stripe_server import StripeStandIn
+from testing.tenants import TenantFixture
 
 WEBHOOK_URL = "/billing/stripe/webhook/"
 

@@ -35,8 +35,6 @@ from django.utils import timezone
 from pytest_django import DjangoDbBlocker
 
 from aiaas.celery import app
-from aiaas.testing.celery import app_queues_restored
-from aiaas.testing.tenants import TenantFixture
 from billing import tasks, usage
 from billing.models import UsageEvent
 from billing.selectors import UsageTotals
@@ -51,6 +49,8 @@ from billing.usage import (
 )
 from tenants.models import ApiKey, ApiKeyScope
 from tenants.services import create_api_key
+from testing.celery import app_queues_restored
+from testing.tenants import TenantFixture
 
 USAGE_URL = "/api/v1/usage"
 DASHBOARD_USAGE_URL = "/dashboard/usage/"

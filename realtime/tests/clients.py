@@ -11,7 +11,7 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from routing.simulated_provider import ChatMessage, answer_words
+from gateway.simulated.provider import ChatMessage, answer_words
 
 
 def ws_url(gateway: str, path: str) -> str:

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from aiaas.testing.tenants import TenantFixture
+from gateway.transports.websocket import ChatCompletion
 from realtime import chat as chat_module
 from realtime import streams
-from realtime.chat import ChatCompletion
 from tenants.models import ApiKey
+from testing.tenants import TenantFixture
 
 SLOW_SECONDS = 0.5
 

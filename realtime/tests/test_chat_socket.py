@@ -11,13 +11,13 @@ import redis
 from django.conf import settings
 from websockets.exceptions import InvalidStatus
 
-from aiaas.testing.database import committed
-from aiaas.testing.tenants import TenantFixture
 from realtime import chat as chat_module
 from realtime import streams
 from realtime.tests.clients import bearer, chat_body, expected_answer, open_socket, read_all, text_of, ws_url
 from tenants.models import ApiKeyScope
 from tenants.services import create_api_key
+from testing.database import committed
+from testing.tenants import TenantFixture
 
 
 def chat(gateway: str, key: str, body: dict[str, Any]) -> tuple[list[dict[str, Any]], int | None]:

@@ -7,12 +7,12 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from aiaas.testing.tenants import TenantFixture
 from billing.limits import limits_for
 from billing.models import BillingAccount, SubscriptionStatus
 from realtime.handshake import usable_api_key
 from tenants.models import ApiKeyScope
 from tenants.services import create_api_key
+from testing.tenants import TenantFixture
 
 
 def test_a_token_key_carries_its_tenants_billing_period(serving_tenant: TenantFixture, db: None) -> None:

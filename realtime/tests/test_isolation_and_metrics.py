@@ -12,7 +12,6 @@ import orjson
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from aiaas.testing.tenants import TenantFixture
 from realtime import streams
 from realtime.consumers import StreamsConsumer
 from realtime.tests.clients import (
@@ -25,6 +24,7 @@ from realtime.tests.clients import (
     text_of,
     ws_url,
 )
+from testing.tenants import TenantFixture
 
 
 async def chat_until(

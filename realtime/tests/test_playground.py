@@ -10,8 +10,8 @@ import pytest
 from websockets.exceptions import InvalidStatus
 
 from accounts.tests.factories import browser_for, make_user
-from aiaas.testing.tenants import TenantFixture
 from realtime.tests.clients import chat_body, expected_answer, open_socket, read_all, ws_url
+from testing.tenants import TenantFixture
 
 
 def test_the_page_offers_the_tenants_inference_keys(

@@ -13,8 +13,6 @@ import orjson
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from aiaas.testing.database import committed
-from aiaas.testing.tenants import TenantFixture
 from realtime import consumers, streams
 from realtime.tests.clients import (
     bearer,
@@ -28,6 +26,8 @@ from realtime.tests.clients import (
 )
 from tenants.models import ApiKeyScope
 from tenants.services import create_api_key, revoke_api_key
+from testing.database import committed
+from testing.tenants import TenantFixture
 
 
 def stream_url(gateway: str, stream_id: str, query: str = "") -> str:

@@ -9,8 +9,8 @@ from django_tenants.utils import tenant_context
 from factory.declarations import LazyFunction, Sequence
 from factory.django import DjangoModelFactory
 
-from aiaas.testing.tenants import TenantFixture
 from request_logs.models import RequestLog
+from testing.tenants import TenantFixture
 
 
 class RequestLogFactory(DjangoModelFactory[RequestLog]):

@@ -24,7 +24,6 @@ from django.utils import timezone
 from django_tenants.utils import schema_context, tenant_context
 from rest_framework.test import APIClient
 
-from aiaas.testing.tenants import TenantFixture
 from billing.usage import CONSUMER_GROUP
 from request_logs import tasks
 from request_logs.models import RequestLog
@@ -41,6 +40,7 @@ from request_logs.services import (
 from request_logs.tests.factories import make_request_log
 from tenants.models import ApiKeyScope, Tenant
 from tenants.services import create_api_key
+from testing.tenants import TenantFixture
 
 LOGS_URL = "/api/v1/request-logs"
 CREATED_AT = datetime(2026, 11, 27, 12, 30, 15, 123456, tzinfo=UTC)

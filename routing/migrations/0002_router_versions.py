@@ -11,7 +11,7 @@ def create_default_version(apps, schema_editor):  # type: ignore[no-untyped-def]
     apps.get_model("routing", "RouterVersion").objects.get_or_create(
         name="global-v1",
         defaults={
-            "description": "The shipped global prior (shared/data/routing)",
+            "description": "The shipped global prior (routing/data)",
             "artifact": "global_router.npz",
         },
     )

@@ -143,6 +143,6 @@ class RouterModel:
 @cache
 def load_artifact(name: str) -> RouterModel:
     """A classifier file of routing/router/ (RouterVersion.artifact), loaded once per process.
-    The shipped global_router.npz is trained on every file in shared/data/routing by
+    The shipped global_router.npz is trained on every file in routing/data by
     `manage.py train_router`: the prior a tenant without outcomes of its own gets."""
     return RouterModel.load(ARTIFACTS / name)

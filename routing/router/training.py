@@ -25,6 +25,8 @@ import numpy.typing as npt
 from routing.router.features import HAND_FEATURES, hand_features
 from routing.router.model import FloatArray, RouterModel
 
+# RouteLLM's published outcomes (Apache-2.0), carried in the repository: routing/data/README.md.
+OUTCOME_DATA = Path(__file__).resolve().parent.parent / "data"
 DEFAULT_WEAK = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 DEFAULT_STRONG = "gpt-4-1106-preview"
 MAX_TERMS = 20_000

@@ -1,5 +1,5 @@
 """Helpers for the gateway's tests; the servers themselves are fixtures of
-aiaas/testing/platform.py, shared by every app's tests."""
+testing/platform.py, shared by every app's tests."""
 
 from __future__ import annotations
 

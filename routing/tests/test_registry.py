@@ -5,11 +5,11 @@ from decimal import Decimal
 import pytest
 from django.core.exceptions import ValidationError
 
-from aiaas.testing.tenants import TenantFixture
 from routing.catalog import load_catalog
 from routing.models import ModelAlias, ProviderModel
 from routing.policy import CheapestCapableTier, NoCapableModelError, RouteRequest
 from routing.services import register_simulated_provider
+from testing.tenants import TenantFixture
 
 
 @pytest.fixture

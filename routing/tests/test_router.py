@@ -21,9 +21,9 @@ from routing.router.evaluation import curve_metrics, random_share
 from routing.router.features import analyse, output_format, prompt_of, terms
 from routing.router.model import load_artifact
 from routing.router.policy import LearnedRouter, RoutedPlan
-from routing.router.training import calibration_error
+from routing.router.training import OUTCOME_DATA, calibration_error
 
-MMLU = Path(__file__).resolve().parents[3] / "shared" / "data" / "routing" / "mmlu"
+MMLU = OUTCOME_DATA / "mmlu"
 EASY = "What is the capital of France?"
 HARD = "Let p = (1, 2, 5, 4)(2, 3) in S_5 . Find the index of <p> in S_5.\nA. 8\nB. 2\nC. 24\nD. 120\nAnswer:"
 PROVIDER = ProviderSpec("sim", "Sim", "http://sim/v1", "none", None, {}, 1.0, 1.0, 1.0, 8, True)

@@ -12,8 +12,6 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
 
-from aiaas.testing.database import committed
-from aiaas.testing.tenants import TenantFixture
 from routing.models import TenantRouting
 from routing.router.cache import RouterConfigCache
 from routing.router.config import Tally, TenantRouterConfig
@@ -22,6 +20,8 @@ from routing.router.policy import Decision
 from routing.router.services import snapshot_outcomes
 from tenants.models import ApiKeyScope
 from tenants.services import create_api_key
+from testing.database import committed
+from testing.tenants import TenantFixture
 
 
 @pytest.fixture(autouse=True)

@@ -11,15 +11,15 @@ import httpx
 import orjson
 import pytest
 
-from aiaas.testing.database import committed
-from aiaas.testing.tenants import TenantFixture, make_test_tenant
 from billing.models import UsageEvent
 from billing.usage import flush_usage_events
-from routing.gateway.inprocess import Completion, InProcessGateway
+from gateway.transports.inprocess import Completion, InProcessGateway
 from routing.models import DEFAULT_ROUTER_VERSION, CanaryState, RouterVersion, TenantRouting
 from routing.router import outcomes
 from routing.router.canary import check_canaries, start_canary
 from tenants.models import ApiKey
+from testing.database import committed
+from testing.tenants import TenantFixture, make_test_tenant
 
 HARD = "Let p = (1, 2, 5, 4)(2, 3) in S_5 . Find the index of <p> in S_5.\nA. 8\nB. 2\nC. 24\nD. 120\nAnswer:"
 SCHEMA = {
@@ -164,7 +164,7 @@ def test_a_canary_that_loses_quality_is_rolled_back_automatically(
 
 
 def test_in_process_calls_take_the_same_route_as_v1(gateway: str, serving_tenant: TenantFixture) -> None:
-    """Agent runs call the gateway in process (routing/gateway/inprocess.py): `auto`
+    """Agent runs call the gateway in process (gateway/transports/inprocess.py): `auto`
     gets the learned router and early exit there too, and the ledger the whole cascade."""
     api_key = ApiKey.objects.select_related("tenant", "tenant__plan").get(
         pk=serving_tenant.provisioned.issued_key.api_key.pk

@@ -7,10 +7,10 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from aiaas.testing.tenants import TenantFixture
 from tenants.models import ApiKey, ApiKeyScope
 from tenants.selectors import find_usable_api_key
 from tenants.services import create_api_key
+from testing.tenants import TenantFixture
 
 KEYS_URL = "/api/v1/keys"
 

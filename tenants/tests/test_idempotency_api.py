@@ -12,11 +12,11 @@ import redis
 from django.conf import settings
 from rest_framework.test import APIClient
 
-from aiaas.testing.tenants import TenantFixture
 from routing.idempotency import redis_key
 from tenants.models import ApiKey, ApiKeyScope
 from tenants.selectors import find_usable_api_key
 from tenants.services import create_api_key
+from testing.tenants import TenantFixture
 
 KEYS_URL = "/api/v1/keys"
 

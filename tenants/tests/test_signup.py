@@ -9,8 +9,8 @@ from django.test import Client
 from django_tenants.utils import schema_exists, tenant_context
 
 from accounts.models import User
-from aiaas.testing.tenants import TenantFixture
 from tenants.models import ApiKey, Domain, Tenant
+from testing.tenants import TenantFixture
 
 PASSWORD = "a-long-and-unusual-passphrase"
 

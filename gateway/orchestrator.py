@@ -1,0 +1,387 @@
+"""Serving a request along its route plan: retries, fallbacks, the breaker and
+streams that survive a provider dying mid-answer.
+
+Decisions, per failed attempt (at most `MAX_ATTEMPTS` per request in all):
+- a client error (4xx other than 429 and context length) is the caller's
+  fault: it is returned at once, nothing else is tried;
+- otherwise, when a later model remains in the plan, fall back to it at once
+  (the answer comes sooner than after a backoff);
+- on the last model, retry it after the backoff, honouring Retry-After;
+- a model whose breaker is open is skipped without using an attempt.
+
+A stream cut after its first token is continued on the next model by sending
+the partial answer back as a final assistant message, so the client gets one
+complete answer; if nothing can continue it, the stream ends with an explicit
+error event and never with `[DONE]`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import orjson
+
+from gateway.providers.client import ProviderClient, ProviderError, UpstreamTiming
+from gateway.resilience import (
+    AttemptBudget,
+    CircuitBreaker,
+    CircuitOpenError,
+    Deadline,
+    Permit,
+    RetryPolicy,
+    retry_delay,
+)
+from gateway.validation import estimate_tokens
+from routing.catalog import ModelSpec
+from routing.policy import RoutePlan
+
+MAX_ATTEMPTS = 3
+CLOSED_CACHE_SECONDS = 1.0
+T = TypeVar("T")
+
+
+@dataclass
+class Usage:
+    """Tokens and their cost over every attempt, each priced at its own model's rates."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: Decimal = Decimal(0)
+    estimated: bool = False
+
+    def count(self, model: ModelSpec, prompt_tokens: int, completion_tokens: int) -> None:
+        self.prompt_tokens += prompt_tokens
+        self.completion_tokens += completion_tokens
+        self.cost_usd += model.cost_usd(prompt_tokens, completion_tokens)
+
+    def add(self, model: ModelSpec, usage: Any) -> bool:
+        """Count a provider's `usage` object; False when there was none."""
+        if not isinstance(usage, dict):
+            return False
+        self.count(model, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+        return True
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+        }
+
+
+@dataclass
+class Outcome:
+    """What served a request and what it cost; filled in as the request runs."""
+
+    model: ModelSpec | None = None
+    attempts: int = 0
+    usage: Usage = field(default_factory=Usage)
+    timing: UpstreamTiming = field(default_factory=UpstreamTiming)
+    errors: list[str] = field(default_factory=list)
+    rejected: list[ModelSpec] = field(default_factory=list)  # answers early exit did not accept
+
+
+class Orchestrator:
+    def __init__(
+        self, providers: ProviderClient, breaker: CircuitBreaker, retry_policy: RetryPolicy | None = None
+    ) -> None:
+        self.providers = providers
+        self.breaker = breaker
+        self.retry_policy = retry_policy or RetryPolicy(max_attempts=MAX_ATTEMPTS)
+        self._background: set[asyncio.Task[None]] = set()
+        self._closed_until: dict[str, tuple[float, int]] = {}  # breaker key -> (until, generation)
+
+    async def _admit(self, model: ModelSpec, outcome: Outcome) -> Permit:
+        """A breaker permit. A breaker this process saw closed less than
+        CLOSED_CACHE_SECONDS ago admits without a Redis round trip; another
+        process's opening of it is seen within that time, and a failure here
+        drops the shortcut at once."""
+        key = model.breaker_key
+        cached = self._closed_until.get(key)
+        if cached is not None and cached[0] > time.monotonic():
+            return Permit(key=key, token=uuid.uuid4().hex, is_probe=False, generation=cached[1])
+        try:
+            permit = await self.breaker.acquire(key)
+        except CircuitOpenError as error:
+            outcome.errors.append(f"{model.model_id}: circuit open")
+            raise ProviderError(
+                "circuit_open",
+                f"{model.model_id} is failing; its circuit is open",
+                retry_after=error.retry_after_seconds,
+            ) from None
+        if not permit.is_probe and permit.generation is not None:  # admitted by a closed breaker
+            self._closed_until[key] = (time.monotonic() + CLOSED_CACHE_SECONDS, permit.generation)
+        return permit
+
+    async def _report(self, permit: Permit, error: ProviderError | None) -> None:
+        if error is not None and error.counts_against_provider:
+            self._closed_until.pop(permit.key, None)
+            await self.breaker.record_failure(permit)  # awaited: the next attempt must see it
+        elif permit.is_probe:
+            await self.breaker.record_success(permit)  # awaited: it closes the breaker
+        else:
+            # A success on a closed breaker only feeds its failure ratio: record it
+            # without making the client wait for Redis.
+            task = asyncio.create_task(self.breaker.record_success(permit))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def run(
+        self,
+        plan: RoutePlan,
+        deadline: Deadline,
+        outcome: Outcome,
+        call: Callable[[ModelSpec], Awaitable[T]],
+    ) -> T:
+        """Run `call` along the plan until one attempt succeeds; raise the last error."""
+        budget = AttemptBudget(MAX_ATTEMPTS)
+        last_error: ProviderError | None = None
+        for position, model in enumerate(plan.chain):
+            is_last = position == len(plan.chain) - 1
+            attempt_on_model = 0
+            while not deadline.expired and budget.remaining:
+                try:
+                    permit = await self._admit(model, outcome)
+                except ProviderError as error:
+                    last_error = error
+                    break
+                budget.take()
+                attempt_on_model += 1
+                outcome.attempts += 1
+                try:
+                    result = await call(model)
+                except asyncio.CancelledError:
+                    await self.breaker.release(permit)  # a cancelled probe must not hold half-open
+                    raise
+                except ProviderError as error:
+                    await self._report(permit, error)
+                    outcome.errors.append(f"{model.model_id}: {error.kind}")
+                    last_error = error
+                    if not error.fallbackable:
+                        raise
+                    delay = self._retry_delay(error, attempt_on_model, is_last, budget, deadline)
+                    if delay is None:
+                        break
+                    await asyncio.sleep(delay)
+                    continue
+                await self._report(permit, None)
+                outcome.model = model
+                return result
+            if budget.remaining == 0:
+                break
+        raise last_error or ProviderError("timeout", "the request's deadline passed")
+
+    def _retry_delay(
+        self, error: ProviderError, attempt: int, is_last: bool, budget: AttemptBudget, deadline: Deadline
+    ) -> float | None:
+        if not is_last or not error.retryable or budget.remaining == 0:
+            return None
+        delay = retry_delay(self.retry_policy, attempt, error.retry_after)
+        if delay is None or delay >= deadline.remaining():
+            return None
+        return delay
+
+    async def complete(
+        self,
+        body: dict[str, Any],
+        plan: RoutePlan,
+        deadline: Deadline,
+        outcome: Outcome,
+        accepts: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> dict[str, Any]:
+        """The first answer along the plan. With `accepts` (early exit), an answer it
+        rejects is paid for and the next model asked; the last model's answer stands."""
+
+        async def call(model: ModelSpec) -> dict[str, Any]:
+            upstream = {**body, "model": model.upstream_model, "stream": False}
+            upstream.pop("stream_options", None)
+            data = await self.providers.post_json(
+                model, "/chat/completions", upstream, deadline, outcome.timing
+            )
+            if not valid_completion(data):
+                raise ProviderError("bad_response", f"{model.model_id} sent a completion without a message")
+            if accepts is not None and model is not plan.chain[-1] and not accepts(data):
+                count_usage(outcome.usage, model, body, data)
+                outcome.rejected.append(model)
+                raise ProviderError("invalid_output", f"{model.model_id}'s answer does not follow the schema")
+            return data
+
+        data = await asyncio.wait_for(self.run(plan, deadline, outcome, call), timeout=deadline.remaining())
+        assert outcome.model is not None
+        count_usage(outcome.usage, outcome.model, body, data)
+        return data
+
+    async def embed(
+        self, body: dict[str, Any], plan: RoutePlan, deadline: Deadline, outcome: Outcome
+    ) -> dict[str, Any]:
+        async def call(model: ModelSpec) -> dict[str, Any]:
+            upstream = {**body, "model": model.upstream_model}
+            return await self.providers.post_json(model, "/embeddings", upstream, deadline, outcome.timing)
+
+        data = await asyncio.wait_for(self.run(plan, deadline, outcome, call), timeout=deadline.remaining())
+        assert outcome.model is not None
+        if not outcome.usage.add(outcome.model, data.get("usage")):
+            outcome.usage.count(outcome.model, estimate_tokens(str(body.get("input"))), 0)
+            outcome.usage.estimated = True
+        return data
+
+    def stream(
+        self, body: dict[str, Any], plan: RoutePlan, deadline: Deadline, outcome: Outcome
+    ) -> AsyncIterator[dict[str, Any]]:
+        return ContinuedStream(self, body, plan, deadline, outcome).events()
+
+
+def count_usage(usage: Usage, model: ModelSpec, body: dict[str, Any], data: dict[str, Any]) -> None:
+    """Count an answer's tokens at `model`'s prices: the provider's figures, else an estimate."""
+    if not usage.add(model, data.get("usage")):
+        usage.count(
+            model,
+            estimate_tokens(str(body.get("messages"))),
+            estimate_tokens(str(data["choices"][0]["message"].get("content") or "")),
+        )
+        usage.estimated = True
+
+
+def valid_completion(data: dict[str, Any]) -> bool:
+    choices = data.get("choices")
+    return (
+        isinstance(choices, list)
+        and bool(choices)
+        and isinstance(choices[0], dict)
+        and isinstance(choices[0].get("message"), dict)
+    )
+
+
+@dataclass
+class ContinuedStream:
+    """One client stream, served by as many upstream streams as it takes.
+
+    Yields upstream chunk payloads (`choices` rewritten to carry only new text)
+    and, last, either {"finish_reason": ...} or raises the final ProviderError.
+    """
+
+    orchestrator: Orchestrator
+    body: dict[str, Any]
+    plan: RoutePlan
+    deadline: Deadline
+    outcome: Outcome
+    text: list[str] = field(default_factory=list)
+    relayed_structured_deltas: bool = False
+    reported_usage: bool = False
+    queue: asyncio.Queue[dict[str, Any] | None] = field(default_factory=lambda: asyncio.Queue(maxsize=64))
+
+    def upstream_body(self, model: ModelSpec) -> dict[str, Any]:
+        body = {
+            **self.body,
+            "model": model.upstream_model,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if self.text:
+            body["messages"] = [*self.body["messages"], {"role": "assistant", "content": "".join(self.text)}]
+        return body
+
+    async def attempt(self, model: ModelSpec) -> str:
+        """Relay one upstream stream; return its finish_reason or raise ProviderError."""
+        started_with = len(self.text)
+        body = self.upstream_body(model)
+        self.reported_usage = False
+        try:
+            finish_reason = await self.relay(model, body)
+            if finish_reason is None:
+                # A clean end without finish_reason is a cut stream, never a complete answer.
+                raise ProviderError("stream_cut", f"{model.model_id} ended its stream before finishing")
+        except ProviderError as error:
+            if not self.reported_usage:
+                self.estimate_usage(model, body, started_with)
+            if self.relayed_structured_deltas:
+                # Tool-call deltas cannot be resumed on another model; say so instead.
+                raise ProviderError("unresumable", f"{error}; tool-call output cannot be resumed") from None
+            raise
+        if not self.reported_usage:
+            self.estimate_usage(model, body, started_with)
+        return finish_reason
+
+    def estimate_usage(self, model: ModelSpec, body: dict[str, Any], started_with: int) -> None:
+        """A stream that sent no usage may still be billed for what it produced:
+        count an estimate, marked as such."""
+        prompt = " ".join(str(message.get("content") or "") for message in body["messages"])
+        self.outcome.usage.count(
+            model,
+            estimate_tokens(prompt, len(body["messages"])),
+            estimate_tokens("".join(self.text[started_with:])),
+        )
+        self.outcome.usage.estimated = True
+
+    async def relay(self, model: ModelSpec, body: dict[str, Any]) -> str | None:
+        """Forward one upstream stream's deltas to the queue; return its finish_reason, if any."""
+        finish_reason: str | None = None
+        async for chunk in self.orchestrator.providers.stream_chunks(
+            model, body, self.deadline, self.outcome.timing
+        ):
+            self.reported_usage = self.outcome.usage.add(model, chunk.get("usage")) or self.reported_usage
+            for choice in chunk.get("choices") or []:
+                delta = {
+                    key: value
+                    for key, value in (choice.get("delta") or {}).items()
+                    if key != "role" and value not in (None, "")
+                }
+                if delta:
+                    await self.forward(model, delta)
+                finish_reason = choice.get("finish_reason") or finish_reason
+        return finish_reason
+
+    async def forward(self, model: ModelSpec, delta: dict[str, Any]) -> None:
+        content = delta.get("content")
+        if isinstance(content, str):
+            self.text.append(content)
+        if set(delta) - {"content"}:
+            self.relayed_structured_deltas = True
+        self.outcome.model = model
+        await self.queue.put({"model": model, "delta": delta})
+
+    async def produce(self) -> None:
+        try:
+            finish_reason = await asyncio.wait_for(
+                self.orchestrator.run(self.plan, self.deadline, self.outcome, self.attempt),
+                timeout=max(0.0, self.deadline.remaining()),
+            )
+            await self.queue.put({"finish_reason": finish_reason})
+        except ProviderError as error:
+            await self.queue.put({"error": error})
+        except TimeoutError:
+            await self.queue.put({"error": ProviderError("timeout", "the request's deadline passed")})
+        finally:
+            await self.queue.put(None)
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        producer = asyncio.create_task(self.produce())
+        try:
+            while (event := await self.queue.get()) is not None:
+                yield event
+        finally:
+            producer.cancel()
+            # Take what it still puts: a cancellation that Python 3.11's wait_for
+            # swallowed must not leave it blocked on a queue nobody reads.
+            while not producer.done():
+                while not self.queue.empty():
+                    self.queue.get_nowait()
+                await asyncio.wait([producer], timeout=0.05)
+            with contextlib.suppress(asyncio.CancelledError):
+                await producer
+
+
+def sse(payload: dict[str, Any] | str) -> bytes:
+    data = payload if isinstance(payload, str) else orjson.dumps(payload).decode()
+    return f"data: {data}\n\n".encode()
+
+
+def now_seconds() -> int:
+    return int(time.time())

@@ -1,0 +1,240 @@
+"""One adapter for every OpenAI-compatible provider, over a shared pooled client.
+
+Each call has an explicit timeout per phase: connect, first token (the wait
+for the response head and, when streaming, for each chunk, so a stalled stream
+fails too) and the whole call (the request's deadline). Every failure becomes
+a `ProviderError` saying whether retrying or falling back can help.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+
+from gateway.resilience import Bulkhead, BulkheadFullError, Deadline, parse_retry_after
+from routing.catalog import ModelSpec, ProviderSpec
+
+BULKHEAD_WAIT_SECONDS = 1.0
+
+
+@dataclass
+class ProviderError(Exception):
+    """A provider call failed.
+
+    kind: rate_limited, server_error, timeout, connection, bad_response,
+    context_length, client_error, circuit_open, bulkhead_full, stream_cut,
+    unresumable (a stream cut after output no other model can continue),
+    invalid_output (early exit rejected the answer: the next tier is asked).
+    """
+
+    kind: str
+    message: str
+    status: int | None = None
+    retry_after: float | None = None
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.message}"
+
+    @property
+    def retryable(self) -> bool:
+        """Worth another attempt on the same model."""
+        return self.kind in {
+            "rate_limited",
+            "server_error",
+            "timeout",
+            "connection",
+            "bad_response",
+            "stream_cut",
+        }
+
+    @property
+    def fallbackable(self) -> bool:
+        """Worth trying the next model; a client error would fail there too."""
+        return self.kind not in {"client_error", "unresumable"}
+
+    @property
+    def counts_against_provider(self) -> bool:
+        """Whether the circuit breaker should count it: the provider's fault, not the request's."""
+        return self.kind not in {
+            "client_error",
+            "context_length",
+            "circuit_open",
+            "bulkhead_full",
+            "invalid_output",
+        }
+
+
+def error_from_response(status: int, body: bytes, headers: Mapping[str, str]) -> ProviderError:
+    message = body[:500].decode("utf-8", "replace")
+    code = None
+    try:
+        error = orjson.loads(body).get("error") or {}
+        message, code = str(error.get("message") or message), error.get("code")
+    except (orjson.JSONDecodeError, AttributeError):
+        pass
+    if status == 429:
+        return ProviderError("rate_limited", message, status, parse_retry_after(headers.get("retry-after")))
+    if code == "context_length_exceeded":
+        return ProviderError("context_length", message, status)
+    if status >= 500:
+        return ProviderError("server_error", message, status, parse_retry_after(headers.get("retry-after")))
+    return ProviderError("client_error", message, status)
+
+
+@dataclass
+class UpstreamTiming:
+    """Time spent waiting on providers, subtracted from the gateway's overhead."""
+
+    waiting_seconds: float = 0.0
+
+
+class ProviderClient:
+    """The process's connections to providers: one pooled aiohttp session and one
+    bulkhead per provider (aiohttp's pool costs a fraction of httpcore's per call:
+    bench/README.md)."""
+
+    def __init__(self) -> None:
+        self._sessions: dict[str, aiohttp.ClientSession] = {}
+        self._bulkheads: dict[str, Bulkhead] = {}
+
+    def _session(self, provider: ProviderSpec) -> aiohttp.ClientSession:
+        session = self._sessions.get(provider.slug)
+        if session is None or session.closed:
+            connector = aiohttp.TCPConnector(limit=provider.max_concurrent_calls, keepalive_timeout=30)
+            session = aiohttp.ClientSession(
+                connector=connector,
+                headers=auth_headers(provider),
+                json_serialize=lambda _: "",
+                skip_auto_headers=("User-Agent",),
+            )
+            self._sessions[provider.slug] = session
+        return session
+
+    def _bulkhead(self, provider: ProviderSpec) -> Bulkhead:
+        bulkhead = self._bulkheads.get(provider.slug)
+        if bulkhead is None:
+            bulkhead = Bulkhead(provider.max_concurrent_calls, BULKHEAD_WAIT_SECONDS)
+            self._bulkheads[provider.slug] = bulkhead
+        return bulkhead
+
+    async def aclose(self) -> None:
+        for session in self._sessions.values():
+            await session.close()
+        self._sessions.clear()
+
+    @contextlib.asynccontextmanager
+    async def _call(
+        self, model: ModelSpec, path: str, body: dict[str, Any], deadline: Deadline, *, stream: bool
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """One upstream call, every failure of it translated into a ProviderError."""
+        provider = model.provider
+        headers = {"content-type": "application/json"}
+        if stream:
+            headers["accept"] = "text/event-stream"
+        try:
+            async with (
+                self._bulkhead(provider).slot(),
+                self._session(provider).post(
+                    provider.base_url + path,
+                    data=orjson.dumps(body),
+                    headers=headers,
+                    params=provider.default_query or None,
+                    timeout=phase_timeouts(provider, deadline),
+                ) as response,
+            ):
+                yield response
+        except BulkheadFullError:
+            raise ProviderError("bulkhead_full", f"{provider.slug} is at its concurrency limit") from None
+        except (TimeoutError, aiohttp.ServerTimeoutError) as error:
+            raise ProviderError("timeout", f"{type(error).__name__} from {provider.slug}") from None
+        except aiohttp.ClientPayloadError as error:
+            raise ProviderError("stream_cut", f"{provider.slug} cut its response: {error}") from None
+        except (aiohttp.ClientConnectionError, aiohttp.ClientResponseError) as error:
+            raise ProviderError("connection", f"{type(error).__name__} from {provider.slug}") from None
+
+    async def post_json(
+        self, model: ModelSpec, path: str, body: dict[str, Any], deadline: Deadline, timing: UpstreamTiming
+    ) -> dict[str, Any]:
+        started = time.perf_counter()
+        try:
+            async with self._call(model, path, body, deadline, stream=False) as response:
+                content = await response.read()
+                status, headers = response.status, response.headers
+        finally:
+            timing.waiting_seconds += time.perf_counter() - started
+        if status != 200:
+            raise error_from_response(status, content, headers)
+        try:
+            data = orjson.loads(content)
+        except orjson.JSONDecodeError:
+            raise ProviderError(
+                "bad_response", f"{model.provider.slug} sent a body that is not JSON"
+            ) from None
+        if not isinstance(data, dict):
+            raise ProviderError("bad_response", f"{model.provider.slug} sent JSON that is not an object")
+        return data
+
+    async def stream_chunks(
+        self, model: ModelSpec, body: dict[str, Any], deadline: Deadline, timing: UpstreamTiming
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The provider's chat chunks, parsed. Ends normally only after `data: [DONE]`
+        or a clean end of stream; a cut, stall or malformed chunk raises ProviderError."""
+        started = time.perf_counter()
+        async with self._call(model, "/chat/completions", body, deadline, stream=True) as response:
+            timing.waiting_seconds += time.perf_counter() - started
+            if response.status != 200:
+                raise error_from_response(response.status, await response.read(), response.headers)
+            async for chunk in sse_json_events(response, timing):
+                yield chunk
+
+
+async def sse_json_events(
+    response: aiohttp.ClientResponse, timing: UpstreamTiming
+) -> AsyncIterator[dict[str, Any]]:
+    lines = aiter(response.content)
+    while True:
+        started = time.perf_counter()
+        try:
+            raw = await anext(lines)
+        except StopAsyncIteration:
+            return
+        finally:
+            timing.waiting_seconds += time.perf_counter() - started
+        line = raw.decode("utf-8", "replace").strip()
+        if not line.startswith("data:"):
+            continue
+        data = line[5:].strip()
+        if data == "[DONE]":
+            return
+        try:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise ProviderError("bad_response", "malformed chunk in the provider's stream") from None
+        if isinstance(chunk, dict) and "error" in chunk:
+            raise ProviderError("server_error", str(chunk["error"])[:500])
+        if not isinstance(chunk, dict):
+            raise ProviderError("bad_response", "a chunk that is not a JSON object")
+        yield chunk
+
+
+def phase_timeouts(provider: ProviderSpec, deadline: Deadline) -> aiohttp.ClientTimeout:
+    """Connect, then each read (the response head, then every chunk of a stream)."""
+    return aiohttp.ClientTimeout(
+        total=None,
+        sock_connect=deadline.timeout_for(provider.connect_timeout),
+        sock_read=deadline.timeout_for(provider.first_token_timeout),
+    )
+
+
+def auth_headers(provider: ProviderSpec) -> dict[str, str]:
+    if not provider.credential or provider.auth_style == "none":
+        return {}
+    if provider.auth_style == "api-key":
+        return {"api-key": provider.credential}
+    return {"authorization": f"Bearer {provider.credential}"}
