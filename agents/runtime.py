@@ -30,7 +30,7 @@ class Runtime:
 
     @cached_property
     def breaker(self) -> CircuitBreaker:
-        return CircuitBreaker(self.gateway.state.redis)
+        return CircuitBreaker(self.gateway.clients.redis)
 
 
 _local = threading.local()

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from asgiref.sync import sync_to_async
 
+from gateway.errors import GatewayError
 from tenants.models import ApiKey
 from tenants.selectors import API_KEY_PATTERN, find_usable_api_key
 from tenants.services import API_KEY_REVOKED_CHANNEL, record_api_key_use
@@ -82,4 +83,27 @@ def find_usable_and_touch(raw_key: str) -> ApiKey | None:
     api_key = find_usable_api_key(raw_key)
     if api_key is not None:
         record_api_key_use(api_key)
+    return api_key
+
+
+async def authenticate(keys: ApiKeyCache, header: str, scope: str) -> ApiKey:
+    """The key an Authorization header carries, with `scope` (HTTP requests and
+    WebSocket handshakes), or a 401/403 GatewayError."""
+    if not header:
+        raise GatewayError(
+            401,
+            "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'.",
+            "invalid_request_error",
+            "missing_api_key",
+        )
+    kind, _, raw_key = header.partition(" ")
+    api_key = await keys.resolve(raw_key.strip()) if kind.lower() == "bearer" else None
+    if api_key is None:
+        raise GatewayError(
+            401, "Incorrect, revoked or expired API key provided.", "invalid_request_error", "invalid_api_key"
+        )
+    if not api_key.has_scope(scope):
+        raise GatewayError(
+            403, f"This API key lacks the `{scope}` scope.", "permission_error", "insufficient_scope"
+        )
     return api_key

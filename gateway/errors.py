@@ -1,12 +1,14 @@
-"""Gateway errors in OpenAI's shape, and the mapping from provider failures."""
+"""Gateway errors in OpenAI's shape, and the one ladder every transport uses to
+turn a failure into one (`error_for`)."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.providers.client import ProviderError
+from gateway.providers.errors import FailureKind, ProviderError
 
 
 @dataclass
@@ -26,22 +28,31 @@ class GatewayError(Exception):
             return {}
         return {"retry-after": str(max(1, math.ceil(self.retry_after)))}
 
+    @property
+    def error_type(self) -> str:
+        """What the usage ledger records about it."""
+        return self.code or self.type
+
+
+def invalid(message: str, param: str | None, code: str = "invalid_value") -> GatewayError:
+    return GatewayError(400, message, "invalid_request_error", code, param)
+
 
 # kind -> (status, type, code)
-PROVIDER_FAILURES = {
-    "rate_limited": (429, "rate_limit_error", "upstream_rate_limited"),
-    "timeout": (504, "timeout_error", "upstream_timeout"),
-    "circuit_open": (503, "service_unavailable_error", "upstream_circuit_open"),
-    "bulkhead_full": (503, "service_unavailable_error", "upstream_overloaded"),
-    "server_error": (502, "upstream_error", "upstream_server_error"),
-    "connection": (502, "upstream_error", "upstream_connection_error"),
-    "bad_response": (502, "upstream_error", "upstream_bad_response"),
-    "stream_cut": (502, "upstream_error", "upstream_stream_cut"),
-    "unresumable": (502, "upstream_error", "upstream_stream_cut"),
+PROVIDER_FAILURES: dict[FailureKind, tuple[int, str, str]] = {
+    FailureKind.RATE_LIMITED: (429, "rate_limit_error", "upstream_rate_limited"),
+    FailureKind.TIMEOUT: (504, "timeout_error", "upstream_timeout"),
+    FailureKind.CIRCUIT_OPEN: (503, "service_unavailable_error", "upstream_circuit_open"),
+    FailureKind.BULKHEAD_FULL: (503, "service_unavailable_error", "upstream_overloaded"),
+    FailureKind.SERVER_ERROR: (502, "upstream_error", "upstream_server_error"),
+    FailureKind.CONNECTION: (502, "upstream_error", "upstream_connection_error"),
+    FailureKind.BAD_RESPONSE: (502, "upstream_error", "upstream_bad_response"),
+    FailureKind.STREAM_CUT: (502, "upstream_error", "upstream_stream_cut"),
+    FailureKind.UNRESUMABLE: (502, "upstream_error", "upstream_stream_cut"),
     # Early exit rejected an answer and no later model could answer in time.
-    "invalid_output": (502, "upstream_error", "upstream_invalid_output"),
-    "context_length": (400, "invalid_request_error", "context_length_exceeded"),
-    "client_error": (400, "invalid_request_error", "upstream_rejected_request"),
+    FailureKind.INVALID_OUTPUT: (502, "upstream_error", "upstream_invalid_output"),
+    FailureKind.CONTEXT_LENGTH: (400, "invalid_request_error", "context_length_exceeded"),
+    FailureKind.CLIENT_ERROR: (400, "invalid_request_error", "upstream_rejected_request"),
 }
 
 
@@ -50,6 +61,38 @@ def from_provider_error(error: ProviderError) -> GatewayError:
     retry_after = error.retry_after
     if status in {429, 503} and retry_after is None:
         retry_after = 1.0
-    param = "messages" if error.kind == "context_length" else None
+    param = "messages" if error.kind is FailureKind.CONTEXT_LENGTH else None
     message = f"The model provider failed: {error.message}" if status >= 500 else error.message
     return GatewayError(status, message, error_type, code, param, retry_after)
+
+
+TIMED_OUT = ProviderError(FailureKind.TIMEOUT, "the request took too long")
+NO_OUTPUT = ProviderError(FailureKind.STREAM_CUT, "no output")
+
+
+def internal_error() -> GatewayError:
+    return GatewayError(500, "The gateway failed to handle the request.", "server_error", "internal_error")
+
+
+def cancelled() -> GatewayError:
+    return GatewayError(499, "The client cancelled the request.", "invalid_request_error", "cancelled")
+
+
+def client_disconnected() -> GatewayError:
+    return GatewayError(
+        499, "The client closed the connection.", "invalid_request_error", "client_disconnected"
+    )
+
+
+def error_for(failure: BaseException) -> GatewayError:
+    """The one error ladder: what a request's failure is to its caller, whichever
+    transport carries it (an unexpected exception is an internal error)."""
+    if isinstance(failure, GatewayError):
+        return failure
+    if isinstance(failure, ProviderError):
+        return from_provider_error(failure)
+    if isinstance(failure, TimeoutError):
+        return from_provider_error(TIMED_OUT)
+    if isinstance(failure, asyncio.CancelledError):
+        return cancelled()
+    return internal_error()

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, TypeVar
 
-import orjson
-
-from gateway.providers.client import ProviderClient, ProviderError, UpstreamTiming
+from gateway.events import ChatDelta, ChatEvent, ChatFailed, ChatFinished
+from gateway.providers.client import ProviderClient, UpstreamTiming
+from gateway.providers.errors import FailureKind, ProviderError
 from gateway.resilience import (
     AttemptBudget,
     CircuitBreaker,
@@ -112,7 +112,7 @@ class Orchestrator:
         except CircuitOpenError as error:
             outcome.errors.append(f"{model.model_id}: circuit open")
             raise ProviderError(
-                "circuit_open",
+                FailureKind.CIRCUIT_OPEN,
                 f"{model.model_id} is failing; its circuit is open",
                 retry_after=error.retry_after_seconds,
             ) from None
@@ -176,7 +176,7 @@ class Orchestrator:
                 return result
             if budget.remaining == 0:
                 break
-        raise last_error or ProviderError("timeout", "the request's deadline passed")
+        raise last_error or ProviderError(FailureKind.TIMEOUT, "the request's deadline passed")
 
     def _retry_delay(
         self, error: ProviderError, attempt: int, is_last: bool, budget: AttemptBudget, deadline: Deadline
@@ -206,11 +206,15 @@ class Orchestrator:
                 model, "/chat/completions", upstream, deadline, outcome.timing
             )
             if not valid_completion(data):
-                raise ProviderError("bad_response", f"{model.model_id} sent a completion without a message")
+                raise ProviderError(
+                    FailureKind.BAD_RESPONSE, f"{model.model_id} sent a completion without a message"
+                )
             if accepts is not None and model is not plan.chain[-1] and not accepts(data):
                 count_usage(outcome.usage, model, body, data)
                 outcome.rejected.append(model)
-                raise ProviderError("invalid_output", f"{model.model_id}'s answer does not follow the schema")
+                raise ProviderError(
+                    FailureKind.INVALID_OUTPUT, f"{model.model_id}'s answer does not follow the schema"
+                )
             return data
 
         data = await asyncio.wait_for(self.run(plan, deadline, outcome, call), timeout=deadline.remaining())
@@ -234,7 +238,7 @@ class Orchestrator:
 
     def stream(
         self, body: dict[str, Any], plan: RoutePlan, deadline: Deadline, outcome: Outcome
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncIterator[ChatEvent]:
         return ContinuedStream(self, body, plan, deadline, outcome).events()
 
 
@@ -263,8 +267,8 @@ def valid_completion(data: dict[str, Any]) -> bool:
 class ContinuedStream:
     """One client stream, served by as many upstream streams as it takes.
 
-    Yields upstream chunk payloads (`choices` rewritten to carry only new text)
-    and, last, either {"finish_reason": ...} or raises the final ProviderError.
+    Yields each upstream delta as a ChatDelta (only new output), then one
+    ChatFinished or ChatFailed.
     """
 
     orchestrator: Orchestrator
@@ -275,7 +279,7 @@ class ContinuedStream:
     text: list[str] = field(default_factory=list)
     relayed_structured_deltas: bool = False
     reported_usage: bool = False
-    queue: asyncio.Queue[dict[str, Any] | None] = field(default_factory=lambda: asyncio.Queue(maxsize=64))
+    queue: asyncio.Queue[ChatEvent | None] = field(default_factory=lambda: asyncio.Queue(maxsize=64))
 
     def upstream_body(self, model: ModelSpec) -> dict[str, Any]:
         body = {
@@ -297,13 +301,17 @@ class ContinuedStream:
             finish_reason = await self.relay(model, body)
             if finish_reason is None:
                 # A clean end without finish_reason is a cut stream, never a complete answer.
-                raise ProviderError("stream_cut", f"{model.model_id} ended its stream before finishing")
+                raise ProviderError(
+                    FailureKind.STREAM_CUT, f"{model.model_id} ended its stream before finishing"
+                )
         except ProviderError as error:
             if not self.reported_usage:
                 self.estimate_usage(model, body, started_with)
             if self.relayed_structured_deltas:
                 # Tool-call deltas cannot be resumed on another model; say so instead.
-                raise ProviderError("unresumable", f"{error}; tool-call output cannot be resumed") from None
+                raise ProviderError(
+                    FailureKind.UNRESUMABLE, f"{error}; tool-call output cannot be resumed"
+                ) from None
             raise
         if not self.reported_usage:
             self.estimate_usage(model, body, started_with)
@@ -345,7 +353,7 @@ class ContinuedStream:
         if set(delta) - {"content"}:
             self.relayed_structured_deltas = True
         self.outcome.model = model
-        await self.queue.put({"model": model, "delta": delta})
+        await self.queue.put(ChatDelta(model, delta))
 
     async def produce(self) -> None:
         try:
@@ -353,15 +361,17 @@ class ContinuedStream:
                 self.orchestrator.run(self.plan, self.deadline, self.outcome, self.attempt),
                 timeout=max(0.0, self.deadline.remaining()),
             )
-            await self.queue.put({"finish_reason": finish_reason})
+            await self.queue.put(ChatFinished(finish_reason))
         except ProviderError as error:
-            await self.queue.put({"error": error})
+            await self.queue.put(ChatFailed(error))
         except TimeoutError:
-            await self.queue.put({"error": ProviderError("timeout", "the request's deadline passed")})
+            await self.queue.put(
+                ChatFailed(ProviderError(FailureKind.TIMEOUT, "the request's deadline passed"))
+            )
         finally:
             await self.queue.put(None)
 
-    async def events(self) -> AsyncIterator[dict[str, Any]]:
+    async def events(self) -> AsyncIterator[ChatEvent]:
         producer = asyncio.create_task(self.produce())
         try:
             while (event := await self.queue.get()) is not None:
@@ -376,12 +386,3 @@ class ContinuedStream:
                 await asyncio.wait([producer], timeout=0.05)
             with contextlib.suppress(asyncio.CancelledError):
                 await producer
-
-
-def sse(payload: dict[str, Any] | str) -> bytes:
-    data = payload if isinstance(payload, str) else orjson.dumps(payload).decode()
-    return f"data: {data}\n\n".encode()
-
-
-def now_seconds() -> int:
-    return int(time.time())

@@ -11,16 +11,12 @@ from typing import Any
 
 import orjson
 
-from gateway.errors import GatewayError
+from gateway.errors import invalid
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 DEFAULT_MAX_OUTPUT_TOKENS = 256
 MAX_OUTPUT_TOKENS_LIMIT = 1_000_000
 CHARACTERS_PER_TOKEN = 4
-
-
-def invalid(message: str, param: str | None, code: str = "invalid_value") -> GatewayError:
-    return GatewayError(400, message, "invalid_request_error", code, param)
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
@@ -132,6 +128,9 @@ def needs_json(body: dict[str, Any]) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
+    """A validated chat completion request. `body` is the client's JSON, passed on
+    to the provider (fields the gateway does not read travel unchanged)."""
+
     body: dict[str, Any]
     model: str
     stream: bool
@@ -142,7 +141,11 @@ class ChatRequest:
 
 
 def parse_chat_request(raw: bytes) -> ChatRequest:
-    body = parse_json_object(raw)
+    return validate_chat(parse_json_object(raw))
+
+
+def validate_chat(body: dict[str, Any]) -> ChatRequest:
+    """A chat completion request body checked and typed (in-process callers start here)."""
     model = required_string(body, "model")
     text = prompt_text(body.get("messages"))
     # Both are checked: the newer name wins, but an invalid older one is still an error.
@@ -177,7 +180,11 @@ class EmbeddingsRequest:
 
 
 def parse_embeddings_request(raw: bytes) -> EmbeddingsRequest:
-    body = parse_json_object(raw)
+    return validate_embeddings(parse_json_object(raw))
+
+
+def validate_embeddings(body: dict[str, Any]) -> EmbeddingsRequest:
+    """An embeddings request body checked and typed (in-process callers start here)."""
     model = required_string(body, "model")
     value = body.get("input")
     inputs = [value] if isinstance(value, str) else value

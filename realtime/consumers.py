@@ -1,6 +1,7 @@
-"""The WebSocket consumers: /ws/v1/chat/completions and /ws/v1/streams/<stream_id>.
+"""The WebSocket consumers' base and /ws/v1/streams/<stream_id> (the chat
+completions socket, gateway/transports/websocket.py, is built on the same base).
 
-Both authorize the handshake before accepting it (realtime/handshake.py; a
+Each authorizes the handshake before accepting it (realtime/handshake.py; a
 refusal is an HTTP error answer to the handshake, never an accepted socket),
 then send one stream's events through a bounded Outbox (realtime/outbox.py)
 from a sender task, so no handler ever waits on a slow reader.
@@ -27,9 +28,8 @@ from channels.exceptions import StopConsumer
 from channels.utils import await_many_dispatch
 from django.conf import settings
 
-from gateway.errors import GatewayError
-from gateway.transports.websocket import ChatCompletion, error_event
-from gateway.validation import invalid
+from gateway.errors import GatewayError, invalid
+from realtime.events import error_event
 from realtime.handshake import HandshakeRefusedError, Principal, authorize, query_parameters
 from realtime.metrics import METRICS
 from realtime.outbox import Outbox
@@ -41,7 +41,6 @@ from realtime.streams import (
     channel_layer,
     group_name,
     is_stream_id,
-    new_stream_id,
 )
 
 logger = logging.getLogger(__name__)
@@ -248,52 +247,6 @@ def new_outbox(principal: Principal, stream_id: str, after: int = 0) -> Outbox:
         max_messages=settings.REALTIME_SEND_QUEUE_MESSAGES,
         max_bytes=settings.REALTIME_SEND_QUEUE_BYTES,
     )
-
-
-class ChatCompletionsConsumer(StreamConsumer):
-    """/ws/v1/chat/completions: one request message in, its completion's events out."""
-
-    purpose = "chat.completions"
-    completion: ChatCompletion | None = None
-
-    async def websocket_receive(self, message: dict[str, Any]) -> None:
-        text = message.get("text")
-        if self.completion is None:
-            self.start(text.encode() if text is not None else message.get("bytes") or b"")
-        elif text is not None and is_cancel(text):
-            self.completion.cancel()
-
-    def start(self, body: bytes) -> None:
-        stream_id = new_stream_id("chat")
-        outbox = new_outbox(self.principal, stream_id)
-        self.completion = ChatCompletion(self.principal.api_key, self.principal.schema_name, stream_id, body)
-        self.start_sending(outbox)
-        self.completion.start(outbox.offer)
-        assert self.completion.task is not None
-        self.completion.task.add_done_callback(functools.partial(self.completion_ended, outbox))
-
-    def completion_ended(self, outbox: Outbox, task: asyncio.Task[None]) -> None:
-        """A completion that ended without publishing its final event (Redis lost,
-        cancelled before it ran) fails the socket: its reader would wait forever.
-        A published final one reaches the reader from the log, however far behind."""
-        if not task.cancelled():
-            task.exception()  # retrieved: logged by the completion itself
-        assert self.completion is not None
-        if not outbox.cursor.finished and not self.completion.final_published:
-            self.local.put_nowait({"type": "socket.failed"})
-
-    async def socket_failed(self, message: dict[str, Any]) -> None:
-        await self.close(CLOSE_INTERNAL_ERROR)
-
-    async def on_disconnect(self) -> None:
-        if self.completion is not None:
-            self.completion.detach()
-
-
-def is_cancel(text: str) -> bool:
-    with contextlib.suppress(orjson.JSONDecodeError):
-        return bool(orjson.loads(text) == {"type": "cancel"})
-    return False
 
 
 class StreamsConsumer(StreamConsumer):

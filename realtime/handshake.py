@@ -15,8 +15,9 @@ from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
 
+from gateway.auth import authenticate
 from gateway.errors import GatewayError
-from gateway.transports.http import authenticate_header, state
+from gateway.service import server_clients
 from realtime.tokens import take_stream_token
 from tenants.models import ApiKey, ApiKeyScope
 
@@ -69,7 +70,7 @@ async def authorize(scope: dict[str, Any], purpose: str, stream_id: str | None =
     token = query_parameters(scope).get("token")
     try:
         if authorization:
-            return Principal(await authenticate_header(authorization, ApiKeyScope.INFERENCE))
+            return Principal(await authenticate(server_clients.keys, authorization, ApiKeyScope.INFERENCE))
         if token:
             return Principal(await key_for_token(token, purpose, stream_id, header(scope, b"origin")))
     except GatewayError as error:
@@ -78,7 +79,7 @@ async def authorize(scope: dict[str, Any], purpose: str, stream_id: str | None =
 
 
 async def key_for_token(token: str, purpose: str, stream_id: str | None, origin: str | None) -> ApiKey:
-    claims = await take_stream_token(state.redis, token)
+    claims = await take_stream_token(server_clients.redis, token)
     if claims is None or not claims.allows(purpose, stream_id, origin.lower() if origin else None):
         raise INVALID_TOKEN
     api_key = await sync_to_async(usable_api_key, thread_sensitive=False)(claims.api_key_id, claims.tenant_id)

@@ -2,7 +2,8 @@
 
 from django.urls import URLPattern, path, re_path
 
-from realtime.consumers import ChatCompletionsConsumer, NotFoundConsumer, StreamsConsumer
+from gateway.transports.websocket import ChatCompletionsConsumer
+from realtime.consumers import NotFoundConsumer, StreamsConsumer
 
 websocket_urlpatterns: list[URLPattern] = [
     path("ws/v1/chat/completions", ChatCompletionsConsumer.as_asgi()),

@@ -17,57 +17,11 @@ from typing import Any
 import aiohttp
 import orjson
 
+from gateway.providers.errors import FailureKind, ProviderError
 from gateway.resilience import Bulkhead, BulkheadFullError, Deadline, parse_retry_after
 from routing.catalog import ModelSpec, ProviderSpec
 
 BULKHEAD_WAIT_SECONDS = 1.0
-
-
-@dataclass
-class ProviderError(Exception):
-    """A provider call failed.
-
-    kind: rate_limited, server_error, timeout, connection, bad_response,
-    context_length, client_error, circuit_open, bulkhead_full, stream_cut,
-    unresumable (a stream cut after output no other model can continue),
-    invalid_output (early exit rejected the answer: the next tier is asked).
-    """
-
-    kind: str
-    message: str
-    status: int | None = None
-    retry_after: float | None = None
-
-    def __str__(self) -> str:
-        return f"{self.kind}: {self.message}"
-
-    @property
-    def retryable(self) -> bool:
-        """Worth another attempt on the same model."""
-        return self.kind in {
-            "rate_limited",
-            "server_error",
-            "timeout",
-            "connection",
-            "bad_response",
-            "stream_cut",
-        }
-
-    @property
-    def fallbackable(self) -> bool:
-        """Worth trying the next model; a client error would fail there too."""
-        return self.kind not in {"client_error", "unresumable"}
-
-    @property
-    def counts_against_provider(self) -> bool:
-        """Whether the circuit breaker should count it: the provider's fault, not the request's."""
-        return self.kind not in {
-            "client_error",
-            "context_length",
-            "circuit_open",
-            "bulkhead_full",
-            "invalid_output",
-        }
 
 
 def error_from_response(status: int, body: bytes, headers: Mapping[str, str]) -> ProviderError:
@@ -79,12 +33,16 @@ def error_from_response(status: int, body: bytes, headers: Mapping[str, str]) ->
     except (orjson.JSONDecodeError, AttributeError):
         pass
     if status == 429:
-        return ProviderError("rate_limited", message, status, parse_retry_after(headers.get("retry-after")))
+        return ProviderError(
+            FailureKind.RATE_LIMITED, message, status, parse_retry_after(headers.get("retry-after"))
+        )
     if code == "context_length_exceeded":
-        return ProviderError("context_length", message, status)
+        return ProviderError(FailureKind.CONTEXT_LENGTH, message, status)
     if status >= 500:
-        return ProviderError("server_error", message, status, parse_retry_after(headers.get("retry-after")))
-    return ProviderError("client_error", message, status)
+        return ProviderError(
+            FailureKind.SERVER_ERROR, message, status, parse_retry_after(headers.get("retry-after"))
+        )
+    return ProviderError(FailureKind.CLIENT_ERROR, message, status)
 
 
 @dataclass
@@ -150,13 +108,19 @@ class ProviderClient:
             ):
                 yield response
         except BulkheadFullError:
-            raise ProviderError("bulkhead_full", f"{provider.slug} is at its concurrency limit") from None
+            raise ProviderError(
+                FailureKind.BULKHEAD_FULL, f"{provider.slug} is at its concurrency limit"
+            ) from None
         except (TimeoutError, aiohttp.ServerTimeoutError) as error:
-            raise ProviderError("timeout", f"{type(error).__name__} from {provider.slug}") from None
+            raise ProviderError(FailureKind.TIMEOUT, f"{type(error).__name__} from {provider.slug}") from None
         except aiohttp.ClientPayloadError as error:
-            raise ProviderError("stream_cut", f"{provider.slug} cut its response: {error}") from None
+            raise ProviderError(
+                FailureKind.STREAM_CUT, f"{provider.slug} cut its response: {error}"
+            ) from None
         except (aiohttp.ClientConnectionError, aiohttp.ClientResponseError) as error:
-            raise ProviderError("connection", f"{type(error).__name__} from {provider.slug}") from None
+            raise ProviderError(
+                FailureKind.CONNECTION, f"{type(error).__name__} from {provider.slug}"
+            ) from None
 
     async def post_json(
         self, model: ModelSpec, path: str, body: dict[str, Any], deadline: Deadline, timing: UpstreamTiming
@@ -174,10 +138,12 @@ class ProviderClient:
             data = orjson.loads(content)
         except orjson.JSONDecodeError:
             raise ProviderError(
-                "bad_response", f"{model.provider.slug} sent a body that is not JSON"
+                FailureKind.BAD_RESPONSE, f"{model.provider.slug} sent a body that is not JSON"
             ) from None
         if not isinstance(data, dict):
-            raise ProviderError("bad_response", f"{model.provider.slug} sent JSON that is not an object")
+            raise ProviderError(
+                FailureKind.BAD_RESPONSE, f"{model.provider.slug} sent JSON that is not an object"
+            )
         return data
 
     async def stream_chunks(
@@ -215,11 +181,13 @@ async def sse_json_events(
         try:
             chunk = orjson.loads(data)
         except orjson.JSONDecodeError:
-            raise ProviderError("bad_response", "malformed chunk in the provider's stream") from None
+            raise ProviderError(
+                FailureKind.BAD_RESPONSE, "malformed chunk in the provider's stream"
+            ) from None
         if isinstance(chunk, dict) and "error" in chunk:
-            raise ProviderError("server_error", str(chunk["error"])[:500])
+            raise ProviderError(FailureKind.SERVER_ERROR, str(chunk["error"])[:500])
         if not isinstance(chunk, dict):
-            raise ProviderError("bad_response", "a chunk that is not a JSON object")
+            raise ProviderError(FailureKind.BAD_RESPONSE, "a chunk that is not a JSON object")
         yield chunk
 
 

@@ -12,7 +12,7 @@ import pytest
 from billing.limits import Limiter
 from billing.models import UsageEvent
 from billing.usage import flush_usage_events
-from gateway.transports import app as gateway_app
+from gateway.service import server_clients
 from tenants.models import ApiKeyScope
 from tenants.services import create_api_key
 from testing.database import committed
@@ -120,11 +120,11 @@ def redis_down() -> Iterator[None]:
     """The gateway's limiter pointed at a Redis that does not answer."""
     import redis.asyncio as aioredis
 
-    limiter = gateway_app.state.limiter
+    limiter = server_clients.limiter
     dead = aioredis.Redis(unix_socket_path="/nonexistent/redis.sock", socket_connect_timeout=0.2)
-    gateway_app.state.limiter = Limiter(dead)
+    server_clients.limiter = Limiter(dead)
     yield
-    gateway_app.state.limiter = limiter
+    server_clients.limiter = limiter
 
 
 def test_limits_fail_closed_when_redis_is_down(

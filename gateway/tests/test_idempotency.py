@@ -23,7 +23,8 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from gateway.errors import GatewayError
-from gateway.transports.http import Context, endpoint, json_response
+from gateway.service import RequestContext
+from gateway.transports.http import endpoint, json_response
 from routing import idempotency
 from routing.idempotency import (
     TTL_SECONDS,
@@ -36,7 +37,7 @@ from routing.idempotency import (
 
 SECRET = "test-secret-for-idempotency"
 BODY = {"model": "sim-small", "input": "hello"}
-Work = Callable[[Request, bytes, Context], Awaitable[Response]]
+Work = Callable[[Request, bytes, RequestContext], Awaitable[Response]]
 
 
 @dataclass
@@ -79,7 +80,7 @@ def tiny_app(harness: Callable[[], Harness], work: Work) -> Starlette:
     """One POST endpoint wired the way the gateway's are."""
 
     @endpoint
-    async def things(request: Request, context: Context) -> Response:
+    async def things(request: Request, context: RequestContext) -> Response:
         body = await request.body()
         current = harness()
 
@@ -101,7 +102,7 @@ def tiny_app(harness: Callable[[], Harness], work: Work) -> Starlette:
     return Starlette(routes=routes)
 
 
-async def echo(request: Request, body: bytes, context: Context) -> Response:
+async def echo(request: Request, body: bytes, context: RequestContext) -> Response:
     return json_response({"echo": orjson.loads(body), "id": context.request_id}, context, 201)
 
 
@@ -210,7 +211,7 @@ def test_the_same_key_for_another_request_is_422(change: dict[str, Any]) -> None
 def test_a_duplicate_while_the_first_runs_gets_409_with_retry_after() -> None:
     release = asyncio.Event()
 
-    async def slow(request: Request, body: bytes, context: Context) -> Response:
+    async def slow(request: Request, body: bytes, context: RequestContext) -> Response:
         await release.wait()
         return await echo(request, body, context)
 
@@ -235,7 +236,7 @@ def test_a_duplicate_while_the_first_runs_gets_409_with_retry_after() -> None:
 
 
 def test_twenty_concurrent_duplicates_execute_once() -> None:
-    async def slow(request: Request, body: bytes, context: Context) -> Response:
+    async def slow(request: Request, body: bytes, context: RequestContext) -> Response:
         await asyncio.sleep(0.2)
         return await echo(request, body, context)
 
@@ -309,7 +310,7 @@ def sse_events(count: int, *, done: bool = True) -> list[bytes]:
 
 
 def streaming(events: list[bytes], fail_after: int | None = None) -> Work:
-    async def work(request: Request, body: bytes, context: Context) -> Response:
+    async def work(request: Request, body: bytes, context: RequestContext) -> Response:
         async def chunks() -> AsyncIterator[bytes]:
             for index, event in enumerate(events):
                 if index == fail_after:
@@ -391,7 +392,7 @@ def test_a_stream_that_crashes_lets_a_retry_run() -> None:
 
 
 def test_a_handler_that_raises_stores_nothing_and_a_retry_runs() -> None:
-    async def invalid(request: Request, body: bytes, context: Context) -> Response:
+    async def invalid(request: Request, body: bytes, context: RequestContext) -> Response:
         raise GatewayError(400, "bad model", "invalid_request_error", "model_not_found")
 
     async def scenario(harness: Harness) -> None:
@@ -412,7 +413,7 @@ def test_a_handler_that_raises_stores_nothing_and_a_retry_runs() -> None:
     ("status", "stored"), [(400, True), (404, True), (409, False), (429, False), (502, False)]
 )
 def test_try_again_statuses_are_not_stored(status: int, stored: bool) -> None:
-    async def answer(request: Request, body: bytes, context: Context) -> Response:
+    async def answer(request: Request, body: bytes, context: RequestContext) -> Response:
         return json_response({"error": {"code": "returned"}}, context, status)
 
     async def scenario(harness: Harness) -> None:
@@ -451,7 +452,7 @@ def test_a_crashed_owner_lets_a_retry_run_once_its_lock_lapses() -> None:
 
 
 def test_a_long_run_renews_its_lock() -> None:
-    async def slow(request: Request, body: bytes, context: Context) -> Response:
+    async def slow(request: Request, body: bytes, context: RequestContext) -> Response:
         await asyncio.sleep(1.0)
         return await echo(request, body, context)
 

@@ -1,9 +1,10 @@
 """One chat completion served over a WebSocket, through the gateway's own code.
 
-Validation, routing, limits and budget (`prepare_chat`), the provider calls
-with retries, fallbacks and mid-stream failover (`state.orchestrator.stream`),
-and the usage ledger and request logs (`Context.settle`) are the /v1 HTTP
-endpoint's; only the transport differs. Every event is published to the
+Validation, routing, limits and budget (`service.prepare_chat`), the provider
+calls with retries, fallbacks and mid-stream failover (`service.stream_chat`),
+the error ladder and the usage ledger and request logs
+(`RequestContext.settle`) are the chat service's (gateway/service.py), as for
+/v1 over HTTP; only the transport differs. Every event is published to the
 completion's stream log before its socket sees it, so a client that loses
 its connection resumes on /ws/v1/streams/<stream_id>.
 
@@ -22,8 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -31,33 +32,20 @@ from typing import Any
 import orjson
 from django.conf import settings
 
-from gateway.errors import GatewayError, from_provider_error
-from gateway.providers.client import ProviderError
-from gateway.transports.http import INTERNAL_ERROR, TOO_LONG, Context, prepare_chat, state
-from realtime.streams import StreamEvent, apublish
+from gateway import service
+from gateway.errors import NO_OUTPUT, GatewayError, error_for, from_provider_error
+from gateway.events import ChatDelta, ChatFailed
+from gateway.service import RequestContext
+from gateway.validation import parse_chat_request
+from realtime.consumers import CLOSE_INTERNAL_ERROR, StreamConsumer, new_outbox
+from realtime.events import error_event
+from realtime.outbox import Outbox
+from realtime.streams import StreamEvent, apublish, new_stream_id
 from tenants.models import ApiKey
 
 logger = logging.getLogger(__name__)
-CANCELLED = GatewayError(499, "The client cancelled the request.", "invalid_request_error", "cancelled")
 
 Deliver = Callable[[StreamEvent], None]
-# An error's texts may echo the request (a model name, a field name): capped, so it always fits an event.
-ERROR_TEXT_MAX_CHARS = 1_000
-
-
-def error_event(error: GatewayError) -> dict[str, Any]:
-    body = error.body()
-    body["error"] = {key: capped(value) for key, value in body["error"].items()}
-    event: dict[str, Any] = {"type": "error", "status": error.status, **body}
-    if error.retry_after is not None:
-        event["retry_after"] = int(error.headers()["retry-after"])
-    return event
-
-
-def capped(value: Any) -> Any:
-    if isinstance(value, str) and len(value) > ERROR_TEXT_MAX_CHARS:
-        return value[: ERROR_TEXT_MAX_CHARS - 1] + "\u2026"
-    return value
 
 
 def fits(event: dict[str, Any]) -> bool:
@@ -149,8 +137,7 @@ class ChatCompletion:
     def __init__(self, api_key: ApiKey, schema_name: str, stream_id: str, body: bytes) -> None:
         self.api_key = api_key
         self.body = body
-        self.context = Context(f"req_{uuid.uuid4().hex}")
-        self.context.api_key = api_key
+        self.context = RequestContext(f"req_{uuid.uuid4().hex}", api_key=api_key)
         self.writer = StreamWriter(schema_name, stream_id)
         self.transcript: list[str] = []
         self.task: asyncio.Task[None] | None = None
@@ -184,67 +171,68 @@ class ChatCompletion:
 
     async def run(self) -> None:
         self.running = True
-        status, error_type = 500, "internal_error"
         try:
             if self.cancelled:
                 raise asyncio.CancelledError
-            status, error_type = await self.serve()
-        except GatewayError as error:
-            status, error_type = await self.fail(error)
-        except (ProviderError, TimeoutError) as error:
-            status, error_type = await self.fail(
-                from_provider_error(error if isinstance(error, ProviderError) else TOO_LONG)
-            )
-        except asyncio.CancelledError:
-            status, error_type = await self.fail(CANCELLED)
-        except Exception:
-            logger.exception("websocket chat completion %s failed", self.context.request_id)
+            await self.serve()
+        except BaseException as failure:
+            error = error_for(failure)
+            if error.error_type == "internal_error":
+                logger.exception("websocket chat completion %s failed", self.context.request_id)
             with contextlib.suppress(Exception):
-                await self.fail(INTERNAL_ERROR)
+                await self.fail(error)
+            if not isinstance(failure, (asyncio.CancelledError, Exception)):
+                raise
         finally:
-            if self.context.logs_requests:
-                self.context.response_text = self.context.response_text or "".join(self.transcript)
-            # A final event on its way to the log, and the settle (ledger, request log,
-            # limits), run to their end even when the task is cancelled meanwhile
-            # (the server's shutdown); the cancellation is raised after them.
-            interrupted = False
-            if self.writer.final_queued:
-                interrupted = await run_to_end(self.writer.task)
-            self.writer.task.cancel()
-            settling = asyncio.ensure_future(self.context.settle(status, error_type))
-            interrupted = await run_to_end(settling) or interrupted
-            settling.result()
-            if interrupted:
-                raise asyncio.CancelledError
+            await self.settle()
 
-    async def fail(self, error: GatewayError) -> tuple[int, str]:
+    async def settle(self) -> None:
+        """A final event on its way to the log, and the settle (ledger, request log,
+        limits), run to their end even when the task is cancelled meanwhile (the
+        server's shutdown); the cancellation is raised after them."""
+        if self.context.logs_requests:
+            self.context.response_text = self.context.response_text or "".join(self.transcript)
+        interrupted = False
+        if self.writer.final_queued:
+            interrupted = await run_to_end(self.writer.task)
+        self.writer.task.cancel()
+        settling = asyncio.ensure_future(self.context.settle())
+        interrupted = await run_to_end(settling) or interrupted
+        settling.result()
+        if interrupted:
+            raise asyncio.CancelledError
+
+    async def fail(self, error: GatewayError) -> None:
+        self.context.fail(error)
         await self.writer.finish(error_event(error))
-        return error.status, error.code or error.type
 
-    async def serve(self) -> tuple[int, str]:
+    async def serve(self) -> None:
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         if len(self.body) > limit:
             raise GatewayError(
                 413, f"The request body exceeds {limit} bytes.", "invalid_request_error", "request_too_large"
             )
-        chat, plan, deadline = await prepare_chat(self.context, self.api_key, self.body, streamed=True)
-        events = state.orchestrator.stream(chat.body, plan, deadline, self.context.outcome)
+        chat = parse_chat_request(self.body)
+        prepared = await service.prepare_chat(self.context, chat, streamed=True)
+        events = service.stream_chat(self.context, prepared)
         try:
             async for event in events:
                 if self.cancelled:
                     raise asyncio.CancelledError
-                if "delta" in event:
-                    self.context.first_token_at = self.context.first_token_at or time.perf_counter()
-                    self.transcript.append(event["delta"].get("content") or "")
-                    self.writer.add(chunk_event(event["delta"]))
-                elif "error" in event:
-                    return await self.fail(from_provider_error(event["error"]))
+                if isinstance(event, ChatDelta):
+                    self.context.mark_first_token()
+                    self.transcript.append(event.text)
+                    self.writer.add(chunk_event(event.delta))
+                elif isinstance(event, ChatFailed):
+                    await self.fail(from_provider_error(event.error))
+                    return
                 else:
-                    await self.writer.finish(self.done_event(event["finish_reason"]))
-                    return 200, ""
+                    await self.writer.finish(self.done_event(event.finish_reason))
+                    self.context.succeed()
+                    return
         finally:
             await events.aclose()  # type: ignore[attr-defined]
-        return await self.fail(from_provider_error(ProviderError("stream_cut", "no output")))
+        await self.fail(from_provider_error(NO_OUTPUT))
 
     def done_event(self, finish_reason: str) -> dict[str, Any]:
         """The final event; without `content` when the answer would not fit in an
@@ -290,3 +278,49 @@ async def shutdown() -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class ChatCompletionsConsumer(StreamConsumer):
+    """/ws/v1/chat/completions: one request message in, its completion's events out."""
+
+    purpose = "chat.completions"
+    completion: ChatCompletion | None = None
+
+    async def websocket_receive(self, message: dict[str, Any]) -> None:
+        text = message.get("text")
+        if self.completion is None:
+            self.start(text.encode() if text is not None else message.get("bytes") or b"")
+        elif text is not None and is_cancel(text):
+            self.completion.cancel()
+
+    def start(self, body: bytes) -> None:
+        stream_id = new_stream_id("chat")
+        outbox = new_outbox(self.principal, stream_id)
+        self.completion = ChatCompletion(self.principal.api_key, self.principal.schema_name, stream_id, body)
+        self.start_sending(outbox)
+        self.completion.start(outbox.offer)
+        assert self.completion.task is not None
+        self.completion.task.add_done_callback(functools.partial(self.completion_ended, outbox))
+
+    def completion_ended(self, outbox: Outbox, task: asyncio.Task[None]) -> None:
+        """A completion that ended without publishing its final event (Redis lost,
+        cancelled before it ran) fails the socket: its reader would wait forever.
+        A published final one reaches the reader from the log, however far behind."""
+        if not task.cancelled():
+            task.exception()  # retrieved: logged by the completion itself
+        assert self.completion is not None
+        if not outbox.cursor.finished and not self.completion.final_published:
+            self.local.put_nowait({"type": "socket.failed"})
+
+    async def socket_failed(self, message: dict[str, Any]) -> None:
+        await self.close(CLOSE_INTERNAL_ERROR)
+
+    async def on_disconnect(self) -> None:
+        if self.completion is not None:
+            self.completion.detach()
+
+
+def is_cancel(text: str) -> bool:
+    with contextlib.suppress(orjson.JSONDecodeError):
+        return bool(orjson.loads(text) == {"type": "cancel"})
+    return False

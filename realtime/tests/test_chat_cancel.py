@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from gateway.transports import websocket as chat_module
 from gateway.transports.websocket import ChatCompletion
-from realtime import chat as chat_module
 from realtime import streams
 from tenants.models import ApiKey
 from testing.tenants import TenantFixture
@@ -30,15 +30,18 @@ def test_cancelling_twice_or_at_shutdown_cuts_neither_the_final_event_nor_the_se
 
     monkeypatch.setattr(chat_module, "apublish", slow_final)
 
-    async def serve_forever() -> tuple[int, str]:
+    async def serve_forever() -> None:
         await asyncio.sleep(60)
-        return 200, ""
 
-    async def slow_settle(status: int, error_type: str) -> None:
+    completion: ChatCompletion | None = None
+
+    async def slow_settle() -> None:
         await asyncio.sleep(SLOW_SECONDS)
-        settled.append((status, error_type))
+        assert completion is not None
+        settled.append((completion.context.status, completion.context.error_type))
 
     async def run() -> None:
+        nonlocal completion
         completion = ChatCompletion(ApiKey(tenant=serving_tenant.tenant), schema, stream_id, b"{}")
         monkeypatch.setattr(completion, "serve", serve_forever)
         monkeypatch.setattr(completion.context, "settle", slow_settle)

@@ -11,7 +11,7 @@ import redis
 from django.conf import settings
 from websockets.exceptions import InvalidStatus
 
-from realtime import chat as chat_module
+from gateway.transports import websocket as chat_module
 from realtime import streams
 from realtime.tests.clients import bearer, chat_body, expected_answer, open_socket, read_all, text_of, ws_url
 from tenants.models import ApiKeyScope

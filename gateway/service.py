@@ -1,0 +1,428 @@
+"""The chat and embeddings service every transport runs on: validate (the
+transport's parse), route, admit, call, settle.
+
+HTTP (`gateway.transports.http`), WebSocket (`gateway.transports.websocket`)
+and in-process callers (`gateway.transports.inprocess`: agent runs) hold a
+`RequestContext` for each request and call `prepare_chat` / `complete_chat` /
+`stream_chat` / `embed` with it. Whatever happens, the request is settled
+once (`RequestContext.settle`): its reservation reconciled, its one usage
+event queued, its request log and route outcome recorded. `lifecycle` is how
+a transport runs a request: every failure comes out as a GatewayError (the
+one error ladder, `gateway.errors.error_for`), and the settle happens on the
+way out unless a stream settles itself later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from functools import cached_property
+from typing import Any
+
+import redis.asyncio as aioredis
+from django.conf import settings
+from django.utils import timezone
+
+from billing.limits import Limiter
+from billing.usage import UsageQueueUnavailableError, UsageRecord, record_usage
+from gateway.auth import ApiKeyCache
+from gateway.errors import GatewayError, cancelled, error_for, invalid
+from gateway.events import ChatEvent
+from gateway.metering import Meter
+from gateway.orchestrator import Orchestrator, Outcome
+from gateway.providers import ProviderClient
+from gateway.resilience import CircuitBreaker, Deadline
+from gateway.validation import ChatRequest, EmbeddingsRequest
+from request_logs.services import RequestLogQueueUnavailableError, answer_text, queue_request_log
+from routing.catalog import Catalog, CatalogCache, ModelSpec
+from routing.models import ROUTED_MODEL
+from routing.policy import NoCapableModelError, RoutePlan, RouteRequest, RoutingPolicy
+from routing.router import outcomes as router_outcomes
+from routing.router.cache import RouterConfigCache
+from routing.router.early_exit import Acceptance, InvalidSchemaError, acceptance
+from routing.router.features import output_format, prompt_of
+from routing.router.policy import LearnedRouter, RoutedPlan
+from tenants.models import ApiKey
+
+CLIENT_REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+REDIS_POOL_SIZE = 200
+INTERNAL_ERROR_STATUS = 500
+logger = logging.getLogger(__name__)
+
+
+class GatewayClients:
+    """A process's (or an in-process caller's) long-lived clients, created on first
+    use inside the event loop they then belong to."""
+
+    policy: RoutingPolicy = LearnedRouter()
+
+    @cached_property
+    def redis(self) -> aioredis.Redis:
+        # A blocking pool waits for a free connection instead of failing past its size.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            settings.REDIS_URL,
+            max_connections=REDIS_POOL_SIZE,
+            timeout=2,
+            socket_timeout=2,
+            socket_connect_timeout=2,
+        )
+        return aioredis.Redis(connection_pool=pool)
+
+    @cached_property
+    def keys(self) -> ApiKeyCache:
+        return ApiKeyCache(self.redis)
+
+    @cached_property
+    def catalog(self) -> CatalogCache:
+        return CatalogCache()
+
+    @cached_property
+    def router_configs(self) -> RouterConfigCache:
+        return RouterConfigCache(self.redis)
+
+    @cached_property
+    def limiter(self) -> Limiter:
+        return Limiter(self.redis)
+
+    @cached_property
+    def orchestrator(self) -> Orchestrator:
+        return Orchestrator(ProviderClient(), CircuitBreaker(self.redis))
+
+    async def aclose(self) -> None:
+        """Close what was opened (provider connections, the Redis pool)."""
+        if "orchestrator" in self.__dict__:
+            await self.orchestrator.providers.aclose()
+        if "redis" in self.__dict__:
+            await self.redis.aclose()
+
+
+# The server process's clients, on its event loop.
+server_clients = GatewayClients()
+
+
+@dataclass
+class RequestContext:
+    """One request: its identity, clocks, what served it, what it cost, and how it ended."""
+
+    request_id: str
+    client_request_id: str = ""
+    started: float = field(default_factory=time.perf_counter)
+    outcome: Outcome = field(default_factory=Outcome)
+    plan: RoutePlan | None = None
+    accepts: Acceptance | None = None  # the request's JSON schema as a test of an answer (early exit)
+    api_key: ApiKey | None = None
+    meter: Meter | None = None
+    first_token_at: float | None = None
+    streaming: bool = False  # the response outlives the transport's handler and settles itself
+    settled: bool = False
+    status: int = 500
+    error_type: str = "internal_error"
+    # For tenants that log prompts and outputs (request_logs): references, not copies.
+    request_body: dict[str, Any] | None = None
+    response_text: str = ""
+    clients: GatewayClients = field(default_factory=lambda: server_clients)
+
+    @classmethod
+    def new(cls, client_request_id: str = "", **fields: Any) -> RequestContext:
+        # Our id is always ours: it keys the ledger, so a client must not choose it.
+        echo = client_request_id if CLIENT_REQUEST_ID_PATTERN.fullmatch(client_request_id) else ""
+        return cls(f"req_{uuid.uuid4().hex}", echo, **fields)
+
+    def succeed(self, status: int = 200) -> None:
+        self.status, self.error_type = status, ""
+
+    def fail(self, error: GatewayError) -> None:
+        self.status, self.error_type = error.status, error.error_type
+
+    def headers(self) -> dict[str, str]:
+        elapsed = time.perf_counter() - self.started
+        overhead_ms = max(0.0, (elapsed - self.outcome.timing.waiting_seconds) * 1000)
+        headers = {"x-request-id": self.request_id, "x-aiaas-overhead-ms": f"{overhead_ms:.2f}"}
+        if self.client_request_id:
+            headers["x-client-request-id"] = self.client_request_id
+        if self.outcome.model is not None:
+            headers["x-aiaas-model"] = self.outcome.model.model_id
+            headers["x-aiaas-tier"] = str(self.outcome.model.tier)
+        if self.plan is not None:
+            headers["x-aiaas-route-reason"] = self.plan.reason
+        if self.outcome.attempts:
+            headers["x-aiaas-attempts"] = str(self.outcome.attempts)
+        if self.meter is not None:
+            headers.update(self.meter.headers)
+        return headers
+
+    def mark_first_token(self) -> None:
+        self.first_token_at = self.first_token_at or time.perf_counter()
+
+    @property
+    def logs_requests(self) -> bool:
+        """The tenant keeps its prompts and outputs (the tenant is cached with the key)."""
+        return self.api_key is not None and self.api_key.tenant.request_logging_enabled
+
+    @contextlib.asynccontextmanager
+    async def lifecycle(self) -> AsyncIterator[None]:
+        """Run one request: any failure inside leaves as the GatewayError the error
+        ladder makes of it, recorded on the context; the request is settled on the
+        way out unless a stream took over its settling (`streaming`)."""
+        try:
+            yield
+        except asyncio.CancelledError:
+            self.fail(cancelled())
+            raise
+        except Exception as failure:
+            error = error_for(failure)
+            if error.status == INTERNAL_ERROR_STATUS:
+                logger.exception("request %s failed", self.request_id)
+            self.fail(error)
+            if error is failure:
+                raise
+            raise error from None
+        finally:
+            if not self.streaming:
+                await self.settle()
+
+    async def settle(self) -> None:
+        """Account for the request once it is over, whatever its outcome: reconcile
+        its reservation and queue its one usage event (requests without a usable
+        key belong to no tenant and are not metered)."""
+        if self.settled:
+            return
+        self.settled = True
+        if self.api_key is None:
+            return
+        # Independent Redis writes: one round trip of waiting instead of several.
+        steps = [queue_usage(self.clients.redis, self.usage_record(self.api_key))]
+        if self.meter is not None:
+            steps.append(self.meter.settle(self.outcome))
+        if self.logs_requests:
+            steps.append(self.queue_log(self.api_key))
+        if isinstance(self.plan, RoutedPlan) and self.plan.decision is not None:
+            steps.append(self.record_route(self.api_key, self.plan))
+        await asyncio.gather(*steps)
+
+    async def record_route(self, api_key: ApiKey, plan: RoutedPlan) -> None:
+        """What the router learns from this request and reports about it (one Redis
+        pipeline, concurrent with the other settlement writes)."""
+        decision = plan.decision
+        assert decision is not None
+        usage, served, first = self.outcome.usage, self.outcome.model, plan.chain[0]
+        first_failed = None  # judged only by early exit, and only when the first tier answered
+        if decision.early_exit and self.outcome.rejected[:1] == [first]:
+            first_failed = True
+        elif decision.early_exit and served is first:
+            first_failed = False
+        outcome = router_outcomes.RequestOutcome(
+            tenant_id=api_key.tenant_id,
+            request_id=self.request_id,
+            decision=decision,
+            served_tier=served.tier if served else None,
+            first_tier_failed=first_failed,
+            cost_usd=usage.cost_usd,
+            top_tier_cost_usd=plan.chain[-1].cost_usd(usage.prompt_tokens, usage.completion_tokens),
+            expected_cost_usd=Decimal(str(decision.expected_cost_usd)),
+            latency_ms=round((time.perf_counter() - self.started) * 1000),
+        )
+        try:
+            await router_outcomes.record(self.clients.redis, outcome)
+        except aioredis.RedisError:
+            logger.exception("the route of %s was not recorded", self.request_id)
+
+    async def queue_log(self, api_key: ApiKey) -> None:
+        body, model = self.request_body or {}, self.outcome.model
+        try:
+            await queue_request_log(
+                self.clients.redis,
+                tenant_id=api_key.tenant_id,
+                schema_name=api_key.tenant.schema_name,
+                request_id=self.request_id,
+                api_key_id=api_key.pk,
+                model=model.model_id if model else str(body.get("model", "")),
+                request_body=body,
+                response_text=self.response_text,
+                status=self.status,
+                created_at=timezone.now(),
+            )
+        except RequestLogQueueUnavailableError:
+            logger.exception("request log %s was not queued", self.request_id)
+
+    def usage_record(self, api_key: ApiKey) -> UsageRecord:
+        model, usage = self.outcome.model, self.outcome.usage
+        ttft = None if self.first_token_at is None else round((self.first_token_at - self.started) * 1000)
+        return UsageRecord(
+            request_id=self.request_id,
+            tenant_id=api_key.tenant_id,
+            api_key_id=api_key.pk,
+            model=model.model_id if model else "",
+            tier=model.tier if model else None,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cost_usd=usage.cost_usd,
+            latency_ms=round((time.perf_counter() - self.started) * 1000),
+            ttft_ms=ttft,
+            status=self.status,
+            error_type=self.error_type[:100],
+            estimated=usage.estimated,
+            created_at=timezone.now(),
+        )
+
+
+async def queue_usage(redis: aioredis.Redis, record: UsageRecord) -> None:
+    try:
+        await record_usage(redis, record)
+    except UsageQueueUnavailableError:
+        # Limits fail closed before any provider call, so this is Redis lost mid-request.
+        logger.exception("usage event %s was not queued", record.request_id)
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedChat:
+    """A chat request routed and admitted: what it asks, the models that may serve
+    it in order, and by when."""
+
+    request: ChatRequest
+    plan: RoutePlan
+    deadline: Deadline
+    streamed: bool
+
+    @property
+    def early_exit(self) -> bool:
+        plan = self.plan
+        return isinstance(plan, RoutedPlan) and plan.decision is not None and plan.decision.early_exit
+
+
+@dataclass(frozen=True, slots=True)
+class ChatResult:
+    """A non-streamed completion: the provider's answer under our id and the
+    public model id, and what served it."""
+
+    data: dict[str, Any]
+    model: ModelSpec
+
+    @property
+    def content(self) -> str:
+        choices = self.data.get("choices") or [{}]
+        return str((choices[0].get("message") or {}).get("content") or "")
+
+
+async def prepare_chat(
+    context: RequestContext, chat: ChatRequest, *, streamed: bool | None = None
+) -> PreparedChat:
+    """Route and admit (limits and budget) a validated chat request. A WebSocket
+    always streams (`streamed`), whatever the body says."""
+    assert context.api_key is not None
+    context.request_body = chat.body
+    context.accepts = early_exit_test(chat.body)  # an invalid schema is the client's error, routed or not
+    stream = chat.stream if streamed is None else streamed
+    route = RouteRequest(
+        chat.model,
+        chat.estimated_prompt_tokens,
+        chat.max_output_tokens,
+        needs_json=chat.needs_json,
+        prompt=prompt_of(chat.body["messages"]),
+        output=output_format(chat.body.get("response_format")),
+        stream=stream,
+        request_id=context.request_id,
+        routing=await context.clients.router_configs.get(context.api_key.tenant_id)
+        if chat.model == ROUTED_MODEL
+        else None,
+    )
+    plan = await route_and_admit(context, route)
+    return PreparedChat(chat, plan, deadline_for(plan), stream)
+
+
+async def complete_chat(context: RequestContext, prepared: PreparedChat) -> ChatResult:
+    """A prepared chat request answered along its plan (early exit included)."""
+    data = await context.clients.orchestrator.complete(
+        prepared.request.body,
+        prepared.plan,
+        prepared.deadline,
+        context.outcome,
+        context.accepts if prepared.early_exit else None,
+    )
+    if context.logs_requests:
+        context.response_text = answer_text(data)
+    model = context.outcome.model
+    assert model is not None
+    return ChatResult({**data, "id": f"chatcmpl-{context.request_id}", "model": model.model_id}, model)
+
+
+def stream_chat(context: RequestContext, prepared: PreparedChat) -> AsyncIterator[ChatEvent]:
+    """A prepared chat request's events along its plan (failover mid-stream
+    included). The caller settles the request when the stream ends."""
+    context.streaming = True
+    return context.clients.orchestrator.stream(
+        prepared.request.body, prepared.plan, prepared.deadline, context.outcome
+    )
+
+
+async def embed(context: RequestContext, request: EmbeddingsRequest) -> dict[str, Any]:
+    """Embeddings for a validated request, routed and admitted like a chat."""
+    context.request_body = request.body
+    route = RouteRequest(request.model, request.estimated_prompt_tokens, 0, needs_embeddings=True)
+    plan = await route_and_admit(context, route)
+    data = await context.clients.orchestrator.embed(request.body, plan, deadline_for(plan), context.outcome)
+    assert context.outcome.model is not None
+    return {**data, "model": context.outcome.model.model_id}
+
+
+async def route_and_admit(context: RequestContext, route: RouteRequest) -> RoutePlan:
+    """The models that may serve `route`, once its limits and budget admit it."""
+    api_key = context.api_key
+    assert api_key is not None
+    catalog = await context.clients.catalog.get()
+    resolve_model(route.requested_model, catalog, api_key)
+    plan = plan_route(context.clients.policy, route, catalog, api_key)
+    context.plan = plan
+    context.meter = Meter(context.clients.limiter, api_key)
+    await context.meter.admit(plan, route.estimated_prompt_tokens, route.max_output_tokens)
+    return plan
+
+
+def resolve_model(name: str, catalog: Catalog, api_key: ApiKey) -> None:
+    """404 for an unknown model, 403 for one this key may not use."""
+    if name == ROUTED_MODEL:
+        return
+    model = catalog.resolve(name)
+    if model is None:
+        raise GatewayError(
+            404, f"The model `{name}` does not exist.", "invalid_request_error", "model_not_found", "model"
+        )
+    if not api_key.allows_model(model.model_id) and not api_key.allows_model(name):
+        raise GatewayError(
+            403,
+            f"This API key may not use the model `{name}`.",
+            "permission_error",
+            "model_not_allowed",
+            "model",
+        )
+
+
+def plan_route(policy: RoutingPolicy, route: RouteRequest, catalog: Catalog, api_key: ApiKey) -> RoutePlan:
+    try:
+        return policy.plan(route, catalog, api_key.allows_model)
+    except NoCapableModelError as error:
+        raise invalid(str(error), "model", "model_not_capable") from None
+
+
+def deadline_for(plan: RoutePlan) -> Deadline:
+    return Deadline(max(model.provider.total_timeout for model in plan.chain))
+
+
+def early_exit_test(body: dict[str, Any]) -> Acceptance | None:
+    """Whether an answer follows the request's JSON schema (None without one; the
+    compiled schema is cached)."""
+    try:
+        return acceptance(body)
+    except InvalidSchemaError as error:
+        raise invalid(
+            f"`response_format.json_schema.schema` is not a valid JSON Schema: {error}",
+            "response_format.json_schema.schema",
+            "invalid_json_schema",
+        ) from None
