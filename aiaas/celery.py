@@ -30,11 +30,10 @@ class TenantScopedTask(TenantTask):
     abstract = True
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from django.db import connection
         from django_tenants.utils import get_public_schema_name
 
-        from tenants.context import current_schema_name
-
-        if current_schema_name() == get_public_schema_name():
+        if getattr(connection, "schema_name", None) in (None, get_public_schema_name()):
             raise MissingTenantContextError(f"{self.name} must run in a tenant's schema, not public")
         return super().__call__(*args, **kwargs)
 

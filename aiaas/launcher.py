@@ -27,6 +27,8 @@ SHUTDOWN_GRACE_SECONDS = 10.0
 # Ctrl-C reaches the whole process group; give children this long to exit on it.
 SIGNAL_PROPAGATION_SECONDS = 3.0
 CELERY_QUEUES = "default,runs,ingestion,evals,billing"
+# Set in a process's environment when it runs on the embedded services.
+EMBEDDED_MARKER = "AIAAS_EMBEDDED_SERVICES"
 
 
 def child_commands(python: str) -> dict[str, list[str]]:
@@ -158,6 +160,8 @@ def development_environment(*, always_keep_secret_key: bool = False) -> Iterator
     last process to leave stops them."""
     services = embedded.start()
     environ = {**os.environ, **services.environ}
+    if services.environ:
+        environ[EMBEDDED_MARKER] = "1"
     if services.environ or always_keep_secret_key:
         environ.setdefault("SECRET_KEY", development_secret_key(services.data_dir))
     try:

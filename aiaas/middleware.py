@@ -2,17 +2,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from django.conf import settings
-from django.core.exceptions import DisallowedHost
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from django.urls import set_urlconf
-from django_tenants.middleware.main import TenantMainMiddleware
-from django_tenants.utils import remove_www
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from aiaas.api_errors import error_body
 from aiaas.health import readiness
-from tenants.context import activate_public_schema, activate_tenant
-from tenants.selectors import tenant_for_host
 
 
 class HealthCheckMiddleware:
@@ -32,34 +24,3 @@ class HealthCheckMiddleware:
                 {"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503
             )
         return self.get_response(request)
-
-
-class TenantRoutingMiddleware(TenantMainMiddleware):
-    """Pick the schema and URLConf for a request.
-
-    - /v1/ and /api/ on any host: the API URLConf, on the public schema until
-      the API key names the tenant (tenants.authentication).
-    - the apex domain: the public site and admin.
-    - <slug>.<BASE_DOMAIN>: that tenant's dashboard; an unknown or inactive
-      tenant's host is a 404, never the public site.
-    """
-
-    def process_request(self, request: HttpRequest) -> HttpResponse | None:
-        activate_public_schema()
-        try:
-            hostname = remove_www(request.get_host().split(":")[0])
-        except DisallowedHost:
-            return JsonResponse(error_body(400, "This host is not served here.", "invalid_host"), status=400)
-        if request.path_info.startswith(settings.API_PATH_PREFIXES):
-            request.tenant = None  # type: ignore[attr-defined]
-            request.urlconf = settings.API_URLCONF  # type: ignore[attr-defined]
-            set_urlconf(settings.API_URLCONF)
-            return None
-        tenant = tenant_for_host(hostname)
-        if tenant is None:
-            raise Http404(f"No tenant for hostname {hostname!r}")
-        tenant.domain_url = hostname
-        request.tenant = tenant  # type: ignore[attr-defined]
-        activate_tenant(tenant)
-        self.setup_url_routing(request)  # type: ignore[no-untyped-call]
-        return None

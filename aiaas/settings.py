@@ -71,7 +71,7 @@ TENANT_CREATION_FAKES_MIGRATIONS = True
 
 MIDDLEWARE = [
     "aiaas.middleware.HealthCheckMiddleware",
-    "aiaas.middleware.TenantRoutingMiddleware",
+    "tenants.middleware.TenantRoutingMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -13,7 +13,7 @@ from django.db import models
 from django.utils import timezone
 from django_tenants.models import DomainMixin, TenantMixin
 
-SLUG_PATTERN = r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$"
+SLUG_PATTERN = r"^[a-z](?:[a-z0-9-]{0,30}[a-z0-9])?$"
 # Bounds of a key's limit overrides, shared by the REST API and the dashboard.
 MAX_RATE_LIMIT = 2**31 - 1  # PositiveIntegerField
 MAX_TOKEN_BUDGET = 2**63 - 1  # PositiveBigIntegerField
@@ -51,7 +51,7 @@ class Tenant(TenantMixin):
         unique=True,
         validators=[
             RegexValidator(
-                SLUG_PATTERN, "Use 3-32 lowercase letters, digits and hyphens, starting with a letter."
+                SLUG_PATTERN, "Use 1-32 lowercase letters, digits and hyphens, starting with a letter."
             )
         ],
     )

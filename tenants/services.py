@@ -69,7 +69,7 @@ def validate_slug(slug: str) -> None:
     """Raise ProvisioningError unless `slug` is well-formed, allowed and free."""
     if not re.fullmatch(SLUG_PATTERN, slug) or "--" in slug:
         raise ProvisioningError(
-            f"invalid slug {slug!r}: use 3-32 lowercase letters, digits and single hyphens, "
+            f"invalid slug {slug!r}: use 1-32 lowercase letters, digits and single hyphens, "
             "starting with a letter and not ending with a hyphen"
         )
     if slug in RESERVED_SLUGS:

@@ -85,7 +85,8 @@ def test_the_clone_has_the_template_tables_and_its_migrations_recorded(db: None)
         ("alpha", "slug 'alpha' is taken"),
         ("admin", "slug 'admin' is reserved"),
         ("Bad_Slug", "invalid slug 'bad_slug'"),
-        ("ab", "invalid slug 'ab'"),
+        ("ab-", "invalid slug 'ab-'"),
+        ("9ab", "invalid slug '9ab'"),
         ("a--b", "invalid slug 'a--b'"),
     ],
 )

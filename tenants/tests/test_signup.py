@@ -93,7 +93,7 @@ def test_the_new_owner_signs_in_on_the_new_subdomain(tenant: TenantFixture) -> N
             {"slug": "no_underscores"},
             {
                 "slug": [
-                    "Invalid slug 'no_underscores': use 3-32 lowercase letters, digits and single hyphens, "
+                    "Invalid slug 'no_underscores': use 1-32 lowercase letters, digits and single hyphens, "
                     "starting with a letter and not ending with a hyphen."
                 ]
             },

@@ -28,7 +28,7 @@ class SignupForm(forms.Form):
         widget=forms.TextInput(
             attrs={"placeholder": "acme", "autocapitalize": "none", "spellcheck": "false"}
         ),
-        help_text="3-32 lowercase letters, digits and hyphens, starting with a letter.",
+        help_text="1-32 lowercase letters, digits and hyphens, starting with a letter.",
     )
     owner_email = forms.EmailField(
         label="Work email",

@@ -1,11 +1,27 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 
+from aiaas.launcher import EMBEDDED_MARKER
 from tenants.services import ProvisioningError, provision_tenant
+
+
+def ensure_bootstrapped() -> None:
+    """A database with migrations to apply is bootstrapped first when it is the
+    embedded development one (a fresh clone), and refused otherwise."""
+    executor = MigrationExecutor(connection)
+    if not executor.migration_plan(executor.loader.graph.leaf_nodes()):
+        return
+    if os.environ.get(EMBEDDED_MARKER) != "1":
+        raise CommandError("the database has unapplied migrations: run `manage.py bootstrap` first")
+    call_command("bootstrap", verbosity=0)
 
 
 class Command(BaseCommand):
@@ -20,6 +36,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="Print one JSON object.")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        ensure_bootstrapped()
         try:
             provisioned = provision_tenant(
                 slug=options["slug"],
