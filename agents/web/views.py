@@ -6,18 +6,17 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.selectors import active_api_keys_of
-from accounts.web.views import ensure_manager, request_tenant
 from agents import selectors, services
 from agents.api.serializers import RunEventSerializer
 from agents.models import Agent, Run
 from agents.spec import SpecError
 from agents.web.forms import SpecForm, StartRunForm
+from tenants.web.base import PageAccess, manager_page, tenant_page
 
 EXAMPLE_SPEC = """name: triage
 input_schema: {type: object, properties: {text: {type: string}}, required: [text]}
@@ -31,21 +30,19 @@ output: "{{ steps.classify.output }}"
 """
 
 
-@login_required
-def agent_list(request: HttpRequest) -> HttpResponse:
-    request_tenant(request)
+@tenant_page
+def agent_list(request: HttpRequest, access: PageAccess) -> HttpResponse:
     context = {"agents": selectors.agents_list(), "alerts": selectors.compensation_alerts()[:20]}
     return render(request, "dashboard/agents.html", context)
 
 
-@login_required
+@tenant_page
 @require_http_methods(["GET", "POST"])
-def agent_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
+def agent_edit(request: HttpRequest, access: PageAccess, pk: int | None = None) -> HttpResponse:
     """Create (no pk) or edit an agent; saving an edit adds a version."""
-    tenant = request_tenant(request)
     agent = get_object_or_404(Agent, pk=pk) if pk is not None else None
     if request.method == "POST":
-        ensure_manager(request)
+        access.require_manager()
         form = SpecForm(request.POST)
         if form.is_valid() and (saved := save_spec(form, agent)) is not None:
             messages.success(request, f"Saved “{saved.name}” as version {saved.version}.")
@@ -55,7 +52,7 @@ def agent_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
         form = SpecForm(initial={"spec": source})
     context: dict[str, Any] = {"agent": agent, "form": form}
     if agent is not None:
-        context["run_form"] = StartRunForm(keys=active_api_keys_of(tenant))
+        context["run_form"] = StartRunForm(keys=active_api_keys_of(access.tenant))
         context["runs"] = selectors.runs_list(agent)[:20]
     return render(request, "dashboard/agents_edit.html", context)
 
@@ -72,23 +69,20 @@ def save_spec(form: SpecForm, agent: Agent | None) -> Agent | None:
     return None
 
 
-@login_required
+@manager_page
 @require_POST
-def agent_delete(request: HttpRequest, pk: int) -> HttpResponse:
-    ensure_manager(request)
+def agent_delete(request: HttpRequest, access: PageAccess, pk: int) -> HttpResponse:
     agent = get_object_or_404(Agent, pk=pk)
     services.delete_agent(agent)
     messages.success(request, f"Deleted “{agent.name}”. Its runs are kept.")
     return redirect("agents:list")
 
 
-@login_required
+@manager_page
 @require_POST
-def run_start(request: HttpRequest, pk: int) -> HttpResponse:
-    ensure_manager(request)
-    tenant = request_tenant(request)
+def run_start(request: HttpRequest, access: PageAccess, pk: int) -> HttpResponse:
     agent = get_object_or_404(Agent, pk=pk)
-    form = StartRunForm(request.POST, keys=active_api_keys_of(tenant))
+    form = StartRunForm(request.POST, keys=active_api_keys_of(access.tenant))
     if form.is_valid():
         try:
             run = services.start_run(
@@ -107,16 +101,14 @@ def run_start(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "dashboard/agents_edit.html", context, status=400)
 
 
-@login_required
-def run_list(request: HttpRequest) -> HttpResponse:
-    request_tenant(request)
+@tenant_page
+def run_list(request: HttpRequest, access: PageAccess) -> HttpResponse:
     context = {"runs": selectors.runs_list()[:100], "alerts": selectors.compensation_alerts()[:20]}
     return render(request, "dashboard/agents_runs.html", context)
 
 
-@login_required
-def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    request_tenant(request)
+@tenant_page
+def run_detail(request: HttpRequest, access: PageAccess, pk: int) -> HttpResponse:
     run = get_object_or_404(Run, pk=pk)
     context: dict[str, Any] = {"run": run, "events": selectors.events_of(run)}
     if run.replay_of is not None and run.is_finished:
@@ -124,11 +116,10 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "dashboard/agents_run.html", context)
 
 
-@login_required
+@tenant_page
 @require_GET
-def run_events(request: HttpRequest, pk: int) -> JsonResponse:
+def run_events(request: HttpRequest, access: PageAccess, pk: int) -> JsonResponse:
     """New events after `after` (the run page polls this while the run is live)."""
-    request_tenant(request)
     run = get_object_or_404(Run, pk=pk)
     try:
         after = max(0, int(request.GET.get("after", "0")))
@@ -138,22 +129,19 @@ def run_events(request: HttpRequest, pk: int) -> JsonResponse:
     return JsonResponse({"status": run.status, "finished": run.is_finished, "events": events})
 
 
-@login_required
+@manager_page
 @require_POST
-def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
-    ensure_manager(request)
+def run_cancel(request: HttpRequest, access: PageAccess, pk: int) -> HttpResponse:
     run = services.cancel_run(get_object_or_404(Run, pk=pk))
     messages.info(request, f"Asked run {run.pk} to stop; it is {run.status}.")
     return redirect("agents:run", pk=run.pk)
 
 
-@login_required
+@manager_page
 @require_POST
-def run_replay(request: HttpRequest, pk: int) -> HttpResponse:
-    ensure_manager(request)
-    tenant = request_tenant(request)
+def run_replay(request: HttpRequest, access: PageAccess, pk: int) -> HttpResponse:
     original = get_object_or_404(Run, pk=pk)
-    keys = active_api_keys_of(tenant)
+    keys = active_api_keys_of(access.tenant)
     api_key = (keys.filter(pk=original.api_key_id).first() if original.api_key_id else None) or keys.first()
     if api_key is None:
         messages.error(request, "A replay needs an active API key to count its model usage against.")

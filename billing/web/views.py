@@ -1,12 +1,37 @@
-"""Stripe's door into the platform, on the public host."""
+"""Stripe's door into the platform (public host), and the dashboard's usage and
+billing pages (tenant host; billing/web/urls.py)."""
 
 from __future__ import annotations
 
-from django.http import HttpRequest, JsonResponse
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import stripe
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from billing.models import Plan
+from billing.models.stripe import LIVE_STATUSES
+from billing.selectors import (
+    UsageGrouping,
+    UsagePeriod,
+    invoice_preview,
+    usage_events_of,
+    usage_groups,
+    usage_totals,
+)
+from billing.services import BillingError, create_checkout_session, create_portal_session
+from billing.stripe_api import StripeNotConfiguredError, stripe_configured
 from billing.webhooks import InvalidWebhookError, receive_event, verify_event
+from tenants.web.base import PageAccess, manager_page, tenant_page
+
+logger = logging.getLogger(__name__)
 
 
 @csrf_exempt  # Stripe signs its requests; it has no CSRF token
@@ -20,3 +45,63 @@ def stripe_webhook(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"error": {"message": str(error), "type": "invalid_request_error"}}, status=400)
     stored = receive_event(event)
     return JsonResponse({"received": True, "status": stored.status})
+
+
+@tenant_page
+def usage(request: HttpRequest, access: PageAccess) -> HttpResponse:
+    """This month's (UTC) usage from the ledger: totals, then by day and by model."""
+    events = usage_events_of(access.tenant)
+    period = UsagePeriod.month_of(timezone.now().date())
+    context = {
+        "period": period,
+        "totals": usage_totals(events, period),
+        "by_day": usage_groups(events, period, UsageGrouping.DAY),
+        "by_model": usage_groups(events, period, UsageGrouping.MODEL),
+    }
+    return render(request, "dashboard/usage.html", context)
+
+
+@tenant_page
+def billing(request: HttpRequest, access: PageAccess) -> HttpResponse:
+    """The current period's bill from the ledger, and the Stripe buttons (owners and admins)."""
+    preview = invoice_preview(access.tenant)
+    context = {
+        "preview": preview,
+        "subscription_live": preview.subscription_status in LIVE_STATUSES,
+        "plans": Plan.objects.exclude(stripe_price_id="").order_by("monthly_price_usd"),
+        "stripe_configured": stripe_configured(),
+        "can_manage": access.can_manage,
+    }
+    return render(request, "dashboard/billing.html", context)
+
+
+@manager_page
+@require_POST
+def billing_checkout(request: HttpRequest, access: PageAccess) -> HttpResponse:
+    """Off to Stripe Checkout to subscribe to the chosen plan."""
+    plan = get_object_or_404(Plan.objects.exclude(stripe_price_id=""), slug=request.POST.get("plan", ""))
+    back = request.build_absolute_uri(reverse("dashboard:billing"))
+    with stripe_errors_as_messages(request):
+        return redirect(create_checkout_session(access.tenant, plan, f"{back}?checkout=done", back))
+    return redirect("dashboard:billing")
+
+
+@manager_page
+@require_POST
+def billing_portal(request: HttpRequest, access: PageAccess) -> HttpResponse:
+    """Off to Stripe's Customer Portal: payment methods, invoices, plan changes, cancellation."""
+    back = request.build_absolute_uri(reverse("dashboard:billing"))
+    with stripe_errors_as_messages(request):
+        return redirect(create_portal_session(access.tenant, back))
+    return redirect("dashboard:billing")
+
+
+@contextmanager
+def stripe_errors_as_messages(request: HttpRequest) -> Iterator[None]:
+    try:
+        yield
+    except (BillingError, StripeNotConfiguredError) as error:
+        messages.error(request, str(error))
+    except stripe.StripeError:
+        logger.exception("Stripe refused or did not answer")
+        messages.error(request, "Stripe could not be reached; nothing was changed. Try again in a moment.")

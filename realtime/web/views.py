@@ -7,17 +7,16 @@ dashboard's origin, and opens /ws/v1/chat/completions with it.
 
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from accounts.selectors import active_api_keys_of
-from accounts.web.views import ensure_manager, request_tenant
 from realtime.tokens import StreamTokenClaims, mint_stream_token_sync
 from routing.selectors import enabled_models
 from tenants.models import ApiKey, ApiKeyScope, Tenant
+from tenants.web.base import PageAccess, manager_page
 
 
 def inference_keys_of(tenant: Tenant) -> list[ApiKey]:
@@ -26,24 +25,21 @@ def inference_keys_of(tenant: Tenant) -> list[ApiKey]:
     ]
 
 
-@login_required
-def playground(request: HttpRequest) -> HttpResponse:
-    tenant = request_tenant(request)
-    ensure_manager(request)
+@manager_page
+def playground(request: HttpRequest, access: PageAccess) -> HttpResponse:
     context = {
-        "keys": inference_keys_of(tenant),
+        "keys": inference_keys_of(access.tenant),
         "models": enabled_models().filter(supports_chat=True),
     }
     return render(request, "dashboard/playground.html", context)
 
 
-@login_required
+@manager_page
 @never_cache
 @require_POST
-def playground_token(request: HttpRequest) -> JsonResponse:
+def playground_token(request: HttpRequest, access: PageAccess) -> JsonResponse:
     """A single-use token for one chat socket, acting as the chosen key, from this origin only."""
-    tenant = request_tenant(request)
-    ensure_manager(request)
+    tenant = access.tenant
     chosen = request.POST.get("key", "")
     api_key = next((key for key in inference_keys_of(tenant) if str(key.pk) == chosen), None)
     if api_key is None:

@@ -1,0 +1,9 @@
+"""The dashboard's routing page, in the `dashboard` namespace (aiaas/urls_tenant.py)."""
+
+from django.urls import path
+
+from routing.web import views
+
+urlpatterns = [
+    path("routing/", views.routing, name="routing"),
+]

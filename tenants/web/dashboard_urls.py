@@ -1,0 +1,13 @@
+"""The dashboard's API keys pages, in the `dashboard` namespace (aiaas/urls_tenant.py).
+
+tenants/web/urls.py is the public host's signup."""
+
+from django.urls import path
+
+from tenants.web import views
+
+urlpatterns = [
+    path("keys/", views.keys, name="keys"),
+    path("keys/<int:pk>/revoke/", views.revoke_key, name="revoke-key"),
+    path("keys/<int:pk>/limits/", views.key_limits, name="key-limits"),
+]
