@@ -1,9 +1,9 @@
 """Session fixtures: one migrated test database, the tenant template, and two
-tenants (`alpha`, the tenant under test, and `beta`, the outsider) built once."""
+tenants (`alpha`, the tenant under test, and `beta`, the outsider) built once.
+What every run changes in the settings is in testing/settings.py."""
 
 from __future__ import annotations
 
-import os
 import random
 from collections.abc import Iterator
 from typing import Any
@@ -21,15 +21,6 @@ from testing.tenants import TenantFixture, make_test_tenant
 pytest_plugins = ["testing.platform"]
 
 
-@pytest.fixture(scope="session")
-def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: None) -> None:
-    """One test database per run, so concurrent runs on one server never drop each other's."""
-    from django.conf import settings
-
-    test_settings = settings.DATABASES["default"].setdefault("TEST", {})
-    test_settings["NAME"] = f"test_{settings.DATABASES['default']['NAME']}_{os.getpid()}"
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests that reach the database through session fixtures (a server thread, say)
     need the test database as much as tests using `db`: mark them, or pytest-django
@@ -39,21 +30,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.django_db)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _fast_password_hashing() -> None:
-    """PBKDF2's million rounds are the point in production and only cost in tests."""
-    from django.conf import settings
-
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    # This run's usage events stay out of a development server's queue on the same Redis.
-    settings.USAGE_STREAM = f"usage:events:test-{os.getpid()}"
-    settings.REQUEST_LOG_STREAM = f"request-logs:events:test-{os.getpid()}"
-
-
 @pytest.fixture(scope="session")
-def django_db_setup(
-    _fast_password_hashing: None, django_db_setup: Any, django_db_blocker: Any
-) -> dict[str, TenantFixture]:
+def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> dict[str, TenantFixture]:
     with django_db_blocker.unblock():
         if not connection.settings_dict["NAME"].startswith("test_"):
             raise RuntimeError("refusing to build test tenants outside a test database")

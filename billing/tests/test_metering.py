@@ -23,6 +23,7 @@ import redis
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
+from pytest_django import Settings
 
 from billing import metering, tasks
 from billing.models import BillingAccount, SubscriptionStatus, UsageEvent
@@ -216,7 +217,9 @@ def test_a_429_without_retry_after_backs_off_exponentially(
     assert metering.BASE_BACKOFF_SECONDS / 2 <= result.backing_off_seconds <= metering.BASE_BACKOFF_SECONDS
 
 
-def test_offline_nothing_is_pushed(metered: tuple[str, list[UsageEvent]], stripe: StripeStandIn) -> None:
+def test_offline_nothing_is_pushed(
+    metered: tuple[str, list[UsageEvent]], stripe: StripeStandIn, settings: Settings
+) -> None:
     settings.STRIPE_SECRET_KEY = ""
 
     assert push().skipped == "offline"
