@@ -26,10 +26,12 @@ from aiaas import embedded
 SHUTDOWN_GRACE_SECONDS = 10.0
 # Ctrl-C reaches the whole process group; give children this long to exit on it.
 SIGNAL_PROPAGATION_SECONDS = 3.0
-CELERY_QUEUES = "default,runs,ingestion,evals,billing"
 
 
 def child_commands(python: str) -> dict[str, list[str]]:
+    """The children `run` serves. The worker's queues and beat's scheduler are read by
+    the children from the settings (CELERY_TASK_QUEUES, CELERY_BEAT_SCHEDULER): this
+    process starts the embedded services before any settings could be read."""
     host = os.environ.get("HOST", "127.0.0.1")
     port = os.environ.get("PORT", "8000")
     return {
@@ -51,8 +53,6 @@ def child_commands(python: str) -> dict[str, list[str]]:
             "-A",
             "aiaas",
             "worker",
-            "-Q",
-            CELERY_QUEUES,
             "--concurrency",
             os.environ.get("CELERY_CONCURRENCY", "2"),
             "--loglevel",
@@ -80,8 +80,6 @@ def child_commands(python: str) -> dict[str, list[str]]:
             "beat",
             "--loglevel",
             "INFO",
-            "--scheduler",
-            "django_celery_beat.schedulers:DatabaseScheduler",
         ],
     }
 
