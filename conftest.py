@@ -14,7 +14,8 @@ from rest_framework.test import APIClient
 
 from tenants.context import activate_public_schema
 from tenants.services import ensure_public_tenant, ensure_template_schema
-from testing.tenants import TenantFixture, make_test_tenant
+from tenants.tests.factories import TenantFactory
+from testing.tenants import TenantFixture
 
 # The platform and the simulated provider served for real (simulator_url, registry,
 # platform_url, gateway), shared by every app's tests.
@@ -38,7 +39,7 @@ def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> dict[str, T
         ensure_public_tenant()
         ensure_template_schema()
         start_ids_at_random()
-        tenants = {slug: make_test_tenant(slug) for slug in ("alpha", "beta", "serving")}
+        tenants = {slug: TenantFactory.create(slug=slug) for slug in ("alpha", "beta", "serving")}
         activate_public_schema()
     return tenants
 
