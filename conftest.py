@@ -1,9 +1,9 @@
 """Session fixtures: one migrated test database, the tenant template, and two
-tenants (`alpha`, the tenant under test, and `beta`, the outsider) built once."""
+tenants (`alpha`, the tenant under test, and `beta`, the outsider) built once.
+What every run changes in the settings is in testing/settings.py."""
 
 from __future__ import annotations
 
-import os
 import random
 from collections.abc import Iterator
 from typing import Any
@@ -14,20 +14,12 @@ from rest_framework.test import APIClient
 
 from tenants.context import activate_public_schema
 from tenants.services import ensure_public_tenant, ensure_template_schema
-from testing.tenants import TenantFixture, make_test_tenant
+from tenants.tests.factories import TenantFactory
+from testing.tenants import TenantFixture
 
 # The platform and the simulated provider served for real (simulator_url, registry,
 # platform_url, gateway), shared by every app's tests.
 pytest_plugins = ["testing.platform"]
-
-
-@pytest.fixture(scope="session")
-def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: None) -> None:
-    """One test database per run, so concurrent runs on one server never drop each other's."""
-    from django.conf import settings
-
-    test_settings = settings.DATABASES["default"].setdefault("TEST", {})
-    test_settings["NAME"] = f"test_{settings.DATABASES['default']['NAME']}_{os.getpid()}"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -39,28 +31,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.django_db)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _fast_password_hashing() -> None:
-    """PBKDF2's million rounds are the point in production and only cost in tests."""
-    from django.conf import settings
-
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    # This run's usage events stay out of a development server's queue on the same Redis.
-    settings.USAGE_STREAM = f"usage:events:test-{os.getpid()}"
-    settings.REQUEST_LOG_STREAM = f"request-logs:events:test-{os.getpid()}"
-
-
 @pytest.fixture(scope="session")
-def django_db_setup(
-    _fast_password_hashing: None, django_db_setup: Any, django_db_blocker: Any
-) -> dict[str, TenantFixture]:
+def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> dict[str, TenantFixture]:
     with django_db_blocker.unblock():
         if not connection.settings_dict["NAME"].startswith("test_"):
             raise RuntimeError("refusing to build test tenants outside a test database")
         ensure_public_tenant()
         ensure_template_schema()
         start_ids_at_random()
-        tenants = {slug: make_test_tenant(slug) for slug in ("alpha", "beta", "serving")}
+        tenants = {slug: TenantFactory.create(slug=slug) for slug in ("alpha", "beta", "serving")}
         activate_public_schema()
     return tenants
 

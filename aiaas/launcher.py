@@ -26,12 +26,14 @@ from aiaas import embedded
 SHUTDOWN_GRACE_SECONDS = 10.0
 # Ctrl-C reaches the whole process group; give children this long to exit on it.
 SIGNAL_PROPAGATION_SECONDS = 3.0
-CELERY_QUEUES = "default,runs,ingestion,evals,billing"
 # Set in a process's environment when it runs on the embedded services.
 EMBEDDED_MARKER = "AIAAS_EMBEDDED_SERVICES"
 
 
 def child_commands(python: str) -> dict[str, list[str]]:
+    """The children `run` serves. The worker's queues and beat's scheduler are read by
+    the children from the settings (CELERY_TASK_QUEUES, CELERY_BEAT_SCHEDULER): this
+    process starts the embedded services before any settings could be read."""
     host = os.environ.get("HOST", "127.0.0.1")
     port = os.environ.get("PORT", "8000")
     return {
@@ -53,8 +55,6 @@ def child_commands(python: str) -> dict[str, list[str]]:
             "-A",
             "aiaas",
             "worker",
-            "-Q",
-            CELERY_QUEUES,
             "--concurrency",
             os.environ.get("CELERY_CONCURRENCY", "2"),
             "--loglevel",
@@ -82,8 +82,6 @@ def child_commands(python: str) -> dict[str, list[str]]:
             "beat",
             "--loglevel",
             "INFO",
-            "--scheduler",
-            "django_celery_beat.schedulers:DatabaseScheduler",
         ],
     }
 

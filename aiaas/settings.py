@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from kombu.entity import Exchange, Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -210,6 +211,12 @@ CELERY_TIMEZONE = "UTC"
 
 # Agents (agents/, docs/decisions/0009).
 AGENT_RUNS_QUEUE = env.str("AGENT_RUNS_QUEUE", default="runs")
+# The queues a worker consumes when started without -Q (`celery -A aiaas worker`:
+# the launcher and docker/compose.yaml), declared as Celery creates missing ones.
+CELERY_TASK_QUEUES = [
+    Queue(name, Exchange(name), routing_key=name)
+    for name in ("default", AGENT_RUNS_QUEUE, "ingestion", "evals", "billing")
+]
 # How long POST /api/v1/agents/{id}/runs with "wait": true waits for the run.
 AGENT_RUN_WAIT_SECONDS = env.float("AGENT_RUN_WAIT_SECONDS", default=60.0)
 AGENT_DEFAULT_BUDGET = {"max_steps": 200, "max_seconds": 600.0}

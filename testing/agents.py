@@ -15,6 +15,7 @@ from typing import Any
 
 import uvicorn
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pytest_django import Settings
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -169,24 +170,12 @@ def write_signed_manifests(
         (directory / f"{manifest['name']}.json").write_text(json.dumps(signed))
 
 
-@contextmanager
-def signed_tools(directory: Path, service_url: str, settings: Any) -> Iterator[Ed25519PrivateKey]:
-    """The test manifests signed and trusted, the service's host allow-listed."""
+def trust_signed_tools(directory: Path, service_url: str, settings: Settings) -> Ed25519PrivateKey:
+    """The test manifests signed and trusted, the service's host allow-listed, through
+    pytest-django's `settings` fixture (so undone after the test)."""
     key = Ed25519PrivateKey.generate()
     write_signed_manifests(directory, tool_manifests(service_url), key, "test")
-    saved = (
-        settings.AGENT_TOOL_MANIFEST_DIRS,
-        settings.AGENT_TOOL_PUBLIC_KEYS,
-        settings.AGENT_TOOL_ALLOWED_HOSTS,
-    )
     settings.AGENT_TOOL_MANIFEST_DIRS = [str(directory)]
     settings.AGENT_TOOL_PUBLIC_KEYS = {"test": public_key_text(key)}
     settings.AGENT_TOOL_ALLOWED_HOSTS = ["127.0.0.1"]
-    try:
-        yield key
-    finally:
-        (
-            settings.AGENT_TOOL_MANIFEST_DIRS,
-            settings.AGENT_TOOL_PUBLIC_KEYS,
-            settings.AGENT_TOOL_ALLOWED_HOSTS,
-        ) = saved
+    return key

@@ -16,9 +16,8 @@ def app_queues_restored() -> Iterator[None]:
     """Put the Celery app's queue table back as it was afterwards.
 
     Starting a worker on chosen queues, and sending to them, builds and changes
-    the app's cached queue table; a worker started later in the run that picks
-    its queue through `task_default_queue` (aiaas/tests/test_celery_tenancy.py)
-    needs that table unbuilt.
+    the app's cached queue table (the queues a worker consumes among them); a
+    worker started later in the run must not inherit that selection.
     """
     cached = {name: app.amqp.__dict__[name] for name in AMQP_CACHES if name in app.amqp.__dict__}
     selected = cached["queues"]._consume_from if "queues" in cached else None

@@ -1,4 +1,4 @@
-"""Test tenants: provisioned through the real service, with their secrets."""
+"""Test tenants with their secrets (tenants/tests/factories.py provisions them)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from tenants.models import Tenant
-from tenants.services import ProvisionedTenant, provision_tenant
+from tenants.services import ProvisionedTenant
 
 TEST_PASSWORD = "correct-horse-battery-staple-7"
 
@@ -45,17 +45,3 @@ class TenantFixture:
             response = client.post("/login/", {"username": self.owner_email, "password": TEST_PASSWORD})
             assert response.status_code == 302, response.content
         return client
-
-
-def make_test_tenant(slug: str) -> TenantFixture:
-    return TenantFixture(
-        provision_tenant(
-            slug=slug,
-            name=f"{slug.title()} Corp",
-            owner_email=f"owner@{slug}.example",
-            owner_password=TEST_PASSWORD,
-            # Generous limits: the suite sends many requests with one key; tests
-            # of limits set their own on keys of their own.
-            plan_slug="enterprise",
-        )
-    )

@@ -14,13 +14,14 @@ import redis
 from celery.contrib.testing.worker import start_worker
 from django.conf import settings
 from django.db import connection
-from pytest_django import DjangoDbBlocker
+from django.test import override_settings
+from pytest_django import DjangoDbBlocker, Settings
 
 from agents.runtime import close_runtime
 from aiaas.celery import app
 from routing.models import Provider
 from routing.services import register_simulated_provider
-from testing.agents import Ledger, running_tool_service, signed_tools
+from testing.agents import Ledger, running_tool_service, trust_signed_tools
 from testing.celery import app_queues_restored
 from testing.simulated import running_simulated_provider
 
@@ -90,31 +91,25 @@ def tool_service(tool_ledger: Ledger) -> Iterator[str]:
 
 
 @pytest.fixture
-def tools(tool_service: str, tool_ledger: Ledger, tmp_path: Path) -> Iterator[Ledger]:
+def tools(tool_service: str, tool_ledger: Ledger, tmp_path: Path, settings: Settings) -> Ledger:
     """Signed, trusted manifests of the test tools; a fresh ledger; fresh tool breakers."""
     tool_ledger.reset()
     client = redis.Redis.from_url(settings.REDIS_URL)
     with client:
         for key in client.scan_iter("breaker:{tool:*"):
             client.delete(key)
-    with signed_tools(tmp_path, tool_service, settings):
-        yield tool_ledger
+    trust_signed_tools(tmp_path, tool_service, settings)
+    return tool_ledger
 
 
 @pytest.fixture(scope="module")
 def runs_worker(django_db_setup: object, django_db_blocker: DjangoDbBlocker) -> Iterator[str]:
     """A real worker thread on the real Redis broker, consuming a runs queue of this run's own."""
     queue_name = f"test-runs-{os.getpid()}"
-    saved = settings.AGENT_RUNS_QUEUE
-    settings.AGENT_RUNS_QUEUE = queue_name
-    try:
-        with (
-            app_queues_restored(),
-            django_db_blocker.unblock(),
-            start_worker(
-                app, pool="solo", perform_ping_check=False, shutdown_timeout=10, queues=[queue_name]
-            ),
-        ):
-            yield queue_name
-    finally:
-        settings.AGENT_RUNS_QUEUE = saved
+    with (
+        override_settings(AGENT_RUNS_QUEUE=queue_name),
+        app_queues_restored(),
+        django_db_blocker.unblock(),
+        start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10, queues=[queue_name]),
+    ):
+        yield queue_name

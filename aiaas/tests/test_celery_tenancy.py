@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
@@ -13,6 +12,7 @@ from pytest_django import DjangoDbBlocker
 from accounts.models import User
 from aiaas.celery import MissingTenantContextError, app, tenant_task
 from tenants.context import current_schema_name
+from testing.celery import app_queues_restored
 from testing.tenants import TenantFixture
 
 
@@ -23,12 +23,14 @@ def emails_in_current_schema() -> dict[str, object]:
 
 @pytest.fixture(scope="module")
 def celery_worker(django_db_setup: object, django_db_blocker: DjangoDbBlocker) -> Iterator[None]:
-    """A real worker thread consuming from the real Redis broker, on a queue of
-    this run's own, so a `make run` worker on the same Redis never takes its tasks."""
-    app.conf.task_default_queue = f"test-{os.getpid()}"
+    """A real worker thread consuming from the real Redis broker, on the queue of
+    this run's own that tasks without a queue go to (testing/settings.py), so a
+    `make run` worker on the same Redis never takes its tasks, nor it theirs."""
+    queue_name = app.conf.task_default_queue
     with (
+        app_queues_restored(),
         django_db_blocker.unblock(),
-        start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10),
+        start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10, queues=[queue_name]),
     ):
         yield
 

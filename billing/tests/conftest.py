@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from django.conf import settings
+from pytest_django import Settings
 
 from testing.stripe_server import StripeStandIn, serving_stripe
 
@@ -21,9 +21,8 @@ def stripe_server() -> Iterator[StripeStandIn]:
 
 
 @pytest.fixture
-def stripe(stripe_server: StripeStandIn, db: None) -> Iterator[StripeStandIn]:
+def stripe(stripe_server: StripeStandIn, db: None, settings: Settings) -> StripeStandIn:
     """Stripe configured against the stand-in, with two webhook secrets (a rotation)."""
-    saved = settings.STRIPE_SECRET_KEY, settings.STRIPE_API_BASE, settings.STRIPE_WEBHOOK_SECRETS
     settings.STRIPE_SECRET_KEY = "sk_test_standin"
     settings.STRIPE_API_BASE = stripe_server.url
     settings.STRIPE_WEBHOOK_SECRETS = [WEBHOOK_SECRET, OLD_WEBHOOK_SECRET]
@@ -31,7 +30,4 @@ def stripe(stripe_server: StripeStandIn, db: None) -> Iterator[StripeStandIn]:
     stripe_server.duplicate_meter_events = 0
     stripe_server.rate_limited_calls = 0
     stripe_server.on_meter_event = None
-    try:
-        yield stripe_server
-    finally:
-        settings.STRIPE_SECRET_KEY, settings.STRIPE_API_BASE, settings.STRIPE_WEBHOOK_SECRETS = saved
+    return stripe_server

@@ -3,7 +3,6 @@ dashboard's billing page (offline and with Stripe)."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -11,8 +10,9 @@ from typing import Any
 from django.utils import timezone
 
 from billing.limits import billing_period, limits_for, period_end
-from billing.models import BillingAccount, CapMode, Plan, SubscriptionStatus, UsageEvent
+from billing.models import BillingAccount, CapMode, Plan
 from billing.selectors import QuotaState, invoice_preview
+from billing.tests.factories import BillingAccountFactory, PlanFactory, UsageEventFactory
 from tenants.models import ApiKey, Tenant
 from testing.stripe_server import StripeStandIn
 from testing.tenants import TenantFixture
@@ -27,44 +27,18 @@ def on_plan(tenant: TenantFixture, chosen: Plan) -> Tenant:
     return Tenant.objects.get(pk=tenant.tenant.pk)
 
 
-def plan(**fields: Any) -> Plan:
-    values: dict[str, Any] = {
-        "slug": f"plan-{uuid.uuid4().hex[:8]}",
-        "name": "Test plan",
-        "monthly_price_usd": Decimal("49.00"),
-        "included_tokens": 1_000_000,
-        "included_requests": 1_000,
-        "cap_mode": CapMode.SOFT,
-        "overage_usd_per_million_tokens": Decimal("2.0000"),
-    }
-    return Plan.objects.create(**{**values, **fields})
-
-
 def use(tenant: TenantFixture, tokens: int, at: datetime) -> None:
-    UsageEvent.objects.create(
-        request_id=f"req_{uuid.uuid4().hex}",
-        tenant=tenant.tenant,
-        prompt_tokens=tokens,
-        status=200,
-        created_at=at,
-    )
+    UsageEventFactory.create(tenant=tenant.tenant, prompt_tokens=tokens, created_at=at)
 
 
 def subscribe(tenant: TenantFixture, start: datetime, end: datetime) -> None:
-    BillingAccount.objects.create(
-        tenant_id=tenant.tenant.pk,
-        stripe_customer_id=f"cus_{uuid.uuid4().hex[:12]}",
-        subscription_status=SubscriptionStatus.ACTIVE,
-        subscription_created_at=start,
-        current_period_start=start,
-        current_period_end=end,
-    )
+    BillingAccountFactory.create(tenant=tenant.tenant, current_period_start=start, current_period_end=end)
 
 
 def test_the_preview_bills_overage_past_the_included_tokens_and_projects_the_period(
     tenant: TenantFixture,
 ) -> None:
-    fresh = on_plan(tenant, plan())
+    fresh = on_plan(tenant, PlanFactory.create())
     start = datetime(2026, 11, 1, tzinfo=UTC)
     subscribe(tenant, start, start + timedelta(days=30))
     use(tenant, 1_250_000, NOW - timedelta(days=1))
@@ -88,7 +62,7 @@ def test_the_preview_bills_overage_past_the_included_tokens_and_projects_the_per
 def test_the_preview_api_answers_for_the_keys_tenant_only(
     tenant: TenantFixture, other_tenant: TenantFixture, api_client: Any
 ) -> None:
-    on_plan(tenant, plan(cap_mode=CapMode.HARD, included_tokens=1_000))
+    on_plan(tenant, PlanFactory.create(cap_mode=CapMode.HARD, included_tokens=1_000))
     use(tenant, 800, timezone.now())
     use(other_tenant, 5_000, timezone.now())
 
@@ -112,8 +86,8 @@ def test_the_preview_api_answers_for_the_keys_tenant_only(
 
 
 def test_a_hard_cap_plan_caps_the_tenants_tokens_at_the_included_ones(tenant: TenantFixture) -> None:
-    hard = plan(cap_mode=CapMode.HARD, included_tokens=1_000, monthly_token_budget=5_000)
-    soft = plan(cap_mode=CapMode.SOFT, included_tokens=1_000, monthly_token_budget=5_000)
+    hard = PlanFactory.create(cap_mode=CapMode.HARD, included_tokens=1_000, monthly_token_budget=5_000)
+    soft = PlanFactory.create(cap_mode=CapMode.SOFT, included_tokens=1_000, monthly_token_budget=5_000)
 
     assert limits_for(ApiKey(), hard).tenant_monthly_tokens == 1_000
     assert limits_for(ApiKey(), soft).tenant_monthly_tokens == 5_000
@@ -154,7 +128,7 @@ def test_the_billing_page_offline_says_stripe_is_not_configured(tenant: TenantFi
 def test_the_billing_page_sends_owners_to_checkout_and_the_portal(
     tenant: TenantFixture, stripe: StripeStandIn
 ) -> None:
-    paid = plan(stripe_price_id="price_test_paid", stripe_metered_price_id="price_test_tokens")
+    paid = PlanFactory.create(stripe_price_id="price_test_paid", stripe_metered_price_id="price_test_tokens")
     browser = tenant.web_client()
 
     page = browser.get("/dashboard/billing/")
@@ -179,7 +153,7 @@ def test_the_billing_page_sends_owners_to_checkout_and_the_portal(
 
 
 def test_checkout_of_a_plan_not_sold_online_is_a_404(tenant: TenantFixture, stripe: StripeStandIn) -> None:
-    unsold = plan()
+    unsold = PlanFactory.create()
     before = len(stripe.checkout_sessions)
 
     response = tenant.web_client().post("/dashboard/billing/checkout/", {"plan": unsold.slug})
@@ -191,7 +165,7 @@ def test_checkout_of_a_plan_not_sold_online_is_a_404(tenant: TenantFixture, stri
 def test_checkout_is_refused_while_a_subscription_is_live(
     tenant: TenantFixture, stripe: StripeStandIn
 ) -> None:
-    paid = plan(stripe_price_id="price_test_paid")
+    paid = PlanFactory.create(stripe_price_id="price_test_paid")
     subscribe(tenant, timezone.now() - timedelta(days=1), timezone.now() + timedelta(days=29))
     before = len(stripe.checkout_sessions)
     browser = tenant.web_client()
@@ -209,16 +183,12 @@ def test_checkout_is_refused_while_a_subscription_is_live(
 def test_requests_the_limits_refused_are_not_counted_and_the_request_allowance_can_block(
     tenant: TenantFixture,
 ) -> None:
-    fresh = on_plan(tenant, plan(cap_mode=CapMode.HARD, included_tokens=10**6, included_requests=2))
-    use(tenant, 10, timezone.now())
-    use(tenant, 10, timezone.now())
-    UsageEvent.objects.create(
-        request_id=f"req_{uuid.uuid4().hex}",
-        tenant=tenant.tenant,
-        status=429,
-        error_type="tenant_request_budget",
-        created_at=timezone.now(),
+    fresh = on_plan(
+        tenant, PlanFactory.create(cap_mode=CapMode.HARD, included_tokens=10**6, included_requests=2)
     )
+    use(tenant, 10, timezone.now())
+    use(tenant, 10, timezone.now())
+    UsageEventFactory.create(tenant=tenant.tenant, model="", status=429, error_type="tenant_request_budget")
 
     preview = invoice_preview(fresh)
 

@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -23,10 +22,12 @@ import redis
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
+from pytest_django import Settings
 
 from billing import metering, tasks
 from billing.models import BillingAccount, SubscriptionStatus, UsageEvent
 from billing.stripe_api import stripe_client
+from billing.tests.factories import BillingAccountFactory, UsageEventFactory
 from testing.database import committed
 from testing.stripe_server import StripeStandIn
 from testing.tenants import TenantFixture
@@ -40,22 +41,12 @@ def metered(stripe: StripeStandIn, serving_tenant: TenantFixture) -> Iterator[tu
     started = timezone.now() - timedelta(hours=1)
 
     def setup() -> list[UsageEvent]:
-        BillingAccount.objects.create(
-            tenant_id=tenant.pk,
-            stripe_customer_id=customer,
-            subscription_status=SubscriptionStatus.ACTIVE,
-            subscription_created_at=started,
-            current_period_start=started,
-            current_period_end=started + timedelta(days=30),
-        )
+        BillingAccountFactory.create(tenant=tenant, stripe_customer_id=customer, current_period_start=started)
         return [
-            UsageEvent.objects.create(
-                request_id=f"req_{uuid.uuid4().hex}",
+            UsageEventFactory.create(
                 tenant=tenant,
-                model="sim-small",
                 prompt_tokens=0 if n == 0 else 10 * n,
                 completion_tokens=0 if n == 0 else n,
-                status=200,
                 created_at=started + timedelta(minutes=n),
             )
             for n in range(12)
@@ -135,20 +126,10 @@ def test_rows_before_the_subscription_or_of_unsubscribed_tenants_are_not_reporte
     stripe: StripeStandIn, metered: tuple[str, list[UsageEvent]], tenant: TenantFixture
 ) -> None:
     _, rows = metered
-    early = UsageEvent.objects.create(
-        request_id=f"req_{uuid.uuid4().hex}",
-        tenant=rows[0].tenant,
-        prompt_tokens=5,
-        status=200,
-        created_at=rows[0].created_at - timedelta(days=1),
+    early = UsageEventFactory.create(
+        tenant=rows[0].tenant, prompt_tokens=5, created_at=rows[0].created_at - timedelta(days=1)
     )
-    unsubscribed = UsageEvent.objects.create(
-        request_id=f"req_{uuid.uuid4().hex}",
-        tenant=tenant.tenant,
-        prompt_tokens=5,
-        status=200,
-        created_at=timezone.now(),
-    )
+    unsubscribed = UsageEventFactory.create(tenant=tenant.tenant, prompt_tokens=5)
 
     assert push().reported == 11  # the subscription's own rows went
 
@@ -168,12 +149,8 @@ def test_rows_served_before_a_subscription_ended_are_still_reported(
         )
     )
     later = committed(
-        lambda: UsageEvent.objects.create(
-            request_id=f"req_{uuid.uuid4().hex}",
-            tenant=rows[0].tenant,
-            prompt_tokens=5,
-            status=200,
-            created_at=rows[-1].created_at + timedelta(minutes=1),
+        lambda: UsageEventFactory.create(
+            tenant=rows[0].tenant, prompt_tokens=5, created_at=rows[-1].created_at + timedelta(minutes=1)
         )
     )
     try:
@@ -216,7 +193,9 @@ def test_a_429_without_retry_after_backs_off_exponentially(
     assert metering.BASE_BACKOFF_SECONDS / 2 <= result.backing_off_seconds <= metering.BASE_BACKOFF_SECONDS
 
 
-def test_offline_nothing_is_pushed(metered: tuple[str, list[UsageEvent]], stripe: StripeStandIn) -> None:
+def test_offline_nothing_is_pushed(
+    metered: tuple[str, list[UsageEvent]], stripe: StripeStandIn, settings: Settings
+) -> None:
     settings.STRIPE_SECRET_KEY = ""
 
     assert push().skipped == "offline"

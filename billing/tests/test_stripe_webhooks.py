@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from django.test import Client
 from django.utils import timezone
+from pytest_django import Settings
 
 from aiaas.celery import app
 from billing import tasks
@@ -140,9 +141,7 @@ def test_a_timestamp_just_within_the_tolerance_passes(stripe: StripeStandIn) -> 
         )
 
 
-def test_webhooks_are_refused_when_no_secret_is_configured(stripe: StripeStandIn) -> None:
-    from django.conf import settings
-
+def test_webhooks_are_refused_when_no_secret_is_configured(stripe: StripeStandIn, settings: Settings) -> None:
     settings.STRIPE_WEBHOOK_SECRETS = []
     payload = event_payload()
     response = post_webhook(payload, sign(payload, WEBHOOK_SECRET))
@@ -358,10 +357,8 @@ def test_a_real_worker_processes_a_stored_event(
 
 
 def test_an_event_that_needs_stripe_fails_clearly_when_stripe_is_not_configured(
-    subscribed: Subscribed, eager_tasks: None
+    subscribed: Subscribed, eager_tasks: None, settings: Settings
 ) -> None:
-    from django.conf import settings
-
     settings.STRIPE_SECRET_KEY = ""
     body = subscribed.events[-1]
 

@@ -9,6 +9,7 @@ from routing.catalog import load_catalog
 from routing.models import ModelAlias, ProviderModel
 from routing.policy import CheapestCapableTier, NoCapableModelError, RouteRequest
 from routing.services import register_simulated_provider
+from routing.tests.factories import ModelAliasFactory, ProviderModelFactory
 from testing.tenants import TenantFixture
 
 
@@ -35,12 +36,23 @@ def test_registering_the_simulated_provider_twice_changes_nothing(simulated: Non
 
 def test_an_alias_resolves_and_may_not_shadow_auto_or_a_model(simulated: None) -> None:
     target = ProviderModel.objects.get(model_id="sim-large")
-    ModelAlias.objects.create(alias="best", target=target)
+    ModelAliasFactory.create(alias="best", target=target)
 
     assert load_catalog().resolve("best").model_id == "sim-large"  # type: ignore[union-attr]
     for alias in ("auto", "sim-small"):
         with pytest.raises(ValidationError):
             ModelAlias(alias=alias, target=target).full_clean()
+
+
+def test_the_catalog_leaves_out_disabled_models_and_the_models_of_disabled_providers(db: None) -> None:
+    served = ProviderModelFactory.create()
+    disabled = ProviderModelFactory.create(provider=served.provider, is_enabled=False)
+    orphaned = ProviderModelFactory.create(provider__is_enabled=False)
+
+    catalog = load_catalog()
+
+    assert catalog.resolve(served.model_id) is not None
+    assert (catalog.resolve(disabled.model_id), catalog.resolve(orphaned.model_id)) == (None, None)
 
 
 def test_the_catalog_prices_a_request(simulated: None) -> None:

@@ -18,8 +18,9 @@ from routing.models import DEFAULT_ROUTER_VERSION, CanaryState, RouterVersion, T
 from routing.router import outcomes
 from routing.router.canary import check_canaries, start_canary
 from tenants.models import ApiKey
+from tenants.tests.factories import TenantFactory
 from testing.database import committed
-from testing.tenants import TenantFixture, make_test_tenant
+from testing.tenants import TenantFixture
 
 HARD = "Let p = (1, 2, 5, 4)(2, 3) in S_5 . Find the index of <p> in S_5.\nA. 8\nB. 2\nC. 24\nD. 120\nAnswer:"
 SCHEMA = {
@@ -120,7 +121,7 @@ def test_a_canary_that_loses_quality_is_rolled_back_automatically(
 ) -> None:
     monkeypatch.setattr("routing.router.cache.REFRESH_SECONDS", 0.0)
     suffix = uuid.uuid4().hex[:8]
-    canary_tenant: TenantFixture = committed(lambda: make_test_tenant(f"canary-{suffix}"))
+    canary_tenant: TenantFixture = committed(lambda: TenantFactory.create(slug=f"canary-{suffix}"))
     tenant_id, key = canary_tenant.tenant.pk, canary_tenant.admin_key
 
     def start() -> TenantRouting:

@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 
 from tenants.models import ApiKey, ApiKeyScope
 from tenants.selectors import find_usable_api_key
-from tenants.services import create_api_key
+from tenants.tests.factories import ApiKeyFactory
 from testing.tenants import TenantFixture
 
 KEYS_URL = "/api/v1/keys"
@@ -51,7 +51,7 @@ def test_the_list_shows_only_this_tenants_keys(
 
 
 def test_a_revoked_key_stops_working_at_once(api_client: APIClient, tenant: TenantFixture) -> None:
-    issued = create_api_key(tenant.tenant, name="short-lived", scopes=[ApiKeyScope.ADMIN])
+    issued = ApiKeyFactory.create(tenant=tenant.tenant, name="short-lived", scopes=[ApiKeyScope.ADMIN])
     client = tenant.api_client(issued.secret)
     assert client.get(KEYS_URL).status_code == 200
 
@@ -71,7 +71,7 @@ def test_a_revoked_key_stops_working_at_once(api_client: APIClient, tenant: Tena
 
 
 def test_a_key_without_the_admin_scope_cannot_manage_keys(tenant: TenantFixture) -> None:
-    issued = create_api_key(tenant.tenant, name="inference only", scopes=[ApiKeyScope.INFERENCE])
+    issued = ApiKeyFactory.create(tenant=tenant.tenant, name="inference only", scopes=[ApiKeyScope.INFERENCE])
 
     response = tenant.api_client(issued.secret).post(KEYS_URL, {"name": "escalate"}, format="json")
 
@@ -175,8 +175,7 @@ def test_last_used_is_recorded(api_client: APIClient, tenant: TenantFixture) -> 
 def test_the_list_pages_newest_first_with_limit_and_after(
     api_client: APIClient, tenant: TenantFixture
 ) -> None:
-    for number in range(3):
-        create_api_key(tenant.tenant, name=f"page-{number}", scopes=[ApiKeyScope.READ])
+    ApiKeyFactory.create_batch(3, tenant=tenant.tenant)
     all_ids = list(ApiKey.objects.filter(tenant=tenant.tenant).order_by("-id").values_list("id", flat=True))
 
     first = api_client.get(KEYS_URL, {"limit": 2}).json()
@@ -220,7 +219,7 @@ def stored_limits(api_key: ApiKey) -> tuple[object, ...]:
 def test_patch_renames_a_key_and_sets_its_limit_overrides(
     api_client: APIClient, tenant: TenantFixture
 ) -> None:
-    api_key = create_api_key(tenant.tenant, name="before", scopes=[ApiKeyScope.INFERENCE]).api_key
+    api_key = ApiKeyFactory.create(tenant=tenant.tenant, name="before").api_key
 
     response = api_client.patch(
         f"{KEYS_URL}/{api_key.pk}", {"name": "after", **LIMIT_OVERRIDES}, format="json"
@@ -241,7 +240,7 @@ def test_patch_renames_a_key_and_sets_its_limit_overrides(
 def test_patch_null_clears_an_override_and_leaves_absent_fields_alone(
     api_client: APIClient, tenant: TenantFixture
 ) -> None:
-    api_key = create_api_key(tenant.tenant, name="limited", scopes=[ApiKeyScope.INFERENCE]).api_key
+    api_key = ApiKeyFactory.create(tenant=tenant.tenant, name="limited").api_key
     assert api_client.patch(f"{KEYS_URL}/{api_key.pk}", LIMIT_OVERRIDES, format="json").status_code == 200
 
     response = api_client.patch(
@@ -295,7 +294,7 @@ def test_a_key_created_without_overrides_has_none(api_client: APIClient) -> None
 def test_an_invalid_patch_gets_a_400_naming_the_field_and_changes_nothing(
     api_client: APIClient, tenant: TenantFixture, body: dict[str, object], param: str, code: str
 ) -> None:
-    api_key = create_api_key(tenant.tenant, name="unchanged", scopes=[ApiKeyScope.INFERENCE]).api_key
+    api_key = ApiKeyFactory.create(tenant=tenant.tenant, name="unchanged").api_key
 
     response = api_client.patch(f"{KEYS_URL}/{api_key.pk}", body, format="json")
 
@@ -308,7 +307,7 @@ def test_an_invalid_patch_gets_a_400_naming_the_field_and_changes_nothing(
 def test_another_tenants_key_cannot_patch_a_key(
     tenant: TenantFixture, other_tenant: TenantFixture, outsider_client: APIClient
 ) -> None:
-    api_key = create_api_key(tenant.tenant, name="ours", scopes=[ApiKeyScope.INFERENCE]).api_key
+    api_key = ApiKeyFactory.create(tenant=tenant.tenant, name="ours").api_key
 
     foreign = outsider_client.patch(f"{KEYS_URL}/{api_key.pk}", {"name": "theirs"}, format="json")
     nonexistent = outsider_client.patch(f"{KEYS_URL}/987654321", {"name": "theirs"}, format="json")
@@ -319,7 +318,7 @@ def test_another_tenants_key_cannot_patch_a_key(
 
 
 def test_a_key_without_the_admin_scope_cannot_patch_keys(tenant: TenantFixture) -> None:
-    issued = create_api_key(tenant.tenant, name="inference only", scopes=[ApiKeyScope.INFERENCE])
+    issued = ApiKeyFactory.create(tenant=tenant.tenant, name="inference only", scopes=[ApiKeyScope.INFERENCE])
 
     response = tenant.api_client(issued.secret).patch(
         f"{KEYS_URL}/{issued.api_key.pk}", {"requests_per_minute": 1_000_000}, format="json"

@@ -1,0 +1,30 @@
+"""Settings for the test suite: production's, with what every test run changes.
+
+pytest uses this module (pyproject.toml); a single test that needs another value
+takes pytest-django's `settings` fixture or `override_settings`.
+"""
+
+from __future__ import annotations
+
+import os
+
+from aiaas.settings import *  # noqa: F403
+from aiaas.settings import DATABASES
+
+# One id per test run (and per xdist worker). Processes the tests start (a Celery
+# worker, a flusher killed on purpose) inherit it, so they share the run's streams.
+TEST_RUN_ID = os.environ.setdefault("AIAAS_TEST_RUN_ID", str(os.getpid())) + os.environ.get(
+    "PYTEST_XDIST_WORKER", ""
+)
+
+# A database of this run's own, so concurrent runs on one server never drop each other's.
+DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{TEST_RUN_ID}"}
+
+# PBKDF2's million rounds are the point in production and only cost in tests.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# This run's queued events, and the tasks it sends without a queue, stay out of a
+# development server's streams and queues on the same Redis.
+USAGE_STREAM = f"usage:events:test-{TEST_RUN_ID}"
+REQUEST_LOG_STREAM = f"request-logs:events:test-{TEST_RUN_ID}"
+CELERY_TASK_DEFAULT_QUEUE = f"test-{TEST_RUN_ID}"
