@@ -9,7 +9,8 @@ source: a rule broken anywhere fails here, naming the module and the import.
   gateway.transports.inprocess, is how agents and other platform work call
   the gateway.)
 - routing/ is the router only: it never imports the gateway.
-- Production code never imports the `testing` package (images do not ship it).
+- Production code never imports the `testing` package, and images do not ship
+  it (nor tests and benches).
 """
 
 from __future__ import annotations
@@ -38,12 +39,18 @@ COMPOSITION_ROOTS = {"aiaas/asgi.py", "aiaas/urls_api.py", "aiaas/urls_public.py
 TRANSPORT_PACKAGES = ("api", "web")
 
 
-def production_modules() -> Iterator[Path]:
-    for package in (*DOMAIN_APPS, "aiaas"):
-        for path in sorted((ROOT / package).rglob("*.py")):
-            parts = path.relative_to(ROOT).parts
-            if "tests" in parts or "migrations" in parts:
-                continue
+# Test-only code: helpers, app tests, benchmarks and the pytest root configuration.
+TEST_ONLY_DIRECTORIES = frozenset({"tests", "testing", "bench"})
+TEST_ONLY_FILES = frozenset({"conftest.py"})
+
+
+def production_modules(directory: Path = ROOT) -> Iterator[Path]:
+    for path in sorted(directory.iterdir()):
+        if path.name.startswith(".") or path.is_symlink() or path.name == "migrations":
+            continue
+        if path.is_dir() and path.name not in TEST_ONLY_DIRECTORIES:
+            yield from production_modules(path)
+        elif path.suffix == ".py" and path.name not in TEST_ONLY_FILES:
             yield path
 
 
@@ -89,7 +96,17 @@ def violations() -> Iterator[str]:
 
 
 def test_the_layers_import_only_downward() -> None:
+    modules = list(production_modules())
+
+    assert ROOT / "manage.py" in modules  # the walk reaches the code
+    assert ROOT / "gateway" / "service.py" in modules
     assert sorted(set(violations())) == []
+
+
+def test_the_image_leaves_the_test_only_code_out() -> None:
+    ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()}
+
+    assert {"testing", "bench", "conftest.py", "**/tests"} <= ignored
 
 
 @pytest.mark.parametrize(
