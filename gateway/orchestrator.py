@@ -277,6 +277,9 @@ class ContinuedStream:
     deadline: Deadline
     outcome: Outcome
     text: list[str] = field(default_factory=list)
+    # How many of `text`'s pieces the reader took, and whether it stopped reading.
+    delivered: int = 0
+    reader_left: bool = False
     relayed_structured_deltas: bool = False
     reported_usage: bool = False
     queue: asyncio.Queue[ChatEvent | None] = field(default_factory=lambda: asyncio.Queue(maxsize=64))
@@ -313,18 +316,28 @@ class ContinuedStream:
                     FailureKind.UNRESUMABLE, f"{error}; tool-call output cannot be resumed"
                 ) from None
             raise
+        except asyncio.CancelledError:
+            # Cut short (the reader left, the deadline, a shutdown): the prompt was
+            # sent, and what was produced is paid for; a reader that left pays for
+            # what it took.
+            if not self.reported_usage:
+                self.estimate_usage(model, body, started_with, self.delivered if self.reader_left else None)
+            raise
         if not self.reported_usage:
             self.estimate_usage(model, body, started_with)
         return finish_reason
 
-    def estimate_usage(self, model: ModelSpec, body: dict[str, Any], started_with: int) -> None:
-        """A stream that sent no usage may still be billed for what it produced:
-        count an estimate, marked as such."""
+    def estimate_usage(
+        self, model: ModelSpec, body: dict[str, Any], started_with: int, until: int | None = None
+    ) -> None:
+        """A stream that sent no usage may still be billed for what it produced
+        (up to piece `until`): count an estimate, marked as such."""
         prompt = " ".join(str(message.get("content") or "") for message in body["messages"])
+        produced = self.text[started_with:until] if until is None or until > started_with else []
         self.outcome.usage.count(
             model,
             estimate_tokens(prompt, len(body["messages"])),
-            estimate_tokens("".join(self.text[started_with:])),
+            estimate_tokens("".join(produced)) if produced else 0,
         )
         self.outcome.usage.estimated = True
 
@@ -375,8 +388,11 @@ class ContinuedStream:
         producer = asyncio.create_task(self.produce())
         try:
             while (event := await self.queue.get()) is not None:
+                if isinstance(event, ChatDelta) and isinstance(event.delta.get("content"), str):
+                    self.delivered += 1
                 yield event
         finally:
+            self.reader_left = True
             producer.cancel()
             # Take what it still puts: a cancellation that Python 3.11's wait_for
             # swallowed must not leave it blocked on a queue nobody reads.
