@@ -33,6 +33,7 @@ from agents.events import (
     CompensationSucceeded,
     EventData,
     EventType,
+    Outcome,
     RunFinished,
     RunState,
     StepFailed,
@@ -279,7 +280,7 @@ class Execution:
             succeeded = succeeded and done == "succeeded"
         return succeeded
 
-    def compensate_call(self, call: ToolCall) -> str:
+    def compensate_call(self, call: ToolCall) -> Outcome:
         self.record(CompensationStarted(), call.step_id, key=f"compensation.started:{call.step_id}")
         key = f"compensation.outcome:{call.step_id}"
         try:

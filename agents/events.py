@@ -321,6 +321,9 @@ def finish(run: Run, finished: RunFinished) -> list[str]:
     return ["status", "finished_at", "output", "error"]
 
 
+Outcome = Literal["succeeded", "failed"]
+
+
 @dataclass
 class StepRecord:
     status: Literal["started", "succeeded", "failed"] = "started"
@@ -335,7 +338,7 @@ class ToolCall:
     tool: str
     input: Any
     idempotency_key: str
-    outcome: str = ""  # "", "succeeded", "failed"
+    outcome: Outcome | None = None  # None: not recorded
     applied: str = "unknown"  # whether a failed call may have had its effect: "unknown" or "no"
     output: Any = None
     error: str = ""
@@ -350,7 +353,7 @@ class RunState:
     cancel_requested: bool = False
     steps: dict[str, StepRecord] = field(default_factory=dict)
     tool_calls: dict[str, ToolCall] = field(default_factory=dict)  # by step id, in request order
-    compensations: dict[str, str] = field(default_factory=dict)  # step id -> outcome
+    compensations: dict[str, Outcome] = field(default_factory=dict)  # by step id
     cost_usd: Decimal = Decimal(0)
     steps_executed: int = 0
 
