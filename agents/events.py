@@ -6,16 +6,19 @@ totals), so a reader never sees one without the other. An event with a `key`
 already recorded is not appended again: that is what makes a redelivered task
 or a resumed run harmless.
 
-`fold` rebuilds what a run has done from its events alone; the executor
+Each type's data has a class (StepStarted, ToolRequested, ...): the executor
+writes `EventData.data()`, and `decode` reads a recorded event back into its
+class. `fold` rebuilds what a run has done from its events alone; the executor
 resumes from it after a crash.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
-from typing import Any
+from enum import StrEnum
+from typing import Any, ClassVar, Literal, Self, cast
 
 import redis
 from django.db import IntegrityError, transaction
@@ -28,27 +31,49 @@ from tenants.context import current_schema_name
 
 logger = logging.getLogger(__name__)
 
-# Event types
-RUN_QUEUED = "run.queued"
-RUN_STARTED = "run.started"
-RUN_RESUMED = "run.resumed"
-RUN_CANCEL_REQUESTED = "run.cancel_requested"
-STEP_STARTED = "step.started"
-STEP_SUCCEEDED = "step.succeeded"
-STEP_FAILED = "step.failed"
-LLM_USAGE = "llm.usage"
-TOOL_REQUESTED = "tool.call.requested"
-TOOL_SUCCEEDED = "tool.call.succeeded"
-TOOL_FAILED = "tool.call.failed"
-COMPENSATION_STARTED = "compensation.started"
-COMPENSATION_SUCCEEDED = "compensation.succeeded"
-COMPENSATION_FAILED = "compensation.failed"
+
+class EventType(StrEnum):
+    RUN_QUEUED = "run.queued"
+    RUN_STARTED = "run.started"
+    RUN_RESUMED = "run.resumed"
+    RUN_CANCEL_REQUESTED = "run.cancel_requested"
+    STEP_STARTED = "step.started"
+    STEP_SUCCEEDED = "step.succeeded"
+    STEP_FAILED = "step.failed"
+    LLM_USAGE = "llm.usage"
+    TOOL_REQUESTED = "tool.call.requested"
+    TOOL_SUCCEEDED = "tool.call.succeeded"
+    TOOL_FAILED = "tool.call.failed"
+    COMPENSATION_STARTED = "compensation.started"
+    COMPENSATION_SUCCEEDED = "compensation.succeeded"
+    COMPENSATION_FAILED = "compensation.failed"
+    RUN_SUCCEEDED = "run.succeeded"
+    RUN_FAILED = "run.failed"
+    RUN_CANCELLED = "run.cancelled"
+    RUN_COMPENSATED = "run.compensated"
+    RUN_COMPENSATION_FAILED = "run.compensation_failed"
+
+
+RUN_QUEUED = EventType.RUN_QUEUED
+RUN_STARTED = EventType.RUN_STARTED
+RUN_RESUMED = EventType.RUN_RESUMED
+RUN_CANCEL_REQUESTED = EventType.RUN_CANCEL_REQUESTED
+STEP_STARTED = EventType.STEP_STARTED
+STEP_SUCCEEDED = EventType.STEP_SUCCEEDED
+STEP_FAILED = EventType.STEP_FAILED
+LLM_USAGE = EventType.LLM_USAGE
+TOOL_REQUESTED = EventType.TOOL_REQUESTED
+TOOL_SUCCEEDED = EventType.TOOL_SUCCEEDED
+TOOL_FAILED = EventType.TOOL_FAILED
+COMPENSATION_STARTED = EventType.COMPENSATION_STARTED
+COMPENSATION_SUCCEEDED = EventType.COMPENSATION_SUCCEEDED
+COMPENSATION_FAILED = EventType.COMPENSATION_FAILED
 FINAL_EVENTS = {
-    "run.succeeded": RunStatus.SUCCEEDED,
-    "run.failed": RunStatus.FAILED,
-    "run.cancelled": RunStatus.CANCELLED,
-    "run.compensated": RunStatus.COMPENSATED,
-    "run.compensation_failed": RunStatus.COMPENSATION_FAILED,
+    EventType.RUN_SUCCEEDED: RunStatus.SUCCEEDED,
+    EventType.RUN_FAILED: RunStatus.FAILED,
+    EventType.RUN_CANCELLED: RunStatus.CANCELLED,
+    EventType.RUN_COMPENSATED: RunStatus.COMPENSATED,
+    EventType.RUN_COMPENSATION_FAILED: RunStatus.COMPENSATION_FAILED,
 }
 
 
@@ -88,7 +113,7 @@ def append(
                 return None  # a finished run's log is closed
             seq = (locked.events.aggregate(last=Max("seq"))["last"] or 0) + 1
             event = RunEvent.objects.create(
-                run=locked, seq=seq, type=type, step_id=step_id, key=key or f"{type}#{seq}", data=data
+                run=locked, seq=seq, type=str(type), step_id=step_id, key=key or f"{type}#{seq}", data=data
             )
             changed = project(locked, event)
             if changed:
@@ -102,35 +127,206 @@ def append(
     return event
 
 
+# What events say: one class per type, written by `data()` and read by `decode`.
+
+
+class EventData:
+    """An event's type and data, typed. A field with a default may be missing from
+    events recorded before it was added."""
+
+    TYPE: ClassVar[EventType]
+
+    @property
+    def type(self) -> EventType:
+        return self.TYPE
+
+    def data(self) -> dict[str, Any]:
+        values = {item.name: getattr(self, item.name) for item in fields(cast(Any, self))}
+        return {name: str(value) if isinstance(value, Decimal) else value for name, value in values.items()}
+
+    @classmethod
+    def from_data(cls, event_type: str, data: dict[str, Any]) -> Self:
+        return cls(**{item.name: data[item.name] for item in fields(cast(Any, cls)) if item.name in data})
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunStarted(EventData):
+    TYPE = EventType.RUN_STARTED
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunResumed(EventData):
+    TYPE = EventType.RUN_RESUMED
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunCancelRequested(EventData):
+    TYPE = EventType.RUN_CANCEL_REQUESTED
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepStarted(EventData):
+    TYPE = EventType.STEP_STARTED
+    kind: str = ""
+    attempt: int = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepSucceeded(EventData):
+    TYPE = EventType.STEP_SUCCEEDED
+    output: Any = None
+    attempt: int = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepFailed(EventData):
+    TYPE = EventType.STEP_FAILED
+    error: str = ""
+    attempt: int = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class LlmUsage(EventData):
+    TYPE = EventType.LLM_USAGE
+    request_id: str
+    model: str
+    tier: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: Decimal
+
+    @classmethod
+    def from_data(cls, event_type: str, data: dict[str, Any]) -> Self:
+        return super().from_data(event_type, {**data, "cost_usd": Decimal(data["cost_usd"])})
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToolRequested(EventData):
+    TYPE = EventType.TOOL_REQUESTED
+    tool: str
+    version: str = ""
+    side_effect: str = ""
+    input: Any
+    idempotency_key: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToolSucceeded(EventData):
+    TYPE = EventType.TOOL_SUCCEEDED
+    output: Any = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToolFailed(EventData):
+    """`applied`: whether the failed call may have had its effect, "unknown" or "no"."""
+
+    TYPE = EventType.TOOL_FAILED
+    error: str = ""
+    applied: str = "unknown"
+
+
+@dataclass(frozen=True, kw_only=True)
+class CompensationStarted(EventData):
+    TYPE = EventType.COMPENSATION_STARTED
+
+
+@dataclass(frozen=True, kw_only=True)
+class CompensationSucceeded(EventData):
+    TYPE = EventType.COMPENSATION_SUCCEEDED
+    output: Any = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CompensationFailed(EventData):
+    TYPE = EventType.COMPENSATION_FAILED
+    error: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunFinished(EventData):
+    """The final event: succeeded with `output`, or ended (`outcome`) with `error`."""
+
+    outcome: EventType
+    output: Any = None
+    error: str = ""
+
+    @property
+    def type(self) -> EventType:
+        return self.outcome
+
+    def data(self) -> dict[str, Any]:
+        if self.outcome == EventType.RUN_SUCCEEDED:
+            return {"output": self.output}
+        return {"error": self.error}
+
+    @classmethod
+    def from_data(cls, event_type: str, data: dict[str, Any]) -> Self:
+        return cls(outcome=EventType(event_type), output=data.get("output"), error=data.get("error", ""))
+
+
+SIMPLE_EVENT_CLASSES: tuple[type[EventData], ...] = (
+    RunStarted,
+    RunResumed,
+    RunCancelRequested,
+    StepStarted,
+    StepSucceeded,
+    StepFailed,
+    LlmUsage,
+    ToolRequested,
+    ToolSucceeded,
+    ToolFailed,
+    CompensationStarted,
+    CompensationSucceeded,
+    CompensationFailed,
+)
+EVENT_CLASSES: dict[str, type[EventData]] = {
+    **{str(cls.TYPE): cls for cls in SIMPLE_EVENT_CLASSES},
+    **{str(final): RunFinished for final in FINAL_EVENTS},
+}
+
+
+def decode(event: RunEvent) -> EventData | None:
+    """The typed form of a recorded event (None for a type the executor does not read)."""
+    cls = EVENT_CLASSES.get(event.type)
+    return cls.from_data(event.type, event.data) if cls is not None else None
+
+
 def project(run: Run, event: RunEvent) -> list[str]:
     """Apply `event` to the run row; the names of the fields it changed."""
-    data = event.data
-    if event.type in (RUN_STARTED, RUN_RESUMED):
-        run.status = RunStatus.RUNNING
-        if run.started_at is None:
-            run.started_at = event.created_at
-            return ["status", "started_at"]
-        return ["status"]
-    if event.type == STEP_STARTED:
-        run.steps_executed += 1
-        return ["steps_executed"]
-    if event.type == LLM_USAGE:
-        run.cost_usd += Decimal(data["cost_usd"])
-        run.prompt_tokens += data["prompt_tokens"]
-        run.completion_tokens += data["completion_tokens"]
-        return ["cost_usd", "prompt_tokens", "completion_tokens"]
-    if event.type in FINAL_EVENTS:
-        run.status = FINAL_EVENTS[event.type]
-        run.finished_at = timezone.now()
-        run.output = data.get("output")
-        run.error = data.get("error", "")
-        return ["status", "finished_at", "output", "error"]
+    match decode(event):
+        case RunStarted() | RunResumed():
+            run.status = RunStatus.RUNNING
+            if run.started_at is None:
+                run.started_at = event.created_at
+                return ["status", "started_at"]
+            return ["status"]
+        case StepStarted():
+            run.steps_executed += 1
+            return ["steps_executed"]
+        case LlmUsage() as usage:
+            run.cost_usd += usage.cost_usd
+            run.prompt_tokens += usage.prompt_tokens
+            run.completion_tokens += usage.completion_tokens
+            return ["cost_usd", "prompt_tokens", "completion_tokens"]
+        case RunFinished() as finished:
+            return finish(run, finished)
     return []
+
+
+def finish(run: Run, finished: RunFinished) -> list[str]:
+    run.status = FINAL_EVENTS[finished.outcome]
+    run.finished_at = timezone.now()
+    run.output = finished.output
+    run.error = finished.error
+    return ["status", "finished_at", "output", "error"]
+
+
+Outcome = Literal["succeeded", "failed"]
 
 
 @dataclass
 class StepRecord:
-    status: str = "started"
+    status: Literal["started", "succeeded", "failed"] = "started"
     output: Any = None
     error: str = ""
     attempt: int = 0
@@ -142,7 +338,7 @@ class ToolCall:
     tool: str
     input: Any
     idempotency_key: str
-    outcome: str = ""  # "", "succeeded", "failed"
+    outcome: Outcome | None = None  # None: not recorded
     applied: str = "unknown"  # whether a failed call may have had its effect: "unknown" or "no"
     output: Any = None
     error: str = ""
@@ -157,39 +353,50 @@ class RunState:
     cancel_requested: bool = False
     steps: dict[str, StepRecord] = field(default_factory=dict)
     tool_calls: dict[str, ToolCall] = field(default_factory=dict)  # by step id, in request order
-    compensations: dict[str, str] = field(default_factory=dict)  # step id -> outcome
+    compensations: dict[str, Outcome] = field(default_factory=dict)  # by step id
     cost_usd: Decimal = Decimal(0)
     steps_executed: int = 0
 
     def apply(self, event: RunEvent) -> None:
-        data, step_id = event.data, event.step_id
-        if event.type in (RUN_STARTED, RUN_RESUMED):
-            self.started = True
-        elif event.type == RUN_CANCEL_REQUESTED:
-            self.cancel_requested = True
-        elif event.type == STEP_STARTED:
-            self.steps_executed += 1
-            self.steps[step_id] = StepRecord(attempt=data.get("attempt", 1))
-        elif event.type == STEP_SUCCEEDED:
-            self.steps[step_id] = StepRecord("succeeded", data.get("output"), attempt=data.get("attempt", 1))
-        elif event.type == STEP_FAILED:
-            self.steps[step_id] = StepRecord(
-                "failed", error=data.get("error", ""), attempt=data.get("attempt", 1)
+        step_id = event.step_id
+        match decode(event):
+            case RunStarted() | RunResumed():
+                self.started = True
+            case RunCancelRequested():
+                self.cancel_requested = True
+            case StepStarted(attempt=attempt):
+                self.steps_executed += 1
+                self.steps[step_id] = StepRecord(attempt=attempt)
+            case StepSucceeded(output=output, attempt=attempt):
+                self.steps[step_id] = StepRecord("succeeded", output, attempt=attempt)
+            case StepFailed(error=error, attempt=attempt):
+                self.steps[step_id] = StepRecord("failed", error=error, attempt=attempt)
+            case LlmUsage(cost_usd=cost):
+                self.cost_usd += cost
+            case ToolRequested() as requested:
+                self.tool_calls[step_id] = ToolCall(
+                    step_id, requested.tool, requested.input, requested.idempotency_key
+                )
+            case ToolSucceeded() | ToolFailed() as outcome:
+                self.apply_tool_outcome(step_id, outcome)
+            case CompensationSucceeded():
+                self.compensations[step_id] = "succeeded"
+            case CompensationFailed():
+                self.compensations[step_id] = "failed"
+            case RunFinished():
+                self.finished = True
+
+    def apply_tool_outcome(self, step_id: str, outcome: ToolSucceeded | ToolFailed) -> None:
+        call = self.tool_calls[step_id]
+        if isinstance(outcome, ToolSucceeded):
+            call.outcome, call.output, call.applied, call.error = "succeeded", outcome.output, "unknown", ""
+        else:
+            call.outcome, call.output, call.applied, call.error = (
+                "failed",
+                None,
+                outcome.applied,
+                outcome.error,
             )
-        elif event.type == LLM_USAGE:
-            self.cost_usd += Decimal(data["cost_usd"])
-        elif event.type == TOOL_REQUESTED:
-            self.tool_calls[step_id] = ToolCall(step_id, data["tool"], data["input"], data["idempotency_key"])
-        elif event.type in (TOOL_SUCCEEDED, TOOL_FAILED):
-            call = self.tool_calls[step_id]
-            call.outcome = "succeeded" if event.type == TOOL_SUCCEEDED else "failed"
-            call.output = data.get("output")
-            call.applied = data.get("applied", "unknown")
-            call.error = data.get("error", "")
-        elif event.type in (COMPENSATION_SUCCEEDED, COMPENSATION_FAILED):
-            self.compensations[step_id] = event.type.rsplit(".", 1)[1]
-        elif event.type in FINAL_EVENTS:
-            self.finished = True
 
 
 def fold(events: list[RunEvent]) -> RunState:

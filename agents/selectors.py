@@ -6,6 +6,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
+from agents.events import EventType
 from agents.models import Agent, Prompt, Run, RunEvent, RunStatus
 
 
@@ -34,7 +35,7 @@ def compensation_alerts() -> QuerySet[Run]:
 def step_outputs(run: Run) -> dict[str, Any]:
     """Each step's last recorded output, by step id (for the replay diff)."""
     outputs: dict[str, Any] = {}
-    for event in run.events.filter(type="step.succeeded").order_by("seq"):
+    for event in run.events.filter(type=EventType.STEP_SUCCEEDED).order_by("seq"):
         outputs[event.step_id] = event.data.get("output")
     return outputs
 

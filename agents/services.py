@@ -190,7 +190,10 @@ def cancel_run(run: Run) -> Run:
     events.append(run, events.RUN_CANCEL_REQUESTED, key="run.cancel_requested")
     run.refresh_from_db()
     if run.status == RunStatus.QUEUED:
-        events.append(run, "run.cancelled", key="run.finished", data={"error": "cancelled before it started"})
+        cancelled = events.RunFinished(
+            outcome=events.EventType.RUN_CANCELLED, error="cancelled before it started"
+        )
+        events.append(run, cancelled.type, key="run.finished", data=cancelled.data())
         run.refresh_from_db()
     return run
 

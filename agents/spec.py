@@ -8,6 +8,9 @@ Composition: `fragments` are named step lists a step includes with
 `{use: <fragment>}`; they are expanded when the spec is compiled. `overlays`
 are per-environment overrides (budget, output, and fields of steps by id)
 applied when a run starts in that environment.
+
+Validation reads the spec as JSON (the JSON Schema is in agents/spec_schema.py);
+`parse_workflow` then turns a validated spec into typed steps for the executor.
 """
 
 from __future__ import annotations
@@ -23,137 +26,24 @@ import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, best_match
 
+from agents.spec_schema import VALIDATOR
+from agents.steps.definitions import (
+    DEFAULT_RETRY_ATTEMPTS,
+    MAX_MAP_ITEMS,
+    ConditionStep,
+    LlmStep,
+    MapStep,
+    Retry,
+    Step,
+    StepKind,
+    ToolStep,
+    ValidateStep,
+)
 from agents.templating import TemplateError, check_template
 
-STEP_KINDS = ("llm", "tool", "condition", "map", "validate")
 MAX_SPEC_BYTES = 256 * 1024
-MAX_RETRY_ATTEMPTS = 5
 MAX_DEPTH = 64  # nesting of any JSON value in a spec or a run's input
 MAX_TOTAL_STEPS = 1_000  # after fragments are expanded, nested steps included
-
-_ID = {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"}
-_TEMPLATE = {"type": "string", "minLength": 1, "maxLength": 20_000}
-_JSON_SCHEMA = {"type": "object"}
-_COMMON = {"id": _ID, "kind": {"enum": list(STEP_KINDS)}, "description": {"type": "string"}}
-_KIND_SCHEMAS: dict[str, dict[str, Any]] = {
-    "llm": {
-        "properties": {
-            **_COMMON,
-            "model": {"type": "string", "minLength": 1, "maxLength": 200},
-            "system": _TEMPLATE,
-            "prompt": _TEMPLATE,
-            "prompt_ref": {
-                "type": "object",
-                "required": ["name"],
-                "additionalProperties": False,
-                "properties": {"name": {"type": "string"}, "version": {"type": "integer", "minimum": 1}},
-            },
-            "output_schema": _JSON_SCHEMA,
-            "max_tokens": {"type": "integer", "minimum": 1, "maximum": 100_000},
-            "temperature": {"type": "number", "minimum": 0, "maximum": 2},
-        },
-        "oneOf": [{"required": ["prompt"]}, {"required": ["prompt_ref"]}],
-    },
-    "tool": {
-        "properties": {**_COMMON, "tool": {"type": "string", "minLength": 1}, "input": {}},
-        "required": ["tool"],
-    },
-    "condition": {
-        "properties": {
-            **_COMMON,
-            "if": _TEMPLATE,
-            "then": {"$ref": "#/$defs/steps"},
-            "else": {"$ref": "#/$defs/steps"},
-        },
-        "required": ["if", "then"],
-    },
-    "map": {
-        "properties": {
-            **_COMMON,
-            "over": _TEMPLATE,
-            "step": {"$ref": "#/$defs/step"},
-            "max_items": {"type": "integer", "minimum": 1, "maximum": 1000},
-        },
-        "required": ["over", "step"],
-    },
-    "validate": {
-        "properties": {
-            **_COMMON,
-            "value": {},
-            "schema": _JSON_SCHEMA,
-            "retry": {
-                "type": "object",
-                "required": ["step"],
-                "additionalProperties": False,
-                "properties": {
-                    "step": _ID,
-                    "max_attempts": {"type": "integer", "minimum": 1, "maximum": MAX_RETRY_ATTEMPTS},
-                },
-            },
-        },
-        "required": ["value", "schema"],
-    },
-}
-
-WORKFLOW_SCHEMA: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "type": "object",
-    "required": ["name", "steps"],
-    "additionalProperties": False,
-    "properties": {
-        "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"},
-        "description": {"type": "string"},
-        "input_schema": _JSON_SCHEMA,
-        "steps": {"$ref": "#/$defs/steps"},
-        "output": {},
-        "budget": {"$ref": "#/$defs/budget"},
-        "fragments": {"type": "object", "additionalProperties": {"$ref": "#/$defs/steps"}},
-        "overlays": {
-            "type": "object",
-            "additionalProperties": {
-                "type": "object",
-                "additionalProperties": False,
-                "properties": {
-                    "budget": {"$ref": "#/$defs/budget"},
-                    "output": {},
-                    "steps": {"type": "object", "additionalProperties": {"type": "object"}},
-                },
-            },
-        },
-    },
-    "$defs": {
-        "steps": {"type": "array", "minItems": 1, "maxItems": 200, "items": {"$ref": "#/$defs/step"}},
-        "step": {
-            "type": "object",
-            "if": {"required": ["use"]},
-            "then": {
-                "additionalProperties": False,
-                "properties": {"use": {"type": "string"}},
-            },
-            "else": {
-                "required": ["id", "kind"],
-                "properties": {"kind": {"enum": list(STEP_KINDS)}},
-                "allOf": [
-                    {
-                        "if": {"properties": {"kind": {"const": kind}}, "required": ["kind"]},
-                        "then": {**schema, "additionalProperties": False},
-                    }
-                    for kind, schema in _KIND_SCHEMAS.items()
-                ],
-            },
-        },
-        "budget": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {
-                "max_cost_usd": {"type": "number", "minimum": 0},
-                "max_steps": {"type": "integer", "minimum": 1, "maximum": 10_000},
-                "max_seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 86_400},
-            },
-        },
-    },
-}
-VALIDATOR = Draft202012Validator(WORKFLOW_SCHEMA)
 
 
 class SpecError(ValueError):
@@ -474,3 +364,67 @@ def apply_overlay(spec: dict[str, Any], environment: str) -> dict[str, Any]:
 
 def spec_text(spec: dict[str, Any]) -> str:
     return json.dumps(spec, indent=2, sort_keys=False)
+
+
+@dataclass(frozen=True)
+class OutputTemplate:
+    """The spec's `output`: a template (any JSON value) rendered when the run succeeds."""
+
+    value: Any
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """A run's spec, typed. `output` None: the run's output is its last top-level step's."""
+
+    steps: tuple[Step, ...]
+    output: OutputTemplate | None
+    budget: dict[str, Any]
+
+
+def parse_workflow(spec: dict[str, Any]) -> Workflow:
+    """The typed form of a validated spec (a run's: overlay applied, prompts frozen)."""
+    return Workflow(
+        steps=parse_steps(spec["steps"]),
+        output=OutputTemplate(spec["output"]) if "output" in spec else None,
+        budget=dict(spec.get("budget", {})),
+    )
+
+
+def parse_steps(steps: list[dict[str, Any]]) -> tuple[Step, ...]:
+    return tuple(parse_step(step) for step in steps)
+
+
+def parse_step(step: dict[str, Any]) -> Step:
+    kind = StepKind(step["kind"])
+    common = {"id": step["id"], "description": step.get("description", "")}
+    if kind is StepKind.LLM:
+        return parse_llm(step, common)
+    if kind is StepKind.TOOL:
+        return ToolStep(**common, tool=step["tool"], input=step.get("input", {}))
+    if kind is StepKind.CONDITION:
+        then, otherwise = parse_steps(step["then"]), parse_steps(step.get("else", []))
+        return ConditionStep(**common, condition=step["if"], then=then, otherwise=otherwise)
+    if kind is StepKind.MAP:
+        inner, max_items = parse_step(step["step"]), step.get("max_items", MAX_MAP_ITEMS)
+        return MapStep(**common, over=step["over"], step=inner, max_items=max_items)
+    return ValidateStep(**common, value=step["value"], schema=step["schema"], retry=parse_retry(step))
+
+
+def parse_llm(step: dict[str, Any], common: dict[str, Any]) -> LlmStep:
+    return LlmStep(
+        **common,
+        prompt=step["prompt"],
+        system=step.get("system"),
+        model=step.get("model", "auto"),
+        output_schema=step.get("output_schema"),
+        max_tokens=step.get("max_tokens"),
+        temperature=step.get("temperature"),
+    )
+
+
+def parse_retry(step: dict[str, Any]) -> Retry | None:
+    retry = step.get("retry")
+    if retry is None:
+        return None
+    return Retry(step=retry["step"], max_attempts=retry.get("max_attempts", DEFAULT_RETRY_ATTEMPTS))
