@@ -56,6 +56,7 @@ from agents.tools.manifests import load_registry
 from gateway.errors import GatewayError
 from tenants.context import current_schema_name
 from tenants.models import ApiKey
+from tenants.selectors import usable_api_key_by_id
 
 logger = logging.getLogger(__name__)
 
@@ -149,9 +150,8 @@ class Execution:
         return self.steps_by_id[step_id]
 
     def api_key(self) -> ApiKey:
-        keys = ApiKey.objects.select_related("tenant", "tenant__plan")
-        api_key = keys.filter(pk=self.run.api_key_id).first() if self.run.api_key_id else None
-        if api_key is None or not api_key.is_usable() or not api_key.tenant.is_active:
+        api_key = usable_api_key_by_id(self.run.api_key_id) if self.run.api_key_id else None
+        if api_key is None:
             raise StepError("the API key that started this run is no longer usable")
         return api_key
 

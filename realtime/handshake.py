@@ -20,6 +20,7 @@ from gateway.errors import GatewayError
 from gateway.service import server_clients
 from realtime.tokens import take_stream_token
 from tenants.models import ApiKey, ApiKeyScope
+from tenants.selectors import usable_api_key_by_id
 
 
 class HandshakeRefusedError(Exception):
@@ -82,19 +83,9 @@ async def key_for_token(token: str, purpose: str, stream_id: str | None, origin:
     claims = await take_stream_token(server_clients.redis, token)
     if claims is None or not claims.allows(purpose, stream_id, origin.lower() if origin else None):
         raise INVALID_TOKEN
-    api_key = await sync_to_async(usable_api_key, thread_sensitive=False)(claims.api_key_id, claims.tenant_id)
+    api_key = await sync_to_async(usable_api_key_by_id, thread_sensitive=False)(
+        claims.api_key_id, claims.tenant_id
+    )
     if api_key is None or not api_key.has_scope(ApiKeyScope.INFERENCE):
         raise INVALID_TOKEN
     return api_key
-
-
-def usable_api_key(api_key_id: int, tenant_id: int) -> ApiKey | None:
-    """The key a token was minted with, if it is still usable (not revoked or expired)."""
-    api_key = (
-        # As tenants.selectors.find_usable_api_key: the billing account carries the
-        # tenant's billing period, which billing.limits.limits_for reads only when loaded.
-        ApiKey.objects.select_related("tenant", "tenant__plan", "tenant__billing_account")
-        .filter(pk=api_key_id, tenant_id=tenant_id, tenant__is_active=True)
-        .first()
-    )
-    return api_key if api_key is not None and api_key.is_usable() else None

@@ -20,15 +20,27 @@ def find_usable_api_key(raw_key: str) -> ApiKey | None:
     match = API_KEY_PATTERN.fullmatch(raw_key.strip())
     if match is None:
         return None
-    api_key = (
-        # The billing account carries the tenant's billing period (billing.limits.limits_for).
-        ApiKey.objects.select_related("tenant", "tenant__plan", "tenant__billing_account")
-        .filter(prefix=match["prefix"], tenant__is_active=True)
-        .first()
-    )
+    api_key = metered_api_keys().filter(prefix=match["prefix"], tenant__is_active=True).first()
     if api_key is None or not api_key.secret_matches(match["secret"]) or not api_key.is_usable():
         return None
     return api_key
+
+
+def metered_api_keys() -> QuerySet[ApiKey]:
+    """Keys loaded with what metering reads: the tenant, its plan and its billing
+    account, which carries the billing period (billing.limits.limits_for reads it
+    only when loaded, else counts by calendar month). Every caller of the
+    gateway (/v1, WebSocket chats, agent runs) loads its key through here."""
+    return ApiKey.objects.select_related("tenant", "tenant__plan", "tenant__billing_account")
+
+
+def usable_api_key_by_id(api_key_id: int, tenant_id: int | None = None) -> ApiKey | None:
+    """The key with this id, if it and its tenant are still usable."""
+    keys = metered_api_keys().filter(pk=api_key_id, tenant__is_active=True)
+    if tenant_id is not None:
+        keys = keys.filter(tenant_id=tenant_id)
+    api_key = keys.first()
+    return api_key if api_key is not None and api_key.is_usable() else None
 
 
 def api_keys_of(tenant: Tenant) -> QuerySet[ApiKey]:

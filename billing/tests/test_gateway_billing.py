@@ -27,7 +27,7 @@ from billing.models import BillingAccount, CapMode, Plan, SubscriptionStatus
 from billing.services import refresh_gateway_limits
 from gateway.auth import KEY_CACHE_SECONDS, ApiKeyCache
 from tenants.models import ApiKey, ApiKeyScope, Tenant
-from tenants.selectors import find_usable_api_key
+from tenants.selectors import find_usable_api_key, usable_api_key_by_id
 from tenants.services import create_api_key
 from testing.database import committed
 from testing.tenants import TenantFixture
@@ -166,6 +166,18 @@ def test_only_loaded_billing_accounts_give_a_period(hard_capped: HardCapped) -> 
 
     assert limits_for(bare, bare.tenant.plan).period is None
     assert (limits_for(loaded, loaded.tenant.plan).period or "").startswith("p")
+
+
+def test_agent_runs_and_websocket_chats_load_keys_in_the_billing_period(hard_capped: HardCapped) -> None:
+    """Agent runs and stream tokens find their key by id: with the same billing
+    account, so they count in the billing period as /v1 does."""
+    loaded = find_usable_api_key(hard_capped.key)
+    assert loaded is not None
+    by_id = usable_api_key_by_id(loaded.pk)
+    assert by_id is not None
+
+    assert limits_for(by_id, by_id.tenant.plan).period == limits_for(loaded, loaded.tenant.plan).period
+    assert usable_api_key_by_id(loaded.pk, tenant_id=loaded.tenant_id + 1) is None
 
 
 def test_a_hard_cap_on_requests_refuses_past_the_included_requests(hard_capped: HardCapped) -> None:

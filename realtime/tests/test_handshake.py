@@ -9,8 +9,8 @@ from django.utils import timezone
 
 from billing.limits import limits_for
 from billing.models import BillingAccount, SubscriptionStatus
-from realtime.handshake import usable_api_key
 from tenants.models import ApiKeyScope
+from tenants.selectors import usable_api_key_by_id as usable_api_key
 from tenants.services import create_api_key
 from testing.tenants import TenantFixture
 
