@@ -33,6 +33,7 @@ from billing.limits import Limiter
 from billing.usage import UsageQueueUnavailableError, UsageRecord, record_usage
 from gateway.auth import ApiKeyCache
 from gateway.errors import GatewayError, from_provider_error
+from gateway.idempotency import IdempotencyStore, idempotent
 from gateway.metering import Meter
 from gateway.orchestrator import Orchestrator, Outcome, sse
 from gateway.providers.client import ProviderClient, ProviderError
@@ -47,7 +48,6 @@ from gateway.validation import (
 from realtime.tokens import InvalidTokenRequestError, claims_for, mint_stream_token
 from request_logs.services import RequestLogQueueUnavailableError, answer_text, queue_request_log
 from routing.catalog import Catalog, CatalogCache, ModelSpec
-from routing.idempotency import IdempotencyStore, idempotent
 from routing.models import ROUTED_MODEL
 from routing.policy import NoCapableModelError, RoutePlan, RouteRequest, RoutingPolicy
 from routing.router import outcomes as router_outcomes
