@@ -46,7 +46,7 @@ from django.db import DataError, IntegrityError, connection, transaction
 from django_tenants.utils import get_public_schema_name, schema_context
 
 from aiaas.redis_clients import sync_client
-from aiaas.stream_queue import CONSUMER_GROUP, DeadLetter, Entry, StreamQueue, StreamQueueUnavailableError
+from aiaas.stream_queue import DeadLetter, Entry, StreamQueue, StreamQueueUnavailableError
 from billing.models import UsageEvent
 from tenants.models import ApiKey, Tenant
 
@@ -59,8 +59,6 @@ MAX_COST_USD = Decimal("1000000")  # what DecimalField(14, 8) holds
 MAX_ID = 2**63 - 1  # BigAutoField
 MAX_COUNT = 2**31 - 1  # PositiveIntegerField
 MAX_SMALL = 2**15 - 1  # PositiveSmallIntegerField
-
-__all__ = ["CONSUMER_GROUP", "Entry"]  # re-exported: the ledger's group and entries are the queue's
 
 Rejected = tuple[Entry, str]  # an entry the ledger cannot take, and why
 
