@@ -179,8 +179,7 @@ def publish(schema_name: str, stream_id: str, event: Mapping[str, Any], *, final
 async def apublish(schema_name: str, stream_id: str, event: Mapping[str, Any], *, final: bool = False) -> int:
     """`publish` for async code (the same promises), on the process's shared Redis pool."""
     key = log_key(schema_name, stream_id)
-    _, script = loop_clients()
-    seq = int(await script(keys=[key], args=script_args(event, final)))
+    seq = int(await publish_script()(keys=[key], args=script_args(event, final)))
     if seq < 0:
         raise StreamClosedError(f"stream {stream_id} has ended")
     await channel_layer().group_send(
@@ -192,13 +191,13 @@ async def apublish(schema_name: str, stream_id: str, event: Mapping[str, Any], *
 _publish_scripts: weakref.WeakKeyDictionary[aioredis.Redis, AsyncScript] = weakref.WeakKeyDictionary()
 
 
-def loop_clients() -> tuple[aioredis.Redis, AsyncScript]:
-    """This event loop's client of the "realtime" pool, and its publish script."""
-    client = async_client("realtime")
+def publish_script() -> AsyncScript:
+    """The publish script on this event loop's client of the "realtime" pool."""
+    client = async_redis()
     script = _publish_scripts.get(client)
     if script is None:
         script = _publish_scripts[client] = client.register_script(PUBLISH_SCRIPT)
-    return client, script
+    return script
 
 
 _loop_layers: dict[asyncio.AbstractEventLoop, BaseChannelLayer] = {}
@@ -217,7 +216,8 @@ def receiving_layer() -> BaseChannelLayer:
 
 
 def async_redis() -> aioredis.Redis:
-    return loop_clients()[0]
+    """This event loop's client of the "realtime" pool (a client cannot cross loops)."""
+    return async_client("realtime")
 
 
 def parse_entries(stream_id: str, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[StreamEvent]:
