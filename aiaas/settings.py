@@ -116,6 +116,24 @@ DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL")
+# Named connection pools (aiaas/redis_clients.py): size and timeouts per purpose.
+REDIS_POOLS: dict[str, dict[str, int | float]] = {
+    # Short reads and writes of web requests and tasks.
+    "default": {"max_connections": 50, "socket_timeout": 5, "socket_connect_timeout": 5},
+    # Fail fast where a request waits: idempotency claims, key revocations, plan changes.
+    "control": {"max_connections": 50, "socket_timeout": 2, "socket_connect_timeout": 2},
+    # The stream queue flushers (aiaas/stream_queue.py): larger batches, longer replies.
+    "queues": {"max_connections": 20, "socket_timeout": 10, "socket_connect_timeout": 5},
+    # The /v1 gateway's hot path: limits, breakers, usage events, router outcomes.
+    "gateway": {
+        "max_connections": 200,
+        "socket_timeout": 2,
+        "socket_connect_timeout": 2,
+        "pool_timeout": 2,
+    },
+    # Realtime stream logs published from async code (realtime/streams.py).
+    "realtime": {"max_connections": 200, "socket_timeout": 5, "socket_connect_timeout": 5},
+}
 
 
 def celery_redis_url(url: str) -> str:

@@ -28,7 +28,6 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 
-import redis
 import stripe
 from django.conf import settings
 from django.db import connection
@@ -36,6 +35,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django_tenants.utils import get_public_schema_name, schema_context
 
+from aiaas.redis_clients import sync_client
 from billing.models import UsageEvent
 from billing.models.stripe import LIVE_STATUSES
 from billing.stripe_api import StripeNotConfiguredError, stripe_client
@@ -71,8 +71,8 @@ def push_meter_events(batch_size: int = 200) -> PushResult:
     """Report up to `batch_size` unreported ledger rows to Stripe (see the module docstring)."""
     if not settings.STRIPE_SECRET_KEY:
         return PushResult(skipped="offline")
-    backoff = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
-    with backoff, schema_context(get_public_schema_name()):
+    backoff = sync_client()
+    with schema_context(get_public_schema_name()):
         resume_at = float(backoff.hget(BACKOFF_KEY, "resume_at") or 0)
         if resume_at > time.time():
             return PushResult(backing_off_seconds=resume_at - time.time(), skipped="backing off")

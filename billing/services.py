@@ -6,10 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-import redis
 import stripe
-from django.conf import settings
 
+from aiaas.redis_clients import sync_client
 from billing.models import BillingAccount, Plan
 from billing.stripe_api import stripe_client
 from tenants.models import ApiKey, Tenant
@@ -95,8 +94,7 @@ def refresh_gateway_limits(tenant_ids: Iterable[int]) -> None:
     prefixes = list(ApiKey.objects.filter(tenant_id__in=list(tenant_ids)).values_list("prefix", flat=True))
     if not prefixes:
         return
-    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
-    with client, client.pipeline(transaction=False) as pipeline:
+    with sync_client("control").pipeline(transaction=False) as pipeline:
         for prefix in prefixes:
             pipeline.publish(API_KEY_REVOKED_CHANNEL, prefix)
         pipeline.execute()

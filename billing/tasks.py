@@ -10,6 +10,7 @@ import stripe
 from django.utils import timezone
 
 from aiaas.celery import app
+from aiaas.stream_queue import drain
 from billing import metering, subscriptions, usage
 from billing.stripe_api import StripeNotConfiguredError
 
@@ -37,7 +38,7 @@ def flush_usage_events(batch_size: int = 500, stream: str | None = None) -> int:
     public schema (the flush itself switches to it). Redelivery is harmless:
     flushing is idempotent and safe to run in several workers at once.
     """
-    return usage.drain(
+    return drain(
         lambda size: usage.flush_usage_events(batch_size=size, stream=stream),
         batch_size,
         FLUSH_TIME_BUDGET_SECONDS,
@@ -96,5 +97,5 @@ def push_meter_events(batch_size: int = 200) -> dict[str, Any]:
         # A stop or a skip ends the drain like an empty queue would.
         return 0 if result.stopped_early or result.skipped else result.rows
 
-    usage.drain(push_batch, batch_size, PUSH_TIME_BUDGET_SECONDS)
+    drain(push_batch, batch_size, PUSH_TIME_BUDGET_SECONDS)
     return totals

@@ -3,7 +3,8 @@
 Every /v1 request, served or failed, appends one event to the Redis stream
 `usage:events` (`record_usage`, one XADD, no PostgreSQL write on the request
 path). `flush_usage_events` moves them to `UsageEvent` rows through the
-consumer group `ledger`, exactly once per request id:
+stream queue's consumer group (aiaas/stream_queue.py), exactly once per
+request id:
 
 1. take a batch: first entries another flusher read but never acknowledged
    within `claim_idle_ms` (it died), then new ones;
@@ -33,27 +34,25 @@ from __future__ import annotations
 
 import logging
 import socket
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, cast
 
 import redis
 import redis.asyncio
 from django.conf import settings
 from django.db import DataError, IntegrityError, connection, transaction
 from django_tenants.utils import get_public_schema_name, schema_context
-from redis.typing import EncodableT, FieldT
 
+from aiaas.redis_clients import sync_client
+from aiaas.stream_queue import DeadLetter, Entry, StreamQueue, StreamQueueUnavailableError
 from billing.models import UsageEvent
 from tenants.models import ApiKey, Tenant
 
 logger = logging.getLogger(__name__)
 
 USAGE_STREAM = "usage:events"
-CONSUMER_GROUP = "ledger"
 FORMAT_VERSION = "1"
 EIGHT_PLACES = Decimal("0.00000001")
 MAX_COST_USD = Decimal("1000000")  # what DecimalField(14, 8) holds
@@ -61,7 +60,6 @@ MAX_ID = 2**63 - 1  # BigAutoField
 MAX_COUNT = 2**31 - 1  # PositiveIntegerField
 MAX_SMALL = 2**15 - 1  # PositiveSmallIntegerField
 
-Entry = tuple[bytes, dict[bytes, bytes]]
 Rejected = tuple[Entry, str]  # an entry the ledger cannot take, and why
 
 
@@ -81,6 +79,12 @@ class MalformedUsageEventError(ValueError):
 def dead_stream_of(stream: str) -> str:
     """`usage:events` sets entries aside in `usage:dead`; other streams (tests) in `<stream>:dead`."""
     return "usage:dead" if stream == USAGE_STREAM else f"{stream}:dead"
+
+
+def usage_queue(stream: str | None = None) -> StreamQueue:
+    """The usage events' queue (settings.USAGE_STREAM unless `stream` is given)."""
+    stream = stream or settings.USAGE_STREAM
+    return StreamQueue(stream, dead_stream_of(stream))
 
 
 @dataclass(frozen=True)
@@ -181,36 +185,11 @@ async def record_usage(client: redis.asyncio.Redis, record: UsageRecord, stream:
     Raises UsageQueueUnavailableError when Redis does not answer.
     """
     try:
-        fields: dict[FieldT, EncodableT] = {key: value for key, value in record.to_fields().items()}
-        await client.xadd(stream or settings.USAGE_STREAM, fields)
-    except (redis.RedisError, OSError) as error:
+        await usage_queue(stream).append(client, record.to_fields())
+    except StreamQueueUnavailableError as error:
         raise UsageQueueUnavailableError(
-            f"usage event {record.request_id} was not queued: {type(error).__name__}: {error}"
+            f"usage event {record.request_id} was not queued: {error}"
         ) from error
-
-
-def read_batch(
-    client: redis.Redis, stream: str, consumer: str, claim_idle_ms: int, batch_size: int
-) -> list[Entry]:
-    """Up to `batch_size` entries for `consumer`: first those a dead reader left pending
-    longer than `claim_idle_ms`, then new ones. Nothing is acknowledged here."""
-    ensure_consumer_group(client, stream)
-    entries = claim_stale_entries(client, stream, consumer, claim_idle_ms, batch_size)
-    if len(entries) < batch_size:
-        entries += read_new_entries(client, stream, consumer, batch_size - len(entries))
-    return entries
-
-
-def drain(flush_batch: Callable[[int], int], batch_size: int, time_budget_seconds: float) -> int:
-    """Call `flush_batch(batch_size)` until a batch comes back short (the queue is
-    empty) or the time budget is spent; the entries handled in all."""
-    deadline = time.monotonic() + time_budget_seconds
-    handled = 0
-    while True:
-        batch = flush_batch(batch_size)
-        handled += batch
-        if batch < batch_size or time.monotonic() >= deadline:
-            return handled
 
 
 def flush_usage_events(
@@ -225,68 +204,16 @@ def flush_usage_events(
     or set aside); less than `batch_size` means the queue was drained.
     Safe to run in any number of processes at once.
     """
-    stream = stream or settings.USAGE_STREAM
-    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=10, socket_connect_timeout=5)
-    with client, schema_context(get_public_schema_name()):
-        entries = read_batch(client, stream, consumer or socket.gethostname(), claim_idle_ms, batch_size)
+    queue = usage_queue(stream)
+    client = sync_client("queues")
+    with schema_context(get_public_schema_name()):
+        entries = queue.read_batch(client, consumer or socket.gethostname(), claim_idle_ms, batch_size)
         if not entries:
             return 0
         records, rejected = parse_entries(entries)
         rejected += store(records)
-        acknowledge(client, stream, entries, rejected)
+        acknowledge(client, queue, entries, rejected)
         return len(entries)
-
-
-def ensure_consumer_group(client: redis.Redis, stream: str) -> None:
-    """Create the group (and the stream) once; from id 0, so events queued before it count."""
-    try:
-        client.xgroup_create(stream, CONSUMER_GROUP, id="0", mkstream=True)
-    except redis.ResponseError as error:
-        if "BUSYGROUP" not in str(error):
-            raise
-
-
-def claim_stale_entries(
-    client: redis.Redis, stream: str, consumer: str, claim_idle_ms: int, count: int
-) -> list[Entry]:
-    """Take over entries a flusher read and did not acknowledge within `claim_idle_ms`.
-
-    Claims ids only, then reads them: Redis 6.2 keeps an entry deleted from the
-    stream in the pending list and returns no id for it, which would wedge the
-    claim forever; such ghosts are acknowledged here.
-    """
-    claimed: list[bytes] = client.xautoclaim(
-        stream,
-        CONSUMER_GROUP,
-        consumer,
-        min_idle_time=claim_idle_ms,
-        start_id="0-0",
-        count=count,
-        justid=True,
-    )
-    if not claimed:
-        return []
-    pipeline = client.pipeline(transaction=False)
-    for entry_id in claimed:
-        pipeline.xrange(stream, min=entry_id, max=entry_id)
-    entries: list[Entry] = []
-    ghosts: list[bytes] = []
-    for entry_id, found in zip(claimed, pipeline.execute(), strict=True):
-        if found:
-            entries.append(found[0])
-        else:
-            ghosts.append(entry_id)
-    if ghosts:
-        logger.warning("usage ledger: acknowledging %d pending ids no longer in %s", len(ghosts), stream)
-        client.xack(stream, CONSUMER_GROUP, *ghosts)
-    return entries
-
-
-def read_new_entries(client: redis.Redis, stream: str, consumer: str, count: int) -> list[Entry]:
-    response = client.xreadgroup(CONSUMER_GROUP, consumer, {stream: ">"}, count=count)
-    # RESP2 (this client's protocol) answers [[stream, [(id, fields), ...]]], or None.
-    streams = cast("list[list[Any]]", response or [])
-    return [entry for _, stream_entries in streams for entry in stream_entries]
 
 
 def parse_entries(entries: list[Entry]) -> tuple[list[tuple[Entry, UsageRecord]], list[Rejected]]:
@@ -349,20 +276,17 @@ def insert_one_by_one(records: list[tuple[Entry, UsageRecord]]) -> list[Rejected
     return refused
 
 
-def acknowledge(client: redis.Redis, stream: str, entries: list[Entry], rejected: list[Rejected]) -> None:
-    """In one MULTI/EXEC: copy the rejected entries to the dead stream (with why and
-    where from), then XACK and XDEL the whole batch. So an entry leaves the pending
-    list, the stream and (if rejected) reaches the dead stream all at once."""
-    dead_stream = dead_stream_of(stream)
-    pipeline = client.pipeline(transaction=True)
-    for (entry_id, fields), reason in rejected:
+def acknowledge(
+    client: redis.Redis, queue: StreamQueue, entries: list[Entry], rejected: list[Rejected]
+) -> None:
+    """Set the rejected entries aside (all their fields, with why) and acknowledge the
+    batch, in one MULTI/EXEC (StreamQueue.acknowledge)."""
+    for (entry_id, _), reason in rejected:
         logger.error(
-            "usage ledger: set aside %s %s to %s: %s", stream, entry_id.decode(), dead_stream, reason
+            "usage ledger: set aside %s %s to %s: %s",
+            queue.stream,
+            entry_id.decode(),
+            queue.dead_stream,
+            reason,
         )
-        dead_fields: dict[FieldT, EncodableT] = {key: value for key, value in fields.items()}
-        dead_fields.update({b"dead_reason": reason, b"dead_source_id": entry_id})
-        pipeline.xadd(dead_stream, dead_fields)
-    entry_ids = [entry_id for entry_id, _ in entries]
-    pipeline.xack(stream, CONSUMER_GROUP, *entry_ids)
-    pipeline.xdel(stream, *entry_ids)
-    pipeline.execute()
+    queue.acknowledge(client, entries, [DeadLetter(entry, reason) for entry, reason in rejected])

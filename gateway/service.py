@@ -27,9 +27,9 @@ from functools import cached_property
 from typing import Any
 
 import redis.asyncio as aioredis
-from django.conf import settings
 from django.utils import timezone
 
+from aiaas.redis_clients import async_client
 from billing.limits import Limiter
 from billing.usage import UsageQueueUnavailableError, UsageRecord, record_usage
 from gateway.auth import ApiKeyCache
@@ -52,7 +52,6 @@ from routing.router.policy import LearnedRouter, RoutedPlan
 from tenants.models import ApiKey
 
 CLIENT_REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-REDIS_POOL_SIZE = 200
 INTERNAL_ERROR_STATUS = 500
 logger = logging.getLogger(__name__)
 
@@ -65,15 +64,7 @@ class GatewayClients:
 
     @cached_property
     def redis(self) -> aioredis.Redis:
-        # A blocking pool waits for a free connection instead of failing past its size.
-        pool = aioredis.BlockingConnectionPool.from_url(
-            settings.REDIS_URL,
-            max_connections=REDIS_POOL_SIZE,
-            timeout=2,
-            socket_timeout=2,
-            socket_connect_timeout=2,
-        )
-        return aioredis.Redis(connection_pool=pool)
+        return async_client("gateway")
 
     @cached_property
     def keys(self) -> ApiKeyCache:

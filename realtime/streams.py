@@ -25,18 +25,21 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
 import orjson
-import redis
 import redis.asyncio as aioredis
 from asgiref.sync import async_to_sync
 from channels import DEFAULT_CHANNEL_LAYER
 from channels.layers import BaseChannelLayer, channel_layers, get_channel_layer
 from django.conf import settings
 from redis.commands.core import AsyncScript
+
+from aiaas.redis_clients import async_client, sync_client
+from aiaas.redis_keys import hash_tag, redis_key
 
 PREFIX_PATTERN = re.compile(r"[a-z][a-z0-9]{0,15}")
 STREAM_ID_PATTERN = re.compile(r"[a-z][a-z0-9]{0,15}_[0-9a-f]{32}")
@@ -105,7 +108,7 @@ def is_stream_id(text: str) -> bool:
 
 def log_key(schema_name: str, stream_id: str) -> str:
     check_names(schema_name, stream_id)
-    return f"rt:{{{schema_name}:{stream_id}}}:log"
+    return redis_key("rt", hash_tag(schema_name, stream_id), "log")
 
 
 def group_name(schema_name: str, stream_id: str) -> str:
@@ -164,8 +167,7 @@ def publish(schema_name: str, stream_id: str, event: Mapping[str, Any], *, final
     redis.RedisError when Redis does not answer (nothing is then published).
     """
     key = log_key(schema_name, stream_id)
-    with redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5) as client:
-        seq = int(cast("Any", client.eval(PUBLISH_SCRIPT, 1, key, *script_args(event, final))))
+    seq = int(cast("Any", sync_client().eval(PUBLISH_SCRIPT, 1, key, *script_args(event, final))))
     if seq < 0:
         raise StreamClosedError(f"stream {stream_id} has ended")
     async_to_sync(channel_layer().group_send)(
@@ -177,8 +179,7 @@ def publish(schema_name: str, stream_id: str, event: Mapping[str, Any], *, final
 async def apublish(schema_name: str, stream_id: str, event: Mapping[str, Any], *, final: bool = False) -> int:
     """`publish` for async code (the same promises), on the process's shared Redis pool."""
     key = log_key(schema_name, stream_id)
-    _, script = loop_clients()
-    seq = int(await script(keys=[key], args=script_args(event, final)))
+    seq = int(await publish_script()(keys=[key], args=script_args(event, final)))
     if seq < 0:
         raise StreamClosedError(f"stream {stream_id} has ended")
     await channel_layer().group_send(
@@ -187,23 +188,16 @@ async def apublish(schema_name: str, stream_id: str, event: Mapping[str, Any], *
     return seq
 
 
-_loop_clients: dict[asyncio.AbstractEventLoop, tuple[aioredis.Redis, AsyncScript]] = {}
+_publish_scripts: weakref.WeakKeyDictionary[aioredis.Redis, AsyncScript] = weakref.WeakKeyDictionary()
 
 
-def loop_clients() -> tuple[aioredis.Redis, AsyncScript]:
-    """One pooled async client (and its publish script) per event loop: a client cannot cross loops."""
-    loop = asyncio.get_running_loop()
-    clients = _loop_clients.get(loop)
-    if clients is None:
-        for stale in [other for other in _loop_clients if other.is_closed()]:
-            del _loop_clients[stale]
-        # A blocking pool waits for a free connection instead of failing past its size.
-        pool = aioredis.BlockingConnectionPool.from_url(
-            settings.REDIS_URL, max_connections=200, timeout=5, socket_timeout=5, socket_connect_timeout=5
-        )
-        client = aioredis.Redis(connection_pool=pool)
-        clients = _loop_clients[loop] = (client, client.register_script(PUBLISH_SCRIPT))
-    return clients
+def publish_script() -> AsyncScript:
+    """The publish script on this event loop's client of the "realtime" pool."""
+    client = async_redis()
+    script = _publish_scripts.get(client)
+    if script is None:
+        script = _publish_scripts[client] = client.register_script(PUBLISH_SCRIPT)
+    return script
 
 
 _loop_layers: dict[asyncio.AbstractEventLoop, BaseChannelLayer] = {}
@@ -222,7 +216,8 @@ def receiving_layer() -> BaseChannelLayer:
 
 
 def async_redis() -> aioredis.Redis:
-    return loop_clients()[0]
+    """This event loop's client of the "realtime" pool (a client cannot cross loops)."""
+    return async_client("realtime")
 
 
 def parse_entries(stream_id: str, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[StreamEvent]:
@@ -247,8 +242,7 @@ async def aread(
 
 def read(schema_name: str, stream_id: str, after: int = 0, count: int = READ_PAGE_SIZE) -> list[StreamEvent]:
     """`aread` for synchronous code."""
-    with redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5) as client:
-        entries = client.xrange(log_key(schema_name, stream_id), min=f"({after}-0", count=count)
+    entries = sync_client().xrange(log_key(schema_name, stream_id), min=f"({after}-0", count=count)
     return parse_entries(stream_id, cast("list[tuple[bytes, dict[bytes, bytes]]]", entries))
 
 

@@ -27,10 +27,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import orjson
-import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 
+from aiaas.redis_clients import sync_client
+from aiaas.redis_keys import redis_key
 from realtime.streams import is_stream_id
 from tenants.models import ApiKey
 
@@ -68,7 +69,7 @@ class StreamTokenClaims:
 
 
 def token_key(token: str) -> str:
-    return "rt:token:" + hashlib.sha256(token.encode()).hexdigest()
+    return redis_key("rt", "token", hashlib.sha256(token.encode()).hexdigest())
 
 
 def claims_for(api_key: ApiKey, body: dict[str, Any]) -> StreamTokenClaims:
@@ -109,8 +110,9 @@ async def mint_stream_token(client: aioredis.Redis, claims: StreamTokenClaims) -
 def mint_stream_token_sync(claims: StreamTokenClaims) -> dict[str, Any]:
     """`mint_stream_token` for synchronous code (the dashboard)."""
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    with redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5) as client:
-        client.set(token_key(token), orjson.dumps(asdict(claims)), ex=settings.REALTIME_STREAM_TOKEN_SECONDS)
+    sync_client().set(
+        token_key(token), orjson.dumps(asdict(claims)), ex=settings.REALTIME_STREAM_TOKEN_SECONDS
+    )
     return minted(token, claims)
 
 

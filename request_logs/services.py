@@ -8,7 +8,7 @@ sets how long rows are kept with `request_log_retention_days` (1-365).
    PostgreSQL write on the request path.
 2. `flush_request_logs` (Celery beat, every few seconds) moves entries to
    `RequestLog` rows exactly once per request id, as the usage ledger does
-   (billing/usage.py): claim stale entries, read new ones, insert with
+   (the stream queue, aiaas/stream_queue.py): claim stale entries, read new ones, insert with
    `ON CONFLICT (request_id) DO NOTHING`, and only then XACK + XDEL. A flusher
    killed before its insert commits leaves the entries pending for the next
    one; killed after, the next one's insert of the same request ids is a no-op.
@@ -50,9 +50,10 @@ from django.conf import settings
 from django.db import DataError, IntegrityError, ProgrammingError, transaction
 from django.utils import timezone
 from django_tenants.utils import get_public_schema_name, schema_context
-from redis.typing import EncodableT, FieldT
+from redis.typing import EncodableT
 
-from billing.usage import CONSUMER_GROUP, Entry, read_batch
+from aiaas.redis_clients import sync_client
+from aiaas.stream_queue import DeadLetter, Entry, StreamQueue, StreamQueueUnavailableError
 from request_logs.models import RequestLog
 from tenants.models import Tenant
 
@@ -66,6 +67,7 @@ TRUNCATION_MARKER = "\n[truncated: {omitted} of {total} bytes omitted]"
 MARKER_RESERVE_BYTES = 64  # TRUNCATION_MARKER with two 20-digit numbers fits
 # The dead stream holds metadata of entries that were not stored, for operators; capped, approximately.
 DEAD_STREAM_MAX_LENGTH = 10_000
+DEAD_LETTER_FIELDS = ("request_id", "tenant_id", "schema_name")  # never the content
 PURGE_BATCH_SIZE = 5_000
 MAX_ID = 2**63 - 1
 # A JSON \u0000 escape: a backslash preceded by an even number of backslashes.
@@ -91,6 +93,12 @@ def dead_stream_of(stream: str) -> str:
     return f"{stream.removesuffix(':events')}:dead"
 
 
+def request_log_queue(stream: str | None = None) -> StreamQueue:
+    """The request logs' queue; its dead stream keeps metadata only, and a bounded number of it."""
+    stream = stream or request_log_stream()
+    return StreamQueue(stream, dead_stream_of(stream), dead_max_length=DEAD_STREAM_MAX_LENGTH)
+
+
 # Queueing (the gateway's side)
 
 
@@ -114,7 +122,7 @@ async def queue_request_log(
     flusher checks again and drops entries of a tenant that turned it off.
     Raises RequestLogQueueUnavailableError when Redis does not answer.
     """
-    fields: dict[FieldT, EncodableT] = {
+    fields: dict[str, EncodableT] = {
         "v": FORMAT_VERSION,
         "tenant_id": tenant_id,
         "schema_name": schema_name,
@@ -127,11 +135,9 @@ async def queue_request_log(
         "created_at": created_at.isoformat(),
     }
     try:
-        await redis_client.xadd(stream or request_log_stream(), fields)
-    except (redis.RedisError, OSError) as error:
-        raise RequestLogQueueUnavailableError(
-            f"request log {request_id} was not queued: {type(error).__name__}: {error}"
-        ) from error
+        await request_log_queue(stream).append(redis_client, fields)
+    except StreamQueueUnavailableError as error:
+        raise RequestLogQueueUnavailableError(f"request log {request_id} was not queued: {error}") from error
 
 
 def bounded_request_body(request_body: dict[str, Any]) -> bytes:
@@ -263,10 +269,10 @@ def flush_request_logs(
     or skipped); less than `batch_size` means the queue was drained. Safe to run
     in any number of processes at once.
     """
-    stream = stream or request_log_stream()
-    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=10, socket_connect_timeout=5)
-    with client, schema_context(get_public_schema_name()):
-        entries = read_batch(client, stream, consumer or socket.gethostname(), claim_idle_ms, batch_size)
+    queue = request_log_queue(stream)
+    client = sync_client("queues")
+    with schema_context(get_public_schema_name()):
+        entries = queue.read_batch(client, consumer or socket.gethostname(), claim_idle_ms, batch_size)
         if not entries:
             return 0
         parsed, skipped = parse_entries(entries)
@@ -274,7 +280,7 @@ def flush_request_logs(
         skipped += refused
         for schema_name, records in storable.items():
             skipped += store_in_schema(schema_name, records)
-        acknowledge(client, stream, entries, skipped)
+        acknowledge(client, queue, entries, skipped)
         return len(entries)
 
 
@@ -335,25 +341,15 @@ def insert(records: list[QueuedRequestLog]) -> None:
         RequestLog.objects.bulk_create([record.to_model() for record in records], ignore_conflicts=True)
 
 
-def acknowledge(client: redis.Redis, stream: str, entries: list[Entry], skipped: list[Skipped]) -> None:
+def acknowledge(
+    client: redis.Redis, queue: StreamQueue, entries: list[Entry], skipped: list[Skipped]
+) -> None:
     """In one MULTI/EXEC: note the skipped entries' metadata (never their content) on
-    the dead stream, then XACK and XDEL the whole batch."""
-    dead_stream = dead_stream_of(stream)
-    pipeline = client.pipeline(transaction=True)
+    the dead stream, then XACK and XDEL the whole batch (StreamQueue.acknowledge)."""
     for item in skipped:
-        entry_id, fields = item.entry
-        logger.warning("request logs: dropped %s %s: %s", stream, entry_id.decode(), item.reason)
-        metadata: dict[FieldT, EncodableT] = {
-            key: fields[key.encode()]
-            for key in ("request_id", "tenant_id", "schema_name")
-            if key.encode() in fields
-        }
-        metadata.update({"dead_reason": item.reason[:1000], "dead_source_id": entry_id})
-        pipeline.xadd(dead_stream, metadata, maxlen=DEAD_STREAM_MAX_LENGTH, approximate=True)
-    entry_ids = [entry_id for entry_id, _ in entries]
-    pipeline.xack(stream, CONSUMER_GROUP, *entry_ids)
-    pipeline.xdel(stream, *entry_ids)
-    pipeline.execute()
+        logger.warning("request logs: dropped %s %s: %s", queue.stream, item.entry.id.decode(), item.reason)
+    dead = [DeadLetter(item.entry, item.reason[:1000], DEAD_LETTER_FIELDS) for item in skipped]
+    queue.acknowledge(client, entries, dead)
 
 
 # Retention

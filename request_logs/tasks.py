@@ -7,7 +7,7 @@ tenant's schema itself with `schema_context` (request_logs/services.py).
 from __future__ import annotations
 
 from aiaas.celery import app
-from billing.usage import drain
+from aiaas.stream_queue import drain
 from request_logs import services
 
 # Beat sends a flush every 5 s; one run stops after this long so runs do not

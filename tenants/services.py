@@ -18,6 +18,7 @@ from django.utils import timezone
 from django_tenants.utils import schema_exists, tenant_context
 
 from accounts.models import Role, User
+from aiaas.redis_clients import sync_client
 from billing.models import Plan
 from tenants.models import RESERVED_SLUGS, SLUG_PATTERN, ApiKey, ApiKeyScope, Domain, Tenant
 
@@ -264,11 +265,7 @@ def revoke_api_key(api_key: ApiKey) -> bool:
 
 def publish_revocation(prefix: str) -> None:
     """Tell every gateway process to drop its cached copy of the key `prefix`."""
-    import redis
-
-    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
-    with client:
-        client.publish(API_KEY_REVOKED_CHANNEL, prefix)
+    sync_client("control").publish(API_KEY_REVOKED_CHANNEL, prefix)
 
 
 def record_api_key_use(api_key: ApiKey) -> None:

@@ -21,6 +21,7 @@ from django.core.mail import EmailMessage
 from agents.spec import describe, schema_error
 from agents.tools.manifests import ToolManifest
 from agents.tools.network import ForbiddenTargetError, allowed_hosts, request
+from aiaas.redis_keys import redis_key
 from gateway.resilience import CircuitBreaker, CircuitOpenError, RetryPolicy, parse_retry_after, retry_delay
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -53,7 +54,8 @@ async def invoke(
     if problem is not None:
         raise ToolCallError(f"invalid input for {manifest.name}: {describe(problem)}", applied="no")
     policy = retry_policy or RetryPolicy(max_attempts=manifest.max_attempts, base_delay=0.05, max_delay=1.0)
-    key = f"tool:{tenant_schema}:{manifest.name}"  # one tenant's failing tool never opens another's breaker
+    # Per tenant: one tenant's failing tool never opens another's breaker.
+    key = redis_key("tool", tenant_schema, manifest.name)
     attempt = 0
     while True:
         attempt += 1

@@ -46,6 +46,7 @@ import redis.exceptions
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
+from aiaas.redis_keys import tenant_key
 from billing.limits import scripts
 from billing.limits.periods import period_end
 from billing.limits.resolution import MAX_EXACT, Limits
@@ -209,11 +210,13 @@ class Limiter:
 
     async def usage(self, *, tenant_id: int, period: str, key_id: int | None = None) -> BudgetUsage:
         """The period's budget counters of the tenant, or of one of its keys."""
-        owner = _prefix(tenant_id) if key_id is None else f"{_prefix(tenant_id)}:k{key_id}"
+        owner = () if key_id is None else (f"k{key_id}",)
         fields = ("spent_tokens", "reserved_tokens", "spent_micros", "reserved_micros")
         try:
             async with asyncio.timeout(self._timeout_seconds):
-                values = await self._redis.hmget(f"{owner}:budget:{period}", fields)
+                values = await self._redis.hmget(
+                    tenant_key("limits", tenant_id, *owner, "budget", period), fields
+                )
         except REDIS_UNAVAILABLE as error:
             raise LimiterUnavailableError(f"Redis unavailable: {error!r}") from error
         return BudgetUsage(*(int(value or 0) for value in values))
@@ -242,20 +245,23 @@ def format_duration(milliseconds: int) -> str:
     return f"{hours}h{text}" if hours else text
 
 
-def _prefix(tenant_id: int) -> str:
-    # The braces are a Redis Cluster hash tag: a tenant's keys share one slot.
-    return f"limits:{{t{tenant_id}}}"
-
-
 def _rate_keys(tenant_id: int, key_id: int) -> tuple[str, str, str, str]:
-    """Key rpm, key tpm, tenant rpm, tenant tpm: the order of the scripts' KEYS."""
-    tenant = _prefix(tenant_id)
-    return f"{tenant}:k{key_id}:rpm", f"{tenant}:k{key_id}:tpm", f"{tenant}:rpm", f"{tenant}:tpm"
+    """Key rpm, key tpm, tenant rpm, tenant tpm: the order of the scripts' KEYS.
+    All carry the tenant's hash tag, so one script may touch them all."""
+    key = f"k{key_id}"
+    return (
+        tenant_key("limits", tenant_id, key, "rpm"),
+        tenant_key("limits", tenant_id, key, "tpm"),
+        tenant_key("limits", tenant_id, "rpm"),
+        tenant_key("limits", tenant_id, "tpm"),
+    )
 
 
 def _budget_keys(tenant_id: int, key_id: int, period: str) -> tuple[str, str]:
-    tenant = _prefix(tenant_id)
-    return f"{tenant}:budget:{period}", f"{tenant}:k{key_id}:budget:{period}"
+    return (
+        tenant_key("limits", tenant_id, "budget", period),
+        tenant_key("limits", tenant_id, f"k{key_id}", "budget", period),
+    )
 
 
 def _rates(limits: Limits) -> tuple[int, int, int, int]:

@@ -35,11 +35,11 @@ from django.utils import timezone
 from pytest_django import DjangoDbBlocker
 
 from aiaas.celery import app
+from aiaas.stream_queue import CONSUMER_GROUP
 from billing import tasks, usage
 from billing.models import UsageEvent
 from billing.selectors import UsageTotals
 from billing.usage import (
-    CONSUMER_GROUP,
     MalformedUsageEventError,
     UsageQueueUnavailableError,
     UsageRecord,

@@ -13,6 +13,7 @@ from typing import Any
 import redis.exceptions
 from redis.asyncio import Redis
 
+from aiaas.redis_keys import hash_tag, redis_key
 from gateway.resilience import breaker_scripts as scripts
 
 logger = logging.getLogger(__name__)
@@ -99,8 +100,12 @@ def _milliseconds(seconds: float) -> int:
 def _redis_keys(key: str) -> tuple[str, str, str]:
     # The braces are a Redis Cluster hash tag: all of one breaker's keys share
     # a slot, which a script touching several of them needs.
-    prefix = f"breaker:{{{key}}}"
-    return f"{prefix}:state", f"{prefix}:probes", f"{prefix}:window"
+    tag = hash_tag(key)
+    return (
+        redis_key("breaker", tag, "state"),
+        redis_key("breaker", tag, "probes"),
+        redis_key("breaker", tag, "window"),
+    )
 
 
 class CircuitBreaker:

@@ -22,18 +22,19 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from gateway.errors import GatewayError
-from gateway.service import RequestContext
-from gateway.transports.http import endpoint, json_response
-from routing import idempotency
-from routing.idempotency import (
+from aiaas.idempotency import (
     TTL_SECONDS,
     IdempotencyStore,
     Outcome,
-    idempotent,
     redis_key,
     request_fingerprint,
 )
+from aiaas.idempotency import core as idempotency
+from aiaas.idempotency import starlette as idempotency_http
+from gateway.errors import GatewayError
+from gateway.idempotency import idempotent
+from gateway.service import RequestContext
+from gateway.transports.http import endpoint, json_response
 
 SECRET = "test-secret-for-idempotency"
 BODY = {"model": "sim-small", "input": "hello"}
@@ -349,7 +350,7 @@ def test_a_stream_replay_is_byte_identical() -> None:
 def test_a_stream_too_large_to_keep_is_judged_by_its_end(
     monkeypatch: pytest.MonkeyPatch, done: bool, runs: int, status: int
 ) -> None:
-    monkeypatch.setattr(idempotency, "MAX_CAPTURE_BYTES", 1000)
+    monkeypatch.setattr(idempotency_http, "MAX_CAPTURE_BYTES", 1000)
     events = sse_events(100, done=done)
 
     async def scenario(harness: Harness) -> None:
@@ -532,7 +533,7 @@ def test_stored_bodies_are_sealed() -> None:
 
 
 def test_a_response_too_large_to_store_still_blocks_duplicates(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(idempotency, "MAX_CAPTURE_BYTES", 64)
+    monkeypatch.setattr(idempotency_http, "MAX_CAPTURE_BYTES", 64)
 
     async def scenario(harness: Harness) -> None:
         key = new_key()

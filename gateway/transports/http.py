@@ -26,11 +26,11 @@ from gateway import service
 from gateway.auth import authenticate
 from gateway.errors import NO_OUTPUT, GatewayError, client_disconnected, from_provider_error, invalid
 from gateway.events import ChatDelta, ChatEvent, ChatFailed
+from gateway.idempotency import IdempotencyStore, idempotent
 from gateway.service import RequestContext, server_clients
 from gateway.validation import parse_chat_request, parse_embeddings_request, parse_json_object
 from realtime.tokens import InvalidTokenRequestError, claims_for, mint_stream_token
 from routing.catalog import ModelSpec
-from routing.idempotency import IdempotencyStore, idempotent
 from routing.models import ROUTED_MODEL
 from routing.router import outcomes as router_outcomes
 from tenants.models import ApiKey, ApiKeyScope
@@ -116,7 +116,7 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
 def once(
     request: Request, context: RequestContext, api_key: ApiKey, body: bytes, work: Work
 ) -> Awaitable[Response]:
-    """`work` at most once per tenant and Idempotency-Key (routing/idempotency.py)."""
+    """`work` at most once per tenant and Idempotency-Key (aiaas/idempotency/, gateway/idempotency.py)."""
     return idempotent(
         idempotency_store(),
         request,

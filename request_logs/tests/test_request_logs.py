@@ -24,7 +24,7 @@ from django.utils import timezone
 from django_tenants.utils import schema_context, tenant_context
 from rest_framework.test import APIClient
 
-from billing.usage import CONSUMER_GROUP
+from aiaas.stream_queue import CONSUMER_GROUP
 from request_logs import tasks
 from request_logs.models import RequestLog
 from request_logs.services import (

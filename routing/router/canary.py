@@ -20,6 +20,7 @@ from decimal import Decimal
 from django.db import transaction
 from django.utils import timezone
 
+from aiaas.redis_clients import sync_client
 from routing.models import DEFAULT_ROUTER_VERSION, CanaryState, RouterVersion, TenantRouting
 from routing.router import outcomes
 
@@ -71,8 +72,7 @@ def start_canary(
 
 
 def reset_canary_counters(tenant_id: int) -> None:
-    with outcomes.sync_client() as client:
-        client.delete(outcomes.canary_key(tenant_id))
+    sync_client().delete(outcomes.canary_key(tenant_id))
 
 
 def check_canaries() -> dict[str, int]:
@@ -81,29 +81,27 @@ def check_canaries() -> dict[str, int]:
     running = TenantRouting.objects.filter(canary_state=CanaryState.RUNNING).select_related(
         "control", "canary"
     )
-    with outcomes.sync_client() as client:
-        for routing in running:
-            if routing.canary is None:
-                continue
-            counts = outcomes.canary_counts(client, routing.tenant_id)
-            control = counts.get(routing.control.name if routing.control else DEFAULT_ROUTER_VERSION, {})
-            canary = counts.get(routing.canary.name, {})
-            verdict = sequential_test(
-                control.get("f", 0.0),
-                control.get("n", 0.0),
-                canary.get("f", 0.0),
-                canary.get("n", 0.0),
-                float(routing.canary_max_quality_drop),
-            )
-            decided[verdict.state.value] += 1
-            with transaction.atomic():
-                current = TenantRouting.objects.select_for_update().get(pk=routing.pk)
-                if current.canary_state != CanaryState.RUNNING:
-                    continue  # staff changed it meanwhile
-                current.canary_verdict = verdict.summary[:300]
-                if verdict.state != CanaryState.RUNNING:
-                    current.canary_state, current.canary_decided_at = verdict.state, timezone.now()
-                current.save(
-                    update_fields=["canary_verdict", "canary_state", "canary_decided_at", "updated_at"]
-                )
+    client = sync_client()
+    for routing in running:
+        if routing.canary is None:
+            continue
+        counts = outcomes.canary_counts(client, routing.tenant_id)
+        control = counts.get(routing.control.name if routing.control else DEFAULT_ROUTER_VERSION, {})
+        canary = counts.get(routing.canary.name, {})
+        verdict = sequential_test(
+            control.get("f", 0.0),
+            control.get("n", 0.0),
+            canary.get("f", 0.0),
+            canary.get("n", 0.0),
+            float(routing.canary_max_quality_drop),
+        )
+        decided[verdict.state.value] += 1
+        with transaction.atomic():
+            current = TenantRouting.objects.select_for_update().get(pk=routing.pk)
+            if current.canary_state != CanaryState.RUNNING:
+                continue  # staff changed it meanwhile
+            current.canary_verdict = verdict.summary[:300]
+            if verdict.state != CanaryState.RUNNING:
+                current.canary_state, current.canary_decided_at = verdict.state, timezone.now()
+            current.save(update_fields=["canary_verdict", "canary_state", "canary_decided_at", "updated_at"])
     return decided

@@ -25,10 +25,10 @@ from typing import Any, cast
 
 import redis
 import redis.asyncio as aioredis
-from django.conf import settings
 from django.utils import timezone
 from redis.typing import EncodableT, FieldT
 
+from aiaas.redis_keys import redis_key
 from routing.router.config import Tally, outcome_field
 from routing.router.policy import Decision
 
@@ -39,20 +39,27 @@ MICROS = Decimal(1_000_000)
 LATENCY_BUCKETS_US = (50, 100, 250, 500, 1000)
 
 
+# These names predate the tenant hash tag (aiaas/redis_keys.py tenant_key); they
+# hold what the router learned, so renaming them would forget it.
 def outcomes_key(tenant_id: int) -> str:
-    return f"router:outcomes:{tenant_id}"
+    return redis_key("router", "outcomes", tenant_id)
+
+
+def outcomes_key_pattern() -> str:
+    """A SCAN pattern matching every tenant's outcomes key."""
+    return redis_key("router", "outcomes", "*")
 
 
 def decision_key(request_id: str) -> str:
-    return f"router:decision:{request_id}"
+    return redis_key("router", "decision", request_id)
 
 
 def canary_key(tenant_id: int) -> str:
-    return f"router:canary:{tenant_id}"
+    return redis_key("router", "canary", tenant_id)
 
 
 def daily_key(tenant_id: int, day: datetime.date) -> str:
-    return f"router:daily:{tenant_id}:{day.isoformat()}"
+    return redis_key("router", "daily", tenant_id, day.isoformat())
 
 
 def latency_bucket(seconds: float) -> str:
@@ -188,10 +195,6 @@ async def record_feedback(client: aioredis.Redis, tenant_id: int, request_id: st
     pipe = client.pipeline(transaction=False)
     observe(pipe, tenant_id, decision, not good, daily_key(tenant_id, timezone.now().date()))
     await pipe.execute()
-
-
-def sync_client() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
 
 
 def daily_figures(client: redis.Redis, tenant_id: int, days: int) -> list[dict[str, Any]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from aiaas.redis_clients import sync_client
 from routing.models import DEFAULT_ROUTER_VERSION, TenantRouting
 from routing.router import outcomes
 from routing.router.outcomes import LATENCY_BUCKETS_US, MICROS
@@ -60,9 +61,9 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def routing_report(tenant_id: int, days: int) -> dict[str, Any]:
     routing = TenantRouting.objects.select_related("control", "canary").filter(tenant_id=tenant_id).first()
-    with outcomes.sync_client() as client:
-        rows = outcomes.daily_figures(client, tenant_id, days)
-        versions = outcomes.canary_counts(client, tenant_id)
+    client = sync_client()
+    rows = outcomes.daily_figures(client, tenant_id, days)
+    versions = outcomes.canary_counts(client, tenant_id)
     canary = None
     if routing is not None and routing.canary is not None:
         canary = {

@@ -7,6 +7,7 @@ from decimal import Decimal
 from django.db import transaction
 from django.utils import timezone
 
+from aiaas.redis_clients import sync_client
 from routing.models import TenantRouting
 from routing.router import outcomes
 
@@ -34,13 +35,13 @@ def update_settings(
 def snapshot_outcomes() -> int:
     """Copy every tenant's learned outcomes from Redis to PostgreSQL; the number copied."""
     copied = 0
-    with outcomes.sync_client() as client:
-        for key in client.scan_iter(match="router:outcomes:*", count=500):
-            tenant_id = int(key.decode().rsplit(":", 1)[1])
-            snapshot = {
-                field: list(tally) for field, tally in outcomes.parse_outcomes(client.hgetall(key)).items()
-            }
-            copied += TenantRouting.objects.filter(tenant_id=tenant_id).update(
-                outcomes_snapshot=snapshot, outcomes_snapshot_at=timezone.now()
-            )
+    client = sync_client()
+    for key in client.scan_iter(match=outcomes.outcomes_key_pattern(), count=500):
+        tenant_id = int(key.decode().rsplit(":", 1)[1])
+        snapshot = {
+            field: list(tally) for field, tally in outcomes.parse_outcomes(client.hgetall(key)).items()
+        }
+        copied += TenantRouting.objects.filter(tenant_id=tenant_id).update(
+            outcomes_snapshot=snapshot, outcomes_snapshot_at=timezone.now()
+        )
     return copied

@@ -11,6 +11,7 @@ import httpx
 import orjson
 import pytest
 
+from aiaas.redis_clients import sync_client
 from billing.models import UsageEvent
 from billing.usage import flush_usage_events
 from gateway.transports.inprocess import Completion, InProcessGateway
@@ -153,8 +154,8 @@ def test_a_canary_that_loses_quality_is_rolled_back_automatically(
     assert after == ["3"] * 15
     served = [*tiers, settling, *after]
 
-    with outcomes.sync_client() as client:
-        (today,) = outcomes.daily_figures(client, tenant_id, 1)
+    client = sync_client()
+    (today,) = outcomes.daily_figures(client, tenant_id, 1)
     assert today["routed"] == 60 + 16
     assert today["tier_3"] == served.count("3")
     assert today["canary_requests"] == len(served) - served.count("3")

@@ -1,11 +1,11 @@
 """`Idempotency-Key` for /api POST actions: `@idempotent` on a TenantScopedViewSet action.
 
-The rules are routing.idempotency's (read its docstring): the key is scoped to
+The rules are aiaas.idempotency.core's (read its docstring): the key is scoped to
 the tenant and bound to the calling API key, method, path and body; a
 duplicate while the first runs gets 409 with Retry-After: 1, one after it the
 stored status and body (`Idempotent-Replayed: true`), one with another request
 422; keys expire 24 h after first use; Redis down is 503 (fail closed). The
-action must finish within routing.idempotency.LOCK_SECONDS.
+action must finish within aiaas.idempotency.LOCK_SECONDS (no lock renewal here).
 
 Stored: the response the action returned, as rendered, unless its status asks
 for a retry (408, 409, 425, 429, 499, 5xx). An exception from the action
@@ -29,7 +29,6 @@ from collections.abc import Callable
 from typing import Concatenate, ParamSpec, TypeVar
 
 import orjson
-import redis
 from django.conf import settings
 from django.http import HttpResponse, RawPostDataException
 from django.http.response import HttpResponseBase
@@ -37,7 +36,7 @@ from rest_framework.exceptions import APIException
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from routing.idempotency import (
+from aiaas.idempotency import (
     HEADER,
     REDIS_UNAVAILABLE,
     REPLAYED_HEADER,
@@ -53,6 +52,7 @@ from routing.idempotency import (
     request_fingerprint,
     unavailable,
 )
+from aiaas.redis_clients import sync_client
 from tenants.api.base import TenantScopedViewSet
 
 logger = logging.getLogger(__name__)
@@ -74,8 +74,7 @@ class IdempotencyRefused(APIException):
 
 @functools.cache
 def idempotency_store() -> SyncIdempotencyStore:
-    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
-    return SyncIdempotencyStore(client, settings.SECRET_KEY)
+    return SyncIdempotencyStore(sync_client("control"), settings.SECRET_KEY)
 
 
 def idempotent(action: Action[View, Params]) -> Action[View, Params]:

@@ -12,7 +12,7 @@ import redis
 from django.conf import settings
 from rest_framework.test import APIClient
 
-from routing.idempotency import redis_key
+from aiaas.idempotency import redis_key
 from tenants.models import ApiKey, ApiKeyScope
 from tenants.selectors import find_usable_api_key
 from tenants.services import create_api_key

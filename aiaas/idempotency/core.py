@@ -1,8 +1,7 @@
 """Idempotent POST requests: an `Idempotency-Key` header makes a retry return the
-first request's response instead of running it again.
-
-The promises, for both the /v1 gateway (`idempotent`, Starlette) and /api
-(`tenants.api.idempotency`, DRF through `SyncIdempotencyStore`):
+first request's response instead of running it again. The rules and the Redis
+stores live here; the adapters are thin: `aiaas.idempotency.starlette` (the /v1
+gateway) and `tenants.api.idempotency` (DRF, through `SyncIdempotencyStore`).
 
 - Scope. A key belongs to a tenant: it lives at `idem:{t<tenant_id>}:<sha256 of
   the key>`, so two tenants sending the same key never meet. The request's
@@ -15,74 +14,57 @@ The promises, for both the /v1 gateway (`idempotent`, Starlette) and /api
   Without the header nothing is stored and nothing changes.
 - Once. `begin` is one Lua script: the first request claims the key and runs;
   a duplicate while it runs gets 409 `idempotency_key_in_use` with
-  `Retry-After: 1` at once (API clients retry; nobody holds a connection open
-  waiting); a duplicate after it gets the stored status, headers and body with
-  `idempotent-replayed: true`.
-- Lock. A running claim holds a lock of LOCK_SECONDS, renewed every third of
-  that while the gateway's request (stream included) is in flight, for at most
-  MAX_RUN_SECONDS. A process that dies mid-request stops renewing, and the
-  first retry after the lock lapses takes the run over. Django requests are not
-  renewed: an /api POST must finish within LOCK_SECONDS. A run that outlives
-  its lock may be run a second time by a retry; the first run's result is then
-  not stored (only the claim's current owner may complete or abandon it).
-- What is stored. A response the handler returned, once it was sent whole,
-  unless its status asks the client to try again: 408, 409, 425, 429, 499 and
-  every 5xx. Those are the statuses OpenAI's and Stripe's SDKs retry with the
-  same key; storing a provider's 502 would turn a blip into a day of 502s.
-  (Stripe stores its 500s; ours mean "no answer was produced", and /v1's are
-  upstream failures with no side effect.) An exception from the handler (the
-  gateway's and DRF's validation and provider errors are exceptions) and a
-  stream that was cut, cancelled or ended without `data: [DONE]` store nothing
-  either: the claim is removed, and a retry, or a corrected request, runs.
-  The idempotency answers themselves (400, 409, 422, 503) are never stored.
-- Size. A response of up to MAX_CAPTURE_BYTES is stored, compressed above
-  COMPRESS_ABOVE_BYTES, when its stored form fits MAX_STORED_BYTES (a stream
-  transcript compresses about 50x, so a long stream still fits). A larger one
-  is recorded as done without a body: a duplicate gets 409
-  `idempotency_response_not_stored` (no Retry-After) and never runs again.
-- Secrecy. Stored bodies are sealed: encrypted and authenticated with a key
-  derived from SECRET_KEY, the tenant and the raw Idempotency-Key (which Redis
-  never sees; only its sha256). A Redis dump, replica or MONITOR shows neither
-  completions nor the secret of an API key created through POST /api/v1/keys
-  (status, content type and the replayed headers, such as the model and the
-  request id, are stored in clear).
-  The cipher is built from the standard library (it has no AES): a SHAKE256
-  keystream over (encryption key, random 16-byte nonce), then HMAC-SHA256 over
-  nonce, record identity and ciphertext (encrypt-then-MAC, separate keys). A
-  body that fails authentication (SECRET_KEY rotated) is treated as not stored.
+  `Retry-After: 1` at once; a duplicate after it gets the stored status,
+  headers and body with `idempotent-replayed: true`.
+- Lock. A running claim holds a lock of LOCK_SECONDS; an adapter may renew it
+  (the gateway does, while its response streams, for at most MAX_RUN_SECONDS).
+  A process that dies mid-request stops renewing, and the first retry after
+  the lock lapses takes the run over; only the claim's current owner may
+  complete or abandon it.
+- What is stored. A final response, unless its status asks the client to try
+  again (408, 409, 425, 429, 499, every 5xx: what OpenAI's and Stripe's SDKs
+  retry with the same key), and an event stream only when it ended with
+  `data: [DONE]`. A request that produced no storable response removes its
+  claim, so a retry runs. The idempotency answers themselves are never stored.
+- Size. A body is compressed above COMPRESS_ABOVE_BYTES and stored when its
+  stored form fits MAX_STORED_BYTES; a larger one is recorded as done without a
+  body: a duplicate gets 409 `idempotency_response_not_stored` and never runs.
+- Secrecy. Stored bodies are sealed with AES-256-GCM under a key derived by
+  HKDF-SHA256 from SECRET_KEY, the tenant and the raw Idempotency-Key (which
+  Redis never sees, only its sha256), a random 96-bit nonce, and the record's
+  identity (tenant, hashed key, fingerprint) as associated data. A Redis dump
+  shows neither completions nor API key secrets; a body that fails
+  authentication (tampered with, or SECRET_KEY rotated) is treated as not
+  stored. Status, content type and the replayed headers are stored in clear.
 - Expiry. A key expires 24 h after its first use, whatever happens later.
 - Redis down. `begin` failing is answered 503 `idempotency_unavailable` with
-  Retry-After (fail closed: the caller asked for at-most-once). A failed
-  `complete` or `abandon` is logged; the lock then lapses by itself.
+  Retry-After (fail closed: the caller asked for at-most-once).
 """
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import hashlib
-import hmac
 import logging
+import os
 import re
-import secrets
-import time
 import uuid
 import zlib
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import anyio
 import orjson
 import redis
 import redis.asyncio as aioredis
 import redis.exceptions
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.types import Message, Receive, Scope, Send
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from gateway.errors import GatewayError
+from aiaas.redis_keys import tenant_key
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +74,6 @@ TTL_SECONDS = 24 * 3600.0
 LOCK_SECONDS = 60.0
 # Renewals stop after this long, so a response nobody ever sends cannot hold a key.
 MAX_RUN_SECONDS = 3600.0
-MAX_CAPTURE_BYTES = 8 * 1024 * 1024
 MAX_STORED_BYTES = 1024 * 1024
 COMPRESS_ABOVE_BYTES = 16 * 1024
 KEY_PATTERN = re.compile(r"[\x20-\x7e]{1,255}")
@@ -112,6 +93,10 @@ REPLAYED_HEADERS = frozenset(
     }
 )
 STREAM_DONE = b"data: [DONE]\n\n"
+# Sealing (see "Secrecy"): HKDF's salt and context, and AES-GCM's 96-bit nonce.
+SEAL_SALT = b"aiaas.idempotency"
+SEAL_INFO = b"aiaas.idempotency.v2"
+NONCE_BYTES = 12
 REDIS_UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 # Verdicts of BEGIN (the script declares the same numbers).
@@ -268,9 +253,8 @@ def request_fingerprint(method: str, path: str, body: bytes, principal: str = ""
 
 
 def redis_key(tenant_id: int, key: str) -> str:
-    # The braces are a Redis Cluster hash tag: one tenant's keys share a slot,
-    # so a script may one day touch several of them (a per-tenant cap, say).
-    return f"idem:{{t{tenant_id}}}:{hashlib.sha256(key.encode()).hexdigest()}"
+    """Where the record of tenant `tenant_id`'s Idempotency-Key `key` lives (the key itself hashed)."""
+    return tenant_key("idem", tenant_id, hashlib.sha256(key.encode()).hexdigest())
 
 
 def is_storable(record: ResponseRecord, ending: bytes = b"") -> bool:
@@ -338,9 +322,9 @@ class _Codec:
     def claim(self, tenant_id: int, key: str, fingerprint: str) -> Claim:
         if isinstance(tenant_id, bool) or not isinstance(tenant_id, int) or tenant_id <= 0:
             raise ValueError("an idempotency key needs a tenant")
-        material = b"\0".join((b"aiaas.idempotency.v1", str(tenant_id).encode(), key.encode()))
-        seal_key = hmac.new(self.secret, material, hashlib.sha256).digest()
-        return Claim(redis_key(tenant_id, key), fingerprint, uuid.uuid4().hex, seal_key)
+        return Claim(
+            redis_key(tenant_id, key), fingerprint, uuid.uuid4().hex, seal_key(self.secret, tenant_id, key)
+        )
 
     def begin_args(self, claim: Claim) -> tuple[str | int, ...]:
         return (claim.fingerprint, claim.token, self.lock_ms, self.ttl_ms)
@@ -350,7 +334,7 @@ class _Codec:
         if outcome is not Outcome.REPLAY:
             return Begin(outcome, claim)
         status, content_type, headers, body, replayable, created_at = reply[1:7]
-        sealed = _unseal(claim, body) if replayable == b"1" else None
+        sealed = unseal(claim, body) if replayable == b"1" else None
         record = ResponseRecord(
             status=int(status),
             content_type=content_type.decode(),
@@ -364,7 +348,7 @@ class _Codec:
         packed = None if record.body is None else _pack(record.body)
         replayable = packed is not None and len(packed) <= MAX_STORED_BYTES
         headers = orjson.dumps([[name.lower(), value] for name, value in record.headers])
-        body = _seal(claim, packed) if replayable and packed is not None else b""
+        body = seal(claim, packed) if replayable and packed is not None else b""
         return (claim.token, record.status, record.content_type, headers, body, int(replayable))
 
     def renew_args(self, claim: Claim) -> tuple[str | int, ...]:
@@ -381,35 +365,32 @@ def _unpack(packed: bytes) -> bytes:
     return zlib.decompress(packed[1:]) if packed[:1] == b"z" else packed[1:]
 
 
-def _seal_keys(claim: Claim) -> tuple[bytes, bytes]:
-    encrypt = hmac.new(claim.seal_key, b"encrypt", hashlib.sha256).digest()
-    authenticate = hmac.new(claim.seal_key, b"authenticate", hashlib.sha256).digest()
-    return encrypt, authenticate
+def seal_key(secret: bytes, tenant_id: int, key: str) -> bytes:
+    """The AES-256 key sealing tenant `tenant_id`'s bodies stored under the raw Idempotency-Key `key`."""
+    info = b"\0".join((SEAL_INFO, str(tenant_id).encode(), key.encode()))
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=SEAL_SALT, info=info).derive(secret)
 
 
-def _keystream_xor(key: bytes, nonce: bytes, data: bytes) -> bytes:
-    stream = hashlib.shake_256(key + nonce).digest(len(data)) if data else b""
-    return (int.from_bytes(data, "little") ^ int.from_bytes(stream, "little")).to_bytes(len(data), "little")
+def _associated_data(claim: Claim) -> bytes:
+    # The record's identity: a sealed body moved to another tenant's, key's or
+    # request's record fails authentication there.
+    return b"\0".join((SEAL_INFO, claim.redis_key.encode(), claim.fingerprint.encode()))
 
 
-def _seal(claim: Claim, plaintext: bytes) -> bytes:
-    encrypt, authenticate = _seal_keys(claim)
-    nonce = secrets.token_bytes(16)
-    ciphertext = _keystream_xor(encrypt, nonce, plaintext)
-    identity = f"{claim.redis_key}\0{claim.fingerprint}\0".encode()
-    tag = hmac.new(authenticate, nonce + identity + ciphertext, hashlib.sha256).digest()
-    return nonce + tag + ciphertext
+def seal(claim: Claim, plaintext: bytes) -> bytes:
+    """`plaintext` encrypted and authenticated for `claim`'s record: nonce, then ciphertext and tag."""
+    nonce = os.urandom(NONCE_BYTES)
+    return nonce + AESGCM(claim.seal_key).encrypt(nonce, plaintext, _associated_data(claim))
 
 
-def _unseal(claim: Claim, sealed: bytes) -> bytes | None:
-    encrypt, authenticate = _seal_keys(claim)
-    nonce, tag, ciphertext = sealed[:16], sealed[16:48], sealed[48:]
-    identity = f"{claim.redis_key}\0{claim.fingerprint}\0".encode()
-    expected = hmac.new(authenticate, nonce + identity + ciphertext, hashlib.sha256).digest()
-    if not hmac.compare_digest(tag, expected):
+def unseal(claim: Claim, sealed: bytes) -> bytes | None:
+    """What `seal` sealed for this record, or None when it fails authentication."""
+    nonce, ciphertext = sealed[:NONCE_BYTES], sealed[NONCE_BYTES:]
+    try:
+        return AESGCM(claim.seal_key).decrypt(nonce, ciphertext, _associated_data(claim))
+    except (InvalidTag, ValueError):
         logger.warning("idempotency record %s: stored body fails authentication", claim.redis_key)
         return None
-    return _keystream_xor(encrypt, nonce, ciphertext)
 
 
 def _check_binary(connection_kwargs: Mapping[str, Any]) -> None:
@@ -487,173 +468,3 @@ class SyncIdempotencyStore:
 
     def abandon(self, claim: Claim) -> bool:
         return bool(self._abandon(keys=[claim.redis_key], args=[claim.token]))
-
-
-# --- Starlette (the /v1 gateway) -------------------------------------------------------------
-
-Handler = Callable[[], Awaitable[Response]]
-
-
-async def idempotent(
-    store: IdempotencyStore,
-    request: Request,
-    tenant_id: int,
-    body: bytes,
-    handler: Handler,
-    *,
-    principal: str = "",
-    headers: Callable[[], Mapping[str, str]] | None = None,
-) -> Response:
-    """`handler()`'s response, run at most once per tenant and Idempotency-Key.
-
-    Call it after authentication, with the raw request body. `principal` names
-    the caller (the API key) in the fingerprint; `headers` gives headers for a
-    replay (the gateway's request context), under the stored ones. Refusals
-    are raised as GatewayError, so the endpoint wrapper renders them.
-    """
-    try:
-        key = parse_key(request.headers.get(HEADER))
-    except IdempotencyError as refused:
-        raise _gateway_error(refused) from None
-    if key is None:
-        return await handler()
-    fingerprint = request_fingerprint(request.method, _path(request), body, principal)
-    try:
-        begun = await store.begin(tenant_id, key, fingerprint)
-    except REDIS_UNAVAILABLE as error:
-        logger.warning("idempotency: Redis unreachable (%s), refusing the request", error)
-        raise _gateway_error(unavailable()) from None
-    refusal = refusal_for(begun)
-    if refusal is not None:
-        raise _gateway_error(refusal)
-    if begun.outcome is Outcome.REPLAY:
-        assert begun.stored is not None
-        return replay_response(begun.stored, headers() if headers else {})
-    return await _run(store, begun.claim, handler)
-
-
-def _gateway_error(refused: IdempotencyError) -> GatewayError:
-    return GatewayError(
-        refused.status, refused.message, refused.error_type, refused.code, retry_after=refused.retry_after
-    )
-
-
-def replay_response(stored: ResponseRecord, headers: Mapping[str, str]) -> Response:
-    """The stored response again, marked as a replay."""
-    replayed = {**headers, **dict(stored.headers), REPLAYED_HEADER: "true"}
-    if stored.content_type:
-        replayed["content-type"] = stored.content_type
-    return Response(stored.body, stored.status, replayed)
-
-
-def _path(request: Request) -> str:
-    query = request.url.query
-    return f"{request.url.path}?{query}" if query else request.url.path
-
-
-async def _run(store: IdempotencyStore, claim: Claim, handler: Handler) -> Response:
-    lease = _Lease(store, claim)
-    try:
-        response = await handler()
-    except BaseException:
-        await lease.finish(None)
-        raise
-    return RecordingResponse(response, lease)
-
-
-class _Lease:
-    """A running claim: its lock is renewed until `finish` stores or abandons it."""
-
-    def __init__(self, store: IdempotencyStore, claim: Claim) -> None:
-        self.store = store
-        self.claim = claim
-        self.finished = False
-        self._renewer = asyncio.get_running_loop().create_task(self._renew())
-
-    async def _renew(self) -> None:
-        stop_at = time.monotonic() + MAX_RUN_SECONDS
-        while time.monotonic() < stop_at:
-            await asyncio.sleep(self.store.lock_seconds / 3)
-            try:
-                if not await self.store.renew(self.claim):
-                    return
-            except REDIS_UNAVAILABLE as error:
-                logger.warning("idempotency %s: lock not renewed (%s)", self.claim.redis_key, error)
-
-    async def finish(self, record: ResponseRecord | None, ending: bytes = b"") -> None:
-        """Store `record` if it is final, else remove the claim; once."""
-        if self.finished:
-            return
-        self.finished = True
-        self._renewer.cancel()
-        # A cancelled request (client gone) must still release its key.
-        with anyio.CancelScope(shield=True):
-            try:
-                if record is not None and is_storable(record, ending):
-                    if not await self.store.complete(self.claim, record):
-                        logger.warning("idempotency %s: taken over, result not stored", self.claim.redis_key)
-                else:
-                    await self.store.abandon(self.claim)
-            except REDIS_UNAVAILABLE as error:
-                logger.warning("idempotency %s: not recorded (%s)", self.claim.redis_key, error)
-
-
-class _Capture:
-    """The status, headers and bytes of a response as it is sent."""
-
-    def __init__(self) -> None:
-        self.status = 200
-        self.headers: list[tuple[str, str]] = []
-        self.chunks: list[bytes] = []
-        self.size = 0
-        self.ending = b""
-
-    def start(self, message: Message) -> None:
-        self.status = int(message["status"])
-        self.headers = [
-            (name.decode("latin-1").lower(), value.decode("latin-1"))
-            for name, value in message.get("headers", [])
-        ]
-
-    def add(self, chunk: bytes) -> None:
-        self.size += len(chunk)
-        self.ending = (self.ending + chunk)[-len(STREAM_DONE) :]
-        if self.size <= MAX_CAPTURE_BYTES:
-            self.chunks.append(chunk)
-        else:
-            self.chunks.clear()
-
-    def record(self) -> ResponseRecord:
-        content_type = next((value for name, value in self.headers if name == "content-type"), "")
-        kept = tuple((name, value) for name, value in self.headers if name in REPLAYED_HEADERS)
-        body = b"".join(self.chunks) if self.size <= MAX_CAPTURE_BYTES else None
-        return ResponseRecord(self.status, content_type, kept, body)
-
-
-class RecordingResponse(Response):
-    """Sends `inner` unchanged and stores what was sent just before its last
-    bytes go out, so a client that has the whole response finds it stored."""
-
-    def __init__(self, inner: Response, lease: _Lease) -> None:
-        self.inner = inner
-        self.lease = lease
-        self.status_code = inner.status_code
-        self.raw_headers = inner.raw_headers
-        self.background = None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        capture = _Capture()
-
-        async def tee(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                capture.start(message)
-            elif message["type"] == "http.response.body":
-                capture.add(message.get("body", b""))
-                if not message.get("more_body", False):
-                    await self.lease.finish(capture.record(), capture.ending)
-            await send(message)
-
-        try:
-            await self.inner(scope, receive, tee)
-        finally:
-            await self.lease.finish(None)
