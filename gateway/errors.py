@@ -53,6 +53,8 @@ PROVIDER_FAILURES: dict[FailureKind, tuple[int, str, str]] = {
     FailureKind.INVALID_OUTPUT: (502, "upstream_error", "upstream_invalid_output"),
     FailureKind.CONTEXT_LENGTH: (400, "invalid_request_error", "context_length_exceeded"),
     FailureKind.CLIENT_ERROR: (400, "invalid_request_error", "upstream_rejected_request"),
+    FailureKind.BUDGET_EXHAUSTED: (429, "insufficient_quota", "budget_exhausted"),
+    FailureKind.LIMITS_UNAVAILABLE: (503, "service_unavailable_error", "limits_unavailable"),
 }
 
 
@@ -62,7 +64,11 @@ def from_provider_error(error: ProviderError) -> GatewayError:
     if status in {429, 503} and retry_after is None:
         retry_after = 1.0
     param = "messages" if error.kind is FailureKind.CONTEXT_LENGTH else None
-    message = f"The model provider failed: {error.message}" if status >= 500 else error.message
+    message = (
+        f"The model provider failed: {error.message}"
+        if status >= 500 and error.kind is not FailureKind.LIMITS_UNAVAILABLE
+        else error.message
+    )
     return GatewayError(status, message, error_type, code, param, retry_after)
 
 

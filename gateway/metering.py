@@ -1,8 +1,10 @@
 """Limits, budgets and usage around one /v1 request.
 
 Before the provider is called, `admit` checks the key's and the tenant's rate
-limits and reserves the request's largest possible cost against the budgets,
-in one atomic Redis step (billing/limits). When the request ends, however it
+limits and reserves the largest possible cost of the request's first attempt
+(a true upper bound: prompt bytes and the output limit sent upstream) against
+the budgets, in one atomic Redis step (billing/limits); `guard` holds more
+before any further attempt that will be billed. When the request ends, however it
 ends, `settle` reconciles the reservation with the actual usage and appends
 one usage event to the durable queue the ledger is filled from
 (billing/usage.py). Nothing here writes to PostgreSQL.
@@ -15,9 +17,19 @@ import math
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from billing.limits import Limiter, LimiterUnavailableError, Reservation, current_period, limits_for
+from billing.limits import (
+    Hold,
+    Limiter,
+    LimiterUnavailableError,
+    Limits,
+    Reservation,
+    current_period,
+    limits_for,
+)
 from gateway.errors import GatewayError
-from gateway.orchestrator import Outcome
+from gateway.orchestrator import Outcome, Usage
+from gateway.providers.errors import FailureKind, ProviderError
+from routing.catalog import ModelSpec
 from routing.policy import RoutePlan
 from tenants.models import ApiKey
 
@@ -46,18 +58,24 @@ class Meter:
     limiter: Limiter
     api_key: ApiKey
     reservation: Reservation | None = None
+    limits: Limits | None = None
+    # What later attempts added to the reservation's hold (`guard`), and how many times.
+    extended: Hold = field(default_factory=Hold)
+    extensions: int = 0
     headers: dict[str, str] = field(default_factory=dict)
     settled: bool = False
 
-    async def admit(self, plan: RoutePlan, prompt_tokens: int, max_output_tokens: int) -> None:
-        """Reserve the request's most expensive outcome along its plan, or raise 429/503."""
-        estimated_usd = max(model.cost_usd(prompt_tokens, max_output_tokens) for model in plan.chain)
+    async def admit(self, plan: RoutePlan, prompt_tokens_bound: int, max_output_tokens: int) -> None:
+        """Reserve the most the request's first attempt may cost along its plan
+        (its prompt bound and output limit at the priciest model), or raise 429/503."""
+        estimated_usd = max(model.cost_usd(prompt_tokens_bound, max_output_tokens) for model in plan.chain)
+        self.limits = limits_for(self.api_key, self.api_key.tenant.plan)
         try:
             admission = await self.limiter.admit(
                 tenant_id=self.api_key.tenant_id,
                 key_id=self.api_key.pk,
-                limits=limits_for(self.api_key, self.api_key.tenant.plan),
-                estimated_tokens=prompt_tokens + max_output_tokens,
+                limits=self.limits,
+                estimated_tokens=prompt_tokens_bound + max_output_tokens,
                 estimated_usd_micros=usd_micros(estimated_usd),
                 period=current_period(),
             )
@@ -82,6 +100,42 @@ class Meter:
             )
         self.reservation = admission.reservation
 
+    async def guard(self, spent: Usage, model: ModelSpec, prompt_tokens: int, output_tokens: int) -> None:
+        """Before an attempt: what the request billed so far plus the most this
+        attempt may bill must be held. The admission covers a first attempt;
+        an attempt after a billed one (early exit's next tier, a stream
+        continued on another model) holds the difference first, or fails with
+        ProviderError(BUDGET_EXHAUSTED), so no budget is exceeded."""
+        if self.reservation is None or self.limits is None:
+            return
+        need = Hold(
+            spent.prompt_tokens + spent.completion_tokens + prompt_tokens + output_tokens,
+            usd_micros(spent.cost_usd + model.cost_usd(prompt_tokens, output_tokens)),
+        )
+        held = self.held
+        more = Hold(max(0, need.tokens - held.tokens), max(0, need.usd_micros - held.usd_micros))
+        if more == Hold():
+            return
+        self.extensions += 1
+        try:
+            extended = await self.limiter.extend(self.reservation, self.limits, more, self.extensions)
+        except LimiterUnavailableError:
+            raise ProviderError(
+                FailureKind.LIMITS_UNAVAILABLE, "Limits cannot be checked right now. Try again shortly."
+            ) from None
+        if not extended:
+            raise ProviderError(
+                FailureKind.BUDGET_EXHAUSTED,
+                "Your budget cannot cover another attempt at this request; what it used is billed.",
+            )
+        self.extended += more
+
+    @property
+    def held(self) -> Hold:
+        assert self.reservation is not None
+        admitted = Hold(self.reservation.estimated_tokens, self.reservation.estimated_usd_micros)
+        return admitted + self.extended
+
     async def settle(self, outcome: Outcome) -> None:
         """Replace the reservation by what the request actually used (once)."""
         if self.settled:
@@ -95,6 +149,7 @@ class Meter:
                 self.reservation,
                 actual_tokens=usage.prompt_tokens + usage.completion_tokens,
                 actual_usd_micros=usd_micros(usage.cost_usd),
+                extended=self.extended,
             )
         except LimiterUnavailableError:
             # The reservation stays counted until the period ends: it errs towards refusing.

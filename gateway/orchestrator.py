@@ -38,7 +38,12 @@ from gateway.resilience import (
     RetryPolicy,
     retry_delay,
 )
-from gateway.validation import estimate_tokens
+from gateway.validation import (
+    embeddings_tokens_bound,
+    estimate_tokens,
+    output_tokens_limit,
+    prompt_tokens_bound,
+)
 from routing.catalog import ModelSpec
 from routing.policy import RoutePlan
 
@@ -86,6 +91,15 @@ class Outcome:
     timing: UpstreamTiming = field(default_factory=UpstreamTiming)
     errors: list[str] = field(default_factory=list)
     rejected: list[ModelSpec] = field(default_factory=list)  # answers early exit did not accept
+    # Holds what the next attempt may bill before it starts (gateway/metering.py), or
+    # raises ProviderError(BUDGET_EXHAUSTED): usage so far, the model, its prompt and
+    # output token bounds.
+    guard: SpendGuard | None = None
+
+
+SpendGuard = Callable[[Usage, ModelSpec, int, int], Awaitable[None]]
+# An attempt's prompt and output token bounds on a model.
+Bounds = Callable[[ModelSpec], tuple[int, int]]
 
 
 class Orchestrator:
@@ -139,14 +153,18 @@ class Orchestrator:
         deadline: Deadline,
         outcome: Outcome,
         call: Callable[[ModelSpec], Awaitable[T]],
+        bounds: Bounds | None = None,
     ) -> T:
-        """Run `call` along the plan until one attempt succeeds; raise the last error."""
+        """Run `call` along the plan until one attempt succeeds; raise the last error.
+        Each attempt's bill (`bounds`) is held by the outcome's guard first."""
         budget = AttemptBudget(MAX_ATTEMPTS)
         last_error: ProviderError | None = None
         for position, model in enumerate(plan.chain):
             is_last = position == len(plan.chain) - 1
             attempt_on_model = 0
             while not deadline.expired and budget.remaining:
+                if outcome.guard is not None and bounds is not None:
+                    await outcome.guard(outcome.usage, model, *bounds(model))
                 try:
                     permit = await self._admit(model, outcome)
                 except ProviderError as error:
@@ -217,7 +235,9 @@ class Orchestrator:
                 )
             return data
 
-        data = await asyncio.wait_for(self.run(plan, deadline, outcome, call), timeout=deadline.remaining())
+        prompt, output = prompt_tokens_bound(body), output_tokens_limit(body) or 0
+        run = self.run(plan, deadline, outcome, call, lambda model: (prompt, output))
+        data = await asyncio.wait_for(run, timeout=deadline.remaining())
         assert outcome.model is not None
         count_usage(outcome.usage, outcome.model, body, data)
         return data
@@ -229,7 +249,9 @@ class Orchestrator:
             upstream = {**body, "model": model.upstream_model}
             return await self.providers.post_json(model, "/embeddings", upstream, deadline, outcome.timing)
 
-        data = await asyncio.wait_for(self.run(plan, deadline, outcome, call), timeout=deadline.remaining())
+        prompt = embeddings_tokens_bound(body)
+        run = self.run(plan, deadline, outcome, call, lambda model: (prompt, 0))
+        data = await asyncio.wait_for(run, timeout=deadline.remaining())
         assert outcome.model is not None
         if not outcome.usage.add(outcome.model, data.get("usage")):
             outcome.usage.count(outcome.model, estimate_tokens(str(body.get("input"))), 0)
@@ -294,6 +316,11 @@ class ContinuedStream:
         if self.text:
             body["messages"] = [*self.body["messages"], {"role": "assistant", "content": "".join(self.text)}]
         return body
+
+    def bounds(self, model: ModelSpec) -> tuple[int, int]:
+        """An attempt's prompt (the partial answer included) and output bounds."""
+        body = self.upstream_body(model)
+        return prompt_tokens_bound(body), output_tokens_limit(body) or 0
 
     async def attempt(self, model: ModelSpec) -> str:
         """Relay one upstream stream; return its finish_reason or raise ProviderError."""
@@ -371,7 +398,7 @@ class ContinuedStream:
     async def produce(self) -> None:
         try:
             finish_reason = await asyncio.wait_for(
-                self.orchestrator.run(self.plan, self.deadline, self.outcome, self.attempt),
+                self.orchestrator.run(self.plan, self.deadline, self.outcome, self.attempt, self.bounds),
                 timeout=max(0.0, self.deadline.remaining()),
             )
             await self.queue.put(ChatFinished(finish_reason))

@@ -53,6 +53,8 @@ from tenants.models import ApiKey
 
 CLIENT_REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 INTERNAL_ERROR_STATUS = 500
+# The output limit of a tenant without a plan (a plan sets its own).
+DEFAULT_MAX_OUTPUT_TOKENS = 1024
 logger = logging.getLogger(__name__)
 
 
@@ -308,6 +310,8 @@ async def prepare_chat(
     """Route and admit (limits and budget) a validated chat request. A WebSocket
     always streams (`streamed`), whatever the body says."""
     assert context.api_key is not None
+    chat = chat.with_output_limit(default_output_limit(context.api_key))
+    assert chat.max_output_tokens is not None
     context.request_body = chat.body
     context.accepts = early_exit_test(chat.body)  # an invalid schema is the client's error, routed or not
     stream = chat.stream if streamed is None else streamed
@@ -324,7 +328,7 @@ async def prepare_chat(
         if chat.model == ROUTED_MODEL
         else None,
     )
-    plan = await route_and_admit(context, route)
+    plan = await route_and_admit(context, route, chat.prompt_tokens_bound)
     return PreparedChat(chat, plan, deadline_for(plan), stream)
 
 
@@ -357,14 +361,17 @@ async def embed(context: RequestContext, request: EmbeddingsRequest) -> dict[str
     """Embeddings for a validated request, routed and admitted like a chat."""
     context.request_body = request.body
     route = RouteRequest(request.model, request.estimated_prompt_tokens, 0, needs_embeddings=True)
-    plan = await route_and_admit(context, route)
+    plan = await route_and_admit(context, route, request.prompt_tokens_bound)
     data = await context.clients.orchestrator.embed(request.body, plan, deadline_for(plan), context.outcome)
     assert context.outcome.model is not None
     return {**data, "model": context.outcome.model.model_id}
 
 
-async def route_and_admit(context: RequestContext, route: RouteRequest) -> RoutePlan:
-    """The models that may serve `route`, once its limits and budget admit it."""
+async def route_and_admit(
+    context: RequestContext, route: RouteRequest, prompt_tokens_bound: int
+) -> RoutePlan:
+    """The models that may serve `route`, once its limits and budget admit it (on
+    the prompt's upper bound); later billed attempts are held by the meter's guard."""
     api_key = context.api_key
     assert api_key is not None
     catalog = await context.clients.catalog.get()
@@ -372,8 +379,15 @@ async def route_and_admit(context: RequestContext, route: RouteRequest) -> Route
     plan = plan_route(context.clients.policy, route, catalog, api_key)
     context.plan = plan
     context.meter = Meter(context.clients.limiter, api_key)
-    await context.meter.admit(plan, route.estimated_prompt_tokens, route.max_output_tokens)
+    await context.meter.admit(plan, prompt_tokens_bound, route.max_output_tokens)
+    context.outcome.guard = context.meter.guard
     return plan
+
+
+def default_output_limit(api_key: ApiKey) -> int:
+    """The output limit sent upstream for a request that sets none: its plan's."""
+    plan = api_key.tenant.plan
+    return plan.default_max_output_tokens if plan is not None else DEFAULT_MAX_OUTPUT_TOKENS
 
 
 def resolve_model(name: str, catalog: Catalog, api_key: ApiKey) -> None:

@@ -6,7 +6,7 @@ through to the provider unchanged; the ones it relies on are checked here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -14,9 +14,16 @@ import orjson
 from gateway.errors import invalid
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
-DEFAULT_MAX_OUTPUT_TOKENS = 256
 MAX_OUTPUT_TOKENS_LIMIT = 1_000_000
 CHARACTERS_PER_TOKEN = 4
+# What a provider turns into prompt tokens: the conversation, tools and schemas.
+PROMPT_FIELDS = ("messages", "tools", "functions", "tool_choice", "response_format")
+# Framing tokens a chat template adds around each message (OpenAI's is 3-4).
+MESSAGE_FRAMING_TOKENS = 8
+# Tokens an image or audio part may cost: above OpenAI's largest image (1,105 at
+# high detail) with margin; parts are bounded, never measured.
+MEDIA_PART_TOKENS = 2_000
+MEDIA_PART_TYPES = frozenset({"image_url", "input_image", "input_audio", "file"})
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
@@ -106,8 +113,49 @@ def prompt_text(messages: Any) -> str:
 
 
 def estimate_tokens(text: str, messages: int = 0) -> int:
-    """A local estimate (no tokenizer download): ~4 characters a token, plus framing per message."""
+    """A local estimate (no tokenizer download): ~4 characters a token, plus framing
+    per message. What is billed when a provider sends no usage; never a bound."""
     return len(text) // CHARACTERS_PER_TOKEN + 1 + 4 * messages
+
+
+def prompt_tokens_bound(body: dict[str, Any]) -> int:
+    """An upper bound on the prompt tokens of `body` for any byte-level tokenizer
+    (every BPE model's, any script, CJK included): a token is at least one UTF-8
+    byte of what the provider renders, so the bytes of the conversation, tools
+    and schemas as JSON, plus framing per message and a fixed bound per media
+    part. What reservations are made of (budgets are upper bounds, ADR 0006)."""
+    messages = body.get("messages")
+    rendered = orjson.dumps([body.get(name) for name in PROMPT_FIELDS])
+    count = len(messages) if isinstance(messages, list) else 0
+    return len(rendered) + MESSAGE_FRAMING_TOKENS * count + MEDIA_PART_TOKENS * media_parts(messages)
+
+
+def embeddings_tokens_bound(body: dict[str, Any]) -> int:
+    """An upper bound on an embeddings request's tokens: the inputs' UTF-8 bytes."""
+    value = body.get("input")
+    inputs = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+    return sum(len(item.encode()) + 1 for item in inputs if isinstance(item, str))
+
+
+def media_parts(messages: Any) -> int:
+    if not isinstance(messages, list):
+        return 0
+    return sum(
+        1
+        for message in messages
+        if isinstance(message, dict) and isinstance(message.get("content"), list)
+        for part in message["content"]
+        if isinstance(part, dict) and part.get("type") in MEDIA_PART_TYPES
+    )
+
+
+def output_tokens_limit(body: dict[str, Any]) -> int | None:
+    """The request's own limit on output tokens (`max_completion_tokens` wins)."""
+    for name in ("max_completion_tokens", "max_tokens"):
+        value = body.get(name)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
 
 
 def needs_json(body: dict[str, Any]) -> bool:
@@ -136,8 +184,17 @@ class ChatRequest:
     stream: bool
     include_usage: bool
     needs_json: bool
-    max_output_tokens: int
+    # The client's limit on output tokens; the gateway sends the plan's default when None.
+    max_output_tokens: int | None
     estimated_prompt_tokens: int
+    prompt_tokens_bound: int
+
+    def with_output_limit(self, default: int) -> ChatRequest:
+        """This request with a limit on output tokens always sent upstream, so the
+        provider cannot produce more than was reserved."""
+        if self.max_output_tokens is not None:
+            return self
+        return replace(self, body={**self.body, "max_tokens": default}, max_output_tokens=default)
 
 
 def parse_chat_request(raw: bytes) -> ChatRequest:
@@ -167,8 +224,9 @@ def validate_chat(body: dict[str, Any]) -> ChatRequest:
         stream=stream,
         include_usage=include_usage,
         needs_json=needs_json(body),
-        max_output_tokens=max_completion_tokens or max_tokens or DEFAULT_MAX_OUTPUT_TOKENS,
+        max_output_tokens=max_completion_tokens or max_tokens,
         estimated_prompt_tokens=estimate_tokens(text, len(body["messages"])),
+        prompt_tokens_bound=prompt_tokens_bound(body),
     )
 
 
@@ -177,6 +235,7 @@ class EmbeddingsRequest:
     body: dict[str, Any]
     model: str
     estimated_prompt_tokens: int
+    prompt_tokens_bound: int
 
 
 def parse_embeddings_request(raw: bytes) -> EmbeddingsRequest:
@@ -200,5 +259,8 @@ def validate_embeddings(body: dict[str, Any]) -> EmbeddingsRequest:
         check_no_nul(item, f"input[{index}]")
     optional_int(body, "dimensions", 1, 3072)
     return EmbeddingsRequest(
-        body=body, model=model, estimated_prompt_tokens=estimate_tokens(" ".join(inputs))
+        body=body,
+        model=model,
+        estimated_prompt_tokens=estimate_tokens(" ".join(inputs)),
+        prompt_tokens_bound=embeddings_tokens_bound(body),
     )

@@ -4,6 +4,7 @@ to a key, `Limiter` admits and reconciles requests against it in Redis."""
 from billing.limits.limiter import (
     Admission,
     BudgetUsage,
+    Hold,
     Limiter,
     LimiterUnavailableError,
     Reservation,
@@ -16,6 +17,7 @@ __all__ = [
     "DEFAULT_LIMITS",
     "Admission",
     "BudgetUsage",
+    "Hold",
     "Limiter",
     "LimiterUnavailableError",
     "Limits",

@@ -94,6 +94,17 @@ class Reservation:
 
 
 @dataclass(frozen=True)
+class Hold:
+    """Tokens and USD micros held in a reservation's budgets."""
+
+    tokens: int = 0
+    usd_micros: int = 0
+
+    def __add__(self, other: Hold) -> Hold:
+        return Hold(self.tokens + other.tokens, self.usd_micros + other.usd_micros)
+
+
+@dataclass(frozen=True)
 class Admission:
     allowed: bool
     reservation: Reservation | None
@@ -121,6 +132,7 @@ class Limiter:
         self._timeout_seconds = timeout_seconds
         self._admit = redis.register_script(scripts.ADMIT)
         self._reconcile = redis.register_script(scripts.RECONCILE)
+        self._extend = redis.register_script(scripts.EXTEND)
 
     async def admit(
         self,
@@ -178,8 +190,39 @@ class Limiter:
         )
         return Admission(True, reservation, None, None, headers)
 
+    async def extend(self, reservation: Reservation, limits: Limits, hold: Hold, number: int) -> bool:
+        """Hold `hold` more in the reservation's budgets (extension `number`, from
+        1, so a retried call holds once), or False when a cap has no room for it.
+        What a request may spend beyond its admission (another attempt that will
+        be billed) is held before it is spent, so budgets stay upper bounds.
+
+        Raises LimiterUnavailableError when Redis does not answer.
+        """
+        _check_amounts(hold.tokens, hold.usd_micros)
+        caps = (
+            limits.tenant_monthly_tokens,
+            limits.tenant_monthly_usd_micros,
+            limits.key_monthly_tokens,
+            limits.key_monthly_usd_micros,
+        )
+        args: tuple[int | str, ...] = (
+            hold.tokens,
+            hold.usd_micros,
+            *(-1 if cap is None else cap for cap in caps),
+            _expiry(period_end(reservation.period)),
+            reservation.id,
+            number,
+        )
+        keys = _budget_keys(reservation.tenant_id, reservation.key_id, reservation.period)
+        return int(await self._run(self._extend, keys, args)) == 1
+
     async def reconcile(
-        self, reservation: Reservation, *, actual_tokens: int, actual_usd_micros: int
+        self,
+        reservation: Reservation,
+        *,
+        actual_tokens: int,
+        actual_usd_micros: int,
+        extended: Hold | None = None,
     ) -> None:
         """Replace the reservation's estimates by the actual usage: in the budget
         counters, and in both token buckets by the difference (tokens estimated
@@ -205,6 +248,8 @@ class Limiter:
             actual_tokens,
             actual_usd_micros,
             _expiry(period_end(reservation.period)),
+            reservation.estimated_tokens + (extended.tokens if extended else 0),
+            reservation.estimated_usd_micros + (extended.usd_micros if extended else 0),
         )
         await self._run(self._reconcile, keys, args)
 

@@ -144,16 +144,50 @@ return result
 """
 )
 
+# KEYS: tenant budget, key budget.
+# ARGV: 1 extra tokens, 2 extra micros; 3 tenant token cap, 4 tenant micros cap,
+# 5 key token cap, 6 key micros cap (-1: no cap); 7 budget expiry (unix
+# seconds); 8 reservation id; 9 the extension's number (1, 2, ... per reservation).
+# Adds to a live reservation's budget hold when every cap still has room.
+# Returns 1 (held, or already held by this extension), 0 when a cap refuses,
+# -1 when the reservation is not live (reconciled, or its period's counters gone).
+EXTEND = """
+local marker = 'x:' .. ARGV[8]
+if redis.call('HEXISTS', KEYS[1], 'r:' .. ARGV[8]) == 0 then return -1 end
+local number = tonumber(ARGV[9])
+if (tonumber(redis.call('HGET', KEYS[1], marker)) or 0) >= number then return 1 end
+local amounts = {tokens = tonumber(ARGV[1]), micros = tonumber(ARGV[2])}
+local budgets = {{1, 'tokens'}, {1, 'micros'}, {2, 'tokens'}, {2, 'micros'}}
+for j, budget in ipairs(budgets) do
+  local cap = tonumber(ARGV[2 + j])
+  if cap >= 0 then
+    local counters = redis.call('HMGET', KEYS[budget[1]], 'spent_' .. budget[2], 'reserved_' .. budget[2])
+    if (tonumber(counters[1]) or 0) + (tonumber(counters[2]) or 0) + amounts[budget[2]] > cap then
+      return 0
+    end
+  end
+end
+for i = 1, 2 do
+  redis.call('HINCRBY', KEYS[i], 'reserved_tokens', ARGV[1])
+  redis.call('HINCRBY', KEYS[i], 'reserved_micros', ARGV[2])
+  redis.call('EXPIREAT', KEYS[i], ARGV[7])
+end
+redis.call('HSET', KEYS[1], marker, ARGV[9])
+return 1
+"""
+
 # KEYS: key tpm, tenant tpm, tenant budget, key budget.
 # ARGV: 1 key tpm limit, 2 tenant tpm limit (both as at admission);
 # 3 reservation id; 4 estimated tokens; 5 estimated micros; 6 actual tokens;
-# 7 actual micros; 8 budget expiry (unix seconds).
+# 7 actual micros; 8 budget expiry (unix seconds); 9 and 10 the tokens and
+# micros held in the budgets (the estimates plus every EXTEND).
 # Returns 1, or 0 when the reservation was already reconciled or its period's
 # counters are gone.
 RECONCILE = (
     _BUCKETS
     + """
 if redis.call('HDEL', KEYS[3], 'r:' .. ARGV[3]) == 0 then return 0 end
+redis.call('HDEL', KEYS[3], 'x:' .. ARGV[3])
 local now = now_ms()
 local estimated, actual = tonumber(ARGV[4]), tonumber(ARGV[6])
 for i = 1, 2 do
@@ -163,9 +197,9 @@ for i = 1, 2 do
   store(KEYS[i], math.max(0, x), limit, now)
 end
 for i = 3, 4 do
-  redis.call('HINCRBY', KEYS[i], 'reserved_tokens', integer(-estimated))
+  redis.call('HINCRBY', KEYS[i], 'reserved_tokens', integer(-tonumber(ARGV[9])))
   redis.call('HINCRBY', KEYS[i], 'spent_tokens', ARGV[6])
-  redis.call('HINCRBY', KEYS[i], 'reserved_micros', integer(-tonumber(ARGV[5])))
+  redis.call('HINCRBY', KEYS[i], 'reserved_micros', integer(-tonumber(ARGV[10])))
   redis.call('HINCRBY', KEYS[i], 'spent_micros', ARGV[7])
   redis.call('EXPIREAT', KEYS[i], ARGV[8])
 end

@@ -41,6 +41,12 @@ class Plan(models.Model):
         null=True, blank=True, help_text="Requests included each period; empty: requests are not counted."
     )
     cap_mode = models.CharField(max_length=4, choices=CapMode.choices, default=CapMode.SOFT)
+    default_max_output_tokens = models.PositiveIntegerField(
+        default=1024,
+        validators=[MinValueValidator(1)],
+        help_text="Sent upstream as max_tokens when a request sets no limit, so what a request "
+        "may produce is bounded and reserved.",
+    )
     overage_usd_per_million_tokens = models.DecimalField(
         max_digits=12,
         decimal_places=4,

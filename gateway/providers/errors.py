@@ -22,6 +22,9 @@ class FailureKind(StrEnum):
     UNRESUMABLE = "unresumable"
     # Early exit rejected the answer: the next tier is asked.
     INVALID_OUTPUT = "invalid_output"
+    # Another attempt would be billed, and the budgets cannot hold it (or cannot be checked).
+    BUDGET_EXHAUSTED = "budget_exhausted"
+    LIMITS_UNAVAILABLE = "limits_unavailable"
 
 
 RETRYABLE = frozenset(
@@ -34,7 +37,14 @@ RETRYABLE = frozenset(
         FailureKind.STREAM_CUT,
     }
 )
-NOT_FALLBACKABLE = frozenset({FailureKind.CLIENT_ERROR, FailureKind.UNRESUMABLE})
+NOT_FALLBACKABLE = frozenset(
+    {
+        FailureKind.CLIENT_ERROR,
+        FailureKind.UNRESUMABLE,
+        FailureKind.BUDGET_EXHAUSTED,
+        FailureKind.LIMITS_UNAVAILABLE,
+    }
+)
 NOT_THE_PROVIDERS_FAULT = frozenset(
     {
         FailureKind.CLIENT_ERROR,
@@ -42,6 +52,8 @@ NOT_THE_PROVIDERS_FAULT = frozenset(
         FailureKind.CIRCUIT_OPEN,
         FailureKind.BULKHEAD_FULL,
         FailureKind.INVALID_OUTPUT,
+        FailureKind.BUDGET_EXHAUSTED,
+        FailureKind.LIMITS_UNAVAILABLE,
     }
 )
 
