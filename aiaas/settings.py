@@ -227,6 +227,16 @@ CELERY_BEAT_SCHEDULE = {
 }
 CELERY_TIMEZONE = "UTC"
 
+# Shared providers (docs/security.md): a tenant may hold at most this share of a
+# provider's concurrent calls in a process, and count at most this share of a
+# circuit breaker's failure threshold in its window.
+PROVIDER_TENANT_SHARE = env.float("PROVIDER_TENANT_SHARE", default=0.5)
+BREAKER_TENANT_SHARE = env.float("BREAKER_TENANT_SHARE", default=0.5)
+# Where a provider's credential may come from (staff name it on the provider): an
+# environment variable with one of these prefixes, or a file inside one of these folders.
+PROVIDER_CREDENTIAL_ENV_PREFIXES = env.list("PROVIDER_CREDENTIAL_ENV_PREFIXES", default=["AIAAS_PROVIDER_"])
+PROVIDER_CREDENTIAL_DIRS = env.list("PROVIDER_CREDENTIAL_DIRS", default=["/run/secrets"])
+
 # Agents (agents/, docs/decisions/0009).
 AGENT_RUNS_QUEUE = env.str("AGENT_RUNS_QUEUE", default="runs")
 # The queues a worker consumes when started without -Q (`celery -A aiaas worker`:

@@ -95,6 +95,8 @@ class Outcome:
     # raises ProviderError(BUDGET_EXHAUSTED): usage so far, the model, its prompt and
     # output token bounds.
     guard: SpendGuard | None = None
+    # Whose request it is: provider slots and breaker failures are shared per tenant.
+    tenant_id: int | None = None
 
 
 SpendGuard = Callable[[Usage, ModelSpec, int, int], Awaitable[None]]
@@ -134,8 +136,11 @@ class Orchestrator:
             self._closed_until[key] = (time.monotonic() + CLOSED_CACHE_SECONDS, permit.generation)
         return permit
 
-    async def _report(self, permit: Permit, error: ProviderError | None) -> None:
+    async def _report(self, permit: Permit, error: ProviderError | None, tenant_id: int | None) -> None:
         if error is not None and error.counts_against_provider:
+            if not await self._counts(permit, error, tenant_id):
+                await self.breaker.release(permit)
+                return
             self._closed_until.pop(permit.key, None)
             await self.breaker.record_failure(permit)  # awaited: the next attempt must see it
         elif permit.is_probe:
@@ -146,6 +151,14 @@ class Orchestrator:
             task = asyncio.create_task(self.breaker.record_success(permit))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
+
+    async def _counts(self, permit: Permit, error: ProviderError, tenant_id: int | None) -> bool:
+        """A timeout, the failure a tenant's own requests cause (huge prompts, huge
+        outputs), counts toward the shared breaker only within the tenant's share;
+        a provider's errors and refused connections always count."""
+        if tenant_id is None or error.kind is not FailureKind.TIMEOUT:
+            return True
+        return await self.breaker.counts_for_tenant(permit.key, tenant_id)
 
     async def run(
         self,
@@ -179,7 +192,7 @@ class Orchestrator:
                     await self.breaker.release(permit)  # a cancelled probe must not hold half-open
                     raise
                 except ProviderError as error:
-                    await self._report(permit, error)
+                    await self._report(permit, error, outcome.tenant_id)
                     outcome.errors.append(f"{model.model_id}: {error.kind}")
                     last_error = error
                     if not error.fallbackable:
@@ -189,7 +202,7 @@ class Orchestrator:
                         break
                     await asyncio.sleep(delay)
                     continue
-                await self._report(permit, None)
+                await self._report(permit, None, outcome.tenant_id)
                 outcome.model = model
                 return result
             if budget.remaining == 0:
@@ -221,7 +234,7 @@ class Orchestrator:
             upstream = {**body, "model": model.upstream_model, "stream": False}
             upstream.pop("stream_options", None)
             data = await self.providers.post_json(
-                model, "/chat/completions", upstream, deadline, outcome.timing
+                model, "/chat/completions", upstream, deadline, outcome.timing, outcome.tenant_id
             )
             if not valid_completion(data):
                 raise ProviderError(
@@ -247,7 +260,9 @@ class Orchestrator:
     ) -> dict[str, Any]:
         async def call(model: ModelSpec) -> dict[str, Any]:
             upstream = {**body, "model": model.upstream_model}
-            return await self.providers.post_json(model, "/embeddings", upstream, deadline, outcome.timing)
+            return await self.providers.post_json(
+                model, "/embeddings", upstream, deadline, outcome.timing, outcome.tenant_id
+            )
 
         prompt = embeddings_tokens_bound(body)
         run = self.run(plan, deadline, outcome, call, lambda model: (prompt, 0))
@@ -372,7 +387,7 @@ class ContinuedStream:
         """Forward one upstream stream's deltas to the queue; return its finish_reason, if any."""
         finish_reason: str | None = None
         async for chunk in self.orchestrator.providers.stream_chunks(
-            model, body, self.deadline, self.outcome.timing
+            model, body, self.deadline, self.outcome.timing, self.outcome.tenant_id
         ):
             self.reported_usage = self.outcome.usage.add(model, chunk.get("usage")) or self.reported_usage
             for choice in chunk.get("choices") or []:

@@ -27,6 +27,7 @@ from functools import cached_property
 from typing import Any
 
 import redis.asyncio as aioredis
+from django.conf import settings
 from django.utils import timezone
 
 from aiaas.redis_clients import async_client
@@ -36,6 +37,7 @@ from gateway.auth import ApiKeyCache
 from gateway.errors import GatewayError, cancelled, error_for, invalid
 from gateway.events import ChatEvent
 from gateway.metering import Meter
+from gateway.metrics import METRICS
 from gateway.orchestrator import Orchestrator, Outcome
 from gateway.providers import ProviderClient
 from gateway.resilience import CircuitBreaker, Deadline
@@ -86,7 +88,8 @@ class GatewayClients:
 
     @cached_property
     def orchestrator(self) -> Orchestrator:
-        return Orchestrator(ProviderClient(), CircuitBreaker(self.redis))
+        breaker = CircuitBreaker(self.redis, tenant_share=settings.BREAKER_TENANT_SHARE)
+        return Orchestrator(ProviderClient(), breaker)
 
     async def aclose(self) -> None:
         """Close what was opened (provider connections, the Redis pool)."""
@@ -182,18 +185,24 @@ class RequestContext:
                 await self.settle()
 
     async def settle(self) -> None:
-        """Account for the request once it is over, whatever its outcome: reconcile
-        its reservation and queue its one usage event (requests without a usable
-        key belong to no tenant and are not metered)."""
+        """Account for the request once it is over, whatever its outcome. An admitted
+        request reconciles its reservation and queues its one usage event (and
+        what the router learns from it); one refused before admission (no key,
+        limits, validation) is only counted (gateway/metrics.py): a flood of
+        refusals writes nothing."""
         if self.settled:
             return
         self.settled = True
-        if self.api_key is None:
+        if self.api_key is None or self.meter is None or self.meter.reservation is None:
+            METRICS.count_refused(self.status, self.error_type)
+            if self.api_key is not None and self.logs_requests and self.request_body is not None:
+                await self.queue_log(self.api_key)
             return
         # Independent Redis writes: one round trip of waiting instead of several.
-        steps = [queue_usage(self.clients.redis, self.usage_record(self.api_key))]
-        if self.meter is not None:
-            steps.append(self.meter.settle(self.outcome))
+        steps = [
+            queue_usage(self.clients.redis, self.usage_record(self.api_key)),
+            self.meter.settle(self.outcome),
+        ]
         if self.logs_requests:
             steps.append(self.queue_log(self.api_key))
         if isinstance(self.plan, RoutedPlan) and self.plan.decision is not None:
@@ -378,6 +387,7 @@ async def route_and_admit(
     resolve_model(route.requested_model, catalog, api_key)
     plan = plan_route(context.clients.policy, route, catalog, api_key)
     context.plan = plan
+    context.outcome.tenant_id = api_key.tenant_id
     context.meter = Meter(context.clients.limiter, api_key)
     await context.meter.admit(plan, prompt_tokens_bound, route.max_output_tokens)
     context.outcome.guard = context.meter.guard

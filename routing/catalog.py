@@ -9,6 +9,7 @@ that time in every process.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -18,7 +19,15 @@ from pathlib import Path
 
 from asgiref.sync import sync_to_async
 
-from routing.models import ModelAlias, Provider, ProviderModel
+from routing.models import (
+    ModelAlias,
+    Provider,
+    ProviderModel,
+    credential_env_allowed,
+    credential_file_allowed,
+)
+
+logger = logging.getLogger(__name__)
 
 CATALOG_TTL_SECONDS = 10.0
 MILLION = Decimal(1_000_000)
@@ -81,10 +90,16 @@ class Catalog:
 
 
 def read_credential(provider: Provider) -> str | None:
-    """From the named environment variable, else the named file; never from the database."""
-    if provider.credential_env and os.environ.get(provider.credential_env):
+    """From the named environment variable, else the named file; never from the
+    database, and only where settings allow (Provider.clean): a row that names
+    another variable (SECRET_KEY, DATABASE_URL) or file gets no credential."""
+    if provider.credential_env and not credential_env_allowed(provider.credential_env):
+        logger.error("provider %s names a credential variable outside the allowed prefixes", provider.slug)
+    elif provider.credential_env and os.environ.get(provider.credential_env):
         return os.environ[provider.credential_env]
-    if provider.credential_file:
+    if provider.credential_file and not credential_file_allowed(provider.credential_file):
+        logger.error("provider %s names a credential file outside the allowed folders", provider.slug)
+    elif provider.credential_file:
         try:
             return Path(provider.credential_file).read_text().strip() or None
         except OSError:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
+from pathlib import Path
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -56,6 +58,31 @@ class Provider(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        """Staff may name a credential only where settings allow: an environment
+        variable with an allowed prefix, a file inside an allowed folder."""
+        errors = {}
+        if self.credential_env and not credential_env_allowed(self.credential_env):
+            prefixes = ", ".join(settings.PROVIDER_CREDENTIAL_ENV_PREFIXES)
+            errors["credential_env"] = f"Use a variable whose name starts with one of: {prefixes}."
+        if self.credential_file and not credential_file_allowed(self.credential_file):
+            folders = ", ".join(settings.PROVIDER_CREDENTIAL_DIRS) or "(none allowed)"
+            errors["credential_file"] = f"Use a file inside one of: {folders}."
+        if errors:
+            raise ValidationError(errors)
+
+
+def credential_env_allowed(name: str) -> bool:
+    return any(name.startswith(prefix) for prefix in settings.PROVIDER_CREDENTIAL_ENV_PREFIXES)
+
+
+def credential_file_allowed(path: str) -> bool:
+    """Inside an allowed folder once resolved (no `..`, no symlink out of it)."""
+    resolved = Path(path).resolve()
+    return any(
+        resolved.is_relative_to(Path(folder).resolve()) for folder in settings.PROVIDER_CREDENTIAL_DIRS
+    )
 
 
 class ProviderModel(models.Model):

@@ -9,6 +9,7 @@ a `ProviderError` saying whether retrying or falling back can help.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -16,12 +17,15 @@ from typing import Any
 
 import aiohttp
 import orjson
+from django.conf import settings
 
 from gateway.providers.errors import FailureKind, ProviderError
 from gateway.resilience import Bulkhead, BulkheadFullError, Deadline, parse_retry_after
 from routing.catalog import ModelSpec, ProviderSpec
 
 BULKHEAD_WAIT_SECONDS = 1.0
+# Tenant bulkheads kept per process before idle ones are dropped.
+MAX_TENANT_BULKHEADS = 4096
 
 
 def error_from_response(status: int, body: bytes, headers: Mapping[str, str]) -> ProviderError:
@@ -55,11 +59,13 @@ class UpstreamTiming:
 class ProviderClient:
     """The process's connections to providers: one pooled aiohttp session and one
     bulkhead per provider (aiohttp's pool costs a fraction of httpcore's per call:
-    bench/README.md)."""
+    bench/README.md), and within it one per tenant holding at most
+    PROVIDER_TENANT_SHARE of the provider's slots, so no tenant can take them all."""
 
     def __init__(self) -> None:
         self._sessions: dict[str, aiohttp.ClientSession] = {}
         self._bulkheads: dict[str, Bulkhead] = {}
+        self._tenant_bulkheads: dict[tuple[str, int], Bulkhead] = {}
 
     def _session(self, provider: ProviderSpec) -> aiohttp.ClientSession:
         session = self._sessions.get(provider.slug)
@@ -81,6 +87,19 @@ class ProviderClient:
             self._bulkheads[provider.slug] = bulkhead
         return bulkhead
 
+    def _tenant_bulkhead(self, provider: ProviderSpec, tenant_id: int | None) -> Bulkhead:
+        if tenant_id is None:
+            return UNBOUNDED
+        key = (provider.slug, tenant_id)
+        bulkhead = self._tenant_bulkheads.get(key)
+        if bulkhead is None:
+            if len(self._tenant_bulkheads) >= MAX_TENANT_BULKHEADS:
+                self._tenant_bulkheads = {k: b for k, b in self._tenant_bulkheads.items() if b.in_use}
+            share = float(settings.PROVIDER_TENANT_SHARE)
+            slots = max(1, math.floor(provider.max_concurrent_calls * share))
+            bulkhead = self._tenant_bulkheads[key] = Bulkhead(slots, BULKHEAD_WAIT_SECONDS)
+        return bulkhead
+
     async def aclose(self) -> None:
         for session in self._sessions.values():
             await session.close()
@@ -88,7 +107,14 @@ class ProviderClient:
 
     @contextlib.asynccontextmanager
     async def _call(
-        self, model: ModelSpec, path: str, body: dict[str, Any], deadline: Deadline, *, stream: bool
+        self,
+        model: ModelSpec,
+        path: str,
+        body: dict[str, Any],
+        deadline: Deadline,
+        *,
+        stream: bool,
+        tenant_id: int | None,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """One upstream call, every failure of it translated into a ProviderError."""
         provider = model.provider
@@ -97,6 +123,7 @@ class ProviderClient:
             headers["accept"] = "text/event-stream"
         try:
             async with (
+                self._tenant_bulkhead(provider, tenant_id).slot(),
                 self._bulkhead(provider).slot(),
                 self._session(provider).post(
                     provider.base_url + path,
@@ -123,11 +150,17 @@ class ProviderClient:
             ) from None
 
     async def post_json(
-        self, model: ModelSpec, path: str, body: dict[str, Any], deadline: Deadline, timing: UpstreamTiming
+        self,
+        model: ModelSpec,
+        path: str,
+        body: dict[str, Any],
+        deadline: Deadline,
+        timing: UpstreamTiming,
+        tenant_id: int | None = None,
     ) -> dict[str, Any]:
         started = time.perf_counter()
         try:
-            async with self._call(model, path, body, deadline, stream=False) as response:
+            async with self._call(model, path, body, deadline, stream=False, tenant_id=tenant_id) as response:
                 content = await response.read()
                 status, headers = response.status, response.headers
         finally:
@@ -147,12 +180,18 @@ class ProviderClient:
         return data
 
     async def stream_chunks(
-        self, model: ModelSpec, body: dict[str, Any], deadline: Deadline, timing: UpstreamTiming
+        self,
+        model: ModelSpec,
+        body: dict[str, Any],
+        deadline: Deadline,
+        timing: UpstreamTiming,
+        tenant_id: int | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
         """The provider's chat chunks, parsed. Ends normally only after `data: [DONE]`
         or a clean end of stream; a cut, stall or malformed chunk raises ProviderError."""
         started = time.perf_counter()
-        async with self._call(model, "/chat/completions", body, deadline, stream=True) as response:
+        call = self._call(model, "/chat/completions", body, deadline, stream=True, tenant_id=tenant_id)
+        async with call as response:
             timing.waiting_seconds += time.perf_counter() - started
             if response.status != 200:
                 raise error_from_response(response.status, await response.read(), response.headers)
@@ -206,3 +245,17 @@ def auth_headers(provider: ProviderSpec) -> dict[str, str]:
     if provider.auth_style == "api-key":
         return {"api-key": provider.credential}
     return {"authorization": f"Bearer {provider.credential}"}
+
+
+class Unbounded(Bulkhead):
+    """No cap: calls that belong to no tenant (benches, probes)."""
+
+    def __init__(self) -> None:
+        super().__init__(1, 0.0)
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        yield
+
+
+UNBOUNDED = Unbounded()

@@ -13,7 +13,7 @@ from typing import Any
 import redis.exceptions
 from redis.asyncio import Redis
 
-from aiaas.redis_keys import hash_tag, redis_key
+from aiaas.redis_keys import hash_tag, redis_key, tenant_key
 from gateway.resilience import breaker_scripts as scripts
 
 logger = logging.getLogger(__name__)
@@ -129,8 +129,13 @@ class CircuitBreaker:
     fails open: calls are admitted and go unrecorded, with a warning logged.
     """
 
-    def __init__(self, redis: Redis, policy: BreakerPolicy = BreakerPolicy()) -> None:
+    def __init__(
+        self, redis: Redis, policy: BreakerPolicy = BreakerPolicy(), *, tenant_share: float = 0.5
+    ) -> None:
         self._policy = policy
+        self._redis = redis
+        # A tenant's failures count toward a breaker only up to this share of its threshold.
+        self._tenant_failures = max(1, math.floor(policy.failure_threshold * tenant_share))
         self._acquire = redis.register_script(scripts.ACQUIRE)
         self._record = redis.register_script(scripts.RECORD)
         self._state = redis.register_script(scripts.STATE)
@@ -155,6 +160,22 @@ class CircuitBreaker:
     async def record_failure(self, permit: Permit) -> None:
         """The call failed; may open the breaker, and a probe's failure re-opens it."""
         await self._report(permit, "failure")
+
+    async def counts_for_tenant(self, key: str, tenant_id: int) -> bool:
+        """Whether one more of `tenant_id`'s failures may count toward breaker `key`:
+        each tenant's share of the failure threshold per window, so one tenant's
+        timeouts (its huge prompts, say) cannot open a breaker for everyone.
+        Failures beyond it are the tenant's alone. Redis unreachable: they count."""
+        counter = tenant_key("breaker", tenant_id, "failures", key)
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.incr(counter)
+                pipe.expire(counter, math.ceil(self._policy.window_seconds), nx=True)
+                count, _ = await pipe.execute()
+        except REDIS_UNAVAILABLE as error:
+            logger.warning("circuit breaker %s: Redis unreachable (%s), failure counted", key, error)
+            return True
+        return int(count) <= self._tenant_failures
 
     async def release(self, permit: Permit) -> None:
         """The call ended without an outcome; frees a probe's slot and counts nothing."""
