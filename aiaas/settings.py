@@ -191,6 +191,9 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_EXPIRES = 3600
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Where the gateway keeps settlements Redis failed to take, until it does (gateway/spool.py):
+# a local, persistent folder in production.
+USAGE_SPOOL_DIR = env.path("USAGE_SPOOL_DIR", default=BASE_DIR / ".data" / "spool")
 # The Redis stream /v1 usage events are queued on (billing/usage.py).
 USAGE_STREAM = env.str("USAGE_STREAM", default="usage:events")
 CELERY_BEAT_SCHEDULE = {

@@ -29,6 +29,7 @@ from billing.limits import (
 from gateway.errors import GatewayError
 from gateway.orchestrator import Outcome, Usage
 from gateway.providers.errors import FailureKind, ProviderError
+from gateway.spool import Reconcile
 from routing.catalog import ModelSpec
 from routing.policy import RoutePlan
 from tenants.models import ApiKey
@@ -136,21 +137,23 @@ class Meter:
         admitted = Hold(self.reservation.estimated_tokens, self.reservation.estimated_usd_micros)
         return admitted + self.extended
 
-    async def settle(self, outcome: Outcome) -> None:
-        """Replace the reservation by what the request actually used (once)."""
-        if self.settled:
-            return
+    async def settle(self, outcome: Outcome) -> Reconcile | None:
+        """Replace the reservation by what the request actually used (once). When
+        Redis does not answer, the reconcile is returned for the spool
+        (gateway/spool.py), which runs it once Redis is back."""
+        if self.settled or self.reservation is None:
+            return None
         self.settled = True
-        if self.reservation is None:
-            return
         usage = outcome.usage
+        reconcile = Reconcile(
+            self.reservation,
+            actual_tokens=usage.prompt_tokens + usage.completion_tokens,
+            actual_usd_micros=usd_micros(usage.cost_usd),
+            extended=self.extended,
+        )
         try:
-            await self.limiter.reconcile(
-                self.reservation,
-                actual_tokens=usage.prompt_tokens + usage.completion_tokens,
-                actual_usd_micros=usd_micros(usage.cost_usd),
-                extended=self.extended,
-            )
+            await reconcile.run(self.limiter)
         except LimiterUnavailableError:
-            # The reservation stays counted until the period ends: it errs towards refusing.
-            logger.warning("could not reconcile reservation of key %s", self.api_key.pk)
+            logger.warning("could not reconcile reservation of key %s; spooled", self.api_key.pk)
+            return reconcile
+        return None

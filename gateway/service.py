@@ -20,7 +20,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cached_property
@@ -33,6 +33,7 @@ from django.utils import timezone
 from aiaas.redis_clients import async_client
 from billing.limits import Limiter
 from billing.usage import UsageQueueUnavailableError, UsageRecord, record_usage
+from gateway import spool
 from gateway.auth import ApiKeyCache
 from gateway.errors import GatewayError, cancelled, error_for, invalid
 from gateway.events import ChatEvent
@@ -90,6 +91,15 @@ class GatewayClients:
     def orchestrator(self) -> Orchestrator:
         breaker = CircuitBreaker(self.redis, tenant_share=settings.BREAKER_TENANT_SHARE)
         return Orchestrator(ProviderClient(), breaker)
+
+    @cached_property
+    def replayer(self) -> spool.Replayer:
+        """Replays spooled settlements; created at the first settle, when it
+        also takes up what an earlier process left in the spool."""
+        replayer = spool.Replayer(self.redis, self.limiter)
+        if spool.pending():
+            replayer.wake()
+        return replayer
 
     async def aclose(self) -> None:
         """Close what was opened (provider connections, the Redis pool)."""
@@ -198,16 +208,22 @@ class RequestContext:
             if self.api_key is not None and self.logs_requests and self.request_body is not None:
                 await self.queue_log(self.api_key)
             return
+        replayer = self.clients.replayer
         # Independent Redis writes: one round trip of waiting instead of several.
-        steps = [
-            queue_usage(self.clients.redis, self.usage_record(self.api_key)),
+        usage = self.usage_record(self.api_key)
+        steps: list[Awaitable[Any]] = [
+            queue_usage(self.clients.redis, usage),
             self.meter.settle(self.outcome),
         ]
         if self.logs_requests:
             steps.append(self.queue_log(self.api_key))
         if isinstance(self.plan, RoutedPlan) and self.plan.decision is not None:
             steps.append(self.record_route(self.api_key, self.plan))
-        await asyncio.gather(*steps)
+        queued, unreconciled, *_ = await asyncio.gather(*steps)
+        if not queued or unreconciled is not None:
+            # Redis failed mid-request: kept on disk, replayed once it answers.
+            await asyncio.to_thread(spool.keep, self.request_id, None if queued else usage, unreconciled)
+            replayer.wake()
 
     async def record_route(self, api_key: ApiKey, plan: RoutedPlan) -> None:
         """What the router learns from this request and reports about it (one Redis
@@ -275,12 +291,15 @@ class RequestContext:
         )
 
 
-async def queue_usage(redis: aioredis.Redis, record: UsageRecord) -> None:
+async def queue_usage(redis: aioredis.Redis, record: UsageRecord) -> bool:
+    """Whether the usage event reached the queue."""
     try:
         await record_usage(redis, record)
     except UsageQueueUnavailableError:
         # Limits fail closed before any provider call, so this is Redis lost mid-request.
-        logger.exception("usage event %s was not queued", record.request_id)
+        logger.warning("usage event %s was not queued; spooled", record.request_id)
+        return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,8 @@ takes pytest-django's `settings` fixture or `override_settings`.
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
 
 from aiaas.settings import *  # noqa: F403
 from aiaas.settings import DATABASES
@@ -28,3 +30,5 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 USAGE_STREAM = f"usage:events:test-{TEST_RUN_ID}"
 REQUEST_LOG_STREAM = f"request-logs:events:test-{TEST_RUN_ID}"
 CELERY_TASK_DEFAULT_QUEUE = f"test-{TEST_RUN_ID}"
+# Settlements spooled while Redis is down (gateway/spool.py): this run's own folder.
+USAGE_SPOOL_DIR = Path(tempfile.gettempdir()) / f"aiaas-usage-spool-{TEST_RUN_ID}"

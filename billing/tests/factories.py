@@ -33,7 +33,8 @@ class PlanFactory(DjangoModelFactory[Plan]):
 
 class BillingAccountFactory(DjangoModelFactory[BillingAccount]):
     """A tenant's Stripe customer with an active subscription whose period starts at
-    `current_period_start` (now by default) and lasts 30 days: pass `tenant`."""
+    `current_period_start` (now by default) and lasts 30 days: pass `tenant_id` (an
+    instance would cache the account on a shared Tenant object past the test)."""
 
     class Meta:
         model = BillingAccount

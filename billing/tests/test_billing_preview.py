@@ -32,7 +32,9 @@ def use(tenant: TenantFixture, tokens: int, at: datetime) -> None:
 
 
 def subscribe(tenant: TenantFixture, start: datetime, end: datetime) -> None:
-    BillingAccountFactory.create(tenant=tenant.tenant, current_period_start=start, current_period_end=end)
+    BillingAccountFactory.create(
+        tenant_id=tenant.tenant.pk, current_period_start=start, current_period_end=end
+    )
 
 
 def test_the_preview_bills_overage_past_the_included_tokens_and_projects_the_period(

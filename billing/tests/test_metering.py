@@ -41,7 +41,9 @@ def metered(stripe: StripeStandIn, serving_tenant: TenantFixture) -> Iterator[tu
     started = timezone.now() - timedelta(hours=1)
 
     def setup() -> list[UsageEvent]:
-        BillingAccountFactory.create(tenant=tenant, stripe_customer_id=customer, current_period_start=started)
+        BillingAccountFactory.create(
+            tenant_id=tenant.pk, stripe_customer_id=customer, current_period_start=started
+        )
         return [
             UsageEventFactory.create(
                 tenant=tenant,

@@ -169,9 +169,10 @@ class CircuitBreaker:
         counter = tenant_key("breaker", tenant_id, "failures", key)
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
+                # The window starts at a tenant's first failure (SET NX, as EXPIRE NX needs Redis 7).
+                pipe.set(counter, 0, ex=math.ceil(self._policy.window_seconds), nx=True)
                 pipe.incr(counter)
-                pipe.expire(counter, math.ceil(self._policy.window_seconds), nx=True)
-                count, _ = await pipe.execute()
+                _, count = await pipe.execute()
         except REDIS_UNAVAILABLE as error:
             logger.warning("circuit breaker %s: Redis unreachable (%s), failure counted", key, error)
             return True

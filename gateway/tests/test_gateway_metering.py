@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from decimal import Decimal
 
 import httpx
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from billing.limits import Limiter
 from billing.models import UsageEvent
 from billing.usage import flush_usage_events
+from gateway.metrics import METRICS
 from gateway.service import server_clients
 from tenants.models import ApiKeyScope
 from tenants.services import create_api_key
@@ -30,10 +30,11 @@ def call(gateway: str, key: str, body: dict[str, object], **headers: str) -> htt
     )
 
 
-def test_every_request_success_or_failure_reaches_the_ledger_once(
+def test_every_admitted_request_reaches_the_ledger_once_and_refusals_are_only_counted(
     gateway: str, serving_tenant: TenantFixture
 ) -> None:
     key = serving_tenant.admin_key
+    refusals_before = METRICS.refused[(404, "model_not_found")]
     plain = call(gateway, key, BODY)
     refused = call(gateway, key, {**BODY, "model": "gpt-nope"})
     labelled = call(gateway, key, {**BODY, "model": "sim-small"}, **{"x-request-id": "mine-1"})
@@ -51,7 +52,8 @@ def test_every_request_success_or_failure_reaches_the_ledger_once(
 
     ids = [r.headers["x-request-id"] for r in (plain, refused, labelled, streamed)]
     events = {event.request_id: event for event in UsageEvent.objects.filter(request_id__in=ids)}
-    assert set(events) == set(ids)
+    assert set(events) == {ids[0], ids[2], ids[3]}
+    assert METRICS.refused[(404, "model_not_found")] == refusals_before + 1
     assert labelled.headers["x-client-request-id"] == "mine-1"
     assert (events[ids[0]].status, events[ids[0]].model, events[ids[0]].completion_tokens) == (
         200,
@@ -59,8 +61,6 @@ def test_every_request_success_or_failure_reaches_the_ledger_once(
         plain.json()["usage"]["completion_tokens"],
     )
     assert events[ids[0]].cost_usd > 0
-    assert (events[ids[1]].status, events[ids[1]].error_type) == (404, "model_not_found")
-    assert events[ids[1]].cost_usd == Decimal(0)
     assert events[ids[3]].status == 200
     assert events[ids[3]].ttft_ms is not None
     assert all(event.tenant_id == serving_tenant.tenant.pk for event in events.values())
