@@ -173,6 +173,8 @@ REALTIME_SEND_QUEUE_BYTES = 131_072
 # A reader that takes none of our bytes for this long is closed with code 4008.
 REALTIME_STALLED_READER_SECONDS = env.float("REALTIME_STALLED_READER_SECONDS", default=15.0)
 REALTIME_STREAM_TOKEN_SECONDS = 60
+# Open WebSockets a tenant may hold at once, across every process (realtime/connections.py).
+REALTIME_MAX_SOCKETS_PER_TENANT = env.int("REALTIME_MAX_SOCKETS_PER_TENANT", default=2_000)
 
 CELERY_BROKER_URL = celery_redis_url(REDIS_URL)
 CELERY_RESULT_BACKEND = celery_redis_url(REDIS_URL)

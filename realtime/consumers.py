@@ -29,6 +29,7 @@ from channels.utils import await_many_dispatch
 from django.conf import settings
 
 from gateway.errors import GatewayError, invalid
+from realtime.connections import TooManySocketsError, socket_lease
 from realtime.events import error_event
 from realtime.handshake import HandshakeRefusedError, Principal, authorize, query_parameters
 from realtime.metrics import METRICS
@@ -51,6 +52,7 @@ CLOSE_STALLED_READER = 4008
 CLOSE_EXPIRED = 4410
 # How long a close frame may wait behind a stalled reader's unread bytes.
 CLOSE_SECONDS = 5.0
+RETRY_SOCKET_SECONDS = 5
 AFTER_PATTERN = re.compile(r"[0-9]{1,18}")
 
 
@@ -69,6 +71,7 @@ class StreamConsumer(AsyncConsumer):
         self.channel_layer = None
         self.tasks: list[asyncio.Task[None]] = []
         self.accepted = False
+        self.held = contextlib.AsyncExitStack()  # the socket's lease, released when it ends
         sources = [receive, self.local.get]
         if self.uses_groups:
             self.channel_layer = channel_layer()
@@ -92,6 +95,8 @@ class StreamConsumer(AsyncConsumer):
                 METRICS.active_connections -= 1
             for task in self.tasks:
                 task.cancel()
+            with contextlib.suppress(Exception):
+                await self.held.aclose()
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # No per-message database housekeeping (AsyncConsumer's): handlers use no connection here.
@@ -102,6 +107,7 @@ class StreamConsumer(AsyncConsumer):
             self.check_query()  # before authorizing: a malformed query does not spend a token
             self.principal = await authorize(self.scope, self.purpose, self.stream_id_from_url())
             await self.check_request()
+            await self.hold_lease()
         except HandshakeRefusedError as refusal:
             await self.refuse(refusal.error)
             raise StopConsumer() from None
@@ -109,6 +115,21 @@ class StreamConsumer(AsyncConsumer):
         self.accepted = True
         METRICS.active_connections += 1
         await self.on_accept()
+
+    async def hold_lease(self) -> None:
+        """One of the tenant's REALTIME_MAX_SOCKETS_PER_TENANT open sockets, or a 429."""
+        try:
+            await self.held.enter_async_context(socket_lease(self.principal.api_key.tenant_id))
+        except TooManySocketsError as error:
+            raise HandshakeRefusedError(
+                GatewayError(
+                    429,
+                    f"Your organization has too many open WebSockets ({error}).",
+                    "rate_limit_error",
+                    "too_many_sockets",
+                    retry_after=RETRY_SOCKET_SECONDS,
+                )
+            ) from None
 
     def stream_id_from_url(self) -> str | None:
         return None
