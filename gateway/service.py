@@ -197,14 +197,14 @@ class RequestContext:
     async def settle(self) -> None:
         """Account for the request once it is over, whatever its outcome. An admitted
         request reconciles its reservation and queues its one usage event (and
-        what the router learns from it); one refused before admission (no key,
-        limits, validation) is only counted (gateway/metrics.py): a flood of
-        refusals writes nothing."""
+        what the router learns from it); one that reached no model (refused
+        before admission, or the model list) is only counted
+        (gateway/metrics.py): a flood of them writes nothing."""
         if self.settled:
             return
         self.settled = True
         if self.api_key is None or self.meter is None or self.meter.reservation is None:
-            METRICS.count_refused(self.status, self.error_type)
+            METRICS.count_unmetered(self.status, self.error_type)
             if self.api_key is not None and self.logs_requests and self.request_body is not None:
                 await self.queue_log(self.api_key)
             return

@@ -34,7 +34,7 @@ def test_every_admitted_request_reaches_the_ledger_once_and_refusals_are_only_co
     gateway: str, serving_tenant: TenantFixture
 ) -> None:
     key = serving_tenant.admin_key
-    refusals_before = METRICS.refused[(404, "model_not_found")]
+    refusals_before = METRICS.unmetered[(404, "model_not_found")]
     plain = call(gateway, key, BODY)
     refused = call(gateway, key, {**BODY, "model": "gpt-nope"})
     labelled = call(gateway, key, {**BODY, "model": "sim-small"}, **{"x-request-id": "mine-1"})
@@ -53,7 +53,7 @@ def test_every_admitted_request_reaches_the_ledger_once_and_refusals_are_only_co
     ids = [r.headers["x-request-id"] for r in (plain, refused, labelled, streamed)]
     events = {event.request_id: event for event in UsageEvent.objects.filter(request_id__in=ids)}
     assert set(events) == {ids[0], ids[2], ids[3]}
-    assert METRICS.refused[(404, "model_not_found")] == refusals_before + 1
+    assert METRICS.unmetered[(404, "model_not_found")] == refusals_before + 1
     assert labelled.headers["x-client-request-id"] == "mine-1"
     assert (events[ids[0]].status, events[ids[0]].model, events[ids[0]].completion_tokens) == (
         200,
