@@ -62,7 +62,7 @@ def capped(registry: str) -> Iterator[Capped]:
             key_requests_per_minute=10_000,
             tenant_requests_per_minute=10_000,
         )
-        fixture = TenantFactory(slug=f"capped-{suffix}", plan_slug=plan.slug)
+        fixture = TenantFactory.create(slug=f"capped-{suffix}", plan_slug=plan.slug)
         return Capped(fixture, plan)
 
     capped = committed(setup)

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
+from redis.typing import EncodableT, FieldT
 from django.core.management.base import BaseCommand, CommandParser
 
 from aiaas.redis_clients import sync_client
@@ -25,14 +26,16 @@ class Command(BaseCommand):
         client = sync_client("queues")
         stream = settings.USAGE_STREAM
         dead = dead_stream_of(stream)
-        entries = client.xrange(dead, count=options["limit"])
+        entries = cast("list[tuple[bytes, dict[bytes, bytes]]]", client.xrange(dead, count=options["limit"]))
         for entry_id, fields in entries:
             reason = fields.get(b"dead_reason", b"").decode(errors="replace")
             request_id = fields.get(b"request_id", b"?").decode(errors="replace")
             self.stdout.write(f"{entry_id.decode()} {request_id}: {reason}")
             if options["dry_run"]:
                 continue
-            original = {key: value for key, value in fields.items() if key not in DEAD_FIELDS}
+            original: dict[FieldT, EncodableT] = {
+                key: value for key, value in fields.items() if key not in DEAD_FIELDS
+            }
             pipeline = client.pipeline(transaction=True)
             pipeline.xadd(stream, original)
             pipeline.xdel(dead, entry_id)
