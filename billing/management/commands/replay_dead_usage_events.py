@@ -3,8 +3,8 @@ from __future__ import annotations
 from typing import Any, cast
 
 from django.conf import settings
-from redis.typing import EncodableT, FieldT
 from django.core.management.base import BaseCommand, CommandParser
+from redis.typing import EncodableT, FieldT
 
 from aiaas.redis_clients import sync_client
 from billing.usage import dead_stream_of
