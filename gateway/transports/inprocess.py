@@ -1,4 +1,4 @@
-"""Chat completions for a tenant from inside the platform (agent runs; soon
+"""Chat completions and embeddings for a tenant from inside the platform (agent runs; soon
 ingestion and evals), through the chat service as `/v1` uses it: routing (the
 learned router and early exit for `auto`), limits, budgets, resilience, the
 usage ledger and request logs.
@@ -19,7 +19,7 @@ from typing import Any
 
 from gateway import service
 from gateway.service import GatewayClients, RequestContext
-from gateway.validation import ChatRequest, validate_chat
+from gateway.validation import ChatRequest, EmbeddingsRequest, validate_chat, validate_embeddings
 from tenants.models import ApiKey
 
 
@@ -33,6 +33,15 @@ class Completion:
     completion_tokens: int
     cost_usd: Decimal
     content: str
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    request_id: str
+    model_id: str
+    vectors: list[list[float]]  # in the order of the inputs
+    prompt_tokens: int
+    cost_usd: Decimal
 
 
 class InProcessGateway:
@@ -61,6 +70,20 @@ class InProcessGateway:
             cost_usd=usage.cost_usd,
             content=result.content,
         )
+
+    async def embeddings(
+        self, api_key: ApiKey, request: dict[str, Any] | EmbeddingsRequest, request_id: str
+    ) -> Embeddings:
+        """Embeddings of the request's inputs, or GatewayError; settled like `chat`."""
+        context = RequestContext(request_id, api_key=api_key, clients=self.clients)
+        async with context.lifecycle():
+            embed = request if isinstance(request, EmbeddingsRequest) else validate_embeddings(request)
+            data = await service.embed(context, embed)
+            context.succeed()
+        model, usage = context.outcome.model, context.outcome.usage
+        assert model is not None
+        vectors = [item["embedding"] for item in sorted(data["data"], key=lambda item: item["index"])]
+        return Embeddings(request_id, model.model_id, vectors, usage.prompt_tokens, usage.cost_usd)
 
     async def aclose(self) -> None:
         await self.clients.aclose()
