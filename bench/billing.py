@@ -6,9 +6,12 @@
 - meter pushes: ledger rows per second read, sent to the stand-in through the
   real stripe library and marked, by `billing.metering.push_meter_events` (v2
   meter event stream, docs/decisions/0014), with the one-at-a-time v1 pusher
-  it replaced as baseline, round by round in the same run.
+  it replaced as baseline, round by round in the same run; `--latency-ms`
+  makes the stand-in answer each meter call that much later, as Stripe's round
+  trip would.
 
-    python bench/billing.py [--events 2000] [--rows 5000] [--baseline-rows 500] [--rounds 3] [--json PATH]
+    python bench/billing.py [--events 2000] [--rows 5000] [--baseline-rows 500] [--rounds 3]
+        [--latency-ms 0] [--json PATH]
 
 Needs the launcher's PostgreSQL and Redis (DATABASE_URL, REDIS_URL, SECRET_KEY):
 it runs `manage.py bootstrap`, adds a bench tenant row (no schema) with ledger
@@ -87,8 +90,8 @@ def bench_verification(count: int) -> dict[str, float]:
     }
 
 
-def bench_meter_push(rows: int, baseline_rows: int, rounds: int) -> dict[str, Any]:
-    """Ledger rows to Stripe per second, rows read, sent and marked: the stream pusher
+def bench_meter_push(rows: int, baseline_rows: int, rounds: int, latency_ms: float) -> dict[str, Any]:
+    """Ledger rows to Stripe per second (read, sent and marked): the stream pusher
     (billing.metering) against the one-at-a-time pusher it replaced, interleaved."""
     from django.conf import settings
     from django.core.management import call_command
@@ -101,6 +104,7 @@ def bench_meter_push(rows: int, baseline_rows: int, rounds: int) -> dict[str, An
     baseline_rates: list[float] = []
     with serving_stripe() as server:
         settings.STRIPE_SECRET_KEY, settings.STRIPE_API_BASE = "sk_test_bench", server.url
+        server.latency_seconds = latency_ms / 1000
         settings.STRIPE_METER_EVENTS_API_BASE = server.meter_events_url
         settings.STRIPE_METER_IDENTIFIER_PREFIX = f"bench-{uuid.uuid4().hex[:8]}"
         customer = stripe_client().v1.customers.create(params={"name": "bench"}).id
@@ -115,6 +119,7 @@ def bench_meter_push(rows: int, baseline_rows: int, rounds: int) -> dict[str, An
             forget_bench_tenant(tenant)
     return {
         "rows_per_round": rows,
+        "added_latency_ms": latency_ms,
         "baseline_rows_per_round": baseline_rows,
         "concurrency": settings.STRIPE_METER_PUSH_CONCURRENCY,
         "stream_rows_per_second": stream_rates,
@@ -234,6 +239,12 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=5000, help="ledger rows per round, stream pusher")
     parser.add_argument("--baseline-rows", type=int, default=500, help="ledger rows per round, one at a time")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="added by the stand-in to each meter call (Stripe's round trip)",
+    )
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON_PATH)
     args = parser.parse_args()
     setup_django()
@@ -241,7 +252,7 @@ def main() -> None:
 
     logging.getLogger("stripe").setLevel(logging.WARNING)
     verification = bench_verification(args.events)
-    push = bench_meter_push(args.rows, args.baseline_rows, args.rounds)
+    push = bench_meter_push(args.rows, args.baseline_rows, args.rounds, args.latency_ms)
     print_table(verification, push)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"verification": verification, "meter_push": push}, indent=2) + "\n")
@@ -256,7 +267,8 @@ def print_table(verification: dict[str, float], push: dict[str, Any]) -> None:
     )
     print()
     rounds = " ".join(f"{rate:8.0f}" for rate in push["one_at_a_time_rows_per_second"])
-    print(f"{'meter push, rows/s (read, sent, marked)':44} {'median':>10}   rounds")
+    title = f"meter push, rows/s, +{push['added_latency_ms']:g} ms a call"
+    print(f"{title:44} {'median':>10}   rounds")
     print(
         f"{'one at a time (v1, before)':44} {push['one_at_a_time_median_rows_per_second']:10.0f}   {rounds}"
     )

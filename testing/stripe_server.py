@@ -65,6 +65,8 @@ class StripeStandIn:
     rate_limited_calls: int = 0
     retry_after: str = ""
     on_meter_event: Callable[[dict[str, Any]], None] | None = None
+    # Added before answering each meter event call (v1 and stream): Stripe's round trip.
+    latency_seconds: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -98,6 +100,7 @@ def rate_limited() -> web.Response | None:
 
 
 async def create_meter_event(request: web.Request) -> web.Response:
+    await asyncio.sleep(current.latency_seconds)
     data = await localstripe_server.get_post_data(request) or {}
     payload = data.get("payload") or {}
     if not data.get("event_name") or not payload.get("stripe_customer_id") or "value" not in payload:
@@ -199,6 +202,7 @@ def stream_refusal(events: Any) -> web.Response | None:
 async def create_meter_event_stream(request: web.Request) -> web.Response:
     """Up to 100 events under a session's token; `{}` once they are stored, and each is
     validated afterwards (a known identifier dropped, an unknown customer reported)."""
+    await asyncio.sleep(current.latency_seconds)
     try:
         body = json.loads(await request.read() or b"{}")
     except ValueError:
