@@ -44,6 +44,7 @@ from django.db import connection
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from django_tenants.utils import get_public_schema_name, schema_context
+from stripe.params.v2.billing import MeterEventStreamCreateParamsEvent
 
 from billing.models import UsageEvent
 from billing.models.stripe import LIVE_STATUSES
@@ -303,7 +304,7 @@ SESSIONS: dict[tuple[str, str], tuple[str, datetime]] = {}
 SESSIONS_LOCK = threading.Lock()
 
 
-def meter_event(row: PendingRow) -> dict[str, object]:
+def meter_event(row: PendingRow) -> MeterEventStreamCreateParamsEvent:
     return {
         "event_name": settings.STRIPE_METER_EVENT_NAME,
         "identifier": meter_identifier(row.pk),
