@@ -1,8 +1,9 @@
 """A local Stripe for tests, driven by the real stripe library through STRIPE_API_BASE.
 
 localstripe (PyPI) serves customers, plans, subscriptions, invoices and events,
-statefully. What it lacks is added on the same server, following Stripe's
-documented request and response shapes:
+statefully. What it lacks is added on the same server (the meter event stream
+on a second address, as Stripe's is on meter-events.stripe.com), following
+Stripe's documented request and response shapes:
 
 - The v2 meter event stream: POST /v2/billing/meter_event_session (secret key)
   gives a token that lasts 15 minutes; POST /v2/billing/meter_event_stream
