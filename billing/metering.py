@@ -34,6 +34,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -219,6 +220,13 @@ def send_all(stream: MeterStream, batches: list[list[PendingRow]]) -> tuple[int,
     """Send the batches, STRIPE_METER_PUSH_CONCURRENCY at a time, marking each as Stripe
     answers it. Once Stripe asks to wait, batches not yet sent stay unsent.
     Returns (rows reported, rows refused, why the run stopped or None)."""
+    if not batches:
+        return 0, 0, None
+    try:
+        with stripe_trouble_as_retry_later():
+            stream.token()  # opened (or reused) once, before any thread needs it
+    except RetryLaterError as error:
+        return 0, 0, error
     stop = threading.Event()
     reported = refused = 0
     retry_later: RetryLaterError | None = None
@@ -265,38 +273,42 @@ class MeterStream:
 
     def post(self, batch: list[PendingRow]) -> None:
         events = [meter_event(row) for row in batch]
-        try:
+        with stripe_trouble_as_retry_later():
+            token = self.token()
             try:
-                self.client.v2.billing.meter_event_stream.create(
-                    {"events": events}, {"api_key": self.token()}
-                )
+                self.client.v2.billing.meter_event_stream.create({"events": events}, {"api_key": token})
             except stripe.TemporarySessionExpiredError:
-                self.client.v2.billing.meter_event_stream.create(
-                    {"events": events}, {"api_key": self.token(renew=True)}
-                )
-        except (stripe.RateLimitError, stripe.APIConnectionError) as error:
-            raise RetryLaterError(retry_after_seconds(error), type(error).__name__) from error
-        except (
-            stripe.AuthenticationError,
-            stripe.PermissionError,
-            stripe.TemporarySessionExpiredError,
-        ) as error:
-            raise RetryLaterError(0.0, f"Stripe refused our credentials: {error}") from error
-        except stripe.APIError as error:
-            raise RetryLaterError(
-                retry_after_seconds(error), f"Stripe answered {error.http_status}"
-            ) from error
+                renewed = self.token(expired=token)
+                self.client.v2.billing.meter_event_stream.create({"events": events}, {"api_key": renewed})
 
-    def token(self, renew: bool = False) -> str:
-        """The session's token, shared by this process's pushers until it nearly expires."""
+    def token(self, expired: str = "") -> str:
+        """The session's token, shared by this process's pushers until it nearly expires
+        (or Stripe said `expired` had: one thread renews it, the others take the new one)."""
         key = (settings.STRIPE_SECRET_KEY, settings.STRIPE_API_BASE)
         with SESSIONS_LOCK:
             session = SESSIONS.get(key)
-            if renew or session is None or session[1] - SESSION_RENEWAL_MARGIN < timezone.now():
+            if (
+                session is None
+                or session[0] == expired
+                or session[1] - SESSION_RENEWAL_MARGIN < timezone.now()
+            ):
                 created = self.client.v2.billing.meter_event_session.create()
                 session = (created.authentication_token, parse_time(created.expires_at))
                 SESSIONS[key] = session
             return session[0]
+
+
+@contextmanager
+def stripe_trouble_as_retry_later() -> Iterator[None]:
+    """Stripe asking to wait, failing, not answering or refusing our credentials: stop."""
+    try:
+        yield
+    except (stripe.RateLimitError, stripe.APIConnectionError) as error:
+        raise RetryLaterError(retry_after_seconds(error), type(error).__name__) from error
+    except (stripe.AuthenticationError, stripe.PermissionError, stripe.TemporarySessionExpiredError) as error:
+        raise RetryLaterError(0.0, f"Stripe refused our credentials: {error}") from error
+    except stripe.APIError as error:
+        raise RetryLaterError(retry_after_seconds(error), f"Stripe answered {error.http_status}") from error
 
 
 # (secret key, API base) -> (session token, expires at); sessions outlive one run.

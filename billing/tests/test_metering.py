@@ -265,13 +265,16 @@ def test_an_identifier_prefix_must_be_set_and_fit_stripes_limit(settings: Settin
     assert metering.meter_identifier(42) == "aiaas.example.com:42"
 
 
+@pytest.mark.parametrize(
+    "host", ["STRIPE_METER_EVENTS_API_BASE", "STRIPE_API_BASE"], ids=["stream", "sessions"]
+)
 def test_a_stripe_outage_stops_the_push_at_once_and_later_runs_back_off(
-    stream: StripeStandIn, metered: tuple[str, list[UsageEvent]], settings: Settings
+    stream: StripeStandIn, metered: tuple[str, list[UsageEvent]], settings: Settings, host: str
 ) -> None:
     _, rows = metered
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
-        settings.STRIPE_METER_EVENTS_API_BASE = "http://{}:{}".format(*closed.getsockname())
+        setattr(settings, host, "http://{}:{}".format(*closed.getsockname()))
 
     result = push()
 
