@@ -267,6 +267,17 @@ STRIPE_WEBHOOK_SECRETS = env.list("STRIPE_WEBHOOK_SECRET", default=[])
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="https://api.stripe.com")
 # The `event_name` of the Stripe Billing Meter that counts tokens.
 STRIPE_METER_EVENT_NAME = env.str("STRIPE_METER_EVENT_NAME", default="aiaas_tokens")
+# Meter events go to Stripe's v2 meter event stream, on a host of its own (docs/decisions/0014).
+STRIPE_METER_EVENTS_API_BASE = env.str(
+    "STRIPE_METER_EVENTS_API_BASE", default="https://meter-events.stripe.com"
+)
+# Each meter event's identifier is "<prefix>:<ledger row id>", so deployments sharing a
+# Stripe account (staging and production, two regions) never collide; Stripe counts one
+# event per identifier. Default: the deployment's domain. Never change it while rows are
+# pushed but not yet marked (docs/decisions/0014).
+STRIPE_METER_IDENTIFIER_PREFIX = env.str("STRIPE_METER_IDENTIFIER_PREFIX", default=BASE_DOMAIN)
+# Stream requests (100 events each) one pusher has in flight at once.
+STRIPE_METER_PUSH_CONCURRENCY = env.int("STRIPE_METER_PUSH_CONCURRENCY", default=4)
 CELERY_BEAT_SCHEDULE["push-meter-events"] = {
     "task": "billing.push_meter_events",
     "schedule": 30.0,

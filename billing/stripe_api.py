@@ -29,7 +29,10 @@ def stripe_client() -> stripe.StripeClient:
     return stripe.StripeClient(
         settings.STRIPE_SECRET_KEY,
         stripe_version=STRIPE_API_VERSION,
-        base_addresses={"api": settings.STRIPE_API_BASE},
+        base_addresses={
+            "api": settings.STRIPE_API_BASE,
+            "meter_events": settings.STRIPE_METER_EVENTS_API_BASE,
+        },
         max_network_retries=0,
         http_client=stripe.new_default_http_client(timeout=TIMEOUT_SECONDS),
     )

@@ -21,6 +21,10 @@ logger = logging.getLogger(__name__)
 FLUSH_TIME_BUDGET_SECONDS = 30.0
 # One meter push drains batch after batch for at most this long (beat sends one every 30 s).
 PUSH_TIME_BUDGET_SECONDS = 25.0
+# A run that hangs anyway (a Stripe call stuck past its timeouts) is stopped, so the
+# billing queue's worker is free for the ledger flush and webhooks.
+PUSH_SOFT_TIME_LIMIT_SECONDS = 60
+PUSH_TIME_LIMIT_SECONDS = 75
 # A webhook event whose processing cannot reach Stripe is retried this often,
 # with exponential backoff, before it is marked failed (a redelivery requeues it).
 EVENT_MAX_RETRIES = 8
@@ -82,12 +86,19 @@ def retry_stripe_events() -> int:
     return len(stale)
 
 
-@app.task(name="billing.push_meter_events", queue="billing", ignore_result=True)  # type: ignore[untyped-decorator]
-def push_meter_events(batch_size: int = 200) -> dict[str, Any]:
+@app.task(  # type: ignore[untyped-decorator]
+    name="billing.push_meter_events",
+    queue="billing",
+    ignore_result=True,
+    soft_time_limit=PUSH_SOFT_TIME_LIMIT_SECONDS,
+    time_limit=PUSH_TIME_LIMIT_SECONDS,
+)
+def push_meter_events(batch_size: int = 1000) -> dict[str, Any]:
     """Report unreported ledger rows to Stripe as meter events (billing/metering.py),
     batch after batch until none are left, Stripe asks to wait, or the time
     budget is spent. Safe to run anywhere at once: one pusher holds the lock,
-    the others return at once."""
+    the others return at once; a run killed at its time limit loses nothing
+    (rows are marked after Stripe took them, and resent rows count once)."""
     totals = {"rows": 0, "reported": 0, "set_aside": 0}
 
     def push_batch(size: int) -> int:

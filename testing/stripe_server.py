@@ -1,13 +1,25 @@
 """A local Stripe for tests, driven by the real stripe library through STRIPE_API_BASE.
 
 localstripe (PyPI) serves customers, plans, subscriptions, invoices and events,
-statefully. What it lacks is added on the same server, following Stripe's
-documented request and response shapes:
+statefully. What it lacks is added on the same server (the meter event stream
+on a second address, as Stripe's is on meter-events.stripe.com), following
+Stripe's documented request and response shapes:
 
-- POST /v1/billing/meter_events: identifiers are unique; a repeated one gets
-  Stripe's 400 ("An event already exists with identifier ..."). A test can make
-  the next calls answer 429 with a Retry-After, or run a hook on each accepted
-  event (to kill a pusher right after Stripe has counted a row, say).
+- The v2 meter event stream: POST /v2/billing/meter_event_session (secret key)
+  gives a token that lasts 15 minutes; POST /v2/billing/meter_event_stream
+  takes up to 100 events per request (JSON) with that token, answers 401
+  `temporary_session_expired` once it has expired, and 400 to a malformed
+  request (nothing of it is kept). As at Stripe, the events of an accepted
+  request are validated afterwards: an identifier seen before is dropped
+  (counted in `duplicate_meter_events`), an event for a customer this server
+  does not know is not counted but kept as an error report
+  (`meter_event_errors`, code meter_event_customer_not_found).
+- POST /v1/billing/meter_events (one event a call): identifiers are unique; a
+  repeated one gets Stripe's 400 ("An event already exists with identifier ...").
+- On both: a test can make the next calls answer 429 with a Retry-After, make
+  the stream refuse (400) any request carrying an event it picks (as Stripe
+  refuses a malformed request), or run a hook on each accepted event (to kill
+  a pusher right after Stripe has counted a row, say).
 - POST /v1/checkout/sessions and POST /v1/billing_portal/sessions: sessions
   with a URL, recorded with the parameters they were created with.
 """
@@ -15,6 +27,7 @@ documented request and response shapes:
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import socket
 import threading
@@ -22,6 +35,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -29,19 +43,31 @@ from localstripe import server as localstripe_server
 from localstripe.resources import store
 
 STARTUP_TIMEOUT_SECONDS = 10.0
+SESSION_LIFETIME = timedelta(minutes=15)  # Stripe's, for a meter event session's token
+EVENTS_PER_REQUEST = 100  # Stripe's limit for one meter event stream request
+IDENTIFIER_MAX_LENGTH = 100
 
 
 @dataclass
 class StripeStandIn:
     url: str = ""
+    meter_events_url: str = ""
     meter_events: dict[str, dict[str, Any]] = field(default_factory=dict)
     duplicate_meter_events: int = 0
+    meter_event_errors: list[dict[str, Any]] = field(default_factory=list)
+    # Meter event session tokens and when each expires; stream requests answered so far.
+    meter_event_sessions: dict[str, datetime] = field(default_factory=dict)
+    stream_requests: int = 0
+    # Answer 400 to a stream request carrying an event for which this returns a message.
+    refuse_event: Callable[[dict[str, Any]], str | None] | None = None
     checkout_sessions: list[dict[str, Any]] = field(default_factory=list)
     portal_sessions: list[dict[str, Any]] = field(default_factory=list)
     # Answer the next N meter event calls with 429 and this Retry-After ("" for none).
     rate_limited_calls: int = 0
     retry_after: str = ""
     on_meter_event: Callable[[dict[str, Any]], None] | None = None
+    # Added before answering each meter event call (v1 and stream): Stripe's round trip.
+    latency_seconds: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -49,21 +75,40 @@ class StripeStandIn:
 current = StripeStandIn()
 
 
-def error(status: int, message: str, kind: str = "invalid_request_error", **headers: str) -> web.Response:
-    body = {"error": {"message": message, "type": kind}}
-    return web.json_response(body, status=status, headers=headers)
+def error(
+    status: int,
+    message: str,
+    kind: str = "invalid_request_error",
+    code: str = "",
+    param: str = "",
+    **headers: str,
+) -> web.Response:
+    details = (
+        {"message": message, "type": kind}
+        | ({"code": code} if code else {})
+        | ({"param": param} if param else {})
+    )
+    return web.json_response({"error": details}, status=status, headers=headers)
+
+
+def rate_limited() -> web.Response | None:
+    """The 429 a test asked for, if any is left (call with the lock held)."""
+    if current.rate_limited_calls <= 0:
+        return None
+    current.rate_limited_calls -= 1
+    headers = {"Retry-After": current.retry_after} if current.retry_after else {}
+    return error(429, "Too many requests.", "rate_limit_error", **headers)
 
 
 async def create_meter_event(request: web.Request) -> web.Response:
+    await asyncio.sleep(current.latency_seconds)
     data = await localstripe_server.get_post_data(request) or {}
     payload = data.get("payload") or {}
     if not data.get("event_name") or not payload.get("stripe_customer_id") or "value" not in payload:
         return error(400, "Missing required param: event_name or payload.")
     with current.lock:
-        if current.rate_limited_calls > 0:
-            current.rate_limited_calls -= 1
-            headers = {"Retry-After": current.retry_after} if current.retry_after else {}
-            return error(429, "Too many requests.", "rate_limit_error", **headers)
+        if refusal := rate_limited():
+            return refusal
         identifier = data.get("identifier") or f"idmp_{secrets.token_hex(8)}"
         if identifier in current.meter_events:
             current.duplicate_meter_events += 1
@@ -81,6 +126,135 @@ async def create_meter_event(request: web.Request) -> web.Response:
     if current.on_meter_event is not None:
         current.on_meter_event(event)
     return web.json_response(event)
+
+
+def v2_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def bearer(request: web.Request) -> str:
+    scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
+    return credential if scheme == "Bearer" else ""
+
+
+async def create_meter_event_session(request: web.Request) -> web.Response:
+    """A session for the meter event stream; only a secret key may open one."""
+    if not bearer(request).startswith(("sk_", "rk_")):
+        return error(401, "Invalid API Key provided.", "invalid_request_error")
+    if not request.headers.get("Stripe-Version"):
+        return error(400, "v2 requests need a Stripe-Version header.")
+    now = datetime.now(UTC)
+    token = f"mes_tok_{secrets.token_hex(16)}"
+    with current.lock:
+        current.meter_event_sessions[token] = now + SESSION_LIFETIME
+    session = {
+        "id": f"mes_{secrets.token_hex(12)}",
+        "object": "v2.billing.meter_event_session",
+        "authentication_token": token,
+        "created": v2_time(now),
+        "expires_at": v2_time(now + SESSION_LIFETIME),
+        "livemode": False,
+    }
+    return web.json_response(session)
+
+
+def expire_meter_event_sessions() -> None:
+    """As if every session's 15 minutes were over."""
+    with current.lock:
+        for token in current.meter_event_sessions:
+            current.meter_event_sessions[token] = datetime.now(UTC) - timedelta(seconds=1)
+
+
+def invalid_stream_event(index: int, event: Any) -> tuple[str, str] | None:
+    """(param, message) of what makes an event of a stream request malformed, if anything."""
+    if not isinstance(event, dict):
+        return f"events[{index}]", "An event must be an object."
+    if not isinstance(event.get("event_name"), str) or not event["event_name"]:
+        return f"events[{index}].event_name", "Missing required param: event_name."
+    payload = event.get("payload")
+    if not isinstance(payload, dict) or not all(isinstance(value, str) for value in payload.values()):
+        return f"events[{index}].payload", "payload must be a map of strings."
+    if "stripe_customer_id" not in payload or "value" not in payload:
+        return f"events[{index}].payload", "payload needs stripe_customer_id and value."
+    identifier = event.get("identifier", "")
+    if not isinstance(identifier, str) or len(identifier) > IDENTIFIER_MAX_LENGTH:
+        return f"events[{index}].identifier", "identifier must be a string of at most 100 characters."
+    try:
+        datetime.fromisoformat(str(event.get("timestamp", v2_time(datetime.now(UTC)))).replace("Z", "+00:00"))
+    except ValueError:
+        return f"events[{index}].timestamp", "timestamp must be an RFC 3339 date-time."
+    return None
+
+
+def stream_refusal(events: Any) -> web.Response | None:
+    """Stripe's answer to a stream request it refuses as a whole, or None."""
+    if not isinstance(events, list) or not 1 <= len(events) <= EVENTS_PER_REQUEST:
+        return error(400, "events must hold 1 to 100 events.", param="events")
+    for index, event in enumerate(events):
+        problem = invalid_stream_event(index, event)
+        if problem is None and current.refuse_event is not None:
+            message = current.refuse_event(event)
+            problem = None if message is None else (f"events[{index}]", message)
+        if problem is not None:
+            return error(400, problem[1], param=problem[0])
+    return None
+
+
+async def create_meter_event_stream(request: web.Request) -> web.Response:
+    """Up to 100 events under a session's token; `{}` once they are stored, and each is
+    validated afterwards (a known identifier dropped, an unknown customer reported)."""
+    await asyncio.sleep(current.latency_seconds)
+    try:
+        body = json.loads(await request.read() or b"{}")
+    except ValueError:
+        return error(400, "The request body must be JSON.")
+    with current.lock:
+        expires_at = current.meter_event_sessions.get(bearer(request))
+        if expires_at is None:
+            return error(401, "Invalid meter event session token.", "invalid_request_error")
+        if expires_at <= datetime.now(UTC):
+            return error(
+                401,
+                "The meter event session has expired.",
+                "temporary_session_expired",
+                code="billing_meter_event_session_expired",
+            )
+        if refusal := rate_limited() or stream_refusal(
+            body.get("events") if isinstance(body, dict) else None
+        ):
+            return refusal
+        current.stream_requests += 1
+        accepted = [event for event in map(store_stream_event, body["events"]) if event is not None]
+    for event in accepted:
+        if current.on_meter_event is not None:
+            current.on_meter_event(event)
+    return web.json_response({})
+
+
+def store_stream_event(data: dict[str, Any]) -> dict[str, Any] | None:
+    """Stripe's later validation of one accepted event (call with the lock held)."""
+    now = datetime.now(UTC)
+    identifier = data.get("identifier") or f"idmp_{secrets.token_hex(8)}"
+    if identifier in current.meter_events:
+        current.duplicate_meter_events += 1
+        return None
+    customer = data["payload"]["stripe_customer_id"]
+    if f"customer:{customer}" not in store:
+        current.meter_event_errors.append(
+            {"code": "meter_event_customer_not_found", "identifier": identifier, "customer": customer}
+        )
+        return None
+    event = {
+        "object": "v2.billing.meter_event",
+        "created": v2_time(now),
+        "event_name": data["event_name"],
+        "identifier": identifier,
+        "livemode": False,
+        "payload": dict(data["payload"]),
+        "timestamp": data.get("timestamp") or v2_time(now),
+    }
+    current.meter_events[identifier] = event
+    return event
 
 
 async def create_checkout_session(request: web.Request) -> web.Response:
@@ -132,31 +306,53 @@ def add_routes() -> web.Application:
     app: web.Application = localstripe_server.app
     if id(app) not in ADDED_ROUTES:
         app.router.add_post("/v1/billing/meter_events", create_meter_event)
+        app.router.add_post("/v2/billing/meter_event_session", create_meter_event_session)
         app.router.add_post("/v1/checkout/sessions", create_checkout_session)
         app.router.add_post("/v1/billing_portal/sessions", create_portal_session)
         ADDED_ROUTES.add(id(app))
     return app
 
 
+def meter_events_app() -> web.Application:
+    """Stripe's meter events host (meter-events.stripe.com): its own address, and
+    session tokens instead of secret keys."""
+    app = web.Application()
+    app.router.add_post("/v2/billing/meter_event_stream", create_meter_event_stream)
+    return app
+
+
+def free_listener() -> socket.socket:
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    return listener
+
+
+def address(listener: socket.socket) -> str:
+    return "http://{}:{}".format(*listener.getsockname())
+
+
 @contextmanager
 def serving_stripe() -> Iterator[StripeStandIn]:
-    """Serve the stand-in on a free 127.0.0.1 port in a thread; yield it (its `url`
-    is the STRIPE_API_BASE to use). localstripe keeps its store in memory only."""
+    """Serve the stand-in on two free 127.0.0.1 ports in a thread; yield it (its `url`
+    is the STRIPE_API_BASE to use, its `meter_events_url` the
+    STRIPE_METER_EVENTS_API_BASE). localstripe keeps its store in memory only."""
     global current
     store.dump_to_disk = lambda: None  # no shared /tmp pickle
     store.clear()
-    app = add_routes()
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
-    current = StripeStandIn(url="http://{}:{}".format(*listener.getsockname()))
+    listeners = [free_listener(), free_listener()]
+    current = StripeStandIn(url=address(listeners[0]), meter_events_url=address(listeners[1]))
     loop = asyncio.new_event_loop()
     started = threading.Event()
-    runner = web.AppRunner(app, access_log=None)
+    runners = [
+        web.AppRunner(add_routes(), access_log=None),
+        web.AppRunner(meter_events_app(), access_log=None),
+    ]
 
     def run() -> None:
         asyncio.set_event_loop(loop)
-        loop.run_until_complete(runner.setup())
-        loop.run_until_complete(web.SockSite(runner, listener).start())
+        for runner, listener in zip(runners, listeners, strict=True):
+            loop.run_until_complete(runner.setup())
+            loop.run_until_complete(web.SockSite(runner, listener).start())
         started.set()
         loop.run_forever()
 
@@ -167,7 +363,9 @@ def serving_stripe() -> Iterator[StripeStandIn]:
     try:
         yield current
     finally:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        for runner in runners:
+            asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
-        listener.close()
+        for listener in listeners:
+            listener.close()

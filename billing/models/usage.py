@@ -33,7 +33,12 @@ class UsageEvent(models.Model):
     created_at = models.DateTimeField()
     # When the row's tokens reached Stripe as a meter event (billing/metering.py).
     meter_reported_at = models.DateTimeField(null=True, blank=True)
-    meter_error = models.CharField(max_length=500, blank=True, help_text="Why Stripe will never take it.")
+    meter_error = models.CharField(
+        max_length=500, blank=True, help_text="Why Stripe refused it (for good unless a retry is due)."
+    )
+    # A row Stripe refused is tried again from then on (billing/metering.py); empty
+    # with a meter_error: set aside for good.
+    meter_retry_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -43,6 +48,11 @@ class UsageEvent(models.Model):
                 fields=["tenant", "id"],
                 condition=models.Q(meter_reported_at__isnull=True, meter_error=""),
                 name="billing_usage_unmetered",
+            ),
+            models.Index(
+                fields=["meter_retry_at"],
+                condition=models.Q(meter_reported_at__isnull=True, meter_retry_at__isnull=False),
+                name="billing_usage_meter_retry",
             ),
         ]
 

@@ -1,6 +1,8 @@
-"""Meter events: each ledger row reaches Stripe exactly once, with its id as the
-identifier, even when the pusher is killed right after Stripe counted a row;
-Stripe's 429 and Retry-After hold the next push back.
+"""Meter events on Stripe's v2 meter event stream: each ledger row reaches Stripe
+exactly once, identified by the deployment's prefix and its id, in batches on a
+session that is renewed when it expires, even when the pusher is killed right
+after Stripe took a batch; a refused request costs only its refused rows, kept
+for a retry; Stripe's 429, Retry-After and outages hold the next push back.
 
 Rows are committed (a pusher process must see them) on the `serving` tenant,
 and deleted afterwards.
@@ -10,11 +12,12 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 import pytest
@@ -29,12 +32,26 @@ from billing.models import BillingAccount, SubscriptionStatus, UsageEvent
 from billing.stripe_api import stripe_client
 from billing.tests.factories import BillingAccountFactory, UsageEventFactory
 from testing.database import committed
-from testing.stripe_server import StripeStandIn
+from testing.stripe_server import StripeStandIn, expire_meter_event_sessions
 from testing.tenants import TenantFixture
+
+PREFIX = "eu.aiaas.test"
 
 
 @pytest.fixture
-def metered(stripe: StripeStandIn, serving_tenant: TenantFixture) -> Iterator[tuple[str, list[UsageEvent]]]:
+def stream(stripe: StripeStandIn, settings: Settings) -> StripeStandIn:
+    """The stand-in's meter events host, this deployment's identifier prefix, no faults."""
+    settings.STRIPE_METER_EVENTS_API_BASE = stripe.meter_events_url
+    settings.STRIPE_METER_IDENTIFIER_PREFIX = PREFIX
+    settings.STRIPE_METER_PUSH_CONCURRENCY = 4
+    stripe.meter_event_errors.clear()
+    stripe.stream_requests = 0
+    stripe.refuse_event = None
+    return stripe
+
+
+@pytest.fixture
+def metered(stream: StripeStandIn, serving_tenant: TenantFixture) -> Iterator[tuple[str, list[UsageEvent]]]:
     """serving with a live subscription and 12 committed ledger rows (one without tokens)."""
     tenant = serving_tenant.tenant
     customer = stripe_client().v1.customers.create(params={"name": tenant.name}).id
@@ -68,10 +85,14 @@ def metered(stripe: StripeStandIn, serving_tenant: TenantFixture) -> Iterator[tu
         committed(undo)
 
 
-def push(batch_size: int = 100) -> metering.PushResult:
+def push(batch_size: int = 100, events_per_request: int = metering.EVENTS_PER_REQUEST) -> metering.PushResult:
     """Push on a connection of its own, as a worker would: the marks commit, and the
     test's own transaction holds no row lock the cleanup would wait for."""
-    return committed(lambda: metering.push_meter_events(batch_size=batch_size))
+    return committed(lambda: metering.push_meter_events(batch_size, events_per_request))
+
+
+def identifier(row: UsageEvent, prefix: str = PREFIX) -> str:
+    return f"{prefix}:{row.pk}"
 
 
 def clear_backoff() -> None:
@@ -85,15 +106,16 @@ def billed_rows(rows: list[UsageEvent]) -> list[UsageEvent]:
 
 def assert_each_row_reported_once(server: StripeStandIn, customer: str, rows: list[UsageEvent]) -> None:
     billed = billed_rows(rows)
-    assert sorted(server.meter_events) == sorted(str(row.pk) for row in billed)
+    assert sorted(server.meter_events) == sorted(identifier(row) for row in billed)
     for row in billed:
-        event = server.meter_events[str(row.pk)]
+        event = server.meter_events[identifier(row)]
+        assert event["object"] == "v2.billing.meter_event"
         assert event["event_name"] == settings.STRIPE_METER_EVENT_NAME
         assert event["payload"] == {
             "stripe_customer_id": customer,
             "value": str(row.prompt_tokens + row.completion_tokens),
         }
-        assert event["timestamp"] == int(row.created_at.timestamp())
+        assert event["timestamp"] == row.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
     assert (
         UsageEvent.objects.filter(pk__in=[row.pk for row in rows], meter_reported_at__isnull=True).count()
         == 0
@@ -109,7 +131,9 @@ def test_each_row_with_tokens_becomes_one_meter_event(
 
     assert (result.reported, result.set_aside, result.stopped_early) == (11, 0, False)
     assert_each_row_reported_once(stripe, customer, rows)
+    assert stripe.stream_requests == 1  # one batch of 11
     assert push().reported == 0
+    assert stripe.stream_requests == 1
     assert stripe.duplicate_meter_events == 0
 
 
@@ -124,6 +148,148 @@ def test_the_task_drains_batch_after_batch(
     assert_each_row_reported_once(stripe, customer, rows)
 
 
+def test_rows_go_in_requests_of_up_to_the_batch_size_on_one_session(
+    stripe: StripeStandIn, metered: tuple[str, list[UsageEvent]]
+) -> None:
+    customer, rows = metered
+    sessions_before = len(stripe.meter_event_sessions)
+
+    result = push(events_per_request=5)
+
+    assert (result.rows, result.reported, result.stopped_early) == (12, 11, False)
+    assert stripe.stream_requests == 3  # 5 + 5 + 1 events
+    assert len(stripe.meter_event_sessions) - sessions_before <= 1  # one session, reused if still valid
+    assert_each_row_reported_once(stripe, customer, rows)
+
+
+def test_an_expired_session_is_renewed_and_the_batch_sent_again(
+    stripe: StripeStandIn, metered: tuple[str, list[UsageEvent]]
+) -> None:
+    customer, rows = metered
+    push(batch_size=2)  # a session exists and is cached
+    sessions_before = len(stripe.meter_event_sessions)
+    expire_meter_event_sessions()
+
+    result = push()
+
+    assert (result.reported, result.stopped_early) == (10, False)
+    assert len(stripe.meter_event_sessions) == sessions_before + 1
+    assert stripe.duplicate_meter_events == 0
+    assert_each_row_reported_once(stripe, customer, rows)
+
+
+def test_a_refused_request_marks_its_accepted_rows_and_keeps_the_refused_ones_for_a_retry(
+    stream: StripeStandIn, metered: tuple[str, list[UsageEvent]], tenant: TenantFixture
+) -> None:
+    """Stripe refuses a whole request (here: events of a customer it does not have); the
+    pusher splits it until the refused events are alone."""
+    customer, rows = metered
+    stale = committed(lambda: stale_customer_rows(tenant, rows[0].created_at))
+    stream.refuse_event = lambda event: (
+        "No such customer: 'cus_gone'" if event["payload"]["stripe_customer_id"] == "cus_gone" else None
+    )
+    try:
+        result = push()
+
+        assert (result.reported, result.set_aside, result.stopped_early) == (11, 3, False)
+        assert_each_row_reported_once(stream, customer, rows)
+        kept = committed(lambda: list(UsageEvent.objects.filter(pk__in=[row.pk for row in stale])))
+        assert {row.meter_error for row in kept} == {"refused by Stripe: No such customer: 'cus_gone'"}
+        assert all(row.meter_reported_at is None and row.meter_retry_at is not None for row in kept)
+        assert all(row.meter_retry_at > timezone.now() + timedelta(minutes=9) for row in kept)  # type: ignore[operator]
+        requests = stream.stream_requests
+        assert push().reported == 0  # not due yet: nothing is sent
+        assert stream.stream_requests == requests
+
+        # The customer is fixed and the retry comes due: the rows go, and the reason is cleared.
+        fixed = stripe_client().v1.customers.create(params={"name": "fixed"}).id
+        committed(lambda: fix_customer(tenant, fixed, [row.pk for row in stale]))
+        assert push().reported == 3
+        done = committed(lambda: list(UsageEvent.objects.filter(pk__in=[row.pk for row in stale])))
+        assert {(row.meter_error, row.meter_retry_at) for row in done} == {("", None)}
+        assert all(
+            stream.meter_events[identifier(row)]["payload"]["stripe_customer_id"] == fixed for row in stale
+        )
+        assert stream.duplicate_meter_events == 0
+    finally:
+        committed(lambda: forget_rows(tenant, stale))
+
+
+def stale_customer_rows(tenant: TenantFixture, started: Any) -> list[UsageEvent]:
+    BillingAccountFactory.create(
+        tenant=tenant.tenant, stripe_customer_id="cus_gone", current_period_start=started
+    )
+    return [
+        UsageEventFactory.create(
+            tenant=tenant.tenant, prompt_tokens=7, created_at=started + timedelta(seconds=n)
+        )
+        for n in range(3)
+    ]
+
+
+def fix_customer(tenant: TenantFixture, customer: str, pks: list[int]) -> None:
+    BillingAccount.objects.filter(tenant=tenant.tenant).update(stripe_customer_id=customer)
+    UsageEvent.objects.filter(pk__in=pks).update(meter_retry_at=timezone.now())
+
+
+def forget_rows(tenant: TenantFixture, rows: list[UsageEvent]) -> None:
+    UsageEvent.objects.filter(pk__in=[row.pk for row in rows]).delete()
+    BillingAccount.objects.filter(tenant=tenant.tenant).delete()
+
+
+def test_two_deployments_sharing_a_stripe_account_never_collide(
+    stream: StripeStandIn, metered: tuple[str, list[UsageEvent]], settings: Settings
+) -> None:
+    """Another deployment's ledger has rows with the same ids; its prefix keeps them apart."""
+    _, rows = metered
+    assert push().reported == 11
+    pks = [row.pk for row in rows]
+    committed(lambda: UsageEvent.objects.filter(pk__in=pks).update(meter_reported_at=None))
+    settings.STRIPE_METER_IDENTIFIER_PREFIX = "us.aiaas.test"
+
+    assert push().reported == 11
+
+    billed = billed_rows(rows)
+    assert sorted(stream.meter_events) == sorted(
+        [identifier(row) for row in billed] + [identifier(row, "us.aiaas.test") for row in billed]
+    )
+    assert stream.duplicate_meter_events == 0
+
+
+def test_an_identifier_prefix_must_be_set_and_fit_stripes_limit(settings: Settings) -> None:
+    settings.STRIPE_METER_IDENTIFIER_PREFIX = ""
+    with pytest.raises(ValueError, match="empty"):
+        metering.meter_identifier(1)
+    settings.STRIPE_METER_IDENTIFIER_PREFIX = "x" * 90
+    with pytest.raises(ValueError, match="too long"):
+        metering.meter_identifier(12_345_678_901)
+    settings.STRIPE_METER_IDENTIFIER_PREFIX = "aiaas.example.com"
+    assert metering.meter_identifier(42) == "aiaas.example.com:42"
+
+
+@pytest.mark.parametrize(
+    "host", ["STRIPE_METER_EVENTS_API_BASE", "STRIPE_API_BASE"], ids=["stream", "sessions"]
+)
+def test_a_stripe_outage_stops_the_push_at_once_and_later_runs_back_off(
+    stream: StripeStandIn, metered: tuple[str, list[UsageEvent]], settings: Settings, host: str
+) -> None:
+    _, rows = metered
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        setattr(settings, host, "http://{}:{}".format(*closed.getsockname()))
+
+    result = push()
+
+    assert result.stopped_early
+    assert result.reported == 0
+    assert metering.BASE_BACKOFF_SECONDS / 2 <= result.backing_off_seconds <= metering.BASE_BACKOFF_SECONDS
+    started = time.monotonic()
+    assert push().skipped == "backing off"
+    assert time.monotonic() - started < 1.0  # a worker is never held while Stripe is down
+    pending = UsageEvent.objects.filter(pk__in=[row.pk for row in billed_rows(rows)], meter_reported_at=None)
+    assert committed(pending.count) == 11
+
+
 def test_rows_before_the_subscription_or_of_unsubscribed_tenants_are_not_reported(
     stripe: StripeStandIn, metered: tuple[str, list[UsageEvent]], tenant: TenantFixture
 ) -> None:
@@ -135,8 +301,8 @@ def test_rows_before_the_subscription_or_of_unsubscribed_tenants_are_not_reporte
 
     assert push().reported == 11  # the subscription's own rows went
 
-    assert str(early.pk) not in stripe.meter_events
-    assert str(unsubscribed.pk) not in stripe.meter_events
+    assert identifier(early) not in stripe.meter_events
+    assert identifier(unsubscribed) not in stripe.meter_events
 
 
 def test_rows_served_before_a_subscription_ended_are_still_reported(
@@ -158,7 +324,7 @@ def test_rows_served_before_a_subscription_ended_are_still_reported(
     try:
         assert push().reported == 11
         assert_each_row_reported_once(stripe, customer, rows)
-        assert str(later.pk) not in stripe.meter_events
+        assert identifier(later) not in stripe.meter_events
     finally:
         committed(lambda: UsageEvent.objects.filter(pk=later.pk).delete())
 
@@ -217,7 +383,7 @@ django.setup()
 from billing import metering, tasks
 
 print("pushing", flush=True)
-print(metering.push_meter_events(batch_size=100), flush=True)
+print(metering.push_meter_events(batch_size=100, events_per_request=4), flush=True)
 """
 
 
@@ -225,7 +391,14 @@ def test_a_pusher_killed_right_after_stripe_counted_a_row_still_reports_each_row
     stripe: StripeStandIn, metered: tuple[str, list[UsageEvent]]
 ) -> None:
     customer, rows = metered
-    environment = {**os.environ, "STRIPE_SECRET_KEY": "sk_test_standin", "STRIPE_API_BASE": stripe.url}
+    environment = {
+        **os.environ,
+        "STRIPE_SECRET_KEY": "sk_test_standin",
+        "STRIPE_API_BASE": stripe.url,
+        "STRIPE_METER_EVENTS_API_BASE": stripe.meter_events_url,
+        "STRIPE_METER_IDENTIFIER_PREFIX": PREFIX,
+        "STRIPE_METER_PUSH_CONCURRENCY": "1",  # batches in order
+    }
     process = subprocess.Popen(  # noqa: S603 - our interpreter, our script
         [sys.executable, "-c", DOOMED_PUSHER, connection.settings_dict["NAME"]],
         cwd=settings.BASE_DIR,
@@ -236,8 +409,8 @@ def test_a_pusher_killed_right_after_stripe_counted_a_row_still_reports_each_row
     )
 
     def kill_after_the_fifth(event: dict[str, Any]) -> None:
-        # Stripe has stored the fifth event; its answer never reaches the pusher.
-        if len(stripe.meter_events) == 5:
+        # Stripe has stored the second batch (rows 5-8); its answer never reaches the pusher.
+        if len(stripe.meter_events) > 4 and process.poll() is None:
             process.send_signal(signal.SIGKILL)
             process.wait(10)
 
@@ -250,13 +423,19 @@ def test_a_pusher_killed_right_after_stripe_counted_a_row_still_reports_each_row
             process.kill()
             process.wait(10)
     assert process.returncode == -signal.SIGKILL, errors
-    assert len(stripe.meter_events) == 5
+    assert len(stripe.meter_events) == 8  # two batches of four
+    # The second batch goes while the first one's rows are being marked: the kill may
+    # land before that mark commits.
+    unreported = committed(
+        UsageEvent.objects.filter(pk__in=[row.pk for row in rows], meter_reported_at__isnull=True).count
+    )
+    assert unreported in (7, 11)
     stripe.on_meter_event = None
 
     result = successor_push()
 
-    assert result.reported == 7  # the one Stripe had but the pusher never marked, and the six after it
-    assert stripe.duplicate_meter_events == 1  # that one, sent again with the same identifier
+    assert result.reported == unreported  # those Stripe had but the pusher never marked, and the three after
+    assert stripe.duplicate_meter_events == unreported - 3  # sent again with the same identifiers
     assert_each_row_reported_once(stripe, customer, rows)
 
 
@@ -268,3 +447,46 @@ def successor_push() -> metering.PushResult:
         if result.skipped != "locked" or time.monotonic() > deadline:
             return result
         time.sleep(0.1)
+
+
+def test_a_429_mid_run_keeps_the_batches_stripe_took_and_sends_the_rest_later(
+    stream: StripeStandIn, metered: tuple[str, list[UsageEvent]], settings: Settings
+) -> None:
+    customer, rows = metered
+    settings.STRIPE_METER_PUSH_CONCURRENCY = 1
+    pushed = []
+
+    def rate_limit_after_the_first_batch(event: dict[str, Any]) -> None:
+        pushed.append(event)
+        if len(pushed) == 4:  # the first batch is stored: the next call gets a 429
+            stream.rate_limited_calls, stream.retry_after = 1, "3"
+
+    stream.on_meter_event = rate_limit_after_the_first_batch
+
+    first = push(events_per_request=4)
+
+    assert (first.reported, first.stopped_early) == (4, True)
+    assert len(stream.meter_events) == 4
+    clear_backoff()
+    assert push(events_per_request=4).reported == 7
+    assert stream.duplicate_meter_events == 0
+    assert_each_row_reported_once(stream, customer, rows)
+
+
+def test_an_event_for_a_customer_stripe_lacks_is_accepted_and_only_reported_later(
+    stream: StripeStandIn, metered: tuple[str, list[UsageEvent]], tenant: TenantFixture
+) -> None:
+    """Stripe validates streamed events after accepting them (docs/decisions/0014): such a
+    row is marked, not counted, and shows only in Stripe's error reports."""
+    customer, rows = metered
+    stale = committed(lambda: stale_customer_rows(tenant, rows[0].created_at))
+    try:
+        assert push().reported == 14
+
+        assert_each_row_reported_once(stream, customer, rows)
+        assert sorted(error["identifier"] for error in stream.meter_event_errors) == sorted(
+            identifier(row) for row in stale
+        )
+        assert {error["code"] for error in stream.meter_event_errors} == {"meter_event_customer_not_found"}
+    finally:
+        committed(lambda: forget_rows(tenant, stale))
