@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("billing", "0007_default_plan_prices"),
+        ("billing", "0008_plan_default_max_output_tokens"),
         ("tenants", "0004_slug_of_one_to_32_characters"),
     ]
 
