@@ -70,6 +70,21 @@ def sync_client(name: str = "default") -> redis.Redis:
     return client
 
 
+def new_async_client(name: str) -> aioredis.Redis:
+    """A client over a pool of its own, configured as pool `name`: for an owner that
+    closes it (the gateway's clients, one set per event loop). Needs no running loop;
+    the pool connects inside the loop that first uses it."""
+    config = pool_settings(name)
+    pool = aioredis.BlockingConnectionPool.from_url(
+        settings.REDIS_URL,
+        max_connections=config.max_connections,
+        timeout=config.pool_timeout,
+        socket_timeout=config.socket_timeout,
+        socket_connect_timeout=config.socket_connect_timeout,
+    )
+    return aioredis.Redis(connection_pool=pool)
+
+
 def async_client(name: str = "default") -> aioredis.Redis:
     """This event loop's client over the async pool `name`. Call it inside a running loop."""
     loop = asyncio.get_running_loop()

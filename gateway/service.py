@@ -30,7 +30,7 @@ import redis.asyncio as aioredis
 from django.conf import settings
 from django.utils import timezone
 
-from aiaas.redis_clients import async_client
+from aiaas.redis_clients import new_async_client
 from billing.limits import Limiter
 from billing.usage import UsageQueueUnavailableError, UsageRecord, record_usage
 from gateway import spool
@@ -69,7 +69,8 @@ class GatewayClients:
 
     @cached_property
     def redis(self) -> aioredis.Redis:
-        return async_client("gateway")
+        # Its own pool (closed by aclose), sized and timed as settings.REDIS_POOLS["gateway"].
+        return new_async_client("gateway")
 
     @cached_property
     def keys(self) -> ApiKeyCache:

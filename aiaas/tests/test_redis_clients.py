@@ -9,7 +9,7 @@ import redis.asyncio as aioredis
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
-from aiaas.redis_clients import async_client, pool_settings, sync_client
+from aiaas.redis_clients import async_client, new_async_client, pool_settings, sync_client
 
 
 def test_a_named_pool_is_shared_and_sized_from_settings() -> None:
@@ -47,3 +47,18 @@ def test_each_event_loop_gets_its_own_async_client() -> None:
 
     assert first_loop[0] is first_loop[1]
     assert second_loop[0] is not first_loop[0]
+
+
+def test_an_owned_client_is_made_outside_a_loop_and_used_inside_one() -> None:
+    client = new_async_client("gateway")  # no running loop here (agent runtimes build it so)
+    pool = client.connection_pool
+
+    async def use() -> bool:
+        try:
+            return bool(await client.ping())
+        finally:
+            await client.aclose()
+
+    assert pool.max_connections == pool_settings("gateway").max_connections
+    assert new_async_client("gateway") is not client
+    assert asyncio.run(use())
