@@ -26,6 +26,7 @@ from decimal import Decimal
 from functools import cached_property
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 from django.conf import settings
 from django.utils import timezone
@@ -145,8 +146,12 @@ class RequestContext:
     def succeed(self, status: int = 200) -> None:
         self.status, self.error_type = status, ""
 
-    def fail(self, error: GatewayError) -> None:
+    def fail(self, error: GatewayError, *, answered: bool = False) -> None:
+        """Record how the request failed; `answered`: the error is the answer the
+        client gets (kept for its request log)."""
         self.status, self.error_type = error.status, error.error_type
+        if answered and self.logs_requests:
+            self.response_text = orjson.dumps(error.body()).decode()
 
     def headers(self) -> dict[str, str]:
         elapsed = time.perf_counter() - self.started
@@ -187,7 +192,7 @@ class RequestContext:
             error = error_for(failure)
             if error.status == INTERNAL_ERROR_STATUS:
                 logger.exception("request %s failed", self.request_id)
-            self.fail(error)
+            self.fail(error, answered=True)
             if error is failure:
                 raise
             raise error from None

@@ -58,8 +58,6 @@ def json_response(
 
 
 def error_response(error: GatewayError, context: RequestContext) -> Response:
-    if context.logs_requests:
-        context.response_text = orjson.dumps(error.body()).decode()
     return json_response(error.body(), context, error.status, error.headers())
 
 
@@ -291,7 +289,7 @@ class ChatStreamResponse(Response):
             first = await anext(self.events, None)
             if not isinstance(first, ChatDelta):
                 error = from_provider_error(first.error if isinstance(first, ChatFailed) else NO_OUTPUT)
-                self.context.fail(error)
+                self.context.fail(error, answered=True)
                 await error_response(error, self.context)(scope, receive, send)
                 return
             self.context.mark_first_token()
