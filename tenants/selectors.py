@@ -20,15 +20,25 @@ def find_usable_api_key(raw_key: str) -> ApiKey | None:
     match = API_KEY_PATTERN.fullmatch(raw_key.strip())
     if match is None:
         return None
-    api_key = (
-        # The billing account carries the tenant's billing period (billing.limits.limits_for).
-        ApiKey.objects.select_related("tenant", "tenant__plan", "tenant__billing_account")
-        .filter(prefix=match["prefix"], tenant__is_active=True)
-        .first()
-    )
-    if api_key is None or not api_key.secret_matches(match["secret"]) or not api_key.is_usable():
+    api_key = api_key_with_prefix(match["prefix"])
+    if api_key is None or not accepts_secret(api_key, match["secret"]) or not api_key.tenant.is_active:
         return None
     return api_key
+
+
+def api_key_with_prefix(prefix: str) -> ApiKey | None:
+    """The key with this prefix, usable or not, of any tenant (one query)."""
+    return (
+        # The billing account carries the tenant's billing period (billing.limits.limits_for).
+        ApiKey.objects.select_related("tenant", "tenant__plan", "tenant__billing_account")
+        .filter(prefix=prefix)
+        .first()
+    )
+
+
+def accepts_secret(api_key: ApiKey, secret: str) -> bool:
+    """Whether `secret` is the key's and the key is unrevoked and unexpired (both final)."""
+    return api_key.secret_matches(secret) and api_key.is_usable()
 
 
 def api_keys_of(tenant: Tenant) -> QuerySet[ApiKey]:
