@@ -83,14 +83,13 @@ class ApiKeyCache:
                 async with self.redis.pubsub() as pubsub:
                     await pubsub.subscribe(API_KEY_REVOKED_CHANNEL)
                     self._entries.clear()
-                    self.rejected.clear()
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
                             self.evict(message["data"].decode())
             except (aioredis.RedisError, OSError) as error:
                 logger.warning("api key revocation listener lost Redis: %s", error)
                 self._entries.clear()
-                self.rejected.clear()
+                self.rejected.clear()  # a key created meanwhile must not stay refused
                 await asyncio.sleep(1.0)  # a cancellation here ends the listener, as anywhere else
 
 
