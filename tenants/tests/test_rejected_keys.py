@@ -235,4 +235,3 @@ def test_a_flood_of_one_wrong_key_gets_401s_and_a_real_key_still_works(
     headers = {"Authorization": f"Bearer {serving_tenant.admin_key}", "Host": settings.BASE_DOMAIN}
     real = httpx.get(platform_url + path, headers=headers, timeout=10)
     assert real.status_code == 200
-
