@@ -346,7 +346,8 @@ def sign_up_tenant(
 
 
 def email_verification_url(tenant: Tenant, tenant_origin: str) -> str:
-    token = signing.dumps(tenant.schema_name, salt=EMAIL_VERIFICATION_SALT)
+    # The id too: a tenant deleted and signed up again under its slug needs a new link.
+    token = signing.dumps([tenant.pk, tenant.schema_name], salt=EMAIL_VERIFICATION_SALT)
     # Tenant hosts route with ROOT_URLCONF (aiaas.urls_tenant).
     path = reverse("verify-email", urlconf=settings.ROOT_URLCONF, kwargs={"token": token})
     return tenant_origin.rstrip("/") + path
@@ -383,12 +384,12 @@ def verify_tenant_email(tenant: Tenant, token: str) -> bool:
     harmless. Gateway processes drop their cached copies of the tenant's keys.
     """
     try:
-        schema_name = signing.loads(
+        named = signing.loads(
             token, salt=EMAIL_VERIFICATION_SALT, max_age=settings.EMAIL_VERIFICATION_MAX_AGE_SECONDS
         )
     except signing.BadSignature:  # SignatureExpired included
         return False
-    if schema_name != tenant.schema_name:
+    if named != [tenant.pk, tenant.schema_name]:
         return False
     now = timezone.now()
     if Tenant.objects.filter(pk=tenant.pk, email_verified_at__isnull=True).update(email_verified_at=now):
