@@ -7,8 +7,11 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+import pytest
+import redis
 from django.test import Client
 
+from accounts import throttling
 from accounts.tests.factories import make_user
 from accounts.web.forms import TOO_MANY_SIGN_INS
 from testing.tenants import TEST_PASSWORD, TenantFixture
@@ -97,3 +100,21 @@ def test_the_sign_in_page_links_to_password_reset(tenant: TenantFixture) -> None
     response = Client(HTTP_HOST=tenant.host).get("/login/")
 
     assert 'href="/password-reset/"' in response.content.decode()
+
+
+class UnreachableRedis:
+    def __getattr__(self, name: str) -> Any:
+        def fail(*args: Any, **kwargs: Any) -> None:
+            raise redis.ConnectionError("Redis is down")
+
+        return fail
+
+
+def test_without_redis_sign_in_fails_closed(tenant: TenantFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    user = make_user(tenant, email=fresh_email())
+    monkeypatch.setattr(throttling, "cache", UnreachableRedis())
+
+    refused = sign_in(tenant, user.email, TEST_PASSWORD, fresh_address())
+
+    assert refused.status_code == 429
+    assert errors_of(refused) == [TOO_MANY_SIGN_INS]

@@ -9,6 +9,7 @@ import string
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -20,7 +21,7 @@ from django.test.utils import CaptureQueriesContext
 from gateway.auth import ApiKeyCache
 from tenants import rejected_keys
 from tenants.models import ApiKey
-from tenants.rejected_keys import RejectedApiKeys, rejected_api_keys
+from tenants.rejected_keys import RejectedApiKeys, find_usable_api_key_remembering, rejected_api_keys
 from tenants.services import create_api_key
 from testing.tenants import TenantFixture
 
@@ -235,3 +236,13 @@ def test_a_flood_of_one_wrong_key_gets_401s_and_a_real_key_still_works(
     headers = {"Authorization": f"Bearer {serving_tenant.admin_key}", "Host": settings.BASE_DOMAIN}
     real = httpx.get(platform_url + path, headers=headers, timeout=10)
     assert real.status_code == 200
+
+
+def test_api_threads_run_at_most_the_configured_lookups_at_once(lookup: CountingLookup) -> None:
+    keys = [bogus_key() for _ in range(40)]
+    with ThreadPoolExecutor(max_workers=40) as pool:
+        found = list(pool.map(find_usable_api_key_remembering, keys))
+
+    assert found == [None] * 40
+    assert lookup.calls == 40
+    assert lookup.most_at_once == settings.API_KEY_LOOKUP_CONCURRENCY
