@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.contrib.auth.tokens import default_token_generator
+from django.contrib.auth.tokens import PasswordResetTokenGenerator, default_token_generator
 from django.core.exceptions import PermissionDenied
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
@@ -26,6 +26,14 @@ from django.utils.http import urlsafe_base64_encode
 from django_tenants.utils import tenant_context
 
 from accounts.models import Role, User
+from accounts.throttling import (
+    LOGIN_FAILURES_PER_IP,
+    LOGIN_FAILURES_PER_USER,
+    PASSWORD_RESETS_PER_EMAIL,
+    PASSWORD_RESETS_PER_IP,
+    tenant_scope,
+)
+from tenants.context import current_schema_name
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -167,3 +175,44 @@ def send_invitation(tenant: Tenant, *, member: User, accept_url: str, invited_by
         logger.exception("Could not email the invitation of member %s", member.pk)
         return False
     return True
+
+
+# Sign-in and password reset throttles (accounts/throttling.py): counted per tenant.
+
+
+def login_is_throttled(tenant: Tenant, *, email: str, address: str) -> bool:
+    """Whether sign-ins to `tenant` for `email`, or from `address`, are refused for now."""
+    return LOGIN_FAILURES_PER_USER.is_exhausted(tenant_scope(tenant), email) or (
+        LOGIN_FAILURES_PER_IP.is_exhausted(tenant_scope(tenant), address)
+    )
+
+
+def record_login_failure(tenant: Tenant, *, email: str, address: str) -> None:
+    LOGIN_FAILURES_PER_USER.hit(tenant_scope(tenant), email)
+    LOGIN_FAILURES_PER_IP.hit(tenant_scope(tenant), address)
+
+
+def forget_login_failures(tenant: Tenant, *, email: str) -> None:
+    """A successful sign-in clears the email's failures (not the address's)."""
+    LOGIN_FAILURES_PER_USER.reset(tenant_scope(tenant), email)
+
+
+def admit_password_reset(tenant: Tenant, *, email: str, address: str) -> bool:
+    """Count a reset request on `tenant`; whether it is within both limits."""
+    within_email = PASSWORD_RESETS_PER_EMAIL.hit(tenant_scope(tenant), email)
+    within_address = PASSWORD_RESETS_PER_IP.hit(tenant_scope(tenant), address)
+    return within_email and within_address
+
+
+class TenantPasswordResetTokenGenerator(PasswordResetTokenGenerator):
+    """Django's reset tokens, bound to the schema they were made in: a link made
+    for one tenant's user fails on every other tenant's host, even for a user
+    with the same id, and it fails once the password changes or a sign-in happens."""
+
+    key_salt = "accounts.services.TenantPasswordResetTokenGenerator"
+
+    def _make_hash_value(self, user: User, timestamp: int) -> str:
+        return f"{current_schema_name()}:{super()._make_hash_value(user, timestamp)}"
+
+
+password_reset_tokens = TenantPasswordResetTokenGenerator()

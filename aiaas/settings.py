@@ -290,6 +290,28 @@ CELERY_BEAT_SCHEDULE["retry-stripe-events"] = {
     "options": {"queue": "billing", "expire_seconds": 240},
 }
 
+# Unauthenticated surfaces (docs/decisions/0013). Wrong API keys are remembered
+# per process (tenants/rejected_keys.py) so repeating one costs no query, and
+# key lookups that reach the database are bounded per process.
+REJECTED_API_KEY_SECONDS = env.float("REJECTED_API_KEY_SECONDS", default=60.0)
+REJECTED_API_KEY_ENTRIES = env.int("REJECTED_API_KEY_ENTRIES", default=10_000)
+API_KEY_LOOKUP_CONCURRENCY = env.int("API_KEY_LOOKUP_CONCURRENCY", default=4)
+# Throttles (accounts/throttling.py), counted in Redis per window; each key
+# carries the tenant's schema. A Redis error refuses the attempt (fails closed).
+THROTTLE_HOUR_SECONDS = 3600
+SIGNUPS_PER_IP_PER_HOUR = env.int("SIGNUPS_PER_IP_PER_HOUR", default=10)
+SIGNUPS_PER_HOUR = env.int("SIGNUPS_PER_HOUR", default=100)
+LOGIN_FAILURES_PER_USER = env.int("LOGIN_FAILURES_PER_USER", default=5)
+LOGIN_FAILURES_PER_IP = env.int("LOGIN_FAILURES_PER_IP", default=30)
+LOGIN_FAILURE_WINDOW_SECONDS = env.int("LOGIN_FAILURE_WINDOW_SECONDS", default=900)
+PASSWORD_RESETS_PER_EMAIL_PER_HOUR = env.int("PASSWORD_RESETS_PER_EMAIL_PER_HOUR", default=3)
+PASSWORD_RESETS_PER_IP_PER_HOUR = env.int("PASSWORD_RESETS_PER_IP_PER_HOUR", default=20)
+VERIFICATION_EMAILS_PER_HOUR = env.int("VERIFICATION_EMAILS_PER_HOUR", default=3)
+# How long a new tenant's email verification link works.
+EMAIL_VERIFICATION_MAX_AGE_SECONDS = env.int("EMAIL_VERIFICATION_MAX_AGE_SECONDS", default=3 * 24 * 3600)
+# How long a password reset link works (Django's setting).
+PASSWORD_RESET_TIMEOUT = env.int("PASSWORD_RESET_TIMEOUT", default=3600)
+
 AUTH_USER_MODEL = "accounts.User"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

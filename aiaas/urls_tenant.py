@@ -18,6 +18,7 @@ dashboard_pages = [
 
 urlpatterns = [
     path("", include("accounts.web.urls")),
+    path("", include("tenants.web.verification_urls")),
     path("dashboard/", include((dashboard_pages, "dashboard"))),
     path("dashboard/agents/", include("agents.web.urls")),
 ]

@@ -5,6 +5,11 @@ A resolved key is cached in-process for KEY_CACHE_SECONDS. Revoking a key
 that every gateway process listens to, so a revoked key stops working at
 once, not after the cache expires. If the subscription drops, the cache is
 cleared before listening again, so nothing revoked meanwhile survives.
+
+A wrong key is remembered (tenants/rejected_keys.py), so repeating it costs no
+query; creating a key publishes its prefix on the same channel. At most
+API_KEY_LOOKUP_CONCURRENCY lookups reach the database at once per process, so
+a flood of wrong keys cannot take every connection.
 """
 
 from __future__ import annotations
@@ -16,10 +21,12 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from asgiref.sync import sync_to_async
+from django.conf import settings
 
 from gateway.errors import GatewayError
 from tenants.models import ApiKey
-from tenants.selectors import API_KEY_PATTERN, find_usable_api_key
+from tenants.rejected_keys import RejectedApiKeys, find_usable_api_key_remembering, rejected_api_keys
+from tenants.selectors import API_KEY_PATTERN
 from tenants.services import API_KEY_REVOKED_CHANNEL, record_api_key_use
 
 KEY_CACHE_SECONDS = 30.0
@@ -34,9 +41,11 @@ class CachedKey:
 
 
 class ApiKeyCache:
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: aioredis.Redis, rejected: RejectedApiKeys = rejected_api_keys) -> None:
         self.redis = redis
+        self.rejected = rejected
         self._entries: dict[str, CachedKey] = {}
+        self._lookups = asyncio.Semaphore(settings.API_KEY_LOOKUP_CONCURRENCY)
         self._listener: asyncio.Task[None] | None = None
 
     async def resolve(self, raw_key: str) -> ApiKey | None:
@@ -50,7 +59,10 @@ class ApiKeyCache:
         fresh = entry is not None and now - entry.cached_at < KEY_CACHE_SECONDS
         if fresh and entry is not None and entry.raw_key == raw_key and entry.api_key.is_usable():
             return entry.api_key
-        api_key = await sync_to_async(find_usable_and_touch, thread_sensitive=False)(raw_key)
+        if self.rejected.is_rejected(match["prefix"], raw_key):
+            return None
+        async with self._lookups:
+            api_key = await sync_to_async(find_usable_and_touch, thread_sensitive=False)(raw_key)
         if api_key is None:
             self._entries.pop(match["prefix"], None)
             return None
@@ -59,6 +71,7 @@ class ApiKeyCache:
 
     def evict(self, prefix: str) -> None:
         self._entries.pop(prefix, None)
+        self.rejected.forget_prefix(prefix)
 
     def _ensure_listening(self) -> None:
         if self._listener is None or self._listener.done():
@@ -76,11 +89,12 @@ class ApiKeyCache:
             except (aioredis.RedisError, OSError) as error:
                 logger.warning("api key revocation listener lost Redis: %s", error)
                 self._entries.clear()
+                self.rejected.clear()  # a key created meanwhile must not stay refused
                 await asyncio.sleep(1.0)  # a cancellation here ends the listener, as anywhere else
 
 
 def find_usable_and_touch(raw_key: str) -> ApiKey | None:
-    api_key = find_usable_api_key(raw_key)
+    api_key = find_usable_api_key_remembering(raw_key)
     if api_key is not None:
         record_api_key_use(api_key)
     return api_key
@@ -101,6 +115,13 @@ async def authenticate(keys: ApiKeyCache, header: str, scope: str) -> ApiKey:
     if api_key is None:
         raise GatewayError(
             401, "Incorrect, revoked or expired API key provided.", "invalid_request_error", "invalid_api_key"
+        )
+    if not api_key.tenant.is_email_verified:
+        raise GatewayError(
+            403,
+            "Confirm the owner's email address first: open the link we sent at signup.",
+            "permission_error",
+            "email_not_verified",
         )
     if not api_key.has_scope(scope):
         raise GatewayError(

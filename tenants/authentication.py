@@ -8,13 +8,18 @@ from rest_framework.request import Request
 
 from tenants.context import activate_tenant
 from tenants.models import ApiKey
-from tenants.selectors import find_usable_api_key
+from tenants.rejected_keys import find_usable_api_key_remembering
 from tenants.services import record_api_key_use
 
 
 class InvalidApiKey(exceptions.AuthenticationFailed):
     default_detail = "Incorrect, revoked or expired API key provided."
     default_code = "invalid_api_key"
+
+
+class EmailNotVerified(exceptions.PermissionDenied):
+    default_detail = "Confirm the owner's email address first: open the link we sent at signup."
+    default_code = "email_not_verified"
 
 
 class MissingApiKey(exceptions.NotAuthenticated):
@@ -49,9 +54,11 @@ class ApiKeyAuthentication(BaseAuthentication):
         raw_key = bearer_token(request)
         if raw_key is None:
             return None
-        api_key = find_usable_api_key(raw_key)
+        api_key = find_usable_api_key_remembering(raw_key)
         if api_key is None:
             raise InvalidApiKey()
+        if not api_key.tenant.is_email_verified:
+            raise EmailNotVerified()
         activate_tenant(api_key.tenant)
         request._request.tenant = api_key.tenant  # type: ignore[attr-defined]
         record_api_key_use(api_key)

@@ -68,6 +68,10 @@ class Tenant(TenantMixin):
         validators=[MinValueValidator(1), MaxValueValidator(365)],
         help_text="Stored requests are deleted after this many days (1-365).",
     )
+    # Signup through the public page leaves it empty until the owner opens the
+    # link we email; until then the owner cannot sign in and the keys are refused
+    # (docs/decisions/0013). Staff and `manage.py provision_tenant` set it at once.
+    email_verified_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -81,6 +85,10 @@ class Tenant(TenantMixin):
 
     def __str__(self) -> str:
         return self.slug
+
+    @property
+    def is_email_verified(self) -> bool:
+        return self.email_verified_at is not None
 
 
 class Domain(DomainMixin):

@@ -20,8 +20,8 @@ def find_usable_api_key(raw_key: str) -> ApiKey | None:
     match = API_KEY_PATTERN.fullmatch(raw_key.strip())
     if match is None:
         return None
-    api_key = metered_api_keys().filter(prefix=match["prefix"], tenant__is_active=True).first()
-    if api_key is None or not api_key.secret_matches(match["secret"]) or not api_key.is_usable():
+    api_key = api_key_with_prefix(match["prefix"])
+    if api_key is None or not accepts_secret(api_key, match["secret"]) or not api_key.tenant.is_active:
         return None
     return api_key
 
@@ -41,6 +41,16 @@ def usable_api_key_by_id(api_key_id: int, tenant_id: int | None = None) -> ApiKe
         keys = keys.filter(tenant_id=tenant_id)
     api_key = keys.first()
     return api_key if api_key is not None and api_key.is_usable() else None
+
+
+def api_key_with_prefix(prefix: str) -> ApiKey | None:
+    """The key with this prefix, usable or not, of any tenant (one query)."""
+    return metered_api_keys().filter(prefix=prefix).first()
+
+
+def accepts_secret(api_key: ApiKey, secret: str) -> bool:
+    """Whether `secret` is the key's and the key is unrevoked and unexpired (both final)."""
+    return api_key.secret_matches(secret) and api_key.is_usable()
 
 
 def api_keys_of(tenant: Tenant) -> QuerySet[ApiKey]:

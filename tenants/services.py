@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import re
 import secrets
 import string
@@ -11,20 +12,28 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
+from django.core import signing
 from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
 from django.core.management import call_command
 from django.db import connection, transaction
+from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone
 from django_tenants.utils import schema_exists, tenant_context
 
 from accounts.models import Role, User
+from accounts.throttling import SIGNUPS, SIGNUPS_PER_IP, VERIFICATION_EMAILS_PER_TENANT, tenant_scope
 from aiaas.redis_clients import sync_client
 from billing.models import Plan
 from tenants.models import RESERVED_SLUGS, SLUG_PATTERN, ApiKey, ApiKeyScope, Domain, Tenant
+from tenants.rejected_keys import rejected_api_keys
+from tenants.selectors import api_keys_of
 
 API_KEY_PREFIX_LENGTH = 12
 API_KEY_REVOKED_CHANNEL = "api-key-revoked"
 _ALPHABET = string.ascii_letters + string.digits
+logger = logging.getLogger(__name__)
 
 
 class ProvisioningError(Exception):
@@ -145,9 +154,12 @@ def provision_tenant(
     owner_email: str,
     plan_slug: str | None = None,
     owner_password: str | None = None,
+    email_verified: bool = True,
 ) -> ProvisionedTenant:
     """Create a tenant: its schema (cloned from the template), domain, owner and an admin key.
 
+    Staff and the CLI vouch for the owner's email (`email_verified`); the public
+    signup (sign_up_tenant) does not, and emails a link instead.
     The owner's password is validated before anything is written. If any step
     after the schema exists fails, the tenant row and its schema are removed,
     so a failed signup leaves nothing behind and the slug stays free.
@@ -164,7 +176,13 @@ def provision_tenant(
     validate_owner(owner_email, owner_password)
     assert_template_is_current()
 
-    tenant = Tenant(schema_name=schema_name_for(slug), slug=slug, name=name, plan=plan)
+    tenant = Tenant(
+        schema_name=schema_name_for(slug),
+        slug=slug,
+        name=name,
+        plan=plan,
+        email_verified_at=timezone.now() if email_verified else None,
+    )
     tenant.save(verbosity=0)  # type: ignore[no-untyped-call]  # clones the template schema (TENANT_BASE_SCHEMA)
     try:
         with transaction.atomic():
@@ -211,8 +229,13 @@ def create_api_key(
     created_by: str = "",
     **limit_overrides: Any,
 ) -> IssuedApiKey:
-    """Issue a key; `limit_overrides` are ApiKey.LIMIT_FIELDS (None: the plan's)."""
+    """Issue a key; `limit_overrides` are ApiKey.LIMIT_FIELDS (None: the plan's).
+
+    Its prefix is forgotten by every process that remembered it as unknown
+    (tenants/rejected_keys.py): here at once, elsewhere when it is published.
+    """
     prefix, secret, full_key = generate_api_key_secret()
+    rejected_api_keys.forget_prefix(prefix)
     api_key = ApiKey.objects.create(
         tenant=tenant,
         name=name,
@@ -224,6 +247,7 @@ def create_api_key(
         created_by=created_by,
         **checked_limit_fields(limit_overrides),
     )
+    transaction.on_commit(lambda: publish_revocation(prefix), robust=True)
     return IssuedApiKey(api_key=api_key, secret=full_key)
 
 
@@ -264,8 +288,14 @@ def revoke_api_key(api_key: ApiKey) -> bool:
 
 
 def publish_revocation(prefix: str) -> None:
-    """Tell every gateway process to drop its cached copy of the key `prefix`."""
+    """Tell every gateway process to drop what it cached of the key `prefix`
+    (a copy of the key, or that the prefix was unknown)."""
     sync_client("control").publish(API_KEY_REVOKED_CHANNEL, prefix)
+
+
+def publish_revocations(prefixes: list[str]) -> None:
+    for prefix in prefixes:
+        publish_revocation(prefix)
 
 
 def record_api_key_use(api_key: ApiKey) -> None:
@@ -274,3 +304,93 @@ def record_api_key_use(api_key: ApiKey) -> None:
 
     if cache.add(f"api-key-used:{api_key.pk}", 1, timeout=60):
         ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=timezone.now())
+
+
+# Signup through the public page, and the owner's email verification (docs/decisions/0013).
+
+EMAIL_VERIFICATION_SALT = "tenants.email-verification"
+SIGNUP_SCOPE = "public"
+
+
+class SignupThrottledError(ProvisioningError):
+    """Too many signups from one address, or on the whole platform, this hour."""
+
+
+def admit_signup_attempt(client_address: str) -> None:
+    """Count a signup attempt from `client_address`; raise SignupThrottledError past the limit."""
+    if not SIGNUPS_PER_IP.hit(SIGNUP_SCOPE, client_address):
+        raise SignupThrottledError("too many signups from your network: try again in an hour")
+
+
+def sign_up_tenant(
+    *, slug: str, name: str, owner_email: str, owner_password: str, tenant_origin: str
+) -> ProvisionedTenant:
+    """Provision a tenant whose owner's email is not yet verified, and email the
+    owner the link (on `tenant_origin`, the new host's scheme://host:port) that
+    verifies it. Until then the owner cannot sign in and the keys are refused.
+
+    Counted against SIGNUPS_PER_HOUR for the whole platform (SignupThrottledError).
+    """
+    if not SIGNUPS.hit(SIGNUP_SCOPE, "all"):
+        raise SignupThrottledError("we are taking too many signups right now: try again in an hour")
+    provisioned = provision_tenant(
+        slug=slug, name=name, owner_email=owner_email, owner_password=owner_password, email_verified=False
+    )
+    send_verification_email(
+        provisioned.tenant, owner_email=provisioned.owner.email, tenant_origin=tenant_origin
+    )
+    return provisioned
+
+
+def email_verification_url(tenant: Tenant, tenant_origin: str) -> str:
+    # The id too: a tenant deleted and signed up again under its slug needs a new link.
+    token = signing.dumps([tenant.pk, tenant.schema_name], salt=EMAIL_VERIFICATION_SALT)
+    # Tenant hosts route with ROOT_URLCONF (aiaas.urls_tenant).
+    path = reverse("verify-email", urlconf=settings.ROOT_URLCONF, kwargs={"token": token})
+    return tenant_origin.rstrip("/") + path
+
+
+def send_verification_email(tenant: Tenant, *, owner_email: str, tenant_origin: str) -> bool:
+    """Email the link that verifies `tenant`; whether it was sent (a failure is logged)."""
+    context = {"tenant": tenant, "verify_url": email_verification_url(tenant, tenant_origin)}
+    try:
+        send_mail(
+            subject=f"Confirm your email to start using {tenant.name} on aiaas",
+            message=render_to_string("emails/verify_email.txt", context),
+            from_email=None,
+            recipient_list=[owner_email],
+        )
+    except OSError:  # smtplib.SMTPException and socket errors
+        logger.exception("Could not email the verification link of tenant %s", tenant.pk)
+        return False
+    return True
+
+
+def resend_verification_email(tenant: Tenant, *, owner_email: str, tenant_origin: str) -> bool:
+    """Send the link again, at most VERIFICATION_EMAILS_PER_HOUR times per tenant;
+    whether it was sent."""
+    if not VERIFICATION_EMAILS_PER_TENANT.hit(tenant_scope(tenant), "owner"):
+        return False
+    return send_verification_email(tenant, owner_email=owner_email, tenant_origin=tenant_origin)
+
+
+def verify_tenant_email(tenant: Tenant, token: str) -> bool:
+    """Mark `tenant` verified if `token` is its unexpired link; whether it is verified.
+
+    A link names one tenant's schema and works on no other. Verifying again is
+    harmless. Gateway processes drop their cached copies of the tenant's keys.
+    """
+    try:
+        named = signing.loads(
+            token, salt=EMAIL_VERIFICATION_SALT, max_age=settings.EMAIL_VERIFICATION_MAX_AGE_SECONDS
+        )
+    except signing.BadSignature:  # SignatureExpired included
+        return False
+    if named != [tenant.pk, tenant.schema_name]:
+        return False
+    now = timezone.now()
+    if Tenant.objects.filter(pk=tenant.pk, email_verified_at__isnull=True).update(email_verified_at=now):
+        tenant.email_verified_at = now
+        prefixes = list(api_keys_of(tenant).values_list("prefix", flat=True))
+        transaction.on_commit(lambda: publish_revocations(prefixes), robust=True)
+    return True

@@ -9,4 +9,11 @@ urlpatterns = [
     path("login/", views.TenantLoginView.as_view(), name="login"),
     path("logout/", views.TenantLogoutView.as_view(), name="logout"),
     path("invite/<uidb64>/<token>/", views.AcceptInviteView.as_view(), name="accept-invite"),
+    path("password-reset/", views.TenantPasswordResetView.as_view(), name="password-reset"),
+    path("password-reset/sent/", views.TenantPasswordResetSentView.as_view(), name="password-reset-sent"),
+    path(
+        "reset/<uidb64>/<token>/",
+        views.TenantPasswordResetConfirmView.as_view(),
+        name="password-reset-confirm",
+    ),
 ]

@@ -4,21 +4,32 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from django.contrib import messages
-from django.contrib.auth.forms import AuthenticationForm, SetPasswordForm
-from django.contrib.auth.views import LoginView, LogoutView, PasswordResetConfirmView
+from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm, SetPasswordForm
+from django.contrib.auth.views import LoginView, LogoutView, PasswordResetConfirmView, PasswordResetView
+from django.core.exceptions import NON_FIELD_ERRORS
+from django.forms import Form
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
+from django.views.generic import TemplateView
 
 from accounts.models import Role, User
 from accounts.selectors import dashboard_summary, plan_limits_summary, team_of
-from accounts.services import Invitation, TeamError, change_role, invite_member, remove_member
-from accounts.web.forms import InviteForm, LoginForm, RoleForm
+from accounts.services import (
+    Invitation,
+    TeamError,
+    change_role,
+    forget_login_failures,
+    invite_member,
+    password_reset_tokens,
+    remove_member,
+)
+from accounts.web.forms import InviteForm, LoginForm, RoleForm, TenantPasswordResetForm
 from routing.selectors import enabled_models
 from tenants.web.base import PageAccess, TenantPageView, bind_session_to_tenant, manager_page, tenant_page
 
@@ -31,6 +42,57 @@ class TenantLoginView(TenantPageView, LoginView):
     def form_valid(self, form: AuthenticationForm) -> HttpResponse:
         response = super().form_valid(form)
         bind_session_to_tenant(self.request, self.tenant)
+        return response
+
+    def form_invalid(self, form: AuthenticationForm) -> HttpResponse:
+        return throttled_or(super().form_invalid(form), form)
+
+
+def throttled_or(response: HttpResponse, form: Form) -> HttpResponse:
+    """A form refused by a throttle answers 429."""
+    if form.has_error(NON_FIELD_ERRORS, "throttled") or form.has_error("email", "throttled"):
+        response.status_code = 429
+    return response
+
+
+class TenantPasswordResetView(TenantPageView, PasswordResetView):
+    """Ask for a reset link on this tenant's host; it is emailed only to an active
+    user of this tenant with a password, and works only on this host. The page
+    says the same whether or not the email belongs to a user."""
+
+    form_class = TenantPasswordResetForm
+    template_name = "registration/password_reset_form.html"
+    email_template_name = "emails/password_reset.txt"
+    subject_template_name = "emails/password_reset_subject.txt"
+    token_generator = password_reset_tokens
+    success_url = reverse_lazy("password-reset-sent")
+    dangerously_allow_anonymous: ClassVar[bool] = True  # for those who cannot sign in
+
+    def get_form_kwargs(self) -> dict[str, Any]:
+        return {**super().get_form_kwargs(), "request": self.request}
+
+    def form_invalid(self, form: PasswordResetForm) -> HttpResponse:
+        return throttled_or(super().form_invalid(form), form)
+
+
+class TenantPasswordResetSentView(TenantPageView, TemplateView):
+    template_name = "registration/password_reset_done.html"
+    dangerously_allow_anonymous: ClassVar[bool] = True
+
+
+class TenantPasswordResetConfirmView(TenantPageView, PasswordResetConfirmView):
+    """Set a new password from a reset link made on this tenant's host; the
+    user's sessions end (Django rotates the session auth hash)."""
+
+    template_name = "registration/password_reset_confirm.html"
+    token_generator = password_reset_tokens
+    success_url = reverse_lazy("login")
+    dangerously_allow_anonymous: ClassVar[bool] = True  # the link's token is the credential
+
+    def form_valid(self, form: SetPasswordForm[User]) -> HttpResponse:
+        response = super().form_valid(form)
+        forget_login_failures(self.tenant, email=form.user.email)
+        messages.success(self.request, "Your password is changed. Sign in with it.")
         return response
 
 

@@ -38,6 +38,7 @@ def test_provision_tenant_prints_one_json_object_and_creates_everything(
     assert Domain.objects.get(domain="gamma.localhost").tenant == tenant
     assert tenant.plan is not None
     assert tenant.plan.slug == "free"
+    assert tenant.is_email_verified  # staff vouch for the owner's email
     with tenant_context(tenant):
         owner = User.objects.get()
         assert (owner.email, owner.role) == ("ceo@gamma.example", Role.OWNER)

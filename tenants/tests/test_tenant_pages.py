@@ -37,7 +37,16 @@ from testing.tenants import TenantFixture
 
 TENANT_URLCONF = "aiaas.urls_tenant"
 # The only pages of a tenant's host open to visitors who are not its members.
-SIGN_IN_PAGES = {"home", "login", "logout", "accept-invite"}
+SIGN_IN_PAGES = {
+    "home",
+    "login",
+    "logout",
+    "accept-invite",
+    "password-reset",
+    "password-reset-sent",
+    "password-reset-confirm",
+    "verify-email",
+}
 
 
 @dataclass(frozen=True)

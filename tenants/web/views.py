@@ -1,55 +1,82 @@
-"""The public host's product page with signup, and the dashboard's API keys pages."""
+"""The public host's product page with signup, the tenant host's email
+verification link, and the dashboard's API keys pages."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from django.conf import settings
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.selectors import active_api_keys_of, listed_keys_of, plan_limits_summary
+from accounts.throttling import client_address
 from tenants.models import ApiKey
 from tenants.selectors import api_keys_of
 from tenants.services import (
     IssuedApiKey,
     ProvisioningError,
+    SignupThrottledError,
+    admit_signup_attempt,
     create_api_key,
-    provision_tenant,
     revoke_api_key,
+    sign_up_tenant,
+    tenant_domain_name,
     update_api_key,
+    verify_tenant_email,
 )
-from tenants.web.base import PageAccess, manager_page, tenant_page
+from tenants.web.base import PageAccess, TenantPageView, manager_page, tenant_page
 from tenants.web.forms import ApiKeyForm, ApiKeyLimitsForm, SignupForm, as_sentence
 
 
 @require_http_methods(["GET", "POST"])
 def home(request: HttpRequest) -> HttpResponse:
+    """Signup: throttled per address and for the platform; the new owner gets a
+    verification link by email, and this page says so."""
     form = SignupForm(request.POST) if request.method == "POST" else SignupForm()
-    if form.is_valid():
-        try:
-            provisioned = provision_tenant(
+    status = 200
+    try:
+        if request.method == "POST":
+            admit_signup_attempt(client_address(request))
+        if form.is_valid():
+            provisioned = sign_up_tenant(
                 slug=form.cleaned_data["slug"],
                 name=form.cleaned_data["name"],
                 owner_email=form.cleaned_data["owner_email"],
                 owner_password=form.cleaned_data["password"],
+                tenant_origin=tenant_origin(request, tenant_domain_name(form.cleaned_data["slug"])),
             )
-        except ProvisioningError as error:
-            form.add_error(None, as_sentence(str(error)))
-        else:
-            return HttpResponseRedirect(tenant_login_url(request, provisioned.domain.domain))
-    return render(request, "public/home.html", {"form": form, "base_domain": settings.BASE_DOMAIN})
+            context = {"tenant": provisioned.tenant, "owner_email": provisioned.owner.email}
+            return render(request, "public/check_email.html", context)
+    except SignupThrottledError as error:
+        form.add_error(None, as_sentence(str(error)))
+        status = 429
+    except ProvisioningError as error:
+        form.add_error(None, as_sentence(str(error)))
+    return render(
+        request, "public/home.html", {"form": form, "base_domain": settings.BASE_DOMAIN}, status=status
+    )
 
 
-def tenant_login_url(request: HttpRequest, domain: str) -> str:
-    """The login page on the tenant's host, on this request's scheme and port."""
+def tenant_origin(request: HttpRequest, domain: str) -> str:
+    """The tenant's host on this request's scheme and port."""
     _, separator, port = request.get_host().partition(":")
-    path = reverse("login", urlconf=settings.ROOT_URLCONF)  # tenant hosts route with ROOT_URLCONF
-    return f"{request.scheme}://{domain}{separator}{port}{path}"
+    return f"{request.scheme}://{domain}{separator}{port}"
+
+
+class VerifyEmailView(TenantPageView):
+    """The link emailed at signup: it verifies this host's tenant and no other."""
+
+    dangerously_allow_anonymous: ClassVar[bool] = True  # the signed link is the credential
+
+    def get(self, request: HttpRequest, token: str) -> HttpResponse:
+        if not verify_tenant_email(self.tenant, token):
+            return render(request, "registration/verify_email_failed.html", status=400)
+        messages.success(request, "Your email address is confirmed. Sign in to start.")
+        return redirect("login")
 
 
 # The dashboard's API keys pages (tenant host; tenants/web/dashboard_urls.py)

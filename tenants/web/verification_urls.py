@@ -1,0 +1,9 @@
+"""The email verification link on a tenant's host (see aiaas/urls_tenant.py)."""
+
+from django.urls import path
+
+from tenants.web import views
+
+urlpatterns = [
+    path("verify-email/<str:token>/", views.VerifyEmailView.as_view(), name="verify-email"),
+]
