@@ -24,16 +24,15 @@ from django.conf import settings
 from django.db import OperationalError
 from django_tenants.postgresql_backend.base import DatabaseWrapper as TenantDatabaseWrapper
 
-_slots: threading.BoundedSemaphore | None = None
+_slots: dict[int, threading.BoundedSemaphore] = {}
 _slots_lock = threading.Lock()
 
 
 def connection_slots() -> threading.BoundedSemaphore:
-    global _slots
+    """This process's semaphore for the configured limit (a changed limit gets a new one)."""
+    limit = settings.DATABASE_CONNECTIONS_PER_PROCESS
     with _slots_lock:
-        if _slots is None:
-            _slots = threading.BoundedSemaphore(settings.DATABASE_CONNECTIONS_PER_PROCESS)
-        return _slots
+        return _slots.setdefault(limit, threading.BoundedSemaphore(limit))
 
 
 class DatabaseWrapper(TenantDatabaseWrapper):

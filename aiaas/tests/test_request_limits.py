@@ -48,8 +48,8 @@ def spooled(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[SpoolSp
 
 def open_socket(platform_url: str) -> socket.socket:
     parts = urlsplit(platform_url)
-    sock = socket.create_connection((parts.hostname, parts.port), timeout=10)
-    return sock
+    assert parts.port is not None
+    return socket.create_connection((parts.hostname, parts.port), timeout=10)
 
 
 def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
