@@ -4,7 +4,8 @@ The platform had no metrics endpoint before this one; these are plain
 in-process numbers (one uvicorn process = one set), read by `GET /metrics`
 (aiaas/asgi.py), which carries no tenant data. It answers only a scraper that
 sends `Authorization: Bearer <METRICS_TOKEN>`, or, when METRICS_TOKEN is
-unset, a client on the loopback interface.
+unset, a client on the loopback interface (behind a proxy on the same host,
+run uvicorn with --proxy-headers, or every client looks local).
 """
 
 from __future__ import annotations

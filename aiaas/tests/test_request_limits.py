@@ -15,8 +15,13 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+import yaml
+from django.conf import settings
+from uvicorn.importer import import_from_string
 
 import aiaas.asgi
+from aiaas.http_protocol import BoundedHeadersProtocol
+from aiaas.launcher import child_commands
 from aiaas.request_limits import BodyLimits
 from testing.tenants import TenantFixture
 
@@ -222,3 +227,14 @@ def test_a_keep_alive_connection_serves_requests_within_the_header_deadline(
             time.sleep(0.6)  # 1.8 s on one connection, each request's headers on time
 
     assert [answer.split(b"\r\n", 1)[0] for answer in answers] == [b"HTTP/1.1 200 OK"] * 3
+
+
+def test_every_uvicorn_we_start_serves_with_the_header_deadline() -> None:
+    web = child_commands("python")["web"]
+    compose = yaml.safe_load((Path(settings.BASE_DIR) / "docker" / "compose.yaml").read_text())
+
+    assert web[web.index("--http") + 1] == "aiaas.http_protocol:BoundedHeadersProtocol"
+    assert web[web.index("--timeout-keep-alive") + 1] == "5"
+    assert "--http=aiaas.http_protocol:BoundedHeadersProtocol" in compose["services"]["web"]["command"]
+    assert "--timeout-keep-alive=5" in compose["services"]["web"]["command"]
+    assert import_from_string("aiaas.http_protocol:BoundedHeadersProtocol") is BoundedHeadersProtocol
