@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import json
 import os
 import platform
@@ -218,11 +219,7 @@ def main() -> int:
 
 
 def pool_available() -> bool:
-    try:
-        import psycopg_pool  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return importlib.util.find_spec("psycopg_pool") is not None
 
 
 if __name__ == "__main__":
