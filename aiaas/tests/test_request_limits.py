@@ -4,6 +4,7 @@ a body over the limit is a 413 before anything spools it, chunked bodies reach
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import tempfile
@@ -17,12 +18,13 @@ import httpx
 import pytest
 import yaml
 from django.conf import settings
+from starlette.types import Message, Receive, Scope, Send
 from uvicorn.importer import import_from_string
 
 import aiaas.asgi
 from aiaas.http_protocol import BoundedHeadersProtocol
 from aiaas.launcher import child_commands
-from aiaas.request_limits import BodyLimits
+from aiaas.request_limits import BodyLimits, BoundedBodyMiddleware
 from testing.tenants import TenantFixture
 
 HUNDRED_MB = 100 * 1024 * 1024
@@ -238,3 +240,32 @@ def test_every_uvicorn_we_start_serves_with_the_header_deadline() -> None:
     assert "--http=aiaas.http_protocol:BoundedHeadersProtocol" in compose["services"]["web"]["command"]
     assert "--timeout-keep-alive=5" in compose["services"]["web"]["command"]
     assert import_from_string("aiaas.http_protocol:BoundedHeadersProtocol") is BoundedHeadersProtocol
+
+
+def test_the_application_gets_the_whole_body_with_its_length_then_the_disconnect() -> None:
+    arriving: list[Message] = [
+        {"type": "http.request", "body": b'{"a"', "more_body": True},
+        {"type": "http.request", "body": b": 1}", "more_body": False},
+        {"type": "http.disconnect"},
+    ]
+    seen: list[Any] = []
+
+    async def application(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(scope["headers"])
+        seen.append(await receive())
+        seen.append(await receive())
+
+    async def receive() -> Message:
+        return arriving.pop(0)
+
+    async def send(message: Message) -> None:
+        raise AssertionError(f"nothing is answered here: {message}")
+
+    scope = {"type": "http", "headers": [(b"host", b"localhost"), (b"transfer-encoding", b"chunked")]}
+    asyncio.run(BoundedBodyMiddleware(application, BodyLimits(100, 1.0))(scope, receive, send))
+
+    assert seen == [
+        [(b"host", b"localhost"), (b"content-length", b"8")],
+        {"type": "http.request", "body": b'{"a": 1}', "more_body": False},
+        {"type": "http.disconnect"},
+    ]
