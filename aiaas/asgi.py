@@ -2,7 +2,8 @@
 
 HTTP under /v1/ goes to the gateway (a lean Starlette app: no Django
 middleware on the hot path, docs/decisions/0005); other HTTP to Django;
-WebSockets to the Channels consumers.
+WebSockets to the Channels consumers. Every HTTP body is first read here
+within its size and time limits (aiaas/request_limits.py).
 """
 
 import os
@@ -10,12 +11,15 @@ import os
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aiaas.settings")
 
 from channels.routing import ProtocolTypeRouter, URLRouter
+from django.conf import settings
 from django.core.asgi import get_asgi_application
 
 django_application = get_asgi_application()
 
 from starlette.types import Receive, Scope, Send  # noqa: E402
 
+from aiaas.database_threads import install_connection_returning_executor  # noqa: E402
+from aiaas.request_limits import BodyLimits, BoundedBodyMiddleware  # noqa: E402
 from gateway.transports.http import application as gateway_application  # noqa: E402
 from gateway.transports.http import shutdown as shutdown_gateway  # noqa: E402
 from gateway.transports.websocket import shutdown as shutdown_completions  # noqa: E402
@@ -36,10 +40,13 @@ async def http_application(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 async def lifespan(scope: Scope, receive: Receive, send: Send) -> None:
-    """When the server stops: end running WebSocket completions, close provider connections."""
+    """When the server starts: threads of the default executor give back their database
+    connections after each job. When it stops: end running WebSocket completions, close
+    provider connections."""
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            install_connection_returning_executor()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             await shutdown_completions()
@@ -50,7 +57,10 @@ async def lifespan(scope: Scope, receive: Receive, send: Send) -> None:
 
 application = ProtocolTypeRouter(
     {
-        "http": http_application,
+        "http": BoundedBodyMiddleware(
+            http_application,
+            BodyLimits(settings.MAX_REQUEST_BYTES, settings.REQUEST_BODY_TIMEOUT_SECONDS),
+        ),
         "websocket": URLRouter(websocket_urlpatterns),
         "lifespan": lifespan,
     }

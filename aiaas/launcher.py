@@ -46,6 +46,12 @@ def child_commands(python: str) -> dict[str, list[str]]:
             host,
             "--port",
             port,
+            # Slow clients: headers must arrive within REQUEST_HEADERS_TIMEOUT_SECONDS
+            # (aiaas/http_protocol.py), idle keep-alive connections close after 5 s.
+            "--http",
+            "aiaas.http_protocol:BoundedHeadersProtocol",
+            "--timeout-keep-alive",
+            "5",
             "--no-access-log" if os.environ.get("ACCESS_LOG", "1") == "0" else "--access-log",
         ],
         "worker": [

@@ -72,9 +72,10 @@ TENANT_CREATION_FAKES_MIGRATIONS = True
 
 MIDDLEWARE = [
     "aiaas.middleware.HealthCheckMiddleware",
-    "tenants.middleware.TenantRoutingMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files are served before the tenant is looked up: no database query each.
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "tenants.middleware.TenantRoutingMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -107,11 +108,26 @@ TEMPLATES = [
 WSGI_APPLICATION = None
 ASGI_APPLICATION = "aiaas.asgi.application"
 
+# Database connections (docs/decisions/0012): none kept between requests (under
+# ASGI every request runs on a thread of its own, and persistent connections
+# piled up one per dead thread), at most DATABASE_CONNECTIONS_PER_PROCESS open
+# in a process at once, replaced when PostgreSQL dropped them. DATABASE_POOL=true
+# uses psycopg's pool (the psycopg-pool package) instead, sized the same.
 DATABASES = {"default": env.db("DATABASE_URL")}
-DATABASES["default"]["ENGINE"] = "django_tenants.postgresql_backend"
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
+DATABASES["default"]["ENGINE"] = "aiaas.postgresql_backend"  # django-tenants' own, bounded
+DATABASES["default"]["CONN_MAX_AGE"] = 0
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = 5
+DATABASE_CONNECTIONS_PER_PROCESS = env.int("DATABASE_CONNECTIONS_PER_PROCESS", default=20)
+# A request waiting longer than this for a connection fails (500 on Django, 503 on /readyz).
+DATABASE_CONNECTION_WAIT_SECONDS = env.float("DATABASE_CONNECTION_WAIT_SECONDS", default=10.0)
+if env.bool("DATABASE_POOL", default=False):
+    DATABASES["default"]["OPTIONS"]["pool"] = {
+        "min_size": 1,
+        "max_size": DATABASE_CONNECTIONS_PER_PROCESS,
+        "timeout": DATABASE_CONNECTION_WAIT_SECONDS,
+        "max_idle": 60,
+    }
 DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -394,7 +410,17 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
 }
-DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_REQUEST_BYTES", default=2 * 1024 * 1024)
+# Request bodies and slow clients (aiaas/request_limits.py, aiaas/http_protocol.py):
+# a body over MAX_REQUEST_BYTES is a 413 before anything reads it, so Django
+# never spools one to disk (a body within it stays in memory).
+MAX_REQUEST_BYTES = env.int("MAX_REQUEST_BYTES", default=2 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
+FILE_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
+REQUEST_BODY_TIMEOUT_SECONDS = env.float("REQUEST_BODY_TIMEOUT_SECONDS", default=30.0)
+REQUEST_HEADERS_TIMEOUT_SECONDS = env.float("REQUEST_HEADERS_TIMEOUT_SECONDS", default=10.0)
+MAX_REQUEST_HEADER_BYTES = env.int("MAX_REQUEST_HEADER_BYTES", default=64 * 1024)
+# GET /metrics: scrapers send `Authorization: Bearer <METRICS_TOKEN>`; unset, only loopback clients.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 LOGGING = {
     "version": 1,

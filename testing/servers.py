@@ -67,6 +67,9 @@ def running_platform() -> Iterator[str]:
             log_level="warning",
             access_log=False,
             lifespan="on",
+            # What the launcher and docker/compose.yaml serve with (slow clients).
+            http="aiaas.http_protocol:BoundedHeadersProtocol",
+            timeout_keep_alive=5,
         )
         return uvicorn.Server(config)
 
