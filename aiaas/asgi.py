@@ -19,22 +19,25 @@ django_application = get_asgi_application()
 from starlette.types import Receive, Scope, Send  # noqa: E402
 
 from aiaas.database_threads import install_connection_returning_executor  # noqa: E402
+from aiaas.metrics import metrics_endpoint  # noqa: E402
 from aiaas.request_limits import BodyLimits, BoundedBodyMiddleware  # noqa: E402
+from gateway.metrics import METRICS as GATEWAY_METRICS  # noqa: E402
 from gateway.transports.http import application as gateway_application  # noqa: E402
 from gateway.transports.http import shutdown as shutdown_gateway  # noqa: E402
 from gateway.transports.websocket import shutdown as shutdown_completions  # noqa: E402
-from realtime.metrics import metrics_endpoint  # noqa: E402
+from realtime.metrics import METRICS as REALTIME_METRICS  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 
 GATEWAY_PREFIX = "/v1/"
-METRICS_PATH = "/metrics"  # this process's WebSocket counters (realtime/metrics.py)
+METRICS_PATH = "/metrics"  # this process's counters (aiaas/metrics.py)
+metrics_application = metrics_endpoint(lambda: REALTIME_METRICS.exposition() + GATEWAY_METRICS.exposition())
 
 
 async def http_application(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["path"].startswith(GATEWAY_PREFIX):
         await gateway_application(scope, receive, send)
     elif scope["path"] == METRICS_PATH and scope["method"] == "GET":
-        await metrics_endpoint(scope, receive, send)
+        await metrics_application(scope, receive, send)
     else:
         await django_application(scope, receive, send)  # type: ignore[arg-type]
 

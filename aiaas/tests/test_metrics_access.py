@@ -32,6 +32,18 @@ def test_without_a_token_a_loopback_client_reads_the_metrics(platform_url: str, 
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
     assert "# TYPE ws_active_connections gauge\nws_active_connections " in response.text
+    assert "# TYPE gateway_unmetered_requests_total counter\n" in response.text
+
+
+def test_the_gateways_refusals_are_counted_in_the_metrics(platform_url: str, settings: Any) -> None:
+    settings.METRICS_TOKEN = ""
+    httpx.get(f"{platform_url}/v1/models", timeout=5)  # no key: a 401 that writes nothing
+
+    response = httpx.get(f"{platform_url}/metrics", timeout=5)
+
+    line = 'gateway_unmetered_requests_total{status="401",error_type="missing_api_key"} '
+    assert line in response.text
+    assert int(response.text.split(line)[1].split()[0]) >= 1
 
 
 def test_without_a_token_another_client_is_refused(settings: Any) -> None:
