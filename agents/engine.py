@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import connection
 
@@ -200,6 +201,8 @@ class Execution:
             raise
         except (StepError, TemplateError, GatewayError, ToolCallError) as error:
             message = clean_message(f"{attempt.step_id}: {error_message(error)}")
+        except SoftTimeLimitExceeded:
+            message = f"{attempt.step_id}: the run's time limit (its budget's max_seconds) was reached"
         except Exception as error:  # e.g. ZeroDivisionError in `{{ input.a / input.b }}`
             logger.warning("run %s: step %s raised unexpectedly", self.run.pk, attempt.step_id, exc_info=True)
             message = clean_message(f"{attempt.step_id}: {type(error).__name__}: {error}")

@@ -46,16 +46,14 @@ def check_bounds(schema: Any) -> None:
     """Refuse a schema over the size limits, doing work proportional to the limits
     rather than to the schema."""
     max_nodes, max_depth = settings.JSON_SCHEMA_MAX_NODES, settings.JSON_SCHEMA_MAX_DEPTH
-    nodes = 0
-    for depth, path in walk(schema):
-        nodes += 1
+    for nodes, (depth, path) in enumerate(walk(schema), start=1):
         if nodes > max_nodes:
             raise InvalidSchemaError(f"the schema has more than {max_nodes} values")
         if depth > max_depth:
             raise InvalidSchemaError(f"the schema is nested more than {max_depth} levels deep", path)
-    size = len(orjson.dumps(schema))
-    if size > settings.JSON_SCHEMA_MAX_BYTES:
-        raise InvalidSchemaError(f"the schema is {size} bytes, over the limit of {settings.JSON_SCHEMA_MAX_BYTES}")
+    size, max_bytes = len(orjson.dumps(schema)), settings.JSON_SCHEMA_MAX_BYTES
+    if size > max_bytes:
+        raise InvalidSchemaError(f"the schema is {size} bytes, over the limit of {max_bytes}")
 
 
 def walk(schema: Any) -> Iterator[tuple[int, tuple[str | int, ...]]]:

@@ -321,7 +321,8 @@ async def prepare_chat(
     always streams (`streamed`), whatever the body says."""
     assert context.api_key is not None
     context.request_body = chat.body
-    context.accepts = await early_exit_test(chat.body)  # an invalid schema is the client's error, routed or not
+    # An invalid schema is the client's error, routed or not.
+    context.accepts = await early_exit_test(chat.body)
     stream = chat.stream if streamed is None else streamed
     route = RouteRequest(
         chat.model,
