@@ -123,6 +123,10 @@ def check_input(spec: dict[str, Any], run_input: Any) -> None:
     except NotJSONError as error:
         path = path_of(["input", *error.parts])
         raise InputError(f"The input is not a JSON value the run can hold: {error.message}", path) from None
+    try:
+        events.check_event_size({"input": run_input}, "the input")
+    except events.EventTooLargeError as error:
+        raise InputError(str(error), "input") from None
     if "input_schema" not in spec:
         return
     problem = schema_error(spec["input_schema"], run_input)

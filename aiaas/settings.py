@@ -239,9 +239,13 @@ AGENT_TEMPLATE_MAX_ITERATIONS = env.int("AGENT_TEMPLATE_MAX_ITERATIONS", default
 AGENT_TEMPLATE_MAX_SECONDS = env.float("AGENT_TEMPLATE_MAX_SECONDS", default=2.0)
 # A run event's data as JSON, and a tool's response body, at most this many bytes.
 AGENT_EVENT_MAX_BYTES = env.int("AGENT_EVENT_MAX_BYTES", default=256 * 1024)
-AGENT_TOOL_RESPONSE_MAX_BYTES = env.int("AGENT_TOOL_RESPONSE_MAX_BYTES", default=1024 * 1024)
-# A run's live stream keeps at most this many events (the events table keeps all).
-AGENT_RUN_STREAM_MAX_EVENTS = env.int("AGENT_RUN_STREAM_MAX_EVENTS", default=2_000)
+AGENT_TOOL_RESPONSE_MAX_BYTES = env.int("AGENT_TOOL_RESPONSE_MAX_BYTES", default=128 * 1024)
+# A run's live stream carries the data of its first AGENT_RUN_STREAM_MAX_EVENTS
+# events, each's at most AGENT_RUN_STREAM_EVENT_MAX_BYTES; of others, a stub
+# (`"truncated": true`; the events table and API keep everything). With the
+# stream's REALTIME_STREAM_MAX_EVENTS, a run's retained stream is about 10 MB at most.
+AGENT_RUN_STREAM_MAX_EVENTS = env.int("AGENT_RUN_STREAM_MAX_EVENTS", default=1_000)
+AGENT_RUN_STREAM_EVENT_MAX_BYTES = env.int("AGENT_RUN_STREAM_EVENT_MAX_BYTES", default=8 * 1024)
 # How long POST /api/v1/agents/{id}/runs with "wait": true waits for the run.
 AGENT_RUN_WAIT_SECONDS = env.float("AGENT_RUN_WAIT_SECONDS", default=60.0)
 AGENT_DEFAULT_BUDGET = {"max_steps": 200, "max_seconds": 600.0}
