@@ -16,7 +16,6 @@ Promises:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any
 
@@ -44,28 +43,31 @@ class InvalidSchemaError(ValueError):
 
 def check_bounds(schema: Any) -> None:
     """Refuse a schema over the size limits, doing work proportional to the limits
-    rather than to the schema."""
+    rather than to the schema (a container's values are counted before any is visited)."""
     max_nodes, max_depth = settings.JSON_SCHEMA_MAX_NODES, settings.JSON_SCHEMA_MAX_DEPTH
-    for nodes, (depth, path) in enumerate(walk(schema), start=1):
-        if nodes > max_nodes:
-            raise InvalidSchemaError(f"the schema has more than {max_nodes} values")
-        if depth > max_depth:
+    counted = 1
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(schema, ())]
+    while stack:
+        value, path = stack.pop()
+        if not isinstance(value, (dict, list)) or not value:
+            continue
+        if len(path) >= max_depth:
             raise InvalidSchemaError(f"the schema is nested more than {max_depth} levels deep", path)
+        counted += len(value)
+        if counted > max_nodes:
+            raise InvalidSchemaError(f"the schema has more than {max_nodes} values")
+        stack.extend((item, (*path, key)) for key, item in children_of(value))
     size, max_bytes = len(orjson.dumps(schema)), settings.JSON_SCHEMA_MAX_BYTES
     if size > max_bytes:
         raise InvalidSchemaError(f"the schema is {size} bytes, over the limit of {max_bytes}")
 
 
-def walk(schema: Any) -> Iterator[tuple[int, tuple[str | int, ...]]]:
-    """(depth, path) of every value in the schema, without recursion."""
-    stack: list[tuple[Any, tuple[str | int, ...]]] = [(schema, ())]
-    while stack:
-        value, path = stack.pop()
-        yield len(path), path
-        if isinstance(value, dict):
-            stack.extend((item, (*path, key)) for key, item in value.items())
-        elif isinstance(value, list):
-            stack.extend((item, (*path, index)) for index, item in enumerate(value))
+def children_of(value: Any) -> list[tuple[str | int, Any]]:
+    if isinstance(value, dict):
+        return list(value.items())
+    if isinstance(value, list):
+        return list(enumerate(value))
+    return []
 
 
 def check_references(schema: Any, path: tuple[str | int, ...] = ()) -> None:
@@ -80,9 +82,7 @@ def check_references(schema: Any, path: tuple[str | int, ...] = ()) -> None:
                     raise InvalidSchemaError(
                         f"remote references are not allowed ({keyword}: {target[:200]!r})", (*here, keyword)
                     )
-            stack.extend((item, (*here, key)) for key, item in value.items())
-        elif isinstance(value, list):
-            stack.extend((item, (*here, index)) for index, item in enumerate(value))
+        stack.extend((item, (*here, key)) for key, item in children_of(value))
 
 
 def refuse_retrieval(uri: str) -> Any:
