@@ -109,7 +109,8 @@ def test_a_runs_stream_carries_data_of_its_first_events_only_and_never_more_than
 
 
 class BigBody(BaseHTTPRequestHandler):
-    """200 with 10,000 bytes of JSON string, with or without a Content-Length."""
+    """200 with 10,000 bytes of JSON string, with or without a Content-Length (HTTP/1.0,
+    the handler's default: without a length, the body ends with the connection)."""
 
     def do_GET(self) -> None:
         body = b'"' + b"b" * 9_998 + b'"'
@@ -127,7 +128,6 @@ class BigBody(BaseHTTPRequestHandler):
 @contextmanager
 def big_body_server() -> Iterator[str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), BigBody)
-    server.protocol_version = "HTTP/1.0"  # without a length, the body ends with the connection
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
