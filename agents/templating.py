@@ -63,6 +63,7 @@ class Budget:
     deadline: float
     iterations_left: int
     max_characters: int
+    produced: int = 0  # characters of output so far, over every template of the rendering
 
     def tick(self) -> None:
         if time.monotonic() > self.deadline:
@@ -375,11 +376,10 @@ def render_within(value: Any, context: dict[str, Any]) -> Any:
 
 
 def render_text(template: Any, context: dict[str, Any]) -> str:
-    """The template's output, stopped as soon as it passes the output limit."""
-    current = budget()
-    produced, chunks = 0, []
+    """The template's output, stopped as soon as the rendering's output passes the limit."""
+    current, chunks = budget(), []
     for chunk in template.generate(**context):
-        produced += len(chunk)
-        current.check_characters(produced, "the template's output")
+        current.produced += len(chunk)
+        current.check_characters(current.produced, "the template's output")
         chunks.append(chunk)
     return "".join(chunks)

@@ -110,3 +110,13 @@ def test_ordinary_loops_filters_and_formats_still_work() -> None:
     )
 
     assert render(template, BOMB_CONTEXT) == "102132  3.14   a c b   ab  | 1,2 x  |ab"
+
+
+def test_the_output_limit_counts_every_string_of_one_rendering(settings: Settings) -> None:
+    settings.AGENT_TEMPLATE_MAX_OUTPUT_CHARACTERS = 100
+    rendered = render(["a: {{ 'a' * 50 }}", "b: {{ 'b' * 40 }}"], {})
+
+    with pytest.raises(TemplateLimitError, match="output would exceed 100 characters"):
+        render(["a: {{ 'a' * 60 }}", "b: {{ 'b' * 60 }}"], {})
+
+    assert rendered == ["a: " + "a" * 50, "b: " + "b" * 40]
