@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import connection
 
@@ -32,6 +33,7 @@ from agents.events import (
     CompensationStarted,
     CompensationSucceeded,
     EventData,
+    EventTooLargeError,
     EventType,
     Outcome,
     RunFinished,
@@ -135,9 +137,13 @@ class Execution:
         if self.workflow.output is None:
             return self.last_output
         try:
-            return render(self.workflow.output.value, self.context)
+            output = render(self.workflow.output.value, self.context)
+            events.check_event_size({"output": output}, "the run's output")
         except TemplateError as error:
             raise StepError(f"output: {error.message}") from None
+        except EventTooLargeError as error:
+            raise StepError(f"output: {error}") from None
+        return output
 
     def record(self, event: EventData, step_id: str = "", key: str = "") -> RunEvent | None:
         """Append `event` (None if its key is recorded already); the one way events are written."""
@@ -192,14 +198,18 @@ class Execution:
     def perform(self, step: Step, attempt: Attempt) -> Any:
         """The handler's output; a failure is recorded, and raised as StepFailedError."""
         try:
-            return dispatch.perform(step, attempt, self)
+            output = dispatch.perform(step, attempt, self)
+            events.check_event_size(StepSucceeded(output=output).data(), f"the output of {attempt.step_id}")
+            return output
         except RunCancelledError:
             raise
         except StepFailedError as inner:
             self.record_failure(attempt, str(inner))
             raise
-        except (StepError, TemplateError, GatewayError, ToolCallError) as error:
+        except (StepError, TemplateError, GatewayError, ToolCallError, EventTooLargeError) as error:
             message = clean_message(f"{attempt.step_id}: {error_message(error)}")
+        except SoftTimeLimitExceeded:
+            message = f"{attempt.step_id}: the run's time limit (its budget's max_seconds) was reached"
         except Exception as error:  # e.g. ZeroDivisionError in `{{ input.a / input.b }}`
             logger.warning("run %s: step %s raised unexpectedly", self.run.pk, attempt.step_id, exc_info=True)
             message = clean_message(f"{attempt.step_id}: {type(error).__name__}: {error}")

@@ -20,7 +20,9 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any, ClassVar, Literal, Self, cast
 
+import orjson
 import redis
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
@@ -77,6 +79,36 @@ FINAL_EVENTS = {
 }
 
 
+class EventTooLargeError(ValueError):
+    """An event's data is over settings.AGENT_EVENT_MAX_BYTES of JSON."""
+
+
+def check_event_size(data: dict[str, Any], what: str = "the event") -> None:
+    size, limit = len(orjson.dumps(data, default=str)), settings.AGENT_EVENT_MAX_BYTES
+    if size > limit:
+        raise EventTooLargeError(f"{what} is {size} bytes of JSON, over the limit of {limit} for a run event")
+
+
+def stream_payload(run: Run, event: RunEvent) -> dict[str, Any]:
+    """What the live stream carries of an event. A run's stream holds its first
+    AGENT_RUN_STREAM_MAX_EVENTS events with their data (each at most
+    AGENT_RUN_STREAM_EVENT_MAX_BYTES of it); any other event is streamed without
+    its data (`"truncated": true`: read it from `GET /api/v1/runs/{id}/events`),
+    so the stream has no gaps and a run's retained stream stays small."""
+    payload: dict[str, Any] = {
+        "type": event.type,
+        "run_id": run.pk,
+        "seq": event.seq,
+        "step_id": event.step_id,
+        "data": event.data,
+        "created_at": event.created_at.isoformat(),
+    }
+    over_count = event.seq > settings.AGENT_RUN_STREAM_MAX_EVENTS and event.type not in FINAL_EVENTS
+    if over_count or len(orjson.dumps(event.data, default=str)) > settings.AGENT_RUN_STREAM_EVENT_MAX_BYTES:
+        payload["data"], payload["truncated"] = None, True
+    return payload
+
+
 def publish_event(schema_name: str, run: Run, event: RunEvent) -> None:
     """Send a committed event to the run's live stream (`/ws/v1/streams/<stream_id>`).
 
@@ -85,14 +117,7 @@ def publish_event(schema_name: str, run: Run, event: RunEvent) -> None:
     """
     if not run.stream_id:
         return
-    payload = {
-        "type": event.type,
-        "run_id": run.pk,
-        "seq": event.seq,
-        "step_id": event.step_id,
-        "data": event.data,
-        "created_at": event.created_at.isoformat(),
-    }
+    payload = stream_payload(run, event)
     try:
         streams.publish(schema_name, run.stream_id, payload, final=event.type in FINAL_EVENTS)
     except streams.StreamClosedError:
@@ -104,8 +129,10 @@ def publish_event(schema_name: str, run: Run, event: RunEvent) -> None:
 def append(
     run: Run, type: str, *, step_id: str = "", key: str = "", data: dict[str, Any] | None = None
 ) -> RunEvent | None:
-    """Record one event (None if `key` was already recorded) and update the run's projection."""
+    """Record one event (None if `key` was already recorded) and update the run's projection.
+    EventTooLargeError for data over settings.AGENT_EVENT_MAX_BYTES of JSON."""
     data = data or {}
+    check_event_size(data)
     try:
         with transaction.atomic():
             locked = Run.objects.select_for_update().get(pk=run.pk)

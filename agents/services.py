@@ -123,6 +123,10 @@ def check_input(spec: dict[str, Any], run_input: Any) -> None:
     except NotJSONError as error:
         path = path_of(["input", *error.parts])
         raise InputError(f"The input is not a JSON value the run can hold: {error.message}", path) from None
+    try:
+        events.check_event_size({"input": run_input}, "the input")
+    except events.EventTooLargeError as error:
+        raise InputError(str(error), "input") from None
     if "input_schema" not in spec:
         return
     problem = schema_error(spec["input_schema"], run_input)
@@ -159,7 +163,20 @@ def start_run(agent: Agent, run_input: Any, api_key: ApiKey, environment: str = 
 def enqueue(run: Run) -> None:
     from agents.tasks import execute_run
 
-    transaction.on_commit(lambda: execute_run.apply_async(args=[run.pk], queue=settings.AGENT_RUNS_QUEUE))
+    soft, hard = time_limits(run.spec)
+    transaction.on_commit(
+        lambda: execute_run.apply_async(
+            args=[run.pk], queue=settings.AGENT_RUNS_QUEUE, soft_time_limit=soft, time_limit=hard
+        )
+    )
+
+
+def time_limits(spec: dict[str, Any]) -> tuple[float, float]:
+    """The run task's Celery soft and hard time limits: its time budget (up to a day)
+    and a margin for compensating what it did."""
+    budget = {**settings.AGENT_DEFAULT_BUDGET, **spec.get("budget", {})}
+    soft = float(budget["max_seconds"]) + settings.AGENT_RUN_SOFT_LIMIT_MARGIN_SECONDS
+    return soft, soft + settings.AGENT_RUN_HARD_LIMIT_MARGIN_SECONDS
 
 
 def replay_run(original: Run, api_key: ApiKey) -> Run:

@@ -23,8 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError, best_match
+from jsonschema.exceptions import best_match
 
 from agents.spec_schema import VALIDATOR
 from agents.steps.definitions import (
@@ -40,6 +39,7 @@ from agents.steps.definitions import (
     ValidateStep,
 )
 from agents.templating import TemplateError, check_template
+from aiaas.json_schema import InvalidSchemaError, compile_schema, first_error
 
 MAX_SPEC_BYTES = 256 * 1024
 MAX_DEPTH = 64  # nesting of any JSON value in a spec or a run's input
@@ -63,11 +63,17 @@ def path_of(parts: Iterator[Any] | list[Any] | tuple[Any, ...]) -> str:
 
 
 def schema_error(schema: dict[str, Any], value: Any) -> tuple[str, str] | None:
-    """(path, message) of the most relevant way `value` breaks `schema`, or None."""
-    error = best_match(Draft202012Validator(schema).iter_errors(value))
-    if error is None:
+    """(path, message) of the most relevant way `value` breaks `schema`, or None.
+    The schema is compiled with bounded work (aiaas/json_schema.py); one that cannot
+    be is reported as the problem."""
+    try:
+        validator = compile_schema(schema)
+    except InvalidSchemaError as error:
+        return "", f"the schema cannot be used: {error.message}"
+    problem = first_error(validator, value)
+    if problem is None:
         return None
-    return path_of(error.absolute_path), error.message
+    return path_of(problem[0]), problem[1]
 
 
 def describe(problem: tuple[str, str]) -> str:
@@ -288,12 +294,12 @@ def check_field_template(value: Any, path: str) -> None:
 
 
 def check_json_schema(schema: Any, path: str) -> None:
+    """A schema in a spec compiles within the limits of aiaas/json_schema.py: size,
+    local references only, patterns the linear-time engine accepts."""
     try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError as error:
-        raise SpecError(
-            f"Invalid JSON Schema: {error.message}", path_of([path, *error.absolute_path])
-        ) from None
+        compile_schema(schema)
+    except InvalidSchemaError as error:
+        raise SpecError(f"Invalid JSON Schema: {error.message}", path_of([path, *error.path])) from None
 
 
 def compile_spec(source: Any, tool_names: frozenset[str] | None = None) -> dict[str, Any]:

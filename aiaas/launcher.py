@@ -3,10 +3,10 @@
     python -m aiaas.launcher run            # what `make run` does
     python -m aiaas.launcher exec -- CMD    # CMD with DATABASE_URL/REDIS_URL set
 
-`run` migrates, seeds the demo tenant and serves uvicorn, a Celery worker and
-Celery beat as children in one foreground process group: Ctrl-C (SIGINT to the
-group) or SIGTERM to this process stops all of them, then the embedded
-services this process started.
+`run` migrates, seeds the demo tenant and serves uvicorn, two Celery workers
+(tenant workloads; billing) and Celery beat as children in one foreground
+process group: Ctrl-C (SIGINT to the group) or SIGTERM to this process stops
+all of them, then the embedded services this process started.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from aiaas import embedded
+from aiaas import embedded, queues
 
 SHUTDOWN_GRACE_SECONDS = 10.0
 # Ctrl-C reaches the whole process group; give children this long to exit on it.
@@ -30,10 +30,31 @@ SIGNAL_PROPAGATION_SECONDS = 3.0
 EMBEDDED_MARKER = "AIAAS_EMBEDDED_SERVICES"
 
 
+def worker_command(python: str, name: str, queue_names: Sequence[str], concurrency: str) -> list[str]:
+    return [
+        python,
+        "-m",
+        "celery",
+        "-A",
+        "aiaas",
+        "worker",
+        "--hostname",
+        f"{name}@%h",
+        "--queues",
+        ",".join(queue_names),
+        "--concurrency",
+        concurrency,
+        "--loglevel",
+        "INFO",
+    ]
+
+
 def child_commands(python: str) -> dict[str, list[str]]:
-    """The children `run` serves. The worker's queues and beat's scheduler are read by
-    the children from the settings (CELERY_TASK_QUEUES, CELERY_BEAT_SCHEDULER): this
-    process starts the embedded services before any settings could be read."""
+    """The children `run` serves. Two workers: platform work (the usage flush, meter
+    pushes, webhooks) apart from tenant workloads, so runs cannot starve the ledger;
+    their queues come from aiaas/queues.py, shared with the settings (this process
+    starts the embedded services before any settings could be read). Beat's
+    scheduler is read from the settings (CELERY_BEAT_SCHEDULER)."""
     host = os.environ.get("HOST", "127.0.0.1")
     port = os.environ.get("PORT", "8000")
     return {
@@ -54,18 +75,12 @@ def child_commands(python: str) -> dict[str, list[str]]:
             "5",
             "--no-access-log" if os.environ.get("ACCESS_LOG", "1") == "0" else "--access-log",
         ],
-        "worker": [
-            python,
-            "-m",
-            "celery",
-            "-A",
-            "aiaas",
-            "worker",
-            "--concurrency",
-            os.environ.get("CELERY_CONCURRENCY", "2"),
-            "--loglevel",
-            "INFO",
-        ],
+        "worker": worker_command(
+            python, "tenant", queues.tenant_queues(os.environ), os.environ.get("CELERY_CONCURRENCY", "2")
+        ),
+        "billing-worker": worker_command(
+            python, "billing", queues.PLATFORM_QUEUES, os.environ.get("CELERY_BILLING_CONCURRENCY", "1")
+        ),
         "provider": [
             python,
             "manage.py",

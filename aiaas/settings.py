@@ -6,12 +6,15 @@ embedded servers when they are unset (see aiaas/embedded.py).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
 from kombu.entity import Exchange, Queue
+
+from aiaas import queues
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -208,6 +211,12 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_EXPIRES = 3600
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Every task is time-limited: SoftTimeLimitExceeded is raised inside it, then its
+# process is killed. Agent runs set theirs from the run's budget (up to 86,400 s).
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=300)
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=330)
+# A worker child whose resident memory passes this (KiB) is replaced after its task.
+CELERY_WORKER_MAX_MEMORY_PER_CHILD = env.int("CELERY_WORKER_MAX_MEMORY_PER_CHILD", default=512_000)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Where the gateway keeps settlements Redis failed to take, until it does (gateway/spool.py):
 # a local, persistent folder in production.
@@ -259,13 +268,33 @@ PROVIDER_CREDENTIAL_ENV_PREFIXES = env.list("PROVIDER_CREDENTIAL_ENV_PREFIXES", 
 PROVIDER_CREDENTIAL_DIRS = env.list("PROVIDER_CREDENTIAL_DIRS", default=["/run/secrets"])
 
 # Agents (agents/, docs/decisions/0009).
-AGENT_RUNS_QUEUE = env.str("AGENT_RUNS_QUEUE", default="runs")
-# The queues a worker consumes when started without -Q (`celery -A aiaas worker`:
-# the launcher and docker/compose.yaml), declared as Celery creates missing ones.
+AGENT_RUNS_QUEUE = queues.runs_queue(os.environ)
+# Two kinds of worker (aiaas/queues.py; `make run` and docker/compose.yaml start
+# each with `-Q`): platform work (the usage flush, meter pushes, webhooks) on
+# CELERY_PLATFORM_QUEUES, and tenant workloads on CELERY_TENANT_QUEUES, so no
+# tenant's runs can starve the ledger.
+CELERY_TENANT_QUEUES = queues.tenant_queues(os.environ)
+CELERY_PLATFORM_QUEUES = queues.PLATFORM_QUEUES
 CELERY_TASK_QUEUES = [
-    Queue(name, Exchange(name), routing_key=name)
-    for name in ("default", AGENT_RUNS_QUEUE, "ingestion", "evals", "billing")
+    Queue(name, Exchange(name), routing_key=name) for name in (*CELERY_TENANT_QUEUES, *CELERY_PLATFORM_QUEUES)
 ]
+# An agent run's Celery time limits follow its budget (agents/services.py): the
+# soft limit this long after `max_seconds`, the hard one this long after that.
+AGENT_RUN_SOFT_LIMIT_MARGIN_SECONDS = 60
+AGENT_RUN_HARD_LIMIT_MARGIN_SECONDS = 30
+# Templates in specs (agents/templating.py): what one rendering may produce and take.
+AGENT_TEMPLATE_MAX_OUTPUT_CHARACTERS = env.int("AGENT_TEMPLATE_MAX_OUTPUT_CHARACTERS", default=1_000_000)
+AGENT_TEMPLATE_MAX_ITERATIONS = env.int("AGENT_TEMPLATE_MAX_ITERATIONS", default=100_000)
+AGENT_TEMPLATE_MAX_SECONDS = env.float("AGENT_TEMPLATE_MAX_SECONDS", default=2.0)
+# A run event's data as JSON, and a tool's response body, at most this many bytes.
+AGENT_EVENT_MAX_BYTES = env.int("AGENT_EVENT_MAX_BYTES", default=256 * 1024)
+AGENT_TOOL_RESPONSE_MAX_BYTES = env.int("AGENT_TOOL_RESPONSE_MAX_BYTES", default=128 * 1024)
+# A run's live stream carries the data of its first AGENT_RUN_STREAM_MAX_EVENTS
+# events, each's at most AGENT_RUN_STREAM_EVENT_MAX_BYTES; of others, a stub
+# (`"truncated": true`; the events table and API keep everything). With the
+# stream's REALTIME_STREAM_MAX_EVENTS, a run's retained stream is about 10 MB at most.
+AGENT_RUN_STREAM_MAX_EVENTS = env.int("AGENT_RUN_STREAM_MAX_EVENTS", default=1_000)
+AGENT_RUN_STREAM_EVENT_MAX_BYTES = env.int("AGENT_RUN_STREAM_EVENT_MAX_BYTES", default=8 * 1024)
 # How long POST /api/v1/agents/{id}/runs with "wait": true waits for the run.
 AGENT_RUN_WAIT_SECONDS = env.float("AGENT_RUN_WAIT_SECONDS", default=60.0)
 AGENT_DEFAULT_BUDGET = {"max_steps": 200, "max_seconds": 600.0}
@@ -421,6 +450,11 @@ REQUEST_HEADERS_TIMEOUT_SECONDS = env.float("REQUEST_HEADERS_TIMEOUT_SECONDS", d
 MAX_REQUEST_HEADER_BYTES = env.int("MAX_REQUEST_HEADER_BYTES", default=64 * 1024)
 # GET /metrics: scrapers send `Authorization: Bearer <METRICS_TOKEN>`; unset, only loopback clients.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# JSON Schemas tenants send (response_format, agent specs; aiaas/json_schema.py):
+# refused above these sizes before any other work.
+JSON_SCHEMA_MAX_BYTES = env.int("JSON_SCHEMA_MAX_BYTES", default=128 * 1024)
+JSON_SCHEMA_MAX_DEPTH = env.int("JSON_SCHEMA_MAX_DEPTH", default=32)
+JSON_SCHEMA_MAX_NODES = env.int("JSON_SCHEMA_MAX_NODES", default=10_000)
 
 LOGGING = {
     "version": 1,

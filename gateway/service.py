@@ -21,6 +21,7 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cached_property
@@ -50,12 +51,14 @@ from routing.models import ROUTED_MODEL
 from routing.policy import NoCapableModelError, RoutePlan, RouteRequest, RoutingPolicy
 from routing.router import outcomes as router_outcomes
 from routing.router.cache import RouterConfigCache
-from routing.router.early_exit import Acceptance, InvalidSchemaError, acceptance
+from routing.router.early_exit import Acceptance, InvalidSchemaError, acceptance, schema_of
 from routing.router.features import output_format, prompt_of
 from routing.router.policy import LearnedRouter, RoutedPlan
 from tenants.models import ApiKey
 
 CLIENT_REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# Compiles tenants' JSON schemas (early exit) away from the event loop.
+SCHEMA_EXECUTOR = ThreadPoolExecutor(max_workers=2, thread_name_prefix="json-schema")
 INTERNAL_ERROR_STATUS = 500
 # The output limit of a tenant without a plan (a plan sets its own).
 DEFAULT_MAX_OUTPUT_TOKENS = 1024
@@ -347,7 +350,8 @@ async def prepare_chat(
     chat = chat.with_output_limit(default_output_limit(context.api_key))
     assert chat.max_output_tokens is not None
     context.request_body = chat.body
-    context.accepts = early_exit_test(chat.body)  # an invalid schema is the client's error, routed or not
+    # An invalid schema is the client's error, routed or not.
+    context.accepts = await early_exit_test(chat.body)
     stream = chat.stream if streamed is None else streamed
     route = RouteRequest(
         chat.model,
@@ -455,11 +459,14 @@ def deadline_for(plan: RoutePlan) -> Deadline:
     return Deadline(max(model.provider.total_timeout for model in plan.chain))
 
 
-def early_exit_test(body: dict[str, Any]) -> Acceptance | None:
+async def early_exit_test(body: dict[str, Any]) -> Acceptance | None:
     """Whether an answer follows the request's JSON schema (None without one; the
-    compiled schema is cached)."""
+    compiled schema is cached). The schema is compiled off the event loop, in a
+    small pool of its own: a tenant's large schema delays its own request only."""
+    if schema_of(body) is None:
+        return None
     try:
-        return acceptance(body)
+        return await asyncio.get_running_loop().run_in_executor(SCHEMA_EXECUTOR, acceptance, body)
     except InvalidSchemaError as error:
         raise invalid(
             f"`response_format.json_schema.schema` is not a valid JSON Schema: {error}",

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from agents.events import ToolCall, ToolFailed, ToolRequested, ToolSucceeded
+from agents.events import (
+    EventTooLargeError,
+    ToolCall,
+    ToolFailed,
+    ToolRequested,
+    ToolSucceeded,
+    check_event_size,
+)
 from agents.models import RunEvent
 from agents.steps.context import Attempt, ExecutionContext, StepError
 from agents.steps.definitions import ToolStep
@@ -55,13 +62,22 @@ def request(
 def make_call(call: ToolCall, manifest: ToolManifest, execution: ExecutionContext) -> Any:
     key = f"tool.outcome:{call.step_id}"
     try:
-        output = call_tool(manifest, call, execution)
+        output = checked(call_tool(manifest, call, execution), manifest)
     except ToolCallError as error:
         call.outcome, call.applied, call.error = "failed", error.applied, error.message
         execution.record(ToolFailed(error=error.message, applied=error.applied), call.step_id, key=key)
         raise
     call.outcome, call.output = "succeeded", output
     execution.record(ToolSucceeded(output=output), call.step_id, key=key)
+    return output
+
+
+def checked(output: Any, manifest: ToolManifest) -> Any:
+    """The output, if a run event can hold it; a failure whose effect may have happened if not."""
+    try:
+        check_event_size(ToolSucceeded(output=output).data(), f"the output of {manifest.name}")
+    except EventTooLargeError as error:
+        raise ToolCallError(str(error), applied="unknown") from None
     return output
 
 

@@ -20,7 +20,7 @@ from django.core.mail import EmailMessage
 
 from agents.spec import describe, schema_error
 from agents.tools.manifests import ToolManifest
-from agents.tools.network import ForbiddenTargetError, allowed_hosts, request
+from agents.tools.network import ForbiddenTargetError, ResponseTooLargeError, allowed_hosts, request
 from aiaas.redis_keys import redis_key
 from gateway.resilience import CircuitBreaker, CircuitOpenError, RetryPolicy, parse_retry_after, retry_delay
 
@@ -127,6 +127,8 @@ async def call_once(manifest: ToolManifest, tool_input: Any, idempotency_key: st
         )
     except ForbiddenTargetError as error:
         raise ToolCallError(f"refused target: {error}", applied="no") from None
+    except ResponseTooLargeError as error:  # the call was made: its effect may have happened
+        raise ToolCallError(f"{manifest.name}: {error}", applied="unknown") from None
     except aiohttp.ClientError as error:
         raise RetryableError(f"{manifest.name}: {type(error).__name__}: {error}") from None
     if status == 429 or status >= 500:

@@ -10,6 +10,7 @@ signed manifest `allowed_hosts` is exempt.
 from __future__ import annotations
 
 import ipaddress
+import json
 import socket
 from typing import Any
 
@@ -22,6 +23,10 @@ from django.conf import settings
 
 class ForbiddenTargetError(Exception):
     """The URL points somewhere tools may not reach."""
+
+
+class ResponseTooLargeError(Exception):
+    """The response body is over the size limit (settings.AGENT_TOOL_RESPONSE_MAX_BYTES)."""
 
 
 # IPv6 ranges that carry (or translate to) an IPv4 address: NAT64 (well-known and
@@ -103,7 +108,9 @@ async def request(
     headers: dict[str, str] | None = None,
     json_body: Any = None,
 ) -> tuple[int, dict[str, str], Any]:
-    """(status, headers, body: parsed JSON or text) of one request, without redirects."""
+    """(status, headers, body: parsed JSON or text) of one request, without redirects.
+    A body over settings.AGENT_TOOL_RESPONSE_MAX_BYTES is ResponseTooLargeError,
+    found without reading more than that."""
     target = check_url(url, allowed)
     connector = aiohttp.TCPConnector(resolver=GuardedResolver(allowed), force_close=True)
     timeout = aiohttp.ClientTimeout(total=timeout_seconds)
@@ -111,9 +118,22 @@ async def request(
         aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
         session.request(method, target, headers=headers, json=json_body, allow_redirects=False) as response,
     ):
-        text = await response.text()
+        content = await read_capped(response, settings.AGENT_TOOL_RESPONSE_MAX_BYTES)
+        text = content.decode(response.get_encoding(), errors="replace")
         try:
-            body: Any = await response.json(content_type=None) if text else None
+            body: Any = json.loads(text) if text else None
         except ValueError:
             body = text
         return response.status, dict(response.headers), body
+
+
+async def read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body, read in chunks, refused once it passes `limit` bytes."""
+    if response.content_length is not None and response.content_length > limit:
+        raise ResponseTooLargeError(f"the response is {response.content_length} bytes, over {limit}")
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) > limit:
+            raise ResponseTooLargeError(f"the response is over {limit} bytes")
+    return bytes(body)

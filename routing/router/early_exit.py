@@ -1,30 +1,21 @@
-"""Early exit's acceptance test: does an answer follow the request's JSON schema?"""
+"""Early exit's acceptance test: does an answer follow the request's JSON schema?
+
+The schema is the tenant's: it is compiled with bounded work (aiaas/json_schema.py:
+size limits first, no remote `$ref`, linear-time `pattern`s).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import lru_cache
 from typing import Any
 
 import orjson
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
+
+from aiaas.json_schema import InvalidSchemaError, compile_schema
+
+__all__ = ["Acceptance", "InvalidSchemaError", "acceptance", "schema_of"]
 
 Acceptance = Callable[[dict[str, Any]], bool]
-
-
-class InvalidSchemaError(ValueError):
-    """The request's `response_format.json_schema.schema` is not a JSON Schema."""
-
-
-@lru_cache(maxsize=256)
-def compiled(schema_json: bytes) -> Draft202012Validator:
-    schema = orjson.loads(schema_json)
-    try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError as error:
-        raise InvalidSchemaError(error.message) from None
-    return Draft202012Validator(schema)
 
 
 def schema_of(body: dict[str, Any]) -> dict[str, Any] | None:
@@ -38,11 +29,12 @@ def schema_of(body: dict[str, Any]) -> dict[str, Any] | None:
 
 def acceptance(body: dict[str, Any]) -> Acceptance | None:
     """A test of a completion's content against the request's schema; None without one.
-    Raises InvalidSchemaError for a schema that is not valid JSON Schema."""
+    Raises InvalidSchemaError for a schema that is not valid JSON Schema, is too
+    large, or refers outside itself."""
     schema = schema_of(body)
     if schema is None:
         return None
-    validator = compiled(orjson.dumps(schema, option=orjson.OPT_SORT_KEYS))
+    validator = compile_schema(schema)
 
     def accepts(completion: dict[str, Any]) -> bool:
         content = completion["choices"][0]["message"].get("content")
