@@ -2,8 +2,9 @@
 
 HTTP under /v1/ goes to the gateway (a lean Starlette app: no Django
 middleware on the hot path, docs/decisions/0005); other HTTP to Django;
-WebSockets to the Channels consumers. Every HTTP body is first read here
-within its size and time limits (aiaas/request_limits.py).
+WebSockets to the Channels consumers. Every HTTP body is read within its size
+and time limits: Django's by aiaas/request_limits.py, the gateway's as it
+streams them (gateway/transports/http.py).
 """
 
 import os
@@ -33,13 +34,22 @@ METRICS_PATH = "/metrics"  # this process's counters (aiaas/metrics.py)
 metrics_application = metrics_endpoint(lambda: REALTIME_METRICS.exposition() + GATEWAY_METRICS.exposition())
 
 
+# Django reads whole bodies (spooling large ones to disk): they reach it only
+# within their size and time limits. The gateway streams its bodies and
+# enforces the same limits itself, answering with its own headers.
+bounded_django = BoundedBodyMiddleware(
+    django_application,  # type: ignore[arg-type]
+    BodyLimits(settings.MAX_REQUEST_BYTES, settings.REQUEST_BODY_TIMEOUT_SECONDS),
+)
+
+
 async def http_application(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["path"].startswith(GATEWAY_PREFIX):
         await gateway_application(scope, receive, send)
     elif scope["path"] == METRICS_PATH and scope["method"] == "GET":
         await metrics_application(scope, receive, send)
     else:
-        await django_application(scope, receive, send)  # type: ignore[arg-type]
+        await bounded_django(scope, receive, send)
 
 
 async def lifespan(scope: Scope, receive: Receive, send: Send) -> None:
@@ -60,10 +70,7 @@ async def lifespan(scope: Scope, receive: Receive, send: Send) -> None:
 
 application = ProtocolTypeRouter(
     {
-        "http": BoundedBodyMiddleware(
-            http_application,
-            BodyLimits(settings.MAX_REQUEST_BYTES, settings.REQUEST_BODY_TIMEOUT_SECONDS),
-        ),
+        "http": http_application,
         "websocket": URLRouter(websocket_urlpatterns),
         "lifespan": lifespan,
     }

@@ -19,14 +19,17 @@ class GatewayError(Exception):
     code: str | None = None
     param: str | None = None
     retry_after: float | None = None
+    # The request's body was not read to its end: the connection cannot serve another.
+    closes_connection: bool = False
 
     def body(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.type, "code": self.code, "param": self.param}}
 
     def headers(self) -> dict[str, str]:
-        if self.retry_after is None:
-            return {}
-        return {"retry-after": str(max(1, math.ceil(self.retry_after)))}
+        headers = {"connection": "close"} if self.closes_connection else {}
+        if self.retry_after is not None:
+            headers["retry-after"] = str(max(1, math.ceil(self.retry_after)))
+        return headers
 
     @property
     def error_type(self) -> str:

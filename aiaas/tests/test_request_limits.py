@@ -72,12 +72,12 @@ def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
 
 @pytest.mark.parametrize("path", ["/api/v1/keys", "/v1/chat/completions"])
 def test_a_100_mb_body_is_refused_with_413_before_anything_reads_it(
-    platform_url: str, spooled: SpoolSpy, path: str
+    platform_url: str, spooled: SpoolSpy, path: str, tenant: TenantFixture
 ) -> None:
     with open_socket(platform_url) as sock:
         sock.sendall(
             f"POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
-            f"Authorization: Bearer aiaas_000000000000_{'x' * 40}\r\n"
+            f"Authorization: Bearer {tenant.admin_key}\r\n"
             f"Content-Length: {HUNDRED_MB}\r\n\r\n".encode()
         )
         status, headers, body = read_response(sock)
@@ -158,7 +158,7 @@ def test_a_chunked_json_post_to_the_keys_api_creates_the_key(
 
 @pytest.fixture
 def one_second_body_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
-    middleware = aiaas.asgi.application.application_mapping["http"]
+    middleware = aiaas.asgi.bounded_django
     monkeypatch.setattr(middleware, "limits", BodyLimits(middleware.limits.max_bytes, 1.0))
 
 
@@ -196,6 +196,24 @@ def test_a_trickled_body_is_answered_408_and_closed_within_the_deadline(platform
     assert answered.startswith(b"HTTP/1.1 408 ")
     assert json.loads(answered.partition(b"\r\n\r\n")[2])["error"]["code"] == "request_timeout"
     assert 1.0 <= closed_after < 2.5
+
+
+def test_a_trickled_body_on_v1_is_answered_408_by_the_gateway_with_its_headers(
+    platform_url: str, tenant: TenantFixture, settings: Any
+) -> None:
+    settings.REQUEST_BODY_TIMEOUT_SECONDS = 1.0
+    with open_socket(platform_url) as sock:
+        sock.sendall(
+            f"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+            f"Authorization: Bearer {tenant.admin_key}\r\nContent-Length: 1000\r\n\r\n".encode()
+        )
+        answered, took = trickle_until_answered(sock, b" ", limit_seconds=5)
+
+    head, _, body = answered.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 ")
+    assert b"x-request-id: req_" in head
+    assert json.loads(body)["error"]["code"] == "request_timeout"
+    assert 1.0 <= took < 2.5
 
 
 def test_trickled_headers_are_closed_within_the_deadline(platform_url: str, settings: Any) -> None:

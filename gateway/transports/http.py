@@ -8,6 +8,7 @@ actually served it) and x-aiaas-route-reason. Every error is OpenAI-shaped.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from functools import cache
@@ -69,20 +70,40 @@ async def authorized(request: Request, context: RequestContext, scope: str) -> A
 
 
 async def read_body(request: Request) -> bytes:
-    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    """The body, refused with 413 past MAX_REQUEST_BYTES (from Content-Length, or as
+    it streams: it is never spooled) and with 408 when it is not complete within
+    REQUEST_BODY_TIMEOUT_SECONDS."""
+    limit = settings.MAX_REQUEST_BYTES
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
+        raise too_large(limit)
+    timeout = settings.REQUEST_BODY_TIMEOUT_SECONDS
+    try:
+        async with asyncio.timeout(timeout):
+            body = bytearray()
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise too_large(limit)
+    except TimeoutError:
         raise GatewayError(
-            413, f"The request body exceeds {limit} bytes.", "invalid_request_error", "request_too_large"
-        )
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise GatewayError(
-                413, f"The request body exceeds {limit} bytes.", "invalid_request_error", "request_too_large"
-            )
+            408,
+            f"The request body did not arrive within {timeout:g} seconds.",
+            "invalid_request_error",
+            "request_timeout",
+            closes_connection=True,
+        ) from None
     return bytes(body)
+
+
+def too_large(limit: int) -> GatewayError:
+    return GatewayError(
+        413,
+        f"The request body exceeds {limit} bytes.",
+        "invalid_request_error",
+        "request_too_large",
+        closes_connection=True,
+    )
 
 
 Handler = Callable[[Request, RequestContext], Awaitable[Response]]

@@ -207,7 +207,7 @@ class ChatCompletion:
         await self.writer.finish(error_event(error))
 
     async def serve(self) -> None:
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        limit = settings.MAX_REQUEST_BYTES
         if len(self.body) > limit:
             raise GatewayError(
                 413, f"The request body exceeds {limit} bytes.", "invalid_request_error", "request_too_large"
