@@ -223,7 +223,8 @@ def test_trickled_headers_are_closed_within_the_deadline(platform_url: str, sett
         answered, closed_after = trickle_until_answered(sock, b"X-Slow: 1\r\n", limit_seconds=5)
 
     assert answered.startswith(b"HTTP/1.1 408 ")
-    assert 1.0 <= closed_after < 2.5
+    # The deadline runs from the connection, a moment before the trickle's clock starts.
+    assert 0.9 <= closed_after < 2.5
 
 
 def test_headers_over_the_size_cap_are_refused(platform_url: str) -> None:

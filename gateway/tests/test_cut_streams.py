@@ -153,7 +153,31 @@ def test_a_websocket_cancel_pays_for_the_prompt_and_what_was_sent(
     assert event.completion_tokens >= estimate_tokens(text)
 
 
-def ledger_request_id(tenant: TenantFixture, model: str) -> str:
+def test_a_dropped_websocket_completion_runs_on_and_is_billed_in_full(
+    gateway: str, serving_tenant: TenantFixture, paced_model: str
+) -> None:
+    """A socket that drops is not a cancel: the completion runs to its end into its
+    stream log (a client may resume it), and the ledger has all of it."""
+
+    async def chat_then_drop() -> None:
+        url = ws_url(gateway, "/ws/v1/chat/completions")
+        body = {"model": paced_model, "messages": MESSAGES, "max_tokens": 30}  # 1.5 s of answer
+        async with open_socket(url, bearer(serving_tenant.admin_key)) as socket:
+            await socket.send(orjson.dumps(body).decode())
+            await socket.recv()
+            socket.transport.abort()  # no close frame: the connection is simply gone
+
+    asyncio.run(chat_then_drop())
+
+    event = ledger_row(ledger_request_id(serving_tenant, paced_model, status=200, error_type=""))
+    assert event.completion_tokens == 30  # the provider's own usage: the whole answer
+    assert event.prompt_tokens > 0
+    assert not event.estimated
+
+
+def ledger_request_id(
+    tenant: TenantFixture, model: str, status: int = 499, error_type: str = "cancelled"
+) -> str:
     """The latest request of `tenant` on `model` (a WebSocket chat's id is in its
     done event only)."""
     deadline = time.monotonic() + 10
@@ -161,14 +185,16 @@ def ledger_request_id(tenant: TenantFixture, model: str) -> str:
         flush_usage_events(batch_size=1000)
         with schema_context("public"):
             event = (
-                UsageEvent.objects.filter(tenant_id=tenant.tenant.pk, model=model, status=499)
+                UsageEvent.objects.filter(
+                    tenant_id=tenant.tenant.pk, model=model, status=status, error_type=error_type
+                )
                 .order_by("-created_at")
                 .first()
             )
         if event is not None:
             return event.request_id
         time.sleep(0.1)
-    raise AssertionError("the cancelled chat never reached the ledger")
+    raise AssertionError(f"no chat with status {status} reached the ledger")
 
 
 def test_a_stream_past_its_deadline_pays_for_what_it_produced(
