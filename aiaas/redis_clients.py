@@ -91,16 +91,8 @@ def async_client(name: str = "default") -> aioredis.Redis:
     cache_key = (loop, name, settings.REDIS_URL)
     client = _async_clients.get(cache_key)
     if client is None:
-        config = pool_settings(name)
         with _lock:
             for stale in [key for key in _async_clients if key[0].is_closed()]:
                 del _async_clients[stale]
-            pool = aioredis.BlockingConnectionPool.from_url(
-                settings.REDIS_URL,
-                max_connections=config.max_connections,
-                timeout=config.pool_timeout,
-                socket_timeout=config.socket_timeout,
-                socket_connect_timeout=config.socket_connect_timeout,
-            )
-            client = _async_clients[cache_key] = aioredis.Redis(connection_pool=pool)
+            client = _async_clients[cache_key] = new_async_client(name)
     return client

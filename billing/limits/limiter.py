@@ -155,17 +155,11 @@ class Limiter:
         end = period_end(period)
         reservation_id = uuid.uuid4().hex
         keys = _rate_keys(tenant_id, key_id) + _budget_keys(tenant_id, key_id, period)
-        caps = (
-            limits.tenant_monthly_tokens,
-            limits.tenant_monthly_usd_micros,
-            limits.key_monthly_tokens,
-            limits.key_monthly_usd_micros,
-        )
         args: tuple[int | str, ...] = (
             *_rates(limits),
             estimated_tokens,
             estimated_usd_micros,
-            *(-1 if cap is None else cap for cap in caps),
+            *_caps(limits),
             _expiry(end),
             reservation_id,
             -1 if limits.tenant_period_requests is None else limits.tenant_period_requests,
@@ -199,16 +193,10 @@ class Limiter:
         Raises LimiterUnavailableError when Redis does not answer.
         """
         _check_amounts(hold.tokens, hold.usd_micros)
-        caps = (
-            limits.tenant_monthly_tokens,
-            limits.tenant_monthly_usd_micros,
-            limits.key_monthly_tokens,
-            limits.key_monthly_usd_micros,
-        )
         args: tuple[int | str, ...] = (
             hold.tokens,
             hold.usd_micros,
-            *(-1 if cap is None else cap for cap in caps),
+            *_caps(limits),
             _expiry(period_end(reservation.period)),
             reservation.id,
             number,
@@ -307,6 +295,18 @@ def _budget_keys(tenant_id: int, key_id: int, period: str) -> tuple[str, str]:
         tenant_key("limits", tenant_id, "budget", period),
         tenant_key("limits", tenant_id, f"k{key_id}", "budget", period),
     )
+
+
+def _caps(limits: Limits) -> tuple[int, int, int, int]:
+    """The tenant's token and micros caps, then the key's, as the scripts take them (-1: none)."""
+    caps = (
+        limits.tenant_monthly_tokens,
+        limits.tenant_monthly_usd_micros,
+        limits.key_monthly_tokens,
+        limits.key_monthly_usd_micros,
+    )
+    tenant_tokens, tenant_micros, key_tokens, key_micros = (-1 if cap is None else cap for cap in caps)
+    return tenant_tokens, tenant_micros, key_tokens, key_micros
 
 
 def _rates(limits: Limits) -> tuple[int, int, int, int]:
