@@ -74,7 +74,7 @@ async def client_loop(client: httpx.AsyncClient, path: str, until: float, result
 def restart_postgres(pgdata: Path) -> float:
     """`pg_ctl restart -m fast` on the embedded server; when it was issued."""
     import pgserver
-    from pgserver._commands import pg_ctl
+    from pgserver._commands import pg_ctl  # type: ignore[attr-defined]  # made at import time
 
     server = pgserver.get_server(pgdata, cleanup_mode=None)
     issued = time.monotonic()
