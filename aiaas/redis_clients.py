@@ -29,6 +29,15 @@ class PoolSettings:
     socket_connect_timeout: float = 5.0
     pool_timeout: float = 5.0
 
+    def pool_options(self) -> dict[str, float | int]:
+        """redis-py's BlockingConnectionPool arguments, sync and async alike."""
+        return {
+            "max_connections": self.max_connections,
+            "timeout": self.pool_timeout,
+            "socket_timeout": self.socket_timeout,
+            "socket_connect_timeout": self.socket_connect_timeout,
+        }
+
 
 def pool_settings(name: str) -> PoolSettings:
     """The configured size and timeouts of the pool `name`."""
@@ -59,13 +68,7 @@ def sync_client(name: str = "default") -> redis.Redis:
         with _lock:
             client = _sync_clients.get(cache_key)
             if client is None:
-                pool = redis.BlockingConnectionPool.from_url(
-                    settings.REDIS_URL,
-                    max_connections=config.max_connections,
-                    timeout=config.pool_timeout,
-                    socket_timeout=config.socket_timeout,
-                    socket_connect_timeout=config.socket_connect_timeout,
-                )
+                pool = redis.BlockingConnectionPool.from_url(settings.REDIS_URL, **config.pool_options())
                 client = _sync_clients[cache_key] = redis.Redis(connection_pool=pool)
     return client
 
@@ -74,14 +77,7 @@ def new_async_client(name: str) -> aioredis.Redis:
     """A client over a pool of its own, configured as pool `name`: for an owner that
     closes it (the gateway's clients, one set per event loop). Needs no running loop;
     the pool connects inside the loop that first uses it."""
-    config = pool_settings(name)
-    pool = aioredis.BlockingConnectionPool.from_url(
-        settings.REDIS_URL,
-        max_connections=config.max_connections,
-        timeout=config.pool_timeout,
-        socket_timeout=config.socket_timeout,
-        socket_connect_timeout=config.socket_connect_timeout,
-    )
+    pool = aioredis.BlockingConnectionPool.from_url(settings.REDIS_URL, **pool_settings(name).pool_options())
     return aioredis.Redis(connection_pool=pool)
 
 

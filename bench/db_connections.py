@@ -31,7 +31,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -177,9 +177,8 @@ def measure(mode: str, clients: int, seconds: float, database_url: str) -> Resul
 
 def print_table(results: list[Result]) -> None:
     columns = ("mode", "answers/s", "p50 ms", "p99 ms", "5xx", "errors", "peak sessions", "held after 2 s")
-    print(" | ".join(f"{column:>14}" for column in columns))
-    for result in results:
-        values = (
+    rows = [
+        (
             result.mode,
             result.answers_per_second,
             result.p50_ms,
@@ -189,7 +188,15 @@ def print_table(results: list[Result]) -> None:
             result.peak_sessions,
             result.sessions_after_2s,
         )
-        print(" | ".join(f"{value!s:>14}" for value in values))
+        for result in results
+    ]
+    print_rows(columns, rows, width=14)
+
+
+def print_rows(columns: tuple[str, ...], rows: Sequence[tuple[object, ...]], width: int) -> None:
+    """A plain table: right-aligned cells of `width`, separated by bars."""
+    for row in (columns, *rows):
+        print(" | ".join(f"{value!s:>{width}}" for value in row))
 
 
 def main() -> int:

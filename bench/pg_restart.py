@@ -37,7 +37,7 @@ import httpx
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from bench.db_connections import free_port, serving  # noqa: E402
+from bench.db_connections import free_port, print_rows, serving  # noqa: E402
 
 DEFAULT_JSON_PATH = REPO_ROOT / "bench" / "results" / "pg_restart.json"
 PATHS = ("/api/v1/keys", "/v1/models")
@@ -82,25 +82,21 @@ def restart_postgres(pgdata: Path) -> float:
     return issued
 
 
-async def run_load(url: str, clients: int, seconds: float, restart_at: float, pgdata: Path) -> float:
+async def run_load(
+    url: str, clients: int, seconds: float, restart_at: float, pgdata: Path
+) -> list[PathResult]:
+    """Load both paths, restart PostgreSQL `restart_at` seconds in; each path's result."""
     results = {path: PathResult(path) for path in PATHS}
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=15) as client:
         until = time.monotonic() + seconds
-        loops = [
-            client_loop(client, PATHS[number % len(PATHS)], until, results[PATHS[number % len(PATHS)]])
-            for number in range(clients)
-        ]
-        load = asyncio.gather(*loops)
+        paths = [PATHS[number % len(PATHS)] for number in range(clients)]
+        load = asyncio.gather(*(client_loop(client, path, until, results[path]) for path in paths))
         await asyncio.sleep(restart_at)
         issued = await asyncio.to_thread(restart_postgres, pgdata)
         await load
     summarize(results, issued)
-    RESULTS.extend(results.values())
-    return issued
-
-
-RESULTS: list[PathResult] = []
+    return list(results.values())
 
 
 def summarize(results: dict[str, PathResult], issued: float) -> None:
@@ -116,11 +112,10 @@ def summarize(results: dict[str, PathResult], issued: float) -> None:
         result.last_error_after_restart_s = round(max(errors), 2) if errors else None
 
 
-def print_table() -> None:
+def print_table(results: list[PathResult]) -> None:
     columns = ("path", "answers", "401", "5xx", "transport", "first 401 after", "last error after")
-    print(" | ".join(f"{column:>16}" for column in columns))
-    for result in RESULTS:
-        values = (
+    rows = [
+        (
             result.path,
             result.answers,
             result.correct,
@@ -129,7 +124,9 @@ def print_table() -> None:
             result.first_correct_after_restart_s,
             result.last_error_after_restart_s,
         )
-        print(" | ".join(f"{value!s:>16}" for value in values))
+        for result in results
+    ]
+    print_rows(columns, rows, width=16)
 
 
 def main() -> int:
@@ -145,14 +142,14 @@ def main() -> int:
         return 2
     subprocess.run([sys.executable, "manage.py", "bootstrap"], cwd=REPO_ROOT, check=True)
     with serving("per-request", free_port()) as url:
-        asyncio.run(run_load(url, args.clients, args.seconds, args.restart_at, pgdata))
-    print_table()
+        results = asyncio.run(run_load(url, args.clients, args.seconds, args.restart_at, pgdata))
+    print_table(results)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {
         "measured_at": datetime.now(UTC).isoformat(),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "arguments": {"clients": args.clients, "seconds": args.seconds, "restart_at": args.restart_at},
-        "results": [{k: v for k, v in asdict(result).items() if k != "events"} for result in RESULTS],
+        "results": [{k: v for k, v in asdict(result).items() if k != "events"} for result in results],
     }
     args.json.write_text(json.dumps(report, indent=2) + "\n")
     print(f"written to {args.json}")
