@@ -102,12 +102,14 @@ BAD_REQUESTS: dict[str, Callable[[bytes], tuple[bytes, str | None]]] = {
         sign(body, WEBHOOK_SECRET),
     ),
     "wrong secret": lambda body: (body, sign(body, "whsec_not_ours")),
+    # Outside the 300 s tolerance by a margin: a timestamp ahead comes closer while
+    # the request is in flight, and a loaded machine may take seconds.
     "301 s old": lambda body: (body, sign(body, WEBHOOK_SECRET, int(time.time()) - 301)),
-    "301 s ahead": lambda body: (body, sign(body, WEBHOOK_SECRET, int(time.time()) + 301)),
+    "330 s ahead": lambda body: (body, sign(body, WEBHOOK_SECRET, int(time.time()) + 330)),
     # The stripe library verifies the first item named exactly "t": a decoy " t=<now>" must not pass.
-    "301 s ahead behind a decoy": lambda body: (
+    "330 s ahead behind a decoy": lambda body: (
         body,
-        f" t={int(time.time())}," + sign(body, WEBHOOK_SECRET, int(time.time()) + 301),
+        f" t={int(time.time())}," + sign(body, WEBHOOK_SECRET, int(time.time()) + 330),
     ),
     "missing header": lambda body: (body, None),
     "header without timestamp": lambda body: (body, sign(body, WEBHOOK_SECRET).split(",", 1)[1]),
@@ -133,8 +135,8 @@ def test_a_request_that_fails_verification_gets_400_and_changes_nothing(
     assert callbacks == []
 
 
-def test_a_timestamp_just_within_the_tolerance_passes(stripe: StripeStandIn) -> None:
-    for offset in (-299, 299):
+def test_a_timestamp_within_the_tolerance_passes(stripe: StripeStandIn) -> None:
+    for offset in (-290, 299):  # an old one ages while the request is in flight
         payload = event_payload()
         assert (
             post_webhook(payload, sign(payload, WEBHOOK_SECRET, int(time.time()) + offset)).status_code == 200

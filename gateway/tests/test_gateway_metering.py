@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -30,6 +31,18 @@ def call(gateway: str, key: str, body: dict[str, object], **headers: str) -> htt
     )
 
 
+def ledger_rows(request_ids: set[str], timeout: float = 10.0) -> dict[str, UsageEvent]:
+    """The ledger rows of `request_ids` once all are flushed (a stream settles after
+    its last byte is sent, so its event may land a moment after the client is done)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        flush_usage_events(batch_size=100)
+        events = {event.request_id: event for event in UsageEvent.objects.filter(request_id__in=request_ids)}
+        if set(events) == request_ids or time.monotonic() > deadline:
+            return events
+        time.sleep(0.1)
+
+
 def test_every_admitted_request_reaches_the_ledger_once_and_refusals_are_only_counted(
     gateway: str, serving_tenant: TenantFixture
 ) -> None:
@@ -47,11 +60,8 @@ def test_every_admitted_request_reaches_the_ledger_once_and_refusals_are_only_co
     ) as streamed:
         streamed.read()
 
-    while flush_usage_events(batch_size=100) == 100:
-        pass
-
     ids = [r.headers["x-request-id"] for r in (plain, refused, labelled, streamed)]
-    events = {event.request_id: event for event in UsageEvent.objects.filter(request_id__in=ids)}
+    events = ledger_rows({ids[0], ids[2], ids[3]})
     assert set(events) == {ids[0], ids[2], ids[3]}
     assert METRICS.unmetered[(404, "model_not_found")] == refusals_before + 1
     assert labelled.headers["x-client-request-id"] == "mine-1"
