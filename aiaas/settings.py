@@ -398,8 +398,27 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 # compressed, cached forever); local runs and tests serve static/ directly.
 STATIC_MANIFEST = env.bool("STATIC_MANIFEST", default=False)
 STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / ".data" / "staticfiles") if STATIC_MANIFEST else None
+# Tenants' uploaded files (/v1/files, documents): on local disk under FILES_ROOT,
+# or in an S3-compatible bucket through django-storages when FILES_S3_BUCKET is
+# set (install requirements/s3.txt; credentials from the usual AWS_* variables).
+FILES_ROOT = env.path("FILES_ROOT", default=BASE_DIR / ".data" / "files")
+FILES_S3_BUCKET = env.str("FILES_S3_BUCKET", default="")
+FILES_STORAGE = (
+    {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": FILES_S3_BUCKET,
+            "endpoint_url": env.str("FILES_S3_ENDPOINT_URL", default="") or None,
+            "default_acl": None,
+            "file_overwrite": False,
+        },
+    }
+    if FILES_S3_BUCKET
+    else {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": FILES_ROOT}}
+)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "files": FILES_STORAGE,
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
         if STATIC_MANIFEST
