@@ -33,8 +33,8 @@ WORDLLAMA_L2_SUPERCAT = "wordllama-l2-supercat-256"
 # Trained as nested (Matryoshka) embeddings: each of these prefixes is an embedding too.
 WORDLLAMA_DIMENSIONS = (64, 128, 256)
 ENCODING_FORMATS = ("float", "base64")
-# Padded tokens gathered at once (an upper bound: an input's UTF-8 bytes + 1), about
-# 64 MB of float32 at 256 dimensions, and inputs per batch.
+# Padded tokens per batch, counted by an upper bound (an input's UTF-8 bytes + 1): at
+# most 64 MB of float32 vectors gathered at 256 dimensions, twice that while pooled.
 BATCH_TOKENS = 65_536
 BATCH_INPUTS = 64
 

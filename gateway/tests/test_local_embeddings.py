@@ -8,6 +8,7 @@ import base64
 import socket
 import time
 import uuid
+from collections.abc import Mapping
 from decimal import Decimal
 
 import httpx
@@ -19,7 +20,7 @@ from django.core.exceptions import ValidationError
 
 from billing.models import UsageEvent
 from billing.usage import flush_usage_events
-from gateway.providers import local
+from gateway.providers import ProviderError, local
 from gateway.resilience import Deadline
 from gateway.transports.inprocess import Embeddings, InProcessGateway
 from routing.models import Provider, ProviderKind, ProviderModel
@@ -36,7 +37,7 @@ def sdk(gateway: str, key: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=gateway, api_key=key, max_retries=0, timeout=20)
 
 
-def post(gateway: str, key: str, body: dict[str, object], path: str = "/embeddings") -> httpx.Response:
+def post(gateway: str, key: str, body: Mapping[str, object], path: str = "/embeddings") -> httpx.Response:
     return httpx.post(f"{gateway}{path}", json=body, headers={"authorization": f"Bearer {key}"}, timeout=20)
 
 
@@ -184,7 +185,7 @@ def test_in_process_embeddings_use_the_local_model(platform_url: str, serving_te
 def test_an_expired_deadline_stops_the_model_between_batches() -> None:
     embedder = local.local_model(local.WORDLLAMA_L2_SUPERCAT)
 
-    with pytest.raises(local.ProviderError) as stopped:
+    with pytest.raises(ProviderError) as stopped:
         embedder.embed([CAT], 256, 8192, Deadline(0.0))
 
     assert stopped.value.kind == "timeout"
