@@ -8,6 +8,7 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from aiaas.api_serializers import StrictModelSerializer, StrictSerializer
 from tenants.models import MAX_RATE_LIMIT, MAX_TOKEN_BUDGET, USD_AMOUNT, ApiKey, ApiKeyScope
 
 LIMIT_FIELDS = ApiKey.LIMIT_FIELDS
@@ -44,7 +45,7 @@ class UsdAmountField(serializers.DecimalField):
         return value
 
 
-class ApiKeySerializer(serializers.ModelSerializer[ApiKey]):
+class ApiKeySerializer(StrictModelSerializer[ApiKey]):
     object = serializers.SerializerMethodField()
 
     class Meta:
@@ -69,7 +70,7 @@ class ApiKeySerializer(serializers.ModelSerializer[ApiKey]):
         return "api_key"
 
 
-class ApiKeyLimitsSerializer(serializers.Serializer[Any]):
+class ApiKeyLimitsSerializer(StrictSerializer):
     """A key's overrides of its plan's limits; null (or absent on create) means the plan's."""
 
     requests_per_minute = StrictIntegerField(
