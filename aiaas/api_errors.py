@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -84,3 +85,14 @@ def bad_request_view(request: HttpRequest, exception: Exception | None = None) -
         message = f"The request body exceeds {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes."
         return JsonResponse(error_body(413, message, "request_too_large"), status=413)
     return JsonResponse(error_body(400, "The request could not be read.", "bad_request"), status=400)
+
+
+@csrf_exempt
+def unknown_url_view(request: HttpRequest, path: str = "") -> JsonResponse:
+    """The API URLConf's last route: any other URL, a malformed id included, is a JSON 404.
+
+    A route rather than handler404, which DEBUG replaces with Django's HTML page;
+    CSRF-exempt so that a POST gets this 404 rather than a CSRF page.
+    """
+    message = f"Unknown URL: {request.method} {request.path}"
+    return JsonResponse(error_body(404, message, "unknown_url"), status=404)

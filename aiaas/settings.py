@@ -75,6 +75,8 @@ TENANT_CREATION_FAKES_MIGRATIONS = True
 
 MIDDLEWARE = [
     "aiaas.middleware.HealthCheckMiddleware",
+    # CORS preflights carry no key and no CSRF token: answered before either is asked for.
+    "tenants.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files are served before the tenant is looked up: no database query each.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -92,6 +94,8 @@ PUBLIC_SCHEMA_URLCONF = "aiaas.urls_public"
 API_URLCONF = "aiaas.urls_api"
 # Paths served on any host; their tenant comes from the API key, never the host.
 API_PATH_PREFIXES = ("/v1/", "/api/")
+# How long a process keeps the set of origins any tenant allows (tenants/cors.py).
+CORS_ORIGINS_CACHE_SECONDS = env.float("CORS_ORIGINS_CACHE_SECONDS", default=10.0)
 
 TEMPLATES = [
     {

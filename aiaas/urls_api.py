@@ -1,10 +1,10 @@
 """/v1 (OpenAI-compatible) and /api (platform REST), served on any host; the
 tenant comes from the API key."""
 
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from aiaas.api_errors import bad_request_view, json_error_view
+from aiaas.api_errors import bad_request_view, json_error_view, unknown_url_view
 
 urlpatterns = [
     path("api/v1/", include("tenants.api.urls")),
@@ -27,6 +27,7 @@ urlpatterns = [
         ),
         name="swagger-ui",
     ),
+    re_path(r"^(?P<path>.*)$", unknown_url_view, name="unknown-url"),
 ]
 
 handler400 = bad_request_view

@@ -30,6 +30,7 @@ import orjson
 import redis.asyncio as aioredis
 from django.conf import settings
 
+from aiaas.cors import ORIGIN_PATTERN
 from aiaas.redis_clients import sync_client
 from aiaas.redis_keys import redis_key
 from realtime.streams import is_stream_id
@@ -38,7 +39,6 @@ from tenants.models import ApiKey
 PURPOSES = ("chat.completions", "streams")
 TOKEN_PREFIX = "st_"  # noqa: S105 - a format, not a secret
 TOKEN_PATTERN = re.compile(r"st_[A-Za-z0-9_-]{43}")
-ORIGIN_PATTERN = re.compile(r"https?://[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?")
 
 
 class InvalidTokenRequestError(ValueError):

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
 from django.http import HttpRequest
 from django_tenants.admin import TenantAdminMixin
 
 from tenants.models import ApiKey, Domain, Tenant
+from tenants.services import set_cors_allowed_origins
 
 
 class DomainInline(admin.TabularInline):  # type: ignore[type-arg]
@@ -27,6 +30,12 @@ class TenantAdmin(TenantAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg,
     search_fields = ("slug", "name", "schema_name")
     readonly_fields = ("schema_name", "created_at", "updated_at")
     inlines = [DomainInline]
+
+    def save_model(self, request: HttpRequest, obj: Tenant, form: Any, change: bool) -> None:
+        """CORS origins through the service: normalized, and the caches told."""
+        origins = form.cleaned_data.get("cors_allowed_origins", obj.cors_allowed_origins)
+        super().save_model(request, obj, form, change)
+        set_cors_allowed_origins(obj, origins)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Tenants are provisioned (schema clone, owner, key) by the signup page

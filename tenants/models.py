@@ -13,7 +13,10 @@ from django.db import models
 from django.utils import timezone
 from django_tenants.models import DomainMixin, TenantMixin
 
+from aiaas.cors import ORIGIN_PATTERN
+
 SLUG_PATTERN = r"^[a-z](?:[a-z0-9-]{0,30}[a-z0-9])?$"
+MAX_CORS_ORIGINS = 20
 # Bounds of a key's limit overrides, shared by the REST API and the dashboard.
 MAX_RATE_LIMIT = 2**31 - 1  # PositiveIntegerField
 MAX_TOKEN_BUDGET = 2**63 - 1  # PositiveBigIntegerField
@@ -67,6 +70,20 @@ class Tenant(TenantMixin):
         default=30,
         validators=[MinValueValidator(1), MaxValueValidator(365)],
         help_text="Stored requests are deleted after this many days (1-365).",
+    )
+    # Browser pages that may call /v1 and /api with this tenant's keys (aiaas/cors.py);
+    # empty, the default: none. Stored lowercased, as browsers send Origin.
+    cors_allowed_origins = ArrayField(
+        models.CharField(
+            max_length=262,
+            validators=[
+                RegexValidator(f"^{ORIGIN_PATTERN.pattern}$", "Write an origin as scheme://host[:port].")
+            ],
+        ),
+        default=list,
+        blank=True,
+        size=MAX_CORS_ORIGINS,
+        help_text="Origins (https://app.example.com) whose pages may call the API with this tenant's keys.",
     )
     # Signup through the public page leaves it empty until the owner opens the
     # link we email; until then the owner cannot sign in and the keys are refused

@@ -24,9 +24,19 @@ from django_tenants.utils import schema_exists, tenant_context
 
 from accounts.models import Role, User
 from accounts.throttling import SIGNUPS, SIGNUPS_PER_IP, VERIFICATION_EMAILS_PER_TENANT, tenant_scope
+from aiaas.cors import normalized_origins
 from aiaas.redis_clients import sync_client
 from billing.models import Plan
-from tenants.models import RESERVED_SLUGS, SLUG_PATTERN, ApiKey, ApiKeyScope, Domain, Tenant
+from tenants.cors import known_origins
+from tenants.models import (
+    MAX_CORS_ORIGINS,
+    RESERVED_SLUGS,
+    SLUG_PATTERN,
+    ApiKey,
+    ApiKeyScope,
+    Domain,
+    Tenant,
+)
 from tenants.rejected_keys import rejected_api_keys
 from tenants.selectors import api_keys_of
 
@@ -394,3 +404,23 @@ def verify_tenant_email(tenant: Tenant, token: str) -> bool:
         prefixes = list(api_keys_of(tenant).values_list("prefix", flat=True))
         transaction.on_commit(lambda: publish_revocations(prefixes), robust=True)
     return True
+
+
+def set_cors_allowed_origins(tenant: Tenant, origins: list[str]) -> Tenant:
+    """Replace the origins whose pages may call the API with `tenant`'s keys
+    (stored lowercased, unique, sorted). Answers follow at once: after commit the
+    gateway processes drop their cached copies of the tenant's keys, which carry
+    the tenant. Preflights (any tenant's origins) follow within
+    CORS_ORIGINS_CACHE_SECONDS. ValidationError on a malformed origin."""
+    try:
+        normalized = normalized_origins(origins)
+    except ValueError as error:
+        raise ValidationError({"cors_allowed_origins": str(error)}) from None
+    if len(normalized) > MAX_CORS_ORIGINS:
+        raise ValidationError({"cors_allowed_origins": f"At most {MAX_CORS_ORIGINS} origins."})
+    tenant.cors_allowed_origins, tenant.updated_at = normalized, timezone.now()
+    Tenant.objects.filter(pk=tenant.pk).update(cors_allowed_origins=normalized, updated_at=tenant.updated_at)
+    known_origins.forget()
+    prefixes = list(ApiKey.objects.filter(tenant=tenant).values_list("prefix", flat=True))
+    transaction.on_commit(lambda: publish_revocations(prefixes), robust=True)
+    return tenant

@@ -33,8 +33,8 @@ from testing.tenants import TenantFixture
 NONEXISTENT_ID = "987654321"
 # HEAD answers as GET does; OPTIONS describes the route and reads no data.
 IMPLIED_METHODS = frozenset({"head", "options"})
-# Routes that are public by design (the OpenAPI document).
-PUBLIC_URL_NAMES = frozenset({"openapi-schema", "swagger-ui"})
+# Routes that are public by design: the OpenAPI document, and the JSON 404 of any other URL.
+PUBLIC_URL_NAMES = frozenset({"openapi-schema", "swagger-ui", "unknown-url"})
 
 
 @dataclass(frozen=True)

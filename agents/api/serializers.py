@@ -6,6 +6,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from agents.models import Agent, AgentVersion, Prompt, Run, RunEvent
+from aiaas.api_serializers import StrictModelSerializer, StrictSerializer
 
 
 @extend_schema_field({"type": "object", "additionalProperties": True})
@@ -18,11 +19,11 @@ class SpecField(serializers.JSONField):
     """The spec as a JSON object, or as JSON or YAML text."""
 
 
-class AgentSpecSerializer(serializers.Serializer[Any]):
+class AgentSpecSerializer(StrictSerializer):
     spec = SpecField(help_text="The WorkflowSpec: a JSON object, or JSON or YAML text.")
 
 
-class AgentSerializer(serializers.ModelSerializer[Agent]):
+class AgentSerializer(StrictModelSerializer[Agent]):
     object = serializers.SerializerMethodField()
     spec = serializers.SerializerMethodField()
     spec_source = serializers.SerializerMethodField()
@@ -48,7 +49,7 @@ class AgentSerializer(serializers.ModelSerializer[Agent]):
         return agent.versions.get(version=agent.version)
 
 
-class StartRunSerializer(serializers.Serializer[Any]):
+class StartRunSerializer(StrictSerializer):
     input = serializers.JSONField(default=dict, help_text="The run's input, checked against input_schema.")
     wait = serializers.BooleanField(
         default=False, help_text="Answer with the finished run (up to a timeout)."
@@ -58,7 +59,7 @@ class StartRunSerializer(serializers.Serializer[Any]):
     )
 
 
-class RunSerializer(serializers.ModelSerializer[Run]):
+class RunSerializer(StrictModelSerializer[Run]):
     object = serializers.SerializerMethodField()
     agent_id = serializers.IntegerField(read_only=True, allow_null=True)
     input = serializers.JSONField(read_only=True)
@@ -97,7 +98,7 @@ class RunSerializer(serializers.ModelSerializer[Run]):
         return "run"
 
 
-class RunEventSerializer(serializers.ModelSerializer[RunEvent]):
+class RunEventSerializer(StrictModelSerializer[RunEvent]):
     object = serializers.SerializerMethodField()
     data = ObjectField(read_only=True)  # type: ignore[assignment]
 
@@ -117,13 +118,13 @@ class EventsQuerySerializer(serializers.Serializer[Any]):
     limit = serializers.IntegerField(default=1000, min_value=1, max_value=1000)
 
 
-class RunEventListSerializer(serializers.Serializer[Any]):
+class RunEventListSerializer(StrictSerializer):
     object = serializers.CharField(default="list")
     data = RunEventSerializer(many=True)  # type: ignore[assignment]
     has_more = serializers.BooleanField()
 
 
-class PromptSerializer(serializers.ModelSerializer[Prompt]):
+class PromptSerializer(StrictModelSerializer[Prompt]):
     object = serializers.SerializerMethodField()
 
     class Meta:
@@ -135,6 +136,6 @@ class PromptSerializer(serializers.ModelSerializer[Prompt]):
         return "prompt"
 
 
-class CreatePromptSerializer(serializers.Serializer[Any]):
+class CreatePromptSerializer(StrictSerializer):
     name = serializers.RegexField(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$", help_text="Versions share a name.")
     template = serializers.CharField(max_length=20_000, help_text="A Jinja template (sandboxed).")

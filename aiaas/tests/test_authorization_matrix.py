@@ -32,6 +32,8 @@ OPERATIONS = [
     Operation("api-key-detail", "get", 200, make_object=make_api_key),
     Operation("api-key-detail", "delete", 204, make_object=make_api_key),
     Operation("api-key-detail", "patch", 200, body={"name": "renamed"}, make_object=make_api_key),
+    Operation("tenant-settings", "get", 200),
+    Operation("tenant-settings", "patch", 200, body={"cors_allowed_origins": ["https://app.example.com"]}),
     Operation("routing-report", "get", 200),
     Operation("routing-settings", "get", 200),
     Operation("routing-settings", "patch", 200, body={"quality_target": "0.90"}),

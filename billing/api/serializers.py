@@ -6,7 +6,8 @@ from typing import Any
 from django.utils import timezone
 from rest_framework import serializers
 
-from billing.selectors import UsageGroup, UsageGrouping, UsagePeriod
+from aiaas.api_serializers import StrictSerializer
+from billing.selectors import UsageGrouping, UsagePeriod
 
 
 def without_trailing_underscores(fields: dict[str, Any]) -> dict[str, Any]:
@@ -40,7 +41,7 @@ class UsageQuerySerializer(serializers.Serializer[Any]):
         return {"period": UsagePeriod(start, end), "group_by": UsageGrouping(attrs["group_by"])}
 
 
-class UsageGroupSerializer(serializers.Serializer[UsageGroup]):
+class UsageGroupSerializer(StrictSerializer):
     group = serializers.DictField(
         source="identity",
         help_text=(
@@ -56,7 +57,7 @@ class UsageGroupSerializer(serializers.Serializer[UsageGroup]):
     )
 
 
-class UsageReportSerializer(serializers.Serializer[Any]):
+class UsageReportSerializer(StrictSerializer):
     object = serializers.ChoiceField(choices=["list"])
     data_ = UsageGroupSerializer(many=True, source="groups")
     from_ = serializers.DateField(source="period.start")
@@ -74,7 +75,7 @@ def money(source: str, help_text: str = "") -> serializers.DecimalField:
     )
 
 
-class BillingPeriodSerializer(serializers.Serializer[Any]):
+class BillingPeriodSerializer(StrictSerializer):
     """`source` is declared as `source_` (a Field attribute); see without_trailing_underscores."""
 
     starts_at = serializers.DateTimeField()
@@ -88,7 +89,7 @@ class BillingPeriodSerializer(serializers.Serializer[Any]):
         return without_trailing_underscores(super().get_fields())
 
 
-class InvoicePreviewSerializer(serializers.Serializer[Any]):
+class InvoicePreviewSerializer(StrictSerializer):
     object = serializers.SerializerMethodField()
     plan = serializers.CharField(source="plan.slug", allow_null=True, default=None)
     subscription_status = serializers.CharField()

@@ -29,6 +29,7 @@ from gateway.errors import NO_OUTPUT, GatewayError, client_disconnected, from_pr
 from gateway.events import ChatDelta, ChatEvent, ChatFailed
 from gateway.idempotency import IdempotencyStore, idempotent
 from gateway.service import RequestContext, server_clients
+from gateway.transports.cors import CorsMiddleware
 from gateway.validation import parse_chat_request, parse_embeddings_request, parse_json_object
 from realtime.tokens import InvalidTokenRequestError, claims_for, mint_stream_token
 from routing.catalog import ModelSpec
@@ -66,6 +67,7 @@ async def authorized(request: Request, context: RequestContext, scope: str) -> A
     """The request's API key, with `scope`, recorded on its context."""
     header = request.headers.get("authorization", "")
     context.api_key = await authenticate(server_clients.keys, header, scope)
+    request.state.api_key = context.api_key  # whose origins CORS allows (gateway/transports/cors.py)
     return context.api_key
 
 
@@ -406,4 +408,4 @@ def create_app() -> Starlette:
     )
 
 
-application = create_app()
+application = CorsMiddleware(create_app())

@@ -5,6 +5,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from aiaas.api_serializers import StrictModelSerializer
 from request_logs.models import RequestLog
 
 
@@ -13,7 +14,7 @@ class RequestBodyField(serializers.JSONField):
     """A JSON object (OpenAPI would otherwise say "any value")."""
 
 
-class RequestLogSerializer(serializers.ModelSerializer[RequestLog]):
+class RequestLogSerializer(StrictModelSerializer[RequestLog]):
     object = serializers.SerializerMethodField()
     request_body = RequestBodyField(
         read_only=True,

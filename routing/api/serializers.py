@@ -5,6 +5,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from aiaas.api_serializers import StrictModelSerializer, StrictSerializer
 from routing.models import TenantRouting
 
 
@@ -14,7 +15,7 @@ class RoutingReportQuerySerializer(serializers.Serializer[Any]):
     )
 
 
-class RoutingTotalsSerializer(serializers.Serializer[Any]):
+class RoutingTotalsSerializer(StrictSerializer):
     routed_requests = serializers.IntegerField()
     tier_mix = serializers.DictField(
         child=serializers.FloatField(allow_null=True), help_text="Tier -> share of routed requests."
@@ -54,13 +55,13 @@ class RoutingDaySerializer(RoutingTotalsSerializer):
     date = serializers.DateField()
 
 
-class CanaryVersionSerializer(serializers.Serializer[Any]):
+class CanaryVersionSerializer(StrictSerializer):
     judged = serializers.IntegerField()
     failure_rate = serializers.FloatField(allow_null=True)
     mean_cost_usd = serializers.DecimalField(max_digits=20, decimal_places=6, allow_null=True)
 
 
-class CanarySerializer(serializers.Serializer[Any]):
+class CanarySerializer(StrictSerializer):
     version = serializers.CharField()
     state = serializers.CharField()
     share = serializers.DecimalField(max_digits=3, decimal_places=2)
@@ -68,7 +69,7 @@ class CanarySerializer(serializers.Serializer[Any]):
     versions = serializers.DictField(child=CanaryVersionSerializer())
 
 
-class RoutingReportSerializer(serializers.Serializer[Any]):
+class RoutingReportSerializer(StrictSerializer):
     object = serializers.CharField()
     days = serializers.IntegerField()
     quality_target = serializers.DecimalField(max_digits=3, decimal_places=2)
@@ -78,15 +79,19 @@ class RoutingReportSerializer(serializers.Serializer[Any]):
     daily = RoutingDaySerializer(many=True)
 
 
-class RoutingSettingsSerializer(serializers.ModelSerializer[TenantRouting]):
+class RoutingSettingsSerializer(StrictModelSerializer[TenantRouting]):
     quality_target = serializers.DecimalField(
         max_digits=3, decimal_places=2, min_value=Decimal("0.80"), max_value=Decimal("1.00"), required=False
     )
     exploration_rate = serializers.DecimalField(
         max_digits=3, decimal_places=2, min_value=Decimal("0"), max_value=Decimal("0.10"), required=False
     )
-    control_version = serializers.CharField(source="control.name", read_only=True, default=None)
-    canary_version = serializers.CharField(source="canary.name", read_only=True, default=None)
+    control_version = serializers.CharField(
+        source="control.name", read_only=True, allow_null=True, default=None
+    )
+    canary_version = serializers.CharField(
+        source="canary.name", read_only=True, allow_null=True, default=None
+    )
 
     class Meta:
         model = TenantRouting

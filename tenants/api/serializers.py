@@ -8,7 +8,17 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from tenants.models import MAX_RATE_LIMIT, MAX_TOKEN_BUDGET, USD_AMOUNT, ApiKey, ApiKeyScope
+from aiaas.api_serializers import StrictModelSerializer, StrictSerializer
+from aiaas.cors import ORIGIN_PATTERN
+from tenants.models import (
+    MAX_CORS_ORIGINS,
+    MAX_RATE_LIMIT,
+    MAX_TOKEN_BUDGET,
+    USD_AMOUNT,
+    ApiKey,
+    ApiKeyScope,
+    Tenant,
+)
 
 LIMIT_FIELDS = ApiKey.LIMIT_FIELDS
 # DRF refuses NUL in every CharField; this says so in the OpenAPI document (`pattern`).
@@ -44,7 +54,7 @@ class UsdAmountField(serializers.DecimalField):
         return value
 
 
-class ApiKeySerializer(serializers.ModelSerializer[ApiKey]):
+class ApiKeySerializer(StrictModelSerializer[ApiKey]):
     object = serializers.SerializerMethodField()
 
     class Meta:
@@ -69,7 +79,7 @@ class ApiKeySerializer(serializers.ModelSerializer[ApiKey]):
         return "api_key"
 
 
-class ApiKeyLimitsSerializer(serializers.Serializer[Any]):
+class ApiKeyLimitsSerializer(StrictSerializer):
     """A key's overrides of its plan's limits; null (or absent on create) means the plan's."""
 
     requests_per_minute = StrictIntegerField(
@@ -135,3 +145,22 @@ class CreatedApiKeySerializer(ApiKeySerializer):
     class Meta(ApiKeySerializer.Meta):
         fields = [*ApiKeySerializer.Meta.fields, "api_key"]
         read_only_fields = fields
+
+
+class TenantSettingsSerializer(StrictModelSerializer[Tenant]):
+    """The tenant's settings that its admin keys may change."""
+
+    cors_allowed_origins = serializers.ListField(
+        child=serializers.RegexField(f"^{ORIGIN_PATTERN.pattern}$", max_length=262),
+        max_length=MAX_CORS_ORIGINS,
+        required=False,
+        help_text=(
+            "Origins (scheme://host[:port]) whose browser pages may call /v1 and /api with this "
+            "tenant's keys; empty: none (CORS off). Stored lowercased and sorted."
+        ),
+    )
+
+    class Meta:
+        model = Tenant
+        fields = ["cors_allowed_origins", "updated_at"]
+        read_only_fields = ["updated_at"]

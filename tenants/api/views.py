@@ -14,10 +14,11 @@ from tenants.api.serializers import (
     ApiKeySerializer,
     CreateApiKeySerializer,
     CreatedApiKeySerializer,
+    TenantSettingsSerializer,
     UpdateApiKeySerializer,
 )
-from tenants.models import ApiKey, ApiKeyScope
-from tenants.services import create_api_key, revoke_api_key, update_api_key
+from tenants.models import ApiKey, ApiKeyScope, Tenant
+from tenants.services import create_api_key, revoke_api_key, set_cors_allowed_origins, update_api_key
 
 
 class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
@@ -51,3 +52,27 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
     def destroy(self, request: Request, pk: str) -> Response:
         revoke_api_key(self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class TenantSettingsViewSet(TenantScopedViewSet):
+    """The tenant's own settings: the origins allowed to call the API from a browser (CORS)."""
+
+    required_scope = ApiKeyScope.ADMIN
+    serializer_class = TenantSettingsSerializer
+    tenant_field = None  # the queryset is the tenant itself
+
+    def tenant_queryset(self) -> QuerySet[Tenant]:
+        return Tenant.objects.filter(pk=self.tenant.pk)
+
+    @extend_schema(operation_id="tenant_settings_retrieve")
+    def retrieve(self, request: Request) -> Response:
+        return Response(TenantSettingsSerializer(self.get_queryset().get()).data)
+
+    @extend_schema(operation_id="tenant_settings_update")
+    def partial_update(self, request: Request) -> Response:
+        form = TenantSettingsSerializer(data=request.data, partial=True)
+        form.is_valid(raise_exception=True)
+        tenant = self.get_queryset().get()
+        if "cors_allowed_origins" in form.validated_data:
+            tenant = set_cors_allowed_origins(tenant, form.validated_data["cors_allowed_origins"])
+        return Response(TenantSettingsSerializer(tenant).data)

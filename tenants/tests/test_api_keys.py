@@ -149,7 +149,7 @@ def test_an_unknown_api_url_gets_a_json_404(api_client: APIClient) -> None:
     response = api_client.get("/api/v1/nothing-here")
 
     assert response.status_code == 404
-    assert response.json()["error"]["code"] == "not_found"
+    assert response.json()["error"]["code"] == "unknown_url"
 
 
 def test_a_key_is_found_only_with_its_exact_secret(tenant: TenantFixture) -> None:

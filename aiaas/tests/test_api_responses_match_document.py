@@ -1,0 +1,63 @@
+"""Real answers of every /api GET match the committed OpenAPI document: the
+document is what clients generate their types from (a `null` where it promises
+a string breaks them)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from django.db.models import Model
+from rest_framework.test import APIClient
+
+from agents.tests.factories import make_agent, make_prompt, make_run
+from request_logs.tests.factories import make_request_log
+from testing.openapi import document, response_validator
+from testing.tenants import TenantFixture
+
+# Each GET of the document, with what makes the object its `{id}` names.
+GETS: dict[str, Callable[[TenantFixture], Model] | None] = {
+    "/api/v1/agents/": None,
+    "/api/v1/agents/{id}/": make_agent,
+    "/api/v1/billing/preview/": None,
+    "/api/v1/keys/": None,
+    "/api/v1/keys/{id}/": lambda tenant: tenant.provisioned.issued_key.api_key,
+    "/api/v1/prompts/": None,
+    "/api/v1/prompts/{id}/": make_prompt,
+    "/api/v1/request-logs/": None,
+    "/api/v1/request-logs/{id}/": make_request_log,
+    "/api/v1/routing/report/": None,
+    "/api/v1/routing/settings/": None,
+    "/api/v1/tenant/settings/": None,
+    "/api/v1/runs/": None,
+    "/api/v1/runs/{id}/": make_run,
+    "/api/v1/runs/{id}/events/": make_run,
+    "/api/v1/usage/": None,
+}
+
+
+def test_every_api_get_of_the_document_is_checked() -> None:
+    documented = {
+        path for path, item in document()["paths"].items() if path.startswith("/api/") and "get" in item
+    }
+
+    assert documented == set(GETS)
+
+
+@pytest.mark.parametrize("path", sorted(GETS))
+def test_the_answer_matches_the_document(path: str, tenant: TenantFixture, api_client: APIClient) -> None:
+    make_object = GETS[path]
+    # Lists hold at least one object of each kind.
+    make_run(tenant)
+    make_prompt(tenant)
+    make_request_log(tenant)
+    url = path.format(id=make_object(tenant).pk) if make_object else path
+
+    response = api_client.get(url)
+
+    assert response.status_code == 200, response.content
+    errors = [
+        f"{error.instance_path}: {error.message}"
+        for error in response_validator(path, "get").iter_errors(response.json())
+    ]
+    assert errors == [], response.content
