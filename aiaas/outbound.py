@@ -1,10 +1,12 @@
-"""Outbound HTTP for tools, refusing private, loopback and link-local targets (SSRF).
+"""Outbound HTTP on a tenant's behalf (agent tools, URL ingestion), refusing private,
+loopback and link-local targets (SSRF).
 
 The host is resolved once, every address is checked, and the connection goes
 to the checked addresses only (the resolver below is the connector's), so a
 DNS answer cannot change between the check and the connection. Redirects are
-not followed. A host in settings.AGENT_TOOL_ALLOWED_HOSTS or in the tool's
-signed manifest `allowed_hosts` is exempt.
+not followed: a caller that follows one checks its target again. Hosts the
+caller allows (its setting, e.g. AGENT_TOOL_ALLOWED_HOSTS, and a tool's signed
+manifest `allowed_hosts`) are exempt.
 """
 
 from __future__ import annotations
@@ -12,21 +14,21 @@ from __future__ import annotations
 import ipaddress
 import json
 import socket
+from collections.abc import Iterable
 from typing import Any
 
 import aiohttp
 import yarl
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
-from django.conf import settings
 
 
 class ForbiddenTargetError(Exception):
-    """The URL points somewhere tools may not reach."""
+    """The URL points somewhere outbound requests may not reach."""
 
 
 class ResponseTooLargeError(Exception):
-    """The response body is over the size limit (settings.AGENT_TOOL_RESPONSE_MAX_BYTES)."""
+    """The response body is over the caller's size limit."""
 
 
 # IPv6 ranges that carry (or translate to) an IPv4 address: NAT64 (well-known and
@@ -68,8 +70,9 @@ class GuardedResolver(AbstractResolver):
         await self.inner.close()
 
 
-def allowed_hosts(extra: tuple[str, ...] = ()) -> frozenset[str]:
-    return frozenset(host.lower() for host in (*settings.AGENT_TOOL_ALLOWED_HOSTS, *extra))
+def allowed_hosts(*groups: Iterable[str]) -> frozenset[str]:
+    """The exempt hosts of every group (a setting, a manifest's list), lowercased."""
+    return frozenset(host.lower() for group in groups for host in group)
 
 
 def check_url(url: str, allowed: frozenset[str]) -> yarl.URL:
@@ -105,12 +108,13 @@ async def request(
     *,
     allowed: frozenset[str],
     timeout_seconds: float,
+    max_bytes: int,
     headers: dict[str, str] | None = None,
     json_body: Any = None,
 ) -> tuple[int, dict[str, str], Any]:
     """(status, headers, body: parsed JSON or text) of one request, without redirects.
-    A body over settings.AGENT_TOOL_RESPONSE_MAX_BYTES is ResponseTooLargeError,
-    found without reading more than that."""
+    A body over `max_bytes` is ResponseTooLargeError, found without reading more
+    than that."""
     target = check_url(url, allowed)
     connector = aiohttp.TCPConnector(resolver=GuardedResolver(allowed), force_close=True)
     timeout = aiohttp.ClientTimeout(total=timeout_seconds)
@@ -118,7 +122,7 @@ async def request(
         aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
         session.request(method, target, headers=headers, json=json_body, allow_redirects=False) as response,
     ):
-        content = await read_capped(response, settings.AGENT_TOOL_RESPONSE_MAX_BYTES)
+        content = await read_capped(response, max_bytes)
         text = content.decode(response.get_encoding(), errors="replace")
         try:
             body: Any = json.loads(text) if text else None
