@@ -1,0 +1,26 @@
+"""Collections and documents of a test tenant, embedded by the simulated provider."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from ingestion import services
+from ingestion.models import Collection
+from testing.tenants import TenantFixture
+
+SAMPLES = Path(__file__).parent / "samples"
+EMBEDDING_MODEL = "sim-small"
+
+
+def make_collection(tenant: TenantFixture, **options: object) -> Collection:
+    defaults: dict[str, object] = {"name": f"docs-{uuid.uuid4().hex[:8]}", "embedding_model": EMBEDDING_MODEL}
+    return services.create_collection(**{**defaults, **options}, api_key_id=key_id(tenant))  # type: ignore[arg-type]
+
+
+def key_id(tenant: TenantFixture) -> int:
+    return int(tenant.provisioned.issued_key.api_key.pk)
+
+
+def sample(name: str) -> bytes:
+    return (SAMPLES / name).read_bytes()
