@@ -30,10 +30,10 @@ def ingestion_worker(registry: str, django_db_blocker: DjangoDbBlocker) -> Itera
         yield queue_name
 
 
-@pytest.fixture(autouse=True, scope="module")
+@pytest.fixture(autouse=True, scope="session")
 def _close_runtime(django_db_blocker: DjangoDbBlocker) -> Iterator[None]:
-    """The in-process gateway's clients are closed after each module, and the database
-    sessions its threads kept are ended, so the test database can be dropped."""
+    """The in-process gateway's clients are closed at the end, and the database sessions
+    its threads kept are ended, so the test database can be dropped."""
     yield
     close_runtime()
     with django_db_blocker.unblock(), connection.cursor() as cursor:
