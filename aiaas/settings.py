@@ -498,6 +498,11 @@ SPECTACULAR_SETTINGS = {
     # Swagger UI at /api/docs/ from drf-spectacular-sidecar's files: no CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # Names of their own, so other `source` and `status` enums keep theirs.
+    "ENUM_NAME_OVERRIDES": {
+        "DocumentSourceEnum": "ingestion.models.DocumentSource",
+        "DocumentStatusEnum": "ingestion.models.DocumentStatus",
+    },
 }
 # Request bodies and slow clients (aiaas/request_limits.py, aiaas/http_protocol.py):
 # a body over MAX_REQUEST_BYTES is a 413 before anything reads it, so Django
