@@ -31,7 +31,7 @@ def ingestion_worker(registry: str, django_db_blocker: DjangoDbBlocker) -> Itera
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _close_runtime(django_db_blocker: DjangoDbBlocker) -> Iterator[None]:
+def _close_runtime(django_db_setup: object, django_db_blocker: DjangoDbBlocker) -> Iterator[None]:
     """The in-process gateway's clients are closed at the end, and the database sessions
     its threads kept are ended, so the test database can be dropped."""
     yield
