@@ -11,6 +11,7 @@ from django.db.models import Model
 from rest_framework.test import APIClient
 
 from agents.tests.factories import make_agent, make_prompt, make_run
+from ingestion.tests.factories import make_document, make_stored_collection
 from request_logs.tests.factories import make_request_log
 from testing.openapi import document, response_validator
 from testing.tenants import TenantFixture
@@ -20,6 +21,10 @@ GETS: dict[str, Callable[[TenantFixture], Model] | None] = {
     "/api/v1/agents/": None,
     "/api/v1/agents/{id}/": make_agent,
     "/api/v1/billing/preview/": None,
+    "/api/v1/collections/": None,
+    "/api/v1/collections/{id}/": make_stored_collection,
+    "/api/v1/collections/{id}/documents/": lambda tenant: make_document(tenant).collection,
+    "/api/v1/documents/{id}/": make_document,
     "/api/v1/keys/": None,
     "/api/v1/keys/{id}/": lambda tenant: tenant.provisioned.issued_key.api_key,
     "/api/v1/prompts/": None,
@@ -51,6 +56,7 @@ def test_the_answer_matches_the_document(path: str, tenant: TenantFixture, api_c
     make_run(tenant)
     make_prompt(tenant)
     make_request_log(tenant)
+    make_document(tenant)
     url = path.format(id=make_object(tenant).pk) if make_object else path
 
     response = api_client.get(url)
