@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from django.db.models import Q, QuerySet
 from rest_framework.exceptions import ValidationError
@@ -13,6 +13,9 @@ from tenants.api.pagination import DEFAULT_LIMIT, MAX_LIMIT, OpenAIListPaginatio
 
 
 class CreatedAtPagination(OpenAIListPagination):
+    id_schema: ClassVar[dict[str, Any]] = {"type": "string"}
+    after_schema: ClassVar[dict[str, Any]] = {"type": "string", "maxLength": 40}
+
     def paginate_queryset(self, queryset: QuerySet[Any], request: Request, view: Any = None) -> list[Any]:
         limit = integer_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
         assert limit is not None

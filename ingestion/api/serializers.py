@@ -87,6 +87,7 @@ class DocumentSerializer(StrictModelSerializer[Document]):
     object = serializers.SerializerMethodField()
     collection_id = serializers.CharField(read_only=True)
     file_id = serializers.CharField(read_only=True, allow_null=True)
+    url = serializers.SerializerMethodField()
     metadata = MetadataField()
 
     class Meta:
@@ -121,6 +122,11 @@ class DocumentSerializer(StrictModelSerializer[Document]):
 
     def get_object(self, document: Document) -> str:
         return "document"
+
+    @extend_schema_field({"type": "string", "format": "uri", "nullable": True})
+    def get_url(self, document: Document) -> str | None:
+        """The source URL of a `url` document, null for the others."""
+        return document.url or None
 
 
 class CreateDocumentSerializer(StrictSerializer):

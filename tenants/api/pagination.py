@@ -5,7 +5,7 @@ Newest first by id; `?limit=` (1-100, default 20) and `?after=<id>` page on.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from django.db.models import QuerySet
 from rest_framework.exceptions import ValidationError
@@ -43,6 +43,10 @@ class OpenAIListPagination(BasePagination):
         self.has_more = len(page) > limit
         return page[:limit]
 
+    # The type of the listed objects' ids, in the OpenAPI document.
+    id_schema: ClassVar[dict[str, Any]] = {"type": "integer"}
+    after_schema: ClassVar[dict[str, Any]] = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+
     def get_paginated_response(self, data: Any) -> Response:
         return Response(
             {
@@ -61,8 +65,8 @@ class OpenAIListPagination(BasePagination):
             "properties": {
                 "object": {"type": "string", "enum": ["list"]},
                 "data": schema,
-                "first_id": {"type": "integer", "nullable": True},
-                "last_id": {"type": "integer", "nullable": True},
+                "first_id": {**self.id_schema, "nullable": True},
+                "last_id": {**self.id_schema, "nullable": True},
                 "has_more": {"type": "boolean"},
             },
         }
@@ -80,6 +84,6 @@ class OpenAIListPagination(BasePagination):
                 "in": "query",
                 "required": False,
                 "description": "Return objects older than this id.",
-                "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+                "schema": self.after_schema,
             },
         ]
