@@ -215,8 +215,9 @@ def test_a_stream_cut_inside_tool_calls_is_continued_whole(gateway: str, tenant:
 
     calls = accumulate_tool_calls(chunks)
     expected = [
-        (call.function.name, call.function.arguments) for call in whole.choices[0].message.tool_calls or []
-    ]  # type: ignore[union-attr]
+        (call.function.name, call.function.arguments)  # type: ignore[union-attr]
+        for call in whole.choices[0].message.tool_calls or []
+    ]
     assert [(calls[index]["name"], calls[index]["arguments"]) for index in sorted(calls)] == expected
     assert raw.headers["x-aiaas-model"] == "sim-small"  # the head names the model that started it
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
@@ -265,7 +266,7 @@ def test_logprobs_are_streamed_with_their_tokens(gateway: str, tenant: TenantFix
     )
 
     entries = [
-        (choice.delta.content, choice.logprobs.content)
+        (choice.delta.content, choice.logprobs.content if choice.logprobs else None)
         for chunk in stream
         for choice in chunk.choices
         if choice.delta.content
@@ -314,7 +315,11 @@ def test_json_schema_stop_seed_and_max_completion_tokens_are_honoured(
     gateway: str, tenant: TenantFixture
 ) -> None:
     client = sdk(gateway, tenant.admin_key)
-    schema = {"type": "object", "properties": {"title": {"type": "string"}}, "required": ["title"]}
+    schema: dict[str, object] = {
+        "type": "object",
+        "properties": {"title": {"type": "string"}},
+        "required": ["title"],
+    }
     structured = client.chat.completions.create(
         model="sim-small",
         messages=MESSAGES,
