@@ -29,6 +29,7 @@ MEDIA_PART_TOKENS = 2_000
 MEDIA_PART_TYPES = frozenset({"image_url", "input_image", "input_audio", "file"})
 MAX_CHOICES = 128
 MAX_EMBEDDING_INPUTS = 2048
+MAX_TOKEN_ID = 2**31 - 1  # beyond any tokenizer's vocabulary, and within what JSON encoders carry
 # OpenAI's chat completion request fields (docs/compatibility.md).
 CHAT_FIELDS = frozenset(
     {
@@ -115,6 +116,8 @@ def content_text(content: Any, param: str) -> str:
                     "Each content part must be an object with a `type`.", f"{param}[{index}]", "invalid_type"
                 )
             text = part.get("text")
+            if "text" in part and not isinstance(text, str):
+                raise invalid("A part's `text` must be a string.", f"{param}[{index}].text", "invalid_type")
             if isinstance(text, str):
                 parts.append(check_no_nul(text, f"{param}[{index}].text"))
         return " ".join(parts)
@@ -178,7 +181,10 @@ def is_token_array(value: Any) -> bool:
     return (
         isinstance(value, list)
         and bool(value)
-        and all(isinstance(token, int) and not isinstance(token, bool) and token >= 0 for token in value)
+        and all(
+            isinstance(token, int) and not isinstance(token, bool) and 0 <= token <= MAX_TOKEN_ID
+            for token in value
+        )
     )
 
 
@@ -323,7 +329,7 @@ def validate_embeddings(body: dict[str, Any]) -> EmbeddingsRequest:
         check_no_nul(item, f"input[{index}]")
     optional_int(body, "dimensions", 1, 3072)
     encoding_format = body.get("encoding_format")
-    if encoding_format is not None and encoding_format not in {"float", "base64"}:
+    if encoding_format is not None and encoding_format not in ("float", "base64"):
         raise invalid("`encoding_format` must be float or base64.", "encoding_format")
     return EmbeddingsRequest(
         body=body,

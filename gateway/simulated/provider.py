@@ -619,7 +619,7 @@ class Completion:
 def complete(chat: ChatRequest) -> Completion:
     """The answer to `chat`, resuming its final assistant message when there is one (see the module)."""
     conversation, partial_answer = split_continuation(chat.messages)
-    last = conversation[-1]
+    last = conversation[-1] if conversation else ChatMessage("", "")
     tools = chosen_tools(
         chat.tools, chat.tool_choice, last.role, last.content, parallel=chat.parallel_tool_calls
     )
