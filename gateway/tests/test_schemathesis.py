@@ -58,8 +58,9 @@ CONFIG = schemathesis.Config.from_dict(
         "output": {"sanitization": {"enabled": False}},
         # The test sends the key itself (the tenant's, then the outsider's).
         "generation": {"with-security-parameters": False, "database": "none"},
-        # Read whole streams: an answer is at most 64 token chunks, plus role, finish, usage and [DONE].
-        "max-stream-events": 100,
+        # Read whole streams: each of at most 128 choices (`n`) has a role chunk, at most 64
+        # token chunks and a finish chunk; then usage and [DONE].
+        "max-stream-events": 128 * (1 + 64 + 1) + 2,
     }
 )
 SCHEMA = schemathesis.openapi.from_path(DOCUMENT, config=CONFIG).include(path_regex=r"^/(v1/|api/v1/keys/)")
@@ -331,7 +332,7 @@ BAD_INPUT: list[tuple[str, str, dict[str, Any], int]] = [
     ("wrong types", CHAT, {"model": 1, "messages": "hi"}, 400),
     ("wrong types", CHAT, {"model": "auto", "messages": [{"role": "user", "content": 5}]}, 400),
     ("wrong types", CHAT, {"model": "auto", "messages": [{"role": "user"}], "stream": "yes"}, 400),
-    ("wrong types", EMBEDDINGS, {"model": "auto", "input": [1, 2]}, 400),
+    ("wrong types", EMBEDDINGS, {"model": "auto", "input": [1.5, 2]}, 400),
     ("wrong types", KEYS, {"name": ["a"], "scopes": "admin"}, 400),
 ]
 
