@@ -16,6 +16,8 @@ class ChatDelta:
     model: ModelSpec
     # OpenAI's `delta` without `role` and empty fields: `content`, `tool_calls`, ...
     delta: dict[str, Any]
+    index: int = 0  # the choice it belongs to (`n` > 1)
+    logprobs: dict[str, Any] | None = None  # the choice's `logprobs` for this delta
 
     @property
     def text(self) -> str:
@@ -24,7 +26,8 @@ class ChatDelta:
 
 @dataclass(frozen=True, slots=True)
 class ChatFinished:
-    finish_reason: str
+    finish_reason: str  # the first choice's
+    finish_reasons: tuple[tuple[int, str], ...] = ()  # (index, finish_reason) of every choice
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,10 +9,14 @@ Decisions, per failed attempt (at most `MAX_ATTEMPTS` per request in all):
 - on the last model, retry it after the backoff, honouring Retry-After;
 - a model whose breaker is open is skipped without using an attempt.
 
-A stream cut after its first token is continued on the next model by sending
-the partial answer back as a final assistant message, so the client gets one
-complete answer; if nothing can continue it, the stream ends with an explicit
-error event and never with `[DONE]`.
+A stream cut after its first token is continued on the next model, so the
+client gets one complete answer. A text answer of one choice is continued by
+sending the partial answer back as a final assistant message. Anything else
+(tool-call deltas, several choices) is replayed: the request is sent again as it
+was, what the client already has is checked against the new answer and held
+back, and only the rest is relayed; an answer that differs from what was sent
+cannot continue it (UNRESUMABLE). If nothing can continue a stream, it ends with
+an explicit error event and never with `[DONE]`.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from gateway.events import ChatDelta, ChatEvent, ChatFailed, ChatFinished
 from gateway.providers.client import ProviderClient, UpstreamTiming
@@ -41,7 +45,7 @@ from gateway.resilience import (
 from gateway.validation import (
     embeddings_tokens_bound,
     estimate_tokens,
-    output_tokens_limit,
+    output_tokens_bound,
     prompt_tokens_bound,
 )
 from routing.catalog import ModelSpec
@@ -60,6 +64,8 @@ class Usage:
     completion_tokens: int = 0
     cost_usd: Decimal = Decimal(0)
     estimated: bool = False
+    # The provider's prompt_tokens_details and completion_tokens_details, summed.
+    details: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def count(self, model: ModelSpec, prompt_tokens: int, completion_tokens: int) -> None:
         self.prompt_tokens += prompt_tokens
@@ -71,14 +77,26 @@ class Usage:
         if not isinstance(usage, dict):
             return False
         self.count(model, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+        self.add_details(usage)
         return True
 
-    def as_dict(self) -> dict[str, int]:
-        return {
+    def as_dict(self) -> dict[str, Any]:
+        usage: dict[str, Any] = {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.prompt_tokens + self.completion_tokens,
         }
+        return usage | self.details
+
+    def add_details(self, usage: dict[str, Any]) -> None:
+        """Sum the provider's token details (cached, reasoning, ...) across attempts."""
+        for name in ("prompt_tokens_details", "completion_tokens_details"):
+            details = usage.get(name)
+            if isinstance(details, dict):
+                into = self.details.setdefault(name, {})
+                for key, value in details.items():
+                    if isinstance(value, int) and not isinstance(value, bool):
+                        into[key] = into.get(key, 0) + value
 
 
 @dataclass
@@ -248,7 +266,7 @@ class Orchestrator:
                 )
             return data
 
-        prompt, output = prompt_tokens_bound(body), output_tokens_limit(body) or 0
+        prompt, output = prompt_tokens_bound(body), output_tokens_bound(body)
         run = self.run(plan, deadline, outcome, call, lambda model: (prompt, output))
         data = await asyncio.wait_for(run, timeout=deadline.remaining())
         assert outcome.model is not None
@@ -319,6 +337,10 @@ class ContinuedStream:
     reader_left: bool = False
     relayed_structured_deltas: bool = False
     reported_usage: bool = False
+    # What each choice has sent, and (while replaying) how much of it the new answer repeated.
+    sent: dict[int, SentChoice] = field(default_factory=dict)
+    replayed: dict[int, SentChoice] = field(default_factory=dict)
+    replaying: bool = False
     queue: asyncio.Queue[ChatEvent | None] = field(default_factory=lambda: asyncio.Queue(maxsize=64))
 
     def upstream_body(self, model: ModelSpec) -> dict[str, Any]:
@@ -328,35 +350,41 @@ class ContinuedStream:
             "stream": True,
             "stream_options": {"include_usage": True},
         }
-        if self.text:
-            body["messages"] = [*self.body["messages"], {"role": "assistant", "content": "".join(self.text)}]
+        if self.sent and not self.must_replay:
+            body["messages"] = [
+                *self.body["messages"],
+                {"role": "assistant", "content": self.sent[0].content},
+            ]
         return body
+
+    @property
+    def must_replay(self) -> bool:
+        """A partial answer that no final assistant message can carry: tool calls, several choices."""
+        return self.relayed_structured_deltas or set(self.sent) != {0}
 
     def bounds(self, model: ModelSpec) -> tuple[int, int]:
         """An attempt's prompt (the partial answer included) and output bounds."""
         body = self.upstream_body(model)
-        return prompt_tokens_bound(body), output_tokens_limit(body) or 0
+        return prompt_tokens_bound(body), output_tokens_bound(body)
 
-    async def attempt(self, model: ModelSpec) -> str:
-        """Relay one upstream stream; return its finish_reason or raise ProviderError."""
+    async def attempt(self, model: ModelSpec) -> dict[int, str]:
+        """Relay one upstream stream; return each choice's finish_reason or raise ProviderError."""
         started_with = len(self.text)
         body = self.upstream_body(model)
         self.reported_usage = False
+        self.replaying, self.replayed = bool(self.sent) and self.must_replay, {}
         try:
-            finish_reason = await self.relay(model, body)
-            if finish_reason is None:
+            finish_reasons = await self.relay(model, body)
+            if len(finish_reasons) < choices_of(self.body):
                 # A clean end without finish_reason is a cut stream, never a complete answer.
                 raise ProviderError(
                     FailureKind.STREAM_CUT, f"{model.model_id} ended its stream before finishing"
                 )
-        except ProviderError as error:
+            if self.replaying:
+                self.check_replayed_whole(model)
+        except ProviderError:
             if not self.reported_usage:
                 self.estimate_usage(model, body, started_with)
-            if self.relayed_structured_deltas:
-                # Tool-call deltas cannot be resumed on another model; say so instead.
-                raise ProviderError(
-                    FailureKind.UNRESUMABLE, f"{error}; tool-call output cannot be resumed"
-                ) from None
             raise
         except asyncio.CancelledError:
             # Cut short (the reader left, the deadline, a shutdown): the prompt was
@@ -367,7 +395,7 @@ class ContinuedStream:
             raise
         if not self.reported_usage:
             self.estimate_usage(model, body, started_with)
-        return finish_reason
+        return finish_reasons
 
     def estimate_usage(
         self, model: ModelSpec, body: dict[str, Any], started_with: int, until: int | None = None
@@ -383,40 +411,102 @@ class ContinuedStream:
         )
         self.outcome.usage.estimated = True
 
-    async def relay(self, model: ModelSpec, body: dict[str, Any]) -> str | None:
-        """Forward one upstream stream's deltas to the queue; return its finish_reason, if any."""
-        finish_reason: str | None = None
+    async def relay(self, model: ModelSpec, body: dict[str, Any]) -> dict[int, str]:
+        """Forward one upstream stream's deltas to the queue; return the finish_reason of each choice."""
+        finish_reasons: dict[int, str] = {}
         async for chunk in self.orchestrator.providers.stream_chunks(
             model, body, self.deadline, self.outcome.timing, self.outcome.tenant_id
         ):
             self.reported_usage = self.outcome.usage.add(model, chunk.get("usage")) or self.reported_usage
             for choice in chunk.get("choices") or []:
+                index = choice.get("index") if isinstance(choice.get("index"), int) else 0
                 delta = {
                     key: value
                     for key, value in (choice.get("delta") or {}).items()
                     if key != "role" and value not in (None, "")
                 }
+                logprobs = choice.get("logprobs") if isinstance(choice.get("logprobs"), dict) else None
+                if self.replaying:
+                    delta, logprobs = self.unsent(model, index, delta, logprobs)
                 if delta:
-                    await self.forward(model, delta)
-                finish_reason = choice.get("finish_reason") or finish_reason
-        return finish_reason
+                    await self.forward(model, index, delta, logprobs)
+                if choice.get("finish_reason"):
+                    finish_reasons[index] = choice["finish_reason"]
+        return finish_reasons
 
-    async def forward(self, model: ModelSpec, delta: dict[str, Any]) -> None:
+    async def forward(
+        self, model: ModelSpec, index: int, delta: dict[str, Any], logprobs: dict[str, Any] | None
+    ) -> None:
         content = delta.get("content")
+        sent = self.sent.setdefault(index, SentChoice())
         if isinstance(content, str):
             self.text.append(content)
         if set(delta) - {"content"}:
             self.relayed_structured_deltas = True
+        sent.add(delta)
         self.outcome.model = model
-        await self.queue.put(ChatDelta(model, delta))
+        await self.queue.put(ChatDelta(model, delta, index, logprobs))
+
+    def unsent(
+        self, model: ModelSpec, index: int, delta: dict[str, Any], logprobs: dict[str, Any] | None
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """The part of a replayed delta the client does not have yet; UNRESUMABLE when
+        it contradicts what the client has."""
+        sent, seen = self.sent.get(index), self.replayed.setdefault(index, SentChoice())
+        if sent is None:
+            return delta, logprobs
+        rest: dict[str, Any] = {}
+        content = delta.get("content")
+        if isinstance(content, str):
+            rest_content = seen.repeat("content", sent.content, content)
+            if rest_content is None:
+                diverged(model)
+            if rest_content:
+                rest["content"] = rest_content
+            else:
+                logprobs = None
+        calls = [self.unsent_call(model, sent, seen, call) for call in delta.get("tool_calls") or []]
+        if any(calls):
+            rest["tool_calls"] = [call for call in calls if call]
+        rest |= {key: value for key, value in delta.items() if key not in {"content", "tool_calls"}}
+        return rest, logprobs
+
+    def unsent_call(
+        self, model: ModelSpec, sent: SentChoice, seen: SentChoice, call: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        position = call.get("index", 0)
+        known = sent.calls.get(position)
+        if known is None:
+            return call
+        function = call.get("function") or {}
+        if function.get("name") not in (None, known["name"]):
+            diverged(model)
+        arguments = function.get("arguments")
+        if not isinstance(arguments, str) or not arguments:
+            return None
+        rest = seen.repeat(f"call {position}", known["arguments"], arguments)
+        if rest is None:
+            diverged(model)
+        return {"index": position, "function": {"arguments": rest}} if rest else None
+
+    def check_replayed_whole(self, model: ModelSpec) -> None:
+        """A replayed answer must repeat all the client has, not only a part of it."""
+        for index, sent in self.sent.items():
+            seen = self.replayed.get(index, SentChoice())
+            expected = {"content": len(sent.content)} | {
+                f"call {position}": len(call["arguments"]) for position, call in sent.calls.items()
+            }
+            if any(seen.lengths.get(name, 0) < length for name, length in expected.items()):
+                diverged(model)
 
     async def produce(self) -> None:
         try:
-            finish_reason = await asyncio.wait_for(
+            finish_reasons = await asyncio.wait_for(
                 self.orchestrator.run(self.plan, self.deadline, self.outcome, self.attempt, self.bounds),
                 timeout=max(0.0, self.deadline.remaining()),
             )
-            await self.queue.put(ChatFinished(finish_reason))
+            ordered = tuple(sorted(finish_reasons.items()))
+            await self.queue.put(ChatFinished(ordered[0][1], ordered))
         except ProviderError as error:
             await self.queue.put(ChatFailed(error))
         except TimeoutError:
@@ -444,3 +534,44 @@ class ContinuedStream:
                 await asyncio.wait([producer], timeout=0.05)
             with contextlib.suppress(asyncio.CancelledError):
                 await producer
+
+
+@dataclass
+class SentChoice:
+    """What one choice has sent: its content and its tool calls (by their index).
+    While replaying, `lengths` counts how much of each part the new answer repeated."""
+
+    content: str = ""
+    calls: dict[int, dict[str, str]] = field(default_factory=dict)
+    lengths: dict[str, int] = field(default_factory=dict)
+
+    def add(self, delta: dict[str, Any]) -> None:
+        if isinstance(delta.get("content"), str):
+            self.content += delta["content"]
+        for call in delta.get("tool_calls") or []:
+            function = call.get("function") or {}
+            known = self.calls.setdefault(call.get("index", 0), {"name": "", "arguments": ""})
+            known["name"] = function.get("name") or known["name"]
+            known["arguments"] += function.get("arguments") or ""
+
+    def repeat(self, part: str, sent: str, text: str) -> str | None:
+        """The end of `text` past what was `sent` of `part`, "" when all of it was
+        sent, None when it contradicts what was sent."""
+        start = self.lengths.get(part, 0)
+        overlap = sent[start : start + len(text)]
+        if not text.startswith(overlap):
+            return None
+        self.lengths[part] = start + len(text)
+        return text[len(overlap) :]
+
+
+def diverged(model: ModelSpec) -> NoReturn:
+    raise ProviderError(
+        FailureKind.UNRESUMABLE,
+        f"{model.model_id}'s answer differs from the part already streamed; it cannot continue it",
+    )
+
+
+def choices_of(body: dict[str, Any]) -> int:
+    n = body.get("n")
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1

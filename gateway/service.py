@@ -366,7 +366,9 @@ async def prepare_chat(
         if chat.model == ROUTED_MODEL
         else None,
     )
-    plan = await route_and_admit(context, route, chat.prompt_tokens_bound)
+    plan = await route_and_admit(
+        context, route, chat.prompt_tokens_bound, chat.max_output_tokens * chat.choices
+    )
     return PreparedChat(chat, plan, deadline_for(plan), stream)
 
 
@@ -406,10 +408,11 @@ async def embed(context: RequestContext, request: EmbeddingsRequest) -> dict[str
 
 
 async def route_and_admit(
-    context: RequestContext, route: RouteRequest, prompt_tokens_bound: int
+    context: RequestContext, route: RouteRequest, prompt_tokens_bound: int, output_tokens_bound: int = 0
 ) -> RoutePlan:
     """The models that may serve `route`, once its limits and budget admit it (on
-    the prompt's upper bound); later billed attempts are held by the meter's guard."""
+    the prompt's upper bound and the output of every choice); later billed
+    attempts are held by the meter's guard."""
     api_key = context.api_key
     assert api_key is not None
     catalog = await context.clients.catalog.get()
@@ -418,7 +421,7 @@ async def route_and_admit(
     context.plan = plan
     context.outcome.tenant_id = api_key.tenant_id
     context.meter = Meter(context.clients.limiter, api_key)
-    await context.meter.admit(plan, prompt_tokens_bound, route.max_output_tokens)
+    await context.meter.admit(plan, prompt_tokens_bound, max(output_tokens_bound, route.max_output_tokens))
     context.outcome.guard = context.meter.guard
     return plan
 

@@ -1,7 +1,10 @@
 """Validating /v1 request bodies into what the gateway needs, with OpenAI's errors.
 
 Fields the gateway does not interpret (temperature, tools, seed, ...) pass
-through to the provider unchanged; the ones it relies on are checked here.
+through to the provider unchanged; the ones it relies on are checked here. A
+top-level field OpenAI does not define is refused as OpenAI refuses it (400
+"Unrecognized request argument supplied: x"), so a typo is not silently lost
+(docs/compatibility.md lists the fields).
 """
 
 from __future__ import annotations
@@ -24,6 +27,21 @@ MESSAGE_FRAMING_TOKENS = 8
 # high detail) with margin; parts are bounded, never measured.
 MEDIA_PART_TOKENS = 2_000
 MEDIA_PART_TYPES = frozenset({"image_url", "input_image", "input_audio", "file"})
+MAX_CHOICES = 128
+MAX_EMBEDDING_INPUTS = 2048
+# OpenAI's chat completion request fields (docs/compatibility.md).
+CHAT_FIELDS = frozenset(
+    {
+        "model", "messages", "audio", "frequency_penalty", "function_call", "functions",
+        "logit_bias", "logprobs", "max_completion_tokens", "max_tokens", "metadata",
+        "modalities", "n", "parallel_tool_calls", "prediction", "presence_penalty",
+        "prompt_cache_key", "prompt_cache_retention", "reasoning_effort", "response_format",
+        "safety_identifier", "seed", "service_tier", "stop", "store", "stream",
+        "stream_options", "temperature", "tool_choice", "tools", "top_logprobs", "top_p",
+        "user", "verbosity", "web_search_options",
+    }
+)  # fmt: skip
+EMBEDDINGS_FIELDS = frozenset({"model", "input", "dimensions", "encoding_format", "user"})
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
@@ -34,6 +52,16 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise invalid("The request body must be a JSON object.", None, "invalid_json")
     return body
+
+
+def check_known_fields(body: dict[str, Any], known: frozenset[str]) -> None:
+    unknown = sorted(name for name in body if name not in known)
+    if unknown:
+        raise invalid(
+            f"Unrecognized request argument supplied: {', '.join(unknown)}",
+            unknown[0],
+            "unrecognized_request_argument",
+        )
 
 
 def check_no_nul(value: str, param: str) -> str:
@@ -131,10 +159,27 @@ def prompt_tokens_bound(body: dict[str, Any]) -> int:
 
 
 def embeddings_tokens_bound(body: dict[str, Any]) -> int:
-    """An upper bound on an embeddings request's tokens: the inputs' UTF-8 bytes."""
-    value = body.get("input")
-    inputs = [value] if isinstance(value, str) else value if isinstance(value, list) else []
-    return sum(len(item.encode()) + 1 for item in inputs if isinstance(item, str))
+    """An upper bound on an embeddings request's tokens: the inputs' UTF-8 bytes,
+    and a token array's length (its tokens are counted, not bounded)."""
+    return sum(
+        len(item.encode()) + 1 if isinstance(item, str) else len(item)
+        for item in embedding_inputs(body.get("input"))
+    )
+
+
+def embedding_inputs(value: Any) -> list[Any]:
+    """`input` as a list of inputs: a string or a token array is one input."""
+    if isinstance(value, str) or is_token_array(value):
+        return [value]
+    return value if isinstance(value, list) else []
+
+
+def is_token_array(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(isinstance(token, int) and not isinstance(token, bool) and token >= 0 for token in value)
+    )
 
 
 def media_parts(messages: Any) -> int:
@@ -156,6 +201,13 @@ def output_tokens_limit(body: dict[str, Any]) -> int | None:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     return None
+
+
+def output_tokens_bound(body: dict[str, Any]) -> int:
+    """What a request may produce: its output limit for each of its `n` choices."""
+    n = body.get("n")
+    choices = n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
+    return (output_tokens_limit(body) or 0) * choices
 
 
 def needs_json(body: dict[str, Any]) -> bool:
@@ -184,10 +236,11 @@ class ChatRequest:
     stream: bool
     include_usage: bool
     needs_json: bool
-    # The client's limit on output tokens; the gateway sends the plan's default when None.
+    # The client's limit on output tokens of each choice; the gateway sends the plan's default when None.
     max_output_tokens: int | None
     estimated_prompt_tokens: int
     prompt_tokens_bound: int
+    choices: int = 1  # `n`
 
     def with_output_limit(self, default: int) -> ChatRequest:
         """This request with a limit on output tokens always sent upstream, so the
@@ -203,6 +256,7 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
 
 def validate_chat(body: dict[str, Any]) -> ChatRequest:
     """A chat completion request body checked and typed (in-process callers start here)."""
+    check_known_fields(body, CHAT_FIELDS)
     model = required_string(body, "model")
     text = prompt_text(body.get("messages"))
     # Both are checked: the newer name wins, but an invalid older one is still an error.
@@ -217,7 +271,9 @@ def validate_chat(body: dict[str, Any]) -> ChatRequest:
     )
     if body.get("user") is not None and not isinstance(body["user"], str):
         raise invalid("`user` must be a string.", "user", "invalid_type")
-    optional_int(body, "n", 1, 1)
+    choices = optional_int(body, "n", 1, MAX_CHOICES) or 1
+    optional_bool(body, "logprobs")
+    optional_int(body, "top_logprobs", 0, 20)
     return ChatRequest(
         body=body,
         model=model,
@@ -227,6 +283,7 @@ def validate_chat(body: dict[str, Any]) -> ChatRequest:
         max_output_tokens=max_completion_tokens or max_tokens,
         estimated_prompt_tokens=estimate_tokens(text, len(body["messages"])),
         prompt_tokens_bound=prompt_tokens_bound(body),
+        choices=choices,
     )
 
 
@@ -244,23 +301,35 @@ def parse_embeddings_request(raw: bytes) -> EmbeddingsRequest:
 
 def validate_embeddings(body: dict[str, Any]) -> EmbeddingsRequest:
     """An embeddings request body checked and typed (in-process callers start here)."""
+    check_known_fields(body, EMBEDDINGS_FIELDS)
     model = required_string(body, "model")
     value = body.get("input")
-    inputs = [value] if isinstance(value, str) else value
-    if not isinstance(inputs, list) or not inputs or len(inputs) > 2048:
+    inputs = embedding_inputs(value)
+    if not inputs or len(inputs) > MAX_EMBEDDING_INPUTS:
         raise invalid(
-            "`input` must be a string or an array of 1 to 2048 strings.",
+            "`input` must be a string, a token array, or an array of 1 to 2048 strings or token arrays.",
             "input",
             "missing_required_parameter" if value is None else "invalid_type",
         )
     for index, item in enumerate(inputs):
+        if is_token_array(item):
+            continue
         if not isinstance(item, str) or not item:
-            raise invalid("Each input must be a non-empty string.", f"input[{index}]", "invalid_type")
+            raise invalid(
+                "Each input must be a non-empty string or an array of token ids.",
+                f"input[{index}]",
+                "invalid_type",
+            )
         check_no_nul(item, f"input[{index}]")
     optional_int(body, "dimensions", 1, 3072)
+    encoding_format = body.get("encoding_format")
+    if encoding_format is not None and encoding_format not in {"float", "base64"}:
+        raise invalid("`encoding_format` must be float or base64.", "encoding_format")
     return EmbeddingsRequest(
         body=body,
         model=model,
-        estimated_prompt_tokens=estimate_tokens(" ".join(inputs)),
+        estimated_prompt_tokens=sum(
+            len(item) if is_token_array(item) else estimate_tokens(item) for item in inputs
+        ),
         prompt_tokens_bound=embeddings_tokens_bound(body),
     )

@@ -18,6 +18,22 @@ What the gateway may rely on:
   model reads exactly like an uninterrupted one. max_tokens (or
   max_completion_tokens) below 64 cuts it to that many words, with
   finish_reason "length"; otherwise finish_reason is "stop".
+- Choices. `n` answers; choice 0 is the answer above, choice i > 0 is drawn from
+  the same conversation with i (and `seed`, when given) mixed into the generator.
+  A `stop` sequence cuts the content before it (finish_reason "stop").
+  Streamed choices interleave, one token of each in turn, each chunk with its index.
+- Tools. See gateway/simulated/tools.py for when tools are called and how their
+  arguments are made. A tool call is streamed as OpenAI streams it: a first delta
+  with index, id, type, name and empty arguments, then the arguments in fragments
+  of 8 characters; each fragment and each name is one completion token, and the
+  finish_reason is "tool_calls".
+- Logprobs. With `logprobs`, each content token has a logprob and `top_logprobs`
+  alternatives (the token first), derived from the token; streamed with it.
+- Usage details. cached_tokens is the prompt tokens of every message but the last
+  (earlier turns were seen before); `reasoning_effort` low, medium and high add 8,
+  16 and 32 reasoning tokens, counted in completion_tokens as OpenAI counts them.
+- Embeddings. `input` may be text, texts, a token array (list of ints) or token
+  arrays; a token array of k tokens counts k tokens.
 - JSON modes. With response_format json_object the content is compact JSON,
   {"answer": "<words>"}; with json_schema the words are shared among the
   schema's required string properties (all string properties when none is
@@ -61,6 +77,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import partial
+from itertools import chain, zip_longest
 from typing import Any, Protocol, TypeVar
 
 import anyio
@@ -75,6 +92,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from gateway.simulated.tools import Tool, ToolCall, ToolChoice, chosen_tools, tool_calls
+
 OWNED_BY = "aiaas-simulated"
 SIMULATED_HEADER = (b"x-simulated-provider", b"1")
 MODELS_CREATED = 1_735_689_600  # 2025-01-01: a fixed date keeps /v1/models deterministic
@@ -86,6 +105,10 @@ FAULTY_MODEL = "sim-small"
 CONNECTION_EXTENSION = "aiaas.connection"
 MESSAGE_ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 RESPONSE_FORMATS = frozenset({"text", "json_object", "json_schema"})
+TOOL_CHOICE_MODES = frozenset({"auto", "none", "required"})
+REASONING_TOKENS = {"minimal": 0, "low": 8, "medium": 16, "high": 32}
+MAX_CHOICES = 128
+MAX_TOP_LOGPROBS = 20
 VOCABULARY = (
     "amber", "anchor", "aspen", "atlas", "basil", "beacon", "birch", "breeze",
     "cedar", "cinder", "cobalt", "comet", "coral", "crystal", "delta", "ember",
@@ -248,6 +271,14 @@ class ChatRequest:
     include_usage: bool = False
     response_format: ResponseFormat = ResponseFormat()
     fault: Fault | None = None
+    tools: tuple[Tool, ...] = ()
+    tool_choice: ToolChoice = field(default_factory=ToolChoice)
+    parallel_tool_calls: bool = True
+    n: int = 1
+    top_logprobs: int | None = None  # None: no logprobs asked for
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    reasoning_tokens: int = 0
 
     context_param = "messages"
 
@@ -288,7 +319,13 @@ class EmbeddingsRequest:
 
 
 T = TypeVar("T")
-KIND_NAMES: dict[type, str] = {str: "a string", int: "an integer", bool: "a boolean", dict: "an object"}
+KIND_NAMES: dict[type, str] = {
+    str: "a string",
+    int: "an integer",
+    bool: "a boolean",
+    dict: "an object",
+    list: "an array",
+}
 
 
 def optional_field(
@@ -315,6 +352,7 @@ def required_field(body: Mapping[str, object], name: str, kind: type[T]) -> T:
 def parse_chat_request(body: Mapping[str, object]) -> ChatRequest:
     """The chat request in `body`, or RequestError naming the first bad field."""
     stream_options = optional_field(body, "stream_options", dict) or {}
+    tools = parse_tools(optional_field(body, "tools", list) or [])
     return ChatRequest(
         model=required_field(body, "model", str),
         messages=parse_messages(body.get("messages")),
@@ -325,7 +363,65 @@ def parse_chat_request(body: Mapping[str, object]) -> ChatRequest:
         ),
         response_format=parse_response_format(optional_field(body, "response_format", dict)),
         fault=parse_fault(body),
+        tools=tools,
+        tool_choice=parse_tool_choice(body.get("tool_choice"), tools),
+        parallel_tool_calls=optional_field(body, "parallel_tool_calls", bool) is not False,
+        n=bounded_int(body, "n", 1, MAX_CHOICES) or 1,
+        top_logprobs=(bounded_int(body, "top_logprobs", 0, MAX_TOP_LOGPROBS) or 0)
+        if optional_field(body, "logprobs", bool)
+        else None,
+        stop=parse_stop(body.get("stop")),
+        seed=optional_field(body, "seed", int),
+        reasoning_tokens=REASONING_TOKENS.get(optional_field(body, "reasoning_effort", str) or "", 0),
     )
+
+
+def bounded_int(body: Mapping[str, object], name: str, low: int, high: int) -> int | None:
+    value = optional_field(body, name, int)
+    if value is not None and not low <= value <= high:
+        raise invalid(name, f"'{name}' must be between {low} and {high}.")
+    return value
+
+
+def parse_tools(value: list[Any]) -> tuple[Tool, ...]:
+    tools = []
+    for index, item in enumerate(value):
+        function = item.get("function") if isinstance(item, dict) and item.get("type") == "function" else None
+        name = function.get("name") if isinstance(function, dict) else None
+        if not isinstance(name, str) or not name:
+            raise invalid(
+                f"tools[{index}]", f"'tools[{index}]' must be a function with a name.", "invalid_type"
+            )
+        parameters = function.get("parameters") if isinstance(function, dict) else None
+        tools.append(Tool(name, parameters if isinstance(parameters, dict) else {"type": "object"}))
+    return tuple(tools)
+
+
+def parse_tool_choice(value: object, tools: Sequence[Tool]) -> ToolChoice:
+    if value is None:
+        return ToolChoice()
+    if isinstance(value, str) and value in TOOL_CHOICE_MODES:
+        return ToolChoice(value)
+    function = value.get("function") if isinstance(value, dict) else None
+    name = function.get("name") if isinstance(function, dict) else None
+    if not isinstance(name, str):
+        raise invalid("tool_choice", "'tool_choice' must be auto, none, required or a named function.")
+    if name not in {tool.name for tool in tools}:
+        raise invalid(
+            "tool_choice", f"Invalid value for 'tool_choice': no function named '{name}' in 'tools'."
+        )
+    return ToolChoice("function", name)
+
+
+def parse_stop(value: object) -> tuple[str, ...]:
+    stops = [value] if isinstance(value, str) else value if value is not None else []
+    if (
+        not isinstance(stops, list)
+        or len(stops) > 4
+        or not all(isinstance(stop, str) and stop for stop in stops)
+    ):
+        raise invalid("stop", "'stop' must be a string or an array of up to 4 strings.", "invalid_type")
+    return tuple(stops)
 
 
 def parse_messages(value: object) -> tuple[ChatMessage, ...]:
@@ -342,10 +438,16 @@ def parse_message(param: str, item: object) -> ChatMessage:
     role = optional_field(item, "role", str, f"{param}.role")
     if role not in MESSAGE_ROLES:
         raise invalid(f"{param}.role", f"'{param}.role' must be one of {', '.join(sorted(MESSAGE_ROLES))}.")
-    content = optional_field(item, "content", str, f"{param}.content")
-    if content is None:
-        # Content parts and tool calls are beyond what the simulator answers.
-        raise invalid(f"{param}.content", f"'{param}.content' must be a string.", "invalid_type")
+    content = item.get("content")
+    if isinstance(content, list):
+        content = " ".join(str(part.get("text") or "") for part in content if isinstance(part, dict))
+    if content is None and role == "assistant" and item.get("tool_calls"):
+        content = ""
+    if not isinstance(content, str):
+        # Media parts are beyond what the simulator answers.
+        raise invalid(
+            f"{param}.content", f"'{param}.content' must be a string or text parts.", "invalid_type"
+        )
     return ChatMessage(role, content)
 
 
@@ -404,11 +506,31 @@ def parse_embeddings_request(body: Mapping[str, object]) -> EmbeddingsRequest:
 
 
 def parse_inputs(value: object) -> tuple[str, ...]:
-    inputs = [value] if isinstance(value, str) else value
-    if not isinstance(inputs, list) or not inputs or not all(isinstance(text, str) for text in inputs):
-        # Token arrays are beyond what the simulator embeds.
-        raise invalid("input", "'input' must be a string or a non-empty array of strings.", "invalid_type")
-    return tuple(inputs)
+    """The inputs as texts; a token array becomes its tokens as words (k tokens, k words)."""
+    inputs = [value] if isinstance(value, str) or is_token_array(value) else value
+    if not isinstance(inputs, list) or not inputs:
+        raise invalid(
+            "input", "'input' must be a string, a token array or a non-empty array of them.", "invalid_type"
+        )
+    texts = []
+    for index, item in enumerate(inputs):
+        if isinstance(item, str):
+            texts.append(item)
+        elif is_token_array(item):
+            texts.append(" ".join(str(token) for token in item))
+        else:
+            raise invalid(
+                f"input[{index}]", f"'input[{index}]' must be a string or a token array.", "invalid_type"
+            )
+    return tuple(texts)
+
+
+def is_token_array(value: object) -> bool:
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(isinstance(token, int) and not isinstance(token, bool) and token >= 0 for token in value)
+    )
 
 
 # Answers: pure functions
@@ -428,10 +550,17 @@ def count_prompt_tokens(messages: Sequence[ChatMessage]) -> int:
     return sum(count_tokens(message.content) + MESSAGE_OVERHEAD_TOKENS for message in messages)
 
 
-def answer_words(messages: Sequence[ChatMessage], count: int = ANSWER_WORDS) -> list[str]:
-    """The first `count` words of the answer to `messages`, whatever the model."""
-    generator = seeded_random(orjson.dumps([[message.role, message.content] for message in messages]))
+def answer_words(
+    messages: Sequence[ChatMessage], count: int = ANSWER_WORDS, variant: bytes = b""
+) -> list[str]:
+    """The first `count` words of the answer to `messages`, whatever the model
+    (`variant`: another choice, or a seed)."""
+    generator = seeded_random(conversation_seed(messages) + variant)
     return [generator.choice(VOCABULARY) for _ in range(count)]
+
+
+def conversation_seed(messages: Sequence[ChatMessage]) -> bytes:
+    return orjson.dumps([[message.role, message.content] for message in messages])
 
 
 def render(words: Sequence[str], response_format: ResponseFormat) -> str:
@@ -460,10 +589,10 @@ def string_properties(schema: Mapping[str, Any]) -> list[str]:
 
 
 @dataclass(frozen=True)
-class Completion:
+class Choice:
     deltas: tuple[str, ...]  # the content as streamed, one token each: "".join(deltas) is the content
     finish_reason: str
-    prompt_tokens: int
+    tool_calls: tuple[ToolCall, ...] = ()
 
     @property
     def content(self) -> str:
@@ -471,19 +600,58 @@ class Completion:
 
     @property
     def completion_tokens(self) -> int:
-        return len(self.deltas)
+        return len(self.deltas) + sum(len(call.fragments) + 1 for call in self.tool_calls)
+
+
+@dataclass(frozen=True)
+class Completion:
+    choices: tuple[Choice, ...]
+    prompt_tokens: int
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    top_logprobs: int | None = None  # None: no logprobs asked for
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(choice.completion_tokens for choice in self.choices) + self.reasoning_tokens
 
 
 def complete(chat: ChatRequest) -> Completion:
     """The answer to `chat`, resuming its final assistant message when there is one (see the module)."""
-    budget = min(chat.max_tokens or ANSWER_WORDS, ANSWER_WORDS)
     conversation, partial_answer = split_continuation(chat.messages)
-    content = render(answer_words(conversation, budget), chat.response_format)
+    last = conversation[-1]
+    tools = chosen_tools(
+        chat.tools, chat.tool_choice, last.role, last.content, parallel=chat.parallel_tool_calls
+    )
+    choices = tuple(
+        answer_choice(chat, conversation, partial_answer, tools, index) for index in range(chat.n)
+    )
+    cached = count_prompt_tokens(chat.messages[:-1])
+    return Completion(
+        choices, count_prompt_tokens(chat.messages), cached, chat.reasoning_tokens, chat.top_logprobs
+    )
+
+
+def answer_choice(
+    chat: ChatRequest,
+    conversation: Sequence[ChatMessage],
+    partial_answer: str,
+    tools: Sequence[Tool],
+    index: int,
+) -> Choice:
+    variant = b"" if index == 0 and chat.seed is None else orjson.dumps([index, chat.seed])
+    if tools:
+        return Choice(
+            (), "tool_calls", tool_calls(tools, conversation_seed(conversation) + variant, VOCABULARY)
+        )
+    budget = min(chat.max_tokens or ANSWER_WORDS, ANSWER_WORDS)
+    content = render(answer_words(conversation, budget, variant), chat.response_format)
+    cut = min((at for at in (content.find(stop) for stop in chat.stop) if at >= 0), default=-1)
+    content = content[:cut].rstrip(" ") if cut >= 0 else content
     pieces = content.split(" ")[count_tokens(partial_answer) :] if content else []
     lead = " " if partial_answer and not partial_answer[-1].isspace() else ""
-    deltas = tuple((lead if index == 0 else " ") + piece for index, piece in enumerate(pieces))
-    finish_reason = "length" if budget < ANSWER_WORDS else "stop"
-    return Completion(deltas, finish_reason, count_prompt_tokens(chat.messages))
+    deltas = tuple((lead if number == 0 else " ") + piece for number, piece in enumerate(pieces))
+    return Choice(deltas, "length" if budget < ANSWER_WORDS and cut < 0 else "stop")
 
 
 def split_continuation(messages: Sequence[ChatMessage]) -> tuple[Sequence[ChatMessage], str]:
@@ -524,28 +692,74 @@ class AnswerIdentity:
         return {"id": self.completion_id, "object": kind, "created": self.created, "model": self.model}
 
 
-def usage_body(completion: Completion) -> dict[str, int]:
+def usage_body(completion: Completion) -> dict[str, object]:
     total = completion.prompt_tokens + completion.completion_tokens
     return {
         "prompt_tokens": completion.prompt_tokens,
         "completion_tokens": completion.completion_tokens,
         "total_tokens": total,
+        "prompt_tokens_details": {"cached_tokens": completion.cached_tokens},
+        "completion_tokens_details": {"reasoning_tokens": completion.reasoning_tokens},
     }
 
 
 def completion_body(completion: Completion, identity: AnswerIdentity) -> dict[str, object]:
-    message = {"role": "assistant", "content": completion.content}
     return {
         **identity.fields("chat.completion"),
-        "choices": [{"index": 0, "message": message, "finish_reason": completion.finish_reason}],
+        "choices": [
+            choice_body(choice, index, completion.top_logprobs)
+            for index, choice in enumerate(completion.choices)
+        ],
         "usage": usage_body(completion),
     }
 
 
+def choice_body(choice: Choice, index: int, top_logprobs: int | None) -> dict[str, object]:
+    message: dict[str, object] = {"role": "assistant", "content": choice.content or None, "refusal": None}
+    if choice.tool_calls:
+        message["tool_calls"] = [tool_call_body(call) for call in choice.tool_calls]
+    else:
+        message["content"] = choice.content
+    logprobs = None
+    if top_logprobs is not None:
+        logprobs = {"content": [logprob(delta, top_logprobs) for delta in choice.deltas], "refusal": None}
+    return {"index": index, "message": message, "logprobs": logprobs, "finish_reason": choice.finish_reason}
+
+
+def tool_call_body(call: ToolCall) -> dict[str, object]:
+    return {
+        "id": call.call_id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": call.arguments},
+    }
+
+
+def logprob(token: str, top: int) -> dict[str, object]:
+    """A token's logprob and `top` alternatives (the token first, then lower ones), derived from it."""
+    generator = seeded_random(token.encode())
+    value = -round(generator.random() * 2, 4)
+    others = [word for word in generator.sample(VOCABULARY, top + 1) if word != token.strip()]
+    alternatives = [token, *(" " + word for word in others)][:top]
+    return {
+        "token": token,
+        "logprob": value,
+        "bytes": list(token.encode()),
+        "top_logprobs": [
+            {"token": item, "logprob": round(value - rank, 4), "bytes": list(item.encode())}
+            for rank, item in enumerate(alternatives)
+        ],
+    }
+
+
 def chunk_event(
-    identity: AnswerIdentity, delta: Mapping[str, str], finish_reason: str | None = None
+    identity: AnswerIdentity,
+    delta: Mapping[str, object],
+    finish_reason: str | None = None,
+    *,
+    index: int = 0,
+    logprobs: Mapping[str, object] | None = None,
 ) -> bytes:
-    choice = {"index": 0, "delta": delta, "finish_reason": finish_reason}
+    choice = {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}
     return sse_event({**identity.fields("chat.completion.chunk"), "choices": [choice]})
 
 
@@ -565,15 +779,48 @@ class StreamEvents:
 
 
 def stream_events(completion: Completion, identity: AnswerIdentity, *, include_usage: bool) -> StreamEvents:
-    closing = [chunk_event(identity, {}, completion.finish_reason)]
+    choices = list(enumerate(completion.choices))
+    closing = [chunk_event(identity, {}, choice.finish_reason, index=index) for index, choice in choices]
     if include_usage:
         usage = usage_body(completion)
         closing.append(sse_event({**identity.fields("chat.completion.chunk"), "choices": [], "usage": usage}))
+    per_choice = [
+        choice_events(identity, index, choice, completion.top_logprobs) for index, choice in choices
+    ]
     return StreamEvents(
-        opening=chunk_event(identity, {"role": "assistant", "content": ""}),
-        tokens=tuple(chunk_event(identity, {"content": delta}) for delta in completion.deltas),
+        opening=b"".join(
+            chunk_event(
+                identity, {"role": "assistant", "content": None if choice.tool_calls else ""}, index=index
+            )
+            for index, choice in choices
+        ),
+        tokens=tuple(event for event in chain.from_iterable(zip_longest(*per_choice)) if event is not None),
         closing=tuple(closing),
     )
+
+
+def choice_events(
+    identity: AnswerIdentity, index: int, choice: Choice, top_logprobs: int | None
+) -> list[bytes]:
+    """One choice's token chunks: its content, or its tool calls as OpenAI streams them."""
+    events = []
+    for delta in choice.deltas:
+        logprobs = (
+            None if top_logprobs is None else {"content": [logprob(delta, top_logprobs)], "refusal": None}
+        )
+        events.append(chunk_event(identity, {"content": delta}, index=index, logprobs=logprobs))
+    for position, call in enumerate(choice.tool_calls):
+        opening = {
+            "index": position,
+            "id": call.call_id,
+            "type": "function",
+            "function": {"name": call.name, "arguments": ""},
+        }
+        events.append(chunk_event(identity, {"tool_calls": [opening]}, index=index))
+        for fragment in call.fragments:
+            piece = {"index": position, "function": {"arguments": fragment}}
+            events.append(chunk_event(identity, {"tool_calls": [piece]}, index=index))
+    return events
 
 
 def embeddings_body(request: EmbeddingsRequest) -> dict[str, object]:
@@ -847,7 +1094,11 @@ def answer_chat(
 ) -> Response:
     completion = complete(chat)
     if fault is Fault.INVALID_JSON and chat.response_format.type != "text":
-        completion = replace(completion, deltas=completion.deltas[:-1], finish_reason="length")
+        choices = tuple(
+            replace(choice, deltas=choice.deltas[:-1], finish_reason="length")
+            for choice in completion.choices
+        )
+        completion = replace(completion, choices=choices)
     identity = AnswerIdentity.new(chat.model)
     pace = Pace.of(model, config)
     if chat.stream:

@@ -4,6 +4,11 @@
 Every response carries x-request-id, x-aiaas-overhead-ms (time in the gateway
 minus time waiting on providers), x-aiaas-model and x-aiaas-tier (what
 actually served it) and x-aiaas-route-reason. Every error is OpenAI-shaped.
+
+Edge policy (docs/compatibility.md): a request carrying more than one
+Authorization header is refused with 401, as /api refuses it; a body must be
+sent as JSON: Content-Type absent, application/json (or any +json type) or
+text/plain, else 415.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ from tenants.models import ApiKey, ApiKeyScope
 
 # OpenAI's `created` for a model; the registry does not track release dates.
 MODEL_CREATED = 1_700_000_000
+# Content types a JSON body may be labelled with; curl and some clients send text/plain.
+JSON_CONTENT_TYPES = frozenset({"", "application/json", "text/plain"})
 
 
 async def shutdown() -> None:
@@ -64,6 +71,13 @@ def error_response(error: GatewayError, context: RequestContext) -> Response:
 
 async def authorized(request: Request, context: RequestContext, scope: str) -> ApiKey:
     """The request's API key, with `scope`, recorded on its context."""
+    if len(request.headers.getlist("authorization")) > 1:
+        raise GatewayError(
+            401,
+            "Send one Authorization header, not several.",
+            "invalid_request_error",
+            "invalid_api_key",
+        )
     header = request.headers.get("authorization", "")
     context.api_key = await authenticate(server_clients.keys, header, scope)
     return context.api_key
@@ -71,8 +85,9 @@ async def authorized(request: Request, context: RequestContext, scope: str) -> A
 
 async def read_body(request: Request) -> bytes:
     """The body, refused with 413 past MAX_REQUEST_BYTES (from Content-Length, or as
-    it streams: it is never spooled) and with 408 when it is not complete within
-    REQUEST_BODY_TIMEOUT_SECONDS."""
+    it streams: it is never spooled), with 408 when it is not complete within
+    REQUEST_BODY_TIMEOUT_SECONDS, and with 415 when it is not labelled JSON."""
+    check_content_type(request.headers.get("content-type", ""))
     limit = settings.MAX_REQUEST_BYTES
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
@@ -94,6 +109,17 @@ async def read_body(request: Request) -> bytes:
             closes_connection=True,
         ) from None
     return bytes(body)
+
+
+def check_content_type(header: str) -> None:
+    media_type = header.partition(";")[0].strip().lower()
+    if media_type not in JSON_CONTENT_TYPES and not media_type.endswith("+json"):
+        raise GatewayError(
+            415,
+            f"Unsupported Content-Type {media_type!r}: send the body as JSON (application/json).",
+            "invalid_request_error",
+            "unsupported_media_type",
+        )
 
 
 def too_large(limit: int) -> GatewayError:
@@ -207,17 +233,38 @@ FEEDBACK_RATINGS = ("good", "bad")
 async def list_models(request: Request, context: RequestContext) -> Response:
     api_key = await authorized(request, context, ApiKeyScope.INFERENCE)
     catalog = await server_clients.catalog.get()
-    data = [
-        {
-            "id": ROUTED_MODEL,
-            "object": "model",
-            "created": MODEL_CREATED,
-            "owned_by": "aiaas",
-            "aiaas": {"routed": True},
-        }
-    ]
+    data = [ROUTED_MODEL_OBJECT]
     data += [model_object(model) for model in catalog.by_cost if api_key.allows_model(model.model_id)]
     return json_response({"object": "list", "data": data}, context)
+
+
+@endpoint
+async def retrieve_model(request: Request, context: RequestContext) -> Response:
+    """One model of GET /v1/models; 404 in OpenAI's shape for a model unknown or not allowed to the key."""
+    api_key = await authorized(request, context, ApiKeyScope.INFERENCE)
+    model_id = request.path_params["model_id"]
+    if model_id == ROUTED_MODEL:
+        return json_response(ROUTED_MODEL_OBJECT, context)
+    catalog = await server_clients.catalog.get()
+    for model in catalog.by_cost:
+        if model.model_id == model_id and api_key.allows_model(model_id):
+            return json_response(model_object(model), context)
+    raise GatewayError(
+        404,
+        f"The model '{model_id}' does not exist or you do not have access to it.",
+        "invalid_request_error",
+        "model_not_found",
+        "model",
+    )
+
+
+ROUTED_MODEL_OBJECT = {
+    "id": ROUTED_MODEL,
+    "object": "model",
+    "created": MODEL_CREATED,
+    "owned_by": "aiaas",
+    "aiaas": {"routed": True},
+}
 
 
 def model_object(model: ModelSpec) -> dict[str, Any]:
@@ -296,15 +343,24 @@ class ChatStreamResponse(Response):
         self.chunk_id = f"chatcmpl-{context.request_id}"
         self.transcript: list[str] = []
         self.created = int(time.time())
+        self.started_choices: set[int] = set()  # choices whose first chunk (with the role) was sent
 
-    def chunk(self, model: ModelSpec, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+    def chunk(
+        self,
+        model: ModelSpec,
+        delta: dict[str, Any],
+        finish_reason: str | None = None,
+        index: int = 0,
+        logprobs: dict[str, Any] | None = None,
+    ) -> bytes:
+        choice = {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}
         return sse(
             {
                 "id": self.chunk_id,
                 "object": "chat.completion.chunk",
                 "created": self.created,
                 "model": model.model_id,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+                "choices": [choice],
             }
         )
 
@@ -331,9 +387,7 @@ class ChatStreamResponse(Response):
                     "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
                 }
             )
-            self.keep(first)
-            first_chunk = self.chunk(first.model, {"role": "assistant", **first.delta})
-            await send({"type": "http.response.body", "body": first_chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": self.encode(first), "more_body": True})
             async with anyio.create_task_group() as group:
                 group.start_soon(cancel_on_disconnect, receive, group.cancel_scope)
                 await self.relay(send)
@@ -345,8 +399,8 @@ class ChatStreamResponse(Response):
             await self.context.settle()
 
     def keep(self, event: ChatDelta) -> None:
-        """The answer's text, for tenants that log it."""
-        if self.context.logs_requests:
+        """The answer's text (its first choice), for tenants that log it."""
+        if self.context.logs_requests and event.index == 0:
             self.transcript.append(event.text)
 
     async def relay(self, send: Send) -> None:
@@ -364,14 +418,19 @@ class ChatStreamResponse(Response):
         had started: its status stays 200)."""
         if isinstance(event, ChatDelta):
             self.keep(event)
-            return self.chunk(event.model, event.delta)
+            delta = event.delta
+            if event.index not in self.started_choices:
+                self.started_choices.add(event.index)
+                delta = {"role": "assistant", **delta}
+            return self.chunk(event.model, delta, None, event.index, event.logprobs)
         if isinstance(event, ChatFailed):
             error = from_provider_error(event.error)
             self.context.status, self.context.error_type = 200, error.error_type
             return sse(error.body())
         model = self.context.outcome.model
         assert model is not None
-        body = self.chunk(model, {}, event.finish_reason)
+        finishes = event.finish_reasons or ((0, event.finish_reason),)
+        body = b"".join(self.chunk(model, {}, reason, index) for index, reason in finishes)
         if self.include_usage:
             body += sse(
                 {
@@ -399,6 +458,7 @@ def create_app() -> Starlette:
     return Starlette(
         routes=[
             Route("/v1/models", list_models, methods=["GET"]),
+            Route("/v1/models/{model_id:path}", retrieve_model, methods=["GET"]),
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
             Route("/v1/embeddings", embeddings, methods=["POST"]),
             Route("/v1/messages", anthropic.messages, methods=["POST"]),
