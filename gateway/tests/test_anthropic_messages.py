@@ -5,7 +5,7 @@ from __future__ import annotations
 import anthropic
 import httpx
 import pytest
-from anthropic.types import MessageParam
+from anthropic.types import MessageParam, MetadataParam
 
 from billing.models import UsageEvent
 from gateway.simulated.provider import ChatMessage, answer_words
@@ -118,7 +118,8 @@ def test_a_system_prompt_and_earlier_turns_reach_the_model(
     expected = " ".join(answer_words(conversation))
     assert as_string.content[0].text == expected  # type: ignore[union-attr]
     assert as_blocks.content[0].text == expected  # type: ignore[union-attr]
-    assert as_string.usage.input_tokens == 1 + 2 + 1 + 4 + 3 * 4
+    usage = as_string.usage
+    assert usage.input_tokens + (usage.cache_read_input_tokens or 0) == 1 + 2 + 1 + 4 + 3 * 4
 
 
 def test_an_unknown_model_is_a_not_found_error(
@@ -301,7 +302,7 @@ def test_a_stream_nobody_can_finish_ends_with_an_error_event(
         )
     )
     client = sdk(platform_url, issued.secret)
-    metadata = {"user_id": "fault:stream_cut"}
+    metadata: MetadataParam = {"user_id": "fault:stream_cut"}
 
     text: list[str] = []
     with (

@@ -44,8 +44,10 @@ async def authorized(request: Request, context: RequestContext) -> ApiKey:
     """The request's key, from `x-api-key` or `Authorization: Bearer` (the same key
     if both are sent), with the inference scope."""
     keys = request.headers.getlist("x-api-key")
-    authorization = request.headers.get("authorization", "")
-    if len(keys) > 1 or (keys and authorization and authorization != f"Bearer {keys[0]}"):
+    authorizations = request.headers.getlist("authorization")
+    authorization = authorizations[0] if authorizations else ""
+    several = len(keys) > 1 or len(authorizations) > 1
+    if several or (keys and authorization and authorization != f"Bearer {keys[0]}"):
         raise GatewayError(
             401, "Send one API key, as x-api-key or as Authorization: Bearer.", "authentication_error"
         )
