@@ -138,9 +138,12 @@ Handler = Callable[[Request, RequestContext], Awaitable[Response]]
 Work = Callable[[RequestContext, bytes], Awaitable[Response]]
 
 
-def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+def endpoint(
+    handler: Handler, render: Callable[[GatewayError, RequestContext], Response] = error_response
+) -> Callable[[Request], Awaitable[Response]]:
     """Run `handler` in its request's lifecycle (gateway/service.py): every
-    failure is an OpenAI-shaped error response, and the request is settled."""
+    failure is an error response (OpenAI-shaped unless `render` says), and the
+    request is settled."""
 
     async def respond(request: Request) -> Response:
         context = RequestContext.new(request.headers.get("x-request-id", ""))
@@ -155,7 +158,7 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         except GatewayError as error:
             if error.error_type == "client_disconnected":
                 return Response(status_code=499)
-            return error_response(error, context)
+            return render(error, context)
 
     return respond
 
@@ -297,6 +300,7 @@ async def stream_tokens(request: Request, context: RequestContext) -> Response:
 ALLOWED_METHODS = {
     "/v1/models": "GET",
     "/v1/chat/completions": "POST",
+    "/v1/messages": "POST",
     "/v1/embeddings": "POST",
     "/v1/feedback": "POST",
     "/v1/stream-tokens": "POST",
@@ -451,12 +455,15 @@ async def cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> No
 
 
 def create_app() -> Starlette:
+    from gateway.transports import anthropic  # it builds on this module's helpers
+
     return Starlette(
         routes=[
             Route("/v1/models", list_models, methods=["GET"]),
             Route("/v1/models/{model_id:path}", retrieve_model, methods=["GET"]),
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
             Route("/v1/embeddings", embeddings, methods=["POST"]),
+            Route("/v1/messages", anthropic.messages, methods=["POST"]),
             Route("/v1/feedback", feedback, methods=["POST"]),
             Route("/v1/stream-tokens", stream_tokens, methods=["POST"]),
             Route(

@@ -1,0 +1,160 @@
+"""`POST /v1/messages`: Anthropic's Messages API as a transport over the chat
+service, so the stock `anthropic` SDK, pointed at the gateway, is routed,
+limited, billed and logged like a chat completion (docs/anthropic.md).
+
+The key comes as `x-api-key` or `Authorization: Bearer`; `anthropic-version`
+may be absent (answered as 2023-06-01) or any dated version from 2023-06-01 on,
+all answered in that one wire format. Errors are Anthropic-shaped and carry
+the usual gateway headers plus `request-id`, where the SDK looks for it.
+"""
+
+from __future__ import annotations
+
+import re
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from gateway import anthropic_mapping as mapping
+from gateway import service
+from gateway.auth import authenticate
+from gateway.errors import NO_OUTPUT, GatewayError, client_disconnected, from_provider_error, invalid
+from gateway.events import ChatDelta, ChatFailed
+from gateway.service import RequestContext, server_clients
+from gateway.transports.http import cancel_on_disconnect, endpoint, json_response, once, read_body
+from gateway.validation import parse_json_object, validate_chat
+from tenants.models import ApiKey, ApiKeyScope
+
+VERSION = re.compile(r"\d{4}-\d{2}-\d{2}")
+OLDEST_VERSION = "2023-06-01"
+
+
+def headers(context: RequestContext) -> dict[str, str]:
+    return {"request-id": context.request_id}
+
+
+def error_response(error: GatewayError, context: RequestContext) -> Response:
+    body = mapping.error_body(error, context.request_id)
+    return json_response(body, context, error.status, {**error.headers(), **headers(context)})
+
+
+async def authorized(request: Request, context: RequestContext) -> ApiKey:
+    """The request's key, from `x-api-key` or `Authorization: Bearer` (the same key
+    if both are sent), with the inference scope."""
+    keys = request.headers.getlist("x-api-key")
+    authorizations = request.headers.getlist("authorization")
+    authorization = authorizations[0] if authorizations else ""
+    several = len(keys) > 1 or len(authorizations) > 1
+    if several or (keys and authorization and authorization != f"Bearer {keys[0]}"):
+        raise GatewayError(
+            401, "Send one API key, as x-api-key or as Authorization: Bearer.", "authentication_error"
+        )
+    if not keys and not authorization:
+        raise GatewayError(401, "x-api-key header is required.", "authentication_error", "missing_api_key")
+    header = authorization or f"Bearer {keys[0]}"
+    context.api_key = await authenticate(server_clients.keys, header, ApiKeyScope.INFERENCE)
+    return context.api_key
+
+
+def check_version(request: Request) -> None:
+    version = request.headers.get("anthropic-version")
+    if version is not None and (not VERSION.fullmatch(version) or version < OLDEST_VERSION):
+        raise invalid(
+            f"anthropic-version: {version!r} is not supported; send {OLDEST_VERSION} or later.",
+            "anthropic-version",
+        )
+
+
+async def create_message(request: Request, context: RequestContext) -> Response:
+    api_key = await authorized(request, context)
+    check_version(request)
+    return await once(request, context, api_key, await read_body(request), serve_message)
+
+
+async def serve_message(context: RequestContext, body: bytes) -> Response:
+    chat = validate_chat(mapping.to_chat_body(parse_json_object(body)))
+    prepared = await service.prepare_chat(context, chat)
+    if prepared.streamed:
+        return MessageStreamResponse(context, prepared)
+    result = await service.complete_chat(context, prepared)
+    message = mapping.message_from_completion(
+        result.data, mapping.message_id(context.request_id), result.model.model_id
+    )
+    return json_response(message, context, headers=headers(context))
+
+
+messages = endpoint(create_message, error_response)
+
+
+class MessageStreamResponse(Response):
+    """A streamed Message: Anthropic's events for one chat stream.
+
+    As for chat completions, the response head waits for the first delta, so a
+    failure before any output is an ordinary error response with its status;
+    after it, a failure is an `error` event that ends the stream.
+    """
+
+    def __init__(self, context: RequestContext, prepared: service.PreparedChat) -> None:
+        super().__init__()
+        self.context = context
+        self.prompt_tokens = prepared.request.estimated_prompt_tokens
+        self.events = service.stream_chat(context, prepared)
+        self.encoder = mapping.MessageEvents(mapping.message_id(context.request_id))
+        self.transcript: list[str] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.context.fail(client_disconnected())  # until it ends otherwise
+        try:
+            first = await anext(self.events, None)
+            if not isinstance(first, ChatDelta):
+                error = from_provider_error(first.error if isinstance(first, ChatFailed) else NO_OUTPUT)
+                self.context.fail(error, answered=True)
+                await error_response(error, self.context)(scope, receive, send)
+                return
+            self.context.mark_first_token()
+            await send({"type": "http.response.start", "status": 200, "headers": self.head()})
+            opening = self.encoder.start(first.model.model_id, self.prompt_tokens) + self.encode(first)
+            await send({"type": "http.response.body", "body": opening, "more_body": True})
+            async with anyio.create_task_group() as group:
+                group.start_soon(cancel_on_disconnect, receive, group.cancel_scope)
+                await self.relay(send)
+                group.cancel_scope.cancel()
+        finally:
+            await self.events.aclose()  # type: ignore[attr-defined]
+            if self.transcript:
+                self.context.response_text = self.context.response_text or "".join(self.transcript)
+            await self.context.settle()
+
+    def head(self) -> list[tuple[bytes, bytes]]:
+        fields = {
+            **self.context.headers(),
+            **headers(self.context),
+            "content-type": "text/event-stream",
+            "cache-control": "no-cache",
+            "x-accel-buffering": "no",
+        }
+        return [(name.encode(), value.encode()) for name, value in fields.items()]
+
+    def encode(self, delta: ChatDelta) -> bytes:
+        if self.context.logs_requests:
+            self.transcript.append(delta.text)
+        return self.encoder.delta(delta.delta)
+
+    async def relay(self, send: Send) -> None:
+        async for event in self.events:
+            if isinstance(event, ChatDelta):
+                await send({"type": "http.response.body", "body": self.encode(event), "more_body": True})
+                continue
+            if isinstance(event, ChatFailed):
+                error = from_provider_error(event.error)
+                self.context.status, self.context.error_type = 200, error.error_type
+                body = mapping.error_event(error, self.context.request_id)
+                await send({"type": "http.response.body", "body": body, "more_body": False})
+                return
+            usage = self.context.outcome.usage.as_dict()
+            body = self.encoder.finish(event.finish_reason, usage)
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+        self.context.succeed()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
