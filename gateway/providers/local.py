@@ -32,7 +32,6 @@ from routing.catalog import ModelSpec
 WORDLLAMA_L2_SUPERCAT = "wordllama-l2-supercat-256"
 # Trained as nested (Matryoshka) embeddings: each of these prefixes is an embedding too.
 WORDLLAMA_DIMENSIONS = (64, 128, 256)
-ENCODING_FORMATS = ("float", "base64")
 # Padded tokens per batch, counted by an upper bound (an input's UTF-8 bytes + 1): at
 # most 64 MB of float32 vectors gathered at 256 dimensions, twice that while pooled.
 BATCH_TOKENS = 65_536
@@ -143,9 +142,8 @@ def parse_request(model: ModelSpec, body: dict[str, Any]) -> LocalEmbeddingsRequ
         raise ProviderError(
             FailureKind.CLIENT_ERROR, f"`dimensions` must be one of {choices} for {model.model_id}.", 400
         )
+    # float or base64: gateway/validation.py refused any other.
     encoding_format = body.get("encoding_format") or "float"
-    if encoding_format not in ENCODING_FORMATS:
-        raise ProviderError(FailureKind.CLIENT_ERROR, "`encoding_format` must be float or base64.", 400)
     value = body["input"]
     inputs = [value] if isinstance(value, str) else list(value)
     return LocalEmbeddingsRequest(inputs, dimensions, encoding_format)
