@@ -1,0 +1,154 @@
+"""/v1/vector_stores through the stock `openai` SDK: stores, their files and search."""
+
+from __future__ import annotations
+
+import httpx
+import openai
+import pytest
+
+from testing.tenants import TenantFixture
+
+
+def test_a_vector_store_is_created_listed_updated_and_deleted(
+    owner: openai.OpenAI, simulated_embeddings: str
+) -> None:
+    created = owner.vector_stores.create(
+        name="handbook",
+        metadata={"team": "support"},
+        chunking_strategy={
+            "type": "static",
+            "static": {"max_chunk_size_tokens": 300, "chunk_overlap_tokens": 50},
+        },
+    )
+
+    assert created.id.startswith("vs_")
+    assert (created.object, created.name, created.status, created.usage_bytes) == (
+        "vector_store",
+        "handbook",
+        "completed",
+        0,
+    )
+    assert created.metadata == {"team": "support"}
+    assert created.file_counts.model_dump() == {
+        "in_progress": 0,
+        "completed": 0,
+        "failed": 0,
+        "cancelled": 0,
+        "total": 0,
+    }
+    assert created.id in [store.id for store in owner.vector_stores.list(limit=100)]
+    updated = owner.vector_stores.update(created.id, name="handbook v2", metadata={"team": "sales"})
+    assert (updated.name, updated.metadata) == ("handbook v2", {"team": "sales"})
+    assert owner.vector_stores.retrieve(created.id).name == "handbook v2"
+
+    deleted = owner.vector_stores.delete(created.id)
+
+    assert (deleted.id, deleted.object, deleted.deleted) == (created.id, "vector_store.deleted", True)
+    with pytest.raises(openai.NotFoundError):
+        owner.vector_stores.retrieve(created.id)
+
+
+def test_a_files_chunking_must_be_its_vector_stores(
+    owner: openai.OpenAI, uploaded: str, simulated_embeddings: str
+) -> None:
+    store = owner.vector_stores.create(name="chunked")
+
+    with pytest.raises(openai.BadRequestError) as refused:
+        owner.vector_stores.files.create(
+            store.id,
+            file_id=uploaded,
+            chunking_strategy={
+                "type": "static",
+                "static": {"max_chunk_size_tokens": 120, "chunk_overlap_tokens": 10},
+            },
+        )
+
+    assert refused.value.body["param"] == "chunking_strategy"  # type: ignore[index]
+    attached = owner.vector_stores.files.create(store.id, file_id=uploaded, attributes={"lang": "en"})
+    assert (attached.id, attached.object, attached.vector_store_id) == (
+        uploaded,
+        "vector_store.file",
+        store.id,
+    )
+    assert attached.status == "in_progress"
+    assert attached.attributes == {"lang": "en"}
+    assert attached.chunking_strategy is not None
+    assert attached.chunking_strategy.model_dump() == {
+        "type": "static",
+        "static": {"max_chunk_size_tokens": 400, "chunk_overlap_tokens": 60},
+    }
+    assert [file.id for file in owner.vector_stores.files.list(store.id)] == [uploaded]
+    owner.vector_stores.delete(store.id)
+
+
+BAD_STORES = [
+    ({"name": 5}, "name"),
+    ({"metadata": {"k": 1}}, "metadata.k"),
+    ({"file_ids": ["file-unknown"]}, "file_ids[0]"),
+    ({"expires_after": {"anchor": "last_active_at", "days": 1}}, "expires_after"),
+    (
+        {
+            "chunking_strategy": {
+                "type": "static",
+                "static": {"max_chunk_size_tokens": 50, "chunk_overlap_tokens": 0},
+            }
+        },
+        "max_chunk_size_tokens",
+    ),
+    (
+        {
+            "chunking_strategy": {
+                "type": "static",
+                "static": {"max_chunk_size_tokens": 200, "chunk_overlap_tokens": 150},
+            }
+        },
+        "chunk_overlap_tokens",
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "param"), BAD_STORES, ids=[param for _, param in BAD_STORES])
+def test_bad_vector_stores_are_refused_in_openais_shape(
+    platform_url: str, serving_tenant: TenantFixture, body: dict[str, object], param: str
+) -> None:
+    response = httpx.post(
+        f"{platform_url}/v1/vector_stores",
+        json=body,
+        headers={"Authorization": f"Bearer {serving_tenant.admin_key}"},
+        timeout=10,
+    )
+
+    assert response.status_code == 400, response.text
+    assert set(response.json()) == {"error"}
+    assert response.json()["error"]["param"] == param
+    assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+BAD_FILTERS = [
+    ({"type": "gt", "key": "year", "value": 2020}, "filters.type"),
+    (
+        {
+            "type": "or",
+            "filters": [{"type": "eq", "key": "a", "value": "x"}, {"type": "eq", "key": "b", "value": "y"}],
+        },
+        "filters",
+    ),
+    ({"type": "eq", "key": "a"}, "filters"),
+    ("lang = en", "filters"),
+]
+
+
+@pytest.mark.parametrize(
+    ("filters", "param"), BAD_FILTERS, ids=["gt", "or across keys", "no value", "a string"]
+)
+def test_a_filter_that_does_not_fit_is_a_400(
+    owner: openai.OpenAI, simulated_embeddings: str, filters: object, param: str
+) -> None:
+    store = owner.vector_stores.create(name="filtered")
+
+    with pytest.raises(openai.BadRequestError) as refused:
+        owner.vector_stores.search(store.id, query="anything", filters=filters)  # type: ignore[arg-type]
+
+    assert refused.value.body["param"] == param  # type: ignore[index]
+    assert refused.value.body["code"] == "unsupported_filter"  # type: ignore[index]
+    owner.vector_stores.delete(store.id)
