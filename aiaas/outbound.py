@@ -11,10 +11,12 @@ manifest `allowed_hosts`) are exempt.
 
 from __future__ import annotations
 
+import codecs
 import ipaddress
 import json
 import socket
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -102,6 +104,37 @@ def check_url(url: str, allowed: frozenset[str]) -> yarl.URL:
     return parsed
 
 
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    encoding: str
+
+
+async def send(
+    method: str,
+    url: str,
+    *,
+    allowed: frozenset[str],
+    timeout_seconds: float,
+    max_bytes: int,
+    headers: dict[str, str] | None = None,
+    json_body: Any = None,
+) -> Response:
+    """One request, without redirects, its body as bytes. A body over `max_bytes`
+    is ResponseTooLargeError, found without reading more than that."""
+    target = check_url(url, allowed)
+    connector = aiohttp.TCPConnector(resolver=GuardedResolver(allowed), force_close=True)
+    timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+    async with (
+        aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
+        session.request(method, target, headers=headers, json=json_body, allow_redirects=False) as response,
+    ):
+        content = await read_capped(response, max_bytes)
+        return Response(response.status, dict(response.headers), content, charset_of(response))
+
+
 async def request(
     method: str,
     url: str,
@@ -112,23 +145,34 @@ async def request(
     headers: dict[str, str] | None = None,
     json_body: Any = None,
 ) -> tuple[int, dict[str, str], Any]:
-    """(status, headers, body: parsed JSON or text) of one request, without redirects.
-    A body over `max_bytes` is ResponseTooLargeError, found without reading more
-    than that."""
-    target = check_url(url, allowed)
-    connector = aiohttp.TCPConnector(resolver=GuardedResolver(allowed), force_close=True)
-    timeout = aiohttp.ClientTimeout(total=timeout_seconds)
-    async with (
-        aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
-        session.request(method, target, headers=headers, json=json_body, allow_redirects=False) as response,
-    ):
-        content = await read_capped(response, max_bytes)
-        text = content.decode(response.get_encoding(), errors="replace")
+    """(status, headers, body: parsed JSON or text) of one request, as `send` makes it."""
+    response = await send(
+        method,
+        url,
+        allowed=allowed,
+        timeout_seconds=timeout_seconds,
+        max_bytes=max_bytes,
+        headers=headers,
+        json_body=json_body,
+    )
+    text = response.body.decode(response.encoding, errors="replace")
+    try:
+        body: Any = json.loads(text) if text else None
+    except ValueError:
+        body = text
+    return response.status, response.headers, body
+
+
+def charset_of(response: aiohttp.ClientResponse) -> str:
+    """The declared charset if Python knows it, else UTF-8 (aiohttp's own fallback
+    needs a body read through `read()`, which would not be capped)."""
+    declared = response.charset
+    if declared:
         try:
-            body: Any = json.loads(text) if text else None
-        except ValueError:
-            body = text
-        return response.status, dict(response.headers), body
+            return codecs.lookup(declared).name
+        except LookupError:
+            pass
+    return "utf-8"
 
 
 async def read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:

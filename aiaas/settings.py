@@ -306,6 +306,7 @@ AGENT_TOOL_PUBLIC_KEYS = env.dict("AGENT_TOOL_PUBLIC_KEYS", default={})
 AGENT_TOOL_ALLOWED_HOSTS = env.list("AGENT_TOOL_ALLOWED_HOSTS", default=[])
 # Knowledge (ingestion/, docs/decisions/0018): collections, their documents and chunks.
 # New collections embed with this registry model unless they name another.
+INGESTION_QUEUE = queues.INGESTION_QUEUE
 INGESTION_EMBEDDING_MODEL = env.str("INGESTION_EMBEDDING_MODEL", default="local-embed")
 INGESTION_CHUNK_TOKENS = 400
 INGESTION_CHUNK_OVERLAP = 60
@@ -317,6 +318,8 @@ INGESTION_MAX_FILE_BYTES = env.int("INGESTION_MAX_FILE_BYTES", default=32 * 1024
 # What parsing one document may produce: pages read of a PDF, characters of text kept.
 INGESTION_MAX_PAGES = env.int("INGESTION_MAX_PAGES", default=2_000)
 INGESTION_MAX_CHARACTERS = env.int("INGESTION_MAX_CHARACTERS", default=5_000_000)
+# A DOCX (a ZIP) is refused when its parts would unpack past this (a decompression bomb).
+INGESTION_MAX_UNPACKED_BYTES = env.int("INGESTION_MAX_UNPACKED_BYTES", default=256 * 1024 * 1024)
 # Chunks embedded per gateway call (and stored per transaction).
 INGESTION_EMBEDDING_BATCH = env.int("INGESTION_EMBEDDING_BATCH", default=64)
 # Retries of a batch the gateway refused for a retryable reason (429, 5xx), backing off

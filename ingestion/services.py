@@ -356,9 +356,13 @@ def new_document(
 
 
 def enqueue_ingestion(document_id: str) -> None:
+    """Send the document's ingestion once the current transaction commits (at once
+    outside one)."""
     from ingestion.tasks import ingest_document
 
-    transaction.on_commit(lambda: ingest_document.delay(document_id))
+    transaction.on_commit(
+        lambda: ingest_document.apply_async(args=[document_id], queue=settings.INGESTION_QUEUE)
+    )
 
 
 def reingest(document: Document) -> Document:
