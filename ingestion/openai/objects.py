@@ -97,10 +97,18 @@ def chunking_strategy(collection: Collection) -> dict[str, Any]:
 
 
 def last_error(document: Document) -> dict[str, str] | None:
+    """OpenAI's codes say whose fault a failure was; the pipeline's message says which
+    (ingestion/pipeline.py: embedding failures, parsing's "unsupported file type")."""
     if document.status != DocumentStatus.FAILED:
         return None
-    # OpenAI's codes say whose fault it was; ours are in the message.
-    return {"code": "invalid_file", "message": document.error or "The file could not be ingested."}
+    message = document.error or "The file could not be ingested."
+    if message.startswith("embedding failed"):
+        code = "server_error"
+    elif message.startswith("unsupported file type"):
+        code = "unsupported_file"
+    else:
+        code = "invalid_file"
+    return {"code": code, "message": message}
 
 
 def vector_store_file_object(document: Document) -> dict[str, Any]:

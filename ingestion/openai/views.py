@@ -13,7 +13,9 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.http import FileResponse
 from rest_framework.exceptions import NotFound
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -34,10 +36,21 @@ BEST_HYBRID_SCORE = 2 / (RRF_K + 1)
 SEARCH_PARAMS = {"top_k": "max_num_results"}
 
 
+class JsonWhateverAccepted(DefaultContentNegotiation):
+    """OpenAI's API answers JSON (or a file's bytes) whatever Accept says; the SDK
+    asks for `application/binary` when it reads a file's content."""
+
+    def select_renderer(
+        self, request: Request, renderers: list[BaseRenderer], format_suffix: str | None = None
+    ) -> tuple[BaseRenderer, str]:
+        return renderers[0], renderers[0].media_type
+
+
 class OpenAIViewSet(TenantScopedViewSet):
     required_scope = ApiKeyScope.INFERENCE
     tenant_field = None  # in the tenant's schema: the schema is the boundary
     schema = None  # OpenAI's shape, documented by hand in gateway/openapi_v1.yaml
+    content_negotiation_class = JsonWhateverAccepted
 
     def handle_exception(self, exc: Exception) -> Response:
         """Refusals from the services, search and the gateway, in OpenAI's shape."""

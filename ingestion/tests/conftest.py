@@ -7,13 +7,19 @@ from collections.abc import Iterator
 
 import openai
 import pytest
+from django.conf import settings
 from pytest_django import Settings
 
 from testing.tenants import TenantFixture
 
 
 def sdk(platform_url: str, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{platform_url}/v1", api_key=key, max_retries=0, timeout=20)
+    """The SDK on the platform's /v1. Django serves these routes: it answers a host
+    ALLOWED_HOSTS names (the test server listens on 127.0.0.1)."""
+    headers = {"Host": settings.BASE_DOMAIN}
+    return openai.OpenAI(
+        base_url=f"{platform_url}/v1", api_key=key, max_retries=0, timeout=20, default_headers=headers
+    )
 
 
 @pytest.fixture

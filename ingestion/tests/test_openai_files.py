@@ -9,6 +9,7 @@ from unittest.mock import ANY
 import httpx
 import openai
 import pytest
+from django.conf import settings
 from pytest_django import Settings
 
 from ingestion.tests.conftest import sdk
@@ -85,7 +86,7 @@ def test_bad_uploads_are_refused_in_openais_shape(
         f"{platform_url}/v1/files",
         data=data,
         files=files or {"other": ("a.txt", b"x")},
-        headers={"Authorization": f"Bearer {serving_tenant.admin_key}"},
+        headers={"Authorization": f"Bearer {serving_tenant.admin_key}", "Host": settings.BASE_DOMAIN},
         timeout=10,
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 import openai
 import pytest
+from django.conf import settings
 
 from testing.tenants import TenantFixture
 
@@ -114,7 +115,7 @@ def test_bad_vector_stores_are_refused_in_openais_shape(
     response = httpx.post(
         f"{platform_url}/v1/vector_stores",
         json=body,
-        headers={"Authorization": f"Bearer {serving_tenant.admin_key}"},
+        headers={"Authorization": f"Bearer {serving_tenant.admin_key}", "Host": settings.BASE_DOMAIN},
         timeout=10,
     )
 
