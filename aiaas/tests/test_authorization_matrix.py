@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import pytest
+from pytest_django import Settings
 
 from agents.tests.factories import make_agent, make_prompt, make_run, simple_spec
+from ingestion.tests.factories import (
+    ATTACHED_FILE_ID,
+    make_collection,
+    make_collection_and_unattached_file,
+    make_collection_with_file,
+    make_stored_file,
+    upload,
+)
 from request_logs.tests.factories import make_request_log
 from tenants.models import ApiKey, ApiKeyScope
 from tenants.services import create_api_key
@@ -16,6 +25,12 @@ from testing.isolation import (
     assert_serves_owner,
 )
 from testing.tenants import TenantFixture
+
+
+@pytest.fixture(autouse=True)
+def _embedding_model(settings: Settings, registry: str) -> None:
+    """Collections created through /v1/vector_stores embed with a registered model."""
+    settings.INGESTION_EMBEDDING_MODEL = "sim-small"
 
 
 def make_api_key(tenant: TenantFixture) -> ApiKey:
@@ -52,6 +67,70 @@ OPERATIONS = [
     Operation("prompt-list", "get", 200),
     Operation("prompt-list", "post", 201, body={"name": "greeting", "template": "Hi {{ input.name }}"}),
     Operation("prompt-detail", "get", 200, make_object=make_prompt),
+    # OpenAI's files and vector stores (ingestion/openai).
+    Operation("v1-file-list", "get", 200),
+    Operation(
+        "v1-file-list",
+        "post",
+        200,
+        body=lambda: {"purpose": "assistants", "file": upload()},
+        format="multipart",
+    ),
+    Operation("v1-file-detail", "get", 200, make_object=make_stored_file, url_kwarg="file_id"),
+    Operation("v1-file-detail", "delete", 200, make_object=make_stored_file, url_kwarg="file_id"),
+    Operation("v1-file-content", "get", 200, make_object=make_stored_file, url_kwarg="file_id"),
+    Operation("v1-vector-store-list", "get", 200),
+    Operation("v1-vector-store-list", "post", 200, body={"name": "matrix"}),
+    Operation("v1-vector-store-detail", "get", 200, make_object=make_collection, url_kwarg="vector_store_id"),
+    Operation(
+        "v1-vector-store-detail",
+        "post",
+        200,
+        body={"name": "renamed"},
+        make_object=make_collection,
+        url_kwarg="vector_store_id",
+    ),
+    Operation(
+        "v1-vector-store-detail", "delete", 200, make_object=make_collection, url_kwarg="vector_store_id"
+    ),
+    Operation(
+        "v1-vector-store-search",
+        "post",
+        200,
+        body={"query": "tenancy"},
+        make_object=make_collection,
+        url_kwarg="vector_store_id",
+    ),
+    Operation(
+        "v1-vector-store-file-list",
+        "get",
+        200,
+        make_object=make_collection_with_file,
+        url_kwarg="vector_store_id",
+    ),
+    Operation(
+        "v1-vector-store-file-list",
+        "post",
+        200,
+        body={"file_id": ATTACHED_FILE_ID},
+        make_object=make_collection_and_unattached_file,
+        url_kwarg="vector_store_id",
+    ),
+    *(
+        Operation(
+            url_name,
+            method,
+            200,
+            make_object=make_collection_with_file,
+            url_kwarg="vector_store_id",
+            extra_kwargs={"file_id": ATTACHED_FILE_ID},
+        )
+        for url_name, method in [
+            ("v1-vector-store-file-detail", "get"),
+            ("v1-vector-store-file-detail", "delete"),
+            ("v1-vector-store-file-content", "get"),
+        ]
+    ),
 ]
 OBJECT_OPERATIONS = [operation for operation in OPERATIONS if operation.make_object]
 
