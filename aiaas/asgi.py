@@ -5,11 +5,12 @@ middleware on the hot path, docs/decisions/0005), except OpenAI's Files and
 Vector Stores (/v1/files, /v1/vector_stores: CRUD over the tenant's schema,
 docs/decisions/0020); other HTTP to Django; WebSockets to the Channels
 consumers. Every HTTP body is read within its size and time limits: Django's by
-aiaas/request_limits.py (an upload to /v1/files up to INGESTION_MAX_FILE_BYTES),
-the gateway's as it streams them (gateway/transports/http.py).
+aiaas/request_limits.py (uploads, /v1/files among them, up to the file size
+limit), the gateway's as it streams them (gateway/transports/http.py).
 """
 
 import os
+import re
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aiaas.settings")
 
@@ -34,9 +35,6 @@ from realtime.routing import websocket_urlpatterns  # noqa: E402
 GATEWAY_PREFIX = "/v1/"
 # /v1 resources Django serves (ingestion/openai/).
 DJANGO_V1_RESOURCES = frozenset({"files", "vector_stores"})
-UPLOAD_PATH = "/v1/files"
-# Room for a multipart upload's boundaries and its other fields, beside the file.
-MULTIPART_OVERHEAD_BYTES = 64 * 1024
 METRICS_PATH = "/metrics"  # this process's counters (aiaas/metrics.py)
 metrics_application = metrics_endpoint(lambda: REALTIME_METRICS.exposition() + GATEWAY_METRICS.exposition())
 
@@ -46,14 +44,11 @@ metrics_application = metrics_endpoint(lambda: REALTIME_METRICS.exposition() + G
 # enforces the same limits itself, answering with its own headers.
 bounded_django = BoundedBodyMiddleware(
     django_application,  # type: ignore[arg-type]
-    BodyLimits(settings.MAX_REQUEST_BYTES, settings.REQUEST_BODY_TIMEOUT_SECONDS),
-)
-
-# Uploads may be larger: up to the file size limit, which the service checks on the file itself.
-bounded_uploads = BoundedBodyMiddleware(
-    django_application,  # type: ignore[arg-type]
     BodyLimits(
-        settings.INGESTION_MAX_FILE_BYTES + MULTIPART_OVERHEAD_BYTES, settings.REQUEST_BODY_TIMEOUT_SECONDS
+        settings.MAX_REQUEST_BYTES,
+        settings.REQUEST_BODY_TIMEOUT_SECONDS,
+        upload_paths=re.compile(settings.UPLOAD_PATHS),
+        upload_max_bytes=settings.MAX_UPLOAD_REQUEST_BYTES,
     ),
 )
 
@@ -64,9 +59,7 @@ def served_by_django(path: str) -> bool:
 
 
 async def http_application(scope: Scope, receive: Receive, send: Send) -> None:
-    if scope["path"] == UPLOAD_PATH and scope["method"] == "POST":
-        await bounded_uploads(scope, receive, send)
-    elif served_by_django(scope["path"]):
+    if served_by_django(scope["path"]):
         await bounded_django(scope, receive, send)
     elif scope["path"].startswith(GATEWAY_PREFIX):
         await gateway_application(scope, receive, send)

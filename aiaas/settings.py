@@ -503,6 +503,11 @@ SPECTACULAR_SETTINGS = {
 # a body over MAX_REQUEST_BYTES is a 413 before anything reads it, so Django
 # never spools one to disk (a body within it stays in memory).
 MAX_REQUEST_BYTES = env.int("MAX_REQUEST_BYTES", default=2 * 1024 * 1024)
+# File uploads (multipart/form-data POSTs to these paths) may be as large as a stored
+# file, plus room for the multipart envelope; Django spools those over
+# FILE_UPLOAD_MAX_MEMORY_SIZE to a temporary file.
+UPLOAD_PATHS = r"/api/v1/collections/[^/]+/documents/?|/v1/files/?"
+MAX_UPLOAD_REQUEST_BYTES = INGESTION_MAX_FILE_BYTES + 64 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
 REQUEST_BODY_TIMEOUT_SECONDS = env.float("REQUEST_BODY_TIMEOUT_SECONDS", default=30.0)

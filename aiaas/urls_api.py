@@ -12,6 +12,7 @@ urlpatterns = [
     path("api/v1/", include("request_logs.api.urls")),
     path("api/v1/", include("routing.api.urls")),
     path("api/v1/", include("agents.api.urls")),
+    path("api/v1/", include("ingestion.api.urls")),
     # OpenAI's Files and Vector Stores: CRUD over the tenant's schema, so Django's (aiaas/asgi.py).
     path("v1/", include("ingestion.openai.urls")),
     path(

@@ -8,9 +8,10 @@ from pytest_django import Settings
 from agents.tests.factories import make_agent, make_prompt, make_run, simple_spec
 from ingestion.tests.factories import (
     ATTACHED_FILE_ID,
-    make_collection,
     make_collection_and_unattached_file,
     make_collection_with_file,
+    make_document,
+    make_stored_collection,
     make_stored_file,
     upload,
 )
@@ -25,6 +26,9 @@ from testing.isolation import (
     assert_serves_owner,
 )
 from testing.tenants import TenantFixture
+
+# Creating a collection checks its embedding model in the registry (the simulated provider's).
+pytestmark = pytest.mark.usefixtures("registry")
 
 
 @pytest.fixture(autouse=True)
@@ -67,6 +71,20 @@ OPERATIONS = [
     Operation("prompt-list", "get", 200),
     Operation("prompt-list", "post", 201, body={"name": "greeting", "template": "Hi {{ input.name }}"}),
     Operation("prompt-detail", "get", 200, make_object=make_prompt),
+    Operation("collection-list", "get", 200),
+    Operation("collection-list", "post", 201, body={"name": "matrix", "embedding_model": "sim-small"}),
+    Operation("collection-detail", "get", 200, make_object=make_stored_collection),
+    Operation(
+        "collection-detail", "patch", 200, body={"name": "renamed"}, make_object=make_stored_collection
+    ),
+    Operation("collection-detail", "delete", 204, make_object=make_stored_collection),
+    Operation("collection-documents", "get", 200, make_object=make_stored_collection),
+    Operation(
+        "collection-documents", "post", 201, body={"text": "matrix"}, make_object=make_stored_collection
+    ),
+    Operation("document-detail", "get", 200, make_object=make_document),
+    Operation("document-detail", "delete", 204, make_object=make_document),
+    Operation("document-reingest", "post", 200, make_object=make_document),
     # OpenAI's files and vector stores (ingestion/openai).
     Operation("v1-file-list", "get", 200),
     Operation(
@@ -81,24 +99,30 @@ OPERATIONS = [
     Operation("v1-file-content", "get", 200, make_object=make_stored_file, url_kwarg="file_id"),
     Operation("v1-vector-store-list", "get", 200),
     Operation("v1-vector-store-list", "post", 200, body={"name": "matrix"}),
-    Operation("v1-vector-store-detail", "get", 200, make_object=make_collection, url_kwarg="vector_store_id"),
+    Operation(
+        "v1-vector-store-detail", "get", 200, make_object=make_stored_collection, url_kwarg="vector_store_id"
+    ),
     Operation(
         "v1-vector-store-detail",
         "post",
         200,
         body={"name": "renamed"},
-        make_object=make_collection,
+        make_object=make_stored_collection,
         url_kwarg="vector_store_id",
     ),
     Operation(
-        "v1-vector-store-detail", "delete", 200, make_object=make_collection, url_kwarg="vector_store_id"
+        "v1-vector-store-detail",
+        "delete",
+        200,
+        make_object=make_stored_collection,
+        url_kwarg="vector_store_id",
     ),
     Operation(
         "v1-vector-store-search",
         "post",
         200,
         body={"query": "tenancy"},
-        make_object=make_collection,
+        make_object=make_stored_collection,
         url_kwarg="vector_store_id",
     ),
     Operation(
