@@ -7,6 +7,7 @@ import openai
 import pytest
 from django.conf import settings
 
+from ingestion.tests.factories import sample
 from testing.tenants import TenantFixture
 
 
@@ -152,4 +153,73 @@ def test_a_filter_that_does_not_fit_is_a_400(
 
     assert refused.value.body["param"] == param  # type: ignore[index]
     assert refused.value.body["code"] == "unsupported_filter"  # type: ignore[index]
+    owner.vector_stores.delete(store.id)
+
+
+def test_upload_and_poll_ends_completed_and_search_finds_the_passage(
+    owner: openai.OpenAI, simulated_embeddings: str, ingestion_worker: str
+) -> None:
+    store = owner.vector_stores.create(name="bakery")
+
+    attached = owner.vector_stores.files.upload_and_poll(
+        vector_store_id=store.id,
+        file=("recipes.md", sample("recipes.md")),
+        attributes={"team": "bakery"},
+        poll_interval_ms=200,
+        max_wait_seconds=60,
+    )
+
+    assert (attached.status, attached.last_error) == ("completed", None)
+    assert attached.usage_bytes == len(sample("recipes.md"))
+    counted = owner.vector_stores.retrieve(store.id)
+    assert (counted.status, counted.usage_bytes) == ("completed", len(sample("recipes.md")))
+    assert counted.file_counts.model_dump() == {
+        "in_progress": 0,
+        "completed": 1,
+        "failed": 0,
+        "cancelled": 0,
+        "total": 1,
+    }
+    chunks = [part.text for part in owner.vector_stores.files.content(attached.id, vector_store_id=store.id)]
+    assert any("1000 g of flour" in chunk for chunk in chunks)
+
+    results = owner.vector_stores.search(
+        store.id,
+        query="how much salt and water go into the dough",
+        max_num_results=3,
+        filters={"type": "eq", "key": "team", "value": "bakery"},
+    )
+
+    assert results.data, "no result"
+    best = results.data[0]
+    assert (best.file_id, best.filename, best.attributes) == (attached.id, "recipes.md", {"team": "bakery"})
+    assert "20 g of salt" in best.content[0].text
+    assert 0 < best.score <= 1
+    elsewhere = owner.vector_stores.search(
+        store.id, query="salt", filters={"type": "eq", "key": "team", "value": "sales"}
+    )
+    assert elsewhere.data == []
+
+    detached = owner.vector_stores.files.delete(attached.id, vector_store_id=store.id)
+    assert (detached.id, detached.deleted) == (attached.id, True)
+    assert owner.vector_stores.search(store.id, query="salt").data == []
+    assert owner.files.retrieve(attached.id).filename == "recipes.md"
+    owner.vector_stores.delete(store.id)
+    owner.files.delete(attached.id)
+
+
+def test_a_file_that_cannot_be_parsed_ends_failed_with_its_error(
+    owner: openai.OpenAI, simulated_embeddings: str, ingestion_worker: str
+) -> None:
+    store = owner.vector_stores.create(name="broken")
+
+    attached = owner.vector_stores.files.upload_and_poll(
+        vector_store_id=store.id, file=("manual.pdf", sample("corrupt.pdf")), max_wait_seconds=60
+    )
+
+    assert attached.status == "failed"
+    assert attached.last_error is not None
+    assert attached.last_error.code == "invalid_file"
+    assert "PDF" in attached.last_error.message
+    assert owner.vector_stores.retrieve(store.id).file_counts.failed == 1
     owner.vector_stores.delete(store.id)
