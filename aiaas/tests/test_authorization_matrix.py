@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from django_tenants.utils import tenant_context
 
 from agents.tests.factories import make_agent, make_prompt, make_run, simple_spec
+from ingestion.models import Collection
 from request_logs.tests.factories import make_request_log
 from tenants.models import ApiKey, ApiKeyScope
 from tenants.services import create_api_key
@@ -20,6 +22,11 @@ from testing.tenants import TenantFixture
 
 def make_api_key(tenant: TenantFixture) -> ApiKey:
     return create_api_key(tenant.tenant, name="matrix", scopes=[ApiKeyScope.INFERENCE]).api_key
+
+
+def make_collection(tenant: TenantFixture) -> Collection:
+    with tenant_context(tenant.tenant):
+        return Collection.objects.create(name="matrix", embedding_model="sim-small", dimensions=64)
 
 
 OPERATIONS = [
@@ -52,6 +59,14 @@ OPERATIONS = [
     Operation("prompt-list", "get", 200),
     Operation("prompt-list", "post", 201, body={"name": "greeting", "template": "Hi {{ input.name }}"}),
     Operation("prompt-detail", "get", 200, make_object=make_prompt),
+    # Knowledge (ingestion/api).
+    Operation(
+        "collection-search",
+        "post",
+        200,
+        body={"query": "anything", "mode": "keyword"},
+        make_object=make_collection,
+    ),
 ]
 OBJECT_OPERATIONS = [operation for operation in OPERATIONS if operation.make_object]
 
