@@ -12,6 +12,7 @@ urlpatterns = [
     path("api/v1/", include("request_logs.api.urls")),
     path("api/v1/", include("routing.api.urls")),
     path("api/v1/", include("agents.api.urls")),
+    path("api/v1/", include("ingestion.api.urls")),
     path("api/v1/", include("ingestion.api.search_urls")),
     path(
         "api/schema/",

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from django_tenants.utils import tenant_context
 
 from agents.tests.factories import make_agent, make_prompt, make_run, simple_spec
-from ingestion.models import Collection
+from ingestion.tests.factories import make_document, make_stored_collection
 from request_logs.tests.factories import make_request_log
 from tenants.models import ApiKey, ApiKeyScope
 from tenants.services import create_api_key
@@ -19,14 +18,12 @@ from testing.isolation import (
 )
 from testing.tenants import TenantFixture
 
+# Creating a collection checks its embedding model in the registry (the simulated provider's).
+pytestmark = pytest.mark.usefixtures("registry")
+
 
 def make_api_key(tenant: TenantFixture) -> ApiKey:
     return create_api_key(tenant.tenant, name="matrix", scopes=[ApiKeyScope.INFERENCE]).api_key
-
-
-def make_collection(tenant: TenantFixture) -> Collection:
-    with tenant_context(tenant.tenant):
-        return Collection.objects.create(name="matrix", embedding_model="sim-small", dimensions=64)
 
 
 OPERATIONS = [
@@ -59,13 +56,26 @@ OPERATIONS = [
     Operation("prompt-list", "get", 200),
     Operation("prompt-list", "post", 201, body={"name": "greeting", "template": "Hi {{ input.name }}"}),
     Operation("prompt-detail", "get", 200, make_object=make_prompt),
-    # Knowledge (ingestion/api).
+    Operation("collection-list", "get", 200),
+    Operation("collection-list", "post", 201, body={"name": "matrix", "embedding_model": "sim-small"}),
+    Operation("collection-detail", "get", 200, make_object=make_stored_collection),
+    Operation(
+        "collection-detail", "patch", 200, body={"name": "renamed"}, make_object=make_stored_collection
+    ),
+    Operation("collection-detail", "delete", 204, make_object=make_stored_collection),
+    Operation("collection-documents", "get", 200, make_object=make_stored_collection),
+    Operation(
+        "collection-documents", "post", 201, body={"text": "matrix"}, make_object=make_stored_collection
+    ),
+    Operation("document-detail", "get", 200, make_object=make_document),
+    Operation("document-detail", "delete", 204, make_object=make_document),
+    Operation("document-reingest", "post", 200, make_object=make_document),
     Operation(
         "collection-search",
         "post",
         200,
         body={"query": "anything", "mode": "keyword"},
-        make_object=make_collection,
+        make_object=make_stored_collection,
     ),
 ]
 OBJECT_OPERATIONS = [operation for operation in OPERATIONS if operation.make_object]
