@@ -266,6 +266,9 @@ BREAKER_TENANT_SHARE = env.float("BREAKER_TENANT_SHARE", default=0.5)
 # environment variable with one of these prefixes, or a file inside one of these folders.
 PROVIDER_CREDENTIAL_ENV_PREFIXES = env.list("PROVIDER_CREDENTIAL_ENV_PREFIXES", default=["AIAAS_PROVIDER_"])
 PROVIDER_CREDENTIAL_DIRS = env.list("PROVIDER_CREDENTIAL_DIRS", default=["/run/secrets"])
+# The embedding model of a new collection (ingestion/): any registry model that serves
+# embeddings; by default the one the gateway runs in process (ADR 0017).
+INGESTION_EMBEDDING_MODEL = env.str("INGESTION_EMBEDDING_MODEL", default="local-embed")
 
 # Agents (agents/, docs/decisions/0009).
 AGENT_RUNS_QUEUE = queues.runs_queue(os.environ)
@@ -498,6 +501,11 @@ SPECTACULAR_SETTINGS = {
     # Swagger UI at /api/docs/ from drf-spectacular-sidecar's files: no CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # Names of their own, so other `source` and `status` enums keep theirs.
+    "ENUM_NAME_OVERRIDES": {
+        "DocumentSourceEnum": "ingestion.models.DocumentSource",
+        "DocumentStatusEnum": "ingestion.models.DocumentStatus",
+    },
 }
 # Request bodies and slow clients (aiaas/request_limits.py, aiaas/http_protocol.py):
 # a body over MAX_REQUEST_BYTES is a 413 before anything reads it, so Django

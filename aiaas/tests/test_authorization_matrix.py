@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from pytest_django import Settings
 
 from agents.tests.factories import make_agent, make_prompt, make_run, simple_spec
 from ingestion.tests.factories import (
@@ -29,12 +28,6 @@ from testing.tenants import TenantFixture
 
 # Creating a collection checks its embedding model in the registry (the simulated provider's).
 pytestmark = pytest.mark.usefixtures("registry")
-
-
-@pytest.fixture(autouse=True)
-def _embedding_model(settings: Settings, registry: str) -> None:
-    """Collections created through /v1/vector_stores embed with a registered model."""
-    settings.INGESTION_EMBEDDING_MODEL = "sim-small"
 
 
 def make_api_key(tenant: TenantFixture) -> ApiKey:
@@ -85,6 +78,13 @@ OPERATIONS = [
     Operation("document-detail", "get", 200, make_object=make_document),
     Operation("document-detail", "delete", 204, make_object=make_document),
     Operation("document-reingest", "post", 200, make_object=make_document),
+    Operation(
+        "collection-search",
+        "post",
+        200,
+        body={"query": "anything", "mode": "keyword"},
+        make_object=make_stored_collection,
+    ),
     # OpenAI's files and vector stores (ingestion/openai).
     Operation("v1-file-list", "get", 200),
     Operation(

@@ -14,7 +14,7 @@ from celery.contrib.testing.worker import start_worker
 from django.conf import settings
 from django.db import connection
 from django.test import override_settings
-from pytest_django import DjangoDbBlocker, Settings
+from pytest_django import DjangoDbBlocker
 
 from agents.runtime import close_runtime
 from aiaas.celery import app
@@ -36,7 +36,7 @@ def ingestion_worker(registry: str, django_db_blocker: DjangoDbBlocker) -> Itera
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _close_runtime(django_db_blocker: DjangoDbBlocker) -> Iterator[None]:
+def _close_runtime(django_db_setup: object, django_db_blocker: DjangoDbBlocker) -> Iterator[None]:
     """The in-process gateway's clients are closed at the end, and the database sessions
     its threads kept are ended, so the test database can be dropped."""
     yield
@@ -69,10 +69,9 @@ def outsider(platform_url: str, other_tenant: TenantFixture) -> openai.OpenAI:
 
 
 @pytest.fixture
-def simulated_embeddings(settings: Settings, registry: str) -> str:
-    """New collections embed with the simulated provider's model (64 dimensions)."""
-    settings.INGESTION_EMBEDDING_MODEL = "sim-small"
-    return "sim-small"
+def embedding_model(registry: str) -> str:
+    """The model new collections embed with (the local one, which the registry serves)."""
+    return str(settings.INGESTION_EMBEDDING_MODEL)
 
 
 @pytest.fixture

@@ -124,7 +124,7 @@ def test_a_key_without_the_inference_scope_is_refused(
 
 
 def test_another_tenants_key_gets_404_on_every_route(
-    owner: openai.OpenAI, outsider: openai.OpenAI, uploaded: str, simulated_embeddings: str
+    owner: openai.OpenAI, outsider: openai.OpenAI, uploaded: str, embedding_model: str
 ) -> None:
     store = owner.vector_stores.create(name="private", file_ids=[uploaded])
     calls = {

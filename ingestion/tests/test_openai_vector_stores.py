@@ -12,7 +12,7 @@ from testing.tenants import TenantFixture
 
 
 def test_a_vector_store_is_created_listed_updated_and_deleted(
-    owner: openai.OpenAI, simulated_embeddings: str
+    owner: openai.OpenAI, embedding_model: str
 ) -> None:
     created = owner.vector_stores.create(
         name="handbook",
@@ -51,7 +51,7 @@ def test_a_vector_store_is_created_listed_updated_and_deleted(
 
 
 def test_a_files_chunking_must_be_its_vector_stores(
-    owner: openai.OpenAI, uploaded: str, simulated_embeddings: str
+    owner: openai.OpenAI, uploaded: str, embedding_model: str
 ) -> None:
     store = owner.vector_stores.create(name="chunked")
 
@@ -144,7 +144,7 @@ BAD_FILTERS = [
     ("filters", "param"), BAD_FILTERS, ids=["gt", "or across keys", "no value", "a string"]
 )
 def test_a_filter_that_does_not_fit_is_a_400(
-    owner: openai.OpenAI, simulated_embeddings: str, filters: object, param: str
+    owner: openai.OpenAI, embedding_model: str, filters: object, param: str
 ) -> None:
     store = owner.vector_stores.create(name="filtered")
 
@@ -157,7 +157,7 @@ def test_a_filter_that_does_not_fit_is_a_400(
 
 
 def test_upload_and_poll_ends_completed_and_search_finds_the_passage(
-    owner: openai.OpenAI, simulated_embeddings: str, ingestion_worker: str
+    owner: openai.OpenAI, embedding_model: str, ingestion_worker: str
 ) -> None:
     store = owner.vector_stores.create(name="bakery")
 
@@ -209,7 +209,7 @@ def test_upload_and_poll_ends_completed_and_search_finds_the_passage(
 
 
 def test_a_file_that_cannot_be_parsed_ends_failed_with_its_error(
-    owner: openai.OpenAI, simulated_embeddings: str, ingestion_worker: str
+    owner: openai.OpenAI, embedding_model: str, ingestion_worker: str
 ) -> None:
     store = owner.vector_stores.create(name="broken")
 
