@@ -125,7 +125,7 @@ def test_progress_and_a_stream_token_are_served_for_the_bars(tenant: TenantFixtu
 
 def test_search_results_mark_the_query_terms_in_escaped_text(tenant: TenantFixture) -> None:
     collection = make_stored_collection(tenant)
-    text = "Restart the <script>worker</script> & check the queue"
+    text = 'Restart the worker, then check the queue: 1 < 2 & "<b>"'
     with tenant_context(tenant.tenant):
         Collection.objects.filter(pk=collection.pk).update(dimensions=64)
         document = Document.objects.create(
@@ -156,7 +156,7 @@ def test_search_results_mark_the_query_terms_in_escaped_text(tenant: TenantFixtu
     html = response.content.decode()
     assert response.status_code == 200
     assert (
-        "Restart the &lt;script&gt;<mark>worker</mark>&lt;/script&gt; &amp; check the <mark>queue</mark>"
+        "Restart the <mark>worker</mark>, then check the <mark>queue</mark>: 1 &lt; 2 &amp; &quot;&lt;b&gt;&quot;"
         in html
     )
     assert "Runbook · Operations" in html
