@@ -54,7 +54,7 @@ def integer(data: dict[str, Any], name: str, *, low: int, high: int, default: in
     value = data.get(name, default)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise invalid(name, f"must be an integer from {low} to {high}")
-    return value
+    return int(value)
 
 
 def metadata_of(value: Any, param: str, *, strings_only: bool) -> Attributes:

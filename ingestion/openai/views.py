@@ -7,6 +7,7 @@ like an unknown one: the same 404, whose message names no id.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.db import transaction
@@ -41,9 +42,10 @@ class JsonWhateverAccepted(DefaultContentNegotiation):
     asks for `application/binary` when it reads a file's content."""
 
     def select_renderer(
-        self, request: Request, renderers: list[BaseRenderer], format_suffix: str | None = None
+        self, request: Request, renderers: Iterable[BaseRenderer], format_suffix: str | None = None
     ) -> tuple[BaseRenderer, str]:
-        return renderers[0], renderers[0].media_type
+        renderer = next(iter(renderers))
+        return renderer, renderer.media_type
 
 
 class OpenAIViewSet(TenantScopedViewSet):
@@ -83,7 +85,7 @@ class FileViewSet(OpenAIViewSet):
         return StoredFile.objects.all()
 
     def stored_file(self, file_id: str) -> StoredFile:
-        stored = self.get_queryset().filter(pk=file_id).first()
+        stored: StoredFile | None = self.get_queryset().filter(pk=file_id).first()
         if stored is None:
             raise NotFound("No such file.", code="not_found")
         return stored
@@ -131,7 +133,7 @@ class VectorStoreViewSet(OpenAIViewSet):
         return selectors.collections_with_counts()
 
     def collection(self, vector_store_id: str) -> Collection:
-        collection = self.get_queryset().filter(pk=vector_store_id).first()
+        collection: Collection | None = self.get_queryset().filter(pk=vector_store_id).first()
         if collection is None:
             raise NotFound("No such vector store.", code="not_found")
         return collection
@@ -230,7 +232,7 @@ class VectorStoreFileViewSet(OpenAIViewSet):
         return Collection.objects.all()
 
     def collection(self, vector_store_id: str) -> Collection:
-        collection = self.get_queryset().filter(pk=vector_store_id).first()
+        collection: Collection | None = self.get_queryset().filter(pk=vector_store_id).first()
         if collection is None:
             raise NotFound("No such vector store.", code="not_found")
         return collection

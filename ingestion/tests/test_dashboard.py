@@ -20,8 +20,8 @@ from testing.tenants import TenantFixture
 KNOWLEDGE = "/dashboard/knowledge/"
 
 
-def key_id(tenant: TenantFixture) -> int:
-    return int(tenant.provisioned.issued_key.api_key.pk)
+def key_id(tenant: TenantFixture) -> str:
+    return str(tenant.provisioned.issued_key.api_key.pk)
 
 
 def test_a_collection_is_created_with_the_chosen_model_and_key(tenant: TenantFixture, registry: str) -> None:
@@ -34,7 +34,7 @@ def test_a_collection_is_created_with_the_chosen_model_and_key(tenant: TenantFix
     with tenant_context(tenant.tenant):
         collection = Collection.objects.get(name="Handbook")
     assert response["Location"] == f"{KNOWLEDGE}{collection.pk}/"
-    assert (collection.embedding_model, collection.api_key_id) == ("sim-small", key_id(tenant))
+    assert (collection.embedding_model, collection.api_key_id) == ("sim-small", int(key_id(tenant)))
     assert "Handbook" in browser.get(KNOWLEDGE).content.decode()
 
 
@@ -58,7 +58,7 @@ def test_uploads_urls_and_text_become_queued_documents_of_the_chosen_key(tenant:
         SimpleUploadedFile("b.txt", b"second"),
     ]
 
-    uploaded = browser.post(f"{page}upload/", {"files": files, "api_key": key_id(tenant)})
+    uploaded = browser.post(f"{page}upload/", {"documents": files, "api_key": key_id(tenant)})
     linked = browser.post(f"{page}url/", {"url": "https://docs.example.com/guide", "api_key": key_id(tenant)})
     pasted = browser.post(f"{page}text/", {"title": "Pasted", "text": "third", "api_key": key_id(tenant)})
 
@@ -66,15 +66,15 @@ def test_uploads_urls_and_text_become_queued_documents_of_the_chosen_key(tenant:
     with tenant_context(tenant.tenant):
         documents = list(Document.objects.filter(collection=collection).order_by("created_at"))
     assert [(d.title, d.source, d.status, d.api_key_id) for d in documents] == [
-        ("a.md", DocumentSource.UPLOAD, DocumentStatus.QUEUED, key_id(tenant)),
-        ("b.txt", DocumentSource.UPLOAD, DocumentStatus.QUEUED, key_id(tenant)),
-        ("", DocumentSource.URL, DocumentStatus.QUEUED, key_id(tenant)),
-        ("Pasted", DocumentSource.TEXT, DocumentStatus.QUEUED, key_id(tenant)),
+        ("a.md", DocumentSource.UPLOAD, DocumentStatus.QUEUED, int(key_id(tenant))),
+        ("b.txt", DocumentSource.UPLOAD, DocumentStatus.QUEUED, int(key_id(tenant))),
+        ("", DocumentSource.URL, DocumentStatus.QUEUED, int(key_id(tenant))),
+        ("Pasted", DocumentSource.TEXT, DocumentStatus.QUEUED, int(key_id(tenant))),
     ]
     html = browser.get(page).content.decode()
     assert html.count("<progress") == 4
     assert 'id="dropzone"' in html
-    assert 'type="file" name="files"' in html
+    assert 'type="file" name="documents"' in html
 
 
 def test_a_bad_url_is_shown_on_the_form(tenant: TenantFixture) -> None:
@@ -99,7 +99,7 @@ def test_progress_and_a_stream_token_are_served_for_the_bars(tenant: TenantFixtu
             status=DocumentStatus.PROCESSING,
             chunks_done=3,
             chunks_total=8,
-            api_key_id=key_id(tenant),
+            api_key_id=int(key_id(tenant)),
             stream_id="ingest_" + "a" * 32,
         )
     browser = tenant.web_client()
@@ -155,10 +155,8 @@ def test_search_results_mark_the_query_terms_in_escaped_text(tenant: TenantFixtu
 
     html = response.content.decode()
     assert response.status_code == 200
-    assert (
-        "Restart the <mark>worker</mark>, then check the <mark>queue</mark>: 1 &lt; 2 &amp; &quot;&lt;b&gt;&quot;"
-        in html
-    )
+    marked = "Restart the <mark>worker</mark>, then check the <mark>queue</mark>"
+    assert f"{marked}: 1 &lt; 2 &amp; &quot;&lt;b&gt;&quot;" in html
     assert "Runbook · Operations" in html
 
 

@@ -51,7 +51,9 @@ class MultipleFileField(forms.FileField):
 
 
 class UploadForm(KeyedForm):
-    files = MultipleFileField(help_text="Text, Markdown, HTML, PDF or DOCX; drop them here or choose them.")
+    documents = MultipleFileField(
+        help_text="Text, Markdown, HTML, PDF or DOCX; drop them here or choose them."
+    )
 
 
 class UrlForm(KeyedForm):

@@ -130,7 +130,7 @@ def document_upload(request: HttpRequest, access: PageAccess, pk: str) -> HttpRe
     if not form.is_valid():
         return collection_page(request, access, collection, 400, upload_form=form)
     key_id = form.cleaned_data["api_key"].pk
-    for upload in form.cleaned_data["files"]:
+    for upload in form.cleaned_data["documents"]:
         try:
             stored = services.store_file(
                 upload,
