@@ -12,7 +12,8 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models import QuerySet
-from django.http import FileResponse
+from django.http import HttpResponse
+from django.utils.http import content_disposition_header
 from rest_framework.exceptions import NotFound
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -114,14 +115,15 @@ class FileViewSet(OpenAIViewSet):
         services.delete_file(self.stored_file(file_id))
         return Response(objects.deleted(file_id, "file"))
 
-    def content(self, request: Request, file_id: str) -> FileResponse:
+    def content(self, request: Request, file_id: str) -> HttpResponse:
+        """The file's bytes, read whole: under ASGI Django would read a streamed file
+        into memory anyway (files are at most INGESTION_MAX_FILE_BYTES)."""
         stored = self.stored_file(file_id)
-        return FileResponse(
-            stored.content.open("rb"),
-            content_type=stored.content_type or "application/octet-stream",
-            as_attachment=True,
-            filename=stored.filename,
-        )
+        with stored.content.open("rb") as file:
+            content = file.read()
+        response = HttpResponse(content, content_type=stored.content_type or "application/octet-stream")
+        response["Content-Disposition"] = content_disposition_header(True, stored.filename)
+        return response
 
 
 class VectorStoreViewSet(OpenAIViewSet):
