@@ -2,6 +2,7 @@
 `created_at`, `desc` by default), `after` and `before` (an object id of the list).
 
 Ties on `created_at` are broken by id, so a cursor never skips or repeats an object.
+A cursor that is not in the list (deleted since) gives an empty last page.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def beyond(
         return queryset
     cursor = queryset.filter(**{id_field: cursor_id}).values("created_at", "pk").first()
     if cursor is None:
-        raise ValidationError({name: [f"no object with id `{cursor_id}` in this list"]}, code="invalid_value")
+        return queryset.none()  # gone since the last page (deleted): nothing follows it
     moment, key = cursor["created_at"], cursor["pk"]
     if later:
         return queryset.filter(Q(created_at__gt=moment) | Q(created_at=moment, pk__gt=key))

@@ -153,7 +153,7 @@ class VectorStoreViewSet(OpenAIViewSet):
         with transaction.atomic():
             files = [file_for_body(file_id, index) for index, file_id in enumerate(body.file_ids)]
             collection = services.create_collection(
-                name=body.name or "Untitled vector store",
+                name=body.name.strip() or "Untitled vector store",
                 description=body.description,
                 metadata=body.metadata,
                 chunk_tokens=chunking.max_tokens if chunking else None,
