@@ -35,9 +35,13 @@ def unsupported(param: str) -> ValidationError:
     return invalid(param, "is not supported by this platform", "unsupported_parameter")
 
 
-def body_of(data: Any) -> dict[str, Any]:
+def body_of(data: Any, *optional: str) -> dict[str, Any]:
+    """The body as an object whose `optional` fields, when given, are not null."""
     if not isinstance(data, dict):
         raise ValidationError("The body must be a JSON object.", code="invalid_body")
+    for name in optional:
+        if name in data and data[name] is None:
+            raise invalid(name, "must not be null (leave it out instead)")
     return data
 
 
@@ -50,10 +54,10 @@ def text(data: dict[str, Any], name: str, *, max_length: int, default: str | Non
     return value
 
 
-def integer(data: dict[str, Any], name: str, *, low: int, high: int, default: int) -> int:
+def integer(data: dict[str, Any], name: str, *, low: int, high: int, default: int, within: str = "") -> int:
     value = data.get(name, default)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise invalid(name, f"must be an integer from {low} to {high}")
+        raise invalid(f"{within}{name}", f"must be an integer from {low} to {high}")
     return int(value)
 
 
@@ -108,8 +112,11 @@ def chunking_of(data: dict[str, Any]) -> Chunking | None:
     static = strategy["static"]
     if not isinstance(static, dict) or set(static) != {"max_chunk_size_tokens", "chunk_overlap_tokens"}:
         raise invalid(f"{param}.static", "needs exactly max_chunk_size_tokens and chunk_overlap_tokens")
-    size = integer(static, "max_chunk_size_tokens", low=MIN_CHUNK_TOKENS, high=MAX_CHUNK_TOKENS, default=0)
-    overlap = integer(static, "chunk_overlap_tokens", low=0, high=size // 2, default=-1)
+    within = f"{param}.static."
+    size = integer(
+        static, "max_chunk_size_tokens", low=MIN_CHUNK_TOKENS, high=MAX_CHUNK_TOKENS, default=0, within=within
+    )
+    overlap = integer(static, "chunk_overlap_tokens", low=0, high=size // 2, default=-1, within=within)
     return Chunking(size, overlap)
 
 
@@ -144,7 +151,7 @@ class VectorStoreCreate:
 
 
 def vector_store_create(data: Any) -> VectorStoreCreate:
-    body = body_of(data)
+    body = body_of(data, "name", "description", "metadata", "file_ids", "chunking_strategy")
     refuse_expiry(body)
     file_ids = body.get("file_ids", [])
     if (
@@ -169,7 +176,7 @@ class VectorStoreUpdate:
 
 
 def vector_store_update(data: Any) -> VectorStoreUpdate:
-    body = body_of(data)
+    body = body_of(data, "metadata")
     refuse_expiry(body)
     name = None if body.get("name") is None else text(body, "name", max_length=MAX_NAME_LENGTH)
     return VectorStoreUpdate(name, optional_metadata(body, "metadata", strings_only=True))
@@ -183,7 +190,7 @@ class VectorStoreFileCreate:
 
 
 def vector_store_file_create(data: Any) -> VectorStoreFileCreate:
-    body = body_of(data)
+    body = body_of(data, "attributes", "chunking_strategy")
     return VectorStoreFileCreate(
         file_id=text(body, "file_id", max_length=40),
         attributes=optional_metadata(body, "attributes", strings_only=False) or {},
@@ -234,7 +241,7 @@ def score_threshold_of(body: dict[str, Any]) -> float:
 
 
 def search_request(data: Any) -> SearchRequest:
-    body = body_of(data)
+    body = body_of(data, "filters", "ranking_options", "rewrite_query", "max_num_results")
     if not isinstance(body.get("rewrite_query", False), bool):
         raise invalid("rewrite_query", "must be a boolean")
     filters = body.get("filters")

@@ -54,6 +54,7 @@ class OpenAIViewSet(TenantScopedViewSet):
     tenant_field = None  # in the tenant's schema: the schema is the boundary
     schema = None  # OpenAI's shape, documented by hand in gateway/openapi_v1.yaml
     content_negotiation_class = JsonWhateverAccepted
+    metadata_class = None  # OPTIONS is a 405: OpenAI's API describes itself in no response
 
     def handle_exception(self, exc: Exception) -> Response:
         """Refusals from the services, search and the gateway, in OpenAI's shape."""

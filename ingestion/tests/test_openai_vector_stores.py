@@ -95,7 +95,7 @@ BAD_STORES = [
                 "static": {"max_chunk_size_tokens": 50, "chunk_overlap_tokens": 0},
             }
         },
-        "max_chunk_size_tokens",
+        "chunking_strategy.static.max_chunk_size_tokens",
     ),
     (
         {
@@ -104,7 +104,7 @@ BAD_STORES = [
                 "static": {"max_chunk_size_tokens": 200, "chunk_overlap_tokens": 150},
             }
         },
-        "chunk_overlap_tokens",
+        "chunking_strategy.static.chunk_overlap_tokens",
     ),
 ]
 
