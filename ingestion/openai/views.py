@@ -123,7 +123,7 @@ class FileViewSet(OpenAIViewSet):
         with stored.content.open("rb") as file:
             content = file.read()
         response = HttpResponse(content, content_type=stored.content_type or "application/octet-stream")
-        response["Content-Disposition"] = content_disposition_header(True, stored.filename)
+        response["Content-Disposition"] = content_disposition_header(True, stored.filename) or "attachment"
         return response
 
 
