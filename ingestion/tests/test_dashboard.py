@@ -105,7 +105,7 @@ def test_progress_and_a_stream_token_are_served_for_the_bars(tenant: TenantFixtu
     browser = tenant.web_client()
 
     progress = browser.get(f"{KNOWLEDGE}{collection.pk}/progress/").json()
-    token = browser.post(f"{KNOWLEDGE}{collection.pk}/documents/{document.pk}/stream-token/").json()
+    token = browser.post(f"{KNOWLEDGE}documents/{document.pk}/stream-token/").json()
 
     assert progress == {
         "documents": [
@@ -189,7 +189,7 @@ def test_another_tenants_user_gets_404_on_every_page(
         document = Document.objects.get(collection=collection)
     outsider = other_tenant.web_client()
     page = f"{KNOWLEDGE}{collection.pk}/"
-    document_page = f"{page}documents/{document.pk}/"
+    document_page = f"{KNOWLEDGE}documents/{document.pk}/"
 
     for url in (page, f"{page}progress/", f"{page}?q=notes&mode=keyword"):
         assert outsider.get(url).status_code == 404, url

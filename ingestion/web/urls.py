@@ -13,8 +13,6 @@ urlpatterns = [
     path("<str:pk>/url/", views.document_add_url, name="add-url"),
     path("<str:pk>/text/", views.document_add_text, name="add-text"),
     path("<str:pk>/progress/", views.documents_progress, name="progress"),
-    path("<str:pk>/documents/<str:document_id>/delete/", views.document_delete, name="document-delete"),
-    path(
-        "<str:pk>/documents/<str:document_id>/stream-token/", views.document_stream_token, name="stream-token"
-    ),
+    path("documents/<str:pk>/delete/", views.document_delete, name="document-delete"),
+    path("documents/<str:pk>/stream-token/", views.document_stream_token, name="stream-token"),
 ]

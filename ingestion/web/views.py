@@ -186,11 +186,11 @@ def document_add_text(request: HttpRequest, access: PageAccess, pk: str) -> Http
 
 @manager_page
 @require_POST
-def document_delete(request: HttpRequest, access: PageAccess, pk: str, document_id: str) -> HttpResponse:
-    document = get_object_or_404(Document, pk=document_id, collection_id=pk)
+def document_delete(request: HttpRequest, access: PageAccess, pk: str) -> HttpResponse:
+    document = get_object_or_404(Document, pk=pk)
     services.delete_document(document)
     messages.success(request, f"Deleted “{document}” and its chunks.")
-    return redirect("ingestion:collection", pk=pk)
+    return redirect("ingestion:collection", pk=document.collection_id)
 
 
 def progress_of(document: Document) -> dict[str, Any]:
@@ -216,12 +216,10 @@ def documents_progress(request: HttpRequest, access: PageAccess, pk: str) -> Jso
 @tenant_page
 @never_cache
 @require_POST
-def document_stream_token(
-    request: HttpRequest, access: PageAccess, pk: str, document_id: str
-) -> JsonResponse:
+def document_stream_token(request: HttpRequest, access: PageAccess, pk: str) -> JsonResponse:
     """A single-use token for the document's progress stream, from this origin only,
     acting as the key the document's work is attributed to."""
-    document = get_object_or_404(Document, pk=document_id, collection_id=pk)
+    document = get_object_or_404(Document, pk=pk)
     api_key = next((key for key in inference_keys_of(access.tenant) if key.pk == document.api_key_id), None)
     if api_key is None or not document.stream_id:
         return JsonResponse(
