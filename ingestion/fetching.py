@@ -146,7 +146,7 @@ async def read_robots(origin: str) -> urllib.robotparser.RobotFileParser:
         if response.status == 200:
             parser.parse(response.body.decode(response.encoding, errors="replace").splitlines())
         elif 400 <= response.status < 500:
-            parser.allow_all = True
+            parser.parse([])  # no rules: everything is allowed
         else:
             raise FetchError(f"the site's robots.txt answered HTTP {response.status}")
         return parser

@@ -221,7 +221,7 @@ def parse_pdf(data: bytes) -> Parsed:
             for number, page in enumerate(reader.pages, start=1)
             if (text := (page.extract_text() or "").strip())
         ]
-        title = str((reader.metadata or {}).get("/Title") or "")
+        title = (reader.metadata.title if reader.metadata is not None else None) or ""
     except ParseError:
         raise
     except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError) as error:

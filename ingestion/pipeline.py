@@ -27,6 +27,7 @@ import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -249,7 +250,7 @@ def store(
     vectors: list[list[float]],
 ) -> None:
     """Insert a batch of generation `generation` and count it, in one transaction."""
-    params: list[object] = []
+    params: list[Any] = []
     for piece, vector in zip(batch, vectors, strict=True):
         params += [
             document.pk,

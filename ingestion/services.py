@@ -330,13 +330,12 @@ def add_url(
 def add_document(
     collection: Collection, *, content_hash: str, metadata: dict[str, Any] | None, **fields: Any
 ) -> tuple[Document, bool]:
-    checked = check_metadata(metadata)
     with transaction.atomic():
         locked = Collection.objects.select_for_update().get(pk=collection.pk)
         existing = Document.objects.filter(collection=locked, content_hash=content_hash).first()
         if existing is not None:
             return existing, False
-        document = new_document(locked, content_hash=content_hash, metadata=checked, **fields)
+        document = new_document(locked, content_hash=content_hash, metadata=metadata, **fields)
     return document, True
 
 

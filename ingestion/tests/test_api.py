@@ -4,6 +4,8 @@ Another tenant's key on every route: aiaas/tests/test_authorization_matrix.py.""
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django_tenants.utils import tenant_context
@@ -17,10 +19,10 @@ from testing.database import committed
 from testing.tenants import TenantFixture
 
 
-def create(api_client: APIClient, **body: object) -> httpx.Response:
+def create(api_client: APIClient, **body: object) -> Any:
     return api_client.post(
         "/api/v1/collections", {"name": "docs", "embedding_model": "sim-small", **body}, format="json"
-    )  # type: ignore[no-any-return]
+    )
 
 
 def test_a_collection_is_created_with_its_chunking_and_model(
@@ -41,7 +43,7 @@ def test_a_collection_is_created_with_its_chunking_and_model(
 def test_a_collection_is_refused_with_a_clear_error(
     api_client: APIClient, tenant: TenantFixture, registry: str
 ) -> None:
-    cases = [
+    cases: list[tuple[dict[str, Any], str, str]] = [
         ({"embedding_model": "no-such-model"}, "embedding_model", "model_not_found"),
         ({"chunk_tokens": 100, "chunk_overlap": 100}, "chunk_overlap", "invalid_value"),
         ({"chunk_tokens": 10}, "chunk_tokens", "invalid_value"),
