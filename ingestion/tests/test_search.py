@@ -203,7 +203,7 @@ def test_filters_are_validated() -> None:
     assert parse_filters({"lang": "en", "tag": {"$in": ["a", 1, None]}}) == Filters(
         {"lang": "en"}, {"tag": ("a", 1, None)}
     )
-    refused = [
+    refused: list[tuple[dict[str, Any], str, str]] = [
         ({"tag": {"$nin": ["a"]}}, "filters.tag", "Unknown filter operator ($nin)"),
         ({"tag": {"$in": []}}, "filters.tag", "`$in` takes a list"),
         ({"tag": {"$in": "a"}}, "filters.tag", "`$in` takes a list"),
@@ -272,7 +272,7 @@ def test_vector_and_hybrid_searches_use_the_hnsw_index(tenant: TenantFixture) ->
             add_chunk(document, f"passage {position}", vector, position=position)
         probe = [0.0] * 256
         probe[1] = 1.0
-        params = {
+        params: dict[str, Any] = {
             "collection": collection.id,
             "vector": vector_literal(probe),
             "config": "english",
