@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import random
@@ -36,12 +37,15 @@ import re
 import sys
 import time
 import uuid
+import warnings
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from celery.exceptions import CDeprecationWarning
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
@@ -85,6 +89,9 @@ def ingestion_worker() -> Iterator[None]:
     from celery.contrib.testing.worker import start_worker
     from django.test import override_settings
 
+    logging.getLogger("celery").setLevel(logging.WARNING)  # not a line per task
+    warnings.simplefilter("ignore", CDeprecationWarning)
+
     from aiaas.celery import app
 
     queue = f"bench-ingestion-{os.getpid()}"
@@ -109,7 +116,7 @@ def bench_ingestion(api_key_id: int, corpus: list[dict[str, Any]]) -> tuple[Any,
                 collection,
                 text=entry["text"],
                 title=entry["id"],
-                metadata={"module": entry["id"].rsplit(".", 1)[0]},
+                metadata={"corpus_id": entry["id"], "module": entry["id"].rsplit(".", 1)[0]},
                 api_key_id=api_key_id,
             )
         deadline = time.monotonic() + INGESTION_TIMEOUT_SECONDS
@@ -119,6 +126,7 @@ def bench_ingestion(api_key_id: int, corpus: list[dict[str, Any]]) -> tuple[Any,
                 raise RuntimeError("ingestion did not finish in time")
             time.sleep(0.2)
     seconds = time.perf_counter() - started
+    collection.refresh_from_db()  # the first embedding set its dimensions
     chunks = Chunk.objects.filter(collection=collection).count()
     failed = documents.filter(status=DocumentStatus.FAILED).count()
     return collection, {
@@ -138,16 +146,19 @@ def bench_quality(collection: Any, api_key: Any, queries: list[dict[str, Any]]) 
     from ingestion.models import Document
     from ingestion.search import search
 
-    titles = dict(Document.objects.filter(collection=collection).values_list("id", "title"))
+    corpus_ids = {
+        document.pk: document.metadata["corpus_id"]
+        for document in Document.objects.filter(collection=collection)
+    }
     results: dict[str, Any] = {}
     for mode in MODES:
         recalls, reciprocal_ranks = [], []
         for query in queries:
             hits = search(collection, query["query"], top_k=10, mode=mode, api_key=api_key).hits
-            found = [titles[hit.document_id] for hit in hits]
+            found = [corpus_ids[hit.document_id] for hit in hits]
             relevant = set(query["relevant"])
             recalls.append(len(relevant & set(found)) / len(relevant))
-            first = next((rank for rank, title in enumerate(found, 1) if title in relevant), None)
+            first = next((rank for rank, found_id in enumerate(found, 1) if found_id in relevant), None)
             reciprocal_ranks.append(1 / first if first else 0.0)
         results[mode] = {
             "recall_at_10": sum(recalls) / len(recalls),
