@@ -67,6 +67,8 @@ MODES = ("hybrid", "vector", "keyword")
 INSERT_BATCH = 1000
 CHUNKS_PER_DOCUMENT = 20
 INGESTION_TIMEOUT_SECONDS = 1800
+LONG_DOCUMENTS = 10
+LONG_DOCUMENT_PARAGRAPHS = 200
 # Chunks as the pipeline stores them (ingestion/pipeline.py), of DIMENSIONS dimensions.
 INSERT_CHUNK = (
     "INSERT INTO ingestion_chunk (document_id, collection_id, generation, position, text, heading, "
@@ -102,41 +104,51 @@ def ingestion_worker() -> Iterator[None]:
         yield
 
 
-def bench_ingestion(api_key_id: int, corpus: list[dict[str, Any]]) -> tuple[Any, dict[str, Any]]:
+def bench_ingestion(
+    api_key_id: int, name: str, documents: list[tuple[str, str, dict[str, Any]]]
+) -> tuple[Any, dict[str, Any]]:
+    """Add (title, text, metadata) documents to a new collection and wait until every
+    one is ready or failed."""
     from ingestion import services
     from ingestion.models import Chunk, Document, DocumentStatus
 
-    collection = services.create_collection(
-        name="bench corpus", embedding_model=EMBEDDING_MODEL, api_key_id=api_key_id
-    )
+    collection = services.create_collection(name=name, embedding_model=EMBEDDING_MODEL, api_key_id=api_key_id)
     started = time.perf_counter()
     with ingestion_worker():
-        for entry in corpus:
-            services.add_text(
-                collection,
-                text=entry["text"],
-                title=entry["id"],
-                metadata={"corpus_id": entry["id"], "module": entry["id"].rsplit(".", 1)[0]},
-                api_key_id=api_key_id,
-            )
+        for title, text, metadata in documents:
+            services.add_text(collection, text=text, title=title, metadata=metadata, api_key_id=api_key_id)
         deadline = time.monotonic() + INGESTION_TIMEOUT_SECONDS
-        documents = Document.objects.filter(collection=collection)
-        while documents.exclude(status__in=[DocumentStatus.READY, DocumentStatus.FAILED]).exists():
+        added = Document.objects.filter(collection=collection)
+        while added.exclude(status__in=[DocumentStatus.READY, DocumentStatus.FAILED]).exists():
             if time.monotonic() > deadline:
                 raise RuntimeError("ingestion did not finish in time")
             time.sleep(0.2)
     seconds = time.perf_counter() - started
     collection.refresh_from_db()  # the first embedding set its dimensions
     chunks = Chunk.objects.filter(collection=collection).count()
-    failed = documents.filter(status=DocumentStatus.FAILED).count()
     return collection, {
-        "documents": len(corpus),
-        "failed": failed,
+        "documents": len(documents),
+        "failed": added.filter(status=DocumentStatus.FAILED).count(),
         "chunks": chunks,
         "seconds": seconds,
-        "documents_per_second": len(corpus) / seconds,
+        "documents_per_second": len(documents) / seconds,
         "chunks_per_second": chunks / seconds,
     }
+
+
+def corpus_documents(corpus: list[dict[str, Any]]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (entry["id"], entry["text"], {"corpus_id": entry["id"], "module": entry["id"].rsplit(".", 1)[0]})
+        for entry in corpus
+    ]
+
+
+def long_documents(maker: SentenceMaker, count: int) -> list[tuple[str, str, dict[str, Any]]]:
+    """Documents of LONG_DOCUMENT_PARAGRAPHS paragraphs: many chunks each."""
+    return [
+        (f"long {number}", "\n\n".join(maker.chunk() for _ in range(LONG_DOCUMENT_PARAGRAPHS)), {})
+        for number in range(count)
+    ]
 
 
 # 2. Retrieval quality
@@ -342,7 +354,11 @@ def main() -> None:
     }
     try:
         with tenant_context(Tenant.objects.get(slug=slug)):
-            collection, report["ingestion"] = bench_ingestion(api_key.pk, corpus)
+            collection, short = bench_ingestion(api_key.pk, "bench corpus", corpus_documents(corpus))
+            _, long = bench_ingestion(
+                api_key.pk, "bench long", long_documents(SentenceMaker(corpus, 7), LONG_DOCUMENTS)
+            )
+            report["ingestion"] = {"corpus": short, "long": long}
             print_ingestion(report["ingestion"])
             report["quality"] = bench_quality(collection, api_key, queries)
             print_quality(report["quality"])
@@ -377,11 +393,12 @@ def bench_sizes(
     return measured
 
 
-def print_ingestion(result: dict[str, Any]) -> None:
+def print_ingestion(results: dict[str, dict[str, Any]]) -> None:
     print("ingestion: add_text + ingest_document on one solo worker, local-embed, until ready")
     columns = ("documents", "failed", "chunks", "seconds", "docs/s", "chunks/s")
     keys = ("documents", "failed", "chunks", "seconds", "documents_per_second", "chunks_per_second")
-    print_rows(columns, [tuple(f"{result[key]:.1f}" for key in keys)], 10)
+    rows = [(name, *(f"{result[key]:.1f}" for key in keys)) for name, result in results.items()]
+    print_rows(("", *columns), rows, 10)
 
 
 def print_quality(result: dict[str, Any]) -> None:
