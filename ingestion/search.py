@@ -6,7 +6,10 @@ Promises:
 - Only chunks of `ready` documents at their document's current generation are
   read: a search never sees half of a re-ingestion, an old version or a failed
   document. Metadata filters are applied inside the SQL, never after a limit.
-- Both candidate lists and their fusion are one SQL statement, one round trip.
+- Both candidate lists and their fusion are one SQL statement, one round trip;
+  a second, exact, scan only when the HNSW index yielded fewer vector
+  candidates than wanted (pgvector 0.6 filters after the index: its
+  neighbours may be other collections' chunks or filtered out).
 - The query is embedded through the gateway's embeddings service, attributed to
   the caller's key (its limits, budget and usage ledger apply); keyword search
   makes no model call.
@@ -259,7 +262,13 @@ def fetch_hits(
         if mode != SearchMode.KEYWORD:
             cursor.execute(f"SET LOCAL hnsw.ef_search = {ef_search(candidates)}")
         cursor.execute(sql, params)
-        return [Hit(*row) for row in cursor.fetchall()]
+        rows = cursor.fetchall()
+        if mode != SearchMode.KEYWORD and (not rows or rows[0][-1] < candidates):
+            # The index scan's neighbours were mostly other collections' or filtered out.
+            exact, _ = search_statement(mode, collection.dimensions, filters, exact=True)
+            cursor.execute(exact, params)
+            rows = cursor.fetchall()
+    return [Hit(*row[:-1]) for row in rows]
 
 
 def vector_literal(vector: list[float]) -> str:
@@ -269,16 +278,19 @@ def vector_literal(vector: list[float]) -> str:
 # The chunks a search may read (of the document `d`).
 VISIBLE = "c.collection_id = %(collection)s AND c.generation = d.generation AND d.status = 'ready'"
 
-# The nearest candidates: exactly the form of the partial HNSW index of size {d}.
+# The nearest candidates. INDEXED_DISTANCE is exactly the form of the partial HNSW
+# index of size {d}; EXACT_DISTANCE, which no index matches, is an exact scan.
 VECTOR_CANDIDATES = """
     SELECT id, row_number() OVER (ORDER BY distance, id) AS rank, 1 - distance AS score FROM (
-        SELECT c.id, c.embedding::vector({d}) <=> %(vector)s::vector({d}) AS distance
+        SELECT c.id, {distance} AS distance
         FROM ingestion_chunk c JOIN ingestion_document d ON d.id = c.document_id
         WHERE {visible} AND c.dimensions = {d}{filters}
-        ORDER BY c.embedding::vector({d}) <=> %(vector)s::vector({d})
+        ORDER BY {distance}
         LIMIT %(candidates)s
     ) nearest
 """
+INDEXED_DISTANCE = "c.embedding::vector({d}) <=> %(vector)s::vector({d})"
+EXACT_DISTANCE = "c.embedding <=> %(vector)s::vector"
 
 KEYWORD_CANDIDATES = """
     SELECT id, row_number() OVER (ORDER BY score DESC, id) AS rank, score FROM (
@@ -308,17 +320,22 @@ fused AS (
     FROM vector_hits v FULL JOIN keyword_hits k ON k.id = v.id
 )
 SELECT c.id, c.document_id, d.title, c.text, c.position, c.heading, c.page, f.score,
-    f.vector_rank, f.vector_score, f.keyword_rank, f.keyword_score
+    f.vector_rank, f.vector_score, f.keyword_rank, f.keyword_score,
+    (SELECT count(*) FROM vector_hits) AS vector_candidates
 FROM fused f JOIN ingestion_chunk c ON c.id = f.id JOIN ingestion_document d ON d.id = c.document_id
 ORDER BY f.score DESC, c.id
 LIMIT %(limit)s
 """
 
 
-def search_statement(mode: SearchMode, dimensions: int, filters: Filters) -> tuple[str, dict[str, Any]]:
-    """The SQL of a search and its filter parameters (the caller adds the rest)."""
+def search_statement(
+    mode: SearchMode, dimensions: int, filters: Filters, *, exact: bool = False
+) -> tuple[str, dict[str, Any]]:
+    """The SQL of a search and its filter parameters (the caller adds the rest). Its
+    rows end with the number of vector candidates found."""
     where, params = filter_clauses(filters)
-    vector = VECTOR_CANDIDATES.format(d=int(dimensions), visible=VISIBLE, filters=where)
+    distance = (EXACT_DISTANCE if exact else INDEXED_DISTANCE).format(d=int(dimensions))
+    vector = VECTOR_CANDIDATES.format(d=int(dimensions), visible=VISIBLE, filters=where, distance=distance)
     keyword = KEYWORD_CANDIDATES.format(visible=VISIBLE, filters=where)
     sql = SEARCH.format(
         vector=NO_CANDIDATES if mode == SearchMode.KEYWORD else vector,

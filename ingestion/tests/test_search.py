@@ -22,6 +22,7 @@ from ingestion.search import (
     Filters,
     SearchInputError,
     SearchMode,
+    fetch_hits,
     parse_filters,
     search,
     search_statement,
@@ -203,7 +204,7 @@ def test_filters_are_validated() -> None:
     assert parse_filters({"lang": "en", "tag": {"$in": ["a", 1, None]}}) == Filters(
         {"lang": "en"}, {"tag": ("a", 1, None)}
     )
-    refused = [
+    refused: list[tuple[dict[str, Any], str, str]] = [
         ({"tag": {"$nin": ["a"]}}, "filters.tag", "Unknown filter operator ($nin)"),
         ({"tag": {"$in": []}}, "filters.tag", "`$in` takes a list"),
         ({"tag": {"$in": "a"}}, "filters.tag", "`$in` takes a list"),
@@ -272,7 +273,7 @@ def test_vector_and_hybrid_searches_use_the_hnsw_index(tenant: TenantFixture) ->
             add_chunk(document, f"passage {position}", vector, position=position)
         probe = [0.0] * 256
         probe[1] = 1.0
-        params = {
+        params: dict[str, Any] = {
             "collection": collection.id,
             "vector": vector_literal(probe),
             "config": "english",
@@ -393,3 +394,27 @@ def test_bad_input_gets_a_400_naming_the_field(
 
     assert response.status_code == 400, response.content
     assert response.json()["error"]["param"] == param
+
+
+def test_a_collection_crowded_out_of_the_index_is_searched_exactly(tenant: TenantFixture) -> None:
+    """The HNSW index is shared by the tenant's collections of one size: when its
+    nearest neighbours belong to another collection, the search scans exactly."""
+    query_vector = [1.0] + [0.0] * 255
+    with tenant_context(tenant.tenant):
+        small, crowd = make_collection(dimensions=256), make_collection(dimensions=256)
+        for position in range(5):
+            add_chunk(
+                make_document(small), f"small {position}", near([0.0, 1.0] + [0.0] * 254, 0.1, position)
+            )
+        crowd_document = make_document(crowd)
+        for position in range(300):
+            add_chunk(
+                crowd_document, f"crowd {position}", near(query_vector, 0.1, position), position=position
+            )
+        with connection.cursor() as cursor:  # as the planner chooses at scale: the index
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute("SET LOCAL enable_sort = off")
+
+        hits = fetch_hits(small, SearchMode.VECTOR, "report", query_vector, Filters(), top_k=10, limit=10)
+
+    assert sorted(hit.text for hit in hits) == [f"small {position}" for position in range(5)]
