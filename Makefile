@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK := $(PY) -m aiaas.launcher
 
-.PHONY: run test check lint typecheck migrations-check pytest openapi bench-provisioning bench-gateway bench-routing bench-realtime bench-billing clean
+.PHONY: run test check lint typecheck migrations-check pytest openapi bench-provisioning bench-gateway bench-routing bench-realtime bench-billing bench-ingestion clean
 
 $(VENV)/.installed: requirements/base.txt requirements/embedded.txt requirements/dev.txt requirements/lock.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -60,6 +60,11 @@ bench-realtime: $(VENV)/.installed
 # Webhook verification and meter-event sends against the local Stripe stand-in.
 bench-billing: $(VENV)/.installed
 	$(STACK) exec -- $(PY) bench/billing.py $(BENCH_ARGS)
+
+# Ingestion throughput, search latency at 10k and 100k chunks, retrieval quality
+# (BENCH_ARGS=--quick for a short run; bench/README.md).
+bench-ingestion: $(VENV)/.installed
+	$(STACK) exec -- $(PY) bench/ingestion.py $(BENCH_ARGS)
 
 # Stops nothing: stop `make run` first (servers still running on deleted files
 # would linger).

@@ -1,10 +1,12 @@
 """ASGI entry point.
 
 HTTP under /v1/ goes to the gateway (a lean Starlette app: no Django
-middleware on the hot path, docs/decisions/0005); other HTTP to Django;
-WebSockets to the Channels consumers. Every HTTP body is read within its size
-and time limits: Django's by aiaas/request_limits.py, the gateway's as it
-streams them (gateway/transports/http.py).
+middleware on the hot path, docs/decisions/0005), except OpenAI's Files and
+Vector Stores (/v1/files, /v1/vector_stores: CRUD over the tenant's schema,
+docs/decisions/0020); other HTTP to Django; WebSockets to the Channels
+consumers. Every HTTP body is read within its size and time limits: Django's by
+aiaas/request_limits.py (uploads, /v1/files among them, up to the file size
+limit), the gateway's as it streams them (gateway/transports/http.py).
 """
 
 import os
@@ -31,6 +33,8 @@ from realtime.metrics import METRICS as REALTIME_METRICS  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 
 GATEWAY_PREFIX = "/v1/"
+# /v1 resources Django serves (ingestion/openai/).
+DJANGO_V1_RESOURCES = frozenset({"files", "vector_stores"})
 METRICS_PATH = "/metrics"  # this process's counters (aiaas/metrics.py)
 metrics_application = metrics_endpoint(lambda: REALTIME_METRICS.exposition() + GATEWAY_METRICS.exposition())
 
@@ -49,8 +53,15 @@ bounded_django = BoundedBodyMiddleware(
 )
 
 
+def served_by_django(path: str) -> bool:
+    resource = path.removeprefix(GATEWAY_PREFIX).split("/", 1)[0]
+    return path.startswith(GATEWAY_PREFIX) and resource in DJANGO_V1_RESOURCES
+
+
 async def http_application(scope: Scope, receive: Receive, send: Send) -> None:
-    if scope["path"].startswith(GATEWAY_PREFIX):
+    if served_by_django(scope["path"]):
+        await bounded_django(scope, receive, send)
+    elif scope["path"].startswith(GATEWAY_PREFIX):
         await gateway_application(scope, receive, send)
     elif scope["path"] == METRICS_PATH and scope["method"] == "GET":
         await metrics_application(scope, receive, send)

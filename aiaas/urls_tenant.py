@@ -21,4 +21,5 @@ urlpatterns = [
     path("", include("tenants.web.verification_urls")),
     path("dashboard/", include((dashboard_pages, "dashboard"))),
     path("dashboard/agents/", include("agents.web.urls")),
+    path("dashboard/knowledge/", include("ingestion.web.urls")),
 ]

@@ -42,11 +42,13 @@ class Operation:
     url_name: str
     method: str
     expected_status: int
-    body: dict[str, Any] | None = None
+    # A body, or a function making one for each call (an upload's file is read once).
+    body: dict[str, Any] | Callable[[], dict[str, Any]] | None = None
     # Makes an object of the given tenant and returns it; for detail routes.
     make_object: Callable[[TenantFixture], Model] | None = None
     url_kwarg: str = "pk"
     extra_kwargs: dict[str, str] = field(default_factory=dict)
+    format: str = "json"
 
     @property
     def id(self) -> str:
@@ -59,7 +61,8 @@ class Operation:
         return reverse(self.url_name, urlconf="aiaas.urls_api", kwargs=kwargs)
 
     def call(self, client: APIClient, object_id: str | None = None) -> Any:
-        return getattr(client, self.method)(self.url(object_id), data=self.body, format="json")
+        body = self.body() if callable(self.body) else self.body
+        return getattr(client, self.method)(self.url(object_id), data=body, format=self.format)
 
 
 def api_operations() -> Iterator[tuple[str, str]]:

@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from agents.tests.factories import make_agent, make_prompt, make_run, simple_spec
-from ingestion.tests.factories import make_document, make_stored_collection
+from ingestion.tests.factories import (
+    ATTACHED_FILE_ID,
+    make_collection_and_unattached_file,
+    make_collection_with_file,
+    make_document,
+    make_stored_collection,
+    make_stored_file,
+    upload,
+)
 from request_logs.tests.factories import make_request_log
 from tenants.models import ApiKey, ApiKeyScope
 from tenants.services import create_api_key
@@ -72,6 +80,83 @@ OPERATIONS = [
     Operation("document-detail", "get", 200, make_object=make_document),
     Operation("document-detail", "delete", 204, make_object=make_document),
     Operation("document-reingest", "post", 200, make_object=make_document),
+    Operation(
+        "collection-search",
+        "post",
+        200,
+        body={"query": "anything", "mode": "keyword"},
+        make_object=make_stored_collection,
+    ),
+    # OpenAI's files and vector stores (ingestion/openai).
+    Operation("v1-file-list", "get", 200),
+    Operation(
+        "v1-file-list",
+        "post",
+        200,
+        body=lambda: {"purpose": "assistants", "file": upload()},
+        format="multipart",
+    ),
+    Operation("v1-file-detail", "get", 200, make_object=make_stored_file, url_kwarg="file_id"),
+    Operation("v1-file-detail", "delete", 200, make_object=make_stored_file, url_kwarg="file_id"),
+    Operation("v1-file-content", "get", 200, make_object=make_stored_file, url_kwarg="file_id"),
+    Operation("v1-vector-store-list", "get", 200),
+    Operation("v1-vector-store-list", "post", 200, body={"name": "matrix"}),
+    Operation(
+        "v1-vector-store-detail", "get", 200, make_object=make_stored_collection, url_kwarg="vector_store_id"
+    ),
+    Operation(
+        "v1-vector-store-detail",
+        "post",
+        200,
+        body={"name": "renamed"},
+        make_object=make_stored_collection,
+        url_kwarg="vector_store_id",
+    ),
+    Operation(
+        "v1-vector-store-detail",
+        "delete",
+        200,
+        make_object=make_stored_collection,
+        url_kwarg="vector_store_id",
+    ),
+    Operation(
+        "v1-vector-store-search",
+        "post",
+        200,
+        body={"query": "tenancy"},
+        make_object=make_stored_collection,
+        url_kwarg="vector_store_id",
+    ),
+    Operation(
+        "v1-vector-store-file-list",
+        "get",
+        200,
+        make_object=make_collection_with_file,
+        url_kwarg="vector_store_id",
+    ),
+    Operation(
+        "v1-vector-store-file-list",
+        "post",
+        200,
+        body={"file_id": ATTACHED_FILE_ID},
+        make_object=make_collection_and_unattached_file,
+        url_kwarg="vector_store_id",
+    ),
+    *(
+        Operation(
+            url_name,
+            method,
+            200,
+            make_object=make_collection_with_file,
+            url_kwarg="vector_store_id",
+            extra_kwargs={"file_id": ATTACHED_FILE_ID},
+        )
+        for url_name, method in [
+            ("v1-vector-store-file-detail", "get"),
+            ("v1-vector-store-file-detail", "delete"),
+            ("v1-vector-store-file-content", "get"),
+        ]
+    ),
 ]
 OBJECT_OPERATIONS = [operation for operation in OPERATIONS if operation.make_object]
 

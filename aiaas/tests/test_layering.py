@@ -3,9 +3,10 @@ source: a rule broken anywhere fails here, naming the module and the import.
 
 - aiaas/ is shared infrastructure: it imports no domain app (only its
   composition roots, the settings, URLConfs and ASGI entry, wire them).
-- Domain code never imports a transport: an app's api/ (DRF) or web/
-  (dashboard pages), or the gateway's HTTP and WebSocket transports, except
-  the composition roots and other transports. (The in-process client,
+- Domain code never imports a transport: an app's api/ (DRF), web/
+  (dashboard pages) or openai/ (OpenAI-shaped /v1 routes), or the gateway's
+  HTTP and WebSocket transports, except the composition roots and other
+  transports. (The in-process client,
   gateway.transports.inprocess, is how agents and other platform work call
   the gateway.)
 - routing/ is the router only: it never imports the gateway.
@@ -36,7 +37,8 @@ DOMAIN_APPS = (
 )
 # Modules whose job is to wire everything together.
 COMPOSITION_ROOTS = {"aiaas/asgi.py", "aiaas/urls_api.py", "aiaas/urls_public.py", "aiaas/urls_tenant.py"}
-TRANSPORT_PACKAGES = ("api", "web")
+# An app's HTTP layers: api/ (DRF), web/ (pages), openai/ (OpenAI-shaped routes, ingestion).
+TRANSPORT_PACKAGES = ("api", "web", "openai")
 
 
 # Test-only code: helpers, app tests, benchmarks and the pytest root configuration.

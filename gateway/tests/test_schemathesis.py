@@ -83,11 +83,25 @@ PROVIDER_REFUSALS = frozenset(
 )
 
 
+# Rules of /v1/files and /v1/vector_stores a schema cannot state, by the `param` refused:
+# which files exist, metadata keys' length, a static chunking overlap (at most half the
+# size, and a file's must be its store's), filters that do not fit ours, an empty file.
+STORE_REFUSALS = {
+    "POST /v1/files": ("file",),
+    "POST /v1/vector_stores": ("file_ids", "metadata", "chunking_strategy"),
+    "POST /v1/vector_stores/{vector_store_id}": ("metadata",),
+    "POST /v1/vector_stores/{vector_store_id}/files": ("attributes", "chunking_strategy"),
+    "POST /v1/vector_stores/{vector_store_id}/search": ("filters",),
+}
+
+
 def refusal_is_allowed(label: str, error: dict[str, Any]) -> bool:
     if label in {"POST /v1/chat/completions", "POST /v1/embeddings"}:
         return error.get("code") in PROVIDER_REFUSALS
     if label == "POST /api/v1/keys/":
         return error.get("param") == "expires_at"  # must be in the future
+    if label in STORE_REFUSALS:
+        return str(error.get("param") or "").startswith(STORE_REFUSALS[label])
     return False
 
 

@@ -24,6 +24,8 @@ from accounts.models import Role, User
 from accounts.tests.factories import browser_for, make_user
 from agents.models import Agent, Run
 from agents.tests.factories import make_agent, make_run, simple_spec
+from ingestion.models import Collection, Document
+from ingestion.tests.factories import make_collection_with_file
 from routing.router.services import tenant_routing
 from tenants.models import ApiKey, Tenant
 from tenants.web.base import (
@@ -91,9 +93,19 @@ def run_pk(tenant: TenantFixture) -> int:
     return make_run(tenant).pk
 
 
+def collection_pk(tenant: TenantFixture) -> str:
+    return make_collection_with_file(tenant).pk
+
+
+def document_pk(tenant: TenantFixture) -> str:
+    collection = make_collection_with_file(tenant)
+    with tenant_context(tenant.tenant):
+        return Document.objects.get(collection=collection).pk
+
+
 # A real object of the tenant under test for each page that takes one, so a page
 # that let an outsider through would change something the test sees.
-SAMPLE_OBJECTS: dict[str, Callable[[TenantFixture], int]] = {
+SAMPLE_OBJECTS: dict[str, Callable[[TenantFixture], int | str]] = {
     "dashboard:revoke-key": api_key_pk,
     "dashboard:key-limits": api_key_pk,
     "dashboard:change-role": member_pk,
@@ -105,6 +117,19 @@ SAMPLE_OBJECTS: dict[str, Callable[[TenantFixture], int]] = {
     "agents:run-events": run_pk,
     "agents:run-cancel": run_pk,
     "agents:run-replay": run_pk,
+    **dict.fromkeys(
+        [
+            "ingestion:collection",
+            "ingestion:collection-delete",
+            "ingestion:upload",
+            "ingestion:add-url",
+            "ingestion:add-text",
+            "ingestion:progress",
+        ],
+        collection_pk,
+    ),
+    "ingestion:document-delete": document_pk,
+    "ingestion:stream-token": document_pk,
 }
 
 
@@ -127,6 +152,9 @@ def hostile_form(tenant: TenantFixture) -> dict[str, str]:
         "key": str(api_key_pk(tenant)),
         "spec": json.dumps(simple_spec("outsider")),
         "input": json.dumps({"text": "hi"}),
+        "api_key": str(api_key_pk(tenant)),
+        "url": "https://outsider.example/",
+        "text": "outsider",
     }
 
 
@@ -141,6 +169,8 @@ def state_of(tenant: TenantFixture) -> dict[str, Any]:
             ),
             "agents": list(Agent.objects.order_by("pk").values("pk", "name", "version")),
             "runs": list(Run.objects.order_by("pk").values("pk", "status", "replay_of")),
+            "collections": list(Collection.objects.order_by("pk").values("pk", "name")),
+            "documents": list(Document.objects.order_by("pk").values("pk", "status")),
             "routing": (routing.quality_target, routing.exploration_rate),
         }
 
