@@ -12,6 +12,7 @@ from django_tenants.utils import tenant_context
 from accounts.models import User
 from tenants.api.base import TenantScopedViewSet
 from tenants.context import activate_public_schema
+from tenants.models import Tenant
 from testing.tenants import TenantFixture
 
 
@@ -28,8 +29,10 @@ def test_a_host_outside_base_domain_is_refused(tenant: TenantFixture) -> None:
 
 
 def test_an_inactive_tenants_host_is_a_404(tenant: TenantFixture) -> None:
-    tenant.tenant.is_active = False
-    tenant.tenant.save(update_fields=["is_active"])
+    # A copy: the session fixture's object outlives this test's rolled-back write.
+    inactive = Tenant.objects.get(pk=tenant.tenant.pk)
+    inactive.is_active = False
+    inactive.save(update_fields=["is_active"])
 
     assert Client(HTTP_HOST=tenant.host).get("/").status_code == 404
     assert tenant.api_client().get("/api/v1/keys").status_code == 401
