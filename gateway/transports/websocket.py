@@ -33,7 +33,7 @@ import orjson
 from django.conf import settings
 
 from gateway import service
-from gateway.errors import NO_OUTPUT, GatewayError, error_for, from_provider_error
+from gateway.errors import NO_OUTPUT, GatewayError, error_for, from_provider_error, invalid
 from gateway.events import ChatDelta, ChatFailed
 from gateway.service import RequestContext
 from gateway.validation import parse_chat_request
@@ -213,6 +213,9 @@ class ChatCompletion:
                 413, f"The request body exceeds {limit} bytes.", "invalid_request_error", "request_too_large"
             )
         chat = parse_chat_request(self.body)
+        if chat.choices > 1:
+            # Its events (chunks, then one `done` with the content) carry a single answer.
+            raise invalid("A WebSocket chat streams one choice: leave out `n` or send 1.", "n")
         prepared = await service.prepare_chat(self.context, chat, streamed=True)
         events = service.stream_chat(self.context, prepared)
         try:

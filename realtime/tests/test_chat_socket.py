@@ -85,6 +85,13 @@ def test_an_invalid_request_gets_one_error_event(gateway: str, serving_tenant: T
     assert close_code == 1000
 
 
+def test_several_choices_are_refused(gateway: str, serving_tenant: TenantFixture) -> None:
+    messages, _ = chat(gateway, serving_tenant.admin_key, {**chat_body("Hi"), "n": 2})
+
+    assert [message["type"] for message in messages] == ["error"]
+    assert (messages[0]["status"], messages[0]["error"]["param"]) == (400, "n")
+
+
 def test_an_unknown_model_is_the_same_404_as_on_http(gateway: str, serving_tenant: TenantFixture) -> None:
     messages, _ = chat(gateway, serving_tenant.admin_key, {**chat_body("Hi"), "model": "no-such-model"})
 
