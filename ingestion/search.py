@@ -133,6 +133,8 @@ def search(
     mode = parse_mode(mode)
     query = check_query(query, top_k)
     parsed = parse_filters(filters, document_ids)
+    if collection.dimensions is None:  # the caller's copy may predate the first embedding
+        collection.refresh_from_db(fields=["dimensions"])
     if collection.dimensions is None:  # nothing embedded yet, so no chunk either
         return SearchResult(mode, [], SearchUsage(), 0.0, 0.0)
     started = time.perf_counter()
