@@ -54,7 +54,12 @@ def store(tenant: TenantFixture, name: str | None = None) -> Stored:
         documents, chunks = {}, {}
         for title, passages in PASSAGES.items():
             document = Document.objects.create(
-                collection=collection, title=title, source="text", status="ready", generation=1
+                collection=collection,
+                title=title,
+                source="text",
+                status="ready",
+                generation=1,
+                metadata={"topic": title.lower()},
             )
             documents[title] = document
             for position, (heading, page, text) in enumerate(passages):
@@ -216,6 +221,35 @@ def test_collections_sharing_a_name_must_be_named_by_id(tenant: TenantFixture, s
 
     assert run.status == RunStatus.FAILED
     assert run.error == f"find: several collections are named `{name}`; name it by its id"
+
+
+def test_filters_rendered_from_the_input_narrow_the_search(tenant: TenantFixture, simulator: str) -> None:
+    stored = store(tenant)
+    spec = rag_spec(stored.collection.name, mode="keyword", filters={"topic": "{{ input.topic }}"})
+
+    run = execute(tenant, make_run(tenant, spec, {"q": "boiler or tomatoes", "topic": "gardens"}))
+
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert [source["title"] for source in output_of(run)["sources"]] == ["Gardens"]
+
+
+def test_a_filter_the_search_refuses_fails_the_step_naming_it(tenant: TenantFixture, simulator: str) -> None:
+    spec = rag_spec(store(tenant).collection.name, filters={"topic": {"$like": "garden%"}})
+
+    run = execute(tenant, make_run(tenant, spec, {"q": "tomatoes"}))
+
+    assert run.status == RunStatus.FAILED
+    assert run.error == "find: filters.topic: Unknown filter operator ($like): only `$in` is supported."
+
+
+def test_a_spent_cost_budget_stops_a_retrieve_step(tenant: TenantFixture, simulator: str) -> None:
+    spec = {**rag_spec(store(tenant).collection.name), "budget": {"max_cost_usd": 0}}
+
+    run = execute(tenant, make_run(tenant, spec, {"q": "boiler"}))
+
+    assert run.status == RunStatus.FAILED
+    assert run.error == "find: the run's cost budget of 0 USD is spent"
+    assert ("retrieval.usage", "find") not in event_types(tenant, run)
 
 
 def test_filters_must_render_to_an_object(tenant: TenantFixture, simulator: str) -> None:
