@@ -8,6 +8,7 @@ streams them (gateway/transports/http.py).
 """
 
 import os
+import re
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aiaas.settings")
 
@@ -39,7 +40,12 @@ metrics_application = metrics_endpoint(lambda: REALTIME_METRICS.exposition() + G
 # enforces the same limits itself, answering with its own headers.
 bounded_django = BoundedBodyMiddleware(
     django_application,  # type: ignore[arg-type]
-    BodyLimits(settings.MAX_REQUEST_BYTES, settings.REQUEST_BODY_TIMEOUT_SECONDS),
+    BodyLimits(
+        settings.MAX_REQUEST_BYTES,
+        settings.REQUEST_BODY_TIMEOUT_SECONDS,
+        upload_paths=re.compile(settings.UPLOAD_PATHS),
+        upload_max_bytes=settings.MAX_UPLOAD_REQUEST_BYTES,
+    ),
 )
 
 

@@ -3,11 +3,13 @@
 `BoundedBodyMiddleware` wraps every HTTP request (the gateway, Django, /metrics)
 and promises:
 
-- a body over `max_bytes` is answered 413 `request_too_large`, counted as the
+- a body over its limit is answered 413 `request_too_large`, counted as the
   bytes arrive (a Content-Length over the limit is refused before any is read,
   chunked bodies when the count passes it), so Django never spools it to disk;
 - a body still arriving `timeout_seconds` after the headers is answered 408
   `request_timeout`, and the connection is closed (slow clients);
+- the limit is `max_bytes`, except for a multipart/form-data POST to a path
+  `upload_paths` matches (file uploads), whose limit is `upload_max_bytes`;
 - the application receives the body in one message with its Content-Length
   set: Django REST framework reads no body without one, so a chunked body
   reached /api as empty.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -30,6 +33,18 @@ from aiaas.api_errors import error_body
 class BodyLimits:
     max_bytes: int
     timeout_seconds: float
+    upload_paths: re.Pattern[str] | None = None
+    upload_max_bytes: int = 0
+
+    def max_bytes_for(self, scope: Scope) -> int:
+        if (
+            self.upload_paths is not None
+            and scope["method"] == "POST"
+            and self.upload_paths.fullmatch(scope["path"])
+            and is_multipart(scope)
+        ):
+            return self.upload_max_bytes
+        return self.max_bytes
 
 
 class BodyTooLargeError(Exception):
@@ -54,14 +69,15 @@ class BoundedBodyMiddleware:
         except ValueError:
             await refuse(send, 400, "The Content-Length header is not a number.", "invalid_content_length")
             return
-        if declared is not None and declared > self.limits.max_bytes:
-            await self.refuse_too_large(send)
+        max_bytes = self.limits.max_bytes_for(scope)
+        if declared is not None and declared > max_bytes:
+            await refuse_too_large(send, max_bytes)
             return
         try:
-            reading = read_body(receive, self.limits.max_bytes)
+            reading = read_body(receive, max_bytes)
             body = await asyncio.wait_for(reading, self.limits.timeout_seconds)
         except BodyTooLargeError:
-            await self.refuse_too_large(send)
+            await refuse_too_large(send, max_bytes)
             return
         except TimeoutError:
             message = f"The request body did not arrive within {self.limits.timeout_seconds:g} seconds."
@@ -71,9 +87,16 @@ class BoundedBodyMiddleware:
             return
         await self.app(with_content_length(scope, len(body)), replaying(body, receive), send)
 
-    async def refuse_too_large(self, send: Send) -> None:
-        message = f"The request body exceeds {self.limits.max_bytes} bytes."
-        await refuse(send, 413, message, "request_too_large")
+
+async def refuse_too_large(send: Send, max_bytes: int) -> None:
+    await refuse(send, 413, f"The request body exceeds {max_bytes} bytes.", "request_too_large")
+
+
+def is_multipart(scope: Scope) -> bool:
+    return any(
+        name == b"content-type" and value.lower().startswith(b"multipart/form-data")
+        for name, value in scope["headers"]
+    )
 
 
 def declared_length(scope: Scope) -> int | None:

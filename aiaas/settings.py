@@ -266,6 +266,9 @@ BREAKER_TENANT_SHARE = env.float("BREAKER_TENANT_SHARE", default=0.5)
 # environment variable with one of these prefixes, or a file inside one of these folders.
 PROVIDER_CREDENTIAL_ENV_PREFIXES = env.list("PROVIDER_CREDENTIAL_ENV_PREFIXES", default=["AIAAS_PROVIDER_"])
 PROVIDER_CREDENTIAL_DIRS = env.list("PROVIDER_CREDENTIAL_DIRS", default=["/run/secrets"])
+# The embedding model of a new collection (ingestion/): any registry model that serves
+# embeddings; by default the one the gateway runs in process (ADR 0017).
+INGESTION_EMBEDDING_MODEL = env.str("INGESTION_EMBEDDING_MODEL", default="local-embed")
 
 # Agents (agents/, docs/decisions/0009).
 AGENT_RUNS_QUEUE = queues.runs_queue(os.environ)
@@ -304,6 +307,47 @@ AGENT_TOOL_MANIFEST_DIRS = env.list("AGENT_TOOL_MANIFEST_DIRS", default=[])
 AGENT_TOOL_PUBLIC_KEYS = env.dict("AGENT_TOOL_PUBLIC_KEYS", default={})
 # Hosts tools may reach even when they resolve to private or loopback addresses.
 AGENT_TOOL_ALLOWED_HOSTS = env.list("AGENT_TOOL_ALLOWED_HOSTS", default=[])
+# Knowledge (ingestion/, docs/decisions/0018): collections, their documents and chunks.
+# New collections embed with this registry model unless they name another.
+INGESTION_QUEUE = queues.INGESTION_QUEUE
+INGESTION_EMBEDDING_MODEL = env.str("INGESTION_EMBEDDING_MODEL", default="local-embed")
+INGESTION_CHUNK_TOKENS = 400
+INGESTION_CHUNK_OVERLAP = 60
+INGESTION_MIN_CHUNK_TOKENS = 50
+INGESTION_MAX_CHUNK_TOKENS = 4096
+INGESTION_SEARCH_CONFIG = "english"
+# An uploaded file (and a multipart upload's body), a text source, a fetched URL: at most this.
+INGESTION_MAX_FILE_BYTES = env.int("INGESTION_MAX_FILE_BYTES", default=32 * 1024 * 1024)
+# What parsing one document may produce: pages read of a PDF, characters of text kept.
+INGESTION_MAX_PAGES = env.int("INGESTION_MAX_PAGES", default=2_000)
+INGESTION_MAX_CHARACTERS = env.int("INGESTION_MAX_CHARACTERS", default=5_000_000)
+# A DOCX (a ZIP) is refused when its parts would unpack past this (a decompression bomb).
+INGESTION_MAX_UNPACKED_BYTES = env.int("INGESTION_MAX_UNPACKED_BYTES", default=256 * 1024 * 1024)
+# Chunks embedded per gateway call (and stored per transaction).
+INGESTION_EMBEDDING_BATCH = env.int("INGESTION_EMBEDDING_BATCH", default=64)
+# Retries of a batch the gateway refused for a retryable reason (429, 5xx), backing off
+# exponentially from INGESTION_RETRY_BASE_SECONDS (or as long as Retry-After says).
+INGESTION_EMBEDDING_RETRIES = env.int("INGESTION_EMBEDDING_RETRIES", default=5)
+INGESTION_RETRY_BASE_SECONDS = env.float("INGESTION_RETRY_BASE_SECONDS", default=1.0)
+INGESTION_RETRY_MAX_SECONDS = env.float("INGESTION_RETRY_MAX_SECONDS", default=30.0)
+# URL sources: a fetch (robots.txt included) takes at most this long and follows at
+# most this many redirects, each checked by the SSRF guard (aiaas/outbound.py).
+INGESTION_FETCH_TIMEOUT_SECONDS = env.float("INGESTION_FETCH_TIMEOUT_SECONDS", default=30.0)
+INGESTION_FETCH_MAX_REDIRECTS = 5
+INGESTION_FETCH_USER_AGENT = env.str("INGESTION_FETCH_USER_AGENT", default="aiaas-ingestion/1.0")
+# Hosts URL sources may reach even when they resolve to private or loopback addresses.
+INGESTION_ALLOWED_HOSTS = env.list("INGESTION_ALLOWED_HOSTS", default=[])
+# The sweeper (ingestion.sweep): a document `processing` with no heartbeat for this long,
+# or `queued` for this long, is queued again, at most INGESTION_MAX_ATTEMPTS times in all.
+INGESTION_STALE_SECONDS = env.int("INGESTION_STALE_SECONDS", default=300)
+INGESTION_MAX_ATTEMPTS = env.int("INGESTION_MAX_ATTEMPTS", default=3)
+INGESTION_SOFT_TIME_LIMIT_SECONDS = env.int("INGESTION_SOFT_TIME_LIMIT_SECONDS", default=600)
+INGESTION_TIME_LIMIT_SECONDS = env.int("INGESTION_TIME_LIMIT_SECONDS", default=630)
+CELERY_BEAT_SCHEDULE["sweep-ingestion"] = {
+    "task": "ingestion.sweep",
+    "schedule": 60.0,
+    "options": {"queue": "default", "expire_seconds": 50},
+}
 # Billing (billing/, docs/decisions/0008): without STRIPE_SECRET_KEY billing runs offline
 # (metering, quotas and previews work; Checkout and the Customer Portal are off).
 STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
@@ -457,11 +501,21 @@ SPECTACULAR_SETTINGS = {
     # Swagger UI at /api/docs/ from drf-spectacular-sidecar's files: no CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # Names of their own, so other `source` and `status` enums keep theirs.
+    "ENUM_NAME_OVERRIDES": {
+        "DocumentSourceEnum": "ingestion.models.DocumentSource",
+        "DocumentStatusEnum": "ingestion.models.DocumentStatus",
+    },
 }
 # Request bodies and slow clients (aiaas/request_limits.py, aiaas/http_protocol.py):
 # a body over MAX_REQUEST_BYTES is a 413 before anything reads it, so Django
 # never spools one to disk (a body within it stays in memory).
 MAX_REQUEST_BYTES = env.int("MAX_REQUEST_BYTES", default=2 * 1024 * 1024)
+# File uploads (multipart/form-data POSTs to these paths) may be as large as a stored
+# file, plus room for the multipart envelope; Django spools those over
+# FILE_UPLOAD_MAX_MEMORY_SIZE to a temporary file.
+UPLOAD_PATHS = r"/api/v1/collections/[^/]+/documents/?|/v1/files/?"
+MAX_UPLOAD_REQUEST_BYTES = INGESTION_MAX_FILE_BYTES + 64 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
 REQUEST_BODY_TIMEOUT_SECONDS = env.float("REQUEST_BODY_TIMEOUT_SECONDS", default=30.0)

@@ -12,6 +12,8 @@ urlpatterns = [
     path("api/v1/", include("request_logs.api.urls")),
     path("api/v1/", include("routing.api.urls")),
     path("api/v1/", include("agents.api.urls")),
+    path("api/v1/", include("ingestion.api.urls")),
+    path("api/v1/", include("ingestion.api.search_urls")),
     path(
         "api/schema/",
         # This URLConf, not ROOT_URLCONF (the tenant dashboard's), which the view would describe.

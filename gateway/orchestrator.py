@@ -260,8 +260,8 @@ class Orchestrator:
     ) -> dict[str, Any]:
         async def call(model: ModelSpec) -> dict[str, Any]:
             upstream = {**body, "model": model.upstream_model}
-            return await self.providers.post_json(
-                model, "/embeddings", upstream, deadline, outcome.timing, outcome.tenant_id
+            return await self.providers.embeddings(
+                model, upstream, deadline, outcome.timing, outcome.tenant_id
             )
 
         prompt = embeddings_tokens_bound(body)

@@ -18,6 +18,7 @@ class ProviderModelInline(admin.TabularInline):  # type: ignore[type-arg]
         "context_window",
         "input_price_per_million",
         "output_price_per_million",
+        "supports_chat",
         "supports_json_mode",
         "supports_embeddings",
         "is_enabled",
@@ -28,8 +29,8 @@ class ProviderModelInline(admin.TabularInline):  # type: ignore[type-arg]
 class ProviderAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     """Credentials are never stored here: only the env var or file that holds them."""
 
-    list_display = ("slug", "name", "base_url", "is_simulated", "is_enabled", "max_concurrent_calls")
-    list_filter = ("is_enabled", "is_simulated")
+    list_display = ("slug", "name", "kind", "base_url", "is_simulated", "is_enabled", "max_concurrent_calls")
+    list_filter = ("kind", "is_enabled", "is_simulated")
     search_fields = ("slug", "name", "base_url")
     inlines = [ProviderModelInline]
 
@@ -43,6 +44,7 @@ class ProviderModelAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "context_window",
         "input_price_per_million",
         "output_price_per_million",
+        "supports_chat",
         "supports_json_mode",
         "supports_embeddings",
         "is_enabled",

@@ -22,6 +22,7 @@ from asgiref.sync import sync_to_async
 from routing.models import (
     ModelAlias,
     Provider,
+    ProviderKind,
     ProviderModel,
     credential_env_allowed,
     credential_file_allowed,
@@ -46,6 +47,12 @@ class ProviderSpec:
     total_timeout: float
     max_concurrent_calls: int
     is_simulated: bool
+    kind: str = ProviderKind.OPENAI
+
+    @property
+    def is_local(self) -> bool:
+        """Served inside the gateway process (gateway/providers/local.py), not over HTTP."""
+        return self.kind == ProviderKind.LOCAL
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +127,7 @@ def provider_spec(provider: Provider) -> ProviderSpec:
         total_timeout=provider.total_timeout_seconds,
         max_concurrent_calls=provider.max_concurrent_calls,
         is_simulated=provider.is_simulated,
+        kind=provider.kind,
     )
 
 

@@ -26,12 +26,21 @@ class AuthStyle(models.TextChoices):
     NONE = "none", "No credential"
 
 
+class ProviderKind(models.TextChoices):
+    OPENAI = "openai", "OpenAI-compatible HTTP endpoint"
+    LOCAL = "local", "A model run inside the gateway process (gateway/providers/local.py)"
+
+
 class Provider(models.Model):
-    """An OpenAI-compatible endpoint. Real providers are added by configuration alone."""
+    """An OpenAI-compatible endpoint, or the models the gateway runs itself (`local`).
+    Real providers are added by configuration alone."""
 
     slug = models.SlugField(max_length=50, unique=True)
     name = models.CharField(max_length=100)
-    base_url = models.URLField(help_text="Up to and including /v1, e.g. https://api.openai.com/v1")
+    kind = models.CharField(max_length=10, choices=ProviderKind.choices, default=ProviderKind.OPENAI)
+    base_url = models.URLField(
+        blank=True, help_text="Up to and including /v1, e.g. https://api.openai.com/v1 (blank when local)"
+    )
     auth_style = models.CharField(max_length=10, choices=AuthStyle.choices, default=AuthStyle.BEARER)
     credential_env = models.CharField(
         max_length=100, blank=True, help_text="Environment variable holding the credential."
@@ -60,9 +69,12 @@ class Provider(models.Model):
         return self.name
 
     def clean(self) -> None:
-        """Staff may name a credential only where settings allow: an environment
-        variable with an allowed prefix, a file inside an allowed folder."""
+        """An HTTP provider has a base URL; staff may name a credential only where
+        settings allow: an environment variable with an allowed prefix, a file
+        inside an allowed folder."""
         errors = {}
+        if self.kind == ProviderKind.OPENAI and not self.base_url:
+            errors["base_url"] = "An OpenAI-compatible provider needs its base URL."
         if self.credential_env and not credential_env_allowed(self.credential_env):
             prefixes = ", ".join(settings.PROVIDER_CREDENTIAL_ENV_PREFIXES)
             errors["credential_env"] = f"Use a variable whose name starts with one of: {prefixes}."

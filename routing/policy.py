@@ -54,6 +54,15 @@ def is_capable(model: ModelSpec, request: RouteRequest) -> bool:
     return model.supports_chat and fits and (model.supports_json_mode or not request.needs_json)
 
 
+def refuse_unserved_kind(model: ModelSpec, request: RouteRequest) -> None:
+    """A model named for what it never serves (chat on an embedding model, or the
+    reverse) is the caller's mistake: no fallback stands in for it."""
+    if request.needs_embeddings and not model.supports_embeddings:
+        raise NoCapableModelError(f"the model `{model.model_id}` does not serve embeddings")
+    if not request.needs_embeddings and not model.supports_chat:
+        raise NoCapableModelError(f"the model `{model.model_id}` does not serve chat completions")
+
+
 class CheapestCapableTier:
     """`auto`: every capable model, cheapest tier first. A named model: that model,
     then the capable models of higher tiers as fallbacks (embeddings never fall
@@ -67,6 +76,7 @@ class CheapestCapableTier:
             return RoutePlan(tuple(capable), f"auto: cheapest capable tier {capable[0].tier}")
         requested = catalog.resolve(request.requested_model)
         assert requested is not None, "the gateway resolves the model before planning"
+        refuse_unserved_kind(requested, request)
         if request.needs_embeddings:
             return RoutePlan((requested,), "requested")
         fallbacks = tuple(m for m in capable if m.tier > requested.tier)

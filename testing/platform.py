@@ -16,7 +16,7 @@ from django.db import connection
 from pytest_django import DjangoDbBlocker
 
 from gateway.simulated.provider import SimulatorConfig
-from routing.services import register_simulated_provider
+from routing.services import register_local_models, register_simulated_provider
 from testing.servers import running_platform
 from testing.simulated import running_simulated_provider
 
@@ -49,6 +49,7 @@ def registry(django_db_setup: object, django_db_blocker: DjangoDbBlocker, simula
             first_token_timeout_seconds=0.5,
             total_timeout_seconds=4.0,
         )
+        register_local_models()
     return PROVIDER_SLUG
 
 

@@ -20,7 +20,7 @@ from agents import engine, events, services
 from agents.models import Run, RunEvent, RunStatus
 from agents.spec import SpecError, compile_spec
 from agents.tests.factories import make_agent, make_run
-from agents.tools import network
+from aiaas import outbound
 from testing.agents import Ledger
 from testing.tenants import TenantFixture
 
@@ -138,16 +138,16 @@ def big_body_server() -> Iterator[str]:
 
 
 @pytest.mark.parametrize("path", ["/sized", "/unsized"])
-def test_a_tool_response_is_read_with_a_size_cap(settings: Settings, path: str) -> None:
-    settings.AGENT_TOOL_RESPONSE_MAX_BYTES = 1_000
+def test_a_tool_response_is_read_with_a_size_cap(path: str) -> None:
     with big_body_server() as url:
 
         def fetch(limit: int) -> Any:
-            settings.AGENT_TOOL_RESPONSE_MAX_BYTES = limit
             allowed = frozenset({"127.0.0.1"})
-            return asyncio.run(network.request("GET", url + path, allowed=allowed, timeout_seconds=5))
+            return asyncio.run(
+                outbound.request("GET", url + path, allowed=allowed, timeout_seconds=5, max_bytes=limit)
+            )
 
-        with pytest.raises(network.ResponseTooLargeError, match="over 1000"):
+        with pytest.raises(outbound.ResponseTooLargeError, match="over 1000"):
             fetch(1_000)
         status, _, body = fetch(20_000)
 

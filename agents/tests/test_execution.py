@@ -545,7 +545,7 @@ def test_the_http_tool_refuses_private_targets_written_in_other_forms(
     "address", ["64:ff9b::a00:1", "64:ff9b:1::1", "2002:a00:1::1", "::ffff:8.8.8.8", "::8.8.8.8", "2001::1"]
 )
 def test_ipv6_forms_that_embed_an_ipv4_address_are_not_public(address: str) -> None:
-    from agents.tools.network import is_public
+    from aiaas.outbound import is_public
 
     assert not is_public(address)
     assert is_public("2606:4700:4700::1111")

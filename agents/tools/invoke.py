@@ -16,11 +16,12 @@ from typing import Any
 
 import aiohttp
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.core.mail import EmailMessage
 
 from agents.spec import describe, schema_error
 from agents.tools.manifests import ToolManifest
-from agents.tools.network import ForbiddenTargetError, ResponseTooLargeError, allowed_hosts, request
+from aiaas.outbound import ForbiddenTargetError, ResponseTooLargeError, allowed_hosts, request
 from aiaas.redis_keys import redis_key
 from gateway.resilience import CircuitBreaker, CircuitOpenError, RetryPolicy, parse_retry_after, retry_delay
 
@@ -120,8 +121,9 @@ async def call_once(manifest: ToolManifest, tool_input: Any, idempotency_key: st
         status, response_headers, response_body = await request(
             method,
             url,
-            allowed=allowed_hosts(manifest.allowed_hosts),
+            allowed=allowed_hosts(settings.AGENT_TOOL_ALLOWED_HOSTS, manifest.allowed_hosts),
             timeout_seconds=manifest.timeout_seconds,
+            max_bytes=settings.AGENT_TOOL_RESPONSE_MAX_BYTES,
             headers=headers,
             json_body=body,
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agents.tests.factories import make_agent, make_prompt, make_run, simple_spec
+from ingestion.tests.factories import make_document, make_stored_collection
 from request_logs.tests.factories import make_request_log
 from tenants.models import ApiKey, ApiKeyScope
 from tenants.services import create_api_key
@@ -16,6 +17,9 @@ from testing.isolation import (
     assert_serves_owner,
 )
 from testing.tenants import TenantFixture
+
+# Creating a collection checks its embedding model in the registry (the simulated provider's).
+pytestmark = pytest.mark.usefixtures("registry")
 
 
 def make_api_key(tenant: TenantFixture) -> ApiKey:
@@ -52,6 +56,27 @@ OPERATIONS = [
     Operation("prompt-list", "get", 200),
     Operation("prompt-list", "post", 201, body={"name": "greeting", "template": "Hi {{ input.name }}"}),
     Operation("prompt-detail", "get", 200, make_object=make_prompt),
+    Operation("collection-list", "get", 200),
+    Operation("collection-list", "post", 201, body={"name": "matrix", "embedding_model": "sim-small"}),
+    Operation("collection-detail", "get", 200, make_object=make_stored_collection),
+    Operation(
+        "collection-detail", "patch", 200, body={"name": "renamed"}, make_object=make_stored_collection
+    ),
+    Operation("collection-detail", "delete", 204, make_object=make_stored_collection),
+    Operation("collection-documents", "get", 200, make_object=make_stored_collection),
+    Operation(
+        "collection-documents", "post", 201, body={"text": "matrix"}, make_object=make_stored_collection
+    ),
+    Operation("document-detail", "get", 200, make_object=make_document),
+    Operation("document-detail", "delete", 204, make_object=make_document),
+    Operation("document-reingest", "post", 200, make_object=make_document),
+    Operation(
+        "collection-search",
+        "post",
+        200,
+        body={"query": "anything", "mode": "keyword"},
+        make_object=make_stored_collection,
+    ),
 ]
 OBJECT_OPERATIONS = [operation for operation in OPERATIONS if operation.make_object]
 

@@ -1,4 +1,5 @@
-"""One adapter for every OpenAI-compatible provider, over a shared pooled client.
+"""One adapter for every OpenAI-compatible provider, over a shared pooled client
+(and, for a provider of kind `local`, the model run in process: local.py).
 
 Each call has an explicit timeout per phase: connect, first token (the wait
 for the response head and, when streaming, for each chunk, so a stalled stream
@@ -19,6 +20,7 @@ import aiohttp
 import orjson
 from django.conf import settings
 
+from gateway.providers import local
 from gateway.providers.errors import FailureKind, ProviderError
 from gateway.resilience import Bulkhead, BulkheadFullError, Deadline, parse_retry_after
 from routing.catalog import ModelSpec, ProviderSpec
@@ -106,6 +108,17 @@ class ProviderClient:
         self._sessions.clear()
 
     @contextlib.asynccontextmanager
+    async def _slots(self, provider: ProviderSpec, tenant_id: int | None) -> AsyncIterator[None]:
+        """A slot in the tenant's share of the provider, then one of the provider's."""
+        try:
+            async with self._tenant_bulkhead(provider, tenant_id).slot(), self._bulkhead(provider).slot():
+                yield
+        except BulkheadFullError:
+            raise ProviderError(
+                FailureKind.BULKHEAD_FULL, f"{provider.slug} is at its concurrency limit"
+            ) from None
+
+    @contextlib.asynccontextmanager
     async def _call(
         self,
         model: ModelSpec,
@@ -118,13 +131,16 @@ class ProviderClient:
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """One upstream call, every failure of it translated into a ProviderError."""
         provider = model.provider
+        if provider.is_local:
+            raise ProviderError(
+                FailureKind.CLIENT_ERROR, f"{model.model_id} runs in process and serves embeddings only", 400
+            )
         headers = {"content-type": "application/json"}
         if stream:
             headers["accept"] = "text/event-stream"
         try:
             async with (
-                self._tenant_bulkhead(provider, tenant_id).slot(),
-                self._bulkhead(provider).slot(),
+                self._slots(provider, tenant_id),
                 self._session(provider).post(
                     provider.base_url + path,
                     data=orjson.dumps(body),
@@ -134,10 +150,6 @@ class ProviderClient:
                 ) as response,
             ):
                 yield response
-        except BulkheadFullError:
-            raise ProviderError(
-                FailureKind.BULKHEAD_FULL, f"{provider.slug} is at its concurrency limit"
-            ) from None
         except (TimeoutError, aiohttp.ServerTimeoutError) as error:
             raise ProviderError(FailureKind.TIMEOUT, f"{type(error).__name__} from {provider.slug}") from None
         except aiohttp.ClientPayloadError as error:
@@ -178,6 +190,25 @@ class ProviderClient:
                 FailureKind.BAD_RESPONSE, f"{model.provider.slug} sent JSON that is not an object"
             )
         return data
+
+    async def embeddings(
+        self,
+        model: ModelSpec,
+        body: dict[str, Any],
+        deadline: Deadline,
+        timing: UpstreamTiming,
+        tenant_id: int | None = None,
+    ) -> dict[str, Any]:
+        """An embeddings response: from the model itself when its provider is local
+        (within the same bulkheads), else from the provider's /embeddings."""
+        if not model.provider.is_local:
+            return await self.post_json(model, "/embeddings", body, deadline, timing, tenant_id)
+        started = time.perf_counter()
+        try:
+            async with self._slots(model.provider, tenant_id):
+                return await local.embeddings(model, body, deadline)
+        finally:
+            timing.waiting_seconds += time.perf_counter() - started
 
     async def stream_chunks(
         self,

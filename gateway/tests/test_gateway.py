@@ -28,11 +28,15 @@ def sdk(gateway: str, key: str) -> openai.OpenAI:
 EXPECTED = " ".join(answer_words([ChatMessage("user", PROMPT)]))
 
 
-def test_the_sdk_lists_auto_and_the_simulated_models(gateway: str, tenant: TenantFixture) -> None:
+def test_the_sdk_lists_auto_the_local_and_the_simulated_models(gateway: str, tenant: TenantFixture) -> None:
     models = {model.id: model for model in sdk(gateway, tenant.admin_key).models.list()}
 
-    assert list(models) == ["auto", "sim-small", "sim-medium", "sim-large"]
+    assert list(models) == ["auto", "local-embed", "sim-small", "sim-medium", "sim-large"]
     assert {models[name].owned_by for name in ("sim-small", "sim-medium", "sim-large")} == {"aiaas-simulated"}
+    assert models["local-embed"].owned_by == "local"
+    assert models["local-embed"].model_extra == {
+        "aiaas": {"tier": 1, "simulated": False, "context_window": 8192, "chat": False, "embeddings": True}
+    }
 
 
 def test_a_completion_through_the_sdk_names_what_served_it(gateway: str, tenant: TenantFixture) -> None:

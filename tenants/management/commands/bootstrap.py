@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
-from routing.services import register_simulated_provider
+from routing.services import register_local_models, register_simulated_provider
 from tenants.models import Tenant
 from tenants.services import ensure_public_tenant, ensure_template_schema, provision_tenant
 
@@ -24,7 +24,8 @@ def simulated_provider_url() -> str:
 class Command(BaseCommand):
     help = (
         "Migrate the public schema, the tenant template and every tenant; create the public "
-        "tenant; with --demo, register the simulated provider and seed the demo tenant. Safe to run again."
+        "tenant; register the local models (the default embedding model); with --demo, register "
+        "the simulated provider and seed the demo tenant. Safe to run again."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -36,6 +37,7 @@ class Command(BaseCommand):
         ensure_public_tenant()
         ensure_template_schema(verbosity=verbosity)
         call_command("migrate_schemas", tenant=True, interactive=False, verbosity=verbosity)
+        register_local_models()
         if options["demo"]:
             register_simulated_provider(simulated_provider_url())
             self.print_demo(self.ensure_demo_tenant())

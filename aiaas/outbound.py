@@ -1,32 +1,36 @@
-"""Outbound HTTP for tools, refusing private, loopback and link-local targets (SSRF).
+"""Outbound HTTP on a tenant's behalf (agent tools, URL ingestion), refusing private,
+loopback and link-local targets (SSRF).
 
 The host is resolved once, every address is checked, and the connection goes
 to the checked addresses only (the resolver below is the connector's), so a
 DNS answer cannot change between the check and the connection. Redirects are
-not followed. A host in settings.AGENT_TOOL_ALLOWED_HOSTS or in the tool's
-signed manifest `allowed_hosts` is exempt.
+not followed: a caller that follows one checks its target again. Hosts the
+caller allows (its setting, e.g. AGENT_TOOL_ALLOWED_HOSTS, and a tool's signed
+manifest `allowed_hosts`) are exempt.
 """
 
 from __future__ import annotations
 
+import codecs
 import ipaddress
 import json
 import socket
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import yarl
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
-from django.conf import settings
 
 
 class ForbiddenTargetError(Exception):
-    """The URL points somewhere tools may not reach."""
+    """The URL points somewhere outbound requests may not reach."""
 
 
 class ResponseTooLargeError(Exception):
-    """The response body is over the size limit (settings.AGENT_TOOL_RESPONSE_MAX_BYTES)."""
+    """The response body is over the caller's size limit."""
 
 
 # IPv6 ranges that carry (or translate to) an IPv4 address: NAT64 (well-known and
@@ -68,8 +72,9 @@ class GuardedResolver(AbstractResolver):
         await self.inner.close()
 
 
-def allowed_hosts(extra: tuple[str, ...] = ()) -> frozenset[str]:
-    return frozenset(host.lower() for host in (*settings.AGENT_TOOL_ALLOWED_HOSTS, *extra))
+def allowed_hosts(*groups: Iterable[str]) -> frozenset[str]:
+    """The exempt hosts of every group (a setting, a manifest's list), lowercased."""
+    return frozenset(host.lower() for group in groups for host in group)
 
 
 def check_url(url: str, allowed: frozenset[str]) -> yarl.URL:
@@ -99,18 +104,26 @@ def check_url(url: str, allowed: frozenset[str]) -> yarl.URL:
     return parsed
 
 
-async def request(
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    encoding: str
+
+
+async def send(
     method: str,
     url: str,
     *,
     allowed: frozenset[str],
     timeout_seconds: float,
+    max_bytes: int,
     headers: dict[str, str] | None = None,
     json_body: Any = None,
-) -> tuple[int, dict[str, str], Any]:
-    """(status, headers, body: parsed JSON or text) of one request, without redirects.
-    A body over settings.AGENT_TOOL_RESPONSE_MAX_BYTES is ResponseTooLargeError,
-    found without reading more than that."""
+) -> Response:
+    """One request, without redirects, its body as bytes. A body over `max_bytes`
+    is ResponseTooLargeError, found without reading more than that."""
     target = check_url(url, allowed)
     connector = aiohttp.TCPConnector(resolver=GuardedResolver(allowed), force_close=True)
     timeout = aiohttp.ClientTimeout(total=timeout_seconds)
@@ -118,13 +131,48 @@ async def request(
         aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
         session.request(method, target, headers=headers, json=json_body, allow_redirects=False) as response,
     ):
-        content = await read_capped(response, settings.AGENT_TOOL_RESPONSE_MAX_BYTES)
-        text = content.decode(response.get_encoding(), errors="replace")
+        content = await read_capped(response, max_bytes)
+        return Response(response.status, dict(response.headers), content, charset_of(response))
+
+
+async def request(
+    method: str,
+    url: str,
+    *,
+    allowed: frozenset[str],
+    timeout_seconds: float,
+    max_bytes: int,
+    headers: dict[str, str] | None = None,
+    json_body: Any = None,
+) -> tuple[int, dict[str, str], Any]:
+    """(status, headers, body: parsed JSON or text) of one request, as `send` makes it."""
+    response = await send(
+        method,
+        url,
+        allowed=allowed,
+        timeout_seconds=timeout_seconds,
+        max_bytes=max_bytes,
+        headers=headers,
+        json_body=json_body,
+    )
+    text = response.body.decode(response.encoding, errors="replace")
+    try:
+        body: Any = json.loads(text) if text else None
+    except ValueError:
+        body = text
+    return response.status, response.headers, body
+
+
+def charset_of(response: aiohttp.ClientResponse) -> str:
+    """The declared charset if Python knows it, else UTF-8 (aiohttp's own fallback
+    needs a body read through `read()`, which would not be capped)."""
+    declared = response.charset
+    if declared:
         try:
-            body: Any = json.loads(text) if text else None
-        except ValueError:
-            body = text
-        return response.status, dict(response.headers), body
+            return codecs.lookup(declared).name
+        except LookupError:
+            pass
+    return "utf-8"
 
 
 async def read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:

@@ -1,0 +1,48 @@
+"""A document's ingestion progress on its realtime stream (`/ws/v1/streams/<stream_id>`).
+
+Each ingestion has a stream of its own (Document.stream_id, new on re-ingestion):
+`ingestion.progress` events as batches are stored, then one final
+`ingestion.ready` or `ingestion.failed`. Progress is advisory: the document row
+is the truth, so a failed publish is logged and never fails the ingestion.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from ingestion.models import Document, DocumentStatus
+from realtime import streams
+from tenants.context import current_schema_name
+
+logger = logging.getLogger(__name__)
+
+FINAL_TYPES = {DocumentStatus.READY: "ingestion.ready", DocumentStatus.FAILED: "ingestion.failed"}
+
+
+def event_of(document: Document) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "type": FINAL_TYPES.get(DocumentStatus(document.status), "ingestion.progress"),
+        "document_id": document.pk,
+        "status": document.status,
+        "chunks_done": document.chunks_done,
+        "chunks_total": document.chunks_total,
+    }
+    if document.status == DocumentStatus.FAILED:
+        event["error"] = document.error[:1000]
+    return event
+
+
+def publish(document: Document) -> None:
+    """Send the document's state; a `ready` or `failed` one ends its stream."""
+    if not document.stream_id:
+        return
+    final = document.status in FINAL_TYPES
+    try:
+        streams.publish(current_schema_name(), document.stream_id, event_of(document), final=final)
+    except streams.StreamClosedError:
+        pass  # a redelivered task after the final event: nothing more to say
+    except (RedisError, ValueError):
+        logger.warning("ingestion: progress of %s not published", document.pk, exc_info=True)
