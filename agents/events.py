@@ -43,6 +43,7 @@ class EventType(StrEnum):
     STEP_SUCCEEDED = "step.succeeded"
     STEP_FAILED = "step.failed"
     LLM_USAGE = "llm.usage"
+    RETRIEVAL_USAGE = "retrieval.usage"
     TOOL_REQUESTED = "tool.call.requested"
     TOOL_SUCCEEDED = "tool.call.succeeded"
     TOOL_FAILED = "tool.call.failed"
@@ -64,6 +65,7 @@ STEP_STARTED = EventType.STEP_STARTED
 STEP_SUCCEEDED = EventType.STEP_SUCCEEDED
 STEP_FAILED = EventType.STEP_FAILED
 LLM_USAGE = EventType.LLM_USAGE
+RETRIEVAL_USAGE = EventType.RETRIEVAL_USAGE
 TOOL_REQUESTED = EventType.TOOL_REQUESTED
 TOOL_SUCCEEDED = EventType.TOOL_SUCCEEDED
 TOOL_FAILED = EventType.TOOL_FAILED
@@ -228,6 +230,21 @@ class LlmUsage(EventData):
 
 
 @dataclass(frozen=True, kw_only=True)
+class RetrievalUsage(EventData):
+    """The embedding of a retrieve step's query (keyword searches embed nothing)."""
+
+    TYPE = EventType.RETRIEVAL_USAGE
+    request_id: str
+    model: str
+    prompt_tokens: int
+    cost_usd: Decimal
+
+    @classmethod
+    def from_data(cls, event_type: str, data: dict[str, Any]) -> Self:
+        return super().from_data(event_type, {**data, "cost_usd": Decimal(data["cost_usd"])})
+
+
+@dataclass(frozen=True, kw_only=True)
 class ToolRequested(EventData):
     TYPE = EventType.TOOL_REQUESTED
     tool: str
@@ -299,6 +316,7 @@ SIMPLE_EVENT_CLASSES: tuple[type[EventData], ...] = (
     StepSucceeded,
     StepFailed,
     LlmUsage,
+    RetrievalUsage,
     ToolRequested,
     ToolSucceeded,
     ToolFailed,
@@ -335,6 +353,10 @@ def project(run: Run, event: RunEvent) -> list[str]:
             run.prompt_tokens += usage.prompt_tokens
             run.completion_tokens += usage.completion_tokens
             return ["cost_usd", "prompt_tokens", "completion_tokens"]
+        case RetrievalUsage() as usage:
+            run.cost_usd += usage.cost_usd
+            run.prompt_tokens += usage.prompt_tokens
+            return ["cost_usd", "prompt_tokens"]
         case RunFinished() as finished:
             return finish(run, finished)
     return []
@@ -398,7 +420,7 @@ class RunState:
                 self.steps[step_id] = StepRecord("succeeded", output, attempt=attempt)
             case StepFailed(error=error, attempt=attempt):
                 self.steps[step_id] = StepRecord("failed", error=error, attempt=attempt)
-            case LlmUsage(cost_usd=cost):
+            case LlmUsage(cost_usd=cost) | RetrievalUsage(cost_usd=cost):
                 self.cost_usd += cost
             case ToolRequested() as requested:
                 self.tool_calls[step_id] = ToolCall(

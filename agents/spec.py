@@ -28,10 +28,12 @@ from jsonschema.exceptions import best_match
 from agents.spec_schema import VALIDATOR
 from agents.steps.definitions import (
     DEFAULT_RETRY_ATTEMPTS,
+    DEFAULT_TOP_K,
     MAX_MAP_ITEMS,
     ConditionStep,
     LlmStep,
     MapStep,
+    RetrieveStep,
     Retry,
     Step,
     StepKind,
@@ -40,6 +42,7 @@ from agents.steps.definitions import (
 )
 from agents.templating import TemplateError, check_template
 from aiaas.json_schema import InvalidSchemaError, compile_schema, first_error
+from ingestion.search import SearchMode
 
 MAX_SPEC_BYTES = 256 * 1024
 MAX_DEPTH = 64  # nesting of any JSON value in a spec or a run's input
@@ -224,7 +227,7 @@ def walk(steps: list[dict[str, Any]], path: str = "steps") -> Iterator[Located]:
             yield from walk([step["step"]], f"{here}.step")
 
 
-TEMPLATED_FIELDS = ("prompt", "system", "input", "if", "over", "value")
+TEMPLATED_FIELDS = ("prompt", "system", "input", "if", "over", "value", "collection", "query", "filters")
 SCHEMA_FIELDS = ("output_schema", "schema")
 
 
@@ -414,6 +417,8 @@ def parse_step(step: dict[str, Any]) -> Step:
     if kind is StepKind.MAP:
         inner, max_items = parse_step(step["step"]), step.get("max_items", MAX_MAP_ITEMS)
         return MapStep(**common, over=step["over"], step=inner, max_items=max_items)
+    if kind is StepKind.RETRIEVE:
+        return parse_retrieve(step, common)
     return ValidateStep(**common, value=step["value"], schema=step["schema"], retry=parse_retry(step))
 
 
@@ -426,6 +431,17 @@ def parse_llm(step: dict[str, Any], common: dict[str, Any]) -> LlmStep:
         output_schema=step.get("output_schema"),
         max_tokens=step.get("max_tokens"),
         temperature=step.get("temperature"),
+    )
+
+
+def parse_retrieve(step: dict[str, Any], common: dict[str, Any]) -> RetrieveStep:
+    return RetrieveStep(
+        **common,
+        collection=step["collection"],
+        query=step["query"],
+        top_k=step.get("top_k", DEFAULT_TOP_K),
+        mode=SearchMode(step.get("mode", SearchMode.HYBRID)),
+        filters=step.get("filters"),
     )
 
 

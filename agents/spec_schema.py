@@ -6,7 +6,8 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from agents.steps.definitions import StepKind
+from agents.steps.definitions import MAX_TOP_K, StepKind
+from ingestion.search import SearchMode
 
 STEP_KINDS = tuple(kind.value for kind in StepKind)
 MAX_RETRY_ATTEMPTS = 5
@@ -72,6 +73,17 @@ _KIND_SCHEMAS: dict[str, dict[str, Any]] = {
             },
         },
         "required": ["value", "schema"],
+    },
+    "retrieve": {
+        "properties": {
+            **_COMMON,
+            "collection": {"type": "string", "minLength": 1, "maxLength": 1_000},
+            "query": _TEMPLATE,
+            "top_k": {"type": "integer", "minimum": 1, "maximum": MAX_TOP_K},
+            "mode": {"enum": [mode.value for mode in SearchMode]},
+            "filters": {"type": ["object", "string"]},
+        },
+        "required": ["collection", "query"],
     },
 }
 

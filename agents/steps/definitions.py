@@ -12,8 +12,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, TypeAlias
 
+from ingestion.search import SearchMode
+
 MAX_MAP_ITEMS = 100
 DEFAULT_RETRY_ATTEMPTS = 2
+DEFAULT_TOP_K = 5
+MAX_TOP_K = 50
 
 
 class StepKind(StrEnum):
@@ -22,6 +26,7 @@ class StepKind(StrEnum):
     CONDITION = "condition"
     MAP = "map"
     VALIDATE = "validate"
+    RETRIEVE = "retrieve"
 
 
 @dataclass(frozen=True)
@@ -114,7 +119,26 @@ class ValidateStep:
         return ()
 
 
-Step: TypeAlias = LlmStep | ToolStep | ConditionStep | MapStep | ValidateStep
+@dataclass(frozen=True)
+class RetrieveStep:
+    """A search of a collection (its id or name) for the rendered `query`; `filters`
+    is a template (any JSON value) matched against documents' metadata."""
+
+    kind: ClassVar[StepKind] = StepKind.RETRIEVE
+    id: str
+    collection: str
+    query: str
+    top_k: int = DEFAULT_TOP_K
+    mode: SearchMode = SearchMode.HYBRID
+    filters: Any = None
+    description: str = ""
+
+    @property
+    def children(self) -> tuple[Step, ...]:
+        return ()
+
+
+Step: TypeAlias = LlmStep | ToolStep | ConditionStep | MapStep | ValidateStep | RetrieveStep
 
 
 def walk_steps(steps: tuple[Step, ...]) -> Iterator[Step]:

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from typing import Any, assert_never
 
-from agents.steps import condition, llm, map_items, tool, validate
+from agents.steps import condition, llm, map_items, retrieve, tool, validate
 from agents.steps.context import Attempt, ExecutionContext
-from agents.steps.definitions import ConditionStep, LlmStep, MapStep, Step, ToolStep, ValidateStep
+from agents.steps.definitions import (
+    ConditionStep,
+    LlmStep,
+    MapStep,
+    RetrieveStep,
+    Step,
+    ToolStep,
+    ValidateStep,
+)
 
 
 def perform(step: Step, attempt: Attempt, execution: ExecutionContext) -> Any:
@@ -22,5 +30,7 @@ def perform(step: Step, attempt: Attempt, execution: ExecutionContext) -> Any:
             return map_items.perform(step, attempt, execution)
         case ValidateStep():
             return validate.perform(step, attempt, execution)
+        case RetrieveStep():
+            return retrieve.perform(step, attempt, execution)
         case _:
             assert_never(step)

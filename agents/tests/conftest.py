@@ -19,6 +19,7 @@ from pytest_django import DjangoDbBlocker, Settings
 
 from agents.runtime import close_runtime
 from aiaas.celery import app
+from ingestion.runtime import close_runtime as close_ingestion_runtime
 from routing.models import Provider
 from routing.services import register_simulated_provider
 from testing.agents import Ledger, running_tool_service, trust_signed_tools
@@ -59,6 +60,7 @@ def agents_simulator(django_db_setup: object, django_db_blocker: DjangoDbBlocker
                 )
         yield url
         close_runtime()
+        close_ingestion_runtime()  # retrieve steps search through it
         # Threads the in-process gateway used keep database sessions; end them so
         # the test database can be dropped.
         with django_db_blocker.unblock(), connection.cursor() as cursor:
