@@ -270,9 +270,6 @@ BREAKER_TENANT_SHARE = env.float("BREAKER_TENANT_SHARE", default=0.5)
 # environment variable with one of these prefixes, or a file inside one of these folders.
 PROVIDER_CREDENTIAL_ENV_PREFIXES = env.list("PROVIDER_CREDENTIAL_ENV_PREFIXES", default=["AIAAS_PROVIDER_"])
 PROVIDER_CREDENTIAL_DIRS = env.list("PROVIDER_CREDENTIAL_DIRS", default=["/run/secrets"])
-# The embedding model of a new collection (ingestion/): any registry model that serves
-# embeddings; by default the one the gateway runs in process (ADR 0017).
-INGESTION_EMBEDDING_MODEL = env.str("INGESTION_EMBEDDING_MODEL", default="local-embed")
 
 # Agents (agents/, docs/decisions/0009).
 AGENT_RUNS_QUEUE = queues.runs_queue(os.environ)
@@ -312,9 +309,13 @@ AGENT_TOOL_PUBLIC_KEYS = env.dict("AGENT_TOOL_PUBLIC_KEYS", default={})
 # Hosts tools may reach even when they resolve to private or loopback addresses.
 AGENT_TOOL_ALLOWED_HOSTS = env.list("AGENT_TOOL_ALLOWED_HOSTS", default=[])
 # Knowledge (ingestion/, docs/decisions/0018): collections, their documents and chunks.
-# New collections embed with this registry model unless they name another.
 INGESTION_QUEUE = queues.INGESTION_QUEUE
+# The embedding model of a new collection unless it names another: any registry model
+# that serves embeddings; by default the one the gateway runs in process (ADR 0017).
 INGESTION_EMBEDDING_MODEL = env.str("INGESTION_EMBEDDING_MODEL", default="local-embed")
+# Searches reorder their fused candidates with this `(query, hits) -> hits` callable
+# (a dotted path; empty: no reranking). ADR 0019.
+INGESTION_RERANKER = env.str("INGESTION_RERANKER", default="")
 INGESTION_CHUNK_TOKENS = 400
 INGESTION_CHUNK_OVERLAP = 60
 INGESTION_MIN_CHUNK_TOKENS = 50

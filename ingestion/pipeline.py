@@ -34,13 +34,13 @@ from django.db import connection, transaction
 from django.db.models import Count, F, Sum
 from django.utils import timezone
 
-from agents.runtime import runtime
 from gateway.errors import GatewayError
 from ingestion import progress
 from ingestion.chunking import ChunkText, chunk
 from ingestion.fetching import FetchError, fetch
 from ingestion.models import Chunk, Collection, Document, DocumentSource, DocumentStatus
 from ingestion.parsing import ParseError, parse
+from ingestion.runtime import runtime
 from tenants.context import current_schema_name
 from tenants.models import ApiKey
 from tenants.selectors import usable_api_key_by_id

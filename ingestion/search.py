@@ -236,7 +236,7 @@ def embed_query(collection: Collection, query: str, api_key: ApiKey) -> tuple[li
 @cache
 def configured_reranker() -> Reranker | None:
     """INGESTION_RERANKER: the dotted path of a `(query, hits) -> hits` callable, or empty."""
-    path: str = getattr(settings, "INGESTION_RERANKER", "") or ""
+    path: str = settings.INGESTION_RERANKER
     return import_string(path) if path else None
 
 

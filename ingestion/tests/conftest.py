@@ -16,8 +16,8 @@ from django.db import connection
 from django.test import override_settings
 from pytest_django import DjangoDbBlocker
 
-from agents.runtime import close_runtime
 from aiaas.celery import app
+from ingestion.runtime import close_runtime
 from testing.celery import app_queues_restored
 from testing.tenants import TenantFixture
 
