@@ -96,6 +96,11 @@ def refuse_unknown(body: dict[str, Any]) -> None:
     check_known_fields(body, FIELDS)
 
 
+def one_of(value: Any, options: frozenset[str] | set[str]) -> bool:
+    """Whether `value` is one of the strings `options` (a JSON object or array is not)."""
+    return isinstance(value, str) and value in options
+
+
 def optional_string(body: dict[str, Any], name: str) -> str | None:
     value = body.get(name)
     if value is None:
@@ -162,7 +167,7 @@ def input_item(item: Any, param: str) -> Item:
 
 def input_message(item: Item, param: str) -> Item:
     role = item.get("role")
-    if role not in MESSAGE_ROLES:
+    if not one_of(role, MESSAGE_ROLES):
         raise invalid("`role` must be one of assistant, developer, system, user.", f"{param}.role")
     content = item.get("content")
     if isinstance(content, str):
@@ -178,7 +183,7 @@ def input_message(item: Item, param: str) -> Item:
 
 def content_part(part: Any, param: str) -> Item:
     kind = part.get("type") if isinstance(part, dict) else None
-    if kind in {"input_text", "output_text"}:
+    if one_of(kind, {"input_text", "output_text"}):
         text = part.get("text")
         if not isinstance(text, str):
             raise invalid("A part's `text` must be a string.", f"{param}.text", "invalid_type")
@@ -269,7 +274,7 @@ def reasoning(value: Any) -> dict[str, Any]:
     if value is None:
         return {}
     effort = value.get("effort") if isinstance(value, dict) else None
-    if not isinstance(value, dict) or set(value) - {"effort"} or effort not in {None, *REASONING_EFFORTS}:
+    if not isinstance(value, dict) or set(value) - {"effort"} or not (effort is None or one_of(effort, REASONING_EFFORTS)):
         raise invalid("`reasoning` must be {effort: minimal, low, medium or high}.", "reasoning")
     return {"reasoning_effort": effort} if effort else {}
 
@@ -281,7 +286,7 @@ def text_format(value: Any) -> dict[str, Any]:
         raise invalid("`text` must be an object with `format` (and `verbosity`).", "text")
     chat: dict[str, Any] = {}
     if value.get("verbosity") is not None:
-        if value["verbosity"] not in {"low", "medium", "high"}:
+        if not one_of(value["verbosity"], {"low", "medium", "high"}):
             raise invalid("`text.verbosity` must be low, medium or high.", "text.verbosity")
         chat["verbosity"] = value["verbosity"]
     form = value.get("format")
@@ -335,7 +340,7 @@ def function_tool(tool: Any, param: str) -> dict[str, Any]:
 
 
 def tool_choice(choice: Any) -> Any:
-    if choice in {"auto", "none", "required"}:
+    if one_of(choice, {"auto", "none", "required"}):
         return choice
     if isinstance(choice, dict) and choice.get("type") == "function" and isinstance(choice.get("name"), str):
         return {"type": "function", "function": {"name": choice["name"]}}
