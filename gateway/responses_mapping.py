@@ -167,7 +167,7 @@ def input_item(item: Any, param: str) -> Item:
 
 def input_message(item: Item, param: str) -> Item:
     role = item.get("role")
-    if not one_of(role, MESSAGE_ROLES):
+    if not isinstance(role, str) or role not in MESSAGE_ROLES:
         raise invalid("`role` must be one of assistant, developer, system, user.", f"{param}.role")
     content = item.get("content")
     if isinstance(content, str):
@@ -274,7 +274,8 @@ def reasoning(value: Any) -> dict[str, Any]:
     if value is None:
         return {}
     effort = value.get("effort") if isinstance(value, dict) else None
-    if not isinstance(value, dict) or set(value) - {"effort"} or not (effort is None or one_of(effort, REASONING_EFFORTS)):
+    valid_effort = effort is None or one_of(effort, REASONING_EFFORTS)
+    if not isinstance(value, dict) or set(value) - {"effort"} or not valid_effort:
         raise invalid("`reasoning` must be {effort: minimal, low, medium or high}.", "reasoning")
     return {"reasoning_effort": effort} if effort else {}
 
