@@ -56,6 +56,7 @@ TENANT_APPS = [
     "django.contrib.sessions",
     "accounts",
     "agents",
+    "conversations",
     "ingestion",
     "request_logs",
 ]

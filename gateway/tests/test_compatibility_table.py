@@ -12,6 +12,7 @@ import httpx
 import pytest
 from django.conf import settings
 
+from gateway import responses_mapping
 from gateway.errors import GatewayError
 from gateway.validation import CHAT_FIELDS, EMBEDDINGS_FIELDS, validate_chat, validate_embeddings
 from testing.tenants import TenantFixture
@@ -20,6 +21,30 @@ DOCUMENT = Path(settings.BASE_DIR) / "docs" / "compatibility.md"
 ROW = re.compile(r"^\| `(?P<item>[^`]+)` \| (?P<status>supported|passed through|refused|not implemented) \|")
 CHAT = {"model": "sim-small", "messages": [{"role": "user", "content": "hi"}]}
 EMBEDDINGS = {"model": "sim-small", "input": "hi"}
+RESPONSES = {"model": "sim-small", "input": "hi"}
+# A value of each Responses parameter as a client would send it.
+RESPONSES_SAMPLES: dict[str, Any] = {
+    "input": [{"role": "user", "content": [{"type": "input_text", "text": "hi"}]}],
+    "instructions": "Be brief.",
+    "previous_response_id": "resp_1",
+    "store": False,
+    "stream": True,
+    "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}}],
+    "tool_choice": {"type": "function", "name": "f"},
+    "parallel_tool_calls": False,
+    "max_output_tokens": 16,
+    "temperature": 0.2,
+    "top_p": 0.9,
+    "text": {"format": {"type": "json_object"}},
+    "reasoning": {"effort": "low"},
+    "metadata": {"team": "a"},
+    "user": "someone",
+    "include": ["message.output_text.logprobs"],
+    "background": True,
+    "conversation": "conv_1",
+    "truncation": "auto",
+    "prompt": {"id": "pmpt_1"},
+}
 # A value of each parameter as a client would send it.
 SAMPLES: dict[str, Any] = {
     "stream": True,
@@ -105,7 +130,7 @@ def test_an_endpoint_row_is_what_the_gateway_serves(
 ) -> None:
     method, path = endpoint.split(" ", 1)
     url = gateway.removesuffix("/v1") + path.replace("{model}", "sim-small")
-    body = EMBEDDINGS if path.endswith("embeddings") else CHAT
+    body = EMBEDDINGS if path.endswith("embeddings") else RESPONSES if path.endswith("responses") else CHAT
     response = httpx.request(
         method,
         url,
@@ -119,3 +144,19 @@ def test_an_endpoint_row_is_what_the_gateway_serves(
     else:
         assert status == "not implemented"
         assert (response.status_code, response.json()["error"]["code"]) == (404, "unknown_url")
+
+
+def test_every_responses_field_has_a_row() -> None:
+    assert {item for item, _ in rows("Responses parameters")} >= responses_mapping.FIELDS
+
+
+@pytest.mark.parametrize(("parameter", "status"), rows("Responses parameters"))
+def test_a_responses_parameter_row_is_what_the_mapping_does(parameter: str, status: str) -> None:
+    body = {**RESPONSES, parameter: RESPONSES_SAMPLES.get(parameter, RESPONSES.get(parameter))}
+    if status == "refused":
+        with pytest.raises(GatewayError) as refused:
+            responses_mapping.parse_create(body)
+        assert (refused.value.status, refused.value.param) == (400, parameter)
+    else:
+        assert status == "supported"
+        assert responses_mapping.parse_create(body).body[parameter] == body[parameter]

@@ -301,6 +301,7 @@ ALLOWED_METHODS = {
     "/v1/models": "GET",
     "/v1/chat/completions": "POST",
     "/v1/messages": "POST",
+    "/v1/responses": "POST",
     "/v1/embeddings": "POST",
     "/v1/feedback": "POST",
     "/v1/stream-tokens": "POST",
@@ -455,7 +456,7 @@ async def cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> No
 
 
 def create_app() -> Starlette:
-    from gateway.transports import anthropic  # it builds on this module's helpers
+    from gateway.transports import anthropic, responses  # they build on this module's helpers
 
     return Starlette(
         routes=[
@@ -464,6 +465,10 @@ def create_app() -> Starlette:
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
             Route("/v1/embeddings", embeddings, methods=["POST"]),
             Route("/v1/messages", anthropic.messages, methods=["POST"]),
+            Route("/v1/responses", responses.create_response, methods=["POST"]),
+            Route("/v1/responses/{response_id}", responses.retrieve_response, methods=["GET"]),
+            Route("/v1/responses/{response_id}", responses.delete_response, methods=["DELETE"]),
+            Route("/v1/responses/{response_id}/input_items", responses.list_input_items, methods=["GET"]),
             Route("/v1/feedback", feedback, methods=["POST"]),
             Route("/v1/stream-tokens", stream_tokens, methods=["POST"]),
             Route(
