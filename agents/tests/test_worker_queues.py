@@ -49,7 +49,7 @@ def test_the_billing_worker_and_the_tenant_worker_consume_disjoint_queues() -> N
     consumed = worker_queues()
 
     assert consumed == {
-        "worker": {"default", settings.AGENT_RUNS_QUEUE, "ingestion", "evals"},
+        "worker": {"default", settings.AGENT_RUNS_QUEUE, "ingestion", "evals", "batches"},
         "billing-worker": {"billing"},
     }
     declared = {queue.name for queue in settings.CELERY_TASK_QUEUES}
