@@ -52,8 +52,8 @@ class Batch(models.Model):
     metadata = models.JSONField(null=True, blank=True)
     # OpenAI's `errors.data`: why the input file was refused.
     errors = models.JSONField(null=True, blank=True)
-    output_file_id = models.CharField(max_length=40, null=True, blank=True)
-    error_file_id = models.CharField(max_length=40, null=True, blank=True)
+    output_file_id = models.CharField(max_length=40, blank=True)
+    error_file_id = models.CharField(max_length=40, blank=True)
     total = models.PositiveIntegerField(default=0)
     completed = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)

@@ -40,8 +40,8 @@ def finish(batch_id: str, status: BatchStatus) -> None:
         lines = batch.lines.exclude(status=LineStatus.PENDING).order_by("line")
         output = write(batch, lines.filter(status=LineStatus.SUCCEEDED), "output")
         errors = write(batch, lines.filter(status=LineStatus.FAILED), "error")
-        batch.output_file_id = output.id if output else None
-        batch.error_file_id = errors.id if errors else None
+        batch.output_file_id = output.id if output else ""
+        batch.error_file_id = errors.id if errors else ""
         batch.status = status
         setattr(batch, STAMPS[status], timezone.now())
         batch.save(update_fields=["output_file_id", "error_file_id", "status", STAMPS[status]])
