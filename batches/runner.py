@@ -171,11 +171,11 @@ async def call_line(
             response = {"status_code": error.status, "request_id": request_id, "body": error.body()}
             return LineResult(line.pk, False, response, budget_spent=error.type == BUDGET_ERROR_TYPE)
         return LineResult(line.pk, True, {"status_code": 200, "request_id": request_id, "body": data})
-    error = {
+    refused = {
         "code": "rate_limit_exceeded",
         "message": "Your rate limits refused this request too many times.",
     }
-    return LineResult(line.pk, False, None, error)
+    return LineResult(line.pk, False, None, refused)
 
 
 def record(batch: Batch, results: list[LineResult]) -> None:

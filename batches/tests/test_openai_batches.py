@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, Final
 
 import openai
 import pytest
 from openai.types import Batch
 
-CHAT = "/v1/chat/completions"
-EMBEDDINGS = "/v1/embeddings"
+CHAT: Final = "/v1/chat/completions"
+EMBEDDINGS: Final = "/v1/embeddings"
 
 
 def jsonl(rows: list[dict[str, Any]]) -> bytes:
