@@ -67,12 +67,14 @@ def test_a_chat_batch_runs_to_completed_with_output_and_error_files(
         2,
         1,
     )
-    assert batch.in_progress_at and batch.finalizing_at and batch.completed_at and batch.expires_at
+    assert None not in (batch.in_progress_at, batch.finalizing_at, batch.completed_at, batch.expires_at)
+    assert batch.expires_at is not None
     assert batch.expires_at - batch.created_at == 24 * 3600
     output = lines_of(owner, batch.output_file_id)
     assert [line["custom_id"] for line in output] == ["a", "c"]
     first = output[0]
-    assert first["id"].startswith("batch_req_") and first["error"] is None
+    assert first["id"].startswith("batch_req_")
+    assert first["error"] is None
     assert first["response"]["status_code"] == 200
     assert first["response"]["body"]["object"] == "chat.completion"
     assert first["response"]["body"]["choices"][0]["message"]["content"]
@@ -120,7 +122,8 @@ def test_an_invalid_input_file_fails_the_batch_with_openais_errors(owner: openai
     batch = owner.batches.create(input_file_id=file_id, endpoint=CHAT, completion_window="24h")
 
     assert (batch.status, batch.failed_at is not None) == ("failed", True)
-    assert batch.errors is not None and batch.errors.object == "list"
+    assert batch.errors is not None
+    assert batch.errors.object == "list"
     assert [(error.code, error.param, error.line) for error in batch.errors.data or []] == [
         ("duplicate_custom_id", "custom_id", 2),
         ("mismatched_endpoint", "url", 3),
@@ -147,15 +150,15 @@ def test_create_refuses_what_openai_refuses(owner: openai.OpenAI) -> None:
     assert window.value.body["param"] == "completion_window"  # type: ignore[index]
 
 
-def test_a_cancelled_batch_ends_cancelled(owner: openai.OpenAI) -> None:
-    """No worker consumes the batches queue here: the cancel's own delivery ends it."""
+def test_cancel_answers_cancelling_at_once(owner: openai.OpenAI) -> None:
     created = owner.batches.create(
         input_file_id=upload(owner, [chat_line("a", "hi")]), endpoint=CHAT, completion_window="24h"
     )
 
     cancelling = owner.batches.cancel(created.id)
 
-    assert cancelling.status == "cancelling" and cancelling.cancelling_at is not None
+    assert cancelling.status == "cancelling"
+    assert cancelling.cancelling_at is not None
 
 
 def test_a_cancel_reaches_the_worker(owner: openai.OpenAI, batches_worker: str) -> None:
@@ -171,7 +174,8 @@ def test_a_cancel_reaches_the_worker(owner: openai.OpenAI, batches_worker: str) 
     assert batch.status in ("cancelled", "completed"), batch
     if batch.status == "cancelled":
         assert batch.cancelled_at is not None
-        assert batch.request_counts is not None and batch.request_counts.completed < 40
+        assert batch.request_counts is not None
+        assert batch.request_counts.completed < 40
 
 
 def test_another_tenants_key_gets_404_on_every_batches_route(
