@@ -65,7 +65,7 @@ def test_compose_runs_the_same_two_workers_as_separate_services() -> None:
     assert '--queues "$$(python -m aiaas.queues platform)"' in billing
     assert "--hostname tenant@%h" in tenant
     assert "--hostname billing@%h" in billing
-    assert queues.queue_list("tenant", {}) == "default,runs,ingestion,evals"
+    assert queues.queue_list("tenant", {}) == "default,runs,ingestion,evals,batches"
     assert queues.queue_list("platform", {}) == "billing"
 
 
