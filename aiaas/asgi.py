@@ -2,8 +2,8 @@
 
 HTTP under /v1/ goes to the gateway (a lean Starlette app: no Django
 middleware on the hot path, docs/decisions/0005), except OpenAI's Files and
-Vector Stores (/v1/files, /v1/vector_stores: CRUD over the tenant's schema,
-docs/decisions/0020); other HTTP to Django; WebSockets to the Channels
+Vector Stores and Batches (/v1/files, /v1/vector_stores, /v1/batches: CRUD over the
+tenant's schema, docs/decisions/0020 and 0021); other HTTP to Django; WebSockets to the Channels
 consumers. Every HTTP body is read within its size and time limits: Django's by
 aiaas/request_limits.py (uploads, /v1/files among them, up to the file size
 limit), the gateway's as it streams them (gateway/transports/http.py).
@@ -33,8 +33,8 @@ from realtime.metrics import METRICS as REALTIME_METRICS  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 
 GATEWAY_PREFIX = "/v1/"
-# /v1 resources Django serves (ingestion/openai/).
-DJANGO_V1_RESOURCES = frozenset({"files", "vector_stores"})
+# /v1 resources Django serves (ingestion/openai/, batches/openai/).
+DJANGO_V1_RESOURCES = frozenset({"files", "vector_stores", "batches"})
 METRICS_PATH = "/metrics"  # this process's counters (aiaas/metrics.py)
 metrics_application = metrics_endpoint(lambda: REALTIME_METRICS.exposition() + GATEWAY_METRICS.exposition())
 

@@ -15,6 +15,7 @@ DEFAULT_QUEUE = "default"
 DEFAULT_RUNS_QUEUE = "runs"
 INGESTION_QUEUE = "ingestion"
 EVALS_QUEUE = "evals"
+BATCHES_QUEUE = "batches"
 # The environment variable naming the agent runs' queue (settings.AGENT_RUNS_QUEUE).
 RUNS_QUEUE_VARIABLE = "AGENT_RUNS_QUEUE"
 
@@ -27,7 +28,7 @@ def runs_queue(environ: Mapping[str, str]) -> str:
 
 def tenant_queues(environ: Mapping[str, str]) -> tuple[str, ...]:
     """The queues of tenant workloads, consumed by the tenant worker."""
-    return (DEFAULT_QUEUE, runs_queue(environ), INGESTION_QUEUE, EVALS_QUEUE)
+    return (DEFAULT_QUEUE, runs_queue(environ), INGESTION_QUEUE, EVALS_QUEUE, BATCHES_QUEUE)
 
 
 def all_queues(environ: Mapping[str, str]) -> tuple[str, ...]:

@@ -58,6 +58,7 @@ TENANT_APPS = [
     "agents",
     "conversations",
     "ingestion",
+    "batches",
     "request_logs",
 ]
 INSTALLED_APPS = [
@@ -351,6 +352,24 @@ INGESTION_SOFT_TIME_LIMIT_SECONDS = env.int("INGESTION_SOFT_TIME_LIMIT_SECONDS",
 INGESTION_TIME_LIMIT_SECONDS = env.int("INGESTION_TIME_LIMIT_SECONDS", default=630)
 CELERY_BEAT_SCHEDULE["sweep-ingestion"] = {
     "task": "ingestion.sweep",
+    "schedule": 60.0,
+    "options": {"queue": "default", "expire_seconds": 50},
+}
+# Batches (batches/, docs/decisions/0021): an input file holds at most BATCH_MAX_LINES
+# requests, each line at most BATCH_MAX_LINE_BYTES; a batch runs at most
+# BATCH_CONCURRENCY of its lines at once. A batch whose worker sent no heartbeat for
+# BATCH_STALE_SECONDS is queued again by the sweeper (batches.sweep).
+BATCHES_QUEUE = queues.BATCHES_QUEUE
+BATCH_MAX_LINES = env.int("BATCH_MAX_LINES", default=10_000)
+BATCH_MAX_LINE_BYTES = env.int("BATCH_MAX_LINE_BYTES", default=1024 * 1024)
+BATCH_CONCURRENCY = env.int("BATCH_CONCURRENCY", default=4)
+BATCH_STALE_SECONDS = env.int("BATCH_STALE_SECONDS", default=120)
+# A line our own rate limiter refuses waits (Retry-After) and is sent again, this many times.
+BATCH_RATE_LIMIT_RETRIES = env.int("BATCH_RATE_LIMIT_RETRIES", default=100)
+BATCH_SOFT_TIME_LIMIT_SECONDS = env.int("BATCH_SOFT_TIME_LIMIT_SECONDS", default=3600)
+BATCH_TIME_LIMIT_SECONDS = env.int("BATCH_TIME_LIMIT_SECONDS", default=3630)
+CELERY_BEAT_SCHEDULE["sweep-batches"] = {
+    "task": "batches.sweep",
     "schedule": 60.0,
     "options": {"queue": "default", "expire_seconds": 50},
 }

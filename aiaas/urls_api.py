@@ -14,8 +14,9 @@ urlpatterns = [
     path("api/v1/", include("agents.api.urls")),
     path("api/v1/", include("ingestion.api.urls")),
     path("api/v1/", include("ingestion.api.search_urls")),
-    # OpenAI's Files and Vector Stores: CRUD over the tenant's schema, so Django's (aiaas/asgi.py).
+    # OpenAI's Files, Vector Stores and Batches: CRUD over the tenant's schema, so Django's (aiaas/asgi.py).
     path("v1/", include("ingestion.openai.urls")),
+    path("v1/", include("batches.openai.urls")),
     path(
         "api/schema/",
         # This URLConf, not ROOT_URLCONF (the tenant dashboard's), which the view would describe.

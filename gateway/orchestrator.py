@@ -58,7 +58,8 @@ T = TypeVar("T")
 
 @dataclass
 class Usage:
-    """Tokens and their cost over every attempt, each priced at its own model's rates."""
+    """Tokens and their cost over every attempt, each priced at its own model's rates
+    times `price_factor` (below 1 for discounted work: batch lines)."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -66,11 +67,12 @@ class Usage:
     estimated: bool = False
     # The provider's prompt_tokens_details and completion_tokens_details, summed.
     details: dict[str, dict[str, int]] = field(default_factory=dict)
+    price_factor: Decimal = Decimal(1)
 
     def count(self, model: ModelSpec, prompt_tokens: int, completion_tokens: int) -> None:
         self.prompt_tokens += prompt_tokens
         self.completion_tokens += completion_tokens
-        self.cost_usd += model.cost_usd(prompt_tokens, completion_tokens)
+        self.cost_usd += model.cost_usd(prompt_tokens, completion_tokens) * self.price_factor
 
     def add(self, model: ModelSpec, usage: Any) -> bool:
         """Count a provider's `usage` object; False when there was none."""

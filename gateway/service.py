@@ -139,6 +139,12 @@ class RequestContext:
     request_body: dict[str, Any] | None = None
     response_text: str = ""
     clients: GatewayClients = field(default_factory=lambda: server_clients)
+    # What the ledger bills of the list price: 1 on /v1, the plan's batch discount for
+    # batch lines (batches/). Limits still admit at list price: an upper bound.
+    price_factor: Decimal = Decimal(1)
+
+    def __post_init__(self) -> None:
+        self.outcome.usage.price_factor = self.price_factor
 
     @classmethod
     def new(cls, client_request_id: str = "", **fields: Any) -> RequestContext:
@@ -252,7 +258,8 @@ class RequestContext:
             served_tier=served.tier if served else None,
             first_tier_failed=first_failed,
             cost_usd=usage.cost_usd,
-            top_tier_cost_usd=plan.chain[-1].cost_usd(usage.prompt_tokens, usage.completion_tokens),
+            top_tier_cost_usd=plan.chain[-1].cost_usd(usage.prompt_tokens, usage.completion_tokens)
+            * usage.price_factor,
             expected_cost_usd=Decimal(str(decision.expected_cost_usd)),
             latency_ms=round((time.perf_counter() - self.started) * 1000),
         )

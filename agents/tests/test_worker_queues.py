@@ -49,7 +49,7 @@ def test_the_billing_worker_and_the_tenant_worker_consume_disjoint_queues() -> N
     consumed = worker_queues()
 
     assert consumed == {
-        "worker": {"default", settings.AGENT_RUNS_QUEUE, "ingestion", "evals"},
+        "worker": {"default", settings.AGENT_RUNS_QUEUE, "ingestion", "evals", "batches"},
         "billing-worker": {"billing"},
     }
     declared = {queue.name for queue in settings.CELERY_TASK_QUEUES}
@@ -65,7 +65,7 @@ def test_compose_runs_the_same_two_workers_as_separate_services() -> None:
     assert '--queues "$$(python -m aiaas.queues platform)"' in billing
     assert "--hostname tenant@%h" in tenant
     assert "--hostname billing@%h" in billing
-    assert queues.queue_list("tenant", {}) == "default,runs,ingestion,evals"
+    assert queues.queue_list("tenant", {}) == "default,runs,ingestion,evals,batches"
     assert queues.queue_list("platform", {}) == "billing"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agents.tests.factories import make_agent, make_prompt, make_run, simple_spec
+from batches.tests.factories import make_batch
 from ingestion.tests.factories import (
     ATTACHED_FILE_ID,
     make_collection_and_unattached_file,
@@ -157,6 +158,17 @@ OPERATIONS = [
             ("v1-vector-store-file-content", "get"),
         ]
     ),
+    # OpenAI's batches (batches/openai). Creating one from a file and running it is
+    # batches/tests/test_openai_batches.py's; here an unknown input file is the owner's 404.
+    Operation("v1-batch-list", "get", 200),
+    Operation(
+        "v1-batch-list",
+        "post",
+        404,
+        body={"input_file_id": "file-none", "endpoint": "/v1/chat/completions", "completion_window": "24h"},
+    ),
+    Operation("v1-batch-detail", "get", 200, make_object=make_batch, url_kwarg="batch_id"),
+    Operation("v1-batch-cancel", "post", 200, make_object=make_batch, url_kwarg="batch_id"),
 ]
 OBJECT_OPERATIONS = [operation for operation in OPERATIONS if operation.make_object]
 

@@ -27,6 +27,7 @@ DOMAIN_APPS = (
     "accounts",
     "agents",
     "analytics",
+    "batches",
     "billing",
     "gateway",
     "ingestion",

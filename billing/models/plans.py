@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
@@ -54,6 +54,11 @@ class Plan(models.Model):
         validators=[MinValueValidator(Decimal(0))],
         help_text="Price of each million tokens past the included ones (soft cap).",
     )
+    batch_discount_percent = models.PositiveSmallIntegerField(
+        default=50,
+        validators=[MaxValueValidator(100)],
+        help_text="Off the list price of each batch request (/v1/batches).",
+    )
     # Stripe: the flat recurring price, and the metered price of the token meter.
     stripe_price_id = models.CharField(max_length=255, blank=True)
     stripe_metered_price_id = models.CharField(max_length=255, blank=True)
@@ -70,3 +75,8 @@ class Plan(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def batch_price_factor(self) -> Decimal:
+        """What a batch request is billed of its list price."""
+        return Decimal(100 - self.batch_discount_percent) / 100

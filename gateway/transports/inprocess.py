@@ -13,7 +13,7 @@ the server's loop.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -42,6 +42,11 @@ class Embeddings:
     vectors: list[list[float]]  # in the order of the inputs
     prompt_tokens: int
     cost_usd: Decimal
+    data: dict[str, Any] = field(default_factory=dict)  # the response body /v1 would answer
+
+
+# List price: what /v1 bills.
+FULL_PRICE = Decimal(1)
 
 
 class InProcessGateway:
@@ -49,11 +54,17 @@ class InProcessGateway:
         self.clients = GatewayClients()
 
     async def chat(
-        self, api_key: ApiKey, request: dict[str, Any] | ChatRequest, request_id: str
+        self,
+        api_key: ApiKey,
+        request: dict[str, Any] | ChatRequest,
+        request_id: str,
+        *,
+        price_factor: Decimal = FULL_PRICE,
     ) -> Completion:
         """A non-streamed chat completion, or GatewayError (OpenAI-typed). Usage is
-        settled and queued to the ledger under `request_id` whatever the outcome."""
-        context = RequestContext(request_id, api_key=api_key, clients=self.clients)
+        settled and queued to the ledger under `request_id` whatever the outcome,
+        its cost times `price_factor`."""
+        context = RequestContext(request_id, api_key=api_key, clients=self.clients, price_factor=price_factor)
         async with context.lifecycle():
             chat = request if isinstance(request, ChatRequest) else validate_chat(request)
             prepared = await service.prepare_chat(context, chat, streamed=False)
@@ -72,10 +83,15 @@ class InProcessGateway:
         )
 
     async def embeddings(
-        self, api_key: ApiKey, request: dict[str, Any] | EmbeddingsRequest, request_id: str
+        self,
+        api_key: ApiKey,
+        request: dict[str, Any] | EmbeddingsRequest,
+        request_id: str,
+        *,
+        price_factor: Decimal = FULL_PRICE,
     ) -> Embeddings:
         """Embeddings of the request's inputs, or GatewayError; settled like `chat`."""
-        context = RequestContext(request_id, api_key=api_key, clients=self.clients)
+        context = RequestContext(request_id, api_key=api_key, clients=self.clients, price_factor=price_factor)
         async with context.lifecycle():
             embed = request if isinstance(request, EmbeddingsRequest) else validate_embeddings(request)
             data = await service.embed(context, embed)
@@ -83,7 +99,7 @@ class InProcessGateway:
         model, usage = context.outcome.model, context.outcome.usage
         assert model is not None
         vectors = [item["embedding"] for item in sorted(data["data"], key=lambda item: item["index"])]
-        return Embeddings(request_id, model.model_id, vectors, usage.prompt_tokens, usage.cost_usd)
+        return Embeddings(request_id, model.model_id, vectors, usage.prompt_tokens, usage.cost_usd, data)
 
     async def aclose(self) -> None:
         await self.clients.aclose()
