@@ -188,12 +188,21 @@ def test_a_tenant_that_logs_requests_gets_prompt_and_answer_in_its_own_schema(
             headers={"authorization": f"Bearer {issued.secret}"},
         ) as streamed:
             streamed.read()
-        flush_request_logs(batch_size=100)  # drops what a tenant no longer logs: flush first
+        # A stream settles (and queues its log) after its last byte: flush until both
+        # logs are stored, before logging is turned off (the flush drops what a tenant
+        # no longer logs).
+        wanted = {response.headers["x-request-id"], streamed.headers["x-request-id"]}
+        deadline = time.monotonic() + 10.0
+        while True:
+            flush_request_logs(batch_size=100)
+            with tenant_context(serving_tenant.tenant):
+                logs = {log.request_id: log for log in RequestLog.objects.filter(request_id__in=wanted)}
+            if set(logs) == wanted or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
     finally:
         committed(lambda: enable_logging(False))
 
-    with tenant_context(serving_tenant.tenant):
-        logs = {log.request_id: log for log in RequestLog.objects.all()}
     plain = logs[response.headers["x-request-id"]]
     assert plain.request_body["messages"] == BODY["messages"]
     assert plain.response_text == response.json()["choices"][0]["message"]["content"]
