@@ -28,6 +28,7 @@ DOMAIN_APPS = (
     "agents",
     "analytics",
     "batches",
+    "conversations",
     "billing",
     "gateway",
     "ingestion",
