@@ -3,6 +3,11 @@ store, switch generations; re-ingestion; failures that touch nothing else."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
 from django.core.files.base import ContentFile
 from django_tenants.utils import tenant_context
 
@@ -126,3 +131,33 @@ def test_a_duplicate_delivery_after_the_end_changes_nothing(tenant: TenantFixtur
         again = ingested(document)
 
         assert (again.attempts, again.generation, again.chunks.count()) == (1, 1, 2)
+
+
+def test_progress_reaches_a_live_subscriber_as_it_is_published(tenant: TenantFixture, registry: str) -> None:
+    with tenant_context(tenant.tenant):
+        collection = make_collection(tenant)
+        document, _ = services.add_text(collection, text=GUIDE, api_key_id=key_id(tenant))
+    group = streams.group_name(tenant.tenant.schema_name, document.stream_id)
+    subscribed = threading.Event()
+
+    async def listen() -> list[dict[str, Any]]:
+        layer = streams.receiving_layer()
+        channel = await layer.new_channel()
+        await layer.group_add(group, channel)
+        subscribed.set()
+        messages = [await asyncio.wait_for(layer.receive(channel), 30)]
+        while not messages[-1]["final"]:
+            messages.append(await asyncio.wait_for(layer.receive(channel), 30))
+        return messages
+
+    with ThreadPoolExecutor(1) as executor:
+        received = executor.submit(asyncio.run, listen())
+        assert subscribed.wait(10)
+        with tenant_context(tenant.tenant):
+            ingested(document)
+        messages = received.result(timeout=30)
+
+    statuses = [message["event"]["status"] for message in messages]
+    assert statuses == ["processing"] * (len(messages) - 1) + ["ready"]
+    assert [message["seq"] for message in messages] == list(range(1, len(messages) + 1))
+    assert messages[-1]["event"]["chunks_done"] == 2
