@@ -47,7 +47,7 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
         waited.append(seconds)
         real_sleep(seconds)
 
-    monkeypatch.setattr(pipeline.time, "sleep", sleep)
+    monkeypatch.setattr(time, "sleep", sleep)
     return waited
 
 
