@@ -50,7 +50,8 @@ logger = logging.getLogger(__name__)
 # The first key of the two-key advisory lock: ingestion's own namespace.
 ADVISORY_LOCK_NAMESPACE = 1_405_001
 ERROR_MAX_CHARACTERS = 2000
-# Gateway errors worth another try: rate limits and upstream failures, not a spent budget.
+# Gateway errors worth another try: rate limits and upstream failures, not a spent budget
+# (the gateway's own limits name the budget in the code and say insufficient_quota in the type).
 NOT_RETRYABLE_CODES = frozenset({"budget_exhausted", "insufficient_quota"})
 
 INSERT_SQL = (
@@ -219,7 +220,9 @@ def embed(
 
 
 def retryable(error: GatewayError) -> bool:
-    return (error.status == 429 or error.status >= 500) and error.error_type not in NOT_RETRYABLE_CODES
+    return (error.status == 429 or error.status >= 500) and NOT_RETRYABLE_CODES.isdisjoint(
+        {error.type, error.error_type}
+    )
 
 
 def backoff_seconds(attempt: int, retry_after: float | None) -> float:
