@@ -11,19 +11,20 @@ the usual gateway headers plus `request-id`, where the SDK looks for it.
 from __future__ import annotations
 
 import re
+from typing import Any
 
-import anyio
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Send
 
 from gateway import anthropic_mapping as mapping
 from gateway import service
 from gateway.auth import authenticate
-from gateway.errors import NO_OUTPUT, GatewayError, client_disconnected, from_provider_error, invalid
+from gateway.errors import GatewayError, from_provider_error, invalid
 from gateway.events import ChatDelta, ChatFailed
 from gateway.service import RequestContext, server_clients
-from gateway.transports.http import cancel_on_disconnect, endpoint, json_response, once, read_body
+from gateway.transports.event_stream import EventStreamResponse
+from gateway.transports.http import endpoint, json_response, once, read_body
 from gateway.validation import parse_json_object, validate_chat
 from tenants.models import ApiKey, ApiKeyScope
 
@@ -88,59 +89,26 @@ async def serve_message(context: RequestContext, body: bytes) -> Response:
 messages = endpoint(create_message, error_response)
 
 
-class MessageStreamResponse(Response):
-    """A streamed Message: Anthropic's events for one chat stream.
-
-    As for chat completions, the response head waits for the first delta, so a
-    failure before any output is an ordinary error response with its status;
-    after it, a failure is an `error` event that ends the stream.
-    """
+class MessageStreamResponse(EventStreamResponse):
+    """A streamed Message: Anthropic's events for one chat stream; a failure after
+    the first delta is an `error` event that ends it (event_stream.py)."""
 
     def __init__(self, context: RequestContext, prepared: service.PreparedChat) -> None:
-        super().__init__()
-        self.context = context
+        super().__init__(context, prepared)
         self.prompt_tokens = prepared.request.estimated_prompt_tokens
-        self.events = service.stream_chat(context, prepared)
         self.encoder = mapping.MessageEvents(mapping.message_id(context.request_id))
-        self.transcript: list[str] = []
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self.context.fail(client_disconnected())  # until it ends otherwise
-        try:
-            first = await anext(self.events, None)
-            if not isinstance(first, ChatDelta):
-                error = from_provider_error(first.error if isinstance(first, ChatFailed) else NO_OUTPUT)
-                self.context.fail(error, answered=True)
-                await error_response(error, self.context)(scope, receive, send)
-                return
-            self.context.mark_first_token()
-            await send({"type": "http.response.start", "status": 200, "headers": self.head()})
-            opening = self.encoder.start(first.model.model_id, self.prompt_tokens) + self.encode(first)
-            await send({"type": "http.response.body", "body": opening, "more_body": True})
-            async with anyio.create_task_group() as group:
-                group.start_soon(cancel_on_disconnect, receive, group.cancel_scope)
-                await self.relay(send)
-                group.cancel_scope.cancel()
-        finally:
-            await self.events.aclose()  # type: ignore[attr-defined]
-            if self.transcript:
-                self.context.response_text = self.context.response_text or "".join(self.transcript)
-            await self.context.settle()
+    def error_response(self, error: GatewayError) -> Response:
+        return error_response(error, self.context)
 
-    def head(self) -> list[tuple[bytes, bytes]]:
-        fields = {
-            **self.context.headers(),
-            **headers(self.context),
-            "content-type": "text/event-stream",
-            "cache-control": "no-cache",
-            "x-accel-buffering": "no",
-        }
-        return [(name.encode(), value.encode()) for name, value in fields.items()]
+    def headers_of_the_api(self) -> dict[str, str]:
+        return headers(self.context)
 
-    def encode(self, delta: ChatDelta) -> bytes:
-        if self.context.logs_requests:
-            self.transcript.append(delta.text)
-        return self.encoder.delta(delta.delta)
+    def opening(self) -> bytes:
+        return self.encoder.start(self.model, self.prompt_tokens)
+
+    def encode_delta(self, delta: dict[str, Any]) -> bytes:
+        return self.encoder.delta(delta)
 
     async def relay(self, send: Send) -> None:
         async for event in self.events:

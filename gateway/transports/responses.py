@@ -13,21 +13,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
 from asgiref.sync import sync_to_async
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Send
 
 from conversations import selectors, services
 from gateway import responses_mapping as mapping
 from gateway import service
-from gateway.errors import NO_OUTPUT, client_disconnected, from_provider_error, invalid
+from gateway.errors import GatewayError, from_provider_error, invalid
 from gateway.events import ChatDelta, ChatFailed
 from gateway.service import RequestContext
+from gateway.transports.event_stream import EventStreamResponse
 from gateway.transports.http import (
     authorized,
-    cancel_on_disconnect,
     endpoint,
     error_response,
     json_response,
@@ -140,61 +139,24 @@ async def list_input_items(request: Request, context: RequestContext) -> Respons
     return json_response(mapping.item_page(items, int(limit), query.get("after")), context)
 
 
-class ResponseStreamResponse(Response):
-    """A streamed Response: the Responses events of one chat stream.
-
-    As for chat completions, the response head waits for the first delta, so a
-    failure before any output is an ordinary error response with its status;
-    after it, a failure is a `response.failed` event that ends the stream. The
-    final Response is stored before its last event is sent.
-    """
+class ResponseStreamResponse(EventStreamResponse):
+    """A streamed Response: the Responses events of one chat stream; a failure after
+    the first delta is a `response.failed` event that ends it (event_stream.py). The
+    final Response is stored before its last event is sent."""
 
     def __init__(self, context: RequestContext, prepared: service.PreparedChat, turn: Turn) -> None:
-        super().__init__()
-        self.context = context
+        super().__init__(context, prepared)
         self.turn = turn
-        self.events = service.stream_chat(context, prepared)
         self.encoder = mapping.ResponseEvents(turn.request, turn.identifier)
-        self.transcript: list[str] = []
-        self.model = ""
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self.context.fail(client_disconnected())  # until it ends otherwise
-        try:
-            first = await anext(self.events, None)
-            if not isinstance(first, ChatDelta):
-                error = from_provider_error(first.error if isinstance(first, ChatFailed) else NO_OUTPUT)
-                self.context.fail(error, answered=True)
-                await error_response(error, self.context)(scope, receive, send)
-                return
-            self.context.mark_first_token()
-            self.model = first.model.model_id
-            await send({"type": "http.response.start", "status": 200, "headers": self.head()})
-            opening = self.encoder.start(self.model) + self.encode(first)
-            await send({"type": "http.response.body", "body": opening, "more_body": True})
-            async with anyio.create_task_group() as group:
-                group.start_soon(cancel_on_disconnect, receive, group.cancel_scope)
-                await self.relay(send)
-                group.cancel_scope.cancel()
-        finally:
-            await self.events.aclose()  # type: ignore[attr-defined]
-            if self.transcript:
-                self.context.response_text = self.context.response_text or "".join(self.transcript)
-            await self.context.settle()
+    def error_response(self, error: GatewayError) -> Response:
+        return error_response(error, self.context)
 
-    def head(self) -> list[tuple[bytes, bytes]]:
-        fields = {
-            **self.context.headers(),
-            "content-type": "text/event-stream",
-            "cache-control": "no-cache",
-            "x-accel-buffering": "no",
-        }
-        return [(name.encode(), value.encode()) for name, value in fields.items()]
+    def opening(self) -> bytes:
+        return self.encoder.start(self.model)
 
-    def encode(self, delta: ChatDelta) -> bytes:
-        if self.context.logs_requests:
-            self.transcript.append(delta.text)
-        return self.encoder.delta(delta.delta)
+    def encode_delta(self, delta: dict[str, Any]) -> bytes:
+        return self.encoder.delta(delta)
 
     async def relay(self, send: Send) -> None:
         async for event in self.events:
