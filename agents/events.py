@@ -215,13 +215,12 @@ class StepFailed(EventData):
 
 
 @dataclass(frozen=True, kw_only=True)
-class LlmUsage(EventData):
-    TYPE = EventType.LLM_USAGE
+class ModelUsage(EventData):
+    """What one gateway call of the run cost, under its ledger row's request id."""
+
     request_id: str
     model: str
-    tier: int
     prompt_tokens: int
-    completion_tokens: int
     cost_usd: Decimal
 
     @classmethod
@@ -230,18 +229,17 @@ class LlmUsage(EventData):
 
 
 @dataclass(frozen=True, kw_only=True)
-class RetrievalUsage(EventData):
+class LlmUsage(ModelUsage):
+    TYPE = EventType.LLM_USAGE
+    tier: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetrievalUsage(ModelUsage):
     """The embedding of a retrieve step's query (keyword searches embed nothing)."""
 
     TYPE = EventType.RETRIEVAL_USAGE
-    request_id: str
-    model: str
-    prompt_tokens: int
-    cost_usd: Decimal
-
-    @classmethod
-    def from_data(cls, event_type: str, data: dict[str, Any]) -> Self:
-        return super().from_data(event_type, {**data, "cost_usd": Decimal(data["cost_usd"])})
 
 
 @dataclass(frozen=True, kw_only=True)
