@@ -20,7 +20,7 @@ import hashlib
 import random
 import re
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,34 +87,83 @@ def tool_calls(tools: Sequence[Tool], seed: bytes, words: Sequence[str]) -> tupl
     for index, tool in enumerate(tools):
         key = seed + orjson.dumps([tool.name, index])
         generator = random.Random(int.from_bytes(hashlib.sha256(key).digest(), "big"))  # noqa: S311
-        arguments = value_for(tool.parameters, tool.parameters, generator, words, 0)
+        arguments = Arguments(tool.parameters, generator, words).value(tool.parameters)
         call_id = "call_" + hashlib.sha256(key).hexdigest()[:24]
         calls.append(ToolCall(call_id, tool.name, orjson.dumps(arguments).decode()))
     return tuple(calls)
 
 
-def value_for(
-    schema: Any, root: Mapping[str, Any], generator: random.Random, words: Sequence[str], depth: int
-) -> Any:
-    """A value valid for `schema` (see the module's list of what is honoured)."""
-    schema = resolve(schema, root)
-    if "const" in schema:
-        return schema["const"]
-    if isinstance(schema.get("enum"), list) and schema["enum"]:
-        return generator.choice(schema["enum"])
-    for key in ("anyOf", "oneOf"):
-        if isinstance(schema.get(key), list) and schema[key]:
-            return value_for(schema[key][0], root, generator, words, depth)
-    if isinstance(schema.get("allOf"), list):
-        merged = {k: v for part in schema["allOf"] for k, v in resolve(part, root).items()}
-        return value_for(merged, root, generator, words, depth)
-    kind = schema.get("type")
-    if isinstance(kind, list):
-        kind = next((item for item in kind if item != "null"), "null")
-    if kind is None:
-        kind = "object" if "properties" in schema else "string"
-    make: ValueMaker = VALUE_MAKERS.get(kind, string_value)
-    return make(schema, root, generator, words, depth)
+class Arguments:
+    """Values valid for the schemas of one tool's `parameters` (`root`, which local
+    `$ref`s point into), drawn from `generator` and the vocabulary `words`."""
+
+    def __init__(self, root: Mapping[str, Any], generator: random.Random, words: Sequence[str]) -> None:
+        self.root = root
+        self.generator = generator
+        self.words = words
+
+    def value(self, schema: Any, depth: int = 0) -> Any:
+        """A value valid for `schema` (see the module's list of what is honoured)."""
+        schema = resolve(schema, self.root)
+        if "const" in schema:
+            return schema["const"]
+        if isinstance(schema.get("enum"), list) and schema["enum"]:
+            return self.generator.choice(schema["enum"])
+        for key in ("anyOf", "oneOf"):
+            if isinstance(schema.get(key), list) and schema[key]:
+                return self.value(schema[key][0], depth)
+        if isinstance(schema.get("allOf"), list):
+            merged = {k: v for part in schema["allOf"] for k, v in resolve(part, self.root).items()}
+            return self.value(merged, depth)
+        kind = schema.get("type")
+        if isinstance(kind, list):
+            kind = next((item for item in kind if item != "null"), "null")
+        if kind is None:
+            kind = "object" if "properties" in schema else "string"
+        if kind == "object":
+            return self.object(schema, depth)
+        if kind == "array":
+            return self.array(schema, depth)
+        if kind in ("integer", "number"):
+            return self.number(schema)
+        if kind == "boolean":
+            return self.generator.random() < 0.5
+        if kind == "null":
+            return None
+        return self.string(schema)
+
+    def object(self, schema: Mapping[str, Any], depth: int) -> dict[str, Any]:
+        properties: dict[str, Any] = schema.get("properties") or {}
+        required: list[str] = schema.get("required") or []
+        if not isinstance(properties, dict) or not isinstance(required, list):
+            return {}
+        names = [name for name in properties if depth < MAX_DEPTH or name in required]
+        return {name: self.value(properties[name], depth + 1) for name in names}
+
+    def array(self, schema: Mapping[str, Any], depth: int) -> list[Any]:
+        count = max(int(schema.get("minItems") or 0), 1 if depth < MAX_DEPTH else 0)
+        count = min(count, int(schema.get("maxItems", count)))
+        return [self.value(schema.get("items", {}), depth + 1) for _ in range(count)]
+
+    def string(self, schema: Mapping[str, Any]) -> str:
+        string_format = schema.get("format")
+        if string_format == "uuid":
+            return str(uuid.UUID(int=self.generator.getrandbits(128), version=4))
+        if string_format in FORMATS:
+            return FORMATS[string_format]
+        text = " ".join(self.generator.choice(self.words) for _ in range(2))
+        minimum, maximum = int(schema.get("minLength") or 0), schema.get("maxLength")
+        text = text.ljust(minimum, "x")
+        return text[:maximum] if isinstance(maximum, int) else text
+
+    def number(self, schema: Mapping[str, Any]) -> int | float:
+        integer = schema.get("type") == "integer" or "integer" in (schema.get("type") or [])
+        step = 1 if integer else 0.5
+        low = schema.get("minimum", schema.get("exclusiveMinimum", -step) + step)
+        high = schema.get("maximum", schema.get("exclusiveMaximum", low + 100 + step) - step)
+        if integer:
+            return self.generator.randint(int(-(-low // 1)), max(int(-(-low // 1)), int(high // 1)))
+        return float(min(max(round(self.generator.uniform(low, high), 2), low), high))
 
 
 def resolve(schema: Any, root: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -126,96 +175,3 @@ def resolve(schema: Any, root: Mapping[str, Any]) -> Mapping[str, Any]:
             target = target.get(part, {}) if isinstance(target, dict) else {}
         schema, seen = target, seen + 1
     return schema if isinstance(schema, dict) else {}
-
-
-def object_value(
-    schema: Mapping[str, Any],
-    root: Mapping[str, Any],
-    generator: random.Random,
-    words: Sequence[str],
-    depth: int,
-) -> dict[str, Any]:
-    properties: dict[str, Any] = schema.get("properties") or {}
-    required: list[str] = schema.get("required") or []
-    if not isinstance(properties, dict) or not isinstance(required, list):
-        return {}
-    names = [name for name in properties if depth < MAX_DEPTH or name in required]
-    return {name: value_for(properties[name], root, generator, words, depth + 1) for name in names}
-
-
-def array_value(
-    schema: Mapping[str, Any],
-    root: Mapping[str, Any],
-    generator: random.Random,
-    words: Sequence[str],
-    depth: int,
-) -> list[Any]:
-    count = max(int(schema.get("minItems") or 0), 1 if depth < MAX_DEPTH else 0)
-    count = min(count, int(schema.get("maxItems", count)))
-    return [value_for(schema.get("items", {}), root, generator, words, depth + 1) for _ in range(count)]
-
-
-def string_value(
-    schema: Mapping[str, Any],
-    root: Mapping[str, Any],
-    generator: random.Random,
-    words: Sequence[str],
-    depth: int,
-) -> str:
-    string_format = schema.get("format")
-    if string_format == "uuid":
-        return str(uuid.UUID(int=generator.getrandbits(128), version=4))
-    if string_format in FORMATS:
-        return FORMATS[string_format]
-    text = " ".join(generator.choice(words) for _ in range(2))
-    minimum, maximum = int(schema.get("minLength") or 0), schema.get("maxLength")
-    text = text.ljust(minimum, "x")
-    return text[:maximum] if isinstance(maximum, int) else text
-
-
-def number_value(
-    schema: Mapping[str, Any],
-    root: Mapping[str, Any],
-    generator: random.Random,
-    words: Sequence[str],
-    depth: int,
-) -> int | float:
-    integer = schema.get("type") == "integer" or "integer" in (schema.get("type") or [])
-    step = 1 if integer else 0.5
-    low = schema.get("minimum", schema.get("exclusiveMinimum", -step) + step)
-    high = schema.get("maximum", schema.get("exclusiveMaximum", low + 100 + step) - step)
-    if integer:
-        return generator.randint(int(-(-low // 1)), max(int(-(-low // 1)), int(high // 1)))
-    return float(min(max(round(generator.uniform(low, high), 2), low), high))
-
-
-def boolean_value(
-    schema: Mapping[str, Any],
-    root: Mapping[str, Any],
-    generator: random.Random,
-    words: Sequence[str],
-    depth: int,
-) -> bool:
-    return generator.random() < 0.5
-
-
-def null_value(
-    schema: Mapping[str, Any],
-    root: Mapping[str, Any],
-    generator: random.Random,
-    words: Sequence[str],
-    depth: int,
-) -> None:
-    return None
-
-
-ValueMaker = Callable[[Mapping[str, Any], Mapping[str, Any], random.Random, Sequence[str], int], Any]
-VALUE_MAKERS: dict[str, ValueMaker] = {
-    "object": object_value,
-    "array": array_value,
-    "string": string_value,
-    "integer": number_value,
-    "number": number_value,
-    "boolean": boolean_value,
-    "null": null_value,
-}
