@@ -59,6 +59,7 @@ TENANT_APPS = [
     "conversations",
     "ingestion",
     "batches",
+    "evals",
     "request_logs",
 ]
 INSTALLED_APPS = [
