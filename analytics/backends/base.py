@@ -120,3 +120,30 @@ class AnalyticsBackend(Protocol):
     def reset(self) -> None:
         """Forget everything (the rebuild command starts from here)."""
         ...
+
+
+def figures_json(figures: Figures) -> dict[str, object]:
+    """The figures as the API, the CSV export and the dashboard's charts show them.
+
+    Money is a string with six decimals (as /api/v1/usage shows it); rates are
+    0-1 floats or null without requests; percentiles are milliseconds within
+    analytics.sketch.RELATIVE_ERROR, null without requests (or, for TTFT,
+    without streamed requests).
+    """
+    requests = figures.requests
+    failed = requests - figures.succeeded
+    return {
+        "requests": requests,
+        "succeeded": figures.succeeded,
+        "success_rate": figures.success_rate,
+        "error_rate": None if requests == 0 else failed / requests,
+        "errors": dict(sorted(figures.errors.items())),
+        "latency_ms": figures.latency.percentiles(),
+        "ttft_ms": figures.ttft.percentiles(),
+        "prompt_tokens": figures.prompt_tokens,
+        "completion_tokens": figures.completion_tokens,
+        "total_tokens": figures.prompt_tokens + figures.completion_tokens,
+        "cost_usd": f"{figures.cost_usd:.6f}",
+        "estimated_requests": figures.estimated,
+        "tiers": {str(tier): count for tier, count in sorted(figures.tiers.items())},
+    }
