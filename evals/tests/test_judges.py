@@ -206,8 +206,8 @@ def test_the_pairwise_order_is_randomised_per_case_and_the_verdict_maps_back(
     keys = [f"case-{number}" for number in range(16)]
     observations = [observe(unique("output"), case_key=key, baseline=unique("baseline")) for key in keys]
     for observation in observations:
-        plant(f"Response A:\n{observation.output}", {"reasoning": "A is right", "winner": "A"})
-        plant(f"Response A:\n{observation.baseline_output}", {"reasoning": "B is right", "winner": "B"})
+        plant(f"<response_a>\n{observation.output}", {"reasoning": "A is right", "winner": "A"})
+        plant(f"<response_a>\n{observation.baseline_output}", {"reasoning": "B is right", "winner": "B"})
 
     scores = judge_all(PAIRWISE, observations, api_key, f"req_{uuid.uuid4().hex}")
 
