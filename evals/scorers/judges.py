@@ -12,8 +12,9 @@ baseline: 1 when the output wins, 0.5 for a tie, 0 when the baseline wins.
 Each call goes through the gateway with the experiment's key and a request id
 made of the context's prefix and the scorer's name, so a case re-scored after
 a crash is billed once; its usage is on the Score. A judge answer that is not
-JSON or breaks its schema, or a judge call the gateway refuses, is a failed
-score saying so, never an exception that stops the experiment.
+JSON or breaks its schema is a failed score saying so. A call the gateway
+refuses raises its GatewayError, as a target's call does: the runner waits
+out our rate limits, stops on a spent budget, and errors the case otherwise.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from evals.scorers import JudgeContext, Observation, Score
 from evals.scorers.assertions import text_of
 from evals.scorers.jsonpath import render
 from evals.scorers.specs import Arguments
-from gateway.errors import GatewayError
 
 DEFAULT_MODEL = "auto"
 # What of a case a judge reads: enough for a long answer, bounded for the prompt's cost.
@@ -78,9 +78,9 @@ class JudgeAnswer:
     answer: dict[str, Any] | None
     problem: str
     request_id: str
-    cost_usd: Decimal = Decimal(0)
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
+    cost_usd: Decimal
+    prompt_tokens: int
+    completion_tokens: int
 
     def score(self, name: str, weight: float, value: float, passed: bool, reason: str) -> Score:
         return Score(
@@ -109,10 +109,7 @@ async def ask(
             "json_schema": {"name": "judgement", "strict": True, "schema": schema},
         },
     }
-    try:
-        completion = await context.gateway.chat(context.api_key, body, request_id)
-    except GatewayError as error:
-        return JudgeAnswer(None, f"the judge call failed: {error.message}", request_id)
+    completion = await context.gateway.chat(context.api_key, body, request_id)
     answer, problem = parse(completion.content, schema)
     return JudgeAnswer(
         answer,
