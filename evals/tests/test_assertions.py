@@ -151,8 +151,8 @@ def test_jsonpath_equals_reads_names_indexes_and_quoted_keys() -> None:
 
 
 def test_jsonpath_quoted_keys_take_escaped_quotes() -> None:
-    output = {"it's": {"say \"hi\"": 1}}
-    assert passes({"type": "jsonpath_equals", "path": "$['it\\'s'][\"say \\\"hi\\\"\"]", "value": 1}, output)
+    output = {"it's": {'say "hi"': 1}}
+    assert passes({"type": "jsonpath_equals", "path": '$[\'it\\\'s\']["say \\"hi\\""]', "value": 1}, output)
 
 
 def test_numeric_within_absolute_or_relative_tolerance() -> None:
