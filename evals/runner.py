@@ -202,8 +202,14 @@ def run_cases(experiment: Experiment, api_key: ApiKey, target: Target) -> tuple[
                 window.tasks.add(loop.create_task(evaluate(experiment, call, target, baseline_output)))
             if not window.tasks:
                 return ExperimentStatus.SUCCEEDED, ""
-            done, window.tasks = rt.run(asyncio.wait(window.tasks, return_when=asyncio.FIRST_COMPLETED))
-            store(window, [task.result() for task in done])
+            # A round ends at the first completion, or after a heartbeat's time of none
+            # (every case waiting out a Retry-After): the runner still beats and sees a cancel.
+            waiting = asyncio.wait(
+                window.tasks, timeout=HEARTBEAT_SECONDS, return_when=asyncio.FIRST_COMPLETED
+            )
+            done, window.tasks = rt.run(waiting)
+            if done:
+                store(window, [task.result() for task in done])
             if not look_up(window):
                 return None, ""
     finally:
