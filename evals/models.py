@@ -111,6 +111,8 @@ class Experiment(models.Model):
     target = models.JSONField()
     # Experiment-wide scorers besides the version's and the cases' assertions, e.g. an LLM judge.
     scorers = models.JSONField(default=list, blank=True)
+    # The experiment of the same dataset whose outputs a pairwise judge compares with.
+    baseline = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     concurrency = models.PositiveSmallIntegerField(
         default=4, validators=[MinValueValidator(1), MaxValueValidator(32)]
     )
@@ -118,8 +120,9 @@ class Experiment(models.Model):
         max_length=10, choices=ExperimentStatus.choices, default=ExperimentStatus.QUEUED
     )
     error = models.TextField(blank=True)
-    # {"n", "passed", "pass_rate", "mean_score", "ci_low", "ci_high", "cost_usd",
-    #  "latency_ms": {"p50", "p95"}, "errors"}: evals/statistics.py, written when it finishes.
+    # {"n", "passed", "errors", "pass_rate", "ci_low", "ci_high" (the pass rate's 95% bootstrap
+    #  interval), "mean_score", "score_ci_low", "score_ci_high", "cost_usd", "latency_ms": {"p50",
+    #  "p95"}}: evals/statistics.py, written when it ends.
     aggregates = models.JSONField(null=True, blank=True)
     cost_usd = models.DecimalField(max_digits=14, decimal_places=8, default=0)
     # The key the experiment's calls are attributed to (limits, budget, ledger).
@@ -177,3 +180,18 @@ class CaseResult(models.Model):
         """The gateway request id of one call of one case, the same on every attempt."""
         digest = hashlib.sha256(f"{case_key}:{call}".encode()).hexdigest()[:20]
         return f"req_{experiment_id}_{digest}"
+
+
+class AgentCaseRun(models.Model):
+    """The agent run that answers one case of an experiment with an agent target: made
+    once, so a resumed experiment resumes the run (its recorded steps are not repeated)."""
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="agent_runs")
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="+")
+    run = models.ForeignKey("agents.Run", on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["experiment", "case"], name="evals_agent_run_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.experiment_id}:{self.case_id} -> run {self.run_id}"
