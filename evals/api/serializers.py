@@ -44,6 +44,9 @@ class DatasetSerializer(StrictModelSerializer[Dataset]):
     latest_version = serializers.IntegerField(read_only=True)
     case_count = serializers.IntegerField(read_only=True, help_text="Cases of the latest version.")
     locked = serializers.SerializerMethodField()
+    nightly_model = serializers.SerializerMethodField()
+    alert_webhook_url = serializers.SerializerMethodField()
+    alert_email = serializers.SerializerMethodField()
 
     class Meta:
         model = Dataset
@@ -69,6 +72,19 @@ class DatasetSerializer(StrictModelSerializer[Dataset]):
     def get_locked(self, dataset: Dataset) -> bool:
         """Whether an experiment used the latest version: editing it makes the next one."""
         return getattr(dataset, "latest_locked_at", None) is not None
+
+    @extend_schema_field({"type": "string", "nullable": True})
+    def get_nightly_model(self, dataset: Dataset) -> str | None:
+        """The model the nightly run uses; null: no nightly run."""
+        return dataset.nightly_model or None
+
+    @extend_schema_field({"type": "string", "format": "uri", "nullable": True})
+    def get_alert_webhook_url(self, dataset: Dataset) -> str | None:
+        return dataset.alert_webhook_url or None
+
+    @extend_schema_field({"type": "string", "format": "email", "nullable": True})
+    def get_alert_email(self, dataset: Dataset) -> str | None:
+        return dataset.alert_email or None
 
 
 class NightlySettingsSerializer(StrictSerializer):

@@ -181,15 +181,22 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSco
         data = CaseSerializer(page[:limit], many=True).data
         return {"object": "list", "version": version.version, "data": data, "has_more": len(page) > limit}
 
-    @extend_schema(methods=["get"], parameters=[VersionQuerySerializer], responses={200: CaseSerializer})
+    @extend_schema(
+        methods=["get"],
+        parameters=[VersionQuerySerializer],
+        responses={200: CaseSerializer},
+        operation_id="v1_datasets_case_retrieve",
+    )
     @extend_schema(
         methods=["patch"],
+        operation_id="v1_datasets_case_partial_update",
         request=UpdateCaseSerializer,
         responses={200: CaseSerializer},
         description="Change the case in the latest version (in a new version when an experiment used it).",
     )
     @extend_schema(
         methods=["delete"],
+        operation_id="v1_datasets_case_destroy",
         responses={200: VersionSerializer},
         description="Remove the case from the latest version (from a new version when an experiment "
         "used it); the answer is that version.",
@@ -219,7 +226,13 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSco
         description="Import cases from JSON Lines or CSV (docs/evals.md): appended to the latest version, "
         "or replacing its cases; a bad line is a 400 naming its number.",
     )
-    @action(detail=True, methods=["post"], parser_classes=[JSONParser, MultiPartParser], url_path="import")
+    @action(
+        detail=True,
+        methods=["post"],
+        parser_classes=[JSONParser, MultiPartParser],
+        url_path="import",
+        url_name="import",
+    )
     def import_cases(self, request: Request, pk: str) -> Response:
         dataset = self.get_object()
         form = ImportSerializer(data=request.data)
