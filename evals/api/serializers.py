@@ -341,9 +341,7 @@ class CreateExperimentSerializer(StrictSerializer):
         help_text='model: {"model", "quality_target"?, "params"?}; prompt: {"prompt", "prompt_version"?, '
         '"model", "params"?}; agent: {"agent", "agent_version"?} (docs/evals.md).'
     )
-    scorers = SpecListField(
-        required=False, default=list, help_text="Besides the version's and cases' assertions."
-    )
+    scorers = SpecListField(required=False, help_text="Besides the version's and cases' assertions.")
     concurrency = serializers.IntegerField(required=False, default=4, min_value=1, max_value=32)
     name = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
 

@@ -365,7 +365,7 @@ class ExperimentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenant
             datasets.version_of(dataset, data.get("version")),
             data["target_kind"],
             data["target"],
-            data["scorers"],
+            data.get("scorers", []),
             data["concurrency"],
             self.api_key,
             name=data["name"],
@@ -450,7 +450,7 @@ class ExperimentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenant
 
     def other(self, experiment_id: str) -> Experiment:
         """Another experiment of this tenant, named in a parameter (a 400 if there is none)."""
-        found = self.get_queryset().filter(pk=experiment_id).first()
+        found: Experiment | None = self.get_queryset().filter(pk=experiment_id).first()
         if found is None:
             raise ValidationError({"baseline": [f"No experiment `{experiment_id}`."]}, code="not_found")
         return found

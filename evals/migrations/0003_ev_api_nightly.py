@@ -4,35 +4,34 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('evals', '0002_ev_core_agent_case_run'),
+        ("evals", "0002_ev_core_agent_case_run"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='dataset',
-            name='alert_email',
+            model_name="dataset",
+            name="alert_email",
             field=models.EmailField(blank=True, max_length=254),
         ),
         migrations.AddField(
-            model_name='dataset',
-            name='alert_webhook_url',
+            model_name="dataset",
+            name="alert_webhook_url",
             field=models.URLField(blank=True, max_length=2000),
         ),
         migrations.AddField(
-            model_name='dataset',
-            name='nightly_api_key_id',
+            model_name="dataset",
+            name="nightly_api_key_id",
             field=models.BigIntegerField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='dataset',
-            name='nightly_model',
+            model_name="dataset",
+            name="nightly_model",
             field=models.CharField(blank=True, max_length=200),
         ),
         migrations.AddField(
-            model_name='experiment',
-            name='nightly_checked_at',
+            model_name="experiment",
+            name="nightly_checked_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
     ]
