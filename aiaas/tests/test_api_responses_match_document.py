@@ -11,7 +11,7 @@ from django.db.models import Model
 from rest_framework.test import APIClient
 
 from agents.tests.factories import make_agent, make_prompt, make_run
-from evals.tests.factories import make_dataset
+from evals.tests.factories import make_dataset, make_experiment
 from ingestion.tests.factories import make_document, make_stored_collection
 from request_logs.tests.factories import make_request_log
 from testing.openapi import document, response_validator
@@ -33,6 +33,10 @@ GETS: dict[str, Callable[[TenantFixture], Model] | None] = {
     "/api/v1/datasets/{id}/export/": make_dataset,
     "/api/v1/datasets/{id}/versions/": make_dataset,
     "/api/v1/documents/{id}/": make_document,
+    "/api/v1/experiments/": None,
+    "/api/v1/experiments/{id}/": make_experiment,
+    "/api/v1/experiments/{id}/compare/": make_experiment,
+    "/api/v1/experiments/{id}/results/": make_experiment,
     "/api/v1/keys/": None,
     "/api/v1/keys/{id}/": lambda tenant: tenant.provisioned.issued_key.api_key,
     "/api/v1/prompts/": None,
@@ -47,6 +51,9 @@ GETS: dict[str, Callable[[TenantFixture], Model] | None] = {
     "/api/v1/runs/{id}/events/": make_run,
     "/api/v1/usage/": None,
 }
+
+# Required query parameters of a GET, formatted like its path.
+QUERIES = {"/api/v1/experiments/{id}/compare/": "?baseline={id}"}
 
 
 def test_every_api_get_of_the_document_is_checked() -> None:
@@ -65,9 +72,10 @@ def test_the_answer_matches_the_document(path: str, tenant: TenantFixture, api_c
     make_prompt(tenant)
     make_request_log(tenant)
     make_document(tenant)
-    make_dataset(tenant)
+    make_experiment(tenant)
     # `{key}` is a dataset's case (evals/tests/factories.py makes case-1).
-    url = path.format(id=make_object(tenant).pk, key="case-1") if make_object else path
+    object_id = make_object(tenant).pk if make_object else None
+    url = (path + QUERIES.get(path, "")).format(id=object_id, key="case-1")
 
     response = api_client.get(url)
 

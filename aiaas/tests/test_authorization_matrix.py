@@ -6,8 +6,8 @@ import pytest
 
 from agents.tests.factories import make_agent, make_prompt, make_run, simple_spec
 from batches.tests.factories import make_batch
-from evals.models import Dataset
-from evals.tests.factories import make_dataset
+from evals.models import Dataset, Experiment, ExperimentStatus
+from evals.tests.factories import make_dataset, make_experiment
 from ingestion.tests.factories import (
     ATTACHED_FILE_ID,
     make_collection_and_unattached_file,
@@ -36,6 +36,10 @@ pytestmark = pytest.mark.usefixtures("registry")
 def make_dataset_with_logged_request(tenant: TenantFixture) -> Dataset:
     make_request_log(tenant, request_id="req_matrix")
     return make_dataset(tenant)
+
+
+def make_queued_experiment(tenant: TenantFixture) -> Experiment:
+    return make_experiment(tenant, status=ExperimentStatus.QUEUED)
 
 
 def make_api_key(tenant: TenantFixture) -> ApiKey:
@@ -130,6 +134,34 @@ OPERATIONS = [
     ),
     # An unknown run is the owner's 400; turning runs into cases is evals/tests/test_datasets.py's.
     Operation("dataset-from-runs", "post", 400, body={"run_ids": [987654321]}, make_object=make_dataset),
+    # Experiments (evals/api). An unknown dataset or baseline is the owner's 400; creating and
+    # comparing for real is evals/tests/test_experiments_api.py's.
+    Operation("experiment-list", "get", 200),
+    Operation(
+        "experiment-list",
+        "post",
+        400,
+        body={"dataset": 987654321, "target_kind": "model", "target": {"model": "sim-small"}},
+    ),
+    Operation("experiment-detail", "get", 200, make_object=make_experiment),
+    Operation("experiment-cancel", "post", 200, make_object=make_queued_experiment),
+    Operation("experiment-results", "get", 200, make_object=make_experiment),
+    Operation(
+        "experiment-result-detail",
+        "patch",
+        200,
+        body={"human_label": False},
+        make_object=make_experiment,
+        extra_kwargs={"key": "case-1"},
+    ),
+    Operation(
+        "experiment-compare",
+        "get",
+        400,
+        body={"baseline": "exp_" + "0" * 24},
+        make_object=make_experiment,
+    ),
+    Operation("experiment-gate", "post", 200, body={"min_pass_rate": 0.5}, make_object=make_experiment),
     # OpenAI's files and vector stores (ingestion/openai).
     Operation("v1-file-list", "get", 200),
     Operation(
