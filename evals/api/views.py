@@ -110,7 +110,7 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSco
         else:
             dataset = datasets.create_dataset(name, description, assertions)
         if data:
-            datasets.update_dataset(dataset, **data)
+            datasets.update_dataset(dataset, data, self.api_key.pk)
         return Response(self.represent(dataset), status=status.HTTP_201_CREATED)
 
     @extend_schema(request=UpdateDatasetSerializer, responses={200: DatasetSerializer})
@@ -119,7 +119,7 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSco
         dataset = self.get_object()
         form = UpdateDatasetSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        datasets.update_dataset(dataset, **form.validated_data)
+        datasets.update_dataset(dataset, form.validated_data, self.api_key.pk)
         return Response(self.represent(dataset))
 
     @extend_schema(responses={204: None})
