@@ -56,6 +56,12 @@ def test_equals_compares_json_values_when_the_expected_is_not_a_string() -> None
     assert score({"type": "equals", "value": 3}, observe("three")).reason.startswith("the output is not JSON")
 
 
+def test_an_explicit_null_value_is_compared_as_json_null() -> None:
+    assert passes({"type": "equals", "value": None}, "null")
+    assert passes({"type": "jsonpath_equals", "path": "$.coupon", "value": None}, '{"coupon": null}')
+    assert not passes({"type": "jsonpath_equals", "path": "$.coupon", "value": None}, '{"coupon": "X"}')
+
+
 def test_an_assertion_without_a_value_fails_a_case_without_expected() -> None:
     result = score({"type": "equals"}, observe("anything"))
     assert not result.passed
@@ -142,6 +148,11 @@ def test_jsonpath_equals_reads_names_indexes_and_quoted_keys() -> None:
         {"type": "jsonpath_equals", "path": "$.order.items[5].sku", "value": "x"}, observe(output)
     )
     assert (missing.passed, missing.reason) == (False, "$.order.items[5] is not in the output")
+
+
+def test_jsonpath_quoted_keys_take_escaped_quotes() -> None:
+    output = {"it's": {'say "hi"': 1}}
+    assert passes({"type": "jsonpath_equals", "path": '$[\'it\\\'s\']["say \\"hi\\""]', "value": 1}, output)
 
 
 def test_numeric_within_absolute_or_relative_tolerance() -> None:
