@@ -369,6 +369,7 @@ class ExperimentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenant
             data["concurrency"],
             self.api_key,
             name=data["name"],
+            baseline=self.other(data["baseline"]) if "baseline" in data else None,
         )
         return Response(self.represent(experiment), status=status.HTTP_201_CREATED)
 
