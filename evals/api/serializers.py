@@ -480,3 +480,22 @@ class GateReportSerializer(StrictSerializer):
     max_regressions = serializers.IntegerField(allow_null=True)
     passed = serializers.BooleanField()
     reasons = serializers.ListField(child=serializers.CharField())
+
+
+class AgreementQuerySerializer(serializers.Serializer[Any]):
+    scorer = serializers.CharField(
+        required=False, max_length=200, help_text="One scorer's name (default: the case verdicts)."
+    )
+
+
+class AgreementSerializer(StrictSerializer):
+    object = serializers.CharField(default="experiment.agreement")
+    scorer = serializers.CharField(allow_null=True)
+    n = serializers.IntegerField(help_text="Labelled results the scorer judged.")
+    raw_agreement = serializers.FloatField(allow_null=True)
+    kappa = serializers.FloatField(allow_null=True, help_text="Cohen's kappa.")
+    band = serializers.CharField(help_text="Landis & Koch's word for kappa.")
+    both_passed = serializers.IntegerField()
+    both_failed = serializers.IntegerField()
+    judge_passed_person_failed = serializers.IntegerField()
+    judge_failed_person_passed = serializers.IntegerField()

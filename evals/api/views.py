@@ -15,8 +15,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from evals import datasets, gate, golden, selectors
+from evals.agreement import judge_agreement
 from evals.api.serializers import (
     KEY_REGEX,
+    AgreementQuerySerializer,
+    AgreementSerializer,
     CaseListSerializer,
     CaseSerializer,
     CasesQuerySerializer,
@@ -415,6 +418,18 @@ class ExperimentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenant
         if result is None:
             raise NotFound(f"No result for the case `{key}`.")
         return Response(ResultSerializer(set_human_label(result, form.validated_data["human_label"])).data)
+
+    @extend_schema(parameters=[AgreementQuerySerializer], responses={200: AgreementSerializer})
+    @action(detail=True, methods=["get"])
+    def agreement(self, request: Request, pk: str) -> Response:
+        """How far the judge can be trusted: its verdicts against the human labels of this
+        experiment's results (Cohen's kappa, raw agreement, the confusion matrix)."""
+        experiment = self.get_object()
+        query = AgreementQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        scorer = query.validated_data.get("scorer")
+        agreement = judge_agreement(experiment, scorer)
+        return Response({"object": "experiment.agreement", "scorer": scorer, **agreement.as_json()})
 
     @extend_schema(parameters=[CompareQuerySerializer], responses={200: ComparisonSerializer})
     @action(detail=True, methods=["get"])
