@@ -101,19 +101,9 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSco
         form = CreateDatasetSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = dict(form.validated_data)
-        name, description, assertions = (
-            data.pop("name"),
-            data.pop("description"),
-            data.pop("assertions", None),
+        dataset = golden.create_dataset_named(
+            data.pop("name"), data.pop("description"), data.pop("assertions", None), data, self.api_key.pk
         )
-        if name in golden.suites():
-            dataset, made = golden.golden_dataset(name)
-            if not made:
-                raise DatasetInputError(f"A dataset named `{name}` exists.", code="name_taken", status=409)
-        else:
-            dataset = datasets.create_dataset(name, description, assertions)
-        if data:
-            datasets.update_dataset(dataset, data, self.api_key.pk)
         return Response(self.represent(dataset), status=status.HTTP_201_CREATED)
 
     @extend_schema(request=UpdateDatasetSerializer, responses={200: DatasetSerializer})
@@ -132,8 +122,8 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSco
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(responses={200: GoldenSuiteListSerializer})
-    @action(detail=False, methods=["get"])
-    def golden(self, request: Request) -> Response:
+    @action(detail=False, methods=["get"], url_path="golden", url_name="golden")
+    def golden_suites(self, request: Request) -> Response:
         """The golden suites shipped with the product, and the tenant's copy of each once made."""
         copies = dict(Dataset.objects.filter(name__in=golden.suites()).values_list("name", "pk"))
         data = [

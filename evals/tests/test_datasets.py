@@ -416,3 +416,12 @@ def test_nul_characters_are_refused_not_a_server_error(tenant: TenantFixture, ap
     assert (added.status_code, error_of(added)["param"]) == (400, "input")
     assert (changed.status_code, error_of(changed)["param"]) == (400, "expected")
     assert (imported.status_code, error_of(imported)["code"]) == (400, "invalid_line")
+
+
+def test_a_refused_nightly_setting_creates_nothing(api_client: APIClient) -> None:
+    response = api_client.post(
+        "/api/v1/datasets", {"name": "support", "alert_webhook_url": "http://10.0.0.1/hook"}, format="json"
+    )
+
+    assert (response.status_code, error_of(response)["param"]) == (400, "alert_webhook_url")
+    assert api_client.get("/api/v1/datasets").json()["data"] == []
