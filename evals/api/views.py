@@ -31,6 +31,7 @@ from evals.api.serializers import (
     CreateVersionSerializer,
     DatasetSerializer,
     ExperimentSerializer,
+    ExperimentsQuerySerializer,
     ExportQuerySerializer,
     FromRequestLogsSerializer,
     FromRunsSerializer,
@@ -327,6 +328,19 @@ class ExperimentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenant
 
     def tenant_queryset(self) -> QuerySet[Experiment]:
         return Experiment.objects.select_related("version__dataset")
+
+    @extend_schema(parameters=[ExperimentsQuerySerializer])
+    def list(self, request: Request) -> Response:
+        """Newest first; `dataset` and `schedule` narrow the list (a pass-rate trend)."""
+        query = ExperimentsQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        experiments = self.get_queryset()
+        if "dataset" in query.validated_data:
+            experiments = experiments.filter(version__dataset_id=query.validated_data["dataset"])
+        if "schedule" in query.validated_data:
+            experiments = experiments.filter(schedule=query.validated_data["schedule"])
+        page = self.paginate_queryset(experiments)
+        return self.get_paginated_response(ExperimentSerializer(page, many=True).data)
 
     def handle_exception(self, exc: Exception) -> Response:
         if isinstance(exc, DatasetInputError):

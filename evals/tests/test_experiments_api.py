@@ -252,3 +252,16 @@ def test_deleting_a_dataset_deletes_its_experiments_but_not_while_one_runs(
     assert deleted.status_code == 204
     assert api_client.get(f"/api/v1/experiments/{finished.pk}").status_code == 404
     assert (refused.status_code, error_of(refused)["code"]) == (409, "in_use")
+
+
+def test_experiments_are_listed_by_dataset_and_schedule(tenant: TenantFixture, api_client: APIClient) -> None:
+    dataset = make_dataset(tenant)
+    first = make_experiment(tenant, dataset)
+    nightly = make_experiment(tenant, dataset, schedule="nightly")
+    make_experiment(tenant)
+
+    of_dataset = api_client.get(f"/api/v1/experiments?dataset={dataset.pk}")
+    nightly_only = api_client.get(f"/api/v1/experiments?dataset={dataset.pk}&schedule=nightly")
+
+    assert [e["id"] for e in of_dataset.json()["data"]] == [nightly.pk, first.pk]
+    assert [e["id"] for e in nightly_only.json()["data"]] == [nightly.pk]
