@@ -23,6 +23,7 @@ from starlette.routing import Route
 
 from evals import nightly
 from evals.models import Dataset, Experiment, ExperimentStatus
+from evals.tasks import nightly_tick
 from evals.tests.factories import make_dataset, make_experiment
 from testing.servers import serving
 from testing.tenants import TenantFixture
@@ -160,3 +161,19 @@ def test_opting_in_through_the_api_bills_the_callers_key(
             Dataset.objects.get(pk=dataset.pk).nightly_api_key_id == tenant.provisioned.issued_key.api_key.pk
         )
     assert (private.status_code, private.json()["error"]["param"]) == (400, "alert_webhook_url")
+
+
+def test_the_beat_task_checks_every_tenant(
+    tenant: TenantFixture, other_tenant: TenantFixture, webhook: tuple[str, list[dict[str, Any]]]
+) -> None:
+    url, received = webhook
+    for each in (tenant, other_tenant):
+        dataset = make_dataset(each, cases=2)
+        opted_in(each, dataset, alert_webhook_url=url)
+        nightly_pair(each, dataset, {"case-1": False, "case-2": True})
+
+    with override_settings(EVALS_NIGHTLY_HOUR=24):  # checks only: nothing starts
+        nightly_tick()
+
+    assert sorted(alert["report"]["regressed_cases"][0] for alert in received) == ["case-1", "case-1"]
+    assert len({alert["report"]["experiment"] for alert in received}) == 2
