@@ -248,11 +248,10 @@ def delete_dataset(dataset: Dataset) -> None:
 
 
 def latest_version(dataset: Dataset) -> DatasetVersion:
-    return DatasetVersion.objects.filter(dataset=dataset).order_by("-version").first() or missing_version()
-
-
-def missing_version() -> DatasetVersion:
-    raise DatasetInputError("The dataset has no version.", code="no_version", status=409)
+    version = DatasetVersion.objects.filter(dataset=dataset).order_by("-version").first()
+    if version is None:
+        raise DatasetInputError("The dataset has no version.", code="no_version", status=409)
+    return version
 
 
 def new_version(dataset: Dataset, assertions: Any = None) -> DatasetVersion:
