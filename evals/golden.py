@@ -51,8 +51,9 @@ class Suite:
         return parse_file((GOLDEN_DIR / f"{self.name}.jsonl").read_bytes(), FileFormat.JSONL)
 
     def response_format(self) -> dict[str, Any]:
-        """The `response_format` asking a model for this suite's answer (structured output)."""
-        schema = {"name": self.name.replace("-", "_"), "schema": self.output_format, "strict": True}
+        """The `response_format` asking a model for this suite's answer (structured output).
+        Not `strict`: providers' strict modes refuse some keywords the formats use (`minLength`)."""
+        schema = {"name": self.name.replace("-", "_"), "schema": self.output_format}
         return {"type": "json_schema", "json_schema": schema}
 
 
