@@ -139,14 +139,22 @@ def check_input(spec: dict[str, Any], run_input: Any) -> None:
 
 def start_run(agent: Agent, run_input: Any, api_key: ApiKey, environment: str = "") -> Run:
     """A queued run of the agent's latest version, sent to the runs queue on commit."""
-    version = agent.versions.get(version=agent.version)
+    with transaction.atomic():
+        run = create_run(agent.versions.get(version=agent.version), run_input, api_key, environment)
+        enqueue(run)
+    return run
+
+
+def create_run(version: AgentVersion, run_input: Any, api_key: ApiKey, environment: str = "") -> Run:
+    """A queued run of `version` that is sent to no worker: its caller executes it
+    (`engine.execute_run`), as an eval's agent target does."""
     spec = freeze_prompts(apply_overlay(version.spec, environment))
     check_input(spec, run_input)
     with transaction.atomic():
         run = Run.objects.create(
-            agent=agent,
-            agent_name=agent.name,
-            agent_version=agent.version,
+            agent=version.agent,
+            agent_name=version.agent.name,
+            agent_version=version.version,
             spec=spec,
             input=run_input,
             environment=environment,
@@ -156,7 +164,6 @@ def start_run(agent: Agent, run_input: Any, api_key: ApiKey, environment: str = 
         events.append(
             run, events.RUN_QUEUED, key="run.queued", data={"input": run_input, "environment": environment}
         )
-        enqueue(run)
     return run
 
 

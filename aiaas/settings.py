@@ -374,6 +374,21 @@ CELERY_BEAT_SCHEDULE["sweep-batches"] = {
     "schedule": 60.0,
     "options": {"queue": "default", "expire_seconds": 50},
 }
+# Evals (evals/): an experiment whose runner sent no heartbeat for EVALS_STALE_SECONDS is
+# queued again by the sweeper (evals.sweep); past EVALS_MAX_ATTEMPTS runs (crashes and
+# soft-time-limit continuations) it fails. A call our own rate limiter refuses waits
+# (Retry-After) and is sent again, EVALS_RATE_LIMIT_RETRIES times.
+EVALS_QUEUE = queues.EVALS_QUEUE
+EVALS_STALE_SECONDS = env.int("EVALS_STALE_SECONDS", default=120)
+EVALS_MAX_ATTEMPTS = env.int("EVALS_MAX_ATTEMPTS", default=10)
+EVALS_RATE_LIMIT_RETRIES = env.int("EVALS_RATE_LIMIT_RETRIES", default=100)
+EVALS_SOFT_TIME_LIMIT_SECONDS = env.int("EVALS_SOFT_TIME_LIMIT_SECONDS", default=3600)
+EVALS_TIME_LIMIT_SECONDS = env.int("EVALS_TIME_LIMIT_SECONDS", default=3630)
+CELERY_BEAT_SCHEDULE["sweep-evals"] = {
+    "task": "evals.sweep",
+    "schedule": 60.0,
+    "options": {"queue": "default", "expire_seconds": 50},
+}
 # Billing (billing/, docs/decisions/0008): without STRIPE_SECRET_KEY billing runs offline
 # (metering, quotas and previews work; Checkout and the Customer Portal are off).
 STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")

@@ -177,3 +177,18 @@ class CaseResult(models.Model):
         """The gateway request id of one call of one case, the same on every attempt."""
         digest = hashlib.sha256(f"{case_key}:{call}".encode()).hexdigest()[:20]
         return f"req_{experiment_id}_{digest}"
+
+
+class AgentCaseRun(models.Model):
+    """The agent run that answers one case of an experiment with an agent target: made
+    once, so a resumed experiment resumes the run (its recorded steps are not repeated)."""
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="agent_runs")
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="+")
+    run = models.ForeignKey("agents.Run", on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["experiment", "case"], name="evals_agent_run_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.experiment_id}:{self.case_id} -> run {self.run_id}"

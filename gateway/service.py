@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from functools import cached_property
 from typing import Any
@@ -51,6 +51,7 @@ from routing.models import ROUTED_MODEL
 from routing.policy import NoCapableModelError, RoutePlan, RouteRequest, RoutingPolicy
 from routing.router import outcomes as router_outcomes
 from routing.router.cache import RouterConfigCache
+from routing.router.config import TenantRouterConfig
 from routing.router.early_exit import Acceptance, InvalidSchemaError, acceptance, schema_of
 from routing.router.features import output_format, prompt_of
 from routing.router.policy import LearnedRouter, RoutedPlan
@@ -142,6 +143,8 @@ class RequestContext:
     # What the ledger bills of the list price: 1 on /v1, the plan's batch discount for
     # batch lines (batches/). Limits still admit at list price: an upper bound.
     price_factor: Decimal = Decimal(1)
+    # The router's quality target for this request instead of the tenant's (an eval of `auto`).
+    quality_target: float | None = None
 
     def __post_init__(self) -> None:
         self.outcome.usage.price_factor = self.price_factor
@@ -369,14 +372,20 @@ async def prepare_chat(
         output=output_format(chat.body.get("response_format")),
         stream=stream,
         request_id=context.request_id,
-        routing=await context.clients.router_configs.get(context.api_key.tenant_id)
-        if chat.model == ROUTED_MODEL
-        else None,
+        routing=await router_config(context) if chat.model == ROUTED_MODEL else None,
     )
     plan = await route_and_admit(
         context, route, chat.prompt_tokens_bound, chat.max_output_tokens * chat.choices
     )
     return PreparedChat(chat, plan, deadline_for(plan), stream)
+
+
+async def router_config(context: RequestContext) -> TenantRouterConfig:
+    assert context.api_key is not None
+    config = await context.clients.router_configs.get(context.api_key.tenant_id)
+    if context.quality_target is None:
+        return config
+    return replace(config, quality_target=context.quality_target)
 
 
 async def complete_chat(context: RequestContext, prepared: PreparedChat) -> ChatResult:

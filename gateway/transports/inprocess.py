@@ -60,11 +60,19 @@ class InProcessGateway:
         request_id: str,
         *,
         price_factor: Decimal = FULL_PRICE,
+        quality_target: float | None = None,
     ) -> Completion:
         """A non-streamed chat completion, or GatewayError (OpenAI-typed). Usage is
         settled and queued to the ledger under `request_id` whatever the outcome,
-        its cost times `price_factor`."""
-        context = RequestContext(request_id, api_key=api_key, clients=self.clients, price_factor=price_factor)
+        its cost times `price_factor`. `quality_target` replaces the tenant's for
+        `auto` (an eval of the router at another target)."""
+        context = RequestContext(
+            request_id,
+            api_key=api_key,
+            clients=self.clients,
+            price_factor=price_factor,
+            quality_target=quality_target,
+        )
         async with context.lifecycle():
             chat = request if isinstance(request, ChatRequest) else validate_chat(request)
             prepared = await service.prepare_chat(context, chat, streamed=False)
