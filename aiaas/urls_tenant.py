@@ -22,4 +22,5 @@ urlpatterns = [
     path("dashboard/", include((dashboard_pages, "dashboard"))),
     path("dashboard/agents/", include("agents.web.urls")),
     path("dashboard/knowledge/", include("ingestion.web.urls")),
+    path("dashboard/evals/", include("evals.web.urls")),
 ]
