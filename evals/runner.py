@@ -195,9 +195,7 @@ class Window:
 def run_cases(experiment: Experiment, api_key: ApiKey, target: Target) -> tuple[ExperimentStatus | None, str]:
     rt = runtime()
     loop = rt.runner.get_loop()
-    cases = iter(
-        list(Case.objects.filter(version_id=experiment.version_id).exclude(results__experiment=experiment))
-    )
+    cases = iter(list(Case.objects.filter(version_id=experiment.version_id).exclude(results__experiment=experiment)))
     window = Window(experiment, selectors.counts(experiment))
     try:
         while True:
@@ -224,9 +222,7 @@ def drop(tasks: set[asyncio.Task[Evaluated]]) -> None:
 
 def store(window: Window, evaluated: list[Evaluated]) -> None:
     """Each case's result, inserted once (a result already stored is kept), then progress."""
-    CaseResult.objects.bulk_create(
-        [item.result(window.experiment.pk) for item in evaluated], ignore_conflicts=True
-    )
+    CaseResult.objects.bulk_create([item.result(window.experiment.pk) for item in evaluated], ignore_conflicts=True)
     counts = window.counts
     counts.done += len(evaluated)
     counts.passed += sum(item.passed for item in evaluated)
@@ -262,9 +258,7 @@ async def evaluate(experiment: Experiment, call: CaseCall, target: Target) -> Ev
         return failed(case, None, error, started)
     latency_ms = round((time.perf_counter() - started) * 1000)
     observation = Observation(case.key, case.input, case.expected, answer.output, latency_ms, answer.cost_usd)
-    judging = JudgeContext(
-        call.gateway, call.api_key, CaseResult.request_id_for(experiment.pk, case.key, "judge")
-    )
+    judging = JudgeContext(call.gateway, call.api_key, CaseResult.request_id_for(experiment.pk, case.key, "judge"))
     scores = []
     try:
         for scorer in scorers.build([*experiment.version.assertions, *case.assertions, *experiment.scorers]):

@@ -235,9 +235,7 @@ def check_model(target: dict[str, Any]) -> dict[str, Any]:
         if model != ROUTED_MODEL:
             raise TargetError("`quality_target` applies to `auto` only.", "target.quality_target")
         if isinstance(quality, bool) or not isinstance(quality, int | float) or not 0 < quality <= 1:
-            raise TargetError(
-                "`quality_target` must be a number above 0, at most 1.", "target.quality_target"
-            )
+            raise TargetError("`quality_target` must be a number above 0, at most 1.", "target.quality_target")
         checked["quality_target"] = float(quality)
     return checked
 
@@ -260,9 +258,7 @@ def check_params(params: Any) -> dict[str, Any]:
     try:
         validate_chat({**params, "model": "check", "messages": CHECK_MESSAGES})
     except GatewayError as error:
-        raise TargetError(
-            f"`params`: {error.message}", f"target.params.{error.param or ''}".rstrip(".")
-        ) from None
+        raise TargetError(f"`params`: {error.message}", f"target.params.{error.param or ''}".rstrip(".")) from None
     return params
 
 
