@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from agents.models import Run, RunStatus
 from evals import datasets
-from evals.models import Dataset, DatasetVersion
+from evals.models import Case, Dataset, DatasetVersion
 from evals.web.forms import DatasetForm, ImportForm, TrafficForm
 from request_logs.models import RequestLog
 from tenants.web.base import PageAccess, manager_page, tenant_page
@@ -58,7 +58,7 @@ def dataset_page(
     request: HttpRequest, dataset: Dataset, status: int = 200, import_form: ImportForm | None = None
 ) -> HttpResponse:
     version = chosen_version(dataset, request.GET.get("version"))
-    cases = version.cases.order_by("position") if version else []
+    cases = version.cases.order_by("position") if version else Case.objects.none()
     context: dict[str, Any] = {
         "dataset": dataset,
         "versions": dataset.versions.annotate(case_count=Count("cases", distinct=True)).order_by("-version"),
