@@ -389,6 +389,10 @@ CELERY_BEAT_SCHEDULE["sweep-evals"] = {
     "schedule": 60.0,
     "options": {"queue": "default", "expire_seconds": 50},
 }
+# Evals datasets (evals/datasets.py): an imported file is at most EVALS_IMPORT_MAX_BYTES and
+# a version holds at most EVALS_MAX_CASES_PER_VERSION cases.
+EVALS_IMPORT_MAX_BYTES = env.int("EVALS_IMPORT_MAX_BYTES", default=1024 * 1024)
+EVALS_MAX_CASES_PER_VERSION = env.int("EVALS_MAX_CASES_PER_VERSION", default=5_000)
 # Billing (billing/, docs/decisions/0008): without STRIPE_SECRET_KEY billing runs offline
 # (metering, quotas and previews work; Checkout and the Customer Portal are off).
 STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")

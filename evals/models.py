@@ -32,6 +32,11 @@ def new_experiment_id() -> str:
 class Dataset(models.Model):
     name = models.SlugField(max_length=100, unique=True, help_text="golden-* names are the shipped suites.")
     description = models.TextField(blank=True)
+    # The nightly run (evals/nightly.py): opted in by naming the model to run against;
+    # a regression against the previous nightly experiment alerts the webhook and/or the email.
+    nightly_model = models.CharField(max_length=200, blank=True)
+    alert_webhook_url = models.URLField(max_length=2000, blank=True)
+    alert_email = models.EmailField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
