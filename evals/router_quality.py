@@ -16,6 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
 
 from evals import datasets, selectors, services
 from evals.models import Dataset, DatasetVersion, Experiment, TargetKind
@@ -99,25 +102,34 @@ def sample_version(size: int) -> DatasetVersion:
 
 
 def start_router_quality(api_key: ApiKey, size: int) -> RouterQualityRun:
-    """Sample the traffic and start both experiments, billed to `api_key`."""
+    """Sample the traffic and start both experiments, billed to `api_key`: both or neither."""
     top = top_tier_model()
     if top is None:
         raise RouterQualityError("No enabled chat model to compare `auto` with.")
-    version = sample_version(size)
     judge = [{"type": "llm_judge", "name": "judge", "rubric": JUDGE_RUBRIC, "model": top.model_id}]
-    experiments = [
-        services.create_experiment(
-            version=version,
-            target_kind=TargetKind.MODEL,
-            target={"model": model},
-            scorers=judge,
-            concurrency=CONCURRENCY,
-            api_key=api_key,
-            name=f"{EXPERIMENT_PREFIX}: {model}",
-        )
-        for model in (ROUTED_MODEL, top.model_id)
-    ]
-    return RouterQualityRun(version=version, auto=experiments[0], top=experiments[1])
+    with transaction.atomic():
+        version = sample_version(size)
+        try:
+            auto, top_run = (
+                start_one(version, model, judge, api_key) for model in (ROUTED_MODEL, top.model_id)
+            )
+        except services.ExperimentInputError as error:
+            raise RouterQualityError(f"The experiments cannot start: {error.message}") from error
+    return RouterQualityRun(version=version, auto=auto, top=top_run)
+
+
+def start_one(
+    version: DatasetVersion, model: str, judge: list[dict[str, Any]], api_key: ApiKey
+) -> Experiment:
+    return services.create_experiment(
+        version=version,
+        target_kind=TargetKind.MODEL,
+        target={"model": model},
+        scorers=judge,
+        concurrency=CONCURRENCY,
+        api_key=api_key,
+        name=f"{EXPERIMENT_PREFIX}: {model}",
+    )
 
 
 def router_quality_runs(limit: int) -> list[RouterQualityRun]:

@@ -29,3 +29,14 @@ def input_text(case_input: Any) -> str:
         if users and isinstance(users[-1].get("content"), str):
             return as_text(users[-1]["content"])
     return as_text(case_input)
+
+
+@register.filter
+def target_label(target: Any) -> str:
+    """What an experiment sends: its model, prompt or agent (evals/targets.py)."""
+    if not isinstance(target, dict):
+        return ""
+    for field in ("agent", "prompt", "model"):
+        if field in target:
+            return str(target[field])
+    return ""

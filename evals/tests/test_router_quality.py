@@ -25,7 +25,10 @@ def log_requests(tenant: TenantFixture, count: int) -> None:
             RequestLog.objects.create(
                 request_id=f"req_sample{index}",
                 model="sim-small",
-                request_body={"model": "auto", "messages": [{"role": "user", "content": f"Question {index}"}]},
+                request_body={
+                    "model": "auto",
+                    "messages": [{"role": "user", "content": f"Question {index}"}],
+                },
                 response_text=f"Answer {index}",
                 status=200,
                 created_at=now - timedelta(minutes=count - index),
@@ -42,7 +45,9 @@ def test_the_sample_is_the_latest_whole_chat_requests_and_never_the_evals_own(te
         RequestLog.objects.create(
             request_id="req_cut", request_body={"truncated": True, "head": "..."}, status=200, created_at=now
         )
-        RequestLog.objects.create(request_id="req_embed", request_body={"input": "x"}, status=200, created_at=now)
+        RequestLog.objects.create(
+            request_id="req_embed", request_body={"input": "x"}, status=200, created_at=now
+        )
 
         assert sampled_request_ids(2) == ["req_sample2", "req_sample1"]
 
@@ -52,7 +57,9 @@ def test_starting_it_runs_auto_and_the_top_tier_on_one_sample_with_one_judge(
 ) -> None:
     log_requests(tenant, 4)
 
-    response = tenant.web_client().post(PAGE, {"sample": "5", "api_key": str(tenant.provisioned.issued_key.api_key.pk)})
+    response = tenant.web_client().post(
+        PAGE, {"sample": "5", "api_key": str(tenant.provisioned.issued_key.api_key.pk)}
+    )
 
     with tenant_context(tenant.tenant):
         top = top_tier_model()
@@ -69,7 +76,9 @@ def test_starting_it_runs_auto_and_the_top_tier_on_one_sample_with_one_judge(
 
 
 def test_without_logged_traffic_it_says_so_with_a_400_page(tenant: TenantFixture, registry: str) -> None:
-    response = tenant.web_client().post(PAGE, {"sample": "5", "api_key": str(tenant.provisioned.issued_key.api_key.pk)})
+    response = tenant.web_client().post(
+        PAGE, {"sample": "5", "api_key": str(tenant.provisioned.issued_key.api_key.pk)}
+    )
 
     assert response.status_code == 400
     assert "No logged chat requests to sample" in response.content.decode()
@@ -78,7 +87,9 @@ def test_without_logged_traffic_it_says_so_with_a_400_page(tenant: TenantFixture
 
 
 def test_a_bad_sample_size_is_a_400_page(tenant: TenantFixture) -> None:
-    response = tenant.web_client().post(PAGE, {"sample": "0", "api_key": str(tenant.provisioned.issued_key.api_key.pk)})
+    response = tenant.web_client().post(
+        PAGE, {"sample": "0", "api_key": str(tenant.provisioned.issued_key.api_key.pk)}
+    )
 
     assert response.status_code == 400
     assert "greater than or equal to 5" in response.content.decode()

@@ -25,6 +25,7 @@ from tenants.web.base import PageAccess, manager_page, tenant_page
 
 CASES_PAGE_SIZE = 50
 TRAFFIC_PICKS = 50
+EXPORT_FORMATS = frozenset(file_format.value for file_format in datasets.FileFormat)
 
 
 def datasets_listed() -> Any:
@@ -119,7 +120,7 @@ def dataset_export(request: HttpRequest, access: PageAccess, pk: int) -> HttpRes
     dataset = get_object_or_404(Dataset, pk=pk)
     version = chosen_version(dataset, request.GET.get("version"))
     file_format = request.GET.get("format", datasets.FileFormat.JSONL)
-    if version is None or file_format not in datasets.FileFormat:
+    if version is None or file_format not in EXPORT_FORMATS:
         return HttpResponseBadRequest("Export a version of the dataset as format=jsonl or format=csv.")
     content_type = "application/jsonl" if file_format == datasets.FileFormat.JSONL else "text/csv"
     response = HttpResponse(
