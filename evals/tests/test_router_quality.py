@@ -67,7 +67,8 @@ def test_starting_it_runs_auto_and_the_top_tier_on_one_sample_with_one_judge(
         experiments = list(Experiment.objects.order_by("target__model"))
         cases = list(dataset.versions.get().cases.values_list("key", flat=True))
     assert response["Location"] == PAGE
-    assert top is not None and top.model_id == "sim-large"
+    assert top is not None
+    assert top.model_id == "sim-large"
     assert sorted(cases) == ["req_sample0", "req_sample1", "req_sample2", "req_sample3"]
     assert [experiment.target["model"] for experiment in experiments] == ["auto", "sim-large"]
     assert experiments[0].version_id == experiments[1].version_id
