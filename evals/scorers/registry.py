@@ -12,9 +12,14 @@
 | numeric          | value?, path?, tolerance?, relative_tolerance?                       |
 | max_latency_ms   | value                                                                |
 | max_cost_usd     | value                                                                |
+| llm_judge        | rubric, model?, scale? ([low, high]), threshold? (0-1, with scale)   |
+| pairwise_judge   | rubric?, model?                                                      |
+| tool             | tool (a signed webhook tool without side effects)                    |
 
 An argument marked `?` may be left out; a missing `value` (or `values`) is the
-case's `expected`. The judges and the tool scorer are added in their modules.
+case's `expected`; a judge's `model` is "auto" unless given. Scorers that make
+calls (judges, tools) need distinct names in one list: a call's request id is
+made of its scorer's name.
 """
 
 from __future__ import annotations
@@ -35,7 +40,9 @@ from evals.scorers.assertions import (
     Numeric,
     Regex,
 )
+from evals.scorers.judges import LlmJudge, PairwiseJudge
 from evals.scorers.specs import Arguments
+from evals.scorers.tools import ToolScorer
 
 MAX_SCORERS = 50
 
@@ -50,7 +57,11 @@ BUILDERS: dict[str, Callable[[Arguments], Scorer]] = {
     "numeric": Numeric.from_spec,
     "max_latency_ms": MaxLatency.from_spec,
     "max_cost_usd": MaxCost.from_spec,
+    "llm_judge": LlmJudge.from_spec,
+    "pairwise_judge": PairwiseJudge.from_spec,
+    "tool": ToolScorer.from_spec,
 }
+CALLING_TYPES = frozenset({"llm_judge", "pairwise_judge", "tool"})
 
 
 def build_all(specs: Any) -> list[Scorer]:
@@ -58,7 +69,18 @@ def build_all(specs: Any) -> list[Scorer]:
         raise ScorerSpecError("scorers must be a list of specs")
     if len(specs) > MAX_SCORERS:
         raise ScorerSpecError(f"at most {MAX_SCORERS} scorers, got {len(specs)}")
-    return [build_one(spec, index) for index, spec in enumerate(specs)]
+    scorers = [build_one(spec, index) for index, spec in enumerate(specs)]
+    calling = [index for index, spec in enumerate(specs) if spec["type"] in CALLING_TYPES]
+    seen: dict[str, int] = {}
+    for index in calling:
+        name = scorers[index].name
+        if name in seen:
+            raise ScorerSpecError(
+                f"scorer {index} ({specs[index]['type']}): the name {name!r} is taken by scorer "
+                f"{seen[name]}; scorers that make calls need distinct names (give `name`)"
+            )
+        seen[name] = index
+    return scorers
 
 
 def build_one(spec: Any, index: int) -> Scorer:

@@ -53,9 +53,14 @@ What the gateway may rely on:
   cheapest tier, so a fallback to sim-medium can be observed; other models
   serve the request normally. Faults apply to embeddings too, as to a
   non-stream answer.
+- Planted answers. `POST /_sim/answers` with `{"when_contains": "<text>",
+  "content": "<answer>"}` makes every chat completion whose messages contain
+  the text answer exactly that content, whatever the model and response
+  format (planted JSON need not be valid: tests plant malformed answers too),
+  one token per space-separated piece, until the next reset.
 - Admin. `GET /_sim/stats` counts requests per model and per fault; `POST
-  /_sim/reset` zeroes those counters, forgets error_once and restarts the flap
-  clock.
+  /_sim/reset` zeroes those counters, forgets error_once and planted answers,
+  and restarts the flap clock.
 
 ASGI has no way for an app to cut its connection, and the reset, no_response,
 stream_cut and stream_stall faults need one: serve the app with build_server(),
@@ -863,6 +868,7 @@ class Simulator:
         self.flap_clock_started_at = time.monotonic()
         self.requests_by_model: Counter[str] = Counter()
         self.requests_by_fault: Counter[str] = Counter()
+        self.planted: dict[str, str] = {}
 
     def admit(self, model_id: str, fault: Fault | None) -> None:
         """Count a request: per model, and per fault when the fault applies (sim-small)."""
@@ -1090,9 +1096,16 @@ def fault_response(
 
 
 def answer_chat(
-    chat: ChatRequest, model: SimulatedModel, fault: Fault | None, config: SimulatorConfig
+    chat: ChatRequest,
+    model: SimulatedModel,
+    fault: Fault | None,
+    config: SimulatorConfig,
+    planted: Mapping[str, str] | None = None,
 ) -> Response:
     completion = complete(chat)
+    content = planted_content(chat, planted or {})
+    if content is not None:
+        completion = replace(completion, choices=(planted_choice(content),) * chat.n)
     if fault is Fault.INVALID_JSON and chat.response_format.type != "text":
         choices = tuple(
             replace(choice, deltas=choice.deltas[:-1], finish_reason="length")
@@ -1109,6 +1122,16 @@ def answer_chat(
     return ScriptedResponse(partial(deliver_json, body=body, wait=wait, fault=fault, config=config))
 
 
+def planted_content(chat: ChatRequest, planted: Mapping[str, str]) -> str | None:
+    contents = [message.content for message in chat.messages]
+    return next((answer for text, answer in planted.items() if any(text in c for c in contents)), None)
+
+
+def planted_choice(content: str) -> Choice:
+    pieces = content.split(" ")
+    return Choice(tuple(piece if number == 0 else " " + piece for number, piece in enumerate(pieces)), "stop")
+
+
 def answer_embeddings(
     request: EmbeddingsRequest, model: SimulatedModel, fault: Fault | None, config: SimulatorConfig
 ) -> Response:
@@ -1117,7 +1140,8 @@ def answer_embeddings(
 
 
 async def chat_completions(request: Request) -> Response:
-    return await call_model(request, parse_chat_request, answer_chat)
+    answer = partial(answer_chat, planted=simulator_of(request).planted)
+    return await call_model(request, parse_chat_request, answer)
 
 
 async def embeddings(request: Request) -> Response:
@@ -1135,6 +1159,17 @@ async def simulator_stats(request: Request) -> Response:
 async def simulator_reset(request: Request) -> Response:
     simulator_of(request).reset()
     return json_response({"reset": True})
+
+
+async def simulator_plant(request: Request) -> Response:
+    try:
+        body = await json_body(request)
+        when_contains = required_field(body, "when_contains", str)
+        content = required_field(body, "content", str)
+    except RequestError as error:
+        return error.response()
+    simulator_of(request).planted[when_contains] = content
+    return json_response({"planted": True})
 
 
 def known_model(model_id: str) -> SimulatedModel:
@@ -1197,6 +1232,7 @@ def create_app(config: SimulatorConfig) -> Starlette:
             Route("/v1/embeddings", embeddings, methods=["POST"]),
             Route("/_sim/stats", simulator_stats, methods=["GET"]),
             Route("/_sim/reset", simulator_reset, methods=["POST"]),
+            Route("/_sim/answers", simulator_plant, methods=["POST"]),
         ],
         middleware=[Middleware(SimulatedLabel)],
         exception_handlers={HTTPException: http_error, Exception: server_error},

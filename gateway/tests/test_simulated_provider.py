@@ -252,6 +252,32 @@ def test_json_schema_content_fills_the_required_string_properties(http: httpx.Cl
     assert json.loads(content) == {"title": " ".join(words[:32]), "summary": " ".join(words[32:])}
 
 
+def test_a_planted_answer_replaces_the_answer_of_conversations_holding_its_text(
+    http: httpx.Client, url: str
+) -> None:
+    planted = {"when_contains": "capital of France", "content": '{"verdict": "pass", "reasoning": "ok"'}
+    httpx.post(admin_url(url, "answers"), json=planted, timeout=5).raise_for_status()
+    response_format = {"type": "json_object"}
+    body = {"model": "sim-large", "messages": QUESTION, "response_format": response_format}
+
+    planted_answer = http.post("/chat/completions", json=body).json()
+    other = http.post("/chat/completions", json={**body, "messages": [{"role": "user", "content": "Hi"}]})
+
+    assert planted_answer["choices"][0]["message"]["content"] == planted["content"]
+    assert planted_answer["choices"][0]["finish_reason"] == "stop"
+    assert planted_answer["usage"]["completion_tokens"] == 4  # one per space-separated piece
+    assert "verdict" not in other.json()["choices"][0]["message"]["content"]
+    httpx.post(admin_url(url, "reset"), timeout=5).raise_for_status()
+    assert answer_to(http, response_format=response_format) != planted["content"]
+
+
+def test_planting_needs_the_text_and_the_content(url: str) -> None:
+    response = httpx.post(admin_url(url, "answers"), json={"content": "x"}, timeout=5)
+
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "when_contains"
+
+
 def test_a_continuation_returns_exactly_the_remaining_words(http: httpx.Client) -> None:
     words = answer_to(http).split(" ")
     partial_answer = " ".join(words[:10])
