@@ -9,10 +9,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
+from analytics import rollups
 from analytics.backends import get_backend
-from analytics.backends.base import Figures, GroupBy, Point, Query
+from analytics.backends.base import Figures, GroupBy, Point, Progress, Query
 from analytics.ranges import LONGEST, DateRange
 from tenants.models import ApiKey, Tenant
+
+# The rollup worker runs every few seconds; past this, the page says its figures are behind.
+LAG_NOTICE_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,11 @@ class DashboardFigures:
     by_tier: list[Point]
     top_keys: list[KeySpend]
     ever_served: bool  # any request in the longest range, when this one has none
+    progress: Progress  # how far the read model is behind the ledger (all tenants')
+
+    @property
+    def lagging(self) -> bool:
+        return self.progress.pending_rows > 0 and self.progress.lag_seconds >= LAG_NOTICE_SECONDS
 
 
 def dashboard_figures(tenant: Tenant, date_range: DateRange) -> DashboardFigures:
@@ -46,6 +55,7 @@ def dashboard_figures(tenant: Tenant, date_range: DateRange) -> DashboardFigures
         by_tier=backend.timeseries(date_range.query(tenant.pk, "tier")),
         top_keys=spend_by_key(tenant, backend.timeseries(date_range.query(tenant.pk, "key"))),
         ever_served=summary.requests > 0 or served_before(tenant, date_range),
+        progress=rollups.progress(backend.name),
     )
 
 

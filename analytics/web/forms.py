@@ -21,7 +21,9 @@ GROUP_BY_CHOICES = [
 
 
 class RangeForm(forms.Form):
-    range = forms.ChoiceField(choices=[(preset.value, preset.label) for preset in Preset], required=False)
+    range = forms.ChoiceField(
+        choices=[(preset.value, preset.label) for preset in Preset], required=False, label="Range"
+    )
 
     def __init__(self, *args: Any, today: date, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -52,6 +54,14 @@ class RangeForm(forms.Form):
             raise forms.ValidationError(str(error)) from error
         return cleaned
 
+    def problems(self) -> list[str]:
+        """Every error, prefixed by the label of the field it is about."""
+        return [
+            f"{self.fields[name].label}: {message}" if name in self.fields else str(message)
+            for name, messages in self.errors.items()
+            for message in messages
+        ]
+
     def date_range(self, now: datetime) -> DateRange:
         """The range asked for; call after `is_valid()`."""
         if "days" in self.cleaned_data:
@@ -61,4 +71,4 @@ class RangeForm(forms.Form):
 
 
 class ExportForm(RangeForm):
-    group_by = forms.ChoiceField(choices=GROUP_BY_CHOICES, required=False)
+    group_by = forms.ChoiceField(choices=GROUP_BY_CHOICES, required=False, label="Group by")
