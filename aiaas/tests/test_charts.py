@@ -8,13 +8,18 @@ import json
 import re
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
+from django.conf import settings
+from django.core.management import call_command
 from django.template.loader import render_to_string
-from django.test import Client
+from django.templatetags.static import static
+from django.test import Client, override_settings
 
 from aiaas.charts import DAY_SECONDS, Bar, BarList, Chart, ChartKind, Series, Unit, days_axis, format_value
 
+PRODUCTION_STATIC_STORAGE = "whitenoise.storage.CompressedManifestStaticFilesStorage"  # STATIC_MANIFEST=true
 AXIS = days_axis(date(2026, 12, 1), date(2026, 12, 3))
 
 
@@ -167,3 +172,20 @@ def test_the_chart_files_are_served_from_static(db: None, path: str, starts_with
 
     assert response.status_code == 200
     assert b"".join(response.streaming_content).startswith(starts_with)  # type: ignore[attr-defined]
+
+
+def test_collectstatic_hashes_the_chart_files_for_the_production_manifest(tmp_path: Path) -> None:
+    storages = {**settings.STORAGES, "staticfiles": {"BACKEND": PRODUCTION_STATIC_STORAGE}}
+    with override_settings(STORAGES=storages, STATIC_ROOT=tmp_path):
+        call_command("collectstatic", interactive=False, verbosity=0)
+        page = render_to_string("dashboard/base.html", {"request": None})
+        urls = [
+            static(name)
+            for name in ("vendor/uplot/uPlot.iife.min.js", "vendor/uplot/uPlot.min.css", "js/charts.js")
+        ]
+
+    for url in urls:
+        assert re.fullmatch(r"/static/[\w/.-]+\.[0-9a-f]{12}\.(js|css)", url), url
+        assert url in page
+        assert (tmp_path / url.removeprefix("/static/")).is_file()
+    assert (tmp_path / "vendor" / "uplot" / "LICENSE").is_file()
