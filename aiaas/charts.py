@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from enum import StrEnum
+
+DAY_SECONDS = 86_400
 
 
 class ChartKind(StrEnum):
@@ -29,10 +31,13 @@ class Unit(StrEnum):
     SHARE = "share"  # 0-1, shown as a percentage
 
 
+NO_VALUE = "\N{EN DASH}"  # as the templates show a figure that has none
+
+
 def format_value(value: float | Decimal | None, unit: Unit) -> str:
-    """One figure as the tables, summaries and tooltips show it ("–" for none)."""
+    """One figure as the tables, summaries and tooltips show it."""
     if value is None:
-        return "–"
+        return NO_VALUE
     if unit == Unit.USD:
         return f"${value:.6f}"
     if unit == Unit.MILLISECONDS:
@@ -40,6 +45,18 @@ def format_value(value: float | Decimal | None, unit: Unit) -> str:
     if unit == Unit.SHARE:
         return f"{value:.0%}"
     return f"{value:,.0f}"
+
+
+def days_axis(first: date, last: date) -> tuple[datetime, ...]:
+    """UTC midnights from `first` to `last`, both included: a chart's axis by the day."""
+    return tuple(
+        datetime.combine(first + timedelta(days=offset), time.min, tzinfo=UTC)
+        for offset in range((last - first).days + 1)
+    )
+
+
+def requests_text(requests: int) -> str:
+    return f"{requests:,} request{'' if requests == 1 else 's'}"
 
 
 @dataclass(frozen=True)
@@ -71,7 +88,9 @@ class Chart:
     def __post_init__(self) -> None:
         for series in self.series:
             if len(series.values) != len(self.axis):
-                raise ValueError(f"{self.id}: {series.label} has {len(series.values)} values for {len(self.axis)} points")
+                raise ValueError(
+                    f"{self.id}: {series.label} has {len(series.values)} values for {len(self.axis)} points"
+                )
 
     @property
     def is_empty(self) -> bool:
@@ -79,7 +98,7 @@ class Chart:
 
     @property
     def time_format(self) -> str:
-        return "%b %d %H:%M" if self.step_seconds < 86_400 else "%b %d"
+        return "%b %d %H:%M" if self.step_seconds < DAY_SECONDS else "%b %d"
 
     @property
     def data(self) -> dict[str, object]:
@@ -95,7 +114,10 @@ class Chart:
     @property
     def rows(self) -> list[tuple[str, list[str]]]:
         return [
-            (moment.strftime(self.time_format), [format_value(series.values[index], self.unit) for series in self.series])
+            (
+                moment.strftime(self.time_format),
+                [format_value(series.values[index], self.unit) for series in self.series],
+            )
             for index, moment in enumerate(self.axis)
         ]
 
@@ -104,19 +126,25 @@ class Chart:
         """One sentence per series: its total (or range) and its peak, for screen readers."""
         if not self.axis:
             return f"{self.title}: no data."
-        span = f"{self.axis[0].strftime(self.time_format)} to {self.axis[-1].strftime(self.time_format)} (UTC)"
+        span = (
+            f"{self.axis[0].strftime(self.time_format)} to {self.axis[-1].strftime(self.time_format)} (UTC)"
+        )
         return f"{self.title}, {span}. " + " ".join(self.describe(series) for series in self.series)
 
     def describe(self, series: Series) -> str:
-        points = [(value, moment) for value, moment in zip(series.values, self.axis, strict=True) if value is not None]
+        points = [
+            (value, moment)
+            for value, moment in zip(series.values, self.axis, strict=True)
+            if value is not None
+        ]
         if not points:
             return f"{series.label}: no data."
         peak, when = max(points, key=lambda point: point[0])
-        low = min(value for value, _ in points)
-        peak_text = f"peak {format_value(peak, self.unit)} at {when.strftime(self.time_format)}"
+        highest = f"{format_value(peak, self.unit)} at {when.strftime(self.time_format)}"
         if self.kind == ChartKind.STACKED_BARS:
-            return f"{series.label}: total {format_value(series.total, self.unit)}, {peak_text}."
-        return f"{series.label}: from {format_value(low, self.unit)} to {format_value(peak, self.unit)}, {peak_text}."
+            return f"{series.label}: total {format_value(series.total, self.unit)}, most {highest}."
+        lowest = format_value(min(value for value, _ in points), self.unit)
+        return f"{series.label}: from {lowest} to {highest}."
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ dashboard_pages = [
     path("", include("tenants.web.dashboard_urls")),  # API keys
     path("", include("billing.web.urls")),  # usage, billing
     path("", include("routing.web.urls")),
+    path("", include("analytics.web.urls")),
     path("", include("realtime.web.urls")),  # the chat playground
 ]
 
