@@ -467,3 +467,26 @@ def test_the_forms_refuse_a_post_without_the_csrf_token(tenant: TenantFixture) -
     with tenant_context(tenant.tenant):
         assert Experiment.objects.get(pk=experiment.pk).status == ExperimentStatus.RUNNING
         assert not Dataset.objects.filter(name="forged").exists()
+
+
+def test_a_shipped_suite_is_listed_until_it_is_used_and_then_is_the_tenants(tenant: TenantFixture) -> None:
+    browser = tenant.web_client()
+
+    before = html_of(browser.get(f"{EVALS}datasets/"))
+    response = browser.post(f"{EVALS}datasets/golden/", {"name": "golden-orders"})
+    after = html_of(browser.get(f"{EVALS}datasets/"))
+
+    with tenant_context(tenant.tenant):
+        dataset = Dataset.objects.get(name="golden-orders")
+        assert dataset.versions.get().cases.exists()
+    assert response["Location"] == f"{EVALS}datasets/{dataset.pk}/"
+    assert before.count('name="name" value="golden-') == 4
+    assert after.count('name="name" value="golden-') == 3
+    assert f'href="{EVALS}datasets/{dataset.pk}/">golden-orders</a>' in after
+
+
+def test_an_unknown_suite_is_a_400_page(tenant: TenantFixture) -> None:
+    response = tenant.web_client().post(f"{EVALS}datasets/golden/", {"name": "golden-nothing"})
+
+    assert response.status_code == 400
+    assert "No golden suite `golden-nothing`" in html_of(response)

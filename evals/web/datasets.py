@@ -17,7 +17,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from agents.models import Run, RunStatus
-from evals import datasets
+from evals import datasets, golden
 from evals.models import Case, Dataset, DatasetVersion
 from evals.web.forms import DatasetForm, ImportForm, TrafficForm
 from request_logs.models import RequestLog
@@ -37,7 +37,13 @@ def datasets_listed() -> Any:
 def dataset_list_page(
     request: HttpRequest, form: DatasetForm | None = None, status: int = 200
 ) -> HttpResponse:
-    context = {"datasets": datasets_listed(), "form": form or DatasetForm()}
+    listed = list(datasets_listed())
+    names = {dataset.name for dataset in listed}
+    context = {
+        "datasets": listed,
+        "suites": [suite for name, suite in sorted(golden.suites().items()) if name not in names],
+        "form": form or DatasetForm(),
+    }
     return render(request, "evals/datasets.html", context, status=status)
 
 
@@ -89,6 +95,18 @@ def dataset_create(request: HttpRequest, access: PageAccess) -> HttpResponse:
         else:
             return redirect("evals:dataset", pk=dataset.pk)
     return dataset_list_page(request, form, status=400)
+
+
+@manager_page
+@require_POST
+def golden_suite_use(request: HttpRequest, access: PageAccess) -> HttpResponse:
+    """The tenant's copy of a shipped suite, made now if it has none."""
+    try:
+        dataset, _ = golden.golden_dataset(request.POST.get("name", ""))
+    except datasets.DatasetInputError as error:
+        messages.error(request, error.message)
+        return dataset_list_page(request, status=400)
+    return redirect("evals:dataset", pk=dataset.pk)
 
 
 @manager_page

@@ -17,6 +17,7 @@ urlpatterns = [
     path("results/<int:pk>/label/", experiments.result_label, name="label"),
     path("datasets/", datasets.dataset_list, name="datasets"),
     path("datasets/new/", datasets.dataset_create, name="dataset-create"),
+    path("datasets/golden/", datasets.golden_suite_use, name="golden"),
     path("datasets/from-traffic/", datasets.dataset_from_traffic, name="from-traffic"),
     path("datasets/<int:pk>/", datasets.dataset_detail, name="dataset"),
     path("datasets/<int:pk>/import/", datasets.dataset_import, name="import"),
