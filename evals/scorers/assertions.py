@@ -93,8 +93,8 @@ class Equals(Assertion):
         )
 
     async def score(self, observation: Observation, context: JudgeContext) -> Score:
-        wanted = observation.expected if self.value is MISSING else self.value
-        if wanted is None:
+        wanted = self.value if self.value is not MISSING else observation.expected
+        if self.value is MISSING and wanted is None:
             return self.failure(NO_VALUE)
         if isinstance(wanted, str):
             passed = self.normal(text_of(observation.output)) == self.normal(wanted)
@@ -247,8 +247,8 @@ class JsonPathEquals(Assertion):
         return cls(args.name(), args.weight(), path, steps, value)
 
     async def score(self, observation: Observation, context: JudgeContext) -> Score:
-        wanted = observation.expected if self.value is MISSING else self.value
-        if wanted is None:
+        wanted = self.value if self.value is not MISSING else observation.expected
+        if self.value is MISSING and wanted is None:
             return self.failure(NO_VALUE)
         try:
             found = jsonpath.resolve(json_of(observation.output), self.steps)

@@ -56,6 +56,12 @@ def test_equals_compares_json_values_when_the_expected_is_not_a_string() -> None
     assert score({"type": "equals", "value": 3}, observe("three")).reason.startswith("the output is not JSON")
 
 
+def test_an_explicit_null_value_is_compared_as_json_null() -> None:
+    assert passes({"type": "equals", "value": None}, "null")
+    assert passes({"type": "jsonpath_equals", "path": "$.coupon", "value": None}, '{"coupon": null}')
+    assert not passes({"type": "jsonpath_equals", "path": "$.coupon", "value": None}, '{"coupon": "X"}')
+
+
 def test_an_assertion_without_a_value_fails_a_case_without_expected() -> None:
     result = score({"type": "equals"}, observe("anything"))
     assert not result.passed
