@@ -27,8 +27,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import partial
 from decimal import Decimal
+from functools import partial
 from typing import TypeVar
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -46,12 +46,11 @@ from evals.models import (
     ResultStatus,
 )
 from evals.progress import Counts
-from evals.scorers import JudgeContext, Observation, Score, ScorerSpecError
+from evals.scorers import JudgeContext, Observation, Score, ScorerSpecError, combine
 from evals.services import MAX_ERROR_CHARACTERS, finish, lock_version
 from evals.targets import Answer, CaseCall, CaseFailedError, Target, TargetError, build
 from gateway.errors import GatewayError
 from gateway.metering import DENIALS
-from gateway.transports.inprocess import InProcessGateway
 from ingestion.runtime import runtime
 from tenants.context import current_schema_name
 from tenants.models import ApiKey
@@ -83,18 +82,13 @@ class Evaluated:
     budget_spent: bool = False
 
     @property
-    def passed(self) -> bool:
-        return not self.error and all(score.passed for score in self.scores)
-
-    @property
-    def score(self) -> float:
-        """The mean of the scores; 1 for an answer no scorer checks, 0 for an error."""
-        if self.error:
-            return 0.0
-        return sum(s.score for s in self.scores) / len(self.scores) if self.scores else 1.0
+    def verdict(self) -> tuple[bool, float]:
+        """Passed, and the weighted mean score (evals.scorers.combine); an error fails, 0."""
+        return (False, 0.0) if self.error else combine(self.scores)
 
     def result(self, experiment_id: str) -> CaseResult:
         answer = self.answer or Answer(None)
+        passed, score = self.verdict
         return CaseResult(
             experiment_id=experiment_id,
             case=self.case,
@@ -102,8 +96,8 @@ class Evaluated:
             output=answer.output,
             error=self.error[:MAX_ERROR_CHARACTERS],
             scores=[score.as_json() for score in self.scores],
-            passed=self.passed,
-            score=self.score,
+            passed=passed,
+            score=score,
             latency_ms=self.latency_ms,
             prompt_tokens=answer.prompt_tokens + sum(score.prompt_tokens for score in self.scores),
             completion_tokens=answer.completion_tokens + sum(s.completion_tokens for s in self.scores),
@@ -195,7 +189,9 @@ class Window:
 def run_cases(experiment: Experiment, api_key: ApiKey, target: Target) -> tuple[ExperimentStatus | None, str]:
     rt = runtime()
     loop = rt.runner.get_loop()
-    cases = iter(list(Case.objects.filter(version_id=experiment.version_id).exclude(results__experiment=experiment)))
+    cases = iter(
+        list(Case.objects.filter(version_id=experiment.version_id).exclude(results__experiment=experiment))
+    )
     window = Window(experiment, selectors.counts(experiment))
     try:
         while True:
@@ -222,10 +218,12 @@ def drop(tasks: set[asyncio.Task[Evaluated]]) -> None:
 
 def store(window: Window, evaluated: list[Evaluated]) -> None:
     """Each case's result, inserted once (a result already stored is kept), then progress."""
-    CaseResult.objects.bulk_create([item.result(window.experiment.pk) for item in evaluated], ignore_conflicts=True)
+    CaseResult.objects.bulk_create(
+        [item.result(window.experiment.pk) for item in evaluated], ignore_conflicts=True
+    )
     counts = window.counts
     counts.done += len(evaluated)
-    counts.passed += sum(item.passed for item in evaluated)
+    counts.passed += sum(item.verdict[0] for item in evaluated)
     counts.errors += sum(bool(item.error) for item in evaluated)
     if time.monotonic() - window.published_at >= PROGRESS_SECONDS:
         window.published_at = time.monotonic()
@@ -258,7 +256,9 @@ async def evaluate(experiment: Experiment, call: CaseCall, target: Target) -> Ev
         return failed(case, None, error, started)
     latency_ms = round((time.perf_counter() - started) * 1000)
     observation = Observation(case.key, case.input, case.expected, answer.output, latency_ms, answer.cost_usd)
-    judging = JudgeContext(call.gateway, call.api_key, CaseResult.request_id_for(experiment.pk, case.key, "judge"))
+    judging = JudgeContext(
+        call.gateway, call.api_key, CaseResult.request_id_for(experiment.pk, case.key, "judge")
+    )
     scores = []
     try:
         for scorer in scorers.build([*experiment.version.assertions, *case.assertions, *experiment.scorers]):

@@ -92,9 +92,15 @@ def check_scorers(version: DatasetVersion, specs: Any) -> None:
 
 
 def check_concurrency(concurrency: Any) -> int:
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not 1 <= concurrency <= MAX_CONCURRENCY:
-        raise ExperimentInputError(f"`concurrency` must be an integer from 1 to {MAX_CONCURRENCY}.", "concurrency")
-    return concurrency
+    if (
+        isinstance(concurrency, bool)
+        or not isinstance(concurrency, int)
+        or not 1 <= concurrency <= MAX_CONCURRENCY
+    ):
+        raise ExperimentInputError(
+            f"`concurrency` must be an integer from 1 to {MAX_CONCURRENCY}.", "concurrency"
+        )
+    return int(concurrency)
 
 
 def lock_version(version_id: int) -> None:
@@ -133,4 +139,6 @@ def enqueue_experiment(experiment_id: str) -> None:
     """Send the experiment's run once the current transaction commits (at once outside one)."""
     from evals.tasks import run_experiment
 
-    transaction.on_commit(lambda: run_experiment.apply_async(args=[experiment_id], queue=settings.EVALS_QUEUE))
+    transaction.on_commit(
+        lambda: run_experiment.apply_async(args=[experiment_id], queue=settings.EVALS_QUEUE)
+    )

@@ -137,7 +137,7 @@ def mcnemar_exact(regressed: int, improved: int) -> float:
     if discordant == 0:
         return 1.0
     tail = sum(math.comb(discordant, k) for k in range(min(regressed, improved) + 1))
-    return min(1.0, 2 * tail / 2**discordant)
+    return min(1.0, float(2 * tail / 2**discordant))
 
 
 class Change(StrEnum):

@@ -34,6 +34,7 @@ from agents.events import LLM_USAGE, RETRIEVAL_USAGE
 from agents.models import Agent, AgentVersion, Prompt, Run, RunStatus
 from agents.runtime import close_runtime as close_agents_runtime
 from agents.services import InputError, create_run
+from agents.spec import SpecError
 from agents.templating import TemplateError, render
 from evals.models import AgentCaseRun, Case, CaseResult, TargetKind
 from gateway.errors import GatewayError
@@ -132,12 +133,14 @@ class PromptTarget:
 @dataclass(frozen=True)
 class AgentTarget:
     version_id: int
+    # Taken when built: a coroutine sees a connection of its own, not the runner's tenant.
+    schema_name: str
 
     async def answer(self, call: CaseCall) -> Answer:
         if not isinstance(call.case.input, dict) or "agent_input" not in call.case.input:
             raise CaseFailedError("the case's input has no `agent_input`")
         # The engine is synchronous (its own loop per thread): it runs beside this loop.
-        return await asyncio.to_thread(run_agent_case, current_schema_name(), self.version_id, call)
+        return await asyncio.to_thread(run_agent_case, self.schema_name, self.version_id, call)
 
 
 def case_field(case: Case, name: str, kind: type[Any]) -> Any:
@@ -168,9 +171,9 @@ def case_run(version_id: int, call: CaseCall) -> Run:
     version = AgentVersion.objects.select_related("agent").get(pk=version_id)
     try:
         with transaction.atomic():
-            run = create_run(version, call.case.input["agent_input"], call.api_key, environment="eval")
+            run = create_run(version, call.case.input["agent_input"], call.api_key)
             AgentCaseRun.objects.create(experiment_id=call.experiment_id, case=call.case, run=run)
-    except InputError as error:
+    except (InputError, SpecError) as error:
         raise CaseFailedError(f"{error.path}: {error.message}") from None
     except IntegrityError:  # another delivery made it first
         return AgentCaseRun.objects.get(experiment_id=call.experiment_id, case=call.case).run
@@ -216,7 +219,7 @@ def build(kind: str, target: dict[str, Any]) -> Target:
     """The target an experiment runs (its stored, normalised `target`); TargetError
     if what it names is gone."""
     if kind == TargetKind.AGENT:
-        return AgentTarget(agent_version(target).pk)
+        return AgentTarget(agent_version(target).pk, current_schema_name())
     model = ModelTarget(target["model"], target.get("params", {}), target.get("quality_target"))
     if kind == TargetKind.PROMPT:
         return PromptTarget(prompt_of(target).template, model)
@@ -235,7 +238,9 @@ def check_model(target: dict[str, Any]) -> dict[str, Any]:
         if model != ROUTED_MODEL:
             raise TargetError("`quality_target` applies to `auto` only.", "target.quality_target")
         if isinstance(quality, bool) or not isinstance(quality, int | float) or not 0 < quality <= 1:
-            raise TargetError("`quality_target` must be a number above 0, at most 1.", "target.quality_target")
+            raise TargetError(
+                "`quality_target` must be a number above 0, at most 1.", "target.quality_target"
+            )
         checked["quality_target"] = float(quality)
     return checked
 
@@ -258,7 +263,9 @@ def check_params(params: Any) -> dict[str, Any]:
     try:
         validate_chat({**params, "model": "check", "messages": CHECK_MESSAGES})
     except GatewayError as error:
-        raise TargetError(f"`params`: {error.message}", f"target.params.{error.param or ''}".rstrip(".")) from None
+        raise TargetError(
+            f"`params`: {error.message}", f"target.params.{error.param or ''}".rstrip(".")
+        ) from None
     return params
 
 
@@ -292,4 +299,4 @@ def agent_version(target: dict[str, Any]) -> AgentVersion:
 def positive_int(value: Any, field_name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise TargetError(f"`{field_name.rsplit('.', 1)[-1]}` must be a positive integer.", field_name)
-    return value
+    return int(value)
