@@ -118,6 +118,24 @@ def test_a_label_click_stores_the_human_label(tenant: TenantFixture) -> None:
     assert stored == [False, True, None]
 
 
+def test_labels_measure_the_judges_agreement_on_the_page(tenant: TenantFixture) -> None:
+    experiment = make_experiment(tenant, make_version(tenant, cases=4), [True, True, False, False])
+    with tenant_context(tenant.tenant):
+        results = list(CaseResult.objects.filter(experiment=experiment).order_by("case__position"))
+    browser = tenant.web_client()
+    page = f"{EVALS}experiments/{experiment.pk}/"
+    unlabelled = html_of(browser.get(page))
+
+    for result, label in zip(results, ["pass", "pass", "fail", "pass"], strict=True):
+        browser.post(f"{EVALS}results/{result.pk}/label/", {"label": label})
+    labelled = html_of(browser.get(page))
+
+    assert "Label outputs pass or fail below" in unlabelled
+    assert "Judge agreement (<code>llm_judge</code>)" in labelled
+    assert "\u03ba 0.50" in labelled
+    assert "people's labels on 4 cases: moderate; they agree on 75%" in labelled
+
+
 def test_a_bad_label_is_a_400_page_with_the_message(tenant: TenantFixture) -> None:
     experiment = make_experiment(tenant, make_version(tenant, cases=1), [True])
     with tenant_context(tenant.tenant):

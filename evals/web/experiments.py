@@ -21,6 +21,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from evals import labels, selectors, services
+from evals.agreement import judge_agreement
 from evals.models import ACTIVE_EXPERIMENT_STATUSES, CaseResult, DatasetVersion, Experiment
 from evals.web.forms import ExperimentForm, LabelForm
 from evals.web.keys import inference_keys_of
@@ -95,14 +96,26 @@ def experiment_page(
     request: HttpRequest, experiment: Experiment, status: int = 200, label_form: LabelForm | None = None
 ) -> HttpResponse:
     results = experiment.results.select_related("case").order_by("case__position")
+    judge = judge_of(experiment)
     context: dict[str, Any] = {
         "experiment": experiment,
         "aggregates": experiment.aggregates or {},
         "progress": progress_of(experiment),
         "results": Paginator(results, PAGE_SIZE).get_page(request.GET.get("page")),
         "label_form": label_form or LabelForm(),
+        "judge": judge,
+        "agreement": judge_agreement(experiment, judge),
     }
     return render(request, "evals/experiment.html", context, status=status)
+
+
+def judge_of(experiment: Experiment) -> str | None:
+    """The name of the experiment's first LLM judge, whose verdicts people's labels
+    measure; None (the case verdict is measured) when it has none."""
+    for spec in experiment.scorers:
+        if isinstance(spec, dict) and spec.get("type") == "llm_judge":
+            return str(spec.get("name", "llm_judge"))
+    return None
 
 
 @tenant_page
