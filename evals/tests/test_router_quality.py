@@ -4,15 +4,27 @@ Routing page links to."""
 
 from __future__ import annotations
 
+import os
+import uuid
 from datetime import timedelta
 
+from django.test import override_settings
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
-from evals.models import Dataset, Experiment
-from evals.router_quality import ROUTER_DATASET, sampled_request_ids, top_tier_model
+from evals import selectors
+from evals.models import Dataset, Experiment, ExperimentStatus
+from evals.router_quality import (
+    ROUTER_DATASET,
+    RouterQualityRun,
+    sampled_request_ids,
+    start_router_quality,
+    top_tier_model,
+)
+from evals.tests.experiments import in_tenant, results, run
 from evals.tests.web_factories import make_experiment, make_version
 from request_logs.models import RequestLog
+from testing.database import committed
 from testing.tenants import TenantFixture
 
 PAGE = "/dashboard/evals/router/"
@@ -117,3 +129,45 @@ def test_the_routing_page_links_to_it(tenant: TenantFixture) -> None:
     html = tenant.web_client().get("/dashboard/routing/").content.decode()
 
     assert f'href="{PAGE}" id="router-quality-link"' in html
+
+
+def test_a_real_run_answers_the_sample_with_auto_and_the_top_tier_and_the_page_compares_them(
+    serving_tenant: TenantFixture, gateway: str
+) -> None:
+    marker = uuid.uuid4().hex[:8]
+
+    def log() -> None:
+        with tenant_context(serving_tenant.tenant):
+            for index in range(6):
+                RequestLog.objects.create(
+                    request_id=f"req_{marker}_{index}",
+                    model="sim-small",
+                    request_body={"messages": [{"role": "user", "content": f"Order {marker} {index}: status?"}]},
+                    response_text=f"Order {index} ships today.",
+                    status=200,
+                    created_at=timezone.now(),
+                )
+
+    committed(log)
+    api_key = serving_tenant.provisioned.issued_key.api_key
+    # The runs are made here, in process: the queued tasks go to a queue no worker reads.
+    with override_settings(EVALS_QUEUE=f"test-router-quality-{os.getpid()}"):
+        started: RouterQualityRun = in_tenant(serving_tenant, lambda: start_router_quality(api_key, 6))
+    auto, top = run(serving_tenant, started.auto.pk), run(serving_tenant, started.top.pk)
+
+    html = serving_tenant.web_client().get(PAGE).content.decode()
+
+    assert (auto.status, top.status) == (ExperimentStatus.SUCCEEDED, ExperimentStatus.SUCCEEDED)
+    assert auto.aggregates is not None
+    assert top.aggregates is not None
+    assert (auto.aggregates["n"], top.aggregates["n"]) == (6, 6)
+    comparison = in_tenant(serving_tenant, lambda: selectors.compare(candidate=auto, baseline=top))
+    assert f'id="router-saved">${top.cost_usd - auto.cost_usd:.6f}<' in html
+    assert f'id="router-regressions">{comparison.regressions}<' in html
+    assert f"?baseline={top.pk}&amp;candidate={auto.pk}" in html
+    judged = [
+        [score["scorer"] for score in result.scores]
+        for experiment in (auto, top)
+        for result in results(serving_tenant, experiment.pk).values()
+    ]
+    assert judged == [["judge"]] * 12
