@@ -142,7 +142,7 @@ def test_a_real_run_answers_the_sample_with_auto_and_the_top_tier_and_the_page_c
                 RequestLog.objects.create(
                     request_id=f"req_{marker}_{index}",
                     model="sim-small",
-                    request_body={"messages": [{"role": "user", "content": f"Order {marker} {index}: status?"}]},
+                    request_body={"messages": [{"role": "user", "content": f"Order {marker}-{index}?"}]},
                     response_text=f"Order {index} ships today.",
                     status=200,
                     created_at=timezone.now(),
