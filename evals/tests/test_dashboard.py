@@ -111,8 +111,8 @@ def test_a_label_click_stores_the_human_label(tenant: TenantFixture) -> None:
 
     stored = []
     for label in ("fail", "pass", "clear"):
-        response = browser.post(url, {"label": label})
-        assert response["Location"] == f"{EVALS}experiments/{experiment.pk}/#result-{result.pk}"
+        response = browser.post(url, {"label": label, "page": "1"})
+        assert response["Location"] == f"{EVALS}experiments/{experiment.pk}/?page=1#result-{result.pk}"
         stored.append(label_of(tenant, result))
 
     assert stored == [False, True, None]

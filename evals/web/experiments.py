@@ -133,7 +133,10 @@ def result_label(request: HttpRequest, access: PageAccess, pk: int) -> HttpRespo
     if not form.is_valid():
         return experiment_page(request, result.experiment, 400, label_form=form)
     labels.label_result(result, form.human_label())
-    return redirect(f"{reverse('evals:experiment', args=[result.experiment_id])}#result-{result.pk}")
+    page = form.cleaned_data["page"] or 1
+    return redirect(
+        f"{reverse('evals:experiment', args=[result.experiment_id])}?page={page}#result-{result.pk}"
+    )
 
 
 def new_experiment_page(request: HttpRequest, form: ExperimentForm, status: int = 200) -> HttpResponse:
@@ -159,7 +162,8 @@ def experiment_new(request: HttpRequest, access: PageAccess) -> HttpResponse:
         try:
             experiment = start_experiment(form.cleaned_data)
         except services.ExperimentInputError as error:
-            form.add_error(error.param if error.param in form.fields else None, error.message)
+            field = error.param.split(".")[0]
+            form.add_error(field if field in form.fields else None, error.message)
         else:
             return redirect("evals:experiment", pk=experiment.pk)
     return new_experiment_page(request, form, status=400)

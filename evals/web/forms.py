@@ -115,6 +115,7 @@ class CompareForm(forms.Form):
 
 class LabelForm(forms.Form):
     label = forms.ChoiceField(choices=[("pass", "Pass"), ("fail", "Fail"), ("clear", "Clear")])
+    page = forms.IntegerField(min_value=1, required=False, widget=forms.HiddenInput)
 
     def human_label(self) -> bool | None:
         return {"pass": True, "fail": False}.get(self.cleaned_data["label"])
