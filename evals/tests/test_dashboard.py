@@ -508,3 +508,17 @@ def test_an_unknown_suite_is_a_400_page(tenant: TenantFixture) -> None:
 
     assert response.status_code == 400
     assert "No golden suite `golden-nothing`" in html_of(response)
+
+
+def test_a_file_over_the_bound_is_refused_with_a_400_page(tenant: TenantFixture, settings: Any) -> None:
+    settings.EVALS_IMPORT_MAX_BYTES = 64
+    version = make_version(tenant, cases=0)
+    line = json.dumps({"key": "long", "input": {"messages": [{"role": "user", "content": "x" * 100}]}})
+
+    response = tenant.web_client().post(
+        f"{EVALS}datasets/{version.dataset_id}/import/",
+        {"file": SimpleUploadedFile("cases.jsonl", line.encode()), "format": "jsonl", "mode": "append"},
+    )
+
+    assert response.status_code == 400
+    assert "The file exceeds 64 bytes." in html_of(response)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Count, Max
@@ -119,7 +120,8 @@ def dataset_import(request: HttpRequest, access: PageAccess, pk: int) -> HttpRes
         try:
             version = datasets.import_cases(
                 dataset,
-                upload.read(),
+                # One byte past the bound is enough for the service to refuse the file.
+                upload.read(settings.EVALS_IMPORT_MAX_BYTES + 1),
                 datasets.FileFormat(form.cleaned_data["format"]),
                 datasets.ImportMode(form.cleaned_data["mode"]),
             )
