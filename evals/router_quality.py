@@ -7,9 +7,8 @@ and starts two experiments on that version with the same judge: one sending
 up per version; the comparison of a pair (baseline: the top tier) says what
 routing saved and what it cost in quality, with the paired test's verdict.
 
-Requests the evals made themselves (`req_exp_...`) are never sampled, so the
-suite does not grade its own judge calls. Costs include the judge's calls,
-the same judge on both sides.
+The sample is evals/traffic.py's: never the evals' own calls. Costs include
+the judge's calls, the same judge on both sides.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from django.db import transaction
 from evals import datasets, selectors, services
 from evals.models import Dataset, DatasetVersion, Experiment, TargetKind
 from evals.statistics import Comparison
-from request_logs.models import RequestLog
+from evals.traffic import whole_chat_requests
 from routing.models import ROUTED_MODEL, ProviderModel
 from routing.selectors import enabled_models
 from tenants.models import ApiKey
@@ -37,8 +36,6 @@ JUDGE_RUBRIC = (
     "instruction and format the request asks for. Wording and length may differ."
 )
 CONCURRENCY = 4
-# Gateway request ids of the evals' own calls (CaseResult.request_id_for).
-EVAL_REQUEST_PREFIX = "req_exp_"
 
 
 class RouterQualityError(ValueError):
@@ -75,15 +72,7 @@ def top_tier_model() -> ProviderModel | None:
 
 
 def sampled_request_ids(size: int) -> list[str]:
-    """The latest logged, successful, uncut chat requests of the tenant's own traffic."""
-    logs = (
-        RequestLog.objects.filter(status=200, request_body__has_key="messages")
-        .exclude(request_id__startswith=EVAL_REQUEST_PREFIX)
-        .exclude(request_body__has_key="truncated")
-        .order_by("-created_at", "-id")
-        .values_list("request_id", flat=True)
-    )
-    return list(logs[:size])
+    return list(whole_chat_requests().values_list("request_id", flat=True)[:size])
 
 
 def sample_version(size: int) -> DatasetVersion:

@@ -522,3 +522,21 @@ def test_a_file_over_the_bound_is_refused_with_a_400_page(tenant: TenantFixture,
 
     assert response.status_code == 400
     assert "The file exceeds 64 bytes." in html_of(response)
+
+
+def test_the_evals_own_calls_are_not_offered_as_traffic(tenant: TenantFixture) -> None:
+    body = {"messages": [{"role": "user", "content": "Judge this"}]}
+    with tenant_context(tenant.tenant):
+        RequestLog.objects.create(
+            request_id="req_exp_0123_abc", request_body=body, status=200, created_at=timezone.now()
+        )
+    browser = tenant.web_client()
+
+    page = browser.get(f"{EVALS}datasets/from-traffic/")
+    picked = browser.post(
+        f"{EVALS}datasets/from-traffic/", {"dataset": "judged", "request_ids": ["req_exp_0123_abc"]}
+    )
+
+    assert "req_exp_0123_abc" not in html_of(page)
+    assert picked.status_code == 400
+    assert "Select a valid choice" in html_of(picked)

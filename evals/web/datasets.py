@@ -11,6 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
+from django.db import transaction
 from django.db.models import Count, Max
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
@@ -20,6 +21,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from agents.models import Run, RunStatus
 from evals import datasets, golden
 from evals.models import Case, Dataset, DatasetVersion
+from evals.traffic import whole_chat_requests
 from evals.web.forms import DatasetForm, ImportForm, TrafficForm
 from request_logs.models import RequestLog
 from tenants.web.base import PageAccess, manager_page, tenant_page
@@ -153,8 +155,8 @@ def dataset_export(request: HttpRequest, access: PageAccess, pk: int) -> HttpRes
 
 
 def recent_traffic() -> tuple[list[RequestLog], list[Run]]:
-    """What a person can pick from: the latest logged successful requests and succeeded runs."""
-    logs = list(RequestLog.objects.filter(status=200).order_by("-created_at", "-id")[:TRAFFIC_PICKS])
+    """What a person can pick from: the latest whole chat requests and succeeded runs."""
+    logs = list(whole_chat_requests()[:TRAFFIC_PICKS])
     runs = list(Run.objects.filter(status=RunStatus.SUCCEEDED).order_by("-created_at", "-id")[:TRAFFIC_PICKS])
     return logs, runs
 
@@ -196,9 +198,11 @@ def dataset_from_traffic(request: HttpRequest, access: PageAccess) -> HttpRespon
 
 
 def add_traffic_cases(cleaned: dict[str, Any]) -> DatasetVersion:
+    """The picked cases added to the named dataset, made now if new: both or neither."""
     cases = datasets.cases_from_request_logs(cleaned["request_ids"])
     cases += datasets.cases_from_runs(int(run_id) for run_id in cleaned["run_ids"])
-    dataset = Dataset.objects.filter(name=cleaned["dataset"]).first()
-    if dataset is None:
-        dataset = datasets.create_dataset(cleaned["dataset"], "Cases picked from real traffic.")
-    return datasets.add_cases(dataset, cases)
+    with transaction.atomic():
+        dataset = Dataset.objects.filter(name=cleaned["dataset"]).first()
+        if dataset is None:
+            dataset = datasets.create_dataset(cleaned["dataset"], "Cases picked from real traffic.")
+        return datasets.add_cases(dataset, cases)
