@@ -148,17 +148,19 @@ def test_a_bad_label_is_a_400_page_with_the_message(tenant: TenantFixture) -> No
     assert label_of(tenant, result) is None
 
 
-def test_a_member_may_read_but_not_label(tenant: TenantFixture) -> None:
+def test_a_member_may_read_and_follow_but_not_label(tenant: TenantFixture) -> None:
     experiment = make_experiment(tenant, make_version(tenant, cases=1), [True])
     with tenant_context(tenant.tenant):
         result = CaseResult.objects.get(experiment=experiment)
     member = browser_for(tenant, make_user(tenant, role=Role.MEMBER))
 
     page = member.get(f"{EVALS}experiments/{experiment.pk}/")
+    token = member.post(f"{EVALS}experiments/{experiment.pk}/stream-token/")
     label = member.post(f"{EVALS}results/{result.pk}/label/", {"label": "pass"})
 
-    assert (page.status_code, label.status_code) == (200, 403)
+    assert (page.status_code, token.status_code, label.status_code) == (200, 200, 403)
     assert 'name="label"' not in html_of(page)
+    assert 'name="csrfmiddlewaretoken"' in html_of(page)
     assert label_of(tenant, result) is None
 
 
