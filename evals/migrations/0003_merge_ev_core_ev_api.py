@@ -9,4 +9,4 @@ class Migration(migrations.Migration):
         ("evals", "0002_ev_core_agent_case_run"),
     ]
 
-    operations: list[migrations.operations.base.Operation] = []
+    operations = []
