@@ -570,6 +570,9 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "DocumentSourceEnum": "ingestion.models.DocumentSource",
         "DocumentStatusEnum": "ingestion.models.DocumentStatus",
+        # Two `mode` fields: the search mode keeps its name.
+        "ModeEnum": ["hybrid", "vector", "keyword"],  # ingestion.search.SearchMode
+        "DatasetImportModeEnum": ["append", "replace"],  # evals.datasets.ImportMode
     },
 }
 # Request bodies and slow clients (aiaas/request_limits.py, aiaas/http_protocol.py):

@@ -32,6 +32,7 @@ from django.db.models import Count, Max, OuterRef, QuerySet, Subquery
 
 from agents.models import Run, RunStatus
 from evals.models import ACTIVE_EXPERIMENT_STATUSES, Case, CaseResult, Dataset, DatasetVersion, Experiment
+from evals.scorers import ScorerSpecError, build
 from request_logs.models import RequestLog
 from request_logs.services import TRUNCATION_MARKER
 
@@ -132,8 +133,10 @@ def check_assertions(value: Any, param: str = "assertions") -> list[dict[str, An
         return []
     if not isinstance(value, list) or not all(isinstance(spec, dict) for spec in value):
         raise DatasetInputError("must be a list of scorer specs (objects)", param=param)
-    if not all(isinstance(spec.get("type"), str) for spec in value):
-        raise DatasetInputError("each scorer spec needs a type", param=param, code="invalid_scorer")
+    try:
+        build(value)
+    except ScorerSpecError as error:
+        raise DatasetInputError(str(error), param=param, code="invalid_scorer") from None
     return value
 
 

@@ -1,12 +1,13 @@
-"""People's verdicts on outputs: the labelled subset against which an LLM judge's
-agreement is measured (evals/agreement.py)."""
+"""Human labels on results: a person's pass/fail verdict on an output, against which
+an LLM judge's agreement is measured (evals/agreement.py)."""
 
 from __future__ import annotations
 
 from evals.models import CaseResult
 
 
-def label_result(result: CaseResult, human_label: bool | None) -> None:
-    """Store a person's pass (True) or fail (False) for one output; None clears it."""
-    result.human_label = human_label
+def set_human_label(result: CaseResult, label: bool | None) -> CaseResult:
+    """The result's label set (None clears it); only that column is written."""
+    result.human_label = label
     result.save(update_fields=["human_label"])
+    return result

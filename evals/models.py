@@ -35,6 +35,8 @@ class Dataset(models.Model):
     # The nightly run (evals/nightly.py): opted in by naming the model to run against;
     # a regression against the previous nightly experiment alerts the webhook and/or the email.
     nightly_model = models.CharField(max_length=200, blank=True)
+    # The key that turned the nightly run on: its runs are billed to it (ApiKey is in public).
+    nightly_api_key_id = models.BigIntegerField(null=True, blank=True)
     alert_webhook_url = models.URLField(max_length=2000, blank=True)
     alert_email = models.EmailField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -132,6 +134,8 @@ class Experiment(models.Model):
     stream_id = models.CharField(max_length=100, blank=True)
     # Set by the nightly schedule; empty for experiments people started.
     schedule = models.CharField(max_length=50, blank=True)
+    # When the nightly check compared this (nightly) experiment with the previous one.
+    nightly_checked_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

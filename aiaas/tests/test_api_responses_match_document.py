@@ -11,6 +11,7 @@ from django.db.models import Model
 from rest_framework.test import APIClient
 
 from agents.tests.factories import make_agent, make_prompt, make_run
+from evals.tests.factories import make_dataset, make_experiment
 from ingestion.tests.factories import make_document, make_stored_collection
 from request_logs.tests.factories import make_request_log
 from testing.openapi import document, response_validator
@@ -24,7 +25,18 @@ GETS: dict[str, Callable[[TenantFixture], Model] | None] = {
     "/api/v1/collections/": None,
     "/api/v1/collections/{id}/": make_stored_collection,
     "/api/v1/collections/{id}/documents/": lambda tenant: make_document(tenant).collection,
+    "/api/v1/datasets/": None,
+    "/api/v1/datasets/golden/": None,
+    "/api/v1/datasets/{id}/": make_dataset,
+    "/api/v1/datasets/{id}/cases/": make_dataset,
+    "/api/v1/datasets/{id}/cases/{key}/": make_dataset,
+    "/api/v1/datasets/{id}/export/": make_dataset,
+    "/api/v1/datasets/{id}/versions/": make_dataset,
     "/api/v1/documents/{id}/": make_document,
+    "/api/v1/experiments/": None,
+    "/api/v1/experiments/{id}/": make_experiment,
+    "/api/v1/experiments/{id}/compare/": make_experiment,
+    "/api/v1/experiments/{id}/results/": make_experiment,
     "/api/v1/keys/": None,
     "/api/v1/keys/{id}/": lambda tenant: tenant.provisioned.issued_key.api_key,
     "/api/v1/prompts/": None,
@@ -39,6 +51,9 @@ GETS: dict[str, Callable[[TenantFixture], Model] | None] = {
     "/api/v1/runs/{id}/events/": make_run,
     "/api/v1/usage/": None,
 }
+
+# Required query parameters of a GET, formatted like its path.
+QUERIES = {"/api/v1/experiments/{id}/compare/": "?baseline={id}"}
 
 
 def test_every_api_get_of_the_document_is_checked() -> None:
@@ -57,11 +72,18 @@ def test_the_answer_matches_the_document(path: str, tenant: TenantFixture, api_c
     make_prompt(tenant)
     make_request_log(tenant)
     make_document(tenant)
-    url = path.format(id=make_object(tenant).pk) if make_object else path
+    make_experiment(tenant)
+    # `{key}` is a dataset's case (evals/tests/factories.py makes case-1).
+    object_id = make_object(tenant).pk if make_object else None
+    url = (path + QUERIES.get(path, "")).format(id=object_id, key="case-1")
 
     response = api_client.get(url)
 
     assert response.status_code == 200, response.content
+    content = document()["paths"][path]["get"]["responses"]["200"]["content"]
+    if "application/json" not in content:  # a file (a dataset's export): its documented type
+        assert response["Content-Type"].split(";")[0] in content
+        return
     errors = [
         f"{error.instance_path}: {error.message}"
         for error in response_validator(path, "get").iter_errors(response.json())

@@ -6,6 +6,8 @@ import pytest
 
 from agents.tests.factories import make_agent, make_prompt, make_run, simple_spec
 from batches.tests.factories import make_batch
+from evals.models import Dataset, Experiment, ExperimentStatus
+from evals.tests.factories import make_dataset, make_experiment
 from ingestion.tests.factories import (
     ATTACHED_FILE_ID,
     make_collection_and_unattached_file,
@@ -29,6 +31,15 @@ from testing.tenants import TenantFixture
 
 # Creating a collection checks its embedding model in the registry (the simulated provider's).
 pytestmark = pytest.mark.usefixtures("registry")
+
+
+def make_dataset_with_logged_request(tenant: TenantFixture) -> Dataset:
+    make_request_log(tenant, request_id="req_matrix")
+    return make_dataset(tenant)
+
+
+def make_queued_experiment(tenant: TenantFixture) -> Experiment:
+    return make_experiment(tenant, status=ExperimentStatus.QUEUED)
 
 
 def make_api_key(tenant: TenantFixture) -> ApiKey:
@@ -88,6 +99,69 @@ OPERATIONS = [
         body={"query": "anything", "mode": "keyword"},
         make_object=make_stored_collection,
     ),
+    # Eval datasets (evals/api).
+    Operation("dataset-list", "get", 200),
+    Operation("dataset-list", "post", 201, body={"name": "matrix"}),
+    Operation("dataset-golden", "get", 200),
+    Operation("dataset-detail", "get", 200, make_object=make_dataset),
+    Operation("dataset-detail", "patch", 200, body={"description": "renamed"}, make_object=make_dataset),
+    Operation("dataset-detail", "delete", 204, make_object=make_dataset),
+    Operation("dataset-versions", "get", 200, make_object=make_dataset),
+    Operation("dataset-versions", "post", 201, body={}, make_object=make_dataset),
+    Operation("dataset-cases", "get", 200, make_object=make_dataset),
+    Operation("dataset-cases", "post", 201, body={"input": "matrix"}, make_object=make_dataset),
+    *(
+        Operation(
+            "dataset-case-detail",
+            method,
+            200,
+            body=body,
+            make_object=make_dataset,
+            extra_kwargs={"key": "case-1"},
+        )
+        for method, body in [("get", None), ("patch", {"expected": "changed"}), ("delete", None)]
+    ),
+    Operation(
+        "dataset-import", "post", 200, body={"content": '{"input": "matrix"}'}, make_object=make_dataset
+    ),
+    Operation("dataset-export", "get", 200, make_object=make_dataset),
+    Operation(
+        "dataset-from-request-logs",
+        "post",
+        200,
+        body={"request_ids": ["req_matrix"]},
+        make_object=make_dataset_with_logged_request,
+    ),
+    # An unknown run is the owner's 400; turning runs into cases is evals/tests/test_datasets.py's.
+    Operation("dataset-from-runs", "post", 400, body={"run_ids": [987654321]}, make_object=make_dataset),
+    # Experiments (evals/api). An unknown dataset or baseline is the owner's 400; creating and
+    # comparing for real is evals/tests/test_experiments_api.py's.
+    Operation("experiment-list", "get", 200),
+    Operation(
+        "experiment-list",
+        "post",
+        400,
+        body={"dataset": 987654321, "target_kind": "model", "target": {"model": "sim-small"}},
+    ),
+    Operation("experiment-detail", "get", 200, make_object=make_experiment),
+    Operation("experiment-cancel", "post", 200, make_object=make_queued_experiment),
+    Operation("experiment-results", "get", 200, make_object=make_experiment),
+    Operation(
+        "experiment-result-detail",
+        "patch",
+        200,
+        body={"human_label": False},
+        make_object=make_experiment,
+        extra_kwargs={"key": "case-1"},
+    ),
+    Operation(
+        "experiment-compare",
+        "get",
+        400,
+        body={"baseline": "exp_" + "0" * 24},
+        make_object=make_experiment,
+    ),
+    Operation("experiment-gate", "post", 200, body={"min_pass_rate": 0.5}, make_object=make_experiment),
     # OpenAI's files and vector stores (ingestion/openai).
     Operation("v1-file-list", "get", 200),
     Operation(

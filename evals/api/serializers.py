@@ -7,9 +7,10 @@ from rest_framework import serializers
 
 from aiaas.api_serializers import StrictModelSerializer, StrictSerializer
 from evals.datasets import FileFormat, ImportMode
-from evals.models import Case, Dataset, DatasetVersion
+from evals.models import Case, CaseResult, Dataset, DatasetVersion, Experiment, TargetKind
 
 KEY_REGEX = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$"
+EXPERIMENT_ID_REGEX = r"^exp_[0-9a-f]{24}$"
 MAX_PICKED = 500  # request logs or runs turned into cases by one call
 
 
@@ -44,6 +45,9 @@ class DatasetSerializer(StrictModelSerializer[Dataset]):
     latest_version = serializers.IntegerField(read_only=True)
     case_count = serializers.IntegerField(read_only=True, help_text="Cases of the latest version.")
     locked = serializers.SerializerMethodField()
+    nightly_model = serializers.SerializerMethodField()
+    alert_webhook_url = serializers.SerializerMethodField()
+    alert_email = serializers.SerializerMethodField()
 
     class Meta:
         model = Dataset
@@ -69,6 +73,19 @@ class DatasetSerializer(StrictModelSerializer[Dataset]):
     def get_locked(self, dataset: Dataset) -> bool:
         """Whether an experiment used the latest version: editing it makes the next one."""
         return getattr(dataset, "latest_locked_at", None) is not None
+
+    @extend_schema_field({"type": "string", "nullable": True})
+    def get_nightly_model(self, dataset: Dataset) -> str | None:
+        """The model the nightly run uses; null: no nightly run."""
+        return dataset.nightly_model or None
+
+    @extend_schema_field({"type": "string", "format": "uri", "nullable": True})
+    def get_alert_webhook_url(self, dataset: Dataset) -> str | None:
+        return dataset.alert_webhook_url or None
+
+    @extend_schema_field({"type": "string", "format": "email", "nullable": True})
+    def get_alert_email(self, dataset: Dataset) -> str | None:
+        return dataset.alert_email or None
 
 
 class NightlySettingsSerializer(StrictSerializer):
@@ -240,3 +257,219 @@ class GoldenSuiteSerializer(StrictSerializer):
 class GoldenSuiteListSerializer(StrictSerializer):
     object = serializers.CharField(default="list")
     data = GoldenSuiteSerializer(many=True)  # type: ignore[assignment]
+
+
+AGGREGATES_SCHEMA = {
+    "type": "object",
+    "nullable": True,
+    "description": "Written when the experiment ends (and on cancel): pass rate and mean score with "
+    "their 95% bootstrap intervals, cost, latency percentiles.",
+    "properties": {
+        "n": {"type": "integer"},
+        "passed": {"type": "integer"},
+        "errors": {"type": "integer"},
+        "pass_rate": {"type": "number", "nullable": True},
+        "ci_low": {"type": "number", "nullable": True},
+        "ci_high": {"type": "number", "nullable": True},
+        "mean_score": {"type": "number", "nullable": True},
+        "score_ci_low": {"type": "number", "nullable": True},
+        "score_ci_high": {"type": "number", "nullable": True},
+        "cost_usd": {"type": "string"},
+        "latency_ms": {
+            "type": "object",
+            "properties": {
+                "p50": {"type": "number", "nullable": True},
+                "p95": {"type": "number", "nullable": True},
+            },
+        },
+    },
+}
+
+
+@extend_schema_field(AGGREGATES_SCHEMA)
+class AggregatesField(serializers.JSONField):
+    pass
+
+
+class ExperimentSerializer(StrictModelSerializer[Experiment]):
+    object = serializers.SerializerMethodField()
+    dataset_id = serializers.IntegerField(source="version.dataset_id", read_only=True)
+    dataset_name = serializers.CharField(source="version.dataset.name", read_only=True)
+    dataset_version = serializers.IntegerField(source="version.version", read_only=True)
+    target = ObjectField(read_only=True)
+    scorers = SpecListField(read_only=True)
+    aggregates = AggregatesField(read_only=True, allow_null=True)
+    cost_usd = serializers.DecimalField(max_digits=14, decimal_places=8, read_only=True)
+
+    class Meta:
+        model = Experiment
+        fields = [
+            "object",
+            "id",
+            "name",
+            "dataset_id",
+            "dataset_name",
+            "dataset_version",
+            "target_kind",
+            "target",
+            "scorers",
+            "concurrency",
+            "status",
+            "error",
+            "aggregates",
+            "cost_usd",
+            "stream_id",
+            "schedule",
+            "attempts",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+    def get_object(self, experiment: Experiment) -> str:
+        return "experiment"
+
+
+class CreateExperimentSerializer(StrictSerializer):
+    dataset = serializers.IntegerField(min_value=1, max_value=2**63 - 1, help_text="The dataset's id.")
+    version = serializers.IntegerField(
+        required=False, min_value=1, max_value=2**31 - 1, help_text="Its version (default: the latest)."
+    )
+    target_kind = serializers.ChoiceField(choices=TargetKind.choices)
+    target = ObjectField(
+        help_text='model: {"model", "quality_target"?, "params"?}; prompt: {"prompt", "prompt_version"?, '
+        '"model", "params"?}; agent: {"agent", "agent_version"?} (docs/evals.md).'
+    )
+    scorers = SpecListField(required=False, help_text="Besides the version's and cases' assertions.")
+    concurrency = serializers.IntegerField(required=False, default=4, min_value=1, max_value=32)
+    name = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
+
+
+class ScoreSerializer(StrictSerializer):
+    scorer = serializers.CharField()
+    score = serializers.FloatField()
+    passed = serializers.BooleanField()
+    reason = serializers.CharField(allow_blank=True)
+
+
+class ResultSerializer(StrictModelSerializer[CaseResult]):
+    object = serializers.SerializerMethodField()
+    key = serializers.CharField(source="case.key", read_only=True)
+    position = serializers.IntegerField(source="case.position", read_only=True)
+    output = AnyJsonField(read_only=True, allow_null=True)
+    scores = ScoreSerializer(many=True, read_only=True)
+    cost_usd = serializers.DecimalField(max_digits=14, decimal_places=8, read_only=True)
+    request_ids = serializers.ListField(child=serializers.CharField(), read_only=True)
+
+    class Meta:
+        model = CaseResult
+        fields = [
+            "object",
+            "key",
+            "position",
+            "status",
+            "output",
+            "error",
+            "scores",
+            "passed",
+            "score",
+            "latency_ms",
+            "prompt_tokens",
+            "completion_tokens",
+            "cost_usd",
+            "request_ids",
+            "human_label",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+    def get_object(self, result: CaseResult) -> str:
+        return "experiment.result"
+
+
+class ResultsQuerySerializer(serializers.Serializer[Any]):
+    after = serializers.IntegerField(
+        default=0, min_value=0, max_value=2**31 - 1, help_text="Results of cases after this position."
+    )
+    limit = serializers.IntegerField(default=100, min_value=1, max_value=1000)
+    passed = serializers.BooleanField(required=False, allow_null=True, default=None, help_text="Only these.")
+
+
+class ResultListSerializer(StrictSerializer):
+    object = serializers.CharField(default="list")
+    data = ResultSerializer(many=True)  # type: ignore[assignment]
+    has_more = serializers.BooleanField()
+
+
+class LabelSerializer(StrictSerializer):
+    human_label = serializers.BooleanField(
+        allow_null=True, help_text="A person's verdict on the output (null clears it)."
+    )
+
+
+class CompareQuerySerializer(serializers.Serializer[Any]):
+    baseline = serializers.RegexField(EXPERIMENT_ID_REGEX, help_text="An experiment of the same dataset.")
+
+
+class GateSerializer(StrictSerializer):
+    baseline = serializers.RegexField(
+        EXPERIMENT_ID_REGEX, required=False, help_text="An experiment to compare with."
+    )
+    min_pass_rate = serializers.FloatField(required=False, min_value=0, max_value=1)
+    max_regressions = serializers.IntegerField(
+        required=False, min_value=0, help_text="Default 0 when a baseline is given."
+    )
+
+
+class CaseDeltaSerializer(StrictSerializer):
+    passed = serializers.BooleanField()
+    score = serializers.FloatField()
+
+
+class CaseChangeSerializer(StrictSerializer):
+    key = serializers.CharField()
+    change = serializers.ChoiceField(choices=["regressed", "improved", "unchanged"])
+    baseline = CaseDeltaSerializer()
+    experiment = CaseDeltaSerializer()
+
+
+class ComparisonSerializer(StrictSerializer):
+    object = serializers.CharField(default="experiment.comparison")
+    experiment = serializers.CharField()
+    baseline = serializers.CharField()
+    regressed = serializers.IntegerField()
+    improved = serializers.IntegerField()
+    unchanged = serializers.IntegerField()
+    only_in_baseline = serializers.ListField(child=serializers.CharField())
+    only_in_experiment = serializers.ListField(child=serializers.CharField())
+    mcnemar_p = serializers.FloatField(help_text="Exact McNemar test of the pass/fail flips.")
+    significant = serializers.BooleanField(help_text="mcnemar_p < 0.05.")
+    pass_rate_delta = serializers.FloatField(allow_null=True)
+    pass_rate_delta_ci = serializers.ListField(child=serializers.FloatField(), allow_null=True)
+    mean_score_delta = serializers.FloatField(allow_null=True)
+    mean_score_delta_ci = serializers.ListField(child=serializers.FloatField(), allow_null=True)
+    cost_delta_usd = serializers.CharField()
+    latency_p50_delta_ms = serializers.FloatField(allow_null=True)
+    latency_p95_delta_ms = serializers.FloatField(allow_null=True)
+    cases = CaseChangeSerializer(many=True, help_text="The changed cases, regressions first.")
+
+
+class GateReportSerializer(StrictSerializer):
+    suite = serializers.CharField(help_text="The dataset's name.")
+    dataset_version = serializers.IntegerField()
+    experiment = serializers.CharField()
+    status = serializers.CharField()
+    baseline = serializers.CharField(allow_null=True)
+    n = serializers.IntegerField()
+    pass_rate = serializers.FloatField(allow_null=True)
+    ci_low = serializers.FloatField(allow_null=True)
+    ci_high = serializers.FloatField(allow_null=True)
+    cost_usd = serializers.CharField()
+    regressions = serializers.IntegerField(allow_null=True)
+    regressed_cases = serializers.ListField(child=serializers.CharField())
+    mcnemar_p = serializers.FloatField(allow_null=True)
+    min_pass_rate = serializers.FloatField(allow_null=True)
+    max_regressions = serializers.IntegerField(allow_null=True)
+    passed = serializers.BooleanField()
+    reasons = serializers.ListField(child=serializers.CharField())

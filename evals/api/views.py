@@ -9,36 +9,52 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from evals import datasets, golden
+from evals import datasets, gate, golden, selectors
 from evals.api.serializers import (
     KEY_REGEX,
     CaseListSerializer,
     CaseSerializer,
     CasesQuerySerializer,
+    CompareQuerySerializer,
+    ComparisonSerializer,
     CreateCaseSerializer,
     CreateDatasetSerializer,
+    CreateExperimentSerializer,
     CreateVersionSerializer,
     DatasetSerializer,
+    ExperimentSerializer,
     ExportQuerySerializer,
     FromRequestLogsSerializer,
     FromRunsSerializer,
+    GateReportSerializer,
+    GateSerializer,
     GoldenSuiteListSerializer,
     ImportSerializer,
+    LabelSerializer,
+    ResultListSerializer,
+    ResultSerializer,
+    ResultsQuerySerializer,
     UpdateCaseSerializer,
     UpdateDatasetSerializer,
     VersionQuerySerializer,
     VersionSerializer,
 )
 from evals.datasets import DatasetInputError, FileFormat, ImportMode
-from evals.models import Dataset, DatasetVersion
+from evals.labels import set_human_label
+from evals.models import ACTIVE_EXPERIMENT_STATUSES, Dataset, DatasetVersion, Experiment
+from evals.selectors import ComparisonError
+from evals.services import ExperimentInputError, cancel_experiment, create_experiment
+from ingestion.api.pagination import CreatedAtPagination
 from tenants.api.base import TenantScopedViewSet
 from tenants.models import ApiKeyScope
 
+# Experiment ids (`exp_...`); anything else is simply not found.
+ID_PATTERN = r"[A-Za-z0-9_-]{1,40}"
 EXPORT_TYPES = {FileFormat.JSONL: "application/jsonl", FileFormat.CSV: "text/csv"}
 
 
@@ -181,15 +197,22 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSco
         data = CaseSerializer(page[:limit], many=True).data
         return {"object": "list", "version": version.version, "data": data, "has_more": len(page) > limit}
 
-    @extend_schema(methods=["get"], parameters=[VersionQuerySerializer], responses={200: CaseSerializer})
+    @extend_schema(
+        methods=["get"],
+        parameters=[VersionQuerySerializer],
+        responses={200: CaseSerializer},
+        operation_id="v1_datasets_case_retrieve",
+    )
     @extend_schema(
         methods=["patch"],
+        operation_id="v1_datasets_case_partial_update",
         request=UpdateCaseSerializer,
         responses={200: CaseSerializer},
         description="Change the case in the latest version (in a new version when an experiment used it).",
     )
     @extend_schema(
         methods=["delete"],
+        operation_id="v1_datasets_case_destroy",
         responses={200: VersionSerializer},
         description="Remove the case from the latest version (from a new version when an experiment "
         "used it); the answer is that version.",
@@ -219,7 +242,13 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSco
         description="Import cases from JSON Lines or CSV (docs/evals.md): appended to the latest version, "
         "or replacing its cases; a bad line is a 400 naming its number.",
     )
-    @action(detail=True, methods=["post"], parser_classes=[JSONParser, MultiPartParser], url_path="import")
+    @action(
+        detail=True,
+        methods=["post"],
+        parser_classes=[JSONParser, MultiPartParser],
+        url_path="import",
+        url_name="import",
+    )
     def import_cases(self, request: Request, pk: str) -> Response:
         dataset = self.get_object()
         form = ImportSerializer(data=request.data)
@@ -291,3 +320,137 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSco
 def format_of(filename: str) -> FileFormat:
     suffix = PurePosixPath(filename).suffix.lower()
     return FileFormat.CSV if suffix == ".csv" else FileFormat.JSONL
+
+
+class ExperimentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+    """The tenant's experiments: runs of a dataset version against a target, newest first,
+    with their aggregates, results, comparisons and the deploy gate. Admin keys only."""
+
+    required_scope = ApiKeyScope.ADMIN
+    tenant_field = None  # Experiment lives in the tenant's schema.
+    serializer_class = ExperimentSerializer
+    pagination_class = CreatedAtPagination
+    lookup_value_regex = ID_PATTERN
+
+    def tenant_queryset(self) -> QuerySet[Experiment]:
+        return Experiment.objects.select_related("version__dataset")
+
+    def handle_exception(self, exc: Exception) -> Response:
+        if isinstance(exc, DatasetInputError):
+            exc = api_error(exc)
+        elif isinstance(exc, ExperimentInputError):
+            exc = ValidationError({exc.param: [exc.message]}, code="invalid_experiment")
+        elif isinstance(exc, ComparisonError):
+            exc = ValidationError({"baseline": [str(exc)]}, code="not_comparable")
+        return super().handle_exception(exc)
+
+    def represent(self, experiment: Experiment) -> dict[str, Any]:
+        data: dict[str, Any] = ExperimentSerializer(self.get_queryset().get(pk=experiment.pk)).data
+        return data
+
+    @extend_schema(
+        request=CreateExperimentSerializer,
+        responses={201: ExperimentSerializer},
+        description="Start an experiment (queued on the evals queue); its version is locked from now on. "
+        "Follow `status`, or its `stream_id` for progress.",
+    )
+    def create(self, request: Request) -> Response:
+        form = CreateExperimentSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        dataset = Dataset.objects.filter(pk=data["dataset"]).first()
+        if dataset is None:
+            raise DatasetInputError(f"No dataset {data['dataset']}.", param="dataset", code="not_found")
+        experiment = create_experiment(
+            datasets.version_of(dataset, data.get("version")),
+            data["target_kind"],
+            data["target"],
+            data.get("scorers", []),
+            data["concurrency"],
+            self.api_key,
+            name=data["name"],
+        )
+        return Response(self.represent(experiment), status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={200: ExperimentSerializer})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str) -> Response:
+        """Stop the experiment; the cases done keep their results and the aggregates count them."""
+        return Response(self.represent(cancel_experiment(self.get_object())))
+
+    @extend_schema(parameters=[ResultsQuerySerializer], responses={200: ResultListSerializer})
+    @action(detail=True, methods=["get"])
+    def results(self, request: Request, pk: str) -> Response:
+        """The results in case order: `after` a case position, at most `limit`, optionally only
+        the passed (or failed) ones."""
+        experiment = self.get_object()
+        query = ResultsQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        options = query.validated_data
+        results = experiment.results.select_related("case").filter(case__position__gt=options["after"])
+        if options["passed"] is not None:
+            results = results.filter(passed=options["passed"])
+        page = list(results.order_by("case__position")[: options["limit"] + 1])
+        data = ResultSerializer(page[: options["limit"]], many=True).data
+        return Response({"object": "list", "data": data, "has_more": len(page) > options["limit"]})
+
+    @extend_schema(
+        request=LabelSerializer,
+        responses={200: ResultSerializer},
+        description="Label a result as a person judged it (pass or fail): the LLM judge's agreement "
+        "with these labels is measured.",
+    )
+    @action(
+        detail=True,
+        methods=["patch"],
+        url_path=f"results/(?P<key>{KEY_REGEX.strip('^$')})",
+        url_name="result-detail",
+    )
+    def result_detail(self, request: Request, pk: str, key: str) -> Response:
+        experiment = self.get_object()
+        form = LabelSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        result = experiment.results.select_related("case").filter(case__key=key).first()
+        if result is None:
+            raise NotFound(f"No result for the case `{key}`.")
+        return Response(ResultSerializer(set_human_label(result, form.validated_data["human_label"])).data)
+
+    @extend_schema(parameters=[CompareQuerySerializer], responses={200: ComparisonSerializer})
+    @action(detail=True, methods=["get"])
+    def compare(self, request: Request, pk: str) -> Response:
+        """This experiment against `baseline` (same dataset), case by case by key: regressions,
+        improvements, the exact McNemar test and the deltas with 95% paired bootstrap intervals."""
+        experiment = self.get_object()
+        query = CompareQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        baseline = self.other(query.validated_data["baseline"])
+        comparison = selectors.compare(experiment, baseline)
+        return Response(gate.comparison_json(experiment, baseline, comparison))
+
+    @extend_schema(
+        request=GateSerializer,
+        responses={200: GateReportSerializer},
+        description="The deploy gate, as `manage.py eval_gate` decides it: `passed` is false when the "
+        "experiment did not succeed, its pass rate is below `min_pass_rate`, or more than "
+        "`max_regressions` cases regressed against `baseline`. 409 while the experiment runs.",
+    )
+    @action(detail=True, methods=["post"])
+    def gate(self, request: Request, pk: str) -> Response:
+        experiment = self.get_object()
+        form = GateSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        if experiment.status in ACTIVE_EXPERIMENT_STATUSES:
+            raise DatasetInputError(
+                f"The experiment is still {experiment.status}.", code="not_finished", status=409
+            )
+        baseline = self.other(data["baseline"]) if "baseline" in data else None
+        rule = gate.GateRule(data.get("min_pass_rate"), data.get("max_regressions"))
+        return Response(gate.gate_report(experiment, baseline, rule))
+
+    def other(self, experiment_id: str) -> Experiment:
+        """Another experiment of this tenant, named in a parameter (a 400 if there is none)."""
+        found: Experiment | None = self.get_queryset().filter(pk=experiment_id).first()
+        if found is None:
+            raise ValidationError({"baseline": [f"No experiment `{experiment_id}`."]}, code="not_found")
+        return found

@@ -375,3 +375,26 @@ def test_nightly_settings_are_kept(tenant: TenantFixture, api_client: APIClient)
         "sim-small",
         "https://hooks.example.com/evals",
     )
+
+
+def test_a_case_with_a_bad_scorer_spec_is_refused(tenant: TenantFixture, api_client: APIClient) -> None:
+    dataset = make_dataset(tenant, cases=0)
+
+    response = api_client.post(
+        f"/api/v1/datasets/{dataset.pk}/cases",
+        {"input": "hi", "assertions": [{"type": "contains", "value": "x", "colour": "red"}]},
+        format="json",
+    )
+    in_file = api_client.post(
+        f"/api/v1/datasets/{dataset.pk}/import",
+        {"content": '{"input": "hi", "assertions": [{"type": "telepathy"}]}\n'},
+        format="json",
+    )
+
+    assert (response.status_code, error_of(response)["code"], error_of(response)["param"]) == (
+        400,
+        "invalid_scorer",
+        "assertions",
+    )
+    assert (in_file.status_code, error_of(in_file)["code"]) == (400, "invalid_line")
+    assert "line 1: assertions: scorer 0: unknown type" in error_of(in_file)["message"]

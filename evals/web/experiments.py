@@ -132,7 +132,7 @@ def result_label(request: HttpRequest, access: PageAccess, pk: int) -> HttpRespo
     form = LabelForm(request.POST)
     if not form.is_valid():
         return experiment_page(request, result.experiment, 400, label_form=form)
-    labels.label_result(result, form.human_label())
+    labels.set_human_label(result, form.human_label())
     page = form.cleaned_data["page"] or 1
     return redirect(
         f"{reverse('evals:experiment', args=[result.experiment_id])}?page={page}#result-{result.pk}"
