@@ -14,6 +14,7 @@ from evals import runner, services
 from evals.models import Case, CaseResult, Dataset, DatasetVersion, Experiment
 from gateway.simulated.provider import VOCABULARY, ChatMessage, answer_words
 from ingestion.runtime import close_runtime
+from tenants.models import ApiKey
 from testing.database import committed
 from testing.tenants import TenantFixture
 
@@ -77,8 +78,9 @@ def make_version(
     return committed(write)
 
 
-def create(tenant: TenantFixture, version_id: int, **fields: Any) -> str:
-    """A committed experiment of the version (a model target unless `fields` say otherwise), not enqueued."""
+def create(tenant: TenantFixture, version_id: int, api_key: ApiKey | None = None, **fields: Any) -> str:
+    """A committed experiment of the version (a model target unless `fields` say otherwise),
+    not enqueued, as the tenant's first key unless `api_key` is given."""
     arguments: dict[str, Any] = {
         "target_kind": "model",
         "target": {"model": "sim-small", "params": PARAMS},
@@ -91,8 +93,8 @@ def create(tenant: TenantFixture, version_id: int, **fields: Any) -> str:
     def write() -> str:
         with tenant_context(tenant.tenant):
             version = DatasetVersion.objects.get(pk=version_id)
-            api_key = tenant.provisioned.issued_key.api_key
-            return services.create_experiment(version, api_key=api_key, **arguments).pk
+            key = api_key or tenant.provisioned.issued_key.api_key
+            return services.create_experiment(version, api_key=key, **arguments).pk
 
     return committed(write)
 

@@ -150,6 +150,11 @@ def test_jsonpath_equals_reads_names_indexes_and_quoted_keys() -> None:
     assert (missing.passed, missing.reason) == (False, "$.order.items[5] is not in the output")
 
 
+def test_jsonpath_quoted_keys_take_escaped_quotes() -> None:
+    output = {"it's": {'say "hi"': 1}}
+    assert passes({"type": "jsonpath_equals", "path": '$[\'it\\\'s\']["say \\"hi\\""]', "value": 1}, output)
+
+
 def test_numeric_within_absolute_or_relative_tolerance() -> None:
     assert passes({"type": "numeric", "value": 10, "tolerance": 0.5}, "10.4")
     assert not passes({"type": "numeric", "value": 10, "tolerance": 0.5}, "10.6")

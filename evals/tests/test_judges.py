@@ -19,6 +19,7 @@ from billing.models import UsageEvent
 from billing.usage import flush_usage_events
 from evals.scorers import JudgeContext, Observation, Score, ScorerSpecError, build
 from evals.scorers.judges import output_shown_first
+from gateway.errors import GatewayError
 from gateway.transports.inprocess import InProcessGateway
 from tenants.models import ApiKey
 from tenants.selectors import find_usable_api_key
@@ -187,12 +188,11 @@ def test_the_simulators_own_answer_lacks_the_score_and_fails_cleanly(api_key: Ap
     assert score.reason == "the judge's answer breaks its schema at $: 'score' is a required property"
 
 
-def test_a_judge_call_the_gateway_refuses_is_a_failed_score(api_key: ApiKey) -> None:
-    score = judge({**SCALE_JUDGE, "model": "no-such-model"}, observe("30 days"), api_key)
+def test_a_judge_call_the_gateway_refuses_raises_its_error_for_the_runner(api_key: ApiKey) -> None:
+    with pytest.raises(GatewayError) as refused:
+        judge({**SCALE_JUDGE, "model": "no-such-model"}, observe("30 days"), api_key)
 
-    assert not score.passed
-    assert score.reason.startswith("the judge call failed: ")
-    assert "no-such-model" in score.reason
+    assert (refused.value.status, refused.value.code) == (404, "model_not_found")
 
 
 PAIRWISE = {"type": "pairwise_judge", "model": "sim-small"}
@@ -206,8 +206,8 @@ def test_the_pairwise_order_is_randomised_per_case_and_the_verdict_maps_back(
     keys = [f"case-{number}" for number in range(16)]
     observations = [observe(unique("output"), case_key=key, baseline=unique("baseline")) for key in keys]
     for observation in observations:
-        plant(f"Response A:\n{observation.output}", {"reasoning": "A is right", "winner": "A"})
-        plant(f"Response A:\n{observation.baseline_output}", {"reasoning": "B is right", "winner": "B"})
+        plant(f"<response_a>\n{observation.output}", {"reasoning": "A is right", "winner": "A"})
+        plant(f"<response_a>\n{observation.baseline_output}", {"reasoning": "B is right", "winner": "B"})
 
     scores = judge_all(PAIRWISE, observations, api_key, f"req_{uuid.uuid4().hex}")
 
