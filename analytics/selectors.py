@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.utils import timezone
+
 from analytics import rollups
 from analytics.backends import get_backend
 from analytics.backends.base import Figures, GroupBy, Point, Progress, Query
@@ -35,7 +37,7 @@ class DashboardFigures:
     by_model: list[Point]
     by_tier: list[Point]
     top_keys: list[KeySpend]
-    ever_served: bool  # any request in the longest range, when this one has none
+    served_nearby: bool  # any request within LONGEST of the range (up to now), when it has none
     progress: Progress  # how far the read model is behind the ledger (all tenants')
 
     @property
@@ -54,7 +56,7 @@ def dashboard_figures(tenant: Tenant, date_range: DateRange) -> DashboardFigures
         by_model=backend.timeseries(date_range.query(tenant.pk, "model")),
         by_tier=backend.timeseries(date_range.query(tenant.pk, "tier")),
         top_keys=spend_by_key(tenant, backend.timeseries(date_range.query(tenant.pk, "key"))),
-        ever_served=summary.requests > 0 or served_before(tenant, date_range),
+        served_nearby=summary.requests > 0 or served_nearby(tenant, date_range),
         progress=rollups.progress(backend.name),
     )
 
@@ -64,9 +66,14 @@ def timeseries_of(tenant: Tenant, date_range: DateRange, group_by: GroupBy | Non
     return get_backend().timeseries(date_range.query(tenant.pk, group_by))
 
 
-def served_before(tenant: Tenant, date_range: DateRange) -> bool:
-    longest = Query(tenant.pk, date_range.end - LONGEST, date_range.end, "day")
-    return get_backend().summary(longest).requests > 0
+def served_nearby(tenant: Tenant, date_range: DateRange) -> bool:
+    """Whether the tenant had requests within LONGEST before or after the range (up to
+    now): for a recent range, whether it has any traffic yet. One bounded query,
+    where "ever" would read every rollup the tenant has."""
+    around = Query(
+        tenant.pk, date_range.start - LONGEST, min(date_range.end + LONGEST, timezone.now()), "day"
+    )
+    return get_backend().summary(around).requests > 0
 
 
 def spend_by_key(tenant: Tenant, points: Sequence[Point]) -> list[KeySpend]:
