@@ -551,6 +551,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "DocumentSourceEnum": "ingestion.models.DocumentSource",
         "DocumentStatusEnum": "ingestion.models.DocumentStatus",
+        "AnalyticsGroupByEnum": ["model", "key", "tier", "status"],
+        "GroupByEnum": ["day", "model", "key", "tier"],
     },
 }
 # Request bodies and slow clients (aiaas/request_limits.py, aiaas/http_protocol.py):
