@@ -1,7 +1,7 @@
-"""What the dashboard's Analytics page reads, for one tenant, through the
-configured engine (analytics.backends.get_backend) only: the read model,
-never the raw ledger. Every query carries the tenant's id; key names come
-from the tenant's own keys."""
+"""What the dashboard's Analytics page reads, for one tenant: the API's own
+answers (analytics.selectors: the read model, cached briefly per tenant), so
+the page, its CSV export and GET /api/v1/analytics/* show the same figures.
+Every query carries the tenant's id; key names come from the tenant's own keys."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from decimal import Decimal
 
 from django.utils import timezone
 
-from analytics import rollups
+from analytics import selectors
 from analytics.backends import get_backend
-from analytics.backends.base import Figures, GroupBy, Point, Progress, Query
+from analytics.backends.base import GroupBy, Query
 from analytics.ranges import LONGEST, DateRange
+from analytics.selectors import Answer
 from tenants.models import ApiKey, Tenant
 
 # The rollup worker runs every few seconds; past this, the page says its figures are behind.
@@ -30,59 +31,58 @@ class KeySpend:
 
 @dataclass(frozen=True)
 class DashboardFigures:
+    """The range's summary and timeseries as the API answers them (`figures_json` each)."""
+
     range: DateRange
-    summary: Figures
-    overall: list[Point]  # one per bucket with requests
-    by_status: list[Point]
-    by_model: list[Point]
-    by_tier: list[Point]
+    summary: Answer  # with "freshness": how far the read model is behind the ledger (all tenants')
+    overall: list[Answer]  # one point per bucket with requests
+    by_status: list[Answer]
+    by_model: list[Answer]
+    by_tier: list[Answer]
     top_keys: list[KeySpend]
     served_nearby: bool  # any request within LONGEST of the range (up to now), when it has none
-    progress: Progress  # how far the read model is behind the ledger (all tenants')
 
     @property
     def lagging(self) -> bool:
-        return self.progress.pending_rows > 0 and self.progress.lag_seconds >= LAG_NOTICE_SECONDS
+        freshness = self.summary["freshness"]
+        return bool(freshness["pending_rows"] > 0 and freshness["lag_seconds"] >= LAG_NOTICE_SECONDS)
 
 
 def dashboard_figures(tenant: Tenant, date_range: DateRange) -> DashboardFigures:
-    backend = get_backend()
-    summary = backend.summary(date_range.query(tenant.pk))
+    summary = selectors.summary(date_range.query(tenant.pk))
     return DashboardFigures(
         range=date_range,
         summary=summary,
-        overall=backend.timeseries(date_range.query(tenant.pk)),
-        by_status=backend.timeseries(date_range.query(tenant.pk, "status")),
-        by_model=backend.timeseries(date_range.query(tenant.pk, "model")),
-        by_tier=backend.timeseries(date_range.query(tenant.pk, "tier")),
-        top_keys=spend_by_key(tenant, backend.timeseries(date_range.query(tenant.pk, "key"))),
-        served_nearby=summary.requests > 0 or served_nearby(tenant, date_range),
-        progress=rollups.progress(backend.name),
+        overall=timeseries_of(tenant, date_range),
+        by_status=timeseries_of(tenant, date_range, "status"),
+        by_model=timeseries_of(tenant, date_range, "model"),
+        by_tier=timeseries_of(tenant, date_range, "tier"),
+        top_keys=spend_by_key(tenant, timeseries_of(tenant, date_range, "key")),
+        served_nearby=summary["requests"] > 0 or served_nearby(tenant, date_range),
     )
 
 
-def timeseries_of(tenant: Tenant, date_range: DateRange, group_by: GroupBy | None = None) -> list[Point]:
-    """The range's points, as GET /api/v1/analytics/timeseries returns them."""
-    return get_backend().timeseries(date_range.query(tenant.pk, group_by))
+def timeseries_of(tenant: Tenant, date_range: DateRange, group_by: GroupBy | None = None) -> list[Answer]:
+    """The range's points, exactly as GET /api/v1/analytics/timeseries returns them."""
+    points: list[Answer] = selectors.timeseries(date_range.query(tenant.pk, group_by))["data"]
+    return points
 
 
 def served_nearby(tenant: Tenant, date_range: DateRange) -> bool:
     """Whether the tenant had requests within LONGEST before or after the range (up to
     now): for a recent range, whether it has any traffic yet. One bounded query,
     where "ever" would read every rollup the tenant has."""
-    around = Query(
-        tenant.pk, date_range.start - LONGEST, min(date_range.end + LONGEST, timezone.now()), "day"
-    )
-    return get_backend().summary(around).requests > 0
+    end = min(date_range.end + LONGEST, timezone.now())
+    return get_backend().summary(Query(tenant.pk, date_range.start - LONGEST, end, "day")).requests > 0
 
 
-def spend_by_key(tenant: Tenant, points: Sequence[Point]) -> list[KeySpend]:
+def spend_by_key(tenant: Tenant, points: Sequence[Answer]) -> list[KeySpend]:
     """Cost and requests per key over the points (grouped by key), named from the
     tenant's own keys; requests without a key, or with a deleted one, say so."""
     totals: dict[str | None, tuple[Decimal, int]] = {}
     for point in points:
-        cost, requests = totals.get(point.group, (Decimal(0), 0))
-        totals[point.group] = (cost + point.figures.cost_usd, requests + point.figures.requests)
+        cost, requests = totals.get(point["group"], (Decimal(0), 0))
+        totals[point["group"]] = (cost + Decimal(point["cost_usd"]), requests + point["requests"])
     ids = [int(group) for group in totals if group and group.isdigit()]
     keys = {str(key.pk): key for key in ApiKey.objects.filter(tenant=tenant, pk__in=ids)}
     return [
