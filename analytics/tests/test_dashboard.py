@@ -208,6 +208,8 @@ def test_a_range_without_requests_says_so(tenant: TenantFixture, ledger: Ledger)
     content = tenant.web_client().get(PAGE, days(ledger, first=10)).content.decode()
 
     assert "<h2>No requests in this range</h2>" in content
+    first, last = ledger.start + 10 * DAY, ledger.start + 12 * DAY
+    assert f"but none from {first:%b %d} to {last:%b %d, %Y} (UTC)." in content
     assert 'id="chart-requests"' not in content
 
 
