@@ -6,14 +6,17 @@ from __future__ import annotations
 import csv
 import json
 import re
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from io import StringIO
 
 import pytest
 
+from accounts.models import Role
+from accounts.tests.factories import browser_for, make_user
 from analytics.export import FIXED_COLUMNS, flat
 from analytics.tests.conftest import Ledger, apply_all
+from analytics.web.charts import MOST_GROUPS, cost_of, largest_groups, model_label, stacked
 from billing.usage import UsageRecord
 from testing.tenants import TenantFixture
 
@@ -279,3 +282,30 @@ def test_an_unknown_grouping_is_a_400(tenant: TenantFixture) -> None:
         "Group by: Select a valid choice. tenant is not one of the available choices."
         in response.content.decode()
     )
+
+
+def test_a_member_reads_the_page_without_the_managers_links(tenant: TenantFixture, ledger: Ledger) -> None:
+    apply_all()
+    member = browser_for(tenant, make_user(tenant, role=Role.MEMBER))
+
+    response = member.get(PAGE, days(ledger))
+
+    assert response.status_code == 200
+    assert "<h2>No traffic yet</h2>" in response.content.decode()
+    assert "/dashboard/playground/" not in response.content.decode()
+
+
+def test_a_stacked_chart_shows_the_largest_groups_and_sums_the_rest_as_other() -> None:
+    axis = (datetime(2026, 12, 1, tzinfo=UTC), datetime(2026, 12, 2, tzinfo=UTC))
+    points = [
+        {"t": "2026-12-01T00:00:00Z", "group": f"model-{index}", "cost_usd": f"{index}.000000"}
+        for index in range(1, MOST_GROUPS + 3)
+    ]
+    order = largest_groups(points, cost_of)
+
+    series = stacked(axis, points, cost_of, order, model_label)
+
+    assert [(one.label, one.values) for one in series] == [
+        *[(f"model-{index}", (float(index), 0)) for index in range(MOST_GROUPS + 2, 2, -1)],
+        ("Other", (1.0 + 2.0, 0)),
+    ]
