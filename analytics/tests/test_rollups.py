@@ -23,7 +23,7 @@ from django.db import connection, transaction
 from analytics import rollups
 from analytics.backends import get_backend
 from analytics.backends.base import Query
-from analytics.models import DailyRollup, HourlyRollup, RollupWatermark
+from analytics.models import DIMENSIONS, DailyRollup, HourlyRollup, RollupWatermark
 from analytics.tests.conftest import Ledger, apply_all, on_another_connection
 from billing.usage import insert
 from testing.tenants import TenantFixture
@@ -51,13 +51,13 @@ def rollup_rows(ledger: Ledger, tenant: TenantFixture) -> dict[str, list[dict[st
 
     def read() -> dict[str, list[dict[str, Any]]]:
         return {
-            model.__name__: list(
-                model.objects.using("default")
+            model.__name__: [
+                dict(row)
+                for row in model.objects.using("default")
                 .filter(tenant_id=tenant.tenant.pk, bucket_start__gte=ledger.start, bucket_start__lt=end)
-                .order_by(*model._meta.get_field("tenant_id").model._meta.constraints[0].fields)
+                .order_by(*DIMENSIONS)
                 .values()
-                .iterator()
-            )
+            ]
             for model in (HourlyRollup, DailyRollup)
         }
 
