@@ -18,6 +18,7 @@ from rest_framework.test import APIClient
 from analytics.backends.base import status_class
 from analytics.tests.conftest import Ledger, apply_all
 from billing.usage import UsageRecord
+from testing.openapi import response_validator
 from testing.tenants import TenantFixture
 
 SUMMARY_URL = "/api/v1/analytics/summary"
@@ -84,9 +85,12 @@ def picked(answer: dict[str, Any]) -> dict[str, Any]:
 
 
 def get(client: APIClient, url: str, **params: Any) -> dict[str, Any]:
+    """The answer, checked against the OpenAPI document."""
     response = client.get(url, params)
     assert response.status_code == 200, response.content
     answer: dict[str, Any] = response.json()
+    errors = [error.message for error in response_validator(f"{url}/", "get").iter_errors(answer)]
+    assert errors == [], answer
     return answer
 
 
