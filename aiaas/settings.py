@@ -573,6 +573,8 @@ SPECTACULAR_SETTINGS = {
         # Two `mode` fields: the search mode keeps its name.
         "ModeEnum": ["hybrid", "vector", "keyword"],  # ingestion.search.SearchMode
         "DatasetImportModeEnum": ["append", "replace"],  # evals.datasets.ImportMode
+        "AnalyticsGroupByEnum": ["model", "key", "tier", "status"],
+        "GroupByEnum": ["day", "model", "key", "tier"],
     },
 }
 # Request bodies and slow clients (aiaas/request_limits.py, aiaas/http_protocol.py):

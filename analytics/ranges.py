@@ -75,6 +75,13 @@ class DateRange:
         return [self.start + index * self.step for index in range(count)]
 
     @property
+    def label(self) -> str:
+        """The range as people say it: whole days by their dates, hours by their times."""
+        if self.granularity == "day":
+            return f"{self.start:%b %d} to {self.last_day:%b %d, %Y} (UTC)"
+        return f"{self.start:%b %d %H:%M} to {self.end:%b %d %H:%M, %Y} (UTC)"
+
+    @property
     def last_day(self) -> date:
         return (self.end - DAY).date() if self.granularity == "day" else (self.end - HOUR).date()
 

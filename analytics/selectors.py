@@ -1,91 +1,97 @@
-"""What the dashboard's Analytics page reads, for one tenant, through the
-configured engine (analytics.backends.get_backend) only: the read model,
-never the raw ledger. Every query carries the tenant's id; key names come
-from the tenant's own keys."""
+"""The analytics answers the API serves: a tenant's figures from the read model,
+kept briefly in Redis per tenant and query.
+
+An answer is cached for settings.ANALYTICS_CACHE_SECONDS under a key carrying
+the tenant (`analytics:{t<id>}:<kind>:<digest of the query>`): a dashboard
+polling every few seconds costs one read-model query per window. Redis failing
+is not an error here; the answer is computed without it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from decimal import Decimal
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
 
+import redis
+from django.conf import settings
+
+from aiaas.redis_clients import sync_client
+from aiaas.redis_keys import tenant_key
 from analytics import rollups
 from analytics.backends import get_backend
-from analytics.backends.base import Figures, GroupBy, Point, Progress, Query
-from analytics.ranges import LONGEST, DateRange
-from tenants.models import ApiKey, Tenant
+from analytics.backends.base import Point, Query, figures_json
 
-# The rollup worker runs every few seconds; past this, the page says its figures are behind.
-LAG_NOTICE_SECONDS = 30.0
+logger = logging.getLogger(__name__)
+Answer = dict[str, Any]
 
 
-@dataclass(frozen=True)
-class KeySpend:
-    label: str
-    cost_usd: Decimal
-    requests: int
+def iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
 
 
-@dataclass(frozen=True)
-class DashboardFigures:
-    range: DateRange
-    summary: Figures
-    overall: list[Point]  # one per bucket with requests
-    by_status: list[Point]
-    by_model: list[Point]
-    by_tier: list[Point]
-    top_keys: list[KeySpend]
-    ever_served: bool  # any request in the longest range, when this one has none
-    progress: Progress  # how far the read model is behind the ledger (all tenants')
-
-    @property
-    def lagging(self) -> bool:
-        return self.progress.pending_rows > 0 and self.progress.lag_seconds >= LAG_NOTICE_SECONDS
+def summary(query: Query) -> Answer:
+    """`figures_json` of the range, with the range and how fresh the read model is."""
+    return cached(query, "summary", lambda: summary_answer(query))
 
 
-def dashboard_figures(tenant: Tenant, date_range: DateRange) -> DashboardFigures:
-    backend = get_backend()
-    summary = backend.summary(date_range.query(tenant.pk))
-    return DashboardFigures(
-        range=date_range,
-        summary=summary,
-        overall=backend.timeseries(date_range.query(tenant.pk)),
-        by_status=backend.timeseries(date_range.query(tenant.pk, "status")),
-        by_model=backend.timeseries(date_range.query(tenant.pk, "model")),
-        by_tier=backend.timeseries(date_range.query(tenant.pk, "tier")),
-        top_keys=spend_by_key(tenant, backend.timeseries(date_range.query(tenant.pk, "key"))),
-        ever_served=summary.requests > 0 or served_before(tenant, date_range),
-        progress=rollups.progress(backend.name),
-    )
+def timeseries(query: Query) -> Answer:
+    """One point per bucket (and group) with requests, in time order."""
+    return cached(query, "timeseries", lambda: timeseries_answer(query))
 
 
-def timeseries_of(tenant: Tenant, date_range: DateRange, group_by: GroupBy | None = None) -> list[Point]:
-    """The range's points, as GET /api/v1/analytics/timeseries returns them."""
-    return get_backend().timeseries(date_range.query(tenant.pk, group_by))
+def summary_answer(query: Query) -> Answer:
+    progress = rollups.progress()
+    return {
+        "object": "analytics.summary",
+        "from": iso(query.start),
+        "to": iso(query.end),
+        **figures_json(get_backend().summary(query)),
+        "freshness": {
+            "watermark": progress.watermark_id,
+            "pending_rows": progress.pending_rows,
+            "lag_seconds": round(progress.lag_seconds, 3),
+        },
+    }
 
 
-def served_before(tenant: Tenant, date_range: DateRange) -> bool:
-    longest = Query(tenant.pk, date_range.end - LONGEST, date_range.end, "day")
-    return get_backend().summary(longest).requests > 0
+def timeseries_answer(query: Query) -> Answer:
+    return {
+        "object": "list",
+        "from": iso(query.start),
+        "to": iso(query.end),
+        "granularity": query.granularity,
+        "group_by": query.group_by,
+        "data": [point_json(point) for point in get_backend().timeseries(query)],
+    }
 
 
-def spend_by_key(tenant: Tenant, points: Sequence[Point]) -> list[KeySpend]:
-    """Cost and requests per key over the points (grouped by key), named from the
-    tenant's own keys; requests without a key, or with a deleted one, say so."""
-    totals: dict[str | None, tuple[Decimal, int]] = {}
-    for point in points:
-        cost, requests = totals.get(point.group, (Decimal(0), 0))
-        totals[point.group] = (cost + point.figures.cost_usd, requests + point.figures.requests)
-    ids = [int(group) for group in totals if group and group.isdigit()]
-    keys = {str(key.pk): key for key in ApiKey.objects.filter(tenant=tenant, pk__in=ids)}
-    return [
-        KeySpend(label=key_label(group, keys), cost_usd=cost, requests=requests)
-        for group, (cost, requests) in totals.items()
-    ]
+def point_json(point: Point) -> Answer:
+    return {"t": iso(point.t), "group": point.group, **figures_json(point.figures)}
 
 
-def key_label(group: str | None, keys: dict[str, ApiKey]) -> str:
-    if not group:
-        return "No key"
-    key = keys.get(group)
-    return f"{key.name} ({key.prefix})" if key else f"Deleted key #{group}"
+def cache_key(query: Query, kind: str) -> str:
+    described = json.dumps(asdict(query), sort_keys=True, default=str)
+    return tenant_key("analytics", query.tenant_id, kind, hashlib.sha256(described.encode()).hexdigest()[:32])
+
+
+def cached(query: Query, kind: str, compute: Callable[[], Answer]) -> Answer:
+    key, client = cache_key(query, kind), sync_client("default")
+    try:
+        hit = client.get(key)
+    except redis.RedisError:
+        logger.warning("analytics: cache unavailable, answering without it", exc_info=True)
+        return compute()
+    if hit is not None:
+        answer: Answer = json.loads(hit)
+        return answer
+    answer = compute()
+    try:
+        client.set(key, json.dumps(answer), ex=settings.ANALYTICS_CACHE_SECONDS)
+    except redis.RedisError:
+        logger.warning("analytics: answer not cached", exc_info=True)
+    return answer

@@ -6,16 +6,17 @@ from __future__ import annotations
 import csv
 import json
 import re
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from io import StringIO
 
 import pytest
 
-from analytics.backends import get_backend
-from analytics.backends.base import Query, figures_json
-from analytics.export import FIXED_COLUMNS
+from accounts.models import Role
+from accounts.tests.factories import browser_for, make_user
+from analytics.export import FIXED_COLUMNS, flat
 from analytics.tests.conftest import Ledger, apply_all
+from analytics.web.charts import MOST_GROUPS, cost_of, largest_groups, model_label, stacked
 from billing.usage import UsageRecord
 from testing.tenants import TenantFixture
 
@@ -150,9 +151,14 @@ def test_an_anonymous_visitor_is_sent_to_sign_in(tenant: TenantFixture) -> None:
 def test_the_csv_export_is_the_apis_timeseries(tenant: TenantFixture, ledger: Ledger) -> None:
     traffic(tenant, ledger)
     window = days(ledger)
+    api = tenant.api_client().get(
+        "/api/v1/analytics/timeseries",
+        {"from": ledger.start.isoformat(), "to": (ledger.start + 3 * DAY).isoformat(), "granularity": "day"},
+    )
 
     response = tenant.web_client().get(EXPORT, window)
 
+    assert api.status_code == 200
     assert response.status_code == 200
     assert response["Content-Type"] == "text/csv; charset=utf-8"
     assert response["Content-Disposition"] == (
@@ -167,21 +173,18 @@ def test_the_csv_export_is_the_apis_timeseries(tenant: TenantFixture, ledger: Le
         "tiers.1",
         "tiers.2",
     ]
-    points = get_backend().timeseries(Query(tenant.tenant.pk, ledger.start, ledger.start + 3 * DAY, "day"))
-    assert [row["t"] for row in rows] == [point.t.isoformat() for point in points]
-    assert [row["t"][:10] for row in rows] == [window["from"], (ledger.start + DAY).date().isoformat()]
+    points = api.json()["data"]
+    assert len(rows) == len(points) == 2
     for row, point in zip(rows, points, strict=True):
-        api = figures_json(point.figures)
-        assert row["requests"] == str(api["requests"])
-        assert row["cost_usd"] == api["cost_usd"]
-        assert row["success_rate"] == str(api["success_rate"])
-        assert row["latency_ms.p95"] == str(api["latency_ms"]["p95"])  # type: ignore[index]
-        assert row["ttft_ms.p50"] == str(api["ttft_ms"]["p50"])  # type: ignore[index]
-    assert (rows[0]["requests"], rows[0]["cost_usd"], rows[0]["errors.rate_limit_error"]) == (
+        for name, value in flat(point):
+            assert row[name] == ("" if value is None else str(value)), name
+    assert (rows[0]["t"], rows[0]["requests"], rows[0]["cost_usd"]) == (
+        f"{window['from']}T00:00:00Z",
         "2",
         "0.005000",
-        "0",
     )
+    assert rows[0]["errors.rate_limit_error"] == "0"
+    assert float(rows[0]["ttft_ms.p50"]) == pytest.approx(80, rel=0.01)  # the sketch's bound
     assert (rows[1]["requests"], rows[1]["errors.provider_error"], rows[1]["errors.rate_limit_error"]) == (
         "2",
         "1",
@@ -208,6 +211,8 @@ def test_a_range_without_requests_says_so(tenant: TenantFixture, ledger: Ledger)
     content = tenant.web_client().get(PAGE, days(ledger, first=10)).content.decode()
 
     assert "<h2>No requests in this range</h2>" in content
+    first, last = ledger.start + 10 * DAY, ledger.start + 12 * DAY
+    assert f"but none from {first:%b %d} to {last:%b %d, %Y} (UTC)." in content
     assert 'id="chart-requests"' not in content
 
 
@@ -230,7 +235,8 @@ def test_requests_not_counted_yet_are_explained(tenant: TenantFixture, ledger: L
     assert "<h2>Nothing counted yet</h2>" in content
     assert re.search(r"Analytics is \d+ s behind the usage ledger \(1 request of all workspaces", content)
     apply_all()
-    caught_up = tenant.web_client().get(PAGE, days(ledger)).content.decode()
+    # Another range: the first answer is cached for ANALYTICS_CACHE_SECONDS.
+    caught_up = tenant.web_client().get(PAGE, days(ledger, count=2)).content.decode()
     assert '<div class="stat-value" id="kpi-requests">1</div>' in caught_up
     assert 'id="analytics-lag"' not in caught_up
 
@@ -276,3 +282,30 @@ def test_an_unknown_grouping_is_a_400(tenant: TenantFixture) -> None:
         "Group by: Select a valid choice. tenant is not one of the available choices."
         in response.content.decode()
     )
+
+
+def test_a_member_reads_the_page_without_the_managers_links(tenant: TenantFixture, ledger: Ledger) -> None:
+    apply_all()
+    member = browser_for(tenant, make_user(tenant, role=Role.MEMBER))
+
+    response = member.get(PAGE, days(ledger))
+
+    assert response.status_code == 200
+    assert "<h2>No traffic yet</h2>" in response.content.decode()
+    assert "/dashboard/playground/" not in response.content.decode()
+
+
+def test_a_stacked_chart_shows_the_largest_groups_and_sums_the_rest_as_other() -> None:
+    axis = (datetime(2026, 12, 1, tzinfo=UTC), datetime(2026, 12, 2, tzinfo=UTC))
+    points = [
+        {"t": "2026-12-01T00:00:00Z", "group": f"model-{index}", "cost_usd": f"{index}.000000"}
+        for index in range(1, MOST_GROUPS + 3)
+    ]
+    order = largest_groups(points, cost_of)
+
+    series = stacked(axis, points, cost_of, order, model_label)
+
+    assert [(one.label, one.values) for one in series] == [
+        *[(f"model-{index}", (float(index), 0)) for index in range(MOST_GROUPS + 2, 2, -1)],
+        ("Other", (1.0 + 2.0, 0)),
+    ]

@@ -62,6 +62,11 @@ def test_a_range_of_366_days_is_allowed() -> None:
     assert len(DateRange.days(date(2025, 1, 1), date(2026, 1, 1)).buckets) == 366
 
 
+def test_a_range_reads_as_days_or_hours() -> None:
+    assert DateRange.last(Preset.WEEK, NOW).label == "Dec 01 to Dec 07, 2026 (UTC)"
+    assert DateRange.last(Preset.DAY, NOW).label == "Dec 06 09:00 to Dec 07 09:00, 2026 (UTC)"
+
+
 def test_a_range_asks_for_its_tenant_and_granularity() -> None:
     query = DateRange.last(Preset.WEEK, NOW).query(42, "model")
 

@@ -1,4 +1,4 @@
-"""The Analytics page's charts, built from its figures (analytics/selectors.py)
+"""The Analytics page's charts, built from the API's answers (analytics/dashboard.py)
 with the shared chart layer (aiaas/charts.py)."""
 
 from __future__ import annotations
@@ -7,40 +7,44 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from aiaas.charts import Bar, BarList, Chart, ChartKind, Series, Unit, requests_text
-from analytics.backends.base import Figures, Point
-from analytics.selectors import DashboardFigures
+from analytics.dashboard import DashboardFigures
+from analytics.selectors import Answer
 
 # A stacked chart shows this many groups, largest first, and the rest as "Other".
 MOST_GROUPS = 6
 TOP_KEYS = 10
 STATUS_LABELS = {"2xx": "Served (2xx)", "4xx": "Refused (4xx)", "5xx": "Failed (5xx)"}
 
-Value = Callable[[Figures], float | None]
+Value = Callable[[Answer], float | None]
 
 
-def requests_of(figures: Figures) -> float:
-    return figures.requests
+def requests_of(point: Answer) -> float:
+    return float(point["requests"])
 
 
-def cost_of(figures: Figures) -> float:
-    return float(figures.cost_usd)
+def cost_of(point: Answer) -> float:
+    return float(point["cost_usd"])
 
 
 def percentile(name: str) -> Value:
-    return lambda figures: figures.latency.percentiles()[name]
+    return lambda point: point["latency_ms"][name]
+
+
+def moment_of(point: Answer) -> datetime:
+    return datetime.fromisoformat(point["t"])
 
 
 def along(
-    axis: Sequence[datetime], points: Sequence[Point], value: Value, empty: float | None
+    axis: Sequence[datetime], points: Sequence[Answer], value: Value, empty: float | None
 ) -> tuple[float | None, ...]:
     """One value per bucket of the axis: the point's, or `empty` where no point is."""
-    at = {point.t: value(point.figures) for point in points}
+    at = {moment_of(point): value(point) for point in points}
     return tuple(at.get(moment, empty) for moment in axis)
 
 
 def stacked(
     axis: Sequence[datetime],
-    points: Sequence[Point],
+    points: Sequence[Answer],
     value: Value,
     order: Sequence[str | None],
     label: Callable[[str | None], str],
@@ -48,22 +52,22 @@ def stacked(
     """One series per group in `order`, the groups past MOST_GROUPS summed as "Other"."""
     shown = list(order[:MOST_GROUPS])
     series = [
-        Series(label(group), along(axis, [p for p in points if p.group == group], value, 0))
+        Series(label(group), along(axis, [p for p in points if p["group"] == group], value, 0))
         for group in shown
     ]
-    rest = [point for point in points if point.group not in shown]
+    rest = [point for point in points if point["group"] not in shown]
     if rest:
         totals: dict[datetime, float] = {}
         for point in rest:
-            totals[point.t] = totals.get(point.t, 0) + (value(point.figures) or 0)
+            totals[moment_of(point)] = totals.get(moment_of(point), 0) + (value(point) or 0)
         series.append(Series("Other", tuple(totals.get(moment, 0) for moment in axis)))
     return tuple(series)
 
 
-def largest_groups(points: Sequence[Point], value: Value) -> list[str | None]:
+def largest_groups(points: Sequence[Answer], value: Value) -> list[str | None]:
     totals: dict[str | None, float] = {}
     for point in points:
-        totals[point.group] = totals.get(point.group, 0) + (value(point.figures) or 0)
+        totals[point["group"]] = totals.get(point["group"], 0) + (value(point) or 0)
     return sorted(totals, key=lambda group: totals[group], reverse=True)
 
 
@@ -84,7 +88,7 @@ def charts_of(figures: DashboardFigures) -> dict[str, Chart | BarList]:
         return Chart(id=id, title=title, kind=kind, unit=unit, axis=axis, step_seconds=step, series=series)
 
     statuses = [
-        status for status in STATUS_LABELS if any(point.group == status for point in figures.by_status)
+        status for status in STATUS_LABELS if any(point["group"] == status for point in figures.by_status)
     ]
     return {
         "requests": chart(
@@ -135,14 +139,14 @@ def charts_of(figures: DashboardFigures) -> dict[str, Chart | BarList]:
             "chart-errors",
             "Errors by type",
             Unit.COUNT,
-            [Bar(kind, count) for kind, count in figures.summary.errors.items()],
+            [Bar(kind, count) for kind, count in figures.summary["errors"].items()],
             TOP_KEYS,
         ),
     }
 
 
-def group_keys(points: Sequence[Point]) -> set[str | None]:
-    return {point.group for point in points}
+def group_keys(points: Sequence[Answer]) -> set[str | None]:
+    return {point["group"] for point in points}
 
 
 def tier_order(group: str | None) -> tuple[bool, int]:

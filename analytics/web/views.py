@@ -1,5 +1,5 @@
 """The dashboard's Analytics page: the tenant's KPIs over a range, as charts, and
-its timeseries as CSV. Both read through analytics.selectors (the read model)."""
+its timeseries as CSV. Both read the API's answers (analytics/dashboard.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
+from analytics.dashboard import dashboard_figures, timeseries_of
 from analytics.export import timeseries_csv
 from analytics.ranges import Preset
-from analytics.selectors import dashboard_figures, timeseries_of
 from analytics.web.charts import charts_of
 from analytics.web.forms import DEFAULT_PRESET, ExportForm, RangeForm
 from tenants.web.base import PageAccess, tenant_page
