@@ -287,13 +287,17 @@ def test_comparing_what_cannot_be_compared_is_a_400_page(tenant: TenantFixture, 
     assert expected in html_of(response)
 
 
-def test_the_comparison_form_alone_renders(tenant: TenantFixture) -> None:
-    make_experiment(tenant, make_version(tenant, cases=1), [True])
+def test_the_comparison_form_alone_renders_with_the_experiment_a_link_names(tenant: TenantFixture) -> None:
+    experiment = make_experiment(tenant, make_version(tenant, cases=1), [True])
+    browser = tenant.web_client()
 
-    response = tenant.web_client().get(f"{EVALS}compare/")
+    link = f"{EVALS}compare/?candidate={experiment.pk}"
+    response = browser.get(link)
 
     assert response.status_code == 200
     assert html_of(response).count('<select name="') == 2
+    assert html_of(response).count(f'<option value="{experiment.pk}" selected>') == 1
+    assert link in html_of(browser.get(f"{EVALS}experiments/{experiment.pk}/"))
 
 
 # Datasets
@@ -322,6 +326,7 @@ def test_a_bad_dataset_name_is_a_400_page(tenant: TenantFixture, name: str, mess
 
 def test_a_dataset_page_shows_its_versions_and_its_cases_page_by_page(tenant: TenantFixture) -> None:
     version = make_version(tenant, cases=60)
+    experiment = make_experiment(tenant, version, [True])
     browser = tenant.web_client()
     page = f"{EVALS}datasets/{version.dataset_id}/"
 
@@ -329,6 +334,7 @@ def test_a_dataset_page_shows_its_versions_and_its_cases_page_by_page(tenant: Te
     second = html_of(browser.get(page, {"version": "1", "page": "2"}))
 
     assert first.count("<code>case-") == 50
+    assert f'href="{EVALS}experiments/{experiment.pk}/"' in first
     assert second.count("<code>case-") == 10
     assert "<code>case-51</code>" in second
     assert "Page 2 of 2 (60)" in second

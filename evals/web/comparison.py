@@ -77,9 +77,10 @@ def comparison_context(form: CompareForm) -> dict[str, Any]:
 @tenant_page
 @require_GET
 def compare(request: HttpRequest, access: PageAccess) -> HttpResponse:
+    """The form alone until both experiments are named (a link may name one)."""
     context: dict[str, Any] = {"experiments": experiments_offered()}
-    if not request.GET:
-        context["form"] = CompareForm()
+    if not {"baseline", "candidate"} <= set(request.GET):
+        context["form"] = CompareForm(initial=request.GET.dict())
         return render(request, "evals/compare.html", context)
     form = CompareForm(request.GET)
     if form.is_valid():

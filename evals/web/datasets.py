@@ -20,7 +20,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from agents.models import Run, RunStatus
 from evals import datasets, golden
-from evals.models import Case, Dataset, DatasetVersion
+from evals.models import Case, Dataset, DatasetVersion, Experiment
 from evals.traffic import whole_chat_requests
 from evals.web.forms import DatasetForm, ImportForm, TrafficForm
 from request_logs.models import RequestLog
@@ -28,6 +28,7 @@ from tenants.web.base import PageAccess, manager_page, tenant_page
 
 CASES_PAGE_SIZE = 50
 TRAFFIC_PICKS = 50
+DATASET_EXPERIMENTS = 20
 EXPORT_FORMATS = frozenset(file_format.value for file_format in datasets.FileFormat)
 
 
@@ -76,6 +77,9 @@ def dataset_page(
         "cases": Paginator(cases, CASES_PAGE_SIZE).get_page(request.GET.get("page")),
         "import_form": import_form or ImportForm(),
         "version_query": f"version={version.version}&" if version else "",
+        "experiments": Experiment.objects.filter(version__dataset=dataset).select_related("version__dataset")[
+            :DATASET_EXPERIMENTS
+        ],
     }
     return render(request, "evals/dataset.html", context, status=status)
 
