@@ -79,6 +79,30 @@ def test_an_experiment_shows_its_figures_outputs_scores_and_the_judges_reasoning
     assert 'data-live="0"' in html
 
 
+def test_the_cases_table_shows_all_the_failed_or_the_unlabelled_results(tenant: TenantFixture) -> None:
+    experiment = make_experiment(tenant, make_version(tenant, cases=3), [True, False, False])
+    with tenant_context(tenant.tenant):
+        CaseResult.objects.filter(experiment=experiment, case__key="case-2").update(human_label=False)
+    browser = tenant.web_client()
+    page = f"{EVALS}experiments/{experiment.pk}/"
+
+    shown = {
+        view: [
+            key
+            for key in ("case-1", "case-2", "case-3")
+            if f"<code>{key}</code>" in html_of(browser.get(page, {"show": view}))
+        ]
+        for view in ("all", "failed", "unlabelled", "nonsense")
+    }
+
+    assert shown == {
+        "all": ["case-1", "case-2", "case-3"],
+        "failed": ["case-2", "case-3"],
+        "unlabelled": ["case-1", "case-3"],
+        "nonsense": ["case-1", "case-2", "case-3"],
+    }
+
+
 def test_a_running_experiment_serves_its_progress_and_a_token_for_its_stream(tenant: TenantFixture) -> None:
     version = make_version(tenant, cases=3)
     experiment = make_experiment(tenant, version, [True], status=ExperimentStatus.RUNNING)
@@ -111,8 +135,11 @@ def test_a_label_click_stores_the_human_label(tenant: TenantFixture) -> None:
 
     stored = []
     for label in ("fail", "pass", "clear"):
-        response = browser.post(url, {"label": label, "page": "1"})
-        assert response["Location"] == f"{EVALS}experiments/{experiment.pk}/?page=1#result-{result.pk}"
+        response = browser.post(url, {"label": label, "page": "1", "show": "failed"})
+        assert (
+            response["Location"]
+            == f"{EVALS}experiments/{experiment.pk}/?show=failed&page=1#result-{result.pk}"
+        )
         stored.append(label_of(tenant, result))
 
     assert stored == [False, True, None]

@@ -31,6 +31,12 @@ from tenants.web.base import PageAccess, manager_page, tenant_page
 
 PAGE_SIZE = 50
 TREND_DAYS = 30
+# The per-case table's views: every result, those that failed, those nobody labelled yet.
+RESULT_FILTERS: dict[str, dict[str, Any]] = {
+    "all": {},
+    "failed": {"passed": False},
+    "unlabelled": {"human_label__isnull": True},
+}
 
 
 def experiments_with_versions() -> Any:
@@ -95,13 +101,16 @@ def experiment_stream_token(request: HttpRequest, access: PageAccess, pk: str) -
 def experiment_page(
     request: HttpRequest, experiment: Experiment, status: int = 200, label_form: LabelForm | None = None
 ) -> HttpResponse:
-    results = experiment.results.select_related("case").order_by("case__position")
+    show = request.GET.get("show", "all")
+    results = experiment.results.filter(**RESULT_FILTERS.get(show, {})).select_related("case")
     judge = judge_of(experiment)
     context: dict[str, Any] = {
         "experiment": experiment,
         "aggregates": experiment.aggregates or {},
         "progress": progress_of(experiment),
-        "results": Paginator(results, PAGE_SIZE).get_page(request.GET.get("page")),
+        "show": show if show in RESULT_FILTERS else "all",
+        "show_query": f"show={show}&" if show in RESULT_FILTERS else "",
+        "results": Paginator(results.order_by("case__position"), PAGE_SIZE).get_page(request.GET.get("page")),
         "label_form": label_form or LabelForm(),
         "judge": judge,
         "agreement": judge_agreement(experiment, judge),
@@ -133,10 +142,9 @@ def result_label(request: HttpRequest, access: PageAccess, pk: int) -> HttpRespo
     if not form.is_valid():
         return experiment_page(request, result.experiment, 400, label_form=form)
     labels.set_human_label(result, form.human_label())
-    page = form.cleaned_data["page"] or 1
-    return redirect(
-        f"{reverse('evals:experiment', args=[result.experiment_id])}?page={page}#result-{result.pk}"
-    )
+    page, show = form.cleaned_data["page"] or 1, form.cleaned_data["show"] or "all"
+    detail = reverse("evals:experiment", args=[result.experiment_id])
+    return redirect(f"{detail}?show={show}&page={page}#result-{result.pk}")
 
 
 def new_experiment_page(request: HttpRequest, form: ExperimentForm, status: int = 200) -> HttpResponse:

@@ -115,7 +115,11 @@ class CompareForm(forms.Form):
 
 class LabelForm(forms.Form):
     label = forms.ChoiceField(choices=[("pass", "Pass"), ("fail", "Fail"), ("clear", "Clear")])
+    # Where the label was given, to return there.
     page = forms.IntegerField(min_value=1, required=False, widget=forms.HiddenInput)
+    show = forms.ChoiceField(
+        choices=[("all", "all"), ("failed", "failed"), ("unlabelled", "unlabelled")], required=False
+    )
 
     def human_label(self) -> bool | None:
         return {"pass": True, "fail": False}.get(self.cleaned_data["label"])
