@@ -575,3 +575,14 @@ def test_the_evals_own_calls_are_not_offered_as_traffic(tenant: TenantFixture) -
     assert "req_exp_0123_abc" not in html_of(page)
     assert picked.status_code == 400
     assert "Select a valid choice" in html_of(picked)
+
+
+def test_an_experiment_still_running_can_be_compared_on_the_cases_it_has_done(tenant: TenantFixture) -> None:
+    version = make_version(tenant, cases=3)
+    baseline = make_experiment(tenant, version, [True, True, True])
+    running = make_experiment(tenant, version, [False], status=ExperimentStatus.RUNNING)
+
+    response = tenant.web_client().get(f"{EVALS}compare/", {"baseline": baseline.pk, "candidate": running.pk})
+
+    assert response.status_code == 200
+    assert 'id="change-counts">1 / 0 / 0<' in html_of(response)
