@@ -20,6 +20,7 @@ from accounts.tests.factories import browser_for, make_user
 from agents.tests.factories import make_run
 from evals.models import CaseResult, Dataset, DatasetVersion, Experiment, ExperimentStatus
 from evals.tests.web_factories import make_experiment, make_version
+from evals.web import comparison as comparison_page
 from request_logs.models import RequestLog
 from testing.tenants import TenantFixture
 
@@ -586,3 +587,22 @@ def test_an_experiment_still_running_can_be_compared_on_the_cases_it_has_done(te
 
     assert response.status_code == 200
     assert 'id="change-counts">1 / 0 / 0<' in html_of(response)
+
+
+def test_a_long_comparison_is_paged_with_the_regressions_on_the_first_page(
+    tenant: TenantFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(comparison_page, "ROWS_PER_PAGE", 2)
+    version = make_version(tenant, cases=3)
+    baseline = make_experiment(tenant, version, [True, True, True])
+    candidate = make_experiment(tenant, version, [True, True, False])
+    browser = tenant.web_client()
+    query = {"baseline": baseline.pk, "candidate": candidate.pk}
+
+    first = html_of(browser.get(f"{EVALS}compare/", query))
+    second = html_of(browser.get(f"{EVALS}compare/", {**query, "page": "2"}))
+
+    assert first.count("data-change=") == 2
+    assert 'data-change="regressed"' in first
+    assert second.count("data-change=") == 1
+    assert f"?baseline={baseline.pk}&amp;candidate={candidate.pk}&amp;page=2" in first

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
@@ -17,6 +18,7 @@ from evals.web.forms import CompareForm
 from tenants.web.base import PageAccess, tenant_page
 
 CHOICES = 200
+ROWS_PER_PAGE = 100
 
 
 @dataclass(frozen=True)
@@ -26,14 +28,12 @@ class SideBySide:
     candidate: CaseResult
 
 
-def side_by_side(
-    baseline: Experiment, candidate: Experiment, changes: tuple[CaseChange, ...]
-) -> list[SideBySide]:
+def side_by_side(baseline: Experiment, candidate: Experiment, changes: list[CaseChange]) -> list[SideBySide]:
     """Each compared case with both results, in the comparison's order (regressions first)."""
-    results = {
-        (result.experiment_id, result.case.key): result
-        for result in CaseResult.objects.filter(experiment__in=[baseline, candidate]).select_related("case")
-    }
+    found = CaseResult.objects.filter(
+        experiment__in=[baseline, candidate], case__key__in=[change.key for change in changes]
+    ).select_related("case")
+    results = {(result.experiment_id, result.case.key): result for result in found}
     return [
         SideBySide(change, results[(baseline.pk, change.key)], results[(candidate.pk, change.key)])
         for change in changes
@@ -44,7 +44,7 @@ def experiments_offered() -> Any:
     return Experiment.objects.select_related("version__dataset").filter(aggregates__isnull=False)[:CHOICES]
 
 
-def comparison_context(form: CompareForm) -> dict[str, Any]:
+def comparison_context(form: CompareForm, page_number: str | None) -> dict[str, Any]:
     """The comparison the form asks for, or the form's errors."""
     found = {
         experiment.pk: experiment
@@ -63,14 +63,16 @@ def comparison_context(form: CompareForm) -> dict[str, Any]:
     except selectors.ComparisonError as error:
         form.add_error(None, f"{error} Compare two experiments on one dataset: cases are matched by key.")
         return {}
-    rows = side_by_side(baseline, candidate, comparison.cases)
+    page = Paginator(comparison.cases, ROWS_PER_PAGE).get_page(page_number)
     return {
         "baseline": baseline,
         "candidate": candidate,
         "comparison": comparison,
         "improved": comparison.count(Change.IMPROVED),
         "unchanged": comparison.count(Change.UNCHANGED),
-        "rows": rows,
+        "rows": side_by_side(baseline, candidate, list(page)),
+        "page": page,
+        "query": f"baseline={baseline.pk}&candidate={candidate.pk}&",
     }
 
 
@@ -82,8 +84,8 @@ def compare(request: HttpRequest, access: PageAccess) -> HttpResponse:
     if not {"baseline", "candidate"} <= set(request.GET):
         context["form"] = CompareForm(initial=request.GET.dict())
         return render(request, "evals/compare.html", context)
-    form = CompareForm(request.GET)
+    form = CompareForm({name: request.GET.get(name, "") for name in ("baseline", "candidate")})
     if form.is_valid():
-        context.update(comparison_context(form))
+        context.update(comparison_context(form, request.GET.get("page")))
     context["form"] = form
     return render(request, "evals/compare.html", context, status=400 if form.errors else 200)
