@@ -118,6 +118,8 @@ class Experiment(models.Model):
     target = models.JSONField()
     # Experiment-wide scorers besides the version's and the cases' assertions, e.g. an LLM judge.
     scorers = models.JSONField(default=list, blank=True)
+    # The experiment of the same dataset whose outputs a pairwise judge compares with.
+    baseline = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     concurrency = models.PositiveSmallIntegerField(
         default=4, validators=[MinValueValidator(1), MaxValueValidator(32)]
     )
@@ -125,8 +127,9 @@ class Experiment(models.Model):
         max_length=10, choices=ExperimentStatus.choices, default=ExperimentStatus.QUEUED
     )
     error = models.TextField(blank=True)
-    # {"n", "passed", "pass_rate", "mean_score", "ci_low", "ci_high", "cost_usd",
-    #  "latency_ms": {"p50", "p95"}, "errors"}: evals/statistics.py, written when it finishes.
+    # {"n", "passed", "errors", "pass_rate", "ci_low", "ci_high" (the pass rate's 95% bootstrap
+    #  interval), "mean_score", "score_ci_low", "score_ci_high", "cost_usd", "latency_ms": {"p50",
+    #  "p95"}}: evals/statistics.py, written when it ends.
     aggregates = models.JSONField(null=True, blank=True)
     cost_usd = models.DecimalField(max_digits=14, decimal_places=8, default=0)
     # The key the experiment's calls are attributed to (limits, budget, ledger).

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
@@ -181,6 +181,7 @@ class Window:
 
     experiment: Experiment
     counts: Counts
+    baseline_outputs: dict[str, Any]  # case key -> the baseline experiment's output (pairwise judges)
     tasks: set[asyncio.Task[Evaluated]] = field(default_factory=set)
     beat_at: float = field(default_factory=time.monotonic)
     published_at: float = 0.0
@@ -192,16 +193,23 @@ def run_cases(experiment: Experiment, api_key: ApiKey, target: Target) -> tuple[
     cases = iter(
         list(Case.objects.filter(version_id=experiment.version_id).exclude(results__experiment=experiment))
     )
-    window = Window(experiment, selectors.counts(experiment))
+    window = Window(experiment, selectors.counts(experiment), selectors.outputs(experiment.baseline_id))
     try:
         while True:
             while len(window.tasks) < experiment.concurrency and (case := next(cases, None)) is not None:
                 call = CaseCall(experiment.pk, case, api_key, rt.gateway)
-                window.tasks.add(loop.create_task(evaluate(experiment, call, target)))
+                baseline_output = window.baseline_outputs.get(case.key)
+                window.tasks.add(loop.create_task(evaluate(experiment, call, target, baseline_output)))
             if not window.tasks:
                 return ExperimentStatus.SUCCEEDED, ""
-            done, window.tasks = rt.run(asyncio.wait(window.tasks, return_when=asyncio.FIRST_COMPLETED))
-            store(window, [task.result() for task in done])
+            # A round ends at the first completion, or after a heartbeat's time of none
+            # (every case waiting out a Retry-After): the runner still beats and sees a cancel.
+            waiting = asyncio.wait(
+                window.tasks, timeout=HEARTBEAT_SECONDS, return_when=asyncio.FIRST_COMPLETED
+            )
+            done, window.tasks = rt.run(waiting)
+            if done:
+                store(window, [task.result() for task in done])
             if not look_up(window):
                 return None, ""
     finally:
@@ -246,7 +254,7 @@ def look_up(window: Window) -> bool:
     )
 
 
-async def evaluate(experiment: Experiment, call: CaseCall, target: Target) -> Evaluated:
+async def evaluate(experiment: Experiment, call: CaseCall, target: Target, baseline_output: Any) -> Evaluated:
     """The case answered by the target and scored; a failure of either is the case's error."""
     case = call.case
     started = time.perf_counter()
@@ -255,7 +263,9 @@ async def evaluate(experiment: Experiment, call: CaseCall, target: Target) -> Ev
     except (GatewayError, CaseFailedError) as error:
         return failed(case, None, error, started)
     latency_ms = round((time.perf_counter() - started) * 1000)
-    observation = Observation(case.key, case.input, case.expected, answer.output, latency_ms, answer.cost_usd)
+    observation = Observation(
+        case.key, case.input, case.expected, answer.output, latency_ms, answer.cost_usd, baseline_output
+    )
     judging = JudgeContext(
         call.gateway, call.api_key, CaseResult.request_id_for(experiment.pk, case.key, "judge")
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from django.db.models import Count, Q
 
@@ -29,6 +30,14 @@ def observed(experiment_id: str) -> list[Observed]:
         Observed(key, passed, score, status == ResultStatus.ERRORED, latency_ms, cost_usd)
         for key, passed, score, status, latency_ms, cost_usd in rows
     ]
+
+
+def outputs(experiment_id: str | None) -> dict[str, Any]:
+    """Case key -> the experiment's output (errored cases left out); none without an experiment."""
+    if experiment_id is None:
+        return {}
+    found = CaseResult.objects.filter(experiment_id=experiment_id, status=ResultStatus.SUCCEEDED)
+    return dict(found.values_list("case__key", "output"))
 
 
 def aggregates_of(experiment_id: str) -> Aggregates:

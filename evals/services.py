@@ -24,6 +24,7 @@ from tenants.models import ApiKey
 
 MAX_CONCURRENCY = 32
 MAX_ERROR_CHARACTERS = 2000
+PAIRWISE_JUDGE = "pairwise_judge"
 
 
 class ExperimentInputError(ValueError):
@@ -44,11 +45,14 @@ def create_experiment(
     name: str = "",
     schedule: str = "",
     *,
+    baseline: Experiment | None = None,
     enqueue: bool = True,
 ) -> Experiment:
     """A queued experiment of `version` against the target, attributed to `api_key`
     (of this schema's tenant), sent to the evals queue on commit unless `enqueue`
-    is false (its caller runs it: `runner.run`). ExperimentInputError if invalid."""
+    is false (its caller runs it: `runner.run`). `baseline`: an experiment of the
+    same dataset whose outputs a pairwise judge compares with (required by one).
+    ExperimentInputError if invalid."""
     if api_key.tenant.schema_name != current_schema_name():
         raise ExperimentInputError("The API key is not this organization's.", "api_key")
     try:
@@ -56,6 +60,7 @@ def create_experiment(
     except TargetError as error:
         raise ExperimentInputError(error.message, error.param) from None
     check_scorers(version, scorers)
+    check_baseline(version, scorers, baseline)
     with transaction.atomic():
         experiment = Experiment.objects.create(
             name=name,
@@ -63,6 +68,7 @@ def create_experiment(
             target_kind=target_kind,
             target=pinned,
             scorers=scorers,
+            baseline=baseline,
             concurrency=check_concurrency(concurrency),
             api_key_id=api_key.pk,
             stream_id=streams.new_stream_id("exp"),
@@ -89,6 +95,15 @@ def check_scorers(version: DatasetVersion, specs: Any) -> None:
             scorers.build(assertions)
         except ScorerSpecError as error:
             raise ExperimentInputError(f"Case `{key}`: {error}", "version") from None
+
+
+def check_baseline(version: DatasetVersion, specs: list[Any], baseline: Experiment | None) -> None:
+    if baseline is None:
+        if any(isinstance(spec, dict) and spec.get("type") == PAIRWISE_JUDGE for spec in specs):
+            raise ExperimentInputError("A `pairwise_judge` needs a baseline experiment.", "baseline")
+        return
+    if baseline.version.dataset_id != version.dataset_id:
+        raise ExperimentInputError("The baseline is an experiment of another dataset.", "baseline")
 
 
 def check_concurrency(concurrency: Any) -> int:

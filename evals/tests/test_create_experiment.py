@@ -88,6 +88,11 @@ def refusal(tenant: TenantFixture, version: DatasetVersion | None = None, **fiel
         ({"target_kind": "agent", "target": {"agent": "nobody"}}, "target.agent", "No agent `nobody`."),
         ({"scorers": {"type": "contains"}}, "scorers", "`scorers` must be a list of scorer specs."),
         ({"scorers": [{"type": "telepathy"}]}, "scorers", None),
+        (
+            {"scorers": [{"type": "pairwise_judge"}]},
+            "baseline",
+            "A `pairwise_judge` needs a baseline experiment.",
+        ),
         ({"concurrency": 0}, "concurrency", "`concurrency` must be an integer from 1 to 32."),
         ({"concurrency": "4"}, "concurrency", "`concurrency` must be an integer from 1 to 32."),
     ],
@@ -165,3 +170,12 @@ def test_another_tenants_key_is_refused(
             other_tenant.provisioned.issued_key.api_key,
         )
     assert refused.value.param == "api_key"
+
+
+def test_a_baseline_of_another_dataset_is_refused(tenant: TenantFixture, registry: str) -> None:
+    with tenant_context(tenant.tenant):
+        baseline = create(tenant, make_version())
+        assert refusal(tenant, make_version(), baseline=baseline) == (
+            "baseline",
+            "The baseline is an experiment of another dataset.",
+        )

@@ -28,6 +28,7 @@ from evals.models import (
     ResultStatus,
 )
 from evals.sweeper import sweep_schema
+from evals.tasks import sweep
 from evals.tests.experiments import (
     PARAMS,
     absent_word,
@@ -340,3 +341,29 @@ def make_inline_version() -> DatasetVersion:
     version = DatasetVersion.objects.create(dataset=dataset, version=1)
     Case.objects.create(version=version, key="only", position=0, input={"messages": []})
     return version
+
+
+def test_the_sweep_task_covers_every_tenant(
+    tenant: TenantFixture, other_tenant: TenantFixture, django_capture_on_commit_callbacks: Any
+) -> None:
+    long_ago = timezone.now() - timedelta(hours=1)
+    silent = []
+    for owner in (tenant, other_tenant):
+        with tenant_context(owner.tenant):
+            made = Experiment.objects.create(
+                version=make_inline_version(),
+                target_kind="model",
+                target={"model": "sim-small"},
+                api_key_id=owner.provisioned.issued_key.api_key.pk,
+                status=ExperimentStatus.RUNNING,
+                heartbeat_at=long_ago,
+            )
+            silent.append((owner, made.pk))
+
+    with django_capture_on_commit_callbacks() as queued:
+        assert sweep() >= 2
+
+    assert len(queued) >= 2
+    for owner, experiment_id in silent:
+        with tenant_context(owner.tenant):
+            assert Experiment.objects.get(pk=experiment_id).heartbeat_at != long_ago
