@@ -413,6 +413,18 @@ CELERY_BEAT_SCHEDULE["sweep-evals"] = {
 # a version holds at most EVALS_MAX_CASES_PER_VERSION cases.
 EVALS_IMPORT_MAX_BYTES = env.int("EVALS_IMPORT_MAX_BYTES", default=1024 * 1024)
 EVALS_MAX_CASES_PER_VERSION = env.int("EVALS_MAX_CASES_PER_VERSION", default=5_000)
+# Nightly runs (evals/nightly.py): datasets opted in start from this hour (UTC), each with
+# this many cases at once; a regression alerts by email and/or a webhook POST (public
+# hosts only, besides EVALS_ALERT_ALLOWED_HOSTS) that may take this long.
+EVALS_NIGHTLY_HOUR = env.int("EVALS_NIGHTLY_HOUR", default=2)
+EVALS_NIGHTLY_CONCURRENCY = env.int("EVALS_NIGHTLY_CONCURRENCY", default=4)
+EVALS_ALERT_ALLOWED_HOSTS = env.list("EVALS_ALERT_ALLOWED_HOSTS", default=[])
+EVALS_ALERT_TIMEOUT_SECONDS = env.float("EVALS_ALERT_TIMEOUT_SECONDS", default=10.0)
+CELERY_BEAT_SCHEDULE["evals-nightly"] = {
+    "task": "evals.nightly",
+    "schedule": 900.0,
+    "options": {"queue": "default", "expire_seconds": 600},
+}
 # Billing (billing/, docs/decisions/0008): without STRIPE_SECRET_KEY billing runs offline
 # (metering, quotas and previews work; Checkout and the Customer Portal are off).
 STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")

@@ -31,6 +31,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Max, OuterRef, QuerySet, Subquery
 
 from agents.models import Run, RunStatus
+from aiaas import outbound
 from evals.models import ACTIVE_EXPERIMENT_STATUSES, Case, CaseResult, Dataset, DatasetVersion, Experiment
 from evals.scorers import ScorerSpecError, build
 from request_logs.models import RequestLog
@@ -198,12 +199,25 @@ def store_dataset(
     return dataset
 
 
-def update_dataset(dataset: Dataset, **changes: Any) -> Dataset:
-    """Description and nightly settings: not part of any version."""
-    for name, value in changes.items():
+def update_dataset(dataset: Dataset, changes: Mapping[str, Any], api_key_id: int | None = None) -> Dataset:
+    """The description and the nightly run's settings (part of no version). Naming a
+    nightly model makes `api_key_id` the key the nightly runs are billed to."""
+    fields = dict(changes)
+    if fields.get("alert_webhook_url"):
+        check_webhook_url(fields["alert_webhook_url"])
+    if "nightly_model" in fields:
+        fields["nightly_api_key_id"] = api_key_id if fields["nightly_model"] else None
+    for name, value in fields.items():
         setattr(dataset, name, value)
-    dataset.save(update_fields=[*changes, "updated_at"])
+    dataset.save(update_fields=[*fields, "updated_at"])
     return dataset
+
+
+def check_webhook_url(url: str) -> None:
+    try:
+        outbound.check_url(url, outbound.allowed_hosts(settings.EVALS_ALERT_ALLOWED_HOSTS))
+    except outbound.ForbiddenTargetError as error:
+        raise DatasetInputError(str(error), param="alert_webhook_url") from None
 
 
 def delete_dataset(dataset: Dataset) -> None:

@@ -4,7 +4,7 @@
 (tenant-schemas-celery). It takes the experiment's id and is safe to deliver
 twice or to redeliver after its worker died (acks_late, reject_on_worker_lost):
 evals/runner.py calls only the cases without a result. A run that reaches its
-soft time limit queues its continuation. `sweep` spans every tenant.
+soft time limit queues its continuation. `sweep` and `nightly_tick` span every tenant.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from django.conf import settings
 
 from aiaas.celery import app, tenant_task
 from aiaas.queues import EVALS_QUEUE
-from evals import runner, sweeper
+from evals import nightly, runner, sweeper
 from evals.services import enqueue_experiment
 
 
@@ -39,3 +39,9 @@ def run_experiment(experiment_id: str) -> None:
 def sweep() -> int:
     """Queue again every tenant's active experiments whose runner went silent. Idempotent."""
     return sweeper.sweep_stalled_experiments()
+
+
+@app.task(name="evals.nightly", queue="default", ignore_result=True)  # type: ignore[untyped-decorator]
+def nightly_tick() -> None:
+    """Start the due nightly runs and alert on the ended ones' regressions. Idempotent."""
+    nightly.tick()

@@ -37,6 +37,7 @@ GETS: dict[str, Callable[[TenantFixture], Model] | None] = {
     "/api/v1/documents/{id}/": make_document,
     "/api/v1/experiments/": None,
     "/api/v1/experiments/{id}/": make_experiment,
+    "/api/v1/experiments/{id}/agreement/": make_experiment,
     "/api/v1/experiments/{id}/compare/": make_experiment,
     "/api/v1/experiments/{id}/results/": make_experiment,
     "/api/v1/keys/": None,

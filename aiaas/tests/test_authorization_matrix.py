@@ -164,6 +164,7 @@ OPERATIONS = [
         make_object=make_experiment,
     ),
     Operation("experiment-gate", "post", 200, body={"min_pass_rate": 0.5}, make_object=make_experiment),
+    Operation("experiment-agreement", "get", 200, make_object=make_experiment),
     # OpenAI's files and vector stores (ingestion/openai).
     Operation("v1-file-list", "get", 200),
     Operation(

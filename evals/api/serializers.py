@@ -296,6 +296,7 @@ class ExperimentSerializer(StrictModelSerializer[Experiment]):
     dataset_id = serializers.IntegerField(source="version.dataset_id", read_only=True)
     dataset_name = serializers.CharField(source="version.dataset.name", read_only=True)
     dataset_version = serializers.IntegerField(source="version.version", read_only=True)
+    baseline_id = serializers.CharField(read_only=True, allow_null=True)
     target = ObjectField(read_only=True)
     scorers = SpecListField(read_only=True)
     aggregates = AggregatesField(read_only=True, allow_null=True)
@@ -310,6 +311,7 @@ class ExperimentSerializer(StrictModelSerializer[Experiment]):
             "dataset_id",
             "dataset_name",
             "dataset_version",
+            "baseline_id",
             "target_kind",
             "target",
             "scorers",
@@ -344,6 +346,11 @@ class CreateExperimentSerializer(StrictSerializer):
     scorers = SpecListField(required=False, help_text="Besides the version's and cases' assertions.")
     concurrency = serializers.IntegerField(required=False, default=4, min_value=1, max_value=32)
     name = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
+    baseline = serializers.RegexField(
+        EXPERIMENT_ID_REGEX,
+        required=False,
+        help_text="An experiment whose outputs pairwise judges compare this one's with, case by case.",
+    )
 
 
 class ScoreSerializer(StrictSerializer):
@@ -473,3 +480,22 @@ class GateReportSerializer(StrictSerializer):
     max_regressions = serializers.IntegerField(allow_null=True)
     passed = serializers.BooleanField()
     reasons = serializers.ListField(child=serializers.CharField())
+
+
+class AgreementQuerySerializer(serializers.Serializer[Any]):
+    scorer = serializers.CharField(
+        required=False, max_length=200, help_text="One scorer's name (default: the case verdicts)."
+    )
+
+
+class AgreementSerializer(StrictSerializer):
+    object = serializers.CharField(default="experiment.agreement")
+    scorer = serializers.CharField(allow_null=True)
+    n = serializers.IntegerField(help_text="Labelled results the scorer judged.")
+    raw_agreement = serializers.FloatField(allow_null=True)
+    kappa = serializers.FloatField(allow_null=True, help_text="Cohen's kappa.")
+    band = serializers.CharField(help_text="Landis & Koch's word for kappa.")
+    both_passed = serializers.IntegerField()
+    both_failed = serializers.IntegerField()
+    judge_passed_person_failed = serializers.IntegerField()
+    judge_failed_person_passed = serializers.IntegerField()

@@ -15,8 +15,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from evals import datasets, gate, golden, selectors
+from evals.agreement import judge_agreement
 from evals.api.serializers import (
     KEY_REGEX,
+    AgreementQuerySerializer,
+    AgreementSerializer,
     CaseListSerializer,
     CaseSerializer,
     CasesQuerySerializer,
@@ -110,7 +113,7 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSco
         else:
             dataset = datasets.create_dataset(name, description, assertions)
         if data:
-            datasets.update_dataset(dataset, **data)
+            datasets.update_dataset(dataset, data, self.api_key.pk)
         return Response(self.represent(dataset), status=status.HTTP_201_CREATED)
 
     @extend_schema(request=UpdateDatasetSerializer, responses={200: DatasetSerializer})
@@ -119,7 +122,7 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSco
         dataset = self.get_object()
         form = UpdateDatasetSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        datasets.update_dataset(dataset, **form.validated_data)
+        datasets.update_dataset(dataset, form.validated_data, self.api_key.pk)
         return Response(self.represent(dataset))
 
     @extend_schema(responses={204: None})
@@ -369,6 +372,7 @@ class ExperimentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenant
             data["concurrency"],
             self.api_key,
             name=data["name"],
+            baseline=self.other(data["baseline"]) if "baseline" in data else None,
         )
         return Response(self.represent(experiment), status=status.HTTP_201_CREATED)
 
@@ -414,6 +418,18 @@ class ExperimentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenant
         if result is None:
             raise NotFound(f"No result for the case `{key}`.")
         return Response(ResultSerializer(set_human_label(result, form.validated_data["human_label"])).data)
+
+    @extend_schema(parameters=[AgreementQuerySerializer], responses={200: AgreementSerializer})
+    @action(detail=True, methods=["get"])
+    def agreement(self, request: Request, pk: str) -> Response:
+        """How far the judge can be trusted: its verdicts against the human labels of this
+        experiment's results (Cohen's kappa, raw agreement, the confusion matrix)."""
+        experiment = self.get_object()
+        query = AgreementQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        scorer = query.validated_data.get("scorer")
+        agreement = judge_agreement(experiment, scorer)
+        return Response({"object": "experiment.agreement", "scorer": scorer, **agreement.as_json()})
 
     @extend_schema(parameters=[CompareQuerySerializer], responses={200: ComparisonSerializer})
     @action(detail=True, methods=["get"])

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("evals", "0002_ev_core_agent_case_run"),
+        ("evals", "0002_ev_core"),
     ]
 
     operations = [

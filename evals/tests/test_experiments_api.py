@@ -198,3 +198,42 @@ def test_the_gate_fails_below_the_pass_rate_and_refuses_a_running_experiment(
 
     assert (low.json()["passed"], low.json()["reasons"]) == (False, ["pass rate 0.5000 is below 0.75"])
     assert (busy.status_code, error_of(busy)["code"]) == (409, "not_finished")
+
+
+def test_an_experiment_names_its_baseline_for_pairwise_judges(
+    tenant: TenantFixture, api_client: APIClient
+) -> None:
+    dataset = make_dataset(tenant, cases=2)
+    baseline = make_experiment(tenant, dataset)
+    body = {"dataset": dataset.pk, "target_kind": "model", "target": {"model": "sim-small"}}
+
+    response = api_client.post("/api/v1/experiments", {**body, "baseline": baseline.pk}, format="json")
+    unknown = api_client.post("/api/v1/experiments", {**body, "baseline": f"exp_{'0' * 24}"}, format="json")
+
+    assert (response.status_code, response.json()["baseline_id"]) == (201, baseline.pk)
+    assert (unknown.status_code, error_of(unknown)["param"]) == (400, "baseline")
+
+
+def test_the_judges_agreement_with_human_labels_is_measured(
+    tenant: TenantFixture, api_client: APIClient
+) -> None:
+    dataset = make_dataset(tenant, cases=4)
+    experiment = make_experiment(
+        tenant, dataset, {"case-1": True, "case-2": False, "case-3": True, "case-4": False}
+    )
+    for key, label in [("case-1", True), ("case-2", False), ("case-3", False)]:
+        api_client.patch(
+            f"/api/v1/experiments/{experiment.pk}/results/{key}", {"human_label": label}, format="json"
+        )
+
+    response = api_client.get(f"/api/v1/experiments/{experiment.pk}/agreement")
+
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert (body["n"], body["both_passed"], body["both_failed"], body["judge_passed_person_failed"]) == (
+        3,
+        1,
+        1,
+        1,
+    )
+    assert body["raw_agreement"] == pytest.approx(2 / 3)
