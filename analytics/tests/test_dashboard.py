@@ -10,14 +10,18 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from io import StringIO
 
+import httpx
 import pytest
 
 from accounts.models import Role
 from accounts.tests.factories import browser_for, make_user
 from analytics.export import FIXED_COLUMNS, flat
-from analytics.tests.conftest import Ledger, apply_all
+from analytics.tests.conftest import Ledger, apply_all, on_another_connection
+from analytics.tests.test_end_to_end import CHAT, ledger_rows_of
 from analytics.web.charts import MOST_GROUPS, cost_of, largest_groups, model_label, stacked
 from billing.usage import UsageRecord
+from tenants.models import ApiKeyScope
+from tenants.services import create_api_key
 from testing.tenants import TenantFixture
 
 PAGE = "/dashboard/analytics/"
@@ -309,3 +313,26 @@ def test_a_stacked_chart_shows_the_largest_groups_and_sums_the_rest_as_other() -
         *[(f"model-{index}", (float(index), 0)) for index in range(MOST_GROUPS + 2, 2, -1)],
         ("Other", (1.0 + 2.0, 0)),
     ]
+
+
+def test_gateway_traffic_reaches_the_page(gateway: str, serving_tenant: TenantFixture) -> None:
+    issued = on_another_connection(
+        lambda: create_api_key(
+            serving_tenant.tenant, name="analytics-page-e2e", scopes=[ApiKeyScope.INFERENCE]
+        )
+    )
+    with httpx.Client(timeout=30, headers={"authorization": f"Bearer {issued.secret}"}) as client:
+        for _ in range(3):
+            assert client.post(f"{gateway}/chat/completions", json=CHAT).status_code == 200
+    assert ledger_rows_of(issued.api_key.pk, 3) == 3
+    apply_all()
+
+    content = serving_tenant.web_client().get(PAGE, {"range": "24h"}).content.decode()
+
+    label = f"{issued.api_key.name} ({issued.api_key.prefix})"
+    assert re.search(
+        rf'<span class="bar-label">{re.escape(label)}</span>\s*<span class="bar-value">\$[0-9.]+ '
+        r'<span class="muted">3 requests</span>',
+        content,
+    )
+    assert "sim-small" in series_of(chart_data(content, "chart-spend"))
