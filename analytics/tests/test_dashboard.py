@@ -101,12 +101,12 @@ def test_the_page_charts_the_tenants_figures(tenant: TenantFixture, ledger: Ledg
     assert series_of(chart_data(content, "chart-spend")) == {
         "sim-large": [0.004, 0, 0],
         "sim-small": [0.001, 0, 0],
-        "No model (refused)": [0, 0, 0],
+        "No model served": [0, 0, 0],
     }
     assert series_of(chart_data(content, "chart-tiers")) == {
         "Tier 1": [1, 1, 0],
         "Tier 2": [1, 0, 0],
-        "No tier (refused before routing)": [0, 1, 0],
+        "No tier served": [0, 1, 0],
     }
     latency = series_of(chart_data(content, "chart-latency"))
     assert latency["p50"][2] is None  # a day without requests is a gap, not 0 ms
