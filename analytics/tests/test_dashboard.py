@@ -115,6 +115,8 @@ def test_the_page_charts_the_tenants_figures(tenant: TenantFixture, ledger: Ledg
     assert f'<span class="bar-label">{key.name} ({key.prefix})</span>' in content
     assert '<span class="bar-label">rate_limit_error</span>' in content
     assert 'aria-label="Requests per day by outcome, ' in content
+    window = days(ledger)
+    assert f'id="export-csv" href="{EXPORT}?from={window["from"]}&amp;to={window["to"]}" download>' in content
 
 
 def test_another_tenant_sees_none_of_it(
@@ -250,7 +252,10 @@ def test_a_preset_range_is_marked_current(tenant: TenantFixture) -> None:
 
     assert response.status_code == 200
     assert '<a href="?range=24h" aria-current="true">24 hours</a>' in response.content.decode()
+    assert '<a href="?range=7d">7 days</a>' in response.content.decode()
     assert response.context["figures"].range.granularity == "hour"
+    default = tenant.web_client().get(PAGE).content.decode()
+    assert '<a href="?range=7d" aria-current="true">7 days</a>' in default
 
 
 @pytest.mark.parametrize(
@@ -275,6 +280,7 @@ def test_a_bad_range_is_a_400_page_that_says_why(
 
     assert (page.status_code, export.status_code) == (400, 400)
     assert error in page.content.decode()
+    assert 'id="export-csv"' not in page.content.decode()
     assert 'id="range-errors"' in export.content.decode()
 
 
