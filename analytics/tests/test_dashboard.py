@@ -10,14 +10,18 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from io import StringIO
 
+import httpx
 import pytest
 
 from accounts.models import Role
 from accounts.tests.factories import browser_for, make_user
 from analytics.export import FIXED_COLUMNS, flat
-from analytics.tests.conftest import Ledger, apply_all
+from analytics.tests.conftest import Ledger, apply_all, on_another_connection
+from analytics.tests.test_end_to_end import CHAT, ledger_rows_of
 from analytics.web.charts import MOST_GROUPS, cost_of, largest_groups, model_label, stacked
 from billing.usage import UsageRecord
+from tenants.models import ApiKeyScope
+from tenants.services import create_api_key
 from testing.tenants import TenantFixture
 
 PAGE = "/dashboard/analytics/"
@@ -97,12 +101,12 @@ def test_the_page_charts_the_tenants_figures(tenant: TenantFixture, ledger: Ledg
     assert series_of(chart_data(content, "chart-spend")) == {
         "sim-large": [0.004, 0, 0],
         "sim-small": [0.001, 0, 0],
-        "No model (refused)": [0, 0, 0],
+        "No model served": [0, 0, 0],
     }
     assert series_of(chart_data(content, "chart-tiers")) == {
         "Tier 1": [1, 1, 0],
         "Tier 2": [1, 0, 0],
-        "No tier (refused before routing)": [0, 1, 0],
+        "No tier served": [0, 1, 0],
     }
     latency = series_of(chart_data(content, "chart-latency"))
     assert latency["p50"][2] is None  # a day without requests is a gap, not 0 ms
@@ -111,6 +115,8 @@ def test_the_page_charts_the_tenants_figures(tenant: TenantFixture, ledger: Ledg
     assert f'<span class="bar-label">{key.name} ({key.prefix})</span>' in content
     assert '<span class="bar-label">rate_limit_error</span>' in content
     assert 'aria-label="Requests per day by outcome, ' in content
+    window = days(ledger)
+    assert f'id="export-csv" href="{EXPORT}?from={window["from"]}&amp;to={window["to"]}" download>' in content
 
 
 def test_another_tenant_sees_none_of_it(
@@ -246,7 +252,10 @@ def test_a_preset_range_is_marked_current(tenant: TenantFixture) -> None:
 
     assert response.status_code == 200
     assert '<a href="?range=24h" aria-current="true">24 hours</a>' in response.content.decode()
+    assert '<a href="?range=7d">7 days</a>' in response.content.decode()
     assert response.context["figures"].range.granularity == "hour"
+    default = tenant.web_client().get(PAGE).content.decode()
+    assert '<a href="?range=7d" aria-current="true">7 days</a>' in default
 
 
 @pytest.mark.parametrize(
@@ -271,6 +280,7 @@ def test_a_bad_range_is_a_400_page_that_says_why(
 
     assert (page.status_code, export.status_code) == (400, 400)
     assert error in page.content.decode()
+    assert 'id="export-csv"' not in page.content.decode()
     assert 'id="range-errors"' in export.content.decode()
 
 
@@ -309,3 +319,26 @@ def test_a_stacked_chart_shows_the_largest_groups_and_sums_the_rest_as_other() -
         *[(f"model-{index}", (float(index), 0)) for index in range(MOST_GROUPS + 2, 2, -1)],
         ("Other", (1.0 + 2.0, 0)),
     ]
+
+
+def test_gateway_traffic_reaches_the_page(gateway: str, serving_tenant: TenantFixture) -> None:
+    issued = on_another_connection(
+        lambda: create_api_key(
+            serving_tenant.tenant, name="analytics-page-e2e", scopes=[ApiKeyScope.INFERENCE]
+        )
+    )
+    with httpx.Client(timeout=30, headers={"authorization": f"Bearer {issued.secret}"}) as client:
+        for _ in range(3):
+            assert client.post(f"{gateway}/chat/completions", json=CHAT).status_code == 200
+    assert ledger_rows_of(issued.api_key.pk, 3) == 3
+    apply_all()
+
+    content = serving_tenant.web_client().get(PAGE, {"range": "24h"}).content.decode()
+
+    label = f"{issued.api_key.name} ({issued.api_key.prefix})"
+    assert re.search(
+        rf'<span class="bar-label">{re.escape(label)}</span>\s*<span class="bar-value">\$[0-9.]+ '
+        r'<span class="muted">3 requests</span>',
+        content,
+    )
+    assert "sim-small" in series_of(chart_data(content, "chart-spend"))

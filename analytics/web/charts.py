@@ -72,11 +72,11 @@ def largest_groups(points: Sequence[Answer], value: Value) -> list[str | None]:
 
 
 def tier_label(group: str | None) -> str:
-    return f"Tier {group}" if group else "No tier (refused before routing)"
+    return f"Tier {group}" if group else "No tier served"
 
 
 def model_label(group: str | None) -> str:
-    return group or "No model (refused)"
+    return group or "No model served"
 
 
 def charts_of(figures: DashboardFigures) -> dict[str, Chart | BarList]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
@@ -12,7 +13,7 @@ from analytics.dashboard import dashboard_figures, timeseries_of
 from analytics.export import timeseries_csv
 from analytics.ranges import Preset
 from analytics.web.charts import charts_of
-from analytics.web.forms import DEFAULT_PRESET, ExportForm, RangeForm
+from analytics.web.forms import ExportForm, RangeForm
 from tenants.web.base import PageAccess, tenant_page
 
 
@@ -24,7 +25,8 @@ def analytics(request: HttpRequest, access: PageAccess) -> HttpResponse:
     if not form.is_valid():
         return page(request, form, status=400)
     figures = dashboard_figures(access.tenant, form.date_range(now))
-    return page(request, form, figures=figures, charts=charts_of(figures), query=request.GET.urlencode())
+    export_url = f"{reverse('dashboard:analytics-export')}?{request.GET.urlencode()}"
+    return page(request, form, figures=figures, charts=charts_of(figures), export_url=export_url)
 
 
 @tenant_page
@@ -45,5 +47,5 @@ def analytics_export(request: HttpRequest, access: PageAccess) -> HttpResponse:
 
 def page(request: HttpRequest, form: RangeForm, status: int = 200, **context: object) -> HttpResponse:
     """The Analytics page; without figures (a query it refused), the range picker and its errors."""
-    context.update(form=form, presets=list(Preset), default_preset=DEFAULT_PRESET)
+    context.update(form=form, presets=list(Preset))
     return render(request, "dashboard/analytics.html", context, status=status)

@@ -788,7 +788,7 @@ def test_the_dashboard_usage_page_shows_this_months_numbers(
     assert charts["spend"].series[0].values[-1] == pytest.approx(0.015)
     assert [(bar["label"], bar["value"], bar["width"]) for bar in charts["models"].items] == [
         ("sim-small", "$0.015000", 100.0),
-        ("No model (refused)", "$0.000000", 0),
+        ("No model served", "$0.000000", 0),
     ]
     assert '<figure class="chart" id="usage-spend-chart" data-chart="usage-spend-chart-data">' in content
 

@@ -47,7 +47,7 @@ def usage_charts(
             Unit.USD,
             [
                 Bar(
-                    group.identity["model"] or "No model (refused)",
+                    group.identity["model"] or "No model served",
                     group.totals.cost_usd,
                     requests_text(group.totals.requests),
                 )
