@@ -230,6 +230,26 @@ def test_an_experiment_is_started_from_the_form(tenant: TenantFixture, registry:
     assert version.locked_at is not None
 
 
+def test_a_pairwise_judge_is_started_against_the_chosen_baseline(
+    tenant: TenantFixture, registry: str
+) -> None:
+    version = make_version(tenant, cases=2)
+    baseline = make_experiment(tenant, version, [True, False])
+    pairwise = json.dumps([{"type": "pairwise_judge", "model": "sim-large"}])
+
+    without = tenant.web_client().post(f"{EVALS}new/", start_form(tenant, version, scorers=pairwise))
+    started = tenant.web_client().post(
+        f"{EVALS}new/", start_form(tenant, version, scorers=pairwise, baseline=baseline.pk)
+    )
+
+    assert without.status_code == 400
+    assert "A `pairwise_judge` needs a baseline experiment." in html_of(without)
+    with tenant_context(tenant.tenant):
+        experiment = Experiment.objects.get(name="small model")
+    assert started["Location"] == f"{EVALS}experiments/{experiment.pk}/"
+    assert experiment.baseline_id == baseline.pk
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [

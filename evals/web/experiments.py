@@ -31,6 +31,7 @@ from tenants.web.base import PageAccess, manager_page, tenant_page
 
 PAGE_SIZE = 50
 TREND_DAYS = 30
+BASELINE_CHOICES = 200
 # The per-case table's views: every result, those that failed, those nobody labelled yet.
 RESULT_FILTERS: dict[str, dict[str, Any]] = {
     "all": {},
@@ -155,6 +156,12 @@ def versions_offered() -> Any:
     return DatasetVersion.objects.select_related("dataset").order_by("dataset__name", "-version")
 
 
+def baselines_offered() -> Any:
+    """The latest finished experiments, as a queryset a form can still filter to validate."""
+    latest = Experiment.objects.filter(aggregates__isnull=False).values("pk")[:BASELINE_CHOICES]
+    return experiments_with_versions().filter(pk__in=latest)
+
+
 @manager_page
 @require_http_methods(["GET", "POST"])
 def experiment_new(request: HttpRequest, access: PageAccess) -> HttpResponse:
@@ -163,9 +170,12 @@ def experiment_new(request: HttpRequest, access: PageAccess) -> HttpResponse:
     if request.method == "GET":
         initial = {"version": request.GET.get("version")}
         return new_experiment_page(
-            request, ExperimentForm(initial=initial, keys=keys, versions=versions_offered())
+            request,
+            ExperimentForm(
+                initial=initial, keys=keys, versions=versions_offered(), baselines=baselines_offered()
+            ),
         )
-    form = ExperimentForm(request.POST, keys=keys, versions=versions_offered())
+    form = ExperimentForm(request.POST, keys=keys, versions=versions_offered(), baselines=baselines_offered())
     if form.is_valid():
         try:
             experiment = start_experiment(form.cleaned_data)
@@ -186,6 +196,7 @@ def start_experiment(cleaned: dict[str, Any]) -> Experiment:
         concurrency=cleaned["concurrency"],
         api_key=cleaned["api_key"],
         name=cleaned["name"],
+        baseline=cleaned["baseline"],
     )
 
 

@@ -6,7 +6,7 @@ from typing import Any
 from django import forms
 from django.db.models import QuerySet
 
-from evals.models import DatasetVersion, TargetKind
+from evals.models import DatasetVersion, Experiment, TargetKind
 from tenants.models import ApiKey
 
 KEY_HELP = "The experiment's calls (target and judges) are counted against this key."
@@ -88,12 +88,24 @@ class ExperimentForm(KeyedForm):
         help_text="A JSON list of scorer specs run on every case, besides the dataset's assertions.",
     )
     concurrency = forms.IntegerField(min_value=1, max_value=32, initial=4)
+    baseline = forms.ModelChoiceField(
+        queryset=Experiment.objects.none(),
+        required=False,
+        help_text="An experiment on the same dataset whose outputs a pairwise_judge compares with.",
+    )
 
-    def __init__(self, *args: Any, versions: QuerySet[DatasetVersion], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        versions: QuerySet[DatasetVersion],
+        baselines: QuerySet[Experiment],
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
-        field = self.fields["version"]
-        assert isinstance(field, forms.ModelChoiceField)
-        field.queryset = versions
+        for name, queryset in (("version", versions), ("baseline", baselines)):
+            field = self.fields[name]
+            assert isinstance(field, forms.ModelChoiceField)
+            field.queryset = queryset
 
     def clean_target(self) -> Any:
         target = parse_json(self.cleaned_data["target"])
