@@ -248,6 +248,8 @@ def test_a_pairwise_judge_is_started_against_the_chosen_baseline(
         experiment = Experiment.objects.get(name="small model")
     assert started["Location"] == f"{EVALS}experiments/{experiment.pk}/"
     assert experiment.baseline_id == baseline.pk
+    page = html_of(tenant.web_client().get(started["Location"]))
+    assert f"?baseline={baseline.pk}&amp;candidate={experiment.pk}" in page
 
 
 @pytest.mark.parametrize(
