@@ -20,7 +20,7 @@ from typing import Any
 from django.db import transaction
 
 from evals import datasets, selectors, services
-from evals.models import Dataset, DatasetVersion, Experiment, TargetKind
+from evals.models import Dataset, DatasetVersion, Experiment, ExperimentStatus, TargetKind
 from evals.statistics import Comparison
 from evals.traffic import whole_chat_requests
 from routing.models import ROUTED_MODEL, ProviderModel
@@ -50,7 +50,8 @@ class RouterQualityRun:
 
     @property
     def finished(self) -> bool:
-        return self.auto.aggregates is not None and self.top.aggregates is not None
+        """Both answered every case: a cancelled or failed run is not compared."""
+        return self.auto.status == self.top.status == ExperimentStatus.SUCCEEDED
 
     @property
     def saved_usd(self) -> Decimal:

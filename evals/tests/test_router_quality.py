@@ -171,3 +171,17 @@ def test_a_real_run_answers_the_sample_with_auto_and_the_top_tier_and_the_page_c
         for result in results(serving_tenant, experiment.pk).values()
     ]
     assert judged == [["judge"]] * 12
+
+
+def test_a_cancelled_run_is_listed_but_not_compared(tenant: TenantFixture) -> None:
+    version = make_version(tenant, cases=2, name=ROUTER_DATASET)
+    top = make_experiment(tenant, version, [True, True], model="sim-large", status=ExperimentStatus.CANCELLED)
+    auto = make_experiment(tenant, version, [True, False], model="auto")
+    with tenant_context(tenant.tenant):
+        Experiment.objects.filter(pk=top.pk).update(name="router-quality: sim-large")
+        Experiment.objects.filter(pk=auto.pk).update(name="router-quality: auto")
+
+    html = tenant.web_client().get(PAGE).content.decode()
+
+    assert "No finished run yet." in html
+    assert f'href="/dashboard/evals/experiments/{top.pk}/">cancelled</a>' in html
