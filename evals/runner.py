@@ -88,7 +88,7 @@ class Evaluated:
 
     def result(self, experiment_id: str) -> CaseResult:
         answer = self.answer or Answer(None)
-        passed, score = self.verdict
+        passed, mean = self.verdict
         return CaseResult(
             experiment_id=experiment_id,
             case=self.case,
@@ -97,7 +97,7 @@ class Evaluated:
             error=self.error[:MAX_ERROR_CHARACTERS],
             scores=[score.as_json() for score in self.scores],
             passed=passed,
-            score=score,
+            score=mean,
             latency_ms=self.latency_ms,
             prompt_tokens=answer.prompt_tokens + sum(score.prompt_tokens for score in self.scores),
             completion_tokens=answer.completion_tokens + sum(s.completion_tokens for s in self.scores),
@@ -188,6 +188,8 @@ class Window:
 
 
 def run_cases(experiment: Experiment, api_key: ApiKey, target: Target) -> tuple[ExperimentStatus | None, str]:
+    """The cases without a result, `concurrency` at a time, until none is left or the
+    experiment is no longer running (cancelled: None)."""
     rt = runtime()
     loop = rt.runner.get_loop()
     cases = iter(

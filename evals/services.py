@@ -8,6 +8,7 @@ on), and its run is enqueued once the transaction commits (evals/tasks.py).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.conf import settings
@@ -90,11 +91,16 @@ def check_scorers(version: DatasetVersion, specs: Any) -> None:
         scorers.build([*version.assertions, *specs])
     except ScorerSpecError as error:
         raise ExperimentInputError(str(error), "scorers") from None
+    checked: set[str] = set()  # cases often share their assertions: each list is built once
     for key, assertions in version.cases.exclude(assertions=[]).values_list("key", "assertions"):
+        text = json.dumps(assertions, sort_keys=True)
+        if text in checked:
+            continue
         try:
             scorers.build(assertions)
         except ScorerSpecError as error:
             raise ExperimentInputError(f"Case `{key}`: {error}", "version") from None
+        checked.add(text)
 
 
 def check_baseline(version: DatasetVersion, specs: list[Any], baseline: Experiment | None) -> None:

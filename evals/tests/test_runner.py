@@ -4,6 +4,9 @@ errors, cancellation, the progress stream and the sweeper."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -102,18 +105,38 @@ def test_an_experiment_of_50_cases_completes_with_the_hand_counted_aggregates(
     assert read(serving_tenant, experiment_id).version.locked_at is not None
 
 
-def test_the_experiments_stream_tells_its_progress_then_its_end(
+def test_the_experiments_stream_tells_a_live_subscriber_its_progress_then_its_end(
     serving_tenant: TenantFixture, gateway: str
 ) -> None:
     version_id = make_version(
         serving_tenant, [{"messages": [{"role": "user", "content": f"P{n}"}]} for n in range(6)]
     )
     experiment_id = create(serving_tenant, version_id, concurrency=2)
-    experiment = run(serving_tenant, experiment_id)
+    stream_id = read(serving_tenant, experiment_id).stream_id
+    group = streams.group_name(serving_tenant.tenant.schema_name, stream_id)
+    subscribed = threading.Event()
 
-    events = [event.event for event in streams.read(serving_tenant.tenant.schema_name, experiment.stream_id)]
-    assert events[0]["type"] == "experiment.progress"
+    async def listen() -> list[dict[str, Any]]:
+        layer = streams.receiving_layer()
+        channel = await layer.new_channel()
+        await layer.group_add(group, channel)
+        subscribed.set()
+        messages = [await asyncio.wait_for(layer.receive(channel), 30)]
+        while not messages[-1]["final"]:
+            messages.append(await asyncio.wait_for(layer.receive(channel), 30))
+        return messages
+
+    with ThreadPoolExecutor(1) as executor:
+        received = executor.submit(asyncio.run, listen())
+        assert subscribed.wait(10)
+        experiment = run(serving_tenant, experiment_id)
+        messages = received.result(timeout=30)
+
+    events = [message["event"] for message in messages]
+    assert [message["seq"] for message in messages] == list(range(1, len(messages) + 1))
+    assert {event["type"] for event in events[:-1]} == {"experiment.progress"}
     assert all(event["total"] == 6 for event in events[:-1])
+    assert [event["done"] for event in events[:-1]] == sorted(event["done"] for event in events[:-1])
     assert events[-1]["type"] == "experiment.succeeded"
     assert events[-1]["aggregates"] == experiment.aggregates
     assert experiment.aggregates is not None
