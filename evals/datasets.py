@@ -35,7 +35,7 @@ from aiaas import outbound
 from evals.models import ACTIVE_EXPERIMENT_STATUSES, Case, CaseResult, Dataset, DatasetVersion, Experiment
 from evals.scorers import ScorerSpecError, build
 from request_logs.models import RequestLog
-from request_logs.services import TRUNCATION_MARKER
+from request_logs.services import JSON_NUL_ESCAPE, TRUNCATION_MARKER
 
 T = TypeVar("T")
 
@@ -141,6 +141,16 @@ def check_assertions(value: Any, param: str = "assertions") -> list[dict[str, An
     return value
 
 
+def check_storable(param: str, value: Any) -> None:
+    """Refuses what PostgreSQL's jsonb cannot hold: NUL characters, or nesting too deep to encode."""
+    try:
+        text = json.dumps(value)
+    except (RecursionError, ValueError):
+        raise DatasetInputError("nested too deeply", param=param) from None
+    if "\\u0000" in text and JSON_NUL_ESCAPE.search(text):
+        raise DatasetInputError("must not contain NUL characters", param=param)
+
+
 def default_key(case_input: Mapping[str, Any]) -> str:
     """A key from the input itself, so importing one file twice gives the same keys."""
     digest = hashlib.sha256(json.dumps(case_input, sort_keys=True).encode()).hexdigest()
@@ -156,6 +166,8 @@ def case_from_fields(fields: Mapping[str, Any], source: str = "") -> CaseData:
         )
     if "input" not in fields:
         raise DatasetInputError("input is required", param="input")
+    for name, value in fields.items():
+        check_storable(name, value)
     case_input = check_input(fields["input"])
     key = fields.get("key")
     return CaseData(
@@ -325,6 +337,8 @@ def replace_cases(dataset: Dataset, cases: Sequence[CaseData]) -> DatasetVersion
 
 def update_case(dataset: Dataset, key: str, changes: Mapping[str, Any]) -> Case:
     """The case with `key` in the latest version, changed (in a new version if that one is locked)."""
+    for name, value in changes.items():
+        check_storable(name, value)
     checked = {
         name: checker(changes[name])
         for name, checker in (

@@ -14,12 +14,23 @@ the file does not change it (deleting the dataset takes the next release's).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from evals.datasets import CaseData, DatasetInputError, FileFormat, parse_file, store_dataset
+from django.db import transaction
+
+from evals.datasets import (
+    CaseData,
+    DatasetInputError,
+    FileFormat,
+    create_dataset,
+    parse_file,
+    store_dataset,
+    update_dataset,
+)
 from evals.models import Dataset
 
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
@@ -77,3 +88,24 @@ def golden_dataset(name: str) -> tuple[Dataset, bool]:
         if error.code != "name_taken":
             raise
         return Dataset.objects.get(name=name), False  # made meanwhile by another request
+
+
+def create_dataset_named(
+    name: str, description: str, assertions: Any, nightly: Mapping[str, Any], api_key_id: int
+) -> Dataset:
+    """A golden suite's copy when `name` is one, else a new empty dataset; with its nightly
+    settings, all in one transaction (a refused setting makes nothing). 409 if it exists."""
+    with transaction.atomic():
+        if name in suites():
+            if assertions is not None:
+                raise DatasetInputError("A golden suite brings its own assertions.", param="assertions")
+            dataset, made = golden_dataset(name)
+            if not made:
+                raise DatasetInputError(
+                    f"A dataset named `{name}` exists.", param="name", code="name_taken", status=409
+                )
+        else:
+            dataset = create_dataset(name, description, assertions)
+        if nightly:
+            update_dataset(dataset, nightly, api_key_id)
+    return dataset

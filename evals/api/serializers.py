@@ -499,3 +499,12 @@ class AgreementSerializer(StrictSerializer):
     both_failed = serializers.IntegerField()
     judge_passed_person_failed = serializers.IntegerField()
     judge_failed_person_passed = serializers.IntegerField()
+
+
+class ExperimentsQuerySerializer(serializers.Serializer[Any]):
+    dataset = serializers.IntegerField(
+        required=False, min_value=1, max_value=2**63 - 1, help_text="Only this dataset's experiments."
+    )
+    schedule = serializers.ChoiceField(
+        choices=["nightly"], required=False, help_text="Only the nightly runs."
+    )

@@ -31,6 +31,7 @@ from evals.api.serializers import (
     CreateVersionSerializer,
     DatasetSerializer,
     ExperimentSerializer,
+    ExperimentsQuerySerializer,
     ExportQuerySerializer,
     FromRequestLogsSerializer,
     FromRunsSerializer,
@@ -101,19 +102,9 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSco
         form = CreateDatasetSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = dict(form.validated_data)
-        name, description, assertions = (
-            data.pop("name"),
-            data.pop("description"),
-            data.pop("assertions", None),
+        dataset = golden.create_dataset_named(
+            data.pop("name"), data.pop("description"), data.pop("assertions", None), data, self.api_key.pk
         )
-        if name in golden.suites():
-            dataset, made = golden.golden_dataset(name)
-            if not made:
-                raise DatasetInputError(f"A dataset named `{name}` exists.", code="name_taken", status=409)
-        else:
-            dataset = datasets.create_dataset(name, description, assertions)
-        if data:
-            datasets.update_dataset(dataset, data, self.api_key.pk)
         return Response(self.represent(dataset), status=status.HTTP_201_CREATED)
 
     @extend_schema(request=UpdateDatasetSerializer, responses={200: DatasetSerializer})
@@ -132,8 +123,8 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSco
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(responses={200: GoldenSuiteListSerializer})
-    @action(detail=False, methods=["get"])
-    def golden(self, request: Request) -> Response:
+    @action(detail=False, methods=["get"], url_path="golden", url_name="golden")
+    def golden_suites(self, request: Request) -> Response:
         """The golden suites shipped with the product, and the tenant's copy of each once made."""
         copies = dict(Dataset.objects.filter(name__in=golden.suites()).values_list("name", "pk"))
         data = [
@@ -337,6 +328,19 @@ class ExperimentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenant
 
     def tenant_queryset(self) -> QuerySet[Experiment]:
         return Experiment.objects.select_related("version__dataset")
+
+    @extend_schema(parameters=[ExperimentsQuerySerializer])
+    def list(self, request: Request) -> Response:
+        """Newest first; `dataset` and `schedule` narrow the list (a pass-rate trend)."""
+        query = ExperimentsQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        experiments = self.get_queryset()
+        if "dataset" in query.validated_data:
+            experiments = experiments.filter(version__dataset_id=query.validated_data["dataset"])
+        if "schedule" in query.validated_data:
+            experiments = experiments.filter(schedule=query.validated_data["schedule"])
+        page = self.paginate_queryset(experiments)
+        return self.get_paginated_response(ExperimentSerializer(page, many=True).data)
 
     def handle_exception(self, exc: Exception) -> Response:
         if isinstance(exc, DatasetInputError):

@@ -398,3 +398,30 @@ def test_a_case_with_a_bad_scorer_spec_is_refused(tenant: TenantFixture, api_cli
     )
     assert (in_file.status_code, error_of(in_file)["code"]) == (400, "invalid_line")
     assert "line 1: assertions: scorer 0: unknown type" in error_of(in_file)["message"]
+
+
+def test_nul_characters_are_refused_not_a_server_error(tenant: TenantFixture, api_client: APIClient) -> None:
+    dataset = make_dataset(tenant, cases=1)
+
+    added = api_client.post(f"/api/v1/datasets/{dataset.pk}/cases", {"input": "a\u0000b"}, format="json")
+    changed = api_client.patch(
+        f"/api/v1/datasets/{dataset.pk}/cases/case-1", {"expected": {"x": "\u0000"}}, format="json"
+    )
+    imported = api_client.post(
+        f"/api/v1/datasets/{dataset.pk}/import",
+        {"content": '{"input": "ok", "expected": "\\u0000"}\n'},
+        format="json",
+    )
+
+    assert (added.status_code, error_of(added)["param"]) == (400, "input")
+    assert (changed.status_code, error_of(changed)["param"]) == (400, "expected")
+    assert (imported.status_code, error_of(imported)["code"]) == (400, "invalid_line")
+
+
+def test_a_refused_nightly_setting_creates_nothing(api_client: APIClient) -> None:
+    response = api_client.post(
+        "/api/v1/datasets", {"name": "support", "alert_webhook_url": "http://10.0.0.1/hook"}, format="json"
+    )
+
+    assert (response.status_code, error_of(response)["param"]) == (400, "alert_webhook_url")
+    assert api_client.get("/api/v1/datasets").json()["data"] == []

@@ -237,3 +237,31 @@ def test_the_judges_agreement_with_human_labels_is_measured(
         1,
     )
     assert body["raw_agreement"] == pytest.approx(2 / 3)
+
+
+def test_deleting_a_dataset_deletes_its_experiments_but_not_while_one_runs(
+    tenant: TenantFixture, api_client: APIClient
+) -> None:
+    finished_dataset, running_dataset = make_dataset(tenant), make_dataset(tenant)
+    finished = make_experiment(tenant, finished_dataset)
+    make_experiment(tenant, running_dataset, status=ExperimentStatus.RUNNING)
+
+    deleted = api_client.delete(f"/api/v1/datasets/{finished_dataset.pk}")
+    refused = api_client.delete(f"/api/v1/datasets/{running_dataset.pk}")
+
+    assert deleted.status_code == 204
+    assert api_client.get(f"/api/v1/experiments/{finished.pk}").status_code == 404
+    assert (refused.status_code, error_of(refused)["code"]) == (409, "in_use")
+
+
+def test_experiments_are_listed_by_dataset_and_schedule(tenant: TenantFixture, api_client: APIClient) -> None:
+    dataset = make_dataset(tenant)
+    first = make_experiment(tenant, dataset)
+    nightly = make_experiment(tenant, dataset, schedule="nightly")
+    make_experiment(tenant)
+
+    of_dataset = api_client.get(f"/api/v1/experiments?dataset={dataset.pk}")
+    nightly_only = api_client.get(f"/api/v1/experiments?dataset={dataset.pk}&schedule=nightly")
+
+    assert [e["id"] for e in of_dataset.json()["data"]] == [nightly.pk, first.pk]
+    assert [e["id"] for e in nightly_only.json()["data"]] == [nightly.pk]
