@@ -13,6 +13,7 @@ dashboard_pages = [
     path("", include("tenants.web.dashboard_urls")),  # API keys
     path("", include("billing.web.urls")),  # usage, billing
     path("", include("routing.web.urls")),
+    path("", include("analytics.web.urls")),
     path("", include("realtime.web.urls")),  # the chat playground
 ]
 
@@ -22,4 +23,5 @@ urlpatterns = [
     path("dashboard/", include((dashboard_pages, "dashboard"))),
     path("dashboard/agents/", include("agents.web.urls")),
     path("dashboard/knowledge/", include("ingestion.web.urls")),
+    path("dashboard/evals/", include("evals.web.urls")),
 ]

@@ -28,6 +28,7 @@ from billing.selectors import (
 )
 from billing.services import BillingError, create_checkout_session, create_portal_session
 from billing.stripe_api import StripeNotConfiguredError, stripe_configured
+from billing.web.charts import usage_charts
 from billing.webhooks import InvalidWebhookError, receive_event, verify_event
 from tenants.web.base import PageAccess, manager_page, tenant_page
 
@@ -49,14 +50,18 @@ def stripe_webhook(request: HttpRequest) -> JsonResponse:
 
 @tenant_page
 def usage(request: HttpRequest, access: PageAccess) -> HttpResponse:
-    """This month's (UTC) usage from the ledger: totals, then by day and by model."""
+    """This month's (UTC) usage from the ledger: totals, then by day and by model, as charts and tables."""
     events = usage_events_of(access.tenant)
-    period = UsagePeriod.month_of(timezone.now().date())
+    today = timezone.now().date()
+    period = UsagePeriod.month_of(today)
+    by_day = usage_groups(events, period, UsageGrouping.DAY)
+    by_model = usage_groups(events, period, UsageGrouping.MODEL)
     context = {
         "period": period,
         "totals": usage_totals(events, period),
-        "by_day": usage_groups(events, period, UsageGrouping.DAY),
-        "by_model": usage_groups(events, period, UsageGrouping.MODEL),
+        "by_day": by_day,
+        "by_model": by_model,
+        "charts": usage_charts(period, by_day, by_model, today),
     }
     return render(request, "dashboard/usage.html", context)
 

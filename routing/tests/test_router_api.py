@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 from decimal import Decimal
 
 import pytest
@@ -169,6 +171,12 @@ def test_the_dashboard_routing_page_shows_the_tenants_figures(
     assert '<div class="stat-value" id="escalation-rate">50%</div>' in content
     assert '<div class="stat-value" id="saved-usd">$0.006000</div>' in content
     assert '<div class="stat-value" id="failure">20% / 50%</div>' in content
+    assert '<span class="bar-label">Tier 1</span>\n      <span class="bar-value">100%' in content
+    cost = re.search(r'<script id="routing-cost-chart-data" type="application/json">(.*?)</script>', content)
+    assert cost is not None
+    (spent, saved) = json.loads(cost.group(1))["series"]
+    assert (spent["label"], saved["label"]) == ("Spent", "Saved")
+    assert (spent["values"][-1], saved["values"][-1]) == (pytest.approx(0.002), pytest.approx(0.006))
     outsider = other_tenant.web_client().get("/dashboard/routing/").content.decode()
     assert '<div class="stat-value" id="routed-requests">0</div>' in outsider
 

@@ -11,6 +11,7 @@ from django.views.decorators.http import require_http_methods
 
 from routing.router.report import routing_report
 from routing.router.services import tenant_routing, update_settings
+from routing.web.charts import routing_charts
 from routing.web.forms import RoutingSettingsForm
 from tenants.web.base import PageAccess, tenant_page
 
@@ -38,6 +39,7 @@ def routing(request: HttpRequest, access: PageAccess) -> HttpResponse:
         "report": report,
         "totals": report["totals"],
         "days": [day for day in report["daily"] if day["routed_requests"]],
+        "charts": routing_charts(report),
         "form": form,
         "can_manage": access.can_manage,
     }

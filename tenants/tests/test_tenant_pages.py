@@ -24,6 +24,8 @@ from accounts.models import Role, User
 from accounts.tests.factories import browser_for, make_user
 from agents.models import Agent, Run
 from agents.tests.factories import make_agent, make_run, simple_spec
+from evals.models import CaseResult, Dataset, Experiment
+from evals.tests.web_factories import make_experiment, make_version
 from ingestion.models import Collection, Document
 from ingestion.tests.factories import make_collection_with_file
 from routing.router.services import tenant_routing
@@ -103,6 +105,20 @@ def document_pk(tenant: TenantFixture) -> str:
         return Document.objects.get(collection=collection).pk
 
 
+def experiment_pk(tenant: TenantFixture) -> str:
+    return make_experiment(tenant, make_version(tenant, cases=1), [True], status="running").pk
+
+
+def dataset_pk(tenant: TenantFixture) -> int:
+    return make_version(tenant, cases=1).dataset_id
+
+
+def result_pk(tenant: TenantFixture) -> int:
+    experiment = make_experiment(tenant, make_version(tenant, cases=1), [True])
+    with tenant_context(tenant.tenant):
+        return CaseResult.objects.get(experiment=experiment).pk
+
+
 # A real object of the tenant under test for each page that takes one, so a page
 # that let an outsider through would change something the test sees.
 SAMPLE_OBJECTS: dict[str, Callable[[TenantFixture], int | str]] = {
@@ -130,6 +146,11 @@ SAMPLE_OBJECTS: dict[str, Callable[[TenantFixture], int | str]] = {
     ),
     "ingestion:document-delete": document_pk,
     "ingestion:stream-token": document_pk,
+    **dict.fromkeys(
+        ["evals:experiment", "evals:progress", "evals:stream-token", "evals:cancel"], experiment_pk
+    ),
+    "evals:label": result_pk,
+    **dict.fromkeys(["evals:dataset", "evals:import", "evals:export"], dataset_pk),
 }
 
 
@@ -155,6 +176,12 @@ def hostile_form(tenant: TenantFixture) -> dict[str, str]:
         "api_key": str(api_key_pk(tenant)),
         "url": "https://outsider.example/",
         "text": "outsider",
+        "label": "fail",
+        "dataset": "outsider",
+        "sample": "5",
+        "target_kind": "model",
+        "target": json.dumps({"model": "auto"}),
+        "concurrency": "1",
     }
 
 
@@ -171,6 +198,9 @@ def state_of(tenant: TenantFixture) -> dict[str, Any]:
             "runs": list(Run.objects.order_by("pk").values("pk", "status", "replay_of")),
             "collections": list(Collection.objects.order_by("pk").values("pk", "name")),
             "documents": list(Document.objects.order_by("pk").values("pk", "status")),
+            "datasets": list(Dataset.objects.order_by("pk").values("pk", "name")),
+            "experiments": list(Experiment.objects.order_by("pk").values("pk", "status")),
+            "labels": list(CaseResult.objects.order_by("pk").values("pk", "human_label")),
             "routing": (routing.quality_target, routing.exploration_rate),
         }
 
