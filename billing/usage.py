@@ -279,7 +279,7 @@ def insert(records: list[UsageRecord]) -> None:
             [list(firsts)],
         )
         claimed = {request_id for (request_id,) in cursor.fetchall()}
-        UsageEvent.objects.bulk_create([record.to_model() for key, record in firsts.items() if key in claimed])
+        UsageEvent.objects.bulk_create([firsts[key].to_model() for key in firsts if key in claimed])
 
 
 def insert_one_by_one(records: list[tuple[Entry, UsageRecord]]) -> list[Rejected]:

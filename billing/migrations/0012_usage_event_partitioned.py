@@ -50,9 +50,9 @@ SELECT setval(
 );
 """
 
-PARTITION = (
-    SET_ASIDE
-    + """
+PARTITION = [
+    SET_ASIDE,
+    """
 CREATE TABLE billing_usageevent (
     LIKE billing_usageevent_unpartitioned INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING IDENTITY,
     CONSTRAINT billing_usageevent_pkey PRIMARY KEY (id, created_at)
@@ -79,15 +79,15 @@ INSERT INTO billing_usagerequestid (request_id, recorded_at)
     SELECT request_id, created_at FROM billing_usageevent_unpartitioned
     WHERE created_at > now() - interval '7 days';
 CREATE INDEX billing_usage_request_id ON billing_usageevent (request_id);
-"""
-    + INDEXES
-    + RESTART_IDS
-    + "DROP TABLE billing_usageevent_unpartitioned;"
-)
+""",
+    INDEXES,
+    RESTART_IDS,
+    "DROP TABLE billing_usageevent_unpartitioned;",
+]
 
-UNPARTITION = (
-    SET_ASIDE
-    + """
+UNPARTITION = [
+    SET_ASIDE,
+    """
 CREATE TABLE billing_usageevent (
     LIKE billing_usageevent_unpartitioned INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING IDENTITY,
     CONSTRAINT billing_usageevent_pkey PRIMARY KEY (id),
@@ -95,11 +95,11 @@ CREATE TABLE billing_usageevent (
 );
 INSERT INTO billing_usageevent SELECT * FROM billing_usageevent_unpartitioned;
 CREATE INDEX billing_usageevent_request_id_e35a9b65_like ON billing_usageevent (request_id varchar_pattern_ops);
-"""
-    + INDEXES
-    + RESTART_IDS
-    + "DROP TABLE billing_usageevent_unpartitioned;"
-)
+""",
+    INDEXES,
+    RESTART_IDS,
+    "DROP TABLE billing_usageevent_unpartitioned;",
+]
 
 
 class Migration(migrations.Migration):
