@@ -11,13 +11,14 @@ tables are maintained beside them. The promises:
 - The same percentiles as PostgreSQL: each row carries the analytics.sketch
   bucket of its latency and TTFT, computed here in Python with `bucket_of`,
   and a query sums bucket counts into the same `Histogram`.
-- One tenant per query: every SELECT is built by `select_figures`, whose
-  WHERE starts with `tenant_id = {tenant_id}`.
+- One tenant per query: every SELECT is built by `Selection`, whose WHERE
+  starts with `tenant_id = {tenant_id}`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -26,7 +27,7 @@ from django.conf import settings
 
 from analytics.backends.base import Figures, LedgerRow, Point, Query, status_class
 from analytics.backends.clickhouse_sessions import ClickHouseSession, session_for, utc_text
-from analytics.sketch import Histogram, bucket_of
+from analytics.sketch import bucket_of
 
 TABLE = "ledger"
 COLUMNS = (
@@ -65,18 +66,23 @@ CREATE TABLE IF NOT EXISTS {table} (
 PARTITION BY toYYYYMM(created_at)
 ORDER BY (tenant_id, created_at, id)
 """
-FIGURES = """
-    count() AS requests,
-    countIf(status_class = '2xx') AS succeeded,
+TOTALS = """
+    count(),
+    countIf(status_class = '2xx'),
     sum(prompt_tokens),
     sum(completion_tokens),
     toString(sum(cost_usd)),
-    sum(estimated),
-    sumMapIf([error_type], [toUInt64(1)], status_class != '2xx'),
-    sumMapIf([assumeNotNull(tier)], [toUInt64(1)], tier IS NOT NULL),
-    sumMap([latency_bucket], [toUInt64(1)]),
-    sumMapIf([assumeNotNull(ttft_bucket)], [toUInt64(1)], ttft_bucket IS NOT NULL)
+    sum(estimated)
 """
+# The figures counted by key (an error type, a tier, a histogram bucket): a GROUP BY
+# each, their counts gathered in arrays per point, which ClickHouse runs many times
+# faster than building a map per row (sumMap) and sends in far fewer rows.
+COUNTED = (
+    ("errors", "error_type", "status_class != '2xx'"),
+    ("tiers", "assumeNotNull(tier)", "tier IS NOT NULL"),
+    ("latency", "latency_bucket", "1"),
+    ("ttft", "assumeNotNull(ttft_bucket)", "ttft_bucket IS NOT NULL"),
+)
 BUCKET_START = {"hour": "toStartOfHour(created_at)", "day": "toStartOfDay(created_at)"}
 GROUP_VALUE = {
     "model": "model",
@@ -84,6 +90,7 @@ GROUP_VALUE = {
     "tier": "toString(tier)",
     "status": "status_class",
 }
+NO_GROUP = "CAST(NULL, 'Nullable(String)')"
 FILTERS = (
     ("models", "model IN {models:Array(String)}"),
     ("api_key_ids", "api_key_id IN {api_key_ids:Array(UInt64)}"),
@@ -111,15 +118,24 @@ class ClickHouseBackend:
             self.session.insert(self.table, COLUMNS, [columns_of(row) for row in rows])
 
     def summary(self, query: Query) -> Figures:
-        rows = self.session.query(*select_figures(self.table, query, timeseries=False))
-        return figures_of(rows[0][2:]) if rows else Figures()
+        return self.figures(query, timeseries=False).get((0, None), Figures())
 
     def timeseries(self, query: Query) -> list[Point]:
-        rows = self.session.query(*select_figures(self.table, query, timeseries=True))
-        points = [
-            Point(datetime.fromtimestamp(int(t), UTC), group, figures_of(rest)) for t, group, *rest in rows
-        ]
+        figures = self.figures(query, timeseries=True)
+        points = [Point(datetime.fromtimestamp(t, UTC), group, each) for (t, group), each in figures.items()]
         return sorted(points, key=lambda point: (point.t, point.group or ""))
+
+    def figures(self, query: Query, *, timeseries: bool) -> dict[tuple[int, str | None], Figures]:
+        """The figures per (bucket start, group), from two SELECTs: the totals, then
+        the counts by key."""
+        selection = Selection.of(self.table, query, timeseries=timeseries)
+        figures: dict[tuple[int, str | None], Figures] = {}
+        for t, group, *totals in self.session.query(selection.totals(), selection.parameters):
+            figures[(int(t), group)] = figures_of(totals)
+        for t, group, kind, keys, counts in self.session.query(selection.counted(), selection.parameters):
+            for key, count in zip(keys, counts, strict=True):
+                count_into(figures[(int(t), group)], kind, key, int(count))
+        return figures
 
     def reset(self) -> None:
         self.session.execute(f"TRUNCATE TABLE {self.table}")
@@ -144,34 +160,66 @@ def columns_of(row: LedgerRow) -> list[object]:
     ]
 
 
-def select_figures(table: str, query: Query, *, timeseries: bool) -> tuple[str, dict[str, object]]:
-    """The one SELECT of the backend: the figures of one tenant's rows in the
-    query's range, per (bucket start, group) for a timeseries."""
-    bucket = f"toUnixTimestamp({BUCKET_START[query.granularity]})" if timeseries else "0"
-    group = GROUP_VALUE[query.group_by] if timeseries and query.group_by else "CAST(NULL, 'Nullable(String)')"
-    parameters: dict[str, object] = {
-        "tenant_id": query.tenant_id,
-        "start": utc_text(query.start),
-        "end": utc_text(query.end),
-    }
-    conditions = [
-        "tenant_id = {tenant_id:UInt64}",
-        "created_at >= {start:DateTime64(6, 'UTC')}",
-        "created_at < {end:DateTime64(6, 'UTC')}",
-    ]
-    for name, condition in FILTERS:
-        values: tuple[Any, ...] = getattr(query, name)
-        if values:
-            parameters[name] = list(values)
-            conditions.append(condition)
-    # Built from this module's constants only; every value is a parameter.
-    sql = f"SELECT {bucket} AS t, {group} AS g, {FIGURES} FROM {table} FINAL WHERE {' AND '.join(conditions)}"  # noqa: S608
-    sql += " GROUP BY t, g ORDER BY t, g"
-    return sql, parameters
+@dataclass(frozen=True)
+class Selection:
+    """One tenant's rows in a query's range and filters, per (bucket start, group).
+
+    Built from this module's constants only: every value is a parameter, and
+    the first condition is always the tenant's."""
+
+    table: str
+    bucket: str
+    group: str
+    conditions: tuple[str, ...]
+    parameters: dict[str, object]
+
+    @classmethod
+    def of(cls, table: str, query: Query, *, timeseries: bool) -> Selection:
+        parameters: dict[str, object] = {
+            "tenant_id": query.tenant_id,
+            "start": utc_text(query.start),
+            "end": utc_text(query.end),
+        }
+        conditions = [
+            "tenant_id = {tenant_id:UInt64}",
+            "created_at >= {start:DateTime64(6, 'UTC')}",
+            "created_at < {end:DateTime64(6, 'UTC')}",
+        ]
+        for name, condition in FILTERS:
+            values: tuple[Any, ...] = getattr(query, name)
+            if values:
+                parameters[name] = list(values)
+                conditions.append(condition)
+        return cls(
+            table,
+            f"toUnixTimestamp({BUCKET_START[query.granularity]})" if timeseries else "0",
+            GROUP_VALUE[query.group_by] if timeseries and query.group_by else NO_GROUP,
+            tuple(conditions),
+            parameters,
+        )
+
+    def select(self, columns: str, condition: str = "1", key: str = "") -> str:
+        where = " AND ".join((*self.conditions, condition))
+        keys = "t, g" + (", key" if key else "")
+        key_column = f", {key} AS key" if key else ""
+        return (
+            f"SELECT {self.bucket} AS t, {self.group} AS g{key_column}, {columns}"  # noqa: S608 - see the docstring
+            f" FROM {self.table} FINAL WHERE {where} GROUP BY {keys}"
+        )
+
+    def totals(self) -> str:
+        return self.select(TOTALS)
+
+    def counted(self) -> str:
+        return " UNION ALL ".join(
+            f"SELECT t, g, '{kind}', groupArray(toString(key)), groupArray(c)"  # noqa: S608 - see Selection
+            f" FROM ({self.select('count() AS c', condition, key)}) GROUP BY t, g"
+            for kind, key, condition in COUNTED
+        )
 
 
-def figures_of(values: Sequence[Any]) -> Figures:
-    requests, succeeded, prompt, completion, cost, estimated, errors, tiers, latency, ttft = values
+def figures_of(totals: Sequence[Any]) -> Figures:
+    requests, succeeded, prompt, completion, cost, estimated = totals
     return Figures(
         requests=int(requests),
         succeeded=int(succeeded),
@@ -179,14 +227,15 @@ def figures_of(values: Sequence[Any]) -> Figures:
         completion_tokens=int(completion),
         cost_usd=Decimal(cost),
         estimated=int(estimated),
-        errors={str(key): count for key, count in counts_of(errors).items()},
-        tiers={int(key): count for key, count in counts_of(tiers).items()},
-        latency=Histogram({int(key): count for key, count in counts_of(latency).items()}),
-        ttft=Histogram({int(key): count for key, count in counts_of(ttft).items()}),
     )
 
 
-def counts_of(summed: Sequence[Sequence[Any]]) -> dict[Any, int]:
-    """sumMap's (keys, counts) pair as {key: count}."""
-    keys, counts = summed
-    return {key: int(count) for key, count in zip(keys, counts, strict=True)}
+def count_into(figures: Figures, kind: str, key: str, count: int) -> None:
+    if kind == "errors":
+        figures.errors[key] = count
+    elif kind == "tiers":
+        figures.tiers[int(key)] = count
+    elif kind == "latency":
+        figures.latency.counts[int(key)] = count
+    else:
+        figures.ttft.counts[int(key)] = count
