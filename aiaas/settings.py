@@ -138,7 +138,21 @@ if env.bool("DATABASE_POOL", default=False):
         "timeout": DATABASE_CONNECTION_WAIT_SECONDS,
         "max_idle": 60,
     }
-DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
+# Analytics reads (analytics/routers.py) use their own alias: a replica when
+# ANALYTICS_DATABASE_URL is set, else the primary with the same settings. Either
+# way its sessions are read-only, so the analytics API cannot write. Tests point
+# it at the test database (a mirror of default).
+DATABASES["analytics"] = {
+    **DATABASES["default"],
+    **(env.db("ANALYTICS_DATABASE_URL") if env.str("ANALYTICS_DATABASE_URL", default="") else {}),
+    "ENGINE": "aiaas.postgresql_backend",
+    "OPTIONS": {
+        **DATABASES["default"]["OPTIONS"],
+        "options": "-c default_transaction_read_only=on",
+    },
+    "TEST": {"MIRROR": "default"},
+}
+DATABASE_ROUTERS = ["analytics.routers.AnalyticsReadRouter", "django_tenants.routers.TenantSyncRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL")
@@ -271,6 +285,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "routing.check_canaries",
         "schedule": 5.0,
         "options": {"queue": "default", "expire_seconds": 20},
+    },
+    # The analytics read model (analytics/rollups.py) follows the ledger within seconds.
+    "apply-analytics-rollups": {
+        "task": "analytics.apply_rollups",
+        "schedule": 2.0,
+        "options": {"queue": "billing", "expire_seconds": 10},
     },
     "snapshot-router-outcomes": {
         "task": "routing.snapshot_outcomes",
@@ -547,6 +567,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "DocumentSourceEnum": "ingestion.models.DocumentSource",
         "DocumentStatusEnum": "ingestion.models.DocumentStatus",
+        "AnalyticsGroupByEnum": ["model", "key", "tier", "status"],
+        "GroupByEnum": ["day", "model", "key", "tier"],
     },
 }
 # Request bodies and slow clients (aiaas/request_limits.py, aiaas/http_protocol.py):
@@ -591,6 +613,11 @@ if SENTRY_DSN:
         send_default_pii=False,
         traces_sample_rate=env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0),
     )
+
+# Analytics (analytics/, docs/decisions/0022): the read model's engine ("postgres" or
+# "clickhouse"), and how long the API keeps a tenant's answer.
+ANALYTICS_BACKEND = env.str("ANALYTICS_BACKEND", default="postgres")
+ANALYTICS_CACHE_SECONDS = env.int("ANALYTICS_CACHE_SECONDS", default=10)
 
 # The demo tenant `make run` seeds.
 DEMO_TENANT_SLUG = "acme"
