@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -78,7 +78,7 @@ TOTALS = """
 # each, their counts gathered in arrays per point, which ClickHouse runs many times
 # faster than building a map per row (sumMap) and sends in far fewer rows.
 COUNTED = (
-    ("errors", "error_type", "status_class != '2xx'"),
+    ("errors", "error_type", "error_type != ''"),
     ("tiers", "assumeNotNull(tier)", "tier IS NOT NULL"),
     ("latency", "latency_bucket", "1"),
     ("ttft", "assumeNotNull(ttft_bucket)", "ttft_bucket IS NOT NULL"),
@@ -102,15 +102,13 @@ FILTERS = (
 class ClickHouseBackend:
     name = "clickhouse"
 
-    def __init__(self, session: ClickHouseSession, database: str = "analytics") -> None:
-        self.session = session
+    def __init__(self, session: ClickHouseSession | None = None, database: str | None = None) -> None:
+        """On settings.CLICKHOUSE_URL and CLICKHOUSE_DATABASE unless given; creates the table."""
+        self.session = session or session_for(settings.CLICKHOUSE_URL)
+        database = database or settings.CLICKHOUSE_DATABASE
         self.table = f"{database}.{TABLE}"
-        session.execute(f"CREATE DATABASE IF NOT EXISTS {database}")
-        session.execute(CREATE_TABLE.format(table=self.table))
-
-    @classmethod
-    def from_settings(cls) -> ClickHouseBackend:
-        return cls(session_for(settings.CLICKHOUSE_URL), settings.CLICKHOUSE_DATABASE)
+        self.session.execute(f"CREATE DATABASE IF NOT EXISTS {database}")
+        self.session.execute(CREATE_TABLE.format(table=self.table))
 
     def apply(self, rows: Sequence[LedgerRow]) -> None:
         """Insert the rows; applying them again changes no answer (FINAL dedupes)."""
@@ -137,8 +135,14 @@ class ClickHouseBackend:
                 count_into(figures[(int(t), group)], kind, key, int(count))
         return figures
 
-    def reset(self) -> None:
-        self.session.execute(f"TRUNCATE TABLE {self.table}")
+    def reset(self, tenant_id: int | None = None) -> None:
+        """Forget everything, or one tenant's rows. Not transactional: a rebuild
+        killed after this re-applies from its watermark (docs/decisions/0023)."""
+        if tenant_id is None:
+            self.session.execute(f"TRUNCATE TABLE {self.table}")
+        else:
+            delete = f"DELETE FROM {self.table} WHERE tenant_id = {{tenant_id:UInt64}}"  # noqa: S608 - a constant
+            self.session.execute(delete, {"tenant_id": tenant_id})
 
 
 def columns_of(row: LedgerRow) -> list[object]:
@@ -177,8 +181,8 @@ class Selection:
     def of(cls, table: str, query: Query, *, timeseries: bool) -> Selection:
         parameters: dict[str, object] = {
             "tenant_id": query.tenant_id,
-            "start": utc_text(query.start),
-            "end": utc_text(query.end),
+            "start": utc_text(whole_hour(query.start)),
+            "end": utc_text(whole_hour(query.end, up=True)),
         }
         conditions = [
             "tenant_id = {tenant_id:UInt64}",
@@ -216,6 +220,13 @@ class Selection:
             f" FROM ({self.select('count() AS c', condition, key)}) GROUP BY t, g"
             for kind, key, condition in COUNTED
         )
+
+
+def whole_hour(moment: datetime, *, up: bool = False) -> datetime:
+    """Ranges are rounded out to whole hours, the PostgreSQL rollups' grain, so
+    both engines answer a query about the same rows."""
+    hour = moment.replace(minute=0, second=0, microsecond=0)
+    return hour + timedelta(hours=1) if up and hour != moment else hour
 
 
 def figures_of(totals: Sequence[Any]) -> Figures:

@@ -12,6 +12,7 @@ from analytics.backends.base import Figures, LedgerRow, status_class
 from analytics.sketch import Histogram
 
 MODELS = ("small-model", "large-model", "embed-model")
+# 500 has no error type: a failure the ledger holds without one.
 ERRORS = {429: "rate_limit_exceeded", 402: "insufficient_quota", 502: "provider_error", 504: "timeout"}
 
 
@@ -21,7 +22,7 @@ def generated_rows(tenant_ids: Iterable[int], start: datetime, count: int, seed:
     tenants = list(tenant_ids)
     rows = []
     for index in range(count):
-        status = chance.choice((200, 200, 200, 200, 200, 200, 429, 402, 502, 504))
+        status = chance.choice((200, 200, 200, 200, 200, 200, 429, 402, 500, 502, 504))
         streamed = chance.random() < 0.6
         served = status < 400 or status >= 500
         rows.append(
@@ -54,9 +55,8 @@ def expected_figures(rows: Iterable[LedgerRow]) -> Figures:
         figures.completion_tokens += row.completion_tokens
         figures.cost_usd += row.cost_usd
         figures.estimated += int(row.estimated)
-        if status_class(row.status) == "2xx":
-            figures.succeeded += 1
-        else:
+        figures.succeeded += status_class(row.status) == "2xx"
+        if row.error_type:
             figures.errors[row.error_type] = figures.errors.get(row.error_type, 0) + 1
         if row.tier is not None:
             figures.tiers[row.tier] = figures.tiers.get(row.tier, 0) + 1

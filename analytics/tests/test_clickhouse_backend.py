@@ -21,11 +21,6 @@ END = START + timedelta(days=3)
 TENANT, OTHER = 7, 8
 
 
-@pytest.fixture(scope="module")
-def chdb_session() -> ChdbSession:
-    return ChdbSession()
-
-
 @pytest.fixture
 def backend(chdb_session: ChdbSession) -> Iterator[ClickHouseBackend]:
     backend = ClickHouseBackend(chdb_session, database="analytics_test")
@@ -101,6 +96,27 @@ def test_filters_narrow_the_rows(backend: ClickHouseBackend) -> None:
     )
     assert figures.requests == expected.requests > 0
     assert figures_json(figures) == figures_json(expected)
+
+
+def test_one_tenants_rows_can_be_forgotten(backend: ClickHouseBackend) -> None:
+    backend.apply(generated_rows([TENANT, OTHER], START, 200))
+
+    backend.reset(TENANT)
+
+    assert backend.summary(Query(TENANT, START, END)).requests == 0
+    assert backend.summary(Query(OTHER, START, END)).requests > 0
+
+
+def test_a_range_is_rounded_out_to_whole_hours(backend: ClickHouseBackend) -> None:
+    rows = generated_rows([TENANT], START, 500)
+    backend.apply(rows)
+    start, end = START + timedelta(hours=3), START + timedelta(hours=9)
+
+    figures = backend.summary(Query(TENANT, start + timedelta(minutes=20), end - timedelta(minutes=50)))
+
+    assert figures_json(figures) == figures_json(
+        expected_figures(r for r in rows if start <= r.created_at < end)
+    )
 
 
 def test_a_model_name_with_quotes_is_a_parameter_not_sql(backend: ClickHouseBackend) -> None:
