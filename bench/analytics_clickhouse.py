@@ -7,9 +7,10 @@ the tenant's 30 days through `ClickHouseBackend`, `--rounds` times each.
     python bench/analytics_clickhouse.py [--rows 10000000] [--tenants 100]
         [--other-rows 100000] [--rounds 20]
 
-Rows are generated inside ClickHouse (INSERT ... SELECT FROM numbers()), with
-the sketch's bucket formula in SQL, so loading takes seconds; the backend's own
-`apply` (Python, JSON rows) is timed on `--apply-rows` rows separately. Needs
+Ledger rows are generated and rolled up inside ClickHouse (INSERT ... SELECT
+FROM numbers() ... GROUP BY), with the sketch's bucket formula in SQL, so
+loading takes seconds; the backend's own `apply` (rows folded in Python, one
+insert) is timed on `--apply-rows` rows separately. Needs
 chdb (requirements/dev.txt); no database or Redis.
 """
 
@@ -38,23 +39,31 @@ START = END - timedelta(days=30)
 GENERATE = """
 INSERT INTO {table}
 SELECT
-    {tenant} + if({spread}, number % {tenants}, 0) AS tenant_id,
-    toDateTime64({start}, 6, 'UTC')
-        + toIntervalMicrosecond(intDiv(number * 2592000000000, {rows})) AS created_at,
-    {first_id} + number AS id,
-    ['small-model', 'large-model', 'embed-model'][1 + number % 3] AS model,
-    10 + number % 7 AS api_key_id,
-    1 + number % 3 AS tier,
-    if(number % 10 = 0, '5xx', if(number % 10 = 1, '4xx', '2xx')) AS status_class,
-    if(number % 10 = 0, 'provider_error', if(number % 10 = 1, 'rate_limit_exceeded', '')) AS error_type,
-    number % 2000 AS prompt_tokens,
-    number % 800 AS completion_tokens,
-    toDecimal64((number % 100000) / 100000000, 8) AS cost_usd,
-    0 AS estimated,
-    toInt16(ceil(log(1 + (number * 7919) % 30000) / log(1.01 / 0.99))) AS latency_bucket,
-    if(number % 2 = 0, toInt16(ceil(log(1 + (number * 104729) % 3000) / log(1.01 / 0.99))), NULL)
-        AS ttft_bucket
-FROM numbers({rows})
+    tenant_id, toStartOfHour(created_at) AS hour, model, api_key_id, tier, status_class, error_type,
+    count(), countIf(status_class = '2xx'), sum(prompt_tokens), sum(completion_tokens), sum(cost_usd), 0,
+    sumMap(map(latency_bucket, toUInt64(1))),
+    sumMapIf(map(assumeNotNull(ttft_bucket), toUInt64(1)), ttft_bucket IS NOT NULL),
+    max(id)
+FROM (
+    SELECT
+        {tenant} + if({spread}, number % {tenants}, 0) AS tenant_id,
+        toDateTime64({start}, 6, 'UTC')
+            + toIntervalMicrosecond(intDiv(number * 2592000000000, {rows})) AS created_at,
+        {first_id} + number AS id,
+        ['small-model', 'large-model', 'embed-model'][1 + number % 3] AS model,
+        toNullable(toUInt64(10 + number % 7)) AS api_key_id,
+        toNullable(toUInt16(1 + intDiv(number, 3) % 3)) AS tier,
+        if(number % 10 = 0, '5xx', if(number % 10 = 1, '4xx', '2xx')) AS status_class,
+        if(number % 10 = 0, 'provider_error', if(number % 10 = 1, 'rate_limit_exceeded', '')) AS error_type,
+        number % 2000 AS prompt_tokens,
+        number % 800 AS completion_tokens,
+        toDecimal64((number % 100000) / 100000000, 8) AS cost_usd,
+        toInt16(ceil(log(1 + (number * 7919) % 30000) / log(1.01 / 0.99))) AS latency_bucket,
+        if(number % 2 = 0, toInt16(ceil(log(1 + (number * 104729) % 3000) / log(1.01 / 0.99))), NULL)
+            AS ttft_bucket
+    FROM numbers({rows})
+)
+GROUP BY tenant_id, hour, model, api_key_id, tier, status_class, error_type
 """
 
 
@@ -118,6 +127,8 @@ def load(backend: ClickHouseBackend, rows: int, tenants: int, other_rows: int) -
         )
     )
     backend.session.execute(f"OPTIMIZE TABLE {table} FINAL")
+    rollup_rows = backend.session.query(f"SELECT count() FROM {table} WHERE tenant_id = 1")  # noqa: S608
+    print(f"{rollup_rows[0][0]:,} rollup rows of the tenant")
 
 
 def timed(run: Callable[[Query], object], query: Query) -> float:

@@ -1,23 +1,26 @@
 """The analytics read model on ClickHouse (`ANALYTICS_BACKEND=clickhouse`, `CLICKHOUSE_URL`).
 
-ClickHouse keeps the ledger rows themselves, one narrow row per request, and
-aggregates them per query: at billions of rows it scans a tenant's month in
-milliseconds (docs/decisions/0023-clickhouse-analytics.md), so no rollup
-tables are maintained beside them. The promises:
+Hourly rollups, as in PostgreSQL (analytics/backends/postgres.py), in one
+AggregatingMergeTree table: a row per tenant x hour x model x key x tier x
+status class x error type, its sums and its latency and TTFT histograms (maps
+of analytics.sketch buckets, bucketed here in Python with `bucket_of`, so both
+engines read the same percentiles). ClickHouse merges rows of one key in the
+background; every read aggregates (sum, sumMap), so unmerged parts never show.
+Day granularity sums the hours of a day. The promises:
 
-- Exactly once: the table is a ReplacingMergeTree keyed by (tenant_id,
-  created_at, id) and every read is `FINAL`, so a batch applied twice (a
-  worker killed after the insert, before its watermark moved) counts once.
-- The same percentiles as PostgreSQL: each row carries the analytics.sketch
-  bucket of its latency and TTFT, computed here in Python with `bucket_of`,
-  and a query sums bucket counts into the same `Histogram`.
+- Exactly once without transactions: a batch's rollup rows go in ONE insert
+  (one part, written whole or not at all; the table has no partitions to
+  split it), each row carrying the batch's last ledger id of its tenant
+  (`applied_through`, merged by max). `apply` first drops the rows at or
+  below their tenant's mark, so a batch applied again (the worker killed
+  after the insert, before its watermark moved in PostgreSQL) adds nothing.
 - One tenant per query: every SELECT is built by `Selection`, whose WHERE
-  starts with `tenant_id = {tenant_id}`.
+  starts with `tenant_id = {tenant_id}`, the table's first key column.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -27,63 +30,59 @@ from django.conf import settings
 
 from analytics.backends.base import Figures, LedgerRow, Point, Query, status_class
 from analytics.backends.clickhouse_sessions import ClickHouseSession, session_for, utc_text
-from analytics.sketch import bucket_of
 
-TABLE = "ledger"
+TABLE = "hourly_rollup"
+DIMENSIONS = ("tenant_id", "hour", "model", "api_key_id", "tier", "status_class", "error_type")
 COLUMNS = (
-    "tenant_id",
-    "created_at",
-    "id",
-    "model",
-    "api_key_id",
-    "tier",
-    "status_class",
-    "error_type",
+    *DIMENSIONS,
+    "requests",
+    "succeeded",
     "prompt_tokens",
     "completion_tokens",
     "cost_usd",
     "estimated",
-    "latency_bucket",
-    "ttft_bucket",
+    "latency",
+    "ttft",
+    "applied_through",
 )
 CREATE_TABLE = """
 CREATE TABLE IF NOT EXISTS {table} (
     tenant_id UInt64,
-    created_at DateTime64(6, 'UTC'),
-    id UInt64,
+    hour DateTime('UTC'),
     model LowCardinality(String),
     api_key_id Nullable(UInt64),
     tier Nullable(UInt16),
     status_class LowCardinality(String),
     error_type LowCardinality(String),
-    prompt_tokens UInt32,
-    completion_tokens UInt32,
-    cost_usd Decimal(18, 8),
-    estimated UInt8,
-    latency_bucket Int16,
-    ttft_bucket Nullable(Int16)
-) ENGINE = ReplacingMergeTree
-PARTITION BY toYYYYMM(created_at)
-ORDER BY (tenant_id, created_at, id)
+    requests SimpleAggregateFunction(sum, UInt64),
+    succeeded SimpleAggregateFunction(sum, UInt64),
+    prompt_tokens SimpleAggregateFunction(sum, UInt64),
+    completion_tokens SimpleAggregateFunction(sum, UInt64),
+    cost_usd SimpleAggregateFunction(sum, Decimal(38, 8)),
+    estimated SimpleAggregateFunction(sum, UInt64),
+    latency SimpleAggregateFunction(sumMap, Map(Int16, UInt64)),
+    ttft SimpleAggregateFunction(sumMap, Map(Int16, UInt64)),
+    applied_through SimpleAggregateFunction(max, UInt64)
+) ENGINE = AggregatingMergeTree
+ORDER BY (tenant_id, hour, model, api_key_id, tier, status_class, error_type)
+SETTINGS allow_nullable_key = 1
 """
 TOTALS = """
-    count(),
-    countIf(status_class = '2xx'),
+    sum(requests),
+    sum(succeeded),
     sum(prompt_tokens),
     sum(completion_tokens),
     toString(sum(cost_usd)),
     sum(estimated)
 """
-# The figures counted by key (an error type, a tier, a histogram bucket): a GROUP BY
-# each, their counts gathered in arrays per point, which ClickHouse runs many times
-# faster than building a map per row (sumMap) and sends in far fewer rows.
+# Requests by key, gathered in arrays per point: (kind, key, condition).
 COUNTED = (
     ("errors", "error_type", "error_type != ''"),
-    ("tiers", "assumeNotNull(tier)", "tier IS NOT NULL"),
-    ("latency", "latency_bucket", "1"),
-    ("ttft", "assumeNotNull(ttft_bucket)", "ttft_bucket IS NOT NULL"),
+    ("tiers", "toString(assumeNotNull(tier))", "tier IS NOT NULL"),
 )
-BUCKET_START = {"hour": "toStartOfHour(created_at)", "day": "toStartOfDay(created_at)"}
+HISTOGRAMS = ("latency", "ttft")
+Key = tuple[int, datetime, str, int | None, int | None, str, str]  # DIMENSIONS
+BUCKET_START = {"hour": "hour", "day": "toStartOfDay(hour)"}
 GROUP_VALUE = {
     "model": "model",
     "key": "toString(api_key_id)",
@@ -111,9 +110,20 @@ class ClickHouseBackend:
         self.session.execute(CREATE_TABLE.format(table=self.table))
 
     def apply(self, rows: Sequence[LedgerRow]) -> None:
-        """Insert the rows; applying them again changes no answer (FINAL dedupes)."""
-        if rows:
-            self.session.insert(self.table, COLUMNS, [columns_of(row) for row in rows])
+        """Add the rows not applied yet, in one insert (see the module docstring)."""
+        marks = self.applied_through({row.tenant_id for row in rows})
+        fresh = [row for row in rows if row.id > marks.get(row.tenant_id, 0)]
+        if fresh:
+            self.session.insert(self.table, COLUMNS, rollup_rows(fresh))
+
+    def applied_through(self, tenant_ids: Iterable[int]) -> dict[int, int]:
+        """The last ledger id applied, per tenant (none: nothing applied, or reset)."""
+        found = self.session.query(
+            f"SELECT tenant_id, max(applied_through) FROM {self.table}"  # noqa: S608 - a constant
+            " WHERE tenant_id IN {tenant_ids:Array(UInt64)} GROUP BY tenant_id",
+            {"tenant_ids": sorted(tenant_ids)},
+        )
+        return {int(tenant_id): int(mark) for tenant_id, mark in found}
 
     def summary(self, query: Query) -> Figures:
         return self.figures(query, timeseries=False).get((0, None), Figures())
@@ -131,8 +141,7 @@ class ClickHouseBackend:
         for t, group, *totals in self.session.query(selection.totals(), selection.parameters):
             figures[(int(t), group)] = figures_of(totals)
         for t, group, kind, keys, counts in self.session.query(selection.counted(), selection.parameters):
-            for key, count in zip(keys, counts, strict=True):
-                count_into(figures[(int(t), group)], kind, key, int(count))
+            add_counts(figures[(int(t), group)], kind, keys, counts)
         return figures
 
     def reset(self, tenant_id: int | None = None) -> None:
@@ -145,23 +154,51 @@ class ClickHouseBackend:
             self.session.execute(delete, {"tenant_id": tenant_id})
 
 
-def columns_of(row: LedgerRow) -> list[object]:
+def rollup_rows(rows: Sequence[LedgerRow]) -> list[list[object]]:
+    """The rows folded into one rollup row per dimensions, each marked with the
+    last ledger id of its tenant in `rows`."""
+    folded: dict[Key, Figures] = {}
+    through: dict[int, int] = {}
+    for row in rows:
+        hour = row.created_at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        key = (
+            row.tenant_id,
+            hour,
+            row.model,
+            row.api_key_id,
+            row.tier,
+            status_class(row.status),
+            row.error_type,
+        )
+        add_row(folded.setdefault(key, Figures()), row)
+        through[row.tenant_id] = max(through.get(row.tenant_id, 0), row.id)
     return [
-        row.tenant_id,
-        row.created_at.astimezone(UTC),
-        row.id,
-        row.model,
-        row.api_key_id,
-        row.tier,
-        status_class(row.status),
-        row.error_type,
-        row.prompt_tokens,
-        row.completion_tokens,
-        row.cost_usd,
-        int(row.estimated),
-        bucket_of(row.latency_ms),
-        None if row.ttft_ms is None else bucket_of(row.ttft_ms),
+        [
+            *key,
+            figures.requests,
+            figures.succeeded,
+            figures.prompt_tokens,
+            figures.completion_tokens,
+            figures.cost_usd,
+            figures.estimated,
+            figures.latency.counts,
+            figures.ttft.counts,
+            through[key[0]],
+        ]
+        for key, figures in folded.items()
     ]
+
+
+def add_row(figures: Figures, row: LedgerRow) -> None:
+    figures.requests += 1
+    figures.succeeded += status_class(row.status) == "2xx"
+    figures.prompt_tokens += row.prompt_tokens
+    figures.completion_tokens += row.completion_tokens
+    figures.cost_usd += row.cost_usd
+    figures.estimated += row.estimated
+    figures.latency.add(row.latency_ms)
+    if row.ttft_ms is not None:
+        figures.ttft.add(row.ttft_ms)
 
 
 @dataclass(frozen=True)
@@ -186,8 +223,8 @@ class Selection:
         }
         conditions = [
             "tenant_id = {tenant_id:UInt64}",
-            "created_at >= {start:DateTime64(6, 'UTC')}",
-            "created_at < {end:DateTime64(6, 'UTC')}",
+            "hour >= {start:DateTime64(6, 'UTC')}",
+            "hour < {end:DateTime64(6, 'UTC')}",
         ]
         for name, condition in FILTERS:
             values: tuple[Any, ...] = getattr(query, name)
@@ -208,18 +245,26 @@ class Selection:
         key_column = f", {key} AS key" if key else ""
         return (
             f"SELECT {self.bucket} AS t, {self.group} AS g{key_column}, {columns}"  # noqa: S608 - see the docstring
-            f" FROM {self.table} FINAL WHERE {where} GROUP BY {keys}"
+            f" FROM {self.table} WHERE {where} GROUP BY {keys}"
         )
 
     def totals(self) -> str:
         return self.select(TOTALS)
 
     def counted(self) -> str:
-        return " UNION ALL ".join(
-            f"SELECT t, g, '{kind}', groupArray(toString(key)), groupArray(c)"  # noqa: S608 - see Selection
-            f" FROM ({self.select('count() AS c', condition, key)}) GROUP BY t, g"
+        """(t, g, kind, keys, counts) rows: requests by error type and tier, and the
+        histograms' buckets."""
+        by_key = (
+            f"SELECT t, g, '{kind}', groupArray(key), groupArray(c)"  # noqa: S608 - see the class docstring
+            f" FROM ({self.select('sum(requests) AS c', condition, key)}) GROUP BY t, g"
             for kind, key, condition in COUNTED
         )
+        histograms = (
+            f"SELECT t, g, '{name}', arrayMap(b -> toString(b), mapKeys(m)), mapValues(m)"  # noqa: S608
+            f" FROM ({self.select(f'sumMap({name}) AS m')})"
+            for name in HISTOGRAMS
+        )
+        return " UNION ALL ".join((*by_key, *histograms))
 
 
 def whole_hour(moment: datetime, *, up: bool = False) -> datetime:
@@ -241,12 +286,11 @@ def figures_of(totals: Sequence[Any]) -> Figures:
     )
 
 
-def count_into(figures: Figures, kind: str, key: str, count: int) -> None:
+def add_counts(figures: Figures, kind: str, keys: Sequence[str], counts: Sequence[Any]) -> None:
+    pairs = zip(keys, counts, strict=True)
     if kind == "errors":
-        figures.errors[key] = count
+        figures.errors = {key: int(count) for key, count in pairs}
     elif kind == "tiers":
-        figures.tiers[int(key)] = count
-    elif kind == "latency":
-        figures.latency.counts[int(key)] = count
+        figures.tiers = {int(key): int(count) for key, count in pairs}
     else:
-        figures.ttft.counts[int(key)] = count
+        getattr(figures, kind).counts.update({int(key): int(count) for key, count in pairs})

@@ -74,8 +74,13 @@ class ChdbSession:
         return [tuple(row) for row in orjson.loads(body)["data"]] if body else []
 
     def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-        lines = (orjson.dumps(dict(zip(columns, map(json_value, row), strict=True))).decode() for row in rows)
-        self.session.query(f"INSERT INTO {table} FORMAT JSONEachRow\n" + "\n".join(lines), "Null")
+        lines = (
+            orjson.dumps(
+                dict(zip(columns, map(json_value, row), strict=True)), option=orjson.OPT_NON_STR_KEYS
+            )
+            for row in rows
+        )
+        self.session.query(f"INSERT INTO {table} FORMAT JSONEachRow\n" + b"\n".join(lines).decode(), "Null")
 
 
 def session_for(url: str) -> ClickHouseSession:
