@@ -77,7 +77,8 @@ END $$;
 INSERT INTO billing_usageevent SELECT * FROM billing_usageevent_unpartitioned;
 INSERT INTO billing_usagerequestid (request_id, recorded_at)
     SELECT request_id, created_at FROM billing_usageevent_unpartitioned
-    WHERE created_at > now() - interval '7 days';
+    WHERE created_at > now() - interval '7 days'
+    ON CONFLICT DO NOTHING;
 CREATE INDEX billing_usage_request_id ON billing_usageevent (request_id);
 """,
     INDEXES,

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.core.management import call_command
 from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 from pytest_django import Settings
 
@@ -107,3 +108,41 @@ def test_the_command_reports_what_it_did(capsys: pytest.CaptureFixture[str]) -> 
         "dropped: none (0 default rows)",
         "request ids forgotten: 0",
     ]
+
+
+def migrate_billing(target: str) -> None:
+    executor = MigrationExecutor(connection)
+    executor.migrate([("billing", target)])
+
+
+def test_the_migration_converts_a_ledger_with_rows_and_back(tenant: TenantFixture) -> None:
+    migrate_billing("0011_usage_request_id")
+    now = timezone.now()
+    recent, old, future = (usage_record(tenant, created_at=at) for at in (now, now - timedelta(days=62), FAR))
+    with connection.cursor() as cursor:
+        # Checked now: a deferred check still pending would stop the migration dropping the old table.
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        for record in (recent, old, future):
+            cursor.execute(
+                "INSERT INTO billing_usageevent (request_id, tenant_id, model, prompt_tokens,"
+                " completion_tokens, cost_usd, latency_ms, status, error_type, estimated, created_at,"
+                " meter_error) VALUES (%s, %s, 'm', 1, 2, 0.5, 3, 200, '', false, %s, '')",
+                [record.request_id, tenant.tenant.pk, record.created_at],
+            )
+    before = list(UsageEvent.objects.order_by("id").values_list("id", "request_id", "cost_usd"))
+
+    migrate_billing("0012_usage_event_partitioned")
+
+    assert list(UsageEvent.objects.order_by("id").values_list("id", "request_id", "cost_usd")) == before
+    assert partition_of(recent.request_id) == f"billing_usageevent_p{now:%Y%m}"
+    assert partition_of(old.request_id) == f"billing_usageevent_p{old.created_at:%Y%m}"
+    assert partition_of(future.request_id) == "billing_usageevent_default"
+    claimed = UsageRequestId.objects.filter(request_id__in=[recent.request_id, old.request_id])
+    assert list(claimed.values_list("request_id", flat=True)) == [recent.request_id]
+    newer = usage_record(tenant, created_at=now)
+    insert([newer])
+    assert UsageEvent.objects.get(request_id=newer.request_id).pk > before[-1][0]
+
+    migrate_billing("0011_usage_request_id")
+    assert list(UsageEvent.objects.order_by("id").values_list("id", "request_id", "cost_usd"))[:3] == before
+    migrate_billing("0012_usage_event_partitioned")
