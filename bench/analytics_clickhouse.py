@@ -5,13 +5,14 @@ with `--other-rows` each, then `summary` and `timeseries` (hourly, by model) of
 the tenant's 30 days through `ClickHouseBackend`, `--rounds` times each.
 
     python bench/analytics_clickhouse.py [--rows 10000000] [--tenants 100]
-        [--other-rows 100000] [--rounds 20]
+        [--other-rows 100000] [--rounds 20] [--url https://user:password@host:8443]
 
 Ledger rows are generated and rolled up inside ClickHouse (INSERT ... SELECT
 FROM numbers() ... GROUP BY), with the sketch's bucket formula in SQL, so
 loading takes seconds; the backend's own `apply` (rows folded in Python, one
-insert) is timed on `--apply-rows` rows separately. Needs
-chdb (requirements/dev.txt); no database or Redis.
+insert) is timed on `--apply-rows` rows separately. Runs on chdb
+(requirements/dev.txt) unless `--url` names a server, where it fills and
+leaves the database `analytics_bench`; no PostgreSQL or Redis.
 """
 
 from __future__ import annotations
@@ -76,6 +77,9 @@ def main() -> None:
     parser.add_argument("--other-rows", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--apply-rows", type=int, default=20_000)
+    parser.add_argument(
+        "--url", help="a ClickHouse server (CLICKHOUSE_URL's form); chdb in process by default"
+    )
     arguments = parser.parse_args()
     sys.path.insert(0, str(REPO_ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aiaas.settings")
@@ -84,11 +88,11 @@ def main() -> None:
     django.setup()
     from analytics.backends.base import Query
     from analytics.backends.clickhouse import ClickHouseBackend
-    from analytics.backends.clickhouse_sessions import ChdbSession
+    from analytics.backends.clickhouse_sessions import session_for
     from analytics.tests.ledger_rows import generated_rows
 
     with tempfile.TemporaryDirectory() as folder:
-        backend = ClickHouseBackend(ChdbSession(folder))
+        backend = ClickHouseBackend(session_for(arguments.url or f"chdb://{folder}"), "analytics_bench")
         started = time.perf_counter()
         load(backend, arguments.rows, arguments.tenants, arguments.other_rows)
         total = arguments.rows + arguments.tenants * arguments.other_rows
