@@ -240,29 +240,34 @@ def bench_lag(tenant: Any, rate: int, seconds: float) -> dict[str, float]:
     client = sync_client("queues")
     stop, produced, lags = threading.Event(), [0], []
 
+    template = usage.UsageRecord(
+        request_id="bench",
+        tenant_id=tenant.pk,
+        api_key_id=None,
+        model="sim-small",
+        tier=1,
+        prompt_tokens=100,
+        completion_tokens=50,
+        cost_usd=Decimal("0.0001"),
+        latency_ms=300,
+        ttft_ms=None,
+        status=200,
+        error_type="",
+        estimated=False,
+        created_at=timezone.now(),
+    ).to_fields()
+
     def produce() -> None:
+        """XADD the events the gateway would, `rate` a second in ticks of 0.1 s."""
         tick = 0.1
         while not stop.is_set():
             began = time.monotonic()
+            moment = timezone.now().isoformat()
             pipe = client.pipeline(transaction=False)
             for _ in range(int(rate * tick)):
-                record = usage.UsageRecord(
-                    request_id=f"bench-lag-{uuid.uuid4().hex}",
-                    tenant_id=tenant.pk,
-                    api_key_id=None,
-                    model="sim-small",
-                    tier=1,
-                    prompt_tokens=100,
-                    completion_tokens=50,
-                    cost_usd=Decimal("0.0001"),
-                    latency_ms=300,
-                    ttft_ms=None,
-                    status=200,
-                    error_type="",
-                    estimated=False,
-                    created_at=timezone.now(),
+                pipe.xadd(
+                    stream, {**template, "request_id": f"bench-lag-{uuid.uuid4().hex}", "created_at": moment}
                 )
-                pipe.xadd(stream, record.to_fields())
                 produced[0] += 1
             pipe.execute()
             stop.wait(max(0.0, tick - (time.monotonic() - began)))

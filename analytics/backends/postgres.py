@@ -16,7 +16,7 @@ rounded out to whole hours, the rollups' grain.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -230,7 +230,8 @@ class PostgresBackend:
                     cursor.execute(f"DELETE FROM {table} WHERE tenant_id = %s", [tenant_id])  # noqa: S608
 
     def summary(self, query: Query) -> Figures:
-        found = figures_of(query, "NULL::timestamptz", "NULL::text")
+        # Whole days from day rows, whatever granularity a timeseries would use.
+        found = figures_of(replace(query, granularity="day"), "NULL::timestamptz", "NULL::text")
         return found.get((None, None), Figures())
 
     def timeseries(self, query: Query) -> list[Point]:
