@@ -16,11 +16,11 @@
   every 0.5 s (it includes the 2 s flush interval).
 
     python bench/analytics.py [--rows 10000000] [--days 90] [--other-tenants 100] [--other-rows 20000]
-        [--queries 40] [--rate 2000] [--seconds 60] [--json PATH] [--keep]
+        [--queries 40] [--rate 2000] [--seconds 60] [--json PATH]
 
 Needs the launcher's PostgreSQL and Redis. Runs `manage.py bootstrap`, adds
 tenant rows without schemas (the ledger and the rollups are public), and
-deletes them, their ledger rows and their rollups at the end (unless --keep).
+deletes them, their ledger rows and their rollups at the end.
 No Celery worker should run meanwhile.
 """
 
@@ -328,7 +328,6 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=2_000, help="events/s for the lag measurement")
     parser.add_argument("--seconds", type=float, default=60.0, help="how long to sustain the rate")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON_PATH)
-    parser.add_argument("--keep", action="store_true", help="keep the bench tenants and their rows")
     args = parser.parse_args()
     setup_django()
     from django.core.management import call_command
@@ -346,7 +345,7 @@ def main() -> None:
         print(f"sustaining {args.rate} events/s for {args.seconds:g} s", flush=True)
         lag = bench_lag(main_tenant, args.rate, args.seconds)
     finally:
-        if tenants and not args.keep:
+        if tenants:
             print("deleting the bench tenants and their rows", flush=True)
             forget(tenants)
     results = {"generation": generation, "rebuild": rebuild, "queries": queries, "lag": lag}
