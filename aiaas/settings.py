@@ -252,7 +252,7 @@ LEDGER_PARTITIONS_AHEAD = env.int("LEDGER_PARTITIONS_AHEAD", default=2)
 LEDGER_DEDUPE_DAYS = env.int("LEDGER_DEDUPE_DAYS", default=7)
 # The ClickHouse analytics backend (analytics/backends/clickhouse.py, requirements/clickhouse.txt):
 # http(s)://user:password@host:port, or chdb:///a/folder for ClickHouse in process.
-CLICKHOUSE_URL = env.str("CLICKHOUSE_URL", default="chdb://")
+CLICKHOUSE_URL = env.str("CLICKHOUSE_URL", default="")
 CLICKHOUSE_DATABASE = env.str("CLICKHOUSE_DATABASE", default="analytics")
 CELERY_BEAT_SCHEDULE = {
     # The usage ledger: queued events reach PostgreSQL within seconds (billing/usage.py).

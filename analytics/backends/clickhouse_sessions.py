@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import orjson
+from django.core.exceptions import ImproperlyConfigured
 
 Parameters = Mapping[str, object]
 Row = tuple[Any, ...]
@@ -85,6 +86,8 @@ class ChdbSession:
 
 def session_for(url: str) -> ClickHouseSession:
     """`chdb:///path` (or `chdb://` for a temporary one) runs in process; anything else is a server."""
+    if not url:
+        raise ImproperlyConfigured("ANALYTICS_BACKEND=clickhouse needs CLICKHOUSE_URL")
     parts = urlsplit(url)
     if parts.scheme == "chdb":
         return ChdbSession(str(Path(parts.path)) if parts.path else None)

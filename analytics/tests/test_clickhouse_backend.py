@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
+from pytest_django import Settings
 
 pytest.importorskip("chdb", reason="chdb (requirements/dev.txt) runs ClickHouse in process; not installed")
 
@@ -127,3 +129,10 @@ def test_a_model_name_with_quotes_is_a_parameter_not_sql(backend: ClickHouseBack
     figures = backend.summary(Query(TENANT, START, END, models=("x' OR 1=1 --", "a\\'b")))
 
     assert figures.requests == 0
+
+
+def test_the_backend_needs_a_url(settings: Settings) -> None:
+    settings.CLICKHOUSE_URL = ""
+
+    with pytest.raises(ImproperlyConfigured, match="needs CLICKHOUSE_URL"):
+        ClickHouseBackend()
