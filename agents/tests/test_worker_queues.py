@@ -91,6 +91,7 @@ def test_every_periodic_task_routes_to_a_queue_a_worker_consumes_and_billing_to_
         "maintain-ledger-partitions",
     }
     assert {routed[name] for name in billing} == {"billing"}
+    assert routed["apply-analytics-rollups"] == "billing"  # the ledger's read model, beside its flush
     assert app.tasks["billing.process_stripe_event"].queue == "billing"  # webhooks
 
 

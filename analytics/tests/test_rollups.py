@@ -16,8 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from django.conf import settings
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 
 from analytics import rollups
@@ -232,3 +233,8 @@ def test_a_rebuild_from_the_ledger_equals_the_incremental_rollups(
         assert sum(row["requests"] for row in incremental["DailyRollup"] if row["slice"] == slice_) == 700
     assert "/ " in output.getvalue()
     assert "Rebuilt from" in output.getvalue()
+
+
+def test_a_rebuild_of_an_unknown_tenant_is_refused(db: None) -> None:
+    with pytest.raises(CommandError, match="no tenant 'nobody'"):
+        call_command("analytics_rebuild", "--tenant", "nobody", stdout=io.StringIO())
