@@ -244,6 +244,16 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 USAGE_SPOOL_DIR = env.path("USAGE_SPOOL_DIR", default=BASE_DIR / ".data" / "spool")
 # The Redis stream /v1 usage events are queued on (billing/usage.py).
 USAGE_STREAM = env.str("USAGE_STREAM", default="usage:events")
+# The usage ledger's retention (billing/partitions.py, docs/decisions/0023): monthly
+# partitions older than this many whole months are dropped (invoices need two years
+# and a month). A request id is kept LEDGER_DEDUPE_DAYS for exactly-once inserts.
+LEDGER_RETENTION_MONTHS = env.int("LEDGER_RETENTION_MONTHS", default=25)
+LEDGER_PARTITIONS_AHEAD = env.int("LEDGER_PARTITIONS_AHEAD", default=2)
+LEDGER_DEDUPE_DAYS = env.int("LEDGER_DEDUPE_DAYS", default=7)
+# The ClickHouse analytics backend (analytics/backends/clickhouse.py, requirements/clickhouse.txt):
+# http(s)://user:password@host:port, or chdb:///a/folder for ClickHouse in process.
+CLICKHOUSE_URL = env.str("CLICKHOUSE_URL", default="")
+CLICKHOUSE_DATABASE = env.str("CLICKHOUSE_DATABASE", default="analytics")
 CELERY_BEAT_SCHEDULE = {
     # The usage ledger: queued events reach PostgreSQL within seconds (billing/usage.py).
     "flush-usage-events": {
@@ -263,6 +273,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "request_logs.purge",
         "schedule": 3600.0,
         "options": {"queue": "default", "expire_seconds": 1800},
+    },
+    # The ledger's monthly partitions: created ahead, dropped past retention (billing/partitions.py).
+    "maintain-ledger-partitions": {
+        "task": "billing.maintain_ledger_partitions",
+        "schedule": 6 * 3600.0,
+        "options": {"queue": "billing", "expire_seconds": 3600},
     },
     # Router v2 (routing/router/): canaries judged, learned outcomes kept in PostgreSQL.
     "check-router-canaries": {

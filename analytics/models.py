@@ -1,7 +1,8 @@
 """The analytics read model (public schema): rollups of the usage ledger per tenant.
 
 A rollup row holds the requests of one tenant in one UTC hour (or day) that
-share a model, key, tier, status class and error type: their counts, token and
+share a model, key, tier, status class and error type (or, in the coarser
+slices, all models or all keys; `Slice`): their counts, token and
 cost sums, and latency and TTFT histograms (analytics/sketch.py) as two
 parallel arrays, bucket indexes and counts, sorted by bucket. Arrays, not
 jsonb: a range's percentiles come from `unnest` of a few thousand rows in
@@ -19,11 +20,33 @@ from __future__ import annotations
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 
-DIMENSIONS = ("tenant_id", "bucket_start", "model", "api_key_id", "tier", "status_class", "error_type")
+DIMENSIONS = (
+    "tenant_id",
+    "slice",
+    "bucket_start",
+    "model",
+    "api_key_id",
+    "tier",
+    "status_class",
+    "error_type",
+)
+
+
+class Slice(models.TextChoices):
+    """Which dimensions a rollup row keeps besides tier, status class and error type
+    (what every set of figures reports). A query reads the coarsest slice that has
+    the dimensions it filters or groups by: a tenant's month of day rows is a few
+    hundred rows in `tenant`, tens of thousands in `all`."""
+
+    ALL = "all"  # model and key
+    MODEL = "model"  # key is null
+    KEY = "key"  # model is ""
+    TENANT = "tenant"  # model "" and key null
 
 
 class Rollup(models.Model):
     tenant_id = models.BigIntegerField()
+    slice = models.CharField(max_length=6, choices=Slice.choices)
     bucket_start = models.DateTimeField(help_text="The UTC hour or day the requests were served in.")
     model = models.CharField(max_length=200)
     api_key_id = models.BigIntegerField(null=True)

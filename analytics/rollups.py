@@ -47,17 +47,14 @@ class WatermarkMovedError(RuntimeError):
     """The watermark was not where this batch started: another writer ran (a bug)."""
 
 
-def apply_rollups(
-    batch_size: int = BATCH_SIZE, time_budget_seconds: float = 25.0, backend: AnalyticsBackend | None = None
-) -> int:
+def apply_rollups(batch_size: int = BATCH_SIZE, time_budget_seconds: float = 25.0) -> int:
     """Apply the committed ledger rows past the watermark, batch by batch, until none
     are left or the time budget is spent. Returns the rows applied; 0 at once when
     another worker holds the lock."""
-    backend = backend or get_backend()
     with worker_lock(wait=False) as held:
         if not held:
             return 0
-        return catch_up(backend, batch_size, time.monotonic() + time_budget_seconds)
+        return catch_up(get_backend(), batch_size, time.monotonic() + time_budget_seconds)
 
 
 def catch_up(

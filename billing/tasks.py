@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from aiaas.celery import app
 from aiaas.stream_queue import drain
-from billing import metering, subscriptions, usage
+from billing import metering, partitions, subscriptions, usage
 from billing.stripe_api import StripeNotConfiguredError
 
 logger = logging.getLogger(__name__)
@@ -110,3 +110,11 @@ def push_meter_events(batch_size: int = 1000) -> dict[str, Any]:
 
     drain(push_batch, batch_size, PUSH_TIME_BUDGET_SECONDS)
     return totals
+
+
+@app.task(name="billing.maintain_ledger_partitions", queue="billing", ignore_result=True)  # type: ignore[untyped-decorator]
+def maintain_ledger_partitions() -> None:
+    """The ledger's month partitions created ahead and dropped past retention
+    (billing/partitions.py). Idempotent; runs one at a time (an advisory lock)."""
+    done = partitions.maintain_ledger_partitions()
+    logger.info("ledger partitions: %s", done)

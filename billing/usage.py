@@ -8,16 +8,20 @@ request id:
 
 1. take a batch: first entries another flusher read but never acknowledged
    within `claim_idle_ms` (it died), then new ones;
-2. insert the batch in one transaction, `ON CONFLICT (request_id) DO NOTHING`;
+2. in one transaction, claim the batch's request ids in `UsageRequestId`
+   (`ON CONFLICT DO NOTHING RETURNING`) and insert the rows of those claimed;
 3. only then, in one MULTI/EXEC, copy entries that cannot be stored to the
    dead stream and XACK + XDEL the whole batch.
 
 A flusher killed before step 2 commits leaves its entries pending, and a later
 flusher claims and inserts them. Killed after step 2 and before step 3, the
 rows exist and the entries are still pending: the next flusher inserts them
-again, which the unique request id turns into nothing, then acknowledges them.
+again, which the claimed request ids turn into nothing, then acknowledges them.
 So an event is never lost (it leaves the stream only after its row commits) and
-never counted twice (the request id is unique in the ledger).
+never counted twice: a request id is claimed once (the ledger itself is
+partitioned by month and cannot hold a unique key on it, docs/decisions/0023),
+and claims are kept LEDGER_DEDUPE_DAYS, longer than any copy of an event
+(a redelivered entry, a replayed spool file, a batch line sent again) arrives.
 
 Entries the flusher cannot store (unreadable fields, an unknown tenant, a row
 PostgreSQL refuses) are copied to `usage:dead` with the reason, in step 3, so
@@ -264,12 +268,24 @@ def existing_tenant_ids(tenant_ids: set[int]) -> set[int]:
 
 
 def insert(records: list[UsageRecord]) -> None:
+    """Insert the records whose request id the ledger does not hold yet, claiming
+    those ids in the same transaction (a concurrent flusher claiming one of them
+    waits for this commit, then finds it taken)."""
     with transaction.atomic(), connection.cursor() as cursor:
         # Django's foreign keys are DEFERRABLE INITIALLY DEFERRED; check them at the
         # INSERT, so a refused row fails here even inside a caller's transaction.
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         cursor.execute("SELECT pg_advisory_xact_lock_shared(%s)", [LEDGER_INSERT_LOCK])
-        UsageEvent.objects.bulk_create([record.to_model() for record in records], ignore_conflicts=True)
+        firsts: dict[str, UsageRecord] = {}
+        for record in records:
+            firsts.setdefault(record.request_id, record)
+        cursor.execute(
+            "INSERT INTO billing_usagerequestid (request_id, recorded_at) SELECT unnest(%s::text[]), now()"
+            " ON CONFLICT DO NOTHING RETURNING request_id",
+            [list(firsts)],
+        )
+        claimed = {request_id for (request_id,) in cursor.fetchall()}
+        UsageEvent.objects.bulk_create([firsts[key].to_model() for key in firsts if key in claimed])
 
 
 def insert_one_by_one(records: list[tuple[Entry, UsageRecord]]) -> list[Rejected]:

@@ -84,8 +84,14 @@ def test_every_periodic_task_routes_to_a_queue_a_worker_consumes_and_billing_to_
         assert queue in consumed["worker"] | consumed["billing-worker"], name
     schedule: dict[str, dict[str, Any]] = settings.CELERY_BEAT_SCHEDULE
     billing = {name for name, entry in schedule.items() if entry["task"].startswith("billing.")}
-    assert billing == {"flush-usage-events", "push-meter-events", "retry-stripe-events"}
+    assert billing == {
+        "flush-usage-events",
+        "push-meter-events",
+        "retry-stripe-events",
+        "maintain-ledger-partitions",
+    }
     assert {routed[name] for name in billing} == {"billing"}
+    assert routed["apply-analytics-rollups"] == "billing"  # the ledger's read model, beside its flush
     assert app.tasks["billing.process_stripe_event"].queue == "billing"  # webhooks
 
 

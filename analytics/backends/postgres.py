@@ -1,20 +1,22 @@
-"""The PostgreSQL read model: hourly and daily rollups (analytics/models.py).
+"""The PostgreSQL read model: hourly and daily rollups in four slices (analytics/models.py).
 
-`apply` folds a batch of ledger rows into one delta per rollup row in Python,
-then upserts each level in a few statements on the default (primary)
-connection, so it joins the rollup worker's transaction and commits with the
-watermark. A conflicting row's histograms are merged in SQL (buckets summed).
+`apply` folds a batch of ledger rows into one delta per hour and full set of
+dimensions in Python, coarsens those into the other slices and into days, and
+upserts each table in one statement from a COPY-filled temporary table, on the default
+(primary) connection, so it joins the rollup worker's transaction and commits
+with the watermark. A conflicting row's histograms are merged in SQL.
 
 Reads go to the connection the database router names for the rollups (the
-`analytics` alias: a replica, or the primary opened read-only). A range takes
-day rows for its whole days and hour rows for its ragged ends; times are
+`analytics` alias: a replica, or the primary opened read-only), from the
+coarsest slice holding the dimensions the query filters or groups by. A range
+takes day rows for its whole days and hour rows for its ragged ends; times are
 rounded out to whole hours, the rollups' grain.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -22,17 +24,18 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS, connections, router
 
 from analytics.backends.base import Figures, LedgerRow, Point, Query, status_class
-from analytics.models import DIMENSIONS, DailyRollup, HourlyRollup
+from analytics.models import DailyRollup, HourlyRollup, Slice
 from analytics.sketch import Histogram
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
-UPSERT_CHUNK = 1000  # rows per INSERT: 17 parameters each, well under PostgreSQL's 65,535
-LEVELS = (
-    (HourlyRollup._meta.db_table, "analytics_hourly_dimensions", "hour"),
-    (DailyRollup._meta.db_table, "analytics_daily_dimensions", "day"),
-)
-Key = tuple[int, datetime, str, int | None, int | None, str, str]
+HOURLY, DAILY = HourlyRollup._meta.db_table, DailyRollup._meta.db_table
+UNIQUE_DIMENSIONS = {HOURLY: "analytics_hourly_dimensions", DAILY: "analytics_daily_dimensions"}
+# tenant_id, slice, bucket_start, model, api_key_id, tier, status_class, error_type
+Key = tuple[int, str, datetime, str, int | None, int | None, str, str]
+# The slices keeping each dimension; the others hold "" (model) or null (key).
+KEEPS_MODEL = {Slice.ALL, Slice.MODEL}
+KEEPS_KEY = {Slice.ALL, Slice.KEY}
 
 
 @dataclass
@@ -57,22 +60,15 @@ class Delta:
         if row.ttft_ms is not None:
             self.ttft.add(row.ttft_ms)
 
-    def values(self) -> list[object]:
-        return [
-            self.requests,
-            self.succeeded,
-            self.prompt_tokens,
-            self.completion_tokens,
-            self.cost_usd,
-            self.estimated,
-            *arrays(self.latency),
-            *arrays(self.ttft),
-        ]
-
-
-def arrays(histogram: Histogram) -> tuple[list[int], list[int]]:
-    buckets = sorted(histogram.counts)
-    return buckets, [histogram.counts[bucket] for bucket in buckets]
+    def merge(self, other: Delta) -> None:
+        self.requests += other.requests
+        self.succeeded += other.succeeded
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.cost_usd += other.cost_usd
+        self.estimated += other.estimated
+        self.latency.merge(other.latency)
+        self.ttft.merge(other.ttft)
 
 
 def truncate(moment: datetime, grain: str) -> datetime:
@@ -80,12 +76,14 @@ def truncate(moment: datetime, grain: str) -> datetime:
     return hour.replace(hour=0) if grain == "day" else hour
 
 
-def deltas(rows: Sequence[LedgerRow], grain: str) -> dict[Key, Delta]:
+def hourly_deltas(rows: Sequence[LedgerRow]) -> dict[Key, Delta]:
+    """One delta per hour and full set of dimensions (the `all` slice)."""
     found: dict[Key, Delta] = {}
     for row in rows:
         key = (
             row.tenant_id,
-            truncate(row.created_at, grain),
+            Slice.ALL.value,
+            truncate(row.created_at, "hour"),
             row.model,
             row.api_key_id,
             row.tier,
@@ -99,6 +97,59 @@ def deltas(rows: Sequence[LedgerRow], grain: str) -> dict[Key, Delta]:
     return found
 
 
+def coarsened(deltas: dict[Key, Delta], slice_: Slice, grain: str) -> dict[Key, Delta]:
+    """The `all` slice's hourly deltas summed into `slice_` at `grain`."""
+    found: dict[Key, Delta] = {}
+    for (tenant_id, _, bucket, model, api_key_id, tier, status, error_type), delta in deltas.items():
+        key = (
+            tenant_id,
+            slice_.value,
+            truncate(bucket, grain),
+            model if slice_ in KEEPS_MODEL else "",
+            api_key_id if slice_ in KEEPS_KEY else None,
+            tier,
+            status,
+            error_type,
+        )
+        into = found.get(key)
+        if into is None:
+            into = found[key] = Delta()
+        into.merge(delta)
+    return found
+
+
+def array_text(histogram: Histogram) -> tuple[str, str]:
+    """The histogram as two PostgreSQL array literals, buckets sorted, and their counts."""
+    buckets = sorted(histogram.counts)
+    return (
+        "{" + ",".join(map(str, buckets)) + "}",
+        "{" + ",".join(str(histogram.counts[bucket]) for bucket in buckets) + "}",
+    )
+
+
+COLUMNS = (
+    ("tenant_id", "bigint"),
+    ("slice", "text"),
+    ("bucket_start", "timestamptz"),
+    ("model", "text"),
+    ("api_key_id", "bigint"),
+    ("tier", "smallint"),
+    ("status_class", "text"),
+    ("error_type", "text"),
+    ("requests", "bigint"),
+    ("succeeded", "bigint"),
+    ("prompt_tokens", "bigint"),
+    ("completion_tokens", "bigint"),
+    ("cost_usd", "numeric"),
+    ("estimated", "bigint"),
+    ("latency_buckets", "integer[]"),
+    ("latency_counts", "bigint[]"),
+    ("ttft_buckets", "integer[]"),
+    ("ttft_counts", "bigint[]"),
+)
+SUMS = ("requests", "succeeded", "prompt_tokens", "completion_tokens", "cost_usd", "estimated")
+
+
 def merged(column: str) -> str:
     """SET clause merging a conflicting row's histogram with the incoming one."""
     return (
@@ -110,26 +161,49 @@ def merged(column: str) -> str:
     )
 
 
-SUMS = ("requests", "succeeded", "prompt_tokens", "completion_tokens", "cost_usd", "estimated")
-COLUMNS = (*DIMENSIONS, *SUMS, "latency_buckets", "latency_counts", "ttft_buckets", "ttft_counts")
-PLACEHOLDERS = (
-    "(" + ", ".join(["%s"] * (len(DIMENSIONS) + len(SUMS))) + ", %s::integer[], %s::bigint[]" * 2 + ")"
-)
-UPDATES = ", ".join(
-    [*(f"{name} = r.{name} + EXCLUDED.{name}" for name in SUMS), merged("latency"), merged("ttft")]
-)
+STAGE = "analytics_rollup_stage"
 
 
-def upsert_sql(table: str, constraint: str, count: int) -> str:
+def stage_sql() -> str:
+    columns = ", ".join(f"{name} {kind}" for name, kind in COLUMNS)
+    return f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} ({columns}) ON COMMIT DELETE ROWS"
+
+
+def upsert_sql(table: str) -> str:
+    names = ", ".join(name for name, _ in COLUMNS)
+    updates = ", ".join(
+        [*(f"{name} = r.{name} + EXCLUDED.{name}" for name in SUMS), merged("latency"), merged("ttft")]
+    )
     return (
-        f"INSERT INTO {table} AS r ({', '.join(COLUMNS)}) VALUES {', '.join([PLACEHOLDERS] * count)} "  # noqa: S608
-        f"ON CONFLICT ON CONSTRAINT {constraint} DO UPDATE SET {UPDATES}"
+        f"INSERT INTO {table} AS r ({names}) SELECT {names} FROM {STAGE} "  # noqa: S608 - constants
+        f"ON CONFLICT ON CONSTRAINT {UNIQUE_DIMENSIONS[table]} DO UPDATE SET {updates}"
     )
 
 
-def chunks(items: list[tuple[Key, Delta]], size: int) -> Iterator[list[tuple[Key, Delta]]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def upsert(table: str, deltas: dict[Key, Delta]) -> None:
+    """COPY the deltas into a temporary table, then upsert them from there in one
+    statement: COPY formats scalars in C, and histograms go as array literals, where
+    binding thousands of array parameters is Python work per element."""
+    names = ", ".join(name for name, _ in COLUMNS)
+    with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+        cursor.execute(stage_sql())
+        with cursor.copy(f"COPY {STAGE} ({names}) FROM STDIN") as copy:
+            for key, delta in deltas.items():
+                copy.write_row(
+                    (
+                        *key,
+                        delta.requests,
+                        delta.succeeded,
+                        delta.prompt_tokens,
+                        delta.completion_tokens,
+                        delta.cost_usd,
+                        delta.estimated,
+                        *array_text(delta.latency),
+                        *array_text(delta.ttft),
+                    )
+                )
+        cursor.execute(upsert_sql(table))
+        cursor.execute(f"TRUNCATE {STAGE}")
 
 
 class PostgresBackend:
@@ -138,22 +212,26 @@ class PostgresBackend:
     def apply(self, rows: Sequence[LedgerRow]) -> None:
         """Upsert the rows' deltas on the default connection, inside the caller's
         transaction (the rollup worker's, which also moves the watermark)."""
-        with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
-            for table, constraint, grain in LEVELS:
-                for chunk in chunks(list(deltas(rows, grain).items()), UPSERT_CHUNK):
-                    params: list[Any] = [value for key, delta in chunk for value in (*key, *delta.values())]
-                    cursor.execute(upsert_sql(table, constraint, len(chunk)), params)
+        hourly = hourly_deltas(rows)
+        for table, grain in ((HOURLY, "hour"), (DAILY, "day")):
+            deltas: dict[Key, Delta] = {}
+            for slice_ in Slice:
+                deltas |= (
+                    hourly if (slice_, grain) == (Slice.ALL, "hour") else coarsened(hourly, slice_, grain)
+                )
+            upsert(table, deltas)
 
     def reset(self, tenant_id: int | None = None) -> None:
         with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
-            for table, _, _ in LEVELS:
+            for table in (HOURLY, DAILY):
                 if tenant_id is None:
                     cursor.execute(f"TRUNCATE {table}")
                 else:
                     cursor.execute(f"DELETE FROM {table} WHERE tenant_id = %s", [tenant_id])  # noqa: S608
 
     def summary(self, query: Query) -> Figures:
-        found = figures_of(query, "NULL::timestamptz", "NULL::text")
+        # Whole days from day rows, whatever granularity a timeseries would use.
+        found = figures_of(replace(query, granularity="day"), "NULL::timestamptz", "NULL::text")
         return found.get((None, None), Figures())
 
     def timeseries(self, query: Query) -> list[Point]:
@@ -181,6 +259,18 @@ def group_expression(query: Query) -> str:
     }[query.group_by]
 
 
+def slice_of(query: Query) -> Slice:
+    """The coarsest slice holding every dimension the query filters or groups by."""
+    model = bool(query.models) or query.group_by == "model"
+    key = bool(query.api_key_ids) or query.group_by == "key"
+    return {
+        (False, False): Slice.TENANT,
+        (True, False): Slice.MODEL,
+        (False, True): Slice.KEY,
+        (True, True): Slice.ALL,
+    }[(model, key)]
+
+
 def ranges(query: Query) -> list[tuple[str, datetime, datetime]]:
     """(table, start, end) parts covering the query: day rows for whole days (unless
     hour granularity asks for hours), hour rows for the rest."""
@@ -188,10 +278,9 @@ def ranges(query: Query) -> list[tuple[str, datetime, datetime]]:
     end = truncate(query.end, "hour") + (HOUR if query.end != truncate(query.end, "hour") else timedelta(0))
     first_day = truncate(start, "day") + (DAY if start != truncate(start, "day") else timedelta(0))
     last_day = truncate(end, "day")
-    hourly, daily = LEVELS[0][0], LEVELS[1][0]
     if query.granularity == "hour" or first_day >= last_day:
-        return [(hourly, start, end)]
-    return [(hourly, start, first_day), (daily, first_day, last_day), (hourly, last_day, end)]
+        return [(HOURLY, start, end)]
+    return [(HOURLY, start, first_day), (DAILY, first_day, last_day), (HOURLY, last_day, end)]
 
 
 def selection(query: Query) -> tuple[str, list[Any]]:
@@ -210,10 +299,10 @@ def selection(query: Query) -> tuple[str, list[Any]]:
     for table, start, end in ranges(query):
         if start < end:
             parts.append(
-                f"SELECT * FROM {table} WHERE tenant_id = %s"  # noqa: S608
+                f"SELECT * FROM {table} WHERE tenant_id = %s AND slice = %s"  # noqa: S608
                 f" AND bucket_start >= %s AND bucket_start < %s{filters}"
             )
-            params += [query.tenant_id, start, end, *filter_params]
+            params += [query.tenant_id, slice_of(query).value, start, end, *filter_params]
     return " UNION ALL ".join(parts), params
 
 

@@ -18,6 +18,7 @@ import pytest
 from django.db import connection
 
 from analytics import rollups
+from analytics.backends.clickhouse_sessions import ChdbSession
 from analytics.models import DailyRollup, HourlyRollup
 from billing.models import UsageEvent
 from billing.usage import UsageRecord, insert
@@ -84,6 +85,15 @@ class Ledger:
                 model.objects.filter(bucket_start__gte=self.start, bucket_start__lt=end).delete()
 
         on_another_connection(delete_all)
+
+
+@pytest.fixture(scope="session")
+def chdb_session() -> ChdbSession:
+    """ClickHouse in this process (one session per process: chdb allows one at a time)."""
+    pytest.importorskip(
+        "chdb", reason="chdb (requirements/dev.txt) runs ClickHouse in process; not installed"
+    )
+    return ChdbSession()
 
 
 @pytest.fixture

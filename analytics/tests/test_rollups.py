@@ -16,14 +16,15 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from django.conf import settings
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 
 from analytics import rollups
 from analytics.backends import get_backend
 from analytics.backends.base import Query
-from analytics.models import DIMENSIONS, DailyRollup, HourlyRollup, RollupWatermark
+from analytics.models import DIMENSIONS, DailyRollup, HourlyRollup, RollupWatermark, Slice
 from analytics.tests.conftest import Ledger, apply_all, on_another_connection
 from billing.usage import insert
 from testing.tenants import TenantFixture
@@ -228,6 +229,12 @@ def test_a_rebuild_from_the_ledger_equals_the_incremental_rollups(
     without_ids = [{**row, "id": None} for rows in incremental.values() for row in rows]
     assert [{**row, "id": None} for rows in by_tenant.values() for row in rows] == without_ids
     assert [{**row, "id": None} for rows in everything.values() for row in rows] == without_ids
-    assert sum(row["requests"] for row in incremental["DailyRollup"]) == 700
+    for slice_ in Slice:  # each slice counts every request once
+        assert sum(row["requests"] for row in incremental["DailyRollup"] if row["slice"] == slice_) == 700
     assert "/ " in output.getvalue()
     assert "Rebuilt from" in output.getvalue()
+
+
+def test_a_rebuild_of_an_unknown_tenant_is_refused(db: None) -> None:
+    with pytest.raises(CommandError, match="no tenant 'nobody'"):
+        call_command("analytics_rebuild", "--tenant", "nobody", stdout=io.StringIO())

@@ -1,6 +1,6 @@
 from billing.models.plans import CapMode, Plan
 from billing.models.stripe import BillingAccount, EventStatus, StripeEvent, SubscriptionStatus
-from billing.models.usage import UsageEvent
+from billing.models.usage import UsageEvent, UsageRequestId
 
 __all__ = [
     "BillingAccount",
@@ -10,4 +10,5 @@ __all__ = [
     "StripeEvent",
     "SubscriptionStatus",
     "UsageEvent",
+    "UsageRequestId",
 ]

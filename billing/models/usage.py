@@ -4,15 +4,21 @@ Rows are facts about money, so they outlive anything they point at: the tenant
 is PROTECTed (a tenant with usage history is deactivated, never deleted; its
 schema is never dropped by deleting a row either), while a deleted API key only
 nulls `api_key` and the row stays counted.
+
+The table is partitioned by month of `created_at` (billing/partitions.py,
+docs/decisions/0023): its primary key in PostgreSQL is (id, created_at), and
+`request_id` cannot be unique there, so the flusher claims each request id in
+`UsageRequestId` in the same transaction as the row (billing/usage.py).
 """
 
 from __future__ import annotations
 
 from django.db import models
+from django.utils import timezone
 
 
 class UsageEvent(models.Model):
-    request_id = models.CharField(max_length=128, unique=True)
+    request_id = models.CharField(max_length=128, help_text="Once in the ledger (UsageRequestId).")
     tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="usage_events")
     api_key = models.ForeignKey(
         "tenants.ApiKey", on_delete=models.SET_NULL, related_name="usage_events", null=True, blank=True
@@ -44,6 +50,7 @@ class UsageEvent(models.Model):
         ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(fields=["tenant", "created_at"]),
+            models.Index(fields=["request_id"], name="billing_usage_request_id"),
             models.Index(
                 fields=["tenant", "id"],
                 condition=models.Q(meter_reported_at__isnull=True, meter_error=""),
@@ -55,6 +62,21 @@ class UsageEvent(models.Model):
                 name="billing_usage_meter_retry",
             ),
         ]
+
+    def __str__(self) -> str:
+        return self.request_id
+
+
+class UsageRequestId(models.Model):
+    """A request id the ledger holds, kept LEDGER_DEDUPE_DAYS after it was recorded.
+
+    The unique key the partitioned ledger cannot have: a copy of an event that
+    arrives within the window (a redelivered stream entry, a replayed spool
+    file, a batch line sent again) finds its id here and is not stored again.
+    """
+
+    request_id = models.CharField(max_length=128, primary_key=True)
+    recorded_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     def __str__(self) -> str:
         return self.request_id
