@@ -15,11 +15,20 @@ from typing import Any
 from tenant_schemas_celery.app import CeleryApp
 from tenant_schemas_celery.task import TenantTask
 
+from aiaas.observability import celery as observed_celery  # its signals time every task
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aiaas.settings")
 
 app = CeleryApp("aiaas")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@app.task(name="observability.sample_queues", queue="billing", ignore_result=True)  # type: ignore[untyped-decorator]
+def sample_queues() -> None:
+    """The Celery queues' and the usage queue's depths in the metrics (beat, every few seconds)."""
+    observed_celery.sample_celery_queues(app)
+    observed_celery.sample_usage_queue()
 
 
 class MissingTenantContextError(RuntimeError):

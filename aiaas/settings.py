@@ -78,6 +78,7 @@ TENANT_CREATION_FAKES_MIGRATIONS = True
 
 MIDDLEWARE = [
     "aiaas.middleware.HealthCheckMiddleware",
+    "aiaas.middleware.RouteLabelMiddleware",
     # CORS preflights carry no key and no CSRF token: answered before either is asked for.
     "tenants.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -255,6 +256,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "routing.check_canaries",
         "schedule": 5.0,
         "options": {"queue": "default", "expire_seconds": 20},
+    },
+    # Queue depths in the metrics (aiaas/observability/celery.py), on the platform queue.
+    "sample-queues": {
+        "task": "observability.sample_queues",
+        "schedule": 15.0,
+        "options": {"queue": "billing", "expire_seconds": 15},
     },
     "snapshot-router-outcomes": {
         "task": "routing.snapshot_outcomes",
@@ -547,8 +554,11 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
 REQUEST_BODY_TIMEOUT_SECONDS = env.float("REQUEST_BODY_TIMEOUT_SECONDS", default=30.0)
 REQUEST_HEADERS_TIMEOUT_SECONDS = env.float("REQUEST_HEADERS_TIMEOUT_SECONDS", default=10.0)
 MAX_REQUEST_HEADER_BYTES = env.int("MAX_REQUEST_HEADER_BYTES", default=64 * 1024)
-# GET /metrics: scrapers send `Authorization: Bearer <METRICS_TOKEN>`; unset, only loopback clients.
+# GET /metrics (docs/observability.md): only to `Authorization: Bearer <METRICS_TOKEN>`;
+# unset, a 404 to everyone. METRICS_LISTEN (an internal-only host:port, say
+# 127.0.0.1:9100) serves them there without authentication, from the web process.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_LISTEN = env.str("METRICS_LISTEN", default="")
 # JSON Schemas tenants send (response_format, agent specs; aiaas/json_schema.py):
 # refused above these sizes before any other work.
 JSON_SCHEMA_MAX_BYTES = env.int("JSON_SCHEMA_MAX_BYTES", default=128 * 1024)

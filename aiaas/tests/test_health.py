@@ -1,3 +1,6 @@
+"""/livez answers without touching anything; /readyz checks each dependency and
+says why one failed only to the metrics token's bearer."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -8,41 +11,81 @@ from django.test import Client, override_settings
 
 import aiaas.health
 
+TOKEN = "metrics-token-for-tests"
+DEPENDENCIES = ("postgres", "redis", "redis_cache", "redis_channels", "celery_broker")
+NO_REDIS = "unix:///nonexistent/redis.sock"
 
+
+@pytest.mark.parametrize("path", ["/livez", "/healthz"])
 @pytest.mark.parametrize("host", ["localhost", "alpha.localhost", "unknown.example", "10.0.0.7:8000"])
-def test_healthz_answers_on_every_host(host: str) -> None:
-    response = Client(HTTP_HOST=host).get("/healthz")
+def test_livez_answers_on_every_host(path: str, host: str) -> None:
+    response = Client(HTTP_HOST=host).get(path)
 
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
 
 
-def test_readyz_is_ok_when_postgres_and_redis_answer(db: None) -> None:
+@override_settings(REDIS_URL=NO_REDIS, CELERY_BROKER_URL="redis+socket:///nonexistent/redis.sock")
+def test_livez_touches_no_dependency(monkeypatch: pytest.MonkeyPatch) -> None:
+    def touched() -> None:
+        raise AssertionError("/livez checked a dependency")
+
+    monkeypatch.setattr(aiaas.health, "readiness", touched)
+
+    assert Client().get("/livez").status_code == 200
+
+
+def test_readyz_is_ok_when_every_dependency_answers(db: None) -> None:
     response = Client(HTTP_HOST="probe.internal").get("/readyz")
 
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "checks": {"postgres": "ok", "redis": "ok"}}
+    assert response.json() == {"status": "ok", "checks": dict.fromkeys(DEPENDENCIES, "ok")}
 
 
-@override_settings(REDIS_URL="unix:///nonexistent/redis.sock")
-def test_readyz_names_redis_when_it_is_down(db: None) -> None:
+@override_settings(REDIS_URL=NO_REDIS)
+def test_readyz_names_the_failed_redis_role_without_its_error_to_anonymous_callers(db: None) -> None:
     response = Client().get("/readyz")
 
     assert response.status_code == 503
-    body = response.json()
-    assert body["status"] == "unavailable"
-    assert body["checks"]["postgres"] == "ok"
-    assert body["checks"]["redis"].startswith("ConnectionError")
+    assert response.json() == {
+        "status": "unavailable",
+        "checks": dict.fromkeys(DEPENDENCIES, "ok") | {"redis": "failed"},
+    }
+    assert "nonexistent" not in response.content.decode()
 
 
-def test_readyz_names_postgres_when_it_is_down(db: None, monkeypatch: pytest.MonkeyPatch) -> None:
+@override_settings(REDIS_URL=NO_REDIS, METRICS_TOKEN=TOKEN)
+def test_readyz_tells_the_metrics_tokens_bearer_why(db: None) -> None:
+    wrong = Client(HTTP_AUTHORIZATION="Bearer nope").get("/readyz")
+    right = Client(HTTP_AUTHORIZATION=f"Bearer {TOKEN}").get("/readyz")
+
+    assert "errors" not in wrong.json()
+    errors = right.json()["errors"]
+    assert list(errors) == ["redis"]
+    assert errors["redis"].startswith("ConnectionError")
+
+
+@override_settings(CELERY_BROKER_URL="redis+socket:///nonexistent/redis.sock")
+def test_readyz_checks_the_celery_broker(db: None) -> None:
+    response = Client().get("/readyz")
+
+    assert response.status_code == 503
+    assert response.json()["checks"]["celery_broker"] == "failed"
+    assert response.json()["checks"]["redis"] == "ok"
+
+
+def test_readyz_names_postgres_when_it_is_down(
+    db: None, monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    settings.METRICS_TOKEN = TOKEN
     settings_dict: dict[str, Any] = {**connections["default"].settings_dict, "NAME": "no_such_database"}
     broken = connections["default"].__class__(settings_dict, alias="broken")
     monkeypatch.setattr(aiaas.health, "connection", broken)
 
-    response = Client().get("/readyz")
+    anonymous = Client().get("/readyz")
+    bearer = Client(HTTP_AUTHORIZATION=f"Bearer {TOKEN}").get("/readyz")
 
-    assert response.status_code == 503
-    checks = response.json()["checks"]
-    assert checks["postgres"].startswith("OperationalError")
-    assert checks["redis"] == "ok"
+    assert anonymous.status_code == 503
+    assert anonymous.json()["checks"]["postgres"] == "failed"
+    assert "no_such_database" not in anonymous.content.decode()
+    assert bearer.json()["errors"]["postgres"].startswith("OperationalError")

@@ -146,7 +146,10 @@ def endpoint(
     request is settled."""
 
     async def respond(request: Request) -> Response:
-        context = RequestContext.new(request.headers.get("x-request-id", ""))
+        route = request.scope.get("route")
+        context = RequestContext.new(
+            request.headers.get("x-request-id", ""), endpoint=route.path if route else "unmatched"
+        )
         try:
             async with context.lifecycle():
                 try:
