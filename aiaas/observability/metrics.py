@@ -1,7 +1,7 @@
 """Every Prometheus metric the platform exports, defined once (docs/observability.md).
 
 prometheus_client keeps the values: in this process's default registry, or, when
-PROMETHEUS_MULTIPROCESS_DIR is set before the first import of prometheus_client
+PROMETHEUS_MULTIPROC_DIR is set before the first import of prometheus_client
 (the launcher sets it), in files there that every process of the host shares,
 so one scrape sums the uvicorn workers and Celery processes (exposition.py).
 A gauge says how its processes' values combine (`multiprocess_mode`).
