@@ -77,7 +77,8 @@ def child_commands(python: str) -> dict[str, list[str]]:
             "aiaas.http_protocol:BoundedHeadersProtocol",
             "--timeout-keep-alive",
             "5",
-            "--no-access-log" if os.environ.get("ACCESS_LOG", "1") == "0" else "--access-log",
+            # Ours (aiaas/access_log.py, ACCESS_LOG) replaces uvicorn's, which logs query strings.
+            "--no-access-log",
         ],
         "worker": worker_command(
             python, "tenant", queues.tenant_queues(os.environ), os.environ.get("CELERY_CONCURRENCY", "2")
