@@ -132,6 +132,9 @@ class RequestContext:
     api_key: ApiKey | None = None
     meter: Meter | None = None
     first_token_at: float | None = None
+    # A stream's overhead is taken at its first token, as its header is: after it, the
+    # time is the reader's and the provider's, not the gateway's.
+    overhead_at_first_token: float | None = None
     streaming: bool = False  # the response outlives the transport's handler and settles itself
     settled: bool = False
     status: int = 500
@@ -184,7 +187,9 @@ class RequestContext:
         return headers
 
     def mark_first_token(self) -> None:
-        self.first_token_at = self.first_token_at or time.perf_counter()
+        if self.first_token_at is None:
+            self.first_token_at = time.perf_counter()
+            self.overhead_at_first_token = self.overhead_seconds()
 
     @property
     def logs_requests(self) -> bool:
@@ -251,7 +256,10 @@ class RequestContext:
         """The request's figures in the metrics (aiaas/observability/metrics.py): the
         gateway's overhead, and for a request a model served, its upstream time,
         time to first token and tokens."""
-        metrics.series(metrics.GATEWAY_OVERHEAD, self.endpoint).observe(self.overhead_seconds())
+        overhead = self.overhead_at_first_token
+        metrics.series(metrics.GATEWAY_OVERHEAD, self.endpoint).observe(
+            self.overhead_seconds() if overhead is None else overhead
+        )
         model, usage = self.outcome.model, self.outcome.usage
         if model is None:
             return

@@ -86,6 +86,10 @@ def test_a_stream_records_its_time_to_first_token(
     moved = moved_after(platform_url, before)
     assert moved("aiaas_ttft_seconds_count", model="sim-medium", tier="2") == 1
     assert moved("aiaas_http_requests_total", **CHAT, status_class="2xx") == 1
+    # The overhead is the stream's at its first token, as its header says, not its whole length.
+    header_seconds = float(response.headers["x-aiaas-overhead-ms"]) / 1000
+    observed = moved("aiaas_gateway_overhead_seconds_sum", endpoint="/v1/chat/completions")
+    assert abs(observed - header_seconds) < 0.0005
 
 
 def test_the_router_counts_its_decisions_and_costs(
