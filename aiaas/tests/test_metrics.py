@@ -12,7 +12,7 @@ import httpx
 from django.conf import settings
 from prometheus_client.samples import Sample
 
-from aiaas.observability.metrics import ALL_METRICS
+from aiaas.observability.metrics import ALL_METRICS, exposed_names
 from testing.metrics import scrape, value
 from testing.tenants import TenantFixture
 
@@ -170,3 +170,15 @@ def test_docs_observability_lists_every_metric_and_no_other() -> None:
 
     defined = {family.name for metric in ALL_METRICS for family in metric.describe()}
     assert documented == {f"{name}_total" if name in COUNTERS else name for name in defined}
+
+
+def test_exposed_names_cover_every_series_a_scrape_shows(
+    platform_url: str, gateway: str, serving_tenant: TenantFixture
+) -> None:
+    chat(gateway, serving_tenant.admin_key, model="sim-small")
+
+    shown = {sample.name for sample in scrape(platform_url) if sample.name.startswith("aiaas_")}
+
+    series_names = {name for name in shown if not name.endswith("_created")}
+    assert {"aiaas_http_requests_total", "aiaas_gateway_overhead_seconds_bucket"} <= series_names
+    assert series_names <= exposed_names()
