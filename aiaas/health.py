@@ -1,8 +1,8 @@
 """Liveness and readiness. /livez (and its older name /healthz) says the process
 answers and touches nothing; /readyz checks each dependency: PostgreSQL, Redis in
 each role it is configured for (pools, cache, channel layer) and the Celery broker.
-Anonymous probes learn only "ok" or "failed"; the error text goes to the
-metrics token's bearer (aiaas/observability/exposition.py), as it may name hosts."""
+Anonymous probes learn only "ok" or "failed"; the error text, which may name
+hosts, goes to the metrics token's bearer and to staff (aiaas/middleware.py)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,11 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
+from django.contrib.auth import get_user
+from django.contrib.sessions.backends.db import SessionStore
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django_tenants.utils import get_public_schema_name, schema_context
 
 from aiaas import logs
 from aiaas.health import readiness
@@ -51,15 +55,29 @@ class HealthCheckMiddleware:
 
 
 def readiness_response(request: HttpRequest) -> JsonResponse:
-    """Each dependency as ok or failed; why it failed only to the metrics token's bearer."""
+    """Each dependency as ok or failed; why it failed only to the metrics token's bearer
+    or a signed-in staff member of the public site."""
     failures = readiness()
     body: dict[str, object] = {
         "status": "unavailable" if any(failures.values()) else "ok",
         "checks": {name: "failed" if failure else "ok" for name, failure in failures.items()},
     }
-    if bears_token(request.headers.get("authorization", "").encode()):
+    if bears_token(request.headers.get("authorization", "").encode()) or is_platform_staff(request):
         body["errors"] = {name: failure for name, failure in failures.items() if failure}
     return JsonResponse(body, status=503 if any(failures.values()) else 200)
+
+
+def is_platform_staff(request: HttpRequest) -> bool:
+    """Whether the request's session is an active staff user's in the public schema
+    (this middleware runs before sessions and tenants are resolved). A tenant's
+    session, unknown there, is nobody's: it fails closed."""
+    session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
+    if not session_key:
+        return False
+    with schema_context(get_public_schema_name()):
+        request.session = SessionStore(session_key)
+        user = get_user(request)
+        return bool(user.is_active and user.is_staff)
 
 
 class RouteLabelMiddleware:

@@ -6,10 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.db import connections
 from django.test import Client, override_settings
 
 import aiaas.health
+from accounts.models import User
+from testing.tenants import TEST_PASSWORD
 
 TOKEN = "metrics-token-for-tests"
 DEPENDENCIES = ("postgres", "redis", "redis_cache", "redis_channels", "celery_broker")
@@ -72,6 +75,18 @@ def test_readyz_tells_the_metrics_tokens_bearer_why(db: None) -> None:
     errors = right.json()["errors"]
     assert list(errors) == ["redis"]
     assert errors["redis"].startswith("ConnectionError")
+
+
+@override_settings(REDIS_URL=NO_REDIS)
+def test_readyz_tells_a_signed_in_staff_member_why_and_no_other_user(db: None) -> None:
+    User.objects.create_superuser("readyz-staff@aiaas.example", TEST_PASSWORD)
+    User.objects.create_user("readyz-member@aiaas.example", TEST_PASSWORD)
+    staff, member = Client(HTTP_HOST=settings.BASE_DOMAIN), Client(HTTP_HOST=settings.BASE_DOMAIN)
+    staff.force_login(User.objects.get(email="readyz-staff@aiaas.example"))
+    member.force_login(User.objects.get(email="readyz-member@aiaas.example"))
+
+    assert list(staff.get("/readyz").json()["errors"]) == ["redis"]
+    assert "errors" not in member.get("/readyz").json()
 
 
 @override_settings(CELERY_BROKER_URL="redis+socket:///nonexistent/redis.sock")
