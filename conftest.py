@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 from rest_framework.test import APIClient
 
 from tenants.context import activate_public_schema
@@ -25,14 +25,15 @@ pytest_plugins = ["testing.platform"]
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests that reach the database through session fixtures (a server thread, say)
     need the test database as much as tests using `db`: mark them, or pytest-django
-    would leave the connection on the development database."""
+    would leave the connection on the development database. They may read through
+    the `analytics` alias too (a mirror of the test database, analytics/routers.py)."""
     for item in items:
         if "django_db_setup" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.django_db)
+            item.add_marker(pytest.mark.django_db(databases=["default", "analytics"]))
 
 
 @pytest.fixture(scope="session")
-def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> dict[str, TenantFixture]:
+def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> Iterator[dict[str, TenantFixture]]:
     with django_db_blocker.unblock():
         if not connection.settings_dict["NAME"].startswith("test_"):
             raise RuntimeError("refusing to build test tenants outside a test database")
@@ -41,7 +42,9 @@ def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> dict[str, T
         start_ids_at_random()
         tenants = {slug: TenantFactory.create(slug=slug) for slug in ("alpha", "beta", "serving")}
         activate_public_schema()
-    return tenants
+    yield tenants
+    # Django closes the default connection before dropping the test database, not its mirror's.
+    connections["analytics"].close()
 
 
 def start_ids_at_random() -> None:

@@ -142,7 +142,21 @@ if env.bool("DATABASE_POOL", default=False):
         "timeout": DATABASE_CONNECTION_WAIT_SECONDS,
         "max_idle": 60,
     }
-DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
+# Analytics reads (analytics/routers.py) use their own alias: a replica when
+# ANALYTICS_DATABASE_URL is set, else the primary with the same settings. Either
+# way its sessions are read-only, so the analytics API cannot write. Tests point
+# it at the test database (a mirror of default).
+DATABASES["analytics"] = {
+    **DATABASES["default"],
+    **(env.db("ANALYTICS_DATABASE_URL") if env.str("ANALYTICS_DATABASE_URL", default="") else {}),
+    "ENGINE": "aiaas.postgresql_backend",
+    "OPTIONS": {
+        **DATABASES["default"]["OPTIONS"],
+        "options": "-c default_transaction_read_only=on",
+    },
+    "TEST": {"MIRROR": "default"},
+}
+DATABASE_ROUTERS = ["analytics.routers.AnalyticsReadRouter", "django_tenants.routers.TenantSyncRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL")
@@ -265,6 +279,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "observability.sample_queues",
         "schedule": 15.0,
         "options": {"queue": "billing", "expire_seconds": 15},
+    },
+    # The analytics read model (analytics/rollups.py) follows the ledger within seconds.
+    "apply-analytics-rollups": {
+        "task": "analytics.apply_rollups",
+        "schedule": 2.0,
+        "options": {"queue": "billing", "expire_seconds": 10},
     },
     "snapshot-router-outcomes": {
         "task": "routing.snapshot_outcomes",
@@ -541,6 +561,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "DocumentSourceEnum": "ingestion.models.DocumentSource",
         "DocumentStatusEnum": "ingestion.models.DocumentStatus",
+        "AnalyticsGroupByEnum": ["model", "key", "tier", "status"],
+        "GroupByEnum": ["day", "model", "key", "tier"],
     },
 }
 # Request bodies and slow clients (aiaas/request_limits.py, aiaas/http_protocol.py):
@@ -578,6 +600,11 @@ SENTRY_DSN = env.str("SENTRY_DSN", default="")
 SENTRY_TRACES_SAMPLE_RATE = env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0)
 if SENTRY_DSN:
     init_sentry(SENTRY_DSN, SENTRY_TRACES_SAMPLE_RATE)
+
+# Analytics (analytics/, docs/decisions/0022): the read model's engine ("postgres" or
+# "clickhouse"), and how long the API keeps a tenant's answer.
+ANALYTICS_BACKEND = env.str("ANALYTICS_BACKEND", default="postgres")
+ANALYTICS_CACHE_SECONDS = env.int("ANALYTICS_CACHE_SECONDS", default=10)
 
 # The demo tenant `make run` seeds.
 DEMO_TENANT_SLUG = "acme"

@@ -9,6 +9,7 @@ from aiaas.api_errors import bad_request_view, json_error_view, unknown_url_view
 urlpatterns = [
     path("api/v1/", include("tenants.api.urls")),
     path("api/v1/", include("billing.api.urls")),
+    path("api/v1/", include("analytics.api.urls")),
     path("api/v1/", include("request_logs.api.urls")),
     path("api/v1/", include("routing.api.urls")),
     path("api/v1/", include("agents.api.urls")),

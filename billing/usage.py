@@ -59,6 +59,11 @@ MAX_COST_USD = Decimal("1000000")  # what DecimalField(14, 8) holds
 MAX_ID = 2**63 - 1  # BigAutoField
 MAX_COUNT = 2**31 - 1  # PositiveIntegerField
 MAX_SMALL = 2**15 - 1  # PositiveSmallIntegerField
+# Every ledger insert holds this advisory lock shared until it commits. A reader that
+# takes it exclusively (analytics/rollups.py) waits for inserts in flight, so every
+# id up to the max(id) it then reads is committed: ids are drawn when a row is
+# inserted, and concurrent flushes commit out of id order.
+LEDGER_INSERT_LOCK = 0x7573616765  # "usage"
 
 Rejected = tuple[Entry, str]  # an entry the ledger cannot take, and why
 
@@ -263,6 +268,7 @@ def insert(records: list[UsageRecord]) -> None:
         # Django's foreign keys are DEFERRABLE INITIALLY DEFERRED; check them at the
         # INSERT, so a refused row fails here even inside a caller's transaction.
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cursor.execute("SELECT pg_advisory_xact_lock_shared(%s)", [LEDGER_INSERT_LOCK])
         UsageEvent.objects.bulk_create([record.to_model() for record in records], ignore_conflicts=True)
 
 

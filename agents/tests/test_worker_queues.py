@@ -86,6 +86,7 @@ def test_every_periodic_task_routes_to_a_queue_a_worker_consumes_and_billing_to_
     billing = {name for name, entry in schedule.items() if entry["task"].startswith("billing.")}
     assert billing == {"flush-usage-events", "push-meter-events", "retry-stripe-events"}
     assert {routed[name] for name in billing} == {"billing"}
+    assert routed["apply-analytics-rollups"] == "billing"  # the ledger's read model, beside its flush
     assert app.tasks["billing.process_stripe_event"].queue == "billing"  # webhooks
 
 

@@ -19,6 +19,8 @@ from testing.tenants import TenantFixture
 # Each GET of the document, with what makes the object its `{id}` names.
 GETS: dict[str, Callable[[TenantFixture], Model] | None] = {
     "/api/v1/agents/": None,
+    "/api/v1/analytics/summary/": None,
+    "/api/v1/analytics/timeseries/": None,
     "/api/v1/agents/{id}/": make_agent,
     "/api/v1/billing/preview/": None,
     "/api/v1/collections/": None,

@@ -37,6 +37,8 @@ def make_api_key(tenant: TenantFixture) -> ApiKey:
 
 OPERATIONS = [
     Operation("usage-list", "get", 200),
+    Operation("analytics-summary", "get", 200),
+    Operation("analytics-timeseries", "get", 200),
     Operation("billing-preview", "get", 200),
     Operation("request-log-list", "get", 200),
     Operation("request-log-detail", "get", 200, make_object=make_request_log),

@@ -117,8 +117,9 @@ class AnalyticsBackend(Protocol):
         """One point per bucket (and group) that has requests, in time order."""
         ...
 
-    def reset(self) -> None:
-        """Forget everything (the rebuild command starts from here)."""
+    def reset(self, tenant_id: int | None = None) -> None:
+        """Forget everything, or one tenant's figures (the rebuild command starts here).
+        PostgreSQL: inside the caller's transaction."""
         ...
 
 

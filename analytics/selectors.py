@@ -1,0 +1,97 @@
+"""The analytics answers the API serves: a tenant's figures from the read model,
+kept briefly in Redis per tenant and query.
+
+An answer is cached for settings.ANALYTICS_CACHE_SECONDS under a key carrying
+the tenant (`analytics:{t<id>}:<kind>:<digest of the query>`): a dashboard
+polling every few seconds costs one read-model query per window. Redis failing
+is not an error here; the answer is computed without it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+import redis
+from django.conf import settings
+
+from aiaas.redis_clients import sync_client
+from aiaas.redis_keys import tenant_key
+from analytics import rollups
+from analytics.backends import get_backend
+from analytics.backends.base import Point, Query, figures_json
+
+logger = logging.getLogger(__name__)
+Answer = dict[str, Any]
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def summary(query: Query) -> Answer:
+    """`figures_json` of the range, with the range and how fresh the read model is."""
+    return cached(query, "summary", lambda: summary_answer(query))
+
+
+def timeseries(query: Query) -> Answer:
+    """One point per bucket (and group) with requests, in time order."""
+    return cached(query, "timeseries", lambda: timeseries_answer(query))
+
+
+def summary_answer(query: Query) -> Answer:
+    progress = rollups.progress()
+    return {
+        "object": "analytics.summary",
+        "from": iso(query.start),
+        "to": iso(query.end),
+        **figures_json(get_backend().summary(query)),
+        "freshness": {
+            "watermark": progress.watermark_id,
+            "pending_rows": progress.pending_rows,
+            "lag_seconds": round(progress.lag_seconds, 3),
+        },
+    }
+
+
+def timeseries_answer(query: Query) -> Answer:
+    return {
+        "object": "list",
+        "from": iso(query.start),
+        "to": iso(query.end),
+        "granularity": query.granularity,
+        "group_by": query.group_by,
+        "data": [point_json(point) for point in get_backend().timeseries(query)],
+    }
+
+
+def point_json(point: Point) -> Answer:
+    return {"t": iso(point.t), "group": point.group, **figures_json(point.figures)}
+
+
+def cache_key(query: Query, kind: str) -> str:
+    described = json.dumps(asdict(query), sort_keys=True, default=str)
+    return tenant_key("analytics", query.tenant_id, kind, hashlib.sha256(described.encode()).hexdigest()[:32])
+
+
+def cached(query: Query, kind: str, compute: Callable[[], Answer]) -> Answer:
+    key, client = cache_key(query, kind), sync_client("default")
+    try:
+        hit = client.get(key)
+    except redis.RedisError:
+        logger.warning("analytics: cache unavailable, answering without it", exc_info=True)
+        return compute()
+    if hit is not None:
+        answer: Answer = json.loads(hit)
+        return answer
+    answer = compute()
+    try:
+        client.set(key, json.dumps(answer), ex=settings.ANALYTICS_CACHE_SECONDS)
+    except redis.RedisError:
+        logger.warning("analytics: answer not cached", exc_info=True)
+    return answer
