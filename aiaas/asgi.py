@@ -22,21 +22,20 @@ django_application = get_asgi_application()
 
 from starlette.types import Receive, Scope, Send  # noqa: E402
 
+from aiaas.access_log import AccessLogMiddleware  # noqa: E402
 from aiaas.database_threads import install_connection_returning_executor  # noqa: E402
-from aiaas.metrics import metrics_endpoint  # noqa: E402
+from aiaas.observability import exposition  # noqa: E402
+from aiaas.observability.http import observed  # noqa: E402
 from aiaas.request_limits import BodyLimits, BoundedBodyMiddleware  # noqa: E402
-from gateway.metrics import METRICS as GATEWAY_METRICS  # noqa: E402
 from gateway.transports.http import application as gateway_application  # noqa: E402
 from gateway.transports.http import shutdown as shutdown_gateway  # noqa: E402
 from gateway.transports.websocket import shutdown as shutdown_completions  # noqa: E402
-from realtime.metrics import METRICS as REALTIME_METRICS  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 
 GATEWAY_PREFIX = "/v1/"
 # /v1 resources Django serves (ingestion/openai/, batches/openai/).
 DJANGO_V1_RESOURCES = frozenset({"files", "vector_stores", "batches"})
-METRICS_PATH = "/metrics"  # this process's counters (aiaas/metrics.py)
-metrics_application = metrics_endpoint(lambda: REALTIME_METRICS.exposition() + GATEWAY_METRICS.exposition())
+METRICS_PATH = "/metrics"  # to the metrics token's bearer only (aiaas/observability/exposition.py)
 
 
 # Django reads whole bodies (spooling large ones to disk): they reach it only
@@ -58,36 +57,40 @@ def served_by_django(path: str) -> bool:
     return path.startswith(GATEWAY_PREFIX) and resource in DJANGO_V1_RESOURCES
 
 
+@observed
 async def http_application(scope: Scope, receive: Receive, send: Send) -> None:
     if served_by_django(scope["path"]):
         await bounded_django(scope, receive, send)
     elif scope["path"].startswith(GATEWAY_PREFIX):
         await gateway_application(scope, receive, send)
-    elif scope["path"] == METRICS_PATH and scope["method"] == "GET":
-        await metrics_application(scope, receive, send)
+    elif scope["path"] == METRICS_PATH and scope["method"] == "GET" and exposition.may_read(scope):
+        await exposition.metrics_application(scope, receive, send)
     else:
         await bounded_django(scope, receive, send)
 
 
 async def lifespan(scope: Scope, receive: Receive, send: Send) -> None:
     """When the server starts: threads of the default executor give back their database
-    connections after each job. When it stops: end running WebSocket completions, close
-    provider connections."""
+    connections after each job; the metrics listener starts (METRICS_LISTEN). When it
+    stops: end running WebSocket completions, close provider connections, drop this
+    process's live gauges."""
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
             install_connection_returning_executor()
+            exposition.start_listener()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             await shutdown_completions()
             await shutdown_gateway()
+            exposition.mark_process_dead()
             await send({"type": "lifespan.shutdown.complete"})
             return
 
 
 application = ProtocolTypeRouter(
     {
-        "http": http_application,
+        "http": AccessLogMiddleware(http_application, enabled=settings.ACCESS_LOG),
         "websocket": URLRouter(websocket_urlpatterns),
         "lifespan": lifespan,
     }

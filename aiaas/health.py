@@ -1,13 +1,23 @@
-"""Liveness and readiness: /healthz says the process is up, /readyz that
-PostgreSQL and Redis answer."""
+"""Liveness and readiness. /livez (and its older name /healthz) says the process
+answers and touches nothing; /readyz checks each dependency: PostgreSQL, Redis in
+each role it is configured for (pools, cache, channel layer) and the Celery broker.
+Anonymous probes learn only "ok" or "failed"; the error text, which may name
+hosts, goes to the metrics token's bearer and to staff (aiaas/middleware.py)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import redis
 from django.conf import settings
 from django.db import DatabaseError, connection
+from kombu.exceptions import KombuError
+
+from aiaas.celery import app
 
 CHECK_TIMEOUT_SECONDS = 2
+Check = Callable[[], str | None]
 
 
 def check_postgres() -> str | None:
@@ -15,24 +25,54 @@ def check_postgres() -> str | None:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
     except DatabaseError as error:
-        return f"{type(error).__name__}: {error}".strip()
+        return describe(error)
     return None
 
 
-def check_redis() -> str | None:
+def redis_check(url: str) -> Check:
+    def check() -> str | None:
+        try:
+            client = redis.Redis.from_url(
+                url, socket_timeout=CHECK_TIMEOUT_SECONDS, socket_connect_timeout=CHECK_TIMEOUT_SECONDS
+            )
+            with client:
+                client.ping()
+        except (redis.RedisError, OSError) as error:
+            return describe(error)
+        return None
+
+    return check
+
+
+def check_celery_broker() -> str | None:
     try:
-        client = redis.Redis.from_url(
-            settings.REDIS_URL,
-            socket_timeout=CHECK_TIMEOUT_SECONDS,
-            socket_connect_timeout=CHECK_TIMEOUT_SECONDS,
-        )
-        with client:
-            client.ping()
-    except (redis.RedisError, OSError) as error:
-        return f"{type(error).__name__}: {error}".strip()
+        with app.connection_for_read(connect_timeout=CHECK_TIMEOUT_SECONDS) as broker:
+            broker.ensure_connection(max_retries=1, timeout=CHECK_TIMEOUT_SECONDS)
+    except (OSError, KombuError, redis.RedisError) as error:
+        return describe(error)
     return None
 
 
-def readiness() -> dict[str, str]:
-    """Each dependency's state: "ok" or the error that made it fail."""
-    return {name: check() or "ok" for name, check in (("postgres", check_postgres), ("redis", check_redis))}
+def describe(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}".strip()
+
+
+def checks() -> dict[str, Check]:
+    """Each dependency's check, by name; a Redis role configured apart is checked apart."""
+    return {
+        "postgres": check_postgres,
+        "redis": redis_check(settings.REDIS_URL),
+        "redis_cache": redis_check(settings.CACHES["default"]["LOCATION"]),
+        "redis_channels": redis_check(channel_layer_address()),
+        "celery_broker": check_celery_broker,
+    }
+
+
+def channel_layer_address() -> str:
+    layer: dict[str, Any] = settings.CHANNEL_LAYERS["default"]
+    return str(layer["CONFIG"]["hosts"][0]["address"])
+
+
+def readiness() -> dict[str, str | None]:
+    """Each dependency's failure (its error text), or None when it answers."""
+    return {name: check() for name, check in checks().items()}

@@ -15,6 +15,8 @@ from django.core.exceptions import ImproperlyConfigured
 from kombu.entity import Exchange, Queue
 
 from aiaas import queues
+from aiaas.logs import logging_config
+from aiaas.sentry import init_sentry
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -77,7 +79,9 @@ TENANT_BASE_SCHEMA = "tenant_template"
 TENANT_CREATION_FAKES_MIGRATIONS = True
 
 MIDDLEWARE = [
+    "aiaas.middleware.LogContextMiddleware",
     "aiaas.middleware.HealthCheckMiddleware",
+    "aiaas.middleware.RouteLabelMiddleware",
     # CORS preflights carry no key and no CSRF token: answered before either is asked for.
     "tenants.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -285,6 +289,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "routing.check_canaries",
         "schedule": 5.0,
         "options": {"queue": "default", "expire_seconds": 20},
+    },
+    # Queue depths in the metrics (aiaas/observability/celery.py), on the platform queue.
+    "sample-queues": {
+        "task": "observability.sample_queues",
+        "schedule": 15.0,
+        "options": {"queue": "billing", "expire_seconds": 15},
     },
     # The analytics read model (analytics/rollups.py) follows the ledger within seconds.
     "apply-analytics-rollups": {
@@ -619,34 +629,27 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
 REQUEST_BODY_TIMEOUT_SECONDS = env.float("REQUEST_BODY_TIMEOUT_SECONDS", default=30.0)
 REQUEST_HEADERS_TIMEOUT_SECONDS = env.float("REQUEST_HEADERS_TIMEOUT_SECONDS", default=10.0)
 MAX_REQUEST_HEADER_BYTES = env.int("MAX_REQUEST_HEADER_BYTES", default=64 * 1024)
-# GET /metrics: scrapers send `Authorization: Bearer <METRICS_TOKEN>`; unset, only loopback clients.
+# GET /metrics (docs/observability.md): only to `Authorization: Bearer <METRICS_TOKEN>`;
+# unset, a 404 to everyone. METRICS_LISTEN (an internal-only host:port, say
+# 127.0.0.1:9100) serves them there without authentication, from the web process.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_LISTEN = env.str("METRICS_LISTEN", default="")
 # JSON Schemas tenants send (response_format, agent specs; aiaas/json_schema.py):
 # refused above these sizes before any other work.
 JSON_SCHEMA_MAX_BYTES = env.int("JSON_SCHEMA_MAX_BYTES", default=128 * 1024)
 JSON_SCHEMA_MAX_DEPTH = env.int("JSON_SCHEMA_MAX_DEPTH", default=32)
 JSON_SCHEMA_MAX_NODES = env.int("JSON_SCHEMA_MAX_NODES", default=10_000)
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    # httpx logs every provider call at INFO: noise, and ~10% of the gateway's throughput.
-    "loggers": {
-        name: {"level": "WARNING"} for name in ("django.db.backends", "httpx", "httpcore", "pgserver")
-    },
-}
+# Log lines (aiaas/logs.py): JSON outside DEBUG; one access line per HTTP request
+# (aiaas/access_log.py; uvicorn's own is off: it writes query strings).
+LOG_FORMAT = env.str("LOG_FORMAT", default="text" if DEBUG else "json")
+LOGGING = logging_config(LOG_FORMAT, env.str("LOG_LEVEL", default="INFO"))
+ACCESS_LOG = env.bool("ACCESS_LOG", default=True)
 
 SENTRY_DSN = env.str("SENTRY_DSN", default="")
+SENTRY_TRACES_SAMPLE_RATE = env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0)
 if SENTRY_DSN:
-    import sentry_sdk
-
-    sentry_sdk.init(
-        dsn=SENTRY_DSN,
-        send_default_pii=False,
-        traces_sample_rate=env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0),
-    )
+    init_sentry(SENTRY_DSN, SENTRY_TRACES_SAMPLE_RATE)
 
 # Analytics (analytics/, docs/decisions/0022): the read model's engine ("postgres" or
 # "clickhouse"), and how long the API keeps a tenant's answer.

@@ -32,6 +32,7 @@ import redis.asyncio as aioredis
 from django.conf import settings
 from django.utils import timezone
 
+from aiaas.observability import metrics
 from aiaas.redis_clients import new_async_client
 from billing.limits import Limiter
 from billing.usage import UsageQueueUnavailableError, UsageRecord, record_usage
@@ -40,7 +41,6 @@ from gateway.auth import ApiKeyCache
 from gateway.errors import GatewayError, cancelled, error_for, invalid
 from gateway.events import ChatEvent
 from gateway.metering import Meter
-from gateway.metrics import METRICS
 from gateway.orchestrator import Orchestrator, Outcome
 from gateway.providers import ProviderClient
 from gateway.resilience import CircuitBreaker, Deadline
@@ -125,6 +125,7 @@ class RequestContext:
 
     request_id: str
     client_request_id: str = ""
+    endpoint: str = "inprocess"  # what the metrics call its door: a /v1 route, "websocket"
     started: float = field(default_factory=time.perf_counter)
     outcome: Outcome = field(default_factory=Outcome)
     plan: RoutePlan | None = None
@@ -132,6 +133,9 @@ class RequestContext:
     api_key: ApiKey | None = None
     meter: Meter | None = None
     first_token_at: float | None = None
+    # A stream's overhead is taken at its first token, as its header is: after it, the
+    # time is the reader's and the provider's, not the gateway's.
+    overhead_at_first_token: float | None = None
     streaming: bool = False  # the response outlives the transport's handler and settles itself
     settled: bool = False
     status: int = 500
@@ -165,9 +169,12 @@ class RequestContext:
         if answered and self.logs_requests:
             self.response_text = orjson.dumps(error.body()).decode()
 
+    def overhead_seconds(self) -> float:
+        """The gateway's own time so far: time since the request arrived, minus time waiting on providers."""
+        return max(0.0, time.perf_counter() - self.started - self.outcome.timing.waiting_seconds)
+
     def headers(self) -> dict[str, str]:
-        elapsed = time.perf_counter() - self.started
-        overhead_ms = max(0.0, (elapsed - self.outcome.timing.waiting_seconds) * 1000)
+        overhead_ms = self.overhead_seconds() * 1000
         headers = {"x-request-id": self.request_id, "x-aiaas-overhead-ms": f"{overhead_ms:.2f}"}
         if self.client_request_id:
             headers["x-client-request-id"] = self.client_request_id
@@ -183,7 +190,9 @@ class RequestContext:
         return headers
 
     def mark_first_token(self) -> None:
-        self.first_token_at = self.first_token_at or time.perf_counter()
+        if self.first_token_at is None:
+            self.first_token_at = time.perf_counter()
+            self.overhead_at_first_token = self.overhead_seconds()
 
     @property
     def logs_requests(self) -> bool:
@@ -217,12 +226,15 @@ class RequestContext:
         request reconciles its reservation and queues its one usage event (and
         what the router learns from it); one that reached no model (refused
         before admission, or the model list) is only counted
-        (gateway/metrics.py): a flood of them writes nothing."""
+        (aiaas_gateway_unmetered_requests_total): a flood of them writes nothing."""
         if self.settled:
             return
         self.settled = True
+        self.observe()
         if self.api_key is None or self.meter is None or self.meter.reservation is None:
-            METRICS.count_unmetered(self.status, self.error_type)
+            metrics.series(
+                metrics.GATEWAY_UNMETERED_REQUESTS, str(self.status), self.error_type or "none"
+            ).inc()
             if self.api_key is not None and self.logs_requests and self.request_body is not None:
                 await self.queue_log(self.api_key)
             return
@@ -242,6 +254,24 @@ class RequestContext:
             # Redis failed mid-request: kept on disk, replayed once it answers.
             await asyncio.to_thread(spool.keep, self.request_id, None if queued else usage, unreconciled)
             replayer.wake()
+
+    def observe(self) -> None:
+        """The request's figures in the metrics (aiaas/observability/metrics.py): the
+        gateway's overhead, and for a request a model served, its upstream time,
+        time to first token and tokens."""
+        overhead = self.overhead_at_first_token
+        metrics.series(metrics.GATEWAY_OVERHEAD, self.endpoint).observe(
+            self.overhead_seconds() if overhead is None else overhead
+        )
+        model, usage = self.outcome.model, self.outcome.usage
+        if model is None:
+            return
+        labels = (model.model_id, str(model.tier))
+        metrics.series(metrics.UPSTREAM_LATENCY, *labels).observe(self.outcome.timing.waiting_seconds)
+        if self.first_token_at is not None:
+            metrics.series(metrics.TTFT, *labels).observe(self.first_token_at - self.started)
+        metrics.series(metrics.TOKENS, *labels, "prompt").inc(usage.prompt_tokens)
+        metrics.series(metrics.TOKENS, *labels, "completion").inc(usage.completion_tokens)
 
     async def record_route(self, api_key: ApiKey, plan: RoutedPlan) -> None:
         """What the router learns from this request and reports about it (one Redis
@@ -266,6 +296,7 @@ class RequestContext:
             expected_cost_usd=Decimal(str(decision.expected_cost_usd)),
             latency_ms=round((time.perf_counter() - self.started) * 1000),
         )
+        observe_route(outcome)
         try:
             await router_outcomes.record(self.clients.redis, outcome)
         except aioredis.RedisError:
@@ -308,6 +339,15 @@ class RequestContext:
             estimated=usage.estimated,
             created_at=timezone.now(),
         )
+
+
+def observe_route(outcome: router_outcomes.RequestOutcome) -> None:
+    """A routed request's escalation (served by another tier than chosen) and costs, in the metrics."""
+    chosen, served = outcome.decision.tier, outcome.served_tier
+    if served is not None and served != chosen:
+        metrics.series(metrics.ROUTER_ESCALATIONS, str(chosen), str(served)).inc()
+    metrics.ROUTER_EXPECTED_COST.inc(float(outcome.expected_cost_usd))
+    metrics.ROUTER_ACTUAL_COST.inc(float(outcome.cost_usd))
 
 
 async def queue_usage(redis: aioredis.Redis, record: UsageRecord) -> bool:

@@ -34,6 +34,7 @@ from django.db import connection, transaction
 from django.db.models import Count, F, Sum
 from django.utils import timezone
 
+from aiaas.observability.metrics import INGESTION_DOCUMENTS, series
 from gateway.errors import GatewayError
 from ingestion import progress
 from ingestion.chunking import ChunkText, chunk
@@ -299,6 +300,12 @@ def touch(document: Document) -> None:
     Document.objects.filter(pk=document.pk).update(heartbeat_at=timezone.now())
 
 
+def finished(document: Document) -> None:
+    """A document's ingestion ended (ready or failed): its stream is told, the metrics count it."""
+    series(INGESTION_DOCUMENTS, document.status).inc()
+    progress.publish(document)
+
+
 def switch(document: Document, generation: int, content_hash: str, *, title: str) -> None:
     """Make `generation` the one searches read and drop the others, in one transaction."""
     with transaction.atomic():
@@ -317,7 +324,7 @@ def switch(document: Document, generation: int, content_hash: str, *, title: str
         if not locked.title and title:
             locked.title = title[:500]
         locked.save()
-    progress.publish(locked)
+    finished(locked)
 
 
 def finish_unchanged(document: Document) -> None:
@@ -332,7 +339,7 @@ def finish_unchanged(document: Document) -> None:
         locked.save(
             update_fields=["status", "error", "chunks_done", "chunks_total", "heartbeat_at", "updated_at"]
         )
-    progress.publish(locked)
+    finished(locked)
 
 
 def fail(document_id: str, error: str) -> None:
@@ -346,4 +353,4 @@ def fail(document_id: str, error: str) -> None:
         locked.error = error[:ERROR_MAX_CHARACTERS]
         locked.heartbeat_at = None
         locked.save(update_fields=["status", "error", "heartbeat_at", "updated_at"])
-    progress.publish(locked)
+    finished(locked)

@@ -28,11 +28,11 @@ from channels.exceptions import StopConsumer
 from channels.utils import await_many_dispatch
 from django.conf import settings
 
+from aiaas.observability.metrics import WEBSOCKET_CONNECTIONS, WEBSOCKET_SEND_ERRORS
 from gateway.errors import GatewayError, invalid
 from realtime.connections import TooManySocketsError, socket_lease
 from realtime.events import error_event
 from realtime.handshake import HandshakeRefusedError, Principal, authorize, query_parameters
-from realtime.metrics import METRICS
 from realtime.outbox import Outbox
 from realtime.streams import (
     Cursor,
@@ -92,7 +92,7 @@ class StreamConsumer(AsyncConsumer):
             # However the consumer ends (a handler's exception included), its socket is no longer counted.
             if self.accepted:
                 self.accepted = False
-                METRICS.active_connections -= 1
+                WEBSOCKET_CONNECTIONS.dec()
             for task in self.tasks:
                 task.cancel()
             with contextlib.suppress(Exception):
@@ -113,7 +113,7 @@ class StreamConsumer(AsyncConsumer):
             raise StopConsumer() from None
         await self.send({"type": "websocket.accept"})
         self.accepted = True
-        METRICS.active_connections += 1
+        WEBSOCKET_CONNECTIONS.inc()
         await self.on_accept()
 
     async def hold_lease(self) -> None:
@@ -187,11 +187,11 @@ class StreamConsumer(AsyncConsumer):
         try:
             await self.send_unless_stalled({"type": "websocket.send", "text": text})
         except TimeoutError:
-            METRICS.send_errors += 1
+            WEBSOCKET_SEND_ERRORS.inc()
             await self.close(CLOSE_STALLED_READER)
             return False
         except OSError:  # the client went away (uvicorn's ClientDisconnected)
-            METRICS.send_errors += 1
+            WEBSOCKET_SEND_ERRORS.inc()
             await self.stop()
             return False
         return True

@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 import redis
 
-from realtime.metrics import METRICS
+from aiaas.observability.metrics import WEBSOCKET_COALESCED_MESSAGES
 from realtime.streams import READ_PAGE_SIZE, Cursor, StreamEvent, StreamGapError
 
 COALESCE_MAX_BYTES = 16_384
@@ -92,7 +92,7 @@ class Outbox:
             tail["seq"] = message["seq"]
             self.sizes[-1] += size - CHUNK_OVERHEAD_BYTES
             self.bytes += size - CHUNK_OVERHEAD_BYTES
-            METRICS.backpressure_coalesced += 1
+            WEBSOCKET_COALESCED_MESSAGES.inc()
         else:
             self.messages.append(message)
             self.sizes.append(size)

@@ -30,5 +30,7 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 USAGE_STREAM = f"usage:events:test-{TEST_RUN_ID}"
 REQUEST_LOG_STREAM = f"request-logs:events:test-{TEST_RUN_ID}"
 CELERY_TASK_DEFAULT_QUEUE = f"test-{TEST_RUN_ID}"
+# GET /metrics answers only this token's bearer (testing/metrics.py).
+METRICS_TOKEN = "metrics-token-for-tests"
 # Settlements spooled while Redis is down (gateway/spool.py): this run's own folder.
 USAGE_SPOOL_DIR = Path(tempfile.gettempdir()) / f"aiaas-usage-spool-{TEST_RUN_ID}"

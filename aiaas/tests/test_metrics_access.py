@@ -1,72 +1,108 @@
-"""GET /metrics answers a scraper with METRICS_TOKEN, or a loopback client when no
-token is set; nobody else."""
+"""GET /metrics answers only the bearer of METRICS_TOKEN, on every host; anyone
+else, and everyone while no token is set, gets the 404 of an unknown URL.
+METRICS_LISTEN serves them, unauthenticated, on an internal address instead."""
 
 from __future__ import annotations
 
-import asyncio
+import socket
 from typing import Any
 
 import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-import aiaas.asgi
+from aiaas.observability import exposition
 
 TOKEN = "metrics-token-for-tests"
 
 
-def get_metrics_from(client_address: str, headers: dict[str, str] | None = None) -> httpx.Response:
-    """GET /metrics on the ASGI application, as a client at `client_address`."""
-
-    async def get() -> httpx.Response:
-        transport = httpx.ASGITransport(app=aiaas.asgi.application, client=(client_address, 40000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
-            return await client.get("/metrics", headers=headers)
-
-    return asyncio.run(get())
+def get_metrics(
+    platform_url: str, authorization: str | None = None, host: str = "localhost"
+) -> httpx.Response:
+    headers = {"host": host} | ({"authorization": authorization} if authorization is not None else {})
+    return httpx.get(f"{platform_url}/metrics", headers=headers, timeout=5)
 
 
-def test_without_a_token_a_loopback_client_reads_the_metrics(platform_url: str, settings: Any) -> None:
-    settings.METRICS_TOKEN = ""
-
-    response = httpx.get(f"{platform_url}/metrics", timeout=5)
-
-    assert response.status_code == 200
-    assert response.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
-    assert "# TYPE ws_active_connections gauge\nws_active_connections " in response.text
-    assert "# TYPE gateway_unmetered_requests_total counter\n" in response.text
+def family_names(text: str) -> set[str]:
+    return {family.name for family in text_string_to_metric_families(text)}
 
 
-def test_the_gateways_refusals_are_counted_in_the_metrics(platform_url: str, settings: Any) -> None:
-    settings.METRICS_TOKEN = ""
-    httpx.get(f"{platform_url}/v1/models", timeout=5)  # no key: a 401 that writes nothing
-
-    response = httpx.get(f"{platform_url}/metrics", timeout=5)
-
-    line = 'gateway_unmetered_requests_total{status="401",error_type="missing_api_key"} '
-    assert line in response.text
-    assert int(response.text.split(line)[1].split()[0]) >= 1
-
-
-def test_without_a_token_another_client_is_refused(settings: Any) -> None:
-    settings.METRICS_TOKEN = ""
-
-    response = get_metrics_from("203.0.113.7")
-
-    assert response.status_code == 403
-    assert response.json()["error"]["code"] == "forbidden"
-    assert "ws_active_connections" not in response.text
-
-
-def test_with_a_token_only_its_bearer_reads_the_metrics(platform_url: str, settings: Any) -> None:
+@pytest.mark.parametrize("host", ["localhost", "alpha.localhost", "api.example.com"])
+def test_the_tokens_bearer_reads_the_metrics_on_every_host(
+    platform_url: str, settings: Any, host: str
+) -> None:
     settings.METRICS_TOKEN = TOKEN
 
-    missing = httpx.get(f"{platform_url}/metrics", timeout=5)
-    wrong = httpx.get(f"{platform_url}/metrics", headers={"Authorization": "Bearer nope"}, timeout=5)
-    right = httpx.get(f"{platform_url}/metrics", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5)
-    from_afar = get_metrics_from("203.0.113.7", {"Authorization": f"Bearer {TOKEN}"})
+    response = get_metrics(platform_url, f"Bearer {TOKEN}", host)
 
-    assert (missing.status_code, wrong.status_code) == (401, 401)
-    assert missing.json()["error"]["code"] == "invalid_metrics_token"
-    assert "ws_active_connections" not in missing.text + wrong.text
-    assert right.status_code == 200
-    assert "ws_send_errors " in right.text
-    assert from_afar.status_code == 200
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=")
+    assert {"aiaas_http_requests", "aiaas_websocket_connections"} <= family_names(response.text)
+
+
+@pytest.mark.parametrize(
+    "authorization", [None, "", "Bearer", "Bearer nope", f"bearer {TOKEN}", TOKEN, f"Bearer {TOKEN}x"]
+)
+def test_without_the_token_metrics_are_an_unknown_url(
+    platform_url: str, settings: Any, authorization: str | None
+) -> None:
+    settings.METRICS_TOKEN = TOKEN
+    unknown = httpx.get(f"{platform_url}/no-such-page", headers={"host": "localhost"}, timeout=5)
+
+    response = get_metrics(platform_url, authorization)
+
+    assert response.status_code == 404
+    assert (unknown.status_code, response.headers["content-type"]) == (404, unknown.headers["content-type"])
+    assert "aiaas_" not in response.text
+
+
+def test_two_authorization_headers_get_a_404(platform_url: str, settings: Any) -> None:
+    settings.METRICS_TOKEN = TOKEN
+    headers = [
+        ("host", "localhost"),
+        ("authorization", f"Bearer {TOKEN}"),
+        ("authorization", f"Bearer {TOKEN}"),
+    ]
+
+    response = httpx.get(f"{platform_url}/metrics", headers=headers, timeout=5)
+
+    assert response.status_code == 404
+
+
+@pytest.mark.parametrize("authorization", [None, "Bearer", "Bearer anything"])
+def test_while_no_token_is_set_nobody_reads_the_metrics(
+    platform_url: str, settings: Any, authorization: str | None
+) -> None:
+    settings.METRICS_TOKEN = ""
+
+    response = get_metrics(platform_url, authorization)
+
+    assert response.status_code == 404
+    assert "aiaas_" not in response.text
+
+
+def test_metrics_listen_serves_them_unauthenticated_on_the_internal_address(settings: Any) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings.METRICS_TOKEN = ""
+    settings.METRICS_LISTEN = f"127.0.0.1:{port}"
+
+    listener = exposition.start_listener()
+    assert listener is not None
+    try:
+        response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+        again = exposition.start_listener()  # a second worker finds the port taken
+    finally:
+        listener.shutdown()
+        listener.server_close()
+
+    assert response.status_code == 200
+    assert "aiaas_http_requests" in family_names(response.text)
+    assert again is None
+
+
+def test_without_metrics_listen_no_listener_starts(settings: Any) -> None:
+    settings.METRICS_LISTEN = ""
+
+    assert exposition.start_listener() is None

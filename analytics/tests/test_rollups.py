@@ -20,13 +20,15 @@ import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import connection, transaction
+from django.utils import timezone
 
-from analytics import rollups
+from analytics import rollups, tasks
 from analytics.backends import get_backend
 from analytics.backends.base import Query
 from analytics.models import DIMENSIONS, DailyRollup, HourlyRollup, RollupWatermark, Slice
 from analytics.tests.conftest import Ledger, apply_all, on_another_connection
 from billing.usage import insert
+from testing.metrics import registry_value
 from testing.tenants import TenantFixture
 
 DOOMED_WORKER = """
@@ -238,3 +240,21 @@ def test_a_rebuild_from_the_ledger_equals_the_incremental_rollups(
 def test_a_rebuild_of_an_unknown_tenant_is_refused(db: None) -> None:
     with pytest.raises(CommandError, match="no tenant 'nobody'"):
         call_command("analytics_rebuild", "--tenant", "nobody", stdout=io.StringIO())
+
+
+def test_a_rollup_run_reports_how_far_the_read_model_trails_in_the_metrics(
+    tenant: TenantFixture, ledger: Ledger
+) -> None:
+    ledger.add([ledger.record(tenant, ledger.start)])
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s)", [rollups.ROLLUP_WORKER_LOCK])
+        try:
+            on_another_connection(lambda: tasks.apply_rollups.apply().get())  # another worker holds the lock
+        finally:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [rollups.ROLLUP_WORKER_LOCK])
+        trailing = registry_value("aiaas_analytics_rollup_lag_seconds")
+    on_another_connection(lambda: tasks.apply_rollups.apply().get())
+
+    assert trailing >= (timezone.now() - ledger.start).total_seconds() - 60
+    assert registry_value("aiaas_analytics_rollup_lag_seconds") == 0

@@ -13,6 +13,7 @@ from typing import Any
 import redis.exceptions
 from redis.asyncio import Redis
 
+from aiaas.observability.metrics import CIRCUIT_BREAKER_STATE, CIRCUIT_BREAKER_TRANSITIONS, series
 from aiaas.redis_keys import hash_tag, redis_key, tenant_key
 from gateway.resilience import breaker_scripts as scripts
 
@@ -34,6 +35,13 @@ class BreakerState(enum.Enum):
 
 
 _STATES = (BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN)
+# aiaas_circuit_breaker_state's values.
+_GAUGE_VALUES = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
+_ACQUIRED_STATES = {
+    scripts.ADMITTED: BreakerState.CLOSED,
+    scripts.PROBE: BreakerState.HALF_OPEN,
+    scripts.REJECTED: BreakerState.OPEN,
+}
 
 
 @dataclass(frozen=True)
@@ -93,6 +101,13 @@ class CircuitOpenError(Exception):
         self.retry_after_seconds = retry_after_seconds
 
 
+def _observe(key: str, state: BreakerState, *, transition: bool) -> None:
+    """The state this process saw, and a transition it caused, in the metrics."""
+    series(CIRCUIT_BREAKER_STATE, key).set(_GAUGE_VALUES[state])
+    if transition:
+        series(CIRCUIT_BREAKER_TRANSITIONS, key, state.value).inc()
+
+
 def _milliseconds(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))
 
@@ -149,6 +164,8 @@ class CircuitBreaker:
         except REDIS_UNAVAILABLE as error:
             logger.warning("circuit breaker %s: Redis unreachable (%s), admitting the call", key, error)
             return Permit(key=key, token=token, is_probe=False, generation=None)
+        # A probe's admission is the breaker half-opening (one probe at a time by default).
+        _observe(key, _ACQUIRED_STATES[verdict], transition=verdict == scripts.PROBE)
         if verdict == scripts.REJECTED:
             raise CircuitOpenError(key, int(retry_after_ms) / 1000)
         return Permit(key=key, token=token, is_probe=verdict == scripts.PROBE, generation=int(generation))
@@ -199,8 +216,10 @@ class CircuitBreaker:
             return
         if result == scripts.OPENED:
             logger.warning("circuit breaker %s opened", permit.key)
+            _observe(permit.key, BreakerState.OPEN, transition=True)
         elif result == scripts.CLOSED:
             logger.info("circuit breaker %s closed", permit.key)
+            _observe(permit.key, BreakerState.CLOSED, transition=True)
 
     def _record_args(self, permit: Permit, outcome: str) -> tuple[str | int, ...]:
         policy = self._policy

@@ -12,14 +12,15 @@ import pytest
 from billing.limits import Limiter
 from billing.models import UsageEvent
 from billing.usage import flush_usage_events
-from gateway.metrics import METRICS
 from gateway.service import server_clients
 from tenants.models import ApiKeyScope
 from tenants.services import create_api_key
 from testing.database import committed
+from testing.metrics import registry_value
 from testing.tenants import TenantFixture
 
 BODY = {"model": "auto", "max_tokens": 16, "messages": [{"role": "user", "content": "Meter me."}]}
+UNMETERED = "aiaas_gateway_unmetered_requests_total"
 
 
 def call(gateway: str, key: str, body: dict[str, object], **headers: str) -> httpx.Response:
@@ -47,7 +48,7 @@ def test_every_admitted_request_reaches_the_ledger_once_and_refusals_are_only_co
     gateway: str, serving_tenant: TenantFixture
 ) -> None:
     key = serving_tenant.admin_key
-    refusals_before = METRICS.unmetered[(404, "model_not_found")]
+    refusals_before = registry_value(UNMETERED, status="404", error_type="model_not_found")
     plain = call(gateway, key, BODY)
     refused = call(gateway, key, {**BODY, "model": "gpt-nope"})
     labelled = call(gateway, key, {**BODY, "model": "sim-small"}, **{"x-request-id": "mine-1"})
@@ -63,7 +64,7 @@ def test_every_admitted_request_reaches_the_ledger_once_and_refusals_are_only_co
     ids = [r.headers["x-request-id"] for r in (plain, refused, labelled, streamed)]
     events = ledger_rows({ids[0], ids[2], ids[3]})
     assert set(events) == {ids[0], ids[2], ids[3]}
-    assert METRICS.unmetered[(404, "model_not_found")] == refusals_before + 1
+    assert registry_value(UNMETERED, status="404", error_type="model_not_found") == refusals_before + 1
     assert labelled.headers["x-client-request-id"] == "mine-1"
     assert (events[ids[0]].status, events[ids[0]].model, events[ids[0]].completion_tokens) == (
         200,

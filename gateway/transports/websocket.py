@@ -137,7 +137,7 @@ class ChatCompletion:
     def __init__(self, api_key: ApiKey, schema_name: str, stream_id: str, body: bytes) -> None:
         self.api_key = api_key
         self.body = body
-        self.context = RequestContext(f"req_{uuid.uuid4().hex}", api_key=api_key)
+        self.context = RequestContext(f"req_{uuid.uuid4().hex}", endpoint="websocket", api_key=api_key)
         self.writer = StreamWriter(schema_name, stream_id)
         self.transcript: list[str] = []
         self.task: asyncio.Task[None] | None = None

@@ -15,8 +15,10 @@ from ingestion import pipeline, services
 from ingestion.models import Chunk, Document, DocumentStatus
 from ingestion.tests.factories import key_id, make_collection, sample
 from realtime import streams
+from testing.metrics import registry_value
 from testing.tenants import TenantFixture
 
+FINISHED = "aiaas_ingestion_documents_total"
 GUIDE = "# Guide\n\nThe widget needs two batteries.\n\n## Cleaning\n\nWipe the widget with a dry cloth."
 
 
@@ -161,3 +163,23 @@ def test_progress_reaches_a_live_subscriber_as_it_is_published(tenant: TenantFix
     assert statuses == ["processing"] * (len(messages) - 1) + ["ready"]
     assert [message["seq"] for message in messages] == list(range(1, len(messages) + 1))
     assert messages[-1]["event"]["chunks_done"] == 2
+
+
+def test_each_finished_document_is_counted_once_in_the_metrics(tenant: TenantFixture, registry: str) -> None:
+    before = {status: registry_value(FINISHED, status=status) for status in ("ready", "failed")}
+    with tenant_context(tenant.tenant):
+        collection = make_collection(tenant)
+        good, _ = services.add_text(collection, text=GUIDE, api_key_id=key_id(tenant))
+        ingested(good)
+        stored = services.store_file(
+            sample("image.bin"),
+            filename="image.bin",
+            purpose="assistants",
+            content_type="",
+            api_key_id=key_id(tenant),
+        )
+        bad, _ = services.add_file(collection, stored, api_key_id=key_id(tenant))
+        ingested(bad)
+
+    after = {status: registry_value(FINISHED, status=status) for status in ("ready", "failed")}
+    assert after == {"ready": before["ready"] + 1, "failed": before["failed"] + 1}

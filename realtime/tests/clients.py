@@ -6,12 +6,12 @@ import socket
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from gateway.simulated.provider import ChatMessage, answer_words
+from testing.metrics import scrape
 
 
 def ws_url(gateway: str, path: str) -> str:
@@ -62,8 +62,7 @@ def text_of(messages: list[dict[str, Any]]) -> str:
 
 
 def metric(platform_url: str, name: str) -> int:
-    """One counter of the server's GET /metrics (asserted to be served once)."""
-    body = httpx.get(f"{platform_url}/metrics", timeout=5).text
-    values = [line.split()[1] for line in body.splitlines() if line.startswith(f"{name} ")]
-    assert len(values) == 1, body
+    """One metric of the server's GET /metrics (asserted to be served once)."""
+    values = [sample.value for sample in scrape(platform_url) if sample.name == name]
+    assert len(values) == 1, values
     return int(values[0])

@@ -106,10 +106,10 @@ def test_metrics_count_open_sockets_and_are_served_in_prometheus_text(
 ) -> None:
     async def run() -> tuple[int, int]:
         async with open_socket(ws_url(gateway, "/ws/v1/chat/completions"), bearer(serving_tenant.admin_key)):
-            while_open = await asyncio.to_thread(metric, platform_url, "ws_active_connections")
+            while_open = await asyncio.to_thread(metric, platform_url, "aiaas_websocket_connections")
         deadline = time.monotonic() + 5
         while (
-            after := await asyncio.to_thread(metric, platform_url, "ws_active_connections")
+            after := await asyncio.to_thread(metric, platform_url, "aiaas_websocket_connections")
         ) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         return while_open, after
@@ -117,8 +117,8 @@ def test_metrics_count_open_sockets_and_are_served_in_prometheus_text(
     assert asyncio.run(run()) == (1, 0)
     # Served (metric() asserts each once); their increases: the slow and stalled reader
     # tests in test_stream_socket.py.
-    metric(platform_url, "ws_backpressure_coalesced")
-    metric(platform_url, "ws_send_errors")
+    metric(platform_url, "aiaas_websocket_coalesced_messages_total")
+    metric(platform_url, "aiaas_websocket_send_errors_total")
 
 
 def test_a_socket_whose_consumer_fails_after_accept_is_no_longer_counted(
@@ -130,7 +130,7 @@ def test_a_socket_whose_consumer_fails_after_accept_is_no_longer_counted(
     monkeypatch.setattr(StreamsConsumer, "on_accept", failing)
     stream_id = streams.new_stream_id("job")
     streams.publish(serving_tenant.tenant.schema_name, stream_id, {"type": "status"})
-    before = metric(platform_url, "ws_active_connections")
+    before = metric(platform_url, "aiaas_websocket_connections")
 
     async def run() -> int | None:
         url = ws_url(gateway, f"/ws/v1/streams/{stream_id}")
@@ -140,6 +140,6 @@ def test_a_socket_whose_consumer_fails_after_accept_is_no_longer_counted(
 
     assert asyncio.run(asyncio.wait_for(run(), 30)) == 1011
     deadline = time.monotonic() + 5
-    while metric(platform_url, "ws_active_connections") != before and time.monotonic() < deadline:
+    while metric(platform_url, "aiaas_websocket_connections") != before and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert metric(platform_url, "ws_active_connections") == before
+    assert metric(platform_url, "aiaas_websocket_connections") == before

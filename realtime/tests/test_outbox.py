@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from realtime.metrics import METRICS
 from realtime.outbox import Outbox
 from realtime.streams import Cursor, StreamEvent, apublish, new_stream_id
+from testing.metrics import registry_value
 
 SCHEMA = "t_alpha"
 
@@ -29,13 +29,13 @@ def test_waiting_chunks_are_coalesced_and_nothing_else_is() -> None:
         stream_id = new_stream_id("job")
         outbox = Outbox(Cursor(SCHEMA, stream_id), max_messages=8, max_bytes=65_536)
         outbox.in_log = False  # a live reader, caught up
-        before = METRICS.backpressure_coalesced
+        before = registry_value("aiaas_websocket_coalesced_messages_total")
         for text in ("a", "b", "c"):
             outbox.offer(await published(stream_id, {"type": "chunk", "delta": text}))
         outbox.offer(await published(stream_id, {"type": "status", "n": 1}))
         outbox.offer(await published(stream_id, {"type": "chunk", "delta": "d"}))
         outbox.offer(await published(stream_id, {"type": "done"}, final=True))
-        return await drain(outbox), METRICS.backpressure_coalesced - before
+        return await drain(outbox), int(registry_value("aiaas_websocket_coalesced_messages_total") - before)
 
     received, coalesced = asyncio.run(run())
     assert [(m["type"], m.get("delta"), m.get("from_seq"), m["seq"]) for m in received] == [

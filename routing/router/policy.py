@@ -38,6 +38,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from aiaas.observability import metrics
 from routing.catalog import Catalog, ModelSpec
 from routing.models import ROUTED_MODEL
 from routing.policy import CheapestCapableTier, NoCapableModelError, RoutePlan, RouteRequest, is_capable
@@ -118,6 +119,8 @@ class LearnedRouter:
         tiers = first_of_each_tier(capable)
         model = self.classifiers(version.artifact)
         decision = decide(request, config, version, model, tiers, self.explore, started)
+        metrics.ROUTER_DECISION_LATENCY.observe(decision.decision_seconds * 1000)
+        metrics.series(metrics.ROUTER_DECISIONS, str(decision.tier)).inc()
         chain = tuple(m for m in capable if m.tier >= decision.tier)
         return RoutedPlan(chain, decision.reason(config.quality_target), decision)
 

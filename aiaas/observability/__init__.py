@@ -1,0 +1,1 @@
+"""What operators see of the platform: metrics (metrics.py, exposition.py)."""
