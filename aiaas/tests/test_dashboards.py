@@ -37,6 +37,22 @@ def test_each_panel_queries_the_templated_prometheus_datasource() -> None:
                 assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
 
 
+def test_no_two_panels_overlap() -> None:
+    for path in DASHBOARDS:
+        cells: set[tuple[int, int]] = set()
+        for panel in dashboard(path)["panels"]:
+            grid = panel["gridPos"]
+            area = {
+                (grid["x"] + column, grid["y"] + row)
+                for column in range(grid["w"])
+                for row in range(grid["h"])
+            }
+
+            assert grid["x"] + grid["w"] <= 24, (path.name, panel["title"])
+            assert not area & cells, (path.name, panel["title"])
+            cells |= area
+
+
 def test_the_dashboards_read_only_series_the_platform_exports_or_records() -> None:
     known = exposed_names() | {rule.name for rule in rules() if rule.kind == "record"}
 
