@@ -22,6 +22,7 @@ django_application = get_asgi_application()
 
 from starlette.types import Receive, Scope, Send  # noqa: E402
 
+from aiaas.access_log import AccessLogMiddleware  # noqa: E402
 from aiaas.database_threads import install_connection_returning_executor  # noqa: E402
 from aiaas.observability import exposition  # noqa: E402
 from aiaas.observability.http import observed  # noqa: E402
@@ -89,7 +90,7 @@ async def lifespan(scope: Scope, receive: Receive, send: Send) -> None:
 
 application = ProtocolTypeRouter(
     {
-        "http": http_application,
+        "http": AccessLogMiddleware(http_application, enabled=settings.ACCESS_LOG),
         "websocket": URLRouter(websocket_urlpatterns),
         "lifespan": lifespan,
     }

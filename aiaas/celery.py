@@ -12,9 +12,12 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from tenant_schemas_celery.app import CeleryApp
+from celery import Task
+from celery.signals import before_task_publish, setup_logging, task_prerun
+from tenant_schemas_celery.app import CeleryApp, get_schema_name_from_task
 from tenant_schemas_celery.task import TenantTask
 
+from aiaas import logs
 from aiaas.observability import celery as observed_celery  # its signals time every task
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aiaas.settings")
@@ -22,6 +25,34 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aiaas.settings")
 app = CeleryApp("aiaas")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+# The header that carries the id of the request (or task) that sent a task into its lines.
+REQUEST_ID_HEADER = "aiaas_request_id"
+
+
+def keep_django_logging(**kwargs: Any) -> None:
+    """Celery configures logging itself unless this signal has a receiver: Django's
+    LOGGING (aiaas/logs.py), applied when the worker set Django up, stays the one."""
+
+
+def send_request_id(headers: dict[str, Any], **kwargs: Any) -> None:
+    context = logs.current()
+    if context is not None and context.request_id:
+        headers[REQUEST_ID_HEADER] = context.request_id
+
+
+def begin_task_log_context(task_id: str, task: Task, **kwargs: Any) -> None:
+    """Each task's lines name it, its tenant schema and the request that sent it
+    (else the task's own id)."""
+    sender_id = (task.request.headers or {}).get(REQUEST_ID_HEADER) or task.request.get(REQUEST_ID_HEADER)
+    context = logs.begin(request_id=sender_id or task_id, route=f"task:{task.name}")
+    context.tenant_schema = get_schema_name_from_task(task, kwargs) or ""
+
+
+setup_logging.connect(keep_django_logging)
+before_task_publish.connect(send_request_id)
+task_prerun.connect(begin_task_log_context)
 
 
 @app.task(name="observability.sample_queues", queue="billing", ignore_result=True)  # type: ignore[untyped-decorator]

@@ -5,7 +5,8 @@
 
 `run` migrates, seeds the demo tenant and serves uvicorn, two Celery workers
 (tenant workloads; billing) and Celery beat as children in one foreground
-process group: Ctrl-C (SIGINT to the group) or SIGTERM to this process stops
+process group, their metrics in one folder they share (PROMETHEUS_MULTIPROC_DIR,
+emptied at start; docs/observability.md): Ctrl-C (SIGINT to the group) or SIGTERM to this process stops
 all of them, then the embedded services this process started.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,6 +28,8 @@ from aiaas import embedded, queues
 SHUTDOWN_GRACE_SECONDS = 10.0
 # Ctrl-C reaches the whole process group; give children this long to exit on it.
 SIGNAL_PROPAGATION_SECONDS = 3.0
+# prometheus_client's multiprocess folder (aiaas/observability/exposition.py).
+METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 # Set in a process's environment when it runs on the embedded services.
 EMBEDDED_MARKER = "AIAAS_EMBEDDED_SERVICES"
 
@@ -73,7 +77,8 @@ def child_commands(python: str) -> dict[str, list[str]]:
             "aiaas.http_protocol:BoundedHeadersProtocol",
             "--timeout-keep-alive",
             "5",
-            "--no-access-log" if os.environ.get("ACCESS_LOG", "1") == "0" else "--access-log",
+            # Ours (aiaas/access_log.py, ACCESS_LOG) replaces uvicorn's, which logs query strings.
+            "--no-access-log",
         ],
         "worker": worker_command(
             python, "tenant", queues.tenant_queues(os.environ), os.environ.get("CELERY_CONCURRENCY", "2")
@@ -122,6 +127,13 @@ def stop_children(children: dict[str, subprocess.Popen[bytes]]) -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def fresh_metrics_dir(path: Path) -> str:
+    """An empty folder for the children's metrics: values of an earlier run's processes must not add up."""
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return str(path)
 
 
 def serve(environ: dict[str, str]) -> int:
@@ -204,6 +216,9 @@ def main(argv: Sequence[str]) -> int:
         with development_environment(always_keep_secret_key=True) as environ:
             if argv[0] == "run":
                 environ.setdefault("DEBUG", "true")
+                environ.setdefault(
+                    METRICS_DIR_VARIABLE, fresh_metrics_dir(embedded.default_data_dir() / "prometheus")
+                )
                 return serve(environ)
             command = list(argv[2:] if argv[1:2] == ["--"] else argv[1:])
             return run_to_completion(subprocess.Popen(command, env=environ))

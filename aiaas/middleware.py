@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
+from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from aiaas import logs
 from aiaas.health import readiness
 from aiaas.observability.exposition import bears_token
 from aiaas.observability.http import record_route
@@ -11,6 +14,25 @@ from aiaas.observability.http import record_route
 LIVENESS_PATHS = frozenset({"/livez", "/healthz"})
 # Patterns that answer any path (aiaas/urls_api.py): counted as `unmatched`.
 CATCH_ALL_URL_NAMES = frozenset({"unknown-url"})
+
+
+class LogContextMiddleware:
+    """Give each Django request an id, in its log lines and its x-request-id header
+    (the gateway names its own), and name the route that matched in its lines."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        request_id = f"req_{uuid.uuid4().hex}"
+        logs.bind(request_id=request_id)
+        response = self.get_response(request)
+        response.headers.setdefault("x-request-id", request_id)
+        return response
+
+    def process_view(self, request: HttpRequest, *args: Any) -> None:
+        if request.resolver_match is not None:
+            logs.bind(route=f"/{request.resolver_match.route}")
 
 
 class HealthCheckMiddleware:

@@ -15,6 +15,8 @@ from django.core.exceptions import ImproperlyConfigured
 from kombu.entity import Exchange, Queue
 
 from aiaas import queues
+from aiaas.logs import logging_config
+from aiaas.sentry import init_sentry
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -77,6 +79,7 @@ TENANT_BASE_SCHEMA = "tenant_template"
 TENANT_CREATION_FAKES_MIGRATIONS = True
 
 MIDDLEWARE = [
+    "aiaas.middleware.LogContextMiddleware",
     "aiaas.middleware.HealthCheckMiddleware",
     "aiaas.middleware.RouteLabelMiddleware",
     # CORS preflights carry no key and no CSRF token: answered before either is asked for.
@@ -565,26 +568,16 @@ JSON_SCHEMA_MAX_BYTES = env.int("JSON_SCHEMA_MAX_BYTES", default=128 * 1024)
 JSON_SCHEMA_MAX_DEPTH = env.int("JSON_SCHEMA_MAX_DEPTH", default=32)
 JSON_SCHEMA_MAX_NODES = env.int("JSON_SCHEMA_MAX_NODES", default=10_000)
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    # httpx logs every provider call at INFO: noise, and ~10% of the gateway's throughput.
-    "loggers": {
-        name: {"level": "WARNING"} for name in ("django.db.backends", "httpx", "httpcore", "pgserver")
-    },
-}
+# Log lines (aiaas/logs.py): JSON outside DEBUG; one access line per HTTP request
+# (aiaas/access_log.py; uvicorn's own is off: it writes query strings).
+LOG_FORMAT = env.str("LOG_FORMAT", default="text" if DEBUG else "json")
+LOGGING = logging_config(LOG_FORMAT, env.str("LOG_LEVEL", default="INFO"))
+ACCESS_LOG = env.bool("ACCESS_LOG", default=True)
 
 SENTRY_DSN = env.str("SENTRY_DSN", default="")
+SENTRY_TRACES_SAMPLE_RATE = env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0)
 if SENTRY_DSN:
-    import sentry_sdk
-
-    sentry_sdk.init(
-        dsn=SENTRY_DSN,
-        send_default_pii=False,
-        traces_sample_rate=env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0),
-    )
+    init_sentry(SENTRY_DSN, SENTRY_TRACES_SAMPLE_RATE)
 
 # The demo tenant `make run` seeds.
 DEMO_TENANT_SLUG = "acme"

@@ -1,6 +1,7 @@
 """The /v1 gateway against the LiteLLM proxy: overhead with one client, and throughput.
 
     python bench/gateway.py [--quick] [--json PATH]
+    python bench/gateway.py --observability-baseline REV [--requests N]
 
 Needs DATABASE_URL, REDIS_URL and SECRET_KEY (run it under
 `python -m aiaas.launcher exec --`), `wrk` (`apt-get install wrk`; without it
@@ -27,6 +28,12 @@ Three targets per upstream: `direct` (the simulator itself), `ours` and `litellm
 
 Goals (shared/design/quality.md, ADR 0005): saturation throughput at least 2x
 LiteLLM's on the 0 ms upstream, overhead p50 / p95 at most 3 / 5 ms with one client.
+
+--observability-baseline REV measures what metrics and JSON logs cost instead
+(issue 18's goal: at most 0.2 ms more at the median with one client): on the 0 ms
+upstream, one client, interleaved, `before` (REV's code, `git archive`d under
+the run folder), `ours` (this tree, multiprocess metrics and JSON logs on) and
+`ours+access` (the same with the access log line per request); no LiteLLM.
 """
 
 from __future__ import annotations
@@ -50,7 +57,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -63,6 +70,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = REPO_ROOT / "bench"
 RUN_DIR = BENCH_DIR / "results" / "gateway-run"  # generated config and server logs
 DEFAULT_JSON_PATH = BENCH_DIR / "results" / "gateway.json"
+OBSERVABILITY_JSON_PATH = BENCH_DIR / "results" / "gateway-observability.json"
+OBSERVABILITY_GOAL_MS = 0.2
 LUA_SCRIPT = BENCH_DIR / "gateway_load.lua"
 LITELLM_VENV = BENCH_DIR / ".venv-litellm"
 LITELLM_REQUIREMENTS = ("litellm[proxy]==1.108.7", "httptools")  # httptools: the parser ours uses too
@@ -146,7 +155,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, help="throughput rounds, medians reported (3; quick 1)")
     parser.add_argument("--concurrency", default="1,8,32,64", help="throughput concurrencies (1,8,32,64)")
     parser.add_argument("--load-generator", choices=("auto", "wrk", "httpx"), default="auto")
+    parser.add_argument(
+        "--observability-baseline",
+        metavar="REV",
+        help="instead: one client, metrics and JSON logs on vs REV's code (before them)",
+    )
     args = parser.parse_args(argv)
+    if args.observability_baseline and args.json == DEFAULT_JSON_PATH:
+        args.json = OBSERVABILITY_JSON_PATH
     for name, full, quick in (("requests", 300, 100), ("warmup", 30, 20), ("seconds", 10.0, 3.0)):
         if getattr(args, name) is None:
             setattr(args, name, quick if args.quick else full)
@@ -187,11 +203,13 @@ class Processes:
         self.log_dir = log_dir
         self.started: list[tuple[str, subprocess.Popen[bytes], IO[bytes]]] = []
 
-    def start(self, name: str, command: list[str], env: dict[str, str] | None = None) -> None:
+    def start(
+        self, name: str, command: list[str], env: dict[str, str] | None = None, cwd: Path = REPO_ROOT
+    ) -> None:
         log = (self.log_dir / f"{name}.log").open("wb")
         process = subprocess.Popen(
             command,
-            cwd=REPO_ROOT,
+            cwd=cwd,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -272,15 +290,23 @@ def drop_bench_usage_stream() -> None:
         client.delete(BENCH_USAGE_STREAM, f"{BENCH_USAGE_STREAM}:dead")
 
 
-def start_ours(processes: Processes, api_key: str) -> str:
+def start_ours(
+    processes: Processes,
+    api_key: str,
+    name: str = "ours",
+    environ: dict[str, str] | None = None,
+    code: Path = REPO_ROOT,
+) -> str:
+    """Our platform under uvicorn, serving `code` (this tree, or a baseline's files)."""
     port = free_port()
     command = [sys.executable, "-m", "uvicorn", "aiaas.asgi:application", "--host", "127.0.0.1"]
     command += ["--port", str(port), "--workers", str(WORKERS), "--no-access-log", "--log-level", "warning"]
     # The run's usage events go to a stream of its own, dropped at the end: its
     # tenant is deleted before a ledger flush could store them.
-    processes.start("ours", command, {**os.environ, "USAGE_STREAM": BENCH_USAGE_STREAM})
+    env = {**os.environ, "USAGE_STREAM": BENCH_USAGE_STREAM, **(environ or {})}
+    processes.start(name, command, env, cwd=code)
     url = f"http://127.0.0.1:{port}"
-    wait_ready(processes, "ours", f"{url}/v1/models", {"authorization": f"Bearer {api_key}"})
+    wait_ready(processes, name, f"{url}/v1/models", {"authorization": f"Bearer {api_key}"})
     return url
 
 
@@ -783,6 +809,141 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+# --observability-baseline: metrics and JSON logs on vs before them
+
+OBSERVED_TARGETS = {  # target -> its settings; `before` runs the baseline's code
+    "ours": {"LOG_FORMAT": "json", "ACCESS_LOG": "0"},
+    "ours+access": {"LOG_FORMAT": "json", "ACCESS_LOG": "1"},
+}
+
+
+def export_tree(rev: str) -> Path:
+    """REV's files (`git archive`) under the run folder: the baseline server's code."""
+    tree = RUN_DIR / "baseline"
+    shutil.rmtree(tree, ignore_errors=True)
+    tree.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", rev], cwd=REPO_ROOT, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    return tree
+
+
+def observed_environ(target: str, metrics_token: str) -> dict[str, str]:
+    """A target's settings: its own multiprocess metrics folder, emptied, and the scrape token."""
+    folder = RUN_DIR / f"prometheus-{target}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return {
+        **OBSERVED_TARGETS[target],
+        "PROMETHEUS_MULTIPROC_DIR": str(folder),
+        "METRICS_TOKEN": metrics_token,
+    }
+
+
+@contextlib.contextmanager
+def observability_stack(slug: str, rev: str, metrics_token: str) -> Iterator[list[Endpoint]]:
+    """The 0 ms simulator, the baseline's server and ours (twice), torn down whatever happens."""
+    from django.core.management import call_command
+
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    processes = Processes(RUN_DIR)
+    try:
+        call_command("bootstrap", verbosity=0)
+        remove_bench_tenants()
+        api_key = provision_bench_tenant(slug)
+        sim_urls = start_simulators(processes)
+        register_upstreams(sim_urls)
+        model, authorization = registry_model_id("0ms"), f"Bearer {api_key}"
+        found = [
+            Endpoint("direct", "0ms", sim_urls["0ms"], "sim-small"),
+            Endpoint("before", "0ms", start_ours(processes, api_key, "before", code=export_tree(rev)), model),
+        ]
+        for target in OBSERVED_TARGETS:
+            url = start_ours(processes, api_key, target, observed_environ(target, metrics_token))
+            found.append(Endpoint(target, "0ms", url, model))
+        yield [
+            replace(endpoint, authorization=authorization) if endpoint.model == model else endpoint
+            for endpoint in found
+        ]
+    finally:
+        processes.stop_all()
+        unregister_upstreams()
+        remove_bench_tenants()
+        drop_bench_usage_stream()
+
+
+def counted_chat_requests(endpoint: Endpoint, metrics_token: str) -> float:
+    """What `endpoint`'s metrics say it served (proof the metrics were on)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(
+        f"{endpoint.base_url}/metrics", headers={"authorization": f"Bearer {metrics_token}"}, timeout=10
+    ).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "aiaas_http_requests_total" and sample.labels.get("route") == "/v1/chat/completions"
+    )
+
+
+def summarize_observability(series: dict[str, LatencySeries], rev: str) -> dict[str, Any]:
+    medians = {target: median(measured.latencies_ms) for target, measured in series.items()}
+    before = medians["before"]
+    added = {target: medians[target] - before for target in OBSERVED_TARGETS}
+    return {
+        "baseline": rev,
+        "median_ms": medians,
+        "overhead_median_ms": {t: m - medians["direct"] for t, m in medians.items() if t != "direct"},
+        "added_median_ms": added,
+        "ratio_to_before": {target: ratio(medians[target], before) for target in OBSERVED_TARGETS},
+        "errors": {target: measured.errors for target, measured in series.items()},
+        "goal": {
+            "added_median_ms": f"<= {OBSERVABILITY_GOAL_MS}",
+            "met": added["ours"] <= OBSERVABILITY_GOAL_MS,
+        },
+    }
+
+
+def run_observability(args: argparse.Namespace) -> dict[str, Any]:
+    slug = TENANT_PREFIX + "".join(secrets.choice(string.ascii_lowercase) for _ in range(6))
+    metrics_token = secrets.token_hex(16)
+    load_before = os.getloadavg()
+    with observability_stack(slug, args.observability_baseline, metrics_token) as group:
+        check_answers(group)
+        series = measure_latency(group, args.warmup, args.requests)
+        observed = [endpoint for endpoint in group if endpoint.target in OBSERVED_TARGETS]
+        counted = {endpoint.target: counted_chat_requests(endpoint, metrics_token) for endpoint in observed}
+    return {
+        "benchmark": "gateway-observability",
+        "started_at": datetime.now(UTC).isoformat(),
+        "command": " ".join(["python", "bench/gateway.py", *sys.argv[1:]]),
+        "load_average_1m": {"before": load_before[0], "after": os.getloadavg()[0]},
+        "settings": {"requests": args.requests, "warmup": args.warmup, "workers_per_server": WORKERS},
+        "chat_requests_in_metrics": counted,
+        **summarize_observability(series, args.observability_baseline),
+    }
+
+
+def print_observability(result: dict[str, Any]) -> None:
+    print(f"\nOne client, 0 ms upstream, {result['settings']['requests']} requests per target (ms)")
+    print(f"{'target':<12} {'median':>8} {'overhead':>9} {'added':>7} {'ratio':>6} {'errors':>6}")
+    for target, value in result["median_ms"].items():
+        cells = [
+            result["overhead_median_ms"].get(target),
+            result["added_median_ms"].get(target),
+            result["ratio_to_before"].get(target),
+        ]
+        shown = " ".join(
+            f"{cell:>{width}.3f}" if cell is not None else f"{'-':>{width}}"
+            for cell, width in zip(cells, (9, 7, 6), strict=True)
+        )
+        print(f"{target:<12} {value:8.3f} {shown} {result['errors'][target]:>6}")
+    goal = result["goal"]
+    verdict = "met" if goal["met"] else "MISSED"
+    print(f"\nadded median (ours - before), goal {goal['added_median_ms']} ms: {verdict}")
+    print(f"chat requests in each target's metrics: {result['chat_requests_in_metrics']}")
+
+
 def raise_keyboard_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -791,6 +952,13 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, raise_keyboard_interrupt)  # clean up on SIGTERM as on Ctrl-C
     setup_django()
+    if args.observability_baseline:
+        result = run_observability(args)
+        print_observability(result)
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"\nwrote {args.json}")
+        return 0
     result = run(args)
     print_latency(result["latency"], args)
     print_throughput(result["throughput"], args)

@@ -23,6 +23,7 @@ import redis.asyncio as aioredis
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
+from aiaas import logs
 from gateway.errors import GatewayError
 from tenants.models import ApiKey
 from tenants.rejected_keys import RejectedApiKeys, find_usable_api_key_remembering, rejected_api_keys
@@ -116,6 +117,7 @@ async def authenticate(keys: ApiKeyCache, header: str, scope: str) -> ApiKey:
         raise GatewayError(
             401, "Incorrect, revoked or expired API key provided.", "invalid_request_error", "invalid_api_key"
         )
+    logs.bind(tenant_schema=api_key.tenant.schema_name, key_prefix=api_key.prefix)
     if not api_key.tenant.is_email_verified:
         raise GatewayError(
             403,

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, NoReturn, TypeVar
 
-from aiaas.observability.metrics import PROVIDER_ERRORS
+from aiaas.observability.metrics import PROVIDER_ERRORS, series
 from gateway.events import ChatDelta, ChatEvent, ChatFailed, ChatFinished
 from gateway.providers.client import ProviderClient, UpstreamTiming
 from gateway.providers.errors import FailureKind, ProviderError
@@ -213,7 +213,7 @@ class Orchestrator:
                     await self.breaker.release(permit)  # a cancelled probe must not hold half-open
                     raise
                 except ProviderError as error:
-                    PROVIDER_ERRORS.labels(model.provider.slug, error.kind).inc()
+                    series(PROVIDER_ERRORS, model.provider.slug, error.kind).inc()
                     await self._report(permit, error, outcome.tenant_id)
                     outcome.errors.append(f"{model.model_id}: {error.kind}")
                     last_error = error

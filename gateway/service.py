@@ -224,7 +224,9 @@ class RequestContext:
         self.settled = True
         self.observe()
         if self.api_key is None or self.meter is None or self.meter.reservation is None:
-            metrics.GATEWAY_UNMETERED_REQUESTS.labels(str(self.status), self.error_type or "none").inc()
+            metrics.series(
+                metrics.GATEWAY_UNMETERED_REQUESTS, str(self.status), self.error_type or "none"
+            ).inc()
             if self.api_key is not None and self.logs_requests and self.request_body is not None:
                 await self.queue_log(self.api_key)
             return
@@ -249,16 +251,16 @@ class RequestContext:
         """The request's figures in the metrics (aiaas/observability/metrics.py): the
         gateway's overhead, and for a request a model served, its upstream time,
         time to first token and tokens."""
-        metrics.GATEWAY_OVERHEAD.labels(self.endpoint).observe(self.overhead_seconds())
+        metrics.series(metrics.GATEWAY_OVERHEAD, self.endpoint).observe(self.overhead_seconds())
         model, usage = self.outcome.model, self.outcome.usage
         if model is None:
             return
         labels = (model.model_id, str(model.tier))
-        metrics.UPSTREAM_LATENCY.labels(*labels).observe(self.outcome.timing.waiting_seconds)
+        metrics.series(metrics.UPSTREAM_LATENCY, *labels).observe(self.outcome.timing.waiting_seconds)
         if self.first_token_at is not None:
-            metrics.TTFT.labels(*labels).observe(self.first_token_at - self.started)
-        metrics.TOKENS.labels(*labels, "prompt").inc(usage.prompt_tokens)
-        metrics.TOKENS.labels(*labels, "completion").inc(usage.completion_tokens)
+            metrics.series(metrics.TTFT, *labels).observe(self.first_token_at - self.started)
+        metrics.series(metrics.TOKENS, *labels, "prompt").inc(usage.prompt_tokens)
+        metrics.series(metrics.TOKENS, *labels, "completion").inc(usage.completion_tokens)
 
     async def record_route(self, api_key: ApiKey, plan: RoutedPlan) -> None:
         """What the router learns from this request and reports about it (one Redis
@@ -332,7 +334,7 @@ def observe_route(outcome: router_outcomes.RequestOutcome) -> None:
     """A routed request's escalation (served by another tier than chosen) and costs, in the metrics."""
     chosen, served = outcome.decision.tier, outcome.served_tier
     if served is not None and served != chosen:
-        metrics.ROUTER_ESCALATIONS.labels(str(chosen), str(served)).inc()
+        metrics.series(metrics.ROUTER_ESCALATIONS, str(chosen), str(served)).inc()
     metrics.ROUTER_EXPECTED_COST.inc(float(outcome.expected_cost_usd))
     metrics.ROUTER_ACTUAL_COST.inc(float(outcome.cost_usd))
 

@@ -34,7 +34,7 @@ from django.db import connection, transaction
 from django.db.models import Count, F, Sum
 from django.utils import timezone
 
-from aiaas.observability.metrics import INGESTION_DOCUMENTS
+from aiaas.observability.metrics import INGESTION_DOCUMENTS, series
 from gateway.errors import GatewayError
 from ingestion import progress
 from ingestion.chunking import ChunkText, chunk
@@ -302,7 +302,7 @@ def touch(document: Document) -> None:
 
 def finished(document: Document) -> None:
     """A document's ingestion ended (ready or failed): its stream is told, the metrics count it."""
-    INGESTION_DOCUMENTS.labels(document.status).inc()
+    series(INGESTION_DOCUMENTS, document.status).inc()
     progress.publish(document)
 
 

@@ -6,6 +6,7 @@ from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.request import Request
 
+from aiaas import logs
 from tenants.context import activate_tenant
 from tenants.models import ApiKey
 from tenants.rejected_keys import find_usable_api_key_remembering
@@ -57,6 +58,7 @@ class ApiKeyAuthentication(BaseAuthentication):
         api_key = find_usable_api_key_remembering(raw_key)
         if api_key is None:
             raise InvalidApiKey()
+        logs.bind(key_prefix=api_key.prefix)
         if not api_key.tenant.is_email_verified:
             raise EmailNotVerified()
         activate_tenant(api_key.tenant)

@@ -10,6 +10,7 @@ from typing import Any, cast
 
 from django.db import connection
 
+from aiaas import logs
 from tenants.models import Tenant
 
 
@@ -18,8 +19,10 @@ def _connection() -> Any:
 
 
 def activate_tenant(tenant: Tenant) -> None:
-    """Point the connection at `tenant`'s schema (search_path: tenant, public)."""
+    """Point the connection at `tenant`'s schema (search_path: tenant, public); the
+    lines logged from here on name it."""
     _connection().set_tenant(tenant)
+    logs.bind(tenant_schema=tenant.schema_name)
 
 
 def activate_public_schema() -> None:

@@ -17,6 +17,7 @@ from aiaas.observability.metrics import (
     CELERY_TASKS,
     USAGE_FLUSH_LAG,
     USAGE_STREAM_LENGTH,
+    series,
 )
 from aiaas.redis_clients import sync_client
 
@@ -40,9 +41,9 @@ def start_timing(task_id: str, **_: Any) -> None:
 def record_run(task_id: str, task: Task, state: str | None = None, **_: Any) -> None:
     started = _started.pop(task_id, None)
     queue = queue_of(task)
-    CELERY_TASKS.labels(queue, task.name, (state or "unknown").lower()).inc()
+    series(CELERY_TASKS, queue, task.name, (state or "unknown").lower()).inc()
     if started is not None:
-        CELERY_TASK_DURATION.labels(queue, task.name).observe(time.perf_counter() - started)
+        series(CELERY_TASK_DURATION, queue, task.name).observe(time.perf_counter() - started)
 
 
 def sample_celery_queues(app: Celery) -> None:
@@ -59,7 +60,7 @@ def sample_celery_queues(app: Celery) -> None:
         lengths = pipe.execute()
     for index, name in enumerate(names):
         start = index * len(PRIORITY_SUFFIXES)
-        CELERY_QUEUE_LENGTH.labels(name).set(sum(lengths[start : start + len(PRIORITY_SUFFIXES)]))
+        series(CELERY_QUEUE_LENGTH, name).set(sum(lengths[start : start + len(PRIORITY_SUFFIXES)]))
 
 
 def sample_usage_queue() -> None:

@@ -6,7 +6,7 @@ unset, the request goes on to Django, which answers its ordinary 404, so a
 prober learns nothing. With METRICS_LISTEN (an internal-only host:port), the web
 process also serves them there without authentication (`start_listener`).
 
-With PROMETHEUS_MULTIPROCESS_DIR set, a scrape reads every process's files in it
+With PROMETHEUS_MULTIPROC_DIR set, a scrape reads every process's files in it
 (prometheus_client's MultiProcessCollector); else this process's registry.
 """
 
@@ -30,7 +30,7 @@ from starlette.types import Receive, Scope, Send
 
 import aiaas.observability.metrics  # noqa: F401 - the metrics registered before any scrape
 
-MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROCESS_DIR"
+MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 logger = logging.getLogger(__name__)
 
 

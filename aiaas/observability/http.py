@@ -13,7 +13,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from aiaas.observability.metrics import HTTP_REQUEST_DURATION, HTTP_REQUESTS, status_class
+from aiaas.observability.metrics import HTTP_REQUEST_DURATION, HTTP_REQUESTS, series, status_class
 
 OBSERVATION = "aiaas.observation"
 PLATFORM_PATHS = frozenset({"/metrics", "/healthz", "/livez", "/readyz"})
@@ -47,8 +47,8 @@ def observed(app: ASGIApp) -> Callable[[Scope, Receive, Send], Any]:
         finally:
             route = route_of(scope, observation)
             method = scope["method"] if scope["method"] in METHODS else "other"
-            HTTP_REQUESTS.labels(route, method, status_class(observation.status)).inc()
-            HTTP_REQUEST_DURATION.labels(route, method).observe(time.perf_counter() - started)
+            series(HTTP_REQUESTS, route, method, status_class(observation.status)).inc()
+            series(HTTP_REQUEST_DURATION, route, method).observe(time.perf_counter() - started)
 
     return observe
 

@@ -1,7 +1,7 @@
 """Every Prometheus metric the platform exports, defined once (docs/observability.md).
 
 prometheus_client keeps the values: in this process's default registry, or, when
-PROMETHEUS_MULTIPROCESS_DIR is set before the first import of prometheus_client
+PROMETHEUS_MULTIPROC_DIR is set before the first import of prometheus_client
 (the launcher sets it), in files there that every process of the host shares,
 so one scrape sums the uvicorn workers and Celery processes (exposition.py).
 A gauge says how its processes' values combine (`multiprocess_mode`).
@@ -11,6 +11,9 @@ never a label: tenant figures belong to analytics.
 """
 
 from __future__ import annotations
+
+import functools
+from typing import TypeVar, cast
 
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
@@ -181,6 +184,20 @@ def sample_names(metric: MetricWrapperBase) -> tuple[str, ...]:
 def exposed_names() -> set[str]:
     """Every series name the platform exports (dashboards and rules may use only these)."""
     return {name for metric in ALL_METRICS for name in sample_names(metric)}
+
+
+Metric = TypeVar("Metric", bound=MetricWrapperBase)
+
+
+def series(metric: Metric, *values: str) -> Metric:
+    """`metric.labels(*values)`, kept once made: prometheus_client's lookup costs
+    microseconds per call on the request path, and every label set here is bounded."""
+    return cast("Metric", _series(metric, *values))
+
+
+@functools.cache
+def _series(metric: MetricWrapperBase, *values: str) -> MetricWrapperBase:
+    return metric.labels(*values)
 
 
 def status_class(status: int) -> str:

@@ -3,19 +3,23 @@ Prometheus reads them (prometheus_client's parser); no label carries a tenant or
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
+from django.conf import settings
 from prometheus_client.samples import Sample
 
+from aiaas.observability.metrics import ALL_METRICS
 from testing.metrics import scrape, value
 from testing.tenants import TenantFixture
 
 MESSAGES = [{"role": "user", "content": "Count me."}]
 CHAT = {"route": "/v1/chat/completions", "method": "POST"}
 SETTLE_SECONDS = 5.0
+COUNTERS = {family.name for metric in ALL_METRICS for family in metric.describe() if family.type == "counter"}
 
 
 def chat(gateway: str, key: str | None, **body: Any) -> httpx.Response:
@@ -152,3 +156,13 @@ def test_no_label_names_or_carries_a_tenant(
     assert not {name for name in label_names if "tenant" in name or "schema" in name or "key" in name}
     assert not label_values & {str(tenant.pk), tenant.schema_name, serving_tenant.admin_key}
     assert not [text for text in label_values if serving_tenant.admin_key[:12] in text]
+
+
+def test_docs_observability_lists_every_metric_and_no_other() -> None:
+    text = (settings.BASE_DIR / "docs" / "observability.md").read_text()
+    section = text.split("## Metrics", 1)[1].split("\n## ", 1)[0]
+
+    documented = set(re.findall(r"^\| `(aiaas_[a-z_]+)` \|", section, re.MULTILINE))
+
+    defined = {family.name for metric in ALL_METRICS for family in metric.describe()}
+    assert documented == {f"{name}_total" if name in COUNTERS else name for name in defined}

@@ -46,7 +46,7 @@ import redis.exceptions
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
-from aiaas.observability.metrics import LIMITER_DECISIONS
+from aiaas.observability.metrics import LIMITER_DECISIONS, series
 from aiaas.redis_keys import tenant_key
 from billing.limits import scripts
 from billing.limits.periods import period_end
@@ -168,15 +168,15 @@ class Limiter:
         try:
             answer = await self._run(self._admit, keys, args)
         except LimiterUnavailableError:
-            LIMITER_DECISIONS.labels("rejected", "limiter_unavailable").inc()
+            series(LIMITER_DECISIONS, "rejected", "limiter_unavailable").inc()
             raise
         allowed, reason, wait_ms, now_ms, *buckets = (int(value) for value in answer)
         headers = _headers(_rates(limits), buckets)
         if not allowed:
             retry_after = _retry_after_seconds(wait_ms, now_ms, end)
-            LIMITER_DECISIONS.labels("rejected", REASONS[reason - 1]).inc()
+            series(LIMITER_DECISIONS, "rejected", REASONS[reason - 1]).inc()
             return Admission(False, None, retry_after, REASONS[reason - 1], headers)
-        LIMITER_DECISIONS.labels("admitted", "none").inc()
+        series(LIMITER_DECISIONS, "admitted", "none").inc()
         reservation = Reservation(
             id=reservation_id,
             tenant_id=tenant_id,

@@ -13,7 +13,7 @@ from typing import Any
 import redis.exceptions
 from redis.asyncio import Redis
 
-from aiaas.observability.metrics import CIRCUIT_BREAKER_STATE, CIRCUIT_BREAKER_TRANSITIONS
+from aiaas.observability.metrics import CIRCUIT_BREAKER_STATE, CIRCUIT_BREAKER_TRANSITIONS, series
 from aiaas.redis_keys import hash_tag, redis_key, tenant_key
 from gateway.resilience import breaker_scripts as scripts
 
@@ -103,9 +103,9 @@ class CircuitOpenError(Exception):
 
 def _observe(key: str, state: BreakerState, *, transition: bool) -> None:
     """The state this process saw, and a transition it caused, in the metrics."""
-    CIRCUIT_BREAKER_STATE.labels(key).set(_GAUGE_VALUES[state])
+    series(CIRCUIT_BREAKER_STATE, key).set(_GAUGE_VALUES[state])
     if transition:
-        CIRCUIT_BREAKER_TRANSITIONS.labels(key, state.value).inc()
+        series(CIRCUIT_BREAKER_TRANSITIONS, key, state.value).inc()
 
 
 def _milliseconds(seconds: float) -> int:

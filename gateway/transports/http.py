@@ -28,6 +28,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from aiaas import logs
 from gateway import service
 from gateway.auth import authenticate
 from gateway.errors import NO_OUTPUT, GatewayError, client_disconnected, from_provider_error, invalid
@@ -146,10 +147,9 @@ def endpoint(
     request is settled."""
 
     async def respond(request: Request) -> Response:
-        route = request.scope.get("route")
-        context = RequestContext.new(
-            request.headers.get("x-request-id", ""), endpoint=route.path if route else "unmatched"
-        )
+        route = route_of(request)
+        context = RequestContext.new(request.headers.get("x-request-id", ""), endpoint=route)
+        logs.bind(request_id=context.request_id, route=route)
         try:
             async with context.lifecycle():
                 try:
@@ -164,6 +164,12 @@ def endpoint(
             return render(error, context)
 
     return respond
+
+
+def route_of(request: Request) -> str:
+    """The pattern of the route that matched (`/v1/models/{model_id:path}`), not the path."""
+    route = request.scope.get("route")
+    return str(getattr(route, "path", request.url.path))
 
 
 def once(

@@ -303,7 +303,7 @@ def noise(size: int) -> str:
 def test_a_slow_reader_gets_every_byte_coalesced_and_the_final_event(
     platform_url: str, gateway: str, serving_tenant: TenantFixture
 ) -> None:
-    coalesced_before = metric(platform_url, "ws_backpressure_coalesced")
+    coalesced_before = metric(platform_url, "aiaas_websocket_coalesced_messages_total")
     schema = serving_tenant.tenant.schema_name
     stream_id = streams.new_stream_id("job")
     streams.publish(schema, stream_id, {"type": "status", "status": "started"})
@@ -333,13 +333,13 @@ def test_a_slow_reader_gets_every_byte_coalesced_and_the_final_event(
     assert coalesced
     assert all(message["from_seq"] < message["seq"] for message in coalesced)
     merges = sum(message["seq"] - message["from_seq"] for message in coalesced)
-    assert metric(platform_url, "ws_backpressure_coalesced") - coalesced_before >= merges > 0
+    assert metric(platform_url, "aiaas_websocket_coalesced_messages_total") - coalesced_before >= merges > 0
 
 
 def test_a_reader_that_never_reads_is_closed_with_4008_and_others_are_not_slowed(
     platform_url: str, gateway: str, serving_tenant: TenantFixture, settings: Any
 ) -> None:
-    send_errors_before = metric(platform_url, "ws_send_errors")
+    send_errors_before = metric(platform_url, "aiaas_websocket_send_errors_total")
     settings.REALTIME_STALLED_READER_SECONDS = 1.0
     schema = serving_tenant.tenant.schema_name
     stalled_stream = streams.new_stream_id("job")
@@ -375,7 +375,7 @@ def test_a_reader_that_never_reads_is_closed_with_4008_and_others_are_not_slowed
     assert close_code == 4008
     assert len(received) < 151  # it never got to the end
     assert healthy_seconds < 5
-    assert metric(platform_url, "ws_send_errors") > send_errors_before  # the stalled send
+    assert metric(platform_url, "aiaas_websocket_send_errors_total") > send_errors_before  # the stalled send
 
 
 def server_side_open(server_port: int, client_port: int) -> bool:

@@ -120,7 +120,7 @@ class LearnedRouter:
         model = self.classifiers(version.artifact)
         decision = decide(request, config, version, model, tiers, self.explore, started)
         metrics.ROUTER_DECISION_LATENCY.observe(decision.decision_seconds * 1000)
-        metrics.ROUTER_DECISIONS.labels(str(decision.tier)).inc()
+        metrics.series(metrics.ROUTER_DECISIONS, str(decision.tier)).inc()
         chain = tuple(m for m in capable if m.tier >= decision.tier)
         return RoutedPlan(chain, decision.reason(config.quality_target), decision)
 

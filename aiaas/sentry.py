@@ -1,0 +1,35 @@
+"""Sentry, safe by default: an event carries no frame locals, no request body, no
+personal data, and no secret anywhere in it (headers, cookies, keys and tokens in
+any string: aiaas/redaction.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sentry_sdk
+
+from aiaas.redaction import scrub
+
+# Parts of an event's request that may hold a prompt or a credential whatever their shape.
+DROPPED_REQUEST_PARTS = ("data", "cookies", "env")
+
+
+def init_sentry(dsn: str, traces_sample_rate: float) -> None:
+    sentry_sdk.init(
+        dsn=dsn,
+        send_default_pii=False,
+        include_local_variables=False,
+        max_request_body_size="never",
+        traces_sample_rate=traces_sample_rate,
+        before_send=scrub_event,
+        before_send_transaction=scrub_event,
+    )
+
+
+def scrub_event(event: Any, hint: Any) -> Any:
+    """The event without request bodies and cookies, every secret redacted."""
+    request = event.get("request")
+    if isinstance(request, dict):
+        for part in DROPPED_REQUEST_PARTS:
+            request.pop(part, None)
+    return scrub(event)
