@@ -20,6 +20,7 @@ test: $(VENV)/.installed
 	$(STACK) exec -- $(MAKE) --no-print-directory check
 
 # The checks `make test` runs, with the services already configured.
+# The alert rule tests need promtool (`apt-get install -y prometheus`; skipped without it).
 check: lint typecheck migrations-check pytest
 
 lint:
