@@ -37,6 +37,7 @@ from django.db import connection
 from django.db.models import F
 from django.utils import timezone
 
+from aiaas.observability.metrics import EVAL_CASES, series
 from evals import progress, scorers, selectors
 from evals.models import (
     Case,
@@ -231,6 +232,8 @@ def store(window: Window, evaluated: list[Evaluated]) -> None:
     CaseResult.objects.bulk_create(
         [item.result(window.experiment.pk) for item in evaluated], ignore_conflicts=True
     )
+    for item in evaluated:
+        series(EVAL_CASES, "errored" if item.error else "passed" if item.verdict[0] else "failed").inc()
     counts = window.counts
     counts.done += len(evaluated)
     counts.passed += sum(item.verdict[0] for item in evaluated)

@@ -45,9 +45,11 @@ from evals.tests.experiments import (
 )
 from realtime import streams
 from testing.database import committed
+from testing.metrics import registry_value
 from testing.tenants import TenantFixture
 
 CASES = 50
+SCORED = "aiaas_eval_cases_total"
 
 
 class WorkerDiedError(BaseException):
@@ -71,10 +73,14 @@ def test_an_experiment_of_50_cases_completes_with_the_hand_counted_aggregates(
         version_assertions=[{"type": "contains"}],
     )
     experiment_id = create(serving_tenant, version_id, concurrency=8)
+    statuses = ("passed", "failed", "errored")
+    scored_before = {status: registry_value(SCORED, status=status) for status in statuses}
 
     experiment = run(serving_tenant, experiment_id)
 
     assert (experiment.status, experiment.error, experiment.attempts) == (ExperimentStatus.SUCCEEDED, "", 1)
+    scored = {status: registry_value(SCORED, status=status) - scored_before[status] for status in statuses}
+    assert scored == {"passed": 33, "failed": 17, "errored": 0}
     stored = results(serving_tenant, experiment_id)
     assert len(stored) == CASES
     assert [stored[f"case-{n:03}"].output for n in range(CASES)] == answers
