@@ -32,6 +32,7 @@ import redis.asyncio as aioredis
 from django.conf import settings
 from django.utils import timezone
 
+from aiaas import tracing
 from aiaas.redis_clients import new_async_client
 from billing.limits import Limiter
 from billing.usage import UsageQueueUnavailableError, UsageRecord, record_usage
@@ -218,6 +219,10 @@ class RequestContext:
         if self.settled:
             return
         self.settled = True
+        with tracing.span("settle", {"http.response.status_code": self.status}):
+            await self.account()
+
+    async def account(self) -> None:
         if self.api_key is None or self.meter is None or self.meter.reservation is None:
             METRICS.count_unmetered(self.status, self.error_type)
             if self.api_key is not None and self.logs_requests and self.request_body is not None:
@@ -422,13 +427,16 @@ async def route_and_admit(
     attempts are held by the meter's guard."""
     api_key = context.api_key
     assert api_key is not None
-    catalog = await context.clients.catalog.get()
-    resolve_model(route.requested_model, catalog, api_key)
-    plan = plan_route(context.clients.policy, route, catalog, api_key)
+    with tracing.span("route"):
+        catalog = await context.clients.catalog.get()
+        resolve_model(route.requested_model, catalog, api_key)
+        plan = plan_route(context.clients.policy, route, catalog, api_key)
     context.plan = plan
     context.outcome.tenant_id = api_key.tenant_id
     context.meter = Meter(context.clients.limiter, api_key)
-    await context.meter.admit(plan, prompt_tokens_bound, max(output_tokens_bound, route.max_output_tokens))
+    output_tokens_bound = max(output_tokens_bound, route.max_output_tokens)
+    with tracing.span("admit"):
+        await context.meter.admit(plan, prompt_tokens_bound, output_tokens_bound)
     context.outcome.guard = context.meter.guard
     return plan
 
