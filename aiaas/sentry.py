@@ -12,7 +12,6 @@ from aiaas.redaction import scrub
 
 # Parts of an event's request that may hold a prompt or a credential whatever their shape.
 DROPPED_REQUEST_PARTS = ("data", "cookies", "env")
-OFF: Any = {"mode": "off"}
 
 
 def init_sentry(dsn: str, traces_sample_rate: float) -> None:
@@ -23,9 +22,9 @@ def init_sentry(dsn: str, traces_sample_rate: float) -> None:
         dsn=dsn,
         data_collection={
             "user_info": False,
-            "cookies": OFF,
+            "cookies": {"mode": "off"},
             "http_bodies": [],
-            "url_query_params": OFF,
+            "url_query_params": {"mode": "off"},
             "gen_ai": {"inputs": False, "outputs": False},
             "database_query_data": False,
             "stack_frame_variables": False,

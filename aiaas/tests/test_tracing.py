@@ -5,6 +5,7 @@ attribute; nothing installed while tracing is off."""
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import time
 from collections.abc import Iterator
 
 import httpx
+import orjson
 import pytest
 from celery.contrib.testing.worker import start_worker
 from django_tenants.utils import tenant_context
@@ -24,6 +26,7 @@ from pytest_django import DjangoDbBlocker
 
 from aiaas import tracing
 from aiaas.celery import app, tenant_task
+from aiaas.logs import ContextFilter, JsonFormatter
 from testing.celery import app_queues_restored
 from testing.tenants import TenantFixture
 
@@ -124,6 +127,17 @@ def test_a_stream_token_in_a_url_never_reaches_a_span(
     attributes = [str(dict(span.attributes or {})) for span in found]
     assert any("token=[redacted]" in text for text in attributes), attributes
     assert not any(STREAM_TOKEN in text for text in attributes)
+
+
+def test_a_line_written_in_a_span_names_its_trace_and_span(spans: InMemorySpanExporter) -> None:
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "inside", None, None)
+    with tracing.span("route") as span:
+        ContextFilter().filter(record)
+    line = orjson.loads(JsonFormatter().format(record))
+
+    assert isinstance(span, trace.Span)
+    assert line["trace_id"] == format(span.get_span_context().trace_id, "032x")
+    assert line["span_id"] == format(span.get_span_context().span_id, "016x")
 
 
 @tenant_task(name="tests.traced_task")
