@@ -66,6 +66,7 @@ def install(processor: SpanProcessor) -> None:
     for instrumentor in instrumentors():
         if not instrumentor.is_instrumented_by_opentelemetry:
             instrumentor.instrument(**instrumentor_options(instrumentor))
+    run_django_middleware_last()
     _enabled = True
 
 
@@ -99,6 +100,18 @@ def instrumentor_options(instrumentor: Any) -> dict[str, Any]:
     from opentelemetry.instrumentation.django import DjangoInstrumentor
 
     return {"request_hook": redact_attributes} if isinstance(instrumentor, DjangoInstrumentor) else {}
+
+
+def run_django_middleware_last() -> None:
+    """Django's instrumentation puts its middleware first, where it reads the Host
+    before HealthCheckMiddleware answers probes on any host and the tenant routing
+    answers a bad host with our 400: last, its span is the view's (the server
+    span covers the whole request)."""
+    from django.conf import settings
+
+    middleware = list(settings.MIDDLEWARE)
+    traced = [name for name in middleware if name.startswith("opentelemetry.")]
+    settings.MIDDLEWARE = [name for name in middleware if name not in traced] + traced
 
 
 def span(name: str, attributes: Mapping[str, AttributeValue] | None = None) -> AbstractContextManager[object]:

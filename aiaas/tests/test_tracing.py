@@ -16,6 +16,7 @@ import httpx
 import orjson
 import pytest
 from celery.contrib.testing.worker import start_worker
+from django.test import Client
 from django_tenants.utils import tenant_context
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
@@ -138,6 +139,21 @@ def test_a_line_written_in_a_span_names_its_trace_and_span(spans: InMemorySpanEx
     assert isinstance(span, trace.Span)
     assert line["trace_id"] == format(span.get_span_context().trace_id, "032x")
     assert line["span_id"] == format(span.get_span_context().span_id, "016x")
+
+
+def test_on_probes_and_bad_hosts_are_answered_as_before_and_a_view_has_its_span(
+    serving_tenant: TenantFixture, spans: InMemorySpanExporter
+) -> None:
+    assert Client(HTTP_HOST="10.0.0.7").get("/healthz").status_code == 200
+    refused = Client(HTTP_HOST="10.0.0.7").get("/api/v1/tenant/settings")
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "invalid_host"
+
+    response = serving_tenant.api_client().get("/api/v1/tenant/settings", HTTP_HOST="localhost")
+
+    assert response.status_code == 200
+    views = [span for span in spans.get_finished_spans() if span.name.startswith("GET api/")]
+    assert [dict(span.attributes or {}).get("http.route") for span in views] == ["api/v1/tenant/settings/?$"]
 
 
 @tenant_task(name="tests.traced_task")
