@@ -18,6 +18,10 @@ from channels.routing import ProtocolTypeRouter, URLRouter
 from django.conf import settings
 from django.core.asgi import get_asgi_application
 
+from aiaas import tracing
+
+tracing.install_if_configured()  # before Django loads its middleware (docs/decisions/0027)
+
 django_application = get_asgi_application()
 
 from starlette.types import Receive, Scope, Send  # noqa: E402
@@ -90,7 +94,7 @@ async def lifespan(scope: Scope, receive: Receive, send: Send) -> None:
 
 application = ProtocolTypeRouter(
     {
-        "http": AccessLogMiddleware(http_application, enabled=settings.ACCESS_LOG),
+        "http": tracing.traced_http(AccessLogMiddleware(http_application, enabled=settings.ACCESS_LOG)),
         "websocket": URLRouter(websocket_urlpatterns),
         "lifespan": lifespan,
     }

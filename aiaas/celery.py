@@ -4,6 +4,10 @@ tenant-schemas-celery records the connection's schema in each message's
 headers when a task is sent, and switches the worker's connection to it before
 the task runs. Tasks over a tenant's data use `tenant_task`, which refuses to
 run on the public schema instead of silently reading the wrong place.
+
+A task's log lines (aiaas/logs.py) name it, its tenant schema and the request
+that sent it (its id travels in a header). With tracing on, each pool process
+installs it (aiaas/tracing.py); the trace context travels in the message.
 """
 
 from __future__ import annotations
@@ -13,11 +17,11 @@ from collections.abc import Callable
 from typing import Any
 
 from celery import Task
-from celery.signals import before_task_publish, setup_logging, task_prerun
+from celery.signals import before_task_publish, setup_logging, task_prerun, worker_process_init
 from tenant_schemas_celery.app import CeleryApp, get_schema_name_from_task
 from tenant_schemas_celery.task import TenantTask
 
-from aiaas import logs
+from aiaas import logs, tracing
 from aiaas.observability import celery as observed_celery  # its signals time every task
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aiaas.settings")
@@ -50,7 +54,13 @@ def begin_task_log_context(task_id: str, task: Task, **kwargs: Any) -> None:
     context.tenant_schema = get_schema_name_from_task(task, kwargs) or ""
 
 
+def trace_worker_process(**kwargs: Any) -> None:
+    """Each pool process installs tracing itself: an exporter's thread does not survive a fork."""
+    tracing.install_if_configured()
+
+
 setup_logging.connect(keep_django_logging)
+worker_process_init.connect(trace_worker_process)
 before_task_publish.connect(send_request_id)
 task_prerun.connect(begin_task_log_context)
 

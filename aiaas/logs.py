@@ -16,10 +16,10 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry import trace
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.orjson import OrjsonFormatter
 
-from aiaas import tracing
 from aiaas.redaction import redact
 
 CONTEXT_FIELDS = ("request_id", "tenant_schema", "key_prefix", "route")
@@ -81,10 +81,11 @@ class ContextFilter(logging.Filter):
             for name in CONTEXT_FIELDS:
                 if value := getattr(context, name):
                     setattr(record, name, value)
-        if tracing.enabled():
-            ids = tracing.current_ids()
-            if ids is not None:
-                record.trace_id, record.span_id = ids
+        # Without tracing installed, the current span is always the invalid one.
+        span_context = trace.get_current_span().get_span_context()
+        if span_context.is_valid:
+            record.trace_id = format(span_context.trace_id, "032x")
+            record.span_id = format(span_context.span_id, "016x")
         return True
 
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, NoReturn, TypeVar
 
+from aiaas import tracing
 from aiaas.observability.metrics import PROVIDER_ERRORS, series
 from gateway.events import ChatDelta, ChatEvent, ChatFailed, ChatFinished
 from gateway.providers.client import ProviderClient, UpstreamTiming
@@ -208,7 +209,8 @@ class Orchestrator:
                 attempt_on_model += 1
                 outcome.attempts += 1
                 try:
-                    result = await call(model)
+                    with tracing.span("provider call", attempt_attributes(model, attempt_on_model)):
+                        result = await call(model)
                 except asyncio.CancelledError:
                     await self.breaker.release(permit)  # a cancelled probe must not hold half-open
                     raise
@@ -299,6 +301,15 @@ class Orchestrator:
         self, body: dict[str, Any], plan: RoutePlan, deadline: Deadline, outcome: Outcome
     ) -> AsyncIterator[ChatEvent]:
         return ContinuedStream(self, body, plan, deadline, outcome).events()
+
+
+def attempt_attributes(model: ModelSpec, attempt: int) -> dict[str, str | int]:
+    return {
+        "aiaas.model": model.model_id,
+        "aiaas.provider": model.provider.slug,
+        "aiaas.tier": model.tier,
+        "aiaas.attempt": attempt,
+    }
 
 
 def count_usage(usage: Usage, model: ModelSpec, body: dict[str, Any], data: dict[str, Any]) -> None:

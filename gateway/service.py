@@ -32,6 +32,7 @@ import redis.asyncio as aioredis
 from django.conf import settings
 from django.utils import timezone
 
+from aiaas import tracing
 from aiaas.observability import metrics
 from aiaas.redis_clients import new_async_client
 from billing.limits import Limiter
@@ -231,6 +232,10 @@ class RequestContext:
             return
         self.settled = True
         self.observe()
+        with tracing.span("settle", {"http.response.status_code": self.status}):
+            await self.account()
+
+    async def account(self) -> None:
         if self.api_key is None or self.meter is None or self.meter.reservation is None:
             metrics.series(
                 metrics.GATEWAY_UNMETERED_REQUESTS, str(self.status), self.error_type or "none"
@@ -471,13 +476,16 @@ async def route_and_admit(
     attempts are held by the meter's guard."""
     api_key = context.api_key
     assert api_key is not None
-    catalog = await context.clients.catalog.get()
-    resolve_model(route.requested_model, catalog, api_key)
-    plan = plan_route(context.clients.policy, route, catalog, api_key)
+    with tracing.span("route"):
+        catalog = await context.clients.catalog.get()
+        resolve_model(route.requested_model, catalog, api_key)
+        plan = plan_route(context.clients.policy, route, catalog, api_key)
     context.plan = plan
     context.outcome.tenant_id = api_key.tenant_id
     context.meter = Meter(context.clients.limiter, api_key)
-    await context.meter.admit(plan, prompt_tokens_bound, max(output_tokens_bound, route.max_output_tokens))
+    output_tokens_bound = max(output_tokens_bound, route.max_output_tokens)
+    with tracing.span("admit"):
+        await context.meter.admit(plan, prompt_tokens_bound, output_tokens_bound)
     context.outcome.guard = context.meter.guard
     return plan
 

@@ -21,6 +21,7 @@ from pytest_django import DjangoDbBlocker
 from aiaas import logs
 from aiaas.celery import app, tenant_task
 from aiaas.logs import ContextFilter, JsonFormatter, TextFormatter
+from aiaas.redaction import redact
 from testing.celery import app_queues_restored
 from testing.tenants import TenantFixture
 
@@ -227,3 +228,20 @@ def test_a_tasks_lines_carry_the_sending_request_and_its_tenant(
     assert line["request_id"] == "req_sender"
     assert line["tenant_schema"] == tenant.tenant.schema_name
     assert line["route"] == "task:tests.logs_a_line"
+
+
+@pytest.mark.parametrize(
+    ("text", "redacted"),
+    [
+        ("Authorization: Bearer aiaas_abcdefabcdef_" + "s" * 43, "Authorization: Bearer [redacted]"),
+        ("key aiaas_abcdefabcdef_" + "s" * 43, "key aiaas_abcdefabcdef_[redacted]"),
+        ("upstream key sk-" + "p" * 40, "upstream key sk-[redacted]"),
+        (f"GET /ws/v1/streams?token={STREAM_TOKEN}&after=3", "GET /ws/v1/streams?token=[redacted]&after=3"),
+        (f"opened with {STREAM_TOKEN}", "opened with st_[redacted]"),
+        ('{"message":"x?api_key=abc\\"y"}', '{"message":"x?api_key=[redacted]\\"y"}'),
+        ("flask-sqlalchemy and ask-abcdefghijklmn", "flask-sqlalchemy and ask-abcdefghijklmn"),
+        ("request_" + "a" * 32 + " max_tokens=5", "request_" + "a" * 32 + " max_tokens=5"),
+    ],
+)
+def test_redaction_takes_secrets_and_keeps_words_that_look_like_them(text: str, redacted: str) -> None:
+    assert redact(text) == redacted
