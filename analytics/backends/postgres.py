@@ -311,25 +311,22 @@ def figures_of(query: Query, t: str, group: str) -> dict[tuple[datetime | None, 
     if not rows_sql:
         return {}
     found: dict[tuple[datetime | None, str | None], Figures] = {}
+    # The bucket and group once per rollup row, not once per histogram bucket.
+    rows = f"WITH r AS MATERIALIZED (SELECT {t} AS t, {group} AS g, x.* FROM ({rows_sql}) AS x) "  # noqa: S608
     with connections[router.db_for_read(HourlyRollup)].cursor() as cursor:
         cursor.execute(
-            f"WITH r AS ({rows_sql}) SELECT {t}, {group}, tier, error_type, sum(requests), "  # noqa: S608
-            "sum(succeeded), sum(prompt_tokens), sum(completion_tokens), sum(cost_usd), sum(estimated) "
-            "FROM r GROUP BY 1, 2, 3, 4",
+            f"{rows} SELECT t, g, tier, error_type, sum(requests), sum(succeeded), sum(prompt_tokens), "  # noqa: S608
+            "sum(completion_tokens), sum(cost_usd), sum(estimated) FROM r GROUP BY 1, 2, 3, 4",
             params,
         )
         for moment, key, tier, error_type, *sums in cursor.fetchall():
             add_sums(found.setdefault((moment, key), Figures()), tier, error_type, *sums)
         histogram = (
-            "SELECT {t}, {group}, '{kind}', u.b, sum(u.c) FROM r, "
+            "SELECT t, g, '{kind}', u.b, sum(u.c) FROM r, "
             "unnest(r.{kind}_buckets, r.{kind}_counts) AS u(b, c) GROUP BY 1, 2, 4"
         )
         cursor.execute(
-            f"WITH r AS ({rows_sql}) "
-            + " UNION ALL ".join(
-                histogram.format(t=t, group=group, kind=kind) for kind in ("latency", "ttft")
-            ),
-            params,
+            rows + " UNION ALL ".join(histogram.format(kind=kind) for kind in ("latency", "ttft")), params
         )
         for moment, key, kind, bucket, count in cursor.fetchall():
             getattr(found[(moment, key)], kind).counts[bucket] = int(count)
