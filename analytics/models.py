@@ -32,6 +32,13 @@ DIMENSIONS = (
 )
 
 
+# A row of this status class holds only histograms: those of every tier, status class
+# and error type of its slice, bucket, model and key, so that a query filtering on
+# none of those merges one row per point instead of one per combination (a tenant's
+# month of day rows: about 30 instead of hundreds). Its counts are zero.
+ANY_STATUS = "*"
+
+
 class Slice(models.TextChoices):
     """Which dimensions a rollup row keeps besides tier, status class and error type
     (what every set of figures reports). A query reads the coarsest slice that has

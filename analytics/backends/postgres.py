@@ -24,7 +24,7 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS, connections, router
 
 from analytics.backends.base import Figures, LedgerRow, Point, Query, status_class
-from analytics.models import DailyRollup, HourlyRollup, Slice
+from analytics.models import ANY_STATUS, DailyRollup, HourlyRollup, Slice
 from analytics.sketch import Histogram
 
 HOUR = timedelta(hours=1)
@@ -115,6 +115,20 @@ def coarsened(deltas: dict[Key, Delta], slice_: Slice, grain: str) -> dict[Key, 
         if into is None:
             into = found[key] = Delta()
         into.merge(delta)
+    return found
+
+
+def histogram_rows(deltas: dict[Key, Delta]) -> dict[Key, Delta]:
+    """The rows of `ANY_STATUS` (analytics/models.py): each (slice, bucket, model, key)'s
+    histograms over every tier, status class and error type, and no counts."""
+    found: dict[Key, Delta] = {}
+    for (tenant_id, slice_, bucket, model, api_key_id, *_), delta in deltas.items():
+        key = (tenant_id, slice_, bucket, model, api_key_id, None, ANY_STATUS, "")
+        into = found.get(key)
+        if into is None:
+            into = found[key] = Delta()
+        into.latency.merge(delta.latency)
+        into.ttft.merge(delta.ttft)
     return found
 
 
@@ -219,7 +233,7 @@ class PostgresBackend:
                 deltas |= (
                     hourly if (slice_, grain) == (Slice.ALL, "hour") else coarsened(hourly, slice_, grain)
                 )
-            upsert(table, deltas)
+            upsert(table, deltas | histogram_rows(deltas))
 
     def reset(self, tenant_id: int | None = None) -> None:
         with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
@@ -283,9 +297,13 @@ def ranges(query: Query) -> list[tuple[str, datetime, datetime]]:
     return [(HOURLY, start, first_day), (DAILY, first_day, last_day), (HOURLY, last_day, end)]
 
 
-def selection(query: Query) -> tuple[str, list[Any]]:
-    """The rollup rows of the query, as a SQL union over both levels, with parameters."""
-    filters, filter_params = "", []
+def selection(query: Query, *, histograms: bool = False) -> tuple[str, list[Any]]:
+    """The rollup rows of the query, as a SQL union over both levels, with parameters:
+    the rows of counts, or (`histograms`) the rows to merge histograms from, which
+    are the `ANY_STATUS` rows unless the query filters or groups by tier or status class."""
+    use_any = histograms and not (query.tiers or query.statuses or query.group_by in ("tier", "status"))
+    filters = " AND status_class = %s" if use_any else " AND status_class <> %s"
+    filter_params: list[Any] = [ANY_STATUS]
     for column, values in (
         ("model", query.models),
         ("api_key_id", query.api_key_ids),
@@ -311,26 +329,34 @@ def figures_of(query: Query, t: str, group: str) -> dict[tuple[datetime | None, 
     if not rows_sql:
         return {}
     found: dict[tuple[datetime | None, str | None], Figures] = {}
-    # The bucket and group once per rollup row, not once per histogram bucket.
-    rows = f"WITH r AS MATERIALIZED (SELECT {t} AS t, {group} AS g, x.* FROM ({rows_sql}) AS x) "  # noqa: S608
     with connections[router.db_for_read(HourlyRollup)].cursor() as cursor:
         cursor.execute(
-            f"{rows} SELECT t, g, tier, error_type, sum(requests), sum(succeeded), sum(prompt_tokens), "  # noqa: S608
-            "sum(completion_tokens), sum(cost_usd), sum(estimated) FROM r GROUP BY 1, 2, 3, 4",
+            f"SELECT {t}, {group}, tier, error_type, sum(requests), sum(succeeded), sum(prompt_tokens), "  # noqa: S608
+            f"sum(completion_tokens), sum(cost_usd), sum(estimated) FROM ({rows_sql}) AS r "
+            "GROUP BY 1, 2, 3, 4",
             params,
         )
         for moment, key, tier, error_type, *sums in cursor.fetchall():
             add_sums(found.setdefault((moment, key), Figures()), tier, error_type, *sums)
-        histogram = (
-            "SELECT t, g, '{kind}', u.b, sum(u.c) FROM r, "
-            "unnest(r.{kind}_buckets, r.{kind}_counts) AS u(b, c) GROUP BY 1, 2, 4"
-        )
+        rows_sql, params = selection(query, histograms=True)
+        # The bucket and group once per rollup row, not once per histogram bucket; each
+        # point's merged histogram comes back as one row of two arrays.
         cursor.execute(
-            rows + " UNION ALL ".join(histogram.format(kind=kind) for kind in ("latency", "ttft")), params
+            f"WITH r AS MATERIALIZED (SELECT {t} AS t, {group} AS g, x.* FROM ({rows_sql}) AS x) "  # noqa: S608
+            + " UNION ALL ".join(MERGED_HISTOGRAMS.format(kind=kind) for kind in ("latency", "ttft")),
+            params,
         )
-        for moment, key, kind, bucket, count in cursor.fetchall():
-            getattr(found[(moment, key)], kind).counts[bucket] = int(count)
+        for moment, key, kind, buckets, counts in cursor.fetchall():
+            if (moment, key) in found:
+                getattr(found[(moment, key)], kind).counts.update(zip(buckets, counts, strict=True))
     return found
+
+
+MERGED_HISTOGRAMS = (
+    "(SELECT t, g, '{kind}', array_agg(b ORDER BY b), array_agg(c ORDER BY b) FROM ("
+    "SELECT t, g, u.b, sum(u.c)::bigint AS c FROM r, unnest(r.{kind}_buckets, r.{kind}_counts) AS u(b, c) "
+    "GROUP BY 1, 2, 3) AS m GROUP BY 1, 2)"
+)
 
 
 def add_sums(

@@ -6,14 +6,16 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from django.db import connection
 
 from analytics.backends import get_backend
-from analytics.backends.base import Query
-from analytics.sketch import PERCENTILES, RELATIVE_ERROR
+from analytics.backends.base import Query, status_class
+from analytics.sketch import PERCENTILES, RELATIVE_ERROR, Histogram
 from analytics.tests.conftest import Ledger, apply_all
+from billing.usage import UsageRecord
 from testing.tenants import TenantFixture
 
 DISTRIBUTIONS: dict[str, Callable[[random.Random], int]] = {
@@ -72,3 +74,61 @@ def test_rollup_percentiles_are_within_one_percent_of_the_ledger(
     assert figures.requests == sum(start <= record.created_at < end for record in records)
     assert_within_bound(figures.latency.percentiles(), exact(tenant, "latency_ms", start, end))
     assert_within_bound(figures.ttft.percentiles(), exact(tenant, "ttft_ms", start, end))
+
+
+def day_of(moment: datetime) -> datetime:
+    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+QUERIES: dict[str, tuple[dict[str, Any], Callable[[UsageRecord], str | None] | None]] = {
+    # (query fields, the group a record falls in), a record passing the filters
+    "all": ({}, None),
+    "by status": ({"group_by": "status"}, lambda record: status_class(record.status)),
+    "by tier": ({"group_by": "tier"}, lambda record: str(record.tier)),
+    "by model": ({"group_by": "model"}, lambda record: record.model),
+    "tier filter": ({"tiers": (2,)}, None),
+    "status filter": ({"statuses": ("5xx",)}, None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(QUERIES))
+def test_each_points_histogram_is_exactly_the_sketch_of_its_requests(
+    name: str, tenant: TenantFixture, ledger: Ledger
+) -> None:
+    """Whichever rows a query merges histograms from (the histogram-only rows, or the
+    rows of each tier and status when it filters or groups by them), a point's
+    histogram is the sketch of exactly its requests' latencies."""
+    rng = random.Random(name)
+    records = [
+        ledger.record(
+            tenant,
+            ledger.start + timedelta(minutes=rng.randrange(4 * 24 * 60)),
+            latency_ms=int(rng.lognormvariate(6, 1)),
+            model=rng.choice(["sim-small", "sim-large"]),
+            tier=rng.choice([1, 2]),
+            status=rng.choice([200, 200, 429, 502]),
+            error_type="",
+        )
+        for _ in range(1_500)
+    ]
+    ledger.add(records)
+    apply_all()
+    fields, group_of = QUERIES[name]
+    start, end = ledger.start + timedelta(hours=7), ledger.start + timedelta(days=3, hours=5)
+    query = Query(tenant.tenant.pk, start, end, granularity="day", **fields)
+
+    points = get_backend().timeseries(query)
+
+    expected: dict[tuple[datetime, str | None], list[int]] = {}
+    for record in records:
+        if not start <= record.created_at < end:
+            continue
+        if query.tiers and record.tier not in query.tiers:
+            continue
+        if query.statuses and status_class(record.status) not in query.statuses:
+            continue
+        group = group_of(record) if group_of else None
+        expected.setdefault((day_of(record.created_at), group), []).append(record.latency_ms)
+    assert {(point.t, point.group): point.figures.latency for point in points} == {
+        key: Histogram.of(latencies) for key, latencies in expected.items()
+    }
