@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -91,5 +92,20 @@ class RouteLabelMiddleware:
         response = self.get_response(request)
         match = request.resolver_match
         if match is not None and match.url_name not in CATCH_ALL_URL_NAMES:
-            record_route(getattr(request, "scope", None), f"/{match.route}")
+            record_route(getattr(request, "scope", None), route_template(match.route))
         return response
+
+
+# A regex pattern's named group (DRF's routers write `(?P<pk>[^/.]+)`), which may
+# hold a bracketed class but no nested group.
+NAMED_GROUP = re.compile(r"\(\?P<(\w+)>(?:\[[^\]]*\]|[^()])*\)")
+
+
+def route_template(route: str) -> str:
+    """A URL pattern as dashboards show it: `/api/v1/keys/{pk}/`, whether it was
+    written as a path (`<int:pk>`) or as a regex (`^keys/(?P<pk>[^/.]+)/?$`)."""
+    template = NAMED_GROUP.sub(r"{\1}", route)
+    template = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", template)
+    for regex_only, plain in (("^", ""), ("$", ""), ("/?", "/"), ("\\", "")):
+        template = template.replace(regex_only, plain)
+    return "/" + template
