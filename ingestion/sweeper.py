@@ -11,38 +11,19 @@ advisory lock), so queuing one again too early is harmless.
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import ProgrammingError
 from django.db.models import Q
-from django.utils import timezone
-from django_tenants.utils import get_public_schema_name, schema_context
 
 from ingestion import pipeline
 from ingestion.models import Document, DocumentStatus
-from tenants.models import Tenant
-
-logger = logging.getLogger(__name__)
+from tenants.sweeping import sweep_every_schema
 
 
 def sweep_stalled_documents(now: datetime | None = None) -> int:
-    """Queue again or fail the stalled documents of every tenant; how many were touched.
-    A tenant whose schema cannot be read is logged and skipped."""
-    moment = now or timezone.now()
-    with schema_context(get_public_schema_name()):
-        schemas = list(
-            Tenant.objects.exclude(schema_name=get_public_schema_name()).values_list("schema_name", flat=True)
-        )
-    touched = 0
-    for schema in schemas:
-        try:
-            with schema_context(schema):
-                touched += sweep_schema(moment)
-        except ProgrammingError:
-            logger.exception("ingestion: cannot sweep the schema %s", schema)
-    return touched
+    """Queue again or fail the stalled documents of every tenant; how many were touched."""
+    return sweep_every_schema(sweep_schema, now)
 
 
 def stalled(moment: datetime) -> Q:
