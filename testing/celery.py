@@ -1,9 +1,12 @@
-"""Celery test helpers: the app's cached queue table, kept as it was."""
+"""Celery test helpers: a real worker thread, and the app's cached queue table kept as it was."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from celery.contrib.testing.worker import start_worker
+from pytest_django import DjangoDbBlocker
 
 from aiaas.celery import app
 
@@ -29,3 +32,15 @@ def app_queues_restored() -> Iterator[None]:
         app.amqp.__dict__.update(cached)
         if "queues" in cached:
             cached["queues"]._consume_from = selected
+
+
+@contextmanager
+def worker_thread(queue: str, django_db_blocker: DjangoDbBlocker) -> Iterator[None]:
+    """A real Celery worker (a thread, solo pool) on the real Redis broker, consuming
+    `queue`, with database access; the app's queue table restored afterwards."""
+    with (
+        app_queues_restored(),
+        django_db_blocker.unblock(),
+        start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10, queues=[queue]),
+    ):
+        yield

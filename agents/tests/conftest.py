@@ -11,19 +11,17 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-from celery.contrib.testing.worker import start_worker
 from django.conf import settings
 from django.db import connection
 from django.test import override_settings
 from pytest_django import DjangoDbBlocker, Settings
 
 from agents.runtime import close_runtime
-from aiaas.celery import app
 from ingestion.runtime import close_runtime as close_ingestion_runtime
 from routing.models import Provider
 from routing.services import register_simulated_provider
 from testing.agents import Ledger, running_tool_service, trust_signed_tools
-from testing.celery import app_queues_restored
+from testing.celery import worker_thread
 from testing.simulated import running_simulated_provider
 
 PROVIDER_SLUG = f"simulated-test-{os.getpid()}"  # the slug routing's tests register too
@@ -110,8 +108,6 @@ def runs_worker(django_db_setup: object, django_db_blocker: DjangoDbBlocker) -> 
     queue_name = f"test-runs-{os.getpid()}"
     with (
         override_settings(AGENT_RUNS_QUEUE=queue_name),
-        app_queues_restored(),
-        django_db_blocker.unblock(),
-        start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10, queues=[queue_name]),
+        worker_thread(queue_name, django_db_blocker),
     ):
         yield queue_name

@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from celery.contrib.testing.worker import start_worker
 from django_tenants.utils import tenant_context
 from pytest_django import DjangoDbBlocker
 
 from accounts.models import User
 from aiaas.celery import MissingTenantContextError, app, tenant_task
 from tenants.context import current_schema_name
-from testing.celery import app_queues_restored
+from testing.celery import worker_thread
 from testing.tenants import TenantFixture
 
 
@@ -28,9 +27,7 @@ def celery_worker(django_db_setup: object, django_db_blocker: DjangoDbBlocker) -
     `make run` worker on the same Redis never takes its tasks, nor it theirs."""
     queue_name = app.conf.task_default_queue
     with (
-        app_queues_restored(),
-        django_db_blocker.unblock(),
-        start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10, queues=[queue_name]),
+        worker_thread(queue_name, django_db_blocker),
     ):
         yield
 

@@ -14,7 +14,6 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from celery.contrib.testing.worker import start_worker
 from django_tenants.utils import tenant_context
 from pytest_django import DjangoDbBlocker
 
@@ -22,7 +21,7 @@ from aiaas import logs
 from aiaas.celery import app, tenant_task
 from aiaas.logs import ContextFilter, JsonFormatter, TextFormatter
 from aiaas.redaction import redact
-from testing.celery import app_queues_restored
+from testing.celery import worker_thread
 from testing.tenants import TenantFixture
 
 PROMPT = "my confidential prompt about project nightingale"
@@ -202,17 +201,7 @@ def logs_a_line() -> None:
 @pytest.fixture(scope="module")
 def celery_worker(django_db_setup: object, django_db_blocker: DjangoDbBlocker) -> Iterator[None]:
     """A real worker thread on this run's own default queue (testing/settings.py)."""
-    with (
-        app_queues_restored(),
-        django_db_blocker.unblock(),
-        start_worker(
-            app,
-            pool="solo",
-            perform_ping_check=False,
-            shutdown_timeout=10,
-            queues=[app.conf.task_default_queue],
-        ),
-    ):
+    with worker_thread(app.conf.task_default_queue, django_db_blocker):
         yield
 
 

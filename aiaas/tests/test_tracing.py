@@ -15,7 +15,6 @@ from collections.abc import Iterator
 import httpx
 import orjson
 import pytest
-from celery.contrib.testing.worker import start_worker
 from django.test import Client
 from django_tenants.utils import tenant_context
 from opentelemetry import trace
@@ -28,7 +27,7 @@ from pytest_django import DjangoDbBlocker
 from aiaas import tracing
 from aiaas.celery import app, tenant_task
 from aiaas.logs import ContextFilter, JsonFormatter
-from testing.celery import app_queues_restored
+from testing.celery import worker_thread
 from testing.tenants import TenantFixture
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
@@ -166,17 +165,7 @@ def celery_worker(
     exporter: InMemorySpanExporter, django_db_setup: object, django_db_blocker: DjangoDbBlocker
 ) -> Iterator[None]:
     """A real worker thread on this run's own default queue (testing/settings.py)."""
-    with (
-        app_queues_restored(),
-        django_db_blocker.unblock(),
-        start_worker(
-            app,
-            pool="solo",
-            perform_ping_check=False,
-            shutdown_timeout=10,
-            queues=[app.conf.task_default_queue],
-        ),
-    ):
+    with worker_thread(app.conf.task_default_queue, django_db_blocker):
         yield
 
 

@@ -8,15 +8,13 @@ from collections.abc import Iterator
 
 import openai
 import pytest
-from celery.contrib.testing.worker import start_worker
 from django.db import connection
 from django.test import override_settings
 from pytest_django import DjangoDbBlocker
 
-from aiaas.celery import app
 from ingestion.runtime import close_runtime
 from ingestion.tests.conftest import sdk
-from testing.celery import app_queues_restored
+from testing.celery import worker_thread
 from testing.tenants import TenantFixture
 
 
@@ -25,9 +23,7 @@ def batches_worker(registry: str, django_db_blocker: DjangoDbBlocker) -> Iterato
     queue_name = f"test-batches-{os.getpid()}"
     with (
         override_settings(BATCHES_QUEUE=queue_name),
-        app_queues_restored(),
-        django_db_blocker.unblock(),
-        start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10, queues=[queue_name]),
+        worker_thread(queue_name, django_db_blocker),
     ):
         yield queue_name
 

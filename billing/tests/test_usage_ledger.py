@@ -28,13 +28,11 @@ from typing import Any
 import pytest
 import redis
 import redis.asyncio as aioredis
-from celery.contrib.testing.worker import start_worker
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 from pytest_django import DjangoDbBlocker
 
-from aiaas.celery import app
 from aiaas.stream_queue import CONSUMER_GROUP
 from billing import tasks, usage
 from billing.models import UsageEvent
@@ -49,7 +47,7 @@ from billing.usage import (
 )
 from tenants.models import ApiKey, ApiKeyScope
 from tenants.services import create_api_key
-from testing.celery import app_queues_restored
+from testing.celery import worker_thread
 from testing.tenants import TenantFixture
 
 USAGE_URL = "/api/v1/usage"
@@ -485,9 +483,7 @@ def billing_worker(django_db_setup: object, django_db_blocker: DjangoDbBlocker) 
     """A real worker thread on the real Redis broker, consuming a queue of this run's own."""
     queue_name = f"test-billing-{os.getpid()}"
     with (
-        app_queues_restored(),
-        django_db_blocker.unblock(),
-        start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10, queues=[queue_name]),
+        worker_thread(queue_name, django_db_blocker),
     ):
         yield queue_name
 

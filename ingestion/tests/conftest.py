@@ -10,15 +10,13 @@ from collections.abc import Iterator
 
 import openai
 import pytest
-from celery.contrib.testing.worker import start_worker
 from django.conf import settings
 from django.db import connection
 from django.test import override_settings
 from pytest_django import DjangoDbBlocker
 
-from aiaas.celery import app
 from ingestion.runtime import close_runtime
-from testing.celery import app_queues_restored
+from testing.celery import worker_thread
 from testing.tenants import TenantFixture
 
 
@@ -28,9 +26,7 @@ def ingestion_worker(registry: str, django_db_blocker: DjangoDbBlocker) -> Itera
     queue_name = f"test-ingestion-{os.getpid()}"
     with (
         override_settings(INGESTION_QUEUE=queue_name),
-        app_queues_restored(),
-        django_db_blocker.unblock(),
-        start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10, queues=[queue_name]),
+        worker_thread(queue_name, django_db_blocker),
     ):
         yield queue_name
 
