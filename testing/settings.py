@@ -34,3 +34,9 @@ CELERY_TASK_DEFAULT_QUEUE = f"test-{TEST_RUN_ID}"
 METRICS_TOKEN = "metrics-token-for-tests"
 # Settlements spooled while Redis is down (gateway/spool.py): this run's own folder.
 USAGE_SPOOL_DIR = Path(tempfile.gettempdir()) / f"aiaas-usage-spool-{TEST_RUN_ID}"
+
+# One test process hosts what production spreads over many: the platform and gateway
+# servers' threads, Celery worker threads, in-process agent runs, and each test's
+# own connections to the default and `analytics` aliases. Production's bound per
+# process (20) is tested on its own (aiaas/tests/test_database_connections.py).
+DATABASE_CONNECTIONS_PER_PROCESS = 40
