@@ -58,7 +58,8 @@ def request_logs_of(tenant: Tenant, filters: LogFilters) -> QuerySet[RequestLog]
     if filters.model:
         logs = logs.filter(model=filters.model)
     if filters.tier is not None:
-        logs = logs.filter(tier=filters.tier)
+        served = UsageEvent.objects.filter(tenant_id=tenant.pk, tier=filters.tier)
+        logs = logs.filter(request_id__in=served.values("request_id"))
     if filters.outcome is not None:
         low, high = filters.outcome.statuses
         logs = logs.filter(status__gte=low, status__lt=high)

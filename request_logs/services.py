@@ -408,8 +408,10 @@ def update_logging_settings(tenant: Tenant, *, enabled: bool, retention_days: in
     before = (tenant.request_logging_enabled, tenant.request_log_retention_days)
     if before == (enabled, retention_days):
         return False
+    Tenant.objects.filter(pk=tenant.pk).update(
+        request_logging_enabled=enabled, request_log_retention_days=retention_days
+    )
     tenant.request_logging_enabled, tenant.request_log_retention_days = enabled, retention_days
-    tenant.save(update_fields=["request_logging_enabled", "request_log_retention_days"])
     prefixes = list(tenant.api_keys.values_list("prefix", flat=True))
     transaction.on_commit(lambda: publish_revocations(prefixes), robust=True)
     logger.info(
