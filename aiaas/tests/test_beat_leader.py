@@ -17,7 +17,7 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 from pytest_django import Settings
 
-from aiaas.beat import Lease, LeaderScheduler
+from aiaas.beat import LeaderScheduler, Lease
 from aiaas.redis_clients import sync_client
 
 PROBE_TASK = "beat_test.probe"
@@ -124,7 +124,12 @@ def test_the_new_leader_does_not_resend_what_the_last_one_sent(
 
 
 def test_a_standby_takes_over_a_lapsed_lease_and_the_old_leader_stands_by(
-    db: None, settings: Settings, lease_key: str, beat_app: Celery, sent: list[str], schedulers: list[LeaderScheduler]
+    db: None,
+    settings: Settings,
+    lease_key: str,
+    beat_app: Celery,
+    sent: list[str],
+    schedulers: list[LeaderScheduler],
 ) -> None:
     settings.BEAT_LEADER_TTL_SECONDS = 0.2
     leader, standby = scheduler(beat_app, schedulers), scheduler(beat_app, schedulers)

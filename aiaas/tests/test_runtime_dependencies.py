@@ -31,7 +31,7 @@ print(" ".join(sorted({name.split(".")[0] for name in sys.modules})))
 
 def served_modules() -> set[str]:
     environ = {**os.environ, "DJANGO_SETTINGS_MODULE": "aiaas.settings"}
-    result = subprocess.run(
+    result = subprocess.run(  # noqa: S603 - our own interpreter and script
         [sys.executable, "-c", SERVE], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -40,7 +40,8 @@ def served_modules() -> set[str]:
 
 def locked_names() -> set[str]:
     lock = (ROOT / "requirements" / "runtime.lock").read_text()
-    return {match.lower().replace("_", "-") for match in re.findall(r"^([A-Za-z0-9_.-]+)==", lock, re.MULTILINE)}
+    names = re.findall(r"^([A-Za-z0-9_.-]+)==", lock, re.MULTILINE)
+    return {name.lower().replace("_", "-") for name in names}
 
 
 def test_serving_imports_no_training_or_test_package() -> None:
