@@ -17,6 +17,7 @@ import logging
 import os
 import socket
 import uuid
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -73,6 +74,7 @@ class LeaderScheduler(DatabaseScheduler):  # type: ignore[misc]
         """Send what is due when leading, and say how long to sleep: never past a third
         of the lease, so it is renewed well before it lapses."""
         renew_every = settings.BEAT_LEADER_TTL_SECONDS / 3
+        self.beat_heartbeat()
         try:
             holding = self.lease.hold()
         except redis.RedisError:
@@ -88,6 +90,11 @@ class LeaderScheduler(DatabaseScheduler):  # type: ignore[misc]
             self.leading = True
             self.read_schedule_again()
         return float(min(super().tick(*args, **kwargs), renew_every))
+
+    def beat_heartbeat(self) -> None:
+        """Touch BEAT_HEARTBEAT_FILE: a liveness probe restarts a beat whose ticks stopped."""
+        if settings.BEAT_HEARTBEAT_FILE:
+            Path(settings.BEAT_HEARTBEAT_FILE).touch()
 
     def read_schedule_again(self) -> None:
         """Entries as the last leader saved them (their last runs), not as this process read them."""

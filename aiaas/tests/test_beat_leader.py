@@ -8,6 +8,7 @@ import datetime
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -158,3 +159,23 @@ def test_a_lease_is_released_only_by_its_holder(lease_key: str) -> None:
     assert 29_000 < client.pttl(lease_key) <= 30_000
     first.release()
     assert second.hold() is True
+
+
+def test_every_tick_touches_the_heartbeat_file_leading_or_not(
+    db: None,
+    settings: Settings,
+    tmp_path: Path,
+    lease_key: str,
+    beat_app: Celery,
+    schedulers: list[LeaderScheduler],
+) -> None:
+    settings.BEAT_HEARTBEAT_FILE = str(tmp_path / "beat.heartbeat")
+    leader, standby = scheduler(beat_app, schedulers), scheduler(beat_app, schedulers)
+
+    leader.tick()
+    first = Path(settings.BEAT_HEARTBEAT_FILE).stat().st_mtime_ns
+    Path(settings.BEAT_HEARTBEAT_FILE).unlink()
+    standby.tick()
+
+    assert first > 0
+    assert Path(settings.BEAT_HEARTBEAT_FILE).exists()
