@@ -62,7 +62,7 @@ class Lease:
         self.client.eval(RELEASE, 1, self.key, self.token)
 
 
-class LeaderScheduler(DatabaseScheduler):  # type: ignore[misc]
+class LeaderScheduler(DatabaseScheduler):
     """django-celery-beat's database scheduler, ticking only as the lease's holder."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -73,7 +73,7 @@ class LeaderScheduler(DatabaseScheduler):  # type: ignore[misc]
     def tick(self, *args: Any, **kwargs: Any) -> float:
         """Send what is due when leading, and say how long to sleep: never past a third
         of the lease, so it is renewed well before it lapses."""
-        renew_every = settings.BEAT_LEADER_TTL_SECONDS / 3
+        renew_every = float(settings.BEAT_LEADER_TTL_SECONDS) / 3
         self.beat_heartbeat()
         try:
             holding = self.lease.hold()

@@ -50,7 +50,11 @@ class Command(BaseCommand):
         ensure_public_tenant()
         ensure_template_schema(verbosity=verbosity)
         call_command(
-            "migrate_schemas", tenant=True, executor=options["executor"], interactive=False, verbosity=verbosity
+            "migrate_schemas",
+            tenant=True,
+            executor=options["executor"],
+            interactive=False,
+            verbosity=verbosity,
         )
         register_local_models()
         provider_url = options["simulated_provider"] or (simulated_provider_url() if options["demo"] else "")
