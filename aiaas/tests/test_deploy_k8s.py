@@ -141,7 +141,7 @@ def test_every_container_has_probes_limits_and_a_restricted_security_context(
         if not name.startswith("Job/"):
             for container in spec["containers"]:
                 assert {"startupProbe", "livenessProbe"} <= set(container), name
-                if container.get("ports"):
+                if any(port["name"] == "http" for port in container.get("ports", [])):
                     assert "readinessProbe" in container, name
 
 
@@ -238,8 +238,11 @@ def test_the_metrics_are_scraped_from_the_internal_port(manifests: list[Manifest
 
     assert endpoint["port"] == "metrics"
     metrics_port = {"name": "metrics", "port": 9100, "targetPort": "metrics", "protocol": "TCP"}
-    for name in ("web", "gateway"):
+    for name in ("web", "gateway", "worker-metrics"):
         assert metrics_port in services[name]["spec"]["ports"]
+    for group in queues.worker_groups({}):
+        labels = of_kind(manifests, "Deployment")[f"worker-{group}"]["spec"]["template"]["metadata"]["labels"]
+        assert services["worker-metrics"]["spec"]["selector"].items() <= labels.items()
 
 
 def test_production_pins_its_image_and_brings_its_own_secrets() -> None:
