@@ -8,7 +8,7 @@ STACK := $(PY) -m aiaas.launcher
 
 .PHONY: run test check lint typecheck migrations-check pytest openapi bench-provisioning bench-gateway bench-routing bench-realtime bench-billing bench-ingestion bench-evals bench-analytics clean
 
-$(VENV)/.installed: requirements/base.txt requirements/embedded.txt requirements/dev.txt requirements/lock.txt
+$(VENV)/.installed: requirements/base.txt requirements/embedded.txt requirements/training.txt requirements/dev.txt requirements/lock.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/dev.txt -c requirements/lock.txt
 	touch $@

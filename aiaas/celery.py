@@ -15,14 +15,23 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from typing import Any
+from wsgiref.simple_server import WSGIServer
 
 from celery import Task
-from celery.signals import before_task_publish, setup_logging, task_prerun, worker_process_init
+from celery.signals import (
+    before_task_publish,
+    setup_logging,
+    task_prerun,
+    worker_process_init,
+    worker_ready,
+    worker_shutdown,
+)
 from tenant_schemas_celery.app import CeleryApp, get_schema_name_from_task
 from tenant_schemas_celery.task import TenantTask
 
 from aiaas import logs, tracing
 from aiaas.observability import celery as observed_celery  # its signals time every task
+from aiaas.observability import exposition
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aiaas.settings")
 
@@ -59,8 +68,28 @@ def trace_worker_process(**kwargs: Any) -> None:
     tracing.install_if_configured()
 
 
+def serve_worker_metrics(**kwargs: Any) -> None:
+    """A worker serves its processes' metrics on METRICS_LISTEN, as web does: where
+    each worker has a host of its own (a Kubernetes pod), no web process shares its
+    multiprocess folder to serve them."""
+    listener = exposition.start_listener()
+    if listener is not None:
+        metrics_listeners.append(listener)
+
+
+def stop_worker_metrics(**kwargs: Any) -> None:
+    while metrics_listeners:
+        listener = metrics_listeners.pop()
+        listener.shutdown()
+        listener.server_close()
+
+
+metrics_listeners: list[WSGIServer] = []
+
 setup_logging.connect(keep_django_logging)
 worker_process_init.connect(trace_worker_process)
+worker_ready.connect(serve_worker_metrics)
+worker_shutdown.connect(stop_worker_metrics)
 before_task_publish.connect(send_request_id)
 task_prerun.connect(begin_task_log_context)
 

@@ -55,9 +55,11 @@ def default_data_dir() -> Path:
 
 
 def start(data_dir: Path | None = None) -> EmbeddedServices:
-    """Start whatever of PostgreSQL and Redis the environment does not configure."""
+    """Start whatever of PostgreSQL and Redis the environment does not configure; with
+    both configured, touch nothing (the image's root filesystem may be read-only)."""
     services = EmbeddedServices(data_dir=data_dir or default_data_dir())
-    services.data_dir.mkdir(parents=True, exist_ok=True)
+    if not (os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL")):
+        services.data_dir.mkdir(parents=True, exist_ok=True)
     if not os.environ.get("DATABASE_URL"):
         services._postgres, url = start_postgres(services.data_dir / "postgres")
         services.environ["DATABASE_URL"] = url

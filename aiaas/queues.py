@@ -35,12 +35,28 @@ def all_queues(environ: Mapping[str, str]) -> tuple[str, ...]:
     return (*tenant_queues(environ), *PLATFORM_QUEUES)
 
 
+def worker_groups(environ: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
+    """The worker deployments of docker/compose.yaml and deploy/k8s, each scaled on its
+    own queues' length: agent runs (long), ingestion (CPU: parsing, embedding), evals
+    with batches and the default queue's short housekeeping (model calls, I/O), and
+    platform work. Together they consume every queue exactly once."""
+    return {
+        "agents": (runs_queue(environ),),
+        "ingestion": (INGESTION_QUEUE,),
+        "evals": (EVALS_QUEUE, BATCHES_QUEUE, DEFAULT_QUEUE),
+        "platform": PLATFORM_QUEUES,
+    }
+
+
 def queue_list(kind: str, environ: Mapping[str, str]) -> str:
-    """`tenant` or `platform`: the worker's queues as celery's `--queues` takes them."""
-    return ",".join(tenant_queues(environ) if kind == "tenant" else PLATFORM_QUEUES)
+    """The queues of `tenant` (`make run`'s tenant worker) or of a worker group, as
+    celery's `--queues` takes them; an unknown kind is a KeyError."""
+    if kind == "tenant":
+        return ",".join(tenant_queues(environ))
+    return ",".join(worker_groups(environ)[kind])
 
 
-if __name__ == "__main__":  # `python -m aiaas.queues tenant` (docker/compose.yaml)
+if __name__ == "__main__":  # `python -m aiaas.queues agents` (docker/compose.yaml, deploy/k8s)
     import os
     import sys
 

@@ -242,7 +242,16 @@ CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=300
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=330)
 # A worker child whose resident memory passes this (KiB) is replaced after its task.
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = env.int("CELERY_WORKER_MAX_MEMORY_PER_CHILD", default=512_000)
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# django-celery-beat's database scheduler, sending only while it holds a Redis lease
+# (aiaas/beat.py): a standby beat cannot double-schedule, and takes over within the TTL.
+CELERY_BEAT_SCHEDULER = "aiaas.beat:LeaderScheduler"
+BEAT_LEADER_KEY = env.str("BEAT_LEADER_KEY", default="beat:leader")
+BEAT_LEADER_TTL_SECONDS = env.float("BEAT_LEADER_TTL_SECONDS", default=30.0)
+# A file beat touches on every tick, for a liveness probe to read (deploy/k8s); empty: none.
+BEAT_HEARTBEAT_FILE = env.str("BEAT_HEARTBEAT_FILE", default="")
+# `bootstrap --executor multiprocessing` (deploy/k8s's migrations Job): tenant schemas
+# migrated this many at a time (django-tenants' setting).
+TENANT_MULTIPROCESSING_MAX_PROCESSES = env.int("TENANT_MIGRATION_PROCESSES", default=4)
 # Where the gateway keeps settlements Redis failed to take, until it does (gateway/spool.py):
 # a local, persistent folder in production.
 USAGE_SPOOL_DIR = env.path("USAGE_SPOOL_DIR", default=BASE_DIR / ".data" / "spool")

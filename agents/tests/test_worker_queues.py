@@ -56,17 +56,16 @@ def test_the_billing_worker_and_the_tenant_worker_consume_disjoint_queues() -> N
     assert declared == consumed["worker"] | consumed["billing-worker"]
 
 
-def test_compose_runs_the_same_two_workers_as_separate_services() -> None:
+def test_compose_runs_platform_work_on_a_worker_of_its_own() -> None:
     with open(settings.BASE_DIR / "docker" / "compose.yaml") as file:
         services = yaml.safe_load(file)["services"]
-    tenant, billing = (" ".join(services[name]["command"]) for name in ("worker", "billing-worker"))
+    platform = " ".join(services["worker-platform"]["command"])
 
-    assert '--queues "$$(python -m aiaas.queues tenant)"' in tenant
-    assert '--queues "$$(python -m aiaas.queues platform)"' in billing
-    assert "--hostname tenant@%h" in tenant
-    assert "--hostname billing@%h" in billing
+    assert '--queues "$$(python -m aiaas.queues platform)"' in platform
+    assert "--hostname platform@%h" in platform
     assert queues.queue_list("tenant", {}) == "default,runs,ingestion,evals,batches"
     assert queues.queue_list("platform", {}) == "billing"
+    assert queues.queue_list("agents", {"AGENT_RUNS_QUEUE": "runs-eu"}) == "runs-eu"
 
 
 def queue_of(entry: dict[str, Any]) -> str:

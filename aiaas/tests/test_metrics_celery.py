@@ -4,8 +4,13 @@ queue depths beat's `sample_queues` measures (Celery's queues, the usage queue).
 from __future__ import annotations
 
 import os
+import socket
 import time
 from typing import Any
+
+import httpx
+import pytest
+from celery.signals import worker_ready, worker_shutdown
 
 from aiaas.celery import app, sample_queues
 from aiaas.observability import celery as observed_celery
@@ -72,3 +77,22 @@ def test_the_usage_queues_length_and_the_age_of_its_oldest_event_are_sampled(set
     assert 10 <= lag < 15
     assert registry_value("aiaas_usage_stream_length") == 0
     assert registry_value("aiaas_usage_flush_lag_seconds") == 0
+
+
+def test_a_worker_serves_its_metrics_on_metrics_listen_until_it_shuts_down(settings: Any) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings.METRICS_LISTEN = f"127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{port}/metrics"
+
+    worker_ready.send(sender=None)  # what `celery worker` sends once it consumes
+    try:
+        response = httpx.get(url, timeout=5)
+    finally:
+        worker_shutdown.send(sender=None)
+
+    assert response.status_code == 200
+    assert "aiaas_celery_tasks_total" in response.text
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(url, timeout=2)

@@ -30,16 +30,37 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--demo", action="store_true", help="Seed the demo tenant and print its logins.")
+        parser.add_argument(
+            "--simulated-provider",
+            metavar="URL",
+            default="",
+            help="Register the simulated provider at this base URL (docker/compose.yaml: http://provider:8001/v1).",
+        )
+        parser.add_argument(
+            "--executor",
+            choices=["standard", "multiprocessing"],
+            default="standard",
+            help="django-tenants' executor for the tenants' migrations: multiprocessing migrates "
+            "TENANT_MULTIPROCESSING_MAX_PROCESSES schemas at a time (deploy/k8s's migrations Job).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         verbosity = max(0, options["verbosity"] - 1)
         call_command("migrate_schemas", shared=True, interactive=False, verbosity=verbosity)
         ensure_public_tenant()
         ensure_template_schema(verbosity=verbosity)
-        call_command("migrate_schemas", tenant=True, interactive=False, verbosity=verbosity)
+        call_command(
+            "migrate_schemas",
+            tenant=True,
+            executor=options["executor"],
+            interactive=False,
+            verbosity=verbosity,
+        )
         register_local_models()
+        provider_url = options["simulated_provider"] or (simulated_provider_url() if options["demo"] else "")
+        if provider_url:
+            register_simulated_provider(provider_url)
         if options["demo"]:
-            register_simulated_provider(simulated_provider_url())
             self.print_demo(self.ensure_demo_tenant())
 
     def ensure_demo_tenant(self) -> dict[str, str]:
