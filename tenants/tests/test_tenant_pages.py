@@ -50,6 +50,7 @@ SIGN_IN_PAGES = {
     "password-reset-sent",
     "password-reset-confirm",
     "verify-email",
+    "welcome",
 }
 
 
@@ -122,6 +123,7 @@ def result_pk(tenant: TenantFixture) -> int:
 # A real object of the tenant under test for each page that takes one, so a page
 # that let an outsider through would change something the test sees.
 SAMPLE_OBJECTS: dict[str, Callable[[TenantFixture], int | str]] = {
+    "dashboard:key": api_key_pk,
     "dashboard:revoke-key": api_key_pk,
     "dashboard:key-limits": api_key_pk,
     "dashboard:change-role": member_pk,
