@@ -47,7 +47,7 @@ def take_over(request: HttpRequest, tenant: Tenant) -> NewKeySecret | None:
     if not isinstance(kept, dict) or not isinstance(kept.get("reference"), str):
         return None
     secret = sync_client().getdel(secret_key(tenant, kept["reference"]))
-    if secret is None:
+    if not isinstance(secret, bytes):
         return None
     return NewKeySecret(int(kept["key_id"]), str(kept["name"]), secret.decode())
 
