@@ -21,6 +21,26 @@ document.addEventListener("submit", (event) => {
   if (question && !window.confirm(question)) event.preventDefault();
 });
 
+function setUpMenu() {
+  const button = document.getElementById("menu-button");
+  if (!button) return;
+  const sidebar = button.closest(".sidebar");
+  sidebar.dataset.menu = "closed";
+  button.hidden = false;
+  const show = (open) => {
+    sidebar.dataset.menu = open ? "open" : "closed";
+    button.setAttribute("aria-expanded", String(open));
+  };
+  button.addEventListener("click", () => show(sidebar.dataset.menu === "closed"));
+  sidebar.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && sidebar.dataset.menu === "open") {
+      show(false);
+      button.focus();
+    }
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("[data-copy]").forEach((button) => { button.hidden = !navigator.clipboard; });
+  setUpMenu();
 });
