@@ -73,12 +73,13 @@ def billing(request: HttpRequest, access: PageAccess) -> HttpResponse:
     """The current period's bill from the ledger, the plans side by side with why
     each cannot be bought now, and a warning first when Stripe does not answer."""
     preview = invoice_preview(access.tenant)
+    spent = spend_between(access.tenant, preview.period.starts_at, preview.period.ends_at)
     subscribed = preview.subscription_status in LIVE_STATUSES
     health = stripe_health()
     context = {
         "preview": preview,
         "subscription_live": subscribed,
-        "quotas": quota_bars(preview, spend_between(access.tenant, preview.period.starts_at, preview.period.ends_at)),
+        "quotas": quota_bars(preview, spent),
         "chart_export": {"base": reverse("dashboard:billing-charts"), "query": ""},
         "offers": plan_offers(
             preview.plan,
