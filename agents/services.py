@@ -1,4 +1,4 @@
-"""Writes: agents and their versions, prompts, runs (start, cancel, replay).
+"""Writes: agents and their versions, runs (start, cancel, replay).
 
 Everything here runs in the tenant's schema; callers are API views, the
 dashboard and tests, which have entered it.
@@ -12,10 +12,9 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Max
 
 from agents import events
-from agents.models import Agent, AgentVersion, Prompt, Run, RunStatus
+from agents.models import Agent, AgentVersion, Run, RunStatus
 from agents.spec import (
     NotJSONError,
     SpecError,
@@ -29,6 +28,9 @@ from agents.spec import (
 )
 from agents.tools.manifests import load_registry
 from realtime import streams
+from registry import selectors as registry
+from registry.models import Kind
+from registry.policy import RefusedError
 from tenants.models import ApiKey
 
 WAIT_POLL_SECONDS = 0.05
@@ -87,32 +89,20 @@ def delete_agent(agent: Agent) -> None:
     agent.delete()
 
 
-def create_prompt(name: str, template: str) -> Prompt:
-    """The next version of prompt `name`."""
-    with transaction.atomic():
-        last = Prompt.objects.select_for_update().filter(name=name).aggregate(v=Max("version"))["v"] or 0
-        return Prompt.objects.create(name=name, version=last + 1, template=template)
-
-
 def freeze_prompts(spec: dict[str, Any]) -> dict[str, Any]:
-    """Replace each `prompt_ref` by the template it names (latest version unless pinned)."""
+    """Replace each `prompt_ref` by the template of the registry's prompt it names:
+    the pinned version, else the current one (registry/selectors.py); in
+    production only a signed, promoted version."""
     for located in walk(spec["steps"]):
         step = located.step
         ref = step.pop("prompt_ref", None)
         if ref is None:
             continue
-        prompts = Prompt.objects.filter(name=ref["name"])
-        prompt = (
-            prompts.filter(version=ref["version"]).first()
-            if "version" in ref
-            else prompts.order_by("-version").first()
-        )
-        if prompt is None:
-            raise SpecError(
-                f"No prompt `{ref['name']}` version {ref.get('version', 'latest')}.",
-                f"{located.path}.prompt_ref",
-            )
-        step["prompt"] = prompt.template
+        try:
+            prompt = registry.resolve(Kind.PROMPT, ref["name"], ref.get("version"))
+        except (registry.NotFoundError, RefusedError) as error:
+            raise SpecError(str(error), f"{located.path}.prompt_ref") from None
+        step["prompt"] = prompt.manifest["template"]
         step["prompt_version"] = {"name": prompt.name, "version": prompt.version}
     return spec
 
