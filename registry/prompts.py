@@ -10,6 +10,7 @@ the platform has a signing key (REGISTRY_SIGNING_KEY_FILE).
 from __future__ import annotations
 
 import difflib
+from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import TemplateError, meta
@@ -71,6 +72,37 @@ def render(entry: Entry, variables: dict[str, Any]) -> str:
         return str(templating.render(entry.manifest["template"], variables))
     except TemplateError as error:
         raise PromptError(f"The prompt cannot be rendered: {error.message}") from None
+
+
+@dataclass(frozen=True)
+class DiffRow:
+    """One line of a side-by-side diff: `tag` is equal, replace, delete or insert."""
+
+    tag: str
+    before_number: int | None
+    before: str
+    after_number: int | None
+    after: str
+
+
+def side_by_side(before: Entry, after: Entry) -> list[DiffRow]:
+    """The two templates aligned line by line (difflib's opcodes)."""
+    left = before.manifest["template"].splitlines()
+    right = after.manifest["template"].splitlines()
+    rows = []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, left, right, autojunk=False).get_opcodes():
+        for offset in range(max(i2 - i1, j2 - j1)):
+            i, j = i1 + offset, j1 + offset
+            rows.append(
+                DiffRow(
+                    tag,
+                    i + 1 if i < i2 else None,
+                    left[i] if i < i2 else "",
+                    j + 1 if j < j2 else None,
+                    right[j] if j < j2 else "",
+                )
+            )
+    return rows
 
 
 def unified_diff(before: Entry, after: Entry) -> list[str]:

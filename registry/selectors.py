@@ -95,6 +95,12 @@ def latest_versions(kind: str) -> QuerySet[Entry]:
     return Entry.objects.filter(kind=kind).order_by("name", "-version").distinct("name")
 
 
+def production_versions(kind: str) -> dict[str, int]:
+    """Each name's production version number."""
+    rows = Entry.objects.filter(kind=kind, state=State.PRODUCTION).values_list("name", "version")
+    return dict(rows)
+
+
 def versions_of(kind: str, name: str) -> QuerySet[Entry]:
     return Entry.objects.filter(kind=kind, name=name).order_by("-version")
 

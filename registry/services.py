@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 from django_tenants.utils import get_public_schema_name
@@ -20,6 +20,7 @@ from registry import cache, catalog, kinds
 from registry.models import TENANT_KINDS, Action, AuditEvent, Entry, Kind, State
 from registry.policy import RefusedError, check_signature, signatures_required
 from registry.signing import Signature, SignatureError, sign, verify
+from tenants.context import current_schema_name
 
 NEXT_STATE = {State.DRAFT: State.STAGING, State.STAGING: State.PRODUCTION}
 
@@ -68,7 +69,7 @@ def create_entry(
 
 def check_kind_here(kind: str) -> None:
     """Tenants own prompts and agents (in their schema); tools and models are the platform's."""
-    in_public = connection.schema_name == get_public_schema_name()
+    in_public = current_schema_name() == get_public_schema_name()
     if kind in Kind.values and (kind in TENANT_KINDS) == in_public:
         where = "the public schema" if in_public else "a tenant's schema"
         raise RegistryError(f"{kind} entries do not belong in {where}")
@@ -82,6 +83,7 @@ def sign_entry(entry: Entry, private_key: Ed25519PrivateKey, key_id: str, *, act
         locked.key_id, locked.signature = signature.key_id, signature.value
         locked.save(update_fields=["key_id", "signature", "updated_at"])
         audit(locked, Action.SIGNED, actor, note=f"key {key_id}")
+    announce_after_commit(locked)
     return locked
 
 
@@ -168,7 +170,7 @@ def audit(
 
 
 def announce_after_commit(entry: Entry) -> None:
-    payload = f"{connection.schema_name}:{entry.kind}:{entry.name}"
+    payload = f"{current_schema_name()}:{entry.kind}:{entry.name}"
 
     def announce() -> None:
         cache.clear()
