@@ -1,4 +1,5 @@
-"""Dashboard URLs of prompts (included by aiaas/urls_tenant.py under dashboard/prompts/)."""
+"""Dashboard URLs of prompts (included by aiaas/urls_tenant.py under dashboard/prompts/).
+A `pk` is one version's entry; its page shows the whole prompt around it."""
 
 from django.urls import path
 
@@ -8,9 +9,8 @@ app_name = "prompts"
 urlpatterns = [
     path("", views.prompt_list, name="list"),
     path("new/", views.prompt_new, name="new"),
-    path("<str:name>/", views.prompt_detail, name="detail"),
-    path("<str:name>/diff/", views.prompt_diff, name="diff"),
-    path("<str:name>/rollback/", views.prompt_rollback, name="rollback"),
-    path("<str:name>/v<int:version>/", views.prompt_version, name="version"),
-    path("<str:name>/v<int:version>/promote/", views.prompt_promote, name="promote"),
+    path("<int:pk>/", views.prompt_version, name="version"),
+    path("<int:pk>/diff/", views.prompt_diff, name="diff"),
+    path("<int:pk>/promote/", views.prompt_promote, name="promote"),
+    path("<int:pk>/rollback/", views.prompt_rollback, name="rollback"),
 ]

@@ -9,7 +9,7 @@ from typing import Any
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.models import Role
@@ -36,32 +36,48 @@ def prompt_new(request: HttpRequest, access: PageAccess) -> HttpResponse:
     if request.method == "POST":
         access.require_manager()
         if form.is_valid() and (entry := save_version(form, access)) is not None:
-            return redirect("prompts:detail", name=entry.name)
+            return redirect("prompts:version", pk=entry.pk)
     return render(request, "dashboard/prompts_edit.html", {"form": form})
 
 
 @tenant_page
 @require_http_methods(["GET", "POST"])
-def prompt_detail(request: HttpRequest, access: PageAccess, name: str) -> HttpResponse:
-    """The versions and history of a prompt, and the editor saving its next version."""
-    versions = list(selectors.versions_of(Kind.PROMPT, name))
-    if not versions:
-        raise Http404("No such prompt.")
-    form = PromptForm(initial={"name": name, "template": versions[0].manifest["template"]})
-    if request.method == "POST":
+def prompt_version(request: HttpRequest, access: PageAccess, pk: int) -> HttpResponse:
+    """One version (its template, rendered with given variables), the prompt's
+    versions and history, and the editor saving its next version."""
+    entry = get_object_or_404(selectors.entries(Kind.PROMPT), pk=pk)
+    render_form, rendered = RenderForm(), None
+    edit_form = PromptForm(initial={"name": entry.name, "template": entry.manifest["template"]})
+    if request.method == "POST" and "variables" in request.POST:
+        render_form = RenderForm(request.POST)
+        rendered = render_preview(render_form, entry)
+    elif request.method == "POST":
         access.require_manager()
-        form = PromptForm({**request.POST.dict(), "name": name})
-        if form.is_valid() and (entry := save_version(form, access)) is not None:
-            messages.success(request, f"Saved “{entry.name}” version {entry.version} as a draft.")
-            return redirect("prompts:detail", name=name)
+        edit_form = PromptForm({**request.POST.dict(), "name": entry.name})
+        if edit_form.is_valid() and (saved := save_version(edit_form, access)) is not None:
+            messages.success(request, f"Saved “{saved.name}” version {saved.version} as a draft.")
+            return redirect("prompts:version", pk=saved.pk)
     context: dict[str, Any] = {
-        "name": name,
-        "versions": versions,
-        "history": selectors.history_of(Kind.PROMPT, name)[:50],
-        "form": form,
+        "entry": entry,
+        "versions": selectors.versions_of(Kind.PROMPT, entry.name),
+        "history": selectors.history_of(Kind.PROMPT, entry.name)[:50],
+        "render_form": render_form,
+        "rendered": rendered,
+        "form": edit_form,
         "is_owner": is_owner(access),
     }
-    return render(request, "dashboard/prompts_detail.html", context)
+    failed = bool(render_form.errors or edit_form.errors)
+    return render(request, "dashboard/prompts_version.html", context, status=400 if failed else 200)
+
+
+def render_preview(form: RenderForm, entry: Entry) -> str | None:
+    if not form.is_valid():
+        return None
+    try:
+        return prompts.render(entry, form.cleaned_data["variables"])
+    except prompts.PromptError as error:
+        form.add_error("variables", str(error))
+        return None
 
 
 def save_version(form: PromptForm, access: PageAccess) -> Entry | None:
@@ -78,34 +94,18 @@ def save_version(form: PromptForm, access: PageAccess) -> Entry | None:
 
 
 @tenant_page
-@require_http_methods(["GET", "POST"])
-def prompt_version(request: HttpRequest, access: PageAccess, name: str, version: int) -> HttpResponse:
-    """One version's template and variables, and its text rendered with given variables."""
-    entry = version_or_404(name, version)
-    form = RenderForm(request.POST or None)
-    rendered = None
-    if request.method == "POST" and form.is_valid():
-        try:
-            rendered = prompts.render(entry, form.cleaned_data["variables"])
-        except prompts.PromptError as error:
-            form.add_error("variables", str(error))
-    context = {"entry": entry, "form": form, "rendered": rendered, "is_owner": is_owner(access)}
-    return render(request, "dashboard/prompts_version.html", context, status=400 if form.errors else 200)
-
-
-@tenant_page
 @require_GET
-def prompt_diff(request: HttpRequest, access: PageAccess, name: str) -> HttpResponse:
-    """Two versions compared (`from`, `to`; by default the latest and the one before),
-    side by side or unified (`view`)."""
-    versions = list(selectors.versions_of(Kind.PROMPT, name))
-    if not versions:
-        raise Http404("No such prompt.")
-    after = chosen(versions, request.GET.get("to"), versions[0])
-    before = chosen(versions, request.GET.get("from"), versions[min(1, len(versions) - 1)])
+def prompt_diff(request: HttpRequest, access: PageAccess, pk: int) -> HttpResponse:
+    """Two versions of the prompt compared (`from`, `to` version numbers; by default
+    this version and the one before it), side by side or unified (`view`)."""
+    entry = get_object_or_404(selectors.entries(Kind.PROMPT), pk=pk)
+    versions = list(selectors.versions_of(Kind.PROMPT, entry.name))
+    earlier = [version for version in versions if version.version < entry.version]
+    after = chosen(versions, request.GET.get("to"), entry)
+    before = chosen(versions, request.GET.get("from"), earlier[0] if earlier else entry)
     unified = request.GET.get("view") == "unified"
     context = {
-        "name": name,
+        "entry": entry,
         "versions": versions,
         "before": before,
         "after": after,
@@ -127,8 +127,8 @@ def chosen(versions: list[Entry], number: str | None, default: Entry) -> Entry:
 
 @manager_page
 @require_POST
-def prompt_promote(request: HttpRequest, access: PageAccess, name: str, version: int) -> HttpResponse:
-    entry = version_or_404(name, version)
+def prompt_promote(request: HttpRequest, access: PageAccess, pk: int) -> HttpResponse:
+    entry = get_object_or_404(selectors.entries(Kind.PROMPT), pk=pk)
     require_owner(access)
     try:
         promoted = services.promote(entry, actor=access.user.email)
@@ -136,29 +136,21 @@ def prompt_promote(request: HttpRequest, access: PageAccess, name: str, version:
         messages.error(request, str(error))
     else:
         messages.success(request, f"Version {promoted.version} is now {promoted.state}.")
-    return redirect("prompts:detail", name=name)
+    return redirect("prompts:version", pk=pk)
 
 
 @manager_page
 @require_POST
-def prompt_rollback(request: HttpRequest, access: PageAccess, name: str) -> HttpResponse:
-    if not selectors.versions_of(Kind.PROMPT, name).exists():
-        raise Http404("No such prompt.")
+def prompt_rollback(request: HttpRequest, access: PageAccess, pk: int) -> HttpResponse:
+    entry = get_object_or_404(selectors.entries(Kind.PROMPT), pk=pk)
     require_owner(access)
     try:
-        current = services.rollback(Kind.PROMPT, name, actor=access.user.email)
+        current = services.rollback(Kind.PROMPT, entry.name, actor=access.user.email)
     except services.RegistryError as error:
         messages.error(request, str(error))
-    else:
-        messages.success(request, f"Rolled back: version {current.version} is in production again.")
-    return redirect("prompts:detail", name=name)
-
-
-def version_or_404(name: str, version: int) -> Entry:
-    entry = selectors.pinned(Kind.PROMPT, name, version)
-    if entry is None:
-        raise Http404("No such version.")
-    return entry
+        return redirect("prompts:version", pk=pk)
+    messages.success(request, f"Rolled back: version {current.version} is in production again.")
+    return redirect("prompts:version", pk=current.pk)
 
 
 def is_owner(access: PageAccess) -> bool:
