@@ -29,8 +29,10 @@ from agents.spec import (
 from agents.tools.manifests import load_registry
 from realtime import streams
 from registry import selectors as registry
+from registry import services as registry_services
 from registry.models import Kind
-from registry.policy import RefusedError
+from registry.policy import RefusedError, signatures_required
+from registry.signing import platform_signature
 from tenants.models import ApiKey
 
 WAIT_POLL_SECONDS = 0.05
@@ -58,7 +60,7 @@ def source_text(source: Any) -> str:
 
 
 @transaction.atomic
-def create_agent(source: Any) -> Agent:
+def create_agent(source: Any, *, actor: str = "") -> Agent:
     """A new agent at version 1. Raises SpecError or AgentNameTakenError."""
     spec = compile_for_tenant(source)
     try:
@@ -67,11 +69,34 @@ def create_agent(source: Any) -> Agent:
     except IntegrityError:
         raise AgentNameTakenError(spec["name"]) from None
     AgentVersion.objects.create(agent=agent, version=1, source=source_text(source), spec=spec)
+    register_version(spec, actor)
     return agent
 
 
+def register_version(spec: dict[str, Any], actor: str) -> None:
+    """Record the compiled spec in the registry (kind "agent"), where it is signed,
+    promoted and exported; in production a run takes the promoted one (runnable_version)."""
+    manifest = {"name": spec["name"], "spec": spec}
+    registry_services.create_entry(Kind.AGENT, manifest, actor=actor, signature=platform_signature(manifest))
+
+
+def runnable_version(agent: Agent) -> AgentVersion:
+    """The latest version, or where signatures are required, the version whose spec
+    is the agent's signed, promoted registry entry. Raises SpecError when none is."""
+    if not signatures_required():
+        return agent.versions.get(version=agent.version)
+    try:
+        entry = registry.resolve(Kind.AGENT, agent.name)
+    except (registry.NotFoundError, RefusedError) as error:
+        raise SpecError(str(error)) from None
+    version = agent.versions.filter(spec=entry.manifest["spec"]).first()
+    if version is None:
+        raise SpecError(f"No version of agent `{agent.name}` is its production registry entry.")
+    return version
+
+
 @transaction.atomic
-def update_agent(agent: Agent, source: Any) -> Agent:
+def update_agent(agent: Agent, source: Any, *, actor: str = "") -> Agent:
     """A new version of `agent`; runs already started keep theirs. The name may change."""
     spec = compile_for_tenant(source)
     locked = Agent.objects.select_for_update().get(pk=agent.pk)
@@ -81,6 +106,7 @@ def update_agent(agent: Agent, source: Any) -> Agent:
     locked.name = spec["name"]
     locked.save(update_fields=["version", "name", "updated_at"])
     AgentVersion.objects.create(agent=locked, version=locked.version, source=source_text(source), spec=spec)
+    register_version(spec, actor)
     return locked
 
 
@@ -128,9 +154,9 @@ def check_input(spec: dict[str, Any], run_input: Any) -> None:
 
 
 def start_run(agent: Agent, run_input: Any, api_key: ApiKey, environment: str = "") -> Run:
-    """A queued run of the agent's latest version, sent to the runs queue on commit."""
+    """A queued run of the agent's runnable version, sent to the runs queue on commit."""
     with transaction.atomic():
-        run = create_run(agent.versions.get(version=agent.version), run_input, api_key, environment)
+        run = create_run(runnable_version(agent), run_input, api_key, environment)
         enqueue(run)
     return run
 

@@ -20,7 +20,7 @@ from jsonschema.exceptions import best_match
 from agents import templating
 from registry import services
 from registry.models import Entry, Kind
-from registry.signing import platform_signer, sign
+from registry.signing import platform_signature
 
 MAX_TEMPLATE_CHARACTERS = 20_000
 MANIFEST_VALIDATOR = Draft202012Validator(
@@ -61,9 +61,7 @@ def variables_of(template: str) -> list[str]:
 def create_version(name: str, template: str, *, actor: str) -> Entry:
     """The next version of prompt `name`, a draft (services.RegistryError if refused)."""
     manifest = {"name": name, "template": template, "variables": variables_of(template)}
-    signer = platform_signer()
-    signature = sign(manifest, *signer) if signer is not None else None
-    return services.create_entry(Kind.PROMPT, manifest, actor=actor, signature=signature)
+    return services.create_entry(Kind.PROMPT, manifest, actor=actor, signature=platform_signature(manifest))
 
 
 def render(entry: Entry, variables: dict[str, Any]) -> str:

@@ -95,10 +95,10 @@ def verify(
         ) from None
 
 
-def platform_signer() -> tuple[Ed25519PrivateKey, str] | None:
-    """The key the platform signs tenants' entries with as they are saved
-    (REGISTRY_SIGNING_KEY_FILE, REGISTRY_SIGNING_KEY_ID), or None when not configured."""
+def platform_signature(manifest: Any) -> Signature | None:
+    """The platform's signature of a tenant's entry as it is saved, with the key of
+    REGISTRY_SIGNING_KEY_FILE and REGISTRY_SIGNING_KEY_ID; None when not configured."""
     path, key_id = settings.REGISTRY_SIGNING_KEY_FILE, settings.REGISTRY_SIGNING_KEY_ID
     if not path or not key_id:
         return None
-    return load_private_key(Path(path)), key_id
+    return sign(manifest, load_private_key(Path(path)), key_id)

@@ -47,7 +47,7 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScope
         form = AgentSpecSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         try:
-            agent = services.create_agent(form.validated_data["spec"])
+            agent = services.create_agent(form.validated_data["spec"], actor=f"key:{self.api_key.prefix}")
         except SpecError as error:
             raise spec_error(error) from None
         except services.AgentNameTakenError as error:
@@ -63,7 +63,9 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScope
         form = AgentSpecSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         try:
-            agent = services.update_agent(agent, form.validated_data["spec"])
+            agent = services.update_agent(
+                agent, form.validated_data["spec"], actor=f"key:{self.api_key.prefix}"
+            )
         except SpecError as error:
             raise spec_error(error) from None
         except services.AgentNameTakenError as error:

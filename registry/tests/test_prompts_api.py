@@ -91,29 +91,50 @@ def test_another_tenants_key_finds_no_prompt(
         assert Entry.objects.filter(kind=Kind.PROMPT, name="private").count() == 1
 
 
-def test_in_production_an_agent_runs_only_the_promoted_signed_version(
+def sign_and_promote(entry: Entry, key: Ed25519PrivateKey) -> None:
+    signed = services.sign_entry(entry, key, "staff", actor="test")
+    services.promote(services.promote(signed, actor="test"), actor="test")
+
+
+def test_in_production_an_agent_runs_only_promoted_signed_versions_of_itself_and_its_prompt(
     api_client: APIClient, tenant: TenantFixture, settings: Any, key: Ed25519PrivateKey
 ) -> None:
     trusted(settings, staff=key)
     for template in ("v1 {{ input.text }}", "v2 {{ input.text }}"):
         api_client.post("/api/v1/prompts", {"name": "classify", "template": template}, format="json")
-    spec = {"name": "uses-prompt", "steps": [{"id": "a", "kind": "llm", "prompt_ref": {"name": "classify"}}]}
-    agent = api_client.post("/api/v1/agents", {"spec": spec}, format="json").json()
+    step = {"id": "a", "kind": "llm", "prompt_ref": {"name": "classify"}}
+    agent = api_client.post(
+        "/api/v1/agents", {"spec": {"name": "triage", "steps": [step]}}, format="json"
+    ).json()
+    api_client.put(
+        f"/api/v1/agents/{agent['id']}",
+        {"spec": {"name": "triage", "steps": [{**step, "id": "b"}]}},
+        format="json",
+    )
     settings.AIAAS_PROFILE = "production"
+    start = f"/api/v1/agents/{agent['id']}/runs"
 
-    refused = api_client.post(f"/api/v1/agents/{agent['id']}/runs", {"input": {"text": "x"}}, format="json")
+    no_agent = api_client.post(start, {"input": {"text": "x"}}, format="json")
     with tenant_context(tenant.tenant):
-        first = Entry.objects.get(kind=Kind.PROMPT, name="classify", version=1)
-        services.sign_entry(first, key, "staff", actor="test")
-        services.promote(services.promote(first, actor="test"), actor="test")
-    run = api_client.post(f"/api/v1/agents/{agent['id']}/runs", {"input": {"text": "x"}}, format="json")
+        sign_and_promote(Entry.objects.get(kind=Kind.AGENT, name="triage", version=1), key)
+    no_prompt = api_client.post(start, {"input": {"text": "x"}}, format="json")
+    with tenant_context(tenant.tenant):
+        sign_and_promote(Entry.objects.get(kind=Kind.PROMPT, name="classify", version=1), key)
+    run = api_client.post(start, {"input": {"text": "x"}}, format="json")
 
-    assert refused.status_code == 400
-    error = refused.json()["error"]
+    assert (no_agent.status_code, no_agent.json()["error"]["message"]) == (
+        400,
+        "spec: No current agent `triage`.",
+    )
+    assert no_prompt.status_code == 400
+    error = no_prompt.json()["error"]
     assert (error["param"], error["message"]) == (
         "spec.steps[0].prompt_ref",
         "spec.steps[0].prompt_ref: No current prompt `classify`.",
     )
     assert run.status_code == 201, run.content
     with tenant_context(tenant.tenant):
-        assert Run.objects.get(pk=run.json()["id"]).spec["steps"][0]["prompt"] == "v1 {{ input.text }}"
+        started = Run.objects.get(pk=run.json()["id"])
+    assert started.agent_version == 1  # the promoted version, not the latest (2)
+    assert started.spec["steps"][0]["id"] == "a"
+    assert started.spec["steps"][0]["prompt"] == "v1 {{ input.text }}"
