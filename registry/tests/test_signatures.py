@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
 
 from agents.tools.manifests import load_registry
 from registry import cache, selectors, services
@@ -135,3 +137,18 @@ def test_a_malformed_manifest_is_refused_even_when_signed(settings: Any, key: Ed
 def test_prompts_do_not_belong_in_the_public_schema() -> None:
     with pytest.raises(services.RegistryError, match="prompt entries do not belong in the public schema"):
         services.create_entry(Kind.PROMPT, {"name": "p", "template": "x", "variables": []}, actor="test")
+
+
+def test_the_deploy_check_warns_when_nothing_signed_could_run(settings: Any, tmp_path: Any) -> None:
+    settings.AIAAS_PROFILE, settings.REGISTRY_PUBLIC_KEYS, settings.AGENT_TOOL_PUBLIC_KEYS = (
+        "production",
+        {},
+        {},
+    )
+    settings.REGISTRY_SIGNING_KEY_FILE = str(tmp_path / "missing.pem")
+
+    with pytest.raises(SystemCheckError) as failed:
+        call_command("check", "--deploy", "--tag", "security", "--fail-level", "WARNING")
+
+    assert "registry.W001" in str(failed.value)
+    assert "registry.E001" in str(failed.value)
