@@ -3,19 +3,23 @@ previous production version current again; every change is audited and announced
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from django.db import connections
 
 from agents.tools.manifests import load_registry
 from aiaas import control_bus
 from registry import selectors, services
 from registry.models import AuditEvent, Entry, Kind, State
 from registry.tests.factories import create_tool, tool_manifest, trusted
+from routing.catalog import Catalog, CatalogCache
 
 pytestmark = pytest.mark.django_db
 
@@ -134,3 +138,31 @@ def test_an_announcement_from_another_process_drops_this_process_copy(
     while "lookup" not in load_registry() and time.monotonic() < deadline:
         time.sleep(0.01)
     assert "lookup" in load_registry()
+
+
+def test_a_model_change_marks_every_catalog_of_the_process_stale_at_once(db: None) -> None:
+    catalog = CatalogCache(ttl_seconds=3600)
+    assert control_bus.wait_until_listening()
+
+    async def reloads_after_the_announcement() -> bool:
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=1))  # the catalog loads on it
+        try:
+            return await reloads(await catalog.get())
+        finally:
+            await loop.run_in_executor(None, connections.close_all)
+
+    async def reloads(first: Catalog) -> bool:
+        control_bus.announce("registry", "public:prompt:greet")  # not a model: the snapshot stays
+        await asyncio.sleep(0.2)
+        if await catalog.get() is not first:
+            return False
+        control_bus.announce("registry", "public:model:sim-small")
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            if await catalog.get() is not first:
+                return True
+            await asyncio.sleep(0.01)
+        return False
+
+    assert asyncio.run(reloads_after_the_announcement())
