@@ -1,12 +1,14 @@
 """Writes to the registry of the current schema: new versions, signatures,
 promotion and rollback, each with its audit event in the same transaction.
 
-A promotion or rollback is announced on the control bus (topic "registry")
-after its commit, so every process drops its cached entries within a second.
+Every change is announced on the control bus (topic "registry") after its
+commit, so every process drops its cached entries within a second.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -47,9 +49,8 @@ def create_entry(
     except (kinds.ManifestInvalidError, SignatureError) as error:
         raise RegistryError(str(error)) from None
     with transaction.atomic():
-        versions = Entry.objects.select_for_update().filter(kind=kind, name=name)
-        last = versions.aggregate(last=Max("version"))["last"] or 0
-        try:
+        last = Entry.objects.filter(kind=kind, name=name).aggregate(last=Max("version"))["last"] or 0
+        try:  # two saves of the same name at once: the unique constraint lets one through
             with transaction.atomic():
                 entry = Entry.objects.create(
                     kind=kind,
@@ -63,7 +64,7 @@ def create_entry(
         except IntegrityError:
             raise RegistryError(f"{kind} {name}: another version was saved at the same time; retry") from None
         audit(entry, action, actor, to_state=State.DRAFT)
-    announce_after_commit(entry)  # outside production a draft runs: every copy must see it
+    announce_after_commit(entry)  # outside production a draft runs: every cached copy must see it
     return entry
 
 
@@ -91,7 +92,7 @@ def promote(entry: Entry, *, actor: str) -> Entry:
     """Move `entry` one state on: draft to staging, staging to production. Going
     to production supersedes the current production version and needs a valid
     signature where signatures are required."""
-    with transaction.atomic():
+    with one_production_version(entry.kind, entry.name), transaction.atomic():
         locked = Entry.objects.select_for_update().get(pk=entry.pk)
         target = NEXT_STATE.get(State(locked.state))
         if target is None:
@@ -102,6 +103,16 @@ def promote(entry: Entry, *, actor: str) -> Entry:
         move(locked, target, Action.PROMOTED, actor)
     announce_after_commit(locked)
     return locked
+
+
+@contextmanager
+def one_production_version(kind: str, name: str) -> Iterator[None]:
+    """Two versions sent to production at once: the partial unique index lets one
+    through, the other is refused with a RegistryError, not a server error."""
+    try:
+        yield
+    except IntegrityError:
+        raise RegistryError(f"{kind} {name}: another version reached production at the same time") from None
 
 
 def check_promotable(entry: Entry) -> None:
@@ -122,7 +133,7 @@ def supersede_current(entry: Entry, actor: str) -> None:
 def rollback(kind: str, name: str, *, actor: str) -> Entry:
     """Make the previous production version current again; the current one is
     marked rolled back (a later rollback goes further back, never to it)."""
-    with transaction.atomic():
+    with one_production_version(kind, name), transaction.atomic():
         current = production_of(kind, name)
         if current is None:
             raise RegistryError(f"{kind} {name} has no production version to roll back")
