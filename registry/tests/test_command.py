@@ -128,6 +128,8 @@ def test_stored_entries_are_signed_promoted_and_rolled_back_by_command(key_file:
     assert Entry.objects.get(name="lookup", version=1).state == State.PRODUCTION
     with pytest.raises(CommandError, match="No tool `lookup` version 9"):
         command("promote", "tool", "lookup", "9")
+    with pytest.raises(CommandError, match="Name document files"):
+        command("sign", "--key", str(key_file), "--key-id", "staff")
 
 
 def test_models_are_exported_from_routing_and_applied_when_promoted(tmp_path: Path, key_file: Path) -> None:

@@ -88,6 +88,8 @@ class Command(BaseCommand):
             self.stdout.write(f"wrote {path}")
 
     def do_sign(self, options: Namespace) -> None:
+        if not options.entry and not options.paths:
+            raise CommandError("Name document files or directories, or --entry KIND NAME VERSION.")
         key = load_private_key(options.key)
         if options.entry:
             kind, name, version = options.entry
