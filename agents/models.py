@@ -130,19 +130,3 @@ class RunEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.run_id}#{self.seq} {self.type}"
-
-
-class Prompt(models.Model):
-    """A versioned prompt template; llm steps name one with `prompt_ref`."""
-
-    name = models.CharField(max_length=100)
-    version = models.PositiveIntegerField()
-    template = models.TextField()
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["name", "-version"]
-        constraints = [models.UniqueConstraint(fields=["name", "version"], name="agents_prompt_unique")]
-
-    def __str__(self) -> str:
-        return f"{self.name} v{self.version}"

@@ -11,15 +11,11 @@ from typing import Any
 from django.db.models import QuerySet
 
 from agents.events import EventType
-from agents.models import Agent, Prompt, Run, RunEvent, RunStatus
+from agents.models import Agent, Run, RunEvent, RunStatus
 
 
 def agents_list() -> QuerySet[Agent]:
     return Agent.objects.all()
-
-
-def prompts_list() -> QuerySet[Prompt]:
-    return Prompt.objects.all()
 
 
 def runs_list(agent: Agent | None = None) -> QuerySet[Run]:

@@ -1,4 +1,4 @@
-"""Writes: agents and their versions, prompts, runs (start, cancel, replay).
+"""Writes: agents and their versions, runs (start, cancel, replay).
 
 Everything here runs in the tenant's schema; callers are API views, the
 dashboard and tests, which have entered it.
@@ -12,10 +12,9 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Max
 
 from agents import events
-from agents.models import Agent, AgentVersion, Prompt, Run, RunStatus
+from agents.models import Agent, AgentVersion, Run, RunStatus
 from agents.spec import (
     NotJSONError,
     SpecError,
@@ -29,6 +28,11 @@ from agents.spec import (
 )
 from agents.tools.manifests import load_registry
 from realtime import streams
+from registry import selectors as registry
+from registry import services as registry_services
+from registry.models import Kind
+from registry.policy import RefusedError, signatures_required
+from registry.signing import platform_signature
 from tenants.models import ApiKey
 
 WAIT_POLL_SECONDS = 0.05
@@ -56,7 +60,7 @@ def source_text(source: Any) -> str:
 
 
 @transaction.atomic
-def create_agent(source: Any) -> Agent:
+def create_agent(source: Any, *, actor: str = "") -> Agent:
     """A new agent at version 1. Raises SpecError or AgentNameTakenError."""
     spec = compile_for_tenant(source)
     try:
@@ -65,11 +69,34 @@ def create_agent(source: Any) -> Agent:
     except IntegrityError:
         raise AgentNameTakenError(spec["name"]) from None
     AgentVersion.objects.create(agent=agent, version=1, source=source_text(source), spec=spec)
+    register_version(spec, actor)
     return agent
 
 
+def register_version(spec: dict[str, Any], actor: str) -> None:
+    """Record the compiled spec in the registry (kind "agent"), where it is signed,
+    promoted and exported; in production a run takes the promoted one (runnable_version)."""
+    manifest = {"name": spec["name"], "spec": spec}
+    registry_services.create_entry(Kind.AGENT, manifest, actor=actor, signature=platform_signature(manifest))
+
+
+def runnable_version(agent: Agent) -> AgentVersion:
+    """The latest version, or where signatures are required, the version whose spec
+    is the agent's signed, promoted registry entry. Raises SpecError when none is."""
+    if not signatures_required():
+        return agent.versions.get(version=agent.version)
+    try:
+        entry = registry.resolve(Kind.AGENT, agent.name)
+    except (registry.NotFoundError, RefusedError) as error:
+        raise SpecError(str(error)) from None
+    version = agent.versions.filter(spec=entry.manifest["spec"]).first()
+    if version is None:
+        raise SpecError(f"No version of agent `{agent.name}` is its production registry entry.")
+    return version
+
+
 @transaction.atomic
-def update_agent(agent: Agent, source: Any) -> Agent:
+def update_agent(agent: Agent, source: Any, *, actor: str = "") -> Agent:
     """A new version of `agent`; runs already started keep theirs. The name may change."""
     spec = compile_for_tenant(source)
     locked = Agent.objects.select_for_update().get(pk=agent.pk)
@@ -79,6 +106,7 @@ def update_agent(agent: Agent, source: Any) -> Agent:
     locked.name = spec["name"]
     locked.save(update_fields=["version", "name", "updated_at"])
     AgentVersion.objects.create(agent=locked, version=locked.version, source=source_text(source), spec=spec)
+    register_version(spec, actor)
     return locked
 
 
@@ -87,32 +115,20 @@ def delete_agent(agent: Agent) -> None:
     agent.delete()
 
 
-def create_prompt(name: str, template: str) -> Prompt:
-    """The next version of prompt `name`."""
-    with transaction.atomic():
-        last = Prompt.objects.select_for_update().filter(name=name).aggregate(v=Max("version"))["v"] or 0
-        return Prompt.objects.create(name=name, version=last + 1, template=template)
-
-
 def freeze_prompts(spec: dict[str, Any]) -> dict[str, Any]:
-    """Replace each `prompt_ref` by the template it names (latest version unless pinned)."""
+    """Replace each `prompt_ref` by the template of the registry's prompt it names:
+    the pinned version, else the current one (registry/selectors.py); in
+    production only a signed, promoted version."""
     for located in walk(spec["steps"]):
         step = located.step
         ref = step.pop("prompt_ref", None)
         if ref is None:
             continue
-        prompts = Prompt.objects.filter(name=ref["name"])
-        prompt = (
-            prompts.filter(version=ref["version"]).first()
-            if "version" in ref
-            else prompts.order_by("-version").first()
-        )
-        if prompt is None:
-            raise SpecError(
-                f"No prompt `{ref['name']}` version {ref.get('version', 'latest')}.",
-                f"{located.path}.prompt_ref",
-            )
-        step["prompt"] = prompt.template
+        try:
+            prompt = registry.resolve(Kind.PROMPT, ref["name"], ref.get("version"))
+        except (registry.NotFoundError, RefusedError) as error:
+            raise SpecError(str(error), f"{located.path}.prompt_ref") from None
+        step["prompt"] = prompt.manifest["template"]
         step["prompt_version"] = {"name": prompt.name, "version": prompt.version}
     return spec
 
@@ -138,9 +154,9 @@ def check_input(spec: dict[str, Any], run_input: Any) -> None:
 
 
 def start_run(agent: Agent, run_input: Any, api_key: ApiKey, environment: str = "") -> Run:
-    """A queued run of the agent's latest version, sent to the runs queue on commit."""
+    """A queued run of the agent's runnable version, sent to the runs queue on commit."""
     with transaction.atomic():
-        run = create_run(agent.versions.get(version=agent.version), run_input, api_key, environment)
+        run = create_run(runnable_version(agent), run_input, api_key, environment)
         enqueue(run)
     return run
 

@@ -322,6 +322,15 @@ def compile_spec(source: Any, tool_names: frozenset[str] | None = None) -> dict[
     return spec
 
 
+def check_agent_manifest(manifest: dict[str, Any]) -> None:
+    """The registry's check of an agent manifest, `{"name", "spec"}`: the spec
+    compiles (its tools are checked when it is saved here) and has that name."""
+    if set(manifest) != {"name", "spec"}:
+        raise SpecError("an agent manifest has exactly `name` and `spec`", "manifest")
+    if compile_spec(manifest["spec"])["name"] != manifest["name"]:
+        raise SpecError("the manifest's name is not the spec's", "name")
+
+
 def check_overlay(spec: dict[str, Any], environment: str, tool_names: frozenset[str] | None) -> None:
     """The spec with the overlay applied must be valid too; an error names the
     overlay's field (`overlays.prod.steps.classify.max_tokens`) where it can."""

@@ -40,6 +40,7 @@ SHARED_APPS = [
     "billing",
     "routing",
     "analytics",
+    "registry",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -63,6 +64,7 @@ TENANT_APPS = [
     "batches",
     "evals",
     "request_logs",
+    "registry",  # a tenant's own entries (prompts) in its schema (docs/decisions/0030)
 ]
 INSTALLED_APPS = [
     *SHARED_APPS,
@@ -367,6 +369,15 @@ AGENT_TOOL_MANIFEST_DIRS = env.list("AGENT_TOOL_MANIFEST_DIRS", default=[])
 AGENT_TOOL_PUBLIC_KEYS = env.dict("AGENT_TOOL_PUBLIC_KEYS", default={})
 # Hosts tools may reach even when they resolve to private or loopback addresses.
 AGENT_TOOL_ALLOWED_HOSTS = env.list("AGENT_TOOL_ALLOWED_HOSTS", default=[])
+# The signed registry (registry/, docs/registry.md): trusted Ed25519 public keys
+# ("key_id=<base64 raw key>,..."; AGENT_TOOL_PUBLIC_KEYS is trusted too), key ids
+# refused even while listed, whether only signed and promoted entries run (unset:
+# in the production profile only), and the key the platform signs tenants' prompts with.
+REGISTRY_PUBLIC_KEYS = env.dict("REGISTRY_PUBLIC_KEYS", default={})
+REGISTRY_RETIRED_KEYS = env.list("REGISTRY_RETIRED_KEYS", default=[])
+REGISTRY_REQUIRE_SIGNED = env.bool("REGISTRY_REQUIRE_SIGNED", default=None)
+REGISTRY_SIGNING_KEY_FILE = env.str("REGISTRY_SIGNING_KEY_FILE", default="")
+REGISTRY_SIGNING_KEY_ID = env.str("REGISTRY_SIGNING_KEY_ID", default="")
 # Knowledge (ingestion/, docs/decisions/0018): collections, their documents and chunks.
 INGESTION_QUEUE = queues.INGESTION_QUEUE
 # The embedding model of a new collection unless it names another: any registry model

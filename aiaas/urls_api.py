@@ -13,6 +13,7 @@ urlpatterns = [
     path("api/v1/", include("request_logs.api.urls")),
     path("api/v1/", include("routing.api.urls")),
     path("api/v1/", include("agents.api.urls")),
+    path("api/v1/", include("registry.api.urls")),
     path("api/v1/", include("ingestion.api.urls")),
     path("api/v1/", include("ingestion.api.search_urls")),
     path("api/v1/", include("evals.api.urls")),

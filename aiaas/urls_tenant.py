@@ -23,6 +23,7 @@ urlpatterns = [
     path("", include("tenants.web.verification_urls")),
     path("dashboard/", include((dashboard_pages, "dashboard"))),
     path("dashboard/agents/", include("agents.web.urls")),
+    path("dashboard/prompts/", include("registry.web.urls")),
     path("dashboard/knowledge/", include("ingestion.web.urls")),
     path("dashboard/evals/", include("evals.web.urls")),
 ]

@@ -3,7 +3,7 @@
 - model: `{"model": "sim-small" | "auto", "quality_target": 0.9, "params": {...}}`;
   the case's `input.messages` are sent as they are.
 - prompt: `{"prompt": "faq", "prompt_version": 3, "model": ..., "params": {...}}`;
-  the prompt (agents.Prompt) is rendered with the case's `input.variables` in
+  the prompt (the registry's, registry/prompts.py) is rendered with the case's `input.variables` in
   the agents' sandbox and sent as the user's message.
 - agent: `{"agent": "support", "agent_version": 2}`; the case's
   `input.agent_input` is the input of a recorded agent run (agents.Run),
@@ -31,7 +31,7 @@ from django_tenants.utils import schema_context
 
 from agents import engine
 from agents.events import LLM_USAGE, RETRIEVAL_USAGE
-from agents.models import Agent, AgentVersion, Prompt, Run, RunStatus
+from agents.models import Agent, AgentVersion, Run, RunStatus
 from agents.runtime import close_runtime as close_agents_runtime
 from agents.services import InputError, create_run
 from agents.spec import SpecError
@@ -40,6 +40,9 @@ from evals.models import AgentCaseRun, Case, CaseResult, TargetKind
 from gateway.errors import GatewayError
 from gateway.transports.inprocess import InProcessGateway
 from gateway.validation import CHAT_FIELDS, validate_chat
+from registry import selectors as registry
+from registry.models import Entry, Kind
+from registry.policy import RefusedError
 from routing.models import ROUTED_MODEL, ModelAlias, ProviderModel
 from tenants.context import current_schema_name
 from tenants.models import ApiKey
@@ -222,7 +225,7 @@ def build(kind: str, target: dict[str, Any]) -> Target:
         return AgentTarget(agent_version(target).pk, current_schema_name())
     model = ModelTarget(target["model"], target.get("params", {}), target.get("quality_target"))
     if kind == TargetKind.PROMPT:
-        return PromptTarget(prompt_of(target).template, model)
+        return PromptTarget(prompt_of(target).manifest["template"], model)
     return model
 
 
@@ -269,17 +272,15 @@ def check_params(params: Any) -> dict[str, Any]:
     return params
 
 
-def prompt_of(target: dict[str, Any]) -> Prompt:
+def prompt_of(target: dict[str, Any]) -> Entry:
     name, version = target.get("prompt"), target.get("prompt_version")
     if not isinstance(name, str) or not name:
         raise TargetError("`prompt` must name a prompt.", "target.prompt")
-    prompts = Prompt.objects.filter(name=name)
-    if version is not None:
-        prompts = prompts.filter(version=positive_int(version, "target.prompt_version"))
-    prompt = prompts.order_by("-version").first()
-    if prompt is None:
-        raise TargetError(f"No prompt `{name}` version {version or 'latest'}.", "target.prompt")
-    return prompt
+    number = None if version is None else positive_int(version, "target.prompt_version")
+    try:
+        return registry.candidate(Kind.PROMPT, name, number)
+    except (registry.NotFoundError, RefusedError) as error:
+        raise TargetError(str(error), "target.prompt") from None
 
 
 def agent_version(target: dict[str, Any]) -> AgentVersion:

@@ -3,7 +3,9 @@
 The gateway never queries the registry tables on a request: it reads a
 snapshot that is reloaded in the background of a request at most every
 CATALOG_TTL_SECONDS (single flight), so an admin edit takes effect within
-that time in every process.
+that time in every process. A model promoted or rolled back in the signed
+registry (registry/, which writes these tables) is announced on the control
+bus: every snapshot of every process is marked stale at once.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import logging
 import os
 import time
+import weakref
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cached_property
@@ -19,6 +22,7 @@ from pathlib import Path
 
 from asgiref.sync import sync_to_async
 
+from aiaas import control_bus
 from routing.models import (
     ModelAlias,
     Provider,
@@ -32,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 CATALOG_TTL_SECONDS = 10.0
 MILLION = Decimal(1_000_000)
+REGISTRY_TOPIC = "registry"
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +170,7 @@ class CatalogCache:
         self._catalog: Catalog | None = None
         self._loaded_at = 0.0
         self._lock = asyncio.Lock()
+        listen(self)
 
     async def get(self) -> Catalog:
         if self._catalog is not None and time.monotonic() - self._loaded_at < self.ttl_seconds:
@@ -177,3 +183,23 @@ class CatalogCache:
 
     def invalidate(self) -> None:
         self._loaded_at = 0.0
+
+
+_caches: weakref.WeakSet[CatalogCache] = weakref.WeakSet()
+_listening = False
+
+
+def listen(cache: CatalogCache) -> None:
+    global _listening
+    if not _listening:
+        _listening = True
+        control_bus.on(REGISTRY_TOPIC, invalidate_all)
+    _caches.add(cache)
+
+
+def invalidate_all(payload: str) -> None:
+    """Mark every snapshot of this process stale when a model entry changed (or the
+    bus reconnected, when anything may have)."""
+    if not payload or ":model:" in payload:
+        for cache in list(_caches):
+            cache.invalidate()

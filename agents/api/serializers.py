@@ -5,7 +5,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from agents.models import Agent, AgentVersion, Prompt, Run, RunEvent
+from agents.models import Agent, AgentVersion, Run, RunEvent
 from aiaas.api_serializers import StrictModelSerializer, StrictSerializer
 
 
@@ -122,20 +122,3 @@ class RunEventListSerializer(StrictSerializer):
     object = serializers.CharField(default="list")
     data = RunEventSerializer(many=True)  # type: ignore[assignment]
     has_more = serializers.BooleanField()
-
-
-class PromptSerializer(StrictModelSerializer[Prompt]):
-    object = serializers.SerializerMethodField()
-
-    class Meta:
-        model = Prompt
-        fields = ["object", "id", "name", "version", "template", "created_at"]
-        read_only_fields = fields
-
-    def get_object(self, prompt: Prompt) -> str:
-        return "prompt"
-
-
-class CreatePromptSerializer(StrictSerializer):
-    name = serializers.RegexField(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$", help_text="Versions share a name.")
-    template = serializers.CharField(max_length=20_000, help_text="A Jinja template (sandboxed).")

@@ -1,11 +1,10 @@
 from rest_framework.routers import SimpleRouter
 
-from agents.api.views import AgentViewSet, PromptViewSet, RunViewSet
+from agents.api.views import AgentViewSet, RunViewSet
 
 router = SimpleRouter()
 router.trailing_slash = "/?"  # /agents and /agents/ both; API clients should not get redirects
 router.register("agents", AgentViewSet, basename="agent")
 router.register("runs", RunViewSet, basename="run")
-router.register("prompts", PromptViewSet, basename="prompt")
 
 urlpatterns = router.urls

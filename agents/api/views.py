@@ -14,17 +14,14 @@ from agents import selectors, services
 from agents.api.serializers import (
     AgentSerializer,
     AgentSpecSerializer,
-    CreatePromptSerializer,
     EventsQuerySerializer,
-    PromptSerializer,
     RunEventListSerializer,
     RunEventSerializer,
     RunSerializer,
     StartRunSerializer,
 )
-from agents.models import Agent, Prompt, Run
+from agents.models import Agent, Run
 from agents.spec import SpecError
-from agents.templating import TemplateError, check_template
 from tenants.api.base import TenantScopedViewSet
 from tenants.models import ApiKeyScope
 
@@ -50,7 +47,7 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScope
         form = AgentSpecSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         try:
-            agent = services.create_agent(form.validated_data["spec"])
+            agent = services.create_agent(form.validated_data["spec"], actor=f"key:{self.api_key.prefix}")
         except SpecError as error:
             raise spec_error(error) from None
         except services.AgentNameTakenError as error:
@@ -66,7 +63,9 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScope
         form = AgentSpecSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         try:
-            agent = services.update_agent(agent, form.validated_data["spec"])
+            agent = services.update_agent(
+                agent, form.validated_data["spec"], actor=f"key:{self.api_key.prefix}"
+            )
         except SpecError as error:
             raise spec_error(error) from None
         except services.AgentNameTakenError as error:
@@ -139,27 +138,3 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedV
         taken from its record (no tool is called)."""
         replay = services.replay_run(self.get_object(), self.api_key)
         return Response(RunSerializer(replay).data, status=status.HTTP_201_CREATED)
-
-
-class PromptViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
-    """The prompt registry: each POST with a name adds its next version; llm steps
-    name one with `prompt_ref: {name, version}` (latest when no version)."""
-
-    required_scope = ApiKeyScope.ADMIN
-    tenant_field = None  # Prompt lives in the tenant's schema.
-    serializer_class = PromptSerializer
-    lookup_value_regex = r"[0-9]+"
-
-    def tenant_queryset(self) -> QuerySet[Prompt]:
-        return selectors.prompts_list()
-
-    @extend_schema(request=CreatePromptSerializer, responses={201: PromptSerializer})
-    def create(self, request: Request) -> Response:
-        form = CreatePromptSerializer(data=request.data)
-        form.is_valid(raise_exception=True)
-        try:
-            check_template(form.validated_data["template"])
-        except TemplateError as error:
-            raise ValidationError({"template": [f"Invalid template: {error.message}"]}) from None
-        prompt = services.create_prompt(form.validated_data["name"], form.validated_data["template"])
-        return Response(PromptSerializer(prompt).data, status=status.HTTP_201_CREATED)

@@ -8,7 +8,9 @@ from typing import Any
 from django_tenants.utils import tenant_context
 
 from agents import services
-from agents.models import Agent, Prompt, Run
+from agents.models import Agent, Run
+from registry.models import Entry
+from registry.tests.factories import create_prompt
 from testing.tenants import TenantFixture
 
 _names = itertools.count(1)
@@ -40,6 +42,6 @@ def make_run(tenant: TenantFixture, spec: dict[str, Any] | None = None, run_inpu
         )
 
 
-def make_prompt(tenant: TenantFixture) -> Prompt:
+def make_prompt(tenant: TenantFixture) -> Entry:
     with tenant_context(tenant.tenant):
-        return services.create_prompt(f"prompt-{next(_names)}", "Answer: {{ input.text }}")
+        return create_prompt(f"prompt-{next(_names)}", "Answer: {{ input.text }}")

@@ -1,31 +1,36 @@
-"""Tool manifests signed with Ed25519 by staff, verified every time they are loaded.
+"""Tool manifests: what a tool is, signed with Ed25519 by staff, verified every time they are loaded.
 
-A manifest file is JSON: `{"manifest": {...}, "key_id": "...", "signature":
-"<base64>"}`. The signature covers the manifest's canonical JSON (sorted keys,
-no spaces, UTF-8). A file whose key is not trusted (settings
-AGENT_TOOL_PUBLIC_KEYS), whose signature does not verify, or whose manifest is
-malformed is refused: it never enters the registry.
-
-Staff sign with `manage.py sign_tool_manifest` (agents/management/commands).
+Tools live in the signed registry (registry/, kind "tool", public schema): the
+tools that run are its runnable entries (signed and promoted in production).
+Outside production, signed files in AGENT_TOOL_MANIFEST_DIRS load too, as
+before the registry: `{"manifest": {...}, "key_id": "...", "signature":
+"<base64>"}`, the signature over the manifest's canonical JSON
+(registry/signing.py). `manage.py registry import` moves such files into the
+registry. A manifest that is unsigned, tampered, signed by an untrusted or
+retired key, or malformed never loads.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from django.conf import settings
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, best_match
 
 from agents.spec import path_of
+from registry import selectors as registry
+from registry.models import Kind
+from registry.policy import signatures_required
+from registry.signing import SignatureError, public_key_text, sign, trusted_keys
+from registry.signing import verify as verify_signature
+
+__all__ = ["ManifestError", "ToolManifest", "load_registry", "public_key_text", "sign_manifest", "verify"]
 
 logger = logging.getLogger(__name__)
 
@@ -84,48 +89,25 @@ class ToolManifest:
         return self.side_effect == "write"
 
 
-def canonical(manifest: dict[str, Any]) -> bytes:
-    return json.dumps(manifest, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
 def sign_manifest(manifest: dict[str, Any], private_key: Ed25519PrivateKey, key_id: str) -> dict[str, Any]:
     """The signed file's content for `manifest`."""
-    signature = private_key.sign(canonical(manifest))
-    return {"manifest": manifest, "key_id": key_id, "signature": base64.b64encode(signature).decode()}
-
-
-def public_key_text(private_key: Ed25519PrivateKey) -> str:
-    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
-    raw = private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-    return base64.b64encode(raw).decode()
-
-
-def trusted_keys() -> dict[str, Ed25519PublicKey]:
-    keys = {}
-    for key_id, text in settings.AGENT_TOOL_PUBLIC_KEYS.items():
-        try:
-            keys[key_id] = Ed25519PublicKey.from_public_bytes(base64.b64decode(text, validate=True))
-        except (binascii.Error, ValueError):
-            logger.error("tool signing key %s is not a base64 Ed25519 public key; ignored", key_id)
-    return keys
+    signature = sign(manifest, private_key, key_id)
+    return {"manifest": manifest, "key_id": signature.key_id, "signature": signature.value}
 
 
 def verify(document: Any, keys: dict[str, Ed25519PublicKey]) -> ToolManifest:
     """The manifest in a signed document, or ManifestError saying why not."""
     if not isinstance(document, dict) or not {"manifest", "key_id", "signature"} <= document.keys():
         raise ManifestError("not a signed manifest (needs manifest, key_id and signature)")
-    manifest, key_id = document["manifest"], document["key_id"]
-    key = keys.get(key_id) if isinstance(key_id, str) else None
-    if key is None:
-        raise ManifestError(f"signed by an untrusted key {key_id!r}")
     try:
-        signature = base64.b64decode(str(document["signature"]), validate=True)
-        key.verify(signature, canonical(manifest))
-    except (binascii.Error, InvalidSignature, TypeError, ValueError):
-        raise ManifestError(
-            "the signature does not match the manifest (tampered or wrongly signed)"
-        ) from None
+        verify_signature(document["manifest"], document["key_id"], document["signature"], keys)
+    except SignatureError as error:
+        raise ManifestError(str(error)) from None
+    return tool_manifest(document["manifest"], document["key_id"])
+
+
+def check_manifest(manifest: Any) -> None:
+    """Raise ManifestError if `manifest` is not a valid tool manifest (the registry's check)."""
     error = best_match(MANIFEST_VALIDATOR.iter_errors(manifest))
     if error is not None:
         raise ManifestError(
@@ -136,6 +118,10 @@ def verify(document: Any, keys: dict[str, Ed25519PublicKey]) -> ToolManifest:
             Draft202012Validator.check_schema(manifest.get(name, {}))
         except SchemaError as schema_error:
             raise ManifestError(f"{name} is not a valid JSON Schema: {schema_error.message}") from None
+
+
+def tool_manifest(manifest: dict[str, Any], key_id: str) -> ToolManifest:
+    check_manifest(manifest)
     fields = {**manifest, "allowed_hosts": tuple(manifest.get("allowed_hosts", ())), "key_id": key_id}
     return ToolManifest(**fields)
 
@@ -149,10 +135,22 @@ def load_manifest(path: Path, keys: dict[str, Ed25519PublicKey] | None = None) -
 
 
 def load_registry() -> dict[str, ToolManifest]:
-    """Every verified manifest under settings.AGENT_TOOL_MANIFEST_DIRS, by name.
-    Refused files are logged and left out."""
+    """Every tool that may run here, by name: the registry's runnable tool entries
+    and, outside production, the verified files under AGENT_TOOL_MANIFEST_DIRS (a
+    registry entry wins over a file of the same name). Refused ones are logged and
+    left out."""
+    tools = {} if signatures_required() else load_files()
+    for name, entry in registry.platform_entries(Kind.TOOL).items():
+        try:
+            tools[name] = tool_manifest(entry.manifest, entry.key_id)
+        except ManifestError as error:
+            logger.warning("tool entry %s refused: %s", entry, error)
+    return tools
+
+
+def load_files() -> dict[str, ToolManifest]:
     keys = trusted_keys()
-    registry: dict[str, ToolManifest] = {}
+    tools: dict[str, ToolManifest] = {}
     for directory in settings.AGENT_TOOL_MANIFEST_DIRS:
         for path in sorted(Path(directory).glob("*.json")):
             try:
@@ -160,5 +158,5 @@ def load_registry() -> dict[str, ToolManifest]:
             except ManifestError as error:
                 logger.warning("tool manifest %s refused: %s", path, error)
                 continue
-            registry[manifest.name] = manifest
-    return registry
+            tools[manifest.name] = manifest
+    return tools

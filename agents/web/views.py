@@ -46,7 +46,7 @@ def agent_edit(request: HttpRequest, access: PageAccess, pk: int | None = None) 
     if request.method == "POST":
         access.require_manager()
         form = SpecForm(request.POST)
-        if form.is_valid() and (saved := save_spec(form, agent)) is not None:
+        if form.is_valid() and (saved := save_spec(form, agent, access.user.email)) is not None:
             messages.success(request, f"Saved “{saved.name}” as version {saved.version}.")
             return redirect("agents:edit", pk=saved.pk)
     else:
@@ -77,11 +77,13 @@ def input_schema_of(agent: Agent) -> Any:
     return written if written == stored else stored
 
 
-def save_spec(form: SpecForm, agent: Agent | None) -> Agent | None:
+def save_spec(form: SpecForm, agent: Agent | None, actor: str) -> Agent | None:
     """The saved agent, or None with the spec's error on the form."""
     source = form.cleaned_data["spec"]
     try:
-        return services.update_agent(agent, source) if agent else services.create_agent(source)
+        if agent is not None:
+            return services.update_agent(agent, source, actor=actor)
+        return services.create_agent(source, actor=actor)
     except SpecError as error:
         form.add_error("spec", f"{error.path or 'spec'}: {error.message}")
     except services.AgentNameTakenError as error:

@@ -80,6 +80,9 @@ OPERATIONS = [
     Operation("prompt-list", "get", 200),
     Operation("prompt-list", "post", 201, body={"name": "greeting", "template": "Hi {{ input.name }}"}),
     Operation("prompt-detail", "get", 200, make_object=make_prompt),
+    Operation(
+        "prompt-render", "post", 200, body={"variables": {"input": {"text": "hi"}}}, make_object=make_prompt
+    ),
     Operation("collection-list", "get", 200),
     Operation("collection-list", "post", 201, body={"name": "matrix", "embedding_model": "sim-small"}),
     Operation("collection-detail", "get", 200, make_object=make_stored_collection),

@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 from django_tenants.utils import tenant_context
 
-from agents.services import create_agent, create_prompt
+from agents.services import create_agent
 from evals import services
 from evals.models import Case, Dataset, DatasetVersion, Experiment, ExperimentStatus
 from evals.services import ExperimentInputError
+from registry.tests.factories import create_prompt
 from testing.tenants import TenantFixture
 
 MESSAGES = {"messages": [{"role": "user", "content": "hi"}]}

@@ -17,7 +17,7 @@ from django.utils import timezone
 from django_tenants.utils import tenant_context
 
 from agents.models import Run, RunStatus
-from agents.services import create_agent, create_prompt
+from agents.services import create_agent
 from billing.models import UsageEvent
 from billing.usage import flush_usage_events
 from evals import runner, services
@@ -44,6 +44,7 @@ from evals.tests.experiments import (
     run,
 )
 from realtime import streams
+from registry.tests.factories import create_prompt
 from testing.database import committed
 from testing.metrics import registry_value
 from testing.tenants import TenantFixture

@@ -23,11 +23,12 @@ from django_tenants.utils import get_public_schema_name, schema_context, tenant_
 from accounts.models import Role, User
 from accounts.tests.factories import browser_for, make_user
 from agents.models import Agent, Run
-from agents.tests.factories import make_agent, make_run, simple_spec
+from agents.tests.factories import make_agent, make_prompt, make_run, simple_spec
 from evals.models import CaseResult, Dataset, Experiment
 from evals.tests.web_factories import make_experiment, make_version
 from ingestion.models import Collection, Document
 from ingestion.tests.factories import make_collection_with_file
+from registry.models import Entry
 from request_logs.tests.factories import make_request_log
 from routing.router.services import tenant_routing
 from tenants.models import ApiKey, Tenant
@@ -97,6 +98,10 @@ def run_pk(tenant: TenantFixture) -> int:
     return make_run(tenant).pk
 
 
+def prompt_pk(tenant: TenantFixture) -> int:
+    return make_prompt(tenant).pk
+
+
 def collection_pk(tenant: TenantFixture) -> str:
     return make_collection_with_file(tenant).pk
 
@@ -152,6 +157,7 @@ SAMPLE_OBJECTS: dict[str, Callable[[TenantFixture], int | str]] = {
     "agents:run-events": run_pk,
     "agents:run-cancel": run_pk,
     "agents:run-replay": run_pk,
+    **dict.fromkeys(["prompts:version", "prompts:diff", "prompts:promote", "prompts:rollback"], prompt_pk),
     **dict.fromkeys(
         [
             "ingestion:collection",
@@ -198,6 +204,7 @@ def hostile_form(tenant: TenantFixture) -> dict[str, str]:
         "requests_per_minute": "1",
         "key": str(api_key_pk(tenant)),
         "spec": json.dumps(simple_spec("outsider")),
+        "template": "outsider {{ x }}",
         "input": json.dumps({"text": "hi"}),
         "api_key": str(api_key_pk(tenant)),
         "url": "https://outsider.example/",
@@ -223,6 +230,7 @@ def state_of(tenant: TenantFixture) -> dict[str, Any]:
                 User.objects.order_by("pk").values("pk", "email", "role", "is_active", "password")
             ),
             "agents": list(Agent.objects.order_by("pk").values("pk", "name", "version")),
+            "prompts": list(Entry.objects.order_by("pk").values("pk", "state", "manifest")),
             "runs": list(Run.objects.order_by("pk").values("pk", "status", "replay_of")),
             "collections": list(Collection.objects.order_by("pk").values("pk", "name")),
             "documents": list(Document.objects.order_by("pk").values("pk", "status")),

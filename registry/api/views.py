@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from django.db.models import QuerySet
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from registry import prompts, selectors
+from registry.api.serializers import (
+    CreatePromptSerializer,
+    PromptSerializer,
+    RenderedPromptSerializer,
+    RenderPromptSerializer,
+)
+from registry.models import Entry, Kind
+from registry.services import RegistryError
+from tenants.api.base import TenantScopedViewSet
+from tenants.models import ApiKeyScope
+
+
+class PromptViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+    """The tenant's prompts in the registry: each POST with a name adds its next
+    version (a draft); llm steps name one with `prompt_ref: {name, version}` (the
+    current version when none is pinned)."""
+
+    required_scope = ApiKeyScope.ADMIN
+    tenant_field = None  # The registry's tenant entries live in the tenant's schema.
+    serializer_class = PromptSerializer
+    lookup_value_regex = r"[0-9]+"
+
+    def tenant_queryset(self) -> QuerySet[Entry]:
+        return selectors.entries(Kind.PROMPT)
+
+    @extend_schema(request=CreatePromptSerializer, responses={201: PromptSerializer})
+    def create(self, request: Request) -> Response:
+        form = CreatePromptSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        try:
+            entry = prompts.create_version(
+                form.validated_data["name"], form.validated_data["template"], actor=self.actor
+            )
+        except prompts.PromptError as error:
+            raise ValidationError({"template": [str(error)]}) from None
+        except RegistryError as error:
+            raise ValidationError({"name": [str(error)]}) from None
+        return Response(PromptSerializer(entry).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=RenderPromptSerializer, responses={200: RenderedPromptSerializer})
+    @action(detail=True, methods=["post"])
+    def render(self, request: Request, pk: str) -> Response:
+        """This version's text with the given variables (a preview: any state renders)."""
+        entry: Entry = self.get_object()
+        form = RenderPromptSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        try:
+            text = prompts.render(entry, form.validated_data["variables"])
+        except prompts.PromptError as error:
+            raise ValidationError({"variables": [str(error)]}) from None
+        rendered = {"id": entry.pk, "name": entry.name, "version": entry.version, "text": text}
+        return Response(RenderedPromptSerializer(rendered).data)
+
+    @property
+    def actor(self) -> str:
+        return f"key:{self.api_key.prefix}"
