@@ -40,6 +40,7 @@ SHARED_APPS = [
     "billing",
     "routing",
     "analytics",
+    "flags",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
