@@ -38,6 +38,7 @@ class TenantOverrideInline(admin.TabularInline):  # type: ignore[type-arg]
 class FlagAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ("key", "enabled_by_default", "rollout_percentage", "description", "updated_at")
     search_fields = ("key", "description")
+    fields = ("key", "description", "enabled_by_default", "rollout_percentage")
     inlines = (PlanOverrideInline, TenantOverrideInline)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Flag | None = None) -> tuple[str, ...]:

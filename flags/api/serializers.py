@@ -20,4 +20,8 @@ class EvaluatedFlagSerializer(serializers.Serializer[Any]):
 
 class EvaluatedFlagListSerializer(serializers.Serializer[Any]):
     object = serializers.CharField(default="list", help_text="Always `list`.")
-    data = EvaluatedFlagSerializer(many=True)
+    data_ = EvaluatedFlagSerializer(many=True)
+
+    def get_fields(self) -> dict[str, serializers.Field[Any, Any, Any, Any]]:
+        # `data` is a Serializer property: declared `data_`.
+        return {name.removesuffix("_"): field for name, field in super().get_fields().items()}

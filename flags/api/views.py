@@ -15,7 +15,6 @@ class FlagViewSet(TenantScopedViewSet):
     # Any usable key: a client asks which features its workspace may call.
     required_scope = None
     tenant_field = None  # evaluated from the cached table, nothing queried
-    pagination_class = None  # a handful of flags, all at once
 
     @extend_schema(operation_id="flags_list", responses=EvaluatedFlagListSerializer)
     def evaluated(self, request: Request) -> Response:
