@@ -10,6 +10,9 @@ import os
 import tempfile
 from pathlib import Path
 
+# The tests run on the development profile (aiaas/profiles.py) unless told otherwise.
+os.environ.setdefault("AIAAS_PROFILE", "development")
+
 from aiaas.settings import *  # noqa: F403
 from aiaas.settings import DATABASES
 
