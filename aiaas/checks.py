@@ -1,5 +1,6 @@
-"""`manage.py check --deploy`: our settings and state that are unsafe in production,
-beside Django's own security checks. Each has an id of its own (aiaas.W001...)."""
+"""`manage.py check --deploy`: our settings that are unsafe in production, beside
+Django's own security checks. Each has an id of its own (aiaas.W001...); the
+simulated provider's is routing's (routing/checks.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from typing import Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Tags, Warning, register
-from django.db import DatabaseError
 
 from aiaas.profiles import Profile
 
@@ -26,7 +26,6 @@ def check_production_settings(app_configs: Sequence[Any] | None, **kwargs: Any) 
         secret_key_is_strong,
         hosts_are_named,
         hsts_is_on,
-        simulated_provider_is_absent,
     )
     return [message for check in checks for message in check()]
 
@@ -116,31 +115,5 @@ def hsts_is_on() -> list[CheckMessage]:
             "SECURE_HSTS_SECONDS is 0: browsers may reach the dashboard over plain HTTP.",
             hint="Unset it (the production profile sends a year) once HTTPS works.",
             id="aiaas.W007",
-        )
-    ]
-
-
-def simulated_provider_is_absent() -> list[CheckMessage]:
-    from routing.models import Provider  # the checks module loads before the models
-
-    try:
-        simulated = Provider.objects.filter(is_simulated=True, is_enabled=True)
-        names = list(simulated.values_list("slug", flat=True))
-    except DatabaseError as error:
-        return [
-            Warning(
-                f"Could not look for the simulated provider: {str(error).splitlines()[0]}",
-                hint="Run the check where the database is reachable.",
-                id="aiaas.W008",
-            )
-        ]
-    if not names:
-        return []
-    return [
-        Warning(
-            f"The simulated provider is registered and enabled ({', '.join(names)}): "
-            "requests routed to it get made-up answers.",
-            hint="Disable or delete it in the admin (Routing > Providers).",
-            id="aiaas.W009",
         )
     ]

@@ -3,7 +3,7 @@
 from django.urls import path
 
 from agents.web import views
-from flags.web import feature_pages
+from flags.web.gates import feature_pages
 
 app_name = "agents"
 urlpatterns = [

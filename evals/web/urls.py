@@ -3,7 +3,7 @@
 from django.urls import path
 
 from evals.web import comparison, datasets, experiments, router_quality
-from flags.web import feature_pages
+from flags.web.gates import feature_pages
 
 app_name = "evals"
 urlpatterns = [

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from flags.web import feature_pages
+from flags.web.gates import feature_pages
 from realtime.web import views
 
 urlpatterns = [
