@@ -1,4 +1,4 @@
-"""Settings for the test suite: production's, with what every test run changes.
+"""Settings for the test suite: the development profile's, with what every test run changes.
 
 pytest uses this module (pyproject.toml); a single test that needs another value
 takes pytest-django's `settings` fixture or `override_settings`.
