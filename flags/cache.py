@@ -7,6 +7,7 @@ A generation counter keeps a load that raced an announcement from being kept.
 
 from __future__ import annotations
 
+import os
 import threading
 
 from aiaas import control_bus
@@ -17,7 +18,7 @@ TOPIC = "flags"
 _lock = threading.Lock()
 _generation = 0
 _table: tuple[int, FlagTable] | None = None
-_subscribed = False
+_subscribed_pid: int | None = None
 
 
 def current_table() -> FlagTable:
@@ -46,10 +47,15 @@ def forget(payload: str = "") -> None:
 
 def _subscribe() -> None:
     """Listen before the first load: a change committed in between is announced
-    after it, or covered by the call to every handler once the bus is subscribed."""
-    global _subscribed
+    after it, or covered by the call to every handler once the bus is subscribed.
+    A forked child inherits the handler but not the listener thread: it starts one."""
+    global _subscribed_pid
     with _lock:
-        if _subscribed:
+        inherited = _subscribed_pid is not None
+        if _subscribed_pid == os.getpid():
             return
-        _subscribed = True
-    control_bus.on(TOPIC, forget)
+        _subscribed_pid = os.getpid()
+    if inherited:
+        control_bus.wait_until_listening(timeout=0)
+    else:
+        control_bus.on(TOPIC, forget)
