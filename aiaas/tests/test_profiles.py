@@ -172,7 +172,7 @@ def our_warnings() -> list[str]:
 
 @pytest.fixture
 def no_simulated_provider(db: None) -> None:
-    Provider.objects.filter(is_simulated=True).delete()
+    Provider.objects.filter(is_simulated=True).update(is_enabled=False)
 
 
 def test_safe_production_settings_pass_our_deploy_checks(no_simulated_provider: None) -> None:
