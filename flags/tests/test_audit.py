@@ -27,7 +27,7 @@ def staff_client(db: None) -> Client:
 
 def state(
     enabled: bool, *, plans: dict[str, bool] | None = None, tenants: dict[str, bool] | None = None
-) -> dict:  # type: ignore[type-arg]
+) -> dict[str, object]:
     return {
         "description": "",
         "enabled_by_default": enabled,
