@@ -7,6 +7,7 @@ import sys
 import time
 import uuid
 
+import pytest
 from django.conf import settings
 from django.db import connection
 
@@ -37,16 +38,35 @@ while not is_enabled(key, tenant):
 print("on", flush=True)
 """
 
+# The same, in a child forked after the flags were loaded (Celery's prefork pool):
+# it inherits the cached flags and the handler, not the listener thread.
+FORKED_WATCHER = WATCHER.replace(
+    'print("watching", flush=True)',
+    """import os
+from django.db import connection
+child = os.fork()
+if child:
+    sys.exit(os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]))
+connection.close()
+assert not is_enabled(key, tenant)
+print("watching", flush=True)""",
+)
 
-def test_a_change_reaches_another_process_within_a_second(serving_tenant: TenantFixture) -> None:
-    key = f"test-invalidation-{uuid.uuid4().hex[:12]}"
-    committed(lambda: save_flag(key, enabled_by_default=False, actor="test"))
-    watcher = subprocess.Popen(  # noqa: S603 - our interpreter, our script
-        [sys.executable, "-c", WATCHER, connection.settings_dict["NAME"], key, str(serving_tenant.tenant.pk)],
+
+def watch(key: str, tenant: TenantFixture, script: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(  # noqa: S603 - our interpreter, our script
+        [sys.executable, "-c", script, connection.settings_dict["NAME"], key, str(tenant.tenant.pk)],
         cwd=settings.BASE_DIR,
         stdout=subprocess.PIPE,
         text=True,
     )
+
+
+@pytest.mark.parametrize("script", [WATCHER, FORKED_WATCHER], ids=["process", "forked child"])
+def test_a_change_reaches_another_process_within_a_second(serving_tenant: TenantFixture, script: str) -> None:
+    key = f"test-invalidation-{uuid.uuid4().hex[:12]}"
+    committed(lambda: save_flag(key, enabled_by_default=False, actor="test"))
+    watcher = watch(key, serving_tenant, script)
     try:
         assert watcher.stdout is not None
         assert watcher.stdout.readline().strip() == "watching"
