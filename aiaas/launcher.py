@@ -214,8 +214,8 @@ def main(argv: Sequence[str]) -> int:
         signal.signal(signum, raise_keyboard_interrupt)
     try:
         with development_environment(always_keep_secret_key=True) as environ:
+            environ.setdefault("AIAAS_PROFILE", "development")  # aiaas/profiles.py
             if argv[0] == "run":
-                environ.setdefault("DEBUG", "true")
                 environ.setdefault(
                     METRICS_DIR_VARIABLE, fresh_metrics_dir(embedded.default_data_dir() / "prometheus")
                 )

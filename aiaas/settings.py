@@ -14,7 +14,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 from kombu.entity import Exchange, Queue
 
-from aiaas import queues
+from aiaas import profiles, queues
 from aiaas.logs import logging_config
 from aiaas.sentry import init_sentry
 
@@ -23,7 +23,10 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 env.read_env(BASE_DIR / ".env", overwrite=False)
 
-DEBUG = env.bool("DEBUG", default=False)
+# The environment's defaults (aiaas/profiles.py, docs/profiles.md); unset: production.
+AIAAS_PROFILE = profiles.profile_named(env.str("AIAAS_PROFILE", default=profiles.Profile.PRODUCTION))
+PROFILE_DEFAULTS = profiles.DEFAULTS[AIAAS_PROFILE]
+DEBUG = env.bool("DEBUG", default=PROFILE_DEFAULTS.debug)
 INSECURE_DEV_SECRET_KEY = "django-insecure-development-only-key"  # noqa: S105 - DEBUG only
 SECRET_KEY = env.str("SECRET_KEY", default=INSECURE_DEV_SECRET_KEY if DEBUG else "")
 if not SECRET_KEY:
@@ -41,6 +44,7 @@ SHARED_APPS = [
     "routing",
     "analytics",
     "registry",
+    "flags",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -71,6 +75,7 @@ INSTALLED_APPS = [
     *[app for app in TENANT_APPS if app not in SHARED_APPS],
     "realtime",
     "gateway",
+    "aiaas",  # its system checks (aiaas/checks.py)
 ]
 
 TENANT_MODEL = "tenants.Tenant"
@@ -228,6 +233,10 @@ CELERY_RESULT_BACKEND = celery_redis_url(REDIS_URL)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Worker processes (or threads) of a worker started without --concurrency.
+CELERY_WORKER_CONCURRENCY = env.int(
+    "CELERY_WORKER_CONCURRENCY", default=PROFILE_DEFAULTS.celery_worker_concurrency
+)
 # A task whose worker died unacked is delivered again after this long (Redis has
 # no connection-bound acks). Longer than any task runs (an agent run's default
 # budget is 600 s); every task is idempotent, and a run holds a lock, so an early
@@ -512,8 +521,8 @@ API_KEY_LOOKUP_CONCURRENCY = env.int("API_KEY_LOOKUP_CONCURRENCY", default=4)
 # Throttles (accounts/throttling.py), counted in Redis per window; each key
 # carries the tenant's schema. A Redis error refuses the attempt (fails closed).
 THROTTLE_HOUR_SECONDS = 3600
-SIGNUPS_PER_IP_PER_HOUR = env.int("SIGNUPS_PER_IP_PER_HOUR", default=10)
-SIGNUPS_PER_HOUR = env.int("SIGNUPS_PER_HOUR", default=100)
+SIGNUPS_PER_IP_PER_HOUR = env.int("SIGNUPS_PER_IP_PER_HOUR", default=PROFILE_DEFAULTS.signups_per_ip_per_hour)
+SIGNUPS_PER_HOUR = env.int("SIGNUPS_PER_HOUR", default=PROFILE_DEFAULTS.signups_per_hour)
 LOGIN_FAILURES_PER_USER = env.int("LOGIN_FAILURES_PER_USER", default=5)
 LOGIN_FAILURES_PER_IP = env.int("LOGIN_FAILURES_PER_IP", default=30)
 LOGIN_FAILURE_WINDOW_SECONDS = env.int("LOGIN_FAILURE_WINDOW_SECONDS", default=900)
@@ -543,7 +552,7 @@ CSRF_COOKIE_DOMAIN = None
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
-SESSION_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=not DEBUG)
+SESSION_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=PROFILE_DEFAULTS.secure_cookies)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 SECURE_CONTENT_TYPE_NOSNIFF = True
@@ -552,8 +561,11 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_PROXY_SSL_HEADER = (
     ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=False) else None
 )
-SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
-SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=PROFILE_DEFAULTS.ssl_redirect)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=PROFILE_DEFAULTS.hsts_seconds)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool(
+    "SECURE_HSTS_INCLUDE_SUBDOMAINS", default=PROFILE_DEFAULTS.hsts_include_subdomains
+)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -663,9 +675,9 @@ JSON_SCHEMA_MAX_BYTES = env.int("JSON_SCHEMA_MAX_BYTES", default=128 * 1024)
 JSON_SCHEMA_MAX_DEPTH = env.int("JSON_SCHEMA_MAX_DEPTH", default=32)
 JSON_SCHEMA_MAX_NODES = env.int("JSON_SCHEMA_MAX_NODES", default=10_000)
 
-# Log lines (aiaas/logs.py): JSON outside DEBUG; one access line per HTTP request
+# Log lines (aiaas/logs.py): JSON but in development; one access line per HTTP request
 # (aiaas/access_log.py; uvicorn's own is off: it writes query strings).
-LOG_FORMAT = env.str("LOG_FORMAT", default="text" if DEBUG else "json")
+LOG_FORMAT = env.str("LOG_FORMAT", default=PROFILE_DEFAULTS.log_format)
 LOGGING = logging_config(LOG_FORMAT, env.str("LOG_LEVEL", default="INFO"))
 ACCESS_LOG = env.bool("ACCESS_LOG", default=True)
 

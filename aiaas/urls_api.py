@@ -17,6 +17,7 @@ urlpatterns = [
     path("api/v1/", include("ingestion.api.urls")),
     path("api/v1/", include("ingestion.api.search_urls")),
     path("api/v1/", include("evals.api.urls")),
+    path("api/v1/", include("flags.api.urls")),
     # OpenAI's Files, Vector Stores and Batches: CRUD over the tenant's schema, so Django's (aiaas/asgi.py).
     path("v1/", include("ingestion.openai.urls")),
     path("v1/", include("batches.openai.urls")),

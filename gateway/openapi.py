@@ -62,7 +62,10 @@ def api_errors(path: str, method: str, operation: dict[str, Any]) -> dict[str, d
         "401": api_error(
             "No API key (missing_api_key), or an unknown, revoked or expired one (invalid_api_key)."
         ),
-        "403": api_error("The key lacks the scope this operation needs."),
+        "403": api_error(
+            "The key lacks the scope this operation needs, or the feature is off for this "
+            "workspace (feature_disabled)."
+        ),
     }
     if "requestBody" in operation or any(p.get("in") == "query" for p in operation.get("parameters", [])):
         errors["400"] = api_error(

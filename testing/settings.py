@@ -1,4 +1,4 @@
-"""Settings for the test suite: production's, with what every test run changes.
+"""Settings for the test suite: the development profile's, with what every test run changes.
 
 pytest uses this module (pyproject.toml); a single test that needs another value
 takes pytest-django's `settings` fixture or `override_settings`.
@@ -9,6 +9,9 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+
+# The tests run on the development profile (aiaas/profiles.py) unless told otherwise.
+os.environ.setdefault("AIAAS_PROFILE", "development")
 
 from aiaas.settings import *  # noqa: F403
 from aiaas.settings import DATABASES

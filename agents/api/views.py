@@ -35,6 +35,7 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScope
     """The tenant's agents: versioned WorkflowSpecs. Admin keys only."""
 
     required_scope = ApiKeyScope.ADMIN
+    required_flag = "agents"
     tenant_field = None  # Agent lives in the tenant's schema: the schema is the boundary.
     serializer_class = AgentSerializer
     lookup_value_regex = r"[0-9]+"
@@ -106,6 +107,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedV
     """The tenant's agent runs, newest first. Admin keys only."""
 
     required_scope = ApiKeyScope.ADMIN
+    required_flag = "agents"
     tenant_field = None  # Run lives in the tenant's schema.
     serializer_class = RunSerializer
     lookup_value_regex = r"[0-9]+"

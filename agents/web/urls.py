@@ -3,6 +3,7 @@
 from django.urls import path
 
 from agents.web import views
+from flags.web.gates import feature_pages
 
 app_name = "agents"
 urlpatterns = [
@@ -17,3 +18,5 @@ urlpatterns = [
     path("runs/<int:pk>/cancel/", views.run_cancel, name="run-cancel"),
     path("runs/<int:pk>/replay/", views.run_replay, name="run-replay"),
 ]
+# Off for a tenant (flags/): each page answers 404 "not enabled for this workspace".
+urlpatterns = feature_pages("agents", urlpatterns)

@@ -40,6 +40,7 @@ GETS: dict[str, Callable[[TenantFixture], Model] | None] = {
     "/api/v1/experiments/{id}/agreement/": make_experiment,
     "/api/v1/experiments/{id}/compare/": make_experiment,
     "/api/v1/experiments/{id}/results/": make_experiment,
+    "/api/v1/flags/": None,
     "/api/v1/keys/": None,
     "/api/v1/keys/{id}/": lambda tenant: tenant.provisioned.issued_key.api_key,
     "/api/v1/prompts/": None,

@@ -61,6 +61,7 @@ OPERATIONS = [
     Operation("tenant-settings", "get", 200),
     Operation("tenant-settings", "patch", 200, body={"cors_allowed_origins": ["https://app.example.com"]}),
     Operation("routing-report", "get", 200),
+    Operation("flag-list", "get", 200),
     Operation("routing-settings", "get", 200),
     Operation("routing-settings", "patch", 200, body={"quality_target": "0.90"}),
     # Agents and runs (agents/api).

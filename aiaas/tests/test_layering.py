@@ -30,6 +30,7 @@ DOMAIN_APPS = (
     "batches",
     "conversations",
     "billing",
+    "flags",
     "gateway",
     "ingestion",
     "realtime",

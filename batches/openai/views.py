@@ -25,6 +25,7 @@ BATCH_PAGES = PageSize(default=20, maximum=100)
 
 
 class BatchViewSet(OpenAIViewSet):
+    required_flag = "batches"
     parser_classes = (JSONParser,)
 
     def tenant_queryset(self) -> QuerySet[Batch]:

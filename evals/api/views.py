@@ -77,6 +77,7 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSco
     experiment has used it."""
 
     required_scope = ApiKeyScope.ADMIN
+    required_flag = "evals"
     tenant_field = None  # Dataset lives in the tenant's schema: the schema is the boundary.
     serializer_class = DatasetSerializer
     lookup_value_regex = r"[0-9]+"
@@ -321,6 +322,7 @@ class ExperimentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenant
     with their aggregates, results, comparisons and the deploy gate. Admin keys only."""
 
     required_scope = ApiKeyScope.ADMIN
+    required_flag = "evals"
     tenant_field = None  # Experiment lives in the tenant's schema.
     serializer_class = ExperimentSerializer
     pagination_class = CreatedAtPagination

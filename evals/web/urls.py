@@ -3,6 +3,7 @@
 from django.urls import path
 
 from evals.web import comparison, datasets, experiments, router_quality
+from flags.web.gates import feature_pages
 
 app_name = "evals"
 urlpatterns = [
@@ -23,3 +24,5 @@ urlpatterns = [
     path("datasets/<int:pk>/import/", datasets.dataset_import, name="import"),
     path("datasets/<int:pk>/export/", datasets.dataset_export, name="export"),
 ]
+# Off for a tenant (flags/): each page answers 404 "not enabled for this workspace".
+urlpatterns = feature_pages("evals", urlpatterns)

@@ -112,6 +112,7 @@ class CollectionSearchViewSet(TenantScopedViewSet):
     attributed to the key (limits, budget and usage ledger apply)."""
 
     required_scope = ApiKeyScope.READ
+    required_flag = "ingestion"
     tenant_field = None  # Collection lives in the tenant's schema: the schema is the boundary.
     serializer_class = SearchRequestSerializer
 

@@ -43,6 +43,7 @@ class CollectionViewSet(
     """The tenant's collections of documents (OpenAI vector stores on /v1). Admin keys only."""
 
     required_scope = ApiKeyScope.ADMIN
+    required_flag = "ingestion"
     tenant_field = None  # Collection lives in the tenant's schema: the schema is the boundary.
     serializer_class = CollectionSerializer
     pagination_class = CreatedAtPagination
@@ -140,6 +141,7 @@ class DocumentViewSet(mixins.RetrieveModelMixin, mixins.DestroyModelMixin, Tenan
     """Documents of the tenant's collections, with their ingestion progress. Admin keys only."""
 
     required_scope = ApiKeyScope.ADMIN
+    required_flag = "ingestion"
     tenant_field = None  # Document lives in the tenant's schema.
     serializer_class = DocumentSerializer
     lookup_value_regex = ID_PATTERN

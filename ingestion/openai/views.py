@@ -81,6 +81,8 @@ def stored_file_or_404(file_id: str) -> StoredFile:
 class FileViewSet(OpenAIViewSet):
     """/v1/files: upload (multipart), list, retrieve, delete, content."""
 
+    required_flag = "ingestion"
+
     parser_classes = (MultiPartParser, FormParser)
 
     def tenant_queryset(self) -> QuerySet[StoredFile]:
@@ -129,6 +131,8 @@ class FileViewSet(OpenAIViewSet):
 
 class VectorStoreViewSet(OpenAIViewSet):
     """/v1/vector_stores: create, list, retrieve, update, delete, search."""
+
+    required_flag = "ingestion"
 
     parser_classes = (JSONParser,)
 
@@ -228,6 +232,8 @@ def search_result(document: Document, text: str, score: float) -> dict[str, Any]
 class VectorStoreFileViewSet(OpenAIViewSet):
     """/v1/vector_stores/{id}/files: attach a file, list, retrieve, detach (the stored
     file stays), content (the chunks searches read)."""
+
+    required_flag = "ingestion"
 
     parser_classes = (JSONParser,)
 

@@ -2,6 +2,7 @@
 
 from django.urls import path
 
+from flags.web.gates import feature_pages
 from ingestion.web import views
 
 app_name = "ingestion"
@@ -16,3 +17,5 @@ urlpatterns = [
     path("documents/<str:pk>/delete/", views.document_delete, name="document-delete"),
     path("documents/<str:pk>/stream-token/", views.document_stream_token, name="stream-token"),
 ]
+# Off for a tenant (flags/): each page answers 404 "not enabled for this workspace".
+urlpatterns = feature_pages("ingestion", urlpatterns)

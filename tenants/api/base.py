@@ -1,7 +1,7 @@
 """The one base for API views over tenant data. It fails closed.
 
-Authentication (API key) and permission (usable key + `required_scope`) are
-fixed here, and `get_queryset` is final: a subclass supplies
+Authentication (API key) and permission (usable key + `required_scope`, then
+`required_flag`) are fixed here, and `get_queryset` is final: a subclass supplies
 `tenant_queryset()` and the base adds the tenant filter for public-schema
 models. Subclasses that try to override those raise TypeError at import.
 """
@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from django.db.models import QuerySet
 from rest_framework.viewsets import GenericViewSet
 
+from flags.api.permissions import RequiredFlagEnabled
 from tenants.api.pagination import OpenAIListPagination
 from tenants.authentication import ApiKeyAuthentication
 from tenants.context import current_schema_name
@@ -30,10 +31,12 @@ FINAL_ATTRIBUTES = (
 
 class TenantScopedViewSet(GenericViewSet):  # type: ignore[type-arg]
     authentication_classes = (ApiKeyAuthentication,)
-    permission_classes = (HasTenantApiKey,)
+    permission_classes = (HasTenantApiKey, RequiredFlagEnabled)
     pagination_class = OpenAIListPagination
     # Scope the key must carry; "admin" keys carry every scope.
     required_scope: ClassVar[str | None] = None
+    # Feature flag the tenant must have on (flags/), else 403 `feature_disabled`.
+    required_flag: ClassVar[str | None] = None
     # Field naming the tenant on public-schema models; None for models in the
     # tenant's own schema, where the schema itself is the boundary.
     tenant_field: ClassVar[str | None] = "tenant"

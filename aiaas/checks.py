@@ -1,0 +1,119 @@
+"""`manage.py check --deploy`: our settings that are unsafe in production, beside
+Django's own security checks. Each has an id of its own (aiaas.W001...); the
+simulated provider's is routing's (routing/checks.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Tags, Warning, register
+
+from aiaas.profiles import Profile
+
+MIN_SECRET_KEY_LENGTH = 50
+MIN_SECRET_KEY_CHARACTERS = 5
+MIN_METRICS_TOKEN_LENGTH = 32
+
+
+@register(Tags.security, deploy=True)
+def check_production_settings(app_configs: Sequence[Any] | None, **kwargs: Any) -> list[CheckMessage]:
+    checks = (
+        profile_is_production,
+        debug_is_off,
+        metrics_are_guarded,
+        secret_key_is_strong,
+        hosts_are_named,
+        hsts_is_on,
+    )
+    return [message for check in checks for message in check()]
+
+
+def profile_is_production() -> list[CheckMessage]:
+    if settings.AIAAS_PROFILE == Profile.PRODUCTION:
+        return []
+    return [
+        Warning(
+            f"AIAAS_PROFILE is {settings.AIAAS_PROFILE}: its defaults are not production's.",
+            hint="Set AIAAS_PROFILE=production (docs/profiles.md).",
+            id="aiaas.W001",
+        )
+    ]
+
+
+def debug_is_off() -> list[CheckMessage]:
+    if not settings.DEBUG:
+        return []
+    return [
+        Warning(
+            "DEBUG is on: error pages show settings and code to anyone.",
+            hint="Unset DEBUG (the production profile turns it off).",
+            id="aiaas.W002",
+        )
+    ]
+
+
+def metrics_are_guarded() -> list[CheckMessage]:
+    token: str = settings.METRICS_TOKEN
+    if not token and not settings.METRICS_LISTEN:
+        return [
+            Warning(
+                "METRICS_TOKEN and METRICS_LISTEN are unset: nothing can scrape the metrics.",
+                hint="Set METRICS_TOKEN (a random string) or METRICS_LISTEN (docs/observability.md).",
+                id="aiaas.W003",
+            )
+        ]
+    if token and len(token) < MIN_METRICS_TOKEN_LENGTH:
+        return [
+            Warning(
+                f"METRICS_TOKEN is shorter than {MIN_METRICS_TOKEN_LENGTH} characters: it can be guessed.",
+                hint="python -c 'import secrets; print(secrets.token_urlsafe(32))'",
+                id="aiaas.W004",
+            )
+        ]
+    return []
+
+
+def secret_key_is_strong() -> list[CheckMessage]:
+    key: str = settings.SECRET_KEY
+    if (
+        key == settings.INSECURE_DEV_SECRET_KEY
+        or key.startswith("django-insecure")
+        or len(key) < MIN_SECRET_KEY_LENGTH
+        or len(set(key)) < MIN_SECRET_KEY_CHARACTERS
+    ):
+        return [
+            Warning(
+                "SECRET_KEY is the development key, or short or repetitive: sessions, "
+                "password resets and signed tokens can be forged.",
+                hint="python -c 'import secrets; print(secrets.token_urlsafe(50))'",
+                id="aiaas.W005",
+            )
+        ]
+    return []
+
+
+def hosts_are_named() -> list[CheckMessage]:
+    if "*" not in settings.ALLOWED_HOSTS and settings.BASE_DOMAIN != "localhost":
+        return []
+    return [
+        Warning(
+            "ALLOWED_HOSTS holds '*' or BASE_DOMAIN is localhost: tenants are found by "
+            "host, and links in emails would name any host a client sends.",
+            hint="Set BASE_DOMAIN to the platform's domain; list extra hosts in EXTRA_ALLOWED_HOSTS.",
+            id="aiaas.W006",
+        )
+    ]
+
+
+def hsts_is_on() -> list[CheckMessage]:
+    if settings.SECURE_HSTS_SECONDS > 0:
+        return []
+    return [
+        Warning(
+            "SECURE_HSTS_SECONDS is 0: browsers may reach the dashboard over plain HTTP.",
+            hint="Unset it (the production profile sends a year) once HTTPS works.",
+            id="aiaas.W007",
+        )
+    ]
