@@ -99,15 +99,10 @@ def evaluate(
     state = DegradeState.objects.filter(pk=DegradeState.SINGLETON_ID).first()
     if state is not None and state.source != Source.AUTO:
         return None
-    current, since = (Level(state.level), state.since) if state else (Level.NORMAL, timezone.now())
-    decision = decide(
-        current,
-        since,
-        measured,
-        configured_thresholds(),
-        now or timezone.now(),
-        timedelta(seconds=settings.DEGRADE_MIN_DWELL_SECONDS),
-    )
+    now = now or timezone.now()
+    current, since = (Level(state.level), state.since) if state else (Level.NORMAL, now)
+    dwell = timedelta(seconds=settings.DEGRADE_MIN_DWELL_SECONDS)
+    decision = decide(current, since, measured, configured_thresholds(), now, dwell)
     if decision.level is current:
         return None
-    return services.set_automatically(decision.level, reason=decision.reason, signals=measured)
+    return services.set_automatically(decision.level, reason=decision.reason, signals=measured, at=now)

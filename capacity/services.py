@@ -6,6 +6,7 @@ Leaving a level that paused work queues the paused work again."""
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 
 from django.db import transaction
@@ -28,10 +29,12 @@ def set_by_staff(level: Level, *, reason: str = "", set_by: str = "") -> Degrade
     return change_level(level, source, reason=reason, set_by=set_by)
 
 
-def set_automatically(level: Level, *, reason: str, signals: dict[str, Any]) -> DegradeChange | None:
-    """The evaluator's change; nothing while staff hold the level."""
+def set_automatically(
+    level: Level, *, reason: str, signals: dict[str, Any], at: datetime | None = None
+) -> DegradeChange | None:
+    """The evaluator's change (decided at `at`); nothing while staff hold the level."""
     return change_level(
-        level, Source.AUTO, reason=reason, set_by=AUTO_SET_BY, signals=signals, only_if_auto=True
+        level, Source.AUTO, reason=reason, set_by=AUTO_SET_BY, signals=signals, only_if_auto=True, at=at
     )
 
 
@@ -43,6 +46,7 @@ def change_level(
     set_by: str = "",
     signals: dict[str, Any] | None = None,
     only_if_auto: bool = False,
+    at: datetime | None = None,
 ) -> DegradeChange | None:
     """The audit row of the change; None when the level and its source are already so."""
     with transaction.atomic():
@@ -59,6 +63,7 @@ def change_level(
             reason=reason[:500],
             set_by=set_by,
             signals=signals or {},
+            created_at=at or timezone.now(),
         )
         if previous is not level:
             current.since = change.created_at
