@@ -187,7 +187,7 @@ class Execution:
         self.record_success(attempt, output)
         return self.remember(step, output, scope)
 
-    def skip(self, step: Step, step_id: str, scope: Scope) -> None:
+    def skip(self, step: Step, step_id: str, scope: Scope) -> Any:
         """An optional step not run at this degrade level: its output is null."""
         reason = f"optional step skipped: the platform is {capacity_state.current().level.value}"
         self.record(StepSkipped(reason=reason), step_id, key=f"step.skipped:{step_id}")

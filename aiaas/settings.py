@@ -349,7 +349,7 @@ DEGRADE_EFFECTS: dict[str, dict[str, object]] = {
     **env.json("DEGRADE_EFFECTS", default={}),
 }
 # The runbook the staff capacity view links to.
-DEGRADE_RUNBOOK_URL = env.str("DEGRADE_RUNBOOK_URL", default="docs/runbooks/degraded.md")
+DEGRADE_RUNBOOK_URL = env.str("DEGRADE_RUNBOOK_URL", default="docs/runbooks/DegradeLevelRaised.md")
 # The Retry-After of a shed request, in seconds.
 DEGRADE_SHED_RETRY_AFTER_SECONDS = env.int("DEGRADE_SHED_RETRY_AFTER_SECONDS", default=30)
 CELERY_BEAT_SCHEDULE["evaluate-degrade-level"] = {

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from django_tenants.utils import tenant_context
 
 from agents import engine
-from agents.spec import SpecError, compile_spec
 from agents.models import Run, RunStatus
+from agents.spec import SpecError, compile_spec
 from agents.tests.factories import make_run
 from capacity.levels import Level
 from testing.capacity import held_at
@@ -53,8 +53,9 @@ def test_an_optional_step_is_skipped_at_a_level_that_skips_them(
         run, events = executed(tenant)
 
     assert run.status == RunStatus.SUCCEEDED, run.error
-    assert len(run.output["answer"].split()) == 3
-    assert run.output["polished"] is None
+    output = cast(dict[str, Any], run.output)
+    assert len(output["answer"].split()) == 3
+    assert output["polished"] is None
     assert run.steps_executed == 1
     skipped = [(step, data) for kind, step, data in events if kind == "step.skipped"]
     assert skipped == [("polish", {"reason": "optional step skipped: the platform is degraded"})]
@@ -65,7 +66,8 @@ def test_an_optional_step_runs_at_normal(tenant: TenantFixture, simulator: str) 
     run, events = executed(tenant)
 
     assert run.status == RunStatus.SUCCEEDED, run.error
-    assert len(run.output["polished"].split()) == 2
+    output = cast(dict[str, Any], run.output)
+    assert len(output["polished"].split()) == 2
     assert run.steps_executed == 2
     assert "step.skipped" not in [kind for kind, _, _ in events]
 
@@ -76,4 +78,5 @@ def test_optional_must_be_a_boolean() -> None:
     with pytest.raises(SpecError) as raised:
         compile_spec(bad)
 
-    assert (raised.value.path, raised.value.message) == ("steps[0].optional", "'yes' is not of type 'boolean'")
+    assert raised.value.path == "steps[0].optional"
+    assert raised.value.message == "'yes' is not of type 'boolean'"

@@ -93,7 +93,7 @@ def test_the_capacity_view_shows_the_level_signals_queues_and_runbook(db: None) 
         "gateway_overhead_p95_ms",
         "usage_flush_lag_seconds",
         "<td>ingestion</td>",
-        'href="docs/runbooks/degraded.md"',
+        'href="docs/runbooks/DegradeLevelRaised.md"',
     ):
         assert text in html
 
