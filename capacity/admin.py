@@ -11,6 +11,7 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
+from django.urls import reverse
 
 from aiaas.celery import app
 from aiaas.observability.celery import celery_queue_lengths
@@ -35,6 +36,10 @@ class DegradeStateAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    def change_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        """The row is written only through the level form (audited and announced)."""
+        return HttpResponseRedirect(reverse("admin:capacity_degradestate_changelist"))
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None

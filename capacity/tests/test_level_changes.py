@@ -121,3 +121,15 @@ def test_the_capacity_view_is_for_staff_only(db: None) -> None:
     assert response.status_code == 302
     assert response["Location"].startswith("/admin/login/")
     assert degrade_state().level == "normal"
+
+
+def test_the_state_row_is_never_edited_past_the_level_form(db: None) -> None:
+    client = staff_client()
+    client.post("/admin/capacity/degradestate/", {"level": "critical", "reason": "incident"})
+
+    response = client.post("/admin/capacity/degradestate/1/change/", {"level": "normal", "source": "auto"})
+
+    assert response.status_code == 302
+    assert response["Location"] == "/admin/capacity/degradestate/"
+    assert degrade_state().level == "critical"
+    assert DegradeChange.objects.filter(reason="incident").count() == 1
