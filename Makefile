@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK := $(PY) -m aiaas.launcher
 
-.PHONY: run test check lint typecheck migrations-check pytest openapi bench-provisioning bench-gateway bench-routing bench-realtime bench-billing bench-ingestion bench-evals bench-analytics clean
+.PHONY: run test check lint typecheck migrations-check pytest openapi bench-provisioning bench-gateway bench-routing bench-realtime bench-billing bench-ingestion bench-evals bench-analytics bench-degrade clean
 
 $(VENV)/.installed: requirements/base.txt requirements/embedded.txt requirements/training.txt requirements/dev.txt requirements/lock.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -75,6 +75,11 @@ bench-evals: $(VENV)/.installed
 # (BENCH_ARGS="--rows 1000000" for a shorter run; bench/README.md).
 bench-analytics: $(VENV)/.installed
 	$(STACK) exec -- $(PY) bench/analytics.py $(BENCH_ARGS)
+
+# Overload: the simulated provider slows mid-run; the degrade switch sheds low-priority
+# keys (about 2 min; BENCH_ARGS=--quick for a shorter run; bench/README.md).
+bench-degrade: $(VENV)/.installed
+	$(STACK) exec -- $(PY) bench/degrade.py $(BENCH_ARGS)
 
 # Stops nothing: stop `make run` first (servers still running on deleted files
 # would linger).

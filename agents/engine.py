@@ -40,6 +40,7 @@ from agents.events import (
     RunState,
     StepFailed,
     StepRecord,
+    StepSkipped,
     StepStarted,
     StepSucceeded,
     ToolCall,
@@ -55,6 +56,7 @@ from agents.steps.definitions import Step, walk_steps
 from agents.templating import TemplateError, render
 from agents.tools.invoke import ToolCallError
 from agents.tools.manifests import load_registry
+from capacity import state as capacity_state
 from gateway.errors import GatewayError
 from tenants.context import current_schema_name
 from tenants.models import ApiKey
@@ -174,6 +176,8 @@ class Execution:
         record = self.state.steps.get(step_id)
         if record is not None and rerun_feedback is None and record.status != "started":
             return self.recorded_outcome(step, record, scope)
+        if step.optional and record is None and capacity_state.current().effects.skip_optional_steps:
+            return self.skip(step, step_id, scope)
         self.check_cancelled()
         self.check_budget(step_id)
         number = (record.attempt + 1 if rerun_feedback is not None else record.attempt) if record else 1
@@ -182,6 +186,13 @@ class Execution:
         output = self.perform(step, attempt)
         self.record_success(attempt, output)
         return self.remember(step, output, scope)
+
+    def skip(self, step: Step, step_id: str, scope: Scope) -> Any:
+        """An optional step not run at this degrade level: its output is null."""
+        reason = f"optional step skipped: the platform is {capacity_state.current().level.value}"
+        self.record(StepSkipped(reason=reason), step_id, key=f"step.skipped:{step_id}")
+        self.state.steps[step_id] = StepRecord("skipped")
+        return self.remember(step, None, scope)
 
     def recorded_outcome(self, step: Step, record: StepRecord, scope: Scope) -> Any:
         if record.status == "failed":

@@ -42,6 +42,7 @@ class EventType(StrEnum):
     STEP_STARTED = "step.started"
     STEP_SUCCEEDED = "step.succeeded"
     STEP_FAILED = "step.failed"
+    STEP_SKIPPED = "step.skipped"
     LLM_USAGE = "llm.usage"
     RETRIEVAL_USAGE = "retrieval.usage"
     TOOL_REQUESTED = "tool.call.requested"
@@ -64,6 +65,7 @@ RUN_CANCEL_REQUESTED = EventType.RUN_CANCEL_REQUESTED
 STEP_STARTED = EventType.STEP_STARTED
 STEP_SUCCEEDED = EventType.STEP_SUCCEEDED
 STEP_FAILED = EventType.STEP_FAILED
+STEP_SKIPPED = EventType.STEP_SKIPPED
 LLM_USAGE = EventType.LLM_USAGE
 RETRIEVAL_USAGE = EventType.RETRIEVAL_USAGE
 TOOL_REQUESTED = EventType.TOOL_REQUESTED
@@ -215,6 +217,14 @@ class StepFailed(EventData):
 
 
 @dataclass(frozen=True, kw_only=True)
+class StepSkipped(EventData):
+    """An optional step not run: `reason` says why (the degrade level)."""
+
+    TYPE = EventType.STEP_SKIPPED
+    reason: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
 class ModelUsage(EventData):
     """What one gateway call of the run cost, under its ledger row's request id."""
 
@@ -313,6 +323,7 @@ SIMPLE_EVENT_CLASSES: tuple[type[EventData], ...] = (
     StepStarted,
     StepSucceeded,
     StepFailed,
+    StepSkipped,
     LlmUsage,
     RetrievalUsage,
     ToolRequested,
@@ -373,7 +384,7 @@ Outcome = Literal["succeeded", "failed"]
 
 @dataclass
 class StepRecord:
-    status: Literal["started", "succeeded", "failed"] = "started"
+    status: Literal["started", "succeeded", "failed", "skipped"] = "started"
     output: Any = None
     error: str = ""
     attempt: int = 0
@@ -418,6 +429,8 @@ class RunState:
                 self.steps[step_id] = StepRecord("succeeded", output, attempt=attempt)
             case StepFailed(error=error, attempt=attempt):
                 self.steps[step_id] = StepRecord("failed", error=error, attempt=attempt)
+            case StepSkipped():
+                self.steps[step_id] = StepRecord("skipped")
             case LlmUsage(cost_usd=cost) | RetrievalUsage(cost_usd=cost):
                 self.cost_usd += cost
             case ToolRequested() as requested:

@@ -415,7 +415,11 @@ def parse_steps(steps: list[dict[str, Any]]) -> tuple[Step, ...]:
 
 def parse_step(step: dict[str, Any]) -> Step:
     kind = StepKind(step["kind"])
-    common = {"id": step["id"], "description": step.get("description", "")}
+    common = {
+        "id": step["id"],
+        "description": step.get("description", ""),
+        "optional": step.get("optional", False),
+    }
     if kind is StepKind.LLM:
         return parse_llm(step, common)
     if kind is StepKind.TOOL:

@@ -15,7 +15,13 @@ MAX_RETRY_ATTEMPTS = 5
 _ID = {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"}
 _TEMPLATE = {"type": "string", "minLength": 1, "maxLength": 20_000}
 _JSON_SCHEMA = {"type": "object"}
-_COMMON = {"id": _ID, "kind": {"enum": list(STEP_KINDS)}, "description": {"type": "string"}}
+# `optional`: a degrade level that skips optional steps skips it (docs/degrade.md).
+_COMMON = {
+    "id": _ID,
+    "kind": {"enum": list(STEP_KINDS)},
+    "description": {"type": "string"},
+    "optional": {"type": "boolean"},
+}
 _KIND_SCHEMAS: dict[str, dict[str, Any]] = {
     "llm": {
         "properties": {

@@ -45,6 +45,7 @@ SHARED_APPS = [
     "analytics",
     "registry",
     "flags",
+    "capacity",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -330,6 +331,53 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 CELERY_TIMEZONE = "UTC"
+
+# Degrade switches (capacity/, docs/degrade.md). Per signal and level: [enter, exit]
+# thresholds (enter above exit: hysteresis); DEGRADE_THRESHOLDS (JSON) replaces a
+# signal's entry. The level falls only after DEGRADE_MIN_DWELL_SECONDS at it.
+DEGRADE_THRESHOLDS: dict[str, dict[str, list[float]]] = {
+    "gateway_overhead_p95_ms": {"degraded": [50, 25], "critical": [250, 100]},
+    "upstream_p95_ms": {"degraded": [10_000, 5_000], "critical": [30_000, 15_000]},
+    "provider_error_rate": {"degraded": [0.10, 0.05], "critical": [0.30, 0.15]},
+    "celery_queue_depth": {"degraded": [1_000, 300], "critical": [5_000, 2_000]},
+    "redis_memory_ratio": {"degraded": [0.80, 0.70], "critical": [0.90, 0.85]},
+    "usage_flush_lag_seconds": {"degraded": [120, 30], "critical": [600, 300]},
+    **env.json("DEGRADE_THRESHOLDS", default={}),
+}
+DEGRADE_MIN_DWELL_SECONDS = env.float("DEGRADE_MIN_DWELL_SECONDS", default=60.0)
+DEGRADE_EVALUATE_SECONDS = env.float("DEGRADE_EVALUATE_SECONDS", default=5.0)
+# The window the latency signals' p95 is taken over.
+DEGRADE_SIGNAL_WINDOW_SECONDS = env.int("DEGRADE_SIGNAL_WINDOW_SECONDS", default=60)
+# What each level changes (capacity/levels.py, Effects); DEGRADE_EFFECTS (JSON) replaces a level's.
+DEGRADE_EFFECTS: dict[str, dict[str, object]] = {
+    "normal": {},
+    "degraded": {
+        "quality_target": 0.8,
+        "max_tokens": 1024,
+        "context_tokens": 8_000,
+        "skip_optional_steps": True,
+        "shed_priorities": ["low"],
+        "pause_work": ["ingestion", "evals"],
+    },
+    "critical": {
+        "quality_target": 0.5,
+        "max_tokens": 256,
+        "context_tokens": 2_000,
+        "skip_optional_steps": True,
+        "shed_priorities": ["low", "normal"],
+        "pause_work": ["ingestion", "evals"],
+    },
+    **env.json("DEGRADE_EFFECTS", default={}),
+}
+# The runbook the staff capacity view links to.
+DEGRADE_RUNBOOK_URL = env.str("DEGRADE_RUNBOOK_URL", default="docs/runbooks/DegradeLevelRaised.md")
+# The Retry-After of a shed request, in seconds.
+DEGRADE_SHED_RETRY_AFTER_SECONDS = env.int("DEGRADE_SHED_RETRY_AFTER_SECONDS", default=30)
+CELERY_BEAT_SCHEDULE["evaluate-degrade-level"] = {
+    "task": "capacity.evaluate",
+    "schedule": DEGRADE_EVALUATE_SECONDS,
+    "options": {"queue": "billing", "expire_seconds": DEGRADE_EVALUATE_SECONDS},
+}
 
 # Shared providers (docs/security.md): a tenant may hold at most this share of a
 # provider's concurrent calls in a process, and count at most this share of a

@@ -15,6 +15,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from capacity.levels import PausedWork
+from capacity.state import is_paused
 from evals import progress, scorers, selectors
 from evals.models import ACTIVE_EXPERIMENT_STATUSES, DatasetVersion, Experiment, ExperimentStatus
 from evals.scorers import ScorerSpecError
@@ -157,8 +159,13 @@ def finish(experiment_id: str, status: ExperimentStatus | None, error: str = "")
 
 
 def enqueue_experiment(experiment_id: str) -> None:
-    """Send the experiment's run once the current transaction commits (at once outside one)."""
+    """Send the experiment's run once the current transaction commits (at once outside
+    one). While a degrade level pauses evals it stays `queued`, and is sent when the
+    level allows it (capacity.tasks.resume_paused_work)."""
     from evals.tasks import run_experiment
+
+    if is_paused(PausedWork.EVALS):
+        return
 
     transaction.on_commit(
         lambda: run_experiment.apply_async(args=[experiment_id], queue=settings.EVALS_QUEUE)

@@ -14,7 +14,7 @@ from datetime import datetime
 
 from django.conf import settings
 
-from evals.models import ACTIVE_EXPERIMENT_STATUSES, Experiment
+from evals.models import ACTIVE_EXPERIMENT_STATUSES, Experiment, ExperimentStatus
 from evals.services import enqueue_experiment
 from tenants.sweeping import heartbeat_stopped, sweep_every_schema
 
@@ -30,5 +30,20 @@ def sweep_schema(moment: datetime) -> int:
     for experiment_id in experiment_ids:
         # Touched first, so the next sweep waits a whole period for this delivery.
         Experiment.objects.filter(pk=experiment_id).update(heartbeat_at=moment)
+        enqueue_experiment(experiment_id)
+    return len(experiment_ids)
+
+
+def resume_queued_experiments() -> int:
+    """Send every tenant's `queued` experiments to the workers (after a degrade level
+    paused evals); one sent twice runs once (the runner's lock)."""
+    return sweep_every_schema(resume_schema)
+
+
+def resume_schema(moment: datetime) -> int:
+    experiment_ids = list(
+        Experiment.objects.filter(status=ExperimentStatus.QUEUED).values_list("pk", flat=True)
+    )
+    for experiment_id in experiment_ids:
         enqueue_experiment(experiment_id)
     return len(experiment_ids)

@@ -14,6 +14,8 @@ from django.conf import settings
 
 from aiaas.celery import app, tenant_task
 from aiaas.queues import EVALS_QUEUE
+from capacity.levels import PausedWork
+from capacity.state import is_paused
 from evals import nightly, runner, sweeper
 from evals.services import enqueue_experiment
 
@@ -28,6 +30,8 @@ from evals.services import enqueue_experiment
     time_limit=settings.EVALS_TIME_LIMIT_SECONDS,
 )
 def run_experiment(experiment_id: str) -> None:
+    if is_paused(PausedWork.EVALS):  # sent before the level paused it: resumed with the rest
+        return
     try:
         runner.run(experiment_id)
     except SoftTimeLimitExceeded:

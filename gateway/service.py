@@ -37,6 +37,9 @@ from aiaas.observability import metrics
 from aiaas.redis_clients import new_async_client
 from billing.limits import Limiter
 from billing.usage import UsageQueueUnavailableError, UsageRecord, record_usage
+from capacity import effects, latency
+from capacity import state as capacity_state
+from capacity.levels import Level
 from gateway import spool
 from gateway.auth import ApiKeyCache
 from gateway.errors import GatewayError, cancelled, error_for, invalid
@@ -45,7 +48,7 @@ from gateway.metering import Meter
 from gateway.orchestrator import Orchestrator, Outcome
 from gateway.providers import ProviderClient
 from gateway.resilience import CircuitBreaker, Deadline
-from gateway.validation import ChatRequest, EmbeddingsRequest
+from gateway.validation import ChatRequest, EmbeddingsRequest, validate_chat
 from request_logs.services import RequestLogQueueUnavailableError, answer_text, queue_request_log
 from routing.catalog import Catalog, CatalogCache, ModelSpec
 from routing.models import ROUTED_MODEL
@@ -150,6 +153,8 @@ class RequestContext:
     price_factor: Decimal = Decimal(1)
     # The router's quality target for this request instead of the tenant's (an eval of `auto`).
     quality_target: float | None = None
+    # The degrade level, when one of its switches changed this request (x-aiaas-degraded).
+    degraded_by: Level | None = None
 
     def __post_init__(self) -> None:
         self.outcome.usage.price_factor = self.price_factor
@@ -188,6 +193,8 @@ class RequestContext:
             headers["x-aiaas-attempts"] = str(self.outcome.attempts)
         if self.meter is not None:
             headers.update(self.meter.headers)
+        if self.degraded_by is not None:
+            headers["x-aiaas-degraded"] = self.degraded_by.value
         return headers
 
     def mark_first_token(self) -> None:
@@ -232,6 +239,7 @@ class RequestContext:
             return
         self.settled = True
         self.observe()
+        latency.flush_soon(self.clients.redis)
         with tracing.span("settle", {"http.response.status_code": self.status}):
             await self.account()
 
@@ -264,13 +272,15 @@ class RequestContext:
         """The request's figures in the metrics (aiaas/observability/metrics.py): the
         gateway's overhead, and for a request a model served, its upstream time,
         time to first token and tokens."""
-        overhead = self.overhead_at_first_token
-        metrics.series(metrics.GATEWAY_OVERHEAD, self.endpoint).observe(
-            self.overhead_seconds() if overhead is None else overhead
+        overhead = (
+            self.overhead_seconds() if self.overhead_at_first_token is None else self.overhead_at_first_token
         )
+        metrics.series(metrics.GATEWAY_OVERHEAD, self.endpoint).observe(overhead)
+        latency.recorder.record(latency.Kind.OVERHEAD, overhead)
         model, usage = self.outcome.model, self.outcome.usage
         if model is None:
             return
+        latency.recorder.record(latency.Kind.UPSTREAM, self.outcome.timing.waiting_seconds)
         labels = (model.model_id, str(model.tier))
         metrics.series(metrics.UPSTREAM_LATENCY, *labels).observe(self.outcome.timing.waiting_seconds)
         if self.first_token_at is not None:
@@ -403,7 +413,9 @@ async def prepare_chat(
     """Route and admit (limits and budget) a validated chat request. A WebSocket
     always streams (`streamed`), whatever the body says."""
     assert context.api_key is not None
-    chat = chat.with_output_limit(default_output_limit(context.api_key))
+    level = capacity_state.current()
+    admit_at_level(context, level)
+    chat = degrade_chat(context, chat.with_output_limit(default_output_limit(context.api_key)), level)
     assert chat.max_output_tokens is not None
     context.request_body = chat.body
     # An invalid schema is the client's error, routed or not.
@@ -429,9 +441,44 @@ async def prepare_chat(
 async def router_config(context: RequestContext) -> TenantRouterConfig:
     assert context.api_key is not None
     config = await context.clients.router_configs.get(context.api_key.tenant_id)
-    if context.quality_target is None:
+    if context.quality_target is not None:
+        config = replace(config, quality_target=context.quality_target)
+    level = capacity_state.current()
+    lowered = effects.lowered_quality_target(level, config.quality_target)
+    if lowered is None:
         return config
-    return replace(config, quality_target=context.quality_target)
+    context.degraded_by = level.level
+    return replace(config, quality_target=lowered)
+
+
+def admit_at_level(context: RequestContext, level: capacity_state.Snapshot) -> None:
+    """503 with Retry-After for a key whose priority the degrade level sheds."""
+    assert context.api_key is not None
+    if effects.sheds(level, context.api_key.priority):
+        context.degraded_by = level.level
+        raise GatewayError(
+            503,
+            f"The platform is {level.level.value}: requests of {context.api_key.priority}-priority keys "
+            "are refused for now. Retry later.",
+            "service_unavailable_error",
+            "degraded_shed",
+            retry_after=settings.DEGRADE_SHED_RETRY_AFTER_SECONDS,
+        )
+
+
+def degrade_chat(context: RequestContext, chat: ChatRequest, level: capacity_state.Snapshot) -> ChatRequest:
+    """The request as the degrade level allows it: output capped, oldest turns dropped."""
+    assert chat.max_output_tokens is not None
+    changed = chat
+    cap = effects.capped_output(level, chat.max_output_tokens)
+    if cap is not None:
+        changed = changed.with_output_cap(cap)
+    messages = effects.shrunk_messages(level, chat.body["messages"])
+    if messages is not None:
+        changed = validate_chat({**changed.body, "messages": messages})
+    if changed is not chat:
+        context.degraded_by = level.level
+    return changed
 
 
 async def complete_chat(context: RequestContext, prepared: PreparedChat) -> ChatResult:
@@ -462,6 +509,7 @@ def stream_chat(context: RequestContext, prepared: PreparedChat) -> AsyncIterato
 async def embed(context: RequestContext, request: EmbeddingsRequest) -> dict[str, Any]:
     """Embeddings for a validated request, routed and admitted like a chat."""
     context.request_body = request.body
+    admit_at_level(context, capacity_state.current())
     route = RouteRequest(request.model, request.estimated_prompt_tokens, 0, needs_embeddings=True)
     plan = await route_and_admit(context, route, request.prompt_tokens_bound)
     data = await context.clients.orchestrator.embed(request.body, plan, deadline_for(plan), context.outcome)

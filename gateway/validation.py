@@ -255,6 +255,14 @@ class ChatRequest:
             return self
         return replace(self, body={**self.body, "max_tokens": default}, max_output_tokens=default)
 
+    def with_output_cap(self, cap: int) -> ChatRequest:
+        """This request with its output limit lowered to `cap`, under whichever
+        name(s) the client used."""
+        names = [name for name in ("max_completion_tokens", "max_tokens") if name in self.body] or [
+            "max_tokens"
+        ]
+        return replace(self, body={**self.body, **dict.fromkeys(names, cap)}, max_output_tokens=cap)
+
 
 def parse_chat_request(raw: bytes) -> ChatRequest:
     return validate_chat(parse_json_object(raw))

@@ -20,6 +20,8 @@ from django.conf import settings
 from django.core.files.base import ContentFile, File
 from django.db import connection, transaction
 
+from capacity.levels import PausedWork
+from capacity.state import is_paused
 from ingestion.models import (
     Collection,
     Document,
@@ -356,8 +358,12 @@ def new_document(
 
 def enqueue_ingestion(document_id: str) -> None:
     """Send the document's ingestion once the current transaction commits (at once
-    outside one)."""
+    outside one). While a degrade level pauses ingestion it stays `queued`, and is
+    sent when the level allows it (capacity.tasks.resume_paused_work)."""
     from ingestion.tasks import ingest_document
+
+    if is_paused(PausedWork.INGESTION):
+        return
 
     transaction.on_commit(
         lambda: ingest_document.apply_async(args=[document_id], queue=settings.INGESTION_QUEUE)

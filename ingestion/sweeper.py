@@ -50,3 +50,18 @@ def sweep_schema(moment: datetime) -> int:
         if requeued:
             enqueue_ingestion(document_id)
     return len(documents)
+
+
+def resume_queued_documents() -> int:
+    """Send every tenant's `queued` documents to the workers (after a degrade level
+    paused ingestion); a document sent twice is ingested once (the pipeline's lock)."""
+    return sweep_every_schema(resume_schema)
+
+
+def resume_schema(moment: datetime) -> int:
+    from ingestion.services import enqueue_ingestion
+
+    document_ids = list(Document.objects.filter(status=DocumentStatus.QUEUED).values_list("pk", flat=True))
+    for document_id in document_ids:
+        enqueue_ingestion(document_id)
+    return len(document_ids)

@@ -14,6 +14,8 @@ from django.conf import settings
 
 from aiaas.celery import app, tenant_task
 from aiaas.queues import INGESTION_QUEUE
+from capacity.levels import PausedWork
+from capacity.state import is_paused
 from ingestion import pipeline, sweeper
 
 
@@ -27,6 +29,8 @@ from ingestion import pipeline, sweeper
     time_limit=settings.INGESTION_TIME_LIMIT_SECONDS,
 )
 def ingest_document(document_id: str) -> None:
+    if is_paused(PausedWork.INGESTION):  # sent before the level paused it: resumed with the rest
+        return
     try:
         pipeline.ingest(document_id)
     except SoftTimeLimitExceeded:

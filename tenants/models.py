@@ -122,6 +122,14 @@ class ApiKeyScope(models.TextChoices):
     READ = "read", "Read: read usage and resources through /api"
 
 
+class ApiKeyPriority(models.TextChoices):
+    """Which keys a degrade level sheds first (capacity/, docs/degrade.md)."""
+
+    LOW = "low", "Low: shed first when the platform is degraded"
+    NORMAL = "normal", "Normal"
+    HIGH = "high", "High: never shed"
+
+
 class ApiKey(models.Model):
     """A tenant's API key: a visible prefix plus a secret stored only as a hash.
 
@@ -140,6 +148,7 @@ class ApiKey(models.Model):
         models.CharField(max_length=200), default=list, blank=True, help_text="Empty means every model."
     )
     expires_at = models.DateTimeField(null=True, blank=True)
+    priority = models.CharField(max_length=10, choices=ApiKeyPriority.choices, default=ApiKeyPriority.NORMAL)
     # Overrides of the plan's per-key limits; empty means the plan's.
     requests_per_minute = models.PositiveIntegerField(null=True, blank=True)
     tokens_per_minute = models.PositiveIntegerField(null=True, blank=True)

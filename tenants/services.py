@@ -33,6 +33,7 @@ from tenants.models import (
     RESERVED_SLUGS,
     SLUG_PATTERN,
     ApiKey,
+    ApiKeyPriority,
     ApiKeyScope,
     Domain,
     Tenant,
@@ -275,6 +276,7 @@ def create_api_key(
     expires_at: datetime | None = None,
     allowed_models: list[str] | None = None,
     created_by: str = "",
+    priority: str = ApiKeyPriority.NORMAL,
     **limit_overrides: Any,
 ) -> IssuedApiKey:
     """Issue a key; `limit_overrides` are ApiKey.LIMIT_FIELDS (None: the plan's).
@@ -293,6 +295,7 @@ def create_api_key(
         expires_at=expires_at,
         allowed_models=allowed_models or [],
         created_by=created_by,
+        priority=ApiKeyPriority(priority),
         **checked_limit_fields(limit_overrides),
     )
     transaction.on_commit(lambda: publish_revocation(prefix), robust=True)
@@ -300,12 +303,12 @@ def create_api_key(
 
 
 def update_api_key(api_key: ApiKey, changes: dict[str, Any]) -> ApiKey:
-    """Rename a key or change its limit overrides.
+    """Rename a key, or change its priority or limit overrides.
 
     Only the changed columns are written, so a concurrent write of another
     (last_used_at) survives; gateway processes drop their cached copy at once.
     """
-    allowed = {"name", *ApiKey.LIMIT_FIELDS}
+    allowed = {"name", "priority", *ApiKey.LIMIT_FIELDS}
     if unknown := set(changes) - allowed:
         raise ValueError(f"not editable: {', '.join(sorted(unknown))}")
     for field, value in changes.items():

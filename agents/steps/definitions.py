@@ -42,6 +42,7 @@ class LlmStep:
     max_tokens: int | None = None
     temperature: float | None = None
     description: str = ""
+    optional: bool = False  # skipped while the degrade level skips optional steps
 
     @property
     def children(self) -> tuple[Step, ...]:
@@ -57,6 +58,7 @@ class ToolStep:
     tool: str
     input: Any = field(default_factory=dict)
     description: str = ""
+    optional: bool = False  # skipped while the degrade level skips optional steps
 
     @property
     def children(self) -> tuple[Step, ...]:
@@ -73,6 +75,7 @@ class ConditionStep:
     then: tuple[Step, ...]
     otherwise: tuple[Step, ...] = ()
     description: str = ""
+    optional: bool = False  # skipped while the degrade level skips optional steps
 
     @property
     def children(self) -> tuple[Step, ...]:
@@ -89,6 +92,7 @@ class MapStep:
     step: Step
     max_items: int = MAX_MAP_ITEMS
     description: str = ""
+    optional: bool = False  # skipped while the degrade level skips optional steps
 
     @property
     def children(self) -> tuple[Step, ...]:
@@ -113,6 +117,7 @@ class ValidateStep:
     schema: dict[str, Any]
     retry: Retry | None = None
     description: str = ""
+    optional: bool = False  # skipped while the degrade level skips optional steps
 
     @property
     def children(self) -> tuple[Step, ...]:
@@ -132,6 +137,7 @@ class RetrieveStep:
     mode: SearchMode = SearchMode.HYBRID
     filters: Any = None
     description: str = ""
+    optional: bool = False  # skipped while the degrade level skips optional steps
 
     @property
     def children(self) -> tuple[Step, ...]:

@@ -48,6 +48,12 @@ def record_run(task_id: str, task: Task, state: str | None = None, **_: Any) -> 
 
 def sample_celery_queues(app: Celery) -> None:
     """Set aiaas_celery_queue_length for every queue the app declares."""
+    for name, length in celery_queue_lengths(app).items():
+        series(CELERY_QUEUE_LENGTH, name).set(length)
+
+
+def celery_queue_lengths(app: Celery) -> dict[str, int]:
+    """Tasks waiting in each queue the app declares, every priority included."""
     names = sorted(
         {queue.name for queue in settings.CELERY_TASK_QUEUES} | {settings.CELERY_TASK_DEFAULT_QUEUE}
     )
@@ -58,22 +64,27 @@ def sample_celery_queues(app: Celery) -> None:
             for suffix in PRIORITY_SUFFIXES:
                 pipe.llen(name + suffix)
         lengths = pipe.execute()
-    for index, name in enumerate(names):
-        start = index * len(PRIORITY_SUFFIXES)
-        series(CELERY_QUEUE_LENGTH, name).set(sum(lengths[start : start + len(PRIORITY_SUFFIXES)]))
+    width = len(PRIORITY_SUFFIXES)
+    return {name: sum(lengths[index * width : (index + 1) * width]) for index, name in enumerate(names)}
 
 
 def sample_usage_queue() -> None:
-    """Set the usage stream's length and the age of its oldest event: flushed events
-    are deleted from it (billing/usage.py), so the first one left waits longest."""
+    """Set the usage stream's length and the age of its oldest event."""
+    length, lag = usage_queue_state()
+    USAGE_STREAM_LENGTH.set(length)
+    USAGE_FLUSH_LAG.set(lag)
+
+
+def usage_queue_state() -> tuple[int, float]:
+    """The usage stream's length and the age in seconds of its oldest event (0 when
+    none waits): flushed events are deleted from it (billing/usage.py), so the
+    first one left waits longest."""
     client = sync_client("queues")
     pipe = client.pipeline(transaction=False)
     pipe.xlen(settings.USAGE_STREAM)
     pipe.xrange(settings.USAGE_STREAM, count=1)
     length, oldest = pipe.execute()
-    USAGE_STREAM_LENGTH.set(length)
     if not oldest:
-        USAGE_FLUSH_LAG.set(0)
-        return
+        return length, 0.0
     queued_ms = int(oldest[0][0].split(b"-")[0])
-    USAGE_FLUSH_LAG.set(max(0.0, time.time() - queued_ms / 1000))
+    return length, max(0.0, time.time() - queued_ms / 1000)

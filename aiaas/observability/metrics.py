@@ -165,6 +165,28 @@ ANALYTICS_ROLLUP_LAG = Gauge(
     multiprocess_mode="mostrecent",
 )
 
+DEGRADE_LEVEL = Gauge(
+    "aiaas_degrade_level",
+    "The degrade level this process applies: 0 normal, 1 degraded, 2 critical (capacity/).",
+    multiprocess_mode="mostrecent",
+)
+DEGRADE_CHANGES = Counter(
+    "aiaas_degrade_changes_total",
+    "Changes of the degrade level, by the level entered and who set it (auto or staff).",
+    ["level", "source"],
+)
+DEGRADE_SIGNAL = Gauge(
+    "aiaas_degrade_signal",
+    "The signals the degrade evaluator last measured (capacity/signals.py).",
+    ["signal"],
+    multiprocess_mode="mostrecent",
+)
+SHED = Counter(
+    "aiaas_shed_total",
+    "Model requests refused with 503 by the degrade level, by level and key priority.",
+    ["level", "priority"],
+)
+
 ALL_METRICS: tuple[MetricWrapperBase, ...] = tuple(
     value for value in dict(globals()).values() if isinstance(value, MetricWrapperBase)
 )

@@ -60,7 +60,9 @@ What the gateway may rely on:
   one token per space-separated piece, until the next reset.
 - Admin. `GET /_sim/stats` counts requests per model and per fault; `POST
   /_sim/reset` zeroes those counters, forgets error_once and planted answers,
-  and restarts the flap clock.
+  and restarts the flap clock. `POST /_sim/pace` with any of `{"latency_ms",
+  "ttft_ms", "tokens_per_second"}` changes the pacing while serving (a provider
+  slowing down mid-run: bench/degrade.py); a reset keeps it.
 
 ASGI has no way for an app to cut its connection, and the reset, no_response,
 stream_cut and stream_stall faults need one: serve the app with build_server(),
@@ -1172,6 +1174,33 @@ async def simulator_plant(request: Request) -> Response:
     return json_response({"planted": True})
 
 
+PACE_FIELDS = ("latency_ms", "ttft_ms", "tokens_per_second")
+
+
+async def simulator_pace(request: Request) -> Response:
+    simulator = simulator_of(request)
+    try:
+        body = await json_body(request)
+        simulator.config = replace(simulator.config, **pace_changes(body))
+    except RequestError as error:
+        return error.response()
+    except ValueError as error:
+        return invalid(None, str(error)).response()
+    return json_response({name: getattr(simulator.config, name) for name in PACE_FIELDS})
+
+
+def pace_changes(body: Mapping[str, object]) -> dict[str, float]:
+    changes = {}
+    for name in PACE_FIELDS:
+        value = body.get(name)
+        if name not in body:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise invalid(name, f"'{name}' must be a number.", "invalid_type")
+        changes[name] = float(value)
+    return changes
+
+
 def known_model(model_id: str) -> SimulatedModel:
     if model_id not in MODELS:
         message = f"The model `{model_id}` does not exist or you do not have access to it."
@@ -1233,6 +1262,7 @@ def create_app(config: SimulatorConfig) -> Starlette:
             Route("/_sim/stats", simulator_stats, methods=["GET"]),
             Route("/_sim/reset", simulator_reset, methods=["POST"]),
             Route("/_sim/answers", simulator_plant, methods=["POST"]),
+            Route("/_sim/pace", simulator_pace, methods=["POST"]),
         ],
         middleware=[Middleware(SimulatedLabel)],
         exception_handlers={HTTPException: http_error, Exception: server_error},

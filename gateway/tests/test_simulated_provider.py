@@ -685,3 +685,19 @@ def test_pacing_makes_larger_models_slower() -> None:
 def test_the_command_rejects_negative_pacing() -> None:
     with pytest.raises(CommandError, match="tokens_per_second must not be negative"):
         call_command("simulated_provider", "--tokens-per-second", "-1")
+
+
+def test_the_pace_changes_while_serving() -> None:
+    with running_simulated_provider() as base, httpx.Client(base_url=base, timeout=5) as client:
+        assert client.post("/chat/completions", json=chat()).elapsed.total_seconds() < 0.2
+
+        paced = httpx.post(admin_url(base, "pace"), json={"latency_ms": 300}, timeout=5)
+        slow = client.post("/chat/completions", json=chat())
+        refused = httpx.post(admin_url(base, "pace"), json={"latency_ms": "fast"}, timeout=5)
+        negative = httpx.post(admin_url(base, "pace"), json={"latency_ms": -1}, timeout=5)
+
+    assert paced.json() == {"latency_ms": 300.0, "ttft_ms": 0.0, "tokens_per_second": 0.0}
+    assert slow.status_code == 200
+    assert slow.elapsed.total_seconds() >= 0.3
+    assert (refused.status_code, refused.json()["error"]["param"]) == (400, "latency_ms")
+    assert negative.status_code == 400

@@ -16,6 +16,7 @@ from tenants.models import (
     MAX_TOKEN_BUDGET,
     USD_AMOUNT,
     ApiKey,
+    ApiKeyPriority,
     ApiKeyScope,
     Tenant,
 )
@@ -67,6 +68,7 @@ class ApiKeySerializer(StrictModelSerializer[ApiKey]):
             "scopes",
             "allowed_models",
             "expires_at",
+            "priority",
             *LIMIT_FIELDS,
             "revoked_at",
             "last_used_at",
@@ -110,10 +112,16 @@ class ApiKeyLimitsSerializer(StrictSerializer):
     )
 
 
+PRIORITY_HELP = "Which keys a degraded platform sheds first (503): low, then normal; high never."
+
+
 class UpdateApiKeySerializer(ApiKeyLimitsSerializer):
-    """PATCH: the name and the limit overrides; absent fields are left as they are."""
+    """PATCH: the name, the priority and the limit overrides; absent fields are left as they are."""
 
     name = serializers.CharField(max_length=100, required=False, validators=[NO_NUL])
+    priority = serializers.ChoiceField(
+        choices=ApiKeyPriority.choices, required=False, help_text=PRIORITY_HELP
+    )
 
 
 class CreateApiKeySerializer(ApiKeyLimitsSerializer):
@@ -132,6 +140,9 @@ class CreateApiKeySerializer(ApiKeyLimitsSerializer):
         default=list,
     )
     expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    priority = serializers.ChoiceField(
+        choices=ApiKeyPriority.choices, default=ApiKeyPriority.NORMAL, help_text=PRIORITY_HELP
+    )
 
     def validate_expires_at(self, value: Any) -> Any:
         if value is not None and value <= timezone.now():

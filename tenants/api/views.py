@@ -42,7 +42,7 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
 
     @extend_schema(request=UpdateApiKeySerializer, responses={200: ApiKeySerializer})
     def partial_update(self, request: Request, pk: str) -> Response:
-        """Rename a key or change its limit overrides (null: back to the plan's)."""
+        """Rename a key, or change its priority or limit overrides (null: back to the plan's)."""
         api_key = self.get_object()
         form = UpdateApiKeySerializer(data=request.data, partial=True)
         form.is_valid(raise_exception=True)

@@ -326,3 +326,43 @@ def test_a_key_without_the_admin_scope_cannot_patch_keys(tenant: TenantFixture) 
 
     assert response.status_code == 403
     assert stored_limits(issued.api_key) == ("inference only", None, None, None, None)
+
+
+def test_a_key_has_a_priority_set_on_create_and_by_patch(
+    api_client: APIClient, tenant: TenantFixture
+) -> None:
+    created = api_client.post(KEYS_URL, {"name": "batch jobs", "priority": "low"}, format="json")
+    plain = api_client.post(KEYS_URL, {"name": "plain"}, format="json")
+
+    assert (created.status_code, plain.status_code) == (201, 201)
+    assert (created.json()["priority"], plain.json()["priority"]) == ("low", "normal")
+    patched = api_client.patch(f"{KEYS_URL}/{created.json()['id']}", {"priority": "high"}, format="json")
+    assert patched.status_code == 200
+    assert patched.json()["priority"] == "high"
+    assert ApiKey.objects.get(pk=created.json()["id"]).priority == "high"
+
+
+def test_an_unknown_priority_gets_a_400_and_changes_nothing(
+    api_client: APIClient, tenant: TenantFixture
+) -> None:
+    api_key = ApiKeyFactory.create(tenant=tenant.tenant, name="steady").api_key
+
+    response = api_client.patch(f"{KEYS_URL}/{api_key.pk}", {"priority": "urgent"}, format="json")
+
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert (error["param"], error["code"]) == ("priority", "invalid_choice")
+    api_key.refresh_from_db()
+    assert api_key.priority == "normal"
+
+
+def test_another_tenants_key_cannot_change_a_priority(
+    tenant: TenantFixture, outsider_client: APIClient
+) -> None:
+    api_key = ApiKeyFactory.create(tenant=tenant.tenant, name="ours").api_key
+
+    response = outsider_client.patch(f"{KEYS_URL}/{api_key.pk}", {"priority": "low"}, format="json")
+
+    assert response.status_code == 404
+    api_key.refresh_from_db()
+    assert api_key.priority == "normal"

@@ -1,0 +1,73 @@
+"""A level that pauses ingestion or evals keeps new documents and experiments
+`queued` without sending them, and they are sent when a level that does not pause
+them returns."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.utils import timezone
+from django_tenants.utils import tenant_context
+
+from capacity.levels import Level
+from evals.models import Case, Dataset, DatasetVersion, Experiment, ExperimentStatus
+from evals.services import create_experiment
+from evals.sweeper import resume_schema as resume_experiments
+from ingestion import services
+from ingestion.models import Document, DocumentStatus
+from ingestion.sweeper import resume_schema
+from ingestion.tests.factories import key_id, make_collection
+from testing.capacity import held_at
+from testing.tenants import TenantFixture
+
+MESSAGES = {"messages": [{"role": "user", "content": "hi"}]}
+EXPERIMENT: dict[str, Any] = {
+    "target_kind": "model",
+    "target": {"model": "sim-small"},
+    "scorers": [],
+    "concurrency": 1,
+}
+
+
+def test_new_documents_wait_queued_while_ingestion_is_paused_and_are_sent_on_resume(
+    tenant: TenantFixture, registry: str, django_capture_on_commit_callbacks: Any
+) -> None:
+    with tenant_context(tenant.tenant):
+        collection = make_collection(tenant)
+        with (
+            held_at(Level.DEGRADED, pause_work=["ingestion"]),
+            django_capture_on_commit_callbacks() as paused,
+        ):
+            document, created = services.add_text(collection, text="Paused.", api_key_id=key_id(tenant))
+        with django_capture_on_commit_callbacks() as sent:
+            services.add_text(collection, text="Not paused.", api_key_id=key_id(tenant))
+        with django_capture_on_commit_callbacks() as resumed:
+            resumed_count = resume_schema(timezone.now())
+        queued = Document.objects.filter(status=DocumentStatus.QUEUED).count()
+
+    assert created
+    assert document.status == DocumentStatus.QUEUED
+    assert (len(paused), len(sent)) == (0, 1)
+    assert resumed_count == queued == len(resumed)
+    assert queued >= 2
+
+
+def test_new_experiments_wait_queued_while_evals_are_paused_and_are_sent_on_resume(
+    tenant: TenantFixture, registry: str, django_capture_on_commit_callbacks: Any
+) -> None:
+    with tenant_context(tenant.tenant):
+        dataset = Dataset.objects.create(name=f"paused-{uuid.uuid4().hex[:8]}")
+        version = DatasetVersion.objects.create(dataset=dataset, version=1)
+        Case.objects.create(version=version, key="one", position=0, input=MESSAGES)
+        with held_at(Level.CRITICAL, pause_work=["evals"]), django_capture_on_commit_callbacks() as paused:
+            experiment = create_experiment(
+                version, **EXPERIMENT, api_key=tenant.provisioned.issued_key.api_key
+            )
+        with django_capture_on_commit_callbacks() as resumed:
+            resumed_count = resume_experiments(timezone.now())
+        queued = Experiment.objects.filter(status=ExperimentStatus.QUEUED).count()
+
+    assert experiment.status == ExperimentStatus.QUEUED
+    assert len(paused) == 0
+    assert resumed_count == queued == len(resumed) >= 1
