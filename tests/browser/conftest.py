@@ -1,0 +1,51 @@
+"""The browser suite's fixtures: one chromium for the package, a context per page."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext
+
+from testing.browser import (
+    AuditedPage,
+    Viewport,
+    chromium_executable,
+    launched_chromium,
+    new_context,
+    screenshots_directory,
+)
+
+
+@pytest.fixture(scope="package")
+def browser() -> Iterator[Browser]:
+    """Debian's chromium, launched once for the package, or the package skipped.
+
+    Playwright's synchronous API keeps its event loop marked as running in this
+    thread between calls, which Django would take for async code and refuse the
+    ORM to; nothing here is async, so the check is off while the browser is up.
+    """
+    executable = chromium_executable()
+    if executable is None:
+        pytest.skip("no chromium: apt-get install chromium (as .ci/run does) to run the browser suite")
+    with pytest.MonkeyPatch.context() as patch, launched_chromium(executable) as launched:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        yield launched
+
+
+@pytest.fixture
+def open_page(browser: Browser) -> Iterator[Callable[[Viewport], AuditedPage]]:
+    """Pages in fresh contexts; each must have audited every document it loaded."""
+    opened: list[tuple[BrowserContext, AuditedPage]] = []
+
+    def open_at(viewport: Viewport) -> AuditedPage:
+        context = new_context(browser, viewport)
+        page = AuditedPage(context.new_page(), viewport, screenshots_directory())
+        opened.append((context, page))
+        return page
+
+    yield open_at
+    unaudited = [url for _, page in opened for url in page.unaudited()]
+    for context, _ in opened:
+        context.close()
+    assert not unaudited, f"pages loaded and never checked with axe: {unaudited}"
