@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 
 import pytest
+from django.test import override_settings
 from playwright.sync_api import Browser, BrowserContext
+from pytest_django import DjangoDbBlocker
 
+from agents.runtime import close_runtime
 from testing.browser import (
     AuditedPage,
     Viewport,
@@ -15,6 +19,7 @@ from testing.browser import (
     new_context,
     screenshots_directory,
 )
+from testing.celery import worker_thread
 
 
 @pytest.fixture(scope="package")
@@ -49,3 +54,13 @@ def open_page(browser: Browser) -> Iterator[Callable[[Viewport], AuditedPage]]:
     for context, _ in opened:
         context.close()
     assert not unaudited, f"pages loaded and never checked with axe: {unaudited}"
+
+
+@pytest.fixture(scope="package")
+def runs_worker(django_db_setup: object, django_db_blocker: DjangoDbBlocker) -> Iterator[str]:
+    """A real Celery worker thread on a runs queue of this run's own, for agent runs
+    started from the dashboard."""
+    queue_name = f"test-browser-runs-{os.getpid()}"
+    with override_settings(AGENT_RUNS_QUEUE=queue_name), worker_thread(queue_name, django_db_blocker):
+        yield queue_name
+    close_runtime()

@@ -1,0 +1,202 @@
+"""A new user's first hour, in a real browser at desktop and phone widths: signup,
+a first key, a streamed playground answer, the usage chart, an agent run, the
+request log and the plans. Every page is audited by axe (testing/browser.py);
+each step checks what the user sees, not what the database holds."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+from django.conf import settings
+from django.core import mail
+from playwright.sync_api import Locator, Page, WebSocket, expect
+
+from accounts.throttling import SIGNUPS, SIGNUPS_PER_IP
+from billing.models import UsageEvent
+from billing.usage import flush_usage_events
+from request_logs.services import flush_request_logs
+from tenants.services import SIGNUP_SCOPE
+from testing.browser import VIEWPORTS, AuditedPage, Viewport, origin_of, sign_in
+from testing.database import committed
+
+SETTLE_SECONDS = 5.0
+PASSWORD = "a-long-and-unusual-passphrase"
+KEY_NAME = "Journey key"
+AGENT_SPEC = """\
+name: greeter
+steps:
+  - id: answer
+    kind: llm
+    model: auto
+    prompt: "Say hello to {{ input.text }}"
+"""
+
+
+@dataclass(frozen=True)
+class Workspace:
+    slug: str
+    origin: str
+
+
+@pytest.fixture(autouse=True)
+def _fresh_signup_throttles() -> None:
+    """Signup counts live in Redis, which no test rolls back."""
+    SIGNUPS.reset(SIGNUP_SCOPE, "all")
+    SIGNUPS_PER_IP.reset(SIGNUP_SCOPE, "127.0.0.1")
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS, ids=lambda viewport: viewport.name)
+def test_a_new_user_signs_up_then_calls_models_runs_an_agent_and_sees_the_bill(
+    open_page: Callable[[Viewport], AuditedPage],
+    gateway: str,
+    platform_url: str,
+    runs_worker: str,
+    viewport: Viewport,
+) -> None:
+    page = open_page(viewport)
+
+    workspace = sign_up(page, platform_url, slug=f"journey-{viewport.name}")
+    create_first_key(page, workspace)
+    stream_in_the_playground(page, workspace)
+    see_the_usage_chart(page, workspace)
+    run_an_agent(page, workspace)
+    find_the_request_log(page, workspace)
+    compare_plans(page, workspace)
+
+
+def sign_up(page: AuditedPage, platform_url: str, slug: str) -> Workspace:
+    email = f"founder@{slug}.example"
+    browser = page.visit(origin_of(settings.BASE_DOMAIN, platform_url) + "/", "signup")
+    browser.get_by_label("Company name").fill(f"{slug.title()} Ltd")
+    browser.get_by_label("Subdomain").fill(slug)
+    browser.get_by_label("Work email").fill(email)
+    browser.get_by_label("Password", exact=True).fill(PASSWORD)
+    browser.get_by_label("Confirm password").fill(PASSWORD)
+    browser.get_by_role("button", name="Create workspace").click()
+
+    expect(browser.get_by_text(email)).to_be_visible()
+    page.audit()
+    [message] = mail.outbox
+    link = re.search(r"^(http://\S+/verify-email/\S+/)$", str(message.body), re.MULTILINE)
+    assert link is not None, message.body
+    workspace = Workspace(slug=slug, origin=link[1].split("/verify-email/")[0])
+    browser = page.visit(link[1])
+    expect(browser.get_by_text("Your email address is confirmed.")).to_be_visible()
+    sign_in(page, workspace.origin, email, PASSWORD)
+    page.audit("overview")
+    return workspace
+
+
+def create_first_key(page: AuditedPage, workspace: Workspace) -> None:
+    browser = page.visit(f"{workspace.origin}/dashboard/keys/")
+    browser.get_by_label("Name").fill(KEY_NAME)
+    browser.get_by_role("button", name="Create key").click()
+
+    secret = browser.locator("#new-secret")
+    expect(secret).to_have_text(re.compile(r"^\S{32,}$"))
+    shown = secret.inner_text()
+    page.audit("keys")
+    browser = page.visit(f"{workspace.origin}/dashboard/keys/")
+    expect(browser.get_by_role("cell", name=KEY_NAME)).to_be_visible()
+    assert shown not in browser.content(), "the secret is shown only once"
+
+
+def stream_in_the_playground(page: AuditedPage, workspace: Workspace) -> None:
+    browser = page.visit(f"{workspace.origin}/dashboard/playground/")
+    chunks: list[str] = []
+    browser.on("websocket", lambda socket: record_chunks(socket, chunks))
+    choose(browser.get_by_label("Key"), KEY_NAME)
+    browser.get_by_label("Message").fill("Tell me about multi-tenant platforms.")
+    browser.get_by_role("button", name="Send").click()
+
+    expect(browser.locator("#playground-status")).to_have_text("Done.")
+    answer = browser.locator("#playground-answer").inner_text()
+    assert chunks, "no chunk frame arrived on the socket"
+    assert answer.strip()
+    assert answer == "".join(chunks), "the page shows what the stream carried"
+    page.audit("playground")
+
+
+def choose(select: Locator, text: str) -> None:
+    """The option whose label contains `text` (labels carry ids and prefixes besides)."""
+    select.select_option(select.locator("option", has_text=text).get_attribute("value"))
+
+
+def record_chunks(socket: WebSocket, chunks: list[str]) -> None:
+    def on_frame(payload: str | bytes) -> None:
+        message = json.loads(payload)
+        if message.get("type") == "chunk":
+            chunks.append(message["delta"])
+
+    socket.on("framereceived", on_frame)
+
+
+def see_the_usage_chart(page: AuditedPage, workspace: Workspace) -> None:
+    flush_until_ledgered(workspace, requests=1)
+    browser = page.visit(f"{workspace.origin}/dashboard/usage/")
+    expect(browser.locator("#total-requests")).to_have_text("1")
+    chart = browser.locator("figure.chart").first
+    expect(chart.locator(".chart-plot canvas")).to_be_visible()
+    assert painted_pixels(browser, chart.get_attribute("id") or "") > 0, "the chart canvas is blank"
+    page.audit("usage")
+
+
+def flush_until_ledgered(workspace: Workspace, requests: int) -> None:
+    """What the platform's flushers do every few seconds, done now (and committed,
+    for the server to see), until the workspace's requests are in the ledger: a
+    stream settles just after its last chunk is sent, so the browser may show the
+    answer first."""
+
+    def flush() -> None:
+        deadline = time.monotonic() + SETTLE_SECONDS
+        while UsageEvent.objects.filter(tenant__slug=workspace.slug).count() < requests:
+            assert time.monotonic() < deadline, f"{workspace.slug}: {requests} request(s) never ledgered"
+            flush_usage_events()
+            time.sleep(0.05)
+        while flush_request_logs():
+            pass
+
+    committed(flush)
+
+
+def painted_pixels(browser: Page, figure_id: str) -> int:
+    return int(
+        browser.evaluate(
+            """(id) => {
+              const canvas = document.getElementById(id).querySelector(".chart-plot canvas");
+              const pixels = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+              let painted = 0;
+              for (let alpha = 3; alpha < pixels.length; alpha += 4) if (pixels[alpha]) painted += 1;
+              return painted;
+            }""",
+            figure_id,
+        )
+    )
+
+
+def run_an_agent(page: AuditedPage, workspace: Workspace) -> None:
+    browser = page.visit(f"{workspace.origin}/dashboard/agents/new/")
+    browser.get_by_label("Spec").fill(AGENT_SPEC)
+    browser.get_by_role("button", name="Create agent").click()
+    expect(browser.get_by_role("heading", name=re.compile("greeter"))).to_be_visible()
+    page.audit()
+    browser.get_by_label("Input").fill('{"text": "the browser suite"}')
+    choose(browser.get_by_label("API key"), KEY_NAME)
+    browser.get_by_role("button", name="Run", exact=True).click()
+
+    expect(browser.locator("#run-status")).to_have_text("succeeded", timeout=20_000)
+    expect(browser.locator("#run-events")).to_have_attribute("data-live", "0")
+    page.audit("agent-run")
+
+
+def find_the_request_log(page: AuditedPage, workspace: Workspace) -> None:
+    pytest.xfail("the request logs page is ui-data's, not merged yet")
+
+
+def compare_plans(page: AuditedPage, workspace: Workspace) -> None:
+    pytest.xfail("the plan cards are ui-shell's, not merged yet")
