@@ -63,5 +63,5 @@ def test_the_public_pages_pass_axe(
 ) -> None:
     page = open_page(viewport)
 
-    page.visit(origin_of(settings.BASE_DOMAIN, platform_url) + "/", "home")
+    page.visit(origin_of(settings.BASE_DOMAIN, platform_url) + "/")
     page.visit(origin_of(serving_tenant.host, platform_url) + "/password-reset/")
