@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -155,6 +155,9 @@ class AuditedPage:
         return [url for index, url in enumerate(self.loaded) if index not in self.audited]
 
 
+OpenPage = Callable[[Viewport], AuditedPage]
+
+
 def origin_of(host: str, platform_url: str) -> str:
     """`host` (a tenant's domain, or the public one) on the test server's port."""
     return f"http://{host}:{platform_url.rsplit(':', 1)[1]}"
@@ -163,7 +166,7 @@ def origin_of(host: str, platform_url: str) -> str:
 def sign_in(page: AuditedPage, tenant_origin: str, email: str, password: str) -> None:
     """Through the login form, as a user would; waits for the dashboard, which the
     caller audits."""
-    page.visit(f"{tenant_origin}/login/", "sign-in")
+    page.visit(f"{tenant_origin}/login/")
     page.page.get_by_label("Email").fill(email)
     page.page.get_by_label("Password").fill(password)
     page.page.get_by_role("button", name="Sign in").click()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Generator, Iterator
 
 import pytest
 from django.test import override_settings
@@ -13,6 +13,7 @@ from pytest_django import DjangoDbBlocker
 from agents.runtime import close_runtime
 from testing.browser import (
     AuditedPage,
+    OpenPage,
     Viewport,
     chromium_executable,
     launched_chromium,
@@ -38,9 +39,23 @@ def browser() -> Iterator[Browser]:
         yield launched
 
 
+CALL_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report: pytest.TestReport = yield
+    if report.when == "call":
+        item.stash[CALL_FAILED] = report.failed
+    return report
+
+
 @pytest.fixture
-def open_page(browser: Browser) -> Iterator[Callable[[Viewport], AuditedPage]]:
-    """Pages in fresh contexts; each must have audited every document it loaded."""
+def open_page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[OpenPage]:
+    """Pages in fresh contexts; each must have audited every document it loaded
+    (unless the test failed already: a failed step leaves its page unaudited)."""
     opened: list[tuple[BrowserContext, AuditedPage]] = []
 
     def open_at(viewport: Viewport) -> AuditedPage:
@@ -53,7 +68,8 @@ def open_page(browser: Browser) -> Iterator[Callable[[Viewport], AuditedPage]]:
     unaudited = [url for _, page in opened for url in page.unaudited()]
     for context, _ in opened:
         context.close()
-    assert not unaudited, f"pages loaded and never checked with axe: {unaudited}"
+    if not request.node.stash.get(CALL_FAILED, True):
+        assert not unaudited, f"pages loaded and never checked with axe: {unaudited}"
 
 
 @pytest.fixture(scope="package")

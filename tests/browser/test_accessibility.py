@@ -3,13 +3,11 @@ its URL, and on the public pages, at both widths: no serious or critical violati
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 from django.conf import settings
 from django.urls import reverse
 
-from testing.browser import VIEWPORTS, AuditedPage, Viewport, describe, origin_of, sign_in
+from testing.browser import VIEWPORTS, OpenPage, Viewport, describe, origin_of, sign_in
 from testing.tenants import TEST_PASSWORD, TenantFixture
 
 TENANT_URLCONF = "aiaas.urls_tenant"
@@ -36,7 +34,7 @@ DASHBOARD_PAGES = (
 
 @pytest.mark.parametrize("viewport", VIEWPORTS, ids=lambda viewport: viewport.name)
 def test_every_dashboard_page_passes_axe(
-    open_page: Callable[[Viewport], AuditedPage],
+    open_page: OpenPage,
     serving_tenant: TenantFixture,
     platform_url: str,
     viewport: Viewport,
@@ -56,7 +54,7 @@ def test_every_dashboard_page_passes_axe(
 
 @pytest.mark.parametrize("viewport", VIEWPORTS, ids=lambda viewport: viewport.name)
 def test_the_public_pages_pass_axe(
-    open_page: Callable[[Viewport], AuditedPage],
+    open_page: OpenPage,
     serving_tenant: TenantFixture,
     platform_url: str,
     viewport: Viewport,

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
@@ -21,7 +20,7 @@ from billing.models import UsageEvent
 from billing.usage import flush_usage_events
 from request_logs.services import flush_request_logs
 from tenants.services import SIGNUP_SCOPE
-from testing.browser import VIEWPORTS, AuditedPage, Viewport, origin_of, sign_in
+from testing.browser import VIEWPORTS, AuditedPage, OpenPage, Viewport, origin_of, sign_in
 from testing.database import committed
 
 SETTLE_SECONDS = 5.0
@@ -52,7 +51,7 @@ def _fresh_signup_throttles() -> None:
 
 @pytest.mark.parametrize("viewport", VIEWPORTS, ids=lambda viewport: viewport.name)
 def test_a_new_user_signs_up_then_calls_models_runs_an_agent_and_sees_the_bill(
-    open_page: Callable[[Viewport], AuditedPage],
+    open_page: OpenPage,
     gateway: str,
     platform_url: str,
     runs_worker: str,
