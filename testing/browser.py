@@ -31,6 +31,24 @@ CHROMIUM_NAMES = ("chromium", "chromium-browser")
 # whatever BASE_DOMAIN says); nothing leaves the machine.
 CHROMIUM_ARGS = ["--host-resolver-rules=MAP * 127.0.0.1", "--no-sandbox", "--disable-dev-shm-usage"]
 NODES_SHOWN_PER_RULE = 5
+SIDEWAYS_OVERFLOW_SCRIPT = """() => {
+  const root = document.documentElement;
+  if (root.scrollWidth <= root.clientWidth) return null;
+  const clipped = (element) => {
+    for (let up = element.parentElement; up && up !== document.body; up = up.parentElement) {
+      if (getComputedStyle(up).overflowX !== "visible") return true;
+    }
+    return false;
+  };
+  const wide = [...document.body.querySelectorAll("*")].filter(
+    (element) => element.getBoundingClientRect().right > root.clientWidth + 1 && !clipped(element));
+  const innermost = wide.filter(
+    (element) => !wide.some((other) => other !== element && element.contains(other)));
+  const names = innermost.slice(0, 5).map((element) =>
+    element.tagName.toLowerCase() + (element.id ? "#" + element.id : "")
+    + [...element.classList].map((name) => "." + name).join(""));
+  return `${root.scrollWidth} px wide; past the edge: ${names.join(", ")}`;
+}"""
 
 
 @dataclass(frozen=True)
@@ -89,6 +107,13 @@ def blocking_violations(page: Page) -> list[dict[str, Any]]:
     return [violation for violation in results["violations"] if violation["impact"] in BLOCKING_IMPACTS]
 
 
+def sideways_overflow(page: Page) -> str | None:
+    """What sticks out past the window's right edge, if the page scrolls sideways
+    (content cut off at a phone's width); what scrolls inside its own box is fine."""
+    overflow: str | None = page.evaluate(SIDEWAYS_OVERFLOW_SCRIPT)
+    return overflow
+
+
 def describe(violations: list[dict[str, Any]]) -> str:
     """Each violated rule with its impact and help, and the nodes that break it."""
     lines = []
@@ -136,9 +161,12 @@ class AuditedPage:
         return self.page
 
     def audit(self, name: str | None = None) -> None:
-        """Fail on axe's serious or critical violations in the current document."""
+        """Fail on axe's serious or critical violations in the current document, and
+        on a page wider than the window."""
         violations = self.violations(name)
         assert not violations, f"axe on {self.page.url} ({self.viewport.name}):\n{describe(violations)}"
+        overflow = sideways_overflow(self.page)
+        assert overflow is None, f"{self.page.url} at {self.viewport.width} px: {overflow}"
 
     def violations(self, name: str | None = None) -> list[dict[str, Any]]:
         """axe's serious or critical violations in the current document (and a screenshot

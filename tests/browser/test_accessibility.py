@@ -1,5 +1,6 @@
 """axe-core on every dashboard page a signed-in owner can open without an id in
-its URL, and on the public pages, at both widths: no serious or critical violation."""
+its URL, and on the public pages, at both widths: no serious or critical
+violation, and no page wider than the window."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 from django.conf import settings
 from django.urls import reverse
 
-from testing.browser import VIEWPORTS, OpenPage, Viewport, describe, origin_of, sign_in
+from testing.browser import VIEWPORTS, OpenPage, Viewport, describe, origin_of, sideways_overflow, sign_in
 from testing.tenants import TEST_PASSWORD, TenantFixture
 
 TENANT_URLCONF = "aiaas.urls_tenant"
@@ -48,6 +49,8 @@ def test_every_dashboard_page_passes_axe(
         page.goto(tenant_origin + reverse(name, urlconf=TENANT_URLCONF))
         if violations := page.violations():
             failures.append(f"{name} ({page.page.url}):\n{describe(violations)}")
+        if overflow := sideways_overflow(page.page):
+            failures.append(f"{name} ({page.page.url}): {overflow}")
 
     assert not failures, f"axe at {viewport.name}:\n" + "\n".join(failures)
 
