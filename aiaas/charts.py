@@ -6,15 +6,20 @@ bar_list.html with it. Every chart is readable without its drawing: the
 partial renders its figures as a table and its `summary` as the drawing's
 aria-label, and hands the data to static/js/charts.js (uPlot, docs/decisions/
 0024) by `json_script`. A page without JavaScript shows the table.
+
+Each also exports what it shows (`csv_header`/`csv_rows`, `as_json`): raw
+numbers, times in ISO 8601 UTC, for the pages' CSV and JSON data endpoints.
+A `QuotaList` is what a plan allows and what is used of it, drawn as meters.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from enum import StrEnum
+from typing import Protocol
 
 DAY_SECONDS = 86_400
 
@@ -55,8 +60,19 @@ def days_axis(first: date, last: date) -> tuple[datetime, ...]:
     )
 
 
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 def requests_text(requests: int) -> str:
     return f"{requests:,} request{'' if requests == 1 else 's'}"
+
+
+def csv_cell(value: float | None, unit: Unit) -> float | int | None:
+    """Counts as whole numbers (the series hold floats for uPlot)."""
+    if value is not None and unit == Unit.COUNT and float(value).is_integer():
+        return int(value)
+    return value
 
 
 @dataclass(frozen=True)
@@ -110,6 +126,16 @@ class Chart:
             "x": [int(moment.timestamp()) for moment in self.axis],
             "series": [{"label": series.label, "values": list(series.values)} for series in self.series],
         }
+
+    def csv_header(self) -> list[str]:
+        return ["time_utc", *(series.label for series in self.series)]
+
+    def csv_rows(self) -> Iterator[list[object]]:
+        for index, moment in enumerate(self.axis):
+            yield [iso(moment), *(csv_cell(series.values[index], self.unit) for series in self.series)]
+
+    def as_json(self) -> dict[str, object]:
+        return {"id": self.id, "title": self.title, **self.data}
 
     @property
     def rows(self) -> list[tuple[str, list[str]]]:
@@ -168,6 +194,17 @@ class BarList:
         ordered = sorted(bars, key=lambda bar: bar.value, reverse=True)[:limit]
         return cls(id=id, title=title, unit=unit, bars=tuple(ordered))
 
+    def csv_header(self) -> list[str]:
+        return ["label", "value", "detail"]
+
+    def csv_rows(self) -> Iterator[list[object]]:
+        for bar in self.bars:
+            yield [bar.label, bar.value, bar.detail]
+
+    def as_json(self) -> dict[str, object]:
+        bars = [{"label": bar.label, "value": float(bar.value), "detail": bar.detail} for bar in self.bars]
+        return {"id": self.id, "title": self.title, "unit": self.unit.value, "bars": bars}
+
     @property
     def items(self) -> list[dict[str, object]]:
         """Each bar with its width as a percentage of the largest (CSS)."""
@@ -181,3 +218,70 @@ class BarList:
             }
             for bar in self.bars
         ]
+
+
+@dataclass(frozen=True)
+class Quota:
+    label: str
+    used: float | Decimal
+    limit: float | Decimal | None  # None: unlimited (nothing to fill)
+
+    @property
+    def share(self) -> float | None:
+        return float(self.used) / float(self.limit) if self.limit else None
+
+
+@dataclass(frozen=True)
+class QuotaList:
+    """What is used of each limit, drawn as meters (templates/partials/quota_bars.html)."""
+
+    id: str
+    title: str
+    unit_of: tuple[Unit, ...]  # one per quota
+    quotas: tuple[Quota, ...]
+
+    @property
+    def items(self) -> list[dict[str, object]]:
+        return [
+            {
+                "label": quota.label,
+                "used": format_value(quota.used, unit),
+                "limit": None if quota.limit is None else format_value(quota.limit, unit),
+                "share": quota.share,
+                "percent": None if quota.share is None else round(100 * min(quota.share, 1.0), 1),
+                "over": quota.share is not None and quota.share >= 1,
+            }
+            for quota, unit in zip(self.quotas, self.unit_of, strict=True)
+        ]
+
+    def csv_header(self) -> list[str]:
+        return ["label", "used", "limit", "share"]
+
+    def csv_rows(self) -> Iterator[list[object]]:
+        for quota in self.quotas:
+            yield [quota.label, quota.used, quota.limit, quota.share]
+
+    def as_json(self) -> dict[str, object]:
+        quotas = [
+            {
+                "label": quota.label,
+                "used": float(quota.used),
+                "limit": None if quota.limit is None else float(quota.limit),
+                "share": quota.share,
+            }
+            for quota in self.quotas
+        ]
+        return {"id": self.id, "title": self.title, "quotas": quotas}
+
+
+class Exportable(Protocol):
+    """A chart, bar list or quota list, as its data endpoints serve it."""
+
+    @property
+    def id(self) -> str: ...
+
+    def csv_header(self) -> list[str]: ...
+
+    def csv_rows(self) -> Iterator[list[object]]: ...
+
+    def as_json(self) -> dict[str, object]: ...

@@ -15,6 +15,7 @@ dashboard_pages = [
     path("", include("routing.web.urls")),
     path("", include("analytics.web.urls")),
     path("", include("realtime.web.urls")),  # the chat playground
+    path("", include("request_logs.web.urls")),
 ]
 
 urlpatterns = [

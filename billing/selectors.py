@@ -95,6 +95,13 @@ def usage_totals(events: QuerySet[UsageEvent], period: UsagePeriod) -> UsageTota
     return UsageTotals(**in_period(events, period).aggregate(**TOTALS))
 
 
+def spend_between(tenant: Tenant, starts_at: datetime, ends_at: datetime) -> Decimal:
+    """What the tenant's requests cost from `starts_at` up to `ends_at` (what spend budgets count)."""
+    spent = usage_events_of(tenant).filter(created_at__gte=starts_at, created_at__lt=ends_at)
+    total: Decimal = spent.aggregate(total=Coalesce(Sum("cost_usd"), Value(Decimal(0))))["total"]
+    return total
+
+
 def usage_groups(
     events: QuerySet[UsageEvent], period: UsagePeriod, group_by: UsageGrouping
 ) -> list[UsageGroup]:

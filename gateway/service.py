@@ -284,6 +284,7 @@ class RequestContext:
         decision = plan.decision
         assert decision is not None
         usage, served, first = self.outcome.usage, self.outcome.model, plan.chain[0]
+        top_tier = plan.top_tier or plan.chain[-1]
         first_failed = None  # judged only by early exit, and only when the first tier answered
         if decision.early_exit and self.outcome.rejected[:1] == [first]:
             first_failed = True
@@ -296,7 +297,7 @@ class RequestContext:
             served_tier=served.tier if served else None,
             first_tier_failed=first_failed,
             cost_usd=usage.cost_usd,
-            top_tier_cost_usd=plan.chain[-1].cost_usd(usage.prompt_tokens, usage.completion_tokens)
+            top_tier_cost_usd=top_tier.cost_usd(usage.prompt_tokens, usage.completion_tokens)
             * usage.price_factor,
             expected_cost_usd=Decimal(str(decision.expected_cost_usd)),
             latency_ms=round((time.perf_counter() - self.started) * 1000),

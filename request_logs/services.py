@@ -56,6 +56,7 @@ from aiaas.redis_clients import sync_client
 from aiaas.stream_queue import DeadLetter, Entry, StreamQueue, StreamQueueUnavailableError
 from request_logs.models import RequestLog
 from tenants.models import Tenant
+from tenants.services import publish_revocations
 
 logger = logging.getLogger(__name__)
 
@@ -392,3 +393,37 @@ def delete_logs_before(cutoff: datetime) -> int:
             if not ids:
                 return deleted
             deleted += RequestLog.objects.filter(id__in=ids).delete()[0]
+
+
+# The owner's settings
+
+
+def update_logging_settings(tenant: Tenant, *, enabled: bool, retention_days: int, changed_by: str) -> bool:
+    """Turn request logging on or off and set the retention (1-365 days); whether anything
+    changed. Gateways drop their cached copies of the tenant's keys (which carry the
+    flag) once it commits, so the change holds within a second; rows older than a
+    shorter retention go at the next hourly purge. Logged as an audit line."""
+    if not 1 <= retention_days <= 365:
+        raise ValueError("The retention is 1 to 365 days.")
+    before = (tenant.request_logging_enabled, tenant.request_log_retention_days)
+    if before == (enabled, retention_days):
+        return False
+    Tenant.objects.filter(pk=tenant.pk).update(
+        request_logging_enabled=enabled, request_log_retention_days=retention_days
+    )
+    tenant.request_logging_enabled, tenant.request_log_retention_days = enabled, retention_days
+    prefixes = list(tenant.api_keys.values_list("prefix", flat=True))
+    transaction.on_commit(lambda: publish_revocations(prefixes), robust=True)
+    logger.info(
+        "request logging settings changed",
+        extra={
+            "audit": "request_logs.settings",
+            "tenant_schema": tenant.schema_name,
+            "changed_by": changed_by,
+            "logging_before": before[0],
+            "logging_after": enabled,
+            "retention_days_before": before[1],
+            "retention_days_after": retention_days,
+        },
+    )
+    return True

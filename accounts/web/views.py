@@ -29,6 +29,7 @@ from accounts.services import (
     password_reset_tokens,
     remove_member,
 )
+from accounts.web.charts import OVERVIEW_CHARTS
 from accounts.web.forms import InviteForm, LoginForm, RoleForm, TenantPasswordResetForm
 from routing.selectors import enabled_models
 from tenants.web.base import PageAccess, TenantPageView, bind_session_to_tenant, manager_page, tenant_page
@@ -126,13 +127,15 @@ class AcceptInviteView(TenantPageView, PasswordResetConfirmView):
 
 @tenant_page
 def overview(request: HttpRequest, access: PageAccess) -> HttpResponse:
+    charts, status = OVERVIEW_CHARTS.context(request, access)
     context = {
         "summary": dashboard_summary(access.tenant),
         "plan_limits": plan_limits_summary(access.tenant.plan),
         "api_base_url": request.build_absolute_uri("/v1"),
         "models": enabled_models(),
+        **charts,
     }
-    return render(request, "dashboard/overview.html", context)
+    return render(request, "dashboard/overview.html", context, status=status)
 
 
 @tenant_page

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from aiaas.charts import Bar, BarList, Chart, ChartKind, Series, Unit, requests_text
 from analytics.dashboard import DashboardFigures
+from analytics.ranges import DateRange
 from analytics.selectors import Answer
 
 # A stacked chart shows this many groups, largest first, and the rest as "Other".
@@ -79,13 +80,22 @@ def model_label(group: str | None) -> str:
     return group or "No model served"
 
 
-def charts_of(figures: DashboardFigures) -> dict[str, Chart | BarList]:
-    axis = tuple(figures.range.buckets)
-    step = int(figures.range.step.total_seconds())
-    per = "hour" if figures.range.granularity == "hour" else "day"
+ChartOf = Callable[[str, str, ChartKind, Unit, tuple[Series, ...]], Chart]
+
+
+def charts_over(date_range: DateRange) -> tuple[tuple[datetime, ...], str, ChartOf]:
+    """The range's axis, its step's name ("hour" or "day"), and a Chart maker over them."""
+    axis = tuple(date_range.buckets)
+    step = int(date_range.step.total_seconds())
 
     def chart(id: str, title: str, kind: ChartKind, unit: Unit, series: tuple[Series, ...]) -> Chart:
         return Chart(id=id, title=title, kind=kind, unit=unit, axis=axis, step_seconds=step, series=series)
+
+    return axis, "hour" if date_range.granularity == "hour" else "day", chart
+
+
+def charts_of(figures: DashboardFigures) -> dict[str, Chart | BarList]:
+    axis, per, chart = charts_over(figures.range)
 
     statuses = [
         status for status in STATUS_LABELS if any(point["group"] == status for point in figures.by_status)

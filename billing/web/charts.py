@@ -1,58 +1,77 @@
-"""The Usage page's charts (aiaas/charts.py): the month's requests and spend per
-day, and spend by model, from the same ledger figures as its tables."""
+"""The Usage page's charts over a chosen range (requests by model, by outcome,
+spend by key), read from the analytics read model as the Analytics page reads
+it, and the Billing page's quota bars, from the period's invoice preview."""
 
 from __future__ import annotations
 
-from datetime import date
 from decimal import Decimal
 
-from aiaas.charts import DAY_SECONDS, Bar, BarList, Chart, ChartKind, Series, Unit, days_axis, requests_text
-from billing.selectors import UsageGroup, UsagePeriod, UsageTotals
+from aiaas.charts import Bar, BarList, ChartKind, Quota, QuotaList, Unit, requests_text
+from analytics.dashboard import spend_by_key, timeseries_of
+from analytics.ranges import DateRange
+from analytics.web.chart_pages import ChartPage, Charts
+from analytics.web.charts import TOP_KEYS, charts_over, largest_groups, model_label, requests_of, stacked
+from billing.selectors import InvoicePreview, invoice_preview, spend_between
+from tenants.web.base import PageAccess
 
-MODELS_SHOWN = 10
-NOTHING = UsageTotals(requests=0, prompt_tokens=0, completion_tokens=0, cost_usd=Decimal(0))
+# Outcomes as the Usage page names them: refused by limits or validation (4xx), or failed upstream (5xx).
+OUTCOMES = {"2xx": "Served", "4xx": "Rejected", "5xx": "Failed"}
 
 
-def usage_charts(
-    period: UsagePeriod, by_day: list[UsageGroup], by_model: list[UsageGroup], today: date
-) -> dict[str, Chart | BarList]:
-    """Days up to today (or the period's end, for a past period)."""
-    axis = days_axis(period.start, max(period.start, min(period.end, today)))
-    totals = {group.identity["day"]: group.totals for group in by_day}
-    per_day = [totals.get(moment.date().isoformat(), NOTHING) for moment in axis]
-    requests = Series("Requests", tuple(float(day.requests) for day in per_day))
-    spend = Series("Spend", tuple(float(day.cost_usd) for day in per_day))
+def usage_charts(access: PageAccess, date_range: DateRange) -> Charts:
+    tenant = access.tenant
+    axis, per, chart = charts_over(date_range)
+    by_model = timeseries_of(tenant, date_range, "model")
+    by_status = timeseries_of(tenant, date_range, "status")
+    outcomes = [status for status in OUTCOMES if any(point["group"] == status for point in by_status)]
+    keys = spend_by_key(tenant, timeseries_of(tenant, date_range, "key"))
     return {
-        "requests": Chart(
-            "usage-requests-chart",
-            "Requests per day",
+        "models": chart(
+            "usage-models-chart",
+            f"Requests per {per} by model",
             ChartKind.STACKED_BARS,
             Unit.COUNT,
-            axis,
-            DAY_SECONDS,
-            (requests,),
+            stacked(axis, by_model, requests_of, largest_groups(by_model, requests_of), model_label),
         ),
-        "spend": Chart(
-            "usage-spend-chart",
-            "Spend per day",
+        "outcomes": chart(
+            "usage-outcomes-chart",
+            f"Requests per {per}: served, rejected, failed",
             ChartKind.STACKED_BARS,
-            Unit.USD,
-            axis,
-            DAY_SECONDS,
-            (spend,),
+            Unit.COUNT,
+            stacked(axis, by_status, requests_of, outcomes, lambda group: OUTCOMES[group or ""]),
         ),
-        "models": BarList.largest_first(
-            "usage-models-chart",
-            "Spend by model",
+        "keys": BarList.largest_first(
+            "usage-keys-chart",
+            "Spend by API key",
             Unit.USD,
-            [
-                Bar(
-                    group.identity["model"] or "No model served",
-                    group.totals.cost_usd,
-                    requests_text(group.totals.requests),
-                )
-                for group in by_model
-            ],
-            MODELS_SHOWN,
+            [Bar(key.label, key.cost_usd, requests_text(key.requests)) for key in keys],
+            TOP_KEYS,
         ),
     }
+
+
+def quota_bars(preview: InvoicePreview, spent: Decimal) -> QuotaList:
+    """What the plan includes this period and what is used of it (the ledger's figures)."""
+    plan = preview.plan
+    budget = plan.monthly_spend_budget_usd if plan else None
+    return QuotaList(
+        "billing-quota-chart",
+        "This period's quotas",
+        (Unit.COUNT, Unit.COUNT, Unit.USD),
+        (
+            Quota("Tokens", preview.used_tokens, preview.included_tokens or None),
+            Quota("Requests", preview.used_requests, preview.included_requests),
+            Quota("Spend vs. budget", spent, budget),
+        ),
+    )
+
+
+def billing_charts(access: PageAccess, date_range: DateRange) -> Charts:
+    """The current billing period's quotas: the range does not apply (a period is the plan's)."""
+    preview = invoice_preview(access.tenant)
+    spent = spend_between(access.tenant, preview.period.starts_at, preview.period.ends_at)
+    return {"quotas": quota_bars(preview, spent)}
+
+
+USAGE_CHARTS = ChartPage("usage", usage_charts)
+BILLING_CHARTS = ChartPage("billing", billing_charts)

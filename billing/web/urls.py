@@ -5,10 +5,13 @@ The Stripe webhook is on the public host (aiaas/urls_public.py)."""
 from django.urls import path
 
 from billing.web import views
+from billing.web.charts import BILLING_CHARTS, USAGE_CHARTS
 
 urlpatterns = [
     path("usage/", views.usage, name="usage"),
     path("billing/", views.billing, name="billing"),
     path("billing/checkout/", views.billing_checkout, name="billing-checkout"),
     path("billing/portal/", views.billing_portal, name="billing-portal"),
+    *USAGE_CHARTS.urls(),
+    *BILLING_CHARTS.urls(),
 ]

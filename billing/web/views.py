@@ -22,13 +22,14 @@ from billing.selectors import (
     UsageGrouping,
     UsagePeriod,
     invoice_preview,
+    spend_between,
     usage_events_of,
     usage_groups,
     usage_totals,
 )
 from billing.services import BillingError, create_checkout_session, create_portal_session
 from billing.stripe_api import StripeNotConfiguredError, stripe_configured
-from billing.web.charts import usage_charts
+from billing.web.charts import USAGE_CHARTS, quota_bars
 from billing.webhooks import InvalidWebhookError, receive_event, verify_event
 from tenants.web.base import PageAccess, manager_page, tenant_page
 
@@ -50,28 +51,30 @@ def stripe_webhook(request: HttpRequest) -> JsonResponse:
 
 @tenant_page
 def usage(request: HttpRequest, access: PageAccess) -> HttpResponse:
-    """This month's (UTC) usage from the ledger: totals, then by day and by model, as charts and tables."""
+    """This month's (UTC) usage from the ledger: totals, by day and by model as
+    tables; charts over the range picked (analytics)."""
     events = usage_events_of(access.tenant)
-    today = timezone.now().date()
-    period = UsagePeriod.month_of(today)
-    by_day = usage_groups(events, period, UsageGrouping.DAY)
-    by_model = usage_groups(events, period, UsageGrouping.MODEL)
+    period = UsagePeriod.month_of(timezone.now().date())
+    charts, status = USAGE_CHARTS.context(request, access)
     context = {
         "period": period,
         "totals": usage_totals(events, period),
-        "by_day": by_day,
-        "by_model": by_model,
-        "charts": usage_charts(period, by_day, by_model, today),
+        "by_day": usage_groups(events, period, UsageGrouping.DAY),
+        "by_model": usage_groups(events, period, UsageGrouping.MODEL),
+        **charts,
     }
-    return render(request, "dashboard/usage.html", context)
+    return render(request, "dashboard/usage.html", context, status=status)
 
 
 @tenant_page
 def billing(request: HttpRequest, access: PageAccess) -> HttpResponse:
     """The current period's bill from the ledger, and the Stripe buttons (owners and admins)."""
     preview = invoice_preview(access.tenant)
+    spent = spend_between(access.tenant, preview.period.starts_at, preview.period.ends_at)
     context = {
         "preview": preview,
+        "quotas": quota_bars(preview, spent),
+        "chart_export": {"base": reverse("dashboard:billing-charts"), "query": ""},
         "subscription_live": preview.subscription_status in LIVE_STATUSES,
         "plans": Plan.objects.exclude(stripe_price_id="").order_by("monthly_price_usd"),
         "stripe_configured": stripe_configured(),

@@ -247,6 +247,7 @@ class ChatCompletion:
             "content": "".join(self.transcript),
             "finish_reason": finish_reason,
             "usage": self.context.outcome.usage.as_dict(),
+            "cost_usd": f"{self.context.outcome.usage.cost_usd:.6f}",
             "model": model.model_id,
             "tier": model.tier,
             "request_id": self.context.request_id,

@@ -14,6 +14,7 @@ from websockets.exceptions import InvalidStatus
 from gateway.transports import websocket as chat_module
 from realtime import streams
 from realtime.tests.clients import bearer, chat_body, expected_answer, open_socket, read_all, text_of, ws_url
+from routing.models import ProviderModel
 from tenants.models import ApiKeyScope
 from tenants.services import create_api_key
 from testing.database import committed
@@ -47,6 +48,10 @@ def test_a_completion_streams_chunks_then_one_done_event(gateway: str, serving_t
     assert (done["model"], done["tier"]) == ("sim-small", 1)
     assert done["usage"]["completion_tokens"] == len(expected_answer(prompt).split())
     assert done["finish_reason"] == "stop"
+    small = ProviderModel.objects.get(model_id="sim-small")
+    cost = small.input_price_per_million * done["usage"]["prompt_tokens"]
+    cost += small.output_price_per_million * done["usage"]["completion_tokens"]
+    assert done["cost_usd"] == f"{cost / 1_000_000:.6f}"  # what the ledger bills, for the playground
 
 
 def test_its_usage_reaches_the_ledger_queue_once(gateway: str, serving_tenant: TenantFixture) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -11,6 +12,7 @@ from websockets.exceptions import InvalidStatus
 
 from accounts.tests.factories import browser_for, make_user
 from realtime.tests.clients import chat_body, expected_answer, open_socket, read_all, ws_url
+from routing.models import Provider, ProviderModel
 from testing.tenants import TenantFixture
 
 
@@ -74,3 +76,41 @@ def test_a_member_who_cannot_manage_keys_is_refused(tenant: TenantFixture) -> No
 
     assert browser.get("/dashboard/playground/").status_code == 403
     assert browser.post("/dashboard/playground/token/", {"key": key}).status_code == 403
+
+
+def test_the_page_has_every_control_labelled(tenant: TenantFixture) -> None:
+    content = tenant.web_client().get("/dashboard/playground/").content.decode()
+
+    for control in ("key", "model", "compare", "temperature", "max-tokens", "system", "prompt"):
+        assert f'<label class="field-label" for="playground-{control}">' in content, control
+        assert f'id="playground-{control}"' in content, control
+    for button in ("send", "cancel", "clear", "copy-curl", "copy-python"):
+        assert f'id="playground-{button}"' in content, button
+    assert 'data-api-base="http://alpha.localhost/v1"' in content
+    assert '<option value="sim-large">sim-large (tier 3)</option>' in content
+
+
+def test_a_banner_says_so_while_only_the_simulated_provider_is_configured(tenant: TenantFixture) -> None:
+    client = tenant.web_client()
+    assert all(
+        provider.is_simulated
+        for provider in Provider.objects.filter(is_enabled=True, models__supports_chat=True)
+    )
+
+    simulated_only = client.get("/dashboard/playground/").content.decode()
+    real = Provider.objects.create(slug="real-llm", name="A real provider", base_url="https://llm.example/v1")
+    ProviderModel.objects.create(
+        model_id="real-model",
+        provider=real,
+        upstream_model="real-model",
+        tier=2,
+        context_window=8_192,
+        input_price_per_million=Decimal("1"),
+        output_price_per_million=Decimal("2"),
+    )
+    with_a_real_one = client.get("/dashboard/playground/").content.decode()
+
+    assert 'id="playground-simulated"' in simulated_only
+    assert "Only the simulated provider is configured" in simulated_only
+    assert 'id="playground-simulated"' not in with_a_real_one
+    assert '<option value="real-model">real-model (tier 2)</option>' in with_a_real_one

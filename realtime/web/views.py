@@ -1,8 +1,9 @@
 """The dashboard's streaming chat playground (templates/dashboard/playground.html).
 
-The page never sees an API key: for each request it asks `playground_token`
-for a stream token of one of the tenant's inference keys, bound to this
-dashboard's origin, and opens /ws/v1/chat/completions with it.
+The page never sees an API key: for each request (two when comparing models)
+it asks `playground_token` for a stream token of one of the tenant's inference
+keys, bound to this dashboard's origin, and opens /ws/v1/chat/completions with
+it. The conversation lives in the page (static/js/playground.js).
 """
 
 from __future__ import annotations
@@ -27,9 +28,12 @@ def inference_keys_of(tenant: Tenant) -> list[ApiKey]:
 
 @manager_page
 def playground(request: HttpRequest, access: PageAccess) -> HttpResponse:
+    models = enabled_models().filter(supports_chat=True).select_related("provider")
     context = {
         "keys": inference_keys_of(access.tenant),
-        "models": enabled_models().filter(supports_chat=True),
+        "models": models,
+        "only_simulated": bool(models) and all(model.provider.is_simulated for model in models),
+        "api_base_url": request.build_absolute_uri("/v1"),
     }
     return render(request, "dashboard/playground.html", context)
 

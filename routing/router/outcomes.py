@@ -197,10 +197,13 @@ async def record_feedback(client: aioredis.Redis, tenant_id: int, request_id: st
     await pipe.execute()
 
 
-def daily_figures(client: redis.Redis, tenant_id: int, days: int) -> list[dict[str, Any]]:
-    """The last `days` days of router figures, oldest first (days without traffic included)."""
-    today = timezone.now().date()
-    dates = [today - datetime.timedelta(days=offset) for offset in range(days - 1, -1, -1)]
+def daily_figures(
+    client: redis.Redis, tenant_id: int, days: int, last: datetime.date | None = None
+) -> list[dict[str, Any]]:
+    """`days` days of router figures up to `last` (today by default), oldest first
+    (days without traffic included)."""
+    last = last or timezone.now().date()
+    dates = [last - datetime.timedelta(days=offset) for offset in range(days - 1, -1, -1)]
     pipe = client.pipeline(transaction=False)
     for day in dates:
         pipe.hgetall(daily_key(tenant_id, day))

@@ -92,6 +92,10 @@ class Decision:
 @dataclass(frozen=True, slots=True)
 class RoutedPlan(RoutePlan):
     decision: Decision | None = None
+    # What "saved vs. top tier" prices the request against: the registry's dearest
+    # model of the top tier that could serve it, whatever the key's allowed models
+    # cut the chain to (a key allowed one model has a chain of one).
+    top_tier: ModelSpec | None = None
 
 
 class LearnedRouter:
@@ -122,7 +126,14 @@ class LearnedRouter:
         metrics.ROUTER_DECISION_LATENCY.observe(decision.decision_seconds * 1000)
         metrics.series(metrics.ROUTER_DECISIONS, str(decision.tier)).inc()
         chain = tuple(m for m in capable if m.tier >= decision.tier)
-        return RoutedPlan(chain, decision.reason(config.quality_target), decision)
+        return RoutedPlan(
+            chain, decision.reason(config.quality_target), decision, top_capable(catalog, request)
+        )
+
+
+def top_capable(catalog: Catalog, request: RouteRequest) -> ModelSpec | None:
+    """The dearest registry model of the highest tier able to serve the request."""
+    return next((m for m in reversed(catalog.by_cost) if is_capable(m, request)), None)
 
 
 def first_of_each_tier(capable: list[ModelSpec]) -> list[ModelSpec]:

@@ -3,6 +3,7 @@ failure, cost against always using the top tier, decision latency, the canary.""
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from aiaas.redis_clients import sync_client
@@ -59,10 +60,18 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def routing_report(tenant_id: int, days: int) -> dict[str, Any]:
+def tier_requests(row: dict[str, Any]) -> dict[int, int]:
+    """A daily row's routed requests per tier served first."""
+    return {
+        int(name.removeprefix("tier_")): int(value) for name, value in row.items() if name.startswith("tier_")
+    }
+
+
+def routing_report(tenant_id: int, days: int, last: date | None = None) -> dict[str, Any]:
+    """The report over `days` days up to `last` (today by default)."""
     routing = TenantRouting.objects.select_related("control", "canary").filter(tenant_id=tenant_id).first()
     client = sync_client()
-    rows = outcomes.daily_figures(client, tenant_id, days)
+    rows = outcomes.daily_figures(client, tenant_id, days, last)
     versions = outcomes.canary_counts(client, tenant_id)
     canary = None
     if routing is not None and routing.canary is not None:
@@ -88,4 +97,5 @@ def routing_report(tenant_id: int, days: int) -> dict[str, Any]:
         "canary": canary,
         "totals": summarise(rows),
         "daily": [{"date": row["date"], **summarise([row])} for row in rows],
+        "tier_requests": [tier_requests(row) for row in rows],
     }

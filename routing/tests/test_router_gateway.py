@@ -15,10 +15,12 @@ from aiaas.redis_clients import sync_client
 from billing.models import UsageEvent
 from billing.usage import flush_usage_events
 from gateway.transports.inprocess import Completion, InProcessGateway
-from routing.models import DEFAULT_ROUTER_VERSION, CanaryState, RouterVersion, TenantRouting
+from routing.models import DEFAULT_ROUTER_VERSION, CanaryState, ProviderModel, RouterVersion, TenantRouting
 from routing.router import outcomes
 from routing.router.canary import check_canaries, start_canary
+from routing.router.report import routing_report
 from tenants.models import ApiKey
+from tenants.services import create_api_key
 from tenants.tests.factories import TenantFactory
 from testing.database import committed
 from testing.tenants import TenantFixture
@@ -194,3 +196,30 @@ def test_in_process_calls_take_the_same_route_as_v1(gateway: str, serving_tenant
     assert row.prompt_tokens == completion.prompt_tokens  # both attempts, as metered
     assert row.cost_usd == completion.cost_usd
     assert completion.prompt_tokens == 2 * completion.data["usage"]["prompt_tokens"]
+
+
+def test_saved_vs_top_tier_prices_the_registry_top_tier_whatever_the_key_allows(gateway: str) -> None:
+    """A key allowed only sim-small has a chain of one model: "saved vs. top tier"
+    still prices its tokens at sim-large (the registry's top capable tier), not at
+    the last model of its chain (which read 0%)."""
+    suffix = uuid.uuid4().hex[:8]
+    fixture: TenantFixture = committed(lambda: TenantFactory.create(slug=f"saved-{suffix}"))
+    issued = committed(
+        lambda: create_api_key(
+            fixture.tenant, name="small only", scopes=["inference"], allowed_models=["sim-small"]
+        )
+    )
+    response = chat(gateway, issued.secret, "Hello")
+    assert response.status_code == 200, response.text
+    assert response.json()["model"] == "sim-small"
+    usage = response.json()["usage"]
+
+    (today,) = outcomes.daily_figures(sync_client(), fixture.tenant.pk, 1)
+    large = ProviderModel.objects.get(model_id="sim-large")
+    top = (
+        large.input_price_per_million * usage["prompt_tokens"]
+        + large.output_price_per_million * usage["completion_tokens"]
+    ) / 1_000_000
+    assert today["top_tier_cost_micros"] == int(top * outcomes.MICROS)
+    totals = routing_report(fixture.tenant.pk, 1)["totals"]
+    assert totals["saved_share"] > 0.9

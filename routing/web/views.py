@@ -9,13 +9,11 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
-from routing.router.report import routing_report
+from analytics.ranges import DateRange
 from routing.router.services import tenant_routing, update_settings
-from routing.web.charts import routing_charts
+from routing.web.charts import ROUTING_CHARTS, report_over
 from routing.web.forms import RoutingSettingsForm
 from tenants.web.base import PageAccess, tenant_page
-
-REPORT_DAYS = 30
 
 
 @tenant_page
@@ -34,13 +32,16 @@ def routing(request: HttpRequest, access: PageAccess) -> HttpResponse:
         form = RoutingSettingsForm(
             initial={"quality_target": current.quality_target, "exploration_rate": current.exploration_rate}
         )
-    report = routing_report(tenant.pk, REPORT_DAYS)
+    charts, status = ROUTING_CHARTS.context(request, access)
+    date_range = charts.get("date_range")
+    report = report_over(tenant.pk, date_range) if isinstance(date_range, DateRange) else None
     context: dict[str, Any] = {
+        **charts,
+        "range_form": charts["form"],
         "report": report,
-        "totals": report["totals"],
-        "days": [day for day in report["daily"] if day["routed_requests"]],
-        "charts": routing_charts(report),
+        "totals": report["totals"] if report else None,
+        "days": [day for day in report["daily"] if day["routed_requests"]] if report else [],
         "form": form,
         "can_manage": access.can_manage,
     }
-    return render(request, "dashboard/routing.html", context)
+    return render(request, "dashboard/routing.html", context, status=status)

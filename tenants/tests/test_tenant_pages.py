@@ -28,6 +28,7 @@ from evals.models import CaseResult, Dataset, Experiment
 from evals.tests.web_factories import make_experiment, make_version
 from ingestion.models import Collection, Document
 from ingestion.tests.factories import make_collection_with_file
+from request_logs.tests.factories import make_request_log
 from routing.router.services import tenant_routing
 from tenants.models import ApiKey, Tenant
 from tenants.web.base import (
@@ -119,6 +120,22 @@ def result_pk(tenant: TenantFixture) -> int:
         return CaseResult.objects.get(experiment=experiment).pk
 
 
+def request_log_pk(tenant: TenantFixture) -> int:
+    return make_request_log(tenant).pk
+
+
+def chart_of(chart: str) -> Callable[[TenantFixture], str]:
+    return lambda tenant: chart
+
+
+CHART_SAMPLES = {
+    "overview": "overview-requests-chart",
+    "usage": "usage-keys-chart",
+    "routing": "routing-tier-mix-chart",
+    "billing": "billing-quota-chart",
+}
+
+
 # A real object of the tenant under test for each page that takes one, so a page
 # that let an outsider through would change something the test sees.
 SAMPLE_OBJECTS: dict[str, Callable[[TenantFixture], int | str]] = {
@@ -151,11 +168,18 @@ SAMPLE_OBJECTS: dict[str, Callable[[TenantFixture], int | str]] = {
     ),
     "evals:label": result_pk,
     **dict.fromkeys(["evals:dataset", "evals:import", "evals:export"], dataset_pk),
+    "dashboard:request-log": request_log_pk,
+    # A chart's data (analytics/web/chart_pages.py): the argument is the chart's id.
+    **{
+        f"dashboard:{page}-{format}": chart_of(chart)
+        for page, chart in CHART_SAMPLES.items()
+        for format in ("csv", "json")
+    },
 }
 
 
 def path_of(url: HostUrl, tenant: TenantFixture) -> str:
-    kwargs = {"pk": SAMPLE_OBJECTS[url.name](tenant)} if url.arguments else {}
+    kwargs = {url.arguments[0]: SAMPLE_OBJECTS[url.name](tenant)} if url.arguments else {}
     return reverse(url.name, urlconf=TENANT_URLCONF, kwargs=kwargs)
 
 
@@ -182,6 +206,8 @@ def hostile_form(tenant: TenantFixture) -> dict[str, str]:
         "target_kind": "model",
         "target": json.dumps({"model": "auto"}),
         "concurrency": "1",
+        "enabled": "on",
+        "retention_days": "7",
     }
 
 
@@ -202,6 +228,9 @@ def state_of(tenant: TenantFixture) -> dict[str, Any]:
             "experiments": list(Experiment.objects.order_by("pk").values("pk", "status")),
             "labels": list(CaseResult.objects.order_by("pk").values("pk", "human_label")),
             "routing": (routing.quality_target, routing.exploration_rate),
+            "logging": Tenant.objects.values_list(
+                "request_logging_enabled", "request_log_retention_days"
+            ).get(pk=tenant.tenant.pk),
         }
 
 
@@ -223,7 +252,7 @@ def test_only_the_sign_in_pages_open_to_anonymous_visitors() -> None:
 
 def test_every_dashboard_page_that_takes_an_object_has_a_sample() -> None:
     assert {url.name for url in DASHBOARD_URLS if url.arguments} == set(SAMPLE_OBJECTS)
-    assert {url.arguments for url in DASHBOARD_URLS if url.arguments} == {("pk",)}
+    assert {url.arguments for url in DASHBOARD_URLS if url.arguments} == {("pk",), ("chart",)}
 
 
 @pytest.mark.parametrize("url", DASHBOARD_URLS, ids=lambda url: url.name)
