@@ -21,6 +21,7 @@ DASHBOARD_PAGES = (
     "dashboard:team",
     "dashboard:playground",
     "dashboard:billing",
+    "dashboard:request-logs",
     "agents:list",
     "agents:new",
     "agents:runs",

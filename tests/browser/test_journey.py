@@ -13,12 +13,16 @@ from dataclasses import dataclass
 import pytest
 from django.conf import settings
 from django.core import mail
+from django_tenants.utils import tenant_context
 from playwright.sync_api import Locator, Page, WebSocket, expect
 
 from accounts.throttling import SIGNUPS, SIGNUPS_PER_IP
+from analytics.rollups import apply_rollups
 from billing.models import UsageEvent
 from billing.usage import flush_usage_events
+from request_logs.models import RequestLog
 from request_logs.services import flush_request_logs
+from tenants.models import Tenant
 from tenants.services import SIGNUP_SCOPE
 from testing.browser import VIEWPORTS, AuditedPage, OpenPage, Viewport, origin_of, sign_in
 from testing.database import committed
@@ -26,6 +30,7 @@ from testing.database import committed
 SETTLE_SECONDS = 5.0
 PASSWORD = "a-long-and-unusual-passphrase"
 KEY_NAME = "Journey key"
+PLAYGROUND_PROMPT = "Tell me about multi-tenant platforms."
 AGENT_SPEC = """\
 name: greeter
 steps:
@@ -61,6 +66,7 @@ def test_a_new_user_signs_up_then_calls_models_runs_an_agent_and_sees_the_bill(
 
     workspace = sign_up(page, platform_url, slug=f"journey-{viewport.name}")
     create_first_key(page, workspace)
+    turn_on_request_logging(page, workspace)
     stream_in_the_playground(page, workspace)
     see_the_usage_chart(page, workspace)
     run_an_agent(page, workspace)
@@ -105,19 +111,31 @@ def create_first_key(page: AuditedPage, workspace: Workspace) -> None:
     assert shown not in browser.content(), "the secret is shown only once"
 
 
+def turn_on_request_logging(page: AuditedPage, workspace: Workspace) -> None:
+    browser = page.visit(f"{workspace.origin}/dashboard/request-logs/")
+    expect(browser.get_by_role("heading", name="Request logging is off")).to_be_visible()
+    browser.get_by_label("Store prompts and answers").check()
+    browser.get_by_role("button", name="Save logging settings").click()
+
+    expect(browser.locator("#logging-state")).to_have_text("on")
+    expect(browser.get_by_role("heading", name="No requests logged yet")).to_be_visible()
+    page.audit()
+
+
 def stream_in_the_playground(page: AuditedPage, workspace: Workspace) -> None:
     browser = page.visit(f"{workspace.origin}/dashboard/playground/")
     chunks: list[str] = []
     browser.on("websocket", lambda socket: record_chunks(socket, chunks))
     choose(browser.get_by_label("Key"), KEY_NAME)
-    browser.get_by_label("Message").fill("Tell me about multi-tenant platforms.")
+    browser.get_by_label("Message").fill(PLAYGROUND_PROMPT)
     browser.get_by_role("button", name="Send").click()
 
-    expect(browser.locator("#playground-status")).to_have_text("Done.")
-    answer = browser.locator("#playground-answer").inner_text()
+    expect(browser.locator("#playground-status-a")).to_have_text("Done.")
+    answer = browser.locator("#playground-turns-a .playground-turn").last
     assert chunks, "no chunk frame arrived on the socket"
-    assert answer.strip()
-    assert answer == "".join(chunks), "the page shows what the stream carried"
+    expect(answer.locator(".playground-text")).to_have_text("".join(chunks))
+    for fact in ("latency", "ttft", "cost"):
+        expect(answer.locator(f'[data-fact="{fact}"]')).not_to_be_empty()
     page.audit("playground")
 
 
@@ -136,7 +154,7 @@ def record_chunks(socket: WebSocket, chunks: list[str]) -> None:
 
 
 def see_the_usage_chart(page: AuditedPage, workspace: Workspace) -> None:
-    flush_until_ledgered(workspace, requests=1)
+    flush_until_ledgered(workspace, requests=1, logged=1)
     browser = page.visit(f"{workspace.origin}/dashboard/usage/")
     expect(browser.locator("#total-requests")).to_have_text("1")
     chart = browser.locator("figure.chart").first
@@ -145,22 +163,29 @@ def see_the_usage_chart(page: AuditedPage, workspace: Workspace) -> None:
     page.audit("usage")
 
 
-def flush_until_ledgered(workspace: Workspace, requests: int) -> None:
-    """What the platform's flushers do every few seconds, done now (and committed,
-    for the server to see), until the workspace's requests are in the ledger: a
-    stream settles just after its last chunk is sent, so the browser may show the
-    answer first."""
+def flush_until_ledgered(workspace: Workspace, requests: int, logged: int = 0) -> None:
+    """What the platform's flushers and the analytics worker do every few seconds,
+    done now (and committed, for the server to see), once the workspace's requests
+    are queued: a stream settles just after its last chunk is sent, so the
+    browser may show the answer first."""
 
     def flush() -> None:
+        tenant = Tenant.objects.get(slug=workspace.slug)
         deadline = time.monotonic() + SETTLE_SECONDS
-        while UsageEvent.objects.filter(tenant__slug=workspace.slug).count() < requests:
-            assert time.monotonic() < deadline, f"{workspace.slug}: {requests} request(s) never ledgered"
+        while (found := ledgered(tenant))[0] < requests or found[1] < logged:
+            assert time.monotonic() < deadline, f"{workspace.slug}: ledgered and logged {found}"
             flush_usage_events()
+            flush_request_logs()
             time.sleep(0.05)
-        while flush_request_logs():
-            pass
+        apply_rollups()
 
     committed(flush)
+
+
+def ledgered(tenant: Tenant) -> tuple[int, int]:
+    """The tenant's requests in the ledger, and in its request logs."""
+    with tenant_context(tenant):
+        return UsageEvent.objects.filter(tenant=tenant).count(), RequestLog.objects.count()
 
 
 def painted_pixels(browser: Page, figure_id: str) -> int:
@@ -194,7 +219,17 @@ def run_an_agent(page: AuditedPage, workspace: Workspace) -> None:
 
 
 def find_the_request_log(page: AuditedPage, workspace: Workspace) -> None:
-    pytest.xfail("the request logs page is ui-data's, not merged yet")
+    flush_until_ledgered(workspace, requests=2, logged=2)  # the playground's and the agent's
+    browser = page.visit(f"{workspace.origin}/dashboard/request-logs/")
+    rows = browser.locator("#request-logs-table tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.first).to_contain_text(KEY_NAME)
+    page.audit("request-logs")
+    rows.last.get_by_role("link", name=re.compile("Details")).click()
+
+    expect(browser.locator("#log-messages")).to_contain_text(PLAYGROUND_PROMPT)
+    expect(browser.locator("#log-answer")).not_to_be_empty()
+    page.audit("request-log")
 
 
 def compare_plans(page: AuditedPage, workspace: Workspace) -> None:
