@@ -7,6 +7,7 @@ never holds another tenant's rows.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
@@ -18,7 +19,7 @@ from django_tenants.utils import tenant_context
 from accounts.models import User
 from billing.limits import Limits, limits_for
 from billing.limits.resolution import MICROS_PER_USD
-from billing.models import Plan
+from billing.models import Plan, UsageEvent
 from tenants.models import ApiKey, Tenant
 from tenants.selectors import api_keys_of
 
@@ -54,6 +55,23 @@ class DashboardSummary:
     active_key_count: int
 
 
+@dataclass(frozen=True)
+class FirstRun:
+    """The overview's three first steps, each done or not from what happened."""
+
+    has_key: bool  # an active key exists
+    has_request: bool  # a request reached the ledger (the playground's or any other)
+    has_api_call: bool  # a key authenticated a call to /v1 or /api (last_used_at)
+
+    @property
+    def done_count(self) -> int:
+        return sum((self.has_key, self.has_request, self.has_api_call))
+
+    @property
+    def is_done(self) -> bool:
+        return self.done_count == 3
+
+
 def active_api_keys_of(tenant: Tenant) -> QuerySet[ApiKey]:
     return (
         api_keys_of(tenant)
@@ -68,10 +86,23 @@ def key_status(key: ApiKey) -> KeyStatus:
     return KeyStatus.ACTIVE if key.is_usable() else KeyStatus.EXPIRED
 
 
-def listed_keys_of(tenant: Tenant) -> list[ListedKey]:
-    """The tenant's keys, newest first, each with its status and its limits."""
-    plan = tenant.plan
-    return [ListedKey(key, key_status(key), key_limit_items(key, plan)) for key in api_keys_of(tenant)]
+def keys_matching(tenant: Tenant, search: str = "") -> QuerySet[ApiKey]:
+    """The tenant's keys, newest first; with `search`, those whose name contains it
+    or whose prefix starts with it (a pasted `aiaas_<prefix>_...` finds its key)."""
+    keys = api_keys_of(tenant)
+    search = search.strip()
+    if not search:
+        return keys
+    prefix = search.removeprefix("aiaas_").split("_", 1)[0]
+    matches = Q(name__icontains=search)
+    if prefix:
+        matches |= Q(prefix__startswith=prefix)
+    return keys.filter(matches)
+
+
+def listed_keys(keys: Iterable[ApiKey], plan: Plan | None) -> list[ListedKey]:
+    """Each key with its status and its limits under `plan` (the keys' tenant's)."""
+    return [ListedKey(key, key_status(key), key_limit_items(key, plan)) for key in keys]
 
 
 def key_limit_items(key: ApiKey, plan: Plan | None) -> tuple[LimitItem, ...]:
@@ -130,6 +161,15 @@ def team_of(tenant: Tenant) -> list[TeamMember]:
     """The tenant's users, by email."""
     with tenant_context(tenant):
         return [TeamMember(user, user.has_usable_password()) for user in User.objects.order_by("email")]
+
+
+def first_run_of(tenant: Tenant) -> FirstRun:
+    keys = api_keys_of(tenant)
+    return FirstRun(
+        has_key=active_api_keys_of(tenant).exists(),
+        has_request=UsageEvent.objects.filter(tenant=tenant).exists(),
+        has_api_call=keys.filter(last_used_at__isnull=False).exists(),
+    )
 
 
 def dashboard_summary(tenant: Tenant) -> DashboardSummary:

@@ -61,10 +61,14 @@ def invite_member(tenant: Tenant, *, email: str, role: str, invited_by: User, si
     """Create an active member with an unusable password and email them a link
     (under `site_url`, the tenant host's origin) to set one.
 
-    Raises TeamError if the email already belongs to a member or the inviter may
-    not grant `role`. A failed email does not undo the invitation: the link is
-    returned either way, with `emailed` telling whether it was sent.
+    Raises TeamError if the email already belongs to a member, the inviter may
+    not grant `role`, or the owner's email is not confirmed yet (so a stranger's
+    signup cannot send mail to anyone). A failed email does not undo the
+    invitation: the link is returned either way, with `emailed` telling whether
+    it was sent.
     """
+    if not tenant.is_email_verified:
+        raise TeamError("Confirm your email address first (we sent you a link), then invite your team.")
     with tenant_context(tenant):
         ensure_may_grant(invited_by, role)
         try:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 from django.db.models import QuerySet
@@ -61,3 +65,61 @@ def replay_diff(original: Run, replay: Run) -> list[dict[str, Any]]:
         }
     )
     return rows
+
+
+class StepStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass
+class StepView:
+    """One step of a run as its events tell it (the run page's step view)."""
+
+    step_id: str
+    kind: str
+    started_at: datetime
+    status: StepStatus = StepStatus.RUNNING
+    finished_at: datetime | None = None
+    attempts: int = 1
+    error: str = ""
+    cost_usd: Decimal = field(default_factory=Decimal)
+    tokens: int = 0
+
+    @property
+    def duration_ms(self) -> int | None:
+        if self.finished_at is None:
+            return None
+        return round((self.finished_at - self.started_at).total_seconds() * 1000)
+
+
+USAGE_EVENTS = {EventType.LLM_USAGE, EventType.RETRIEVAL_USAGE}
+
+
+def run_steps(run: Run) -> list[StepView]:
+    """The run's steps in the order they started, each with its last attempt's
+    status and time, and the model usage its events recorded."""
+    steps: dict[str, StepView] = {}
+    for event in events_of(run).exclude(step_id=""):
+        step = steps.get(event.step_id)
+        if event.type == EventType.STEP_STARTED:
+            if step is None:
+                kind = str(event.data.get("kind", ""))
+                steps[event.step_id] = StepView(event.step_id, kind, event.created_at)
+            else:
+                step.attempts, step.status, step.finished_at = step.attempts + 1, StepStatus.RUNNING, None
+        elif step is not None:
+            record_on_step(step, event)
+    return list(steps.values())
+
+
+def record_on_step(step: StepView, event: RunEvent) -> None:
+    if event.type == EventType.STEP_SUCCEEDED:
+        step.status, step.finished_at = StepStatus.SUCCEEDED, event.created_at
+    elif event.type == EventType.STEP_FAILED:
+        step.status, step.finished_at = StepStatus.FAILED, event.created_at
+        step.error = str(event.data.get("error", ""))
+    elif event.type in USAGE_EVENTS:
+        step.cost_usd += Decimal(str(event.data.get("cost_usd", "0")))
+        step.tokens += int(event.data.get("prompt_tokens", 0)) + int(event.data.get("completion_tokens", 0))

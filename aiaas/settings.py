@@ -115,6 +115,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
             ],
+            "builtins": ["aiaas.formats"],  # the one date, number and JSON format
         },
     },
 ]
@@ -574,6 +575,8 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = not STATIC_MANIFEST
 WHITENOISE_AUTOREFRESH = DEBUG
+# /favicon.ico on every host, answered before the tenant is looked up.
+WHITENOISE_ROOT = BASE_DIR / "static" / "root"
 
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)

@@ -6,7 +6,7 @@ Every query carries the tenant's id; key names come from the tenant's own keys."
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from django.utils import timezone
@@ -59,6 +59,31 @@ def dashboard_figures(tenant: Tenant, date_range: DateRange) -> DashboardFigures
         by_tier=timeseries_of(tenant, date_range, "tier"),
         top_keys=spend_by_key(tenant, timeseries_of(tenant, date_range, "key")),
         served_nearby=summary["requests"] > 0 or served_nearby(tenant, date_range),
+    )
+
+
+@dataclass(frozen=True)
+class KeyFigures:
+    """One key's summary and timeseries over a range (the key's page in the dashboard)."""
+
+    range: DateRange
+    summary: Answer
+    by_status: list[Answer]
+    by_model: list[Answer]
+
+
+def key_figures(tenant: Tenant, api_key_id: int, date_range: DateRange) -> KeyFigures:
+    """What GET /api/v1/analytics/* answers with `key=` this key: the tenant's
+    figures filtered to it (the caller checked the key is the tenant's)."""
+
+    def of_key(group_by: GroupBy | None = None) -> Query:
+        return replace(date_range.query(tenant.pk, group_by), api_key_ids=(api_key_id,))
+
+    return KeyFigures(
+        range=date_range,
+        summary=selectors.summary(of_key()),
+        by_status=selectors.timeseries(of_key("status"))["data"],
+        by_model=selectors.timeseries(of_key("model"))["data"],
     )
 
 

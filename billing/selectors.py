@@ -269,3 +269,48 @@ def quota_state(
     if any(used >= included * NEARING_SHARE for used, included in shares):
         return QuotaState.NEARING
     return QuotaState.WITHIN
+
+
+# The billing page's plan comparison: each plan, and whether and why it can be subscribed to.
+
+
+class Unavailable(StrEnum):
+    """Why a plan's subscribe button is not offered, in words the page shows."""
+
+    NOT_CONFIGURED = "Stripe is not configured on this platform, so plans cannot be bought online."
+    STRIPE_DOWN = "Stripe cannot be reached right now; try again in a few minutes."
+    STRIPE_KEY_REFUSED = "Stripe refuses this platform's key; the operators have been told."
+    NOT_A_MANAGER = "Only owners and admins can subscribe."
+    SUBSCRIBED = "You have a subscription: change plans in the billing portal."
+    NOT_SOLD_ONLINE = "This plan is not sold online: contact us."
+    FREE = "Free: nothing to subscribe to."
+
+
+@dataclass(frozen=True)
+class PlanOffer:
+    plan: Plan
+    is_current: bool
+    unavailable: Unavailable | None  # None: the subscribe button is offered
+
+    @property
+    def can_subscribe(self) -> bool:
+        return self.unavailable is None
+
+
+def plan_offers(
+    current: Plan | None, *, subscribed: bool, can_manage: bool, stripe: Unavailable | None
+) -> list[PlanOffer]:
+    """Every plan, cheapest first, with the first reason it cannot be bought now
+    (`stripe`: why Stripe cannot take a payment, None when it can)."""
+    offers = []
+    for plan in Plan.objects.order_by("monthly_price_usd", "slug"):
+        reasons = [
+            Unavailable.FREE if plan.monthly_price_usd == 0 and not plan.stripe_price_id else None,
+            Unavailable.NOT_SOLD_ONLINE if not plan.stripe_price_id else None,
+            stripe,
+            Unavailable.SUBSCRIBED if subscribed else None,
+            None if can_manage else Unavailable.NOT_A_MANAGER,
+        ]
+        reason = next((reason for reason in reasons if reason is not None), None)
+        offers.append(PlanOffer(plan, current is not None and plan.pk == current.pk, reason))
+    return offers

@@ -477,6 +477,7 @@ async def route_and_admit(
     attempts are held by the meter's guard."""
     api_key = context.api_key
     assert api_key is not None
+    ensure_email_verified(api_key)
     with tracing.span("route"):
         catalog = await context.clients.catalog.get()
         resolve_model(route.requested_model, catalog, api_key)
@@ -489,6 +490,20 @@ async def route_and_admit(
         await context.meter.admit(plan, prompt_tokens_bound, output_tokens_bound)
     context.outcome.guard = context.meter.guard
     return plan
+
+
+def ensure_email_verified(api_key: ApiKey) -> None:
+    """No model is called for a tenant whose owner has not confirmed their email,
+    whoever calls: /v1 refuses its keys earlier, and this also covers the
+    dashboard's playground and agent runs, open to an owner signed in by the
+    signup's token (docs/decisions/0032)."""
+    if not api_key.tenant.is_email_verified:
+        raise GatewayError(
+            403,
+            "Confirm the owner's email address first: open the link we sent at signup.",
+            "permission_error",
+            "email_not_verified",
+        )
 
 
 def default_output_limit(api_key: ApiKey) -> int:

@@ -57,6 +57,14 @@ class IssuedApiKey:
 
 
 @dataclass(frozen=True)
+class NewTenant:
+    tenant: Tenant
+    domain: Domain
+    owner: User
+    owner_password: str | None  # only when generated here
+
+
+@dataclass(frozen=True)
 class ProvisionedTenant:
     tenant: Tenant
     domain: Domain
@@ -166,13 +174,46 @@ def provision_tenant(
     owner_password: str | None = None,
     email_verified: bool = True,
 ) -> ProvisionedTenant:
-    """Create a tenant: its schema (cloned from the template), domain, owner and an admin key.
+    """Create a tenant (create_tenant) with an admin key, whose secret the caller
+    shows: staff's and the CLI's way, which vouch for the owner's email
+    (`email_verified`)."""
+    created = create_tenant(
+        slug=slug,
+        name=name,
+        owner_email=owner_email,
+        plan_slug=plan_slug,
+        owner_password=owner_password,
+        email_verified=email_verified,
+    )
+    try:
+        issued = create_api_key(
+            created.tenant,
+            name="Default admin key",
+            scopes=[ApiKeyScope.ADMIN],
+            created_by=created.owner.email,
+        )
+    except Exception:
+        created.tenant.delete(force_drop=True)  # type: ignore[no-untyped-call]
+        raise
+    return ProvisionedTenant(created.tenant, created.domain, created.owner, created.owner_password, issued)
 
-    Staff and the CLI vouch for the owner's email (`email_verified`); the public
-    signup (sign_up_tenant) does not, and emails a link instead.
-    The owner's password is validated before anything is written. If any step
-    after the schema exists fails, the tenant row and its schema are removed,
-    so a failed signup leaves nothing behind and the slug stays free.
+
+def create_tenant(
+    *,
+    slug: str,
+    name: str,
+    owner_email: str,
+    plan_slug: str | None = None,
+    owner_password: str | None = None,
+    email_verified: bool = True,
+) -> NewTenant:
+    """Create a tenant: its schema (cloned from the template), domain and owner, and no key.
+
+    The public signup (sign_up_tenant) does not vouch for the owner's email,
+    and emails a link instead. The owner's password is validated before
+    anything is written. If any step after the schema exists fails, the tenant
+    row and its schema are removed, so a failed signup leaves nothing behind
+    and the slug stays free.
     """
     slug = slug.strip().lower()
     name = name.strip()
@@ -199,13 +240,10 @@ def provision_tenant(
             domain = Domain.objects.create(domain=tenant_domain_name(slug), tenant=tenant, is_primary=True)
             with tenant_context(tenant):
                 owner = User.objects.create_user(owner_email, owner_password, role=Role.OWNER)
-            issued = create_api_key(
-                tenant, name="Default admin key", scopes=[ApiKeyScope.ADMIN], created_by=owner.email
-            )
     except Exception:
         tenant.delete(force_drop=True)  # type: ignore[no-untyped-call]
         raise
-    return ProvisionedTenant(tenant, domain, owner, generated_password, issued)
+    return NewTenant(tenant, domain, owner, generated_password)
 
 
 def validate_owner(email: str, password: str) -> None:
@@ -334,22 +372,23 @@ def admit_signup_attempt(client_address: str) -> None:
 
 def sign_up_tenant(
     *, slug: str, name: str, owner_email: str, owner_password: str, tenant_origin: str
-) -> ProvisionedTenant:
-    """Provision a tenant whose owner's email is not yet verified, and email the
-    owner the link (on `tenant_origin`, the new host's scheme://host:port) that
-    verifies it. Until then the owner cannot sign in and the keys are refused.
+) -> NewTenant:
+    """Create a tenant, with no key, whose owner's email is not yet verified, and
+    email the owner the link (on `tenant_origin`, the new host's
+    scheme://host:port) that verifies it. Until then the owner signs in only
+    through the signup's one-time token (accounts/login_tokens.py), keys are
+    refused and no model is called for the tenant (docs/decisions/0032).
+    The owner creates the first key in the dashboard, which shows its secret.
 
     Counted against SIGNUPS_PER_HOUR for the whole platform (SignupThrottledError).
     """
     if not SIGNUPS.hit(SIGNUP_SCOPE, "all"):
         raise SignupThrottledError("we are taking too many signups right now: try again in an hour")
-    provisioned = provision_tenant(
+    created = create_tenant(
         slug=slug, name=name, owner_email=owner_email, owner_password=owner_password, email_verified=False
     )
-    send_verification_email(
-        provisioned.tenant, owner_email=provisioned.owner.email, tenant_origin=tenant_origin
-    )
-    return provisioned
+    send_verification_email(created.tenant, owner_email=created.owner.email, tenant_origin=tenant_origin)
+    return created
 
 
 def email_verification_url(tenant: Tenant, tenant_origin: str) -> str:

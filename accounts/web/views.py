@@ -19,7 +19,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from django.views.generic import TemplateView
 
 from accounts.models import Role, User
-from accounts.selectors import dashboard_summary, plan_limits_summary, team_of
+from accounts.selectors import dashboard_summary, first_run_of, plan_limits_summary, team_of
 from accounts.services import (
     Invitation,
     TeamError,
@@ -130,6 +130,7 @@ def overview(request: HttpRequest, access: PageAccess) -> HttpResponse:
     charts, status = OVERVIEW_CHARTS.context(request, access)
     context = {
         "summary": dashboard_summary(access.tenant),
+        "first_run": first_run_of(access.tenant),
         "plan_limits": plan_limits_summary(access.tenant.plan),
         "api_base_url": request.build_absolute_uri("/v1"),
         "models": enabled_models(),

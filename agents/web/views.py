@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import messages
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -14,8 +15,9 @@ from accounts.selectors import active_api_keys_of
 from agents import selectors, services
 from agents.api.serializers import RunEventSerializer
 from agents.models import Agent, Run
-from agents.spec import SpecError
+from agents.spec import SpecError, parse_source
 from agents.web.forms import SpecForm, StartRunForm
+from tenants.models import ApiKey, ApiKeyScope, Tenant
 from tenants.web.base import PageAccess, manager_page, tenant_page
 
 EXAMPLE_SPEC = """name: triage
@@ -52,9 +54,27 @@ def agent_edit(request: HttpRequest, access: PageAccess, pk: int | None = None) 
         form = SpecForm(initial={"spec": source})
     context: dict[str, Any] = {"agent": agent, "form": form}
     if agent is not None:
-        context["run_form"] = StartRunForm(keys=active_api_keys_of(access.tenant))
+        context["run_form"] = StartRunForm(keys=run_keys(access.tenant), input_schema=input_schema_of(agent))
         context["runs"] = selectors.runs_list(agent)[:20]
     return render(request, "dashboard/agents_edit.html", context)
+
+
+def run_keys(tenant: Tenant) -> QuerySet[ApiKey]:
+    """The keys a run may count its model calls against: active, allowed to call models."""
+    scopes = Q(scopes__contains=[ApiKeyScope.INFERENCE]) | Q(scopes__contains=[ApiKeyScope.ADMIN])
+    return active_api_keys_of(tenant).filter(scopes).order_by("name")
+
+
+def input_schema_of(agent: Agent) -> Any:
+    """The latest version's input_schema with its properties in the order written:
+    the stored spec is jsonb, which reorders keys, so the source is read again."""
+    version = agent.versions.get(version=agent.version)
+    stored = version.spec.get("input_schema")
+    try:
+        written = parse_source(version.source).get("input_schema")
+    except SpecError:
+        return stored
+    return written if written == stored else stored
 
 
 def save_spec(form: SpecForm, agent: Agent | None) -> Agent | None:
@@ -82,17 +102,14 @@ def agent_delete(request: HttpRequest, access: PageAccess, pk: int) -> HttpRespo
 @require_POST
 def run_start(request: HttpRequest, access: PageAccess, pk: int) -> HttpResponse:
     agent = get_object_or_404(Agent, pk=pk)
-    form = StartRunForm(request.POST, keys=active_api_keys_of(access.tenant))
+    form = StartRunForm(request.POST, keys=run_keys(access.tenant), input_schema=input_schema_of(agent))
     if form.is_valid():
         try:
             run = services.start_run(
-                agent,
-                form.cleaned_data["input"],
-                form.cleaned_data["api_key"],
-                form.cleaned_data["environment"],
+                agent, form.run_input(), form.cleaned_data["api_key"], form.cleaned_data["environment"]
             )
         except (SpecError, services.InputError) as error:
-            form.add_error("input", f"{error.path}: {error.message}")
+            form.add_error(None if form.has_input_fields else "input", f"{error.path}: {error.message}")
         else:
             return redirect("agents:run", pk=run.pk)
     source = agent.versions.get(version=agent.version).source
@@ -110,7 +127,11 @@ def run_list(request: HttpRequest, access: PageAccess) -> HttpResponse:
 @tenant_page
 def run_detail(request: HttpRequest, access: PageAccess, pk: int) -> HttpResponse:
     run = get_object_or_404(Run, pk=pk)
-    context: dict[str, Any] = {"run": run, "events": selectors.events_of(run)}
+    context: dict[str, Any] = {
+        "run": run,
+        "events": selectors.events_of(run),
+        "steps": selectors.run_steps(run),
+    }
     if run.replay_of is not None and run.is_finished:
         context["diff"] = selectors.replay_diff(run.replay_of, run)
     return render(request, "dashboard/agents_run.html", context)

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from aiaas.charts import Bar, BarList, Chart, ChartKind, Series, Unit, requests_text
-from analytics.dashboard import DashboardFigures
+from analytics.dashboard import DashboardFigures, KeyFigures
 from analytics.ranges import DateRange
 from analytics.selectors import Answer
 
@@ -151,6 +151,40 @@ def charts_of(figures: DashboardFigures) -> dict[str, Chart | BarList]:
             Unit.COUNT,
             [Bar(kind, count) for kind, count in figures.summary["errors"].items()],
             TOP_KEYS,
+        ),
+    }
+
+
+def key_charts_of(figures: KeyFigures) -> dict[str, Chart]:
+    """One key's page: its requests by outcome and its spend by model, per bucket."""
+    axis = tuple(figures.range.buckets)
+    step = int(figures.range.step.total_seconds())
+    per = "hour" if figures.range.granularity == "hour" else "day"
+    statuses = [
+        status for status in STATUS_LABELS if any(point["group"] == status for point in figures.by_status)
+    ]
+    return {
+        "requests": Chart(
+            id="chart-key-requests",
+            title=f"Requests per {per} by outcome",
+            kind=ChartKind.STACKED_BARS,
+            unit=Unit.COUNT,
+            axis=axis,
+            step_seconds=step,
+            series=stacked(
+                axis, figures.by_status, requests_of, statuses, lambda group: STATUS_LABELS[group or ""]
+            ),
+        ),
+        "spend": Chart(
+            id="chart-key-spend",
+            title=f"Spend per {per} by model",
+            kind=ChartKind.STACKED_BARS,
+            unit=Unit.USD,
+            axis=axis,
+            step_seconds=step,
+            series=stacked(
+                axis, figures.by_model, cost_of, largest_groups(figures.by_model, cost_of), model_label
+            ),
         ),
     }
 

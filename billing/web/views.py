@@ -19,16 +19,18 @@ from django.views.decorators.http import require_POST
 from billing.models import Plan
 from billing.models.stripe import LIVE_STATUSES
 from billing.selectors import (
+    Unavailable,
     UsageGrouping,
     UsagePeriod,
     invoice_preview,
+    plan_offers,
     spend_between,
     usage_events_of,
     usage_groups,
     usage_totals,
 )
 from billing.services import BillingError, create_checkout_session, create_portal_session
-from billing.stripe_api import StripeNotConfiguredError, stripe_configured
+from billing.stripe_api import StripeHealth, StripeNotConfiguredError, stripe_health
 from billing.web.charts import USAGE_CHARTS, quota_bars
 from billing.webhooks import InvalidWebhookError, receive_event, verify_event
 from tenants.web.base import PageAccess, manager_page, tenant_page
@@ -68,19 +70,34 @@ def usage(request: HttpRequest, access: PageAccess) -> HttpResponse:
 
 @tenant_page
 def billing(request: HttpRequest, access: PageAccess) -> HttpResponse:
-    """The current period's bill from the ledger, and the Stripe buttons (owners and admins)."""
+    """The current period's bill from the ledger, the plans side by side with why
+    each cannot be bought now, and a warning first when Stripe does not answer."""
     preview = invoice_preview(access.tenant)
     spent = spend_between(access.tenant, preview.period.starts_at, preview.period.ends_at)
+    subscribed = preview.subscription_status in LIVE_STATUSES
+    health = stripe_health()
     context = {
         "preview": preview,
         "quotas": quota_bars(preview, spent),
         "chart_export": {"base": reverse("dashboard:billing-charts"), "query": ""},
-        "subscription_live": preview.subscription_status in LIVE_STATUSES,
-        "plans": Plan.objects.exclude(stripe_price_id="").order_by("monthly_price_usd"),
-        "stripe_configured": stripe_configured(),
+        "subscription_live": subscribed,
+        "offers": plan_offers(
+            preview.plan,
+            subscribed=subscribed,
+            can_manage=access.can_manage,
+            stripe=STRIPE_REFUSALS.get(health),
+        ),
+        "stripe_health": health.value,
         "can_manage": access.can_manage,
     }
     return render(request, "dashboard/billing.html", context)
+
+
+STRIPE_REFUSALS = {
+    StripeHealth.NOT_CONFIGURED: Unavailable.NOT_CONFIGURED,
+    StripeHealth.UNREACHABLE: Unavailable.STRIPE_DOWN,
+    StripeHealth.KEY_REFUSED: Unavailable.STRIPE_KEY_REFUSED,
+}
 
 
 @manager_page

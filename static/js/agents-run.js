@@ -1,10 +1,15 @@
 // The run page: while the run is live, append its new events as they are recorded.
 "use strict";
 
+// The server's one timestamp format (aiaas/formats.py `when`): 2026-12-07 10:01 UTC.
+function utcMinute(iso) {
+  return new Date(iso).toISOString().slice(0, 16).replace("T", " ") + " UTC";
+}
+
 function eventRow(event) {
   const row = document.createElement("tr");
   row.dataset.seq = event.seq;
-  const cells = [event.seq, event.type, event.step_id, JSON.stringify(event.data, null, 1), event.created_at.slice(11, 23)];
+  const cells = [event.seq, event.type, event.step_id, JSON.stringify(event.data, null, 2), utcMinute(event.created_at)];
   cells.forEach((value, index) => {
     const cell = document.createElement("td");
     if (index === 3) {

@@ -21,6 +21,20 @@ document.addEventListener("submit", (event) => {
   if (question && !window.confirm(question)) event.preventDefault();
 });
 
+function setUpMenu() {
+  const button = document.getElementById("menu-button");
+  if (!button) return;
+  const sidebar = button.closest(".sidebar");
+  sidebar.dataset.menu = "closed";
+  button.hidden = false;
+  button.addEventListener("click", () => {
+    const open = sidebar.dataset.menu === "closed";
+    sidebar.dataset.menu = open ? "open" : "closed";
+    button.setAttribute("aria-expanded", String(open));
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("[data-copy]").forEach((button) => { button.hidden = !navigator.clipboard; });
+  setUpMenu();
 });

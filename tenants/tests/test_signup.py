@@ -1,6 +1,7 @@
 """Signup on the public host: a new tenant whose owner verifies their email before
-it can be used, or a clear error and nothing created; throttled per address and
-for the platform."""
+its keys work or the owner can sign in with a password (the signup's own
+one-time sign-in: test_first_run.py), or a clear error and nothing created;
+throttled per address and for the platform."""
 
 from __future__ import annotations
 
@@ -65,15 +66,15 @@ def test_the_home_page_pitches_the_product_and_shows_the_signup_form(tenant: Ten
         ("localhost:8443", True, "https://newco.localhost:8443"),
     ],
 )
-def test_signup_creates_an_unverified_tenant_and_emails_a_link_on_its_host_keeping_scheme_and_port(
+def test_signup_creates_an_unverified_tenant_without_keys_and_emails_a_link_keeping_scheme_and_port(
     tenant: TenantFixture, host: str, secure: bool, origin: str
 ) -> None:
     response = Client(HTTP_HOST=host).post("/", signup_data(slug="NewCo"), secure=secure)
 
-    assert response.status_code == 200
-    assert "public/check_email.html" in [template.name for template in response.templates]
-    assert "founder@newco.example" in response.content.decode()
+    assert response.status_code == 302
+    assert response["Location"].startswith(f"{origin}/welcome/")
     created = Tenant.objects.get(slug="newco")
+    assert not ApiKey.objects.filter(tenant=created).exists()
     assert (created.name, created.schema_name, created.is_active) == ("NewCo Ltd", "t_newco", True)
     assert created.email_verified_at is None
     assert Domain.objects.get(tenant=created).domain == "newco.localhost"
@@ -201,14 +202,14 @@ def test_signup_is_throttled_per_address(tenant: TenantFixture, settings: Any) -
     assert snapshot() == before
     assert mail.outbox == []
     other_address = Client(HTTP_HOST="localhost:8000", REMOTE_ADDR=fresh_address())
-    assert other_address.post("/", signup_data()).status_code == 200
+    assert other_address.post("/", signup_data()).status_code == 302
     assert Tenant.objects.filter(slug="newco").exists()
 
 
 def test_signup_is_throttled_for_the_whole_platform(tenant: TenantFixture, settings: Any) -> None:
     settings.SIGNUPS_PER_HOUR = 1
     first = Client(HTTP_HOST="localhost:8000", REMOTE_ADDR=fresh_address())
-    assert first.post("/", signup_data()).status_code == 200
+    assert first.post("/", signup_data()).status_code == 302
     before = snapshot()
 
     refused = Client(HTTP_HOST="localhost:8000", REMOTE_ADDR=fresh_address()).post(

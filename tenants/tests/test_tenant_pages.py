@@ -51,6 +51,7 @@ SIGN_IN_PAGES = {
     "password-reset-sent",
     "password-reset-confirm",
     "verify-email",
+    "welcome",
 }
 
 
@@ -139,6 +140,7 @@ CHART_SAMPLES = {
 # A real object of the tenant under test for each page that takes one, so a page
 # that let an outsider through would change something the test sees.
 SAMPLE_OBJECTS: dict[str, Callable[[TenantFixture], int | str]] = {
+    "dashboard:key": api_key_pk,
     "dashboard:revoke-key": api_key_pk,
     "dashboard:key-limits": api_key_pk,
     "dashboard:change-role": member_pk,

@@ -8,6 +8,7 @@ from tenants.web import views
 
 urlpatterns = [
     path("keys/", views.keys, name="keys"),
+    path("keys/<int:pk>/", views.key_detail, name="key"),
     path("keys/<int:pk>/revoke/", views.revoke_key, name="revoke-key"),
     path("keys/<int:pk>/limits/", views.key_limits, name="key-limits"),
 ]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -122,6 +123,28 @@ class ApiKeyLimitsForm(forms.Form):
         required=False,
         widget=forms.TextInput(attrs={"inputmode": "decimal", "placeholder": "No cap"}),
     )
+
+
+# What each scope lets a key do, in a sentence a person choosing scopes needs.
+SCOPE_EXPLANATIONS = {
+    ApiKeyScope.INFERENCE: "Call models through the OpenAI-compatible /v1 API: chat, embeddings, files, "
+    "batches. What an application needs.",
+    ApiKeyScope.READ: "Read usage, analytics, keys and resources through /api; cannot call models or "
+    "change anything. For dashboards and monitoring.",
+    ApiKeyScope.ADMIN: "Everything the other scopes allow, and create, change and revoke keys. Keep it "
+    "for trusted back-office tools.",
+}
+
+
+@dataclass(frozen=True)
+class ScopeExplanation:
+    value: str
+    label: str
+    explanation: str
+
+
+def scope_explanations() -> list[ScopeExplanation]:
+    return [ScopeExplanation(scope.value, scope.label, SCOPE_EXPLANATIONS[scope]) for scope in ApiKeyScope]
 
 
 class ApiKeyForm(ApiKeyLimitsForm):

@@ -1,4 +1,4 @@
-"""The email verification link on a tenant's host (see aiaas/urls_tenant.py)."""
+"""The email verification link and signup's welcome link on a tenant's host (see aiaas/urls_tenant.py)."""
 
 from django.urls import path
 
@@ -6,4 +6,5 @@ from tenants.web import views
 
 urlpatterns = [
     path("verify-email/<str:token>/", views.VerifyEmailView.as_view(), name="verify-email"),
+    path("welcome/<str:token>/", views.WelcomeView.as_view(), name="welcome"),
 ]

@@ -3,21 +3,36 @@ verification link, and the dashboard's API keys pages."""
 
 from __future__ import annotations
 
+import logging
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import login
+from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from redis import RedisError
 
-from accounts.selectors import active_api_keys_of, listed_keys_of, plan_limits_summary
+from accounts.login_tokens import mint_login_token, take_login_token
+from accounts.models import User
+from accounts.selectors import active_api_keys_of, keys_matching, listed_keys, plan_limits_summary
 from accounts.throttling import client_address
+from analytics.dashboard import key_figures
+from analytics.ranges import Preset
+from analytics.web.charts import key_charts_of
+from analytics.web.forms import RangeForm
 from tenants.models import ApiKey
 from tenants.selectors import api_keys_of
 from tenants.services import (
-    IssuedApiKey,
+    NewTenant,
     ProvisioningError,
     SignupThrottledError,
     admit_signup_attempt,
@@ -28,29 +43,32 @@ from tenants.services import (
     update_api_key,
     verify_tenant_email,
 )
-from tenants.web.base import PageAccess, TenantPageView, manager_page, tenant_page
-from tenants.web.forms import ApiKeyForm, ApiKeyLimitsForm, SignupForm, as_sentence
+from tenants.web.base import PageAccess, TenantPageView, bind_session_to_tenant, manager_page, tenant_page
+from tenants.web.forms import ApiKeyForm, ApiKeyLimitsForm, SignupForm, as_sentence, scope_explanations
+
+logger = logging.getLogger(__name__)
 
 
 @require_http_methods(["GET", "POST"])
 def home(request: HttpRequest) -> HttpResponse:
-    """Signup: throttled per address and for the platform; the new owner gets a
-    verification link by email, and this page says so."""
+    """Signup: throttled per address and for the platform. The new owner is sent,
+    signed in, to the new workspace's host by a one-time token (and emailed the
+    verification link); if the token cannot be made, this page says to check email."""
     form = SignupForm(request.POST) if request.method == "POST" else SignupForm()
     status = 200
     try:
         if request.method == "POST":
             admit_signup_attempt(client_address(request))
         if form.is_valid():
-            provisioned = sign_up_tenant(
+            origin = tenant_origin(request, tenant_domain_name(form.cleaned_data["slug"]))
+            created = sign_up_tenant(
                 slug=form.cleaned_data["slug"],
                 name=form.cleaned_data["name"],
                 owner_email=form.cleaned_data["owner_email"],
                 owner_password=form.cleaned_data["password"],
-                tenant_origin=tenant_origin(request, tenant_domain_name(form.cleaned_data["slug"])),
+                tenant_origin=origin,
             )
-            context = {"tenant": provisioned.tenant, "owner_email": provisioned.owner.email}
-            return render(request, "public/check_email.html", context)
+            return welcome_redirect(request, created, origin)
     except SignupThrottledError as error:
         form.add_error(None, as_sentence(str(error)))
         status = 429
@@ -59,6 +77,18 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(
         request, "public/home.html", {"form": form, "base_domain": settings.BASE_DOMAIN}, status=status
     )
+
+
+def welcome_redirect(request: HttpRequest, created: NewTenant, origin: str) -> HttpResponse:
+    """To the new host's welcome link, which signs the owner in (accounts/login_tokens.py)."""
+    try:
+        token = mint_login_token(created.tenant, created.owner.pk)
+    except RedisError:
+        logger.exception("Could not mint the login token of tenant %s", created.tenant.pk)
+        context = {"tenant": created.tenant, "owner_email": created.owner.email}
+        return render(request, "public/check_email.html", context)
+    path = reverse("welcome", urlconf=settings.ROOT_URLCONF, kwargs={"token": token})
+    return redirect(origin + path)
 
 
 def tenant_origin(request: HttpRequest, domain: str) -> str:
@@ -79,31 +109,101 @@ class VerifyEmailView(TenantPageView):
         return redirect("login")
 
 
+class WelcomeView(TenantPageView):
+    """Where signup sends the new owner: the one-time token signs them in on this
+    host, once, within a minute (docs/decisions/0032)."""
+
+    dangerously_allow_anonymous: ClassVar[bool] = True  # the one-time token is the credential
+
+    @method_decorator(never_cache)
+    def get(self, request: HttpRequest, token: str) -> HttpResponse:
+        user_id = take_login_token(self.tenant, token)
+        user = User.objects.filter(pk=user_id, is_active=True).first() if user_id is not None else None
+        if user is None:
+            return render(request, "registration/welcome_failed.html", status=400)
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        bind_session_to_tenant(request, self.tenant)
+        messages.success(request, f"Welcome to {self.tenant.name}. Three steps to your first API call:")
+        return redirect("dashboard:overview")
+
+
 # The dashboard's API keys pages (tenant host; tenants/web/dashboard_urls.py)
+
+
+KEYS_PER_PAGE = 25
+# A new key's secret, kept in the (server-side) session from the POST that made
+# it to the GET it redirects to, which takes it: shown once, whatever reloads.
+NEW_KEY_SESSION_KEY = "new_api_key"
+
+
+@dataclass(frozen=True)
+class NewKeySecret:
+    key_id: int
+    name: str
+    secret: str
 
 
 @tenant_page
 @never_cache  # the response may carry a new key's secret
 @require_http_methods(["GET", "POST"])
 def keys(request: HttpRequest, access: PageAccess) -> HttpResponse:
-    form, issued = submit_api_key(request, access) if request.method == "POST" else (ApiKeyForm(), None)
+    """The keys, 25 a page, searched by name or prefix. Creating one redirects
+    back here (Post/Redirect/Get), where its secret is shown once."""
+    form = ApiKeyForm()
+    if request.method == "POST":
+        access.require_manager()
+        form = ApiKeyForm(request.POST)
+        if form.is_valid():
+            issue_api_key(request, access, form)
+            return redirect(reverse("dashboard:keys") + "#new-key")
+    search = request.GET.get("q", "")[:100]
+    page = Paginator(keys_matching(access.tenant, search), KEYS_PER_PAGE).get_page(request.GET.get("page"))
     context = {
         "form": form,
-        "issued": issued,
-        "keys": listed_keys_of(access.tenant),
+        "issued": taken_new_key(request),
+        "page": page,
+        "keys": listed_keys(page.object_list, access.tenant.plan),
+        "search": search,
+        "query": urlencode({"q": search}) + "&" if search else "",
+        "total": api_keys_of(access.tenant).count(),
+        "scopes": scope_explanations(),
         "plan_limits": plan_limits_summary(access.tenant.plan),
     }
     return render(request, "dashboard/keys.html", context)
 
 
-def submit_api_key(request: HttpRequest, access: PageAccess) -> tuple[ApiKeyForm, IssuedApiKey | None]:
-    user = access.require_manager()
-    form = ApiKeyForm(request.POST)
-    if not form.is_valid():
-        return form, None
-    issued = create_api_key(access.tenant, created_by=user.email, **form.cleaned_data)
+def issue_api_key(request: HttpRequest, access: PageAccess, form: ApiKeyForm) -> None:
+    issued = create_api_key(access.tenant, created_by=access.user.email, **form.cleaned_data)
+    request.session[NEW_KEY_SESSION_KEY] = asdict(
+        NewKeySecret(issued.api_key.pk, issued.api_key.name, issued.secret)
+    )
     messages.success(request, f"Created the key “{issued.api_key.name}”.")
-    return ApiKeyForm(), issued
+
+
+def taken_new_key(request: HttpRequest) -> NewKeySecret | None:
+    kept = request.session.pop(NEW_KEY_SESSION_KEY, None)
+    return NewKeySecret(**kept) if isinstance(kept, dict) else None
+
+
+@tenant_page
+@require_GET
+def key_detail(request: HttpRequest, access: PageAccess, pk: int) -> HttpResponse:
+    """One key: its settings, limits and last use, and its usage over a range."""
+    api_key = get_object_or_404(api_keys_of(access.tenant), pk=pk)
+    now = timezone.now()
+    form = RangeForm(request.GET, today=now.date())
+    context: dict[str, Any] = {
+        "api_key": api_key,
+        "row": listed_keys([api_key], access.tenant.plan)[0],
+        "scopes": scope_explanations(),
+        "form": form,
+        "presets": list(Preset),
+    }
+    if not form.is_valid():
+        return render(request, "dashboard/key_detail.html", context, status=400)
+    figures = key_figures(access.tenant, api_key.pk, form.date_range(now))
+    context.update(figures=figures, charts=key_charts_of(figures))
+    return render(request, "dashboard/key_detail.html", context)
 
 
 @manager_page
