@@ -44,11 +44,13 @@ def number(value: int | float | Decimal | None, places: int = 0) -> str:
 
 @register.filter
 def usd(value: str | float | Decimal | None) -> str:
-    """Dollars (the API's strings too): cents from a dollar up, four places below (token prices)."""
+    """Dollars (the API's strings too): cents from a dollar up, four places from a
+    cent, six below (a request can cost $0.000030), so no cost reads as zero."""
     if value is None or value == "":
         return EMPTY
     amount = Decimal(str(value))
-    places = 2 if abs(amount) >= 1 or amount == 0 else 4
+    size = abs(amount)
+    places = 2 if size >= 1 or size == 0 else 4 if size >= Decimal("0.01") else 6
     return f"${amount:,.{places}f}"
 
 

@@ -34,11 +34,12 @@ def test_numbers_group_thousands_with_commas(value: int | Decimal | None, places
         ("0.000000", "$0.00"),
         ("0.250000", "$0.2500"),
         (Decimal("1234.5"), "$1,234.50"),
-        (0.00012, "$0.0001"),
+        (0.00012, "$0.000120"),
+        ("0.000030", "$0.000030"),
         (None, EMPTY),
     ],
 )
-def test_money_is_dollars_with_cents_or_four_places_below_a_dollar(
+def test_money_is_dollars_with_cents_and_more_places_for_smaller_amounts(
     value: str | Decimal | float | None, text: str
 ) -> None:
     assert usd(value) == text

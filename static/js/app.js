@@ -27,10 +27,16 @@ function setUpMenu() {
   const sidebar = button.closest(".sidebar");
   sidebar.dataset.menu = "closed";
   button.hidden = false;
-  button.addEventListener("click", () => {
-    const open = sidebar.dataset.menu === "closed";
+  const show = (open) => {
     sidebar.dataset.menu = open ? "open" : "closed";
     button.setAttribute("aria-expanded", String(open));
+  };
+  button.addEventListener("click", () => show(sidebar.dataset.menu === "closed"));
+  sidebar.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && sidebar.dataset.menu === "open") {
+      show(false);
+      button.focus();
+    }
   });
 }
 

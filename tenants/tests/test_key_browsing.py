@@ -3,8 +3,10 @@ the scopes explained, and each key's own page with its usage."""
 
 from __future__ import annotations
 
+from aiaas.redis_clients import sync_client
 from tenants.models import ApiKey, ApiKeyScope
 from tenants.services import create_api_key
+from tenants.web import new_keys
 from tenants.web.forms import SCOPE_EXPLANATIONS
 from testing.tenants import TenantFixture
 
@@ -109,3 +111,24 @@ def test_another_tenants_key_page_is_a_404(tenant: TenantFixture, other_tenant: 
     response = tenant.web_client().get(key_page(foreign))
 
     assert response.status_code == 404
+
+
+def test_a_secret_not_shown_within_its_window_is_gone(tenant: TenantFixture) -> None:
+    client = tenant.web_client()
+    created = client.post(KEYS_PAGE, {"name": "late", "scopes": ["read"]})
+    reference = client.session[new_keys.SESSION_KEY]["reference"]
+    sync_client().delete(new_keys.secret_key(tenant.tenant, reference))  # as NEW_KEY_SECONDS passing would
+
+    page = client.get(created["Location"])
+
+    assert page.context["issued"] is None
+    assert ApiKey.objects.filter(tenant=tenant.tenant, name="late").exists()
+
+
+def test_a_waiting_secret_is_keyed_by_its_tenant(tenant: TenantFixture, other_tenant: TenantFixture) -> None:
+    client = tenant.web_client()
+    client.post(KEYS_PAGE, {"name": "mine", "scopes": ["read"]})
+    reference = client.session[new_keys.SESSION_KEY]["reference"]
+
+    assert sync_client().exists(new_keys.secret_key(tenant.tenant, reference)) == 1
+    assert sync_client().exists(new_keys.secret_key(other_tenant.tenant, reference)) == 0

@@ -36,6 +36,7 @@ def test_creating_a_key_redirects_and_shows_its_secret_once_and_the_key_works(te
             "allowed_models": "gpt-4o-mini, , gpt-4o-mini, o3",
         },
     )
+    session_between = str(dict(client.session))
     shown = client.get(created["Location"])
     reloaded = client.get(created["Location"])
 
@@ -43,6 +44,7 @@ def test_creating_a_key_redirects_and_shows_its_secret_once_and_the_key_works(te
     assert shown.status_code == 200
     secret = shown.context["issued"].secret
     assert secret in shown.content.decode()
+    assert secret not in session_between  # the session holds a reference, the secret waits in Redis
     api_key = ApiKey.objects.get(tenant=tenant.tenant, name="backend")
     assert (api_key.scopes, api_key.allowed_models, api_key.expires_at, api_key.created_by) == (
         ["admin", "inference"],

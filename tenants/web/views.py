@@ -4,7 +4,6 @@ verification link, and the dashboard's API keys pages."""
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 from urllib.parse import urlencode
 
@@ -43,6 +42,7 @@ from tenants.services import (
     update_api_key,
     verify_tenant_email,
 )
+from tenants.web import new_keys
 from tenants.web.base import PageAccess, TenantPageView, bind_session_to_tenant, manager_page, tenant_page
 from tenants.web.forms import ApiKeyForm, ApiKeyLimitsForm, SignupForm, as_sentence, scope_explanations
 
@@ -131,16 +131,6 @@ class WelcomeView(TenantPageView):
 
 
 KEYS_PER_PAGE = 25
-# A new key's secret, kept in the (server-side) session from the POST that made
-# it to the GET it redirects to, which takes it: shown once, whatever reloads.
-NEW_KEY_SESSION_KEY = "new_api_key"
-
-
-@dataclass(frozen=True)
-class NewKeySecret:
-    key_id: int
-    name: str
-    secret: str
 
 
 @tenant_page
@@ -160,7 +150,7 @@ def keys(request: HttpRequest, access: PageAccess) -> HttpResponse:
     page = Paginator(keys_matching(access.tenant, search), KEYS_PER_PAGE).get_page(request.GET.get("page"))
     context = {
         "form": form,
-        "issued": taken_new_key(request),
+        "issued": new_keys.take_over(request, access.tenant),
         "page": page,
         "keys": listed_keys(page.object_list, access.tenant.plan),
         "search": search,
@@ -174,15 +164,8 @@ def keys(request: HttpRequest, access: PageAccess) -> HttpResponse:
 
 def issue_api_key(request: HttpRequest, access: PageAccess, form: ApiKeyForm) -> None:
     issued = create_api_key(access.tenant, created_by=access.user.email, **form.cleaned_data)
-    request.session[NEW_KEY_SESSION_KEY] = asdict(
-        NewKeySecret(issued.api_key.pk, issued.api_key.name, issued.secret)
-    )
+    new_keys.hand_over(request, access.tenant, issued)
     messages.success(request, f"Created the key “{issued.api_key.name}”.")
-
-
-def taken_new_key(request: HttpRequest) -> NewKeySecret | None:
-    kept = request.session.pop(NEW_KEY_SESSION_KEY, None)
-    return NewKeySecret(**kept) if isinstance(kept, dict) else None
 
 
 @tenant_page
