@@ -19,7 +19,7 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, sync_playwright
 
 AXE_SCRIPT = Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js"
 # axe's impacts are minor, moderate, serious and critical; the last two fail a test.
@@ -160,20 +160,22 @@ class AuditedPage:
         self.audit(name)
         return self.page
 
-    def audit(self, name: str | None = None) -> None:
+    def audit(self, name: str | None = None, show: Locator | None = None) -> None:
         """Fail on axe's serious or critical violations in the current document, and
         on a page wider than the window."""
-        violations = self.violations(name)
+        violations = self.violations(name, show)
         assert not violations, f"axe on {self.page.url} ({self.viewport.name}):\n{describe(violations)}"
         overflow = sideways_overflow(self.page)
         assert overflow is None, f"{self.page.url} at {self.viewport.width} px: {overflow}"
 
-    def violations(self, name: str | None = None) -> list[dict[str, Any]]:
-        """axe's serious or critical violations in the current document (and a screenshot
-        named `name`, when screenshots are asked for)."""
+    def violations(self, name: str | None = None, show: Locator | None = None) -> list[dict[str, Any]]:
+        """axe's serious or critical violations in the current document, and a
+        screenshot named `name` when screenshots are asked for (scrolled to `show`)."""
         self.page.wait_for_load_state("load")
         self.audited.update(range(len(self.loaded)))
         if name is not None and self.screenshots is not None:
+            if show is not None:
+                show.scroll_into_view_if_needed()
             self.screenshots.mkdir(parents=True, exist_ok=True)
             path = self.screenshots / f"{name}-{self.viewport.name}.png"
             self.page.screenshot(path=path, animations="disabled")

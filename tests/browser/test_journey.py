@@ -147,7 +147,7 @@ def stream_in_the_playground(page: AuditedPage, workspace: Workspace) -> None:
     expect(answer.locator(".playground-text")).to_have_text("".join(chunks))
     for fact in ("latency", "ttft", "cost"):
         expect(answer.locator(f'[data-fact="{fact}"]')).not_to_be_empty()
-    page.audit("playground")
+    page.audit("playground", show=answer)
 
 
 def choose(select: Locator, text: str) -> None:
@@ -171,7 +171,7 @@ def see_the_usage_chart(page: AuditedPage, workspace: Workspace) -> None:
     chart = browser.locator("figure.chart").first
     expect(chart.locator(".chart-plot canvas")).to_be_visible()
     assert painted_pixels(browser, chart.get_attribute("id") or "") > 0, "the chart canvas is blank"
-    page.audit("usage")
+    page.audit("usage", show=chart)
 
 
 def flush_until_ledgered(workspace: Workspace, requests: int, logged: int = 0) -> None:
@@ -230,7 +230,7 @@ def run_an_agent(page: AuditedPage, workspace: Workspace) -> None:
     expect(browser.locator("#run-status")).to_have_text("succeeded", timeout=20_000)
     expect(browser.locator("#run-events")).to_have_attribute("data-live", "0")
     expect(browser.locator('#run-steps [data-step="answer"]')).to_contain_text("Succeeded")
-    page.audit("agent-run")
+    page.audit("agent-run", show=browser.locator("#run-steps"))
 
 
 def find_the_request_log(page: AuditedPage, workspace: Workspace) -> None:
@@ -244,7 +244,7 @@ def find_the_request_log(page: AuditedPage, workspace: Workspace) -> None:
 
     expect(browser.locator("#log-messages")).to_contain_text(PLAYGROUND_PROMPT)
     expect(browser.locator("#log-answer")).not_to_be_empty()
-    page.audit("request-log")
+    page.audit("request-log", show=browser.locator("#log-answer"))
 
 
 def compare_plans(page: AuditedPage, workspace: Workspace) -> None:
@@ -262,4 +262,4 @@ def compare_plans(page: AuditedPage, workspace: Workspace) -> None:
     for card in cards.all():
         expect(card.locator(".plan-price")).to_contain_text("a month")
         expect(card.locator(".plan-unavailable")).not_to_be_empty()
-    page.audit("billing")
+    page.audit("billing", show=browser.locator("#plan-cards"))
