@@ -15,6 +15,7 @@ from analytics.tests.conftest import Ledger
 from analytics.tests.test_dashboard import chart_data, days, series_of, traffic
 from billing.tests.factories import PlanFactory
 from routing.tests.test_router_api import outcome, record_requests
+from tenants.models import Tenant
 from testing.tenants import TenantFixture
 
 DAY = timedelta(days=1)
@@ -37,6 +38,11 @@ def test_the_usage_page_charts_requests_by_model_outcome_and_key(
         "sim-small": [1, 1, 0],
         "sim-large": [1, 0, 0],
         "No model served": [0, 1, 0],
+    }
+    assert series_of(chart_data(content, "usage-spend-chart")) == {
+        "sim-large": [0.004, 0, 0],
+        "sim-small": [0.001, 0, 0],
+        "No model served": [0, 0, 0],
     }
     assert series_of(chart_data(content, "usage-outcomes-chart")) == {
         "Served": [2, 0, 0],
@@ -159,8 +165,7 @@ def test_billing_draws_this_periods_quotas(tenant: TenantFixture) -> None:
     plan = PlanFactory.create(
         included_tokens=1_000, included_requests=10, monthly_spend_budget_usd=Decimal("2")
     )
-    tenant.tenant.plan = plan
-    tenant.tenant.save(update_fields=["plan"])
+    Tenant.objects.filter(pk=tenant.tenant.pk).update(plan=plan)  # the fixture's object is shared: left alone
 
     response = tenant.web_client().get("/dashboard/billing/")
     exported = tenant.web_client().get("/dashboard/billing/charts/billing-quota-chart.json")

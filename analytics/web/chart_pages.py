@@ -64,7 +64,7 @@ class ChartPage:
 
     def urls(self) -> list[URLPattern]:
         return [
-            path(f"{self.name}/charts/", self.index, name=f"{self.name}-charts"),
+            path(f"{self.name}/charts/", self.index(), name=f"{self.name}-charts"),
             *(
                 path(
                     f"{self.name}/charts/<slug:chart>.{format}",
@@ -75,7 +75,6 @@ class ChartPage:
             ),
         ]
 
-    @property
     def index(self) -> Callable[..., HttpResponseBase]:
         """Every chart of the page over the range, as JSON."""
 

@@ -1,5 +1,5 @@
-"""The Usage page's charts over a chosen range (requests by model, by outcome,
-spend by key), read from the analytics read model as the Analytics page reads
+"""The Usage page's charts over a chosen range (requests and spend by model,
+requests by outcome, spend by key), read from the analytics read model as the Analytics page reads
 it, and the Billing page's quota bars, from the period's invoice preview."""
 
 from __future__ import annotations
@@ -10,7 +10,15 @@ from aiaas.charts import Bar, BarList, ChartKind, Quota, QuotaList, Unit, reques
 from analytics.dashboard import spend_by_key, timeseries_of
 from analytics.ranges import DateRange
 from analytics.web.chart_pages import ChartPage, Charts
-from analytics.web.charts import TOP_KEYS, charts_over, largest_groups, model_label, requests_of, stacked
+from analytics.web.charts import (
+    TOP_KEYS,
+    charts_over,
+    cost_of,
+    largest_groups,
+    model_label,
+    requests_of,
+    stacked,
+)
 from billing.selectors import InvoicePreview, invoice_preview, spend_between
 from tenants.web.base import PageAccess
 
@@ -32,6 +40,13 @@ def usage_charts(access: PageAccess, date_range: DateRange) -> Charts:
             ChartKind.STACKED_BARS,
             Unit.COUNT,
             stacked(axis, by_model, requests_of, largest_groups(by_model, requests_of), model_label),
+        ),
+        "spend": chart(
+            "usage-spend-chart",
+            f"Spend per {per} by model",
+            ChartKind.STACKED_BARS,
+            Unit.USD,
+            stacked(axis, by_model, cost_of, largest_groups(by_model, cost_of), model_label),
         ),
         "outcomes": chart(
             "usage-outcomes-chart",

@@ -72,6 +72,9 @@ def test_the_table_shows_each_logged_request_with_its_ledger_figures(tenant: Ten
     assert cells(["<td>12 + 34</td>", "<td>$0.001234</td>"]) in content
     assert cells(["<td>429</td>", *[f"<td>{NONE}</td>"] * 3]) in content
     assert 'id="logging-state">on</strong>' in content
+    details = f'<a href="{PAGE}{served.pk}/" id="request-log-{served.pk}" data-drawer'
+    assert details in content  # opens in the drawer below with scripts, as a page without
+    assert '<dialog class="drawer" id="log-drawer" aria-labelledby="log-drawer-title">' in content
 
 
 def test_the_filters_narrow_the_table(tenant: TenantFixture) -> None:

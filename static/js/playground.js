@@ -237,6 +237,7 @@
       await navigator.clipboard.writeText(text);
       copied.textContent = `Copied as ${what}.`;
     } catch {
+      snippet.closest("details").open = true;
       copied.textContent = `Your browser refused the clipboard: the ${what} snippet is below.`;
     }
   }
