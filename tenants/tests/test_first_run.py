@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.core import mail
 from django.test import Client
 from django.utils import timezone
 
@@ -228,3 +229,27 @@ def add_request(tenant: TenantFixture, api_key: ApiKey, **fields: Any) -> None:
         created_at=timezone.now(),
         **fields,
     )
+
+
+def test_the_signed_in_owner_can_have_the_link_sent_again(tenant: TenantFixture) -> None:
+    browser = Client(HTTP_HOST=NEW_HOST)
+    browser.get(sign_up())
+    assert len(mail.outbox) == 1
+
+    response = browser.post("/dashboard/verification/resend/", follow=True)
+
+    assert response.redirect_chain == [("/dashboard/", 302)]
+    assert "We sent the link again to founder@newco.example." in response.content.decode()
+    assert len(mail.outbox) == 2
+    assert "http://newco.localhost:8000/verify-email/" in str(mail.outbox[-1].body)
+
+
+def test_a_verified_workspace_has_no_banner_and_sends_nothing(tenant: TenantFixture) -> None:
+    client = tenant.web_client()
+
+    overview = client.get("/dashboard/")
+    response = client.post("/dashboard/verification/resend/", follow=True)
+
+    assert 'id="email-unverified"' not in overview.content.decode()
+    assert "Your email address is already confirmed." in response.content.decode()
+    assert mail.outbox == []

@@ -21,7 +21,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from redis import RedisError
 
 from accounts.login_tokens import mint_login_token, take_login_token
-from accounts.models import User
+from accounts.models import Role, User
 from accounts.selectors import active_api_keys_of, keys_matching, listed_keys, plan_limits_summary
 from accounts.throttling import client_address
 from analytics.dashboard import key_figures
@@ -36,6 +36,7 @@ from tenants.services import (
     SignupThrottledError,
     admit_signup_attempt,
     create_api_key,
+    resend_verification_email,
     revoke_api_key,
     sign_up_tenant,
     tenant_domain_name,
@@ -125,6 +126,24 @@ class WelcomeView(TenantPageView):
         bind_session_to_tenant(request, self.tenant)
         messages.success(request, f"Welcome to {self.tenant.name}. Three steps to your first API call:")
         return redirect("dashboard:overview")
+
+
+@manager_page
+@require_POST
+def resend_verification(request: HttpRequest, access: PageAccess) -> HttpResponse:
+    """The owner, signed in by the signup's token, asks for the email link again
+    (at most VERIFICATION_EMAILS_PER_HOUR, as signing in would send it)."""
+    if access.tenant.is_email_verified:
+        messages.info(request, "Your email address is already confirmed.")
+    elif access.user.role != Role.OWNER:
+        messages.error(request, "Only the owner can confirm the workspace's email address.")
+    elif resend_verification_email(
+        access.tenant, owner_email=access.user.email, tenant_origin=f"{request.scheme}://{request.get_host()}"
+    ):
+        messages.success(request, f"We sent the link again to {access.user.email}.")
+    else:
+        messages.error(request, "We could not send the link now: try again in an hour.")
+    return redirect("dashboard:overview")
 
 
 # The dashboard's API keys pages (tenant host; tenants/web/dashboard_urls.py)
