@@ -242,9 +242,12 @@ def find_the_request_log(page: AuditedPage, workspace: Workspace) -> None:
     page.audit("request-logs")
     rows.last.get_by_role("link", name=re.compile("Details")).click()
 
-    expect(browser.locator("#log-messages")).to_contain_text(PLAYGROUND_PROMPT)
-    expect(browser.locator("#log-answer")).not_to_be_empty()
-    page.audit("request-log", show=browser.locator("#log-answer"))
+    drawer = browser.get_by_role("dialog")
+    expect(drawer.locator("#log-messages")).to_contain_text(PLAYGROUND_PROMPT)
+    expect(drawer.locator("#log-answer")).not_to_be_empty()
+    page.audit("request-log", show=drawer.locator("#log-answer"))
+    drawer.get_by_role("button", name="Close").click()
+    expect(drawer).to_be_hidden()
 
 
 def compare_plans(page: AuditedPage, workspace: Workspace) -> None:
