@@ -28,7 +28,8 @@ CHROMIUM_ENV = "AIAAS_CHROMIUM"
 SCREENSHOTS_ENV = "AIAAS_SCREENSHOTS"
 CHROMIUM_NAMES = ("chromium", "chromium-browser")
 # Every host name reaches the test server (tenants live at <slug>.localhost, or under
-# whatever BASE_DOMAIN says); nothing leaves the machine.
+# whatever BASE_DOMAIN says); nothing leaves the machine. CI runs as root, where
+# chromium's sandbox cannot start, and containers have a small /dev/shm.
 CHROMIUM_ARGS = ["--host-resolver-rules=MAP * 127.0.0.1", "--no-sandbox", "--disable-dev-shm-usage"]
 NODES_SHOWN_PER_RULE = 5
 SIDEWAYS_OVERFLOW_SCRIPT = """() => {
