@@ -1,5 +1,6 @@
-"""The public host's product page with signup, the tenant host's email
-verification link, and the dashboard's API keys pages."""
+"""The public host's product page with signup; on a tenant's host, the email
+verification link, signup's one-time welcome link, and the dashboard's API keys
+pages (a page per key with its usage)."""
 
 from __future__ import annotations
 
