@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK := $(PY) -m aiaas.launcher
 
-.PHONY: run test check lint typecheck migrations-check pytest openapi bench-provisioning bench-gateway bench-routing bench-realtime bench-billing bench-ingestion bench-evals bench-analytics bench-degrade clean
+.PHONY: run test check lint typecheck migrations-check pytest openapi screenshots bench-provisioning bench-gateway bench-routing bench-realtime bench-billing bench-ingestion bench-evals bench-analytics bench-degrade clean
 
 $(VENV)/.installed: requirements/base.txt requirements/embedded.txt requirements/training.txt requirements/dev.txt requirements/lock.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ pytest:
 openapi: $(VENV)/.installed
 	$(STACK) exec -- $(PY) manage.py spectacular --urlconf aiaas.urls_api --validate --fail-on-warn \
 		--file docs/openapi.yaml
+
+# The browser journey at 1280 and 390 px, saving each page's screenshot to docs/screenshots/
+# (the README's gallery; needs chromium, docs/browser-tests.md).
+screenshots: $(VENV)/.installed
+	$(STACK) exec -- env AIAAS_SCREENSHOTS=docs/screenshots $(VENV)/bin/pytest -q tests/browser/test_journey.py
 
 bench-provisioning: $(VENV)/.installed
 	$(STACK) exec -- $(PY) bench/provisioning.py --count 20

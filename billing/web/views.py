@@ -78,6 +78,8 @@ def billing(request: HttpRequest, access: PageAccess) -> HttpResponse:
     health = stripe_health()
     context = {
         "preview": preview,
+        "quotas": quota_bars(preview, spent),
+        "chart_export": {"base": reverse("dashboard:billing-charts"), "query": ""},
         "subscription_live": subscribed,
         "quotas": quota_bars(preview, spent),
         "chart_export": {"base": reverse("dashboard:billing-charts"), "query": ""},
