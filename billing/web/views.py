@@ -81,8 +81,6 @@ def billing(request: HttpRequest, access: PageAccess) -> HttpResponse:
         "quotas": quota_bars(preview, spent),
         "chart_export": {"base": reverse("dashboard:billing-charts"), "query": ""},
         "subscription_live": subscribed,
-        "quotas": quota_bars(preview, spent),
-        "chart_export": {"base": reverse("dashboard:billing-charts"), "query": ""},
         "offers": plan_offers(
             preview.plan,
             subscribed=subscribed,
