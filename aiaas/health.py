@@ -62,6 +62,7 @@ def checks() -> dict[str, Check]:
     return {
         "postgres": check_postgres,
         "redis": redis_check(settings.REDIS_URL),
+        "redis_limits": redis_check(settings.REDIS_LIMITS_URL),
         "redis_cache": redis_check(settings.CACHES["default"]["LOCATION"]),
         "redis_channels": redis_check(channel_layer_address()),
         "celery_broker": check_celery_broker,

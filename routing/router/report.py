@@ -61,7 +61,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def routing_report(tenant_id: int, days: int) -> dict[str, Any]:
     routing = TenantRouting.objects.select_related("control", "canary").filter(tenant_id=tenant_id).first()
-    client = sync_client()
+    client = sync_client("gateway")
     rows = outcomes.daily_figures(client, tenant_id, days)
     versions = outcomes.canary_counts(client, tenant_id)
     canary = None
