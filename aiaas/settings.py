@@ -325,6 +325,9 @@ CELERY_TIMEZONE = "UTC"
 # circuit breaker's failure threshold in its window.
 PROVIDER_TENANT_SHARE = env.float("PROVIDER_TENANT_SHARE", default=0.5)
 BREAKER_TENANT_SHARE = env.float("BREAKER_TENANT_SHARE", default=0.5)
+# A provider's max_concurrent_calls holds across every gateway process (Redis leases,
+# gateway/resilience/shared_bulkhead.py); false: per process only.
+PROVIDER_SHARED_CONCURRENCY = env.bool("PROVIDER_SHARED_CONCURRENCY", default=True)
 # Where a provider's credential may come from (staff name it on the provider): an
 # environment variable with one of these prefixes, or a file inside one of these folders.
 PROVIDER_CREDENTIAL_ENV_PREFIXES = env.list("PROVIDER_CREDENTIAL_ENV_PREFIXES", default=["AIAAS_PROVIDER_"])
