@@ -135,6 +135,10 @@ DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = 5
 DATABASE_CONNECTIONS_PER_PROCESS = env.int("DATABASE_CONNECTIONS_PER_PROCESS", default=20)
 # A request waiting longer than this for a connection fails (500 on Django, 503 on /readyz).
 DATABASE_CONNECTION_WAIT_SECONDS = env.float("DATABASE_CONNECTION_WAIT_SECONDS", default=10.0)
+# Behind PgBouncer in transaction mode (docs/scale.md): the tenant's search_path is set
+# per transaction (SET LOCAL), and no server-side cursor outlives one.
+DATABASE_TRANSACTION_POOLING = env.bool("DATABASE_TRANSACTION_POOLING", default=False)
+DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = DATABASE_TRANSACTION_POOLING
 if env.bool("DATABASE_POOL", default=False):
     DATABASES["default"]["OPTIONS"]["pool"] = {
         "min_size": 1,
