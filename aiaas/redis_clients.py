@@ -8,7 +8,9 @@ through pools of the same role, so splitting roles across servers loses nothing.
 process and URL (redis-py gives a forked child fresh connections); an async
 pool once per event loop, since an asyncio connection belongs to the loop
 that opened it. Pools block for a free connection up to `pool_timeout`
-instead of failing past their size. Clients speak bytes (no decoding): the
+instead of failing past their size (a Sentinel-discovered master's pool,
+`redis+sentinel://host:26379,host2:26379/mymaster/0`, fails past it instead:
+redis-py has no blocking Sentinel pool). Clients speak bytes (no decoding): the
 stream queue and the Lua scripts compare raw bytes.
 """
 
@@ -18,9 +20,13 @@ import asyncio
 import threading
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any, cast
+from urllib.parse import urlsplit
 
 import redis
 import redis.asyncio as aioredis
+import redis.asyncio.sentinel as aiosentinel
+import redis.sentinel
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
@@ -38,6 +44,49 @@ class RedisRole(StrEnum):
 def role_url(role: RedisRole) -> str:
     """The URL of the server holding `role`'s data (REDIS_<ROLE>_URL, else REDIS_URL)."""
     return str(getattr(settings, "REDIS_URL" if role is RedisRole.DEFAULT else f"REDIS_{role.name}_URL"))
+
+
+SENTINEL_SCHEME = "redis+sentinel"
+
+
+@dataclass(frozen=True)
+class SentinelAddress:
+    """`redis+sentinel://host:26379[,host:26379...]/service[/db]`: where the sentinels
+    are and which master they watch (ADR 0038)."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    service: str
+    db: int
+
+    @classmethod
+    def parse(cls, url: str) -> SentinelAddress:
+        parts = urlsplit(url)
+        path = [segment for segment in parts.path.split("/") if segment]
+        if parts.scheme != SENTINEL_SCHEME or not path or len(path) > 2 or not parts.netloc:
+            raise ImproperlyConfigured(f"not a {SENTINEL_SCHEME}://host:port/service[/db] URL: {url!r}")
+        hosts = [host.rpartition(":") for host in parts.netloc.split(",")]
+        sentinels = tuple((host or port, int(port) if host else 26379) for host, _, port in hosts)
+        return cls(sentinels, path[0], int(path[1]) if len(path) == 2 else 0)
+
+    def kwargs(self, config: PoolSettings) -> dict[str, Any]:
+        return {
+            "db": self.db,
+            "max_connections": config.max_connections,
+            "socket_timeout": config.socket_timeout,
+            "socket_connect_timeout": config.socket_connect_timeout,
+        }
+
+
+def is_sentinel_url(url: str) -> bool:
+    return url.startswith(f"{SENTINEL_SCHEME}://")
+
+
+def channel_layer_host(url: str) -> dict[str, Any]:
+    """channels_redis's spelling of a Redis server, or of a Sentinel-watched master."""
+    if not is_sentinel_url(url):
+        return {"address": url}
+    address = SentinelAddress.parse(url)
+    return {"sentinels": list(address.sentinels), "master_name": address.service, "db": address.db}
 
 
 @dataclass(frozen=True)
@@ -89,9 +138,21 @@ def sync_client(name: str = "default") -> redis.Redis:
         with _lock:
             client = _sync_clients.get(cache_key)
             if client is None:
-                pool = redis.BlockingConnectionPool.from_url(url, **config.pool_options())
-                client = _sync_clients[cache_key] = redis.Redis(connection_pool=pool)
+                client = _sync_clients[cache_key] = new_sync_client(url, config)
     return client
+
+
+def new_sync_client(url: str, config: PoolSettings) -> redis.Redis:
+    if is_sentinel_url(url):
+        address = SentinelAddress.parse(url)
+        timeouts = {
+            "socket_timeout": config.socket_timeout,
+            "socket_connect_timeout": config.socket_connect_timeout,
+        }
+        sentinel = redis.sentinel.Sentinel(address.sentinels, sentinel_kwargs=timeouts)  # type: ignore[no-untyped-call]
+        master = sentinel.master_for(address.service, **address.kwargs(config))  # type: ignore[no-untyped-call]
+        return cast("redis.Redis", master)
+    return redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(url, **config.pool_options()))
 
 
 def new_async_client(name: str) -> aioredis.Redis:
@@ -99,7 +160,16 @@ def new_async_client(name: str) -> aioredis.Redis:
     closes it (the gateway's clients, one set per event loop). Needs no running loop;
     the pool connects inside the loop that first uses it."""
     config = pool_settings(name)
-    pool = aioredis.BlockingConnectionPool.from_url(role_url(config.role), **config.pool_options())
+    url = role_url(config.role)
+    if is_sentinel_url(url):
+        address = SentinelAddress.parse(url)
+        timeouts = {
+            "socket_timeout": config.socket_timeout,
+            "socket_connect_timeout": config.socket_connect_timeout,
+        }
+        sentinel = aiosentinel.Sentinel(address.sentinels, sentinel_kwargs=timeouts)  # type: ignore[no-untyped-call]
+        return cast("aioredis.Redis", sentinel.master_for(address.service, **address.kwargs(config)))
+    pool = aioredis.BlockingConnectionPool.from_url(url, **config.pool_options())
     return aioredis.Redis(connection_pool=pool)
 
 

@@ -16,6 +16,7 @@ from kombu.entity import Exchange, Queue
 
 from aiaas import queues
 from aiaas.logs import logging_config
+from aiaas.redis_clients import channel_layer_host, is_sentinel_url
 from aiaas.sentry import init_sentry
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -171,6 +172,13 @@ REDIS_BROKER_URL = env.str("REDIS_BROKER_URL", default=REDIS_URL)
 REDIS_CACHE_URL = env.str("REDIS_CACHE_URL", default=REDIS_URL)
 REDIS_LIMITS_URL = env.str("REDIS_LIMITS_URL", default=REDIS_URL)
 REDIS_STREAMS_URL = env.str("REDIS_STREAMS_URL", default=REDIS_URL)
+# A role's URL may name Redis Sentinel: redis+sentinel://host:26379[,host:26379]/master/db,
+# except the broker's and the cache's (ADR 0038).
+for _role_url in (REDIS_BROKER_URL, REDIS_CACHE_URL):
+    if is_sentinel_url(_role_url):
+        raise ImproperlyConfigured(
+            "REDIS_BROKER_URL and REDIS_CACHE_URL must name a Redis server, not a Sentinel"
+        )
 # Named connection pools (aiaas/redis_clients.py): size, timeouts and role per purpose.
 REDIS_POOLS: dict[str, dict[str, int | float | str]] = {
     # Short reads and writes of web requests and tasks.
@@ -220,7 +228,10 @@ CHANNEL_LAYERS = {
         # connection (no round trip per message); the stream logs, not the layer,
         # are what makes delivery gap-free (realtime/streams.py).
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [{"address": REDIS_STREAMS_URL, "max_connections": 2000}], "prefix": "asgi"},
+        "CONFIG": {
+            "hosts": [{**channel_layer_host(REDIS_STREAMS_URL), "max_connections": 2000}],
+            "prefix": "asgi",
+        },
     }
 }
 REALTIME_STREAM_MAX_EVENTS = env.int("REALTIME_STREAM_MAX_EVENTS", default=10_000)
