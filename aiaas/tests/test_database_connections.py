@@ -126,7 +126,9 @@ def test_sessions_stay_within_the_cap_while_a_burst_is_served(
     sampler.start()
     try:
         with ThreadPoolExecutor(max_workers=60) as pool:
-            statuses = list(pool.map(lambda _: api_keys(platform_url, UNKNOWN_KEY), range(120)))
+            statuses = list(
+                pool.map(lambda i: api_keys(platform_url, f"aiaas_{i:012d}_{'y' * 40}"), range(120))
+            )
     finally:
         done.set()
         sampler.join()
