@@ -7,7 +7,6 @@ hosts, goes to the metrics token's bearer and to staff (aiaas/middleware.py)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import redis
 from django.conf import settings
@@ -15,6 +14,7 @@ from django.db import DatabaseError, connection
 from kombu.exceptions import KombuError
 
 from aiaas.celery import app
+from aiaas.redis_clients import PoolSettings, new_sync_client
 
 CHECK_TIMEOUT_SECONDS = 2
 Check = Callable[[], str | None]
@@ -32,10 +32,9 @@ def check_postgres() -> str | None:
 def redis_check(url: str) -> Check:
     def check() -> str | None:
         try:
-            client = redis.Redis.from_url(
-                url, socket_timeout=CHECK_TIMEOUT_SECONDS, socket_connect_timeout=CHECK_TIMEOUT_SECONDS
-            )
-            with client:
+            timeout = CHECK_TIMEOUT_SECONDS
+            config = PoolSettings(max_connections=1, socket_timeout=timeout, socket_connect_timeout=timeout)
+            with new_sync_client(url, config) as client:
                 client.ping()
         except (redis.RedisError, OSError) as error:
             return describe(error)
@@ -62,15 +61,11 @@ def checks() -> dict[str, Check]:
     return {
         "postgres": check_postgres,
         "redis": redis_check(settings.REDIS_URL),
+        "redis_limits": redis_check(settings.REDIS_LIMITS_URL),
         "redis_cache": redis_check(settings.CACHES["default"]["LOCATION"]),
-        "redis_channels": redis_check(channel_layer_address()),
+        "redis_channels": redis_check(settings.REDIS_STREAMS_URL),
         "celery_broker": check_celery_broker,
     }
-
-
-def channel_layer_address() -> str:
-    layer: dict[str, Any] = settings.CHANNEL_LAYERS["default"]
-    return str(layer["CONFIG"]["hosts"][0]["address"])
 
 
 def readiness() -> dict[str, str | None]:

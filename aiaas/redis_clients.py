@@ -1,12 +1,16 @@
 """Named Redis connection pools, shared in a process.
 
 `sync_client(name)` and `async_client(name)` return a client over the pool
-`name` of settings.REDIS_POOLS (its size and timeouts); an unknown name is an
-error, so every pool is configured in one place. A sync pool is made once per
+`name` of settings.REDIS_POOLS (its role, size and timeouts); an unknown name is
+an error, so every pool is configured in one place. A pool's role names the
+server it talks to (`role_url`): data one process writes and another reads goes
+through pools of the same role, so splitting roles across servers loses nothing. A sync pool is made once per
 process and URL (redis-py gives a forked child fresh connections); an async
 pool once per event loop, since an asyncio connection belongs to the loop
 that opened it. Pools block for a free connection up to `pool_timeout`
-instead of failing past their size. Clients speak bytes (no decoding): the
+instead of failing past their size (a Sentinel-discovered master's pool,
+`redis+sentinel://host:26379,host2:26379/mymaster/0`, fails past it instead:
+redis-py has no blocking Sentinel pool). Clients speak bytes (no decoding): the
 stream queue and the Lua scripts compare raw bytes.
 """
 
@@ -15,15 +19,79 @@ from __future__ import annotations
 import asyncio
 import threading
 from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, cast
+from urllib.parse import urlsplit
 
 import redis
 import redis.asyncio as aioredis
+import redis.asyncio.sentinel as aiosentinel
+import redis.sentinel
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 
+class RedisRole(StrEnum):
+    """What a Redis server is used for; each is configured by its own URL (docs/scale.md)."""
+
+    DEFAULT = "default"
+    BROKER = "broker"
+    CACHE = "cache"
+    LIMITS = "limits"
+    STREAMS = "streams"
+
+
+def role_url(role: RedisRole) -> str:
+    """The URL of the server holding `role`'s data (REDIS_<ROLE>_URL, else REDIS_URL)."""
+    return str(getattr(settings, "REDIS_URL" if role is RedisRole.DEFAULT else f"REDIS_{role.name}_URL"))
+
+
+SENTINEL_SCHEME = "redis+sentinel"
+
+
+@dataclass(frozen=True)
+class SentinelAddress:
+    """`redis+sentinel://host:26379[,host:26379...]/service[/db]`: where the sentinels
+    are and which master they watch (ADR 0038)."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    service: str
+    db: int
+
+    @classmethod
+    def parse(cls, url: str) -> SentinelAddress:
+        parts = urlsplit(url)
+        path = [segment for segment in parts.path.split("/") if segment]
+        if parts.scheme != SENTINEL_SCHEME or not path or len(path) > 2 or not parts.netloc:
+            raise ImproperlyConfigured(f"not a {SENTINEL_SCHEME}://host:port/service[/db] URL: {url!r}")
+        hosts = [host.rpartition(":") for host in parts.netloc.split(",")]
+        sentinels = tuple((host or port, int(port) if host else 26379) for host, _, port in hosts)
+        return cls(sentinels, path[0], int(path[1]) if len(path) == 2 else 0)
+
+    def kwargs(self, config: PoolSettings) -> dict[str, Any]:
+        return {
+            "db": self.db,
+            "max_connections": config.max_connections,
+            "socket_timeout": config.socket_timeout,
+            "socket_connect_timeout": config.socket_connect_timeout,
+        }
+
+
+def is_sentinel_url(url: str) -> bool:
+    return url.startswith(f"{SENTINEL_SCHEME}://")
+
+
+def channel_layer_host(url: str) -> dict[str, Any]:
+    """channels_redis's spelling of a Redis server, or of a Sentinel-watched master."""
+    if not is_sentinel_url(url):
+        return {"address": url}
+    address = SentinelAddress.parse(url)
+    return {"sentinels": list(address.sentinels), "master_name": address.service, "db": address.db}
+
+
 @dataclass(frozen=True)
 class PoolSettings:
+    role: RedisRole = RedisRole.DEFAULT
     max_connections: int = 50
     socket_timeout: float = 5.0
     socket_connect_timeout: float = 5.0
@@ -47,6 +115,7 @@ def pool_settings(name: str) -> PoolSettings:
         raise ImproperlyConfigured(f"no Redis pool {name!r} in settings.REDIS_POOLS") from None
     defaults = PoolSettings()
     return PoolSettings(
+        role=RedisRole(str(config.get("role", defaults.role))),
         max_connections=int(config.get("max_connections", defaults.max_connections)),
         socket_timeout=float(config.get("socket_timeout", defaults.socket_timeout)),
         socket_connect_timeout=float(config.get("socket_connect_timeout", defaults.socket_connect_timeout)),
@@ -61,30 +130,53 @@ _async_clients: dict[tuple[asyncio.AbstractEventLoop, str, str], aioredis.Redis]
 
 def sync_client(name: str = "default") -> redis.Redis:
     """The process's client over the sync pool `name`. Never close it (`with` included)."""
-    cache_key = (name, settings.REDIS_URL)
+    config = pool_settings(name)
+    url = role_url(config.role)
+    cache_key = (name, url)
     client = _sync_clients.get(cache_key)
     if client is None:
-        config = pool_settings(name)
         with _lock:
             client = _sync_clients.get(cache_key)
             if client is None:
-                pool = redis.BlockingConnectionPool.from_url(settings.REDIS_URL, **config.pool_options())
-                client = _sync_clients[cache_key] = redis.Redis(connection_pool=pool)
+                client = _sync_clients[cache_key] = new_sync_client(url, config)
     return client
+
+
+def new_sync_client(url: str, config: PoolSettings) -> redis.Redis:
+    if is_sentinel_url(url):
+        address = SentinelAddress.parse(url)
+        timeouts = {
+            "socket_timeout": config.socket_timeout,
+            "socket_connect_timeout": config.socket_connect_timeout,
+        }
+        sentinel = redis.sentinel.Sentinel(address.sentinels, sentinel_kwargs=timeouts)  # type: ignore[no-untyped-call]
+        master = sentinel.master_for(address.service, **address.kwargs(config))  # type: ignore[no-untyped-call]
+        return cast("redis.Redis", master)
+    return redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(url, **config.pool_options()))
 
 
 def new_async_client(name: str) -> aioredis.Redis:
     """A client over a pool of its own, configured as pool `name`: for an owner that
     closes it (the gateway's clients, one set per event loop). Needs no running loop;
     the pool connects inside the loop that first uses it."""
-    pool = aioredis.BlockingConnectionPool.from_url(settings.REDIS_URL, **pool_settings(name).pool_options())
+    config = pool_settings(name)
+    url = role_url(config.role)
+    if is_sentinel_url(url):
+        address = SentinelAddress.parse(url)
+        timeouts = {
+            "socket_timeout": config.socket_timeout,
+            "socket_connect_timeout": config.socket_connect_timeout,
+        }
+        sentinel = aiosentinel.Sentinel(address.sentinels, sentinel_kwargs=timeouts)  # type: ignore[no-untyped-call]
+        return cast("aioredis.Redis", sentinel.master_for(address.service, **address.kwargs(config)))
+    pool = aioredis.BlockingConnectionPool.from_url(url, **config.pool_options())
     return aioredis.Redis(connection_pool=pool)
 
 
 def async_client(name: str = "default") -> aioredis.Redis:
     """This event loop's client over the async pool `name`. Call it inside a running loop."""
     loop = asyncio.get_running_loop()
-    cache_key = (loop, name, settings.REDIS_URL)
+    cache_key = (loop, name, role_url(pool_settings(name).role))
     client = _async_clients.get(cache_key)
     if client is None:
         with _lock:

@@ -16,6 +16,7 @@ from kombu.entity import Exchange, Queue
 
 from aiaas import profiles, queues
 from aiaas.logs import logging_config
+from aiaas.redis_clients import channel_layer_host, is_sentinel_url
 from aiaas.sentry import init_sentry
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -144,6 +145,10 @@ DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = 5
 DATABASE_CONNECTIONS_PER_PROCESS = env.int("DATABASE_CONNECTIONS_PER_PROCESS", default=20)
 # A request waiting longer than this for a connection fails (500 on Django, 503 on /readyz).
 DATABASE_CONNECTION_WAIT_SECONDS = env.float("DATABASE_CONNECTION_WAIT_SECONDS", default=10.0)
+# Behind PgBouncer in transaction mode (docs/scale.md): the tenant's search_path is set
+# per transaction (SET LOCAL), and no server-side cursor outlives one.
+DATABASE_TRANSACTION_POOLING = env.bool("DATABASE_TRANSACTION_POOLING", default=False)
+DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = DATABASE_TRANSACTION_POOLING
 if env.bool("DATABASE_POOL", default=False):
     DATABASES["default"]["OPTIONS"]["pool"] = {
         "min_size": 1,
@@ -169,23 +174,40 @@ DATABASE_ROUTERS = ["analytics.routers.AnalyticsReadRouter", "django_tenants.rou
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL")
-# Named connection pools (aiaas/redis_clients.py): size and timeouts per purpose.
-REDIS_POOLS: dict[str, dict[str, int | float]] = {
+# Redis roles (docs/scale.md): each may live on a server of its own, else on REDIS_URL.
+# The Celery broker and results; the Django cache; limits, budgets and everything
+# else the /v1 gateway reads or writes per request; realtime streams and the channel layer.
+REDIS_BROKER_URL = env.str("REDIS_BROKER_URL", default=REDIS_URL)
+REDIS_CACHE_URL = env.str("REDIS_CACHE_URL", default=REDIS_URL)
+REDIS_LIMITS_URL = env.str("REDIS_LIMITS_URL", default=REDIS_URL)
+REDIS_STREAMS_URL = env.str("REDIS_STREAMS_URL", default=REDIS_URL)
+# A role's URL may name Redis Sentinel: redis+sentinel://host:26379[,host:26379]/master/db,
+# except the broker's and the cache's (ADR 0038).
+for _role_url in (REDIS_BROKER_URL, REDIS_CACHE_URL):
+    if is_sentinel_url(_role_url):
+        raise ImproperlyConfigured(
+            "REDIS_BROKER_URL and REDIS_CACHE_URL must name a Redis server, not a Sentinel"
+        )
+# Named connection pools (aiaas/redis_clients.py): size, timeouts and role per purpose.
+REDIS_POOLS: dict[str, dict[str, int | float | str]] = {
     # Short reads and writes of web requests and tasks.
-    "default": {"max_connections": 50, "socket_timeout": 5, "socket_connect_timeout": 5},
-    # Fail fast where a request waits: idempotency claims, key revocations, plan changes.
-    "control": {"max_connections": 50, "socket_timeout": 2, "socket_connect_timeout": 2},
-    # The stream queue flushers (aiaas/stream_queue.py): larger batches, longer replies.
-    "queues": {"max_connections": 20, "socket_timeout": 10, "socket_connect_timeout": 5},
+    "default": {"role": "default", "max_connections": 50, "socket_timeout": 5, "socket_connect_timeout": 5},
+    # Fail fast where a request waits: idempotency claims, key revocations, plan changes
+    # (published to the gateway's key cache, so on its server).
+    "control": {"role": "limits", "max_connections": 50, "socket_timeout": 2, "socket_connect_timeout": 2},
+    # The stream queue flushers (aiaas/stream_queue.py): the usage and request-log
+    # streams the gateway appends to, so on its server.
+    "queues": {"role": "limits", "max_connections": 20, "socket_timeout": 10, "socket_connect_timeout": 5},
     # The /v1 gateway's hot path: limits, breakers, usage events, router outcomes.
     "gateway": {
+        "role": "limits",
         "max_connections": 200,
         "socket_timeout": 2,
         "socket_connect_timeout": 2,
         "pool_timeout": 2,
     },
-    # Realtime stream logs published from async code (realtime/streams.py).
-    "realtime": {"max_connections": 200, "socket_timeout": 5, "socket_connect_timeout": 5},
+    # Realtime stream logs, stream tokens and open-socket counts (realtime/).
+    "realtime": {"role": "streams", "max_connections": 200, "socket_timeout": 5, "socket_connect_timeout": 5},
 }
 
 
@@ -198,7 +220,7 @@ def celery_redis_url(url: str) -> str:
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": REDIS_URL,
+        "LOCATION": REDIS_CACHE_URL,
         "KEY_PREFIX": "cache",
         # Every cache key carries the tenant's schema (django-tenants make_key).
         "KEY_FUNCTION": "django_tenants.cache.make_key",
@@ -215,7 +237,10 @@ CHANNEL_LAYERS = {
         # connection (no round trip per message); the stream logs, not the layer,
         # are what makes delivery gap-free (realtime/streams.py).
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [{"address": REDIS_URL, "max_connections": 2000}], "prefix": "asgi"},
+        "CONFIG": {
+            "hosts": [{**channel_layer_host(REDIS_STREAMS_URL), "max_connections": 2000}],
+            "prefix": "asgi",
+        },
     }
 }
 REALTIME_STREAM_MAX_EVENTS = env.int("REALTIME_STREAM_MAX_EVENTS", default=10_000)
@@ -229,8 +254,8 @@ REALTIME_STREAM_TOKEN_SECONDS = 60
 # Open WebSockets a tenant may hold at once, across every process (realtime/connections.py).
 REALTIME_MAX_SOCKETS_PER_TENANT = env.int("REALTIME_MAX_SOCKETS_PER_TENANT", default=2_000)
 
-CELERY_BROKER_URL = celery_redis_url(REDIS_URL)
-CELERY_RESULT_BACKEND = celery_redis_url(REDIS_URL)
+CELERY_BROKER_URL = celery_redis_url(REDIS_BROKER_URL)
+CELERY_RESULT_BACKEND = celery_redis_url(REDIS_BROKER_URL)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -384,6 +409,9 @@ CELERY_BEAT_SCHEDULE["evaluate-degrade-level"] = {
 # circuit breaker's failure threshold in its window.
 PROVIDER_TENANT_SHARE = env.float("PROVIDER_TENANT_SHARE", default=0.5)
 BREAKER_TENANT_SHARE = env.float("BREAKER_TENANT_SHARE", default=0.5)
+# A provider's max_concurrent_calls holds across every gateway process (Redis leases,
+# gateway/resilience/shared_bulkhead.py); false: per process only.
+PROVIDER_SHARED_CONCURRENCY = env.bool("PROVIDER_SHARED_CONCURRENCY", default=True)
 # Where a provider's credential may come from (staff name it on the provider): an
 # environment variable with one of these prefixes, or a file inside one of these folders.
 PROVIDER_CREDENTIAL_ENV_PREFIXES = env.list("PROVIDER_CREDENTIAL_ENV_PREFIXES", default=["AIAAS_PROVIDER_"])

@@ -5,7 +5,8 @@
 - provider_error_rate: failed over all calls in the circuit breakers' rolling
   windows in Redis (gateway/resilience/breaker_scripts.py), every provider model;
 - celery_queue_depth: the deepest Celery queue (aiaas/observability/celery.py);
-- redis_memory_ratio: used_memory over maxmemory (0 when Redis has no maxmemory);
+- redis_memory_ratio: used_memory over maxmemory of the limits server, the gateway's
+  (0 when Redis has no maxmemory);
 - usage_flush_lag_seconds: the age of the oldest usage event not yet in the ledger.
 
 A signal that cannot be read is None, and the evaluator ignores it.
@@ -76,8 +77,9 @@ READERS: dict[str, Callable[[redis.Redis], float | None]] = {
 
 
 def measure() -> Signals:
-    """Every signal now; one that fails to read is None (and logged)."""
-    client = sync_client("default")
+    """Every signal now; one that fails to read is None (and logged). The gateway
+    keeps its latencies and breakers on the limits server (REDIS_LIMITS_URL)."""
+    client = sync_client("gateway")
     measured: Signals = {}
     for name, reader in READERS.items():
         try:

@@ -100,7 +100,8 @@ class GatewayClients:
     @cached_property
     def orchestrator(self) -> Orchestrator:
         breaker = CircuitBreaker(self.redis, tenant_share=settings.BREAKER_TENANT_SHARE)
-        return Orchestrator(ProviderClient(), breaker)
+        providers = ProviderClient(self.redis if settings.PROVIDER_SHARED_CONCURRENCY else None)
+        return Orchestrator(providers, breaker)
 
     @cached_property
     def replayer(self) -> spool.Replayer:

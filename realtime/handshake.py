@@ -80,7 +80,7 @@ async def authorize(scope: dict[str, Any], purpose: str, stream_id: str | None =
 
 
 async def key_for_token(token: str, purpose: str, stream_id: str | None, origin: str | None) -> ApiKey:
-    claims = await take_stream_token(server_clients.redis, token)
+    claims = await take_stream_token(token)
     if claims is None or not claims.allows(purpose, stream_id, origin.lower() if origin else None):
         raise INVALID_TOKEN
     api_key = await sync_to_async(usable_api_key_by_id, thread_sensitive=False)(

@@ -167,7 +167,7 @@ def publish(schema_name: str, stream_id: str, event: Mapping[str, Any], *, final
     redis.RedisError when Redis does not answer (nothing is then published).
     """
     key = log_key(schema_name, stream_id)
-    seq = int(cast("Any", sync_client().eval(PUBLISH_SCRIPT, 1, key, *script_args(event, final))))
+    seq = int(cast("Any", sync_client("realtime").eval(PUBLISH_SCRIPT, 1, key, *script_args(event, final))))
     if seq < 0:
         raise StreamClosedError(f"stream {stream_id} has ended")
     async_to_sync(channel_layer().group_send)(
@@ -242,7 +242,7 @@ async def aread(
 
 def read(schema_name: str, stream_id: str, after: int = 0, count: int = READ_PAGE_SIZE) -> list[StreamEvent]:
     """`aread` for synchronous code."""
-    entries = sync_client().xrange(log_key(schema_name, stream_id), min=f"({after}-0", count=count)
+    entries = sync_client("realtime").xrange(log_key(schema_name, stream_id), min=f"({after}-0", count=count)
     return parse_entries(stream_id, cast("list[tuple[bytes, dict[bytes, bytes]]]", entries))
 
 

@@ -27,11 +27,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 from django.conf import settings
 
 from aiaas.cors import ORIGIN_PATTERN
-from aiaas.redis_clients import sync_client
+from aiaas.redis_clients import async_client, sync_client
 from aiaas.redis_keys import redis_key
 from realtime.streams import is_stream_id
 from tenants.models import ApiKey
@@ -98,10 +97,11 @@ def claims_for(api_key: ApiKey, body: dict[str, Any]) -> StreamTokenClaims:
     )
 
 
-async def mint_stream_token(client: aioredis.Redis, claims: StreamTokenClaims) -> dict[str, Any]:
-    """Store a new token for `claims`; the API's answer (the token is shown only here)."""
+async def mint_stream_token(claims: StreamTokenClaims) -> dict[str, Any]:
+    """Store a new token for `claims` (with the streams it opens); the API's answer
+    (the token is shown only here)."""
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    await client.set(
+    await async_client("realtime").set(
         token_key(token), orjson.dumps(asdict(claims)), ex=settings.REALTIME_STREAM_TOKEN_SECONDS
     )
     return minted(token, claims)
@@ -110,7 +110,7 @@ async def mint_stream_token(client: aioredis.Redis, claims: StreamTokenClaims) -
 def mint_stream_token_sync(claims: StreamTokenClaims) -> dict[str, Any]:
     """`mint_stream_token` for synchronous code (the dashboard)."""
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    sync_client().set(
+    sync_client("realtime").set(
         token_key(token), orjson.dumps(asdict(claims)), ex=settings.REALTIME_STREAM_TOKEN_SECONDS
     )
     return minted(token, claims)
@@ -129,11 +129,11 @@ def minted(token: str, claims: StreamTokenClaims) -> dict[str, Any]:
     }
 
 
-async def take_stream_token(client: aioredis.Redis, token: str) -> StreamTokenClaims | None:
+async def take_stream_token(token: str) -> StreamTokenClaims | None:
     """The token's claims, once: the token is deleted as it is read. None when unknown or used."""
     if not TOKEN_PATTERN.fullmatch(token):
         return None
-    stored = await client.getdel(token_key(token))
+    stored = await async_client("realtime").getdel(token_key(token))
     if stored is None:
         return None
     return StreamTokenClaims(**orjson.loads(stored))

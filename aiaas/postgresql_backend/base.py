@@ -10,8 +10,13 @@ process, and connections that recover by themselves after PostgreSQL restarts.
   checked before its next use and replaced when it is dead. Django does this
   at request boundaries only; threads that keep a connection between jobs
   (the gateway's, asgiref's shared thread) would otherwise keep a dead one.
+- With DATABASE_TRANSACTION_POOLING (PgBouncer in transaction mode), the
+  tenant's search_path is set with `SET LOCAL` inside every transaction, never
+  for the session: a statement outside `atomic` runs in a transaction of its
+  own with it, so it cannot meet another client's search_path on a shared
+  server connection.
 
-docs/decisions/0012-database-connections.md says why.
+docs/decisions/0012-database-connections.md and docs/scale.md say why.
 """
 
 from __future__ import annotations
@@ -20,9 +25,12 @@ import threading
 import weakref
 from typing import Any
 
+import psycopg
 from django.conf import settings
 from django.db import OperationalError
+from django.db.backends.postgresql.base import Cursor  # type: ignore[attr-defined]
 from django_tenants.postgresql_backend.base import DatabaseWrapper as TenantDatabaseWrapper
+from django_tenants.utils import quote_schema_name
 
 _slots: dict[int, threading.BoundedSemaphore] = {}
 _slots_lock = threading.Lock()
@@ -33,6 +41,23 @@ def connection_slots() -> threading.BoundedSemaphore:
     limit = settings.DATABASE_CONNECTIONS_PER_PROCESS
     with _slots_lock:
         return _slots.setdefault(limit, threading.BoundedSemaphore(limit))
+
+
+class SearchPathCursor(Cursor):
+    """Under transaction pooling, a statement outside a transaction is sent in one of
+    its own, after `SET LOCAL search_path` (the wrapper's, kept on the connection)."""
+
+    def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+        connection = self.connection
+        search_path = connection_search_paths.get(connection)
+        if search_path is None or not connection.autocommit:
+            return super().execute(query, params, **kwargs)
+        with connection.transaction():
+            super().execute(f"SET LOCAL search_path = {search_path}")
+            return super().execute(query, params, **kwargs)
+
+
+connection_search_paths: weakref.WeakKeyDictionary[psycopg.Connection[Any], str] = weakref.WeakKeyDictionary()
 
 
 class DatabaseWrapper(TenantDatabaseWrapper):
@@ -54,7 +79,42 @@ class DatabaseWrapper(TenantDatabaseWrapper):
             raise
         # Released once: when the connection is closed, or collected with a thread that never closed it.
         self.slot = weakref.finalize(connection, slots.release)
+        if settings.DATABASE_TRANSACTION_POOLING:
+            connection.cursor_factory = SearchPathCursor
         return connection
+
+    def _handle_search_path(self, cursor: Any = None) -> None:
+        if not settings.DATABASE_TRANSACTION_POOLING:
+            super()._handle_search_path(cursor)  # type: ignore[no-untyped-call]
+            return
+        if not self.schema_name:
+            super()._handle_search_path(cursor)  # type: ignore[no-untyped-call]  # raises ImproperlyConfigured
+        schemas = self._get_cursor_search_paths()  # type: ignore[no-untyped-call]
+        search_path = ",".join(quote_schema_name(schema) for schema in schemas)
+        connection_search_paths[self.connection] = search_path
+        if self.connection.autocommit or self._setting_search_path:
+            return
+        if self.search_path_set_schemas == search_path:  # in this transaction
+            return
+        self._setting_search_path = True
+        try:
+            with self.connection.cursor() as local:
+                local.execute(f"SET LOCAL search_path = {search_path}")
+        finally:
+            self._setting_search_path = False
+        self.search_path_set_schemas = search_path
+
+    def _commit(self) -> None:
+        self.search_path_set_schemas = None
+        super()._commit()
+
+    def _rollback(self) -> None:
+        self.search_path_set_schemas = None
+        super()._rollback()
+
+    def _savepoint_rollback(self, sid: str) -> None:
+        self.search_path_set_schemas = None  # a SET LOCAL since the savepoint is undone
+        super()._savepoint_rollback(sid)
 
     def _close(self) -> None:
         try:

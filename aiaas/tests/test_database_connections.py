@@ -108,6 +108,35 @@ def test_no_connection_is_kept_after_a_burst_of_requests(
     assert after <= before + kept
 
 
+def test_sessions_stay_within_the_cap_while_a_burst_is_served(
+    platform_url: str, serving_tenant: TenantFixture
+) -> None:
+    """Under ASGI each request's sync code runs on a thread of its own: sampled every
+    20 ms during 60 concurrent requests (more than the cap), the server's sessions never pass the process's
+    cap (+1: asgiref's shared thread keeps one)."""
+    before, peak, done = other_sessions(), 0, threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, other_sessions())
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        with ThreadPoolExecutor(max_workers=60) as pool:
+            statuses = list(
+                pool.map(lambda i: api_keys(platform_url, f"aiaas_{i:012d}_{'y' * 40}"), range(120))
+            )
+    finally:
+        done.set()
+        sampler.join()
+
+    assert statuses == [401] * 120
+    assert before < peak <= before + settings.DATABASE_CONNECTIONS_PER_PROCESS + 1
+
+
 def test_api_and_v1_answer_again_at_once_after_postgres_drops_every_connection(
     platform_url: str, serving_tenant: TenantFixture
 ) -> None:

@@ -15,7 +15,7 @@ from accounts.models import User
 from testing.tenants import TEST_PASSWORD
 
 TOKEN = "metrics-token-for-tests"
-DEPENDENCIES = ("postgres", "redis", "redis_cache", "redis_channels", "celery_broker")
+DEPENDENCIES = ("postgres", "redis", "redis_limits", "redis_cache", "redis_channels", "celery_broker")
 NO_REDIS = "unix:///nonexistent/redis.sock"
 
 
@@ -35,6 +35,7 @@ def test_livez_stays_ok_while_every_dependency_is_down(db: None, monkeypatch: py
     assert Client().get("/readyz").json()["checks"] == {
         "postgres": "failed",
         "redis": "failed",
+        "redis_limits": "ok",
         "redis_cache": "ok",
         "redis_channels": "ok",
         "celery_broker": "failed",

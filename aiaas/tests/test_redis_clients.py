@@ -29,7 +29,7 @@ def test_an_unknown_pool_is_a_configuration_error() -> None:
 
 
 def test_another_redis_url_gets_its_own_pool() -> None:
-    with override_settings(REDIS_URL="unix:///nonexistent/redis.sock"):
+    with override_settings(REDIS_LIMITS_URL="unix:///nonexistent/redis.sock"):
         elsewhere = sync_client("control")
 
     assert elsewhere is not sync_client("control")

@@ -19,10 +19,11 @@ from typing import Any
 import aiohttp
 import orjson
 from django.conf import settings
+from redis.asyncio import Redis
 
 from gateway.providers import local
 from gateway.providers.errors import FailureKind, ProviderError
-from gateway.resilience import Bulkhead, BulkheadFullError, Deadline, parse_retry_after
+from gateway.resilience import Bulkhead, BulkheadFullError, Deadline, SharedBulkhead, parse_retry_after
 from routing.catalog import ModelSpec, ProviderSpec
 
 BULKHEAD_WAIT_SECONDS = 1.0
@@ -62,11 +63,15 @@ class ProviderClient:
     """The process's connections to providers: one pooled aiohttp session and one
     bulkhead per provider (aiohttp's pool costs a fraction of httpcore's per call:
     bench/README.md), and within it one per tenant holding at most
-    PROVIDER_TENANT_SHARE of the provider's slots, so no tenant can take them all."""
+    PROVIDER_TENANT_SHARE of the provider's slots, so no tenant can take them all.
+    Given a Redis, a provider's cap also holds across every process sharing it
+    (shared_bulkhead.py); the per-process bulkheads stay, in front of it."""
 
-    def __init__(self) -> None:
+    def __init__(self, redis: Redis | None = None) -> None:
+        self._redis = redis
         self._sessions: dict[str, aiohttp.ClientSession] = {}
         self._bulkheads: dict[str, Bulkhead] = {}
+        self._shared_bulkheads: dict[str, SharedBulkhead] = {}
         self._tenant_bulkheads: dict[tuple[str, int], Bulkhead] = {}
 
     def _session(self, provider: ProviderSpec) -> aiohttp.ClientSession:
@@ -89,6 +94,19 @@ class ProviderClient:
             self._bulkheads[provider.slug] = bulkhead
         return bulkhead
 
+    def _shared_bulkhead(
+        self, provider: ProviderSpec, deadline: Deadline
+    ) -> contextlib.AbstractAsyncContextManager[None]:
+        if self._redis is None:
+            return contextlib.nullcontext()
+        bulkhead = self._shared_bulkheads.get(provider.slug)
+        if bulkhead is None or bulkhead.max_concurrent != provider.max_concurrent_calls:
+            bulkhead = SharedBulkhead(
+                self._redis, f"provider:{provider.slug}", provider.max_concurrent_calls, BULKHEAD_WAIT_SECONDS
+            )
+            self._shared_bulkheads[provider.slug] = bulkhead
+        return bulkhead.slot(deadline.remaining())
+
     def _tenant_bulkhead(self, provider: ProviderSpec, tenant_id: int | None) -> Bulkhead:
         if tenant_id is None:
             return UNBOUNDED
@@ -108,10 +126,17 @@ class ProviderClient:
         self._sessions.clear()
 
     @contextlib.asynccontextmanager
-    async def _slots(self, provider: ProviderSpec, tenant_id: int | None) -> AsyncIterator[None]:
-        """A slot in the tenant's share of the provider, then one of the provider's."""
+    async def _slots(
+        self, provider: ProviderSpec, tenant_id: int | None, deadline: Deadline
+    ) -> AsyncIterator[None]:
+        """A slot in the tenant's share of the provider, then one of the provider's in
+        this process, then one of its slots across processes (leased until the deadline)."""
         try:
-            async with self._tenant_bulkhead(provider, tenant_id).slot(), self._bulkhead(provider).slot():
+            async with (
+                self._tenant_bulkhead(provider, tenant_id).slot(),
+                self._bulkhead(provider).slot(),
+                self._shared_bulkhead(provider, deadline),
+            ):
                 yield
         except BulkheadFullError:
             raise ProviderError(
@@ -140,7 +165,7 @@ class ProviderClient:
             headers["accept"] = "text/event-stream"
         try:
             async with (
-                self._slots(provider, tenant_id),
+                self._slots(provider, tenant_id, deadline),
                 self._session(provider).post(
                     provider.base_url + path,
                     data=orjson.dumps(body),
@@ -205,7 +230,7 @@ class ProviderClient:
             return await self.post_json(model, "/embeddings", body, deadline, timing, tenant_id)
         started = time.perf_counter()
         try:
-            async with self._slots(model.provider, tenant_id):
+            async with self._slots(model.provider, tenant_id, deadline):
                 return await local.embeddings(model, body, deadline)
         finally:
             timing.waiting_seconds += time.perf_counter() - started

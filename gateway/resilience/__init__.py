@@ -1,5 +1,5 @@
 """Resilience primitives around every provider call: a circuit breaker shared
-through Redis, retries with backoff, a per-process bulkhead and deadlines."""
+through Redis, retries with backoff, bulkheads (per process and across processes) and deadlines."""
 
 from gateway.resilience.breaker import (
     BreakerPolicy,
@@ -11,6 +11,7 @@ from gateway.resilience.breaker import (
 from gateway.resilience.bulkhead import Bulkhead, BulkheadFullError
 from gateway.resilience.deadline import Deadline
 from gateway.resilience.retry import AttemptBudget, RetryPolicy, parse_retry_after, retry_delay
+from gateway.resilience.shared_bulkhead import SharedBulkhead
 
 __all__ = [
     "AttemptBudget",
@@ -23,6 +24,7 @@ __all__ = [
     "Deadline",
     "Permit",
     "RetryPolicy",
+    "SharedBulkhead",
     "parse_retry_after",
     "retry_delay",
 ]

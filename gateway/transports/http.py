@@ -302,7 +302,7 @@ async def stream_tokens(request: Request, context: RequestContext) -> Response:
         claims = claims_for(api_key, parse_json_object(await read_body(request)))
     except InvalidTokenRequestError as error:
         raise invalid(str(error), error.param) from None
-    return json_response(await mint_stream_token(server_clients.redis, claims), context)
+    return json_response(await mint_stream_token(claims), context)
 
 
 # The methods each /v1 path serves (HEAD and OPTIONS are not served).

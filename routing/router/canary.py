@@ -72,7 +72,7 @@ def start_canary(
 
 
 def reset_canary_counters(tenant_id: int) -> None:
-    sync_client().delete(outcomes.canary_key(tenant_id))
+    sync_client("gateway").delete(outcomes.canary_key(tenant_id))
 
 
 def check_canaries() -> dict[str, int]:
@@ -81,7 +81,7 @@ def check_canaries() -> dict[str, int]:
     running = TenantRouting.objects.filter(canary_state=CanaryState.RUNNING).select_related(
         "control", "canary"
     )
-    client = sync_client()
+    client = sync_client("gateway")
     for routing in running:
         if routing.canary is None:
             continue

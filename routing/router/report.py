@@ -70,7 +70,7 @@ def tier_requests(row: dict[str, Any]) -> dict[int, int]:
 def routing_report(tenant_id: int, days: int, last: date | None = None) -> dict[str, Any]:
     """The report over `days` days up to `last` (today by default)."""
     routing = TenantRouting.objects.select_related("control", "canary").filter(tenant_id=tenant_id).first()
-    client = sync_client()
+    client = sync_client("gateway")
     rows = outcomes.daily_figures(client, tenant_id, days, last)
     versions = outcomes.canary_counts(client, tenant_id)
     canary = None

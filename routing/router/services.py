@@ -35,7 +35,7 @@ def update_settings(
 def snapshot_outcomes() -> int:
     """Copy every tenant's learned outcomes from Redis to PostgreSQL; the number copied."""
     copied = 0
-    client = sync_client()
+    client = sync_client("gateway")
     for key in client.scan_iter(match=outcomes.outcomes_key_pattern(), count=500):
         tenant_id = int(key.decode().rsplit(":", 1)[1])
         snapshot = {
