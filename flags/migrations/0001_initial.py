@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ("billing", "0012_usage_event_partitioned"),
+        ("billing", "0001_initial"),  # the Plan an override names, nothing later
         ("tenants", "0007_tenant_cors_allowed_origins"),
     ]
 

@@ -15,7 +15,6 @@ from testing.tenants import TenantFixture
 API = [
     ("agents", "get", "/api/v1/agents"),
     ("agents", "get", "/api/v1/runs"),
-    ("agents", "get", "/api/v1/prompts"),
     ("ingestion", "get", "/api/v1/collections"),
     ("ingestion", "get", "/api/v1/documents/doc_unknown"),
     ("ingestion", "post", "/api/v1/collections/col_unknown/search"),
