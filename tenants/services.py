@@ -208,14 +208,19 @@ def provision_tenant(
     return ProvisionedTenant(tenant, domain, owner, generated_password, issued)
 
 
-def validate_owner(email: str, password: str) -> None:
-    from django.contrib.auth.password_validation import validate_password
+def validate_owner_email(email: str) -> None:
     from django.core.validators import validate_email
 
     try:
         validate_email(email)
     except ValidationError:
         raise ProvisioningError(f"invalid owner email {email!r}") from None
+
+
+def validate_owner(email: str, password: str) -> None:
+    from django.contrib.auth.password_validation import validate_password
+
+    validate_owner_email(email)
     try:
         validate_password(password, User(email=email))
     except ValidationError as error:

@@ -1,0 +1,153 @@
+"""Provision many tenants at once by replaying the template schema's dump.
+
+`provision_tenant` clones one schema with django-tenants' `clone_schema()`
+PL/pgSQL function, reinstalled and run once per tenant, then fakes the
+migrations (ADR 0002). For thousands of tenants (an import, the tenant-scale
+bench) `provision_tenants` dumps `tenant_template` once with pg_dump (tables,
+sequences, indexes, constraints and its rows as INSERTs) and executes that
+script once per new schema with the schema name replaced, a batch in one
+transaction with the tenants' rows. The dump already carries the template's
+django_migrations rows, so nothing is faked afterwards.
+
+Batch owners get an unusable password (they set one through the password
+reset) and an admin API key each, as `provision_tenant` gives.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+from django_tenants.utils import schema_context
+from psycopg.conninfo import make_conninfo
+
+from accounts.models import Role, User
+from aiaas.launcher import EMBEDDED_MARKER
+from tenants.models import ApiKeyScope, Domain, Tenant
+from tenants.services import (
+    ProvisionedTenant,
+    ProvisioningError,
+    assert_template_is_current,
+    create_api_key,
+    resolve_plan,
+    schema_name_for,
+    tenant_domain_name,
+    validate_owner_email,
+    validate_slug,
+)
+
+# Session settings pg_dump emits for a restore; a batch runs in our own session,
+# so they are dropped (every name in the dump is schema-qualified).
+_SESSION_LINES = re.compile(r"^(SET |SELECT pg_catalog\.set_config\()")
+_CONNINFO_KEYS = {"dbname", "host", "port", "user", "password", "sslmode", "sslrootcert", "sslcert", "sslkey"}
+
+
+@dataclass(frozen=True)
+class TenantSpec:
+    slug: str
+    name: str
+    owner_email: str
+
+
+def pg_dump_path() -> str:
+    """PG_DUMP, else the embedded server's own (its version matches; development),
+    else pg_dump on PATH."""
+    if found := os.environ.get("PG_DUMP"):
+        return found
+    if os.environ.get(EMBEDDED_MARKER) == "1":
+        from pgserver.postgres_server import POSTGRES_BIN_PATH
+
+        return str(Path(POSTGRES_BIN_PATH) / "pg_dump")
+    if found := shutil.which("pg_dump"):
+        return found
+    raise ProvisioningError("pg_dump not found: install the PostgreSQL client or set PG_DUMP")
+
+
+def template_dump() -> str:
+    """The template schema's DDL and rows, comments and session settings removed."""
+    params = connection.get_connection_params()
+    conninfo = make_conninfo(
+        **{key: str(value) for key, value in params.items() if key in _CONNINFO_KEYS and value is not None}
+    )
+    command = [
+        pg_dump_path(),
+        f"--dbname={conninfo}",
+        f"--schema={settings.TENANT_BASE_SCHEMA}",
+        "--no-owner",
+        "--no-privileges",
+        "--inserts",
+        "--rows-per-insert=1000",
+    ]
+    result = subprocess.run(command, check=False, capture_output=True, text=True)  # noqa: S603 - pg_dump, our arguments
+    if result.returncode:
+        raise ProvisioningError(f"pg_dump of the template failed: {result.stderr.strip()}")
+    dump = result.stdout
+    return "\n".join(
+        line
+        for line in dump.splitlines()
+        if line and not line.startswith("--") and not _SESSION_LINES.match(line)
+    )
+
+
+def schema_script(dump: str, schema: str) -> str:
+    """`dump` creating `schema` instead of the template (names are [a-z0-9_], unquoted)."""
+    return re.sub(rf"\b{re.escape(settings.TENANT_BASE_SCHEMA)}\b(?=[.;])", schema, dump)
+
+
+def provision_tenants(
+    specs: Sequence[TenantSpec], *, plan_slug: str | None = None, dump: str | None = None
+) -> list[ProvisionedTenant]:
+    """Create every tenant of `specs` in one transaction: all of them or none.
+
+    Checks what `provision_tenant` checks (slug free and well-formed, owner
+    email, template current) before writing. Pass `dump` (template_dump())
+    to reuse one across batches; it must be taken after the template's last
+    migration.
+    """
+    slugs = [spec.slug for spec in specs]
+    if len(set(slugs)) != len(slugs):
+        raise ProvisioningError("a slug appears twice in the batch")
+    for spec in specs:
+        if not spec.name.strip():
+            raise ProvisioningError(f"{spec.slug}: name must not be empty")
+        validate_slug(spec.slug)
+        validate_owner_email(spec.owner_email)
+    plan = resolve_plan(plan_slug)
+    assert_template_is_current()
+    script = dump if dump is not None else template_dump()
+    now = timezone.now()
+    provisioned = []
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            for spec in specs:
+                cursor.execute(schema_script(script, schema_name_for(spec.slug)))
+        tenants = Tenant.objects.bulk_create(
+            Tenant(
+                schema_name=schema_name_for(spec.slug),
+                slug=spec.slug,
+                name=spec.name.strip(),
+                plan=plan,
+                email_verified_at=now,
+            )
+            for spec in specs
+        )
+        domains = Domain.objects.bulk_create(
+            Domain(domain=tenant_domain_name(tenant.slug), tenant=tenant, is_primary=True)
+            for tenant in tenants
+        )
+        for spec, tenant, domain in zip(specs, tenants, domains, strict=True):
+            with schema_context(tenant.schema_name):
+                owner = User.objects.create_user(spec.owner_email, None, role=Role.OWNER)
+            issued = create_api_key(
+                tenant, name="Default admin key", scopes=[ApiKeyScope.ADMIN], created_by=owner.email
+            )
+            provisioned.append(ProvisionedTenant(tenant, domain, owner, None, issued))
+    return provisioned
