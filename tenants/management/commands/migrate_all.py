@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import sys
@@ -9,14 +10,14 @@ from typing import Any
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
-from django.db import connection
 from django.test import override_settings
 from django_tenants.management.commands.migrate_schemas import MigrateSchemasCommand
 from django_tenants.migration_executors.multiproc import MultiprocessingExecutor
 from django_tenants.signals import schema_migrated
 
+from tenants.migrating import missing_by_schema, replay, replay_plan
 from tenants.models import Tenant
-from tenants.services import ensure_public_tenant, ensure_template_schema, known_migrations
+from tenants.services import ensure_public_tenant, ensure_template_schema
 
 
 class Progress:
@@ -47,7 +48,8 @@ class Command(BaseCommand):
     help = (
         "Migrate the public schema, the tenant template, then every tenant schema in parallel "
         "worker processes (django-tenants' multiprocessing executor), with a progress line every "
-        "--progress-every schemas; schemas already current are skipped. What deploys run before a rollout."
+        "--progress-every schemas; schemas already current are skipped, and simple migrations are "
+        "replayed as SQL (tenants/migrating.py). What deploys run before a rollout."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -58,9 +60,15 @@ class Command(BaseCommand):
             help="Worker processes, each with one database connection (default: the CPU count).",
         )
         parser.add_argument("--progress-every", type=int, default=100, help="Schemas per progress line.")
+        parser.add_argument(
+            "--no-replay",
+            action="store_true",
+            help="Run `migrate` in every schema even when the SQL could be replayed (tenants/migrating.py).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         verbosity = max(0, options["verbosity"] - 1)
+        processes = max(1, options["processes"])
         started = time.monotonic()
         call_command("migrate_schemas", shared=True, interactive=False, verbosity=verbosity)
         ensure_public_tenant()
@@ -70,15 +78,24 @@ class Command(BaseCommand):
                 "schema_name", flat=True
             )
         )
-        behind = schemas_behind(schemas)
+        groups = missing_by_schema(schemas)
+        behind = sum(len(group) for group in groups.values())
         self.stdout.write(
-            f"migrate_all: public and template migrated; {len(behind)} of {len(schemas)} tenant schemas"
+            f"migrate_all: public and template migrated; {behind} of {len(schemas)} tenant schemas"
             f" behind ({time.monotonic() - started:.1f} s)"
         )
-        if behind:
-            self.migrate_in_parallel(
-                behind, max(1, options["processes"]), options["progress_every"], verbosity
-            )
+        for missing, group in groups.items():
+            plan = None if options["no_replay"] else replay_plan(missing)
+            if plan is None:
+                self.stdout.write(
+                    f"migrate_all: {len(group)} schemas through migrate_schemas, one at a time each"
+                )
+                self.migrate_in_parallel(group, processes, options["progress_every"], verbosity)
+            else:
+                names = ", ".join(f"{migration.app_label}.{migration.name}" for migration in plan)
+                self.stdout.write(f"migrate_all: {len(group)} schemas by replaying the SQL of {names}")
+                progress = Progress(len(group), options["progress_every"])
+                replay(group, plan, workers=processes, on_done=functools.partial(progress, None))
         self.stdout.write(f"migrate_all: done in {time.monotonic() - started:.1f} s")
 
     def migrate_in_parallel(self, schemas: list[str], processes: int, every: int, verbosity: int) -> None:
@@ -101,17 +118,3 @@ class Command(BaseCommand):
                 call_command(MigrateBehind(), tenant=True, interactive=False, verbosity=verbosity)
         finally:
             schema_migrated.disconnect(dispatch_uid="migrate_all-progress")
-
-
-def schemas_behind(schemas: list[str]) -> list[str]:
-    """The schemas missing a migration the code has: one query each (about a
-    millisecond), so a deploy with nothing new for tenants skips the seconds a
-    `migrate` per schema costs (loading and rendering every app's state)."""
-    known = known_migrations()
-    behind = []
-    with connection.cursor() as cursor:
-        for schema in schemas:
-            cursor.execute(f"SELECT app, name FROM {connection.ops.quote_name(schema)}.django_migrations")  # noqa: S608 - a schema name from our table
-            if not known <= set(cursor.fetchall()):
-                behind.append(schema)
-    return behind
