@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import subprocess
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -65,7 +66,9 @@ def pg_dump_path() -> str:
     if found := os.environ.get("PG_DUMP"):
         return found
     if os.environ.get(EMBEDDED_MARKER) == "1":
-        from pgserver.postgres_server import POSTGRES_BIN_PATH
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR unset on servers
+            from pgserver.postgres_server import POSTGRES_BIN_PATH
 
         return str(Path(POSTGRES_BIN_PATH) / "pg_dump")
     if found := shutil.which("pg_dump"):
