@@ -15,6 +15,7 @@ from django_tenants.management.commands.migrate_schemas import MigrateSchemasCom
 from django_tenants.migration_executors.multiproc import MultiprocessingExecutor
 from django_tenants.signals import schema_migrated
 
+from tenants.batch import cached_template_dump, pg_dump_available
 from tenants.migrating import missing_by_schema, replay, replay_plan
 from tenants.models import Tenant
 from tenants.services import ensure_public_tenant, ensure_template_schema
@@ -73,6 +74,8 @@ class Command(BaseCommand):
         call_command("migrate_schemas", shared=True, interactive=False, verbosity=verbosity)
         ensure_public_tenant()
         ensure_template_schema(verbosity=verbosity)
+        if pg_dump_available():
+            cached_template_dump()  # signups replay it (Tenant.create_schema)
         schemas = list(
             Tenant.objects.exclude(schema_name=settings.PUBLIC_SCHEMA_NAME).values_list(
                 "schema_name", flat=True
