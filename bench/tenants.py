@@ -113,7 +113,7 @@ def wait_for(url: str, process: subprocess.Popen[bytes], timeout: float = 60.0) 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{process.args} exited with {process.returncode}")
+            raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
         try:
             if httpx.get(url, timeout=1.0).status_code < 500:
                 return
@@ -192,7 +192,7 @@ class Fleet:
         existing = self.count()
         with ThreadPoolExecutor(self.workers) as pool:
             while existing < target and time.monotonic() < deadline:
-                slices = []
+                slices: list[tuple[int, int]] = []
                 for _ in range(self.workers):
                     size = min(self.batch, target - existing - sum(size for _, size in slices))
                     if size > 0:
@@ -319,8 +319,10 @@ def connection_memory() -> dict[str, Any]:
         one = backend_memory(cursor)
         started = time.perf_counter()
         cursor.execute(TOUCH_EVERY_TENANT)
-        every = backend_memory(cursor)
-        every["seconds_to_touch"] = time.perf_counter() - started
+        every: dict[str, float] = {
+            **backend_memory(cursor),
+            "seconds_to_touch": time.perf_counter() - started,
+        }
     return {"fresh": fresh, "one_tenant": one, "every_tenant": every}
 
 

@@ -86,7 +86,8 @@ def replay_sql(migrations: list[Migration]) -> list[str]:
     router leaves the shared apps' tables out, as `migrate` would there."""
     executor = MigrationExecutor(connection)
     with schema_context(settings.TENANT_BASE_SCHEMA):
-        collected = executor.loader.collect_sql([(migration, False) for migration in migrations])
+        plan = [(migration, False) for migration in migrations]
+        collected = executor.loader.collect_sql(plan)  # type: ignore[attr-defined]  # not in django-stubs
     return [statement for statement in collected if not statement.lstrip().startswith("--")]
 
 

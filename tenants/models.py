@@ -112,11 +112,11 @@ class Tenant(TenantMixin):
         from tenants.batch import create_schema_from_template, pg_dump_available
 
         if not (sync_schema and settings.TENANT_CREATION_FAKES_MIGRATIONS and pg_dump_available()):
-            return bool(super().create_schema(check_if_exists, sync_schema, verbosity))
+            return bool(super().create_schema(check_if_exists, sync_schema, verbosity))  # type: ignore[no-untyped-call]
         if check_if_exists and schema_exists(self.schema_name):
             return False
         create_schema_from_template(self.schema_name)
-        connection.set_schema_to_public()
+        connection.set_schema_to_public()  # type: ignore[attr-defined]  # django-tenants' backend
         return True
 
     class Meta:

@@ -39,7 +39,7 @@ def load_credentials(
     path.write_text(json.dumps(credentials))
     yield path
     with django_db_blocker.unblock():
-        Tenant.objects.get(slug=slug).delete(force_drop=True)  # type: ignore[no-untyped-call]
+        Tenant.objects.get(slug=slug).delete(force_drop=True)
         Plan.objects.filter(slug=LOAD_PLAN).delete()
 
 

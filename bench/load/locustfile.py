@@ -44,7 +44,7 @@ MODEL = os.environ.get("LOAD_MODEL", "sim-small")
 EMBEDDING_MODEL = os.environ.get("LOAD_EMBEDDING_MODEL", "local-embed")
 # Django answers /api only on a host ALLOWED_HOSTS names; /v1 and /ws on any.
 API_HOST = os.environ.get("LOAD_API_HOST", "localhost")
-CHAT_BODY = {
+CHAT_BODY: dict[str, Any] = {
     "model": MODEL,
     "messages": [{"role": "user", "content": "Say hello to the load test."}],
     "max_tokens": 16,
@@ -258,7 +258,6 @@ def verdict(environment: Environment) -> dict[str, Any]:
     }
 
 
-@events.quitting.add_listener
 def check_thresholds(environment: Environment, **kwargs: Any) -> None:
     result = verdict(environment)
     print(f"\n{'class':<20} {'requests':>8} {'failed':>6} {'p50 ms':>7} {'p95 ms':>7} {'limit':>7}")
@@ -277,3 +276,6 @@ def check_thresholds(environment: Environment, **kwargs: Any) -> None:
         Path(report).write_text(json.dumps(result, indent=2) + "\n")
     if not result["passed"]:
         environment.process_exit_code = 1
+
+
+events.quitting.add_listener(check_thresholds)

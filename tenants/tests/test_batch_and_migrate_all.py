@@ -41,7 +41,7 @@ def batch(django_db_setup: object, django_db_blocker: DjangoDbBlocker) -> Iterat
     yield provisioned
     with django_db_blocker.unblock():
         for tenant in Tenant.objects.filter(slug__in=slugs):
-            tenant.delete(force_drop=True)  # type: ignore[no-untyped-call]
+            tenant.delete(force_drop=True)
 
 
 def tables(schema: str) -> set[str]:

@@ -104,9 +104,9 @@ class Command(BaseCommand):
     def migrate_in_parallel(self, schemas: list[str], processes: int, every: int, verbosity: int) -> None:
         class Behind(MultiprocessingExecutor):
             def run_migrations(self, tenants: Any = None) -> None:
-                super().run_migrations(tenants=list(schemas))
+                super().run_migrations(tenants=list(schemas))  # type: ignore[no-untyped-call]
 
-        class MigrateBehind(MigrateSchemasCommand):  # type: ignore[misc]
+        class MigrateBehind(MigrateSchemasCommand):
             GET_EXECUTOR_FUNCTION = staticmethod(lambda codename=None: Behind)
 
         progress = Progress(len(schemas), every)
