@@ -1,13 +1,13 @@
-"""Provision many tenants at once by replaying the template schema's dump.
+"""Tenant schemas made by replaying the template schema's dump; many tenants at once.
 
-`provision_tenant` clones one schema with django-tenants' `clone_schema()`
-PL/pgSQL function, reinstalled and run once per tenant, then fakes the
-migrations (ADR 0002). For thousands of tenants (an import, the tenant-scale
-bench) `provision_tenants` dumps `tenant_template` once with pg_dump (tables,
-sequences, indexes, constraints and its rows as INSERTs) and executes that
-script once per new schema with the schema name replaced, then writes the
-batch's rows in one transaction. The dump already carries the template's
-django_migrations rows, so nothing is faked afterwards.
+The template (`tenant_template`) is dumped with pg_dump (tables, sequences,
+indexes, constraints and its rows as INSERTs) once per state of it and cached;
+a new schema is that script run with the schema name replaced. The dump
+carries the template's django_migrations rows, so nothing is faked afterwards.
+`Tenant.create_schema` uses it for every signup (django-tenants' clone_schema()
+slows with the size of the catalog: docs/tenant-scale.md), and
+`provision_tenants` for thousands at once (an import, the tenant-scale bench),
+writing the batch's rows in one transaction.
 
 Batch owners get an unusable password (they set one through the password
 reset) and an admin API key each, as `provision_tenant` gives.

@@ -93,7 +93,7 @@ class Tenant(TenantMixin):
     updated_at = models.DateTimeField(auto_now=True)
 
     # Schemas are created by the provisioning service (tenants/services.py),
-    # which clones the template; never drop a schema by deleting a row.
+    # as copies of the template; never drop a schema by deleting a row.
     auto_create_schema = True
     auto_drop_schema = False
 

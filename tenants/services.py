@@ -193,7 +193,7 @@ def provision_tenant(
         plan=plan,
         email_verified_at=timezone.now() if email_verified else None,
     )
-    tenant.save(verbosity=0)  # type: ignore[no-untyped-call]  # clones the template schema (TENANT_BASE_SCHEMA)
+    tenant.save(verbosity=0)  # type: ignore[no-untyped-call]  # copies the template schema (Tenant.create_schema)
     try:
         with transaction.atomic():
             domain = Domain.objects.create(domain=tenant_domain_name(slug), tenant=tenant, is_primary=True)
