@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK := $(PY) -m aiaas.launcher
 
-.PHONY: run test check lint typecheck migrations-check pytest openapi bench-provisioning bench-gateway bench-routing bench-realtime bench-billing bench-ingestion bench-evals bench-analytics bench-tenants load clean
+.PHONY: run test check lint typecheck migrations-check pytest openapi bench-provisioning bench-gateway bench-routing bench-realtime bench-billing bench-ingestion bench-evals bench-analytics bench-tenants bench-capacity load clean
 
 $(VENV)/.installed: requirements/base.txt requirements/embedded.txt requirements/dev.txt requirements/lock.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -82,6 +82,10 @@ bench-analytics: $(VENV)/.installed
 bench-tenants: $(VENV)/.installed
 	rm -rf .data/bench-tenants
 	AIAAS_DATA_DIR=$(CURDIR)/.data/bench-tenants $(STACK) exec -- $(PY) bench/tenants.py $(BENCH_ARGS)
+
+# Requests per CPU-second of one platform process for each Locust mix (docs/capacity.md).
+bench-capacity: $(VENV)/.installed
+	$(STACK) exec -- $(PY) bench/load/capacity.py $(BENCH_ARGS)
 
 # Locust against a running `make run` (LOAD_URL), headless: a load tenant and key are
 # prepared first (bench/load/tenant.py); exits 1 when a threshold is broken (docs/capacity.md).
