@@ -3,6 +3,7 @@
     python bench/tenants.py [--checkpoints 10,1000,10000] [--migrate-at 1000,10000]
                             [--batch 100] [--workers 2] [--grow-minutes 40] [--json PATH]
     python bench/tenants.py --chart-only      # redraw bench/tenants.svg from the JSON
+    python bench/tenants.py --latency-only    # time requests on the tenants already there
 
 `make bench-tenants` runs it under the launcher on a fresh embedded PostgreSQL
 and Redis of its own (.data/bench-tenants/), so the test database is left alone.
@@ -73,6 +74,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON_PATH)
     parser.add_argument("--svg", type=Path, default=DEFAULT_SVG_PATH)
     parser.add_argument("--chart-only", action="store_true", help="redraw the chart from --json and exit")
+    parser.add_argument(
+        "--latency-only",
+        action="store_true",
+        help="only time requests on the database as it is (an earlier run's), printing one JSON line",
+    )
     args = parser.parse_args(argv)
     args.checkpoints = sorted(int(count) for count in args.checkpoints.split(","))
     args.migrate_at = {int(count) for count in args.migrate_at.split(",") if count}
@@ -504,6 +510,32 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def latency_only() -> dict[str, Any]:
+    """The latency measurement alone, on the tenants an earlier run left: new keys
+    for a random sample of them and for the probe. Run it on two databases in
+    turn (10 and 10,000 tenants) to compare them under the same machine load."""
+    from routing.services import register_simulated_provider
+    from tenants.models import ApiKeyScope, Tenant
+    from tenants.services import create_api_key
+
+    tenants = Tenant.objects.exclude(schema_name="public").exclude(slug=PROBE_SLUG)
+    sample = list(tenants.order_by("?")[: LATENCY_REQUESTS + 10])
+    keys = [
+        create_api_key(tenant, name="bench latency", scopes=[ApiKeyScope.ADMIN]).secret for tenant in sample
+    ]
+    probe_key = create_api_key(
+        Tenant.objects.get(slug=PROBE_SLUG),
+        name="bench latency",
+        scopes=[ApiKeyScope.ADMIN],
+        requests_per_minute=1_000_000,
+        tokens_per_minute=10**9,
+    ).secret
+    with serving() as (provider_url, platform_url):
+        register_simulated_provider(provider_url)
+        measured = latency(platform_url, probe_key, keys)
+    return {"tenants": tenants.count(), "load_average": os.getloadavg(), "latency": measured}
+
+
 def write(args: argparse.Namespace, result: dict[str, Any]) -> None:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")
@@ -512,6 +544,10 @@ def write(args: argparse.Namespace, result: dict[str, Any]) -> None:
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     sys.path.insert(0, str(REPO_ROOT))
+    if args.latency_only:
+        setup_django()
+        print(json.dumps(latency_only()))
+        return 0
     if not args.chart_only:
         setup_django()
         result = run(args)
