@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import psutil
+import psutil  # type: ignore[import-untyped]  # no stubs in the lock file
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_JSON_PATH = REPO_ROOT / "bench" / "results" / "capacity.json"
