@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK := $(PY) -m aiaas.launcher
 
-.PHONY: run test check lint typecheck migrations-check pytest openapi screenshots bench-provisioning bench-gateway bench-routing bench-realtime bench-billing bench-ingestion bench-evals bench-analytics bench-degrade clean
+.PHONY: run test check lint typecheck migrations-check pytest openapi screenshots bench-provisioning bench-gateway bench-routing bench-realtime bench-billing bench-ingestion bench-evals bench-analytics bench-degrade bench-tenants bench-capacity load clean
 
 $(VENV)/.installed: requirements/base.txt requirements/embedded.txt requirements/training.txt requirements/dev.txt requirements/lock.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -85,6 +85,26 @@ bench-analytics: $(VENV)/.installed
 # keys (about 2 min; BENCH_ARGS=--quick for a shorter run; bench/README.md).
 bench-degrade: $(VENV)/.installed
 	$(STACK) exec -- $(PY) bench/degrade.py $(BENCH_ARGS)
+
+# 10 to 10,000 tenants: provisioning, all-tenant migrations, latency, PostgreSQL's
+# catalog and memory (up to an hour; bench/README.md). Its own embedded PostgreSQL
+# and Redis under .data/bench-tenants/, made afresh, so the test database is left alone.
+bench-tenants: $(VENV)/.installed
+	rm -rf .data/bench-tenants
+	AIAAS_DATA_DIR=$(CURDIR)/.data/bench-tenants $(STACK) exec -- $(PY) bench/tenants.py $(BENCH_ARGS)
+
+# Requests per CPU-second of one platform process for each Locust mix (docs/capacity.md).
+bench-capacity: $(VENV)/.installed
+	$(STACK) exec -- $(PY) bench/load/capacity.py $(BENCH_ARGS)
+
+# Locust against a running `make run` (LOAD_URL), headless: a load tenant and key are
+# prepared first (bench/load/tenant.py); exits 1 when a threshold is broken (docs/capacity.md).
+LOAD_URL ?= http://localhost:8000
+LOAD_ARGS ?= --users 20 --spawn-rate 5 --run-time 60s
+load: $(VENV)/.installed
+	$(STACK) exec -- $(PY) bench/load/tenant.py --out .data/load-credentials.json
+	LOAD_CREDENTIALS=.data/load-credentials.json $(VENV)/bin/locust -f bench/load/locustfile.py \
+		--headless --only-summary --host $(LOAD_URL) $(LOAD_ARGS)
 
 # Stops nothing: stop `make run` first (servers still running on deleted files
 # would linger).

@@ -235,7 +235,7 @@ def create_tenant(
         plan=plan,
         email_verified_at=timezone.now() if email_verified else None,
     )
-    tenant.save(verbosity=0)  # type: ignore[no-untyped-call]  # clones the template schema (TENANT_BASE_SCHEMA)
+    tenant.save(verbosity=0)  # type: ignore[no-untyped-call]  # copies the template schema (Tenant.create_schema)
     try:
         with transaction.atomic():
             domain = Domain.objects.create(domain=tenant_domain_name(slug), tenant=tenant, is_primary=True)
@@ -247,14 +247,19 @@ def create_tenant(
     return NewTenant(tenant, domain, owner, generated_password)
 
 
-def validate_owner(email: str, password: str) -> None:
-    from django.contrib.auth.password_validation import validate_password
+def validate_owner_email(email: str) -> None:
     from django.core.validators import validate_email
 
     try:
         validate_email(email)
     except ValidationError:
         raise ProvisioningError(f"invalid owner email {email!r}") from None
+
+
+def validate_owner(email: str, password: str) -> None:
+    from django.contrib.auth.password_validation import validate_password
+
+    validate_owner_email(email)
     try:
         validate_password(password, User(email=email))
     except ValidationError as error:

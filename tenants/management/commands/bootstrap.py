@@ -10,6 +10,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
 from routing.services import register_local_models, register_simulated_provider
+from tenants.batch import cached_template_dump, pg_dump_available
 from tenants.models import Tenant
 from tenants.services import ensure_public_tenant, ensure_template_schema, provision_tenant
 
@@ -49,6 +50,8 @@ class Command(BaseCommand):
         call_command("migrate_schemas", shared=True, interactive=False, verbosity=verbosity)
         ensure_public_tenant()
         ensure_template_schema(verbosity=verbosity)
+        if pg_dump_available():
+            cached_template_dump()  # signups replay it (Tenant.create_schema)
         call_command(
             "migrate_schemas",
             tenant=True,
