@@ -118,6 +118,19 @@ async def authenticate(keys: ApiKeyCache, header: str, scope: str) -> ApiKey:
             401, "Incorrect, revoked or expired API key provided.", "invalid_request_error", "invalid_api_key"
         )
     logs.bind(tenant_schema=api_key.tenant.schema_name, key_prefix=api_key.prefix)
+    ensure_email_verified(api_key)
+    if not api_key.has_scope(scope):
+        raise GatewayError(
+            403, f"This API key lacks the `{scope}` scope.", "permission_error", "insufficient_scope"
+        )
+    return api_key
+
+
+def ensure_email_verified(api_key: ApiKey) -> None:
+    """No model is called for a tenant whose owner has not confirmed their email,
+    whoever calls: /v1 refuses its keys at authentication, and the gateway service
+    checks again for the dashboard's playground and agent runs, open to an owner
+    signed in by the signup's token (docs/decisions/0032)."""
     if not api_key.tenant.is_email_verified:
         raise GatewayError(
             403,
@@ -125,8 +138,3 @@ async def authenticate(keys: ApiKeyCache, header: str, scope: str) -> ApiKey:
             "permission_error",
             "email_not_verified",
         )
-    if not api_key.has_scope(scope):
-        raise GatewayError(
-            403, f"This API key lacks the `{scope}` scope.", "permission_error", "insufficient_scope"
-        )
-    return api_key

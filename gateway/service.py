@@ -41,7 +41,7 @@ from capacity import effects, latency
 from capacity import state as capacity_state
 from capacity.levels import Level
 from gateway import spool
-from gateway.auth import ApiKeyCache
+from gateway.auth import ApiKeyCache, ensure_email_verified
 from gateway.errors import GatewayError, cancelled, error_for, invalid
 from gateway.events import ChatEvent
 from gateway.metering import Meter
@@ -539,20 +539,6 @@ async def route_and_admit(
         await context.meter.admit(plan, prompt_tokens_bound, output_tokens_bound)
     context.outcome.guard = context.meter.guard
     return plan
-
-
-def ensure_email_verified(api_key: ApiKey) -> None:
-    """No model is called for a tenant whose owner has not confirmed their email,
-    whoever calls: /v1 refuses its keys earlier, and this also covers the
-    dashboard's playground and agent runs, open to an owner signed in by the
-    signup's token (docs/decisions/0032)."""
-    if not api_key.tenant.is_email_verified:
-        raise GatewayError(
-            403,
-            "Confirm the owner's email address first: open the link we sent at signup.",
-            "permission_error",
-            "email_not_verified",
-        )
 
 
 def default_output_limit(api_key: ApiKey) -> int:
