@@ -96,6 +96,8 @@ async def flush(client: aioredis.Redis, counts: dict[Kind, list[int]], now: floa
         await pipe.execute()
     except (aioredis.RedisError, OSError):
         logger.warning("latency counts were not flushed; the evaluator misses %s", counts)
+    except RuntimeError as error:  # the loop closed under the task: an in-process gateway shut down
+        logger.warning("latency counts were not flushed (%s); the evaluator misses %s", error, counts)
 
 
 def percentile_ms(
