@@ -33,8 +33,12 @@ typecheck:
 migrations-check:
 	$(PY) manage.py makemigrations --check --dry-run
 
+# PYTHONNODEBUGRANGES: CPython 3.11's traceback module calls ast.parse to draw its
+# carets, and ast.parse is not thread-safe there; a server thread logging a traceback
+# while pytest formats a failure crashed the run (SystemError "AST constructor
+# recursion depth mismatch", once a segfault). Without column ranges no caret is drawn.
 pytest:
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	PYTHONNODEBUGRANGES=1 $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 # Regenerate the committed OpenAPI document (a test fails when it is stale).
 openapi: $(VENV)/.installed
