@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Generator, Iterator
 
 import pytest
@@ -79,4 +80,7 @@ def runs_worker(django_db_setup: object, django_db_blocker: DjangoDbBlocker) -> 
     queue_name = f"test-browser-runs-{os.getpid()}"
     with override_settings(AGENT_RUNS_QUEUE=queue_name), worker_thread(queue_name, django_db_blocker):
         yield queue_name
-    close_runtime()
+    # On a thread of its own: Playwright's sync API leaves this thread's event loop marked running.
+    closer = threading.Thread(target=close_runtime)
+    closer.start()
+    closer.join()
