@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from asgiref.sync import sync_to_async
 
 from routing.models import CanaryState, RouterVersion, TenantRouting
+from routing.router.adaptation import adapted_thresholds
 from routing.router.config import DEFAULT_VERSION, Tally, TenantRouterConfig, VersionSpec
 from routing.router.outcomes import outcomes_key, parse_outcomes, tally_mapping
 
@@ -75,7 +76,8 @@ class RouterConfigCache:
             # Redis lost them (or never had them here): start again from PostgreSQL's copy.
             learned = {field: Tally(*map(float, values)) for field, values in snapshot.items()}
             await self.redis.hset(outcomes_key(tenant_id), mapping=tally_mapping(learned))
-        self.entries[tenant_id] = (time.monotonic(), replace(settings, outcomes=learned))
+        config = replace(settings, outcomes=learned)
+        self.entries[tenant_id] = (time.monotonic(), replace(config, thresholds=adapted_thresholds(config)))
 
     async def refresh_quietly(self, tenant_id: int) -> None:
         """A background refresh: on failure the current entry serves until the next try."""

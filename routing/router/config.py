@@ -49,6 +49,9 @@ class TenantRouterConfig:
     canary_share: float = 0.0
     # "version|bucket|tier" -> the tenant's own outcomes there.
     outcomes: Mapping[str, Tally] = field(default_factory=dict)
+    # version -> the threshold re-solved from the tenant's judged outcomes
+    # (routing/router/adaptation.py), once there are enough of them.
+    thresholds: Mapping[str, float] = field(default_factory=dict)
 
     def version_for(self, request_id: str) -> VersionSpec:
         if self.canary is not None and canary_slot(request_id) < self.canary_share:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 import time
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -21,8 +22,10 @@ import numpy.typing as npt
 
 from routing.catalog import Catalog, ModelSpec, ProviderSpec
 from routing.policy import RouteRequest
-from routing.router.config import Tally, TenantRouterConfig, outcome_field
+from routing.router.adaptation import adapted_thresholds
+from routing.router.config import Tally, TenantRouterConfig
 from routing.router.model import FloatArray, RouterModel
+from routing.router.outcomes import count_routed, observe, outcomes_key, tallies
 from routing.router.policy import LearnedRouter, RoutedPlan
 from routing.router.training import Outcomes, calibration_error
 
@@ -115,6 +118,9 @@ def evaluate(model: RouterModel, train: Outcomes, test: Outcomes, target: float)
 # hosted at the time of RouteLLM's data, and gpt-4-1106-preview.
 REPLAY_PRICES = {"weak": ("0.60", "0.60"), "strong": ("10", "30")}
 REPLAY_EXPLORATION = 0.05
+# Requests between two refreshes of the tenant's outcomes (the gateway refreshes every
+# 5 s: REFRESH_SECONDS in routing/router/cache.py).
+REPLAY_REFRESH = 50
 
 
 def replay_catalog() -> Catalog:
@@ -128,24 +134,45 @@ def replay_catalog() -> Catalog:
     return Catalog(models)
 
 
+class ReplayStore:
+    """The Redis writes of routing/router/outcomes.py, kept in memory for a replay."""
+
+    def __init__(self) -> None:
+        self.hashes: dict[str, dict[str, float]] = {}
+
+    def hincrby(self, key: str, field: str, amount: float) -> None:
+        values = self.hashes.setdefault(key, {})
+        values[field] = values.get(field, 0.0) + float(amount)
+
+    hincrbyfloat = hincrby
+
+    def outcomes(self, tenant_id: int) -> dict[str, Tally]:
+        return tallies(self.hashes.get(outcomes_key(tenant_id), {}))
+
+
 def online_replay(
-    model: RouterModel, test: Outcomes, target: float, learn: bool, seed: int = 0
+    model: RouterModel, test: Outcomes, target: float, learn: bool, seed: int = 0, adapt: bool = False
 ) -> dict[str, Any]:
     """The live router on the test prompts in a random order, as one tenant's
     traffic: each answer's correctness is its feedback, recorded (when `learn`)
-    for the tier that served it only, as the gateway records it. Reported over
+    for the tier that served it only, as the gateway records it; with `adapt`
+    the tenant's threshold is also re-solved from those outcomes every
+    REPLAY_REFRESH requests, as the gateway's router cache does. Reported over
     the first and the second half of the stream."""
     generator = random.Random(seed)  # noqa: S311 - a simulation, not a secret
     router = LearnedRouter(explore=generator.random, classifiers=lambda _: model)
     catalog = replay_catalog()
-    learned: dict[str, Tally] = {}
-    config = TenantRouterConfig(
-        0, quality_target=target, exploration_rate=REPLAY_EXPLORATION, outcomes=learned
-    )
+    store = ReplayStore()
+    config = TenantRouterConfig(0, quality_target=target, exploration_rate=REPLAY_EXPLORATION)
     order = list(range(len(test)))
     generator.shuffle(order)
     strong_served, correct = np.zeros(len(order), dtype=bool), np.zeros(len(order), dtype=bool)
+    thresholds = []
     for step, row in enumerate(order):
+        if learn and step % REPLAY_REFRESH == 0:
+            config = replace(config, outcomes=store.outcomes(0))
+            if adapt:
+                config = replace(config, thresholds=adapted_thresholds(config))
         prompt = test.prompts[row]
         request = RouteRequest(
             "auto", len(prompt) // 4 + 1, 256, prompt=prompt, request_id=str(step), routing=config
@@ -154,20 +181,19 @@ def online_replay(
         assert isinstance(plan, RoutedPlan)
         assert plan.decision is not None
         decision = plan.decision
+        thresholds.append(decision.threshold)
         strong_served[step] = decision.tier == 2
         correct[step] = test.strong[row] if strong_served[step] else test.weak[row]
         if learn:
-            field = outcome_field(decision.version, decision.bucket, decision.tier)
-            tally = learned.get(field, Tally())
-            learned[field] = Tally(
-                tally.failures + (not correct[step]), tally.observations + 1, tally.predicted + decision.prior
-            )
+            count_routed(store, 0, decision)
+            observe(store, 0, decision, not correct[step], "replay")
     halves = {"first_half": slice(0, len(order) // 2), "second_half": slice(len(order) // 2, len(order))}
     strong_correct = test.strong[order]
     return {
         name: {
             "strong_share": round(float(strong_served[part].mean()), 4),
             "quality": round(float(correct[part].mean() / strong_correct[part].mean()), 4),
+            "final_threshold": round(thresholds[part][-1], 4),
         }
         for name, part in halves.items()
     }

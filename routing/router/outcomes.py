@@ -3,7 +3,10 @@
 Keys, all per tenant (numbers only, no prompt text):
 - router:outcomes:<tenant>  "<version>|<bucket>|<tier>:f" / ":n" / ":p": quality
   failures, observations and the sum of the predicted P(fail) per tier and
-  bucket, the router's online learning state (config.Tally);
+  bucket, the router's online learning state (config.Tally); and
+  "<version>|score:<bin>|cheap|top|routed:...": the same per bin of the
+  classifier's score for the cheapest and the top tier, and every routed
+  request's count, from which the tenant's threshold is re-solved (adaptation.py);
 - router:decision:<request id>  the decision behind a request, kept
   DECISION_TTL_SECONDS so feedback can be attributed to it (once);
 - router:canary:<tenant>  "<version>:f" / ":n" / ":cost" / ":requests": what the
@@ -29,6 +32,7 @@ from django.utils import timezone
 from redis.typing import EncodableT, FieldT
 
 from aiaas.redis_keys import redis_key
+from routing.router.adaptation import CHEAP, ROUTED, role, score_field
 from routing.router.config import Tally, outcome_field
 from routing.router.policy import Decision
 
@@ -80,11 +84,16 @@ TALLY_KINDS = {"f": 0, "n": 1, "p": 2}
 
 def parse_outcomes(raw: Any) -> dict[str, Tally]:
     """router:outcomes:<tenant> as {"version|bucket|tier": Tally}."""
+    return tallies({name: float(value) for name, value in decoded(raw).items()})
+
+
+def tallies(fields: Mapping[str, float]) -> dict[str, Tally]:
+    """The outcomes hash's "<field>:<kind>" values as {field: Tally}."""
     counts: dict[str, list[float]] = {}
-    for name, value in decoded(raw).items():
+    for name, value in fields.items():
         field, kind = name.rsplit(":", 1)
         if kind in TALLY_KINDS:
-            counts.setdefault(field, [0.0, 0.0, 0.0])[TALLY_KINDS[kind]] = float(value)
+            counts.setdefault(field, [0.0, 0.0, 0.0])[TALLY_KINDS[kind]] = value
     return {field: Tally(*values) for field, values in counts.items()}
 
 
@@ -119,20 +128,40 @@ def observe(
     if isinstance(decision, Decision):
         version, bucket, tier = decision.version, decision.bucket, decision.tier
         predicted, prior, is_canary = decision.predicted_failure, decision.prior, decision.is_canary
+        score, end = decision.score, scored_role(decision)
     else:
         version, bucket, tier = decision["version"], decision["bucket"], int(decision["tier"])
         predicted, prior = float(decision["predicted"]), float(decision["prior"])
         is_canary = decision["canary"] == "1"
-    field = outcome_field(version, bucket, tier)
-    pipe.hincrby(outcomes_key(tenant_id), f"{field}:n", 1)
-    pipe.hincrby(outcomes_key(tenant_id), f"{field}:f", int(failed))
-    pipe.hincrbyfloat(outcomes_key(tenant_id), f"{field}:p", prior)
+        # Decisions recorded before the tenant thresholds (adaptation.py) have no role.
+        score, end = float(decision.get("score", 0)), decision.get("role") or None
+    tally(pipe, tenant_id, outcome_field(version, bucket, tier), failed, prior)
+    if end is not None:
+        tally(pipe, tenant_id, score_field(version, score, end), failed, score if end == CHEAP else prior)
     pipe.hincrby(canary_key(tenant_id), f"{version}:n", 1)
     pipe.hincrby(canary_key(tenant_id), f"{version}:f", int(failed))
     pipe.hincrby(day_key, "quality_observed", 1)
     pipe.hincrby(day_key, "quality_failed", int(failed))
     pipe.hincrbyfloat(day_key, "predicted_failure_sum", predicted)
     pipe.hincrby(day_key, "canary_observed" if is_canary else "control_observed", 1)
+
+
+def tally(pipe: Any, tenant_id: int, field: str, failed: bool, predicted: float) -> None:
+    pipe.hincrby(outcomes_key(tenant_id), f"{field}:n", 1)
+    pipe.hincrby(outcomes_key(tenant_id), f"{field}:f", int(failed))
+    pipe.hincrbyfloat(outcomes_key(tenant_id), f"{field}:p", predicted)
+
+
+def count_routed(pipe: Any, tenant_id: int, decision: Decision) -> None:
+    """Count the request in its score's bin: the tenant's traffic, judged or not."""
+    if not decision.early_exit:
+        pipe.hincrby(outcomes_key(tenant_id), f"{score_field(decision.version, decision.score, ROUTED)}:n", 1)
+
+
+def scored_role(decision: Decision) -> str | None:
+    """The decision's tier as the tenant threshold counts it (adaptation.role); early
+    exits are judged on their JSON, not on the quality the threshold is for."""
+    return None if decision.early_exit else role(decision.tier, decision.tiers)
 
 
 async def record(client: aioredis.Redis, outcome: RequestOutcome) -> None:
@@ -151,8 +180,11 @@ async def record(client: aioredis.Redis, outcome: RequestOutcome) -> None:
             "predicted": decision.predicted_failure,
             "prior": decision.prior,
             "judged": int(outcome.first_tier_failed is not None),
+            "score": decision.score,
+            "role": scored_role(decision) or "",
         },
     )
+    count_routed(pipe, tenant_id, decision)
     pipe.expire(decision_key(outcome.request_id), DECISION_TTL_SECONDS)
     pipe.hincrby(day, "routed", 1)
     pipe.hincrby(day, f"tier_{decision.tier}", 1)

@@ -42,6 +42,7 @@ from aiaas.observability import metrics
 from routing.catalog import Catalog, ModelSpec
 from routing.models import ROUTED_MODEL
 from routing.policy import CheapestCapableTier, NoCapableModelError, RoutePlan, RouteRequest, is_capable
+from routing.router.adaptation import dithered
 from routing.router.config import TenantRouterConfig, VersionSpec
 from routing.router.model import RouterModel, load_artifact
 
@@ -69,7 +70,9 @@ class Decision:
     prior: float  # that tier's P(fail) before the tenant's outcomes (what they are judged against)
     novelty: float  # 1 - cosine similarity to the nearest cluster of training prompts
     cheap_failure: float  # P(the cheapest tier fails)
+    score: float  # the classifier's P(the cheapest tier fails), before the tenant's outcomes
     threshold: float
+    adapted: bool  # the threshold was re-solved from the tenant's outcomes (adaptation.py)
     expected_cost_usd: float  # the first tier's price, plus the next one's if it may fail
     explored: bool
     early_exit: bool
@@ -83,6 +86,8 @@ class Decision:
                 f"does not validate (P(invalid) {self.predicted_failure:.2f})"
             )
         how = "exploring one tier cheaper" if self.explored else f"quality target {target:.2f}"
+        if self.adapted and not self.explored:
+            how += ", threshold adapted to this tenant's outcomes"
         return (
             f"auto {version}: tier {self.tier}, P(tier {self.tiers[0]} fails) {self.cheap_failure:.2f} "
             f"vs threshold {self.threshold:.2f} ({how})"
@@ -177,16 +182,24 @@ def decide(
         ),
         priors[-1],
     ]
+    adapted = None if early_exit or len(tiers) < 2 else config.thresholds.get(version.name)
+    threshold = threshold_for(model, config.quality_target, version.threshold_shift, adapted)
+    reference = priors[-1]
+    if adapted is not None:
+        # The tenant's threshold is on the classifier's scale and already holds what its
+        # outcomes taught: the prior (dithered inside its bin) is compared with it, and
+        # the top tier is the reference below it, so two tiers still reduce to a threshold.
+        failures[0] = dithered(priors[0], request.request_id)
+        reference = failures[-1] = max(0.0, min(reference, threshold - MIN_FAILURE_GAP))
     prices = expected_prices(tiers, request.estimated_prompt_tokens, request.max_output_tokens)
     costs = [price / (prices[-1] or 1.0) for price in prices]
-    threshold = threshold_for(model, config.quality_target, version.threshold_shift)
     if early_exit and not cascade_costs_more(failures, costs):
         rank, explored = 0, False
     else:
         early_exit = False
         # With two tiers and no outcomes yet, this sends exactly the prompts whose
         # P(cheap tier fails) is over the threshold to the top tier.
-        weight = (1.0 - costs[0]) / max(threshold - top_prior, MIN_FAILURE_GAP)
+        weight = (1.0 - costs[0]) / max(threshold - reference, MIN_FAILURE_GAP)
         scores = [cost + weight * failure for cost, failure in zip(costs, failures, strict=True)]
         rank = min(range(len(tiers)), key=lambda r: (scores[r], r))
         close_call = rank > 0 and scores[rank - 1] - scores[rank] <= EXPLORATION_MARGIN
@@ -202,7 +215,9 @@ def decide(
         prior=priors[rank],
         novelty=novelty,
         cheap_failure=failures[0],
+        score=priors[0],
         threshold=threshold,
+        adapted=adapted is not None,
         expected_cost_usd=prices[rank]
         + failures[rank] * (prices[rank + 1] if rank + 1 < len(prices) else 0.0),
         explored=explored,
@@ -225,8 +240,10 @@ def expected_prices(tiers: list[ModelSpec], prompt_tokens: int, max_output_token
     return [float(tier.cost_usd(prompt_tokens, output_tokens)) for tier in tiers]
 
 
-def threshold_for(model: RouterModel, target: float, shift: float) -> float:
-    return min(1.0, max(1e-3, model.threshold(target) + shift))
+def threshold_for(model: RouterModel, target: float, shift: float, adapted: float | None = None) -> float:
+    """The tenant's own threshold when it has one, else the training data's."""
+    base = model.threshold(target) if adapted is None else adapted
+    return min(1.0, max(1e-3, base + shift))
 
 
 def cascade_costs_more(failures: list[float], costs: list[float]) -> bool:
