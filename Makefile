@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK := $(PY) -m aiaas.launcher
 
-.PHONY: run test check lint typecheck migrations-check pytest openapi screenshots bench-provisioning bench-gateway bench-routing bench-realtime bench-billing bench-ingestion bench-evals bench-analytics bench-degrade bench-tenants bench-capacity load clean
+.PHONY: run test check lint typecheck migrations-check pytest openapi screenshots bench-provisioning bench-gateway bench-routing bench-routing-adaptation bench-realtime bench-billing bench-ingestion bench-evals bench-analytics bench-degrade bench-tenants bench-capacity load clean
 
 $(VENV)/.installed: requirements/base.txt requirements/embedded.txt requirements/training.txt requirements/dev.txt requirements/lock.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -61,6 +61,11 @@ bench-gateway: $(VENV)/.installed
 # The router offline on RouteLLM's data: unseen MMLU subjects and GSM8K (about 2 min).
 bench-routing: $(VENV)/.installed
 	$(STACK) exec -- $(PY) bench/routing.py $(BENCH_ARGS)
+
+# The tenant threshold: GSM8K replayed as a new tenant against a router trained without
+# it, and what a router trained on GSM8K itself needs (about 10 min; bench/README.md).
+bench-routing-adaptation: $(VENV)/.installed
+	$(STACK) exec -- $(PY) bench/routing_adaptation.py $(BENCH_ARGS)
 
 # WebSockets: 1,000 subscribers (a share slow readers) and concurrent WebSocket chats
 # (BENCH_ARGS=--quick for a short run; bench/README.md).
