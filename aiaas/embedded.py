@@ -326,7 +326,8 @@ def _is_alive(holder: Holder) -> bool:
 
     try:
         process = psutil.Process(holder.pid)
-        return process.status() != psutil.STATUS_ZOMBIE and process.create_time() == holder.started_at
+        started_at: float = process.create_time()
+        return process.status() != psutil.STATUS_ZOMBIE and started_at == holder.started_at
     except psutil.NoSuchProcess:
         return False
 

@@ -7,10 +7,11 @@
 `run` migrates, seeds the demo tenant and serves uvicorn, two Celery workers
 (tenant workloads; billing) and Celery beat as children in one foreground
 process group, their metrics in one folder they share (PROMETHEUS_MULTIPROC_DIR,
-emptied at start; docs/observability.md): Ctrl-C (SIGINT to the group) or SIGTERM to this process stops
-all of them, then the embedded services unless another process still uses them
-(aiaas/embedded.py). `clean` deletes the data folder, stopping the servers a killed
-process left running; it refuses while a live process uses them.
+emptied at start; docs/observability.md). Ctrl-C (SIGINT to the group), closing
+the terminal (SIGHUP) or SIGTERM to this process stops all of them, then the
+embedded services unless another process still uses them (aiaas/embedded.py).
+`clean` deletes the data folder, stopping the servers a killed process left
+running; it refuses while a live process uses them.
 """
 
 from __future__ import annotations
@@ -223,8 +224,9 @@ def main(argv: Sequence[str]) -> int:
         return 2
     if argv[0] == "clean":
         return clean()
-    # SIGINT explicitly too: a shell starting us in the background ignores it.
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    # SIGINT explicitly too: a shell starting us in the background ignores it. SIGHUP (the
+    # terminal closed) would otherwise end us before the embedded servers are stopped.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, raise_keyboard_interrupt)
     try:
         with development_environment(always_keep_secret_key=True) as environ:

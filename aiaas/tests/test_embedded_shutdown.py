@@ -1,11 +1,11 @@
 """The embedded servers stop with the last process using them, through the real launcher
 in a data folder of the test's own: Ctrl-C on `run`; a launcher killed with SIGKILL
-leaves them running, and the next one reuses them and stops them on Ctrl-C; `make clean`
-refuses while they are used and stops what a killed process left.
+leaves them running, and the next one reuses them and stops them on Ctrl-C; a hangup
+stops them; `make clean` refuses while they are used and stops what a killed process left.
 
-The killed-launcher and `make clean` tests hold the servers with `exec` (a process that
-sleeps) rather than `run`: both go through `development_environment`, the same start and
-stop; `run` adds its children, covered by the Ctrl-C test.
+The other tests hold the servers with `exec` (a process that sleeps) rather than `run`:
+both go through `development_environment`, the same start and stop; `run` adds its
+children, covered by the Ctrl-C test.
 """
 
 from __future__ import annotations
@@ -206,6 +206,16 @@ def test_servers_a_killed_launcher_left_are_reused_and_stopped_by_the_next_one(
 
     next_one.process.wait(timeout=STOP_SECONDS)
     assert next_one.group() == []
+    assert processes_using(data_dir) == []
+
+
+def test_a_closed_terminal_stops_the_servers(data_dir: Path, launch: Callable[[list[str]], Launcher]) -> None:
+    holder = launch(HOLDING)
+    holder.wait_for("holding", STOP_SECONDS)
+
+    holder.signal_group(signal.SIGHUP)
+
+    holder.process.wait(timeout=STOP_SECONDS)
     assert processes_using(data_dir) == []
 
 
