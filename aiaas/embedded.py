@@ -292,8 +292,8 @@ def _holders_lock(data_dir: Path) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _signals_deferred() -> Iterator[None]:
-    """A Ctrl-C or SIGTERM arriving meanwhile is delivered after the block, not half-way through it."""
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    """A Ctrl-C, SIGTERM or SIGHUP arriving meanwhile is delivered after the block, not half-way."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
     try:
         yield
     finally:
