@@ -114,4 +114,4 @@ load: $(VENV)/.installed
 # manage.py) uses its embedded servers; servers a killed process left running are
 # stopped first. Without .venv no embedded server can have run.
 clean:
-	if [ -x $(PY) ]; then $(STACK) clean; else rm -rf .data; fi
+	@if [ -x $(PY) ]; then $(STACK) clean; else rm -rf .data; fi
