@@ -308,7 +308,10 @@ def _live_holders(data_dir: Path) -> set[Holder]:
 
 
 def _write_holders(data_dir: Path, holders: set[Holder]) -> None:
-    (data_dir / HOLDERS).write_text("".join(f"{holder.pid} {holder.started_at!r}\n" for holder in holders))
+    """Written aside and renamed: a process killed half-way through must not leave a line cut short."""
+    written = data_dir / f"{HOLDERS}.new"
+    written.write_text("".join(f"{holder.pid} {holder.started_at!r}\n" for holder in holders))
+    written.replace(data_dir / HOLDERS)
 
 
 def _pids(holders: set[Holder]) -> str:
