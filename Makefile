@@ -115,7 +115,8 @@ load: $(VENV)/.installed
 	LOAD_CREDENTIALS=.data/load-credentials.json $(VENV)/bin/locust -f bench/load/locustfile.py \
 		--headless --only-summary --host $(LOAD_URL) $(LOAD_ARGS)
 
-# Stops nothing: stop `make run` first (servers still running on deleted files
-# would linger).
+# Deletes .data/ (or AIAAS_DATA_DIR). Refuses while a process (`make run`, `make test`,
+# manage.py) uses its embedded servers; servers a killed process left running are
+# stopped first. Without .venv no embedded server can have run.
 clean:
-	rm -rf .data
+	@if [ -x $(PY) ]; then $(STACK) clean; else rm -rf .data; fi

@@ -2,12 +2,16 @@
 
     python -m aiaas.launcher run            # what `make run` does
     python -m aiaas.launcher exec -- CMD    # CMD with DATABASE_URL/REDIS_URL set
+    python -m aiaas.launcher clean          # what `make clean` does
 
 `run` migrates, seeds the demo tenant and serves uvicorn, two Celery workers
 (tenant workloads; billing) and Celery beat as children in one foreground
 process group, their metrics in one folder they share (PROMETHEUS_MULTIPROC_DIR,
-emptied at start; docs/observability.md): Ctrl-C (SIGINT to the group) or SIGTERM to this process stops
-all of them, then the embedded services this process started.
+emptied at start; docs/observability.md). Ctrl-C (SIGINT to the group), closing
+the terminal (SIGHUP) or SIGTERM to this process stops all of them, then the
+embedded services unless another process still uses them (aiaas/embedded.py).
+`clean` deletes the data folder, stopping the servers a killed process left
+running; it refuses while a live process uses them.
 """
 
 from __future__ import annotations
@@ -201,16 +205,28 @@ def development_environment(*, always_keep_secret_key: bool = False) -> Iterator
         services.stop()
 
 
+def clean() -> int:
+    try:
+        embedded.reset()
+    except embedded.ServicesInUseError as error:
+        print(f"aiaas: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def raise_keyboard_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
 def main(argv: Sequence[str]) -> int:
-    if not argv or argv[0] not in {"run", "exec"}:
+    if not argv or argv[0] not in {"run", "exec", "clean"}:
         print(__doc__, file=sys.stderr)
         return 2
-    # SIGINT explicitly too: a shell starting us in the background ignores it.
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    if argv[0] == "clean":
+        return clean()
+    # SIGINT explicitly too: a shell starting us in the background ignores it. SIGHUP (the
+    # terminal closed) would otherwise end us before the embedded servers are stopped.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, raise_keyboard_interrupt)
     try:
         with development_environment(always_keep_secret_key=True) as environ:
