@@ -263,3 +263,35 @@ def test_only_the_process_that_joined_holds_the_servers(
     services.stop()
 
     assert processes_using(data_dir) == []
+
+
+def test_a_grown_append_only_file_is_rewritten_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each short-lived server appended to one file that Redis never rewrote (it does so
+    only when the file doubles within one server's life): it reached 562 MB for 2 MB
+    of data. A start over the size rewrites it to the data it holds."""
+    import redis
+
+    redis_dir = tmp_path / "redis"
+    url = embedded.start_redis(redis_dir)
+    socket_path, aof = url.removeprefix("unix://"), redis_dir / "appendonly.aof"
+    try:
+        client = redis.Redis(unix_socket_path=socket_path)
+        for _ in range(2_000):
+            client.set("counter", "x" * 100)
+        client.close()
+        embedded.stop_servers(tmp_path)
+        grown = aof.stat().st_size
+        monkeypatch.setattr(embedded, "AOF_REWRITE_BYTES", grown // 2)
+
+        embedded.start_redis(redis_dir)
+
+        client = redis.Redis(unix_socket_path=socket_path)
+        deadline = time.monotonic() + 10
+        while aof.stat().st_size >= grown // 10 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert aof.stat().st_size < grown // 10
+        assert client.get("counter") == b"x" * 100
+    finally:
+        embedded.stop_servers(tmp_path)
