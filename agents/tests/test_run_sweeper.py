@@ -104,11 +104,10 @@ def test_a_run_whose_worker_died_after_its_duplicate_was_acknowledged_is_resumed
     environ = configure(settings, tools, queue)
     logs = {name: tmp_path / f"{name}.log" for name in ("one", "two")}
     with ExitStack() as stack:
+        files = {name: stack.enter_context(log.open("wb")) for name, log in logs.items()}
         workers = {
-            name: stack.enter_context(
-                worker_process(queue, f"{name}-{os.getpid()}@test", environ, stack.enter_context(log.open("wb")))
-            )
-            for name, log in logs.items()
+            name: stack.enter_context(worker_process(queue, f"{name}-{os.getpid()}@test", environ, file))
+            for name, file in files.items()
         }
         wait_for(lambda: all(READY in log.read_bytes() for log in logs.values()), timeout=60)
         run_id = start(serving_tenant, SPEC, {})
@@ -155,7 +154,8 @@ def test_a_run_whose_heartbeat_is_fresh_is_left_alone(
 
     assert len(holders) == 1
     assert still_held_by == holders  # its executor's session was not ended
-    assert first_beat is not None and last_beat is not None
+    assert first_beat is not None
+    assert last_beat is not None
     assert (last_beat - first_beat).total_seconds() >= 2 * STALE_SECONDS
     assert run.status == RunStatus.SUCCEEDED, run.error
     assert event_types(serving_tenant, run_id).count("run.resumed") == 0
