@@ -132,7 +132,8 @@ def rendered_run(schema_name: str, run_id: int) -> bytes:
     with schema_context(schema_name):
         run = Run.objects.get(pk=run_id)
         data = {**RunSerializer(run).data, "wait_timed_out": not run.is_finished}
-    return JSONRenderer().render(data)
+    rendered: bytes = JSONRenderer().render(data)
+    return rendered
 
 
 class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
