@@ -35,6 +35,7 @@ STALE_SECONDS = 1.0
 DUPLICATE_NO_OP = b"is executing elsewhere; this delivery does nothing"
 READY = b"@test ready."
 RECEIVED = b"agents.execute_run["
+SESSION_ENDED = b"this executor's session was ended; it stops here"
 SPEC: dict[str, Any] = {
     "name": "long",
     "steps": [
@@ -159,4 +160,42 @@ def test_a_run_whose_heartbeat_is_fresh_is_left_alone(
     assert (last_beat - first_beat).total_seconds() >= 2 * STALE_SECONDS
     assert run.status == RunStatus.SUCCEEDED, run.error
     assert event_types(serving_tenant, run_id).count("run.resumed") == 0
+    assert dict(tools.effects) == {"hotel": 1, "slow-1": 1, "slow-2": 1, "slow-3": 1, "car": 1}
+
+
+def test_a_frozen_workers_session_is_ended_and_it_records_nothing_when_it_wakes(
+    serving_tenant: TenantFixture, tools: Ledger, simulator: str, settings: Any, tmp_path: Path
+) -> None:
+    """A frozen worker (SIGSTOP; a paused VM, a partitioned host) keeps its session and
+    the run's lock: the sweeper ends that session, the other worker resumes the run,
+    and the frozen one, woken, stops before writing anything."""
+    queue = f"test-frozen-{os.getpid()}"
+    environ = configure(settings, tools, queue)
+    logs = {name: tmp_path / f"{name}.log" for name in ("one", "two")}
+    with ExitStack() as stack:
+        files = {name: stack.enter_context(log.open("wb")) for name, log in logs.items()}
+        workers = {
+            name: stack.enter_context(worker_process(queue, f"{name}-{os.getpid()}@test", environ, file))
+            for name, file in files.items()
+        }
+        wait_for(lambda: all(READY in log.read_bytes() for log in logs.values()), timeout=60)
+        run_id = start(serving_tenant, SPEC, {})
+        wait_for(lambda: call_requested(serving_tenant, run_id, "slow_1"))
+        executor = next(name for name, log in logs.items() if RECEIVED in log.read_bytes())
+        frozen_session = lock_holders(serving_tenant, run_id)
+        workers[executor].send_signal(signal.SIGSTOP)
+        try:
+            time.sleep(STALE_SECONDS + 0.5)
+            assert committed(sweep_stalled_runs) >= 1
+            assert lock_holders(serving_tenant, run_id) != frozen_session
+            run = finished(serving_tenant, run_id, timeout=30)
+            recorded = event_types(serving_tenant, run_id)
+        finally:
+            workers[executor].send_signal(signal.SIGCONT)
+        wait_for(lambda: SESSION_ENDED in logs[executor].read_bytes())
+
+    assert len(frozen_session) == 1
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert recorded.count("run.resumed") == 1
+    assert event_types(serving_tenant, run_id) == recorded  # the woken worker wrote nothing
     assert dict(tools.effects) == {"hotel": 1, "slow-1": 1, "slow-2": 1, "slow-3": 1, "car": 1}
