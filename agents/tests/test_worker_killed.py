@@ -33,7 +33,10 @@ from aiaas.celery import app
 app.conf.broker_transport_options = {
     "visibility_timeout": 2, "unacked_restore_interval": 1, "unacked_restore_throttle": 1,
 }
-app.worker_main(["worker", "-Q", sys.argv[1], "--pool", "solo", "--loglevel", "WARNING", "-n", sys.argv[2]])
+app.worker_main([
+    "worker", "-Q", sys.argv[1], "--pool", "solo", "--loglevel", "WARNING", "-n", sys.argv[2],
+    "--without-mingle", "--without-gossip", "--without-heartbeat",
+])
 """
 SPEC: dict[str, Any] = {
     "name": "killed",
