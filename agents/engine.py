@@ -216,6 +216,7 @@ class Execution:
         except SoftTimeLimitExceeded:
             message = f"{attempt.step_id}: the run's time limit (its budget's max_seconds) was reached"
         except Exception as error:  # e.g. ZeroDivisionError in `{{ input.a / input.b }}`
+            self.lock.check()  # a database error because the sweeper ended this executor's session
             logger.warning("run %s: step %s raised unexpectedly", self.run.pk, attempt.step_id, exc_info=True)
             message = clean_message(f"{attempt.step_id}: {type(error).__name__}: {error}")
         self.record_failure(attempt, message)

@@ -36,23 +36,34 @@ DUPLICATE_NO_OP = b"is executing elsewhere; this delivery does nothing"
 READY = b"@test ready."
 RECEIVED = b"agents.execute_run["
 SESSION_ENDED = b"this executor's session was ended; it stops here"
-SPEC: dict[str, Any] = {
-    "name": "long",
-    "steps": [
-        {"id": "hotel", "kind": "tool", "tool": "reserve", "input": {"resource": "hotel"}},
-        {"id": "slow_1", "kind": "tool", "tool": "reserve", "input": {"resource": "slow-1"}},
-        {"id": "slow_2", "kind": "tool", "tool": "reserve", "input": {"resource": "slow-2"}},
-        {"id": "slow_3", "kind": "tool", "tool": "reserve", "input": {"resource": "slow-3"}},
-        {"id": "car", "kind": "tool", "tool": "reserve", "input": {"resource": "car"}},
-    ],
-}
+
+
+def spec(slow_steps: int) -> dict[str, Any]:
+    """A hotel, `slow_steps` calls of SLOW_CALL_SECONDS each, and a car."""
+    resources = ["hotel", *(f"slow-{number}" for number in range(1, slow_steps + 1)), "car"]
+    return {
+        "name": "long",
+        "steps": [
+            {
+                "id": resource.replace("-", "_"),
+                "kind": "tool",
+                "tool": "reserve",
+                "input": {"resource": resource},
+            }
+            for resource in resources
+        ],
+    }
+
+
+def effects(slow_steps: int) -> dict[str, int]:
+    return {"hotel": 1, **{f"slow-{number}": 1 for number in range(1, slow_steps + 1)}, "car": 1}
 
 
 def configure(settings: Any, tools: Ledger, queue: str) -> dict[str, str]:
     """This test's runs queue, a short grace here, a short heartbeat in the workers."""
     settings.AGENT_RUNS_QUEUE = queue
     settings.AGENT_RUN_STALE_SECONDS = STALE_SECONDS
-    tools.faults.update({"slow-1": "slow", "slow-2": "slow", "slow-3": "slow"})
+    tools.faults.update({f"slow-{number}": "slow" for number in range(1, 4)})
     return {**worker_environment(settings), "AGENT_RUN_HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS)}
 
 
@@ -111,7 +122,7 @@ def test_a_run_whose_worker_died_after_its_duplicate_was_acknowledged_is_resumed
             for name, file in files.items()
         }
         wait_for(lambda: all(READY in log.read_bytes() for log in logs.values()), timeout=60)
-        run_id = start(serving_tenant, SPEC, {})
+        run_id = start(serving_tenant, spec(3), {})
         wait_for(lambda: any(RECEIVED in log.read_bytes() for log in logs.values()))
         executor, idle = sorted(logs, key=lambda name: RECEIVED not in logs[name].read_bytes())
         # Past the visibility timeout the broker hands the task to the idle worker, which acknowledges it.
@@ -128,7 +139,7 @@ def test_a_run_whose_worker_died_after_its_duplicate_was_acknowledged_is_resumed
         run = finished(serving_tenant, run_id, timeout=20)
 
     assert run.status == RunStatus.SUCCEEDED, run.error
-    assert dict(tools.effects) == {"hotel": 1, "slow-1": 1, "slow-2": 1, "slow-3": 1, "car": 1}
+    assert dict(tools.effects) == effects(3)
     assert tools.calls["hotel"] == 1
     recorded = event_types(serving_tenant, run_id)
     assert recorded.count("run.started") == 1
@@ -141,7 +152,7 @@ def test_a_run_whose_heartbeat_is_fresh_is_left_alone(
     queue = f"test-live-{os.getpid()}"
     environ = configure(settings, tools, queue)
     with worker_process(queue, f"live-{os.getpid()}@test", environ):
-        run_id = start(serving_tenant, SPEC, {})
+        run_id = start(serving_tenant, spec(3), {})
         wait_for(lambda: call_requested(serving_tenant, run_id, "slow_1"))
         holders = lock_holders(serving_tenant, run_id)
         first_beat = heartbeat_of(serving_tenant, run_id)
@@ -160,7 +171,7 @@ def test_a_run_whose_heartbeat_is_fresh_is_left_alone(
     assert (last_beat - first_beat).total_seconds() >= 2 * STALE_SECONDS
     assert run.status == RunStatus.SUCCEEDED, run.error
     assert event_types(serving_tenant, run_id).count("run.resumed") == 0
-    assert dict(tools.effects) == {"hotel": 1, "slow-1": 1, "slow-2": 1, "slow-3": 1, "car": 1}
+    assert dict(tools.effects) == effects(3)
 
 
 def test_a_frozen_workers_session_is_ended_and_it_records_nothing_when_it_wakes(
@@ -179,7 +190,7 @@ def test_a_frozen_workers_session_is_ended_and_it_records_nothing_when_it_wakes(
             for name, file in files.items()
         }
         wait_for(lambda: all(READY in log.read_bytes() for log in logs.values()), timeout=60)
-        run_id = start(serving_tenant, SPEC, {})
+        run_id = start(serving_tenant, spec(1), {})
         wait_for(lambda: call_requested(serving_tenant, run_id, "slow_1"))
         executor = next(name for name, log in logs.items() if RECEIVED in log.read_bytes())
         frozen_session = lock_holders(serving_tenant, run_id)
@@ -198,4 +209,4 @@ def test_a_frozen_workers_session_is_ended_and_it_records_nothing_when_it_wakes(
     assert run.status == RunStatus.SUCCEEDED, run.error
     assert recorded.count("run.resumed") == 1
     assert event_types(serving_tenant, run_id) == recorded  # the woken worker wrote nothing
-    assert dict(tools.effects) == {"hotel": 1, "slow-1": 1, "slow-2": 1, "slow-3": 1, "car": 1}
+    assert dict(tools.effects) == effects(1)
