@@ -5,7 +5,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import connection
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 from django_tenants.utils import schema_context
@@ -118,7 +118,8 @@ def waited_run_response(schema_name: str, run: Run) -> StreamingHttpResponse:
     request's thread has given its database connection back, so waiters hold no
     connection and keep no thread busy.
     """
-    close_old_connections()
+    if not connection.in_atomic_block:  # closing inside a transaction would roll it back
+        connection.close()
     body = waited_run_body(schema_name, run.pk, run.stream_id)
     return StreamingHttpResponse(body, status=status.HTTP_201_CREATED, content_type="application/json")
 
