@@ -191,8 +191,9 @@ def test_a_frozen_workers_session_is_ended_and_it_records_nothing_when_it_wakes(
         }
         wait_for(lambda: all(READY in log.read_bytes() for log in logs.values()), timeout=60)
         run_id = start(serving_tenant, spec(1), {})
-        wait_for(lambda: call_requested(serving_tenant, run_id, "slow_1"))
+        wait_for(lambda: any(RECEIVED in log.read_bytes() for log in logs.values()))
         executor = next(name for name, log in logs.items() if RECEIVED in log.read_bytes())
+        wait_for(lambda: call_requested(serving_tenant, run_id, "slow_1"))
         frozen_session = lock_holders(serving_tenant, run_id)
         workers[executor].send_signal(signal.SIGSTOP)
         try:
