@@ -3,8 +3,11 @@
 Guarantees:
 - One executor per run at a time: a PostgreSQL advisory lock (tenant and run)
   held by the task's connection, released when the task ends or its process
-  dies. A duplicate delivery finds the lock taken, or the run finished, and
-  does nothing.
+  dies (agents/locks.py). A duplicate delivery finds the lock taken, or the run
+  finished, and does nothing. An executor whose session was ended (by the
+  sweeper, which presumed it dead) records nothing more.
+- While it holds the run, the executor keeps its heartbeat (agents/heartbeat.py);
+  the sweeper resumes a `running` run whose heartbeat stopped (agents/sweeper.py).
 - A step that succeeded is never executed again; a resumed run reads its
   output from the events. A tool call whose outcome was not recorded is made
   again with the same idempotency key and the same (recorded) input, so the
@@ -16,16 +19,12 @@ Guarantees:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import connection
 
 from agents import events
 from agents.events import (
@@ -47,6 +46,8 @@ from agents.events import (
     append,
     state_of,
 )
+from agents.heartbeat import beating
+from agents.locks import LockLostError, RunLock, run_lock
 from agents.models import Run, RunEvent
 from agents.runtime import Runtime, runtime
 from agents.spec import parse_workflow
@@ -69,26 +70,10 @@ class RunCancelledError(Exception):
     pass
 
 
-@contextmanager
-def run_lock(run_id: int) -> Iterator[bool]:
-    """True if this connection now executes the run; the lock is per tenant schema and run."""
-    digest = hashlib.blake2b(f"agents-run:{current_schema_name()}:{run_id}".encode(), digest_size=8).digest()
-    key = int.from_bytes(digest, "big", signed=True)
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
-        acquired = bool(cursor.fetchone()[0])
-    try:
-        yield acquired
-    finally:
-        if acquired:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
-
-
 def execute_run(run_id: int) -> None:
     """Execute (or resume) the run; a no-op if it is finished or executing elsewhere."""
-    with run_lock(run_id) as acquired:
-        if not acquired:
+    with run_lock(run_id) as lock:
+        if lock is None:
             logger.info("run %s is executing elsewhere; this delivery does nothing", run_id)
             return
         run = Run.objects.filter(pk=run_id).first()
@@ -97,7 +82,11 @@ def execute_run(run_id: int) -> None:
         state = state_of(run)
         append(run, events.RUN_RESUMED if state.started else events.RUN_STARTED)
         state.started = True
-        Execution(run, state, runtime()).execute()
+        with beating(run_id):
+            try:
+                Execution(run, state, runtime(), lock).execute()
+            except LockLostError:
+                logger.warning("run %s: this executor's session was ended; it stops here", run_id)
 
 
 class Execution:
@@ -105,8 +94,9 @@ class Execution:
     records, and the compensation of a run that fails. Each step kind's work is
     done by its handler in agents/steps/."""
 
-    def __init__(self, run: Run, state: RunState, rt: Runtime) -> None:
+    def __init__(self, run: Run, state: RunState, rt: Runtime, lock: RunLock) -> None:
         self.run = run
+        self.lock = lock
         self.state = state
         self.rt = rt
         self.workflow = parse_workflow(run.spec)
@@ -125,6 +115,8 @@ class Execution:
         try:
             self.run_steps(self.workflow.steps, Scope())
             output = self.final_output()
+        except LockLostError:
+            raise
         except RunCancelledError:
             self.finish_cancelled()
         except (StepError, StepFailedError) as error:
@@ -148,7 +140,9 @@ class Execution:
         return output
 
     def record(self, event: EventData, step_id: str = "", key: str = "") -> RunEvent | None:
-        """Append `event` (None if its key is recorded already); the one way events are written."""
+        """Append `event` (None if its key is recorded already); the one way events are written,
+        and only while this executor's session holds the run."""
+        self.lock.check()
         return append(self.run, event.type, step_id=step_id, key=key, data=event.data())
 
     def template_context(self, scope: Scope) -> dict[str, Any]:
@@ -212,7 +206,7 @@ class Execution:
             output = dispatch.perform(step, attempt, self)
             events.check_event_size(StepSucceeded(output=output).data(), f"the output of {attempt.step_id}")
             return output
-        except RunCancelledError:
+        except (RunCancelledError, LockLostError):
             raise
         except StepFailedError as inner:
             self.record_failure(attempt, str(inner))
@@ -222,6 +216,7 @@ class Execution:
         except SoftTimeLimitExceeded:
             message = f"{attempt.step_id}: the run's time limit (its budget's max_seconds) was reached"
         except Exception as error:  # e.g. ZeroDivisionError in `{{ input.a / input.b }}`
+            self.lock.check()  # a database error because the sweeper ended this executor's session
             logger.warning("run %s: step %s raised unexpectedly", self.run.pk, attempt.step_id, exc_info=True)
             message = clean_message(f"{attempt.step_id}: {type(error).__name__}: {error}")
         self.record_failure(attempt, message)

@@ -350,10 +350,11 @@ def project(run: Run, event: RunEvent) -> list[str]:
     match decode(event):
         case RunStarted() | RunResumed():
             run.status = RunStatus.RUNNING
+            run.heartbeat_at = event.created_at
             if run.started_at is None:
                 run.started_at = event.created_at
-                return ["status", "started_at"]
-            return ["status"]
+                return ["status", "heartbeat_at", "started_at"]
+            return ["status", "heartbeat_at"]
         case StepStarted():
             run.steps_executed += 1
             return ["steps_executed"]

@@ -92,6 +92,9 @@ class Run(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Stamped by the executor while it holds the run (agents/heartbeat.py): the sweeper
+    # resumes a `running` run whose heartbeat stopped (agents/sweeper.py).
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-id"]

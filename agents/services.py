@@ -7,7 +7,6 @@ dashboard and tests, which have entered it.
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from django.conf import settings
@@ -34,8 +33,6 @@ from registry.models import Kind
 from registry.policy import RefusedError, signatures_required
 from registry.signing import platform_signature
 from tenants.models import ApiKey
-
-WAIT_POLL_SECONDS = 0.05
 
 
 class AgentNameTakenError(Exception):
@@ -234,17 +231,5 @@ def cancel_run(run: Run) -> Run:
             outcome=events.EventType.RUN_CANCELLED, error="cancelled before it started"
         )
         events.append(run, cancelled.type, key="run.finished", data=cancelled.data())
-        run.refresh_from_db()
-    return run
-
-
-def wait_for_run(run: Run, timeout_seconds: float | None = None) -> Run:
-    """The run once finished, or as it is after `timeout_seconds`."""
-    deadline = time.monotonic() + (
-        settings.AGENT_RUN_WAIT_SECONDS if timeout_seconds is None else timeout_seconds
-    )
-    run.refresh_from_db()
-    while not run.is_finished and time.monotonic() < deadline:
-        time.sleep(WAIT_POLL_SECONDS)
         run.refresh_from_db()
     return run

@@ -448,6 +448,16 @@ AGENT_RUN_STREAM_EVENT_MAX_BYTES = env.int("AGENT_RUN_STREAM_EVENT_MAX_BYTES", d
 # How long POST /api/v1/agents/{id}/runs with "wait": true waits for the run.
 AGENT_RUN_WAIT_SECONDS = env.float("AGENT_RUN_WAIT_SECONDS", default=60.0)
 AGENT_DEFAULT_BUDGET = {"max_steps": 200, "max_seconds": 600.0}
+# An executor stamps its run's heartbeat every AGENT_RUN_HEARTBEAT_SECONDS; the sweeper
+# (agents.sweep) resumes a `running` run whose heartbeat is older than AGENT_RUN_STALE_SECONDS,
+# ending the sessions that still hold its lock (docs/agents.md).
+AGENT_RUN_HEARTBEAT_SECONDS = env.float("AGENT_RUN_HEARTBEAT_SECONDS", default=15.0)
+AGENT_RUN_STALE_SECONDS = env.float("AGENT_RUN_STALE_SECONDS", default=120.0)
+CELERY_BEAT_SCHEDULE["sweep-agent-runs"] = {
+    "task": "agents.sweep",
+    "schedule": 60.0,
+    "options": {"queue": "default", "expire_seconds": 50},
+}
 # Tool manifests: directories of signed manifest files, and the Ed25519 public keys
 # trusted to sign them ("key_id=<base64 raw key>,...").
 AGENT_TOOL_MANIFEST_DIRS = env.list("AGENT_TOOL_MANIFEST_DIRS", default=[])

@@ -26,7 +26,7 @@ import asyncio
 import re
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -306,7 +306,7 @@ class Cursor:
 
 async def subscribe(
     schema_name: str, stream_id: str, after: int = 0, *, poll_seconds: float = 2.0
-) -> AsyncIterator[StreamEvent]:
+) -> AsyncGenerator[StreamEvent, None]:
     """Every event of the stream after `after`, then live ones, until its final event.
 
     For server-side followers (tests, workers); WebSocket clients use

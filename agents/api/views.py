@@ -1,16 +1,23 @@
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import connection
 from django.db.models import QuerySet
+from django.http import StreamingHttpResponse
+from django_tenants.utils import schema_context
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from agents import selectors, services
+from agents import selectors, services, waiting
 from agents.api.serializers import (
     AgentSerializer,
     AgentSpecSerializer,
@@ -23,6 +30,7 @@ from agents.api.serializers import (
 from agents.models import Agent, Run
 from agents.spec import SpecError
 from tenants.api.base import TenantScopedViewSet
+from tenants.context import current_schema_name
 from tenants.models import ApiKeyScope
 
 
@@ -84,10 +92,10 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScope
         request=StartRunSerializer,
         responses={201: RunSerializer},
         description="Start a run (queued on the runs queue). With `wait`, the answer is the finished run, "
-        "or the run as it is when the wait times out.",
+        "or the run as it is when the wait times out, with `wait_timed_out` saying which.",
     )
     @action(detail=True, methods=["post"], url_path="runs")
-    def runs(self, request: Request, pk: str) -> Response:
+    def runs(self, request: Request, pk: str) -> Response | StreamingHttpResponse:
         agent = self.get_object()
         form = StartRunSerializer(data=request.data)
         form.is_valid(raise_exception=True)
@@ -99,8 +107,34 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScope
         except services.InputError as error:
             raise ValidationError({error.path: [error.message]}, code="invalid_input") from None
         if data["wait"]:
-            run = services.wait_for_run(run)
+            return waited_run_response(current_schema_name(), run)
         return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED)
+
+
+def waited_run_response(schema_name: str, run: Run) -> StreamingHttpResponse:
+    """201 with the run once it has finished, or as it is after AGENT_RUN_WAIT_SECONDS.
+
+    The body is awaited on the server's event loop (agents/waiting.py) after this
+    request's thread has given its database connection back, so waiters hold no
+    connection and keep no thread busy.
+    """
+    if not connection.in_atomic_block:  # closing inside a transaction would roll it back
+        connection.close()
+    body = waited_run_body(schema_name, run.pk, run.stream_id)
+    return StreamingHttpResponse(body, status=status.HTTP_201_CREATED, content_type="application/json")
+
+
+async def waited_run_body(schema_name: str, run_id: int, stream_id: str) -> AsyncIterator[bytes]:
+    await waiting.until_finished(schema_name, stream_id, settings.AGENT_RUN_WAIT_SECONDS)
+    yield await sync_to_async(rendered_run, thread_sensitive=False)(schema_name, run_id)
+
+
+def rendered_run(schema_name: str, run_id: int) -> bytes:
+    with schema_context(schema_name):
+        run = Run.objects.get(pk=run_id)
+        data = {**RunSerializer(run).data, "wait_timed_out": not run.is_finished}
+    rendered: bytes = JSONRenderer().render(data)
+    return rendered
 
 
 class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):

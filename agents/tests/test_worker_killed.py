@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from django.conf import settings
@@ -33,7 +33,10 @@ from aiaas.celery import app
 app.conf.broker_transport_options = {
     "visibility_timeout": 2, "unacked_restore_interval": 1, "unacked_restore_throttle": 1,
 }
-app.worker_main(["worker", "-Q", sys.argv[1], "--pool", "solo", "--loglevel", "WARNING", "-n", sys.argv[2]])
+app.worker_main([
+    "worker", "-Q", sys.argv[1], "--pool", "solo", "--loglevel", "WARNING", "-n", sys.argv[2],
+    "--without-mingle", "--without-gossip", "--without-heartbeat",
+])
 """
 SPEC: dict[str, Any] = {
     "name": "killed",
@@ -50,10 +53,25 @@ def database_url_of_this_run() -> str:
     return urlunsplit(parts._replace(path=f"/{connection.settings_dict['NAME']}"))
 
 
+def worker_environment(settings: Any) -> dict[str, str]:
+    """A worker process's environment: this run's database, usage stream and trusted tools."""
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url_of_this_run(),
+        "USAGE_STREAM": settings.USAGE_STREAM,
+        "AGENT_TOOL_MANIFEST_DIRS": ",".join(settings.AGENT_TOOL_MANIFEST_DIRS),
+        "AGENT_TOOL_PUBLIC_KEYS": ",".join(f"{k}={v}" for k, v in settings.AGENT_TOOL_PUBLIC_KEYS.items()),
+        "AGENT_TOOL_ALLOWED_HOSTS": ",".join(settings.AGENT_TOOL_ALLOWED_HOSTS),
+    }
+
+
 @contextmanager
-def worker_process(queue: str, name: str, environ: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+def worker_process(
+    queue: str, name: str, environ: dict[str, str], log: IO[bytes] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A worker process on `queue` (its log lines to `log`, if given)."""
     process = subprocess.Popen(  # noqa: S603 - this interpreter, our script
-        [sys.executable, "-c", WORKER_SCRIPT, queue, name], cwd=settings.BASE_DIR, env=environ
+        [sys.executable, "-c", WORKER_SCRIPT, queue, name], cwd=settings.BASE_DIR, env=environ, stderr=log
     )
     try:
         yield process
@@ -87,14 +105,7 @@ def test_a_worker_killed_mid_step_is_replaced_and_no_effect_repeats(
     queue = f"test-killed-{os.getpid()}"
     settings.AGENT_RUNS_QUEUE = queue
     tools.faults["slowpoke"] = "slow"
-    environ = {
-        **os.environ,
-        "DATABASE_URL": database_url_of_this_run(),
-        "USAGE_STREAM": settings.USAGE_STREAM,
-        "AGENT_TOOL_MANIFEST_DIRS": ",".join(settings.AGENT_TOOL_MANIFEST_DIRS),
-        "AGENT_TOOL_PUBLIC_KEYS": ",".join(f"{k}={v}" for k, v in settings.AGENT_TOOL_PUBLIC_KEYS.items()),
-        "AGENT_TOOL_ALLOWED_HOSTS": ",".join(settings.AGENT_TOOL_ALLOWED_HOSTS),
-    }
+    environ = worker_environment(settings)
     with worker_process(queue, f"first-{os.getpid()}@test", environ) as first:
         run_id = start(serving_tenant, SPEC, {})
         wait_for(lambda: call_requested(serving_tenant, run_id, "slow"))
