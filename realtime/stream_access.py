@@ -1,0 +1,38 @@
+"""Who may read a stream: whoever may read the REST resource behind it.
+
+A stream id starts with its kind (realtime/streams.py `new_stream_id`), and the
+kind names the resource the stream follows. A socket on the stream needs what
+that resource's API needs: the same key scope and the same feature flag. A kind
+listed nowhere here needs the admin scope: a new kind of stream stays closed to
+narrower keys until it is given its rule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tenants.models import ApiKeyScope
+
+
+@dataclass(frozen=True)
+class StreamAccess:
+    """The scope and the flag reading a kind of stream needs, as `resource` does."""
+
+    scope: ApiKeyScope
+    flag: str | None
+    resource: str
+
+
+CHAT_ACCESS = StreamAccess(ApiKeyScope.INFERENCE, None, "POST /v1/chat/completions")
+ACCESS_BY_KIND = {
+    "chat": CHAT_ACCESS,
+    "run": StreamAccess(ApiKeyScope.ADMIN, "agents", "GET /api/v1/runs/{id}"),
+    "ingest": StreamAccess(ApiKeyScope.ADMIN, "ingestion", "GET /api/v1/documents/{id}"),
+    "exp": StreamAccess(ApiKeyScope.ADMIN, "evals", "GET /api/v1/experiments/{id}"),
+}
+UNLISTED_ACCESS = StreamAccess(ApiKeyScope.ADMIN, None, "every stream of an unlisted kind")
+
+
+def access_to(stream_id: str) -> StreamAccess:
+    """What reading `stream_id` needs, from its kind."""
+    return ACCESS_BY_KIND.get(stream_id.partition("_")[0], UNLISTED_ACCESS)
