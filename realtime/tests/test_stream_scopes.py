@@ -14,6 +14,8 @@ from websockets.exceptions import InvalidStatus
 
 from agents import services as agents
 from agents.tests.factories import simple_spec
+from flags import cache as flag_cache
+from flags.services import set_tenant_override
 from realtime import streams
 from realtime.tests.clients import bearer, open_socket
 from realtime.tests.test_stream_socket import mint, refusal, stream_url, subscribe
@@ -163,3 +165,31 @@ def test_a_token_a_dashboard_page_minted_for_one_stream_reads_it_with_an_inferen
         403,
         "insufficient_scope",
     )
+
+
+def test_a_run_stream_is_refused_where_the_agents_feature_is_off(
+    gateway: str, serving_tenant: TenantFixture
+) -> None:
+    stream_id = logged(serving_tenant, "run")
+
+    def turn_agents(enabled: bool | None) -> None:
+        committed(lambda: set_tenant_override("agents", serving_tenant.tenant, enabled, actor="test"))
+        flag_cache.forget()  # this process serves the sockets: no wait for the announcement
+
+    turn_agents(False)
+    try:
+        assert refused_body(stream_url(gateway, stream_id), bearer(serving_tenant.admin_key)) == (
+            403,
+            {
+                "error": {
+                    "message": "The 'agents' feature is not enabled for this workspace.",
+                    "type": "permission_error",
+                    "code": "feature_disabled",
+                    "param": None,
+                }
+            },
+        )
+    finally:
+        turn_agents(None)
+    events = first_events(stream_url(gateway, stream_id), bearer(serving_tenant.admin_key))
+    assert [event["seq"] for event in events] == [1]
