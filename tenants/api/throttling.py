@@ -1,9 +1,10 @@
 """/api throttles: each API key, and each tenant across its keys, gets a request rate.
 
-Rates read DRF's way ("600/min"; s, min, hour, day; no other word) from API_KEY_THROTTLE_RATE and
-API_TENANT_THROTTLE_RATE, at each request, so a changed setting applies at once.
-Both are one atomic Lua script on the limits Redis (the "control" pool), on the
-Redis server's clock, shared by every process:
+Rates are spelled DRF's way ("600/min"; s, min, hour or day, no other word) in
+API_KEY_THROTTLE_RATE and API_TENANT_THROTTLE_RATE, read at each request, so a
+changed setting applies at once. Both are checked by one atomic Lua script on the
+limits Redis (the "control" pool), on the Redis server's clock, shared by every
+process:
 
 - Exact across processes (GCRA): from rest, a key with a rate of N per period is
   admitted N in a burst, then one more each period/N.
