@@ -23,7 +23,7 @@ from flags import is_enabled
 from gateway.auth import authenticate
 from gateway.errors import GatewayError
 from gateway.service import server_clients
-from realtime.stream_access import CHAT_ACCESS, StreamAccess
+from realtime.stream_access import CHAT_ACCESS, StreamAccess, insufficient_scope, require_scope
 from realtime.tokens import take_stream_token
 from tenants.models import ApiKey
 from tenants.selectors import usable_api_key_by_id
@@ -69,14 +69,6 @@ MISSING_CREDENTIALS = GatewayError(
     "invalid_request_error",
     "missing_api_key",
 )
-
-
-def insufficient_scope(access: StreamAccess) -> GatewayError:
-    message = (
-        f"This API key lacks the `{access.scope}` scope, which reading this stream needs, "
-        f"as {access.resource} does."
-    )
-    return GatewayError(403, message, "permission_error", "insufficient_scope")
 
 
 def feature_disabled(flag: str) -> GatewayError:
@@ -127,6 +119,6 @@ async def key_for_token(
     )
     if api_key is None:
         raise INVALID_TOKEN
-    if not (claims.checked_by_page(stream_id) or api_key.has_scope(access.scope)):
-        raise insufficient_scope(access)
+    if not claims.checked_by_page(stream_id):
+        require_scope(api_key, access)
     return api_key

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tenants.models import ApiKeyScope
+from gateway.errors import GatewayError
+from tenants.models import ApiKey, ApiKeyScope
 
 
 @dataclass(frozen=True)
@@ -36,3 +37,17 @@ UNLISTED_ACCESS = StreamAccess(ApiKeyScope.ADMIN, None, "every stream of an unli
 def access_to(stream_id: str) -> StreamAccess:
     """What reading `stream_id` needs, from its kind."""
     return ACCESS_BY_KIND.get(stream_id.partition("_")[0], UNLISTED_ACCESS)
+
+
+def insufficient_scope(access: StreamAccess) -> GatewayError:
+    message = (
+        f"This API key lacks the `{access.scope}` scope, which reading this stream needs, "
+        f"as {access.resource} does."
+    )
+    return GatewayError(403, message, "permission_error", "insufficient_scope")
+
+
+def require_scope(api_key: ApiKey, access: StreamAccess) -> None:
+    """Raise the 403 GatewayError unless `api_key` has the scope `access` needs."""
+    if not api_key.has_scope(access.scope):
+        raise insufficient_scope(access)

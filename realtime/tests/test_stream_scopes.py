@@ -90,7 +90,11 @@ def test_a_run_stream_refuses_a_key_without_the_admin_scope(
         },
     )
     assert refusal(stream_url(gateway, stream_id), bearer(read_only)) == (403, "insufficient_scope")
-    token = mint(gateway, inference, purpose="streams", stream_id=stream_id).json()["token"]
+    # A token naming the stream is refused when minted, where a server can read why;
+    # one naming none is refused at the handshake.
+    for_the_stream = mint(gateway, inference, purpose="streams", stream_id=stream_id)
+    assert (for_the_stream.status_code, for_the_stream.json()["error"]["message"]) == (403, RUN_SCOPE_MESSAGE)
+    token = mint(gateway, inference, purpose="streams").json()["token"]
     assert refusal(stream_url(gateway, stream_id, f"token={token}")) == (403, "insufficient_scope")
 
 
