@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
 from django.test import override_settings
 from pytest_django import Settings
@@ -13,7 +15,9 @@ from aiaas.redis_clients import sync_client
 from aiaas.redis_keys import tenant_tag
 from tenants.api.throttling import Rate
 from tenants.models import ApiKeyScope
+from tenants.services import create_api_key
 from tenants.tests.factories import ApiKeyFactory
+from testing.database import committed
 from testing.tenants import TenantFixture
 
 KEYS_URL = "/api/v1/keys"
@@ -99,6 +103,28 @@ def test_without_the_limits_redis_the_api_refuses_with_503(tenant: TenantFixture
     assert response.status_code == 503
     assert response["Retry-After"] == "1"
     assert response.json()["error"]["code"] == "throttle_unavailable"
+
+
+def test_concurrent_requests_to_the_served_api_are_admitted_exactly_up_to_the_rate(
+    platform_url: str, serving_tenant: TenantFixture, settings: Settings
+) -> None:
+    """20 requests at once, over the server's threads, for a rate of 5: exactly 5 pass."""
+    settings.API_KEY_THROTTLE_RATE = "5/min"
+    issued = committed(
+        lambda: create_api_key(serving_tenant.tenant, name="throttled-served", scopes=[ApiKeyScope.ADMIN])
+    )
+    headers = {"Host": "localhost", "Authorization": f"Bearer {issued.secret}"}
+
+    def get(_: int) -> int:
+        return httpx.get(f"{platform_url}{KEYS_URL}", headers=headers, timeout=30).status_code
+
+    try:
+        with ThreadPoolExecutor(max_workers=20) as executor:
+            answered = list(executor.map(get, range(20)))
+    finally:
+        forget_throttles(serving_tenant)
+
+    assert sorted(answered) == [200] * 5 + [429] * 15
 
 
 @pytest.mark.parametrize("text", ["", "0/min", "ten/min", "10/fortnight", "10/month", "10"])
