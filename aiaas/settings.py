@@ -192,7 +192,7 @@ for _role_url in (REDIS_BROKER_URL, REDIS_CACHE_URL):
 REDIS_POOLS: dict[str, dict[str, int | float | str]] = {
     # Short reads and writes of web requests and tasks.
     "default": {"role": "default", "max_connections": 50, "socket_timeout": 5, "socket_connect_timeout": 5},
-    # Fail fast where a request waits: idempotency claims, key revocations, plan changes
+    # Fail fast where a request waits: idempotency claims, /api throttles, key revocations, plan changes
     # (published to the gateway's key cache, so on its server).
     "control": {"role": "limits", "max_connections": 50, "socket_timeout": 2, "socket_connect_timeout": 2},
     # The stream queue flushers (aiaas/stream_queue.py): the usage and request-log
@@ -619,6 +619,11 @@ VERIFICATION_EMAILS_PER_HOUR = env.int("VERIFICATION_EMAILS_PER_HOUR", default=3
 EMAIL_VERIFICATION_MAX_AGE_SECONDS = env.int("EMAIL_VERIFICATION_MAX_AGE_SECONDS", default=3 * 24 * 3600)
 # How long a password reset link works (Django's setting).
 PASSWORD_RESET_TIMEOUT = env.int("PASSWORD_RESET_TIMEOUT", default=3600)
+
+# /api throttles (tenants/api/throttling.py, docs/security.md): requests per API key,
+# and per tenant across its keys, in DRF's spelling (N/s, N/min, N/hour, N/day).
+API_KEY_THROTTLE_RATE = env.str("API_KEY_THROTTLE_RATE", default="600/min")
+API_TENANT_THROTTLE_RATE = env.str("API_TENANT_THROTTLE_RATE", default="3000/min")
 
 AUTH_USER_MODEL = "accounts.User"
 AUTH_PASSWORD_VALIDATORS = [

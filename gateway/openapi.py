@@ -66,6 +66,10 @@ def api_errors(path: str, method: str, operation: dict[str, Any]) -> dict[str, d
             "The key lacks the scope this operation needs, or the feature is off for this "
             "workspace (feature_disabled)."
         ),
+        "429": api_error(
+            "The key's or the organization's /api rate was reached (rate_limit_exceeded); "
+            "Retry-After says when to retry."
+        ),
     }
     if "requestBody" in operation or any(p.get("in") == "query" for p in operation.get("parameters", [])):
         errors["400"] = api_error(

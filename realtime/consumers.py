@@ -2,7 +2,8 @@
 completions socket, gateway/transports/websocket.py, is built on the same base).
 
 Each authorizes the handshake before accepting it (realtime/handshake.py; a
-refusal is an HTTP error answer to the handshake, never an accepted socket),
+stream needs what the REST resource behind it needs, realtime/stream_access.py;
+a refusal is an HTTP error answer to the handshake, never an accepted socket),
 then send one stream's events through a bounded Outbox (realtime/outbox.py)
 from a sender task, so no handler ever waits on a slow reader.
 
@@ -34,6 +35,7 @@ from realtime.connections import TooManySocketsError, socket_lease
 from realtime.events import error_event
 from realtime.handshake import HandshakeRefusedError, Principal, authorize, query_parameters
 from realtime.outbox import Outbox
+from realtime.stream_access import CHAT_ACCESS, StreamAccess, access_to
 from realtime.streams import (
     Cursor,
     StreamEvent,
@@ -105,7 +107,9 @@ class StreamConsumer(AsyncConsumer):
     async def websocket_connect(self, message: dict[str, Any]) -> None:
         try:
             self.check_query()  # before authorizing: a malformed query does not spend a token
-            self.principal = await authorize(self.scope, self.purpose, self.stream_id_from_url())
+            self.principal = await authorize(
+                self.scope, self.purpose, self.stream_id_from_url(), self.access()
+            )
             await self.check_request()
             await self.hold_lease()
         except HandshakeRefusedError as refusal:
@@ -133,6 +137,10 @@ class StreamConsumer(AsyncConsumer):
 
     def stream_id_from_url(self) -> str | None:
         return None
+
+    def access(self) -> StreamAccess:
+        """What the socket's key must be allowed (realtime/stream_access.py)."""
+        return CHAT_ACCESS
 
     def check_query(self) -> None:
         """Refuse a malformed handshake query (HandshakeRefusedError), before authorization."""
@@ -278,6 +286,9 @@ class StreamsConsumer(StreamConsumer):
 
     def stream_id_from_url(self) -> str:
         return str(self.scope["url_route"]["kwargs"]["stream_id"])
+
+    def access(self) -> StreamAccess:
+        return access_to(self.stream_id_from_url())
 
     def check_query(self) -> None:
         # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.

@@ -3,8 +3,12 @@
 Two ways in: an API key in `Authorization: Bearer` (servers), or a stream
 token in the `token` query parameter (browsers, realtime/tokens.py; a token
 that names an origin is refused from any other Origin). Either way the key
-must be usable and carry the `inference` (or `admin`) scope, exactly as on
-/v1. Anything else is a HandshakeRefusedError, answered before accept.
+must be usable and pass the rule of what the socket reads
+(realtime/stream_access.py): the chat socket, like /v1, needs `inference`; a
+stream needs the scope and the feature flag of the REST resource behind it.
+A token the dashboard minted for one stream carries the page's own check of
+its member instead of the key's scope. Anything else is a
+HandshakeRefusedError, answered before accept.
 """
 
 from __future__ import annotations
@@ -15,11 +19,13 @@ from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
 
+from flags import is_enabled
 from gateway.auth import authenticate
 from gateway.errors import GatewayError
 from gateway.service import server_clients
+from realtime.stream_access import CHAT_ACCESS, StreamAccess, insufficient_scope, require_scope
 from realtime.tokens import take_stream_token
-from tenants.models import ApiKey, ApiKeyScope
+from tenants.models import ApiKey
 from tenants.selectors import usable_api_key_by_id
 
 
@@ -65,27 +71,54 @@ MISSING_CREDENTIALS = GatewayError(
 )
 
 
-async def authorize(scope: dict[str, Any], purpose: str, stream_id: str | None = None) -> Principal:
-    """The principal of a handshake for `purpose` (and `stream_id`); raises HandshakeRefusedError."""
+def feature_disabled(flag: str) -> GatewayError:
+    message = f"The {flag!r} feature is not enabled for this workspace."
+    return GatewayError(403, message, "permission_error", "feature_disabled")
+
+
+async def authorize(
+    scope: dict[str, Any], purpose: str, stream_id: str | None = None, access: StreamAccess = CHAT_ACCESS
+) -> Principal:
+    """The principal of a handshake for `purpose` (and `stream_id`), allowed what `access`
+    asks; raises HandshakeRefusedError."""
     authorization = header(scope, b"authorization")
     token = query_parameters(scope).get("token")
     try:
         if authorization:
-            return Principal(await authenticate(server_clients.keys, authorization, ApiKeyScope.INFERENCE))
-        if token:
-            return Principal(await key_for_token(token, purpose, stream_id, header(scope, b"origin")))
+            api_key = await key_for_header(authorization, access)
+        elif token:
+            api_key = await key_for_token(token, purpose, stream_id, header(scope, b"origin"), access)
+        else:
+            raise HandshakeRefusedError(MISSING_CREDENTIALS)
+        if access.flag is not None and not await sync_to_async(is_enabled, thread_sensitive=False)(
+            access.flag, api_key.tenant
+        ):
+            raise feature_disabled(access.flag)
     except GatewayError as error:
         raise HandshakeRefusedError(error) from None
-    raise HandshakeRefusedError(MISSING_CREDENTIALS)
+    return Principal(api_key)
 
 
-async def key_for_token(token: str, purpose: str, stream_id: str | None, origin: str | None) -> ApiKey:
+async def key_for_header(authorization: str, access: StreamAccess) -> ApiKey:
+    try:
+        return await authenticate(server_clients.keys, authorization, access.scope)
+    except GatewayError as error:
+        if error.code == "insufficient_scope":
+            raise insufficient_scope(access) from None
+        raise
+
+
+async def key_for_token(
+    token: str, purpose: str, stream_id: str | None, origin: str | None, access: StreamAccess
+) -> ApiKey:
     claims = await take_stream_token(token)
     if claims is None or not claims.allows(purpose, stream_id, origin.lower() if origin else None):
         raise INVALID_TOKEN
     api_key = await sync_to_async(usable_api_key_by_id, thread_sensitive=False)(
         claims.api_key_id, claims.tenant_id
     )
-    if api_key is None or not api_key.has_scope(ApiKeyScope.INFERENCE):
+    if api_key is None:
         raise INVALID_TOKEN
+    if not claims.checked_by_page(stream_id):
+        require_scope(api_key, access)
     return api_key

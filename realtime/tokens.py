@@ -11,6 +11,10 @@ to the browser, which connects with `?token=...`. A token:
   names a stream, only that stream;
 - acts as the key that minted it (its tenant, limits and budget), and stops
   working when that key is revoked or expires;
+- opens a stream only if that key has the stream's scope
+  (realtime/stream_access.py), unless the dashboard minted it for that one
+  stream (`page_checked`): the page checked its signed-in member instead, and
+  the key only names whom the work is attributed to;
 - when it names an origin (tokens the dashboard mints always do), is
   refused on a handshake from any other Origin.
 
@@ -58,6 +62,12 @@ class StreamTokenClaims:
     purpose: str
     stream_id: str | None = None
     origin: str | None = None
+    # Set only by dashboard pages, never from an API request's body.
+    page_checked: bool = False
+
+    def checked_by_page(self, stream_id: str | None) -> bool:
+        """Whether a dashboard page, not the key's scope, vouches for reading `stream_id`."""
+        return self.page_checked and self.stream_id is not None and self.stream_id == stream_id
 
     def allows(self, purpose: str, stream_id: str | None, origin: str | None) -> bool:
         return (

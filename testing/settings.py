@@ -43,3 +43,8 @@ USAGE_SPOOL_DIR = Path(tempfile.gettempdir()) / f"aiaas-usage-spool-{TEST_RUN_ID
 # own connections to the default and `analytics` aliases. Production's bound per
 # process (20) is tested on its own (aiaas/tests/test_database_connections.py).
 DATABASE_CONNECTIONS_PER_PROCESS = 40
+
+# The suite's tenants call /api thousands of times a minute with one key; the
+# throttle's own tests set low rates (tenants/tests/test_api_throttling.py).
+API_KEY_THROTTLE_RATE = "1000000/min"
+API_TENANT_THROTTLE_RATE = "1000000/min"

@@ -95,6 +95,7 @@ def experiment_stream_token(request: HttpRequest, access: PageAccess, pk: str) -
         purpose="streams",
         stream_id=experiment.stream_id,
         origin=f"{request.scheme}://{request.get_host()}".lower(),
+        page_checked=True,
     )
     return JsonResponse(mint_stream_token_sync(claims))
 

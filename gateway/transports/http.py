@@ -37,6 +37,7 @@ from gateway.idempotency import IdempotencyStore, idempotent
 from gateway.service import RequestContext, server_clients
 from gateway.transports.cors import CorsMiddleware
 from gateway.validation import parse_chat_request, parse_embeddings_request, parse_json_object
+from realtime.stream_access import access_to, require_scope
 from realtime.tokens import InvalidTokenRequestError, claims_for, mint_stream_token
 from routing.catalog import ModelSpec
 from routing.models import ROUTED_MODEL
@@ -302,6 +303,8 @@ async def stream_tokens(request: Request, context: RequestContext) -> Response:
         claims = claims_for(api_key, parse_json_object(await read_body(request)))
     except InvalidTokenRequestError as error:
         raise invalid(str(error), error.param) from None
+    if claims.stream_id is not None:  # refused now rather than at a browser's handshake, which hides why
+        require_scope(api_key, access_to(claims.stream_id))
     return json_response(await mint_stream_token(claims), context)
 
 

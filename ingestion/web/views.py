@@ -232,5 +232,6 @@ def document_stream_token(request: HttpRequest, access: PageAccess, pk: str) -> 
         purpose="streams",
         stream_id=document.stream_id,
         origin=f"{request.scheme}://{request.get_host()}".lower(),
+        page_checked=True,
     )
     return JsonResponse(mint_stream_token_sync(claims))

@@ -1,7 +1,8 @@
 """The one base for API views over tenant data. It fails closed.
 
-Authentication (API key) and permission (usable key + `required_scope`, then
-`required_flag`) are fixed here, and `get_queryset` is final: a subclass supplies
+Authentication (API key), permission (usable key + `required_scope`, then
+`required_flag`) and the per-key and per-tenant throttle (tenants/api/throttling.py)
+are fixed here, and `get_queryset` is final: a subclass supplies
 `tenant_queryset()` and the base adds the tenant filter for public-schema
 models. Subclasses that try to override those raise TypeError at import.
 """
@@ -15,6 +16,7 @@ from rest_framework.viewsets import GenericViewSet
 
 from flags.api.permissions import RequiredFlagEnabled
 from tenants.api.pagination import OpenAIListPagination
+from tenants.api.throttling import ApiRateThrottle
 from tenants.authentication import ApiKeyAuthentication
 from tenants.context import current_schema_name
 from tenants.models import ApiKey, Tenant
@@ -26,12 +28,15 @@ FINAL_ATTRIBUTES = (
     "permission_classes",
     "initial",
     "check_permissions",
+    "throttle_classes",
+    "check_throttles",
 )
 
 
 class TenantScopedViewSet(GenericViewSet):  # type: ignore[type-arg]
     authentication_classes = (ApiKeyAuthentication,)
     permission_classes = (HasTenantApiKey, RequiredFlagEnabled)
+    throttle_classes = (ApiRateThrottle,)
     pagination_class = OpenAIListPagination
     # Scope the key must carry; "admin" keys carry every scope.
     required_scope: ClassVar[str | None] = None
