@@ -28,7 +28,7 @@ def development_secret_key(data_dir: Path) -> str:
     path = data_dir / KEY_FILE
     if not path.exists():
         data_dir.mkdir(parents=True, exist_ok=True)
-        temporary = data_dir / f".{KEY_FILE}.{os.getpid()}"
+        temporary = data_dir / f".{KEY_FILE}.{secrets.token_hex(8)}"
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "w") as file:
             file.write(secrets.token_urlsafe(KEY_BYTES))
