@@ -100,7 +100,7 @@ def test_django_believes_a_forwarded_https_scheme_from_a_trusted_proxy(
     refused = login_without_referer(platform_url, serving_tenant)
 
     assert refused.status_code == 403
-    assert "Referer checking failed" in refused.text
+    assert "CSRF verification failed" in refused.text
 
 
 def test_django_ignores_a_forwarded_https_scheme_from_anyone_else(
@@ -111,7 +111,7 @@ def test_django_ignores_a_forwarded_https_scheme_from_anyone_else(
     answered = login_without_referer(platform_url, serving_tenant)
 
     assert answered.status_code == 200  # the form again: wrong credentials, checked over plain HTTP
-    assert "Referer checking failed" not in answered.text
+    assert "CSRF verification failed" not in answered.text
 
 
 def test_the_client_is_the_rightmost_hop_that_is_not_a_proxy() -> None:

@@ -76,14 +76,14 @@ def test_an_idempotent_api_key_creation_replays_its_secret_across_a_rotation(
     key = f"rotation-{uuid.uuid4()}"
     idempotency_keys.append(key)
     body = {"name": f"rotated-{key[-8:]}", "scopes": ["inference"]}
-    headers = {**bearer(serving_tenant.admin_key), "idempotency-key": key}
+    headers = {**bearer(serving_tenant.admin_key), "idempotency-key": key, "host": settings.BASE_DOMAIN}
     rotate(settings, OLD)
     first = httpx.post(f"{platform_url}/api/v1/keys", json=body, headers=headers, timeout=20)
 
     rotate(settings, NEW, OLD)
     replayed = httpx.post(f"{platform_url}/api/v1/keys", json=body, headers=headers, timeout=20)
 
-    assert first.status_code == replayed.status_code == 201
+    assert first.status_code == replayed.status_code == 201, first.text
     assert replayed.headers["idempotent-replayed"] == "true"
     assert replayed.json()["api_key"] == first.json()["api_key"]
 
