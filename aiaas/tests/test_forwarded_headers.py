@@ -8,16 +8,21 @@ import logging
 import re
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import yaml
+from django.conf import settings
 
+from aiaas.launcher import child_commands
 from aiaas.proxies import forwarded_client, trusted_networks
 from aiaas.tests.test_logs import Collected, wait_for_line
 from testing.tenants import TenantFixture
 
 SPOOFED = "203.0.113.9"
+MANIFESTS = ("web.yaml", "gateway.yaml")
 CSRF_INPUT = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 
 
@@ -127,3 +132,27 @@ def test_the_client_is_the_rightmost_hop_that_is_not_a_proxy() -> None:
 def test_a_malformed_trusted_proxy_is_refused() -> None:
     with pytest.raises(ValueError, match="does not appear to be an IPv4 or IPv6 network"):
         trusted_networks(["10.0.0.0/33"])
+
+
+def test_every_uvicorn_we_start_leaves_forwarded_headers_to_us() -> None:
+    """uvicorn's own handling believes 127.0.0.1 (or FORWARDED_ALLOW_IPS) before we see the request."""
+    root = Path(settings.BASE_DIR)
+    compose = yaml.safe_load((root / "docker" / "compose.yaml").read_text())
+    manifests = [
+        document
+        for name in MANIFESTS
+        for document in yaml.safe_load_all((root / "deploy" / "k8s" / "base" / name).read_text())
+        if document and document["kind"] == "Deployment"
+    ]
+    commands = [
+        child_commands("python")["web"],
+        compose["services"]["web"]["command"],
+        *(manifest["spec"]["template"]["spec"]["containers"][0]["args"] for manifest in manifests),
+    ]
+
+    assert len(commands) == 2 + len(MANIFESTS)
+    assert all("--no-proxy-headers" in command for command in commands), commands
+    assert '"--no-proxy-headers"' in (root / "docker" / "Dockerfile").read_text()
+    assert "proxy-headers" not in " ".join(
+        " ".join(command).replace("--no-proxy-headers", "") for command in commands
+    )
