@@ -664,7 +664,8 @@ except ValueError as error:
 # Content-Security-Policy (django-csp, docs/decisions/0043) in every profile, so development
 # meets it first: scripts and styles from our own static files, or inline with the
 # request's nonce (`nonce="{{ request.csp_nonce }}"`); no inline handler or style attribute.
-# Forms post here, or to Stripe's Checkout and Portal (billing/web/views.py redirects there).
+# Forms post here and may land on a tenant's host (signup) or at Stripe's Checkout and Portal
+# (billing/web/views.py): browsers hold a form's redirects to form-action too.
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": [csp.SELF],
@@ -675,7 +676,12 @@ CONTENT_SECURITY_POLICY = {
         "object-src": [csp.NONE],
         "base-uri": [csp.SELF],
         "frame-ancestors": [csp.NONE],
-        "form-action": [csp.SELF, "https://checkout.stripe.com", "https://billing.stripe.com"],
+        "form-action": [
+            csp.SELF,
+            f"*.{BASE_DOMAIN}:*",
+            "https://checkout.stripe.com",
+            "https://billing.stripe.com",
+        ],
     },
 }
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=PROFILE_DEFAULTS.ssl_redirect)

@@ -79,7 +79,7 @@ def test_the_production_profile_answers_with_hsts_a_policy_and_host_only_secure_
         "object-src 'none'",
         "base-uri 'self'",
         "frame-ancestors 'none'",
-        "form-action 'self' https://checkout.stripe.com https://billing.stripe.com",
+        "form-action 'self' *.aiaas.example:* https://checkout.stripe.com https://billing.stripe.com",
     }
     assert headers["X-Content-Type-Options"] == "nosniff"
     assert headers["Referrer-Policy"] == "same-origin"
