@@ -90,6 +90,6 @@ def tenant_scope(tenant: Tenant) -> str:
 
 
 def client_address(request: HttpRequest) -> str:
-    """The peer's address. Behind a proxy, the ASGI server must be told to trust
-    its forwarded header (uvicorn --forwarded-allow-ips), never the client."""
+    """The peer's address; behind a proxy, the forwarded client's, taken only from
+    TRUSTED_PROXIES (aiaas/proxies.py), never from what a client claims."""
     return str(request.META.get("REMOTE_ADDR") or "unknown")

@@ -3,7 +3,8 @@
 It replaces uvicorn's, which writes the path with its query string (a stream
 token in `?token=` among them). A line names the method, the route (the
 matched pattern when one matched, else the path, never the query), the
-status, the duration and the request id, and carries the request's context
+status, the duration, the client's address (a forwarded one only from
+TRUSTED_PROXIES, aiaas/proxies.py) and the request id, and carries the request's context
 (aiaas/logs.py) like every other line.
 """
 
@@ -54,7 +55,12 @@ class AccessLogMiddleware:
                 context.route,
                 status,
                 duration_ms,
-                extra={"method": scope["method"], "status": status, "duration_ms": duration_ms},
+                extra={
+                    "method": scope["method"],
+                    "status": status,
+                    "duration_ms": duration_ms,
+                    "client": client_address(scope),
+                },
             )
 
 
@@ -63,3 +69,8 @@ def response_request_id(message: Message) -> str:
         if name.lower() == b"x-request-id":
             return str(value.decode("latin-1"))
     return ""
+
+
+def client_address(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else ""

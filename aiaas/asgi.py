@@ -30,6 +30,7 @@ from aiaas.access_log import AccessLogMiddleware  # noqa: E402
 from aiaas.database_threads import install_connection_returning_executor  # noqa: E402
 from aiaas.observability import exposition  # noqa: E402
 from aiaas.observability.http import observed  # noqa: E402
+from aiaas.proxies import ForwardedHeadersMiddleware  # noqa: E402
 from aiaas.request_limits import BodyLimits, BoundedBodyMiddleware  # noqa: E402
 from gateway.transports.http import application as gateway_application  # noqa: E402
 from gateway.transports.http import shutdown as shutdown_gateway  # noqa: E402
@@ -92,10 +93,13 @@ async def lifespan(scope: Scope, receive: Receive, send: Send) -> None:
             return
 
 
-application = ProtocolTypeRouter(
-    {
-        "http": tracing.traced_http(AccessLogMiddleware(http_application, enabled=settings.ACCESS_LOG)),
-        "websocket": URLRouter(websocket_urlpatterns),
-        "lifespan": lifespan,
-    }
+# Forwarded headers are believed from TRUSTED_PROXIES only, and dropped before anything reads them.
+application = ForwardedHeadersMiddleware(
+    ProtocolTypeRouter(
+        {
+            "http": tracing.traced_http(AccessLogMiddleware(http_application, enabled=settings.ACCESS_LOG)),
+            "websocket": URLRouter(websocket_urlpatterns),
+            "lifespan": lifespan,
+        }
+    )
 )

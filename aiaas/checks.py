@@ -11,10 +11,13 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Tags, Warning, register
 
 from aiaas.profiles import Profile
+from aiaas.proxies import trusted_networks
 
 MIN_SECRET_KEY_LENGTH = 50
 MIN_SECRET_KEY_CHARACTERS = 5
 MIN_METRICS_TOKEN_LENGTH = 32
+CSP_MIDDLEWARE = "csp.middleware.CSPMiddleware"
+UNSAFE_SCRIPT_SOURCES = frozenset({"*", "'unsafe-inline'", "'unsafe-eval'", "http:", "https:", "data:"})
 
 
 @register(Tags.security, deploy=True)
@@ -24,8 +27,11 @@ def check_production_settings(app_configs: Sequence[Any] | None, **kwargs: Any) 
         debug_is_off,
         metrics_are_guarded,
         secret_key_is_strong,
+        fallback_keys_are_sound,
         hosts_are_named,
         hsts_is_on,
+        proxies_are_named,
+        content_security_policy_is_on,
     )
     return [message for check in checks for message in check()]
 
@@ -75,23 +81,43 @@ def metrics_are_guarded() -> list[CheckMessage]:
     return []
 
 
-def secret_key_is_strong() -> list[CheckMessage]:
-    key: str = settings.SECRET_KEY
-    if (
-        key == settings.INSECURE_DEV_SECRET_KEY
-        or key.startswith("django-insecure")
+def is_weak_key(key: str) -> bool:
+    return (
+        key.startswith("django-insecure")
         or len(key) < MIN_SECRET_KEY_LENGTH
         or len(set(key)) < MIN_SECRET_KEY_CHARACTERS
-    ):
-        return [
-            Warning(
-                "SECRET_KEY is the development key, or short or repetitive: sessions, "
-                "password resets and signed tokens can be forged.",
-                hint="python -c 'import secrets; print(secrets.token_urlsafe(50))'",
-                id="aiaas.W005",
-            )
-        ]
-    return []
+    )
+
+
+def secret_key_is_strong() -> list[CheckMessage]:
+    if not is_weak_key(settings.SECRET_KEY):
+        return []
+    return [
+        Warning(
+            "SECRET_KEY starts with django-insecure, or is short or repetitive: sessions, "
+            "password resets and signed tokens can be forged.",
+            hint="python -c 'import secrets; print(secrets.token_urlsafe(50))'",
+            id="aiaas.W005",
+        )
+    ]
+
+
+def fallback_keys_are_sound() -> list[CheckMessage]:
+    fallbacks: list[str] = list(settings.SECRET_KEY_FALLBACKS)
+    if settings.SECRET_KEY in fallbacks or len(set(fallbacks)) < len(fallbacks):
+        problem = "repeats SECRET_KEY or one of its own keys: a rotation that never finished"
+    elif any(is_weak_key(key) for key in fallbacks):
+        problem = "holds a short, repetitive or django-insecure key: what it signed can be forged"
+    else:
+        return []
+    return [
+        Warning(
+            f"SECRET_KEY_FALLBACKS {problem}.",
+            hint="List only the keys SECRET_KEY replaced, and drop each once its sessions and "
+            "links have expired (docs/deploy.md, rotating SECRET_KEY).",
+            id="aiaas.W010",
+        )
+    ]
 
 
 def hosts_are_named() -> list[CheckMessage]:
@@ -115,5 +141,41 @@ def hsts_is_on() -> list[CheckMessage]:
             "SECURE_HSTS_SECONDS is 0: browsers may reach the dashboard over plain HTTP.",
             hint="Unset it (the production profile sends a year) once HTTPS works.",
             id="aiaas.W007",
+        )
+    ]
+
+
+def proxies_are_named() -> list[CheckMessage]:
+    if not settings.BEHIND_TLS_PROXY:
+        return []
+    if not settings.TRUSTED_PROXIES:
+        problem = (
+            "TRUSTED_PROXIES is empty: forwarded headers are ignored, every request looks like plain HTTP"
+        )
+    elif any(network.prefixlen == 0 for network in trusted_networks(settings.TRUSTED_PROXIES)):
+        problem = "TRUSTED_PROXIES holds a network of every address: any client can claim another's address"
+    else:
+        return []
+    return [
+        Warning(
+            f"BEHIND_TLS_PROXY is on but {problem}.",
+            hint="Set TRUSTED_PROXIES to the proxy's addresses or networks (docs/deploy.md).",
+            id="aiaas.W011",
+        )
+    ]
+
+
+def content_security_policy_is_on() -> list[CheckMessage]:
+    directives = (getattr(settings, "CONTENT_SECURITY_POLICY", None) or {}).get("DIRECTIVES", {})
+    scripts = directives.get("script-src", directives.get("default-src", []))
+    if CSP_MIDDLEWARE in settings.MIDDLEWARE and scripts and not set(scripts) & UNSAFE_SCRIPT_SOURCES:
+        return []
+    return [
+        Warning(
+            "No Content-Security-Policy, or one that allows inline or evaluated scripts: "
+            "an injected script would run on the dashboard.",
+            hint=f"Keep {CSP_MIDDLEWARE} in MIDDLEWARE and aiaas/settings.py's CONTENT_SECURITY_POLICY "
+            "(docs/decisions/0043).",
+            id="aiaas.W012",
         )
     ]

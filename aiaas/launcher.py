@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -28,6 +27,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from aiaas import embedded, queues
+from aiaas.secret_keys import development_secret_key
 
 SHUTDOWN_GRACE_SECONDS = 10.0
 # Ctrl-C reaches the whole process group; give children this long to exit on it.
@@ -83,6 +83,8 @@ def child_commands(python: str) -> dict[str, list[str]]:
             "5",
             # Ours (aiaas/access_log.py, ACCESS_LOG) replaces uvicorn's, which logs query strings.
             "--no-access-log",
+            # Forwarded headers are aiaas/proxies.py's (TRUSTED_PROXIES); uvicorn's believes 127.0.0.1.
+            "--no-proxy-headers",
         ],
         "worker": worker_command(
             python, "tenant", queues.tenant_queues(os.environ), os.environ.get("CELERY_CONCURRENCY", "2")
@@ -175,15 +177,6 @@ def run_to_completion(process: subprocess.Popen[bytes]) -> int:
         except subprocess.TimeoutExpired:
             process.kill()
             return process.wait()
-
-
-def development_secret_key(data_dir: Path) -> str:
-    """A random SECRET_KEY kept under the data folder, for local runs and tests only."""
-    path = data_dir / "secret_key"
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
-    return path.read_text().strip()
 
 
 @contextlib.contextmanager

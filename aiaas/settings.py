@@ -10,13 +10,17 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import csp.constants as csp
 import environ
 from django.core.exceptions import ImproperlyConfigured
 from kombu.entity import Exchange, Queue
 
 from aiaas import profiles, queues
+from aiaas.embedded import default_data_dir
 from aiaas.logs import logging_config
+from aiaas.proxies import trusted_networks
 from aiaas.redis_clients import channel_layer_host, is_sentinel_url
+from aiaas.secret_keys import development_secret_key
 from aiaas.sentry import init_sentry
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -28,10 +32,18 @@ env.read_env(BASE_DIR / ".env", overwrite=False)
 AIAAS_PROFILE = profiles.profile_named(env.str("AIAAS_PROFILE", default=profiles.Profile.PRODUCTION))
 PROFILE_DEFAULTS = profiles.DEFAULTS[AIAAS_PROFILE]
 DEBUG = env.bool("DEBUG", default=PROFILE_DEFAULTS.debug)
-INSECURE_DEV_SECRET_KEY = "django-insecure-development-only-key"  # noqa: S105 - DEBUG only
-SECRET_KEY = env.str("SECRET_KEY", default=INSECURE_DEV_SECRET_KEY if DEBUG else "")
+# No key in the repository: with DEBUG on, a random one kept under the data folder (aiaas/secret_keys.py).
+SECRET_KEY = env.str("SECRET_KEY", default="") or (
+    development_secret_key(default_data_dir()) if DEBUG else ""
+)
 if not SECRET_KEY:
-    raise ImproperlyConfigured("SECRET_KEY is required when DEBUG is off.")
+    raise ImproperlyConfigured(
+        "SECRET_KEY is required when DEBUG is off. Set it to a long random string: "
+        "python -c 'import secrets; print(secrets.token_urlsafe(50))'."
+    )
+# Comma-separated keys SECRET_KEY replaced: what they signed or sealed still opens
+# (sessions, login links, idempotency bodies); new material uses SECRET_KEY (docs/deploy.md).
+SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
 
 # Tenants live at <slug>.<BASE_DOMAIN>; the public site and admin at BASE_DOMAIN.
 BASE_DOMAIN = env.str("BASE_DOMAIN", default="localhost").lower()
@@ -94,6 +106,7 @@ MIDDLEWARE = [
     # CORS preflights carry no key and no CSRF token: answered before either is asked for.
     "tenants.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     # Static files are served before the tenant is looked up: no database query each.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "tenants.middleware.TenantRoutingMiddleware",
@@ -645,13 +658,47 @@ SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=PROFILE_DEFAULTS.secure_cookies)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# Secure cookies take the __Host- prefix: browsers then refuse them unless sent over HTTPS
+# for this exact host with Path=/, so a page on a sibling subdomain cannot plant one.
+SESSION_COOKIE_NAME = "__Host-sessionid" if SESSION_COOKIE_SECURE else "sessionid"
+CSRF_COOKIE_NAME = "__Host-csrftoken" if CSRF_COOKIE_SECURE else "csrftoken"
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
-SECURE_PROXY_SSL_HEADER = (
-    ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=False) else None
-)
+# Behind a TLS-terminating proxy, X-Forwarded-Proto and X-Forwarded-For are believed
+# only from TRUSTED_PROXIES (comma-separated addresses or CIDRs); aiaas/proxies.py
+# applies them to every protocol and drops them from anyone else. Django's
+# SECURE_PROXY_SSL_HEADER stays unset: it would believe any client.
+BEHIND_TLS_PROXY = env.bool("BEHIND_TLS_PROXY", default=False)
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
+try:
+    trusted_networks(TRUSTED_PROXIES)
+except ValueError as error:
+    raise ImproperlyConfigured(f"TRUSTED_PROXIES: {error}") from None
+# Content-Security-Policy (django-csp, docs/decisions/0043) in every profile, so development
+# meets it first: scripts and styles from our own static files, or inline with the
+# request's nonce (`nonce="{{ request.csp_nonce }}"`); no inline handler or style attribute.
+# Forms post here and may land on a tenant's host (signup) or at Stripe's Checkout and Portal
+# (billing/web/views.py): browsers hold a form's redirects to form-action too.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [csp.SELF],
+        "script-src": [csp.SELF, csp.NONCE],
+        "style-src": [csp.SELF, csp.NONCE],
+        "img-src": [csp.SELF, "data:"],
+        "connect-src": [csp.SELF],
+        "object-src": [csp.NONE],
+        "base-uri": [csp.SELF],
+        "frame-ancestors": [csp.NONE],
+        "form-action": [
+            csp.SELF,
+            f"*.{BASE_DOMAIN}:*",
+            "https://checkout.stripe.com",
+            "https://billing.stripe.com",
+        ],
+    },
+}
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=PROFILE_DEFAULTS.ssl_redirect)
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=PROFILE_DEFAULTS.hsts_seconds)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool(

@@ -19,7 +19,7 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
-from playwright.sync_api import Browser, BrowserContext, Locator, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Locator, Page, sync_playwright
 
 AXE_SCRIPT = Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js"
 # axe's impacts are minor, moderate, serious and critical; the last two fail a test.
@@ -144,9 +144,16 @@ class AuditedPage:
     screenshots: Path | None = None
     loaded: list[str] = field(default_factory=list)
     audited: set[int] = field(default_factory=set)
+    # What the Content-Security-Policy refused (chromium says so on the console).
+    refused_by_policy: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.page.on("load", lambda page: self.loaded.append(page.url))
+        self.page.on("console", self.note_policy_refusal)
+
+    def note_policy_refusal(self, message: ConsoleMessage) -> None:
+        if "Content Security Policy" in message.text:
+            self.refused_by_policy.append(f"{self.page.url}: {message.text}")
 
     def goto(self, url: str) -> Page:
         """Open `url`, which must answer 200 (after redirects)."""

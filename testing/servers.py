@@ -70,6 +70,7 @@ def running_platform() -> Iterator[str]:
             # What the launcher and docker/compose.yaml serve with (slow clients).
             http="aiaas.http_protocol:BoundedHeadersProtocol",
             timeout_keep_alive=5,
+            proxy_headers=False,
         )
         return uvicorn.Server(config)
 

@@ -33,9 +33,12 @@ gateway) and `tenants.api.idempotency` (DRF, through `SyncIdempotencyStore`).
   HKDF-SHA256 from SECRET_KEY, the tenant and the raw Idempotency-Key (which
   Redis never sees, only its sha256), a random 96-bit nonce, and the record's
   identity (tenant, hashed key, fingerprint) as associated data. A Redis dump
-  shows neither completions nor API key secrets; a body that fails
-  authentication (tampered with, or SECRET_KEY rotated) is treated as not
-  stored. Status, content type and the replayed headers are stored in clear.
+  shows neither completions nor API key secrets. A body is sealed under the
+  current secret and opened under it or any fallback (SECRET_KEY_FALLBACKS), so
+  a rotated SECRET_KEY keeps stored bodies readable until the old key is
+  dropped; one that fails authentication under every key (tampered with, or
+  sealed under a key no longer listed) is treated as not stored. Status,
+  content type and the replayed headers are stored in clear.
 - Expiry. A key expires 24 h after its first use, whatever happens later.
 - Redis down. `begin` failing is answered 503 `idempotency_unavailable` with
   Retry-After (fail closed: the caller asked for at-most-once).
@@ -190,7 +193,8 @@ class Claim:
     redis_key: str
     fingerprint: str
     token: str
-    seal_key: bytes = field(repr=False)
+    # The current secret's key first (the one that seals), then the fallbacks'.
+    seal_keys: tuple[bytes, ...] = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -312,19 +316,22 @@ def unavailable() -> IdempotencyError:
 class _Codec:
     """The Redis arguments and replies shared by the async and the sync store."""
 
-    def __init__(self, secret: str | bytes, lock_seconds: float, ttl_seconds: float) -> None:
-        if not secret:
+    def __init__(
+        self, secret: str | bytes, fallbacks: Sequence[str | bytes], lock_seconds: float, ttl_seconds: float
+    ) -> None:
+        if not secret or not all(fallbacks):
             raise ValueError("a secret is required to seal stored responses")
-        self.secret = secret.encode() if isinstance(secret, str) else secret
+        self.secrets = tuple(
+            value.encode() if isinstance(value, str) else value for value in (secret, *fallbacks)
+        )
         self.lock_ms = max(1, round(lock_seconds * 1000))
         self.ttl_ms = max(1, round(ttl_seconds * 1000))
 
     def claim(self, tenant_id: int, key: str, fingerprint: str) -> Claim:
         if isinstance(tenant_id, bool) or not isinstance(tenant_id, int) or tenant_id <= 0:
             raise ValueError("an idempotency key needs a tenant")
-        return Claim(
-            redis_key(tenant_id, key), fingerprint, uuid.uuid4().hex, seal_key(self.secret, tenant_id, key)
-        )
+        seal_keys = tuple(seal_key(secret, tenant_id, key) for secret in self.secrets)
+        return Claim(redis_key(tenant_id, key), fingerprint, uuid.uuid4().hex, seal_keys)
 
     def begin_args(self, claim: Claim) -> tuple[str | int, ...]:
         return (claim.fingerprint, claim.token, self.lock_ms, self.ttl_ms)
@@ -378,19 +385,23 @@ def _associated_data(claim: Claim) -> bytes:
 
 
 def seal(claim: Claim, plaintext: bytes) -> bytes:
-    """`plaintext` encrypted and authenticated for `claim`'s record: nonce, then ciphertext and tag."""
+    """`plaintext` encrypted and authenticated for `claim`'s record under the
+    current secret: nonce, then ciphertext and tag."""
     nonce = os.urandom(NONCE_BYTES)
-    return nonce + AESGCM(claim.seal_key).encrypt(nonce, plaintext, _associated_data(claim))
+    return nonce + AESGCM(claim.seal_keys[0]).encrypt(nonce, plaintext, _associated_data(claim))
 
 
 def unseal(claim: Claim, sealed: bytes) -> bytes | None:
-    """What `seal` sealed for this record, or None when it fails authentication."""
+    """What `seal` sealed for this record under the current secret or a fallback,
+    or None when it fails authentication under every one."""
     nonce, ciphertext = sealed[:NONCE_BYTES], sealed[NONCE_BYTES:]
-    try:
-        return AESGCM(claim.seal_key).decrypt(nonce, ciphertext, _associated_data(claim))
-    except (InvalidTag, ValueError):
-        logger.warning("idempotency record %s: stored body fails authentication", claim.redis_key)
-        return None
+    for key in claim.seal_keys:
+        try:
+            return AESGCM(key).decrypt(nonce, ciphertext, _associated_data(claim))
+        except (InvalidTag, ValueError):
+            continue
+    logger.warning("idempotency record %s: stored body fails authentication", claim.redis_key)
+    return None
 
 
 def _check_binary(connection_kwargs: Mapping[str, Any]) -> None:
@@ -402,7 +413,9 @@ class IdempotencyStore:
     """Idempotency records in Redis, for asyncio callers (the gateway).
 
     Every transition is one Lua script on one key, timed by the Redis server's
-    clock, so any number of processes agree on who runs a key.
+    clock, so any number of processes agree on who runs a key. Bodies are sealed
+    under `secret` and opened under it or any of `fallbacks` (the secrets it
+    replaced, newest first).
     """
 
     def __init__(
@@ -410,12 +423,13 @@ class IdempotencyStore:
         client: aioredis.Redis,
         secret: str | bytes,
         *,
+        fallbacks: Sequence[str | bytes] = (),
         lock_seconds: float = LOCK_SECONDS,
         ttl_seconds: float = TTL_SECONDS,
     ) -> None:
         _check_binary(client.connection_pool.connection_kwargs)
         self.lock_seconds = lock_seconds
-        self._codec = _Codec(secret, lock_seconds, ttl_seconds)
+        self._codec = _Codec(secret, fallbacks, lock_seconds, ttl_seconds)
         self._begin = client.register_script(BEGIN)
         self._complete = client.register_script(COMPLETE)
         self._abandon = client.register_script(ABANDON)
@@ -449,11 +463,12 @@ class SyncIdempotencyStore:
         client: redis.Redis,
         secret: str | bytes,
         *,
+        fallbacks: Sequence[str | bytes] = (),
         lock_seconds: float = LOCK_SECONDS,
         ttl_seconds: float = TTL_SECONDS,
     ) -> None:
         _check_binary(client.connection_pool.connection_kwargs)
-        self._codec = _Codec(secret, lock_seconds, ttl_seconds)
+        self._codec = _Codec(secret, fallbacks, lock_seconds, ttl_seconds)
         self._begin = client.register_script(BEGIN)
         self._complete = client.register_script(COMPLETE)
         self._abandon = client.register_script(ABANDON)

@@ -155,7 +155,7 @@ def test_a_bar_list_is_largest_first_scaled_to_the_largest() -> None:
     ]
     html = render_to_string("partials/bar_list.html", {"bars": bars})
     assert '<span class="bar-label">ci</span>' in html
-    assert 'style="width: 25.0%"' in html
+    assert 'width="25.0%"' in html
 
 
 @pytest.mark.parametrize(

@@ -104,6 +104,32 @@ def test_another_secret_key_cannot_open_a_stored_body(client: redis.Redis) -> No
     assert replay.stored.body is None
 
 
+def test_a_rotated_store_opens_bodies_sealed_under_its_fallback(client: redis.Redis) -> None:
+    tenant_id, key = new_tenant_id(), f"k-{uuid.uuid4()}"
+    fingerprint = stored_once(SyncIdempotencyStore(client, SECRET), tenant_id, key)
+
+    replay = SyncIdempotencyStore(client, "a-rotated-secret", fallbacks=[SECRET]).begin(
+        tenant_id, key, fingerprint
+    )
+
+    assert replay.stored is not None
+    assert replay.stored.body == SECRET_BODY
+
+
+def test_a_rotated_store_seals_under_its_new_secret(client: redis.Redis) -> None:
+    tenant_id, key = new_tenant_id(), f"k-{uuid.uuid4()}"
+    rotated = SyncIdempotencyStore(client, "a-rotated-secret", fallbacks=[SECRET])
+    fingerprint = stored_once(rotated, tenant_id, key)
+
+    by_the_old_secret = SyncIdempotencyStore(client, SECRET).begin(tenant_id, key, fingerprint)
+    by_the_new_alone = SyncIdempotencyStore(client, "a-rotated-secret").begin(tenant_id, key, fingerprint)
+
+    assert by_the_old_secret.stored is not None
+    assert by_the_old_secret.stored.body is None
+    assert by_the_new_alone.stored is not None
+    assert by_the_new_alone.stored.body == SECRET_BODY
+
+
 def test_each_tenant_and_key_seal_under_their_own_key() -> None:
     keys = {
         seal_key(SECRET.encode(), 1, "a"),
@@ -117,7 +143,7 @@ def test_each_tenant_and_key_seal_under_their_own_key() -> None:
 
 
 def test_sealing_twice_uses_fresh_nonces() -> None:
-    claim = Claim(redis_key(1, "k"), "fingerprint", "token", seal_key(SECRET.encode(), 1, "k"))
+    claim = Claim(redis_key(1, "k"), "fingerprint", "token", (seal_key(SECRET.encode(), 1, "k"),))
 
     first, second = seal(claim, b"same"), seal(claim, b"same")
 

@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.core.checks import Tags, run_checks
 from django.test import override_settings
 
@@ -153,6 +154,9 @@ def test_an_unknown_profile_refuses_to_start() -> None:
     assert "AIAAS_PROFILE must be one of development, staging, production, not 'prod'." in error
 
 
+UNSAFE_INLINE_SCRIPTS = {
+    "DIRECTIVES": {"default-src": ["'self'"], "script-src": ["'self'", "'unsafe-inline'"]}
+}
 SAFE = {
     "AIAAS_PROFILE": "production",
     "DEBUG": False,
@@ -162,6 +166,9 @@ SAFE = {
     "ALLOWED_HOSTS": ["aiaas.example", ".aiaas.example"],
     "BASE_DOMAIN": "aiaas.example",
     "SECURE_HSTS_SECONDS": 31_536_000,
+    "SECRET_KEY_FALLBACKS": ["0ld-" + "klmnopqrst" * 5],
+    "BEHIND_TLS_PROXY": True,
+    "TRUSTED_PROXIES": ["10.0.0.0/8", "fd00::/8"],
 }
 
 
@@ -187,11 +194,20 @@ def test_safe_production_settings_pass_our_deploy_checks(no_simulated_provider: 
         ({"DEBUG": True}, "aiaas.W002"),
         ({"METRICS_TOKEN": ""}, "aiaas.W003"),
         ({"METRICS_TOKEN": "short"}, "aiaas.W004"),
-        ({"SECRET_KEY": "django-insecure-development-only-key"}, "aiaas.W005"),
+        ({"SECRET_KEY": "django-insecure-" + "abcdefghij" * 5}, "aiaas.W005"),
         ({"SECRET_KEY": "x" * 60}, "aiaas.W005"),
         ({"ALLOWED_HOSTS": ["*"]}, "aiaas.W006"),
         ({"BASE_DOMAIN": "localhost"}, "aiaas.W006"),
         ({"SECURE_HSTS_SECONDS": 0}, "aiaas.W007"),
+        ({"SECRET_KEY_FALLBACKS": [SECRET]}, "aiaas.W010"),
+        ({"SECRET_KEY_FALLBACKS": ["old-and-short"]}, "aiaas.W010"),
+        ({"BEHIND_TLS_PROXY": True, "TRUSTED_PROXIES": []}, "aiaas.W011"),
+        ({"BEHIND_TLS_PROXY": True, "TRUSTED_PROXIES": ["10.0.0.0/8", "0.0.0.0/0"]}, "aiaas.W011"),
+        (
+            {"MIDDLEWARE": [m for m in settings.MIDDLEWARE if m != "csp.middleware.CSPMiddleware"]},
+            "aiaas.W012",
+        ),
+        ({"CONTENT_SECURITY_POLICY": UNSAFE_INLINE_SCRIPTS}, "aiaas.W012"),
     ],
 )
 def test_each_unsafe_setting_is_reported_with_its_id(

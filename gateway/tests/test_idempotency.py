@@ -109,7 +109,12 @@ async def echo(request: Request, body: bytes, context: RequestContext) -> Respon
 
 @asynccontextmanager
 async def harness_for(
-    work: Work = echo, *, redis_url: str | None = None, secret: str = SECRET, **options: float
+    work: Work = echo,
+    *,
+    redis_url: str | None = None,
+    secret: str = SECRET,
+    lock_seconds: float = idempotency.LOCK_SECONDS,
+    ttl_seconds: float = TTL_SECONDS,
 ) -> AsyncIterator[Harness]:
     client = Redis.from_url(redis_url or os.environ["REDIS_URL"])
     cleanup = Redis.from_url(os.environ["REDIS_URL"])
@@ -118,7 +123,10 @@ async def harness_for(
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as http:
         harness = Harness(
-            http, client, IdempotencyStore(client, secret, **options), (new_tenant_id(), new_tenant_id())
+            http,
+            client,
+            IdempotencyStore(client, secret, lock_seconds=lock_seconds, ttl_seconds=ttl_seconds),
+            (new_tenant_id(), new_tenant_id()),
         )
         try:
             yield harness

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from functools import cache
+from functools import lru_cache
 from typing import Any
 
 import anyio
@@ -55,9 +55,14 @@ async def shutdown() -> None:
     await server_clients.aclose()
 
 
-@cache
 def idempotency_store() -> IdempotencyStore:
-    return IdempotencyStore(server_clients.redis, settings.SECRET_KEY)
+    """The store for the secret keys configured now (a rotation takes effect at once)."""
+    return store_for_secrets(settings.SECRET_KEY, tuple(settings.SECRET_KEY_FALLBACKS))
+
+
+@lru_cache(maxsize=1)
+def store_for_secrets(secret: str, fallbacks: tuple[str, ...]) -> IdempotencyStore:
+    return IdempotencyStore(server_clients.redis, secret, fallbacks=fallbacks)
 
 
 def json_response(

@@ -18,7 +18,8 @@ it). It is kept only when the client sent an Idempotency-Key, for at most 24 h,
 and sealed (encrypted and authenticated) under a key derived from SECRET_KEY,
 the tenant and the raw Idempotency-Key, which is never sent to Redis: reading
 Redis does not reveal it, and only the same API key of the same tenant, sending
-the same key and body, gets it back.
+the same key and body, gets it back. During a rotation, what the keys in
+SECRET_KEY_FALLBACKS sealed still opens.
 """
 
 from __future__ import annotations
@@ -72,9 +73,14 @@ class IdempotencyRefused(APIException):
         self.wait = refused.retry_after
 
 
-@functools.cache
 def idempotency_store() -> SyncIdempotencyStore:
-    return SyncIdempotencyStore(sync_client("control"), settings.SECRET_KEY)
+    """The store for the secret keys configured now (a rotation takes effect at once)."""
+    return store_for_secrets(settings.SECRET_KEY, tuple(settings.SECRET_KEY_FALLBACKS))
+
+
+@functools.lru_cache(maxsize=1)
+def store_for_secrets(secret: str, fallbacks: tuple[str, ...]) -> SyncIdempotencyStore:
+    return SyncIdempotencyStore(sync_client("control"), secret, fallbacks=fallbacks)
 
 
 def idempotent(action: Action[View, Params]) -> Action[View, Params]:

@@ -55,8 +55,9 @@ def pytest_runtest_makereport(
 
 @pytest.fixture
 def open_page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[OpenPage]:
-    """Pages in fresh contexts; each must have audited every document it loaded
-    (unless the test failed already: a failed step leaves its page unaudited)."""
+    """Pages in fresh contexts; each must have audited every document it loaded,
+    and the Content-Security-Policy must have refused nothing (unless the test
+    failed already: a failed step leaves its page unaudited)."""
     opened: list[tuple[BrowserContext, AuditedPage]] = []
 
     def open_at(viewport: Viewport) -> AuditedPage:
@@ -67,10 +68,12 @@ def open_page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Open
 
     yield open_at
     unaudited = [url for _, page in opened for url in page.unaudited()]
+    refused = [refusal for _, page in opened for refusal in page.refused_by_policy]
     for context, _ in opened:
         context.close()
     if not request.node.stash.get(CALL_FAILED, True):
         assert not unaudited, f"pages loaded and never checked with axe: {unaudited}"
+        assert not refused, "the Content-Security-Policy refused:\n" + "\n".join(refused)
 
 
 @pytest.fixture(scope="package")
