@@ -47,9 +47,9 @@ def licence_of(distribution: metadata.Distribution) -> str:
     """The SPDX expression (PEP 639) when declared, else the licence classifiers, else
     the License field's first line (some packages put the licence's whole text there)."""
     fields = distribution.metadata
-    expression = fields.get("License-Expression")
+    expression = fields.get_all("License-Expression") or []
     if expression:
-        return str(expression)
+        return str(expression[0])
     classifiers = [
         value.removeprefix(CLASSIFIER_PREFIX).removeprefix("OSI Approved :: ")
         for value in fields.get_all("Classifier") or []
@@ -57,7 +57,7 @@ def licence_of(distribution: metadata.Distribution) -> str:
     ]
     if classifiers:
         return "; ".join(classifiers)
-    lines = str(fields.get("License") or "").strip().splitlines()
+    lines = "\n".join(fields.get_all("License") or []).strip().splitlines()
     return lines[0].strip()[:MAX_LICENCE_FIELD_CHARACTERS] if lines else "not declared"
 
 
