@@ -16,13 +16,15 @@ $(VENV)/.installed: requirements/dev.lock
 	touch $@
 
 # Compile the hashed locks again after editing requirements/*.txt (uv keeps every pin
-# it can; LOCK_ARGS=--upgrade moves them all, --upgrade-package NAME one).
+# it can; LOCK_ARGS=--upgrade moves them all, --upgrade-package=NAME one), install the
+# new tree and write the licence report from its metadata.
 LOCK := $(VENV)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11 \
 	--python-platform x86_64-unknown-linux-gnu --annotation-style line \
 	--custom-compile-command "make lock" $(LOCK_ARGS)
 lock:
 	$(LOCK) requirements/dev.txt -o requirements/dev.lock
 	$(LOCK) requirements/base.txt requirements/s3.txt -c requirements/dev.lock -o requirements/runtime.lock
+	$(MAKE) --no-print-directory $(VENV)/.installed
 	$(PY) requirements/licences.py --write docs/licences.md
 
 run: $(VENV)/.installed
