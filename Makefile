@@ -21,7 +21,7 @@ $(VENV)/.installed: requirements/dev.lock
 LOCK := $(VENV)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11 \
 	--python-platform x86_64-unknown-linux-gnu --annotation-style line \
 	--custom-compile-command "make lock" $(LOCK_ARGS)
-lock:
+lock: $(VENV)/.installed
 	$(LOCK) requirements/dev.txt -o requirements/dev.lock
 	$(LOCK) requirements/base.txt requirements/s3.txt -c requirements/dev.lock -o requirements/runtime.lock
 	$(MAKE) --no-print-directory $(VENV)/.installed

@@ -36,7 +36,7 @@ def osv_url() -> str:
 
 def unreachable_reason(url: str) -> str | None:
     """Why the advisory database at `url` cannot be queried, or None when it answers."""
-    request = urllib.request.Request(  # noqa: S310 - an http(s) URL from our settings
+    request = urllib.request.Request(  # noqa: S310 - https, or PIP_AUDIT_OSV_URL
         url,
         data=json.dumps(PROBE_QUERY).encode(),
         headers={"Content-Type": "application/json"},
