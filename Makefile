@@ -6,12 +6,26 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK := $(PY) -m aiaas.launcher
 
-.PHONY: run test check lint typecheck migrations-check pytest openapi screenshots bench-provisioning bench-gateway bench-routing bench-routing-adaptation bench-realtime bench-billing bench-ingestion bench-evals bench-analytics bench-degrade bench-tenants bench-capacity load clean
+.PHONY: run test check audit lock lint typecheck migrations-check pytest openapi screenshots bench-provisioning bench-gateway bench-routing bench-routing-adaptation bench-realtime bench-billing bench-ingestion bench-evals bench-analytics bench-degrade bench-tenants bench-capacity load clean
 
-$(VENV)/.installed: requirements/base.txt requirements/embedded.txt requirements/training.txt requirements/dev.txt requirements/lock.txt
+# Every package from the hashed development lock: pip refuses a file whose sha256 is not
+# in it, and a dependency the lock leaves out (docs/deploy.md, "Supply chain").
+$(VENV)/.installed: requirements/dev.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/dev.txt -c requirements/lock.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements/dev.lock
 	touch $@
+
+# Compile the hashed locks again after editing requirements/*.txt (uv keeps every pin
+# it can; LOCK_ARGS=--upgrade moves them all, --upgrade-package=NAME one), install the
+# new tree and write the licence report from its metadata.
+LOCK := $(VENV)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11 \
+	--python-platform x86_64-unknown-linux-gnu --annotation-style line \
+	--custom-compile-command "make lock" $(LOCK_ARGS)
+lock: $(VENV)/.installed
+	$(LOCK) requirements/dev.txt -o requirements/dev.lock
+	$(LOCK) requirements/base.txt requirements/s3.txt -c requirements/dev.lock -o requirements/runtime.lock
+	$(MAKE) --no-print-directory $(VENV)/.installed
+	$(PY) requirements/licences.py --write docs/licences.md
 
 run: $(VENV)/.installed
 	$(STACK) run
@@ -21,11 +35,16 @@ test: $(VENV)/.installed
 
 # The checks `make test` runs, with the services already configured.
 # The alert rule tests need promtool (`apt-get install -y prometheus`; skipped without it).
-check: lint typecheck migrations-check pytest
+check: lint typecheck migrations-check audit pytest
 
 lint:
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# The locks against the OSV advisory database; one line and no failure when it cannot
+# be reached (an offline machine), a failure for any known vulnerability.
+audit:
+	$(PY) requirements/audit.py requirements/dev.lock requirements/runtime.lock
 
 typecheck:
 	$(VENV)/bin/mypy .

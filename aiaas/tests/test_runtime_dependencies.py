@@ -67,17 +67,12 @@ def test_the_runtime_lock_holds_no_training_or_test_package() -> None:
 
 
 def test_the_runtime_lock_pins_what_the_requirements_and_the_development_lock_pin() -> None:
-    runtime, development = pins("runtime.lock"), pins("lock.txt")
+    runtime, development = pins("runtime.lock"), pins("dev.lock")
     direct = {**pins("base.txt"), **pins("s3.txt")}
 
-    shared = {package: version for package, version in runtime.items() if package in development}
-
     assert {package: runtime.get(package) for package in direct} == direct
-    assert {package: development[package] for package in shared} == shared
-    # Only in the image: object storage's client, and redis-py's backport for Python
-    # before 3.11.3 (the lock is compiled for 3.11 as a whole).
-    image_only = {*pins("s3.txt"), "async-timeout"} - set(development)
-    assert sorted(set(runtime) - set(development)) == sorted(image_only)
+    # The development lock includes the image's requirements: one version of each package.
+    assert {package: development.get(package) for package in runtime} == runtime
     assert (ROOT / "requirements" / "runtime.lock").read_text().count("--hash=sha256:") > 2 * len(runtime)
 
 
