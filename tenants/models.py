@@ -120,10 +120,6 @@ class Tenant(TenantMixin):
     # as copies of the template; never drop a schema by deleting a row.
     auto_create_schema = True
     auto_drop_schema = False
-    # django-tenants' clone_schema() (the fallback without pg_dump) copies the
-    # template's structure only; its migrations are then faked in the new schema.
-    clone_mode = "NODATA"
-
     objects = TenantQuerySet.as_manager()
 
     def save(self, *args: Any, **kwargs: Any) -> None:
@@ -145,20 +141,23 @@ class Tenant(TenantMixin):
         """The template's dump replayed (tenants/batch.py) where django-tenants would
         run its clone_schema(), whose catalog queries grow with every relation in
         the database: 20 s a tenant at 1,000 tenants, 55 s at 3,000 (bench/README.md).
-        The dump carries the template's migration records, so nothing is faked
-        after. Without pg_dump (PG_DUMP unset, none on PATH), django-tenants' way
-        (clone_mode). Neither copies the template's rows (docs/decisions/0041)."""
+        Without pg_dump (PG_DUMP unset, none on PATH), the template cloned. Either
+        way the new schema has the template's structure and, of its rows, only the
+        migration records, content types and permissions (docs/decisions/0041)."""
         from django.conf import settings
         from django.db import connection
         from django_tenants.utils import schema_exists
 
-        from tenants.batch import create_schema_from_template, pg_dump_available
+        from tenants.batch import clone_template, create_schema_from_template, pg_dump_available
 
-        if not (sync_schema and settings.TENANT_CREATION_FAKES_MIGRATIONS and pg_dump_available()):
+        if not (sync_schema and settings.TENANT_CREATION_FAKES_MIGRATIONS):
             return bool(super().create_schema(check_if_exists, sync_schema, verbosity))  # type: ignore[no-untyped-call]
         if check_if_exists and schema_exists(self.schema_name):
             return False
-        create_schema_from_template(self.schema_name)
+        if pg_dump_available():
+            create_schema_from_template(self.schema_name)
+        else:
+            clone_template(self.schema_name)
         connection.set_schema_to_public()  # type: ignore[attr-defined]  # django-tenants' backend
         return True
 
