@@ -181,14 +181,19 @@ def create_schema_from_template(schema: str) -> None:
 
 def clone_template(schema: str) -> None:
     """One tenant's schema where there is no pg_dump: django-tenants' clone_schema()
-    of the template's structure, then the rows of TEMPLATE_TABLES_WITH_ROWS, as
-    the dump carries them. Its own mode that copies rows would copy them all; and
-    faking the migrations after a clone without rows, its other way, leaves no
-    content types or permissions (a faked migration renders no models)."""
+    of the template's structure, its sequences restarted, then the rows of
+    TEMPLATE_TABLES_WITH_ROWS, as the dump carries them. Its own mode that
+    copies rows would copy them all; and faking the migrations after a clone
+    without rows, its other way, leaves no content types or permissions (a
+    faked migration renders no models)."""
     check_schema_name(schema)
     with transaction.atomic():
         CloneSchema().clone_schema(settings.TENANT_BASE_SCHEMA, schema, "NODATA")
         with connection.cursor() as cursor:
+            # The clone keeps the template's sequence positions; ids start at 1, as from the dump.
+            cursor.execute("SELECT sequencename FROM pg_sequences WHERE schemaname = %s", [schema])
+            for (sequence,) in cursor.fetchall():
+                cursor.execute(f"ALTER SEQUENCE {schema}.{connection.ops.quote_name(sequence)} RESTART")
             for table in TEMPLATE_TABLES_WITH_ROWS:
                 source, target = f"{settings.TENANT_BASE_SCHEMA}.{table}", f"{schema}.{table}"
                 cursor.execute(f"INSERT INTO {target} SELECT * FROM {source}")  # noqa: S608 - checked names
