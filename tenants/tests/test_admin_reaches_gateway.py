@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Mapping
 from datetime import timedelta
 
 import httpx
@@ -61,7 +62,7 @@ def status_within(gateway: str, key: str, expected: int) -> int:
     return status
 
 
-def staff_post(path: str, data: dict[str, object]) -> int:
+def staff_post(path: str, data: Mapping[str, object]) -> int:
     """POST as staff through the real admin, committed as a request's would be."""
 
     def post() -> int:
