@@ -199,7 +199,13 @@ UNCACHED_KEY_FIELDS = frozenset({"last_used_at"})
 
 
 class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
-    """Updates and deletes tell the gateways to drop the keys (tenants/gateway_cache.py)."""
+    """Writes tell the gateways to drop the keys, or that their prefixes were
+    unknown (tenants/gateway_cache.py)."""
+
+    def bulk_create(self, *args: Any, **kwargs: Any) -> list[ApiKey]:
+        created = super().bulk_create(*args, **kwargs)
+        forget_keys_after_commit(api_key.prefix for api_key in created)
+        return created
 
     def update(self, **kwargs: Any) -> int:
         if set(kwargs) <= UNCACHED_KEY_FIELDS:

@@ -26,6 +26,7 @@ from tenants.services import (
     IssuedApiKey,
     ProvisionedTenant,
     create_api_key,
+    generate_api_key_secret,
     provision_tenant,
     set_tenants_active,
 )
@@ -141,6 +142,24 @@ def test_a_bare_queryset_update_reaches_the_gateway_within_a_second(
     committed(lambda: ApiKey.objects.filter(pk=issued.api_key.pk).update(expires_at=expired))
 
     assert status_within(listening, issued.secret, 401) == 401
+
+
+def test_a_key_made_by_a_bare_bulk_create_works_on_the_gateway_within_a_second(
+    listening: str, serving_tenant: TenantFixture
+) -> None:
+    prefix, secret, full_key = generate_api_key_secret()
+    assert status_of(listening, full_key) == 401  # its prefix is now remembered as unknown
+    api_key = ApiKey(
+        tenant=serving_tenant.tenant,
+        name="bulk",
+        prefix=prefix,
+        secret_hash=ApiKey.hash_secret(secret),
+        scopes=[ApiKeyScope.INFERENCE],
+    )
+
+    committed(lambda: ApiKey.objects.bulk_create([api_key]))
+
+    assert status_within(listening, full_key, 200) == 200
 
 
 @pytest.fixture(scope="module")
