@@ -8,11 +8,10 @@ from typing import Any
 
 import stripe
 
-from aiaas.redis_clients import sync_client
 from billing.models import BillingAccount, Plan
 from billing.stripe_api import stripe_client
-from tenants.models import ApiKey, Tenant
-from tenants.services import API_KEY_REVOKED_CHANNEL
+from tenants.gateway_cache import publish_key_changes
+from tenants.models import Tenant, prefixes_of_tenants
 
 
 class BillingError(Exception):
@@ -89,15 +88,9 @@ def create_portal_session(tenant: Tenant, return_url: str) -> str:
 
 def refresh_gateway_limits(tenant_ids: Iterable[int]) -> None:
     """Make every gateway process reload these tenants' keys, and with them the
-    plan and billing period, at once: the key cache evicts a key whose prefix
-    is published on the revocation channel (gateway/auth.py)."""
-    prefixes = list(ApiKey.objects.filter(tenant_id__in=list(tenant_ids)).values_list("prefix", flat=True))
-    if not prefixes:
-        return
-    with sync_client("control").pipeline(transaction=False) as pipeline:
-        for prefix in prefixes:
-            pipeline.publish(API_KEY_REVOKED_CHANNEL, prefix)
-        pipeline.execute()
+    plan and billing period, at once (tenants/gateway_cache.py). Writes of a
+    tenant or a key announce themselves; a plan's or a billing account's call this."""
+    publish_key_changes(prefixes_of_tenants(tenant_ids))
 
 
 def plan_changed(plan: Plan) -> None:

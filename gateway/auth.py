@@ -1,10 +1,14 @@
 """API keys on the gateway's hot path, without a database query per request.
 
-A resolved key is cached in-process for KEY_CACHE_SECONDS. Revoking a key
-(tenants.services.revoke_api_key) publishes its prefix on a Redis channel
-that every gateway process listens to, so a revoked key stops working at
-once, not after the cache expires. If the subscription drops, the cache is
-cleared before listening again, so nothing revoked meanwhile survives.
+A resolved key is cached in-process for KEY_CACHE_SECONDS, with its tenant,
+plan and billing account. Every committed write of a key or its tenant
+(revocation, scopes, expiry, the tenant's active flag or plan; through the
+API, the dashboard or the admin) publishes the key's prefix on a Redis
+channel that every gateway process listens to (tenants/gateway_cache.py), so
+the change holds at once, not after the cache expires. A lookup that an
+eviction overtook is not cached: it may have read the row before the write.
+If the subscription drops, the cache is cleared before listening again, so
+nothing changed meanwhile survives.
 
 A wrong key is remembered (tenants/rejected_keys.py), so repeating it costs no
 query; creating a key publishes its prefix on the same channel. At most
@@ -25,10 +29,11 @@ from django.conf import settings
 
 from aiaas import logs
 from gateway.errors import GatewayError
+from tenants.gateway_cache import API_KEY_CHANGED_CHANNEL
 from tenants.models import ApiKey
 from tenants.rejected_keys import RejectedApiKeys, find_usable_api_key_remembering, rejected_api_keys
 from tenants.selectors import API_KEY_PATTERN
-from tenants.services import API_KEY_REVOKED_CHANNEL, record_api_key_use
+from tenants.services import record_api_key_use
 
 KEY_CACHE_SECONDS = 30.0
 logger = logging.getLogger(__name__)
@@ -46,6 +51,7 @@ class ApiKeyCache:
         self.redis = redis
         self.rejected = rejected
         self._entries: dict[str, CachedKey] = {}
+        self._evictions = 0
         self._lookups = asyncio.Semaphore(settings.API_KEY_LOOKUP_CONCURRENCY)
         self._listener: asyncio.Task[None] | None = None
 
@@ -62,17 +68,24 @@ class ApiKeyCache:
             return entry.api_key
         if self.rejected.is_rejected(match["prefix"], raw_key):
             return None
+        evictions = self._evictions
         async with self._lookups:
             api_key = await sync_to_async(find_usable_and_touch, thread_sensitive=False)(raw_key)
         if api_key is None:
             self._entries.pop(match["prefix"], None)
             return None
-        self._entries[match["prefix"]] = CachedKey(api_key, raw_key, now)
+        if self._evictions == evictions:
+            self._entries[match["prefix"]] = CachedKey(api_key, raw_key, now)
         return api_key
 
     def evict(self, prefix: str) -> None:
+        self._evictions += 1
         self._entries.pop(prefix, None)
         self.rejected.forget_prefix(prefix)
+
+    def evict_all(self) -> None:
+        self._evictions += 1
+        self._entries.clear()
 
     def _ensure_listening(self) -> None:
         if self._listener is None or self._listener.done():
@@ -82,14 +95,14 @@ class ApiKeyCache:
         while True:
             try:
                 async with self.redis.pubsub() as pubsub:
-                    await pubsub.subscribe(API_KEY_REVOKED_CHANNEL)
-                    self._entries.clear()
+                    await pubsub.subscribe(API_KEY_CHANGED_CHANNEL)
+                    self.evict_all()
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
                             self.evict(message["data"].decode())
             except (aioredis.RedisError, OSError) as error:
-                logger.warning("api key revocation listener lost Redis: %s", error)
-                self._entries.clear()
+                logger.warning("api key change listener lost Redis: %s", error)
+                self.evict_all()
                 self.rejected.clear()  # a key created meanwhile must not stay refused
                 await asyncio.sleep(1.0)  # a cancellation here ends the listener, as anywhere else
 

@@ -56,7 +56,6 @@ from aiaas.redis_clients import sync_client
 from aiaas.stream_queue import DeadLetter, Entry, StreamQueue, StreamQueueUnavailableError
 from request_logs.models import RequestLog
 from tenants.models import Tenant
-from tenants.services import publish_revocations
 
 logger = logging.getLogger(__name__)
 
@@ -412,8 +411,6 @@ def update_logging_settings(tenant: Tenant, *, enabled: bool, retention_days: in
         request_logging_enabled=enabled, request_log_retention_days=retention_days
     )
     tenant.request_logging_enabled, tenant.request_log_retention_days = enabled, retention_days
-    prefixes = list(tenant.api_keys.values_list("prefix", flat=True))
-    transaction.on_commit(lambda: publish_revocations(prefixes), robust=True)
     logger.info(
         "request logging settings changed",
         extra={

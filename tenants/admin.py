@@ -1,13 +1,18 @@
+"""Staff's pages for tenants and keys. Every change they make, one object or an
+action over many, reaches the gateways' caches once it commits: the models
+announce their writes (tenants/gateway_cache.py)."""
+
 from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django_tenants.admin import TenantAdminMixin
 
 from tenants.models import ApiKey, Domain, Tenant
-from tenants.services import set_cors_allowed_origins
+from tenants.services import revoke_api_key, set_cors_allowed_origins, set_tenants_active
 
 
 class DomainInline(admin.TabularInline):  # type: ignore[type-arg]
@@ -30,12 +35,23 @@ class TenantAdmin(TenantAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg,
     search_fields = ("slug", "name", "schema_name")
     readonly_fields = ("schema_name", "created_at", "updated_at")
     inlines = [DomainInline]
+    actions = ["deactivate", "activate"]
 
     def save_model(self, request: HttpRequest, obj: Tenant, form: Any, change: bool) -> None:
         """CORS origins through the service: normalized, and the caches told."""
         origins = form.cleaned_data.get("cors_allowed_origins", obj.cors_allowed_origins)
         super().save_model(request, obj, form, change)
         set_cors_allowed_origins(obj, origins)
+
+    @admin.action(description="Deactivate the selected tenants (their keys are refused at once)")
+    def deactivate(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
+        changed = set_tenants_active(queryset, active=False)
+        self.message_user(request, f"{changed} tenant(s) deactivated.", messages.SUCCESS)
+
+    @admin.action(description="Activate the selected tenants")
+    def activate(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
+        changed = set_tenants_active(queryset, active=True)
+        self.message_user(request, f"{changed} tenant(s) activated.", messages.SUCCESS)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Tenants are provisioned (schema clone, owner, key) by the signup page
@@ -56,8 +72,18 @@ class DomainAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 class ApiKeyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     """Keys are shown by prefix only; the secret hash is never displayed."""
 
-    list_display = ("prefix", "name", "tenant", "scopes", "expires_at", "revoked_at", "last_used_at")
-    list_filter = ("revoked_at",)
+    list_display = (
+        "prefix",
+        "name",
+        "tenant",
+        "scopes",
+        "priority",
+        "expires_at",
+        "revoked_at",
+        "last_used_at",
+    )
+    list_filter = ("revoked_at", "priority")
+    actions = ["revoke"]
     search_fields = ("prefix", "name", "tenant__slug")
     fields = (
         "tenant",
@@ -66,6 +92,7 @@ class ApiKeyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "scopes",
         "allowed_models",
         "expires_at",
+        "priority",
         # Overrides of the plan's per-key limits; empty means the plan's.
         "requests_per_minute",
         "tokens_per_minute",
@@ -77,6 +104,11 @@ class ApiKeyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "created_at",
     )
     readonly_fields = ("tenant", "prefix", "last_used_at", "created_by", "created_at")
+
+    @admin.action(description="Revoke the selected keys")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        revoked = sum(revoke_api_key(api_key) for api_key in queryset)
+        self.message_user(request, f"{revoked} key(s) revoked.", messages.SUCCESS)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # a key made here could never be shown to anyone

@@ -1,9 +1,12 @@
 """Tenant schemas made by replaying the template schema's dump; many tenants at once.
 
 The template (`tenant_template`) is dumped with pg_dump (tables, sequences,
-indexes, constraints and its rows as INSERTs) once per state of it and cached;
-a new schema is that script run with the schema name replaced. The dump
-carries the template's django_migrations rows, so nothing is faked afterwards.
+indexes, constraints) once per state of it and cached; a new schema is that
+script run with the schema name replaced. Of the template's rows the dump
+carries only those the code derives (TEMPLATE_TABLES_WITH_ROWS: the migration
+records, so nothing is faked afterwards, and post_migrate's content types and
+permissions); anything else written into the template stays there
+(docs/decisions/0041).
 `Tenant.create_schema` uses it for every signup (django-tenants' clone_schema()
 slows with the size of the catalog: docs/tenant-scale.md), and
 `provision_tenants` for thousands at once (an import, the tenant-scale bench),
@@ -29,6 +32,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
+from django_tenants.clone import CloneSchema
 from django_tenants.utils import schema_context
 from psycopg.conninfo import make_conninfo
 
@@ -51,7 +55,10 @@ from tenants.services import (
 # Session settings pg_dump emits for a restore; a batch runs in our own session,
 # so they are dropped (every name in the dump is schema-qualified).
 _SESSION_LINES = re.compile(r"^(SET |SELECT pg_catalog\.set_config\()")
-TEMPLATE_DUMP_CACHE_KEY = "tenants:template-dump:{fingerprint}"
+# Renamed when what a dump holds changed: a dump cached with the template's rows is never replayed.
+TEMPLATE_DUMP_CACHE_KEY = "tenants:template-structure:{fingerprint}"
+# The template's tables whose rows every new schema needs, all derived from the code.
+TEMPLATE_TABLES_WITH_ROWS = ("django_migrations", "django_content_type", "auth_permission")
 _CONNINFO_KEYS = {"dbname", "host", "port", "user", "password", "sslmode", "sslrootcert", "sslcert", "sslkey"}
 
 
@@ -87,7 +94,8 @@ def pg_dump_available() -> bool:
 
 
 def template_dump() -> str:
-    """The template schema's DDL and rows, comments and session settings removed."""
+    """The template schema's DDL and the rows of TEMPLATE_TABLES_WITH_ROWS, comments
+    and session settings removed."""
     params = connection.get_connection_params()
     conninfo = make_conninfo(
         **{key: str(value) for key, value in params.items() if key in _CONNINFO_KEYS and value is not None}
@@ -100,6 +108,10 @@ def template_dump() -> str:
         "--no-privileges",
         "--inserts",
         "--rows-per-insert=1000",
+        *(
+            f'--exclude-table-data="{settings.TENANT_BASE_SCHEMA}"."{relation}"'
+            for relation in template_relations_without_rows()
+        ),
     ]
     result = subprocess.run(command, check=False, capture_output=True, text=True)  # noqa: S603 - pg_dump, our arguments
     if result.returncode:
@@ -110,6 +122,29 @@ def template_dump() -> str:
         for line in dump.splitlines()
         if line and not line.startswith("--") and not _SESSION_LINES.match(line)
     )
+
+
+def template_relations_without_rows() -> list[str]:
+    """The template's tables and sequences whose contents a dump leaves out: all but
+    TEMPLATE_TABLES_WITH_ROWS and the sequences those own (their ids continue)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT relation.relname FROM pg_class relation
+            JOIN pg_namespace schema ON schema.oid = relation.relnamespace
+            WHERE schema.nspname = %(schema)s AND relation.relkind IN ('r', 'p', 'S')
+              AND NOT relation.relname = ANY(%(kept)s)
+              AND NOT EXISTS (
+                SELECT 1 FROM pg_depend owned JOIN pg_class owner ON owner.oid = owned.refobjid
+                WHERE owned.classid = 'pg_class'::regclass AND owned.objid = relation.oid
+                  AND owned.deptype IN ('a', 'i') AND owner.relnamespace = schema.oid
+                  AND owner.relname = ANY(%(kept)s)
+              )
+            ORDER BY relation.relname
+            """,
+            {"schema": settings.TENANT_BASE_SCHEMA, "kept": list(TEMPLATE_TABLES_WITH_ROWS)},
+        )
+        return [name for (name,) in cursor.fetchall()]
 
 
 def template_fingerprint() -> str:
@@ -138,11 +173,42 @@ def cached_template_dump() -> str:
 
 def create_schema_from_template(schema: str) -> None:
     """One tenant's schema from the cached dump, in its own transaction."""
-    if not re.fullmatch(r"[a-z_][a-z0-9_]*", schema):
-        raise ValueError(f"not a schema name the dump can take unquoted: {schema!r}")
+    check_schema_name(schema)
     script = schema_script(cached_template_dump(), schema)
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(script)
+
+
+def clone_template(schema: str) -> None:
+    """One tenant's schema where there is no pg_dump: django-tenants' clone_schema()
+    of the template's structure, its sequences restarted, then the rows of
+    TEMPLATE_TABLES_WITH_ROWS, as the dump carries them. Its own mode that
+    copies rows would copy them all; and faking the migrations after a clone
+    without rows, its other way, leaves no content types or permissions (a
+    faked migration renders no models)."""
+    check_schema_name(schema)
+    with transaction.atomic():
+        CloneSchema().clone_schema(settings.TENANT_BASE_SCHEMA, schema, "NODATA")
+        with connection.cursor() as cursor:
+            # The clone keeps the template's sequence positions; ids start at 1, as from the dump.
+            cursor.execute("SELECT sequencename FROM pg_sequences WHERE schemaname = %s", [schema])
+            for (sequence,) in cursor.fetchall():
+                cursor.execute(f"ALTER SEQUENCE {schema}.{connection.ops.quote_name(sequence)} RESTART")
+            for table in TEMPLATE_TABLES_WITH_ROWS:
+                source, target = f"{settings.TENANT_BASE_SCHEMA}.{table}", f"{schema}.{table}"
+                cursor.execute(f"INSERT INTO {target} SELECT * FROM {source}")  # noqa: S608 - checked names
+                cursor.execute(_CONTINUE_IDS.format(table=target), [target])
+
+
+# The id sequence of a table whose rows were copied continues after their ids.
+_CONTINUE_IDS = (
+    "SELECT setval(pg_get_serial_sequence(%s, 'id'), coalesce(max(id), 1), max(id) IS NOT NULL) FROM {table}"
+)
+
+
+def check_schema_name(schema: str) -> None:
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*", schema):
+        raise ValueError(f"not a schema name the dump can take unquoted: {schema!r}")
 
 
 def schema_script(dump: str, schema: str) -> str:

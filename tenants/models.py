@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from django.contrib.postgres.fields import ArrayField
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
@@ -14,6 +16,7 @@ from django.utils import timezone
 from django_tenants.models import DomainMixin, TenantMixin
 
 from aiaas.cors import ORIGIN_PATTERN
+from tenants.gateway_cache import forget_keys_after_commit
 
 SLUG_PATTERN = r"^[a-z](?:[a-z0-9-]{0,30}[a-z0-9])?$"
 MAX_CORS_ORIGINS = 20
@@ -45,6 +48,27 @@ RESERVED_SLUGS = frozenset(
         "dashboard",
     }
 )
+
+
+class TenantQuerySet(models.QuerySet["Tenant"]):
+    """Updates and deletes tell the gateways to drop the tenants' keys, which they
+    cache with the tenant (tenants/gateway_cache.py)."""
+
+    def update(self, **kwargs: Any) -> int:
+        tenant_ids = list(self.values_list("pk", flat=True))
+        updated = super().update(**kwargs)
+        forget_keys_after_commit(prefixes_of_tenants(tenant_ids))
+        return updated
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        prefixes = prefixes_of_tenants(self.values_list("pk", flat=True))
+        deleted = super().delete()
+        forget_keys_after_commit(prefixes)
+        return deleted
+
+
+def prefixes_of_tenants(tenant_ids: Iterable[int]) -> list[str]:
+    return list(ApiKey.objects.filter(tenant_id__in=list(tenant_ids)).values_list("prefix", flat=True))
 
 
 class Tenant(TenantMixin):
@@ -96,6 +120,20 @@ class Tenant(TenantMixin):
     # as copies of the template; never drop a schema by deleting a row.
     auto_create_schema = True
     auto_drop_schema = False
+    objects = TenantQuerySet.as_manager()
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Saved, and once committed the gateways drop this tenant's keys."""
+        adding = self._state.adding
+        super().save(*args, **kwargs)  # type: ignore[no-untyped-call]
+        if not adding:
+            forget_keys_after_commit(prefixes_of_tenants([self.pk]))
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        prefixes = prefixes_of_tenants([self.pk])
+        deleted: tuple[int, dict[str, int]] = super().delete(*args, **kwargs)  # type: ignore[no-untyped-call]
+        forget_keys_after_commit(prefixes)
+        return deleted
 
     def create_schema(
         self, check_if_exists: bool = False, sync_schema: bool = True, verbosity: int = 1
@@ -103,19 +141,23 @@ class Tenant(TenantMixin):
         """The template's dump replayed (tenants/batch.py) where django-tenants would
         run its clone_schema(), whose catalog queries grow with every relation in
         the database: 20 s a tenant at 1,000 tenants, 55 s at 3,000 (bench/README.md).
-        The dump carries the template's django_migrations rows, so nothing is faked
-        after. Without pg_dump (PG_DUMP unset, none on PATH), django-tenants' way."""
+        Without pg_dump (PG_DUMP unset, none on PATH), the template cloned. Either
+        way the new schema has the template's structure and, of its rows, only the
+        migration records, content types and permissions (docs/decisions/0041)."""
         from django.conf import settings
         from django.db import connection
         from django_tenants.utils import schema_exists
 
-        from tenants.batch import create_schema_from_template, pg_dump_available
+        from tenants.batch import clone_template, create_schema_from_template, pg_dump_available
 
-        if not (sync_schema and settings.TENANT_CREATION_FAKES_MIGRATIONS and pg_dump_available()):
+        if not (sync_schema and settings.TENANT_CREATION_FAKES_MIGRATIONS):
             return bool(super().create_schema(check_if_exists, sync_schema, verbosity))  # type: ignore[no-untyped-call]
         if check_if_exists and schema_exists(self.schema_name):
             return False
-        create_schema_from_template(self.schema_name)
+        if pg_dump_available():
+            create_schema_from_template(self.schema_name)
+        else:
+            clone_template(self.schema_name)
         connection.set_schema_to_public()  # type: ignore[attr-defined]  # django-tenants' backend
         return True
 
@@ -152,6 +194,34 @@ class ApiKeyPriority(models.TextChoices):
     HIGH = "high", "High: never shed"
 
 
+# Written on use (tenants.services.record_api_key_use) and read by no gateway.
+UNCACHED_KEY_FIELDS = frozenset({"last_used_at"})
+
+
+class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
+    """Writes tell the gateways to drop the keys, or that their prefixes were
+    unknown (tenants/gateway_cache.py)."""
+
+    def bulk_create(self, *args: Any, **kwargs: Any) -> list[ApiKey]:
+        created = super().bulk_create(*args, **kwargs)
+        forget_keys_after_commit(api_key.prefix for api_key in created)
+        return created
+
+    def update(self, **kwargs: Any) -> int:
+        if set(kwargs) <= UNCACHED_KEY_FIELDS:
+            return super().update(**kwargs)
+        prefixes = list(self.values_list("prefix", flat=True))
+        updated = super().update(**kwargs)
+        forget_keys_after_commit(prefixes)
+        return updated
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        prefixes = list(self.values_list("prefix", flat=True))
+        deleted = super().delete()
+        forget_keys_after_commit(prefixes)
+        return deleted
+
+
 class ApiKey(models.Model):
     """A tenant's API key: a visible prefix plus a secret stored only as a hash.
 
@@ -183,6 +253,8 @@ class ApiKey(models.Model):
     )
     created_at = models.DateTimeField(default=timezone.now)
 
+    objects = ApiKeyQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["tenant", "-created_at"])]
@@ -197,6 +269,19 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Saved (created too), and once committed the gateways drop their copy of
+        the key, or forget that its prefix was unknown."""
+        super().save(*args, **kwargs)
+        update_fields = kwargs.get("update_fields")
+        if update_fields is None or not set(update_fields) <= UNCACHED_KEY_FIELDS:
+            forget_keys_after_commit([self.prefix])
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        deleted = super().delete(*args, **kwargs)
+        forget_keys_after_commit([self.prefix])
+        return deleted
 
     @staticmethod
     def hash_secret(secret: str) -> str:

@@ -5,8 +5,8 @@ query (and under ASGI a connection) per request. Each process now remembers,
 for REJECTED_API_KEY_SECONDS and at most REJECTED_API_KEY_ENTRIES at a time:
 
 - a prefix no row has, by prefix. Creating a key
-  forgets its prefix in this process at once and publishes it on
-  API_KEY_REVOKED_CHANNEL (tenants.services.create_api_key), on which every
+  forgets its prefix in this process at once (tenants.services.create_api_key)
+  and, once committed, publishes it (tenants/gateway_cache.py), on which every
   gateway process forgets it too; prefixes are 12 random characters, so only
   someone who guessed a new key's prefix beforehand could meet a stale entry,
   and only until it expires;

@@ -17,6 +17,7 @@ from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.core.management import call_command
 from django.db import connection, transaction
+from django.db.models import QuerySet
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -25,7 +26,6 @@ from django_tenants.utils import schema_exists, tenant_context
 from accounts.models import Role, User
 from accounts.throttling import SIGNUPS, SIGNUPS_PER_IP, VERIFICATION_EMAILS_PER_TENANT, tenant_scope
 from aiaas.cors import normalized_origins
-from aiaas.redis_clients import sync_client
 from billing.models import Plan
 from tenants.cors import known_origins
 from tenants.models import (
@@ -39,10 +39,8 @@ from tenants.models import (
     Tenant,
 )
 from tenants.rejected_keys import rejected_api_keys
-from tenants.selectors import api_keys_of
 
 API_KEY_PREFIX_LENGTH = 12
-API_KEY_REVOKED_CHANNEL = "api-key-revoked"
 _ALPHABET = string.ascii_letters + string.digits
 logger = logging.getLogger(__name__)
 
@@ -194,7 +192,7 @@ def provision_tenant(
             created_by=created.owner.email,
         )
     except Exception:
-        created.tenant.delete(force_drop=True)  # type: ignore[no-untyped-call]
+        created.tenant.delete(force_drop=True)
         raise
     return ProvisionedTenant(created.tenant, created.domain, created.owner, created.owner_password, issued)
 
@@ -235,14 +233,14 @@ def create_tenant(
         plan=plan,
         email_verified_at=timezone.now() if email_verified else None,
     )
-    tenant.save(verbosity=0)  # type: ignore[no-untyped-call]  # copies the template schema (Tenant.create_schema)
+    tenant.save(verbosity=0)  # copies the template schema (Tenant.create_schema)
     try:
         with transaction.atomic():
             domain = Domain.objects.create(domain=tenant_domain_name(slug), tenant=tenant, is_primary=True)
             with tenant_context(tenant):
                 owner = User.objects.create_user(owner_email, owner_password, role=Role.OWNER)
     except Exception:
-        tenant.delete(force_drop=True)  # type: ignore[no-untyped-call]
+        tenant.delete(force_drop=True)
         raise
     return NewTenant(tenant, domain, owner, generated_password)
 
@@ -287,7 +285,7 @@ def create_api_key(
     """Issue a key; `limit_overrides` are ApiKey.LIMIT_FIELDS (None: the plan's).
 
     Its prefix is forgotten by every process that remembered it as unknown
-    (tenants/rejected_keys.py): here at once, elsewhere when it is published.
+    (tenants/rejected_keys.py): here at once, in the gateways once it commits.
     """
     prefix, secret, full_key = generate_api_key_secret()
     rejected_api_keys.forget_prefix(prefix)
@@ -303,7 +301,6 @@ def create_api_key(
         priority=ApiKeyPriority(priority),
         **checked_limit_fields(limit_overrides),
     )
-    transaction.on_commit(lambda: publish_revocation(prefix), robust=True)
     return IssuedApiKey(api_key=api_key, secret=full_key)
 
 
@@ -319,7 +316,6 @@ def update_api_key(api_key: ApiKey, changes: dict[str, Any]) -> ApiKey:
     for field, value in changes.items():
         setattr(api_key, field, value)
     api_key.save(update_fields=list(changes))
-    transaction.on_commit(lambda: publish_revocation(api_key.prefix), robust=True)
     return api_key
 
 
@@ -332,26 +328,14 @@ def checked_limit_fields(overrides: dict[str, Any]) -> dict[str, Any]:
 def revoke_api_key(api_key: ApiKey) -> bool:
     """Revoke once; returns False if it was already revoked.
 
-    After commit, the prefix is published on API_KEY_REVOKED_CHANNEL so every
-    gateway process drops the key from its cache at once.
+    Every gateway process drops the key from its cache once this commits
+    (tenants/gateway_cache.py).
     """
     now = timezone.now()
     updated = ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=now)
     if updated:
         api_key.revoked_at = now
-        transaction.on_commit(lambda: publish_revocation(api_key.prefix), robust=True)
     return bool(updated)
-
-
-def publish_revocation(prefix: str) -> None:
-    """Tell every gateway process to drop what it cached of the key `prefix`
-    (a copy of the key, or that the prefix was unknown)."""
-    sync_client("control").publish(API_KEY_REVOKED_CHANNEL, prefix)
-
-
-def publish_revocations(prefixes: list[str]) -> None:
-    for prefix in prefixes:
-        publish_revocation(prefix)
 
 
 def record_api_key_use(api_key: ApiKey) -> None:
@@ -448,8 +432,6 @@ def verify_tenant_email(tenant: Tenant, token: str) -> bool:
     now = timezone.now()
     if Tenant.objects.filter(pk=tenant.pk, email_verified_at__isnull=True).update(email_verified_at=now):
         tenant.email_verified_at = now
-        prefixes = list(api_keys_of(tenant).values_list("prefix", flat=True))
-        transaction.on_commit(lambda: publish_revocations(prefixes), robust=True)
     return True
 
 
@@ -468,6 +450,15 @@ def set_cors_allowed_origins(tenant: Tenant, origins: list[str]) -> Tenant:
     tenant.cors_allowed_origins, tenant.updated_at = normalized, timezone.now()
     Tenant.objects.filter(pk=tenant.pk).update(cors_allowed_origins=normalized, updated_at=tenant.updated_at)
     known_origins.forget()
-    prefixes = list(ApiKey.objects.filter(tenant=tenant).values_list("prefix", flat=True))
-    transaction.on_commit(lambda: publish_revocations(prefixes), robust=True)
     return tenant
+
+
+def set_tenants_active(tenants: QuerySet[Tenant], *, active: bool) -> int:
+    """Activate or deactivate `tenants` (never the public one); how many changed.
+
+    Once this commits, every gateway process refuses (or accepts again) their
+    keys at once: the update announces them (tenants/gateway_cache.py). /api
+    and the tenants' pages read the flag on every request.
+    """
+    changed = tenants.exclude(schema_name=settings.PUBLIC_SCHEMA_NAME).exclude(is_active=active)
+    return changed.update(is_active=active, updated_at=timezone.now())
