@@ -2,12 +2,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 from django_tenants.admin import TenantAdminMixin
 
 from tenants.models import ApiKey, Domain, Tenant
-from tenants.services import set_cors_allowed_origins
+from tenants.services import normalized_outbound_policy, set_cors_allowed_origins, set_outbound_policy
 
 
 class DomainInline(admin.TabularInline):  # type: ignore[type-arg]
@@ -15,8 +16,18 @@ class DomainInline(admin.TabularInline):  # type: ignore[type-arg]
     extra = 0
 
 
+class TenantForm(forms.ModelForm):  # type: ignore[type-arg]
+    def clean(self) -> dict[str, Any]:
+        """The outbound policy's rules (the platform's ports) as form errors, not a 500."""
+        cleaned = super().clean() or {}
+        if "outbound_allowed_hosts" in cleaned and "outbound_allowed_ports" in cleaned:
+            normalized_outbound_policy(cleaned["outbound_allowed_hosts"], cleaned["outbound_allowed_ports"])
+        return cleaned
+
+
 @admin.register(Tenant)
 class TenantAdmin(TenantAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg,misc]
+    form = TenantForm
     list_display = (
         "slug",
         "name",
@@ -32,10 +43,14 @@ class TenantAdmin(TenantAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg,
     inlines = [DomainInline]
 
     def save_model(self, request: HttpRequest, obj: Tenant, form: Any, change: bool) -> None:
-        """CORS origins through the service: normalized, and the caches told."""
+        """CORS origins and the outbound policy through their services: normalized,
+        checked against the platform's ports, and the caches told."""
         origins = form.cleaned_data.get("cors_allowed_origins", obj.cors_allowed_origins)
+        hosts = form.cleaned_data.get("outbound_allowed_hosts", obj.outbound_allowed_hosts)
+        ports = form.cleaned_data.get("outbound_allowed_ports", obj.outbound_allowed_ports)
         super().save_model(request, obj, form, change)
         set_cors_allowed_origins(obj, origins)
+        set_outbound_policy(obj, hosts=hosts, ports=ports)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Tenants are provisioned (schema clone, owner, key) by the signup page

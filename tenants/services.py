@@ -25,11 +25,14 @@ from django_tenants.utils import schema_exists, tenant_context
 from accounts.models import Role, User
 from accounts.throttling import SIGNUPS, SIGNUPS_PER_IP, VERIFICATION_EMAILS_PER_TENANT, tenant_scope
 from aiaas.cors import normalized_origins
+from aiaas.outbound import HOST_PATTERN, port_ranges
 from aiaas.redis_clients import sync_client
 from billing.models import Plan
 from tenants.cors import known_origins
 from tenants.models import (
     MAX_CORS_ORIGINS,
+    MAX_OUTBOUND_HOSTS,
+    MAX_OUTBOUND_PORTS,
     RESERVED_SLUGS,
     SLUG_PATTERN,
     ApiKey,
@@ -471,3 +474,41 @@ def set_cors_allowed_origins(tenant: Tenant, origins: list[str]) -> Tenant:
     prefixes = list(ApiKey.objects.filter(tenant=tenant).values_list("prefix", flat=True))
     transaction.on_commit(lambda: publish_revocations(prefixes), robust=True)
     return tenant
+
+
+def set_outbound_policy(tenant: Tenant, *, hosts: list[str], ports: list[int]) -> Tenant:
+    """Replace the hosts and ports `tenant`'s tools, URL ingestion and eval alerts may
+    reach (empty lists: any public host, the default ports). The next outbound
+    request reads them. ValidationError as `normalized_outbound_policy` says."""
+    normalized_hosts, normalized_ports = normalized_outbound_policy(hosts, ports)
+    tenant.outbound_allowed_hosts, tenant.outbound_allowed_ports = normalized_hosts, normalized_ports
+    tenant.updated_at = timezone.now()
+    Tenant.objects.filter(pk=tenant.pk).update(
+        outbound_allowed_hosts=normalized_hosts,
+        outbound_allowed_ports=normalized_ports,
+        updated_at=tenant.updated_at,
+    )
+    return tenant
+
+
+def normalized_outbound_policy(hosts: list[str], ports: list[int]) -> tuple[list[str], list[int]]:
+    """Hosts lowercased, unique and sorted, and ports unique and sorted; ValidationError
+    on a malformed host, a port outside the platform's OUTBOUND_PERMITTED_PORTS, or
+    too many of either."""
+    normalized_hosts = sorted({host.strip().lower() for host in hosts})
+    malformed = [host for host in normalized_hosts if not HOST_PATTERN.fullmatch(host)]
+    if malformed:
+        raise ValidationError({"outbound_allowed_hosts": f"{malformed[0]!r} is not a host name or address."})
+    if len(normalized_hosts) > MAX_OUTBOUND_HOSTS:
+        raise ValidationError({"outbound_allowed_hosts": f"At most {MAX_OUTBOUND_HOSTS} hosts."})
+    normalized_ports = sorted(set(ports))
+    permitted = port_ranges(settings.OUTBOUND_PERMITTED_PORTS)
+    refused = [port for port in normalized_ports if not any(port in ranges for ranges in permitted)]
+    if refused:
+        platform = ", ".join(str(value) for value in settings.OUTBOUND_PERMITTED_PORTS)
+        raise ValidationError(
+            {"outbound_allowed_ports": f"Port {refused[0]} is not permitted here (permitted: {platform})."}
+        )
+    if len(normalized_ports) > MAX_OUTBOUND_PORTS:
+        raise ValidationError({"outbound_allowed_ports": f"At most {MAX_OUTBOUND_PORTS} ports."})
+    return normalized_hosts, normalized_ports

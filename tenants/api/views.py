@@ -18,7 +18,13 @@ from tenants.api.serializers import (
     UpdateApiKeySerializer,
 )
 from tenants.models import ApiKey, ApiKeyScope, Tenant
-from tenants.services import create_api_key, revoke_api_key, set_cors_allowed_origins, update_api_key
+from tenants.services import (
+    create_api_key,
+    revoke_api_key,
+    set_cors_allowed_origins,
+    set_outbound_policy,
+    update_api_key,
+)
 
 
 class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
@@ -55,7 +61,8 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
 
 
 class TenantSettingsViewSet(TenantScopedViewSet):
-    """The tenant's own settings: the origins allowed to call the API from a browser (CORS)."""
+    """The tenant's own settings: the origins allowed to call the API from a browser
+    (CORS), and where its tools and URL ingestion may send requests."""
 
     required_scope = ApiKeyScope.ADMIN
     serializer_class = TenantSettingsSerializer
@@ -75,4 +82,10 @@ class TenantSettingsViewSet(TenantScopedViewSet):
         tenant = self.get_queryset().get()
         if "cors_allowed_origins" in form.validated_data:
             tenant = set_cors_allowed_origins(tenant, form.validated_data["cors_allowed_origins"])
+        if {"outbound_allowed_hosts", "outbound_allowed_ports"} & form.validated_data.keys():
+            tenant = set_outbound_policy(
+                tenant,
+                hosts=form.validated_data.get("outbound_allowed_hosts", tenant.outbound_allowed_hosts),
+                ports=form.validated_data.get("outbound_allowed_ports", tenant.outbound_allowed_ports),
+            )
         return Response(TenantSettingsSerializer(tenant).data)
