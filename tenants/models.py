@@ -103,7 +103,7 @@ class Tenant(TenantMixin):
         default=list,
         blank=True,
         size=MAX_OUTBOUND_HOSTS,
-        help_text="Hosts tools and URL ingestion may reach (.example.com: with subdomains); empty: any public host.",
+        help_text="Hosts tools and URL ingestion may reach (.example.com: and subdomains); empty: any.",
     )
     outbound_allowed_ports = ArrayField(
         models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(65535)]),

@@ -13,6 +13,9 @@ import uvicorn
 
 STARTUP_TIMEOUT_SECONDS = 10.0
 SHUTDOWN_TIMEOUT_SECONDS = 10.0
+# OUTBOUND_DEFAULT_PORTS for tests whose tools or URLs reach these servers: they listen
+# on ephemeral ports, not 80 or 443.
+LOOPBACK_SERVER_PORTS = ["1024-65535"]
 
 
 @contextmanager

@@ -94,6 +94,7 @@ def test_a_worker_killed_mid_step_is_replaced_and_no_effect_repeats(
         "AGENT_TOOL_MANIFEST_DIRS": ",".join(settings.AGENT_TOOL_MANIFEST_DIRS),
         "AGENT_TOOL_PUBLIC_KEYS": ",".join(f"{k}={v}" for k, v in settings.AGENT_TOOL_PUBLIC_KEYS.items()),
         "AGENT_TOOL_ALLOWED_HOSTS": ",".join(settings.AGENT_TOOL_ALLOWED_HOSTS),
+        "OUTBOUND_DEFAULT_PORTS": ",".join(settings.OUTBOUND_DEFAULT_PORTS),
     }
     with worker_process(queue, f"first-{os.getpid()}@test", environ) as first:
         run_id = start(serving_tenant, SPEC, {})
