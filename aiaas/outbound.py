@@ -182,16 +182,17 @@ def check_url(url: str, policy: Policy) -> yarl.URL:
     host = (parsed.raw_host or "").lower()
     if parsed.scheme not in ("http", "https") or not host:
         raise ForbiddenTargetError("only http and https URLs with a host are allowed")
+    try:
+        literal = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        pass
+    else:
+        if not is_reachable(str(literal), exempt=host in policy.exempt_hosts):
+            raise ForbiddenTargetError(f"{host} is not a public address")
     if not policy.allows_host(host):
         raise ForbiddenTargetError(f"{host} is not among the allowed hosts")
     if parsed.port is None or not policy.allows_port(parsed.port):
         raise ForbiddenTargetError(f"port {parsed.port} is not among the allowed ports")
-    try:
-        literal = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return parsed
-    if not is_reachable(str(literal), exempt=host in policy.exempt_hosts):
-        raise ForbiddenTargetError(f"{host} is not a public address")
     return parsed
 
 
