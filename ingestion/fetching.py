@@ -66,7 +66,7 @@ def check_fetchable(url: str) -> str:
     try:
         return str(check_url(url.strip(), fetch_policy()))
     except ForbiddenTargetError as error:
-        raise IngestionInputError(f"url: {error}", "url", code="forbidden_url") from None
+        raise IngestionInputError(str(error), "url", code="forbidden_url") from None
 
 
 async def fetch(url: str, policy: Policy) -> Fetched:
