@@ -2,9 +2,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -80,12 +82,15 @@ class TenantSettingsViewSet(TenantScopedViewSet):
         form = TenantSettingsSerializer(data=request.data, partial=True)
         form.is_valid(raise_exception=True)
         tenant = self.get_queryset().get()
+        if {"outbound_allowed_hosts", "outbound_allowed_ports"} & form.validated_data.keys():
+            try:
+                tenant = set_outbound_policy(
+                    tenant,
+                    hosts=form.validated_data.get("outbound_allowed_hosts", tenant.outbound_allowed_hosts),
+                    ports=form.validated_data.get("outbound_allowed_ports", tenant.outbound_allowed_ports),
+                )
+            except DjangoValidationError as error:
+                raise ValidationError(error.message_dict) from None
         if "cors_allowed_origins" in form.validated_data:
             tenant = set_cors_allowed_origins(tenant, form.validated_data["cors_allowed_origins"])
-        if {"outbound_allowed_hosts", "outbound_allowed_ports"} & form.validated_data.keys():
-            tenant = set_outbound_policy(
-                tenant,
-                hosts=form.validated_data.get("outbound_allowed_hosts", tenant.outbound_allowed_hosts),
-                ports=form.validated_data.get("outbound_allowed_ports", tenant.outbound_allowed_ports),
-            )
         return Response(TenantSettingsSerializer(tenant).data)
