@@ -17,10 +17,6 @@ class DomainInline(admin.TabularInline):  # type: ignore[type-arg]
 
 
 class TenantForm(forms.ModelForm):  # type: ignore[type-arg]
-    class Meta:
-        model = Tenant
-        fields = "__all__"
-
     def clean(self) -> dict[str, Any]:
         """The outbound policy's rules (the platform's ports) as form errors, not a 500."""
         cleaned = super().clean() or {}

@@ -67,7 +67,9 @@ def allowed_port(ports: tuple[int, int], tenant: TenantFixture, settings: Settin
     return ports[0]
 
 
-def test_a_page_within_the_policy_is_ingested(tenant: TenantFixture, registry: str, allowed_port: int) -> None:
+def test_a_page_within_the_policy_is_ingested(
+    tenant: TenantFixture, registry: str, allowed_port: int
+) -> None:
     status, message, _ = ingest_url(tenant, f"http://127.0.0.1:{allowed_port}/go?/page")
 
     assert status == DocumentStatus.READY, message
@@ -112,7 +114,9 @@ def test_a_url_outside_the_tenants_policy_is_a_400(
     theirs = f"/api/v1/collections/{create(outsider_client).json()['id']}/documents"
 
     allowed = api_client.post(ours, {"url": "https://docs.example.com/guide"}, format="json")
-    other_tenants_host = outsider_client.post(theirs, {"url": "https://docs.example.com/guide"}, format="json")
+    other_tenants_host = outsider_client.post(
+        theirs, {"url": "https://docs.example.com/guide"}, format="json"
+    )
     other_port = api_client.post(ours, {"url": "https://docs.example.com:8443/guide"}, format="json")
 
     assert allowed.status_code == 201, allowed.json()
