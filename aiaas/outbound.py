@@ -3,8 +3,8 @@ to the hosts and ports the caller's policy allows, and never to private, loopbac
 link-local addresses (SSRF).
 
 A `Policy` is built per tenant and narrowed per tool: a host must match every host
-list (an empty list is no list), a port must be in every port list (the platform's
-OUTBOUND_PERMITTED_PORTS always among them). The host is resolved once, every
+list (an empty list is no list), a port must be in every port list and always in the
+platform's OUTBOUND_PERMITTED_PORTS. The host is resolved once, every
 address is checked, and the connection goes to the checked addresses only (the
 resolver below is the connector's), so a DNS answer cannot change between the check
 and the connection. Redirects are not followed: a caller that follows one checks
@@ -62,9 +62,18 @@ def is_public(address: str) -> bool:
 
 
 def is_exemptable(address: str) -> bool:
-    """False for link-local and metadata addresses, which no allow-list opens."""
+    """False for link-local and metadata addresses, which no allow-list opens, also
+    when written as IPv4-mapped IPv6, and for IPv6 forms that a gateway translates
+    to an IPv4 address we cannot see."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    return not (ip.is_link_local or ip in METADATA_ADDRESSES)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    translated = (
+        isinstance(ip, ipaddress.IPv6Address)
+        and not ip.is_loopback
+        and any(ip in network for network in EMBEDDED_IPV4_NETWORKS)
+    )
+    return not (translated or ip.is_link_local or ip in METADATA_ADDRESSES)
 
 
 def is_reachable(address: str, *, exempt: bool) -> bool:
@@ -138,10 +147,14 @@ def policy_of(
     *, hosts: Iterable[str] = (), ports: Iterable[int] = (), exempt_hosts: Iterable[str] = ()
 ) -> Policy:
     """A tenant's policy: its hosts (none: any host), its ports (none:
-    OUTBOUND_DEFAULT_PORTS), within the platform's OUTBOUND_PERMITTED_PORTS."""
+    OUTBOUND_DEFAULT_PORTS)."""
     own_ports = port_ranges(ports) or port_ranges(settings.OUTBOUND_DEFAULT_PORTS)
-    base = Policy(port_lists=(port_ranges(settings.OUTBOUND_PERMITTED_PORTS), own_ports))
-    return base.narrowed(hosts=hosts, exempt_hosts=exempt_hosts)
+    return Policy(port_lists=(own_ports,)).narrowed(hosts=hosts, exempt_hosts=exempt_hosts)
+
+
+def is_permitted_port(port: int) -> bool:
+    """Within the platform's maximum, whatever a policy says."""
+    return any(port in ports for ports in port_ranges(settings.OUTBOUND_PERMITTED_PORTS))
 
 
 class GuardedResolver(AbstractResolver):
@@ -191,7 +204,7 @@ def check_url(url: str, policy: Policy) -> yarl.URL:
             raise ForbiddenTargetError(f"{host} is not a public address")
     if not policy.allows_host(host):
         raise ForbiddenTargetError(f"{host} is not among the allowed hosts")
-    if parsed.port is None or not policy.allows_port(parsed.port):
+    if parsed.port is None or not (is_permitted_port(parsed.port) and policy.allows_port(parsed.port)):
         raise ForbiddenTargetError(f"port {parsed.port} is not among the allowed ports")
     return parsed
 

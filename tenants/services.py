@@ -25,7 +25,7 @@ from django_tenants.utils import schema_exists, tenant_context
 from accounts.models import Role, User
 from accounts.throttling import SIGNUPS, SIGNUPS_PER_IP, VERIFICATION_EMAILS_PER_TENANT, tenant_scope
 from aiaas.cors import normalized_origins
-from aiaas.outbound import HOST_PATTERN, port_ranges
+from aiaas.outbound import HOST_PATTERN, is_permitted_port
 from aiaas.redis_clients import sync_client
 from billing.models import Plan
 from tenants.cors import known_origins
@@ -502,8 +502,7 @@ def normalized_outbound_policy(hosts: list[str], ports: list[int]) -> tuple[list
     if len(normalized_hosts) > MAX_OUTBOUND_HOSTS:
         raise ValidationError({"outbound_allowed_hosts": f"At most {MAX_OUTBOUND_HOSTS} hosts."})
     normalized_ports = sorted(set(ports))
-    permitted = port_ranges(settings.OUTBOUND_PERMITTED_PORTS)
-    refused = [port for port in normalized_ports if not any(port in ranges for ranges in permitted)]
+    refused = [port for port in normalized_ports if not is_permitted_port(port)]
     if refused:
         platform = ", ".join(str(value) for value in settings.OUTBOUND_PERMITTED_PORTS)
         raise ValidationError(
