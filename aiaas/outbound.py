@@ -94,11 +94,11 @@ def port_ranges(values: Iterable[str | int]) -> PortRanges:
     ValueError on anything else."""
     ranges = []
     for value in values:
-        first, _, last = str(value).strip().partition("-")
-        low, high = int(first), int(last or first)
-        if not 1 <= low <= high <= 65535:
+        first, separator, last = str(value).strip().partition("-")
+        last = last if separator else first
+        if not (first.isdecimal() and last.isdecimal() and 1 <= int(first) <= int(last) <= 65535):
             raise ValueError(f"{value!r} is not a port or a range of ports (1-65535)")
-        ranges.append(range(low, high + 1))
+        ranges.append(range(int(first), int(last) + 1))
     return tuple(ranges)
 
 

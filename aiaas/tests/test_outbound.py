@@ -52,7 +52,7 @@ def test_a_tenant_without_ports_gets_the_default_and_the_platform_bounds_all(set
         check_url("http://example.com:9090/", Policy())
 
 
-@pytest.mark.parametrize("value", ["0", "65536", "443-80", "http", ""])
+@pytest.mark.parametrize("value", ["0", "65536", "443-80", "http", "", "80-", "-1"])
 def test_port_settings_refuse_what_is_not_a_port_or_a_range(value: str) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="is not a port or a range of ports"):
         port_ranges([value])

@@ -207,6 +207,6 @@ class OutboundSettingsForm(forms.Form):
 
     def clean_ports(self) -> list[int]:
         values = [value.strip() for value in self.cleaned_data["ports"].split(",") if value.strip()]
-        if not all(value.isdigit() and 1 <= int(value) <= 65535 for value in values):
+        if not all(value.isdecimal() and 1 <= int(value) <= 65535 for value in values):
             raise ValidationError("Write ports as numbers from 1 to 65535, separated by commas.")
         return [int(value) for value in values]
