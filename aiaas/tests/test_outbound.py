@@ -56,3 +56,13 @@ def test_a_tenant_without_ports_gets_the_default_and_the_platform_bounds_all(set
 def test_port_settings_refuse_what_is_not_a_port_or_a_range(value: str) -> None:
     with pytest.raises(ValueError, match="is not a port or a range of ports"):
         port_ranges([value])
+
+
+def test_the_system_check_names_unreadable_or_unreachable_port_settings(settings: Settings) -> None:
+    from tenants.checks import check_outbound_ports
+
+    assert check_outbound_ports() == []
+    settings.OUTBOUND_PERMITTED_PORTS = ["80", "443", "https"]
+    assert [message.id for message in check_outbound_ports()] == ["tenants.E001"]
+    settings.OUTBOUND_PERMITTED_PORTS = ["443"]
+    assert [message.id for message in check_outbound_ports()] == ["tenants.W001"]
