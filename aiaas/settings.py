@@ -475,6 +475,10 @@ CELERY_BEAT_SCHEDULE["sweep-agent-runs"] = {
 # trusted to sign them ("key_id=<base64 raw key>,...").
 AGENT_TOOL_MANIFEST_DIRS = env.list("AGENT_TOOL_MANIFEST_DIRS", default=[])
 AGENT_TOOL_PUBLIC_KEYS = env.dict("AGENT_TOOL_PUBLIC_KEYS", default={})
+# Outbound requests on a tenant's behalf (aiaas/outbound.py, ADR 0042): the ports a
+# tenant or tool may name at most ("80", "1024-65535"), and the ports used when it names none.
+OUTBOUND_PERMITTED_PORTS = env.list("OUTBOUND_PERMITTED_PORTS", default=["80", "443", "1024-65535"])
+OUTBOUND_DEFAULT_PORTS = env.list("OUTBOUND_DEFAULT_PORTS", default=["80", "443"])
 # Hosts tools may reach even when they resolve to private or loopback addresses.
 AGENT_TOOL_ALLOWED_HOSTS = env.list("AGENT_TOOL_ALLOWED_HOSTS", default=[])
 # The signed registry (registry/, docs/registry.md): trusted Ed25519 public keys

@@ -36,6 +36,7 @@ from evals.models import ACTIVE_EXPERIMENT_STATUSES, Case, CaseResult, Dataset, 
 from evals.scorers import ScorerSpecError, build
 from request_logs.models import RequestLog
 from request_logs.services import JSON_NUL_ESCAPE, TRUNCATION_MARKER
+from tenants.selectors import current_outbound_policy
 
 T = TypeVar("T")
 
@@ -227,7 +228,7 @@ def update_dataset(dataset: Dataset, changes: Mapping[str, Any], api_key_id: int
 
 def check_webhook_url(url: str) -> None:
     try:
-        outbound.check_url(url, outbound.allowed_hosts(settings.EVALS_ALERT_ALLOWED_HOSTS))
+        outbound.check_url(url, current_outbound_policy(settings.EVALS_ALERT_ALLOWED_HOSTS))
     except outbound.ForbiddenTargetError as error:
         raise DatasetInputError(str(error), param="alert_webhook_url") from None
 

@@ -13,8 +13,8 @@ halves; each is idempotent:
   UPDATE of `nightly_checked_at`, so two ticks never alert twice; an alert that
   cannot be delivered (the webhook down) is logged, not retried.
 
-Webhooks go through aiaas/outbound.py: public hosts only (EVALS_ALERT_ALLOWED_HOSTS
-exempts some), an explicit timeout, redirects not followed.
+Webhooks go through aiaas/outbound.py with the tenant's outbound policy: public hosts
+only (EVALS_ALERT_ALLOWED_HOSTS exempts some), an explicit timeout, redirects not followed.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from evals.gate import GateRule, gate_report, model_target
 from evals.models import ACTIVE_EXPERIMENT_STATUSES, Dataset, Experiment, ExperimentStatus, TargetKind
 from evals.services import ExperimentInputError, create_experiment
 from tenants.models import ApiKey, Tenant
+from tenants.selectors import current_outbound_policy
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +149,7 @@ def post_webhook(url: str, payload: dict[str, Any]) -> None:
             outbound.request(
                 "POST",
                 url,
-                allowed=outbound.allowed_hosts(settings.EVALS_ALERT_ALLOWED_HOSTS),
+                policy=current_outbound_policy(settings.EVALS_ALERT_ALLOWED_HOSTS),
                 timeout_seconds=settings.EVALS_ALERT_TIMEOUT_SECONDS,
                 max_bytes=ALERT_RESPONSE_MAX_BYTES,
                 json_body=payload,

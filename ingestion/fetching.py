@@ -1,6 +1,7 @@
-"""URL sources: fetched through the SSRF guard (aiaas/outbound.py) with size and time
-limits, each redirect checked again, robots.txt honoured, and only the content
-types ingestion can parse accepted.
+"""URL sources: fetched through the SSRF guard (aiaas/outbound.py) with the tenant's
+outbound policy and size and time limits, each redirect checked again (host, port
+and addresses), robots.txt honoured, and only the content types ingestion can parse
+accepted.
 
 robots.txt follows RFC 9309: it is read through the same guard and limits, a
 4xx answer allows everything, a 5xx or no answer disallows (the site may be
@@ -18,14 +19,8 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import aiohttp
 from django.conf import settings
 
-from aiaas.outbound import (
-    ForbiddenTargetError,
-    Response,
-    ResponseTooLargeError,
-    allowed_hosts,
-    check_url,
-    send,
-)
+from aiaas.outbound import ForbiddenTargetError, Policy, Response, ResponseTooLargeError, check_url, send
+from tenants.selectors import current_outbound_policy
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 ALLOWED_CONTENT_TYPES = frozenset(
@@ -54,39 +49,43 @@ class Fetched:
     data: bytes
 
 
-def fetch_allowed_hosts() -> frozenset[str]:
-    return allowed_hosts(settings.INGESTION_ALLOWED_HOSTS)
+def fetch_policy() -> Policy:
+    """The current tenant's outbound policy; INGESTION_ALLOWED_HOSTS may resolve to
+    private addresses."""
+    return current_outbound_policy(settings.INGESTION_ALLOWED_HOSTS)
 
 
 def check_fetchable(url: str) -> str:
-    """The URL as it will be fetched, if its form and literal host are allowed; raises
-    IngestionInputError otherwise (the host's addresses are checked when fetched)."""
+    """The URL as it will be fetched, if its form, host, port and literal address are
+    allowed to the current tenant; raises IngestionInputError otherwise (the host's
+    addresses are checked when fetched)."""
     from ingestion.services import IngestionInputError
 
     if not isinstance(url, str) or len(url) > 2000:
         raise IngestionInputError("url must be an http or https URL of at most 2000 characters", "url")
     try:
-        return str(check_url(url.strip(), fetch_allowed_hosts()))
+        return str(check_url(url.strip(), fetch_policy()))
     except ForbiddenTargetError as error:
-        raise IngestionInputError(f"url: {error}", "url", code="forbidden_url") from None
+        raise IngestionInputError(str(error), "url", code="forbidden_url") from None
 
 
-async def fetch(url: str) -> Fetched:
-    """The URL's content, within settings.INGESTION_FETCH_TIMEOUT_SECONDS in all."""
+async def fetch(url: str, policy: Policy) -> Fetched:
+    """The URL's content, within settings.INGESTION_FETCH_TIMEOUT_SECONDS in all; every
+    hop (redirects, robots.txt) within `policy` (`fetch_policy()`)."""
     try:
         async with asyncio.timeout(settings.INGESTION_FETCH_TIMEOUT_SECONDS):
-            return await fetch_following(url)
+            return await fetch_following(url, policy)
     except TimeoutError:
         raise FetchError(
             f"fetching {url} took longer than {settings.INGESTION_FETCH_TIMEOUT_SECONDS:g} seconds"
         ) from None
 
 
-async def fetch_following(url: str) -> Fetched:
+async def fetch_following(url: str, policy: Policy) -> Fetched:
     robots: dict[str, urllib.robotparser.RobotFileParser] = {}
     for _ in range(settings.INGESTION_FETCH_MAX_REDIRECTS + 1):
-        await check_robots(url, robots)
-        response = await get(url, settings.INGESTION_MAX_FILE_BYTES)
+        await check_robots(url, robots, policy)
+        response = await get(url, settings.INGESTION_MAX_FILE_BYTES, policy)
         if response.status in REDIRECT_STATUSES and "Location" in response.headers:
             url = urljoin(url, response.headers["Location"])
             continue
@@ -96,12 +95,12 @@ async def fetch_following(url: str) -> Fetched:
     raise FetchError(f"{url}: more than {settings.INGESTION_FETCH_MAX_REDIRECTS} redirects")
 
 
-async def get(url: str, max_bytes: int) -> Response:
+async def get(url: str, max_bytes: int, policy: Policy) -> Response:
     try:
         return await send(
             "GET",
             url,
-            allowed=fetch_allowed_hosts(),
+            policy=policy,
             timeout_seconds=settings.INGESTION_FETCH_TIMEOUT_SECONDS,
             max_bytes=max_bytes,
             headers={"User-Agent": settings.INGESTION_FETCH_USER_AGENT},
@@ -122,22 +121,24 @@ def checked_content_type(url: str, response: Response) -> str:
     return content_type
 
 
-async def check_robots(url: str, robots: dict[str, urllib.robotparser.RobotFileParser]) -> None:
+async def check_robots(
+    url: str, robots: dict[str, urllib.robotparser.RobotFileParser], policy: Policy
+) -> None:
     """FetchError unless the site's robots.txt lets our user agent fetch `url`."""
     parts = urlsplit(url)
     origin = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
     if origin not in robots:
-        robots[origin] = await read_robots(origin)
+        robots[origin] = await read_robots(origin, policy)
     if not robots[origin].can_fetch(settings.INGESTION_FETCH_USER_AGENT, url):
         raise FetchError(f"{url} is disallowed by the site's robots.txt")
 
 
-async def read_robots(origin: str) -> urllib.robotparser.RobotFileParser:
+async def read_robots(origin: str, policy: Policy) -> urllib.robotparser.RobotFileParser:
     parser = urllib.robotparser.RobotFileParser()
     robots_url = f"{origin}/robots.txt"
     for _ in range(settings.INGESTION_FETCH_MAX_REDIRECTS + 1):
         try:
-            response = await get(robots_url, ROBOTS_MAX_BYTES)
+            response = await get(robots_url, ROBOTS_MAX_BYTES, policy)
         except FetchError as error:
             raise FetchError(f"the site's robots.txt could not be read: {error}") from None
         if response.status in REDIRECT_STATUSES and "Location" in response.headers:

@@ -38,7 +38,7 @@ from aiaas.observability.metrics import INGESTION_DOCUMENTS, series
 from gateway.errors import GatewayError
 from ingestion import progress
 from ingestion.chunking import ChunkText, chunk
-from ingestion.fetching import FetchError, fetch
+from ingestion.fetching import FetchError, fetch, fetch_policy
 from ingestion.models import Chunk, Collection, Document, DocumentSource, DocumentStatus
 from ingestion.parsing import ParseError, parse
 from ingestion.runtime import runtime
@@ -161,7 +161,7 @@ def read_source(document: Document) -> Source:
             raise IngestionFailedError(f"the document's file cannot be read: {error}") from None
         return Source(data, document.file.content_type, document.file.filename)
     try:
-        fetched = runtime().run(fetch(document.url))
+        fetched = runtime().run(fetch(document.url, fetch_policy()))
     except FetchError as error:
         raise IngestionFailedError(str(error)) from None
     return Source(fetched.data, fetched.content_type, fetched.url.rsplit("/", 1)[-1])

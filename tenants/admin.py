@@ -6,13 +6,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django_tenants.admin import TenantAdminMixin
 
 from tenants.models import ApiKey, Domain, Tenant
-from tenants.services import revoke_api_key, set_cors_allowed_origins, set_tenants_active
+from tenants.services import (
+    normalized_outbound_policy,
+    revoke_api_key,
+    set_cors_allowed_origins,
+    set_outbound_policy,
+    set_tenants_active,
+)
 
 
 class DomainInline(admin.TabularInline):  # type: ignore[type-arg]
@@ -20,8 +27,18 @@ class DomainInline(admin.TabularInline):  # type: ignore[type-arg]
     extra = 0
 
 
+class TenantForm(forms.ModelForm):  # type: ignore[type-arg]
+    def clean(self) -> dict[str, Any]:
+        """The outbound policy's rules (the platform's ports) as form errors, not a 500."""
+        cleaned = super().clean() or {}
+        if "outbound_allowed_hosts" in cleaned and "outbound_allowed_ports" in cleaned:
+            normalized_outbound_policy(cleaned["outbound_allowed_hosts"], cleaned["outbound_allowed_ports"])
+        return cleaned
+
+
 @admin.register(Tenant)
 class TenantAdmin(TenantAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg,misc]
+    form = TenantForm
     list_display = (
         "slug",
         "name",
@@ -38,10 +55,14 @@ class TenantAdmin(TenantAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg,
     actions = ["deactivate", "activate"]
 
     def save_model(self, request: HttpRequest, obj: Tenant, form: Any, change: bool) -> None:
-        """CORS origins through the service: normalized, and the caches told."""
+        """CORS origins and the outbound policy through their services: normalized,
+        checked against the platform's ports, and the caches told."""
         origins = form.cleaned_data.get("cors_allowed_origins", obj.cors_allowed_origins)
+        hosts = form.cleaned_data.get("outbound_allowed_hosts", obj.outbound_allowed_hosts)
+        ports = form.cleaned_data.get("outbound_allowed_ports", obj.outbound_allowed_ports)
         super().save_model(request, obj, form, change)
         set_cors_allowed_origins(obj, origins)
+        set_outbound_policy(obj, hosts=hosts, ports=ports)
 
     @admin.action(description="Deactivate the selected tenants (their keys are refused at once)")
     def deactivate(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:

@@ -5,4 +5,4 @@ class TenantsConfig(AppConfig):
     name = "tenants"
 
     def ready(self) -> None:
-        from tenants import openapi  # noqa: F401 - registers the OpenAPI auth scheme
+        from tenants import checks, openapi  # noqa: F401 - register the checks and the OpenAPI auth scheme

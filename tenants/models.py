@@ -16,10 +16,13 @@ from django.utils import timezone
 from django_tenants.models import DomainMixin, TenantMixin
 
 from aiaas.cors import ORIGIN_PATTERN
+from aiaas.outbound import HOST_PATTERN
 from tenants.gateway_cache import forget_keys_after_commit
 
 SLUG_PATTERN = r"^[a-z](?:[a-z0-9-]{0,30}[a-z0-9])?$"
 MAX_CORS_ORIGINS = 20
+MAX_OUTBOUND_HOSTS = 50
+MAX_OUTBOUND_PORTS = 20
 # Bounds of a key's limit overrides, shared by the REST API and the dashboard.
 MAX_RATE_LIMIT = 2**31 - 1  # PositiveIntegerField
 MAX_TOKEN_BUDGET = 2**63 - 1  # PositiveBigIntegerField
@@ -108,6 +111,30 @@ class Tenant(TenantMixin):
         blank=True,
         size=MAX_CORS_ORIGINS,
         help_text="Origins (https://app.example.com) whose pages may call the API with this tenant's keys.",
+    )
+    # Where agents' tools and URL ingestion may send requests (aiaas/outbound.py, ADR
+    # 0042): empty lists mean any public host, on OUTBOUND_DEFAULT_PORTS.
+    outbound_allowed_hosts = ArrayField(
+        models.CharField(
+            max_length=254,
+            validators=[
+                RegexValidator(
+                    f"^(?:{HOST_PATTERN.pattern})$",
+                    "Write a host as api.example.com, .example.com (with subdomains) or an address.",
+                )
+            ],
+        ),
+        default=list,
+        blank=True,
+        size=MAX_OUTBOUND_HOSTS,
+        help_text="Hosts tools and URL ingestion may reach (.example.com: and subdomains); empty: any.",
+    )
+    outbound_allowed_ports = ArrayField(
+        models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(65535)]),
+        default=list,
+        blank=True,
+        size=MAX_OUTBOUND_PORTS,
+        help_text="Ports tools and URL ingestion may reach; empty: the platform's default (80 and 443).",
     )
     # Signup through the public page leaves it empty until the owner opens the
     # link we email; until then the owner cannot sign in and the keys are refused

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from django.db.models import QuerySet
 
+from aiaas.outbound import Policy, policy_of
+from tenants.context import current_schema_name
 from tenants.models import ApiKey, Tenant
 
 API_KEY_PATTERN = re.compile(r"aiaas_(?P<prefix>[A-Za-z0-9]{12})_(?P<secret>[A-Za-z0-9_-]{20,100})")
@@ -62,3 +65,19 @@ def tenant_for_host(hostname: str) -> Tenant | None:
 
     domain = Domain.objects.select_related("tenant").filter(domain=hostname, tenant__is_active=True).first()
     return domain.tenant if domain else None
+
+
+def outbound_policy(tenant: Tenant, exempt_hosts: Iterable[str] = ()) -> Policy:
+    """Where requests on `tenant`'s behalf may go: its hosts and ports, within the
+    platform's ports; `exempt_hosts` (the caller's platform setting) may resolve to
+    private addresses."""
+    return policy_of(
+        hosts=tenant.outbound_allowed_hosts, ports=tenant.outbound_allowed_ports, exempt_hosts=exempt_hosts
+    )
+
+
+def current_outbound_policy(exempt_hosts: Iterable[str] = ()) -> Policy:
+    """The outbound policy of the tenant whose schema the connection is on, read now
+    (an edit applies to the next request). Outside a tenant's schema there is no
+    tenant: Tenant.DoesNotExist, never an open policy."""
+    return outbound_policy(Tenant.objects.get(schema_name=current_schema_name()), exempt_hosts)

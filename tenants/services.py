@@ -26,10 +26,13 @@ from django_tenants.utils import schema_exists, tenant_context
 from accounts.models import Role, User
 from accounts.throttling import SIGNUPS, SIGNUPS_PER_IP, VERIFICATION_EMAILS_PER_TENANT, tenant_scope
 from aiaas.cors import normalized_origins
+from aiaas.outbound import HOST_PATTERN, is_permitted_port
 from billing.models import Plan
 from tenants.cors import known_origins
 from tenants.models import (
     MAX_CORS_ORIGINS,
+    MAX_OUTBOUND_HOSTS,
+    MAX_OUTBOUND_PORTS,
     RESERVED_SLUGS,
     SLUG_PATTERN,
     ApiKey,
@@ -462,3 +465,40 @@ def set_tenants_active(tenants: QuerySet[Tenant], *, active: bool) -> int:
     """
     changed = tenants.exclude(schema_name=settings.PUBLIC_SCHEMA_NAME).exclude(is_active=active)
     return changed.update(is_active=active, updated_at=timezone.now())
+
+
+def set_outbound_policy(tenant: Tenant, *, hosts: list[str], ports: list[int]) -> Tenant:
+    """Replace the hosts and ports `tenant`'s tools, URL ingestion and eval alerts may
+    reach (empty lists: any public host, the default ports). The next outbound
+    request reads them. ValidationError as `normalized_outbound_policy` says."""
+    normalized_hosts, normalized_ports = normalized_outbound_policy(hosts, ports)
+    tenant.outbound_allowed_hosts, tenant.outbound_allowed_ports = normalized_hosts, normalized_ports
+    tenant.updated_at = timezone.now()
+    Tenant.objects.filter(pk=tenant.pk).update(
+        outbound_allowed_hosts=normalized_hosts,
+        outbound_allowed_ports=normalized_ports,
+        updated_at=tenant.updated_at,
+    )
+    return tenant
+
+
+def normalized_outbound_policy(hosts: list[str], ports: list[int]) -> tuple[list[str], list[int]]:
+    """Hosts lowercased, unique and sorted, and ports unique and sorted; ValidationError
+    on a malformed host, a port outside the platform's OUTBOUND_PERMITTED_PORTS, or
+    too many of either."""
+    normalized_hosts = sorted({host.strip().lower() for host in hosts})
+    malformed = [host for host in normalized_hosts if not HOST_PATTERN.fullmatch(host)]
+    if malformed:
+        raise ValidationError({"outbound_allowed_hosts": f"{malformed[0]!r} is not a host name or address."})
+    if len(normalized_hosts) > MAX_OUTBOUND_HOSTS:
+        raise ValidationError({"outbound_allowed_hosts": f"At most {MAX_OUTBOUND_HOSTS} hosts."})
+    normalized_ports = sorted(set(ports))
+    refused = [port for port in normalized_ports if not is_permitted_port(port)]
+    if refused:
+        platform = ", ".join(str(value) for value in settings.OUTBOUND_PERMITTED_PORTS)
+        raise ValidationError(
+            {"outbound_allowed_ports": f"Port {refused[0]} is not permitted here (permitted: {platform})."}
+        )
+    if len(normalized_ports) > MAX_OUTBOUND_PORTS:
+        raise ValidationError({"outbound_allowed_ports": f"At most {MAX_OUTBOUND_PORTS} ports."})
+    return normalized_hosts, normalized_ports

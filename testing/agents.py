@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from agents.tools.manifests import public_key_text, sign_manifest
-from testing.servers import serving
+from testing.servers import LOOPBACK_SERVER_PORTS, serving
 
 SLOW_CALL_SECONDS = 2.0
 
@@ -171,11 +171,12 @@ def write_signed_manifests(
 
 
 def trust_signed_tools(directory: Path, service_url: str, settings: Settings) -> Ed25519PrivateKey:
-    """The test manifests signed and trusted, the service's host allow-listed, through
+    """The test manifests signed and trusted, the service's host and port allowed, through
     pytest-django's `settings` fixture (so undone after the test)."""
     key = Ed25519PrivateKey.generate()
     write_signed_manifests(directory, tool_manifests(service_url), key, "test")
     settings.AGENT_TOOL_MANIFEST_DIRS = [str(directory)]
     settings.AGENT_TOOL_PUBLIC_KEYS = {"test": public_key_text(key)}
     settings.AGENT_TOOL_ALLOWED_HOSTS = ["127.0.0.1"]
+    settings.OUTBOUND_DEFAULT_PORTS = LOOPBACK_SERVER_PORTS
     return key

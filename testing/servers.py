@@ -13,6 +13,9 @@ import uvicorn
 
 STARTUP_TIMEOUT_SECONDS = 10.0
 SHUTDOWN_TIMEOUT_SECONDS = 10.0
+# OUTBOUND_DEFAULT_PORTS for tests whose tools or URLs reach these servers: the default
+# ports and the ephemeral ones they listen on.
+LOOPBACK_SERVER_PORTS = ["80", "443", "1024-65535"]
 
 
 @contextmanager

@@ -22,6 +22,7 @@ from agents.steps.definitions import ToolStep
 from agents.templating import render
 from agents.tools.invoke import ToolCallError, invoke
 from agents.tools.manifests import ToolManifest
+from tenants.selectors import current_outbound_policy
 
 
 def perform(step: ToolStep, attempt: Attempt, execution: ExecutionContext) -> Any:
@@ -87,7 +88,14 @@ def call_tool(manifest: ToolManifest, call: ToolCall, execution: ExecutionContex
         return recorded_tool_output(replay_of_id, call.step_id)
     rt = execution.rt
     return rt.run(
-        invoke(manifest, call.input, call.idempotency_key, breaker=rt.breaker, tenant_schema=execution.schema)
+        invoke(
+            manifest,
+            call.input,
+            call.idempotency_key,
+            breaker=rt.breaker,
+            tenant_schema=execution.schema,
+            outbound=current_outbound_policy(),
+        )
     )
 
 
@@ -112,4 +120,13 @@ def undo(call: ToolCall, execution: ExecutionContext) -> Any:
     )
     rt = execution.rt
     key = f"{call.idempotency_key}:compensate"
-    return rt.run(invoke(tool, tool_input, key, breaker=rt.breaker, tenant_schema=execution.schema))
+    return rt.run(
+        invoke(
+            tool,
+            tool_input,
+            key,
+            breaker=rt.breaker,
+            tenant_schema=execution.schema,
+            outbound=current_outbound_policy(),
+        )
+    )

@@ -142,9 +142,9 @@ def test_a_tool_response_is_read_with_a_size_cap(path: str) -> None:
     with big_body_server() as url:
 
         def fetch(limit: int) -> Any:
-            allowed = frozenset({"127.0.0.1"})
+            policy = outbound.Policy(exempt_hosts=frozenset({"127.0.0.1"}))
             return asyncio.run(
-                outbound.request("GET", url + path, allowed=allowed, timeout_seconds=5, max_bytes=limit)
+                outbound.request("GET", url + path, policy=policy, timeout_seconds=5, max_bytes=limit)
             )
 
         with pytest.raises(outbound.ResponseTooLargeError, match="over 1000"):

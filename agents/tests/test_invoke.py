@@ -11,6 +11,7 @@ import pytest
 
 from agents.tools import invoke
 from agents.tools.manifests import ToolManifest
+from aiaas.outbound import Policy
 from gateway.resilience import RetryPolicy
 
 EMAIL_SCHEMA = {"type": "object", "required": ["to", "subject", "body"]}
@@ -56,6 +57,7 @@ def call(manifest: ToolManifest, breaker: OpenBreaker) -> Any:
             "schema:run-1:notify",
             breaker=cast(Any, breaker),
             tenant_schema="schema",
+            outbound=Policy(),
             retry_policy=RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.01),
         )
     )

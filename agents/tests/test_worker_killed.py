@@ -62,6 +62,7 @@ def worker_environment(settings: Any) -> dict[str, str]:
         "AGENT_TOOL_MANIFEST_DIRS": ",".join(settings.AGENT_TOOL_MANIFEST_DIRS),
         "AGENT_TOOL_PUBLIC_KEYS": ",".join(f"{k}={v}" for k, v in settings.AGENT_TOOL_PUBLIC_KEYS.items()),
         "AGENT_TOOL_ALLOWED_HOSTS": ",".join(settings.AGENT_TOOL_ALLOWED_HOSTS),
+        "OUTBOUND_DEFAULT_PORTS": ",".join(settings.OUTBOUND_DEFAULT_PORTS),
     }
 
 

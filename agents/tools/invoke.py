@@ -1,7 +1,9 @@
 """Calling a tool: input checked against its manifest, the call made through the
 resilience layer (per-attempt timeout, retries with jitter honouring
 Retry-After, a circuit breaker per tenant and tool shared through Redis), and
-an idempotency key the receiving end uses to apply the call once.
+an idempotency key the receiving end uses to apply the call once. HTTP calls go
+through the SSRF guard with the tenant's outbound policy narrowed by the tool's
+manifest (`allowed_hosts`, `allowed_ports`).
 
 A failed call says whether its effect may have happened (`applied`):
 "no" when nothing reached the tool (refused input or target, an open
@@ -21,7 +23,7 @@ from django.core.mail import EmailMessage
 
 from agents.spec import describe, schema_error
 from agents.tools.manifests import ToolManifest
-from aiaas.outbound import ForbiddenTargetError, ResponseTooLargeError, allowed_hosts, request
+from aiaas.outbound import ForbiddenTargetError, Policy, ResponseTooLargeError, request
 from aiaas.redis_keys import redis_key
 from gateway.resilience import CircuitBreaker, CircuitOpenError, RetryPolicy, parse_retry_after, retry_delay
 
@@ -48,9 +50,11 @@ async def invoke(
     *,
     breaker: CircuitBreaker,
     tenant_schema: str,
+    outbound: Policy,
     retry_policy: RetryPolicy | None = None,
 ) -> Any:
-    """The tool's output for `tool_input`, or ToolCallError."""
+    """The tool's output for `tool_input`, or ToolCallError. `outbound` is the
+    tenant's policy (tenants.selectors.outbound_policy)."""
     problem = schema_error(manifest.input_schema, tool_input)
     if problem is not None:
         raise ToolCallError(f"invalid input for {manifest.name}: {describe(problem)}", applied="no")
@@ -69,7 +73,7 @@ async def invoke(
             ) from None
         try:
             output = await asyncio.wait_for(
-                call_once(manifest, tool_input, idempotency_key), manifest.timeout_seconds
+                call_once(manifest, tool_input, idempotency_key, outbound), manifest.timeout_seconds
             )
         except (RetryableError, TimeoutError) as error:
             await breaker.record_failure(permit)
@@ -108,7 +112,7 @@ def check_output(manifest: ToolManifest, output: Any) -> Any:
     return output
 
 
-async def call_once(manifest: ToolManifest, tool_input: Any, idempotency_key: str) -> Any:
+async def call_once(manifest: ToolManifest, tool_input: Any, idempotency_key: str, outbound: Policy) -> Any:
     if manifest.implementation == "email":
         return await sync_to_async(send_email, thread_sensitive=False)(tool_input, idempotency_key)
     if manifest.implementation == "webhook":
@@ -121,7 +125,7 @@ async def call_once(manifest: ToolManifest, tool_input: Any, idempotency_key: st
         status, response_headers, response_body = await request(
             method,
             url,
-            allowed=allowed_hosts(settings.AGENT_TOOL_ALLOWED_HOSTS, manifest.allowed_hosts),
+            policy=tool_policy(manifest, outbound),
             timeout_seconds=manifest.timeout_seconds,
             max_bytes=settings.AGENT_TOOL_RESPONSE_MAX_BYTES,
             headers=headers,
@@ -142,6 +146,17 @@ async def call_once(manifest: ToolManifest, tool_input: Any, idempotency_key: st
     if manifest.implementation == "webhook":
         return response_body
     return {"status": status, "body": response_body}
+
+
+def tool_policy(manifest: ToolManifest, outbound: Policy) -> Policy:
+    """The tenant's policy narrowed to the manifest's hosts and ports. Hosts the
+    platform exempts (AGENT_TOOL_ALLOWED_HOSTS) and the hosts staff signed into
+    the manifest may resolve to private addresses."""
+    return outbound.narrowed(
+        hosts=manifest.allowed_hosts,
+        ports=manifest.allowed_ports,
+        exempt_hosts=(*settings.AGENT_TOOL_ALLOWED_HOSTS, *manifest.allowed_hosts),
+    )
 
 
 def send_email(tool_input: dict[str, Any], idempotency_key: str) -> dict[str, Any]:

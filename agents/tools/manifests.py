@@ -57,6 +57,7 @@ MANIFEST_SCHEMA: dict[str, Any] = {
         "timeout_seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 300},
         "max_attempts": {"type": "integer", "minimum": 1, "maximum": 10},
         "allowed_hosts": {"type": "array", "items": {"type": "string"}},
+        "allowed_ports": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 65535}},
     },
     "if": {"properties": {"implementation": {"const": "webhook"}}},
     "then": {"required": ["endpoint"]},
@@ -81,6 +82,7 @@ class ToolManifest:
     timeout_seconds: float = 10.0
     max_attempts: int = 3
     allowed_hosts: tuple[str, ...] = ()
+    allowed_ports: tuple[int, ...] = ()
     description: str = ""
     key_id: str = ""
 
@@ -122,7 +124,12 @@ def check_manifest(manifest: Any) -> None:
 
 def tool_manifest(manifest: dict[str, Any], key_id: str) -> ToolManifest:
     check_manifest(manifest)
-    fields = {**manifest, "allowed_hosts": tuple(manifest.get("allowed_hosts", ())), "key_id": key_id}
+    fields = {
+        **manifest,
+        "allowed_hosts": tuple(manifest.get("allowed_hosts", ())),
+        "allowed_ports": tuple(manifest.get("allowed_ports", ())),
+        "key_id": key_id,
+    }
     return ToolManifest(**fields)
 
 

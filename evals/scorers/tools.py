@@ -22,6 +22,7 @@ from evals.scorers import JudgeContext, Observation, Score
 from evals.scorers.jsonpath import render
 from evals.scorers.specs import Arguments
 from gateway.resilience import CircuitBreaker
+from tenants.selectors import outbound_policy
 
 MAX_REASON_CHARACTERS = 4_000
 SCORE_VALIDATOR = Draft202012Validator(
@@ -63,6 +64,7 @@ class ToolScorer:
                 f"{context.request_id_prefix}:{self.name}",
                 breaker=breaker,
                 tenant_schema=context.api_key.tenant.schema_name,
+                outbound=outbound_policy(context.api_key.tenant),
             )
         except ToolCallError as error:
             return self.failure(f"the scoring tool failed: {error.message}")

@@ -25,7 +25,7 @@ from evals import nightly
 from evals.models import Dataset, Experiment, ExperimentStatus
 from evals.tasks import nightly_tick
 from evals.tests.factories import make_dataset, make_experiment
-from testing.servers import serving
+from testing.servers import LOOPBACK_SERVER_PORTS, serving
 from testing.tenants import TenantFixture
 
 
@@ -46,7 +46,12 @@ def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     def build(host: str, port: int) -> uvicorn.Server:
         return uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
 
-    with serving(build, "/ready") as root, override_settings(EVALS_ALERT_ALLOWED_HOSTS=["127.0.0.1"]):
+    with (
+        serving(build, "/ready") as root,
+        override_settings(
+            EVALS_ALERT_ALLOWED_HOSTS=["127.0.0.1"], OUTBOUND_DEFAULT_PORTS=LOOPBACK_SERVER_PORTS
+        ),
+    ):
         yield f"{root}/hook", received
 
 

@@ -26,7 +26,7 @@ from gateway.transports.inprocess import InProcessGateway
 from tenants.models import ApiKey
 from tenants.selectors import find_usable_api_key
 from testing.agents import write_signed_manifests
-from testing.servers import serving
+from testing.servers import LOOPBACK_SERVER_PORTS, serving
 from testing.tenants import TenantFixture
 
 SCORE_INPUT_SCHEMA = {"type": "object", "required": ["input", "output", "expected"]}
@@ -118,6 +118,7 @@ def service(
     settings.AGENT_TOOL_MANIFEST_DIRS = [str(tmp_path)]
     settings.AGENT_TOOL_PUBLIC_KEYS = {"evals": public_key_text(key)}
     settings.AGENT_TOOL_ALLOWED_HOSTS = ["127.0.0.1"]
+    settings.OUTBOUND_DEFAULT_PORTS = LOOPBACK_SERVER_PORTS
     client = redis.Redis.from_url(settings.REDIS_URL)
     with client:
         for breaker in client.scan_iter("breaker:{tool:*score.*"):

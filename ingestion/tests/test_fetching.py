@@ -14,6 +14,7 @@ from pytest_django import Settings
 from ingestion import pipeline, services
 from ingestion.models import DocumentStatus
 from ingestion.tests.factories import key_id, make_collection, sample
+from testing.servers import LOOPBACK_SERVER_PORTS
 from testing.tenants import TenantFixture
 
 ROBOTS = b"User-agent: *\nDisallow: /private/\n"
@@ -62,6 +63,7 @@ def site() -> Iterator[str]:
 @pytest.fixture
 def allowed_site(site: str, settings: Settings) -> str:
     settings.INGESTION_ALLOWED_HOSTS = ["127.0.0.1"]
+    settings.OUTBOUND_DEFAULT_PORTS = LOOPBACK_SERVER_PORTS
     return site
 
 
@@ -117,6 +119,7 @@ def test_the_guard_refuses_a_loopback_host_that_is_not_allowed(
     tenant: TenantFixture, registry: str, site: str, settings: Settings
 ) -> None:
     settings.INGESTION_ALLOWED_HOSTS = []
+    settings.OUTBOUND_DEFAULT_PORTS = LOOPBACK_SERVER_PORTS
     with (
         tenant_context(tenant.tenant),
         pytest.raises(services.IngestionInputError, match="not a public address"),

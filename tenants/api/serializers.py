@@ -12,6 +12,8 @@ from aiaas.api_serializers import StrictModelSerializer, StrictSerializer
 from aiaas.cors import ORIGIN_PATTERN
 from tenants.models import (
     MAX_CORS_ORIGINS,
+    MAX_OUTBOUND_HOSTS,
+    MAX_OUTBOUND_PORTS,
     MAX_RATE_LIMIT,
     MAX_TOKEN_BUDGET,
     USD_AMOUNT,
@@ -171,7 +173,23 @@ class TenantSettingsSerializer(StrictModelSerializer[Tenant]):
         ),
     )
 
+    outbound_allowed_hosts = serializers.ListField(
+        child=serializers.CharField(max_length=254),
+        max_length=MAX_OUTBOUND_HOSTS,
+        required=False,
+        help_text=(
+            "Hosts agents' tools and URL ingestion may reach (api.example.com; .example.com with its "
+            "subdomains); empty: any public host. Private and loopback addresses stay refused."
+        ),
+    )
+    outbound_allowed_ports = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=65535),
+        max_length=MAX_OUTBOUND_PORTS,
+        required=False,
+        help_text="Ports they may reach, within the platform's; empty: the default (80 and 443).",
+    )
+
     class Meta:
         model = Tenant
-        fields = ["cors_allowed_origins", "updated_at"]
+        fields = ["cors_allowed_origins", "outbound_allowed_hosts", "outbound_allowed_ports", "updated_at"]
         read_only_fields = ["updated_at"]

@@ -2,9 +2,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -18,7 +20,13 @@ from tenants.api.serializers import (
     UpdateApiKeySerializer,
 )
 from tenants.models import ApiKey, ApiKeyScope, Tenant
-from tenants.services import create_api_key, revoke_api_key, set_cors_allowed_origins, update_api_key
+from tenants.services import (
+    create_api_key,
+    revoke_api_key,
+    set_cors_allowed_origins,
+    set_outbound_policy,
+    update_api_key,
+)
 
 
 class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
@@ -55,7 +63,8 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
 
 
 class TenantSettingsViewSet(TenantScopedViewSet):
-    """The tenant's own settings: the origins allowed to call the API from a browser (CORS)."""
+    """The tenant's own settings: the origins allowed to call the API from a browser
+    (CORS), and where its tools and URL ingestion may send requests."""
 
     required_scope = ApiKeyScope.ADMIN
     serializer_class = TenantSettingsSerializer
@@ -73,6 +82,15 @@ class TenantSettingsViewSet(TenantScopedViewSet):
         form = TenantSettingsSerializer(data=request.data, partial=True)
         form.is_valid(raise_exception=True)
         tenant = self.get_queryset().get()
+        if {"outbound_allowed_hosts", "outbound_allowed_ports"} & form.validated_data.keys():
+            try:
+                tenant = set_outbound_policy(
+                    tenant,
+                    hosts=form.validated_data.get("outbound_allowed_hosts", tenant.outbound_allowed_hosts),
+                    ports=form.validated_data.get("outbound_allowed_ports", tenant.outbound_allowed_ports),
+                )
+            except DjangoValidationError as error:
+                raise ValidationError(error.message_dict) from None
         if "cors_allowed_origins" in form.validated_data:
             tenant = set_cors_allowed_origins(tenant, form.validated_data["cors_allowed_origins"])
         return Response(TenantSettingsSerializer(tenant).data)

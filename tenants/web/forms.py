@@ -183,3 +183,30 @@ class ApiKeyForm(ApiKeyLimitsForm):
         if any(len(name) > MAX_MODEL_NAME_LENGTH for name in models):
             raise forms.ValidationError(f"A model name has at most {MAX_MODEL_NAME_LENGTH} characters.")
         return models
+
+
+class OutboundSettingsForm(forms.Form):
+    """The tenant's outbound policy as people type it: one host per line, ports
+    separated by commas. The service checks both (tenants.services)."""
+
+    hosts = forms.CharField(
+        required=False,
+        label="Allowed hosts",
+        widget=forms.Textarea({"rows": 5}),
+        help_text="One per line: api.example.com, or .example.com for a domain and its subdomains. "
+        "Empty: any public host.",
+    )
+    ports = forms.CharField(
+        required=False,
+        label="Allowed ports",
+        help_text="Separated by commas, e.g. 443, 8443. Empty: 80 and 443.",
+    )
+
+    def clean_hosts(self) -> list[str]:
+        return [line.strip() for line in self.cleaned_data["hosts"].splitlines() if line.strip()]
+
+    def clean_ports(self) -> list[int]:
+        values = [value.strip() for value in self.cleaned_data["ports"].split(",") if value.strip()]
+        if not all(value.isdecimal() and 1 <= int(value) <= 65535 for value in values):
+            raise ValidationError("Write ports as numbers from 1 to 65535, separated by commas.")
+        return [int(value) for value in values]

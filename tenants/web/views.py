@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -39,6 +40,7 @@ from tenants.services import (
     create_api_key,
     resend_verification_email,
     revoke_api_key,
+    set_outbound_policy,
     sign_up_tenant,
     tenant_domain_name,
     update_api_key,
@@ -46,7 +48,14 @@ from tenants.services import (
 )
 from tenants.web import new_keys
 from tenants.web.base import PageAccess, TenantPageView, bind_session_to_tenant, manager_page, tenant_page
-from tenants.web.forms import ApiKeyForm, ApiKeyLimitsForm, SignupForm, as_sentence, scope_explanations
+from tenants.web.forms import (
+    ApiKeyForm,
+    ApiKeyLimitsForm,
+    OutboundSettingsForm,
+    SignupForm,
+    as_sentence,
+    scope_explanations,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -243,3 +252,42 @@ def save_key_limits(request: HttpRequest, api_key: ApiKey, limits: dict[str, Any
         return
     update_api_key(api_key, changes)
     messages.success(request, f"Saved the limits of “{api_key.name}”.")
+
+
+@manager_page
+@require_http_methods(["GET", "POST"])
+def workspace_settings(request: HttpRequest, access: PageAccess) -> HttpResponse:
+    """Where the workspace's tools and URL ingestion may send requests: owners and
+    admins read it, the owner changes it (as the owner alone changes request logging)."""
+    tenant = access.tenant
+    is_owner = access.user.role == Role.OWNER
+    if request.method == "GET":
+        initial = {
+            "hosts": "\n".join(tenant.outbound_allowed_hosts),
+            "ports": ", ".join(map(str, tenant.outbound_allowed_ports)),
+        }
+        form = OutboundSettingsForm(initial=initial)
+    else:
+        if not is_owner:
+            raise PermissionDenied("Only the workspace's owner changes where requests may go.")
+        form = OutboundSettingsForm(request.POST)
+        if form.is_valid() and save_outbound_settings(request, access, form):
+            return redirect("dashboard:settings")
+    context = {
+        "form": form,
+        "is_owner": is_owner,
+        "permitted_ports": ", ".join(settings.OUTBOUND_PERMITTED_PORTS),
+    }
+    return render(request, "dashboard/settings.html", context, status=400 if form.errors else 200)
+
+
+def save_outbound_settings(request: HttpRequest, access: PageAccess, form: OutboundSettingsForm) -> bool:
+    try:
+        set_outbound_policy(access.tenant, hosts=form.cleaned_data["hosts"], ports=form.cleaned_data["ports"])
+    except ValidationError as error:
+        for field, messages_of_field in error.message_dict.items():
+            for message in messages_of_field:
+                form.add_error("hosts" if field == "outbound_allowed_hosts" else "ports", message)
+        return False
+    messages.success(request, "Saved where requests may go.")
+    return True

@@ -22,6 +22,7 @@ DASHBOARD_PAGES = (
     "dashboard:playground",
     "dashboard:billing",
     "dashboard:request-logs",
+    "dashboard:settings",
     "agents:list",
     "agents:new",
     "agents:runs",
