@@ -59,11 +59,12 @@ def test_a_decision_fits_the_latency_budget() -> None:
     timings = []
     for prompt in outcomes.prompts:
         runs = []
-        for _ in range(3):
+        for _ in range(5):
             started = time.perf_counter()
             router.predict(prompt)
             runs.append(time.perf_counter() - started)
-        timings.append(min(runs))  # a run preempted by another process is not the router's time
+        # A run preempted by another process, or by a test server's thread, is not the router's time.
+        timings.append(min(runs))
     assert np.percentile(timings, 99) < 0.001
 
 
