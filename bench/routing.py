@@ -1,6 +1,6 @@
 """The router's candidates offline, on a protocol that cannot overfit one split.
 
-    python bench/routing.py [--folds 4] [--repetitions 3] [--quick] [--target 0.95] [--json PATH]
+    python bench/routing.py [--folds 4] [--repetitions 2] [--quick] [--target 0.95] [--json PATH]
 
 Leave-subjects-out cross-validation over the 38 MMLU subjects: per repetition
 the subjects are dealt into `--folds` groups (routing.router.evaluation.
@@ -297,7 +297,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=OUTCOME_DATA)
     parser.add_argument("--folds", type=int, default=4)
-    parser.add_argument("--repetitions", type=int, default=3)
+    parser.add_argument("--repetitions", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="One repetition (4 folds).")
     parser.add_argument("--target", type=float, default=0.95)
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON_PATH)
