@@ -1,17 +1,19 @@
-"""Router v2 offline: route_bench's figures over several train/test splits.
+"""The router's candidates offline, on a protocol that cannot overfit one split.
 
-    python bench/routing.py [--data DIR] [--splits 5] [--first-seed 100] [--target 0.95] [--json PATH]
+    python bench/routing.py [--folds 4] [--repetitions 2] [--quick] [--target 0.95] [--json PATH]
 
-Every split trains on its training files only and is scored on files it never
-saw: MMLU split by subject (10 of the 38 subjects held out, drawn with fixed
-seeds), and GSM8K scored by a router trained on MMLU alone. Seeds 0-7 (and
-GSM8K) were looked at while the router's features were designed, so they are
-development splits; the default seeds, 100 on, were first run once the design
-was frozen and are the honest figures. Each line also carries the random router and the
-oracle on the same test data. RouteLLM's published figures at 95% of GPT-4's
-quality: 45% fewer strong calls on MMLU (strong share 0.55), 35% on GSM8K
-(0.65). `make bench-routing` runs it with the platform's settings; it makes no
-query.
+Leave-subjects-out cross-validation over the 38 MMLU subjects: per repetition
+the subjects are dealt into `--folds` groups (routing.router.evaluation.
+subject_folds), each held out once, so every test fold mixes about ten subjects
+the router never saw, like a tenant's traffic. Per candidate: the median and
+the 90% interval (5th-95th percentile) of the strong share needed for 95% of
+the strong model's quality, the random router's and the oracle's on the same
+folds, and APGR; then two whole tasks held out: GSM8K scored by a router
+trained on MMLU alone, MT-Bench (a turn passes when GPT-4 judged it 8 or more
+of 10) by one trained on MMLU and GSM8K. Every design choice is made on the
+folds' median, never on one split or on the held-out tasks. The shipped
+router's own decision latency is measured with route_bench's code on the
+first fold. `make bench-routing` runs it; it makes no query.
 """
 
 from __future__ import annotations
@@ -19,133 +21,295 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import django
+import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aiaas.settings")
 django.setup()  # the router's code imports the registry's models (no query is made)
 
-from routing.router.evaluation import evaluate, online_replay  # noqa: E402
-from routing.router.training import OUTCOME_DATA, load_outcomes, train  # noqa: E402
-
-DEFAULT_DATA = OUTCOME_DATA
-DEFAULT_JSON_PATH = REPO_ROOT / "bench" / "results" / "routing.json"
-HELD_OUT_SUBJECTS = 10
-ROUTELLM_STRONG_SHARE = {"mmlu": 0.55, "gsm8k": 0.65}
-COLUMNS = (
-    ("split", "split", 18),
-    ("n_train", "train", 6),
-    ("n_test", "test", 6),
-    ("strong_share_at_target", "share", 6),
-    ("random_strong_share_at_target", "random", 6),
-    ("oracle_strong_share_at_target", "oracle", 6),
-    ("apgr", "APGR", 6),
-    ("cpt50", "CPT50", 6),
-    ("cpt80", "CPT80", 6),
-    ("policy_strong_share", "policy", 6),
-    ("policy_quality", "qual.", 6),
-    ("calibration_error_test", "ECE", 6),
-    ("decision_p99_ms", "p99 ms", 7),
+from routing.router.embedding import embed_many  # noqa: E402
+from routing.router.evaluation import (  # noqa: E402
+    curve_metrics,
+    evaluate,
+    online_replay,
+    random_share,
+    subject_folds,
+)
+from routing.router.model import FloatArray  # noqa: E402
+from routing.router.training import (  # noqa: E402
+    OUTCOME_DATA,
+    Outcomes,
+    hand_matrix,
+    load_outcomes,
+    train,
 )
 
+DEFAULT_JSON_PATH = REPO_ROOT / "bench" / "results" / "routing.json"
+MT_BENCH_PASS = 8  # GPT-4's judgement, of 10
+MODELS = {"weak": "mistralai/Mixtral-8x7B-Instruct-v0.1", "strong": "gpt-4-1106-preview"}
 
-def splits(data: Path, count: int, first_seed: int) -> list[tuple[str, str, list[Path], list[Path]]]:
-    subjects = sorted((data / "mmlu").glob("*.csv"))
-    chosen = []
-    for seed in range(first_seed, first_seed + count):
-        held_out = set(random.Random(seed).sample(subjects, HELD_OUT_SUBJECTS))
-        train_files = [path for path in subjects if path not in held_out]
-        chosen.append((f"mmlu-subjects-{seed}", "mmlu", train_files, sorted(held_out)))
-    chosen.append(("gsm8k-from-mmlu", "gsm8k", subjects, [data / "gsm8k_responses.csv"]))
-    return chosen
+Rows = np.ndarray
+Scorer = Callable[["Corpus", Rows, Rows], FloatArray]
 
 
-def run(data: Path, count: int, first_seed: int, target: float) -> dict[str, Any]:
-    results = []
-    for name, family, train_files, test_files in splits(data, count, first_seed):
-        started = time.perf_counter()
-        training, testing = load_outcomes(train_files), load_outcomes(test_files)
-        router = train(training, name=name)
-        report = evaluate(router, training, testing, target)
-        report["online"] = {
-            "static": online_replay(router, testing, target, learn=False),
-            "learning": online_replay(router, testing, target, learn=True),
-        }
-        report.update(split=name, family=family, seconds=round(time.perf_counter() - started, 1))
-        results.append(report)
-        print_row(report)
-    summary = {}
-    for family in ("mmlu", "gsm8k"):
-        rows = [row for row in results if row["family"] == family]
-        shares = [row["strong_share_at_target"] for row in rows]
-        randoms = [row["random_strong_share_at_target"] for row in rows]
-        summary[family] = {
-            "splits": len(rows),
-            "median_strong_share_at_target": statistics.median(shares),
-            "median_random_strong_share_at_target": statistics.median(randoms),
-            "median_strong_calls_saved": round(1 - statistics.median(shares), 4),
-            "routellm_strong_share_at_target": ROUTELLM_STRONG_SHARE[family],
-            "median_ratio_to_random": round(
-                statistics.median(share / chance for share, chance in zip(shares, randoms, strict=True)), 4
-            ),
-        }
+class Corpus:
+    """Every prompt of the routing data once, with its features computed once."""
+
+    def __init__(self, data: Path) -> None:
+        parts = [load_outcomes([*sorted((data / "mmlu").glob("*.csv")), data / "gsm8k_responses.csv"])]
+        parts.append(mt_bench(data))
+        self.outcomes = Outcomes(
+            [p for part in parts for p in part.prompts],
+            np.concatenate([part.weak for part in parts]),
+            np.concatenate([part.strong for part in parts]),
+            [s for part in parts for s in part.sources],
+        )
+        self.sources = np.array(self.outcomes.sources)
+        self.embeddings = embed_many(self.outcomes.prompts, 256)
+        self.hand = hand_matrix(self.outcomes.prompts)
+
+    def subset(self, rows: Rows) -> Outcomes:
+        every = self.outcomes
+        return Outcomes(
+            [every.prompts[i] for i in rows],
+            every.weak[rows],
+            every.strong[rows],
+            [every.sources[i] for i in rows],
+        )
+
+    def rows(self, sources: set[str]) -> Rows:
+        return np.flatnonzero(np.isin(self.sources, sorted(sources)))
+
+
+def mt_bench(data: Path) -> Outcomes:
+    """MT-Bench's 80 questions x 2 turns; a turn's prompt is the user turns so far."""
+    questions = {
+        row["question_id"]: row["turns"]
+        for row in map(json.loads, (data / "mt_bench_questions.jsonl").read_text().splitlines())
+    }
+    scores: dict[tuple[int, int, str], int] = {}
+    for row in map(json.loads, (data / "mt_bench_judgements.jsonl").read_text().splitlines()):
+        scores[(row["question_id"], row["turn"], row["model"])] = row["score"]
+    keys = sorted({(question, turn) for question, turn, _ in scores})
+    return Outcomes(
+        ["\n".join(questions[question][:turn]) for question, turn in keys],
+        np.array([scores[(q, t, MODELS["weak"])] >= MT_BENCH_PASS for q, t in keys]),
+        np.array([scores[(q, t, MODELS["strong"])] >= MT_BENCH_PASS for q, t in keys]),
+        ["mt_bench"] * len(keys),
+    )
+
+
+def standardised(train: FloatArray, test: FloatArray) -> tuple[FloatArray, FloatArray]:
+    mean, scale = train.mean(axis=0), train.std(axis=0)
+    scale[scale == 0] = 1.0
+    return (train - mean) / scale, (test - mean) / scale
+
+
+def trained(embedding_dimensions: int) -> Scorer:
+    """The router as route_bench and train_router train it (routing.router.training)."""
+
+    def score(corpus: Corpus, train_rows: Rows, test_rows: Rows) -> FloatArray:
+        model = train(
+            corpus.subset(train_rows),
+            embedding_dimensions=embedding_dimensions,
+            embeddings=corpus.embeddings[train_rows],
+        )
+        return np.array([model.logit(corpus.outcomes.prompts[row])[0] for row in test_rows])
+
+    return score
+
+
+def logistic(dimensions: int, regularisation: float, hand: bool = True) -> Scorer:
+    """A logistic regression on the embedding (and the standardised hand features): P(weak fails)."""
+    from sklearn.linear_model import LogisticRegression
+
+    def score(corpus: Corpus, train_rows: Rows, test_rows: Rows) -> FloatArray:
+        prefix = corpus.embeddings[:, :dimensions]
+        unit = prefix / np.maximum(np.linalg.norm(prefix, axis=1, keepdims=True), 1e-12)
+        fit, held = unit[train_rows], unit[test_rows]
+        if hand:
+            hand_fit, hand_held = standardised(corpus.hand[train_rows], corpus.hand[test_rows])
+            fit, held = np.hstack([fit, hand_fit]), np.hstack([held, hand_held])
+        classifier = LogisticRegression(C=regularisation, max_iter=3000)
+        return np.asarray(classifier.fit(fit, ~corpus.outcomes.weak[train_rows]).decision_function(held))
+
+    return score
+
+
+def matrix_factorisation(regularisation: float) -> Scorer:
+    """RouteLLM's MF router reduced to two models: its score difference is bilinear in
+    the model vectors and linear in the projected embedding, i.e. a logistic regression
+    on the embedding trained on the decisive battles (ties dropped) for P(strong wins)."""
+    from sklearn.linear_model import LogisticRegression
+
+    def score(corpus: Corpus, train_rows: Rows, test_rows: Rows) -> FloatArray:
+        weak, strong = corpus.outcomes.weak[train_rows], corpus.outcomes.strong[train_rows]
+        decisive = weak != strong
+        classifier = LogisticRegression(C=regularisation, max_iter=3000)
+        classifier.fit(corpus.embeddings[train_rows][decisive], strong[decisive])
+        return np.asarray(classifier.decision_function(corpus.embeddings[test_rows]))
+
+    return score
+
+
+def nearest_neighbours(k: int) -> Scorer:
+    """The weak model's failure rate over the k most similar training prompts."""
+
+    def score(corpus: Corpus, train_rows: Rows, test_rows: Rows) -> FloatArray:
+        similarity = corpus.embeddings[test_rows] @ corpus.embeddings[train_rows].T
+        failed = (~corpus.outcomes.weak[train_rows]).astype(np.float64)
+        nearest = np.argpartition(-similarity, k, axis=1)[:, :k]
+        return np.asarray(failed[nearest].mean(axis=1))
+
+    return score
+
+
+def similarity_weighted() -> Scorer:
+    """RouteLLM's SW ranking for two models: every training battle weighted by
+    10 * 10^(similarity / the best similarity), the strong model's weighted win share
+    among decisive battles (the two-player Bradley-Terry fit's ordering)."""
+
+    def score(corpus: Corpus, train_rows: Rows, test_rows: Rows) -> FloatArray:
+        similarity = corpus.embeddings[test_rows] @ corpus.embeddings[train_rows].T
+        weights = 10 * 10 ** (similarity / similarity.max(axis=1, keepdims=True))
+        weak, strong = corpus.outcomes.weak[train_rows], corpus.outcomes.strong[train_rows]
+        wins, decisive = (strong & ~weak).astype(np.float64), (strong != weak).astype(np.float64)
+        return np.asarray((weights @ wins) / np.maximum(weights @ decisive, 1e-12))
+
+    return score
+
+
+CANDIDATES: dict[str, Scorer] = {
+    "tfidf+hand (before)": trained(0),
+    "tfidf+hand+embedding": trained(256),
+    "logistic: embedding+hand": logistic(256, 1.0),
+    "logistic: embedding128+hand": logistic(128, 1.0),
+    "logistic: embedding only": logistic(256, 1.0, hand=False),
+    "MF (RouteLLM, 2 models)": matrix_factorisation(1.0),
+    "kNN k=50": nearest_neighbours(50),
+    "kNN k=200": nearest_neighbours(200),
+    "SW ranking (RouteLLM)": similarity_weighted(),
+}
+SHIPPED = "tfidf+hand+embedding"
+
+
+def figures(corpus: Corpus, scores: FloatArray, rows: Rows, target: float) -> dict[str, float]:
+    weak, strong = corpus.outcomes.weak[rows], corpus.outcomes.strong[rows]
+    oracle = (strong & ~weak).astype(np.float64) - (weak & ~strong).astype(np.float64)
+    metrics = curve_metrics(scores, weak, strong, target)
     return {
-        "benchmark": "routing",
-        "target": target,
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "splits": results,
-        "summary": summary,
+        "share": metrics["strong_share_at_target"],
+        "random": random_share(weak, strong, target),
+        "oracle": curve_metrics(oracle, weak, strong, target)["strong_share_at_target"],
+        "apgr": metrics["apgr"],
     }
 
 
-def print_row(row: dict[str, Any]) -> None:
-    cells = []
-    for key, _, width in COLUMNS:
-        value = row.get(key)
-        cells.append(f"{value:>{width}.3f}" if isinstance(value, float) else f"{value!s:>{width}}")
-    online = row["online"]
-    cells.append(
-        "  online: static {:.2f}/{:.3f}, learning {:.2f}/{:.3f} -> {:.2f}/{:.3f}".format(
-            online["static"]["second_half"]["strong_share"],
-            online["static"]["second_half"]["quality"],
-            online["learning"]["first_half"]["strong_share"],
-            online["learning"]["first_half"]["quality"],
-            online["learning"]["second_half"]["strong_share"],
-            online["learning"]["second_half"]["quality"],
-        )
+FIGURES = ("share", "random", "oracle", "apgr")
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {
+        "median": round(statistics.median(values), 4),
+        "p5": round(float(np.percentile(values, 5)), 4),
+        "p95": round(float(np.percentile(values, 95)), 4),
+    }
+
+
+def run(data: Path, folds: int, repetitions: int, target: float) -> dict[str, Any]:
+    corpus = Corpus(data)
+    subjects = sorted({source for source in corpus.sources if source.startswith("mmlu_")})
+    mmlu = corpus.rows(set(subjects))
+    held_out_sets = subject_folds(subjects, folds, repetitions)
+    tasks = {
+        "gsm8k": (mmlu, corpus.rows({"gsm8k_responses"})),
+        "mt_bench": (np.concatenate([mmlu, corpus.rows({"gsm8k_responses"})]), corpus.rows({"mt_bench"})),
+    }
+    results: dict[str, Any] = {}
+    for name, scorer in CANDIDATES.items():
+        started = time.perf_counter()
+        per_fold = []
+        for held in held_out_sets:
+            test_rows = corpus.rows(set(held))
+            train_rows = np.setdiff1d(mmlu, test_rows)
+            per_fold.append(figures(corpus, scorer(corpus, train_rows, test_rows), test_rows, target))
+        row: dict[str, Any] = {
+            "folds": len(per_fold),
+            **{key: summary([fold[key] for fold in per_fold]) for key in FIGURES},
+            "per_fold_share": [round(fold["share"], 4) for fold in per_fold],
+        }
+        for task, (train_rows, test_rows) in tasks.items():
+            task_figures = figures(corpus, scorer(corpus, train_rows, test_rows), test_rows, target)
+            row[task] = {key: round(value, 4) for key, value in task_figures.items()}
+        row["seconds"] = round(time.perf_counter() - started, 1)
+        results[name] = row
+        print_row(name, row)
+    first = corpus.rows(set(held_out_sets[0]))
+    fold_rows = np.setdiff1d(mmlu, first)
+    model = train(corpus.subset(fold_rows), embeddings=corpus.embeddings[fold_rows])
+    latency = evaluate(model, corpus.subset(fold_rows), corpus.subset(first), target)
+    gsm8k = corpus.subset(tasks["gsm8k"][1])
+    from_mmlu = train(corpus.subset(mmlu), embeddings=corpus.embeddings[mmlu])
+    replay = {
+        "static": online_replay(from_mmlu, gsm8k, target, learn=False),
+        "learning": online_replay(from_mmlu, gsm8k, target, learn=True),
+    }
+    return {
+        "benchmark": "routing",
+        "protocol": {"folds": folds, "repetitions": repetitions, "held_out_per_fold": len(held_out_sets[0])},
+        "target": target,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "candidates": results,
+        "shipped": SHIPPED,
+        "shipped_decision_ms": {"p50": latency["decision_p50_ms"], "p99": latency["decision_p99_ms"]},
+        "shipped_gsm8k_online_replay": replay,
+    }
+
+
+HEADER = (
+    f"{'candidate':<28} {'share median [90%]':>22} {'random':>7} {'oracle':>7} {'APGR':>6}"
+    f" {'GSM8K':>6} {'(rnd)':>6} {'MT-B':>6} {'(rnd)':>6} {'s':>6}"
+)
+
+
+def print_row(name: str, row: dict[str, Any]) -> None:
+    share = row["share"]
+    print(
+        f"{name:<28} {share['median']:>7.3f} [{share['p5']:.3f}-{share['p95']:.3f}]"
+        f" {row['random']['median']:>7.3f} {row['oracle']['median']:>7.3f} {row['apgr']['median']:>6.3f}"
+        f" {row['gsm8k']['share']:>6.3f} {row['gsm8k']['random']:>6.3f}"
+        f" {row['mt_bench']['share']:>6.3f} {row['mt_bench']['random']:>6.3f} {row['seconds']:>6.1f}",
+        flush=True,
     )
-    print(" ".join(cells), flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--splits", type=int, default=5, help="MMLU subject splits (seeds first..first+N-1).")
-    parser.add_argument(
-        "--first-seed",
-        type=int,
-        default=100,
-        help="Seeds 0-7 were looked at while the features were designed; 100 on were not.",
-    )
+    parser.add_argument("--data", type=Path, default=OUTCOME_DATA)
+    parser.add_argument("--folds", type=int, default=4)
+    parser.add_argument("--repetitions", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="One repetition (4 folds).")
     parser.add_argument("--target", type=float, default=0.95)
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON_PATH)
     args = parser.parse_args()
-    print(" ".join(f"{title:>{width}}" for _, title, width in COLUMNS))
-    result = run(args.data, args.splits, args.first_seed, args.target)
-    for family, figures in result["summary"].items():
+    print(HEADER)
+    result = run(args.data, args.folds, 1 if args.quick else args.repetitions, args.target)
+    decision = result["shipped_decision_ms"]
+    print(f"shipped: {result['shipped']}, decision p50 {decision['p50']} ms, p99 {decision['p99']} ms")
+    for mode, halves in result["shipped_gsm8k_online_replay"].items():
         print(
-            f"{family}: median strong share {figures['median_strong_share_at_target']:.3f} "
-            f"(random {figures['median_random_strong_share_at_target']:.3f}, "
-            f"RouteLLM {figures['routellm_strong_share_at_target']:.2f}) over {figures['splits']} split(s)"
+            f"GSM8K replayed as a new tenant's traffic ({mode}): strong share / quality "
+            + ", ".join(f"{half} {v['strong_share']:.2f} / {v['quality']:.3f}" for half, v in halves.items())
         )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")

@@ -197,3 +197,17 @@ def online_replay(
         }
         for name, part in halves.items()
     }
+
+
+def subject_folds(subjects: list[str], folds: int, repetitions: int, first_seed: int = 0) -> list[list[str]]:
+    """Leave-subjects-out cross-validation: per repetition, the subjects shuffled with
+    its seed and dealt into `folds` groups, each held out once (so every subject is
+    held out exactly once per repetition, next to about len/folds others)."""
+    if not 2 <= folds <= len(subjects):
+        raise ValueError(f"{folds} folds of {len(subjects)} subjects")
+    held_out: list[list[str]] = []
+    for seed in range(first_seed, first_seed + repetitions):
+        shuffled = sorted(subjects)
+        random.Random(seed).shuffle(shuffled)  # noqa: S311 - a fold assignment, not a secret
+        held_out.extend(sorted(shuffled[fold::folds]) for fold in range(folds))
+    return held_out

@@ -4,11 +4,12 @@ Trained with scikit-learn (routing/router/training.py) and exported to a small
 .npz file that needs only numpy to serve: the whole pipeline (TF-IDF, the
 latent semantic projection, feature scaling and the logistic regression) is
 linear in the TF-IDF vector, so it folds into one weight per term plus weights
-for the hand-made features. Isotonic regression maps the score to a calibrated
-probability. The latent projection is also kept (small, float16) to find a
-prompt's cluster of similar training prompts, the bucket a tenant's own
-failure rates are kept in (policy.py), and the prompt's novelty (distance to
-the nearest cluster).
+for the hand-made features and for the prompt's sentence embedding (wordllama,
+routing/router/embedding.py; none in artifacts trained before it). Isotonic
+regression maps the score to a calibrated probability. The latent projection
+is also kept (small, float16) to find a prompt's cluster of similar training
+prompts, the bucket a tenant's own failure rates are kept in (policy.py), and
+the prompt's novelty (distance to the nearest cluster).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from routing.router.embedding import embed
 from routing.router.features import analyse
 
 FloatArray = npt.NDArray[np.float64]
@@ -44,6 +46,7 @@ class RouterModel:
     idf: FloatArray
     term_weights: FloatArray
     hand_weights: FloatArray
+    embedding_weights: FloatArray  # (embedding dimensions,): empty when the model uses none
     bias: float
     projection: FloatArray  # (dimensions, terms)
     centroids: FloatArray  # (clusters, dimensions), unit rows
@@ -70,6 +73,8 @@ class RouterModel:
         indexes, values = self.tfidf(prompt_terms)
         score = self.bias + float(values @ self.term_weights[indexes])
         score += float(np.asarray(hand) @ self.hand_weights)
+        if len(self.embedding_weights):
+            score += float(embed(text, len(self.embedding_weights)) @ self.embedding_weights)
         return score, indexes, values
 
     def calibrate(self, logit: float) -> float:
@@ -113,6 +118,7 @@ class RouterModel:
             idf=self.idf.astype(np.float32),
             term_weights=self.term_weights.astype(np.float32),
             hand_weights=self.hand_weights,
+            embedding_weights=self.embedding_weights,
             bias=np.array([self.bias]),
             projection=self.projection.astype(np.float16),
             centroids=self.centroids.astype(np.float32),
@@ -130,6 +136,11 @@ class RouterModel:
                 idf=data["idf"].astype(np.float64),
                 term_weights=data["term_weights"].astype(np.float64),
                 hand_weights=data["hand_weights"].astype(np.float64),
+                embedding_weights=(
+                    data["embedding_weights"].astype(np.float64)
+                    if "embedding_weights" in data
+                    else np.zeros(0)
+                ),
                 bias=float(data["bias"][0]),
                 projection=data["projection"].astype(np.float64),
                 centroids=data["centroids"].astype(np.float64),

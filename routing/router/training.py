@@ -4,8 +4,11 @@ Data is RouteLLM's format: a `prompt` column and one True/False column per
 model saying whether that model answered correctly. The label is "the weak
 (cheap) model failed". The pipeline: sublinear TF-IDF over unigrams and
 bigrams, a 100-dimensional latent semantic projection (TruncatedSVD) next to
-the hand-made features, standardised, and an L2 logistic regression; it is all
-linear, so it is exported folded into per-term weights (routing/router/model.py).
+the hand-made features, standardised, the prompt's sentence embedding (unit
+length, as served) beside them, and an L2 logistic regression; it is all
+linear, so it is exported folded into per-term and per-dimension weights
+(routing/router/model.py). The choices (features, C, dimensions) were made on
+leave-subjects-out folds (bench/routing.py, ADR 0046).
 Calibration: isotonic regression fitted on out-of-fold scores (5 folds), so the
 probabilities are honest on prompts the model did not see.
 """
@@ -22,6 +25,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from routing.router.embedding import embed_many
 from routing.router.features import HAND_FEATURES, hand_features
 from routing.router.model import FloatArray, RouterModel
 
@@ -33,7 +37,8 @@ MAX_TERMS = 20_000
 CLASSIFIER_DIMENSIONS = 100
 CLUSTER_DIMENSIONS = 32
 CLUSTERS = 32
-REGULARISATION = 0.1  # logistic regression's C, chosen on MMLU subject splits of the training data only
+REGULARISATION = 0.1  # logistic regression's C, chosen on leave-subjects-out folds of MMLU
+EMBEDDING_DIMENSIONS = 256  # of wordllama's 256; 0 for a TF-IDF-only model
 TARGETS = [round(0.80 + 0.01 * step, 2) for step in range(21)]
 SEED = 0
 
@@ -127,7 +132,13 @@ def thresholds_for(probabilities: FloatArray, outcomes: Outcomes) -> dict[str, f
     return table
 
 
-def train(outcomes: Outcomes, name: str = "router") -> RouterModel:
+def train(
+    outcomes: Outcomes,
+    name: str = "router",
+    embedding_dimensions: int = EMBEDDING_DIMENSIONS,
+    embeddings: FloatArray | None = None,
+) -> RouterModel:
+    """`embeddings`: the prompts' (n, 256) embeddings when already computed (the bench)."""
     from sklearn.cluster import KMeans
     from sklearn.decomposition import TruncatedSVD
     from sklearn.feature_extraction.text import TfidfVectorizer
@@ -149,6 +160,11 @@ def train(outcomes: Outcomes, name: str = "router") -> RouterModel:
     mean, scale = features.mean(axis=0), features.std(axis=0)
     scale[scale == 0] = 1.0
     standardised = (features - mean) / scale
+    if embedding_dimensions:
+        if embeddings is None:
+            embeddings = embed_many(outcomes.prompts, embedding_dimensions)
+        prefix = embeddings[:, :embedding_dimensions]
+        standardised = np.hstack([standardised, prefix / np.linalg.norm(prefix, axis=1, keepdims=True)])
 
     def classifier() -> Any:
         return LogisticRegression(C=REGULARISATION, max_iter=5000)
@@ -172,7 +188,7 @@ def train(outcomes: Outcomes, name: str = "router") -> RouterModel:
     model = classifier().fit(standardised, failed)
 
     # Fold scaling and the projection into weights on the raw features.
-    weights = model.coef_[0] / scale
+    weights = model.coef_[0][: len(scale)] / scale
     hand_count = len(HAND_FEATURES)
     bias = float(model.intercept_[0] - weights @ mean)
     term_weights = svd.components_.T @ weights[hand_count:]
@@ -189,6 +205,7 @@ def train(outcomes: Outcomes, name: str = "router") -> RouterModel:
         idf=vectorizer.idf_,
         term_weights=term_weights,
         hand_weights=weights[:hand_count],
+        embedding_weights=model.coef_[0][len(scale) :],
         bias=bias,
         projection=latent,
         centroids=centroids,
@@ -201,6 +218,7 @@ def train(outcomes: Outcomes, name: str = "router") -> RouterModel:
             "sources": sorted(set(outcomes.sources)),
             "weak_accuracy": float(outcomes.weak.mean()),
             "strong_accuracy": float(outcomes.strong.mean()),
+            "embedding_dimensions": embedding_dimensions,
             "calibration_error_out_of_fold": calibration_error(held_out, failed),
         },
     )
