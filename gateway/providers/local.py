@@ -16,15 +16,13 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from importlib.resources import files
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from safetensors import safe_open
-from tokenizers import Tokenizer
 from wordllama.inference import WordLlamaInference  # type: ignore[import-untyped]
 
+from aiaas.wordllama import l2_supercat
 from gateway.providers.errors import FailureKind, ProviderError
 from gateway.resilience import Deadline
 from routing.catalog import ModelSpec
@@ -97,14 +95,7 @@ def batches(texts: list[str]) -> Iterator[tuple[int, int]]:
 
 
 def load_wordllama() -> WordLlamaEmbedder:
-    """From the files in wordllama's wheel. Never `WordLlama.load()`: it looks for the
-    tokenizer where the wheel does not put it and then downloads it."""
-    root = files("wordllama")
-    tokenizer = Tokenizer.from_file(str(root / "tokenizers" / "l2_supercat_tokenizer_config.json"))
-    weights = str(root / "weights" / "l2_supercat_256.safetensors")
-    with safe_open(weights, framework="np", device="cpu") as tensors:
-        embedding = tensors.get_tensor("embedding.weight")
-    return WordLlamaEmbedder(WordLlamaInference(embedding, tokenizer))
+    return WordLlamaEmbedder(l2_supercat())
 
 
 # upstream_model -> how to load it

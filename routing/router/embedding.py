@@ -4,7 +4,7 @@ prompt's tokens and normalised, truncated to the first `dimensions`
 (Matryoshka-trained, so a prefix is an embedding too).
 
 The process's one loaded instance is shared with the gateway's /v1/embeddings
-(gateway.providers.local.local_model): weights from the wheel, never the network.
+(aiaas/wordllama.py): weights from the wheel, never the network.
 Tokenising costs about 0.3 us per character, so the router embeds at most the
 head and the tail of a long prompt: the decision stays well under a millisecond.
 """
@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
+
+from aiaas.wordllama import l2_supercat
 
 EMBEDDING_HEAD_CHARACTERS = 400
 EMBEDDING_TAIL_CHARACTERS = 200
@@ -27,10 +29,7 @@ def clipped(text: str) -> str:
 
 def embed(text: str, dimensions: int) -> npt.NDArray[np.float64]:
     """A unit vector of `dimensions` floats (zeros for a prompt without tokens)."""
-    # Imported here: the gateway's providers import the routing catalog at load time.
-    from gateway.providers.local import WORDLLAMA_L2_SUPERCAT, local_model
-
-    model = local_model(WORDLLAMA_L2_SUPERCAT).model
+    model = l2_supercat()
     ids = model.tokenizer.encode(clipped(text), add_special_tokens=False).ids
     if not ids:
         return np.zeros(dimensions)

@@ -12,6 +12,7 @@ import time
 import numpy as np
 from django.core.management import call_command
 
+from aiaas.wordllama import l2_supercat
 from gateway.providers.local import WORDLLAMA_L2_SUPERCAT, local_model
 from gateway.resilience import Deadline
 from routing.router.embedding import EMBEDDING_HEAD_CHARACTERS, clipped, embed
@@ -29,6 +30,7 @@ def test_the_router_embeds_with_the_gateways_own_model_instance() -> None:
     embedder = local_model(WORDLLAMA_L2_SUPERCAT)
     served = embedder.embed([QUESTION], 256, 8192, Deadline(10.0)).vectors[0]
 
+    assert embedder.model is l2_supercat()
     assert np.allclose(embed(QUESTION, 256), served, atol=1e-5)
     # Matryoshka: the first 64 dimensions, normalised, are the 64-dimension embedding.
     assert np.allclose(embed(QUESTION, 64), served[:64] / np.linalg.norm(served[:64]), atol=1e-5)
