@@ -9,10 +9,14 @@ STACK := $(PY) -m aiaas.launcher
 .PHONY: run test check audit lock lint typecheck migrations-check pytest openapi screenshots bench-provisioning bench-gateway bench-routing bench-routing-adaptation bench-realtime bench-billing bench-ingestion bench-evals bench-analytics bench-degrade bench-tenants bench-capacity load clean
 
 # Every package from the hashed development lock: pip refuses a file whose sha256 is not
-# in it, and a dependency the lock leaves out (docs/deploy.md, "Supply chain").
+# in it (docs/deploy.md, "Supply chain"). --no-deps: the lock holds every dependency, and
+# pip's hash mode refuses a dependency asked for with an extra (pip-audit's
+# CacheControl[filecache]) although the lock pins it; `pip check` then refuses a
+# dependency the lock leaves out.
 $(VENV)/.installed: requirements/dev.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements/dev.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements/dev.lock
+	$(PY) -m pip check
 	touch $@
 
 # Compile the hashed locks again after editing requirements/*.txt (uv keeps every pin

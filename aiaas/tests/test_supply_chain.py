@@ -220,8 +220,10 @@ def test_make_installs_the_development_lock_with_hashes_required() -> None:
     recipe = makefile.split("$(VENV)/.installed: requirements/dev.lock\n")[1].split("\n\n")[0]
 
     assert (
-        "pip install --quiet --disable-pip-version-check --require-hashes -r requirements/dev.lock" in recipe
+        "pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements/dev.lock"
+        in recipe
     )
+    assert "pip check" in recipe
     assert "audit" in re.search(r"^check: (.*)$", makefile, re.MULTILINE)[1].split()  # type: ignore[index]
 
 
