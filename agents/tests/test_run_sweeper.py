@@ -109,19 +109,28 @@ def test_the_sweeper_is_on_the_beat_schedule() -> None:
     assert entry["schedule"] < django_settings.AGENT_RUN_STALE_SECONDS
 
 
+def two_ready_workers(
+    stack: ExitStack, queue: str, environ: dict[str, str], tmp_path: Path
+) -> tuple[dict[str, Path], dict[str, Any]]:
+    """Two worker processes on `queue`, each logging to a file, once both are ready
+    (closed with `stack`): their logs and their processes, by name."""
+    logs = {name: tmp_path / f"{name}.log" for name in ("one", "two")}
+    files = {name: stack.enter_context(log.open("wb")) for name, log in logs.items()}
+    workers = {
+        name: stack.enter_context(worker_process(queue, f"{name}-{os.getpid()}@test", environ, file))
+        for name, file in files.items()
+    }
+    wait_for(lambda: all(READY in log.read_bytes() for log in logs.values()), timeout=60)
+    return logs, workers
+
+
 def test_a_run_whose_worker_died_after_its_duplicate_was_acknowledged_is_resumed_by_the_sweeper(
     serving_tenant: TenantFixture, tools: Ledger, simulator: str, settings: Any, tmp_path: Path
 ) -> None:
     queue = f"test-swept-{os.getpid()}"
     environ = configure(settings, tools, queue)
-    logs = {name: tmp_path / f"{name}.log" for name in ("one", "two")}
     with ExitStack() as stack:
-        files = {name: stack.enter_context(log.open("wb")) for name, log in logs.items()}
-        workers = {
-            name: stack.enter_context(worker_process(queue, f"{name}-{os.getpid()}@test", environ, file))
-            for name, file in files.items()
-        }
-        wait_for(lambda: all(READY in log.read_bytes() for log in logs.values()), timeout=60)
+        logs, workers = two_ready_workers(stack, queue, environ, tmp_path)
         run_id = start(serving_tenant, spec(3), {})
         wait_for(lambda: any(RECEIVED in log.read_bytes() for log in logs.values()))
         executor, idle = sorted(logs, key=lambda name: RECEIVED not in logs[name].read_bytes())
@@ -182,14 +191,8 @@ def test_a_frozen_workers_session_is_ended_and_it_records_nothing_when_it_wakes(
     and the frozen one, woken, stops before writing anything."""
     queue = f"test-frozen-{os.getpid()}"
     environ = configure(settings, tools, queue)
-    logs = {name: tmp_path / f"{name}.log" for name in ("one", "two")}
     with ExitStack() as stack:
-        files = {name: stack.enter_context(log.open("wb")) for name, log in logs.items()}
-        workers = {
-            name: stack.enter_context(worker_process(queue, f"{name}-{os.getpid()}@test", environ, file))
-            for name, file in files.items()
-        }
-        wait_for(lambda: all(READY in log.read_bytes() for log in logs.values()), timeout=60)
+        logs, workers = two_ready_workers(stack, queue, environ, tmp_path)
         run_id = start(serving_tenant, spec(1), {})
         wait_for(lambda: any(RECEIVED in log.read_bytes() for log in logs.values()))
         executor = next(name for name, log in logs.items() if RECEIVED in log.read_bytes())
