@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable
@@ -120,8 +121,33 @@ class GatewayClients:
             await self.redis.aclose()
 
 
-# The server process's clients, on its event loop.
-server_clients = GatewayClients()
+# One set of clients per event loop. A connection belongs to the loop that opened it:
+# a second loop in the process (a test's ASGI transport beside the served app) that
+# borrowed the first's pool would read from a transport of another, maybe closed,
+# loop, and hand its own connections back to the server's pool; under uvloop that
+# corrupts memory. The server process runs one loop, so it holds one set.
+_loop_clients: dict[asyncio.AbstractEventLoop, GatewayClients] = {}
+_loop_clients_lock = threading.Lock()
+
+
+def loop_clients() -> GatewayClients:
+    """The running event loop's clients, created on its first request."""
+    loop = asyncio.get_running_loop()
+    clients = _loop_clients.get(loop)
+    if clients is None:
+        with _loop_clients_lock:
+            for closed in [other for other in _loop_clients if other.is_closed()]:
+                del _loop_clients[closed]
+            clients = _loop_clients.setdefault(loop, GatewayClients())
+    return clients
+
+
+async def close_loop_clients() -> None:
+    """Close the running loop's clients (the ASGI lifespan's shutdown)."""
+    with _loop_clients_lock:
+        clients = _loop_clients.pop(asyncio.get_running_loop(), None)
+    if clients is not None:
+        await clients.aclose()
 
 
 @dataclass
@@ -148,7 +174,7 @@ class RequestContext:
     # For tenants that log prompts and outputs (request_logs): references, not copies.
     request_body: dict[str, Any] | None = None
     response_text: str = ""
-    clients: GatewayClients = field(default_factory=lambda: server_clients)
+    clients: GatewayClients = field(default_factory=loop_clients)
     # What the ledger bills of the list price: 1 on /v1, the plan's batch discount for
     # batch lines (batches/). Limits still admit at list price: an upper bound.
     price_factor: Decimal = Decimal(1)

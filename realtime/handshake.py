@@ -22,7 +22,7 @@ from asgiref.sync import sync_to_async
 from flags import is_enabled
 from gateway.auth import authenticate
 from gateway.errors import GatewayError
-from gateway.service import server_clients
+from gateway.service import loop_clients
 from realtime.stream_access import CHAT_ACCESS, StreamAccess, insufficient_scope, require_scope
 from realtime.tokens import take_stream_token
 from tenants.models import ApiKey
@@ -101,7 +101,7 @@ async def authorize(
 
 async def key_for_header(authorization: str, access: StreamAccess) -> ApiKey:
     try:
-        return await authenticate(server_clients.keys, authorization, access.scope)
+        return await authenticate(loop_clients().keys, authorization, access.scope)
     except GatewayError as error:
         if error.code == "insufficient_scope":
             raise insufficient_scope(access) from None

@@ -74,9 +74,6 @@ def running_platform() -> Iterator[str]:
             http="aiaas.http_protocol:BoundedHeadersProtocol",
             timeout_keep_alive=5,
             proxy_headers=False,
-            # The pure-Python loop, not uvloop: the suite crashed with a segmentation fault
-            # inside a server thread's uvloop loop (faulthandler, 2026-12-07), cause not found.
-            loop="asyncio",
         )
         return uvicorn.Server(config)
 

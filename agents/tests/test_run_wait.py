@@ -12,7 +12,6 @@ import uuid
 from typing import Any
 
 import httpx
-import pytest
 import redis
 from django.conf import settings as django_settings
 from django.db import connection
@@ -95,11 +94,6 @@ def timed_get(url: str, **options: Any) -> tuple[float, int]:
     return time.monotonic() - started, status
 
 
-@pytest.mark.xfail(
-    reason="timing: in the full suite, on the test servers' pure-Python loop (testing/servers.py), "
-    "the 120 waiters took 8.8 s against 8 s",
-    strict=False,
-)
 def test_waiters_hold_no_connection_and_another_tenants_dashboard_and_api_stay_fast(
     platform_url: str,
     serving_tenant: TenantFixture,

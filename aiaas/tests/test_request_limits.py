@@ -195,7 +195,8 @@ def test_a_trickled_body_is_answered_408_and_closed_within_the_deadline(platform
 
     assert answered.startswith(b"HTTP/1.1 408 ")
     assert json.loads(answered.partition(b"\r\n\r\n")[2])["error"]["code"] == "request_timeout"
-    assert 1.0 <= closed_after < 2.5
+    # The server's clock starts when the headers arrive, a moment before this one does.
+    assert 0.9 <= closed_after < 2.5
 
 
 def test_a_trickled_body_on_v1_is_answered_408_by_the_gateway_with_its_headers(
@@ -235,11 +236,6 @@ def test_headers_over_the_size_cap_are_refused(platform_url: str) -> None:
     assert answered.startswith(b"HTTP/1.1 431 ")
 
 
-@pytest.mark.xfail(
-    reason="failed once in the full suite on the test servers' pure-Python loop "
-    "(the second answer split); not diagnosed",
-    strict=False,
-)
 def test_a_keep_alive_connection_serves_requests_within_the_header_deadline(
     platform_url: str, settings: Any
 ) -> None:

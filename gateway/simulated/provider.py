@@ -1307,7 +1307,5 @@ def build_server(config: SimulatorConfig, *, host: str, port: int) -> uvicorn.Se
             access_log=False,
             # A stalled fault must not hold a shutdown for minutes.
             timeout_graceful_shutdown=2,
-            # Also in the test process beside the platform's server: see testing/servers.py.
-            loop="asyncio",
         )
     )

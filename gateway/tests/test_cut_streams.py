@@ -18,10 +18,10 @@ from django_tenants.utils import schema_context
 
 from billing.models import UsageEvent
 from billing.usage import flush_usage_events
-from gateway.service import server_clients
 from gateway.simulated.provider import ChatMessage, SimulatorConfig, answer_words
 from gateway.validation import estimate_tokens
 from realtime.tests.clients import bearer, open_socket, read_all, ws_url
+from routing.catalog import invalidate_all
 from routing.models import Provider, ProviderModel
 from testing.database import committed
 from testing.simulated import running_simulated_provider
@@ -40,11 +40,11 @@ def paced_model(registry: str, django_db_blocker: pytest.FixtureRequest) -> Iter
     with running_simulated_provider(SimulatorConfig(tokens_per_second=40)) as url:
         with django_db_blocker.unblock():  # type: ignore[attr-defined]
             provider, model = committed(lambda: register_paced(url))
-        server_clients.catalog.invalidate()
+        invalidate_all("")  # every catalog snapshot of this process, the served gateway's too
         yield PACED_MODEL
         with django_db_blocker.unblock():  # type: ignore[attr-defined]
             committed(lambda: (model.delete(), provider.delete()))
-        server_clients.catalog.invalidate()
+        invalidate_all("")  # every catalog snapshot of this process, the served gateway's too
 
 
 def register_paced(url: str) -> tuple[Provider, ProviderModel]:

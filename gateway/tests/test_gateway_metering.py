@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -12,7 +11,7 @@ import pytest
 from billing.limits import Limiter
 from billing.models import UsageEvent
 from billing.usage import flush_usage_events
-from gateway.service import server_clients
+from gateway.service import GatewayClients
 from tenants.models import ApiKeyScope
 from tenants.services import create_api_key
 from testing.database import committed
@@ -127,15 +126,13 @@ def test_concurrent_duplicates_run_once(
 
 
 @pytest.fixture
-def redis_down() -> Iterator[None]:
-    """The gateway's limiter pointed at a Redis that does not answer."""
+def redis_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gateway's limiter (every event loop's) pointed at a Redis that does not answer."""
     import redis.asyncio as aioredis
 
-    limiter = server_clients.limiter
-    dead = aioredis.Redis(unix_socket_path="/nonexistent/redis.sock", socket_connect_timeout=0.2)
-    server_clients.limiter = Limiter(dead)
-    yield
-    server_clients.limiter = limiter
+    dead = Limiter(aioredis.Redis(unix_socket_path="/nonexistent/redis.sock", socket_connect_timeout=0.2))
+    # A property is a data descriptor: it wins over the limiter each set has cached.
+    monkeypatch.setattr(GatewayClients, "limiter", property(lambda _clients: dead))
 
 
 def test_limits_fail_closed_when_redis_is_down(

@@ -52,11 +52,6 @@ def ledger(request_id: str) -> UsageEvent:
     raise AssertionError(f"no usage event for {request_id}")
 
 
-@pytest.mark.xfail(
-    reason="failed in the full suite (a 500 from the served gateway, once last session, once on "
-    "2026-12-07 right after gateway/tests/test_key_cache.py); passes alone, cause not found",
-    strict=False,
-)
 def test_the_sdk_gets_256_dimension_unit_vectors_with_real_semantics(
     gateway: str, serving_tenant: TenantFixture
 ) -> None:

@@ -22,7 +22,7 @@ from gateway import service
 from gateway.auth import authenticate
 from gateway.errors import GatewayError, from_provider_error, invalid
 from gateway.events import ChatDelta, ChatFailed
-from gateway.service import RequestContext, server_clients
+from gateway.service import RequestContext, loop_clients
 from gateway.transports.event_stream import EventStreamResponse
 from gateway.transports.http import endpoint, json_response, once, read_body
 from gateway.validation import parse_json_object, validate_chat
@@ -55,7 +55,7 @@ async def authorized(request: Request, context: RequestContext) -> ApiKey:
     if not keys and not authorization:
         raise GatewayError(401, "x-api-key header is required.", "authentication_error", "missing_api_key")
     header = authorization or f"Bearer {keys[0]}"
-    context.api_key = await authenticate(server_clients.keys, header, ApiKeyScope.INFERENCE)
+    context.api_key = await authenticate(loop_clients().keys, header, ApiKeyScope.INFERENCE)
     return context.api_key
 
 

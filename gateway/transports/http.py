@@ -21,6 +21,7 @@ from typing import Any
 
 import anyio
 import orjson
+import redis.asyncio as aioredis
 from django.conf import settings
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
@@ -34,7 +35,7 @@ from gateway.auth import authenticate
 from gateway.errors import NO_OUTPUT, GatewayError, client_disconnected, from_provider_error, invalid
 from gateway.events import ChatDelta, ChatEvent, ChatFailed
 from gateway.idempotency import IdempotencyStore, idempotent
-from gateway.service import RequestContext, server_clients
+from gateway.service import RequestContext, close_loop_clients, loop_clients
 from gateway.transports.cors import CorsMiddleware
 from gateway.validation import parse_chat_request, parse_embeddings_request, parse_json_object
 from realtime.stream_access import access_to, require_scope
@@ -52,17 +53,17 @@ JSON_CONTENT_TYPES = frozenset({"", "application/json", "text/plain"})
 
 async def shutdown() -> None:
     """Close the connections this process holds (called by the ASGI lifespan)."""
-    await server_clients.aclose()
+    await close_loop_clients()
 
 
 def idempotency_store() -> IdempotencyStore:
     """The store for the secret keys configured now (a rotation takes effect at once)."""
-    return store_for_secrets(settings.SECRET_KEY, tuple(settings.SECRET_KEY_FALLBACKS))
+    return store_for_secrets(loop_clients().redis, settings.SECRET_KEY, tuple(settings.SECRET_KEY_FALLBACKS))
 
 
-@lru_cache(maxsize=1)
-def store_for_secrets(secret: str, fallbacks: tuple[str, ...]) -> IdempotencyStore:
-    return IdempotencyStore(server_clients.redis, secret, fallbacks=fallbacks)
+@lru_cache(maxsize=4)
+def store_for_secrets(client: aioredis.Redis, secret: str, fallbacks: tuple[str, ...]) -> IdempotencyStore:
+    return IdempotencyStore(client, secret, fallbacks=fallbacks)
 
 
 def json_response(
@@ -87,7 +88,7 @@ async def authorized(request: Request, context: RequestContext, scope: str) -> A
             "invalid_api_key",
         )
     header = request.headers.get("authorization", "")
-    context.api_key = await authenticate(server_clients.keys, header, scope)
+    context.api_key = await authenticate(loop_clients().keys, header, scope)
     request.state.api_key = context.api_key  # whose origins CORS allows (gateway/transports/cors.py)
     return context.api_key
 
@@ -234,7 +235,7 @@ async def feedback(request: Request, context: RequestContext) -> Response:
         raise invalid('`rating` must be "good" or "bad".', "rating", "invalid_value")
     try:
         await router_outcomes.record_feedback(
-            server_clients.redis, api_key.tenant_id, request_id, rating == "good"
+            loop_clients().redis, api_key.tenant_id, request_id, rating == "good"
         )
     except router_outcomes.FeedbackError as error:
         raise GatewayError(
@@ -249,7 +250,7 @@ FEEDBACK_RATINGS = ("good", "bad")
 @endpoint
 async def list_models(request: Request, context: RequestContext) -> Response:
     api_key = await authorized(request, context, ApiKeyScope.INFERENCE)
-    catalog = await server_clients.catalog.get()
+    catalog = await loop_clients().catalog.get()
     data = [ROUTED_MODEL_OBJECT]
     data += [model_object(model) for model in catalog.by_cost if api_key.allows_model(model.model_id)]
     return json_response({"object": "list", "data": data}, context)
@@ -262,7 +263,7 @@ async def retrieve_model(request: Request, context: RequestContext) -> Response:
     model_id = request.path_params["model_id"]
     if model_id == ROUTED_MODEL:
         return json_response(ROUTED_MODEL_OBJECT, context)
-    catalog = await server_clients.catalog.get()
+    catalog = await loop_clients().catalog.get()
     for model in catalog.by_cost:
         if model.model_id == model_id and api_key.allows_model(model_id):
             return json_response(model_object(model), context)
