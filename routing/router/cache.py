@@ -21,6 +21,7 @@ from routing.models import CanaryState, RouterVersion, TenantRouting
 from routing.router.adaptation import adapted_thresholds
 from routing.router.config import DEFAULT_VERSION, Tally, TenantRouterConfig, VersionSpec
 from routing.router.outcomes import outcomes_key, parse_outcomes, tally_mapping
+from routing.router.ranking import TenantRanking, judged_key, tenant_ranking
 
 REFRESH_SECONDS = 5.0
 logger = logging.getLogger(__name__)
@@ -77,7 +78,20 @@ class RouterConfigCache:
             learned = {field: Tally(*map(float, values)) for field, values in snapshot.items()}
             await self.redis.hset(outcomes_key(tenant_id), mapping=tally_mapping(learned))
         config = replace(settings, outcomes=learned)
-        self.entries[tenant_id] = (time.monotonic(), replace(config, thresholds=adapted_thresholds(config)))
+        config = replace(config, thresholds=adapted_thresholds(config), rankings=await self.rankings(config))
+        self.entries[tenant_id] = (time.monotonic(), config)
+
+    async def rankings(self, config: TenantRouterConfig) -> dict[str, TenantRanking]:
+        """The judged prompts re-ranking each version that has a re-solved threshold."""
+        pipe = self.redis.pipeline(transaction=False)
+        for version in config.thresholds:
+            pipe.lrange(judged_key(config.tenant_id, version), 0, -1)
+        lists = await pipe.execute() if config.thresholds else []
+        parsed = {
+            version: tenant_ranking(entries, config.quality_target)
+            for version, entries in zip(config.thresholds, lists, strict=True)
+        }
+        return {version: ranked for version, ranked in parsed.items() if ranked is not None}
 
     async def refresh_quietly(self, tenant_id: int) -> None:
         """A background refresh: on failure the current entry serves until the next try."""

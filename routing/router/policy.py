@@ -45,6 +45,7 @@ from routing.policy import CheapestCapableTier, NoCapableModelError, RoutePlan, 
 from routing.router.adaptation import dithered
 from routing.router.config import TenantRouterConfig, VersionSpec
 from routing.router.model import RouterModel, load_artifact
+from routing.router.ranking import prompt_summary
 
 PRIOR_STRENGTH = 20.0
 MIN_PRIOR_SHARE = 0.25  # of PRIOR_STRENGTH, for the most novel prompts
@@ -70,13 +71,21 @@ class Decision:
     prior: float  # that tier's P(fail) before the tenant's outcomes (what they are judged against)
     novelty: float  # 1 - cosine similarity to the nearest cluster of training prompts
     cheap_failure: float  # P(the cheapest tier fails)
-    score: float  # the classifier's P(the cheapest tier fails), before the tenant's outcomes
+    # The score the threshold cuts: the classifier's P(the cheapest tier fails), before
+    # the tenant's outcomes, or re-ranked by them when `ranked`.
+    score: float
     threshold: float
     adapted: bool  # the threshold was re-solved from the tenant's outcomes (adaptation.py)
     expected_cost_usd: float  # the first tier's price, plus the next one's if it may fail
     explored: bool
     early_exit: bool
     decision_seconds: float
+    # The score was re-ranked by the tenant's judged prompts, and the threshold re-solved
+    # on it (ranking.py).
+    ranked: bool = False
+    # What ranking.py keeps of the prompt should this decision be judged (no text);
+    # empty for an early exit or a single tier.
+    prompt_summary: bytes = b""
 
     def reason(self, target: float) -> str:
         version = f"{self.version}{' canary' if self.is_canary else ''}"
@@ -88,6 +97,8 @@ class Decision:
         how = "exploring one tier cheaper" if self.explored else f"quality target {target:.2f}"
         if self.adapted and not self.explored:
             how += ", threshold adapted to this tenant's outcomes"
+        if self.ranked and not self.explored:
+            how += ", ranked by its judged prompts"
         return (
             f"auto {version}: tier {self.tier}, P(tier {self.tiers[0]} fails) {self.cheap_failure:.2f} "
             f"vs threshold {self.threshold:.2f} ({how})"
@@ -183,13 +194,18 @@ def decide(
         priors[-1],
     ]
     adapted = None if early_exit or len(tiers) < 2 else config.thresholds.get(version.name)
+    summary = b"" if early_exit or len(tiers) < 2 else prompt_summary(request.prompt, priors[0], priors[-1])
+    ranking = config.rankings.get(version.name) if adapted is not None else None
+    score = priors[0]
+    if ranking is not None:
+        score, adapted = ranking.corrected(summary), ranking.threshold
     threshold = threshold_for(model, config.quality_target, version.threshold_shift, adapted)
     reference = priors[-1]
     if adapted is not None:
-        # The tenant's threshold is on the classifier's scale and already holds what its
-        # outcomes taught: the prior (dithered inside its bin) is compared with it, and
+        # The tenant's threshold is on the score's scale and already holds what its
+        # outcomes taught: the score (dithered inside its bin) is compared with it, and
         # the top tier is the reference below it, so two tiers still reduce to a threshold.
-        failures[0] = dithered(priors[0], request.request_id)
+        failures[0] = dithered(score, request.request_id)
         reference = failures[-1] = max(0.0, min(reference, threshold - MIN_FAILURE_GAP))
     prices = expected_prices(tiers, request.estimated_prompt_tokens, request.max_output_tokens)
     costs = [price / (prices[-1] or 1.0) for price in prices]
@@ -215,7 +231,7 @@ def decide(
         prior=priors[rank],
         novelty=novelty,
         cheap_failure=failures[0],
-        score=priors[0],
+        score=score,
         threshold=threshold,
         adapted=adapted is not None,
         expected_cost_usd=prices[rank]
@@ -223,6 +239,8 @@ def decide(
         explored=explored,
         early_exit=early_exit,
         decision_seconds=time.perf_counter() - started,
+        ranked=ranking is not None,
+        prompt_summary=summary,
     )
 
 
