@@ -78,7 +78,8 @@ class RouterConfigCache:
             learned = {field: Tally(*map(float, values)) for field, values in snapshot.items()}
             await self.redis.hset(outcomes_key(tenant_id), mapping=tally_mapping(learned))
         config = replace(settings, outcomes=learned)
-        config = replace(config, thresholds=adapted_thresholds(config), rankings=await self.rankings(config))
+        config = replace(config, thresholds=adapted_thresholds(config))
+        config = replace(config, rankings=await self.rankings(config))
         self.entries[tenant_id] = (time.monotonic(), config)
 
     async def rankings(self, config: TenantRouterConfig) -> dict[str, TenantRanking]:

@@ -41,7 +41,7 @@ from routing.router.config import Tally
 from routing.router.features import HAND_FEATURES, analyse
 
 MAX_JUDGED = 2000
-PENALTY = 10.0
+PENALTY = 100.0
 NEWTON_STEPS = 25
 # What a decision keeps of its prompt: the classifier's P(cheapest fails), the top
 # tier's prior, then the hand features; a kept judgement adds which tier and whether
@@ -137,7 +137,7 @@ def fit(features: FloatArray, failed: FloatArray) -> FloatArray:
 
 
 def expit(values: FloatArray) -> FloatArray:
-    return np.asarray(1.0 / (1.0 + np.exp(-values)), dtype=np.float64)
+    return np.asarray(1.0 / (1.0 + np.exp(-np.clip(values, -30.0, 30.0))), dtype=np.float64)
 
 
 def add(outcomes: dict[str, Tally], field: str, failures: float, predicted: float) -> None:
