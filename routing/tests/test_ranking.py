@@ -113,7 +113,8 @@ def test_replayed_traffic_needs_less_of_the_top_tier_for_the_same_quality() -> N
     GSM8K, is bench/routing_adaptation.py's)."""
     gsm8k = load_outcomes([GSM8K])
     model = load_artifact("global_router.npz")
-    alone, ranked = [], []
+    alone: list[dict[str, float]] = []
+    ranked: list[dict[str, float]] = []
     for seed in range(3):
         for rows, rank in ((alone, False), (ranked, True)):
             replay = online_replay(model, gsm8k, 0.95, learn=True, adapt=True, rank=rank, seed=seed)
