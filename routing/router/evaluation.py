@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterable
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
@@ -28,7 +27,7 @@ from routing.router.config import Tally, TenantRouterConfig
 from routing.router.model import FloatArray, RouterModel
 from routing.router.outcomes import count_routed, observe, outcomes_key, tallies
 from routing.router.policy import LearnedRouter, RoutedPlan
-from routing.router.ranking import TenantRanking, judged_key, tenant_ranking
+from routing.router.ranking import TenantRanking, judged_key, judgements, needs_fitting, tenant_ranking
 from routing.router.training import Outcomes, calibration_error
 
 BoolArray = npt.NDArray[np.bool_]
@@ -162,12 +161,18 @@ class ReplayStore:
     def outcomes(self, tenant_id: int) -> dict[str, Tally]:
         return tallies(self.hashes.get(outcomes_key(tenant_id), {}))
 
-    def rankings(self, tenant_id: int, versions: Iterable[str], target: float) -> dict[str, TenantRanking]:
-        parsed = {
-            version: tenant_ranking(self.lists.get(judged_key(tenant_id, version), []), target)
-            for version in versions
-        }
-        return {version: ranked for version, ranked in parsed.items() if ranked is not None}
+    def rankings(self, config: TenantRouterConfig) -> dict[str, TenantRanking]:
+        """As the gateway's router cache fits them (cache.RouterConfigCache.rankings)."""
+        rankings = {}
+        for version in config.thresholds:
+            ranked = config.rankings.get(version)
+            if needs_fitting(ranked, config.outcomes, version, config.quality_target):
+                entries = self.lists.get(judged_key(config.tenant_id, version), [])
+                judged = judgements(config.outcomes, version)
+                ranked = tenant_ranking(entries, config.quality_target, judged)
+            if ranked is not None:
+                rankings[version] = ranked
+        return rankings
 
 
 def online_replay(
@@ -201,7 +206,7 @@ def online_replay(
             if adapt:
                 config = replace(config, thresholds=adapted_thresholds(config))
             if rank:
-                config = replace(config, rankings=store.rankings(REPLAY_TENANT, config.thresholds, target))
+                config = replace(config, rankings=store.rankings(config))
         prompt = test.prompts[row]
         request = RouteRequest(
             "auto", len(prompt) // 4 + 1, 256, prompt=prompt, request_id=str(step), routing=config

@@ -29,20 +29,24 @@ adaptation.MIN_JUDGED kept judgements, nothing changes.
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from aiaas.redis_keys import tenant_key
-from routing.router.adaptation import CHEAP, ROUTED, TOP, score_field, solve_threshold
+from routing.router.adaptation import CHEAP, ROUTED, TOP, bins, score_field, solve_threshold
 from routing.router.config import Tally
 from routing.router.features import HAND_FEATURES, analyse
 
 MAX_JUDGED = 2000
 PENALTY = 100.0
 NEWTON_STEPS = 25
+# New judgements of the two tiers before the correction is fitted again: a fit reads the
+# whole kept list (MAX_JUDGED x ENTRY_BYTES) and costs about 20 ms, too much for every
+# refresh of every tenant (cache.REFRESH_SECONDS).
+REFIT_JUDGEMENTS = 50
 # What a decision keeps of its prompt: the classifier's P(cheapest fails), the top
 # tier's prior, then the hand features; a kept judgement adds which tier and whether
 # it failed. A change of the hand features changes the size: older entries are dropped.
@@ -78,6 +82,8 @@ class TenantRanking:
     scale: FloatArray  # and their standard deviation
     weights: FloatArray  # (intercept, logit(score), standardised hand features...)
     threshold: float
+    target: float  # the quality target the threshold was solved for
+    judged: float  # the tenant's judgements of the two tiers when it was fitted
 
     def corrected(self, summary: bytes) -> float:
         """P(cheapest tier fails) for the prompt of `summary`."""
@@ -86,9 +92,25 @@ class TenantRanking:
         return float(expit(row @ self.weights)[0])
 
 
-def tenant_ranking(entries: Sequence[bytes], target: float) -> TenantRanking | None:
+def judgements(outcomes: Mapping[str, Tally], version: str) -> float:
+    """How many judgements of the cheapest and the top tier the tenant has under `version`."""
+    return sum(tally.observations for role in (CHEAP, TOP) for tally in bins(outcomes, version, role))
+
+
+def needs_fitting(
+    previous: TenantRanking | None, outcomes: Mapping[str, Tally], version: str, target: float
+) -> bool:
+    """Whether the correction is to be fitted (again): none yet, a new quality target, or
+    REFIT_JUDGEMENTS new judgements since the last fit."""
+    if previous is None or previous.target != target:
+        return True
+    return judgements(outcomes, version) >= previous.judged + REFIT_JUDGEMENTS
+
+
+def tenant_ranking(entries: Sequence[bytes], target: float, judged: float = 0.0) -> TenantRanking | None:
     """The correction fitted to a kept list, or None while the threshold on it cannot
-    be solved (too few judgements of either tier)."""
+    be solved (too few judgements of either tier); `judged` is the tenant's count of
+    judgements (judgements()) it is fitted at."""
     kept = [struct.unpack(f"<??{SUMMARY.format[1:]}", raw) for raw in entries if len(raw) == ENTRY_BYTES]
     if not kept:
         return None
@@ -108,7 +130,7 @@ def tenant_ranking(entries: Sequence[bytes], target: float) -> TenantRanking | N
     threshold = solve_threshold(outcomes, SOLVED, target)
     if threshold is None:
         return None
-    return TenantRanking(center, scale, weights, threshold)
+    return TenantRanking(center, scale, weights, threshold, target, judged)
 
 
 def design(scores: FloatArray, hand: FloatArray, center: FloatArray, scale: FloatArray) -> FloatArray:

@@ -22,7 +22,7 @@ from django.db import connection
 from routing.policy import RouteRequest
 from routing.router import adaptation, ranking
 from routing.router.cache import RouterConfigCache
-from routing.router.config import TenantRouterConfig
+from routing.router.config import Tally, TenantRouterConfig
 from routing.router.evaluation import online_replay
 from routing.router.model import load_artifact
 from routing.router.outcomes import (
@@ -33,7 +33,7 @@ from routing.router.outcomes import (
     record_feedback,
 )
 from routing.router.policy import Decision, LearnedRouter, RoutedPlan
-from routing.router.ranking import entry, judged_key, prompt_summary, tenant_ranking
+from routing.router.ranking import entry, judged_key, needs_fitting, prompt_summary, tenant_ranking
 from routing.router.training import OUTCOME_DATA, Outcomes, load_outcomes
 from testing.tenants import TenantFixture
 
@@ -88,6 +88,20 @@ def test_too_few_judgements_leave_the_ranking_alone() -> None:
     assert tenant_ranking(judgements(adaptation.MIN_JUDGED - 1), 0.95) is None
     # Entries written under other hand features (a deploy changed them) are skipped.
     assert tenant_ranking([raw + b"\0\0\0\0" for raw in judgements(200)], 0.95) is None
+
+
+def test_the_correction_is_fitted_again_only_after_enough_new_judgements() -> None:
+    fitted = tenant_ranking(judgements(200), 0.95, judged=400)
+    assert fitted is not None
+
+    def judged(count: int) -> dict[str, Tally]:
+        half = Tally(0, count / 2, 0)
+        return {f"{VERSION}|score:20|cheap": half, f"{VERSION}|score:40|top": half}
+
+    assert not needs_fitting(fitted, judged(400 + ranking.REFIT_JUDGEMENTS - 2), VERSION, 0.95)
+    assert needs_fitting(fitted, judged(400 + ranking.REFIT_JUDGEMENTS), VERSION, 0.95)
+    assert needs_fitting(fitted, judged(400), VERSION, 0.9)
+    assert needs_fitting(None, {}, VERSION, 0.95)
 
 
 def test_a_tenant_with_few_judgements_routes_exactly_as_with_the_threshold_alone() -> None:
