@@ -9,7 +9,7 @@ Keys, all per tenant (numbers only, no prompt text):
   request's count, from which the tenant's threshold is re-solved (adaptation.py);
 - router:decision:<request id>  the decision behind a request, kept
   DECISION_TTL_SECONDS so feedback can be attributed to it (once), with the
-  prompt's summary (ranking.py: scores and a float16 embedding, base64) when
+  prompt's summary (ranking.py: its scores and hand features, base64) when
   the cheapest or the top tier served it;
 - router-judged:{t<tenant>}:<version>  the newest judgements of the cheapest and
   the top tier, each with its prompt's summary, which re-rank the tenant's
@@ -188,7 +188,7 @@ def scored_role(decision: Decision) -> str | None:
 async def record(client: aioredis.Redis, outcome: RequestOutcome) -> None:
     """Everything one routed request teaches and reports, in one round trip."""
     decision, tenant_id = outcome.decision, outcome.tenant_id
-    role_of = scored_role(decision)
+    end = scored_role(decision)
     day = daily_key(tenant_id, timezone.now().date())
     pipe = client.pipeline(transaction=False)
     pipe.hset(
@@ -203,8 +203,8 @@ async def record(client: aioredis.Redis, outcome: RequestOutcome) -> None:
             "prior": decision.prior,
             "judged": int(outcome.first_tier_failed is not None),
             "score": decision.score,
-            "role": role_of or "",
-            "prompt_summary": base64.b64encode(decision.prompt_summary if role_of else b"").decode(),
+            "role": end or "",
+            "prompt_summary": base64.b64encode(decision.prompt_summary if end else b"").decode(),
         },
     )
     count_routed(pipe, tenant_id, decision)

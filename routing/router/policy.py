@@ -71,9 +71,7 @@ class Decision:
     prior: float  # that tier's P(fail) before the tenant's outcomes (what they are judged against)
     novelty: float  # 1 - cosine similarity to the nearest cluster of training prompts
     cheap_failure: float  # P(the cheapest tier fails)
-    # The score the threshold cuts: the classifier's P(the cheapest tier fails), before
-    # the tenant's outcomes, or re-ranked by them when `ranked`.
-    score: float
+    score: float  # the classifier's P(the cheapest tier fails), before the tenant's outcomes
     threshold: float
     adapted: bool  # the threshold was re-solved from the tenant's outcomes (adaptation.py)
     expected_cost_usd: float  # the first tier's price, plus the next one's if it may fail
@@ -81,7 +79,7 @@ class Decision:
     early_exit: bool
     decision_seconds: float
     # The score was re-ranked by the tenant's judged prompts, and the threshold re-solved
-    # on it (ranking.py).
+    # on it (ranking.py): cheap_failure is the corrected score.
     ranked: bool = False
     # What ranking.py keeps of the prompt should this decision be judged (no text);
     # empty for an early exit or a single tier.
@@ -196,16 +194,18 @@ def decide(
     adapted = None if early_exit or len(tiers) < 2 else config.thresholds.get(version.name)
     summary = b"" if early_exit or len(tiers) < 2 else prompt_summary(request.prompt, priors[0], priors[-1])
     ranking = config.rankings.get(version.name) if adapted is not None else None
-    score = priors[0]
+    # The tenant threshold's bins (adaptation.py) stay on the classifier's scale: the
+    # corrected score only meets the threshold solved for it.
+    cut = priors[0]
     if ranking is not None:
-        score, adapted = ranking.corrected(summary), ranking.threshold
+        cut, adapted = ranking.corrected(summary), ranking.threshold
     threshold = threshold_for(model, config.quality_target, version.threshold_shift, adapted)
     reference = priors[-1]
     if adapted is not None:
         # The tenant's threshold is on the score's scale and already holds what its
         # outcomes taught: the score (dithered inside its bin) is compared with it, and
         # the top tier is the reference below it, so two tiers still reduce to a threshold.
-        failures[0] = dithered(score, request.request_id)
+        failures[0] = dithered(cut, request.request_id)
         reference = failures[-1] = max(0.0, min(reference, threshold - MIN_FAILURE_GAP))
     prices = expected_prices(tiers, request.estimated_prompt_tokens, request.max_output_tokens)
     costs = [price / (prices[-1] or 1.0) for price in prices]
@@ -231,7 +231,7 @@ def decide(
         prior=priors[rank],
         novelty=novelty,
         cheap_failure=failures[0],
-        score=score,
+        score=priors[0],
         threshold=threshold,
         adapted=adapted is not None,
         expected_cost_usd=prices[rank]

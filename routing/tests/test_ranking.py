@@ -225,6 +225,8 @@ def test_one_tenants_judgements_never_reach_anothers_ranking(
     assert plan_b.decision is not None
     assert plan_a.decision.ranked
     assert not plan_b.decision.ranked
+    # The tenant threshold's bins stay on the classifier's scale.
+    assert plan_a.decision.score == plan_b.decision.score
     assert "ranked by its judged prompts" in plan_a.reason
 
 
