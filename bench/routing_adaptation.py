@@ -5,8 +5,10 @@
 A router trained without GSM8K (every other outcome file) serves GSM8K's prompts
 in a random order as one tenant's traffic, every answer judged (its recorded
 correctness is the feedback), three ways: the static policy (the training
-data's threshold), per-bucket learning alone, and learning with the tenant's
-threshold re-solved from its outcomes every 50 requests. Reported over the
+data's threshold), per-bucket learning alone, learning with the tenant's
+threshold re-solved from its outcomes every 50 requests, and that with the
+tenant's own ranking correction (routing/router/ranking.py) refitted as often,
+the threshold re-solved on the corrected score. Reported over the
 second half of each stream: strong share and quality (accuracy over the
 strong model's on the same prompts), medians over `--seeds` orders.
 
@@ -43,7 +45,12 @@ from routing.router.training import OUTCOME_DATA, Outcomes, load_outcomes, train
 
 DEFAULT_JSON_PATH = REPO_ROOT / "bench" / "results" / "routing_adaptation.json"
 GSM8K = OUTCOME_DATA / "gsm8k_responses.csv"
-MODES = {"static": (False, False), "learning": (True, False), "adaptive": (True, True)}
+MODES = {
+    "static": (False, False, False),
+    "learning": (True, False, False),
+    "adaptive": (True, True, False),
+    "adaptive+ranking": (True, True, True),
+}
 
 
 def subset(outcomes: Outcomes, rows: list[int]) -> Outcomes:
@@ -92,10 +99,9 @@ def run(seeds: int, folds: int, target: float) -> dict[str, Any]:
     print(f"trained without GSM8K in {time.perf_counter() - started:.0f} s", flush=True)
     replays: dict[str, list[dict[str, float]]] = {mode: [] for mode in MODES}
     for seed in range(seeds):
-        for mode, (learn, adapt) in MODES.items():
-            replays[mode].append(
-                online_replay(router, gsm8k, target, learn=learn, adapt=adapt, seed=seed)["second_half"]
-            )
+        for mode, (learn, adapt, rank) in MODES.items():
+            replay = online_replay(router, gsm8k, target, learn=learn, adapt=adapt, rank=rank, seed=seed)
+            replays[mode].append(replay["second_half"])
     print("in-domain reference:", flush=True)
     need = in_domain_need(gsm8k, others, folds, target)
     summary = {
@@ -133,11 +139,11 @@ def print_table(report: dict[str, Any]) -> None:
         f"(random {random_share:.3f}, oracle {oracle:.3f})"
     )
     print(f"a router trained on GSM8K itself needs: {need:.3f} (median of folds)\n")
-    print(f"| {'policy':<9} | strong share | quality | share - in-domain need |")
+    print(f"| {'policy':<16} | strong share | quality | share - in-domain need |")
     print("| --- | --- | --- | --- |")
     for mode, figures in report["summary"].items():
         print(
-            f"| {mode:<9} | {figures['strong_share']:.3f} | {figures['quality']:.3f} | "
+            f"| {mode:<16} | {figures['strong_share']:.3f} | {figures['quality']:.3f} | "
             f"{figures['strong_share'] - need:+.3f} |"
         )
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import replace
 
 import redis.asyncio as aioredis
@@ -21,6 +22,7 @@ from routing.models import CanaryState, RouterVersion, TenantRouting
 from routing.router.adaptation import adapted_thresholds
 from routing.router.config import DEFAULT_VERSION, Tally, TenantRouterConfig, VersionSpec
 from routing.router.outcomes import outcomes_key, parse_outcomes, tally_mapping
+from routing.router.ranking import TenantRanking, judged_key, judgements, needs_fitting, tenant_ranking
 
 REFRESH_SECONDS = 5.0
 logger = logging.getLogger(__name__)
@@ -77,7 +79,29 @@ class RouterConfigCache:
             learned = {field: Tally(*map(float, values)) for field, values in snapshot.items()}
             await self.redis.hset(outcomes_key(tenant_id), mapping=tally_mapping(learned))
         config = replace(settings, outcomes=learned)
-        self.entries[tenant_id] = (time.monotonic(), replace(config, thresholds=adapted_thresholds(config)))
+        config = replace(config, thresholds=adapted_thresholds(config))
+        previous = self.entries[tenant_id][1].rankings if tenant_id in self.entries else {}
+        config = replace(config, rankings=await self.rankings(config, previous))
+        self.entries[tenant_id] = (time.monotonic(), config)
+
+    async def rankings(
+        self, config: TenantRouterConfig, previous: Mapping[str, TenantRanking]
+    ) -> dict[str, TenantRanking]:
+        """The ranking of each version that has a re-solved threshold: the previous fit
+        until enough new judgements arrive (ranking.needs_fitting), else fitted again
+        from the tenant's kept judgements."""
+        target, outcomes = config.quality_target, config.outcomes
+        stale = [v for v in config.thresholds if needs_fitting(previous.get(v), outcomes, v, target)]
+        pipe = self.redis.pipeline(transaction=False)
+        for version in stale:
+            pipe.lrange(judged_key(config.tenant_id, version), 0, -1)
+        lists = await pipe.execute() if stale else []
+        fitted = {
+            version: tenant_ranking(entries, target, judgements(outcomes, version))
+            for version, entries in zip(stale, lists, strict=True)
+        }
+        kept = {v: previous[v] for v in config.thresholds if v not in stale}
+        return kept | {version: ranked for version, ranked in fitted.items() if ranked is not None}
 
     async def refresh_quietly(self, tenant_id: int) -> None:
         """A background refresh: on failure the current entry serves until the next try."""

@@ -6,9 +6,12 @@ import math
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from routing.models import DEFAULT_ROUTER_VERSION
+
+if TYPE_CHECKING:
+    from routing.router.ranking import TenantRanking
 
 
 class Tally(NamedTuple):
@@ -52,6 +55,9 @@ class TenantRouterConfig:
     # version -> the threshold re-solved from the tenant's judged outcomes
     # (routing/router/adaptation.py), once there are enough of them.
     thresholds: Mapping[str, float] = field(default_factory=dict)
+    # version -> the tenant's judged prompts that re-rank its scores
+    # (routing/router/ranking.py), once there are enough of them.
+    rankings: Mapping[str, TenantRanking] = field(default_factory=dict)
 
     def version_for(self, request_id: str) -> VersionSpec:
         if self.canary is not None and canary_slot(request_id) < self.canary_share:

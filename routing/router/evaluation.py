@@ -27,6 +27,7 @@ from routing.router.config import Tally, TenantRouterConfig
 from routing.router.model import FloatArray, RouterModel
 from routing.router.outcomes import count_routed, observe, outcomes_key, tallies
 from routing.router.policy import LearnedRouter, RoutedPlan
+from routing.router.ranking import TenantRanking, judged_key, judgements, needs_fitting, tenant_ranking
 from routing.router.training import Outcomes, calibration_error
 
 BoolArray = npt.NDArray[np.bool_]
@@ -121,6 +122,7 @@ REPLAY_EXPLORATION = 0.05
 # Requests between two refreshes of the tenant's outcomes (the gateway refreshes every
 # 5 s: REFRESH_SECONDS in routing/router/cache.py).
 REPLAY_REFRESH = 50
+REPLAY_TENANT = 1
 
 
 def replay_catalog() -> Catalog:
@@ -139,6 +141,7 @@ class ReplayStore:
 
     def __init__(self) -> None:
         self.hashes: dict[str, dict[str, float]] = {}
+        self.lists: dict[str, list[bytes]] = {}
 
     def hincrby(self, key: str, field: str, amount: float) -> None:
         values = self.hashes.setdefault(key, {})
@@ -146,33 +149,64 @@ class ReplayStore:
 
     hincrbyfloat = hincrby
 
+    def lpush(self, key: str, value: bytes) -> None:
+        self.lists.setdefault(key, []).insert(0, value)
+
+    def ltrim(self, key: str, start: int, end: int) -> None:
+        self.lists[key] = self.lists.get(key, [])[start : end + 1]
+
+    def expire(self, key: str, seconds: int) -> None:
+        """Replays end before anything expires."""
+
     def outcomes(self, tenant_id: int) -> dict[str, Tally]:
         return tallies(self.hashes.get(outcomes_key(tenant_id), {}))
 
+    def rankings(self, config: TenantRouterConfig) -> dict[str, TenantRanking]:
+        """As the gateway's router cache fits them (cache.RouterConfigCache.rankings)."""
+        rankings = {}
+        for version in config.thresholds:
+            ranked = config.rankings.get(version)
+            if needs_fitting(ranked, config.outcomes, version, config.quality_target):
+                entries = self.lists.get(judged_key(config.tenant_id, version), [])
+                judged = judgements(config.outcomes, version)
+                ranked = tenant_ranking(entries, config.quality_target, judged)
+            if ranked is not None:
+                rankings[version] = ranked
+        return rankings
+
 
 def online_replay(
-    model: RouterModel, test: Outcomes, target: float, learn: bool, seed: int = 0, adapt: bool = False
+    model: RouterModel,
+    test: Outcomes,
+    target: float,
+    learn: bool,
+    seed: int = 0,
+    adapt: bool = False,
+    rank: bool = False,
 ) -> dict[str, Any]:
     """The live router on the test prompts in a random order, as one tenant's
     traffic: each answer's correctness is its feedback, recorded (when `learn`)
     for the tier that served it only, as the gateway records it; with `adapt`
     the tenant's threshold is also re-solved from those outcomes every
-    REPLAY_REFRESH requests, as the gateway's router cache does. Reported over
+    REPLAY_REFRESH requests, as the gateway's router cache does, and with `rank`
+    the scores re-ranked by the tenant's judged prompts (ranking.py). Reported over
     the first and the second half of the stream."""
     generator = random.Random(seed)  # noqa: S311 - a simulation, not a secret
     router = LearnedRouter(explore=generator.random, classifiers=lambda _: model)
     catalog = replay_catalog()
     store = ReplayStore()
-    config = TenantRouterConfig(0, quality_target=target, exploration_rate=REPLAY_EXPLORATION)
+    config = TenantRouterConfig(REPLAY_TENANT, quality_target=target, exploration_rate=REPLAY_EXPLORATION)
     order = list(range(len(test)))
     generator.shuffle(order)
     strong_served, correct = np.zeros(len(order), dtype=bool), np.zeros(len(order), dtype=bool)
     thresholds = []
     for step, row in enumerate(order):
         if learn and step % REPLAY_REFRESH == 0:
-            config = replace(config, outcomes=store.outcomes(0))
+            config = replace(config, outcomes=store.outcomes(REPLAY_TENANT))
             if adapt:
                 config = replace(config, thresholds=adapted_thresholds(config))
+            if rank:
+                config = replace(config, rankings=store.rankings(config))
         prompt = test.prompts[row]
         request = RouteRequest(
             "auto", len(prompt) // 4 + 1, 256, prompt=prompt, request_id=str(step), routing=config
@@ -185,8 +219,8 @@ def online_replay(
         strong_served[step] = decision.tier == 2
         correct[step] = test.strong[row] if strong_served[step] else test.weak[row]
         if learn:
-            count_routed(store, 0, decision)
-            observe(store, 0, decision, not correct[step], "replay")
+            count_routed(store, REPLAY_TENANT, decision)
+            observe(store, REPLAY_TENANT, decision, not correct[step], "replay")
     halves = {"first_half": slice(0, len(order) // 2), "second_half": slice(len(order) // 2, len(order))}
     strong_correct = test.strong[order]
     return {

@@ -8,7 +8,12 @@ Keys, all per tenant (numbers only, no prompt text):
   classifier's score for the cheapest and the top tier, and every routed
   request's count, from which the tenant's threshold is re-solved (adaptation.py);
 - router:decision:<request id>  the decision behind a request, kept
-  DECISION_TTL_SECONDS so feedback can be attributed to it (once);
+  DECISION_TTL_SECONDS so feedback can be attributed to it (once), with the
+  prompt's summary (ranking.py: its scores and hand features, base64) when
+  the cheapest or the top tier served it;
+- router-judged:{t<tenant>}:<version>  the newest judgements of the cheapest and
+  the top tier, each with its prompt's summary, which re-rank the tenant's
+  scores (ranking.py);
 - router:canary:<tenant>  "<version>:f" / ":n" / ":cost" / ":requests": what the
   canary's sequential test reads;
 - router:daily:<tenant>:<YYYY-MM-DD>  the dashboard's figures (DAILY_TTL_SECONDS).
@@ -20,6 +25,7 @@ judged teach nothing and are not counted as successes.
 
 from __future__ import annotations
 
+import base64
 import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,12 +38,15 @@ from django.utils import timezone
 from redis.typing import EncodableT, FieldT
 
 from aiaas.redis_keys import redis_key
-from routing.router.adaptation import CHEAP, ROUTED, role, score_field
+from routing.router import ranking
+from routing.router.adaptation import CHEAP, ROUTED, TOP, role, score_field
 from routing.router.config import Tally, outcome_field
 from routing.router.policy import Decision
 
 DECISION_TTL_SECONDS = 7 * 24 * 3600
 DAILY_TTL_SECONDS = 40 * 24 * 3600
+# A tenant's judged prompts (ranking.py) outlive a quiet month, not a tenant that left.
+JUDGED_TTL_SECONDS = 90 * 24 * 3600
 MICROS = Decimal(1_000_000)
 # Decision latency histogram buckets, in microseconds (the last is "more").
 LATENCY_BUCKETS_US = (50, 100, 250, 500, 1000)
@@ -128,22 +137,34 @@ def observe(
     if isinstance(decision, Decision):
         version, bucket, tier = decision.version, decision.bucket, decision.tier
         predicted, prior, is_canary = decision.predicted_failure, decision.prior, decision.is_canary
-        score, end = decision.score, scored_role(decision)
+        score, end, summary = decision.score, scored_role(decision), decision.prompt_summary
     else:
         version, bucket, tier = decision["version"], decision["bucket"], int(decision["tier"])
         predicted, prior = float(decision["predicted"]), float(decision["prior"])
         is_canary = decision["canary"] == "1"
         # Decisions recorded before the tenant thresholds (adaptation.py) have no role.
         score, end = float(decision.get("score", 0)), decision.get("role") or None
+        summary = base64.b64decode(decision.get("prompt_summary", ""))
     tally(pipe, tenant_id, outcome_field(version, bucket, tier), failed, prior)
     if end is not None:
         tally(pipe, tenant_id, score_field(version, score, end), failed, score if end == CHEAP else prior)
+    if end is not None and summary:
+        keep_judged(pipe, tenant_id, version, ranking.entry(summary, end == TOP, failed))
     pipe.hincrby(canary_key(tenant_id), f"{version}:n", 1)
     pipe.hincrby(canary_key(tenant_id), f"{version}:f", int(failed))
     pipe.hincrby(day_key, "quality_observed", 1)
     pipe.hincrby(day_key, "quality_failed", int(failed))
     pipe.hincrbyfloat(day_key, "predicted_failure_sum", predicted)
     pipe.hincrby(day_key, "canary_observed" if is_canary else "control_observed", 1)
+
+
+def keep_judged(pipe: Any, tenant_id: int, version: str, judged: bytes) -> None:
+    """Add a judgement of the cheapest or the top tier to the tenant's ranking
+    (ranking.py), keeping the newest MAX_JUDGED."""
+    key = ranking.judged_key(tenant_id, version)
+    pipe.lpush(key, judged)
+    pipe.ltrim(key, 0, ranking.MAX_JUDGED - 1)
+    pipe.expire(key, JUDGED_TTL_SECONDS)
 
 
 def tally(pipe: Any, tenant_id: int, field: str, failed: bool, predicted: float) -> None:
@@ -167,6 +188,7 @@ def scored_role(decision: Decision) -> str | None:
 async def record(client: aioredis.Redis, outcome: RequestOutcome) -> None:
     """Everything one routed request teaches and reports, in one round trip."""
     decision, tenant_id = outcome.decision, outcome.tenant_id
+    end = scored_role(decision)
     day = daily_key(tenant_id, timezone.now().date())
     pipe = client.pipeline(transaction=False)
     pipe.hset(
@@ -181,7 +203,8 @@ async def record(client: aioredis.Redis, outcome: RequestOutcome) -> None:
             "prior": decision.prior,
             "judged": int(outcome.first_tier_failed is not None),
             "score": decision.score,
-            "role": scored_role(decision) or "",
+            "role": end or "",
+            "prompt_summary": base64.b64encode(decision.prompt_summary if end else b"").decode(),
         },
     )
     count_routed(pipe, tenant_id, decision)

@@ -45,6 +45,7 @@ from routing.policy import CheapestCapableTier, NoCapableModelError, RoutePlan, 
 from routing.router.adaptation import dithered
 from routing.router.config import TenantRouterConfig, VersionSpec
 from routing.router.model import RouterModel, load_artifact
+from routing.router.ranking import prompt_summary
 
 PRIOR_STRENGTH = 20.0
 MIN_PRIOR_SHARE = 0.25  # of PRIOR_STRENGTH, for the most novel prompts
@@ -77,6 +78,12 @@ class Decision:
     explored: bool
     early_exit: bool
     decision_seconds: float
+    # The score was re-ranked by the tenant's judged prompts, and the threshold re-solved
+    # on it (ranking.py): cheap_failure is the corrected score.
+    ranked: bool = False
+    # What ranking.py keeps of the prompt should this decision be judged (no text);
+    # empty for an early exit or a single tier.
+    prompt_summary: bytes = b""
 
     def reason(self, target: float) -> str:
         version = f"{self.version}{' canary' if self.is_canary else ''}"
@@ -88,6 +95,8 @@ class Decision:
         how = "exploring one tier cheaper" if self.explored else f"quality target {target:.2f}"
         if self.adapted and not self.explored:
             how += ", threshold adapted to this tenant's outcomes"
+        if self.ranked and not self.explored:
+            how += ", ranked by its judged prompts"
         return (
             f"auto {version}: tier {self.tier}, P(tier {self.tiers[0]} fails) {self.cheap_failure:.2f} "
             f"vs threshold {self.threshold:.2f} ({how})"
@@ -183,13 +192,20 @@ def decide(
         priors[-1],
     ]
     adapted = None if early_exit or len(tiers) < 2 else config.thresholds.get(version.name)
+    summary = b"" if early_exit or len(tiers) < 2 else prompt_summary(request.prompt, priors[0], priors[-1])
+    ranking = config.rankings.get(version.name) if adapted is not None else None
+    # The tenant threshold's bins (adaptation.py) stay on the classifier's scale: the
+    # corrected score only meets the threshold solved for it.
+    cut = priors[0]
+    if ranking is not None:
+        cut, adapted = ranking.corrected(summary), ranking.threshold
     threshold = threshold_for(model, config.quality_target, version.threshold_shift, adapted)
     reference = priors[-1]
     if adapted is not None:
-        # The tenant's threshold is on the classifier's scale and already holds what its
-        # outcomes taught: the prior (dithered inside its bin) is compared with it, and
+        # The tenant's threshold is on the score's scale and already holds what its
+        # outcomes taught: the score (dithered inside its bin) is compared with it, and
         # the top tier is the reference below it, so two tiers still reduce to a threshold.
-        failures[0] = dithered(priors[0], request.request_id)
+        failures[0] = dithered(cut, request.request_id)
         reference = failures[-1] = max(0.0, min(reference, threshold - MIN_FAILURE_GAP))
     prices = expected_prices(tiers, request.estimated_prompt_tokens, request.max_output_tokens)
     costs = [price / (prices[-1] or 1.0) for price in prices]
@@ -223,6 +239,8 @@ def decide(
         explored=explored,
         early_exit=early_exit,
         decision_seconds=time.perf_counter() - started,
+        ranked=ranking is not None,
+        prompt_summary=summary,
     )
 
 
