@@ -9,6 +9,12 @@ and every tenant's runs `running` whose heartbeat is older than
 settings.AGENT_RUN_STALE_SECONDS are resumed here: the sessions still holding
 their lock are ended (a frozen or unreachable worker's), and the run is sent to
 the runs queue again, where it resumes from its events (agents/engine.py).
+
+A run still `queued` after settings.AGENT_RUN_QUEUED_STALE_SECONDS lost its
+delivery, or never had one (the broker was down when its transaction committed,
+or the process died between the commit and the send): it is sent again. A run
+that was only waiting behind others gets a second delivery, which the first
+executor's lock turns into a no-op.
 """
 
 from __future__ import annotations
@@ -35,13 +41,16 @@ def sweep_stalled_runs(now: datetime | None = None) -> int:
 
 def sweep_schema(moment: datetime) -> int:
     stalled = heartbeat_stopped([RunStatus.RUNNING], settings.AGENT_RUN_STALE_SECONDS, moment)
+    undelivered = heartbeat_stopped([RunStatus.QUEUED], settings.AGENT_RUN_QUEUED_STALE_SECONDS, moment)
     resumed = 0
-    for run in Run.objects.filter(stalled).only("pk", "spec"):
-        # Claimed by touching it: a sweeper beside this one, and the next sweep, leave it a whole grace.
-        if Run.objects.filter(stalled, pk=run.pk).update(heartbeat_at=moment):
-            end_lock_holders(run.pk)
-            enqueue(run)
-            resumed += 1
+    for condition, running in ((stalled, True), (undelivered, False)):
+        for run in Run.objects.filter(condition).only("pk", "spec"):
+            # Claimed by touching it: a sweeper beside this one, and the next sweep, leave it a whole grace.
+            if Run.objects.filter(condition, pk=run.pk).update(heartbeat_at=moment):
+                if running:
+                    end_lock_holders(run.pk)
+                enqueue(run)
+                resumed += 1
     return resumed
 
 

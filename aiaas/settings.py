@@ -466,6 +466,8 @@ AGENT_DEFAULT_BUDGET = {"max_steps": 200, "max_seconds": 600.0}
 # ending the sessions that still hold its lock (docs/agents.md).
 AGENT_RUN_HEARTBEAT_SECONDS = env.float("AGENT_RUN_HEARTBEAT_SECONDS", default=15.0)
 AGENT_RUN_STALE_SECONDS = env.float("AGENT_RUN_STALE_SECONDS", default=120.0)
+# A run still `queued` this long lost its delivery: the sweeper sends it again.
+AGENT_RUN_QUEUED_STALE_SECONDS = env.float("AGENT_RUN_QUEUED_STALE_SECONDS", default=600.0)
 CELERY_BEAT_SCHEDULE["sweep-agent-runs"] = {
     "task": "agents.sweep",
     "schedule": 60.0,

@@ -13,7 +13,7 @@ import os
 import signal
 import time
 from contextlib import ExitStack
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from django_tenants.utils import tenant_context
 
 from agents import locks
 from agents.models import Run, RunStatus
-from agents.sweeper import sweep_stalled_runs
+from agents.sweeper import sweep_schema, sweep_stalled_runs
 from agents.tests.test_celery_runs import finished, start
 from agents.tests.test_worker_killed import call_requested, wait_for, worker_environment, worker_process
 from testing.agents import Ledger
@@ -214,3 +214,33 @@ def test_a_frozen_workers_session_is_ended_and_it_records_nothing_when_it_wakes(
     assert recorded.count("run.resumed") == 1
     assert event_types(serving_tenant, run_id) == recorded  # the woken worker wrote nothing
     assert dict(tools.effects) == effects(1)
+
+
+def test_a_queued_run_whose_delivery_was_lost_is_sent_again(
+    serving_tenant: TenantFixture, tools: Ledger, simulator: str, settings: Any
+) -> None:
+    queue = f"test-lost-{os.getpid()}"
+    environ = configure(settings, tools, queue)
+    settings.AGENT_RUNS_QUEUE = f"{queue}-unread"  # its one delivery goes where no worker reads
+    run_id = start(serving_tenant, spec(0), {})
+    settings.AGENT_RUNS_QUEUE = queue
+    created = read_run(serving_tenant, run_id).created_at
+
+    def sweep_at(moment: datetime) -> int:
+        with tenant_context(serving_tenant.tenant):
+            return sweep_schema(moment)
+
+    committed(lambda: sweep_at(created + timedelta(seconds=settings.AGENT_RUN_QUEUED_STALE_SECONDS - 1)))
+    waiting_its_turn = read_run(serving_tenant, run_id)
+    with worker_process(queue, f"lost-{os.getpid()}@test", environ):
+        assert (
+            committed(
+                lambda: sweep_at(created + timedelta(seconds=settings.AGENT_RUN_QUEUED_STALE_SECONDS + 1))
+            )
+            >= 1
+        )
+        run = finished(serving_tenant, run_id, timeout=20)
+
+    assert (waiting_its_turn.status, waiting_its_turn.heartbeat_at) == (RunStatus.QUEUED, None)
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert dict(tools.effects) == effects(0)
