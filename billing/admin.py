@@ -1,11 +1,9 @@
 from typing import Any
 
 from django.contrib import admin
-from django.db import transaction
 from django.http import HttpRequest
 
 from billing.models import BillingAccount, Plan, StripeEvent
-from billing.services import plan_changed
 
 
 @admin.register(Plan)
@@ -28,11 +26,6 @@ class PlanAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "updated_at",
     )
     search_fields = ("slug", "name")
-
-    def save_model(self, request: HttpRequest, obj: Plan, form: Any, change: bool) -> None:
-        super().save_model(request, obj, form, change)
-        if change:  # the gateway applies the new limits once they are committed
-            transaction.on_commit(lambda: plan_changed(obj), robust=True)
 
 
 @admin.register(BillingAccount)

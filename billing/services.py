@@ -3,15 +3,13 @@ Portal sessions, and telling the gateway that a tenant's limits changed."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 import stripe
 
 from billing.models import BillingAccount, Plan
 from billing.stripe_api import stripe_client
-from tenants.gateway_cache import publish_key_changes
-from tenants.models import Tenant, prefixes_of_tenants
+from tenants.models import Tenant
 
 
 class BillingError(Exception):
@@ -84,15 +82,3 @@ def create_portal_session(tenant: Tenant, return_url: str) -> str:
         params={"customer": ensure_stripe_customer(tenant, client), "return_url": return_url}
     )
     return session.url
-
-
-def refresh_gateway_limits(tenant_ids: Iterable[int]) -> None:
-    """Make every gateway process reload these tenants' keys, and with them the
-    plan and billing period, at once (tenants/gateway_cache.py). Writes of a
-    tenant or a key announce themselves; a plan's or a billing account's call this."""
-    publish_key_changes(prefixes_of_tenants(tenant_ids))
-
-
-def plan_changed(plan: Plan) -> None:
-    """Staff changed `plan`: its tenants' gateway limits follow at once."""
-    refresh_gateway_limits(Tenant.objects.filter(plan=plan).values_list("pk", flat=True))

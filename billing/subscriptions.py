@@ -20,7 +20,6 @@ from django.utils import timezone
 
 from billing.models import BillingAccount, EventStatus, Plan, StripeEvent, SubscriptionStatus
 from billing.models.stripe import LIVE_STATUSES
-from billing.services import refresh_gateway_limits
 from billing.stripe_api import stripe_client
 from tenants.models import Tenant
 
@@ -168,8 +167,6 @@ def adopt(account: BillingAccount, subscription: dict[str, Any]) -> str:
     plan, note = plan_for(subscription, status)
     if plan is not None:
         Tenant.objects.filter(pk=account.tenant_id).exclude(plan=plan).update(plan=plan)
-    tenant_id = account.tenant_id
-    transaction.on_commit(lambda: refresh_gateway_limits([tenant_id]), robust=True)
     return note
 
 

@@ -74,6 +74,12 @@ def prefixes_of_tenants(tenant_ids: Iterable[int]) -> list[str]:
     return list(ApiKey.objects.filter(tenant_id__in=list(tenant_ids)).values_list("prefix", flat=True))
 
 
+def forget_tenants_after_commit(tenant_ids: Iterable[int]) -> None:
+    """Once committed, the gateways drop these tenants' keys, which they cache with
+    the tenant, its plan and its billing account: what a write of any of them calls."""
+    forget_keys_after_commit(prefixes_of_tenants(tenant_ids))
+
+
 class Tenant(TenantMixin):
     name = models.CharField(max_length=200)
     slug = models.CharField(

@@ -1,14 +1,17 @@
 """Plans (public schema): what a tenant pays and the limits it gets. Staff edit
-them in the admin; a change applies to the gateway at once
-(billing.services.plan_changed)."""
+them in the admin; a change applies to the gateway at once: every write of a
+plan announces itself once committed (tenants/gateway_cache.py)."""
 
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
+
+from tenants.models import Tenant, forget_tenants_after_commit
 
 
 class CapMode(models.TextChoices):
@@ -16,6 +19,17 @@ class CapMode(models.TextChoices):
     HARD = "hard", "Hard: refuse past the included tokens"
     # Soft: usage past them is billed as overage.
     SOFT = "soft", "Soft: bill overage"
+
+
+class PlanQuerySet(models.QuerySet["Plan"]):
+    """An update tells the gateways to reload the plans' tenants' keys, which they
+    cache with the plan (a plan with tenants cannot be deleted)."""
+
+    def update(self, **kwargs: Any) -> int:
+        plan_ids = list(self.values_list("pk", flat=True))
+        updated = super().update(**kwargs)
+        forget_tenants_after_commit(Tenant.objects.filter(plan_id__in=plan_ids).values_list("pk", flat=True))
+        return updated
 
 
 class Plan(models.Model):
@@ -65,6 +79,8 @@ class Plan(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = PlanQuerySet.as_manager()
+
     class Meta:
         ordering = ["slug"]
         constraints = [
@@ -75,6 +91,13 @@ class Plan(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Saved, and once committed the gateways reload its tenants' keys."""
+        adding = self._state.adding
+        super().save(*args, **kwargs)
+        if not adding:
+            forget_tenants_after_commit(self.tenants.values_list("pk", flat=True))
 
     @property
     def batch_price_factor(self) -> Decimal:

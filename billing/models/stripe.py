@@ -3,8 +3,12 @@ last read from Stripe, and every webhook event received."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import models
 from django.utils import timezone
+
+from tenants.models import forget_tenants_after_commit
 
 
 class SubscriptionStatus(models.TextChoices):
@@ -27,8 +31,26 @@ LIVE_STATUSES = frozenset(
 )
 
 
+class BillingAccountQuerySet(models.QuerySet["BillingAccount"]):
+    """Updates and deletes tell the gateways to reload the accounts' tenants' keys,
+    which they cache with the billing account (its period and status set the limits)."""
+
+    def update(self, **kwargs: Any) -> int:
+        tenant_ids = list(self.values_list("tenant_id", flat=True))
+        updated = super().update(**kwargs)
+        forget_tenants_after_commit(tenant_ids)
+        return updated
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        tenant_ids = list(self.values_list("tenant_id", flat=True))
+        deleted = super().delete()
+        forget_tenants_after_commit(tenant_ids)
+        return deleted
+
+
 class BillingAccount(models.Model):
-    """One per tenant: its Stripe customer, and its subscription as Stripe last said."""
+    """One per tenant: its Stripe customer, and its subscription as Stripe last said.
+    Every write announces itself once committed (tenants/gateway_cache.py)."""
 
     tenant = models.OneToOneField("tenants.Tenant", on_delete=models.PROTECT, related_name="billing_account")
     stripe_customer_id = models.CharField(max_length=255, unique=True, null=True, blank=True)
@@ -44,8 +66,21 @@ class BillingAccount(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = BillingAccountQuerySet.as_manager()
+
     def __str__(self) -> str:
         return f"billing of tenant {self.tenant_id}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Saved (a new account too: a key cached before it has none), and once
+        committed the gateways reload the tenant's keys."""
+        super().save(*args, **kwargs)
+        forget_tenants_after_commit([self.tenant_id])
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        deleted: tuple[int, dict[str, int]] = super().delete(*args, **kwargs)
+        forget_tenants_after_commit([self.tenant_id])
+        return deleted
 
     @property
     def is_live(self) -> bool:

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -24,7 +24,6 @@ from django.utils import timezone
 
 from billing.limits import Limiter, current_period, limits_for
 from billing.models import BillingAccount, CapMode, Plan, SubscriptionStatus
-from billing.services import refresh_gateway_limits
 from gateway.auth import KEY_CACHE_SECONDS, ApiKeyCache
 from tenants.models import ApiKey, ApiKeyScope, Tenant
 from tenants.selectors import find_usable_api_key, usable_api_key_by_id
@@ -116,8 +115,48 @@ def test_a_hard_cap_refuses_with_retry_after_until_the_stripe_period_ends(hard_c
     )
 
 
-def test_a_plan_change_reaches_the_gateways_key_cache_at_once(hard_capped: HardCapped) -> None:
-    async def plans_seen() -> tuple[int | None, int | None, float]:
+def move_to_soft(capped: HardCapped) -> None:
+    Tenant.objects.filter(pk=capped.tenant.pk).update(plan=capped.soft)
+
+
+def edit_plan_in_place(capped: HardCapped) -> None:
+    Plan.objects.filter(pk=capped.hard.pk).update(cap_mode=CapMode.SOFT)
+
+
+def save_plan(capped: HardCapped) -> None:  # as the admin does
+    plan = Plan.objects.get(pk=capped.hard.pk)
+    plan.cap_mode = CapMode.SOFT
+    plan.save()
+
+
+def end_subscription(capped: HardCapped) -> None:  # as a webhook's adopt does
+    account = BillingAccount.objects.get(tenant_id=capped.tenant.pk)
+    account.subscription_status = SubscriptionStatus.CANCELED
+    account.save(update_fields=["subscription_status", "updated_at"])
+
+
+def update_subscription(capped: HardCapped) -> None:
+    BillingAccount.objects.filter(tenant_id=capped.tenant.pk).update(
+        subscription_status=SubscriptionStatus.CANCELED
+    )
+
+
+def soft_or_ended(api_key: ApiKey) -> bool:
+    plan = api_key.tenant.plan
+    account = getattr(api_key.tenant, "billing_account", None)
+    assert plan is not None
+    return plan.cap_mode == CapMode.SOFT or account is None or not account.is_live
+
+
+@pytest.mark.parametrize(
+    "change", [move_to_soft, edit_plan_in_place, save_plan, end_subscription, update_subscription]
+)
+def test_a_plan_or_billing_change_reaches_the_gateways_key_cache_at_once(
+    hard_capped: HardCapped, change: Callable[[HardCapped], None]
+) -> None:
+    """No caller announces anything: the models' writes do (tenants/gateway_cache.py)."""
+
+    async def seen() -> tuple[bool, bool, float]:
         client = aioredis.Redis.from_url(settings.REDIS_URL)
         cache = ApiKeyCache(client)
         try:
@@ -126,24 +165,20 @@ def test_a_plan_change_reaches_the_gateways_key_cache_at_once(hard_capped: HardC
             before = await cache.resolve(hard_capped.key)  # cached from here on
             assert before is not None
             changed_at = time.monotonic()
-            await asyncio.to_thread(upgrade)
+            await asyncio.to_thread(committed, lambda: change(hard_capped))
             while True:
                 after = await cache.resolve(hard_capped.key)
                 assert after is not None
-                if after.tenant.plan_id == hard_capped.soft.pk or time.monotonic() - changed_at > 3:
-                    return before.tenant.plan_id, after.tenant.plan_id, time.monotonic() - changed_at
+                if soft_or_ended(after) or time.monotonic() - changed_at > 3:
+                    return soft_or_ended(before), soft_or_ended(after), time.monotonic() - changed_at
                 await asyncio.sleep(0.05)
         finally:
             await stop_listening(cache)
             await client.aclose()
 
-    def upgrade() -> None:
-        committed(lambda: Tenant.objects.filter(pk=hard_capped.tenant.pk).update(plan=hard_capped.soft))
-        refresh_gateway_limits([hard_capped.tenant.pk])
+    before, after, elapsed = asyncio.run(seen())
 
-    before, after, elapsed = asyncio.run(plans_seen())
-
-    assert (before, after) == (hard_capped.hard.pk, hard_capped.soft.pk)
+    assert (before, after) == (False, True)
     assert elapsed < 3 < KEY_CACHE_SECONDS  # not left to the cache's expiry
 
 
