@@ -50,6 +50,10 @@ BASE_DOMAIN = env.str("BASE_DOMAIN", default="localhost").lower()
 ALLOWED_HOSTS = [BASE_DOMAIN, f".{BASE_DOMAIN}", *env.list("EXTRA_ALLOWED_HOSTS", default=[])]
 
 SHARED_APPS = [
+    # Before django_tenants: Django's own admin templates, not django-tenants' app list,
+    # whose inline <style> and style attributes the Content-Security-Policy refuses (and the
+    # admin lives on the public schema alone).
+    "django.contrib.admin",
     "django_tenants",
     "tenants",
     "accounts",
@@ -59,7 +63,6 @@ SHARED_APPS = [
     "registry",
     "flags",
     "capacity",
-    "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

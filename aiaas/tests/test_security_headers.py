@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.contrib import admin
 from django.test import Client
 from django.urls import reverse
 
+from accounts.models import User
 from testing.tenants import TenantFixture
 from tests.browser.test_accessibility import DASHBOARD_PAGES, TENANT_URLCONF
 
@@ -132,3 +134,29 @@ def test_swagger_ui_runs_its_inline_script_under_the_nonce() -> None:
     assert response.status_code == 200
     assert inline_without_the_nonce(html, policy) == []
     assert html.count(f'nonce="{nonce}"') == 2
+
+
+def test_the_admin_index_and_every_change_list_carry_nothing_inline_without_its_nonce(db: None) -> None:
+    """Django's list without actions writes an inline style (templates/admin/change_list.html);
+    django-tenants' app list wrote one on every page (settings.SHARED_APPS' order)."""
+    staff = User.objects.create_superuser("csp-staff@aiaas.example", "a long test password 1")
+    browser = Client(HTTP_HOST=settings.BASE_DOMAIN)
+    browser.force_login(staff)
+    failures, without_actions = [], 0
+    pages = {reverse("admin:index", urlconf=settings.PUBLIC_SCHEMA_URLCONF): None}
+    for model, model_admin in admin.site._registry.items():
+        name = f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist"
+        pages[reverse(name, urlconf=settings.PUBLIC_SCHEMA_URLCONF)] = model_admin
+    for path, model_admin in pages.items():
+        response = browser.get(path)
+        html = response.content.decode()
+        policy = response.headers.get("Content-Security-Policy", "")
+        if model_admin is not None:
+            without_actions += not model_admin.get_actions(response.wsgi_request)
+        if response.status_code != 200:
+            failures.append(f"{path}: {response.status_code}")
+        elif blocked := inline_without_the_nonce(html, policy):
+            failures.append(f"{path}: {blocked}")
+
+    assert failures == []
+    assert without_actions > 0  # the lists that write the style were among them
