@@ -10,7 +10,6 @@ import statistics
 import time
 import uuid
 from collections.abc import Callable
-from decimal import Decimal
 
 import numpy as np
 import pytest
@@ -27,7 +26,6 @@ from routing.router.evaluation import online_replay
 from routing.router.model import load_artifact
 from routing.router.outcomes import (
     FeedbackError,
-    RequestOutcome,
     outcomes_key,
     record,
     record_feedback,
@@ -35,6 +33,7 @@ from routing.router.outcomes import (
 from routing.router.policy import Decision, LearnedRouter, RoutedPlan
 from routing.router.ranking import entry, judged_key, needs_fitting, prompt_summary, tenant_ranking
 from routing.router.training import OUTCOME_DATA, Outcomes, load_outcomes
+from routing.tests.test_adaptation import outcome
 from testing.tenants import TenantFixture
 
 from .test_router import TWO_TIERS
@@ -160,20 +159,6 @@ def decision(tier: int, summary: bytes) -> Decision:
         early_exit=False,
         decision_seconds=0.0002,
         prompt_summary=summary,
-    )
-
-
-def outcome(tenant_id: int, request_id: str, decided: Decision, failed: bool | None) -> RequestOutcome:
-    return RequestOutcome(
-        tenant_id=tenant_id,
-        request_id=request_id,
-        decision=decided,
-        served_tier=decided.tier,
-        first_tier_failed=failed,
-        cost_usd=Decimal("0.001"),
-        top_tier_cost_usd=Decimal("0.01"),
-        expected_cost_usd=Decimal("0.001"),
-        latency_ms=100,
     )
 
 
