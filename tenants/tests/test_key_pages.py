@@ -13,7 +13,7 @@ from accounts.models import Role
 from accounts.selectors import LimitItem
 from accounts.tests.factories import browser_for, make_user
 from accounts.tests.test_web import ENTERPRISE_LIMITS
-from tenants.models import ApiKey, ApiKeyScope
+from tenants.models import ApiKey, ApiKeyPriority, ApiKeyScope
 from tenants.services import create_api_key, revoke_api_key
 from testing.tenants import TenantFixture
 
@@ -283,6 +283,7 @@ def test_the_limits_page_shows_the_keys_overrides(tenant: TenantFixture) -> None
     assert response.status_code == 200
     assert response.templates[0].name == "dashboard/key_limits.html"
     assert response.context["form"].initial == {
+        "priority": "normal",
         "requests_per_minute": 120,
         "tokens_per_minute": None,
         "monthly_spend_budget_usd": Decimal("25.00"),
@@ -421,3 +422,28 @@ def test_a_spend_budget_is_plain_usd_with_at_most_two_decimals(tenant: TenantFix
         "monthly_spend_budget_usd": ["Enter an amount in USD like 25.00: digits, at most 2 decimals."]
     }
     assert stored_limits(api_key) == dict.fromkeys(ApiKey.LIMIT_FIELDS)
+
+
+def test_a_keys_priority_is_chosen_at_creation_and_changed_with_its_limits(tenant: TenantFixture) -> None:
+    client = tenant.web_client()
+    form = client.get(KEYS_PAGE).content.decode()
+    created = client.post(KEYS_PAGE, {"name": "batch-jobs", "scopes": ["inference"], "priority": "low"})
+    unspecified = client.post(KEYS_PAGE, {"name": "plain", "scopes": ["inference"]})
+    api_key = ApiKey.objects.get(tenant=tenant.tenant, name="batch-jobs")
+    page = client.get(limits_url(api_key)).content.decode()
+
+    raised = client.post(limits_url(api_key), {**NO_LIMIT_OVERRIDES, "priority": "high"}, follow=True)
+    after_raise = ApiKey.objects.get(pk=api_key.pk).priority
+    kept = client.post(limits_url(api_key), NO_LIMIT_OVERRIDES, follow=True)
+    refused = client.post(limits_url(api_key), {**NO_LIMIT_OVERRIDES, "priority": "urgent"})
+
+    assert 'name="priority"' in form
+    assert (created.status_code, unspecified.status_code) == (302, 302)
+    assert ApiKey.objects.get(tenant=tenant.tenant, name="plain").priority == ApiKeyPriority.NORMAL
+    assert '<option value="low" selected>' in page
+    assert messages_of(raised) == ["Saved the limits of “batch-jobs”."]
+    assert after_raise == ApiKeyPriority.HIGH
+    assert messages_of(kept) == ["The limits of “batch-jobs” are unchanged."]
+    assert ApiKey.objects.get(pk=api_key.pk).priority == ApiKeyPriority.HIGH
+    assert refused.status_code == 200
+    assert "priority" in refused.context["form"].errors

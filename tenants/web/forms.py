@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from accounts.models import User
-from tenants.models import MAX_RATE_LIMIT, MAX_TOKEN_BUDGET, USD_AMOUNT, ApiKeyScope
+from tenants.models import MAX_RATE_LIMIT, MAX_TOKEN_BUDGET, USD_AMOUNT, ApiKeyPriority, ApiKeyScope
 from tenants.services import ProvisioningError, validate_slug
 
 MAX_ALLOWED_MODELS = 100
@@ -95,7 +95,15 @@ def count_input(placeholder: str) -> forms.TextInput:
 
 
 class ApiKeyLimitsForm(forms.Form):
-    """A key's overrides of its plan's limits (ApiKey.LIMIT_FIELDS); empty: the plan's, or no cap."""
+    """A key's overrides of its plan's limits (ApiKey.LIMIT_FIELDS; empty: the plan's, or
+    no cap), and its priority when the platform degrades (what the API's `priority` sets)."""
+
+    priority = forms.ChoiceField(
+        choices=ApiKeyPriority.choices,
+        initial=ApiKeyPriority.NORMAL,
+        required=False,
+        help_text="Which keys a degraded platform turns away first: low, then normal; high never.",
+    )
 
     requests_per_minute = forms.IntegerField(
         label="Requests per minute",
@@ -123,6 +131,12 @@ class ApiKeyLimitsForm(forms.Form):
         required=False,
         widget=forms.TextInput(attrs={"inputmode": "decimal", "placeholder": "No cap"}),
     )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned: dict[str, Any] = super().clean() or {}
+        if not cleaned.get("priority"):
+            cleaned.pop("priority", None)  # not sent: unchanged (a new key's is normal)
+        return cleaned
 
 
 # What each scope lets a key do, in a sentence a person choosing scopes needs.

@@ -235,7 +235,8 @@ def key_limits(request: HttpRequest, access: PageAccess, pk: int) -> HttpRespons
     """Change an active key's overrides of the plan's limits; empty fields clear them."""
     api_key = get_object_or_404(active_api_keys_of(access.tenant), pk=pk)
     if request.method == "GET":
-        form = ApiKeyLimitsForm(initial={field: getattr(api_key, field) for field in ApiKey.LIMIT_FIELDS})
+        fields = ("priority", *ApiKey.LIMIT_FIELDS)
+        form = ApiKeyLimitsForm(initial={field: getattr(api_key, field) for field in fields})
     else:
         form = ApiKeyLimitsForm(request.POST)
         if form.is_valid():
