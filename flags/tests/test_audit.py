@@ -12,6 +12,7 @@ from accounts.models import User
 from billing.models import Plan
 from flags.models import Flag, FlagChange
 from flags.services import delete_flag, save_flag, set_plan_override, set_tenant_override
+from tenants.models import Tenant
 from testing.tenants import TEST_PASSWORD, TenantFixture
 
 STAFF = "staff@aiaas.example"
@@ -139,3 +140,22 @@ def test_audit_entries_are_read_only_in_the_admin(staff_client: Client) -> None:
     assert (edit.status_code, delete.status_code, add.status_code) == (403, 403, 403)
     change.refresh_from_db()
     assert change.actor == "migration flags.0002"
+
+
+def test_deleting_a_plan_or_a_tenant_audits_the_overrides_it_drops(tenant: TenantFixture) -> None:
+    plan = Plan.objects.create(slug="short-lived", name="Short-lived")
+    save_flag("beta-search", enabled_by_default=False, actor="alice@aiaas.example")
+    set_plan_override("beta-search", plan, True, actor="bob@aiaas.example")
+    set_tenant_override("beta-search", tenant.tenant, True, actor="bob@aiaas.example")
+    save_flag("untouched", enabled_by_default=True, actor="alice@aiaas.example")
+
+    plan.delete()
+    tenant_slug = tenant.tenant.slug
+    Tenant.objects.filter(pk=tenant.tenant.pk).delete()
+
+    both = state(False, plans={"short-lived": True}, tenants={tenant_slug: True})
+    assert changes_of("beta-search")[-2:] == [
+        ("deletion of the plan short-lived", both, state(False, tenants={tenant_slug: True})),
+        (f"deletion of the tenant {tenant_slug}", state(False, tenants={tenant_slug: True}), state(False)),
+    ]
+    assert len(changes_of("untouched")) == 1
