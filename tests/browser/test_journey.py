@@ -230,6 +230,12 @@ def run_an_agent(page: AuditedPage, workspace: Workspace) -> None:
     expect(browser.locator("#run-status")).to_have_text("succeeded", timeout=20_000)
     expect(browser.locator("#run-events")).to_have_attribute("data-live", "0")
     expect(browser.locator('#run-steps [data-step="answer"]')).to_contain_text("Succeeded")
+    # The events' JSON keeps a readable width (the table scrolls), not one character per line.
+    widths = browser.locator("#run-events td pre").evaluate_all(
+        "cells => cells.map(cell => cell.getBoundingClientRect().width)"
+    )
+    assert widths
+    assert min(widths) >= 150, widths
     page.audit("agent-run", show=browser.locator("#run-steps"))
 
 
