@@ -35,10 +35,15 @@ def day(value: date | None, empty: str = EMPTY) -> str:
 
 
 @register.filter
-def number(value: int | float | Decimal | None, places: int = 0) -> str:
-    """`12,345` (or `12,345.68` with `places`)."""
-    if value is None or isinstance(value, bool):
+def number(value: str | int | float | Decimal | None, places: int = 0) -> str:
+    """`12,345` (or `12,345.68` with `places`); the API's decimal strings too."""
+    if value is None or value == "" or isinstance(value, bool):
         return EMPTY
+    if isinstance(value, str):
+        try:
+            value = Decimal(value)
+        except ArithmeticError:
+            return EMPTY
     return f"{value:,.{int(places)}f}"
 
 

@@ -22,9 +22,19 @@ def test_a_moment_is_written_in_utc_to_the_minute() -> None:
 
 @pytest.mark.parametrize(
     ("value", "places", "text"),
-    [(0, 0, "0"), (1234567, 0, "1,234,567"), (Decimal("1234.5"), 2, "1,234.50"), (None, 0, EMPTY)],
+    [
+        (0, 0, "0"),
+        (1234567, 0, "1,234,567"),
+        (Decimal("1234.5"), 2, "1,234.50"),
+        (0.8567, 3, "0.857"),
+        ("1234.5", 1, "1,234.5"),  # the API's decimal strings
+        ("not a number", 0, EMPTY),
+        (None, 0, EMPTY),
+    ],
 )
-def test_numbers_group_thousands_with_commas(value: int | Decimal | None, places: int, text: str) -> None:
+def test_numbers_group_thousands_with_commas(
+    value: str | float | Decimal | None, places: int, text: str
+) -> None:
     assert number(value, places) == text
 
 

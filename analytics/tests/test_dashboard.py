@@ -239,7 +239,7 @@ def test_requests_not_counted_yet_are_explained(tenant: TenantFixture, ledger: L
     content = tenant.web_client().get(PAGE, days(ledger)).content.decode()
 
     assert "<h2>Nothing counted yet</h2>" in content
-    assert re.search(r"Analytics is \d+ s behind the usage ledger \(1 request of all workspaces", content)
+    assert re.search(r"Analytics is [\d,]+ s behind the usage ledger \(1 request of all workspaces", content)
     apply_all()
     # Another range: the first answer is cached for ANALYTICS_CACHE_SECONDS.
     caught_up = tenant.web_client().get(PAGE, days(ledger, count=2)).content.decode()

@@ -774,7 +774,7 @@ def test_the_dashboard_usage_page_shows_this_months_numbers(
     assert '<div class="stat-value" id="total-requests">3</div>' in content
     assert '<div class="stat-value" id="total-prompt-tokens">150</div>' in content
     assert '<div class="stat-value" id="total-completion-tokens">30</div>' in content
-    assert '<div class="stat-value" id="total-cost">$0.015000</div>' in content
+    assert '<div class="stat-value" id="total-cost">$0.0150</div>' in content
     assert "<td><code>sim-small</code></td>\n          <td>2</td>" in content
     assert 'href="/dashboard/usage/" aria-current="page">Usage</a>' in content
     assert "777777" not in content

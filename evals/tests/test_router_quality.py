@@ -12,6 +12,7 @@ from django.test import override_settings
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
+from aiaas.formats import usd
 from evals import selectors
 from evals.models import Dataset, Experiment, ExperimentStatus
 from evals.router_quality import (
@@ -162,7 +163,7 @@ def test_a_real_run_answers_the_sample_with_auto_and_the_top_tier_and_the_page_c
     assert top.aggregates is not None
     assert (auto.aggregates["n"], top.aggregates["n"]) == (6, 6)
     comparison = in_tenant(serving_tenant, lambda: selectors.compare(candidate=auto, baseline=top))
-    assert f'id="router-saved">${top.cost_usd - auto.cost_usd:.6f}<' in html
+    assert f'id="router-saved">{usd(top.cost_usd - auto.cost_usd)}<' in html
     assert f'id="router-regressions">{comparison.regressions}<' in html
     assert f"?baseline={top.pk}&amp;candidate={auto.pk}" in html
     judged = [
