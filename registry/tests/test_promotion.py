@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from django.db import connections
+from django.db import connection, connections, transaction
 
 from agents.tools.manifests import load_registry
 from aiaas import control_bus
@@ -20,6 +21,7 @@ from registry import selectors, services
 from registry.models import AuditEvent, Entry, Kind, State
 from registry.tests.factories import create_tool, tool_manifest, trusted
 from routing.catalog import Catalog, CatalogCache
+from testing.database import committed
 
 pytestmark = pytest.mark.django_db
 
@@ -166,3 +168,71 @@ def test_a_model_change_marks_every_catalog_of_the_process_stale_at_once(db: Non
         return False
 
     assert asyncio.run(reloads_after_the_announcement())
+
+
+def blocked_on_a_lock() -> bool:
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")  # a transaction sees its first snapshot
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        (waiting,) = cursor.fetchone()
+    return bool(waiting)
+
+
+def test_two_versions_sent_to_production_at_once_one_wins_and_the_other_is_refused(
+    key: Ed25519PrivateKey, settings: Any
+) -> None:
+    """Real transactions on their own connections: the second promotion waits on the
+    partial unique index until the first commits, then is refused, not a 500."""
+    trusted(settings, staff=key)
+    name = f"race-{uuid.uuid4().hex[:8]}"
+    first, second = committed(
+        lambda: [services.promote(create_tool(tool_manifest(name), key), actor="ops") for _ in range(2)]
+    )
+    holding, release = threading.Event(), threading.Event()
+
+    def promote_and_hold() -> None:
+        try:
+            with transaction.atomic():
+                services.promote(first, actor="first@example.com")
+                holding.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    def promote_meanwhile() -> services.RegistryError | None:
+        try:
+            holding.wait(10)
+            services.promote(second, actor="second@example.com")
+        except services.RegistryError as error:
+            return error
+        finally:
+            connection.close()
+        return None
+
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            held = pool.submit(promote_and_hold)
+            meanwhile = pool.submit(promote_meanwhile)
+            deadline = time.monotonic() + 10
+            while not blocked_on_a_lock() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            was_blocked = blocked_on_a_lock()
+            release.set()
+            held.result(timeout=10)
+            refused = meanwhile.result(timeout=10)
+        final = committed(
+            lambda: list(
+                Entry.objects.filter(kind=Kind.TOOL, name=name).order_by("version").values_list("state")
+            )
+        )
+    finally:
+        release.set()
+        committed(lambda: Entry.objects.filter(kind=Kind.TOOL, name=name).delete())
+
+    assert was_blocked
+    assert refused is not None
+    assert "another version reached production at the same time" in str(refused)
+    assert final == [(State.PRODUCTION,), (State.STAGING,)]
