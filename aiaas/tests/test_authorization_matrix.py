@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django_tenants.utils import tenant_context
 
 from agents.tests.factories import make_agent, make_prompt, make_run, simple_spec
 from batches.tests.factories import make_batch
@@ -17,6 +18,9 @@ from ingestion.tests.factories import (
     make_stored_file,
     upload,
 )
+from registry import services
+from registry.models import Entry
+from registry.tests.factories import create_prompt
 from request_logs.tests.factories import make_request_log
 from tenants.models import ApiKey, ApiKeyScope
 from tenants.services import create_api_key
@@ -40,6 +44,15 @@ def make_dataset_with_logged_request(tenant: TenantFixture) -> Dataset:
 
 def make_queued_experiment(tenant: TenantFixture) -> Experiment:
     return make_experiment(tenant, status=ExperimentStatus.QUEUED)
+
+
+def make_superseded_prompt(tenant: TenantFixture) -> Entry:
+    """A prompt whose second version superseded its first in production (one to roll back)."""
+    first = make_prompt(tenant)
+    with tenant_context(tenant.tenant):
+        for entry in (first, create_prompt(first.name, "Again: {{ input.text }}")):
+            services.promote(services.promote(entry, actor="test"), actor="test")
+    return first
 
 
 def make_api_key(tenant: TenantFixture) -> ApiKey:
@@ -84,6 +97,8 @@ OPERATIONS = [
     Operation(
         "prompt-render", "post", 200, body={"variables": {"input": {"text": "hi"}}}, make_object=make_prompt
     ),
+    Operation("prompt-promote", "post", 200, make_object=make_prompt),
+    Operation("prompt-rollback", "post", 200, make_object=make_superseded_prompt),
     Operation("collection-list", "get", 200),
     Operation("collection-list", "post", 201, body={"name": "matrix", "embedding_model": "sim-small"}),
     Operation("collection-detail", "get", 200, make_object=make_stored_collection),

@@ -4,11 +4,11 @@ from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from registry import prompts, selectors
+from registry import prompts, selectors, services
 from registry.api.serializers import (
     CreatePromptSerializer,
     PromptSerializer,
@@ -19,6 +19,14 @@ from registry.models import Entry, Kind
 from registry.services import RegistryError
 from tenants.api.base import TenantScopedViewSet
 from tenants.models import ApiKeyScope
+
+
+class StateConflict(APIException):
+    """The version cannot move as asked from the state it is in (or another version
+    reached production at the same time): 409, the registry's reason as the message."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "invalid_state"
 
 
 class PromptViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
@@ -61,6 +69,36 @@ class PromptViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
             raise ValidationError({"variables": [str(error)]}) from None
         rendered = {"id": entry.pk, "name": entry.name, "version": entry.version, "text": text}
         return Response(RenderedPromptSerializer(rendered).data)
+
+    @extend_schema(
+        request=None,
+        responses={200: PromptSerializer},
+        description="Move this version one state on: draft to staging, staging to production (the "
+        "version in production before it is superseded). 409 `invalid_state` from any other state.",
+    )
+    @action(detail=True, methods=["post"])
+    def promote(self, request: Request, pk: str) -> Response:
+        try:
+            promoted = services.promote(self.get_object(), actor=self.actor)
+        except RegistryError as error:
+            raise StateConflict(str(error)) from None
+        return Response(PromptSerializer(promoted).data)
+
+    @extend_schema(
+        request=None,
+        responses={200: PromptSerializer},
+        description="Put this prompt's previous production version back in production (this "
+        "version's name picks the prompt); answers the version now in production. 409 "
+        "`invalid_state` when there is none to go back to.",
+    )
+    @action(detail=True, methods=["post"])
+    def rollback(self, request: Request, pk: str) -> Response:
+        entry: Entry = self.get_object()
+        try:
+            current = services.rollback(Kind.PROMPT, entry.name, actor=self.actor)
+        except RegistryError as error:
+            raise StateConflict(str(error)) from None
+        return Response(PromptSerializer(current).data)
 
     @property
     def actor(self) -> str:

@@ -138,3 +138,34 @@ def test_in_production_an_agent_runs_only_promoted_signed_versions_of_itself_and
     assert started.agent_version == 1  # the promoted version, not the latest (2)
     assert started.spec["steps"][0]["id"] == "a"
     assert started.spec["steps"][0]["prompt"] == "v1 {{ input.text }}"
+
+
+def test_a_version_is_promoted_to_production_and_rolled_back_through_the_api(api_client: APIClient) -> None:
+    first = api_client.post(
+        "/api/v1/prompts", {"name": "steps", "template": "One {{ x }}"}, format="json"
+    ).json()
+    second = api_client.post(
+        "/api/v1/prompts", {"name": "steps", "template": "Two {{ x }}"}, format="json"
+    ).json()
+    states = []
+    for version in (first, second):
+        for _ in range(2):
+            moved = api_client.post(f"/api/v1/prompts/{version['id']}/promote")
+            states.append((moved.status_code, moved.json()["version"], moved.json()["state"]))
+    again = api_client.post(f"/api/v1/prompts/{second['id']}/promote")
+    rolled = api_client.post(f"/api/v1/prompts/{second['id']}/rollback")
+    nothing_left = api_client.post(f"/api/v1/prompts/{second['id']}/rollback")
+    listed = {p["version"]: p["state"] for p in api_client.get("/api/v1/prompts").json()["data"]}
+
+    assert states == [
+        (200, 1, "staging"),
+        (200, 1, "production"),
+        (200, 2, "staging"),
+        (200, 2, "production"),
+    ]
+    assert again.status_code == 409
+    assert again.json()["error"]["code"] == "invalid_state"
+    assert "cannot be promoted" in again.json()["error"]["message"]
+    assert (rolled.status_code, rolled.json()["version"], rolled.json()["state"]) == (200, 1, "production")
+    assert nothing_left.status_code == 409
+    assert listed == {1: "production", 2: "rolled_back"}
