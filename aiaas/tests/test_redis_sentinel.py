@@ -160,13 +160,17 @@ def test_a_pool_follows_its_master_through_a_failover(tmp_path: Path) -> None:
 
 # A process configured with REDIS_BROKER_URL and REDIS_CACHE_URL naming the sentinel:
 # a real worker (a thread) runs a task its own sender sent; a cache value is written
-# and read. Once before the master fails, then again, retried until it works.
+# and read; /readyz's checks and the queue depths read through it. Once before the
+# master fails, then again, retried until it works.
 CHILD = """
 import sys, time, django
 django.setup()
 from celery.contrib.testing.worker import start_worker
+from django.conf import settings
 from django.core.cache import cache
 from aiaas.celery import app
+from aiaas.health import readiness
+from aiaas.observability.celery import celery_queue_lengths
 
 def round_trip(tag):
     cache.set("sentinel-probe", tag)
@@ -185,6 +189,10 @@ def round_trip_within(tag, seconds):
 
 with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=5, queues=[sys.argv[1]]):
     print(*round_trip("before"), flush=True)
+    app.send_task("celery.accumulate", args=["waiting"])  # to the default queue, which none consumes
+    checks = readiness()
+    waiting = celery_queue_lengths(app)[settings.CELERY_TASK_DEFAULT_QUEUE]
+    print(checks["celery_broker"], checks["redis_cache"], waiting, flush=True)
     sys.stdin.readline()
     started = time.monotonic()
     print(*round_trip_within("after", 15), round(time.monotonic() - started, 1), flush=True)
@@ -212,6 +220,7 @@ def test_the_broker_and_the_cache_follow_their_master_through_a_failover(tmp_pat
         assert child.stdout is not None
         try:
             assert child.stdout.readline().split() == ["before", "before"]
+            assert child.stdout.readline().split() == ["None", "None", "1"]  # /readyz, queue depths
             with redis.Redis.from_url(cluster.master_url) as master:
                 written = {key.decode() for key in master.scan_iter()}
             cluster.fail()
