@@ -21,7 +21,7 @@ import threading
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, cast
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import redis
 import redis.asyncio as aioredis
@@ -51,22 +51,39 @@ SENTINEL_SCHEME = "redis+sentinel"
 
 @dataclass(frozen=True)
 class SentinelAddress:
-    """`redis+sentinel://host:26379[,host:26379...]/service[/db]`: where the sentinels
-    are and which master they watch (ADR 0038)."""
+    """`redis+sentinel://[[user]:password@]host:26379[,host:26379...]/service[/db]`: where
+    the sentinels are, which master they watch, and the master's credentials, if any
+    (the sentinels' own are not supported; ADR 0038, 0050)."""
 
     sentinels: tuple[tuple[str, int], ...]
     service: str
     db: int
+    username: str | None = None
+    password: str | None = None
 
     @classmethod
     def parse(cls, url: str) -> SentinelAddress:
         parts = urlsplit(url)
         path = [segment for segment in parts.path.split("/") if segment]
-        if parts.scheme != SENTINEL_SCHEME or not path or len(path) > 2 or not parts.netloc:
-            raise ImproperlyConfigured(f"not a {SENTINEL_SCHEME}://host:port/service[/db] URL: {url!r}")
-        hosts = [host.rpartition(":") for host in parts.netloc.split(",")]
-        sentinels = tuple((host or port, int(port) if host else 26379) for host, _, port in hosts)
-        return cls(sentinels, path[0], int(path[1]) if len(path) == 2 else 0)
+        hosts = parts.netloc.rpartition("@")[2]
+        shown = url.replace(f":{parts.password}@", ":***@") if parts.password else url
+        malformed = ImproperlyConfigured(f"not a {SENTINEL_SCHEME}://host:port/service[/db] URL: {shown!r}")
+        if parts.scheme != SENTINEL_SCHEME or not path or len(path) > 2 or not hosts:
+            raise malformed
+        try:
+            pairs = [host.rpartition(":") for host in hosts.split(",")]
+            sentinels = tuple((host or port, int(port) if host else 26379) for host, _, port in pairs)
+            db = int(path[1]) if len(path) == 2 else 0
+        except ValueError:
+            raise malformed from None
+        username = unquote(parts.username) if parts.username else None
+        password = unquote(parts.password) if parts.password is not None else None
+        return cls(sentinels, path[0], db, username, password)
+
+    def credentials(self) -> dict[str, str]:
+        """The master's username and password, as redis-py's connections take them."""
+        given = {"username": self.username, "password": self.password}
+        return {name: value for name, value in given.items() if value is not None}
 
     def kwargs(self, config: PoolSettings) -> dict[str, Any]:
         return {
@@ -74,6 +91,7 @@ class SentinelAddress:
             "max_connections": config.max_connections,
             "socket_timeout": config.socket_timeout,
             "socket_connect_timeout": config.socket_connect_timeout,
+            **self.credentials(),
         }
 
 
@@ -81,12 +99,52 @@ def is_sentinel_url(url: str) -> bool:
     return url.startswith(f"{SENTINEL_SCHEME}://")
 
 
+# kombu and Celery reach the sentinels themselves; these bound each question to one.
+CELERY_SENTINEL_KWARGS = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
+
+
+@dataclass(frozen=True)
+class CeleryRedis:
+    """kombu's and Celery's spelling of one of our Redis URLs: the broker (and result
+    backend) URL, and the transport options it needs (a Sentinel's master name)."""
+
+    url: str
+    transport_options: dict[str, Any]
+
+
+def celery_redis(url: str) -> CeleryRedis:
+    """`redis+socket:///path` for a Unix socket; for a Sentinel, kombu's and Celery's own
+    transport, `sentinel://h:p/db;sentinel://h:p/db` with the master's name as an option."""
+    if is_sentinel_url(url):
+        address = SentinelAddress.parse(url)
+        userinfo = celery_userinfo(address)
+        hosts = ";".join(
+            f"sentinel://{userinfo}{host}:{port}/{address.db}" for host, port in address.sentinels
+        )
+        return CeleryRedis(hosts, {"master_name": address.service, "sentinel_kwargs": CELERY_SENTINEL_KWARGS})
+    parts = urlsplit(url)
+    return CeleryRedis(f"redis+socket://{parts.path}" if parts.scheme == "unix" else url, {})
+
+
+def celery_userinfo(address: SentinelAddress) -> str:
+    """The master's credentials in each part of the URL: kombu reads the first's,
+    Celery's result backend its first host's."""
+    if address.username is None and address.password is None:
+        return ""
+    return f"{quote(address.username or '', safe='')}:{quote(address.password or '', safe='')}@"
+
+
 def channel_layer_host(url: str) -> dict[str, Any]:
     """channels_redis's spelling of a Redis server, or of a Sentinel-watched master."""
     if not is_sentinel_url(url):
         return {"address": url}
     address = SentinelAddress.parse(url)
-    return {"sentinels": list(address.sentinels), "master_name": address.service, "db": address.db}
+    return {
+        "sentinels": list(address.sentinels),
+        "master_name": address.service,
+        "db": address.db,
+        **address.credentials(),
+    }
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import csp.constants as csp
 import environ
@@ -19,7 +18,7 @@ from aiaas import profiles, queues
 from aiaas.embedded import default_data_dir
 from aiaas.logs import logging_config
 from aiaas.proxies import trusted_networks
-from aiaas.redis_clients import channel_layer_host, is_sentinel_url
+from aiaas.redis_clients import celery_redis, channel_layer_host
 from aiaas.secret_keys import development_secret_key
 from aiaas.sentry import init_sentry
 
@@ -197,13 +196,8 @@ REDIS_BROKER_URL = env.str("REDIS_BROKER_URL", default=REDIS_URL)
 REDIS_CACHE_URL = env.str("REDIS_CACHE_URL", default=REDIS_URL)
 REDIS_LIMITS_URL = env.str("REDIS_LIMITS_URL", default=REDIS_URL)
 REDIS_STREAMS_URL = env.str("REDIS_STREAMS_URL", default=REDIS_URL)
-# A role's URL may name Redis Sentinel: redis+sentinel://host:26379[,host:26379]/master/db,
-# except the broker's and the cache's (ADR 0038).
-for _role_url in (REDIS_BROKER_URL, REDIS_CACHE_URL):
-    if is_sentinel_url(_role_url):
-        raise ImproperlyConfigured(
-            "REDIS_BROKER_URL and REDIS_CACHE_URL must name a Redis server, not a Sentinel"
-        )
+# A role's URL may name Redis Sentinel: redis+sentinel://host:26379[,host:26379]/master/db
+# (ADR 0038; the broker's and the cache's, ADR 0050).
 # Named connection pools (aiaas/redis_clients.py): size, timeouts and role per purpose.
 REDIS_POOLS: dict[str, dict[str, int | float | str]] = {
     # Short reads and writes of web requests and tasks.
@@ -227,15 +221,10 @@ REDIS_POOLS: dict[str, dict[str, int | float | str]] = {
 }
 
 
-def celery_redis_url(url: str) -> str:
-    """kombu spells a Unix-socket Redis URL `redis+socket:///path`."""
-    parts = urlsplit(url)
-    return f"redis+socket://{parts.path}" if parts.scheme == "unix" else url
-
-
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        # Django's RedisCache, whose LOCATION may also name a Sentinel (aiaas/redis_cache.py).
+        "BACKEND": "aiaas.redis_cache.RedisCache",
         "LOCATION": REDIS_CACHE_URL,
         "KEY_PREFIX": "cache",
         # Every cache key carries the tenant's schema (django-tenants make_key).
@@ -270,8 +259,10 @@ REALTIME_STREAM_TOKEN_SECONDS = 60
 # Open WebSockets a tenant may hold at once, across every process (realtime/connections.py).
 REALTIME_MAX_SOCKETS_PER_TENANT = env.int("REALTIME_MAX_SOCKETS_PER_TENANT", default=2_000)
 
-CELERY_BROKER_URL = celery_redis_url(REDIS_BROKER_URL)
-CELERY_RESULT_BACKEND = celery_redis_url(REDIS_BROKER_URL)
+_celery_redis = celery_redis(REDIS_BROKER_URL)
+CELERY_BROKER_URL = _celery_redis.url
+CELERY_RESULT_BACKEND = _celery_redis.url
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = _celery_redis.transport_options
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -283,7 +274,10 @@ CELERY_WORKER_CONCURRENCY = env.int(
 # no connection-bound acks). Longer than any task runs (an agent run's default
 # budget is 600 s); every task is idempotent, and a run holds a lock, so an early
 # redelivery cannot repeat work.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=900)}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    **_celery_redis.transport_options,
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=900),
+}
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
