@@ -5,7 +5,9 @@ length, spread and word overlap, "all/none of the above", units, negations),
 the stem (its length against the options', the share its last sentence takes,
 numbers and arithmetic, multi-step cues such as "how many", "each",
 "remaining"), combination answers ("I and II only"), code, formulas, blanks and
-the question word. The hope was that these carry across subjects where topic
+the question word (the stem's first word, or a word after the first within the
+first 40 characters of its last sentence: as measured, so a last sentence
+opening with "How" counts only when the stem does). The hope was that these carry across subjects where topic
 words do not; on the folds they moved the shipped pipeline by less than the
 folds' noise (ADR 0049), so they stay here.
 """
