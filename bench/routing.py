@@ -286,6 +286,7 @@ CANDIDATES: dict[str, Scorer] = {
     "ridge on gain: emb+hand+form": ridge_on_gain(100.0),
     "ridge on gain: +tfidf": tfidf_ridge_on_gain(100.0),
     "two logistics: emb+hand+form": two_logistics(1.0),
+    "shipped+ridge on gain (1:1)": ensemble((trained(256), 1.0), (ridge_on_gain(100.0), 1.0)),
     "ridge+kNN on gain (2:1)": ensemble(
         (ridge_on_gain(100.0), 2.0), (nearest_neighbours(100, gain=True), 1.0)
     ),
