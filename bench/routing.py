@@ -7,7 +7,8 @@ the subjects are dealt into `--folds` groups (routing.router.evaluation.
 subject_folds), each held out once, so every test fold mixes about ten subjects
 the router never saw, like a tenant's traffic. Per candidate: the median and
 the 90% interval (5th-95th percentile) of the strong share needed for 95% of
-the strong model's quality, the random router's and the oracle's on the same
+the strong model's quality, the random router's, the oracle's and the subject
+oracle's (which knows only each held-out subject's mean gain) on the same
 folds, and APGR; then two whole tasks held out: GSM8K scored by a router
 trained on MMLU alone, MT-Bench (a turn passes when GPT-4 judged it 8 or more
 of 10) by one trained on MMLU and GSM8K. Every design choice is made on the
@@ -37,6 +38,7 @@ sys.path.insert(0, str(REPO_ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aiaas.settings")
 django.setup()  # the router's code imports the registry's models (no query is made)
 
+from bench.routing_form import question_form  # noqa: E402
 from routing.router.embedding import embed_many  # noqa: E402
 from routing.router.evaluation import (  # noqa: E402
     curve_metrics,
@@ -47,6 +49,8 @@ from routing.router.evaluation import (  # noqa: E402
 )
 from routing.router.model import FloatArray  # noqa: E402
 from routing.router.training import (  # noqa: E402
+    CLASSIFIER_DIMENSIONS,
+    MAX_TERMS,
     OUTCOME_DATA,
     Outcomes,
     hand_matrix,
@@ -77,6 +81,8 @@ class Corpus:
         self.sources = np.array(self.outcomes.sources)
         self.embeddings = embed_many(self.outcomes.prompts, 256)
         self.hand = hand_matrix(self.outcomes.prompts)
+        self.form = np.array([question_form(prompt) for prompt in self.outcomes.prompts])
+        self.gain = self.outcomes.strong.astype(np.float64) - self.outcomes.weak
 
     def subset(self, rows: Rows) -> Outcomes:
         every = self.outcomes
@@ -129,7 +135,14 @@ def trained(embedding_dimensions: int) -> Scorer:
     return score
 
 
-def logistic(dimensions: int, regularisation: float, hand: bool = True) -> Scorer:
+def dense(corpus: Corpus, train_rows: Rows, test_rows: Rows, form: bool) -> tuple[FloatArray, FloatArray]:
+    """The unit embedding beside the standardised hand (and question-form) features."""
+    blocks = np.hstack([corpus.hand, corpus.form]) if form else corpus.hand
+    fit, held = standardised(blocks[train_rows], blocks[test_rows])
+    return np.hstack([corpus.embeddings[train_rows], fit]), np.hstack([corpus.embeddings[test_rows], held])
+
+
+def logistic(dimensions: int, regularisation: float, hand: bool = True, form: bool = False) -> Scorer:
     """A logistic regression on the embedding (and the standardised hand features): P(weak fails)."""
     from sklearn.linear_model import LogisticRegression
 
@@ -138,10 +151,82 @@ def logistic(dimensions: int, regularisation: float, hand: bool = True) -> Score
         unit = prefix / np.maximum(np.linalg.norm(prefix, axis=1, keepdims=True), 1e-12)
         fit, held = unit[train_rows], unit[test_rows]
         if hand:
-            hand_fit, hand_held = standardised(corpus.hand[train_rows], corpus.hand[test_rows])
+            blocks = np.hstack([corpus.hand, corpus.form]) if form else corpus.hand
+            hand_fit, hand_held = standardised(blocks[train_rows], blocks[test_rows])
             fit, held = np.hstack([fit, hand_fit]), np.hstack([held, hand_held])
         classifier = LogisticRegression(C=regularisation, max_iter=3000)
         return np.asarray(classifier.fit(fit, ~corpus.outcomes.weak[train_rows]).decision_function(held))
+
+    return score
+
+
+def ridge_on_gain(alpha: float, form: bool = True) -> Scorer:
+    """A linear estimate of the strong model's expected gain, strong correct - weak correct
+    (-1, 0 or 1): the quantity the share at a quality target ranks by, where "weak
+    fails" also counts the prompts both models fail."""
+    from sklearn.linear_model import Ridge
+
+    def score(corpus: Corpus, train_rows: Rows, test_rows: Rows) -> FloatArray:
+        fit, held = dense(corpus, train_rows, test_rows, form)
+        return np.asarray(Ridge(alpha=alpha).fit(fit, corpus.gain[train_rows]).predict(held))
+
+    return score
+
+
+def two_logistics(regularisation: float) -> Scorer:
+    """P(weak fails) - P(strong fails), each a logistic regression: the expected gain."""
+    from sklearn.linear_model import LogisticRegression
+
+    def score(corpus: Corpus, train_rows: Rows, test_rows: Rows) -> FloatArray:
+        fit, held = dense(corpus, train_rows, test_rows, form=True)
+        outcomes = corpus.outcomes
+        probabilities = [
+            LogisticRegression(C=regularisation, max_iter=3000)
+            .fit(fit, ~correct[train_rows])
+            .predict_proba(held)
+            for correct in (outcomes.weak, outcomes.strong)
+        ]
+        return np.asarray(probabilities[0][:, 1] - probabilities[1][:, 1])
+
+    return score
+
+
+def tfidf_ridge_on_gain(alpha: float) -> Scorer:
+    """The shipped pipeline's blocks (TF-IDF latent factors, hand features, embedding)
+    plus the question-form features, with the ridge on the expected gain."""
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import Ridge
+
+    def score(corpus: Corpus, train_rows: Rows, test_rows: Rows) -> FloatArray:
+        prompts = corpus.outcomes.prompts
+        vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, max_features=MAX_TERMS)
+        fit_terms = vectorizer.fit_transform([prompts[row] for row in train_rows])
+        held_terms = vectorizer.transform([prompts[row] for row in test_rows])
+        svd = TruncatedSVD(CLASSIFIER_DIMENSIONS, random_state=0).fit(fit_terms)
+        blocks = np.hstack([corpus.hand, corpus.form])
+        fit, held = standardised(
+            np.hstack([blocks[train_rows], svd.transform(fit_terms)]),
+            np.hstack([blocks[test_rows], svd.transform(held_terms)]),
+        )
+        fit, held = (
+            np.hstack([fit, corpus.embeddings[train_rows]]),
+            np.hstack([held, corpus.embeddings[test_rows]]),
+        )
+        return np.asarray(Ridge(alpha=alpha).fit(fit, corpus.gain[train_rows]).predict(held))
+
+    return score
+
+
+def ensemble(*members: tuple[Scorer, float]) -> Scorer:
+    """The members' scores, each standardised over the test prompts, weighted and summed."""
+
+    def score(corpus: Corpus, train_rows: Rows, test_rows: Rows) -> FloatArray:
+        total = np.zeros(len(test_rows))
+        for scorer, weight in members:
+            scores = scorer(corpus, train_rows, test_rows)
+            total += weight * (scores - scores.mean()) / max(float(scores.std()), 1e-12)
+        return total
 
     return score
 
@@ -162,14 +247,15 @@ def matrix_factorisation(regularisation: float) -> Scorer:
     return score
 
 
-def nearest_neighbours(k: int) -> Scorer:
-    """The weak model's failure rate over the k most similar training prompts."""
+def nearest_neighbours(k: int, gain: bool = False) -> Scorer:
+    """The weak model's failure rate (or the strong model's mean gain) over the k most
+    similar training prompts."""
 
     def score(corpus: Corpus, train_rows: Rows, test_rows: Rows) -> FloatArray:
         similarity = corpus.embeddings[test_rows] @ corpus.embeddings[train_rows].T
-        failed = (~corpus.outcomes.weak[train_rows]).astype(np.float64)
+        labels = corpus.gain if gain else (~corpus.outcomes.weak).astype(np.float64)
         nearest = np.argpartition(-similarity, k, axis=1)[:, :k]
-        return np.asarray(failed[nearest].mean(axis=1))
+        return np.asarray(labels[train_rows][nearest].mean(axis=1))
 
     return score
 
@@ -195,6 +281,15 @@ CANDIDATES: dict[str, Scorer] = {
     "logistic: embedding+hand": logistic(256, 1.0),
     "logistic: embedding128+hand": logistic(128, 1.0),
     "logistic: embedding only": logistic(256, 1.0, hand=False),
+    "logistic: embedding+hand+form": logistic(256, 1.0, form=True),
+    "ridge on gain: emb+hand": ridge_on_gain(100.0, form=False),
+    "ridge on gain: emb+hand+form": ridge_on_gain(100.0),
+    "ridge on gain: +tfidf": tfidf_ridge_on_gain(100.0),
+    "two logistics: emb+hand+form": two_logistics(1.0),
+    "shipped+ridge on gain (1:1)": ensemble((trained(256), 1.0), (ridge_on_gain(100.0), 1.0)),
+    "ridge+kNN on gain (2:1)": ensemble(
+        (ridge_on_gain(100.0), 2.0), (nearest_neighbours(100, gain=True), 1.0)
+    ),
     "MF (RouteLLM, 2 models)": matrix_factorisation(1.0),
     "kNN k=50": nearest_neighbours(50),
     "kNN k=200": nearest_neighbours(200),
@@ -207,15 +302,22 @@ def figures(corpus: Corpus, scores: FloatArray, rows: Rows, target: float) -> di
     weak, strong = corpus.outcomes.weak[rows], corpus.outcomes.strong[rows]
     oracle = (strong & ~weak).astype(np.float64) - (weak & ~strong).astype(np.float64)
     metrics = curve_metrics(scores, weak, strong, target)
+    sources = corpus.sources[rows]
+    by_subject = np.zeros(len(rows))
+    for source in np.unique(sources):
+        members = sources == source
+        by_subject[members] = oracle[members].mean()
     return {
         "share": metrics["strong_share_at_target"],
         "random": random_share(weak, strong, target),
         "oracle": curve_metrics(oracle, weak, strong, target)["strong_share_at_target"],
+        # Knowing only each held-out subject's mean gain, nothing within a subject.
+        "subject_oracle": curve_metrics(by_subject, weak, strong, target)["strong_share_at_target"],
         "apgr": metrics["apgr"],
     }
 
 
-FIGURES = ("share", "random", "oracle", "apgr")
+FIGURES = ("share", "random", "oracle", "subject_oracle", "apgr")
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -277,7 +379,7 @@ def run(data: Path, folds: int, repetitions: int, target: float) -> dict[str, An
 
 
 HEADER = (
-    f"{'candidate':<28} {'share median [90%]':>22} {'random':>7} {'oracle':>7} {'APGR':>6}"
+    f"{'candidate':<30} {'share median [90%]':>22} {'random':>7} {'oracle':>7} {'subj.':>6} {'APGR':>6}"
     f" {'GSM8K':>6} {'(rnd)':>6} {'MT-B':>6} {'(rnd)':>6} {'s':>6}"
 )
 
@@ -285,8 +387,9 @@ HEADER = (
 def print_row(name: str, row: dict[str, Any]) -> None:
     share = row["share"]
     print(
-        f"{name:<28} {share['median']:>7.3f} [{share['p5']:.3f}-{share['p95']:.3f}]"
-        f" {row['random']['median']:>7.3f} {row['oracle']['median']:>7.3f} {row['apgr']['median']:>6.3f}"
+        f"{name:<30} {share['median']:>7.3f} [{share['p5']:.3f}-{share['p95']:.3f}]"
+        f" {row['random']['median']:>7.3f} {row['oracle']['median']:>7.3f}"
+        f" {row['subject_oracle']['median']:>6.3f} {row['apgr']['median']:>6.3f}"
         f" {row['gsm8k']['share']:>6.3f} {row['gsm8k']['random']:>6.3f}"
         f" {row['mt_bench']['share']:>6.3f} {row['mt_bench']['random']:>6.3f} {row['seconds']:>6.1f}",
         flush=True,
