@@ -130,7 +130,7 @@ def trained(embedding_dimensions: int) -> Scorer:
             embedding_dimensions=embedding_dimensions,
             embeddings=corpus.embeddings[train_rows],
         )
-        return np.array([model.logit(corpus.outcomes.prompts[row])[0] for row in test_rows])
+        return np.array([model.logit(corpus.outcomes.prompts[row]) for row in test_rows])
 
     return score
 

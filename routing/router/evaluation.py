@@ -85,7 +85,7 @@ def evaluate(model: RouterModel, train: Outcomes, test: Outcomes, target: float)
             strong_routed[index] = prediction.failure > threshold
             runs.append(time.perf_counter() - started)
         timings[index] = sorted(runs)[1]
-        logits[index] = model.logit(prompt)[0]
+        logits[index] = model.logit(prompt)
         probabilities[index] = prediction.failure
     weak, strong = test.weak, test.strong
     oracle_scores = (strong & ~weak).astype(np.float64) - (weak & ~strong).astype(np.float64)

@@ -38,6 +38,7 @@ class Prediction:
     failure: float  # calibrated P(cheap tier fails)
     cluster: int  # nearest cluster of training prompts
     novelty: float  # 1 - cosine similarity to that cluster's centre, 0..2
+    hand: tuple[float, ...] = ()  # the prompt's HAND_FEATURES, as the score used them
 
 
 @dataclass(frozen=True)
@@ -68,20 +69,24 @@ class RouterModel:
         ]
         return indexes, values / np.sqrt(values @ values)
 
-    def logit(self, text: str) -> tuple[float, npt.NDArray[np.intp], FloatArray]:
+    def logit(self, text: str) -> float:
+        return self.scored(text)[0]
+
+    def scored(self, text: str) -> tuple[float, npt.NDArray[np.intp], FloatArray, list[float]]:
+        """The logit, the TF-IDF vector it read (indexes, values) and the hand features."""
         prompt_terms, hand = analyse(text)
         indexes, values = self.tfidf(prompt_terms)
         score = self.bias + float(values @ self.term_weights[indexes])
         score += float(np.asarray(hand) @ self.hand_weights)
         if len(self.embedding_weights):
             score += float(embed(text, len(self.embedding_weights)) @ self.embedding_weights)
-        return score, indexes, values
+        return score, indexes, values, hand
 
     def calibrate(self, logit: float) -> float:
         return float(np.interp(logit, self.calibration_x, self.calibration_y))
 
     def predict(self, text: str) -> Prediction:
-        logit, indexes, values = self.logit(text)
+        logit, indexes, values, hand = self.scored(text)
         latent = self.projection[:, indexes] @ values
         norm = math.sqrt(float(latent @ latent))
         similarity = self.centroids @ (latent / norm) if norm else np.zeros(len(self.centroids))
@@ -90,6 +95,7 @@ class RouterModel:
             failure=self.calibrate(logit),
             cluster=cluster,
             novelty=1.0 - float(similarity[cluster]),
+            hand=tuple(hand),
         )
 
     def threshold(self, target: float) -> float:

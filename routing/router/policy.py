@@ -168,6 +168,7 @@ def decide(
 ) -> Decision:
     output = request.output
     early_exit = output.kind == "json_schema" and not request.stream and len(tiers) > 1
+    hand: tuple[float, ...] = ()
     if early_exit:  # the failure judged is invalid JSON, which the top tier is taken never to send
         bucket, cheap_prior, top_prior, novelty = f"schema:{output.bucket}", SCHEMA_FAILURE_PRIOR, 0.0, 0.0
     else:
@@ -177,7 +178,7 @@ def decide(
             prediction.failure,
             model.top_failure,
         )
-        novelty = prediction.novelty
+        novelty, hand = prediction.novelty, prediction.hand
     # The further a prompt is from the training data, the less the global prior
     # weighs against the tenant's own outcomes.
     strength = PRIOR_STRENGTH * max(MIN_PRIOR_SHARE, 1.0 - novelty)
@@ -192,7 +193,7 @@ def decide(
         priors[-1],
     ]
     adapted = None if early_exit or len(tiers) < 2 else config.thresholds.get(version.name)
-    summary = b"" if early_exit or len(tiers) < 2 else prompt_summary(request.prompt, priors[0], priors[-1])
+    summary = b"" if early_exit or len(tiers) < 2 else prompt_summary(hand, priors[0], priors[-1])
     ranking = config.rankings.get(version.name) if adapted is not None else None
     # The tenant threshold's bins (adaptation.py) stay on the classifier's scale: the
     # corrected score only meets the threshold solved for it.

@@ -38,7 +38,7 @@ import numpy.typing as npt
 from aiaas.redis_keys import tenant_key
 from routing.router.adaptation import CHEAP, ROUTED, TOP, bins, score_field, solve_threshold
 from routing.router.config import Tally
-from routing.router.features import HAND_FEATURES, analyse
+from routing.router.features import HAND_FEATURES
 
 MAX_JUDGED = 2000
 PENALTY = 100.0
@@ -63,9 +63,10 @@ def judged_key(tenant_id: int, version: str) -> str:
     return tenant_key("router-judged", tenant_id, version)
 
 
-def prompt_summary(text: str, score: float, top_prior: float) -> bytes:
-    """What a decision keeps of its prompt for a later judgement (no text)."""
-    return SUMMARY.pack(score, top_prior, *analyse(text)[1])
+def prompt_summary(hand: Sequence[float], score: float, top_prior: float) -> bytes:
+    """What a decision keeps of its prompt for a later judgement (no text): its hand
+    features (features.hand_features; the classifier's Prediction.hand) and scores."""
+    return SUMMARY.pack(score, top_prior, *hand)
 
 
 def entry(summary: bytes, top: bool, failed: bool) -> bytes:

@@ -224,7 +224,7 @@ def train(
     )
     # The folded weights and our tokenizer must give scikit-learn's own scores.
     sample = np.arange(min(200, len(outcomes)))
-    served = np.array([router.logit(outcomes.prompts[row])[0] for row in sample])
+    served = np.array([router.logit(outcomes.prompts[row]) for row in sample])
     if not np.allclose(served, model.decision_function(standardised[sample]), atol=1e-6):
         raise AssertionError("the exported router does not reproduce the trained pipeline's scores")
     return router

@@ -23,6 +23,7 @@ from routing.router import adaptation, ranking
 from routing.router.cache import RouterConfigCache
 from routing.router.config import Tally, TenantRouterConfig
 from routing.router.evaluation import online_replay
+from routing.router.features import hand_features
 from routing.router.model import load_artifact
 from routing.router.outcomes import (
     FeedbackError,
@@ -55,7 +56,7 @@ def judgements(count: int, failing_share_of_long: float = 0.9) -> list[bytes]:
     entries = []
     for index in range(count):
         long = index % 2 == 0
-        summary = prompt_summary(LONG if long else SHORT, 0.2, 0.1)
+        summary = prompt_summary(hand_features(LONG if long else SHORT), 0.2, 0.1)
         failed = long and (index // 2) % 10 < failing_share_of_long * 10
         entries.append(entry(summary, top=False, failed=failed))
         entries.append(entry(summary, top=True, failed=index % 10 == 0))
@@ -66,7 +67,7 @@ def test_the_correction_learns_what_the_classifier_does_not_weigh() -> None:
     fitted = tenant_ranking(judgements(200), 0.95)
 
     assert fitted is not None
-    long, short = (fitted.corrected(prompt_summary(text, 0.2, 0.1)) for text in (LONG, SHORT))
+    long, short = (fitted.corrected(prompt_summary(hand_features(text), 0.2, 0.1)) for text in (LONG, SHORT))
     assert long > 0.6
     assert short < 0.2  # the truth is 0.9 and 0, less what the penalty keeps of the classifier
     # The threshold is re-solved on the corrected scale: it separates the two.
@@ -177,7 +178,7 @@ def test_one_tenants_judgements_never_reach_anothers_ranking(
             await client.delete(outcomes_key(tenant_id), judged_key(tenant_id, VERSION))
         for index in range(judged):
             long = index % 2 == 0
-            summary = prompt_summary(LONG if long else SHORT, 0.2, 0.1)
+            summary = prompt_summary(hand_features(LONG if long else SHORT), 0.2, 0.1)
             for tier, failed in ((1, long), (3, index % 10 == 0)):
                 request_id = f"rank_{ids}_{tier}_{index}"
                 await record(client, outcome(a, request_id, decision(tier, summary), None))
@@ -203,7 +204,10 @@ def test_one_tenants_judgements_never_reach_anothers_ranking(
     assert VERSION in config_a.rankings
     assert config_b.rankings == {}
     assert judged_key(a, VERSION) != judged_key(b, VERSION)
-    long, short = (config_a.rankings[VERSION].corrected(prompt_summary(p, 0.2, 0.1)) for p in (LONG, SHORT))
+    long, short = (
+        config_a.rankings[VERSION].corrected(prompt_summary(hand_features(p), 0.2, 0.1))
+        for p in (LONG, SHORT)
+    )
     assert long > short
     plan_a, plan_b = route_two_tiers(LONG, config_a), route_two_tiers(LONG, config_b)
     assert plan_a.decision is not None
@@ -230,7 +234,8 @@ def test_a_ranked_decision_fits_the_latency_budget() -> None:
     kept = []
     for index in range(ranking.MAX_JUDGED):
         prompt = outcomes.prompts[index % len(outcomes)]
-        summary = prompt_summary(prompt, model.predict(prompt).failure, model.top_failure)
+        prediction = model.predict(prompt)
+        summary = prompt_summary(prediction.hand, prediction.failure, model.top_failure)
         kept.append(entry(summary, top=index % 3 == 0, failed=not outcomes.weak[index % len(outcomes)]))
     fitted = tenant_ranking(kept, 0.95)
     assert fitted is not None
