@@ -10,6 +10,7 @@ import statistics
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -34,6 +35,7 @@ from routing.router.outcomes import (
 from routing.router.policy import Decision, LearnedRouter, RoutedPlan
 from routing.router.ranking import entry, judged_key, needs_fitting, prompt_summary, tenant_ranking
 from routing.router.training import OUTCOME_DATA, Outcomes, load_outcomes
+from routing.tests.test_adaptation import decision as scored_decision
 from routing.tests.test_adaptation import outcome
 from testing.tenants import TenantFixture
 
@@ -142,25 +144,8 @@ def test_replayed_traffic_needs_less_of_the_top_tier_for_the_same_quality() -> N
 
 
 def decision(tier: int, summary: bytes) -> Decision:
-    return Decision(
-        version=VERSION,
-        is_canary=False,
-        bucket="4:text",
-        tier=tier,
-        tiers=(1, 3),
-        predicted_failure=0.2 if tier == 1 else 0.1,
-        prior=0.2 if tier == 1 else 0.1,
-        novelty=0.2,
-        cheap_failure=0.2,
-        score=0.2,
-        threshold=0.25,
-        adapted=False,
-        expected_cost_usd=0.001,
-        explored=False,
-        early_exit=False,
-        decision_seconds=0.0002,
-        prompt_summary=summary,
-    )
+    """test_adaptation's decision at a score of 0.2, keeping `summary` of its prompt."""
+    return replace(scored_decision(tier, 0.2), prompt_summary=summary)
 
 
 def test_one_tenants_judgements_never_reach_anothers_ranking(
