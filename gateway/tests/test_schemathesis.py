@@ -29,6 +29,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, TypeAlias, cast
 
@@ -100,7 +101,14 @@ STORE_REFUSALS = {
 RESPONSES_REFUSALS = ("previous_response_id", "text.format", "response_format", "tools", "input")
 
 
+# Rules of POST /v1/messages a schema cannot state, by the field its message starts with:
+# `tool_choice` any or tool needs `tools`.
+MESSAGES_REFUSALS = ("tool_choice:",)
+
+
 def refusal_is_allowed(label: str, error: dict[str, Any]) -> bool:
+    if label == "POST /v1/messages":  # Anthropic's errors have no code or param
+        return str(error.get("message") or "").startswith(MESSAGES_REFUSALS)
     if label in {"POST /v1/chat/completions", "POST /v1/embeddings"}:
         return error.get("code") in PROVIDER_REFUSALS
     if label == "POST /v1/responses":
@@ -148,6 +156,7 @@ def component_validator(name: str) -> jsonschema_rs.Validator:
 
 CHUNK = component_validator("ChatCompletionChunk")
 ERROR = component_validator("Error")
+ANTHROPIC_ERROR = component_validator("AnthropicError")
 
 
 def server_sent_data(content: bytes) -> list[str]:
@@ -182,8 +191,35 @@ def assert_a_whole_responses_stream(response: schemathesis.Response) -> None:
     assert events[-1]["type"] in RESPONSE_ENDS
 
 
+MESSAGES_EVENTS_END = frozenset({"message_stop", "error"})
+
+
+def assert_a_whole_messages_stream(response: schemathesis.Response) -> None:
+    """Anthropic's events, each `data` of its event's `type`, from message_start to
+    message_stop, or to an error event (the stream failed)."""
+    assert not response.stream_cut_short
+    events = [
+        (line.removeprefix(b"event:").strip().decode(), orjson.loads(data.removeprefix(b"data:")))
+        for line, data in pairwise(response.content.splitlines())
+        if line.startswith(b"event:") and data.startswith(b"data:")
+    ]
+    assert all(name == data["type"] for name, data in events), events
+    assert events[0][0] == "message_start", events
+    assert events[-1][0] in MESSAGES_EVENTS_END, events
+    if events[-1][0] == "error":
+        ANTHROPIC_ERROR.validate(events[-1][1])
+
+
+def is_positive(case: Case) -> bool:
+    """Every part of the request is valid: the coverage phase may call a case positive
+    whose body is valid and one of its headers not (`anthropic-version: 0`)."""
+    if case.meta is None or not case.meta.generation.mode.is_positive:
+        return False
+    return all(component.mode.is_positive for component in case.meta.components.values())
+
+
 def assert_valid_request_accepted(case: Case, response: schemathesis.Response) -> None:
-    if case.meta is None or not case.meta.generation.mode.is_positive or response.status_code != 400:
+    if not is_positive(case) or response.status_code != 400:
         return
     if sent_method(response) != case.operation.method.upper():
         return
@@ -301,6 +337,8 @@ def check_case(case: Case, tenants: Tenants, base_url: str) -> None:
     if response.status_code == 200 and "text/event-stream" in response.headers.get("content-type", [""])[0]:
         if case.operation.path == "/v1/responses":
             assert_a_whole_responses_stream(response)
+        elif case.operation.path == "/v1/messages":
+            assert_a_whole_messages_stream(response)
         else:
             assert_a_whole_stream(response)
 
