@@ -388,12 +388,20 @@ HUGE = "x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1)
 NUL = "tenancy\x00isolation"
 CHAT = "/v1/chat/completions"
 EMBEDDINGS = "/v1/embeddings"
+MESSAGES = "/v1/messages"
+BATCHES = "/v1/batches"
 KEYS = "/api/v1/keys/"
 # (kind, path, body, the status it gets)
 BAD_INPUT: list[tuple[str, str, dict[str, Any], int]] = [
     ("huge body", CHAT, {"model": "auto", "messages": [{"role": "user", "content": HUGE}]}, 413),
     ("huge body", EMBEDDINGS, {"model": "auto", "input": HUGE}, 413),
     ("huge body", KEYS, {"name": HUGE}, 413),
+    (
+        "huge body",
+        MESSAGES,
+        {"model": "auto", "max_tokens": 8, "messages": [{"role": "user", "content": HUGE}]},
+        413,
+    ),
     ("NUL", CHAT, {"model": "auto", "messages": [{"role": "user", "content": NUL}]}, 400),
     ("NUL", CHAT, {"model": NUL, "messages": [{"role": "user", "content": "hi"}]}, 400),
     (
@@ -404,11 +412,25 @@ BAD_INPUT: list[tuple[str, str, dict[str, Any], int]] = [
     ),
     ("NUL", EMBEDDINGS, {"model": "auto", "input": [NUL]}, 400),
     ("NUL", KEYS, {"name": NUL}, 400),
+    (
+        "NUL",
+        MESSAGES,
+        {"model": "auto", "max_tokens": 8, "messages": [{"role": "user", "content": NUL}]},
+        400,
+    ),
+    ("NUL", BATCHES, {"input_file_id": NUL, "endpoint": CHAT, "completion_window": "24h"}, 400),
     ("wrong types", CHAT, {"model": 1, "messages": "hi"}, 400),
     ("wrong types", CHAT, {"model": "auto", "messages": [{"role": "user", "content": 5}]}, 400),
     ("wrong types", CHAT, {"model": "auto", "messages": [{"role": "user"}], "stream": "yes"}, 400),
     ("wrong types", EMBEDDINGS, {"model": "auto", "input": [1.5, 2]}, 400),
     ("wrong types", KEYS, {"name": ["a"], "scopes": "admin"}, 400),
+    (
+        "wrong types",
+        MESSAGES,
+        {"model": "auto", "max_tokens": "8", "messages": [{"role": "user", "content": "hi"}]},
+        400,
+    ),
+    ("wrong types", BATCHES, {"input_file_id": 1, "endpoint": CHAT, "completion_window": "24h"}, 400),
 ]
 
 
@@ -427,7 +449,7 @@ def test_bad_input_gets_a_documented_4xx(
     case.validate_response(response, headers=headers, transport_kwargs={"base_url": platform_url})
 
 
-@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/embeddings", "/api/v1/keys/"])
+@pytest.mark.parametrize("path", [CHAT, EMBEDDINGS, MESSAGES, BATCHES, KEYS])
 def test_malformed_json_gets_a_documented_400(path: str, platform_url: str, tenants: Tenants) -> None:
     headers = {**auth(tenants.owner.admin_key), "Content-Type": "application/json"}
     response = httpx.post(f"{platform_url}{path}", content=b'{"model": "auto", ', headers=headers, timeout=10)
