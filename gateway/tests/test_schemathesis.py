@@ -402,6 +402,7 @@ BAD_INPUT: list[tuple[str, str, dict[str, Any], int]] = [
         {"model": "auto", "max_tokens": 8, "messages": [{"role": "user", "content": HUGE}]},
         413,
     ),
+    ("huge body", BATCHES, {"input_file_id": HUGE, "endpoint": CHAT, "completion_window": "24h"}, 413),
     ("NUL", CHAT, {"model": "auto", "messages": [{"role": "user", "content": NUL}]}, 400),
     ("NUL", CHAT, {"model": NUL, "messages": [{"role": "user", "content": "hi"}]}, 400),
     (
@@ -455,6 +456,17 @@ def test_malformed_json_gets_a_documented_400(path: str, platform_url: str, tena
     response = httpx.post(f"{platform_url}{path}", content=b'{"model": "auto", ', headers=headers, timeout=10)
 
     assert response.status_code == 400, response.text
+    make_case(path, "POST", body={}).validate_response(response, headers=headers)
+
+
+@pytest.mark.parametrize("path", [CHAT, MESSAGES, BATCHES])
+def test_a_body_not_labelled_json_gets_a_documented_415(
+    path: str, platform_url: str, tenants: Tenants
+) -> None:
+    headers = {**auth(tenants.owner.admin_key), "Content-Type": "application/xml"}
+    response = httpx.post(f"{platform_url}{path}", content=b"{}", headers=headers, timeout=10)
+
+    assert response.status_code == 415, response.text
     make_case(path, "POST", body={}).validate_response(response, headers=headers)
 
 
