@@ -470,6 +470,42 @@ def test_a_body_not_labelled_json_gets_a_documented_415(
     make_case(path, "POST", body={}).validate_response(response, headers=headers)
 
 
+MESSAGE = {"model": "sim-small", "max_tokens": 8, "messages": [{"role": "user", "content": "Hi"}]}
+
+
+def test_a_message_with_an_anthropic_key_header_matches_the_document(
+    platform_url: str, tenants: Tenants
+) -> None:
+    headers = {"x-api-key": tenants.owner.admin_key, "anthropic-version": "2023-06-01", "Host": API_HOST}
+    case = make_case(MESSAGES, "POST", body=MESSAGE)
+    response = case.call_and_validate(base_url=platform_url, headers=headers)
+
+    assert response.status_code == 200, response.text
+    assert response.json()["type"] == "message"
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        pytest.param({}, 401, id="no key"),
+        pytest.param({"x-api-key": "aiaas_unknown_key"}, 401, id="unknown key"),
+        pytest.param({"anthropic-version": "2023-01-01"}, 400, id="too old a version"),
+    ],
+)
+def test_a_refused_message_is_anthropic_shaped_as_documented(
+    headers: dict[str, str], status: int, platform_url: str, tenants: Tenants
+) -> None:
+    sent = {"Host": API_HOST, **headers}
+    if "x-api-key" not in headers and status != 401:
+        sent["x-api-key"] = tenants.owner.admin_key
+    case = make_case(MESSAGES, "POST", body=MESSAGE)
+    response = case.call(base_url=platform_url, headers=sent)
+
+    assert response.status_code == status, response.text
+    assert response.json()["type"] == "error"
+    case.validate_response(response, headers=sent)
+
+
 def test_unicode_is_answered_like_ascii(platform_url: str, tenants: Tenants) -> None:
     body = {"model": "auto", "messages": [{"role": "user", "content": "تعدد المستأجرين — 多租户 🏢\u2028"}]}
     case = make_case("/v1/chat/completions", "POST", body=body)
