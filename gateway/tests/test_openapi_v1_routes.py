@@ -57,8 +57,10 @@ def django_operations() -> Iterator[Operation]:
     for route, pattern in url_patterns(get_resolver("aiaas.urls_api").url_patterns):
         if not served_by_django(route):
             continue
-        for method in getattr(pattern.callback, "actions", {}):  # a DRF viewset's method -> action
-            yield method, shape(route)
+        # A DRF viewset's method -> action; it adds HEAD for GET once it has served a request.
+        for method in getattr(pattern.callback, "actions", {}):
+            if method in HTTP_METHODS:
+                yield method, shape(route)
 
 
 def described_operations() -> set[Operation]:
