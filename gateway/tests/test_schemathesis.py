@@ -11,7 +11,8 @@ response must:
 - be a 4xx when the request breaks the document, and a 2xx when it does not,
   unless the refusal is one a schema cannot state (`assert_valid_request_accepted`);
 - for `stream: true`, be server-sent events whose every `data:` is a
-  chat.completion.chunk, then `[DONE]` (streams are generated like any other
+  chat.completion.chunk, then `[DONE]`; for /v1/responses and /v1/messages, their
+  own events from the first to an end event (streams are generated like any other
   request; Schemathesis reads the stream and checks each event's shape).
 
 Each request is then replayed with the other tenant's admin key: no byte of the
