@@ -1,7 +1,7 @@
 """drf-spectacular postprocessing hooks: the parts of the OpenAPI document it cannot see.
 
 - `merge_v1_paths` adds the /v1 gateway (a Starlette app beside Django,
-  docs/decisions/0005), described by hand in routing/openapi_v1.yaml.
+  docs/decisions/0005), described by hand in gateway/openapi_v1.yaml.
 - `document_api_errors` adds the error responses every /api operation can give
   (aiaas/api_errors.py), which drf-spectacular leaves out: a client, and
   Schemathesis, must find every status code it may get in the document.
@@ -85,7 +85,7 @@ def api_errors(path: str, method: str, operation: dict[str, Any]) -> dict[str, d
 def document_api_errors(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
     """Add the OpenAI-shaped error responses to every /api operation (run after merge_v1_paths)."""
     if "Error" not in result.get("components", {}).get("schemas", {}):
-        raise ValueError("the /api error responses use the Error schema of routing/openapi_v1.yaml")
+        raise ValueError("the /api error responses use the Error schema of gateway/openapi_v1.yaml")
     for path, item in result.get("paths", {}).items():
         if not path.startswith("/api/"):
             continue

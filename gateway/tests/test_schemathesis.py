@@ -11,7 +11,8 @@ response must:
 - be a 4xx when the request breaks the document, and a 2xx when it does not,
   unless the refusal is one a schema cannot state (`assert_valid_request_accepted`);
 - for `stream: true`, be server-sent events whose every `data:` is a
-  chat.completion.chunk, then `[DONE]` (streams are generated like any other
+  chat.completion.chunk, then `[DONE]`; for /v1/responses and /v1/messages, their
+  own events from the first to an end event (streams are generated like any other
   request; Schemathesis reads the stream and checks each event's shape).
 
 Each request is then replayed with the other tenant's admin key: no byte of the
@@ -29,6 +30,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, TypeAlias, cast
 
@@ -100,7 +102,14 @@ STORE_REFUSALS = {
 RESPONSES_REFUSALS = ("previous_response_id", "text.format", "response_format", "tools", "input")
 
 
+# Rules of POST /v1/messages a schema cannot state, by the field its message starts with:
+# `tool_choice` any or tool needs `tools`.
+MESSAGES_REFUSALS = ("tool_choice:",)
+
+
 def refusal_is_allowed(label: str, error: dict[str, Any]) -> bool:
+    if label == "POST /v1/messages":  # Anthropic's errors have no code or param
+        return str(error.get("message") or "").startswith(MESSAGES_REFUSALS)
     if label in {"POST /v1/chat/completions", "POST /v1/embeddings"}:
         return error.get("code") in PROVIDER_REFUSALS
     if label == "POST /v1/responses":
@@ -148,6 +157,7 @@ def component_validator(name: str) -> jsonschema_rs.Validator:
 
 CHUNK = component_validator("ChatCompletionChunk")
 ERROR = component_validator("Error")
+ANTHROPIC_ERROR = component_validator("AnthropicError")
 
 
 def server_sent_data(content: bytes) -> list[str]:
@@ -182,8 +192,35 @@ def assert_a_whole_responses_stream(response: schemathesis.Response) -> None:
     assert events[-1]["type"] in RESPONSE_ENDS
 
 
+MESSAGES_EVENTS_END = frozenset({"message_stop", "error"})
+
+
+def assert_a_whole_messages_stream(response: schemathesis.Response) -> None:
+    """Anthropic's events, each `data` of its event's `type`, from message_start to
+    message_stop, or to an error event (the stream failed)."""
+    assert not response.stream_cut_short
+    events = [
+        (line.removeprefix(b"event:").strip().decode(), orjson.loads(data.removeprefix(b"data:")))
+        for line, data in pairwise(response.content.splitlines())
+        if line.startswith(b"event:") and data.startswith(b"data:")
+    ]
+    assert all(name == data["type"] for name, data in events), events
+    assert events[0][0] == "message_start", events
+    assert events[-1][0] in MESSAGES_EVENTS_END, events
+    if events[-1][0] == "error":
+        ANTHROPIC_ERROR.validate(events[-1][1])
+
+
+def is_positive(case: Case) -> bool:
+    """Every part of the request is valid: the coverage phase may call a case positive
+    whose body is valid and one of its headers not (`anthropic-version: 0`)."""
+    if case.meta is None or not case.meta.generation.mode.is_positive:
+        return False
+    return all(component.mode.is_positive for component in case.meta.components.values())
+
+
 def assert_valid_request_accepted(case: Case, response: schemathesis.Response) -> None:
-    if case.meta is None or not case.meta.generation.mode.is_positive or response.status_code != 400:
+    if not is_positive(case) or response.status_code != 400:
         return
     if sent_method(response) != case.operation.method.upper():
         return
@@ -301,6 +338,8 @@ def check_case(case: Case, tenants: Tenants, base_url: str) -> None:
     if response.status_code == 200 and "text/event-stream" in response.headers.get("content-type", [""])[0]:
         if case.operation.path == "/v1/responses":
             assert_a_whole_responses_stream(response)
+        elif case.operation.path == "/v1/messages":
+            assert_a_whole_messages_stream(response)
         else:
             assert_a_whole_stream(response)
 
@@ -350,12 +389,21 @@ HUGE = "x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1)
 NUL = "tenancy\x00isolation"
 CHAT = "/v1/chat/completions"
 EMBEDDINGS = "/v1/embeddings"
+MESSAGES = "/v1/messages"
+BATCHES = "/v1/batches"
 KEYS = "/api/v1/keys/"
 # (kind, path, body, the status it gets)
 BAD_INPUT: list[tuple[str, str, dict[str, Any], int]] = [
     ("huge body", CHAT, {"model": "auto", "messages": [{"role": "user", "content": HUGE}]}, 413),
     ("huge body", EMBEDDINGS, {"model": "auto", "input": HUGE}, 413),
     ("huge body", KEYS, {"name": HUGE}, 413),
+    (
+        "huge body",
+        MESSAGES,
+        {"model": "auto", "max_tokens": 8, "messages": [{"role": "user", "content": HUGE}]},
+        413,
+    ),
+    ("huge body", BATCHES, {"input_file_id": HUGE, "endpoint": CHAT, "completion_window": "24h"}, 413),
     ("NUL", CHAT, {"model": "auto", "messages": [{"role": "user", "content": NUL}]}, 400),
     ("NUL", CHAT, {"model": NUL, "messages": [{"role": "user", "content": "hi"}]}, 400),
     (
@@ -366,11 +414,25 @@ BAD_INPUT: list[tuple[str, str, dict[str, Any], int]] = [
     ),
     ("NUL", EMBEDDINGS, {"model": "auto", "input": [NUL]}, 400),
     ("NUL", KEYS, {"name": NUL}, 400),
+    (
+        "NUL",
+        MESSAGES,
+        {"model": "auto", "max_tokens": 8, "messages": [{"role": "user", "content": NUL}]},
+        400,
+    ),
+    ("NUL", BATCHES, {"input_file_id": NUL, "endpoint": CHAT, "completion_window": "24h"}, 400),
     ("wrong types", CHAT, {"model": 1, "messages": "hi"}, 400),
     ("wrong types", CHAT, {"model": "auto", "messages": [{"role": "user", "content": 5}]}, 400),
     ("wrong types", CHAT, {"model": "auto", "messages": [{"role": "user"}], "stream": "yes"}, 400),
     ("wrong types", EMBEDDINGS, {"model": "auto", "input": [1.5, 2]}, 400),
     ("wrong types", KEYS, {"name": ["a"], "scopes": "admin"}, 400),
+    (
+        "wrong types",
+        MESSAGES,
+        {"model": "auto", "max_tokens": "8", "messages": [{"role": "user", "content": "hi"}]},
+        400,
+    ),
+    ("wrong types", BATCHES, {"input_file_id": 1, "endpoint": CHAT, "completion_window": "24h"}, 400),
 ]
 
 
@@ -389,13 +451,60 @@ def test_bad_input_gets_a_documented_4xx(
     case.validate_response(response, headers=headers, transport_kwargs={"base_url": platform_url})
 
 
-@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/embeddings", "/api/v1/keys/"])
+@pytest.mark.parametrize("path", [CHAT, EMBEDDINGS, MESSAGES, BATCHES, KEYS])
 def test_malformed_json_gets_a_documented_400(path: str, platform_url: str, tenants: Tenants) -> None:
     headers = {**auth(tenants.owner.admin_key), "Content-Type": "application/json"}
     response = httpx.post(f"{platform_url}{path}", content=b'{"model": "auto", ', headers=headers, timeout=10)
 
     assert response.status_code == 400, response.text
     make_case(path, "POST", body={}).validate_response(response, headers=headers)
+
+
+@pytest.mark.parametrize("path", [CHAT, MESSAGES, BATCHES])
+def test_a_body_not_labelled_json_gets_a_documented_415(
+    path: str, platform_url: str, tenants: Tenants
+) -> None:
+    headers = {**auth(tenants.owner.admin_key), "Content-Type": "application/xml"}
+    response = httpx.post(f"{platform_url}{path}", content=b"{}", headers=headers, timeout=10)
+
+    assert response.status_code == 415, response.text
+    make_case(path, "POST", body={}).validate_response(response, headers=headers)
+
+
+MESSAGE = {"model": "sim-small", "max_tokens": 8, "messages": [{"role": "user", "content": "Hi"}]}
+
+
+def test_a_message_with_an_anthropic_key_header_matches_the_document(
+    platform_url: str, tenants: Tenants
+) -> None:
+    headers = {"x-api-key": tenants.owner.admin_key, "anthropic-version": "2023-06-01", "Host": API_HOST}
+    case = make_case(MESSAGES, "POST", body=MESSAGE)
+    response = case.call_and_validate(base_url=platform_url, headers=headers)
+
+    assert response.status_code == 200, response.text
+    assert response.json()["type"] == "message"
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        pytest.param({}, 401, id="no key"),
+        pytest.param({"x-api-key": "aiaas_unknown_key"}, 401, id="unknown key"),
+        pytest.param({"anthropic-version": "2023-01-01"}, 400, id="too old a version"),
+    ],
+)
+def test_a_refused_message_is_anthropic_shaped_as_documented(
+    headers: dict[str, str], status: int, platform_url: str, tenants: Tenants
+) -> None:
+    sent = {"Host": API_HOST, **headers}
+    if "x-api-key" not in headers and status != 401:
+        sent["x-api-key"] = tenants.owner.admin_key
+    case = make_case(MESSAGES, "POST", body=MESSAGE)
+    response = case.call(base_url=platform_url, headers=sent)
+
+    assert response.status_code == status, response.text
+    assert response.json()["type"] == "error"
+    case.validate_response(response, headers=sent)
 
 
 def test_unicode_is_answered_like_ascii(platform_url: str, tenants: Tenants) -> None:
