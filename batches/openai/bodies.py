@@ -21,7 +21,13 @@ class BatchCreate:
 
 
 def batch_create(data: Any) -> BatchCreate:
-    body = body_of(data, "input_file_id", "endpoint", "completion_window")
+    body = body_of(
+        data,
+        "input_file_id",
+        "endpoint",
+        "completion_window",
+        known=("input_file_id", "endpoint", "completion_window", "metadata", "output_expires_after"),
+    )
     endpoint = text(body, "endpoint", max_length=100)
     if endpoint not in BatchEndpoint.values:
         raise invalid("endpoint", f"must be one of {', '.join(BatchEndpoint.values)}", "unsupported_value")

@@ -145,10 +145,17 @@ def test_create_refuses_what_openai_refuses(owner: openai.OpenAI) -> None:
         owner.batches.create(input_file_id=batch_file, endpoint=CHAT, completion_window="1h")  # type: ignore[arg-type]
     with pytest.raises(openai.NotFoundError):
         owner.batches.create(input_file_id="file-missing", endpoint=CHAT, completion_window="24h")
+    with pytest.raises(openai.BadRequestError) as unknown:
+        owner.batches.create(
+            input_file_id=batch_file, endpoint=CHAT, completion_window="24h", extra_body={"priority": "high"}
+        )
 
     assert wrong_purpose.value.body["param"] == "input_file_id"  # type: ignore[index]
     assert responses.value.body["param"] == "endpoint"  # type: ignore[index]
     assert window.value.body["param"] == "completion_window"  # type: ignore[index]
+    assert unknown.value.body["param"] == "priority"  # type: ignore[index]
+    assert unknown.value.body["code"] == "unrecognized_request_argument"  # type: ignore[index]
+    assert "Unrecognized request argument supplied: priority" in unknown.value.body["message"]  # type: ignore[index]
 
 
 def test_cancel_answers_cancelling_at_once(owner: openai.OpenAI, settings: Any) -> None:

@@ -4,6 +4,7 @@ refusal names its parameter (OpenAI's `param`)."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,10 +36,17 @@ def unsupported(param: str) -> ValidationError:
     return invalid(param, "is not supported by this platform", "unsupported_parameter")
 
 
-def body_of(data: Any, *optional: str) -> dict[str, Any]:
-    """The body as an object whose `optional` fields, when given, are not null."""
+def body_of(data: Any, *optional: str, known: Collection[str]) -> dict[str, Any]:
+    """The body as an object of `known` fields whose `optional` ones, when given, are not
+    null. Any other field is refused, as OpenAI and the gateway's /v1 do (a misspelt
+    option is not silently ignored)."""
     if not isinstance(data, dict):
         raise ValidationError("The body must be a JSON object.", code="invalid_body")
+    if unknown := sorted(str(name) for name in data if name not in known):
+        raise ValidationError(
+            {unknown[0]: [f"Unrecognized request argument supplied: {', '.join(unknown)}"]},
+            code="unrecognized_request_argument",
+        )
     for name in optional:
         if name in data and data[name] is None:
             raise invalid(name, "must not be null (leave it out instead)")
@@ -151,7 +159,15 @@ class VectorStoreCreate:
 
 
 def vector_store_create(data: Any) -> VectorStoreCreate:
-    body = body_of(data, "name", "description", "metadata", "file_ids", "chunking_strategy")
+    body = body_of(
+        data,
+        "name",
+        "description",
+        "metadata",
+        "file_ids",
+        "chunking_strategy",
+        known=("name", "description", "metadata", "file_ids", "chunking_strategy", "expires_after"),
+    )
     refuse_expiry(body)
     file_ids = body.get("file_ids", [])
     if (
@@ -176,7 +192,7 @@ class VectorStoreUpdate:
 
 
 def vector_store_update(data: Any) -> VectorStoreUpdate:
-    body = body_of(data, "metadata")
+    body = body_of(data, "metadata", known=("name", "metadata", "expires_after"))
     refuse_expiry(body)
     name = None if body.get("name") is None else text(body, "name", max_length=MAX_NAME_LENGTH)
     return VectorStoreUpdate(name, optional_metadata(body, "metadata", strings_only=True))
@@ -190,7 +206,9 @@ class VectorStoreFileCreate:
 
 
 def vector_store_file_create(data: Any) -> VectorStoreFileCreate:
-    body = body_of(data, "attributes", "chunking_strategy")
+    body = body_of(
+        data, "attributes", "chunking_strategy", known=("file_id", "attributes", "chunking_strategy")
+    )
     return VectorStoreFileCreate(
         file_id=text(body, "file_id", max_length=40),
         attributes=optional_metadata(body, "attributes", strings_only=False) or {},
@@ -241,7 +259,14 @@ def score_threshold_of(body: dict[str, Any]) -> float:
 
 
 def search_request(data: Any) -> SearchRequest:
-    body = body_of(data, "filters", "ranking_options", "rewrite_query", "max_num_results")
+    body = body_of(
+        data,
+        "filters",
+        "ranking_options",
+        "rewrite_query",
+        "max_num_results",
+        known=("query", "filters", "ranking_options", "rewrite_query", "max_num_results"),
+    )
     if not isinstance(body.get("rewrite_query", False), bool):
         raise invalid("rewrite_query", "must be a boolean")
     filters = body.get("filters")

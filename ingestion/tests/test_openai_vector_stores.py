@@ -106,6 +106,7 @@ BAD_STORES = [
         },
         "chunking_strategy.static.chunk_overlap_tokens",
     ),
+    ({"name": "typo", "chunking_stratgy": {"type": "auto"}}, "chunking_stratgy"),
 ]
 
 
