@@ -18,10 +18,10 @@ from agents.tests.test_worker_killed import database_url_of_this_run, wait_for, 
 from batches import services
 from batches.models import Batch, BatchStatus, LineStatus
 from billing.models import UsageEvent
-from billing.usage import flush_usage_events
 from ingestion.services import store_file
 from testing.database import committed
 from testing.tenants import TenantFixture
+from testing.usage import drain_usage_events
 
 LINES = 200
 CONCURRENCY = 2
@@ -105,6 +105,6 @@ def test_a_worker_killed_mid_batch_resumes_without_calling_finished_lines_again(
     assert {custom_id: done_after[custom_id] for custom_id in done_before} == done_before
     # Each line reached the provider once, but for the lines in flight when the worker died.
     assert LINES <= upstream_calls(simulator_url) - calls_before <= LINES + CONCURRENCY
-    committed(lambda: flush_usage_events(stream=settings.USAGE_STREAM))
+    committed(lambda: drain_usage_events(settings.USAGE_STREAM))
     rows = committed(lambda: UsageEvent.objects.filter(request_id__startswith=f"req_{batch_id}_").count())
     assert rows == LINES

@@ -6,16 +6,16 @@ from __future__ import annotations
 from django.conf import settings
 
 from billing.models import UsageEvent
-from billing.usage import flush_usage_events
 from evals.tests.experiments import PARAMS, create, make_version, run
 from testing.database import committed
 from testing.tenants import TenantFixture
+from testing.usage import drain_usage_events
 
 CASES = 12
 
 
 def tiers_served(experiment_id: str) -> list[int]:
-    committed(lambda: flush_usage_events(stream=settings.USAGE_STREAM))
+    committed(lambda: drain_usage_events(settings.USAGE_STREAM))
     rows = UsageEvent.objects.filter(request_id__startswith=f"req_{experiment_id}_").order_by("request_id")
     return committed(lambda: [row.tier or 0 for row in rows])
 

@@ -19,7 +19,6 @@ from django_tenants.utils import tenant_context
 from agents.models import Run, RunStatus
 from agents.services import create_agent
 from billing.models import UsageEvent
-from billing.usage import flush_usage_events
 from evals import runner, services
 from evals.models import (
     AgentCaseRun,
@@ -48,6 +47,7 @@ from registry.tests.factories import create_prompt
 from testing.database import committed
 from testing.metrics import registry_value
 from testing.tenants import TenantFixture
+from testing.usage import drain_usage_events
 
 CASES = 50
 SCORED = "aiaas_eval_cases_total"
@@ -103,7 +103,7 @@ def test_an_experiment_of_50_cases_completes_with_the_hand_counted_aggregates(
     assert latencies[0] <= aggregates["latency_ms"]["p50"] <= aggregates["latency_ms"]["p95"] <= latencies[-1]
 
     # The ledger bills each case once, under the case's own request id, at the cost stored.
-    committed(lambda: flush_usage_events(stream=settings.USAGE_STREAM))
+    committed(lambda: drain_usage_events(settings.USAGE_STREAM))
     rows = committed(lambda: list(UsageEvent.objects.filter(request_id__startswith=f"req_{experiment_id}_")))
     assert sorted(row.request_id for row in rows) == sorted(
         result.request_ids[0] for result in stored.values()

@@ -14,11 +14,11 @@ from django.db.models import Count
 
 from agents.tests.test_worker_killed import database_url_of_this_run, wait_for, worker_process
 from billing.models import UsageEvent
-from billing.usage import flush_usage_events
 from evals.models import CaseResult, ExperimentStatus
 from evals.tests.experiments import PARAMS, create, in_tenant, make_version, read
 from testing.database import committed
 from testing.tenants import TenantFixture
+from testing.usage import drain_usage_events
 
 CASES = 200
 CONCURRENCY = 2
@@ -76,7 +76,7 @@ def test_a_worker_killed_mid_experiment_resumes_without_calling_finished_cases_a
     assert {key: done_after[key] for key in done_before} == done_before
     # Each case reached the provider once, but for the cases in flight when the worker died.
     assert CASES <= upstream_calls(simulator_url) - calls_before <= CASES + CONCURRENCY
-    committed(lambda: flush_usage_events(stream=settings.USAGE_STREAM))
+    committed(lambda: drain_usage_events(settings.USAGE_STREAM))
 
     def ledger() -> dict[str, int]:
         rows = UsageEvent.objects.filter(request_id__startswith=f"req_{experiment_id}_")
