@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -143,10 +144,12 @@ def test_the_admin_index_and_every_change_list_carry_nothing_inline_without_its_
     browser = Client(HTTP_HOST=settings.BASE_DOMAIN)
     browser.force_login(staff)
     failures, without_actions = [], 0
-    pages = {reverse("admin:index", urlconf=settings.PUBLIC_SCHEMA_URLCONF): None}
-    for model, model_admin in admin.site._registry.items():
+    pages: dict[str, admin.ModelAdmin[Any] | None] = {
+        reverse("admin:index", urlconf=settings.PUBLIC_SCHEMA_URLCONF): None
+    }
+    for model, registered in admin.site._registry.items():
         name = f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist"
-        pages[reverse(name, urlconf=settings.PUBLIC_SCHEMA_URLCONF)] = model_admin
+        pages[reverse(name, urlconf=settings.PUBLIC_SCHEMA_URLCONF)] = registered
     for path, model_admin in pages.items():
         response = browser.get(path)
         html = response.content.decode()
