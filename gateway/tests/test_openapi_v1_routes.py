@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from typing import Any
 
+import httpx
+import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 from starlette.routing import Route
 
 from aiaas.asgi import served_by_django
 from gateway.openapi import HTTP_METHODS, v1_description
 from gateway.transports.http import create_app
+from testing.tenants import TenantFixture
 
 CATCH_ALL = "/v1/{path:path}"
 # `{model_id:path}` (Starlette), `<str:batch_id>` (Django), `{batch_id}` (OpenAPI).
@@ -96,3 +100,49 @@ def test_every_description_is_of_a_v1_route() -> None:
     unserved = described_operations() - served_operations()
 
     assert not unserved, f"gateway/openapi_v1.yaml describes routes nobody serves: {sorted(unserved)}"
+
+
+def documented_responses(method: str, path: str) -> dict[str, Any]:
+    for described, item in v1_description()["paths"].items():
+        if shape(described) == path:
+            responses: dict[str, Any] = item[method]["responses"]
+            return responses
+    raise AssertionError(f"{method} {path} is not described")
+
+
+def test_every_django_served_route_documents_its_throttle() -> None:
+    """tenants/api/throttling.py answers 429 (rate reached) and 503 (limiter down) on each."""
+    undocumented = sorted(
+        (method, path)
+        for method, path in django_operations()
+        if {"429", "503"} - set(documented_responses(method, path))
+    )
+
+    assert not undocumented, f"Django-served /v1 routes without the throttle's 429/503: {undocumented}"
+
+
+IDEMPOTENCY_KEY = {"$ref": "#/components/parameters/IdempotencyKey"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_routes_that_read_an_idempotency_key_are_the_described_ones(
+    gateway: str, serving_tenant: TenantFixture
+) -> None:
+    """A malformed Idempotency-Key is refused by exactly the routes whose description
+    has the header (and its 409/422): the others ignore it."""
+    headers = {"authorization": f"Bearer {serving_tenant.admin_key}", "idempotency-key": "x" * 256}
+    posts = sorted(path for method, path in gateway_operations() if method == "post" and "{}" not in path)
+    reading, described = set(), set()
+    with httpx.Client(base_url=gateway.removesuffix("/v1"), timeout=10) as client:
+        for path in posts:
+            response = client.post(path, json={}, headers=headers)
+            assert response.status_code < 500, (path, response.text)
+            if response.status_code == 400 and "Idempotency-Key" in response.text:
+                reading.add(path)
+            item = next(item for p, item in v1_description()["paths"].items() if shape(p) == path)
+            if IDEMPOTENCY_KEY in item["post"].get("parameters", []):
+                described.add(path)
+                assert {"409", "422"} <= set(item["post"]["responses"]), path
+
+    assert "/v1/chat/completions" in reading
+    assert reading == described
