@@ -4,6 +4,8 @@ verdicts on its answers are outcomes it learns from."""
 
 from __future__ import annotations
 
+import uuid
+
 import redis
 from django.conf import settings
 
@@ -11,6 +13,7 @@ from billing.models import UsageEvent
 from evals.models import CaseResult
 from evals.tests.experiments import PARAMS, absent_word, answer_to, create, make_version, results, run
 from routing.router.outcomes import decision_key
+from tenants.tests.factories import TenantFactory
 from testing.database import committed
 from testing.tenants import TenantFixture
 from testing.usage import drain_usage_events
@@ -52,27 +55,25 @@ def test_a_quality_target_of_the_experiment_moves_the_routers_choice(
     assert sum(tier >= 2 for tier in high_tiers) >= CASES - 2
 
 
-def test_the_router_learns_each_judged_answer_of_auto_once(
-    serving_tenant: TenantFixture, gateway: str
-) -> None:
+def test_the_router_learns_each_judged_answer_of_auto_once(gateway: str) -> None:
+    # A tenant of its own: what the router learns here must not move other tests' routes.
+    learner: TenantFixture = committed(lambda: TenantFactory.create(slug=f"learner-{uuid.uuid4().hex[:8]}"))
     # Case n passes unless n is odd: its expected word is then absent from its answer.
     contents = [f"Judge the router's answer {n}." for n in range(4)]
     words = [
         answer_to(c).split()[1] if n % 2 == 0 else absent_word(answer_to(c)) for n, c in enumerate(contents)
     ]
     version_id = make_version(
-        serving_tenant,
+        learner,
         [{"messages": [{"role": "user", "content": content}]} for content in contents],
         expected=words,
         version_assertions=[{"type": "contains"}],
     )
-    routed = run(
-        serving_tenant, create(serving_tenant, version_id, target={"model": "auto", "params": PARAMS})
-    )
-    named = run(serving_tenant, create(serving_tenant, version_id))
+    routed = run(learner, create(learner, version_id, target={"model": "auto", "params": PARAMS}))
+    named = run(learner, create(learner, version_id))
 
     with redis.Redis.from_url(settings.REDIS_URL, decode_responses=True) as client:
-        stored = results(serving_tenant, routed.pk)
+        stored = results(learner, routed.pk)
         ratings = [
             client.hget(decision_key(stored[f"case-{n:03}"].request_ids[0]), "rated") for n in range(4)
         ]
