@@ -36,6 +36,7 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import F
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from aiaas.observability.metrics import EVAL_CASES, series
 from evals import progress, scorers, selectors
@@ -53,6 +54,7 @@ from evals.targets import Answer, CaseCall, CaseFailedError, Target, TargetError
 from gateway.errors import GatewayError
 from gateway.metering import DENIALS
 from ingestion.runtime import runtime
+from routing.router import outcomes as router_outcomes
 from tenants.context import current_schema_name
 from tenants.models import ApiKey
 from tenants.selectors import usable_api_key_by_id
@@ -280,7 +282,24 @@ async def evaluate(experiment: Experiment, call: CaseCall, target: Target, basel
             scores.append(await patiently(partial(scorer.score, observation, judging)))
     except (GatewayError, ScorerSpecError) as error:
         return failed(case, answer, error, started)
+    if scores and target.routed:
+        await teach_router(call, combine(scores)[0])
     return Evaluated(case, answer, tuple(scores), latency_ms)
+
+
+async def teach_router(call: CaseCall, passed: bool) -> None:
+    """A judged answer of `auto` is an outcome the router learns from, as a user's
+    feedback is (routing/router/outcomes.py). Once per request: a case called again
+    after a crash keeps its request id, and an answer its JSON schema already
+    judged is not judged twice."""
+    try:
+        await router_outcomes.record_feedback(
+            call.gateway.clients.redis, call.api_key.tenant_id, call.request_id, passed
+        )
+    except router_outcomes.FeedbackError:
+        pass
+    except RedisError:
+        logger.warning("evals: the router did not learn the verdict on %s", call.request_id)
 
 
 def failed(

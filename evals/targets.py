@@ -95,12 +95,21 @@ class CaseCall:
 class Target(Protocol):
     async def answer(self, call: CaseCall) -> Answer: ...
 
+    @property
+    def routed(self) -> bool:
+        """Whether the case's request (`call.request_id`) is one the router chose a model for."""
+        ...
+
 
 @dataclass(frozen=True)
 class ModelTarget:
     model: str
     params: dict[str, Any] = field(default_factory=dict)
     quality_target: float | None = None
+
+    @property
+    def routed(self) -> bool:
+        return self.model == ROUTED_MODEL
 
     async def answer(self, call: CaseCall) -> Answer:
         return await self.complete(call, case_field(call.case, "messages", list))
@@ -124,6 +133,10 @@ class PromptTarget:
     template: str
     model: ModelTarget
 
+    @property
+    def routed(self) -> bool:
+        return self.model.routed
+
     async def answer(self, call: CaseCall) -> Answer:
         variables = case_field(call.case, "variables", dict)
         try:
@@ -138,6 +151,8 @@ class AgentTarget:
     version_id: int
     # Taken when built: a coroutine sees a connection of its own, not the runner's tenant.
     schema_name: str
+    # A run makes many model calls; none of them is the case's request.
+    routed = False
 
     async def answer(self, call: CaseCall) -> Answer:
         if not isinstance(call.case.input, dict) or "agent_input" not in call.case.input:

@@ -2,9 +2,9 @@
 the Stripe billing period ends, and a plan change reaches the gateway's key
 cache at once, not when the cached key expires.
 
-The gateway's own pieces (its key cache, the limiter) run here on the real
-Redis and PostgreSQL, without a second live platform in the test process
-(routing/tests serves one, and its clients are bound to that server's loop).
+The live platform (`gateway`) is asked as a client would ask it; the gateway's
+own pieces (its key cache, the limiter) also run here on the real Redis and
+PostgreSQL, for what a client cannot see (each way a change is written).
 """
 
 from __future__ import annotations
@@ -16,7 +16,10 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
+import httpx
+import orjson
 import pytest
 import redis.asyncio as aioredis
 from django.conf import settings
@@ -25,6 +28,7 @@ from django.utils import timezone
 from billing.limits import Limiter, current_period, limits_for
 from billing.models import BillingAccount, CapMode, Plan, SubscriptionStatus
 from gateway.auth import KEY_CACHE_SECONDS, ApiKeyCache
+from realtime.tests.clients import bearer, chat_body, open_socket, read_all, ws_url
 from tenants.models import ApiKey, ApiKeyScope, Tenant
 from tenants.selectors import find_usable_api_key, usable_api_key_by_id
 from tenants.services import create_api_key
@@ -113,6 +117,41 @@ def test_a_hard_cap_refuses_with_retry_after_until_the_stripe_period_ends(hard_c
         <= retry_after
         <= hard_capped.period_end.total_seconds() + 1
     )
+
+
+def ask(gateway: str, key: str) -> httpx.Response:
+    return httpx.post(f"{gateway}/chat/completions", json=chat_body("Hi"), headers=bearer(key), timeout=30)
+
+
+def ask_over_a_socket(gateway: str, key: str) -> dict[str, Any]:
+    async def run() -> dict[str, Any]:
+        async with open_socket(ws_url(gateway, "/ws/v1/chat/completions"), bearer(key)) as connection:
+            await connection.send(orjson.dumps(chat_body("Hi")).decode())
+            return (await read_all(connection))[-1]
+
+    return asyncio.run(asyncio.wait_for(run(), 30))
+
+
+def test_the_live_gateway_refuses_a_hard_capped_tenant_until_the_period_ends_and_a_plan_change_frees_it(
+    gateway: str, hard_capped: HardCapped
+) -> None:
+    period_end = hard_capped.period_end.total_seconds()
+
+    refused = ask(gateway, hard_capped.key)
+    over_a_socket = ask_over_a_socket(gateway, hard_capped.key)
+
+    assert refused.status_code == 429, refused.text
+    assert refused.json()["error"]["code"] == "tenant_token_budget"
+    assert period_end - 5 <= int(refused.headers["retry-after"]) <= period_end + 1
+    assert (over_a_socket["type"], over_a_socket["status"]) == ("error", 429)
+    assert over_a_socket["error"]["code"] == "tenant_token_budget"
+    assert period_end - 5 <= over_a_socket["retry_after"] <= period_end + 1
+
+    committed(lambda: move_to_soft(hard_capped))
+    deadline = time.monotonic() + 3  # well before the key cache's own expiry
+    while (answer := ask(gateway, hard_capped.key)).status_code == 429 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert answer.status_code == 200, answer.text
 
 
 def move_to_soft(capped: HardCapped) -> None:
