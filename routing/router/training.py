@@ -83,19 +83,43 @@ def load_outcomes(
     strong_correct: list[bool] = []
     sources: list[str] = []
     for path in csv_files(paths):
-        with path.open(newline="", encoding="utf-8") as file:
-            reader = csv.DictReader(file)
-            missing = {"prompt", weak, strong} - set(reader.fieldnames or [])
-            if missing:
-                raise DataError(f"{path}: no column {', '.join(sorted(missing))}")
-            for row in reader:
-                prompts.append(row["prompt"])
-                weak_correct.append(row[weak].strip().lower() == "true")
-                strong_correct.append(row[strong].strip().lower() == "true")
-                sources.append(path.stem)
+        try:
+            with path.open(newline="", encoding="utf-8") as file:
+                reader = csv.DictReader(file)
+                missing = {"prompt", weak, strong} - set(reader.fieldnames or [])
+                if missing:
+                    raise DataError(f"{path}: no column {', '.join(sorted(missing))}")
+                for row in reader:
+                    where = f"{path}, line {reader.line_num}"
+                    prompts.append(cell(row, "prompt", where))
+                    weak_correct.append(verdict(cell(row, weak, where), where))
+                    strong_correct.append(verdict(cell(row, strong, where), where))
+                    sources.append(path.stem)
+        except UnicodeDecodeError as error:
+            raise DataError(f"{path}: not UTF-8 ({error.reason} at byte {error.start})") from None
+        except csv.Error as error:
+            raise DataError(f"{path}: not CSV ({error})") from None
     if not prompts:
         raise DataError("the outcome files hold no rows")
     return Outcomes(prompts, np.array(weak_correct), np.array(strong_correct), sources)
+
+
+VERDICTS = {"true": True, "1": True, "false": False, "0": False}
+
+
+def cell(row: dict[str, str | None], column: str, where: str) -> str:
+    value = row.get(column)
+    if value is None:
+        raise DataError(f"{where}: the row has no {column!r} value")
+    return value
+
+
+def verdict(value: str, where: str) -> bool:
+    """A model's correctness as the files write it: True/False (RouteLLM's), or 1/0."""
+    try:
+        return VERDICTS[value.strip().lower()]
+    except KeyError:
+        raise DataError(f"{where}: {value!r} is not True or False") from None
 
 
 def hand_matrix(prompts: Sequence[str]) -> FloatArray:

@@ -291,3 +291,13 @@ def test_route_bench_refuses_overlapping_and_malformed_data(tmp_path: Path) -> N
         run_bench("--train", str(bad), "--test", astronomy)
     with pytest.raises(CommandError, match="no such file"):
         run_bench("--train", str(tmp_path / "missing"), "--test", astronomy)
+    header = "prompt,mistralai/Mixtral-8x7B-Instruct-v0.1,gpt-4-1106-preview\n"
+    malformed = {
+        "latin1": ((header + "caf\xe9,True,False\n").encode("latin-1"), "not UTF-8"),
+        "short row": ((header + "hello,True\n").encode(), "line 2: the row has no"),
+        "verdict": ((header + "hello,True,maybe\n").encode(), "line 2: 'maybe' is not True or False"),
+    }
+    for content, message in malformed.values():
+        bad.write_bytes(content)
+        with pytest.raises(CommandError, match=message):
+            run_bench("--train", str(bad), "--test", astronomy)
