@@ -27,7 +27,8 @@ class SentinelCacheClient(django_redis.RedisCacheClient):
         super().__init__(servers, **options)
         address = SentinelAddress.parse(servers[0])
         timeouts = {name: options[name] for name in SENTINEL_TIMEOUTS if name in options}
-        sentinel = redis.sentinel.Sentinel(address.sentinels, sentinel_kwargs=timeouts)  # type: ignore[no-untyped-call]
+        sentinel_kwargs = address.sentinel_kwargs(timeouts)
+        sentinel = redis.sentinel.Sentinel(address.sentinels, sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
         master_options = {"db": address.db, **address.credentials(), **options}
         self._master: redis.Redis = sentinel.master_for(address.service, **master_options)  # type: ignore[no-untyped-call]
 

