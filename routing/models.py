@@ -237,3 +237,27 @@ class TenantRouting(models.Model):
     def clean(self) -> None:
         if self.canary_id is not None and self.canary_id == self.control_id:
             raise ValidationError({"canary": "The canary must differ from the control version."})
+
+
+class KeptJudgements(models.Model):
+    """A copy of a tenant's kept judgements under one router version (the Redis list
+    routing/router/ranking.py fits the tenant's ranking to), taken by beat with the
+    outcomes; it seeds Redis again if Redis loses the list."""
+
+    routing = models.ForeignKey(TenantRouting, on_delete=models.CASCADE, related_name="kept_judgements")
+    version = models.SlugField(max_length=50)
+    # The list as Redis holds it, newest first: ranking.ENTRY_BYTES per judgement.
+    entries = models.BinaryField()
+    # How many judgements the tenant's outcomes counted under the version when copied:
+    # the list is copied again only once it has grown.
+    judgements = models.FloatField()
+    taken_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name_plural = "kept judgements"
+        constraints = [
+            models.UniqueConstraint(fields=["routing", "version"], name="routing_kept_judgements_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"judgements of {self.routing_id} under {self.version}"

@@ -21,8 +21,9 @@ from asgiref.sync import sync_to_async
 from routing.models import CanaryState, RouterVersion, TenantRouting
 from routing.router.adaptation import adapted_thresholds
 from routing.router.config import DEFAULT_VERSION, Tally, TenantRouterConfig, VersionSpec
-from routing.router.outcomes import outcomes_key, parse_outcomes, tally_mapping
+from routing.router.outcomes import JUDGED_TTL_SECONDS, outcomes_key, parse_outcomes, tally_mapping
 from routing.router.ranking import TenantRanking, judged_key, judgements, needs_fitting, tenant_ranking
+from routing.router.services import kept_judgements
 
 REFRESH_SECONDS = 5.0
 logger = logging.getLogger(__name__)
@@ -75,14 +76,26 @@ class RouterConfigCache:
         )
         learned = parse_outcomes(raw)
         if not learned and snapshot:
-            # Redis lost them (or never had them here): start again from PostgreSQL's copy.
+            # Redis lost them (or never had them here): start again from PostgreSQL's copy,
+            # the kept judgements too.
             learned = {field: Tally(*map(float, values)) for field, values in snapshot.items()}
             await self.redis.hset(outcomes_key(tenant_id), mapping=tally_mapping(learned))
+            await self.restore_judgements(tenant_id)
         config = replace(settings, outcomes=learned)
         config = replace(config, thresholds=adapted_thresholds(config))
         previous = self.entries[tenant_id][1].rankings if tenant_id in self.entries else {}
         config = replace(config, rankings=await self.rankings(config, previous))
         self.entries[tenant_id] = (time.monotonic(), config)
+
+    async def restore_judgements(self, tenant_id: int) -> None:
+        """Put the copied judgements back in each version's list Redis no longer has."""
+        for version, entries in (await sync_to_async(kept_judgements)(tenant_id)).items():
+            key = judged_key(tenant_id, version)
+            if entries and not await self.redis.exists(key):
+                pipe = self.redis.pipeline(transaction=True)
+                pipe.rpush(key, *entries)
+                pipe.expire(key, JUDGED_TTL_SECONDS)
+                await pipe.execute()
 
     async def rankings(
         self, config: TenantRouterConfig, previous: Mapping[str, TenantRanking]

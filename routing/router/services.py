@@ -1,15 +1,20 @@
-"""Writes of the router's per-tenant state: settings and snapshots of learned outcomes."""
+"""Writes of the router's per-tenant state: settings, and snapshots of learned outcomes and
+kept judgements."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
+from typing import cast
 
+import redis
 from django.db import transaction
 from django.utils import timezone
 
 from aiaas.redis_clients import sync_client
-from routing.models import TenantRouting
-from routing.router import outcomes
+from routing.models import KeptJudgements, TenantRouting
+from routing.router import outcomes, ranking
+from routing.router.config import Tally
 
 
 def tenant_routing(tenant_id: int) -> TenantRouting:
@@ -33,15 +38,48 @@ def update_settings(
 
 
 def snapshot_outcomes() -> int:
-    """Copy every tenant's learned outcomes from Redis to PostgreSQL; the number copied."""
+    """Copy every tenant's learned outcomes, and its kept judgements that grew since the
+    last copy, from Redis to PostgreSQL; the number of tenants copied."""
     copied = 0
     client = sync_client("gateway")
     for key in client.scan_iter(match=outcomes.outcomes_key_pattern(), count=500):
         tenant_id = int(key.decode().rsplit(":", 1)[1])
-        snapshot = {
-            field: list(tally) for field, tally in outcomes.parse_outcomes(client.hgetall(key)).items()
-        }
-        copied += TenantRouting.objects.filter(tenant_id=tenant_id).update(
+        learned = outcomes.parse_outcomes(client.hgetall(key))
+        snapshot = {field: list(tally) for field, tally in learned.items()}
+        routing = TenantRouting.objects.filter(tenant_id=tenant_id).only("pk").first()
+        if routing is None:
+            continue
+        TenantRouting.objects.filter(pk=routing.pk).update(
             outcomes_snapshot=snapshot, outcomes_snapshot_at=timezone.now()
         )
+        snapshot_judgements(client, routing, learned)
+        copied += 1
     return copied
+
+
+def snapshot_judgements(client: redis.Redis, routing: TenantRouting, learned: Mapping[str, Tally]) -> None:
+    copied = dict(KeptJudgements.objects.filter(routing=routing).values_list("version", "judgements"))
+    for key in client.scan_iter(match=ranking.judged_key(routing.tenant_id, "*"), count=100):
+        version = key.decode().rsplit(":", 1)[1]
+        counted = ranking.judgements(learned, version)
+        if version in copied and counted <= copied[version]:
+            continue
+        entries = b"".join(cast("list[bytes]", client.lrange(key, 0, -1)))
+        KeptJudgements.objects.update_or_create(
+            routing=routing,
+            version=version,
+            defaults={"entries": entries, "judgements": counted, "taken_at": timezone.now()},
+        )
+
+
+def kept_judgements(tenant_id: int) -> dict[str, list[bytes]]:
+    """The tenant's copied judgements per router version, as Redis lists them (newest first)."""
+    size = ranking.ENTRY_BYTES
+    kept = {}
+    for version, entries in KeptJudgements.objects.filter(routing__tenant_id=tenant_id).values_list(
+        "version", "entries"
+    ):
+        data = bytes(entries)
+        if len(data) % size == 0:  # else copied before the hand features changed: dropped
+            kept[version] = [data[start : start + size] for start in range(0, len(data), size)]
+    return kept

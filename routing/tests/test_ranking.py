@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
+from typing import cast
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
 
+from routing.models import KeptJudgements, TenantRouting
 from routing.policy import RouteRequest
 from routing.router import adaptation, ranking
 from routing.router.cache import RouterConfigCache
@@ -34,9 +36,11 @@ from routing.router.outcomes import (
 )
 from routing.router.policy import Decision, LearnedRouter, RoutedPlan
 from routing.router.ranking import entry, judged_key, needs_fitting, prompt_summary, tenant_ranking
+from routing.router.services import snapshot_outcomes
 from routing.router.training import OUTCOME_DATA, Outcomes, load_outcomes
 from routing.tests.test_adaptation import decision as scored_decision
 from routing.tests.test_adaptation import outcome
+from testing.database import committed
 from testing.tenants import TenantFixture
 
 from .test_router import TWO_TIERS
@@ -245,3 +249,50 @@ def test_a_ranked_decision_fits_the_latency_budget() -> None:
     with_correction = p99(lambda prompt: route_two_tiers(prompt, config))
     classifier = p99(model.predict)
     assert with_correction - classifier < 0.001
+
+
+def test_kept_judgements_outlive_redis_losing_them(serving_tenant: TenantFixture) -> None:
+    """Beat copies the tenant's kept list to PostgreSQL with its outcomes (again only once
+    it grew); when Redis loses both, the next refresh puts the list back as it was, and
+    the tenant's ranking is fitted from it."""
+    tenant_id, ids, judged = serving_tenant.tenant.pk, uuid.uuid4().hex[:8], adaptation.MIN_JUDGED + 10
+    committed(lambda: TenantRouting.objects.get_or_create(tenant_id=tenant_id))
+
+    async def judge() -> list[bytes]:
+        client = aioredis.Redis.from_url(settings.REDIS_URL)
+        await client.delete(outcomes_key(tenant_id), judged_key(tenant_id, VERSION))
+        for index in range(judged):
+            long = index % 2 == 0
+            summary = prompt_summary(hand_features(LONG if long else SHORT), 0.2, 0.1)
+            for tier, failed in ((1, long), (3, index % 10 == 0)):
+                request_id = f"kept_{ids}_{tier}_{index}"
+                await record(client, outcome(tenant_id, request_id, decision(tier, summary), None))
+                await record_feedback(client, tenant_id, request_id, good=not failed)
+        kept = await client.lrange(judged_key(tenant_id, VERSION), 0, -1)
+        await client.aclose()
+        return cast("list[bytes]", kept)
+
+    async def lose_and_refresh() -> tuple[TenantRouterConfig, list[bytes]]:
+        client = aioredis.Redis.from_url(settings.REDIS_URL)
+        await client.delete(outcomes_key(tenant_id), judged_key(tenant_id, VERSION))
+        cache = RouterConfigCache(client)
+        await cache.refresh(tenant_id)
+        restored = await client.lrange(judged_key(tenant_id, VERSION), 0, -1)
+        ttl = await client.ttl(judged_key(tenant_id, VERSION))
+        await client.aclose()
+        await sync_to_async(lambda: connection.close())()  # asgiref's thread read the settings
+        assert ttl > 0
+        return cache.entries[tenant_id][1], cast("list[bytes]", restored)
+
+    kept = asyncio.run(judge())
+    committed(snapshot_outcomes)
+    copy = committed(lambda: KeptJudgements.objects.get(routing__tenant_id=tenant_id, version=VERSION))
+    committed(snapshot_outcomes)
+    again = committed(lambda: KeptJudgements.objects.get(pk=copy.pk))
+    config, restored = asyncio.run(lose_and_refresh())
+
+    assert len(kept) == 2 * judged
+    assert bytes(copy.entries) == b"".join(kept)
+    assert again.taken_at == copy.taken_at  # nothing new judged: not copied again
+    assert restored == kept
+    assert VERSION in config.rankings
