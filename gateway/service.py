@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cached_property
 from typing import Any
@@ -55,6 +55,7 @@ from routing.catalog import Catalog, CatalogCache, ModelSpec
 from routing.models import ROUTED_MODEL
 from routing.policy import NoCapableModelError, RoutePlan, RouteRequest, RoutingPolicy
 from routing.router import outcomes as router_outcomes
+from routing.router.adaptation import at_target
 from routing.router.cache import RouterConfigCache
 from routing.router.config import TenantRouterConfig
 from routing.router.early_exit import Acceptance, InvalidSchemaError, acceptance, schema_of
@@ -469,13 +470,13 @@ async def router_config(context: RequestContext) -> TenantRouterConfig:
     assert context.api_key is not None
     config = await context.clients.router_configs.get(context.api_key.tenant_id)
     if context.quality_target is not None:
-        config = replace(config, quality_target=context.quality_target)
+        config = at_target(config, context.quality_target)
     level = capacity_state.current()
     lowered = effects.lowered_quality_target(level, config.quality_target)
     if lowered is None:
         return config
     context.degraded_by = level.level
-    return replace(config, quality_target=lowered)
+    return at_target(config, lowered)
 
 
 def admit_at_level(context: RequestContext, level: capacity_state.Snapshot) -> None:

@@ -37,6 +37,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from routing.router.config import Tally, TenantRouterConfig, expit, logit
 
@@ -83,6 +84,18 @@ def adapted_thresholds(config: TenantRouterConfig) -> dict[str, float]:
     versions = [config.control.name] + ([config.canary.name] if config.canary is not None else [])
     solved = {name: solve_threshold(config.outcomes, name, config.quality_target) for name in versions}
     return {name: threshold for name, threshold in solved.items() if threshold is not None}
+
+
+def at_target(config: TenantRouterConfig, target: float) -> TenantRouterConfig:
+    """`config` routing for `target` rather than the tenant's own (an evals experiment's,
+    or the lower one of a degrade level): the thresholds re-solved for it, and only the
+    rankings fitted at it (a ranking's threshold holds for the target it was solved for;
+    without one the re-solved threshold applies to the classifier's score)."""
+    if target == config.quality_target:
+        return config
+    moved = replace(config, quality_target=target)
+    rankings = {version: fit for version, fit in config.rankings.items() if fit.target == target}
+    return replace(moved, thresholds=adapted_thresholds(moved), rankings=rankings)
 
 
 def bins(outcomes: Mapping[str, Tally], version: str, which: str) -> list[Tally]:

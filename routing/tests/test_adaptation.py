@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import replace
 from decimal import Decimal
 
+import numpy as np
 import pytest
 import redis.asyncio as aioredis
 from asgiref.sync import sync_to_async
@@ -15,7 +17,7 @@ from django.conf import settings
 from django.db import connection
 
 from routing.policy import RouteRequest
-from routing.router import adaptation
+from routing.router import adaptation, ranking
 from routing.router.adaptation import (
     CHEAP,
     ROUTED,
@@ -117,6 +119,25 @@ def test_the_policy_uses_the_tenants_threshold_on_the_classifiers_scale() -> Non
     assert sent_up.decision.adapted
     assert kept.decision.adapted
     assert "threshold adapted to this tenant's outcomes" in sent_up.reason
+
+
+def test_a_target_of_the_request_re_solves_the_tenants_threshold_for_it() -> None:
+    """An evals experiment's target or a degrade level's lower one: the tenant's threshold
+    (solved at its own 0.95) is solved again at the request's, and a ranking fitted at
+    0.95 is set aside; the tenant's own target leaves the config as it is."""
+    outcomes = two_bins(0.2, 0.5)
+    own = TenantRouterConfig(1, quality_target=0.95, outcomes=outcomes)
+    own = replace(own, thresholds=adaptation.adapted_thresholds(own))
+    fitted = ranking.TenantRanking(np.zeros(1), np.ones(1), np.zeros(2), threshold=0.5, target=0.95, judged=0)
+    own = replace(own, rankings={VERSION: fitted})
+
+    looser = adaptation.at_target(own, 0.85)
+
+    assert adaptation.at_target(own, 0.95) is own
+    assert looser.quality_target == 0.85
+    assert looser.thresholds[VERSION] == solve_threshold(outcomes, VERSION, 0.85)
+    assert looser.thresholds[VERSION] > own.thresholds[VERSION]  # more stays on the cheap tier
+    assert looser.rankings == {}
 
 
 def route_two_tiers(prompt: str, config: TenantRouterConfig) -> RoutedPlan:
