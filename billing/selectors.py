@@ -339,7 +339,7 @@ def plan_offers(
     """Every plan, cheapest first, with what its button does, or the first reason there is
     none (`stripe`: why Stripe cannot take a change, None when it can). A tenant with a
     live subscription changes it; one without subscribes through Checkout."""
-    subscribed = account is not None and account.is_live and bool(account.stripe_subscription_id)
+    subscribed = account is not None and account.is_live
     offers = []
     for plan in Plan.objects.order_by("monthly_price_usd", "slug"):
         if subscribed and account is not None:

@@ -161,7 +161,7 @@ def described(change: PlanChange) -> str:
 @manager_page
 @require_POST
 def billing_portal(request: HttpRequest, access: PageAccess) -> HttpResponse:
-    """Off to Stripe's Customer Portal: payment methods, invoices, plan changes, cancellation."""
+    """Off to Stripe's Customer Portal: payment methods, invoices, cancellation."""
     back = request.build_absolute_uri(reverse("dashboard:billing"))
     with stripe_errors_as_messages(request):
         return redirect(create_portal_session(access.tenant, back))
