@@ -11,8 +11,8 @@ subscription (billing/subscriptions.py) and sets the plan and limits.
 One change at a time per tenant: the billing account's row stays locked from
 the read of the subscription to the note, so a double click waits and is told
 the change is already requested, and Stripe sees one update. The update
-carries an idempotency key per rendered form, so a repeated request replays
-Stripe's first answer instead of changing anything twice.
+carries an idempotency key per rendered page and plan, so a repeated request
+replays Stripe's first answer instead of changing anything twice.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def change_plan(tenant: Tenant, plan: Plan, change_id: uuid.UUID) -> PlanChange:
         client.v1.subscriptions.update(
             account.stripe_subscription_id,
             params=update_params(action, subscription, plan),  # type: ignore[arg-type]
-            options={"idempotency_key": f"tenant-{tenant.pk}:plan-change:{change_id}"},
+            options={"idempotency_key": f"tenant-{tenant.pk}:plan-change:{change_id}:{plan.pk}"},
         )
         account.requested_plan, account.plan_requested_at = plan, timezone.now()
         account.save(update_fields=["requested_plan", "plan_requested_at", "updated_at"])

@@ -194,7 +194,9 @@ def test_a_switch_swaps_the_prices_in_place_and_our_plan_follows_only_the_webhoo
     assert subscribed.item_ids() == items_before  # swapped in place: the meter's usage stays on its item
     [update] = stripe.subscription_updates
     assert update["params"]["proration_behavior"] == PRORATION_BEHAVIOR == "always_invoice"
-    assert update["idempotency_key"] == f"tenant-{subscribed.tenant.tenant.pk}:plan-change:{change_id}"
+    assert update["params"]["cancel_at_period_end"] == "false"  # a paid plan keeps the subscription going
+    key = f"tenant-{subscribed.tenant.tenant.pk}:plan-change:{change_id}:{subscribed.plans['large'].pk}"
+    assert update["idempotency_key"] == key
 
     subscribed.confirm()
 
@@ -262,9 +264,8 @@ def test_a_change_sent_again_with_its_key_replays_stripes_first_answer(
 
     assert "Your subscription moved to Large" in page.content.decode()
     assert len(stripe.subscription_updates) == 1
-    assert list(stripe.idempotent_answers) == [
-        f"tenant-{subscribed.tenant.tenant.pk}:plan-change:{change_id}"
-    ]
+    key = f"tenant-{subscribed.tenant.tenant.pk}:plan-change:{change_id}:{subscribed.plans['large'].pk}"
+    assert list(stripe.idempotent_answers) == [key]
 
 
 # Moving to the free plan
