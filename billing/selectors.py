@@ -309,6 +309,11 @@ class PlanOffer:
         return self.action is PlanAction.SUBSCRIBE
 
 
+def default_plan() -> Plan | None:
+    """The plan of tenants without a live subscription (an ended one lands there)."""
+    return Plan.objects.filter(is_default=True).first()
+
+
 def change_to(current: Plan | None, target: Plan, *, ending: bool) -> PlanAction | Unavailable:
     """What moving a live subscription from `current` to `target` does, or why it is not
     offered. `ending`: the subscription already ends with its period. Only the default

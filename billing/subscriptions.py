@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from billing.models import BillingAccount, EventStatus, Plan, StripeEvent, SubscriptionStatus
 from billing.models.stripe import LIVE_STATUSES
+from billing.selectors import default_plan
 from billing.stripe_api import stripe_client
 from tenants.models import Tenant
 
@@ -178,7 +179,7 @@ def plan_for(subscription: dict[str, Any], status: SubscriptionStatus) -> tuple[
     bills while it is live (plans may share a metered price, so that decides only
     when no flat price matches), the default plan once it is not."""
     if status not in LIVE_STATUSES:
-        return Plan.objects.filter(is_default=True).first(), f"{status}: back on the default plan"
+        return default_plan(), f"{status}: back on the default plan"
     prices = price_ids_of(subscription)
     by_price = Plan.objects.order_by("-monthly_price_usd")
     plan = (

@@ -289,6 +289,7 @@ def test_the_free_plan_ends_the_subscription_with_its_period_and_keep_undoes_it(
     assert subscribed.plan() == subscribed.plans["small"]  # paid for until the period ends
     ending = committed(lambda: subscribed.tenant.web_client().get(PAGE)).content.decode()
     assert 'id="subscription-ending"' in ending
+    assert f"then move to {free.name}." in ending
     assert "Keep Small" in ending
 
     kept = change(subscribed.tenant, subscribed.plans["small"].slug)

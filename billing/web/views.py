@@ -28,6 +28,7 @@ from billing.selectors import (
     UsageGrouping,
     UsagePeriod,
     billing_account_of,
+    default_plan,
     invoice_preview,
     plan_offers,
     spend_between,
@@ -88,6 +89,7 @@ def billing(request: HttpRequest, access: PageAccess) -> HttpResponse:
         "chart_export": {"base": reverse("dashboard:billing-charts"), "query": ""},
         "subscription_live": preview.subscription_status in LIVE_STATUSES,
         "account": account,
+        "default_plan": default_plan(),
         "offers": plan_offers(
             preview.plan, account, can_manage=access.can_manage, stripe=STRIPE_REFUSALS.get(health)
         ),
