@@ -25,6 +25,7 @@ from pytest_django import Settings
 
 from accounts.models import Role
 from accounts.tests.factories import browser_for, make_user
+from aiaas.formats import when
 from billing.models import BillingAccount, CapMode, Plan, StripeEvent
 from billing.plan_changes import PRORATION_BEHAVIOR
 from billing.selectors import Unavailable
@@ -280,7 +281,8 @@ def test_the_free_plan_ends_the_subscription_with_its_period_and_keep_undoes_it(
 
     page = change(subscribed.tenant, free.slug)
 
-    assert f"you keep your plan until then, then move to {free.name}" in page.content.decode()
+    ends = when(subscribed.account().current_period_end)
+    assert f"ends on {ends}: you keep your plan until then, then move to {free.name}" in page.content.decode()
     assert [update["params"] for update in stripe.subscription_updates] == [{"cancel_at_period_end": "true"}]
     assert subscribed.stripe_prices() == prices
     subscribed.confirm()

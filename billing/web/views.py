@@ -15,10 +15,10 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadReque
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.formats import date_format
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from aiaas.formats import when
 from billing.models import Plan
 from billing.models.stripe import LIVE_STATUSES
 from billing.plan_changes import PlanChange, change_plan
@@ -146,11 +146,7 @@ def described(change: PlanChange) -> str:
     if change.already_requested:
         return f"Your move to {name} is already requested: your plan here changes once Stripe confirms it."
     if change.action is PlanAction.END_AT_PERIOD_END:
-        ends = (
-            date_format(change.effective_at, "DATE_FORMAT")
-            if change.effective_at
-            else "the end of the period"
-        )
+        ends = when(change.effective_at, "the end of the period")
         return f"Your subscription ends on {ends}: you keep your plan until then, then move to {name}."
     if change.action is PlanAction.KEEP:
         return f"Your subscription continues on {name}: its end is cancelled once Stripe confirms it."
