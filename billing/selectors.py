@@ -275,42 +275,90 @@ def quota_state(
 
 
 class Unavailable(StrEnum):
-    """Why a plan's subscribe button is not offered, in words the page shows."""
+    """Why a plan's button is not offered, in words the page shows."""
 
     NOT_CONFIGURED = "Stripe is not configured on this platform, so plans cannot be bought online."
     STRIPE_DOWN = "Stripe cannot be reached right now; try again in a few minutes."
     STRIPE_KEY_REFUSED = "Stripe refuses this platform's key; the operators have been told."
-    NOT_A_MANAGER = "Only owners and admins can subscribe."
-    SUBSCRIBED = "You have a subscription: change plans in the billing portal."
+    NOT_A_MANAGER = "Only owners and admins can subscribe or change plans."
+    CURRENT = "Your current plan."
+    ALREADY_ENDING = "Your subscription already ends with this period; you move to this plan then."
+    REQUESTED = "Requested: your plan here changes once Stripe confirms it."
     NOT_SOLD_ONLINE = "This plan is not sold online: contact us."
     FREE = "Free: nothing to subscribe to."
+
+
+class PlanAction(StrEnum):
+    """What the button of a plan's card does."""
+
+    SUBSCRIBE = "subscribe"  # Stripe Checkout: a first subscription
+    SWITCH = "switch"  # the subscription's prices swapped for the plan's (billing/plan_changes.py)
+    END_AT_PERIOD_END = "end_at_period_end"  # to the free default plan: the subscription ends with its period
+    KEEP = "keep"  # a scheduled end undone
 
 
 @dataclass(frozen=True)
 class PlanOffer:
     plan: Plan
     is_current: bool
-    unavailable: Unavailable | None  # None: the subscribe button is offered
+    action: PlanAction | None  # None: not offered, for the reason in `unavailable`
+    unavailable: Unavailable | None
 
     @property
     def can_subscribe(self) -> bool:
-        return self.unavailable is None
+        return self.action is PlanAction.SUBSCRIBE
+
+
+def default_plan() -> Plan | None:
+    """The plan of tenants without a live subscription (an ended one lands there)."""
+    return Plan.objects.filter(is_default=True).first()
+
+
+def change_to(current: Plan | None, target: Plan, *, ending: bool) -> PlanAction | Unavailable:
+    """What moving a live subscription from `current` to `target` does, or why it is not
+    offered. `ending`: the subscription already ends with its period. Only the default
+    plan is free to move to (an ended subscription puts the tenant on it); a plan
+    without a Stripe price otherwise is sold by hand."""
+    if current is not None and target.pk == current.pk:
+        return PlanAction.KEEP if ending else Unavailable.CURRENT
+    if target.stripe_price_id:
+        return PlanAction.SWITCH
+    if target.is_default:
+        return Unavailable.ALREADY_ENDING if ending else PlanAction.END_AT_PERIOD_END
+    return Unavailable.NOT_SOLD_ONLINE
+
+
+def subscribe_to(plan: Plan) -> PlanAction | Unavailable:
+    if not plan.stripe_price_id:
+        return Unavailable.FREE if plan.monthly_price_usd == 0 else Unavailable.NOT_SOLD_ONLINE
+    return PlanAction.SUBSCRIBE
 
 
 def plan_offers(
-    current: Plan | None, *, subscribed: bool, can_manage: bool, stripe: Unavailable | None
+    current: Plan | None,
+    account: BillingAccount | None,
+    *,
+    can_manage: bool,
+    stripe: Unavailable | None,
 ) -> list[PlanOffer]:
-    """Every plan, cheapest first, with the first reason it cannot be bought now
-    (`stripe`: why Stripe cannot take a payment, None when it can)."""
+    """Every plan, cheapest first, with what its button does, or the first reason there is
+    none (`stripe`: why Stripe cannot take a change, None when it can). A tenant with a
+    live subscription changes it; one without subscribes through Checkout."""
+    subscribed = account is not None and account.is_live
     offers = []
     for plan in Plan.objects.order_by("monthly_price_usd", "slug"):
-        reasons = [
-            Unavailable.FREE if plan.monthly_price_usd == 0 and not plan.stripe_price_id else None,
-            Unavailable.NOT_SOLD_ONLINE if not plan.stripe_price_id else None,
-            stripe,
-            Unavailable.SUBSCRIBED if subscribed else None,
-            None if can_manage else Unavailable.NOT_A_MANAGER,
-        ]
-        reason = next((reason for reason in reasons if reason is not None), None)
-        offers.append(PlanOffer(plan, current is not None and plan.pk == current.pk, reason))
+        if subscribed and account is not None:
+            if account.requested_plan_id == plan.pk:
+                outcome: PlanAction | Unavailable = Unavailable.REQUESTED
+            else:
+                outcome = change_to(current, plan, ending=account.cancel_at_period_end)
+        else:
+            outcome = subscribe_to(plan)
+        if isinstance(outcome, PlanAction):
+            outcome = stripe or (outcome if can_manage else Unavailable.NOT_A_MANAGER)
+        is_current = current is not None and plan.pk == current.pk
+        if isinstance(outcome, PlanAction):
+            offers.append(PlanOffer(plan, is_current, outcome, None))
+        else:
+            offers.append(PlanOffer(plan, is_current, None, outcome))
     return offers

@@ -53,8 +53,8 @@ def create_checkout_session(tenant: Tenant, plan: Plan, success_url: str, cancel
     if not plan.stripe_price_id:
         raise BillingError(f"The {plan.name} plan cannot be bought online.")
     if account_of(tenant).is_live:
-        # A second subscription would bill twice; plan changes go through the portal.
-        raise BillingError("You already have a subscription: change plans in the billing portal.")
+        # A second subscription would bill twice; plan changes modify the one there is.
+        raise BillingError("You already have a subscription: switch plans with the plan's button.")
     client = stripe_client()
     line_items: list[dict[str, object]] = [{"price": plan.stripe_price_id, "quantity": 1}]
     if plan.stripe_metered_price_id:
@@ -75,8 +75,8 @@ def create_checkout_session(tenant: Tenant, plan: Plan, success_url: str, cancel
 
 
 def create_portal_session(tenant: Tenant, return_url: str) -> str:
-    """A Customer Portal session (payment methods, invoices, plan changes and
-    cancellation); returns its URL. Raises like create_checkout_session."""
+    """A Customer Portal session (payment methods, invoices and cancellation;
+    plan changes are billing/plan_changes.py's); returns its URL. Raises like create_checkout_session."""
     client = stripe_client()
     session = client.v1.billing_portal.sessions.create(
         params={"customer": ensure_stripe_customer(tenant, client), "return_url": return_url}

@@ -15,11 +15,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from billing.models import BillingAccount, EventStatus, Plan, StripeEvent, SubscriptionStatus
 from billing.models.stripe import LIVE_STATUSES
+from billing.selectors import default_plan
 from billing.stripe_api import stripe_client
 from tenants.models import Tenant
 
@@ -153,6 +153,8 @@ def adopt(account: BillingAccount, subscription: dict[str, Any]) -> str:
     account.subscription_created_at = timestamp(subscription.get("created"))
     account.current_period_start, account.current_period_end = start, end
     account.cancel_at_period_end = bool(subscription.get("cancel_at_period_end"))
+    # Read after any change we sent (which held this row's lock): Stripe's word on it.
+    account.requested_plan, account.plan_requested_at = None, None
     account.save(
         update_fields=[
             "stripe_subscription_id",
@@ -161,6 +163,8 @@ def adopt(account: BillingAccount, subscription: dict[str, Any]) -> str:
             "current_period_start",
             "current_period_end",
             "cancel_at_period_end",
+            "requested_plan",
+            "plan_requested_at",
             "updated_at",
         ]
     )
@@ -171,15 +175,16 @@ def adopt(account: BillingAccount, subscription: dict[str, Any]) -> str:
 
 
 def plan_for(subscription: dict[str, Any], status: SubscriptionStatus) -> tuple[Plan | None, str]:
-    """The plan a subscription in `status` gives: the one whose Stripe price it
-    bills while it is live, the default plan once it is not."""
+    """The plan a subscription in `status` gives: the one whose flat Stripe price it
+    bills while it is live (plans may share a metered price, so that decides only
+    when no flat price matches), the default plan once it is not."""
     if status not in LIVE_STATUSES:
-        return Plan.objects.filter(is_default=True).first(), f"{status}: back on the default plan"
+        return default_plan(), f"{status}: back on the default plan"
     prices = price_ids_of(subscription)
+    by_price = Plan.objects.order_by("-monthly_price_usd")
     plan = (
-        Plan.objects.filter(Q(stripe_price_id__in=prices) | Q(stripe_metered_price_id__in=prices))
-        .order_by("-monthly_price_usd")
-        .first()
+        by_price.filter(stripe_price_id__in=prices).first()
+        or by_price.filter(stripe_metered_price_id__in=prices).first()
     )
     if plan is None:
         logger.warning("subscription %s bills no price of a plan: %s", subscription["id"], prices)

@@ -22,17 +22,28 @@ Stripe's documented request and response shapes:
   a pusher right after Stripe has counted a row, say).
 - POST /v1/checkout/sessions and POST /v1/billing_portal/sessions: sessions
   with a URL, recorded with the parameters they were created with.
+- POST /v1/subscriptions/<id> as Stripe documents it (localstripe's takes one
+  item only, by `plan`): `items` by id with a new `price` (swapped in place,
+  the item keeps its id) or `deleted`, or without id (added); one item per
+  price; `proration_behavior`, `payment_behavior`, `cancel_at_period_end`,
+  `metadata`. Prorations are checked and recorded, not invoiced. Each applied
+  update is recorded (`subscription_updates`), and an `Idempotency-Key` is
+  honoured as at Stripe: the same key with the same body replays the first
+  answer (`Idempotent-Replayed: true`), with another body it is a 400
+  `idempotency_error`, and while the first is in flight a 409.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import re
 import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -40,7 +51,8 @@ from typing import Any
 
 from aiohttp import web
 from localstripe import server as localstripe_server
-from localstripe.resources import store
+from localstripe.errors import UserError
+from localstripe.resources import Plan, Subscription, SubscriptionItem, store, try_convert_to_bool
 
 STARTUP_TIMEOUT_SECONDS = 10.0
 SESSION_LIFETIME = timedelta(minutes=15)  # Stripe's, for a meter event session's token
@@ -62,6 +74,10 @@ class StripeStandIn:
     refuse_event: Callable[[dict[str, Any]], str | None] | None = None
     checkout_sessions: list[dict[str, Any]] = field(default_factory=list)
     portal_sessions: list[dict[str, Any]] = field(default_factory=list)
+    # Subscription updates applied (not replays): {"subscription", "params", "idempotency_key"}.
+    subscription_updates: list[dict[str, Any]] = field(default_factory=list)
+    # Idempotency-Key -> (path, SHA-256 of the body, status, answer); None while in flight.
+    idempotent_answers: dict[str, tuple[str, str, int, bytes] | None] = field(default_factory=dict)
     # Answer the next N meter event calls with 429 and this Retry-After ("" for none).
     rate_limited_calls: int = 0
     retry_after: str = ""
@@ -299,6 +315,121 @@ async def create_portal_session(request: web.Request) -> web.Response:
     return web.json_response(session)
 
 
+SUBSCRIPTION_PATH = re.compile(r"^/v1/subscriptions/(sub_\w+)$")
+UPDATE_PARAMETERS = frozenset(
+    {"items", "proration_behavior", "payment_behavior", "cancel_at_period_end", "metadata", "expand"}
+)
+PRORATION_BEHAVIORS = frozenset({"always_invoice", "create_prorations", "none"})
+PAYMENT_BEHAVIORS = frozenset(
+    {"allow_incomplete", "default_incomplete", "error_if_incomplete", "pending_if_incomplete"}
+)
+
+
+@web.middleware
+async def subscription_updates(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Stripe's subscription update in place of localstripe's (after its auth)."""
+    match = SUBSCRIPTION_PATH.match(request.path)
+    if request.method != "POST" or match is None:
+        return await handler(request)
+    return await idempotent(request, lambda: update_subscription(request, match.group(1)))
+
+
+async def idempotent(request: web.Request, answer: Callable[[], Awaitable[web.Response]]) -> web.Response:
+    """Stripe's idempotency: a key's first answer is kept and replayed for the same request."""
+    key = request.headers.get("Idempotency-Key", "")
+    if not key:
+        return await answer()
+    digest = hashlib.sha256(await request.read()).hexdigest()
+    if key in current.idempotent_answers:
+        kept = current.idempotent_answers[key]
+        if kept is None:
+            return error(
+                409, "Another request with this idempotency key is in progress.", "idempotency_error"
+            )
+        path, body_digest, status, body = kept
+        if (path, body_digest) != (request.path, digest):
+            message = "Keys for idempotent requests can only be used with the same parameters."
+            return error(400, message, "idempotency_error")
+        return web.Response(
+            body=body, status=status, content_type="application/json", headers={"Idempotent-Replayed": "true"}
+        )
+    current.idempotent_answers[key] = None
+    try:
+        response: web.Response = await answer()
+    except UserError as refusal:
+        response = refusal.to_response()
+    except BaseException:
+        del current.idempotent_answers[key]  # never answered: not kept
+        raise
+    body = response.body if isinstance(response.body, bytes) else b""
+    current.idempotent_answers[key] = (request.path, digest, response.status, body)
+    return response
+
+
+async def update_subscription(request: web.Request, subscription_id: str) -> web.Response:
+    data = await localstripe_server.get_post_data(request) or {}
+    unknown = sorted(set(data) - UPDATE_PARAMETERS)
+    if unknown:
+        return error(400, f"Received unknown parameter: {unknown[0]}", param=unknown[0])
+    expand = data.pop("expand", None)
+    subscription = Subscription._api_retrieve(subscription_id)
+    if data.get("proration_behavior", "create_prorations") not in PRORATION_BEHAVIORS:
+        return error(400, "Invalid proration_behavior.", param="proration_behavior")
+    if data.get("payment_behavior", "allow_incomplete") not in PAYMENT_BEHAVIORS:
+        return error(400, "Invalid payment_behavior.", param="payment_behavior")
+    items = updated_items(subscription, data.get("items") or [])
+    subscription.items._list = items
+    if "cancel_at_period_end" in data:
+        subscription.cancel_at_period_end = try_convert_to_bool(data["cancel_at_period_end"]) is True
+    subscription.metadata = {**(subscription.metadata or {}), **(data.get("metadata") or {})}
+    current.subscription_updates.append(
+        {
+            "subscription": subscription_id,
+            "params": data,
+            "idempotency_key": request.headers.get("Idempotency-Key"),
+        }
+    )
+    return web.json_response(subscription._export(expand=expand))
+
+
+def updated_items(subscription: Any, changes: Any) -> list[Any]:
+    """The subscription's items once `changes` apply; raises UserError (nothing changed) when
+    one names an item the subscription lacks, a price that does not exist, or a price twice."""
+    if not isinstance(changes, list):
+        raise UserError(400, "items must be a list.")
+    items = {item.id: item for item in subscription.items._list}
+    prices: dict[str, Any] = {item.id: item.plan for item in items.values()}
+    added: list[str] = []
+    for index, change in enumerate(changes):
+        if not isinstance(change, dict):
+            raise UserError(400, f"items[{index}] must be an object.")
+        price_id = change.get("price") or change.get("plan")
+        item_id = change.get("id")
+        if item_id is not None and item_id not in items:
+            raise UserError(400, f"No such subscription item: '{item_id}'")
+        if try_convert_to_bool(change.get("deleted")) is True and item_id is not None:
+            prices.pop(item_id)
+        elif price_id and item_id is not None:
+            prices[item_id] = Plan._api_retrieve(price_id)
+        elif price_id:
+            Plan._api_retrieve(price_id)
+            added.append(price_id)
+        else:
+            raise UserError(400, f"items[{index}] needs an id or a price.")
+    chosen = [plan.id for plan in prices.values()] + added
+    if len(set(chosen)) != len(chosen):
+        raise UserError(400, "Cannot add multiple subscription items with the same price.")
+    if not chosen:
+        raise UserError(400, "A subscription needs at least one item.")
+    kept = []
+    for item_id, plan in prices.items():
+        items[item_id].plan = plan
+        kept.append(items[item_id])
+    return kept + [SubscriptionItem(subscription=subscription.id, plan=price) for price in added]
+
+
 ADDED_ROUTES: set[int] = set()  # ids of the apps the routes were added to
 
 
@@ -309,6 +440,7 @@ def add_routes() -> web.Application:
         app.router.add_post("/v2/billing/meter_event_session", create_meter_event_session)
         app.router.add_post("/v1/checkout/sessions", create_checkout_session)
         app.router.add_post("/v1/billing_portal/sessions", create_portal_session)
+        app.middlewares.append(subscription_updates)
         ADDED_ROUTES.add(id(app))
     return app
 

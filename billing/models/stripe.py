@@ -63,6 +63,12 @@ class BillingAccount(models.Model):
     current_period_start = models.DateTimeField(null=True, blank=True)
     current_period_end = models.DateTimeField(null=True, blank=True)
     cancel_at_period_end = models.BooleanField(default=False)
+    # A plan change sent to Stripe that no webhook has confirmed yet (billing/plan_changes.py);
+    # the next subscription read from Stripe clears it, since it already carries the change.
+    requested_plan = models.ForeignKey(
+        "billing.Plan", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    plan_requested_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 

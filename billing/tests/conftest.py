@@ -30,4 +30,6 @@ def stripe(stripe_server: StripeStandIn, db: None, settings: Settings) -> Stripe
     stripe_server.duplicate_meter_events = 0
     stripe_server.rate_limited_calls = 0
     stripe_server.on_meter_event = None
+    stripe_server.subscription_updates.clear()
+    stripe_server.idempotent_answers.clear()
     return stripe_server

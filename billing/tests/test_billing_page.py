@@ -13,7 +13,7 @@ from pytest_django import Settings
 
 from accounts.models import Role
 from accounts.tests.factories import browser_for, make_user
-from billing.selectors import Unavailable
+from billing.selectors import PlanAction, Unavailable
 from billing.stripe_api import HEALTH_TIMEOUT_SECONDS, StripeHealth, stripe_health
 from billing.tests.factories import BillingAccountFactory, PlanFactory
 from testing.stripe_server import StripeStandIn
@@ -80,14 +80,27 @@ def test_with_stripe_each_plan_offers_checkout_or_says_why_not(
     assert 'name="plan" value="custom"' not in content
 
 
-def test_a_subscribed_workspace_is_sent_to_the_portal(tenant: TenantFixture, stripe: StripeStandIn) -> None:
+def test_a_subscribed_workspace_switches_plans_here_and_manages_payment_in_the_portal(
+    tenant: TenantFixture, stripe: StripeStandIn
+) -> None:
     PlanFactory.create(slug="team", stripe_price_id="price_team")
-    BillingAccountFactory.create(tenant_id=tenant.tenant.pk, subscription_status="active")
+    PlanFactory.create(slug="custom", monthly_price_usd=Decimal("900"))
+    BillingAccountFactory.create(
+        tenant_id=tenant.tenant.pk, subscription_status="active", stripe_subscription_id="sub_live"
+    )
 
     response = tenant.web_client().get(PAGE)
 
-    assert offers_by_slug(response)["team"][1] == Unavailable.SUBSCRIBED
-    assert "Manage payment methods, invoices and plan" in response.content.decode()
+    actions = {o.plan.slug: (o.action, o.unavailable) for o in response.context["offers"]}
+    current = tenant.tenant.plan
+    assert current is not None
+    assert actions["team"] == (PlanAction.SWITCH, None)
+    assert actions["custom"] == (None, Unavailable.NOT_SOLD_ONLINE)
+    assert actions[current.slug] == (None, Unavailable.CURRENT)
+    content = response.content.decode()
+    assert "Switch to Team" in content
+    assert 'action="/dashboard/billing/checkout/"' not in content
+    assert "Manage payment methods, invoices and cancellation" in content
 
 
 def test_a_member_is_told_only_owners_and_admins_subscribe(

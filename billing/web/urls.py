@@ -11,6 +11,7 @@ urlpatterns = [
     path("usage/", views.usage, name="usage"),
     path("billing/", views.billing, name="billing"),
     path("billing/checkout/", views.billing_checkout, name="billing-checkout"),
+    path("billing/plan/", views.billing_change_plan, name="billing-change-plan"),
     path("billing/portal/", views.billing_portal, name="billing-portal"),
     *USAGE_CHARTS.urls(),
     *BILLING_CHARTS.urls(),

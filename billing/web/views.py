@@ -4,24 +4,31 @@ billing pages (tenant host; billing/web/urls.py)."""
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import stripe
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.core.validators import slug_re
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from aiaas.formats import when
 from billing.models import Plan
 from billing.models.stripe import LIVE_STATUSES
+from billing.plan_changes import PlanChange, change_plan
 from billing.selectors import (
+    PlanAction,
     Unavailable,
     UsageGrouping,
     UsagePeriod,
+    billing_account_of,
+    default_plan,
     invoice_preview,
     plan_offers,
     spend_between,
@@ -74,19 +81,20 @@ def billing(request: HttpRequest, access: PageAccess) -> HttpResponse:
     each cannot be bought now, and a warning first when Stripe does not answer."""
     preview = invoice_preview(access.tenant)
     spent = spend_between(access.tenant, preview.period.starts_at, preview.period.ends_at)
-    subscribed = preview.subscription_status in LIVE_STATUSES
+    account = billing_account_of(access.tenant)
     health = stripe_health()
     context = {
         "preview": preview,
         "quotas": quota_bars(preview, spent),
         "chart_export": {"base": reverse("dashboard:billing-charts"), "query": ""},
-        "subscription_live": subscribed,
+        "subscription_live": preview.subscription_status in LIVE_STATUSES,
+        "account": account,
+        "default_plan": default_plan(),
         "offers": plan_offers(
-            preview.plan,
-            subscribed=subscribed,
-            can_manage=access.can_manage,
-            stripe=STRIPE_REFUSALS.get(health),
+            preview.plan, account, can_manage=access.can_manage, stripe=STRIPE_REFUSALS.get(health)
         ),
+        # One per rendered page: its buttons' clicks are one change at Stripe (billing/plan_changes.py).
+        "change_id": uuid.uuid4(),
         "stripe_health": health.value,
         "can_manage": access.can_manage,
     }
@@ -104,7 +112,7 @@ STRIPE_REFUSALS = {
 @require_POST
 def billing_checkout(request: HttpRequest, access: PageAccess) -> HttpResponse:
     """Off to Stripe Checkout to subscribe to the chosen plan."""
-    plan = get_object_or_404(Plan.objects.exclude(stripe_price_id=""), slug=request.POST.get("plan", ""))
+    plan = get_object_or_404(Plan.objects.exclude(stripe_price_id=""), slug=plan_slug(request))
     back = request.build_absolute_uri(reverse("dashboard:billing"))
     with stripe_errors_as_messages(request):
         return redirect(create_checkout_session(access.tenant, plan, f"{back}?checkout=done", back))
@@ -113,8 +121,45 @@ def billing_checkout(request: HttpRequest, access: PageAccess) -> HttpResponse:
 
 @manager_page
 @require_POST
+def billing_change_plan(request: HttpRequest, access: PageAccess) -> HttpResponse:
+    """The subscription moved to the chosen plan in Stripe; the page says what happens when."""
+    plan = get_object_or_404(Plan, slug=plan_slug(request))
+    try:
+        change_id = uuid.UUID(request.POST.get("change_id", ""))
+    except ValueError:
+        return HttpResponseBadRequest("The form is incomplete: reload the billing page and try again.")
+    unanswered = "Stripe did not answer: reload this page in a minute to see whether your plan changed."
+    with stripe_errors_as_messages(request, unanswered):
+        messages.success(request, described(change_plan(access.tenant, plan, change_id)))
+    return redirect("dashboard:billing")
+
+
+def plan_slug(request: HttpRequest) -> str:
+    slug = request.POST.get("plan", "")
+    if not slug_re.match(slug):  # no plan has it, and PostgreSQL refuses some (a NUL)
+        raise Http404("No such plan.")
+    return slug
+
+
+def described(change: PlanChange) -> str:
+    name = change.plan.name
+    if change.already_requested:
+        return f"Your move to {name} is already requested: your plan here changes once Stripe confirms it."
+    if change.action is PlanAction.END_AT_PERIOD_END:
+        ends = when(change.effective_at, "the end of the period")
+        return f"Your subscription ends on {ends}: you keep your plan until then, then move to {name}."
+    if change.action is PlanAction.KEEP:
+        return f"Your subscription continues on {name}: its end is cancelled once Stripe confirms it."
+    return (
+        f"Your subscription moved to {name} in Stripe; the difference for the rest of the period is "
+        "invoiced now. Your plan and limits here follow once Stripe confirms it, usually within seconds."
+    )
+
+
+@manager_page
+@require_POST
 def billing_portal(request: HttpRequest, access: PageAccess) -> HttpResponse:
-    """Off to Stripe's Customer Portal: payment methods, invoices, plan changes, cancellation."""
+    """Off to Stripe's Customer Portal: payment methods, invoices, cancellation."""
     back = request.build_absolute_uri(reverse("dashboard:billing"))
     with stripe_errors_as_messages(request):
         return redirect(create_portal_session(access.tenant, back))
@@ -122,11 +167,19 @@ def billing_portal(request: HttpRequest, access: PageAccess) -> HttpResponse:
 
 
 @contextmanager
-def stripe_errors_as_messages(request: HttpRequest) -> Iterator[None]:
+def stripe_errors_as_messages(
+    request: HttpRequest,
+    unanswered: str = "Stripe could not be reached; nothing was changed. Try again in a moment.",
+) -> Iterator[None]:
+    """Billing's refusals and Stripe's failures as a message on the page; `unanswered`
+    says what a request Stripe may have received but did not answer did."""
     try:
         yield
     except (BillingError, StripeNotConfiguredError) as error:
         messages.error(request, str(error))
+    except (stripe.APIConnectionError, stripe.APIError):
+        logger.exception("Stripe did not answer")
+        messages.error(request, unanswered)
     except stripe.StripeError:
-        logger.exception("Stripe refused or did not answer")
-        messages.error(request, "Stripe could not be reached; nothing was changed. Try again in a moment.")
+        logger.exception("Stripe refused the request")
+        messages.error(request, "Stripe refused the request; nothing was changed. Try again in a moment.")
