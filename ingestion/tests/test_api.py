@@ -78,6 +78,29 @@ def test_text_is_added_once_and_the_duplicate_answers_200(
     assert [d["id"] for d in listed["data"]] == [first.json()["id"]]
 
 
+def test_documents_are_listed_across_collections_or_for_one(
+    api_client: APIClient, tenant: TenantFixture, registry: str
+) -> None:
+    first, second = create(api_client).json()["id"], create(api_client, name="more").json()["id"]
+    ids = [
+        api_client.post(f"/api/v1/collections/{collection}/documents", {"text": text}, format="json").json()[
+            "id"
+        ]
+        for collection, text in ((first, "one"), (second, "two"), (second, "three"))
+    ]
+
+    every = api_client.get("/api/v1/documents?limit=100").json()
+    of_second = api_client.get(f"/api/v1/documents?collection_id={second}").json()
+    paged = api_client.get(f"/api/v1/documents?collection_id={second}&limit=1").json()
+
+    assert every["object"] == "list"
+    assert set(ids) <= {d["id"] for d in every["data"]}
+    assert [d["id"] for d in of_second["data"]] == [ids[2], ids[1]]
+    assert {d["collection_id"] for d in of_second["data"]} == {second}
+    assert ([d["id"] for d in paged["data"]], paged["has_more"]) == ([ids[2]], True)
+    assert api_client.get("/api/v1/documents?collection_id=vs_missing").json()["data"] == []
+
+
 def test_a_document_needs_exactly_one_source(
     api_client: APIClient, tenant: TenantFixture, registry: str
 ) -> None:
