@@ -82,12 +82,11 @@ def test_documents_are_listed_across_collections_or_for_one(
     api_client: APIClient, tenant: TenantFixture, registry: str
 ) -> None:
     first, second = create(api_client).json()["id"], create(api_client, name="more").json()["id"]
-    ids = [
-        api_client.post(f"/api/v1/collections/{collection}/documents", {"text": text}, format="json").json()[
-            "id"
-        ]
+    added = [
+        api_client.post(f"/api/v1/collections/{collection}/documents", {"text": text}, format="json")
         for collection, text in ((first, "one"), (second, "two"), (second, "three"))
     ]
+    ids = [response.json()["id"] for response in added]
 
     every = api_client.get("/api/v1/documents?limit=100").json()
     of_second = api_client.get(f"/api/v1/documents?collection_id={second}").json()
