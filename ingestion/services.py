@@ -22,6 +22,7 @@ from django.db import connection, transaction
 
 from capacity.levels import PausedWork
 from capacity.state import is_paused
+from ingestion import progress
 from ingestion.models import (
     Collection,
     Document,
@@ -352,8 +353,16 @@ def new_document(
         stream_id=streams.new_stream_id("ingest"),
         **fields,
     )
+    announce_queued(document)
     enqueue_ingestion(document.pk)
     return document
+
+
+def announce_queued(document: Document) -> None:
+    """Open the document's new stream with its queued state once the current
+    transaction commits, before its task is sent: a client following the stream id
+    it was given finds the stream (a stream exists from its first event)."""
+    transaction.on_commit(lambda: progress.publish(document))
 
 
 def enqueue_ingestion(document_id: str) -> None:
@@ -397,6 +406,7 @@ def reingest(document: Document) -> Document:
                 "updated_at",
             ]
         )
+        announce_queued(locked)
         enqueue_ingestion(locked.pk)
     return locked
 
