@@ -64,16 +64,19 @@ def store_file(
     purpose: str,
     content_type: str,
     api_key_id: int | None,
+    bounded: bool = True,
 ) -> StoredFile:
-    """Keep `content` in the `files` storage under the tenant's folder. Refuses a file
-    over settings.INGESTION_MAX_FILE_BYTES (413) or empty, before anything is stored."""
+    """Keep `content` in the `files` storage under the tenant's folder. Refuses an
+    empty file, and when `bounded` (what tenants upload; not the files the platform
+    writes, such as a batch's output) one over settings.INGESTION_MAX_FILE_BYTES
+    (413), before anything is stored."""
     if purpose not in FilePurpose.values:
         raise IngestionInputError(f"purpose must be one of {', '.join(FilePurpose.values)}", "purpose")
     filename = (filename or "").strip().replace("\\", "/").rsplit("/", 1)[-1][:255]
     if not filename:
         raise IngestionInputError("a file needs a name", "file")
     upload = ContentFile(content) if isinstance(content, bytes) else content
-    digest, size = file_digest(upload)
+    digest, size = file_digest(upload, settings.INGESTION_MAX_FILE_BYTES if bounded else None)
     if size == 0:
         raise IngestionInputError("the file is empty", "file")
     stored = StoredFile(
@@ -94,17 +97,16 @@ def store_file(
     return stored
 
 
-def file_digest(upload: File[Any]) -> tuple[str, int]:
-    """(SHA-256, size) of `upload`, read in blocks; refused once over the size limit."""
-    limit = settings.INGESTION_MAX_FILE_BYTES
-    if upload.size is not None and upload.size > limit:
+def file_digest(upload: File[Any], limit: int | None) -> tuple[str, int]:
+    """(SHA-256, size) of `upload`, read in blocks; refused once over `limit` bytes."""
+    if limit is not None and upload.size is not None and upload.size > limit:
         raise file_too_large(limit)
     digest = hashlib.sha256()
     size = 0
     upload.seek(0)
     for block in upload.chunks(HASH_BLOCK_BYTES):
         size += len(block)
-        if size > limit:
+        if limit is not None and size > limit:
             raise file_too_large(limit)
         digest.update(block)
     return digest.hexdigest(), size
