@@ -60,6 +60,7 @@ def write(batch: Batch, lines: Any, kind: str) -> StoredFile | None:
         purpose=FilePurpose.BATCH_OUTPUT,
         content_type="application/jsonl",
         api_key_id=batch.api_key_id,
+        bounded=False,  # answers outgrow their input; the input file was bounded
     )
 
 

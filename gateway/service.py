@@ -538,7 +538,13 @@ async def embed(context: RequestContext, request: EmbeddingsRequest) -> dict[str
     """Embeddings for a validated request, routed and admitted like a chat."""
     context.request_body = request.body
     admit_at_level(context, capacity_state.current())
-    route = RouteRequest(request.model, request.estimated_prompt_tokens, 0, needs_embeddings=True)
+    route = RouteRequest(
+        request.model,
+        request.estimated_prompt_tokens,
+        0,
+        needs_embeddings=True,
+        token_input=request.token_input,
+    )
     plan = await route_and_admit(context, route, request.prompt_tokens_bound)
     data = await context.clients.orchestrator.embed(request.body, plan, deadline_for(plan), context.outcome)
     assert context.outcome.model is not None

@@ -307,6 +307,7 @@ class EmbeddingsRequest:
     model: str
     estimated_prompt_tokens: int
     prompt_tokens_bound: int
+    token_input: bool
 
 
 def parse_embeddings_request(raw: bytes) -> EmbeddingsRequest:
@@ -346,4 +347,5 @@ def validate_embeddings(body: dict[str, Any]) -> EmbeddingsRequest:
             len(item) if is_token_array(item) else estimate_tokens(item) for item in inputs
         ),
         prompt_tokens_bound=embeddings_tokens_bound(body),
+        token_input=any(is_token_array(item) for item in inputs),
     )

@@ -1,7 +1,8 @@
 """A document's ingestion progress on its realtime stream (`/ws/v1/streams/<stream_id>`).
 
 Each ingestion has a stream of its own (Document.stream_id, new on re-ingestion):
-`ingestion.progress` events as batches are stored, then one final
+its `queued` state as the document is added (the stream exists as soon as its id
+is handed out), `ingestion.progress` events as batches are stored, then one final
 `ingestion.ready` or `ingestion.failed`. Progress is advisory: the document row
 is the truth, so a failed publish is logged and never fails the ingestion.
 """

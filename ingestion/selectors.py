@@ -15,6 +15,7 @@ def collections_list() -> QuerySet[Collection]:
     )
 
 
-def documents_list(collection: Collection | None = None) -> QuerySet[Document]:
+def documents_list(collection: Collection | str | None = None) -> QuerySet[Document]:
+    """Every document, or those of one collection (the object or its id)."""
     documents = Document.objects.select_related("collection")
     return documents.filter(collection=collection) if collection is not None else documents

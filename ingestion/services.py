@@ -22,6 +22,7 @@ from django.db import connection, transaction
 
 from capacity.levels import PausedWork
 from capacity.state import is_paused
+from ingestion import progress
 from ingestion.models import (
     Collection,
     Document,
@@ -63,16 +64,19 @@ def store_file(
     purpose: str,
     content_type: str,
     api_key_id: int | None,
+    bounded: bool = True,
 ) -> StoredFile:
-    """Keep `content` in the `files` storage under the tenant's folder. Refuses a file
-    over settings.INGESTION_MAX_FILE_BYTES (413) or empty, before anything is stored."""
+    """Keep `content` in the `files` storage under the tenant's folder. Refuses an
+    empty file, and when `bounded` (what tenants upload; not the files the platform
+    writes, such as a batch's output) one over settings.INGESTION_MAX_FILE_BYTES
+    (413), before anything is stored."""
     if purpose not in FilePurpose.values:
         raise IngestionInputError(f"purpose must be one of {', '.join(FilePurpose.values)}", "purpose")
     filename = (filename or "").strip().replace("\\", "/").rsplit("/", 1)[-1][:255]
     if not filename:
         raise IngestionInputError("a file needs a name", "file")
     upload = ContentFile(content) if isinstance(content, bytes) else content
-    digest, size = file_digest(upload)
+    digest, size = file_digest(upload, settings.INGESTION_MAX_FILE_BYTES if bounded else None)
     if size == 0:
         raise IngestionInputError("the file is empty", "file")
     stored = StoredFile(
@@ -93,17 +97,16 @@ def store_file(
     return stored
 
 
-def file_digest(upload: File[Any]) -> tuple[str, int]:
-    """(SHA-256, size) of `upload`, read in blocks; refused once over the size limit."""
-    limit = settings.INGESTION_MAX_FILE_BYTES
-    if upload.size is not None and upload.size > limit:
+def file_digest(upload: File[Any], limit: int | None) -> tuple[str, int]:
+    """(SHA-256, size) of `upload`, read in blocks; refused once over `limit` bytes."""
+    if limit is not None and upload.size is not None and upload.size > limit:
         raise file_too_large(limit)
     digest = hashlib.sha256()
     size = 0
     upload.seek(0)
     for block in upload.chunks(HASH_BLOCK_BYTES):
         size += len(block)
-        if size > limit:
+        if limit is not None and size > limit:
             raise file_too_large(limit)
         digest.update(block)
     return digest.hexdigest(), size
@@ -352,8 +355,16 @@ def new_document(
         stream_id=streams.new_stream_id("ingest"),
         **fields,
     )
+    announce_queued(document)
     enqueue_ingestion(document.pk)
     return document
+
+
+def announce_queued(document: Document) -> None:
+    """Open the document's new stream with its queued state once the current
+    transaction commits, before its task is sent: a client following the stream id
+    it was given finds the stream (a stream exists from its first event)."""
+    transaction.on_commit(lambda: progress.publish(document))
 
 
 def enqueue_ingestion(document_id: str) -> None:
@@ -397,6 +408,7 @@ def reingest(document: Document) -> Document:
                 "updated_at",
             ]
         )
+        announce_queued(locked)
         enqueue_ingestion(locked.pk)
     return locked
 

@@ -25,6 +25,8 @@ class RouteRequest:
     max_output_tokens: int
     needs_json: bool = False
     needs_embeddings: bool = False
+    # Embeddings of token ids: another tokenizer's, which a local model cannot read.
+    token_input: bool = False
     # What the learned router (routing/router/) judges for `auto`.
     prompt: str = ""
     output: OutputFormat = PLAIN_TEXT
@@ -49,16 +51,19 @@ class RoutingPolicy(Protocol):
 
 def is_capable(model: ModelSpec, request: RouteRequest) -> bool:
     if request.needs_embeddings:
-        return model.supports_embeddings
+        return model.supports_embeddings and not (request.token_input and model.provider.is_local)
     fits = model.context_window >= request.estimated_prompt_tokens + request.max_output_tokens
     return model.supports_chat and fits and (model.supports_json_mode or not request.needs_json)
 
 
 def refuse_unserved_kind(model: ModelSpec, request: RouteRequest) -> None:
-    """A model named for what it never serves (chat on an embedding model, or the
-    reverse) is the caller's mistake: no fallback stands in for it."""
+    """A model named for what it never serves (chat on an embedding model, the
+    reverse, token ids to a local model) is the caller's mistake: no fallback
+    stands in for it."""
     if request.needs_embeddings and not model.supports_embeddings:
         raise NoCapableModelError(f"the model `{model.model_id}` does not serve embeddings")
+    if request.needs_embeddings and not is_capable(model, request):
+        raise NoCapableModelError(f"the model `{model.model_id}` embeds text, not token arrays")
     if not request.needs_embeddings and not model.supports_chat:
         raise NoCapableModelError(f"the model `{model.model_id}` does not serve chat completions")
 

@@ -34,6 +34,7 @@ GETS: dict[str, Callable[[TenantFixture], Model] | None] = {
     "/api/v1/datasets/{id}/cases/{key}/": make_dataset,
     "/api/v1/datasets/{id}/export/": make_dataset,
     "/api/v1/datasets/{id}/versions/": make_dataset,
+    "/api/v1/documents/": None,
     "/api/v1/documents/{id}/": make_document,
     "/api/v1/experiments/": None,
     "/api/v1/experiments/{id}/": make_experiment,

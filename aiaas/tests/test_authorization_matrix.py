@@ -110,6 +110,7 @@ OPERATIONS = [
     Operation(
         "collection-documents", "post", 201, body={"text": "matrix"}, make_object=make_stored_collection
     ),
+    Operation("document-list", "get", 200),
     Operation("document-detail", "get", 200, make_object=make_document),
     Operation("document-detail", "delete", 204, make_object=make_document),
     Operation("document-reingest", "post", 200, make_object=make_document),

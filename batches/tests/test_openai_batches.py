@@ -110,6 +110,32 @@ def test_an_embeddings_batch_answers_each_line(owner: openai.OpenAI, batches_wor
     assert all(line["response"]["body"]["data"][0]["embedding"] for line in output)
 
 
+def test_an_output_file_larger_than_an_upload_may_be_is_written(
+    owner: openai.OpenAI, batches_worker: str, settings: Any
+) -> None:
+    """The upload limit bounds what tenants send: 256 floats a line outgrow the input
+    file many times (10,000 such lines are about 50 MB), and the batch must still end."""
+    rows = [
+        {
+            "custom_id": f"e{n}",
+            "method": "POST",
+            "url": EMBEDDINGS,
+            "body": {"model": "local-embed", "input": "x"},
+        }
+        for n in range(3)
+    ]
+    settings.INGESTION_MAX_FILE_BYTES = len(jsonl(rows))
+    created = owner.batches.create(
+        input_file_id=upload(owner, rows), endpoint=EMBEDDINGS, completion_window="24h"
+    )
+
+    batch = finished(owner, created.id)
+
+    assert batch.status == "completed", batch
+    assert owner.files.retrieve(batch.output_file_id).bytes > settings.INGESTION_MAX_FILE_BYTES  # type: ignore[arg-type]
+    assert [line["custom_id"] for line in lines_of(owner, batch.output_file_id)] == ["e0", "e1", "e2"]
+
+
 def test_an_invalid_input_file_fails_the_batch_with_openais_errors(owner: openai.OpenAI) -> None:
     rows = [
         chat_line("same", "one"),

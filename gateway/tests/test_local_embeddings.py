@@ -155,6 +155,34 @@ def test_auto_chat_never_routes_to_the_embedding_model(gateway: str, serving_ten
     assert response.headers["x-aiaas-model"].startswith("sim-")
 
 
+def test_token_arrays_to_the_local_model_are_a_400(gateway: str, serving_tenant: TenantFixture) -> None:
+    """Token ids are another tokenizer's (tiktoken's, for OpenAI's SDKs): wordllama cannot read them."""
+    for tokens in ([15339, 1917], [[15339, 1917], [1, 2]]):
+        response = post(gateway, serving_tenant.admin_key, {"model": "local-embed", "input": tokens})
+
+        assert response.status_code == 400
+        assert response.json()["error"] == {
+            "message": "the model `local-embed` embeds text, not token arrays",
+            "type": "invalid_request_error",
+            "code": "model_not_capable",
+            "param": "model",
+        }
+
+
+def test_auto_embeds_token_arrays_with_a_model_that_reads_them(
+    gateway: str, serving_tenant: TenantFixture
+) -> None:
+    """LangChain's OpenAIEmbeddings sends token arrays by default: `auto` must not pick local-embed."""
+    client = sdk(gateway, serving_tenant.admin_key)
+
+    tokens = client.embeddings.create(model="auto", input=[[15339, 1917], [1, 2]])
+    text = client.embeddings.create(model="auto", input="hello world")
+
+    assert tokens.model.startswith("sim-")
+    assert len(tokens.data) == 2
+    assert text.model == "local-embed"
+
+
 def test_in_process_embeddings_use_the_local_model(platform_url: str, serving_tenant: TenantFixture) -> None:
     api_key = find_usable_api_key(serving_tenant.admin_key)
     assert api_key is not None

@@ -56,6 +56,7 @@ async def authorized(request: Request, context: RequestContext) -> ApiKey:
         raise GatewayError(401, "x-api-key header is required.", "authentication_error", "missing_api_key")
     header = authorization or f"Bearer {keys[0]}"
     context.api_key = await authenticate(loop_clients().keys, header, ApiKeyScope.INFERENCE)
+    request.state.api_key = context.api_key  # whose origins CORS allows (gateway/transports/cors.py)
     return context.api_key
 
 

@@ -12,6 +12,7 @@ from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from aiaas.api_serializers import StrictSerializer
 from gateway.errors import GatewayError
 from ingestion.models import Collection
 from ingestion.search import (
@@ -49,7 +50,7 @@ class FiltersField(serializers.JSONField):
     """Metadata filters: a value (equality) or `{"$in": [values]}` per metadata key."""
 
 
-class SearchRequestSerializer(serializers.Serializer[Any]):
+class SearchRequestSerializer(StrictSerializer):
     query = serializers.CharField(max_length=MAX_QUERY_CHARS)
     top_k = serializers.IntegerField(min_value=1, max_value=MAX_TOP_K, default=10)
     mode = serializers.ChoiceField(choices=[m.value for m in SearchMode], default=SearchMode.HYBRID.value)

@@ -129,6 +129,12 @@ class DocumentSerializer(StrictModelSerializer[Document]):
         return document.url or None
 
 
+class DocumentsQuerySerializer(serializers.Serializer[Any]):
+    collection_id = serializers.CharField(
+        required=False, max_length=40, help_text="Only this collection's documents."
+    )
+
+
 class CreateDocumentSerializer(StrictSerializer):
     """JSON: exactly one of `text` and `url`. Multipart: a `file`."""
 

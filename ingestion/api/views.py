@@ -18,6 +18,7 @@ from ingestion.api.serializers import (
     CreateCollectionSerializer,
     CreateDocumentSerializer,
     DocumentSerializer,
+    DocumentsQuerySerializer,
     UpdateCollectionSerializer,
 )
 from ingestion.models import Collection, Document, FilePurpose
@@ -137,17 +138,29 @@ class CollectionViewSet(
         return data
 
 
-class DocumentViewSet(mixins.RetrieveModelMixin, mixins.DestroyModelMixin, TenantScopedViewSet):
+class DocumentViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, TenantScopedViewSet
+):
     """Documents of the tenant's collections, with their ingestion progress. Admin keys only."""
 
     required_scope = ApiKeyScope.ADMIN
     required_flag = "ingestion"
     tenant_field = None  # Document lives in the tenant's schema.
     serializer_class = DocumentSerializer
+    pagination_class = CreatedAtPagination
     lookup_value_regex = ID_PATTERN
 
     def tenant_queryset(self) -> QuerySet[Document]:
-        return selectors.documents_list()
+        if self.action != "list":
+            return selectors.documents_list()
+        query = DocumentsQuerySerializer(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
+        return selectors.documents_list(query.validated_data.get("collection_id"))
+
+    @extend_schema(parameters=[DocumentsQuerySerializer])
+    def list(self, request: Request) -> Response:
+        """The tenant's documents, newest first, across collections or of one (`collection_id`)."""
+        return super().list(request)
 
     @extend_schema(responses={204: None})
     def destroy(self, request: Request, pk: str) -> Response:

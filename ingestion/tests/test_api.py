@@ -4,17 +4,22 @@ Another tenant's key on every route: aiaas/tests/test_authorization_matrix.py.""
 
 from __future__ import annotations
 
+import asyncio
+import os
 from typing import Any
 
 import httpx
+import orjson
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django_tenants.utils import tenant_context
 from pytest_django import Settings
 from rest_framework.test import APIClient
 
+from aiaas.celery import app
 from ingestion import pipeline
 from ingestion.models import Chunk, Collection, Document, DocumentSource, StoredFile
 from ingestion.tests.factories import make_collection, sample
+from realtime.tests.clients import bearer, open_socket, ws_url
 from testing.database import committed
 from testing.tenants import TenantFixture
 
@@ -76,6 +81,28 @@ def test_text_is_added_once_and_the_duplicate_answers_200(
     assert first.json()["metadata"] == {"lang": "en"}
     listed = api_client.get(url).json()
     assert [d["id"] for d in listed["data"]] == [first.json()["id"]]
+
+
+def test_documents_are_listed_across_collections_or_for_one(
+    api_client: APIClient, tenant: TenantFixture, registry: str
+) -> None:
+    first, second = create(api_client).json()["id"], create(api_client, name="more").json()["id"]
+    added = [
+        api_client.post(f"/api/v1/collections/{collection}/documents", {"text": text}, format="json")
+        for collection, text in ((first, "one"), (second, "two"), (second, "three"))
+    ]
+    ids = [response.json()["id"] for response in added]
+
+    every = api_client.get("/api/v1/documents?limit=100").json()
+    of_second = api_client.get(f"/api/v1/documents?collection_id={second}").json()
+    paged = api_client.get(f"/api/v1/documents?collection_id={second}&limit=1").json()
+
+    assert every["object"] == "list"
+    assert set(ids) <= {d["id"] for d in every["data"]}
+    assert [d["id"] for d in of_second["data"]] == [ids[2], ids[1]]
+    assert {d["collection_id"] for d in of_second["data"]} == {second}
+    assert ([d["id"] for d in paged["data"]], paged["has_more"]) == ([ids[2]], True)
+    assert api_client.get("/api/v1/documents?collection_id=vs_missing").json()["data"] == []
 
 
 def test_a_document_needs_exactly_one_source(
@@ -171,3 +198,39 @@ def test_an_upload_over_the_general_body_limit_reaches_the_api(
             return Document.objects.get(pk=uploaded.json()["id"])
 
     assert committed(read).source == DocumentSource.UPLOAD
+
+
+def test_a_documents_stream_opens_as_soon_as_it_is_added_with_its_queued_state(
+    gateway: str, serving_tenant: TenantFixture, settings: Settings
+) -> None:
+    """The answer hands out `stream_id` before any worker starts: a client following it
+    at once gets the queued state, not a 404 (docs/realtime.md: a stream exists from its
+    first event). No worker consumes this queue, so the document stays queued."""
+    settings.INGESTION_QUEUE = f"test-ingestion-nobody-{os.getpid()}"
+    headers = {**bearer(serving_tenant.admin_key), "Host": settings.BASE_DOMAIN}
+    api = gateway.removesuffix("/v1") + "/api/v1"
+    collection = httpx.post(f"{api}/collections", json={"name": "live"}, headers=headers, timeout=20)
+    added = httpx.post(
+        f"{api}/collections/{collection.json()['id']}/documents", json={"text": "hello"}, headers=headers
+    )
+    document = added.json()
+
+    async def first_event() -> dict[str, Any]:
+        url = ws_url(gateway, f"/ws/v1/streams/{document['stream_id']}")
+        async with open_socket(url, bearer(serving_tenant.admin_key)) as connection:
+            event: dict[str, Any] = orjson.loads(await asyncio.wait_for(connection.recv(), 10))
+            return event
+
+    assert added.status_code == 201, added.text
+    event = asyncio.run(first_event())
+    with app.connection_for_write() as broker:
+        broker.default_channel.queue_purge(settings.INGESTION_QUEUE)
+    assert event == {
+        "type": "ingestion.progress",
+        "document_id": document["id"],
+        "status": "queued",
+        "chunks_done": 0,
+        "chunks_total": 0,
+        "stream_id": document["stream_id"],
+        "seq": 1,
+    }

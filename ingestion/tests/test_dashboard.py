@@ -8,6 +8,7 @@ from __future__ import annotations
 from django.contrib.postgres.search import SearchVector
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db.models import Value
+from django.utils import timezone
 from django_tenants.utils import tenant_context
 
 from accounts.models import Role
@@ -15,6 +16,7 @@ from accounts.tests.factories import browser_for, make_user
 from ingestion.models import Chunk, Collection, Document, DocumentSource, DocumentStatus
 from ingestion.tests.factories import make_collection_with_file, make_stored_collection
 from ingestion.web.highlighting import highlight
+from tenants.models import ApiKey
 from testing.tenants import TenantFixture
 
 KNOWLEDGE = "/dashboard/knowledge/"
@@ -75,6 +77,18 @@ def test_uploads_urls_and_text_become_queued_documents_of_the_chosen_key(tenant:
     assert html.count("<progress") == 4
     assert 'id="dropzone"' in html
     assert 'type="file" name="documents"' in html
+
+
+def test_every_form_preselects_the_only_key(tenant: TenantFixture) -> None:
+    """A file dropped on the page is submitted at once: with one key there is nothing to choose."""
+    # Other tests' servers may have committed keys to this tenant: this one keeps one.
+    only = tenant.provisioned.issued_key.api_key
+    ApiKey.objects.filter(tenant=tenant.tenant).exclude(pk=only.pk).update(revoked_at=timezone.now())
+    collection = make_stored_collection(tenant)
+
+    html = tenant.web_client().get(f"{KNOWLEDGE}{collection.pk}/").content.decode()
+
+    assert html.count(f'<option value="{key_id(tenant)}" selected>') == 4  # upload, URL, text, search
 
 
 def test_a_bad_url_is_shown_on_the_form(tenant: TenantFixture) -> None:

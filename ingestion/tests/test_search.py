@@ -382,6 +382,7 @@ def test_a_key_without_the_read_scope_is_refused(tenant: TenantFixture) -> None:
         ({"query": "x", "filters": {"lang": {"$regex": "e"}}}, "filters.lang"),
         ({"query": "x", "filters": {"lang": {"$in": "en"}}}, "filters.lang"),
         ({"query": "x", "document_ids": "doc_1"}, "document_ids"),
+        ({"query": "x", "rerank": True}, "rerank"),
     ],
 )
 def test_bad_input_gets_a_400_naming_the_field(

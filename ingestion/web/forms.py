@@ -14,7 +14,8 @@ KEY_HELP = "Embeddings are counted against this key (its limits and budget)."
 
 
 class KeyedForm(forms.Form):
-    """A form whose work is attributed to one of the tenant's inference keys."""
+    """A form whose work is attributed to one of the tenant's inference keys, chosen
+    for the user when there is only one (a dropped file is submitted at once)."""
 
     api_key = forms.ModelChoiceField(queryset=ApiKey.objects.none(), label="API key", help_text=KEY_HELP)
 
@@ -23,6 +24,8 @@ class KeyedForm(forms.Form):
         field = self.fields["api_key"]
         assert isinstance(field, forms.ModelChoiceField)
         field.queryset = ApiKey.objects.filter(pk__in=[key.pk for key in keys])
+        if len(keys) == 1:
+            field.initial = keys[0].pk
 
 
 class CollectionForm(KeyedForm):

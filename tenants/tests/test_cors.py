@@ -206,3 +206,16 @@ def test_v1_answers_a_preflight_and_names_the_origin_for_the_keys_tenant(
     assert no_key.status_code == 401
     for response in (other_tenant_key, other_origin, no_key):
         assert "access-control-allow-origin" not in response.headers
+
+
+def test_v1_messages_names_the_origin_for_the_keys_tenant_however_the_key_is_sent(
+    gateway: str, app_allowed: str
+) -> None:
+    """The Anthropic facade reads its key from `x-api-key` as well as Bearer: both are the key's tenant's."""
+    body = {"model": "sim-small", "max_tokens": 5, "messages": [{"role": "user", "content": "Hi"}]}
+    for key_header in ({"x-api-key": app_allowed}, {"Authorization": f"Bearer {app_allowed}"}):
+        headers = {**key_header, "anthropic-version": "2023-06-01", "Origin": APP}
+        response = httpx.post(f"{gateway}/messages", json=body, headers=headers, timeout=20)
+
+        assert response.status_code == 200, response.text
+        assert response.headers["access-control-allow-origin"] == APP
