@@ -4,9 +4,14 @@ them returns."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
+from django.db import connection
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
@@ -71,3 +76,31 @@ def test_new_experiments_wait_queued_while_evals_are_paused_and_are_sent_on_resu
     assert experiment.status == ExperimentStatus.QUEUED
     assert len(paused) == 0
     assert resumed_count == queued == len(resumed) >= 1
+
+
+FIRST_READ = """
+import django
+django.setup()
+from capacity.levels import PausedWork
+from capacity.state import is_paused
+print(is_paused(PausedWork.EVALS), is_paused(PausedWork.INGESTION), flush=True)
+"""
+
+
+def test_a_fresh_process_pauses_its_first_work_at_a_pausing_level(db: None) -> None:
+    """A web process or worker just started read `normal` until its first load
+    finished, so its first experiment or document was sent at a critical level."""
+    database = urlsplit(os.environ["DATABASE_URL"])._replace(path=f"/{connection.settings_dict['NAME']}")
+    environment = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "testing.settings",
+        "DATABASE_URL": database.geturl(),
+    }
+
+    with held_at(Level.CRITICAL, reason="fresh process"):
+        first = subprocess.run(  # noqa: S603 (our own interpreter and script)
+            [sys.executable, "-c", FIRST_READ], capture_output=True, text=True, env=environment, timeout=60
+        )
+
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.split() == ["True", "True"]
