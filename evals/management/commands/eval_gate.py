@@ -12,6 +12,7 @@ from evals.datasets import DatasetInputError
 from evals.models import ACTIVE_EXPERIMENT_STATUSES, Experiment
 from evals.selectors import ComparisonError
 from evals.services import ExperimentInputError
+from ingestion.runtime import close_runtime
 from tenants.models import Tenant
 
 USAGE_ERROR = 2  # bad arguments or data; 1 is reserved for "the gate failed"
@@ -53,6 +54,8 @@ class Command(BaseCommand):
                 report = self.report(tenant, options)
         except (DatasetInputError, ExperimentInputError, ComparisonError) as error:
             raise CommandError(str(error), returncode=USAGE_ERROR) from None
+        finally:
+            close_runtime()  # the run's gateway clients, or each exit logs their unclosed sessions
         if options["json"]:
             self.stdout.write(json.dumps(report))
         else:
