@@ -165,11 +165,15 @@ def test_a_finished_experiment_is_gated_without_running_anything(tenant: TenantF
 
 def test_bad_arguments_are_a_usage_error(tenant: TenantFixture) -> None:
     slug = tenant.tenant.slug
+    finished = make_experiment(tenant)
     calls = [
         ("--tenant", "no-such-tenant", "--experiment", "exp_x"),
         ("--tenant", slug, "--experiment", "exp_missing"),
         ("--tenant", slug, "--suite", "golden-orders"),
         ("--tenant", slug, "--suite", "no-such-dataset", "--model", "sim-small"),
+        # As POST /api/v1/experiments/{id}/gate refuses them, not a gate that can never pass.
+        ("--tenant", slug, "--experiment", finished.pk, "--min-pass-rate", "90"),
+        ("--tenant", slug, "--experiment", finished.pk, "--max-regressions", "-1"),
     ]
 
     for arguments in calls:

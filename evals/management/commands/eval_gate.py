@@ -65,6 +65,10 @@ class Command(BaseCommand):
 
     def report(self, tenant: Tenant, options: dict[str, Any]) -> dict[str, Any]:
         rule = gate.GateRule(options["min_pass_rate"], options["max_regressions"])
+        if rule.min_pass_rate is not None and not 0 <= rule.min_pass_rate <= 1:
+            raise CommandError("--min-pass-rate is a rate, from 0 to 1.", returncode=USAGE_ERROR)
+        if rule.max_regressions is not None and rule.max_regressions < 0:
+            raise CommandError("--max-regressions is a count, at least 0.", returncode=USAGE_ERROR)
         baseline = finished(options["baseline"], "--baseline") if options["baseline"] else None
         if options["experiment"]:
             experiment = finished(options["experiment"], "--experiment")
