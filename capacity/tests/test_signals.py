@@ -11,6 +11,8 @@ from decimal import Decimal
 
 import httpx
 import pytest
+import redis
+from django.conf import settings
 from django.utils import timezone
 
 from aiaas.redis_clients import new_async_client, sync_client
@@ -123,3 +125,21 @@ def test_top_tenants_are_the_busiest_in_the_last_minute_of_the_ledger(
     loads = [(load.slug, load.requests, load.tokens) for load in top_tenants_by_load()]
 
     assert loads[:2] == [(tenant.tenant.slug, 3, 45), (other_tenant.tenant.slug, 1, 15)]
+
+
+def test_one_failed_provider_call_is_not_an_error_rate() -> None:
+    """A quiet platform's one timed-out call read as a 100% error rate: critical, every
+    normal key shed. A database of the test Redis no other test uses holds the windows."""
+    client = redis.Redis.from_url(settings.REDIS_URL, db=9)
+    window = "breaker:{signals-test}:window"
+    try:
+        client.hset(window, mapping={"c1": 1, "f1": 1})
+
+        assert signals.provider_error_rate(client) is None
+
+        client.hset(window, mapping={"c1": signals.MIN_PROVIDER_CALLS, "f1": 5})
+
+        assert signals.provider_error_rate(client) == 5 / signals.MIN_PROVIDER_CALLS
+    finally:
+        client.delete(window)
+        client.close()
