@@ -22,6 +22,7 @@ from django.db import connection, transaction
 
 from capacity.levels import PausedWork
 from capacity.state import is_paused
+from ingestion import progress
 from ingestion.models import (
     Collection,
     Document,
@@ -352,6 +353,7 @@ def new_document(
         stream_id=streams.new_stream_id("ingest"),
         **fields,
     )
+    progress.publish_queued(document)
     enqueue_ingestion(document.pk)
     return document
 
@@ -397,6 +399,7 @@ def reingest(document: Document) -> Document:
                 "updated_at",
             ]
         )
+        progress.publish_queued(locked)
         enqueue_ingestion(locked.pk)
     return locked
 

@@ -4,6 +4,7 @@ them returns."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
 from django.db import connection
 from django.utils import timezone
 from django_tenants.utils import tenant_context
@@ -23,7 +25,10 @@ from ingestion import services
 from ingestion.models import Document, DocumentStatus
 from ingestion.sweeper import resume_schema
 from ingestion.tests.factories import key_id, make_collection
+from realtime.tests.clients import bearer, open_socket
+from realtime.tests.test_stream_socket import stream_url
 from testing.capacity import held_at
+from testing.database import committed
 from testing.tenants import TenantFixture
 
 MESSAGES = {"messages": [{"role": "user", "content": "hi"}]}
@@ -104,3 +109,35 @@ def test_a_fresh_process_pauses_its_first_work_at_a_pausing_level(db: None) -> N
 
     assert first.returncode == 0, first.stderr
     assert first.stdout.split() == ["True", "True"]
+
+
+def test_a_paused_documents_stream_opens_at_once_and_says_queued(
+    gateway: str, serving_tenant: TenantFixture
+) -> None:
+    """The document's stream_id is in the API's answer, but its first event came only
+    when a worker took it: while ingestion was paused a client's socket got 404."""
+
+    def added() -> Document:
+        with tenant_context(serving_tenant.tenant):
+            collection = make_collection(serving_tenant)
+            document, _ = services.add_text(
+                collection, text=f"Paused {uuid.uuid4().hex}.", api_key_id=key_id(serving_tenant)
+            )
+            return document
+
+    with held_at(Level.DEGRADED, pause_work=["ingestion"]):
+        document = committed(added)
+
+    async def first_event() -> dict[str, Any]:
+        url = stream_url(gateway, document.stream_id)
+        async with open_socket(url, bearer(serving_tenant.admin_key)) as connection:
+            event: dict[str, Any] = orjson.loads(await connection.recv())
+            return event
+
+    event = asyncio.run(asyncio.wait_for(first_event(), 30))
+
+    assert (event["type"], event["document_id"], event["status"]) == (
+        "ingestion.progress",
+        document.pk,
+        "queued",
+    )
