@@ -37,7 +37,7 @@ class LogContextMiddleware:
 
     def process_view(self, request: HttpRequest, *args: Any) -> None:
         if request.resolver_match is not None:
-            logs.bind(route=f"/{request.resolver_match.route}")
+            logs.bind(route=route_template(request.resolver_match.route))  # as the metrics label it
 
 
 class HealthCheckMiddleware:

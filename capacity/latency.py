@@ -4,8 +4,11 @@ Each process counts its requests' times in a small histogram in memory (no I/O
 on the request path) and adds it to Redis at most once a second, in a task of
 its own after a request settles. Redis keeps one hash per kind and
 WINDOW_SECONDS window for every process together; the evaluator sums the
-windows of the last minute and reads the 95th percentile as the upper bound of
-its bucket (an overestimate by at most one bucket).
+windows of the last minute and reads the 95th percentile inside its bucket,
+interpolated as Prometheus' histogram_quantile does: the thresholds are bucket
+bounds, and a bucket's upper bound would enter them one bucket early (50 ms at
+26 ms). Fewer than MIN_REQUESTS in the window is no reading: one slow request
+(a cold process's first) is not load.
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
-import math
 import threading
 import time
 from collections.abc import Sequence
@@ -31,6 +33,7 @@ WINDOW_SECONDS = 10
 FLUSH_SECONDS = 1.0
 KEEP_SECONDS = 180
 PERCENTILE = 0.95
+MIN_REQUESTS = 20
 
 
 class Kind(StrEnum):
@@ -104,7 +107,7 @@ def percentile_ms(
     client: redis.Redis, kind: Kind, seconds: int = 60, now: float | None = None
 ) -> float | None:
     """The 95th percentile of `kind` over the last `seconds`, every process together
-    (None without a request in them)."""
+    (None with fewer than MIN_REQUESTS in them)."""
     last = int((time.time() if now is None else now) // WINDOW_SECONDS)
     pipe = client.pipeline(transaction=False)
     for window in range(last - seconds // WINDOW_SECONDS, last + 1):
@@ -113,16 +116,19 @@ def percentile_ms(
     for stored in pipe.execute():
         for index, count in stored.items():
             totals[int(index)] += int(count)
-    return bucket_percentile(totals, PERCENTILE)
+    return bucket_percentile(totals, PERCENTILE) if sum(totals) >= MIN_REQUESTS else None
 
 
 def bucket_percentile(counts: Sequence[int], fraction: float) -> float | None:
+    """The `fraction` quantile of bucketed counts, linear inside its bucket; past the
+    last bound, twice that bound. None without counts."""
     total = sum(counts)
     if total == 0:
         return None
-    rank, seen = math.ceil(total * fraction), 0
-    for index, count in enumerate(counts):
-        seen += count
-        if seen >= rank:
-            return float(BUCKETS_MS[index]) if index < len(BUCKETS_MS) else float(BUCKETS_MS[-1] * 2)
+    rank, below = total * fraction, 0
+    for index, count in enumerate(counts[: len(BUCKETS_MS)]):
+        if count and below + count >= rank:
+            lower = BUCKETS_MS[index - 1] if index else 0
+            return lower + (BUCKETS_MS[index] - lower) * (rank - below) / count
+        below += count
     return float(BUCKETS_MS[-1] * 2)

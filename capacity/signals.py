@@ -3,7 +3,8 @@
 - gateway_overhead_p95_ms, upstream_p95_ms: the gateway's own time and its time
   waiting on providers, p95 over DEGRADE_SIGNAL_WINDOW_SECONDS (capacity/latency.py);
 - provider_error_rate: failed over all calls in the circuit breakers' rolling
-  windows in Redis (gateway/resilience/breaker_scripts.py), every provider model;
+  windows in Redis (gateway/resilience/breaker_scripts.py), every provider model,
+  once they hold MIN_PROVIDER_CALLS (a rate of fewer is a failure, not an outage);
 - celery_queue_depth: the deepest Celery queue (aiaas/observability/celery.py);
 - redis_memory_ratio: used_memory over maxmemory of the limits server, the gateway's
   (0 when Redis has no maxmemory);
@@ -31,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 Signals = dict[str, float | None]
 BREAKER_WINDOWS = "breaker:*:window"
+MIN_PROVIDER_CALLS = 20
 
 
 def gateway_overhead_p95_ms(client: redis.Redis) -> float | None:
@@ -49,7 +51,7 @@ def provider_error_rate(client: redis.Redis) -> float | None:
                 calls += int(count)
             else:
                 failures += int(count)
-    return failures / calls if calls else None
+    return failures / calls if calls >= MIN_PROVIDER_CALLS else None
 
 
 def celery_queue_depth(client: redis.Redis) -> float | None:

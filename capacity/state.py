@@ -2,11 +2,12 @@
 the gateway's hot path without I/O.
 
 The copy is loaded from PostgreSQL on first use (on a thread of its own, so an
-event loop never waits on it; until then the level reads `normal`) and replaced
-whenever the control bus announces the topic "degrade", within a second in
-every process (capacity.services announces every change after its commit). An
-announcement carries the new level and source; an empty one (the bus
-reconnected, and may have missed some) reloads from PostgreSQL.
+event loop never waits on it; until then the level reads `normal`, except to
+is_paused, which waits for it) and replaced whenever the control bus announces
+the topic "degrade", within a second in every process (capacity.services
+announces every change after its commit). An announcement carries the new level
+and source; an empty one (the bus reconnected, and may have missed some)
+reloads from PostgreSQL.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from capacity.levels import Effects, Level, PausedWork, Source, effects_for
 logger = logging.getLogger(__name__)
 
 TOPIC = "degrade"
+FIRST_LOAD_WAIT_SECONDS = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +63,12 @@ def wait_until_loaded(timeout: float = 5.0) -> bool:
 
 
 def is_paused(kind: PausedWork) -> bool:
-    """Whether new work of `kind` waits (queued, not started) at this process's level."""
-    return kind in current().effects.pause_work
+    """Whether new work of `kind` waits (queued, not started) at this process's level.
+    Off the hot path, a fresh process waits up to FIRST_LOAD_WAIT_SECONDS for its first
+    read rather than send work as if the level were `normal`."""
+    current()
+    _loaded.wait(FIRST_LOAD_WAIT_SECONDS)
+    return kind in _snapshot.effects.pause_work
 
 
 def apply(snapshot: Snapshot) -> None:

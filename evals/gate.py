@@ -2,8 +2,9 @@
 
 One rule for the command (`manage.py eval_gate`), the API (`POST
 /api/v1/experiments/{id}/gate`) and the nightly run: an experiment passes
-when it succeeded, its pass rate is at least `min_pass_rate` (when given),
-and, against a baseline, at most `max_regressions` cases regressed (0 when a
+when it succeeded, no case errored (the target gave no answer to score: a
+provider down or every request shed is not a pass), its pass rate is at least
+`min_pass_rate` (when given), and, against a baseline, at most `max_regressions` cases regressed (0 when a
 baseline is given without it). A regression is a case that passed in the
 baseline and fails now, or whose score fell by evals.statistics.SCORE_STEP.
 The report says why it failed in `reasons`, so a CI log is enough to act on.
@@ -17,7 +18,7 @@ from typing import Any
 from evals import golden, runner
 from evals.datasets import DatasetInputError, latest_version
 from evals.models import Dataset, Experiment, ExperimentStatus, TargetKind
-from evals.selectors import gate_inputs
+from evals.selectors import GateInputs, gate_inputs
 from evals.services import create_experiment
 from evals.statistics import Change, Comparison
 from tenants.models import ApiKey, ApiKeyScope, Tenant
@@ -38,7 +39,7 @@ def gate_report(experiment: Experiment, baseline: Experiment | None, rule: GateR
     max_regressions = rule.max_regressions
     if baseline is not None and max_regressions is None:
         max_regressions = 0
-    reasons = failures(experiment, inputs.pass_rate, inputs.regressions, rule.min_pass_rate, max_regressions)
+    reasons = failures(experiment, inputs, rule.min_pass_rate, max_regressions)
     comparison = inputs.comparison
     return {
         "suite": experiment.version.dataset.name,
@@ -47,10 +48,11 @@ def gate_report(experiment: Experiment, baseline: Experiment | None, rule: GateR
         "status": experiment.status,
         "baseline": baseline.pk if baseline is not None else None,
         "n": inputs.n,
+        "errored": inputs.errors,
         "pass_rate": inputs.pass_rate,
         "ci_low": inputs.ci_low,
         "ci_high": inputs.ci_high,
-        "cost_usd": str(inputs.cost_usd),
+        "cost_usd": f"{inputs.cost_usd:f}",
         "regressions": inputs.regressions,
         "regressed_cases": regressed_keys(comparison),
         "mcnemar_p": comparison.mcnemar_p if comparison is not None else None,
@@ -62,15 +64,14 @@ def gate_report(experiment: Experiment, baseline: Experiment | None, rule: GateR
 
 
 def failures(
-    experiment: Experiment,
-    pass_rate: float | None,
-    regressions: int | None,
-    min_pass_rate: float | None,
-    max_regressions: int | None,
+    experiment: Experiment, inputs: GateInputs, min_pass_rate: float | None, max_regressions: int | None
 ) -> list[str]:
+    pass_rate, regressions = inputs.pass_rate, inputs.regressions
     reasons = []
     if experiment.status != ExperimentStatus.SUCCEEDED:
         reasons.append(f"the experiment is {experiment.status}, not succeeded")
+    if inputs.errors:
+        reasons.append(f"{inputs.errors} of {inputs.n} cases errored (the target gave no answer to score)")
     if min_pass_rate is not None and (pass_rate is None or pass_rate < min_pass_rate):
         shown = "none" if pass_rate is None else f"{pass_rate:.4f}"
         reasons.append(f"pass rate {shown} is below {min_pass_rate}")
@@ -104,7 +105,7 @@ def comparison_json(candidate: Experiment, baseline: Experiment, comparison: Com
         "pass_rate_delta_ci": interval(comparison.pass_rate_delta_ci),
         "mean_score_delta": comparison.mean_score_delta,
         "mean_score_delta_ci": interval(comparison.mean_score_delta_ci),
-        "cost_delta_usd": str(comparison.cost_delta_usd),
+        "cost_delta_usd": f"{comparison.cost_delta_usd:f}",
         "latency_p50_delta_ms": comparison.latency_p50_delta_ms,
         "latency_p95_delta_ms": comparison.latency_p95_delta_ms,
         "cases": [

@@ -1,7 +1,8 @@
 """An experiment's progress on its realtime stream (`/ws/v1/streams/<stream_id>`).
 
-`experiment.progress` events as results are stored (cases done, passed,
-errored, of how many), then one final `experiment.succeeded`, `.failed` or
+`experiment.progress` events from its creation (status `queued`, so the
+stream the API names can be opened at once) and as results are stored (cases
+done, passed, errored, of how many), then one final `experiment.succeeded`, `.failed` or
 `.cancelled` with the aggregates. Progress is advisory: the experiment's rows
 are the truth, so a failed publish is logged and never fails the experiment.
 """
@@ -67,3 +68,14 @@ def publish(experiment: Experiment, counts: Counts | None = None) -> None:
         pass  # a redelivered task after the final event: nothing more to say
     except (RedisError, ValueError):
         logger.warning("evals: progress of %s not published", experiment.pk, exc_info=True)
+
+
+def publish_queued(experiment: Experiment, schema_name: str, total: int) -> None:
+    """The stream's first event, for a just created experiment: a socket on a stream
+    with no event yet is refused (404), and a paused experiment may wait long. (Should
+    the creating transaction roll back, a stream nobody knows the id of remains.)"""
+    event = progress_event(experiment, Counts(total=total))
+    try:
+        streams.publish(schema_name, experiment.stream_id, event)
+    except (RedisError, ValueError):
+        logger.warning("evals: the queued event of %s not published", experiment.pk, exc_info=True)

@@ -64,9 +64,11 @@ def compare(candidate: Experiment, baseline: Experiment) -> Comparison:
 @dataclass(frozen=True)
 class GateInputs:
     """What a deploy gate decides on: the pass rate with its 95% interval, the
-    cost, and the regressions against a baseline (None without one)."""
+    cases the target did not answer, the cost, and the regressions against a
+    baseline (None without one)."""
 
     n: int
+    errors: int
     pass_rate: float | None
     ci_low: float | None
     ci_high: float | None
@@ -81,6 +83,7 @@ def gate_inputs(experiment: Experiment, baseline: Experiment | None = None) -> G
     comparison = compare(experiment, baseline) if baseline is not None else None
     return GateInputs(
         n=stats.n,
+        errors=stats.errors,
         pass_rate=stats.pass_rate,
         ci_low=low,
         ci_high=high,

@@ -80,6 +80,7 @@ def create_experiment(
         lock_version(version.pk)
         if enqueue:
             enqueue_experiment(experiment.pk)
+    progress.publish_queued(experiment, current_schema_name(), version.cases.count())
     return experiment
 
 

@@ -73,7 +73,7 @@ class Aggregates:
             "mean_score": self.mean_score,
             "score_ci_low": score_low,
             "score_ci_high": score_high,
-            "cost_usd": str(self.cost_usd),
+            "cost_usd": f"{self.cost_usd:f}",
             "latency_ms": {"p50": self.latency_p50_ms, "p95": self.latency_p95_ms},
         }
 

@@ -52,3 +52,13 @@ def publish(document: Document) -> None:
         pass  # a redelivered task after the final event: nothing more to say
     except (RedisError, ValueError):
         logger.warning("ingestion: progress of %s not published", document.pk, exc_info=True)
+
+
+def publish_queued(document: Document) -> None:
+    """The stream's first event, as the document is queued: a socket on a stream with
+    no event yet is refused (404), and a document waits long while ingestion is paused.
+    Sent once the queuing transaction commits (services.announce_queued)."""
+    try:
+        streams.publish(current_schema_name(), document.stream_id, event_of(document))
+    except (RedisError, ValueError):
+        logger.warning("ingestion: the queued event of %s not published", document.pk, exc_info=True)

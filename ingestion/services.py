@@ -364,7 +364,7 @@ def announce_queued(document: Document) -> None:
     """Open the document's new stream with its queued state once the current
     transaction commits, before its task is sent: a client following the stream id
     it was given finds the stream (a stream exists from its first event)."""
-    transaction.on_commit(lambda: progress.publish(document))
+    transaction.on_commit(lambda: progress.publish_queued(document))
 
 
 def enqueue_ingestion(document_id: str) -> None:

@@ -4,9 +4,16 @@ them returns."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
+import orjson
+from django.db import connection
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
@@ -18,7 +25,10 @@ from ingestion import services
 from ingestion.models import Document, DocumentStatus
 from ingestion.sweeper import resume_schema
 from ingestion.tests.factories import key_id, make_collection
+from realtime.tests.clients import bearer, open_socket
+from realtime.tests.test_stream_socket import stream_url
 from testing.capacity import held_at
+from testing.database import committed
 from testing.tenants import TenantFixture
 
 MESSAGES = {"messages": [{"role": "user", "content": "hi"}]}
@@ -71,3 +81,63 @@ def test_new_experiments_wait_queued_while_evals_are_paused_and_are_sent_on_resu
     assert experiment.status == ExperimentStatus.QUEUED
     assert len(paused) == 0
     assert resumed_count == queued == len(resumed) >= 1
+
+
+FIRST_READ = """
+import django
+django.setup()
+from capacity.levels import PausedWork
+from capacity.state import is_paused
+print(is_paused(PausedWork.EVALS), is_paused(PausedWork.INGESTION), flush=True)
+"""
+
+
+def test_a_fresh_process_pauses_its_first_work_at_a_pausing_level(db: None) -> None:
+    """A web process or worker just started read `normal` until its first load
+    finished, so its first experiment or document was sent at a critical level."""
+    database = urlsplit(os.environ["DATABASE_URL"])._replace(path=f"/{connection.settings_dict['NAME']}")
+    environment = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "testing.settings",
+        "DATABASE_URL": database.geturl(),
+    }
+
+    with held_at(Level.CRITICAL, reason="fresh process"):
+        first = subprocess.run(  # noqa: S603 (our own interpreter and script)
+            [sys.executable, "-c", FIRST_READ], capture_output=True, text=True, env=environment, timeout=60
+        )
+
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.split() == ["True", "True"]
+
+
+def test_a_paused_documents_stream_opens_at_once_and_says_queued(
+    gateway: str, serving_tenant: TenantFixture
+) -> None:
+    """The document's stream_id is in the API's answer, but its first event came only
+    when a worker took it: while ingestion was paused a client's socket got 404."""
+
+    def added() -> Document:
+        with tenant_context(serving_tenant.tenant):
+            collection = make_collection(serving_tenant)
+            document, _ = services.add_text(
+                collection, text=f"Paused {uuid.uuid4().hex}.", api_key_id=key_id(serving_tenant)
+            )
+            return document
+
+    with held_at(Level.DEGRADED, pause_work=["ingestion"]):
+        document = committed(added)
+
+    async def first_event() -> dict[str, Any]:
+        url = stream_url(gateway, document.stream_id)
+        async with open_socket(url, bearer(serving_tenant.admin_key)) as connection:
+            event: dict[str, Any] = orjson.loads(await connection.recv())
+            return event
+
+    event = asyncio.run(asyncio.wait_for(first_event(), 30))
+
+    assert (event["type"], event["document_id"], event["status"]) == (
+        "ingestion.progress",
+        document.pk,
+        "queued",
+    )

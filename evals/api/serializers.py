@@ -469,6 +469,7 @@ class GateReportSerializer(StrictSerializer):
     status = serializers.CharField()
     baseline = serializers.CharField(allow_null=True)
     n = serializers.IntegerField()
+    errored = serializers.IntegerField(help_text="Cases the target gave no answer to (any fails the gate).")
     pass_rate = serializers.FloatField(allow_null=True)
     ci_low = serializers.FloatField(allow_null=True)
     ci_high = serializers.FloatField(allow_null=True)

@@ -4,9 +4,11 @@ before any case is called; a valid one pins its target and locks its version."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
+import orjson
 import pytest
 from django_tenants.utils import tenant_context
 
@@ -14,7 +16,10 @@ from agents.services import create_agent
 from evals import services
 from evals.models import Case, Dataset, DatasetVersion, Experiment, ExperimentStatus
 from evals.services import ExperimentInputError
+from realtime.tests.clients import bearer, open_socket
+from realtime.tests.test_stream_socket import stream_url
 from registry.tests.factories import create_prompt
+from testing.database import committed
 from testing.tenants import TenantFixture
 
 MESSAGES = {"messages": [{"role": "user", "content": "hi"}]}
@@ -180,3 +185,31 @@ def test_a_baseline_of_another_dataset_is_refused(tenant: TenantFixture, registr
             "baseline",
             "The baseline is an experiment of another dataset.",
         )
+
+
+def test_the_stream_of_a_created_experiment_opens_at_once(
+    gateway: str, serving_tenant: TenantFixture
+) -> None:
+    """Its id is in the API's answer; the first event came only when a worker started
+    it, so a client that connected at once got a 404 (and, paused, for long)."""
+
+    def queued() -> Experiment:
+        with tenant_context(serving_tenant.tenant):
+            return create(serving_tenant, make_version())
+
+    experiment = committed(queued)
+
+    async def first_event() -> dict[str, Any]:
+        url = stream_url(gateway, experiment.stream_id)
+        async with open_socket(url, bearer(serving_tenant.admin_key)) as connection:
+            event: dict[str, Any] = orjson.loads(await connection.recv())
+            return event
+
+    event = asyncio.run(asyncio.wait_for(first_event(), 30))
+
+    assert (event["type"], event["experiment_id"], event["status"]) == (
+        "experiment.progress",
+        experiment.pk,
+        "queued",
+    )
+    assert (event["done"], event["total"]) == (0, 1)

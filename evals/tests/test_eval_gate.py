@@ -6,12 +6,18 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
+from django.db import connection
 from django_tenants.utils import tenant_context
 
 from evals import golden
@@ -102,6 +108,34 @@ def test_a_suite_run_in_process_passes_then_fails_on_a_planted_regression(
         assert Experiment.objects.get(pk=again["experiment"]).version.dataset.name == SUITE
 
 
+def test_manage_py_eval_gate_in_a_process_of_its_own_prints_only_its_report(
+    serving_tenant: TenantFixture, simulator: str
+) -> None:
+    """As a CI job runs it: stdout is one JSON object, the exit status the verdict,
+    and stderr has no error (the run's gateway sessions were left unclosed at exit)."""
+    plant(simulator, right_answers())
+    database = urlsplit(os.environ["DATABASE_URL"])._replace(path=f"/{connection.settings_dict['NAME']}")
+    environment = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "testing.settings",
+        "DATABASE_URL": database.geturl(),
+    }
+    arguments = ["--tenant", serving_tenant.tenant.slug, "--suite", SUITE, "--model", "sim-small"]
+
+    run = subprocess.run(  # noqa: S603 (our own interpreter and manage.py)
+        [sys.executable, str(settings.BASE_DIR / "manage.py"), "eval_gate", *arguments, "--json"],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=120,
+    )
+
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    assert (report["suite"], report["n"], report["pass_rate"], report["passed"]) == (SUITE, 12, 1.0, True)
+    assert "ERROR" not in run.stderr, run.stderr
+
+
 def test_a_finished_experiment_is_gated_without_running_anything(tenant: TenantFixture) -> None:
     dataset = make_dataset(tenant, cases=2)
     baseline = make_experiment(tenant, dataset, {"case-1": True, "case-2": True})
@@ -131,11 +165,15 @@ def test_a_finished_experiment_is_gated_without_running_anything(tenant: TenantF
 
 def test_bad_arguments_are_a_usage_error(tenant: TenantFixture) -> None:
     slug = tenant.tenant.slug
+    finished = make_experiment(tenant)
     calls = [
         ("--tenant", "no-such-tenant", "--experiment", "exp_x"),
         ("--tenant", slug, "--experiment", "exp_missing"),
         ("--tenant", slug, "--suite", "golden-orders"),
         ("--tenant", slug, "--suite", "no-such-dataset", "--model", "sim-small"),
+        # As POST /api/v1/experiments/{id}/gate refuses them, not a gate that can never pass.
+        ("--tenant", slug, "--experiment", finished.pk, "--min-pass-rate", "90"),
+        ("--tenant", slug, "--experiment", finished.pk, "--max-regressions", "-1"),
     ]
 
     for arguments in calls:

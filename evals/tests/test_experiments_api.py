@@ -4,13 +4,14 @@ them (evals/tests/factories.py); running them is test_runner.py's."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from django_tenants.utils import tenant_context
 from rest_framework.test import APIClient
 
-from evals.models import CaseResult, DatasetVersion, ExperimentStatus
+from evals.models import CaseResult, DatasetVersion, ExperimentStatus, ResultStatus
 from evals.tests.factories import make_dataset, make_experiment
 from testing.tenants import TenantFixture
 
@@ -265,3 +266,21 @@ def test_experiments_are_listed_by_dataset_and_schedule(tenant: TenantFixture, a
 
     assert [e["id"] for e in of_dataset.json()["data"]] == [nightly.pk, first.pk]
     assert [e["id"] for e in nightly_only.json()["data"]] == [nightly.pk]
+
+
+def test_the_gate_fails_an_experiment_whose_cases_errored(
+    tenant: TenantFixture, api_client: APIClient
+) -> None:
+    """Every call shed or failed left a `succeeded` experiment with nothing answered,
+    which a gate without a bar passed: a CI job would have deployed on it."""
+    experiment = make_experiment(tenant, verdicts={"case-1": False, "case-2": False})
+    with tenant_context(tenant.tenant):
+        CaseResult.objects.filter(experiment=experiment).update(
+            status=ResultStatus.ERRORED, output=None, cost_usd=Decimal(0)
+        )
+
+    report = api_client.post(f"/api/v1/experiments/{experiment.pk}/gate", {}, format="json").json()
+
+    assert (report["passed"], report["errored"]) == (False, 2)
+    assert report["reasons"] == ["2 of 2 cases errored (the target gave no answer to score)"]
+    assert report["cost_usd"] == "0.00000000"

@@ -140,7 +140,8 @@ def test_the_experiments_stream_tells_a_live_subscriber_its_progress_then_its_en
         messages = received.result(timeout=30)
 
     events = [message["event"] for message in messages]
-    assert [message["seq"] for message in messages] == list(range(1, len(messages) + 1))
+    # seq 1 is the `queued` event, logged as the experiment was created (before subscribing).
+    assert [message["seq"] for message in messages] == list(range(2, len(messages) + 2))
     assert {event["type"] for event in events[:-1]} == {"experiment.progress"}
     assert all(event["total"] == 6 for event in events[:-1])
     assert [event["done"] for event in events[:-1]] == sorted(event["done"] for event in events[:-1])

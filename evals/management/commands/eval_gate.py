@@ -12,6 +12,7 @@ from evals.datasets import DatasetInputError
 from evals.models import ACTIVE_EXPERIMENT_STATUSES, Experiment
 from evals.selectors import ComparisonError
 from evals.services import ExperimentInputError
+from ingestion.runtime import close_runtime
 from tenants.models import Tenant
 
 USAGE_ERROR = 2  # bad arguments or data; 1 is reserved for "the gate failed"
@@ -53,6 +54,8 @@ class Command(BaseCommand):
                 report = self.report(tenant, options)
         except (DatasetInputError, ExperimentInputError, ComparisonError) as error:
             raise CommandError(str(error), returncode=USAGE_ERROR) from None
+        finally:
+            close_runtime()  # the run's gateway clients, or each exit logs their unclosed sessions
         if options["json"]:
             self.stdout.write(json.dumps(report))
         else:
@@ -62,6 +65,10 @@ class Command(BaseCommand):
 
     def report(self, tenant: Tenant, options: dict[str, Any]) -> dict[str, Any]:
         rule = gate.GateRule(options["min_pass_rate"], options["max_regressions"])
+        if rule.min_pass_rate is not None and not 0 <= rule.min_pass_rate <= 1:
+            raise CommandError("--min-pass-rate is a rate, from 0 to 1.", returncode=USAGE_ERROR)
+        if rule.max_regressions is not None and rule.max_regressions < 0:
+            raise CommandError("--max-regressions is a count, at least 0.", returncode=USAGE_ERROR)
         baseline = finished(options["baseline"], "--baseline") if options["baseline"] else None
         if options["experiment"]:
             experiment = finished(options["experiment"], "--experiment")
