@@ -383,6 +383,8 @@ DEGRADE_MIN_DWELL_SECONDS = env.float("DEGRADE_MIN_DWELL_SECONDS", default=60.0)
 DEGRADE_EVALUATE_SECONDS = env.float("DEGRADE_EVALUATE_SECONDS", default=5.0)
 # The window the latency signals' p95 is taken over.
 DEGRADE_SIGNAL_WINDOW_SECONDS = env.int("DEGRADE_SIGNAL_WINDOW_SECONDS", default=60)
+# Fewer requests (latency) or provider calls (error rate) in the window are no signal.
+DEGRADE_SIGNAL_MIN_SAMPLES = env.int("DEGRADE_SIGNAL_MIN_SAMPLES", default=20)
 # What each level changes (capacity/levels.py, Effects); DEGRADE_EFFECTS (JSON) replaces a level's.
 DEGRADE_EFFECTS: dict[str, dict[str, object]] = {
     "normal": {},

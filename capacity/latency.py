@@ -101,10 +101,10 @@ async def flush(client: aioredis.Redis, counts: dict[Kind, list[int]], now: floa
 
 
 def percentile_ms(
-    client: redis.Redis, kind: Kind, seconds: int = 60, now: float | None = None
+    client: redis.Redis, kind: Kind, seconds: int = 60, now: float | None = None, min_samples: int = 1
 ) -> float | None:
     """The 95th percentile of `kind` over the last `seconds`, every process together
-    (None without a request in them)."""
+    (None with fewer than `min_samples` requests in them)."""
     last = int((time.time() if now is None else now) // WINDOW_SECONDS)
     pipe = client.pipeline(transaction=False)
     for window in range(last - seconds // WINDOW_SECONDS, last + 1):
@@ -113,7 +113,7 @@ def percentile_ms(
     for stored in pipe.execute():
         for index, count in stored.items():
             totals[int(index)] += int(count)
-    return bucket_percentile(totals, PERCENTILE)
+    return bucket_percentile(totals, PERCENTILE) if sum(totals) >= min_samples else None
 
 
 def bucket_percentile(counts: Sequence[int], fraction: float) -> float | None:

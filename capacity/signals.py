@@ -9,7 +9,9 @@
   (0 when Redis has no maxmemory);
 - usage_flush_lag_seconds: the age of the oldest usage event not yet in the ledger.
 
-A signal that cannot be read is None, and the evaluator ignores it.
+A signal that cannot be read is None, and the evaluator ignores it; so is a
+percentile or an error rate over fewer than DEGRADE_SIGNAL_MIN_SAMPLES requests
+or calls: a cold start's first request or one injected fault says nothing about load.
 """
 
 from __future__ import annotations
@@ -33,12 +35,22 @@ Signals = dict[str, float | None]
 BREAKER_WINDOWS = "breaker:*:window"
 
 
-def gateway_overhead_p95_ms(client: redis.Redis) -> float | None:
-    return percentile_ms(client, Kind.OVERHEAD, settings.DEGRADE_SIGNAL_WINDOW_SECONDS)
+def gateway_overhead_p95_ms(client: redis.Redis, now: float | None = None) -> float | None:
+    return window_p95_ms(client, Kind.OVERHEAD, now)
 
 
-def upstream_p95_ms(client: redis.Redis) -> float | None:
-    return percentile_ms(client, Kind.UPSTREAM, settings.DEGRADE_SIGNAL_WINDOW_SECONDS)
+def upstream_p95_ms(client: redis.Redis, now: float | None = None) -> float | None:
+    return window_p95_ms(client, Kind.UPSTREAM, now)
+
+
+def window_p95_ms(client: redis.Redis, kind: Kind, now: float | None) -> float | None:
+    return percentile_ms(
+        client,
+        kind,
+        settings.DEGRADE_SIGNAL_WINDOW_SECONDS,
+        now=now,
+        min_samples=settings.DEGRADE_SIGNAL_MIN_SAMPLES,
+    )
 
 
 def provider_error_rate(client: redis.Redis) -> float | None:
@@ -49,7 +61,11 @@ def provider_error_rate(client: redis.Redis) -> float | None:
                 calls += int(count)
             else:
                 failures += int(count)
-    return failures / calls if calls else None
+    return error_rate(calls, failures)
+
+
+def error_rate(calls: int, failures: int) -> float | None:
+    return failures / calls if calls >= max(settings.DEGRADE_SIGNAL_MIN_SAMPLES, 1) else None
 
 
 def celery_queue_depth(client: redis.Redis) -> float | None:
