@@ -28,6 +28,7 @@ from starlette.types import Receive, Scope, Send  # noqa: E402
 
 from aiaas.access_log import AccessLogMiddleware  # noqa: E402
 from aiaas.database_threads import install_connection_returning_executor  # noqa: E402
+from aiaas.nul_urls import NulUrlMiddleware  # noqa: E402
 from aiaas.observability import exposition  # noqa: E402
 from aiaas.observability.http import observed  # noqa: E402
 from aiaas.proxies import ForwardedHeadersMiddleware  # noqa: E402
@@ -97,7 +98,9 @@ async def lifespan(scope: Scope, receive: Receive, send: Send) -> None:
 application = ForwardedHeadersMiddleware(
     ProtocolTypeRouter(
         {
-            "http": tracing.traced_http(AccessLogMiddleware(http_application, enabled=settings.ACCESS_LOG)),
+            "http": tracing.traced_http(
+                AccessLogMiddleware(NulUrlMiddleware(http_application), enabled=settings.ACCESS_LOG)
+            ),
             "websocket": URLRouter(websocket_urlpatterns),
             "lifespan": lifespan,
         }
