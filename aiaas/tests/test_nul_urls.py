@@ -33,6 +33,8 @@ def test_a_nul_in_the_url_is_a_400_in_openais_shape(
     )
 
     assert response.status_code == 400, response.text
+    assert response.headers["x-request-id"].startswith("req_")
+    assert ("x-aiaas-overhead-ms" in response.headers) == url.startswith("/v1/")
     assert response.json() == {
         "error": {
             "message": "The URL must not contain NUL characters.",
