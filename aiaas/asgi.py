@@ -11,6 +11,7 @@ limit), the gateway's as it streams them (gateway/transports/http.py).
 
 import os
 import re
+import time
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aiaas.settings")
 
@@ -24,10 +25,11 @@ tracing.install_if_configured()  # before Django loads its middleware (docs/deci
 
 django_application = get_asgi_application()
 
-from starlette.types import Receive, Scope, Send  # noqa: E402
+from starlette.types import Message, Receive, Scope, Send  # noqa: E402
 
 from aiaas.access_log import AccessLogMiddleware  # noqa: E402
 from aiaas.database_threads import install_connection_returning_executor  # noqa: E402
+from aiaas.nul_urls import NulUrlMiddleware  # noqa: E402
 from aiaas.observability import exposition  # noqa: E402
 from aiaas.observability.http import observed  # noqa: E402
 from aiaas.proxies import ForwardedHeadersMiddleware  # noqa: E402
@@ -57,6 +59,21 @@ bounded_django = BoundedBodyMiddleware(
 )
 
 
+async def django_v1(scope: Scope, receive: Receive, send: Send) -> None:
+    """Django's /v1 answers carry x-aiaas-overhead-ms as the gateway's do; Django waits
+    on no provider there (a vector store's local embeddings are its own work), so its
+    whole time is overhead."""
+    started = time.perf_counter()
+
+    async def send_timed(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            elapsed = f"{(time.perf_counter() - started) * 1000:.2f}".encode()
+            message = {**message, "headers": [*message.get("headers", []), (b"x-aiaas-overhead-ms", elapsed)]}
+        await send(message)
+
+    await bounded_django(scope, receive, send_timed)
+
+
 def served_by_django(path: str) -> bool:
     resource = path.removeprefix(GATEWAY_PREFIX).split("/", 1)[0]
     return path.startswith(GATEWAY_PREFIX) and resource in DJANGO_V1_RESOURCES
@@ -65,7 +82,7 @@ def served_by_django(path: str) -> bool:
 @observed
 async def http_application(scope: Scope, receive: Receive, send: Send) -> None:
     if served_by_django(scope["path"]):
-        await bounded_django(scope, receive, send)
+        await django_v1(scope, receive, send)
     elif scope["path"].startswith(GATEWAY_PREFIX):
         await gateway_application(scope, receive, send)
     elif scope["path"] == METRICS_PATH and scope["method"] == "GET" and exposition.may_read(scope):
@@ -97,7 +114,9 @@ async def lifespan(scope: Scope, receive: Receive, send: Send) -> None:
 application = ForwardedHeadersMiddleware(
     ProtocolTypeRouter(
         {
-            "http": tracing.traced_http(AccessLogMiddleware(http_application, enabled=settings.ACCESS_LOG)),
+            "http": tracing.traced_http(
+                AccessLogMiddleware(NulUrlMiddleware(http_application), enabled=settings.ACCESS_LOG)
+            ),
             "websocket": URLRouter(websocket_urlpatterns),
             "lifespan": lifespan,
         }

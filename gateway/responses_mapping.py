@@ -260,11 +260,12 @@ def metadata_of(value: Any) -> dict[str, str]:
             and len(key) <= METADATA_KEY_CHARS
             and isinstance(item, str)
             and len(item) <= METADATA_VALUE_CHARS
+            and "\x00" not in key + item  # the stored turn is JSON in PostgreSQL, which refuses NUL
             for key, item in value.items()
         )
     ):
         raise invalid(
-            "`metadata` must be at most 16 string pairs (keys up to 64, values up to 512 characters).",
+            "`metadata` must be at most 16 string pairs (keys to 64, values to 512 characters; no NUL).",
             "metadata",
         )
     return value

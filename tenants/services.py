@@ -255,6 +255,8 @@ def validate_owner_email(email: str) -> None:
         validate_email(email)
     except ValidationError:
         raise ProvisioningError(f"invalid owner email {email!r}") from None
+    if len(email) > User._meta.get_field("email").max_length:  # type: ignore[operator]
+        raise ProvisioningError(f"invalid owner email {email!r}: longer than an account holds")
 
 
 def validate_owner(email: str, password: str) -> None:

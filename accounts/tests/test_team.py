@@ -154,6 +154,16 @@ def test_inviting_with_an_invalid_email_is_a_form_error(tenant: TenantFixture) -
     assert mail.outbox == []
 
 
+def test_inviting_an_email_longer_than_an_account_holds_is_a_form_error(tenant: TenantFixture) -> None:
+    email = "x" * 250 + "@alpha.example"
+
+    response = tenant.web_client().post(TEAM_PAGE, {"email": email, "role": "member"})
+
+    assert response.status_code == 200
+    assert list(response.context["form"].errors) == ["email"]
+    assert not user_exists(tenant, email=email)
+
+
 def test_a_member_cannot_invite_change_roles_or_remove(tenant: TenantFixture) -> None:
     member = make_user(tenant, role=Role.MEMBER)
     colleague = make_user(tenant, role=Role.MEMBER)

@@ -85,7 +85,10 @@ class TenantPasswordResetForm(PasswordResetForm):
 
 
 class InviteForm(forms.Form):
-    email = forms.EmailField(widget=forms.EmailInput(attrs={"placeholder": "teammate@example.com"}))
+    email = forms.EmailField(
+        max_length=User._meta.get_field("email").max_length,
+        widget=forms.EmailInput(attrs={"placeholder": "teammate@example.com"}),
+    )
     role = forms.ChoiceField(choices=Role.choices, initial=Role.MEMBER)
 
 

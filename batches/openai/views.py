@@ -20,6 +20,7 @@ from batches.openai.objects import batch_object
 from batches.services import BatchInputError
 from ingestion.openai.pagination import PageSize, cursor_page
 from ingestion.openai.views import OpenAIViewSet, refusal
+from tenants.api.idempotency import idempotent
 
 BATCH_PAGES = PageSize(default=20, maximum=100)
 
@@ -45,6 +46,7 @@ class BatchViewSet(OpenAIViewSet):
     def list(self, request: Request) -> Response:
         return Response(cursor_page(self.get_queryset(), request, BATCH_PAGES, batch_object))
 
+    @idempotent
     def create(self, request: Request) -> Response:
         body = bodies.batch_create(request.data)
         batch = services.create_batch(

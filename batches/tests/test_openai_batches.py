@@ -240,3 +240,21 @@ def test_another_tenants_key_gets_404_on_every_batches_route(
             call()
     assert created.id not in [batch.id for batch in outsider.batches.list(limit=100)]
     assert owner.batches.retrieve(created.id).status != "cancelling"
+
+
+def test_a_retried_create_with_an_idempotency_key_starts_one_batch(
+    owner: openai.OpenAI, batches_worker: str
+) -> None:
+    headers = {"Idempotency-Key": f"batch-{uuid.uuid4()}"}
+    input_file_id = upload(owner, [chat_line("a", "Say hello.")])
+
+    first = owner.batches.create(
+        input_file_id=input_file_id, endpoint=CHAT, completion_window="24h", extra_headers=headers
+    )
+    retry = owner.batches.with_raw_response.create(
+        input_file_id=input_file_id, endpoint=CHAT, completion_window="24h", extra_headers=headers
+    )
+
+    assert retry.parse().id == first.id
+    assert retry.headers["idempotent-replayed"] == "true"
+    assert [batch.id for batch in owner.batches.list(limit=100)].count(first.id) == 1

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import httpx
 import openai
 import orjson
 import pytest
+from django.utils import timezone
 from openai.types.chat import ChatCompletionMessageParam
 
 from gateway.simulated.provider import ChatMessage, answer_words
@@ -232,6 +234,25 @@ def test_a_revoked_key_stops_working_on_the_gateway_at_once(
             return
         time.sleep(0.05)
     pytest.fail("the revoked key still worked 2 s after revocation")
+
+
+def test_a_key_past_its_expiry_is_refused_with_401_though_the_gateway_cached_it(
+    gateway: str, serving_tenant: TenantFixture
+) -> None:
+    expires_at = timezone.now() + timedelta(seconds=1.5)
+    issued = committed(
+        lambda: create_api_key(
+            serving_tenant.tenant, name="expiring", scopes=[ApiKeyScope.INFERENCE], expires_at=expires_at
+        )
+    )
+    client = sdk(gateway, issued.secret)
+    assert next(m.id for m in client.models.list()) == "auto"  # now cached by the gateway
+
+    time.sleep(max(0.0, (expires_at - timezone.now()).total_seconds()) + 0.1)
+
+    with pytest.raises(openai.AuthenticationError) as refused:
+        client.chat.completions.create(model="sim-small", messages=MESSAGES)
+    assert refused.value.code == "invalid_api_key"
 
 
 def test_a_key_without_the_inference_scope_gets_403(gateway: str, serving_tenant: TenantFixture) -> None:

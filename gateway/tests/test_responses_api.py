@@ -311,6 +311,8 @@ def test_another_tenants_response_is_not_found_and_stays(
         ({"model": "sim-small", "input": [{"type": "item_reference", "id": "x"}]}, "input[0].type"),
         ({"model": "sim-small", "input": PROMPT, "text": {"format": {"type": "yaml"}}}, "text.format.type"),
         ({"model": "sim-small", "input": PROMPT, "store": "yes"}, "store"),
+        ({"model": "sim-small", "input": PROMPT, "metadata": {"team": "a\x00"}}, "metadata"),
+        ({"model": "sim-small", "input": PROMPT, "metadata": {"te\x00am": "a"}}, "metadata"),
         (
             {"model": "sim-small", "input": PROMPT, "previous_response_id": "resp_nope"},
             "previous_response_id",

@@ -108,6 +108,8 @@ MESSAGES_REFUSALS = ("tool_choice:",)
 
 
 def refusal_is_allowed(label: str, error: dict[str, Any]) -> bool:
+    if error.get("code") == "invalid_url":  # a NUL in the URL, refused on every path (aiaas/nul_urls.py)
+        return True
     if label == "POST /v1/messages":  # Anthropic's errors have no code or param
         return str(error.get("message") or "").startswith(MESSAGES_REFUSALS)
     if label in {"POST /v1/chat/completions", "POST /v1/embeddings"}:

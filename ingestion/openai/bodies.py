@@ -173,9 +173,9 @@ def vector_store_create(data: Any) -> VectorStoreCreate:
     if (
         not isinstance(file_ids, list)
         or len(file_ids) > MAX_FILE_IDS
-        or not all(isinstance(i, str) for i in file_ids)
+        or not all(isinstance(i, str) and "\x00" not in i for i in file_ids)
     ):
-        raise invalid("file_ids", f"must be a list of at most {MAX_FILE_IDS} file ids")
+        raise invalid("file_ids", f"must be a list of at most {MAX_FILE_IDS} file ids (no NUL)")
     return VectorStoreCreate(
         name=text(body, "name", max_length=MAX_NAME_LENGTH, default=""),
         description=text(body, "description", max_length=MAX_VALUE_LENGTH, default=""),

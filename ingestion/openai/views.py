@@ -30,6 +30,7 @@ from ingestion.openai.pagination import FILE_PAGES, VECTOR_STORE_PAGES, cursor_p
 from ingestion.search import RRF_K, SearchInputError, SearchMode, search
 from ingestion.services import IngestionInputError
 from tenants.api.base import TenantScopedViewSet
+from tenants.api.idempotency import idempotent
 from tenants.models import ApiKeyScope
 
 # A hybrid score is a sum of 1 / (RRF_K + rank) over two lists: at most this much.
@@ -100,6 +101,7 @@ class FileViewSet(OpenAIViewSet):
             files = files.filter(purpose=purpose)
         return Response(cursor_page(files, request, FILE_PAGES, objects.file_object))
 
+    @idempotent
     def create(self, request: Request) -> Response:
         upload = bodies.file_upload(request.data, request.FILES)
         stored = services.store_file(
@@ -152,6 +154,7 @@ class VectorStoreViewSet(OpenAIViewSet):
     def list(self, request: Request) -> Response:
         return Response(cursor_page(self.get_queryset(), request, VECTOR_STORE_PAGES, self.render))
 
+    @idempotent
     def create(self, request: Request) -> Response:
         body = bodies.vector_store_create(request.data)
         chunking = body.chunking
@@ -172,6 +175,7 @@ class VectorStoreViewSet(OpenAIViewSet):
     def retrieve(self, request: Request, vector_store_id: str) -> Response:
         return Response(self.render(self.collection(vector_store_id)))
 
+    @idempotent
     def update(self, request: Request, vector_store_id: str) -> Response:
         collection = self.collection(vector_store_id)
         body = bodies.vector_store_update(request.data)
@@ -265,6 +269,7 @@ class VectorStoreFileViewSet(OpenAIViewSet):
         )
         return Response(page)
 
+    @idempotent
     def create(self, request: Request, vector_store_id: str) -> Response:
         collection = self.collection(vector_store_id)
         body = bodies.vector_store_file_create(request.data)

@@ -87,6 +87,7 @@ BAD_STORES = [
     ({"name": 5}, "name"),
     ({"metadata": {"k": 1}}, "metadata.k"),
     ({"file_ids": ["file-unknown"]}, "file_ids[0]"),
+    ({"file_ids": ["file-\x00"]}, "file_ids"),
     ({"expires_after": {"anchor": "last_active_at", "days": 1}}, "expires_after"),
     (
         {

@@ -1,4 +1,5 @@
-"""`Idempotency-Key` for /api POST actions: `@idempotent` on a TenantScopedViewSet action.
+"""`Idempotency-Key` for the POST actions Django serves (/api, and /v1 files, vector
+stores and batches): `@idempotent` on a TenantScopedViewSet action.
 
 The rules are aiaas.idempotency.core's (read its docstring): the key is scoped to
 the tenant and bound to the calling API key, method, path and body; a
@@ -25,12 +26,14 @@ SECRET_KEY_FALLBACKS sealed still opens.
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 from collections.abc import Callable
 from typing import Concatenate, ParamSpec, TypeVar
 
 import orjson
 from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
 from django.http import HttpResponse, RawPostDataException
 from django.http.response import HttpResponseBase
 from rest_framework.exceptions import APIException
@@ -118,11 +121,31 @@ def idempotent(action: Action[View, Params]) -> Action[View, Params]:
 
 
 def raw_body(request: Request) -> bytes:
+    """What the key is bound to: the body, or for a multipart upload (which may be
+    larger than Django reads into memory) its fields and each file's SHA-256."""
+    if request.content_type.startswith("multipart/form-data"):
+        return multipart_digest(request)
     try:
         return request.body
     except RawPostDataException:
         # The stream was parsed first; its data fingerprints alike for JSON bodies.
         return orjson.dumps(request.data, default=str)
+
+
+def multipart_digest(request: Request) -> bytes:
+    fields = sorted((name, values) for name, values in request.POST.lists())
+    files = sorted(
+        (name, [file_digest(upload) for upload in request.FILES.getlist(name)]) for name in request.FILES
+    )
+    return orjson.dumps({"fields": fields, "files": files})
+
+
+def file_digest(upload: UploadedFile) -> str:
+    digest = hashlib.sha256()
+    for chunk in upload.chunks():
+        digest.update(chunk)
+    upload.seek(0)
+    return f"{upload.name}:{digest.hexdigest()}"
 
 
 def run_once(

@@ -102,13 +102,15 @@ def test_a_bad_or_taken_slug_is_refused_with_one_line(tenant: object, slug: str,
     assert Tenant.objects.count() == count
 
 
-def test_an_unknown_plan_or_weak_password_creates_nothing(db: None) -> None:
+def test_an_unknown_plan_weak_password_or_overlong_email_creates_nothing(db: None) -> None:
     count = (Tenant.objects.count(), ApiKey.objects.count())
 
     with pytest.raises(ProvisioningError, match="unknown plan 'gold'"):
         provision_tenant(slug="zeta", name="Zeta", owner_email="o@zeta.example", plan_slug="gold")
     with pytest.raises(ProvisioningError, match="owner password"):
         provision_tenant(slug="zeta", name="Zeta", owner_email="o@zeta.example", owner_password="123")
+    with pytest.raises(ProvisioningError, match="invalid owner email"):
+        provision_tenant(slug="zeta", name="Zeta", owner_email="o" * 250 + "@zeta.example")
 
     assert (Tenant.objects.count(), ApiKey.objects.count()) == count
     assert not schema_exists("t_zeta")
