@@ -407,6 +407,52 @@ def test_a_nul_character_in_a_run_input_is_a_400(api_client: APIClient) -> None:
     assert response.json()["error"]["param"] == "input.text[1]"
 
 
+BEYOND_64_BITS = 10**30
+
+
+@pytest.mark.parametrize(
+    ("spec", "param"),
+    [
+        (
+            spec_with(
+                steps=[
+                    {"id": "a", "kind": "llm", "prompt": "x", "output_schema": {"maxLength": BEYOND_64_BITS}}
+                ]
+            ),
+            "spec.steps[0].output_schema.maxLength",
+        ),
+        (
+            spec_with(input_schema={"type": "object", "properties": {"n": {"const": -BEYOND_64_BITS}}}),
+            "spec.input_schema.properties.n.const",
+        ),
+        (spec_with(output={"n": BEYOND_64_BITS}), "spec.output.n"),
+    ],
+)
+def test_an_integer_beyond_64_bits_in_a_spec_is_a_400(
+    api_client: APIClient, spec: object, param: str
+) -> None:
+    response = api_client.post("/api/v1/agents", {"spec": spec}, format="json")
+
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert (error["code"], error["param"]) == ("invalid_spec", param)
+
+
+def test_an_integer_beyond_64_bits_in_a_run_input_is_a_400(
+    api_client: APIClient, tenant: TenantFixture
+) -> None:
+    agent = api_client.post("/api/v1/agents", {"spec": spec_with(name="big-input")}, format="json").json()
+
+    response = api_client.post(
+        f"/api/v1/agents/{agent['id']}/runs", {"input": {"counts": [1, BEYOND_64_BITS]}}, format="json"
+    )
+
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["param"] == "input.counts[1]"
+    with tenant_context(tenant.tenant):
+        assert not Run.objects.filter(agent_id=agent["id"]).exists()
+
+
 def test_a_nul_character_in_a_prompt_is_a_400(api_client: APIClient) -> None:
     response = api_client.post("/api/v1/prompts", {"name": "nul", "template": "a\u0000b"}, format="json")
 
