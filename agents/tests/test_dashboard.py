@@ -119,3 +119,15 @@ def test_another_tenants_agents_and_runs_are_not_found_on_its_host(
     assert outsider.get(f"{AGENTS}runs/{run.pk}/events/").status_code == 404
     assert outsider.post(f"{AGENTS}runs/{run.pk}/cancel/").status_code == 404
     assert "dash-private" not in outsider.get(AGENTS).content.decode()
+
+
+def test_replaying_a_run_that_has_not_finished_is_refused_with_a_message(tenant: TenantFixture) -> None:
+    run = make_run(tenant, simple_spec("dash-replay"))
+    browser = tenant.web_client()
+
+    response = browser.post(f"{AGENTS}runs/{run.pk}/replay/", follow=True)
+
+    assert response.redirect_chain == [(f"{AGENTS}runs/{run.pk}/", 302)]
+    assert "only a finished run can be replayed" in response.content.decode()
+    with tenant_context(tenant.tenant):
+        assert Run.objects.count() == 1
