@@ -181,24 +181,26 @@ def send_invitation(tenant: Tenant, *, member: User, accept_url: str, invited_by
     return True
 
 
-# Sign-in and password reset throttles (accounts/throttling.py): counted per tenant.
+# Sign-in and password reset throttles (accounts/throttling.py): counted per tenant,
+# and for the admin's sign-ins in STAFF_SCOPE.
 
 
-def login_is_throttled(tenant: Tenant, *, email: str, address: str) -> bool:
-    """Whether sign-ins to `tenant` for `email`, or from `address`, are refused for now."""
-    return LOGIN_FAILURES_PER_USER.is_exhausted(tenant_scope(tenant), email) or (
-        LOGIN_FAILURES_PER_IP.is_exhausted(tenant_scope(tenant), address)
+def login_is_throttled(scope: str, *, email: str, address: str) -> bool:
+    """Whether sign-ins in `scope` (tenant_scope or STAFF_SCOPE) for `email`, or
+    from `address`, are refused for now."""
+    return LOGIN_FAILURES_PER_USER.is_exhausted(scope, email) or (
+        LOGIN_FAILURES_PER_IP.is_exhausted(scope, address)
     )
 
 
-def record_login_failure(tenant: Tenant, *, email: str, address: str) -> None:
-    LOGIN_FAILURES_PER_USER.hit(tenant_scope(tenant), email)
-    LOGIN_FAILURES_PER_IP.hit(tenant_scope(tenant), address)
+def record_login_failure(scope: str, *, email: str, address: str) -> None:
+    LOGIN_FAILURES_PER_USER.hit(scope, email)
+    LOGIN_FAILURES_PER_IP.hit(scope, address)
 
 
-def forget_login_failures(tenant: Tenant, *, email: str) -> None:
+def forget_login_failures(scope: str, *, email: str) -> None:
     """A successful sign-in clears the email's failures (not the address's)."""
-    LOGIN_FAILURES_PER_USER.reset(tenant_scope(tenant), email)
+    LOGIN_FAILURES_PER_USER.reset(scope, email)
 
 
 def admit_password_reset(tenant: Tenant, *, email: str, address: str) -> bool:

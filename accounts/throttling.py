@@ -84,6 +84,10 @@ SIGNUPS = Throttle("signup", "SIGNUPS_PER_HOUR", HOUR)
 VERIFICATION_EMAILS_PER_TENANT = Throttle("verification-email", "VERIFICATION_EMAILS_PER_HOUR", HOUR)
 
 
+# The Django admin's sign-ins (staff, on the public host) count apart from every tenant's.
+STAFF_SCOPE = "staff"
+
+
 def tenant_scope(tenant: Tenant) -> str:
     """A tenant's throttles count under its id (ids start at random in each test run)."""
     return f"tenant-{tenant.pk}"

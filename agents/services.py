@@ -39,6 +39,10 @@ class AgentNameTakenError(Exception):
     pass
 
 
+class RunNotFinishedError(Exception):
+    """A run that has not finished has no full record to replay."""
+
+
 class InputError(ValueError):
     """A run's input does not match the agent's input_schema."""
 
@@ -201,7 +205,12 @@ def time_limits(spec: dict[str, Any]) -> tuple[float, float]:
 
 def replay_run(original: Run, api_key: ApiKey) -> Run:
     """Re-run a recorded run: same frozen spec (prompts included) and input, each llm
-    step on the model the original used, tool outputs from the original's record."""
+    step on the model the original used, tool outputs from the original's record.
+    Only a finished run has a whole record (RunNotFinishedError)."""
+    if not original.is_finished:
+        raise RunNotFinishedError(
+            f"Run {original.pk} is {original.status}; only a finished run can be replayed."
+        )
     with transaction.atomic():
         run = Run.objects.create(
             agent=original.agent,

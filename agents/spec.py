@@ -46,6 +46,8 @@ from ingestion.search import SearchMode
 
 MAX_SPEC_BYTES = 256 * 1024
 MAX_DEPTH = 64  # nesting of any JSON value in a spec or a run's input
+# Run events and streams are written with orjson, which holds integers of 64 bits.
+SMALLEST_INTEGER, LARGEST_INTEGER = -(2**63), 2**64 - 1
 MAX_TOTAL_STEPS = 1_000  # after fragments are expanded, nested steps included
 
 
@@ -107,14 +109,17 @@ class NotJSONError(ValueError):
 
 def check_json_value(value: Any, parts: list[Any] | None = None) -> None:
     """Refuse what JSON (and PostgreSQL's jsonb) cannot hold: other types (dates,
-    bytes, sets), non-string keys, NaN and infinities, NUL characters, and nesting
-    deeper than MAX_DEPTH."""
+    bytes, sets), non-string keys, NaN and infinities, integers beyond 64 bits, NUL
+    characters, and nesting deeper than MAX_DEPTH."""
     parts = [] if parts is None else parts
     if len(parts) > MAX_DEPTH:
         raise NotJSONError(f"nested more than {MAX_DEPTH} levels deep", parts)
-    if value is None or isinstance(value, (bool, int)):
+    if value is None or isinstance(value, bool):
         return
-    if isinstance(value, float):
+    if isinstance(value, int):
+        if not SMALLEST_INTEGER <= value <= LARGEST_INTEGER:
+            raise NotJSONError("integers must fit in 64 bits", parts)
+    elif isinstance(value, float):
         if not math.isfinite(value):
             raise NotJSONError(f"{value} is not a JSON number", parts)
     elif isinstance(value, str):

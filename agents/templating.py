@@ -11,13 +11,15 @@ output and every string made on the way at most MAX_OUTPUT_CHARACTERS; loop
 iterations (nested ones included) at most MAX_ITERATIONS; wall time at most
 MAX_SECONDS, checked at every iteration, call, attribute and operator. Calls
 that would make a huge string (`ljust`, `center`, `zfill`, `replace`, `join`,
-format widths, `*`, `**`, `%`, `~`) are refused before they allocate it. A
+format widths, `*`, `**`, `%`, `~`, `tojson` indents) are refused before they
+allocate it, and `tojson` stops as soon as its text is over the limit. A
 template over a limit raises TemplateLimitError (a TemplateError): its step,
 and so its run, fails with that message, and nothing else is held up.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -48,7 +50,7 @@ ITERATION_FILTER = "_bounded_iteration"
 WIDTH_FILTERS = frozenset({"center", "indent", "wordwrap", "truncate", "slice", "batch"})
 # str methods whose first argument is the width of the string they make.
 WIDTH_METHODS = frozenset({"ljust", "rjust", "center", "zfill"})
-PERCENT_SPEC = re.compile(r"%[#0\- +]*(\*|\d+)?(?:\.(\*|\d+))?")
+PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[#0\- +]*(\*|\d+)?(?:\.(\*|\d+))?")
 FORMAT_NUMBER = re.compile(r"\d+")
 
 
@@ -158,6 +160,7 @@ class SpecEnvironment(ImmutableSandboxedEnvironment):
             self.globals.pop(name, None)
         self.filters = {name: bounded_filter(name, function) for name, function in self.filters.items()}
         self.filters[ITERATION_FILTER] = bounded_iteration
+        self.policies["json.dumps_function"] = bounded_json_dumps
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
         tree = super()._parse(source, name, filename)
@@ -215,6 +218,9 @@ def bounded_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any
         if name in WIDTH_FILTERS:
             for argument in arguments:
                 check_width(argument, f"the {name} filter's width or count")
+        if name == "tojson":  # (eval context, value, indent): json.dumps indents every value
+            indent = kwargs.get("indent", args[2] if len(args) > 2 else None)
+            check_width(indent, "the tojson filter's indent")
         if name == "format" and arguments and isinstance(arguments[0], str):
             check_percent_format(arguments[0])
         if name == "join":
@@ -226,6 +232,19 @@ def bounded_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any
         return check_size(function(*args, **kwargs))
 
     return bounded
+
+
+def bounded_json_dumps(value: Any, **options: Any) -> str:
+    """json.dumps for the tojson filter, stopped as soon as its text passes the
+    output limit: an indent repeats on every line, so the text can be far larger
+    than the value."""
+    current, size, parts = budget(), 0, []
+    for part in json.JSONEncoder(**options).iterencode(value):
+        size += len(part)
+        current.check_characters(size, "the tojson filter's result")
+        current.tick()
+        parts.append(part)
+    return "".join(parts)
 
 
 def check_join(arguments: tuple[Any, ...]) -> None:

@@ -57,7 +57,10 @@ def check_bounds(schema: Any) -> None:
         if counted > max_nodes:
             raise InvalidSchemaError(f"the schema has more than {max_nodes} values")
         stack.extend((item, (*path, key)) for key, item in children_of(value))
-    size, max_bytes = len(orjson.dumps(schema)), settings.JSON_SCHEMA_MAX_BYTES
+    try:
+        size, max_bytes = len(orjson.dumps(schema)), settings.JSON_SCHEMA_MAX_BYTES
+    except TypeError:  # orjson's only refusal of parsed JSON: integers beyond 64 bits
+        raise InvalidSchemaError("the schema holds an integer beyond 64 bits") from None
     if size > max_bytes:
         raise InvalidSchemaError(f"the schema is {size} bytes, over the limit of {max_bytes}")
 
@@ -92,6 +95,8 @@ def refuse_retrieval(uri: str) -> Any:
 def compile_schema(schema: Any) -> Validator:
     """A validator for `schema`, or InvalidSchemaError; compiled validators are cached
     by the schema's canonical JSON."""
+    if not isinstance(schema, (dict, bool)):  # jsonschema-rs would parse a string as JSON text
+        raise InvalidSchemaError("a JSON Schema is an object or a boolean")
     check_bounds(schema)
     check_references(schema)
     return compiled(orjson.dumps(schema, option=orjson.OPT_SORT_KEYS))

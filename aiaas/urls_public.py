@@ -4,7 +4,10 @@ and Stripe's webhooks."""
 from django.contrib import admin
 from django.urls import include, path
 
+from accounts.web.forms import StaffLoginForm
 from billing.web.views import stripe_webhook
+
+admin.site.login_form = StaffLoginForm  # throttled like a tenant's sign-in
 
 urlpatterns = [
     path("admin/", admin.site.urls),

@@ -12,6 +12,7 @@ import redis
 from django.test import Client
 
 from accounts import throttling
+from accounts.models import User
 from accounts.tests.factories import make_user
 from accounts.web.forms import TOO_MANY_SIGN_INS
 from testing.tenants import TEST_PASSWORD, TenantFixture
@@ -118,3 +119,26 @@ def test_without_redis_sign_in_fails_closed(tenant: TenantFixture, monkeypatch: 
 
     assert refused.status_code == 429
     assert errors_of(refused) == [TOO_MANY_SIGN_INS]
+
+
+def test_the_admins_sign_in_is_throttled_apart_from_tenants(
+    tenant: TenantFixture, db: None, settings: Any
+) -> None:
+    settings.LOGIN_FAILURES_PER_USER = 3
+    email = fresh_email()
+    User.objects.create_superuser(email, TEST_PASSWORD)
+    make_user(tenant, email=email)
+
+    def admin_sign_in(password: str) -> Any:
+        client = Client(HTTP_HOST=settings.BASE_DOMAIN, REMOTE_ADDR=fresh_address())
+        return client.post("/admin/login/?next=/admin/", {"username": email, "password": password})
+
+    failures = [admin_sign_in("wrong-password") for _ in range(3)]
+    refused = admin_sign_in(TEST_PASSWORD)
+    on_the_tenant = sign_in(tenant, email, TEST_PASSWORD, fresh_address())
+
+    assert [failure.status_code for failure in failures] == [200] * 3
+    assert refused.status_code == 200
+    assert errors_of(refused) == [TOO_MANY_SIGN_INS]
+    assert "_auth_user_id" not in refused.wsgi_request.session
+    assert on_the_tenant.status_code == 302

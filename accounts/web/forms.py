@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
@@ -14,7 +15,7 @@ from accounts.services import (
     login_is_throttled,
     record_login_failure,
 )
-from accounts.throttling import client_address
+from accounts.throttling import STAFF_SCOPE, client_address, tenant_scope
 from tenants.models import Tenant
 from tenants.services import resend_verification_email
 
@@ -22,13 +23,42 @@ TOO_MANY_SIGN_INS = "Too many failed sign-ins. Wait a few minutes, or reset your
 TOO_MANY_RESETS = "Too many password reset requests. Try again in an hour."
 
 
-class LoginForm(AuthenticationForm):
-    """Django's login form, with the username field presented as an email.
+class ThrottledSignInMixin(AuthenticationForm):
+    """Failed sign-ins are counted in the form's `scope`, for the email and for the
+    address; past either limit every attempt is refused (code `throttled`) before
+    the password is checked."""
 
-    Failed sign-ins are counted per tenant, for the email and for the address;
-    past either limit every attempt is refused (code `throttled`) before the
-    password is checked. The owner of a tenant whose email is not yet verified
-    is refused (code `email_not_verified`) and sent a new link.
+    @property
+    def scope(self) -> str:
+        raise NotImplementedError
+
+    def clean(self) -> dict[str, Any]:
+        email, address = self.cleaned_data.get("username") or "", client_address(self.request)  # type: ignore[arg-type]
+        if login_is_throttled(self.scope, email=email, address=address):
+            raise ValidationError(TOO_MANY_SIGN_INS, code="throttled")
+        try:
+            cleaned = super().clean()
+        except ValidationError as error:
+            if error.code == "invalid_login":
+                record_login_failure(self.scope, email=email, address=address)
+            raise
+        forget_login_failures(self.scope, email=email)
+        return cleaned
+
+
+class StaffLoginForm(ThrottledSignInMixin, AdminAuthenticationForm):
+    """The Django admin's sign-in (accounts/admin.py installs it), throttled apart
+    from every tenant's: staff accounts are worth the most to guess."""
+
+    @property
+    def scope(self) -> str:
+        return STAFF_SCOPE
+
+
+class LoginForm(ThrottledSignInMixin):
+    """Django's login form, with the username field presented as an email, throttled
+    per tenant. The owner of a tenant whose email is not yet verified is refused
+    (code `email_not_verified`) and sent a new link.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -42,18 +72,9 @@ class LoginForm(AuthenticationForm):
         tenant: Tenant = self.request.tenant  # type: ignore[union-attr]  # tenant pages only
         return tenant
 
-    def clean(self) -> dict[str, Any]:
-        email, address = self.cleaned_data.get("username") or "", client_address(self.request)  # type: ignore[arg-type]
-        if login_is_throttled(self.tenant, email=email, address=address):
-            raise ValidationError(TOO_MANY_SIGN_INS, code="throttled")
-        try:
-            cleaned = super().clean()
-        except ValidationError as error:
-            if error.code == "invalid_login":
-                record_login_failure(self.tenant, email=email, address=address)
-            raise
-        forget_login_failures(self.tenant, email=email)
-        return cleaned
+    @property
+    def scope(self) -> str:
+        return tenant_scope(self.tenant)
 
     def confirm_login_allowed(self, user: User) -> None:
         super().confirm_login_allowed(user)

@@ -29,6 +29,7 @@ from accounts.services import (
     password_reset_tokens,
     remove_member,
 )
+from accounts.throttling import tenant_scope
 from accounts.web.charts import OVERVIEW_CHARTS
 from accounts.web.forms import InviteForm, LoginForm, RoleForm, TenantPasswordResetForm
 from routing.selectors import enabled_models
@@ -92,7 +93,7 @@ class TenantPasswordResetConfirmView(TenantPageView, PasswordResetConfirmView):
 
     def form_valid(self, form: SetPasswordForm[User]) -> HttpResponse:
         response = super().form_valid(form)
-        forget_login_failures(self.tenant, email=form.user.email)
+        forget_login_failures(tenant_scope(self.tenant), email=form.user.email)
         messages.success(self.request, "Your password is changed. Sign in with it.")
         return response
 

@@ -12,7 +12,7 @@ from django_tenants.utils import schema_context
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -32,6 +32,13 @@ from agents.spec import SpecError
 from tenants.api.base import TenantScopedViewSet
 from tenants.context import current_schema_name
 from tenants.models import ApiKeyScope
+
+
+class RunStateConflict(APIException):
+    """The run is not in a state the action needs: 409, with the reason."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "invalid_state"
 
 
 def spec_error(error: SpecError) -> ValidationError:
@@ -170,7 +177,11 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedV
     @extend_schema(request=None, responses={201: RunSerializer})
     @action(detail=True, methods=["post"])
     def replay(self, request: Request, pk: str) -> Response:
-        """Re-run this run with its spec, prompts and models frozen and tool outputs
-        taken from its record (no tool is called)."""
-        replay = services.replay_run(self.get_object(), self.api_key)
+        """Re-run this finished run with its spec, prompts and models frozen and tool
+        outputs taken from its record (no tool is called). 409 `invalid_state` for a
+        run that has not finished."""
+        try:
+            replay = services.replay_run(self.get_object(), self.api_key)
+        except services.RunNotFinishedError as error:
+            raise RunStateConflict(str(error)) from None
         return Response(RunSerializer(replay).data, status=status.HTTP_201_CREATED)

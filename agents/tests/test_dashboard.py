@@ -4,6 +4,7 @@ of one tenant shows on another's host."""
 
 from __future__ import annotations
 
+import pytest
 from django_tenants.utils import tenant_context
 
 from accounts.models import Role
@@ -61,12 +62,13 @@ def test_starting_a_run_from_the_dashboard_attributes_it_to_the_chosen_key(tenan
     assert (run.status, run.api_key_id, run.input) == (RunStatus.QUEUED, key.pk, {"text": "hi"})
 
 
-def test_invalid_run_input_is_shown_on_the_form(tenant: TenantFixture) -> None:
+@pytest.mark.parametrize("text", ["{not json", "[" * 5000 + "]" * 5000])
+def test_invalid_run_input_is_shown_on_the_form(tenant: TenantFixture, text: str) -> None:
     agent = make_agent(tenant, simple_spec("dash-bad-input"))
 
     response = tenant.web_client().post(
         f"{AGENTS}{agent.pk}/runs/",
-        {"input": "{not json", "api_key": tenant.provisioned.issued_key.api_key.pk},
+        {"input": text, "api_key": tenant.provisioned.issued_key.api_key.pk},
     )
 
     assert response.status_code == 400
@@ -119,3 +121,15 @@ def test_another_tenants_agents_and_runs_are_not_found_on_its_host(
     assert outsider.get(f"{AGENTS}runs/{run.pk}/events/").status_code == 404
     assert outsider.post(f"{AGENTS}runs/{run.pk}/cancel/").status_code == 404
     assert "dash-private" not in outsider.get(AGENTS).content.decode()
+
+
+def test_replaying_a_run_that_has_not_finished_is_refused_with_a_message(tenant: TenantFixture) -> None:
+    run = make_run(tenant, simple_spec("dash-replay"))
+    browser = tenant.web_client()
+
+    response = browser.post(f"{AGENTS}runs/{run.pk}/replay/", follow=True)
+
+    assert response.redirect_chain == [(f"{AGENTS}runs/{run.pk}/", 302)]
+    assert "only a finished run can be replayed" in response.content.decode()
+    with tenant_context(tenant.tenant):
+        assert Run.objects.count() == 1

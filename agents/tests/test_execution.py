@@ -208,6 +208,20 @@ def test_a_cost_budget_stops_the_next_llm_step(tenant: TenantFixture, simulator:
     assert run.error.startswith("summarise: the run's cost budget")
 
 
+def test_a_time_budget_stops_the_run_and_compensates_what_it_did(
+    tenant: TenantFixture, simulator: str, tools: Ledger
+) -> None:
+    tools.faults["hotel"] = "slow"  # the first step outlasts the whole budget
+    spec = {**SAGA, "name": "hasty", "budget": {"max_seconds": 0.5}}
+
+    run = execute(tenant, make_run(tenant, spec))
+
+    assert run.status == RunStatus.COMPENSATED, run.error
+    assert run.error == "flight: the run's time budget of 0.5s is spent"
+    assert tools.in_force() == []
+    assert dict(tools.effects) == {"hotel": 1}
+
+
 def test_templates_cannot_reach_python_internals(tenant: TenantFixture, simulator: str) -> None:
     spec = {
         "name": "escape",

@@ -214,6 +214,28 @@ def test_cancelling_a_queued_run_ends_it_at_once(api_client: APIClient, tenant: 
     assert types == ["run.queued", "run.cancel_requested", "run.cancelled"]
 
 
+def test_only_a_finished_run_can_be_replayed(api_client: APIClient, tenant: TenantFixture) -> None:
+    created = api_client.post("/api/v1/agents", {"spec": TRIAGE_YAML}, format="json").json()
+    run = api_client.post(
+        f"/api/v1/agents/{created['id']}/runs", {"input": {"text": "x"}}, format="json"
+    ).json()
+
+    refused = api_client.post(f"/api/v1/runs/{run['id']}/replay")
+    api_client.post(f"/api/v1/runs/{run['id']}/cancel")
+    replayed = api_client.post(f"/api/v1/runs/{run['id']}/replay")
+
+    assert refused.status_code == 409, refused.content
+    assert refused.json()["error"] == {
+        "message": f"Run {run['id']} is queued; only a finished run can be replayed.",
+        "type": "conflict_error",
+        "code": "invalid_state",
+        "param": None,
+    }
+    assert replayed.status_code == 201, replayed.content
+    with tenant_context(tenant.tenant):
+        assert list(Run.objects.exclude(pk=run["id"]).values_list("replay_of_id", flat=True)) == [run["id"]]
+
+
 def test_another_tenant_cannot_read_run_or_cancel(
     api_client: APIClient, outsider_client: APIClient, tenant: TenantFixture
 ) -> None:
@@ -228,9 +250,10 @@ def test_another_tenant_cannot_read_run_or_cancel(
         outsider_client.get(f"/api/v1/runs/{run['id']}"),
         outsider_client.get(f"/api/v1/runs/{run['id']}/events"),
         outsider_client.post(f"/api/v1/runs/{run['id']}/cancel"),
+        outsider_client.post(f"/api/v1/runs/{run['id']}/replay"),
     ]
 
-    assert [answer.status_code for answer in answers] == [404] * 5
+    assert [answer.status_code for answer in answers] == [404] * 6
     assert outsider_client.get("/api/v1/agents").json()["data"] == []
     with tenant_context(tenant.tenant):
         assert Run.objects.get(pk=run["id"]).status == RunStatus.QUEUED
@@ -405,6 +428,52 @@ def test_a_nul_character_in_a_run_input_is_a_400(api_client: APIClient) -> None:
 
     assert response.status_code == 400, response.content
     assert response.json()["error"]["param"] == "input.text[1]"
+
+
+BEYOND_64_BITS = 10**30
+
+
+@pytest.mark.parametrize(
+    ("spec", "param"),
+    [
+        (
+            spec_with(
+                steps=[
+                    {"id": "a", "kind": "llm", "prompt": "x", "output_schema": {"maxLength": BEYOND_64_BITS}}
+                ]
+            ),
+            "spec.steps[0].output_schema.maxLength",
+        ),
+        (
+            spec_with(input_schema={"type": "object", "properties": {"n": {"const": -BEYOND_64_BITS}}}),
+            "spec.input_schema.properties.n.const",
+        ),
+        (spec_with(output={"n": BEYOND_64_BITS}), "spec.output.n"),
+    ],
+)
+def test_an_integer_beyond_64_bits_in_a_spec_is_a_400(
+    api_client: APIClient, spec: object, param: str
+) -> None:
+    response = api_client.post("/api/v1/agents", {"spec": spec}, format="json")
+
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert (error["code"], error["param"]) == ("invalid_spec", param)
+
+
+def test_an_integer_beyond_64_bits_in_a_run_input_is_a_400(
+    api_client: APIClient, tenant: TenantFixture
+) -> None:
+    agent = api_client.post("/api/v1/agents", {"spec": spec_with(name="big-input")}, format="json").json()
+
+    response = api_client.post(
+        f"/api/v1/agents/{agent['id']}/runs", {"input": {"counts": [1, BEYOND_64_BITS]}}, format="json"
+    )
+
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["param"] == "input.counts[1]"
+    with tenant_context(tenant.tenant):
+        assert not Run.objects.filter(agent_id=agent["id"]).exists()
 
 
 def test_a_nul_character_in_a_prompt_is_a_400(api_client: APIClient) -> None:

@@ -71,6 +71,9 @@ BOMBS = [
     "{{ '{:>{}}'.format(1, 10 ** 9) }}",
     "{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
     "{% macro double(s) %}{{ double(s ~ s) }}{% endmacro %}{{ double('x') }}",
+    "{{ '%(a)999999999s' % {'a': 1} }}",
+    "{{ {'a': 1} | tojson(indent=10 ** 9) }}",
+    "{{ [[input.items, input.items]] | tojson(indent=10000) }}",
 ]
 BOMB_CONTEXT = {"input": {"items": list(range(5000)), "text": "a" * 5000, "n": 10**9}}
 
@@ -110,6 +113,12 @@ def test_ordinary_loops_filters_and_formats_still_work() -> None:
     )
 
     assert render(template, BOMB_CONTEXT) == "102132  3.14   a c b   ab  | 1,2 x  |ab"
+
+
+def test_tojson_still_sorts_escapes_and_indents() -> None:
+    template = "{{ {'b': 1, 'a': '<'} | tojson }} {{ [1] | tojson(indent=2) }}"
+
+    assert render(template, {}) == '{"a": "\\u003c", "b": 1} [\n  1\n]'
 
 
 def test_the_output_limit_counts_every_string_of_one_rendering(settings: Settings) -> None:

@@ -169,5 +169,9 @@ def run_replay(request: HttpRequest, access: PageAccess, pk: int) -> HttpRespons
     if api_key is None:
         messages.error(request, "A replay needs an active API key to count its model usage against.")
         return redirect("agents:run", pk=pk)
-    replay = services.replay_run(original, api_key)
+    try:
+        replay = services.replay_run(original, api_key)
+    except services.RunNotFinishedError as error:
+        messages.error(request, str(error))
+        return redirect("agents:run", pk=pk)
     return redirect("agents:run", pk=replay.pk)

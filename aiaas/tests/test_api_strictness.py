@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 from django.test import override_settings
 from rest_framework.test import APIClient
@@ -17,7 +18,7 @@ from testing.tenants import TenantFixture
 
 def error_of(response: Any, status: int) -> dict[str, Any]:
     assert response.status_code == status, response.content
-    assert response["Content-Type"] == "application/json"
+    assert response.headers["Content-Type"] == "application/json"
     error: dict[str, Any] = response.json()["error"]
     return error
 
@@ -153,3 +154,22 @@ def test_a_method_not_served_is_a_json_405(api_client: APIClient, tenant: Tenant
             response = getattr(api_client, method)(path, {}, format="json")
 
             assert error_of(response, 405)["code"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1/keys", "/api/v1/agents", "/api/v1/collections", "/v1/vector_stores", "/v1/batches"]
+)
+def test_a_body_nested_past_the_parsers_depth_is_a_400(
+    platform_url: str, serving_tenant: TenantFixture, path: str
+) -> None:
+    headers = {
+        "Host": "localhost",
+        "Authorization": f"Bearer {serving_tenant.admin_key}",
+        "Content-Type": "application/json",
+    }
+
+    response = httpx.post(f"{platform_url}{path}", content=b"[" * 50_000 + b"]" * 50_000, headers=headers)
+
+    error = error_of(response, 400)
+    assert error["code"] == "parse_error", error
+    assert error["message"] == "JSON parse error - the body is nested too deeply."

@@ -9,10 +9,11 @@ import uuid
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 import redis
 import redis.asyncio as aioredis
 from django.conf import settings
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from pytest_django import Settings
 
 from billing.limits import Limiter
@@ -104,3 +105,9 @@ def test_a_dead_lettered_usage_event_can_be_queued_again(serving_tenant: TenantF
         pass
     event = UsageEvent.objects.get(request_id=request_id)
     assert (event.prompt_tokens, event.completion_tokens) == (3, 4)
+
+
+@pytest.mark.parametrize("limit", [0, -1])
+def test_replaying_dead_letters_needs_a_positive_limit(limit: int) -> None:
+    with pytest.raises(CommandError, match="--limit must be at least 1"):
+        call_command("replay_dead_usage_events", limit=limit)

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django_tenants.utils import tenant_context
 from pytest_django import Settings
@@ -120,6 +121,23 @@ def test_a_document_needs_exactly_one_source(
     assert (none.status_code, none.json()["error"]["code"]) == (400, "invalid_source")
     assert (private.status_code, private.json()["error"]["code"]) == (400, "forbidden_url")
     assert (scheme.status_code, scheme.json()["error"]["code"]) == (400, "forbidden_url")
+
+
+@pytest.mark.parametrize("metadata", ["{nope", "[" * 5000 + "]" * 5000])
+def test_upload_metadata_that_is_not_a_json_object_is_a_400(
+    api_client: APIClient, registry: str, metadata: str
+) -> None:
+    collection = create(api_client).json()["id"]
+    upload = SimpleUploadedFile("notes.txt", b"hello", content_type="text/plain")
+
+    response = api_client.post(
+        f"/api/v1/collections/{collection}/documents",
+        {"file": upload, "metadata": metadata},
+        format="multipart",
+    )
+
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["param"] == "metadata"
 
 
 def test_a_file_is_uploaded_ingested_and_deleted_with_its_chunks(

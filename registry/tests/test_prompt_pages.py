@@ -64,6 +64,7 @@ def test_a_version_renders_with_variables_and_says_which_is_missing(tenant: Tena
     rendered = browser.post(page, {"variables": '{"who": "<script>x</script>", "mood": "glad"}'})
     missing = browser.post(page, {"variables": '{"who": "Ada"}'})
     not_json = browser.post(page, {"variables": "{nope"})
+    too_deep = browser.post(page, {"variables": "[" * 5000 + "]" * 5000})
 
     assert rendered.status_code == 200
     assert "Hello &lt;script&gt;x&lt;/script&gt; &lt;b&gt;glad&lt;/b&gt;" in rendered.content.decode()
@@ -72,6 +73,7 @@ def test_a_version_renders_with_variables_and_says_which_is_missing(tenant: Tena
     assert "&#x27;mood&#x27; is undefined" in missing.content.decode()
     assert not_json.status_code == 400
     assert "Not JSON" in not_json.content.decode()
+    assert (too_deep.status_code, "Not JSON: nested too deeply." in too_deep.content.decode()) == (400, True)
     assert states(tenant, "greet") == [(1, "draft")]  # a preview saves nothing
 
 

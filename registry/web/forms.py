@@ -35,6 +35,8 @@ class RenderForm(forms.Form):
             value = json.loads(self.cleaned_data["variables"])
         except ValueError as error:
             raise forms.ValidationError(f"Not JSON: {error}") from None
+        except RecursionError:
+            raise forms.ValidationError("Not JSON: nested too deeply.") from None
         if not isinstance(value, dict):
             raise forms.ValidationError('A JSON object, e.g. {"input": {"text": "hi"}}.')
         return value

@@ -54,6 +54,21 @@ def test_a_schema_nested_too_deeply_is_refused_with_where() -> None:
     assert refused.value.path[:4] == ("items", "items", "items", "items")
 
 
+@pytest.mark.parametrize(
+    ("schema", "message"),
+    [
+        ({"type": "string", "maxLength": 10**30}, "the schema holds an integer beyond 64 bits"),
+        ('{"$ref": "https://schemas.example/s.json"}', "a JSON Schema is an object or a boolean"),
+        ([{"type": "string"}], "a JSON Schema is an object or a boolean"),
+    ],
+)
+def test_what_is_not_a_schema_we_compile_is_refused_as_invalid(schema: Any, message: str) -> None:
+    with pytest.raises(InvalidSchemaError) as refused:
+        compile_schema(schema)
+
+    assert refused.value.message == message
+
+
 class Counting(BaseHTTPRequestHandler):
     hits = 0
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from redis.typing import EncodableT, FieldT
 
 from aiaas.redis_clients import sync_client
@@ -23,6 +23,8 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true", help="List them and their reasons only.")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["limit"] < 1:
+            raise CommandError("--limit must be at least 1.")
         client = sync_client("queues")
         stream = settings.USAGE_STREAM
         dead = dead_stream_of(stream)
