@@ -33,15 +33,19 @@ class TenantRoutingMiddleware(TenantMainMiddleware):
 
     def process_request(self, request: HttpRequest) -> HttpResponse | None:
         activate_public_schema()
-        try:
-            hostname = remove_www(request.get_host().split(":")[0])
-        except DisallowedHost:
-            return JsonResponse(error_body(400, "This host is not served here.", "invalid_host"), status=400)
         if request.path_info.startswith(settings.API_PATH_PREFIXES):
+            # The key names the tenant, on any host, as on the gateway's /v1 (an internal
+            # service name, an IP, a load balancer's name): the host names nothing here,
+            # and nothing these paths answer is built from it, so it is not refused.
+            request.get_host = request._get_raw_host  # type: ignore[method-assign]
             request.tenant = None  # type: ignore[attr-defined]
             request.urlconf = settings.API_URLCONF  # type: ignore[attr-defined]
             set_urlconf(settings.API_URLCONF)
             return None
+        try:
+            hostname = remove_www(request.get_host().split(":")[0])
+        except DisallowedHost:
+            return JsonResponse(error_body(400, "This host is not served here.", "invalid_host"), status=400)
         tenant = tenant_for_host(hostname)
         if tenant is None:
             raise Http404(f"No tenant for hostname {hostname!r}")

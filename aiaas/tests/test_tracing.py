@@ -144,7 +144,7 @@ def test_on_probes_and_bad_hosts_are_answered_as_before_and_a_view_has_its_span(
     serving_tenant: TenantFixture, spans: InMemorySpanExporter
 ) -> None:
     assert Client(HTTP_HOST="10.0.0.7").get("/healthz").status_code == 200
-    refused = Client(HTTP_HOST="10.0.0.7").get("/api/v1/tenant/settings")
+    refused = Client(HTTP_HOST="10.0.0.7").get("/dashboard/")
     assert refused.status_code == 400
     assert refused.json()["error"]["code"] == "invalid_host"
 
