@@ -37,7 +37,7 @@ class TenantRoutingMiddleware(TenantMainMiddleware):
             # The key names the tenant, on any host, as on the gateway's /v1 (an internal
             # service name, an IP, a load balancer's name): the host names nothing here,
             # and nothing these paths answer is built from it, so it is not refused.
-            request.get_host = request._get_raw_host  # type: ignore[method-assign]
+            request.get_host = request._get_raw_host  # type: ignore[method-assign,attr-defined]
             request.tenant = None  # type: ignore[attr-defined]
             request.urlconf = settings.API_URLCONF  # type: ignore[attr-defined]
             set_urlconf(settings.API_URLCONF)
