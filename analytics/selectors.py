@@ -14,7 +14,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import asdict
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import redis
@@ -24,7 +24,7 @@ from aiaas.redis_clients import sync_client
 from aiaas.redis_keys import tenant_key
 from analytics import rollups
 from analytics.backends import get_backend
-from analytics.backends.base import Point, Query, figures_json
+from analytics.backends.base import Figures, Point, Query, figures_json
 
 logger = logging.getLogger(__name__)
 Answer = dict[str, Any]
@@ -40,7 +40,7 @@ def summary(query: Query) -> Answer:
 
 
 def timeseries(query: Query) -> Answer:
-    """One point per bucket (and group) with requests, in time order."""
+    """One point per bucket of the range (and group seen in it), in time order."""
     return cached(query, "timeseries", lambda: timeseries_answer(query))
 
 
@@ -66,8 +66,28 @@ def timeseries_answer(query: Query) -> Answer:
         "to": iso(query.end),
         "granularity": query.granularity,
         "group_by": query.group_by,
-        "data": [point_json(point) for point in get_backend().timeseries(query)],
+        "data": [point_json(point) for point in every_bucket(query, get_backend().timeseries(query))],
     }
+
+
+def every_bucket(query: Query, points: list[Point]) -> list[Point]:
+    """The backend's points (buckets with requests) and a zero point for every other
+    bucket of the range, per group seen in it: a chart's line falls to zero where
+    nothing happened instead of joining the points on either side."""
+    step = timedelta(hours=1) if query.granularity == "hour" else timedelta(days=1)
+    first = query.start.replace(minute=0, second=0, microsecond=0)
+    if query.granularity == "day":
+        first = first.replace(hour=0)
+    buckets = []
+    while first < query.end:
+        buckets.append(first)
+        first += step
+    groups = sorted({point.group for point in points}, key=lambda g: (g is not None, g or ""))
+    found = {(point.t, point.group): point for point in points}
+    every = [(t, group) for t in buckets for group in (groups if query.group_by else [None])]
+    # A point off these buckets (none, with the shipped backends) is kept, not dropped.
+    every += sorted(set(found) - set(every), key=lambda key: (key[0], key[1] is not None, key[1] or ""))
+    return [found.get(key) or Point(*key, Figures()) for key in sorted(every, key=lambda key: key[0])]
 
 
 def point_json(point: Point) -> Answer:

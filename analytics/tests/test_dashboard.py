@@ -130,7 +130,8 @@ def test_another_tenant_sees_none_of_it(
     assert outsider.status_code == 200
     assert '<div class="stat-value" id="kpi-requests">0</div>' in outsider.content.decode()
     assert "No traffic yet" in outsider.content.decode()
-    assert csv_rows(export.content) == []
+    # A row per day of the range, none with a request.
+    assert [row["requests"] for row in csv_rows(export.content)] == ["0", "0", "0"]
 
 
 def test_a_member_of_another_tenant_is_sent_to_sign_in(
@@ -180,7 +181,7 @@ def test_the_csv_export_is_the_apis_timeseries(tenant: TenantFixture, ledger: Le
         "tiers.2",
     ]
     points = api.json()["data"]
-    assert len(rows) == len(points) == 2
+    assert len(rows) == len(points) == 3  # the third day had no request: a zero row
     for row, point in zip(rows, points, strict=True):
         for name, value in flat(point):
             assert row[name] == ("" if value is None else str(value)), name
@@ -196,6 +197,7 @@ def test_the_csv_export_is_the_apis_timeseries(tenant: TenantFixture, ledger: Le
         "1",
         "1",
     )
+    assert (rows[2]["requests"], rows[2]["cost_usd"], rows[2]["latency_ms.p50"]) == ("0", "0.000000", "")
 
 
 def test_the_csv_export_groups_when_asked(tenant: TenantFixture, ledger: Ledger) -> None:
@@ -203,11 +205,18 @@ def test_the_csv_export_groups_when_asked(tenant: TenantFixture, ledger: Ledger)
 
     response = tenant.web_client().get(EXPORT, {**days(ledger), "group_by": "model"})
 
+    # Each day of the range, each group seen in it (the empty group: requests without a model).
+    first, second, third = (days(ledger, n)["from"] for n in range(3))
     assert [(row["t"][:10], row["group"], row["requests"]) for row in csv_rows(response.content)] == [
-        (days(ledger)["from"], "sim-large", "1"),
-        (days(ledger)["from"], "sim-small", "1"),
-        (days(ledger, 1)["from"], "", "1"),
-        (days(ledger, 1)["from"], "sim-small", "1"),
+        (first, "", "0"),
+        (first, "sim-large", "1"),
+        (first, "sim-small", "1"),
+        (second, "", "1"),
+        (second, "sim-large", "0"),
+        (second, "sim-small", "1"),
+        (third, "", "0"),
+        (third, "sim-large", "0"),
+        (third, "sim-small", "0"),
     ]
 
 
