@@ -28,11 +28,23 @@ Charts = Mapping[str, Exportable]
 Build = Callable[[PageAccess, DateRange], Charts]
 
 
+# A spreadsheet runs a text cell starting with one of these as a formula; key names are
+# the tenant's members' to choose (OWASP's "CSV injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def as_text(cell: object) -> object:
+    """A text cell a spreadsheet would run, quoted so it shows as text; other cells as they are."""
+    if isinstance(cell, str) and cell.startswith(FORMULA_STARTS):
+        return "'" + cell
+    return "" if cell is None else cell
+
+
 def chart_csv(chart: Exportable) -> str:
     out = StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(chart.csv_header())
-    writer.writerows([["" if cell is None else cell for cell in row] for row in chart.csv_rows()])
+    writer.writerow([as_text(cell) for cell in chart.csv_header()])
+    writer.writerows([[as_text(cell) for cell in row] for row in chart.csv_rows()])
     return out.getvalue()
 
 
