@@ -9,7 +9,8 @@ from contextlib import contextmanager
 
 import stripe
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.core.validators import slug_re
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -104,7 +105,10 @@ STRIPE_REFUSALS = {
 @require_POST
 def billing_checkout(request: HttpRequest, access: PageAccess) -> HttpResponse:
     """Off to Stripe Checkout to subscribe to the chosen plan."""
-    plan = get_object_or_404(Plan.objects.exclude(stripe_price_id=""), slug=request.POST.get("plan", ""))
+    slug = request.POST.get("plan", "")
+    if not slug_re.match(slug):  # no plan has it, and PostgreSQL refuses some (a NUL)
+        raise Http404("No such plan.")
+    plan = get_object_or_404(Plan.objects.exclude(stripe_price_id=""), slug=slug)
     back = request.build_absolute_uri(reverse("dashboard:billing"))
     with stripe_errors_as_messages(request):
         return redirect(create_checkout_session(access.tenant, plan, f"{back}?checkout=done", back))
