@@ -153,3 +153,20 @@ def test_a_method_not_served_is_a_json_405(api_client: APIClient, tenant: Tenant
             response = getattr(api_client, method)(path, {}, format="json")
 
             assert error_of(response, 405)["code"] == "method_not_allowed"
+
+
+DEEP = b"[" * 5000 + b"]" * 5000
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/api/v1/keys", "/api/v1/tenant/settings", "/v1/vector_stores", "/v1/batches", "/api/v1/agents"],
+)
+def test_a_body_nested_deeper_than_json_can_be_read_is_a_400(api_client: APIClient, path: str) -> None:
+    response = api_client.generic(
+        "PATCH" if "settings" in path else "POST", path, b'{"name": ' + DEEP + b"}", "application/json"
+    )
+
+    error = error_of(response, 400)
+    assert error["code"] == "parse_error"
+    assert error["message"] == "JSON parse error - the body is nested too deeply."

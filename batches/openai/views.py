@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 from rest_framework.exceptions import NotFound
-from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from aiaas.api_parsers import JSONParser
 from batches import services
 from batches.models import Batch
 from batches.openai import bodies

@@ -7,10 +7,11 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, ValidationError
-from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from aiaas.api_parsers import JSONParser
 from ingestion import selectors, services
 from ingestion.api.pagination import CreatedAtPagination
 from ingestion.api.serializers import (

@@ -16,12 +16,13 @@ from django.http import HttpResponse
 from django.utils.http import content_disposition_header
 from rest_framework.exceptions import NotFound
 from rest_framework.negotiation import DefaultContentNegotiation
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from aiaas.api_errors import error_body
+from aiaas.api_parsers import JSONParser
 from gateway.errors import GatewayError
 from ingestion import services
 from ingestion.models import Collection, Document, StoredFile
