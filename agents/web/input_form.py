@@ -108,3 +108,5 @@ class JsonInputField(forms.CharField):
             return json.loads(text)
         except ValueError as error:
             raise forms.ValidationError(f"Not valid JSON: {error}") from None
+        except RecursionError:
+            raise forms.ValidationError("Not valid JSON: nested too deeply.") from None
