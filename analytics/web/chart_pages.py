@@ -20,24 +20,13 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from aiaas.charts import Exportable
+from analytics.export import as_text
 from analytics.ranges import DateRange, Preset
 from analytics.web.forms import RangeForm
 from tenants.web.base import PageAccess, tenant_page
 
 Charts = Mapping[str, Exportable]
 Build = Callable[[PageAccess, DateRange], Charts]
-
-
-# A spreadsheet runs a text cell starting with one of these as a formula; key names are
-# the tenant's members' to choose (OWASP's "CSV injection").
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def as_text(cell: object) -> object:
-    """A text cell a spreadsheet would run, quoted so it shows as text; other cells as they are."""
-    if isinstance(cell, str) and cell.startswith(FORMULA_STARTS):
-        return "'" + cell
-    return "" if cell is None else cell
 
 
 def chart_csv(chart: Exportable) -> str:
