@@ -167,7 +167,7 @@ def test_traffic_is_denied_unless_a_policy_allows_it(manifests: list[Manifest]) 
     providers = policies["allow-app-to-providers"]["spec"]["egress"]
 
     assert policies["default-deny"]["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
-    assert [port["port"] for rule in providers for port in rule["ports"]] == [443]
+    assert [port["port"] for rule in providers for port in rule["ports"]] == [443, 465, 587]  # HTTPS, SMTP
     assert "169.254.0.0/16" in providers[0]["to"][0]["ipBlock"]["except"]  # the cloud's metadata service
     ingress_from = policies["allow-ingress-controller"]["spec"]["ingress"]
     assert ingress_from[0]["from"][0]["namespaceSelector"]["matchLabels"] == {
