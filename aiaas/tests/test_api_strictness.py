@@ -175,3 +175,21 @@ def test_a_body_the_gateway_would_refuse_as_json_is_a_400(
     error = error_of(response, 400)
     assert error["code"] == "parse_error"
     assert error["message"].startswith("JSON parse error - ")
+
+
+@pytest.mark.parametrize(
+    ("path", "param"),
+    [
+        ("/api/v1/collections?after=a%00", "after"),
+        ("/api/v1/experiments?after=%00", "after"),
+        ("/v1/files?purpose=%00", "purpose"),
+        ("/v1/batches?before=%00", "before"),
+        ("/v1/vector_stores?after=x%00y", "after"),
+        ("/api/v1/keys?limit=1&%00=1", "\x00"),
+    ],
+)
+def test_a_query_parameter_holding_nul_is_a_400(api_client: APIClient, path: str, param: str) -> None:
+    error = error_of(api_client.get(path), 400)
+
+    assert error["code"] == "null_characters_not_allowed"
+    assert error["param"] == param
