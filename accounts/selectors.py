@@ -93,6 +93,8 @@ def keys_matching(tenant: Tenant, search: str = "") -> QuerySet[ApiKey]:
     search = search.strip()
     if not search:
         return keys
+    if "\x00" in search:  # PostgreSQL's text holds no NUL, so no name or prefix has one
+        return keys.none()
     prefix = search.removeprefix("aiaas_").split("_", 1)[0]
     matches = Q(name__icontains=search)
     if prefix:

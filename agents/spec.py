@@ -107,10 +107,19 @@ class NotJSONError(ValueError):
         self.parts = parts
 
 
+def encodable(text: str) -> bool:
+    """Whether `text` has UTF-8 bytes: JSON's "\\ud800" decodes to a lone surrogate, which has none."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_json_value(value: Any, parts: list[Any] | None = None) -> None:
     """Refuse what JSON (and PostgreSQL's jsonb) cannot hold: other types (dates,
     bytes, sets), non-string keys, NaN and infinities, integers beyond 64 bits, NUL
-    characters, and nesting deeper than MAX_DEPTH."""
+    characters, lone surrogates, and nesting deeper than MAX_DEPTH."""
     parts = [] if parts is None else parts
     if len(parts) > MAX_DEPTH:
         raise NotJSONError(f"nested more than {MAX_DEPTH} levels deep", parts)
@@ -125,6 +134,8 @@ def check_json_value(value: Any, parts: list[Any] | None = None) -> None:
     elif isinstance(value, str):
         if "\x00" in value:
             raise NotJSONError("NUL characters are not allowed", parts)
+        if not encodable(value):
+            raise NotJSONError("lone surrogates (\\ud800-\\udfff) are not allowed", parts)
     elif isinstance(value, list):
         for index, item in enumerate(value):
             check_json_value(item, [*parts, index])
@@ -132,8 +143,8 @@ def check_json_value(value: Any, parts: list[Any] | None = None) -> None:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise NotJSONError(f"the key {key!r} is not a string", parts)
-            if "\x00" in key:
-                raise NotJSONError("NUL characters are not allowed (in a key)", parts)
+            if "\x00" in key or not encodable(key):
+                raise NotJSONError("NUL characters and lone surrogates are not allowed (in a key)", parts)
             check_json_value(item, [*parts, key])
     else:
         raise NotJSONError(f"a {type(value).__name__} value is not JSON", parts)

@@ -18,6 +18,10 @@ MIN_SECRET_KEY_CHARACTERS = 5
 MIN_METRICS_TOKEN_LENGTH = 32
 CSP_MIDDLEWARE = "csp.middleware.CSPMiddleware"
 UNSAFE_SCRIPT_SOURCES = frozenset({"*", "'unsafe-inline'", "'unsafe-eval'", "http:", "https:", "data:"})
+# Django's backends that keep an email in the process, a file or the log: nobody receives it.
+UNSENT_EMAIL_BACKENDS = frozenset(
+    f"django.core.mail.backends.{name}.EmailBackend" for name in ("console", "locmem", "filebased", "dummy")
+)
 
 
 @register(Tags.security, deploy=True)
@@ -32,6 +36,7 @@ def check_production_settings(app_configs: Sequence[Any] | None, **kwargs: Any) 
         hsts_is_on,
         proxies_are_named,
         content_security_policy_is_on,
+        emails_are_sent,
     )
     return [message for check in checks for message in check()]
 
@@ -177,5 +182,20 @@ def content_security_policy_is_on() -> list[CheckMessage]:
             hint=f"Keep {CSP_MIDDLEWARE} in MIDDLEWARE and aiaas/settings.py's CONTENT_SECURITY_POLICY "
             "(docs/decisions/0043).",
             id="aiaas.W012",
+        )
+    ]
+
+
+def emails_are_sent() -> list[CheckMessage]:
+    if settings.EMAIL_BACKEND not in UNSENT_EMAIL_BACKENDS:
+        return []
+    return [
+        Warning(
+            f"EMAIL_BACKEND is {settings.EMAIL_BACKEND}: no email leaves this process, so a new "
+            "workspace never gets the link that lets it call models, and nobody gets an invitation "
+            "or a password reset.",
+            hint="Set EMAIL_BACKEND=django.core.mail.backends.smtp.EmailBackend and EMAIL_HOST, "
+            "EMAIL_PORT, EMAIL_HOST_USER, EMAIL_HOST_PASSWORD, EMAIL_USE_TLS (docs/deploy.md).",
+            id="aiaas.W013",
         )
     ]

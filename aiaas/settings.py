@@ -753,6 +753,14 @@ WHITENOISE_ROOT = BASE_DIR / "static" / "root"
 
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+# The SMTP server of EMAIL_BACKEND=django.core.mail.backends.smtp.EmailBackend: a deployment
+# names it here, or no signup link, invitation or password reset reaches anyone.
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", default=False)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default=f"noreply@{BASE_DOMAIN}")
 
 REST_FRAMEWORK = {

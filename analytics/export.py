@@ -24,6 +24,18 @@ def flat(figures: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Ce
             yield f"{prefix}{name}", value
 
 
+# A spreadsheet runs a text cell starting with one of these as a formula; key and model
+# names are the tenant's to choose (OWASP's "CSV injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def as_text(cell: object) -> object:
+    """A text cell a spreadsheet would run, quoted so it shows as text; other cells as they are."""
+    if isinstance(cell, str) and cell.startswith(FORMULA_STARTS):
+        return "'" + cell
+    return "" if cell is None else cell
+
+
 # Every point has these; errors and tiers add a column per type or tier seen.
 FIXED_COLUMNS = ["t", "group", *dict(flat(figures_json(Figures())))]
 
@@ -34,5 +46,5 @@ def timeseries_csv(points: Sequence[Mapping[str, Any]]) -> str:
     out = StringIO()
     writer = csv.DictWriter(out, fieldnames=FIXED_COLUMNS + seen, restval=0, lineterminator="\n")
     writer.writeheader()
-    writer.writerows({name: "" if value is None else value for name, value in row.items()} for row in rows)
+    writer.writerows({name: as_text(value) for name, value in row.items()} for row in rows)
     return out.getvalue()

@@ -119,6 +119,23 @@ def test_a_schema_a_form_cannot_draw_falls_back_to_json(tenant: TenantFixture) -
         assert Run.objects.get(agent_id=pk).input == {"items": ["a"]}
 
 
+def test_json_input_nested_too_deeply_or_with_a_lone_surrogate_is_refused_on_the_form(
+    tenant: TenantFixture,
+) -> None:
+    nested = {"type": "object", "properties": {"items": {"type": "array"}}}
+    pk = typed_agent(tenant, "json-refused", nested)
+    browser = tenant.web_client()
+    key = tenant.provisioned.issued_key.api_key.pk
+
+    deep = browser.post(f"{AGENTS}{pk}/runs/", {"input": '{"items": ' + "[" * 5000, "api_key": key})
+    surrogate = browser.post(f"{AGENTS}{pk}/runs/", {"input": '{"items": ["\\ud800"]}', "api_key": key})
+
+    assert deep.status_code == surrogate.status_code == 400
+    assert deep.context["run_form"].errors["input"] == ["Not valid JSON: nested too deeply."]
+    with tenant_context(tenant.tenant):
+        assert not Run.objects.filter(agent_id=pk).exists()
+
+
 def test_the_only_key_that_can_call_models_is_chosen(tenant: TenantFixture) -> None:
     create_api_key(tenant.tenant, name="reader", scopes=[ApiKeyScope.READ])
     pk = typed_agent(tenant, "one-key")

@@ -172,4 +172,44 @@ def test_a_body_nested_past_the_parsers_depth_is_a_400(
 
     error = error_of(response, 400)
     assert error["code"] == "parse_error", error
-    assert error["message"] == "JSON parse error - the body is nested too deeply."
+    assert error["message"].startswith("JSON parse error - "), error
+
+
+DEEP = "[" * 5000 + "]" * 5000
+
+
+@pytest.mark.parametrize(
+    "body",
+    ['{"name": ' + DEEP + "}", '{"name": "a\\ud800"}', '{"name": 1e400}'],
+    ids=["nested-too-deeply", "lone-surrogate", "infinite-number"],
+)
+@pytest.mark.parametrize(
+    "path",
+    ["/api/v1/keys", "/api/v1/tenant/settings", "/v1/vector_stores", "/v1/batches", "/api/v1/agents"],
+)
+def test_a_body_the_gateway_would_refuse_as_json_is_a_400(
+    api_client: APIClient, path: str, body: str
+) -> None:
+    response = api_client.generic("PATCH" if "settings" in path else "POST", path, body, "application/json")
+
+    error = error_of(response, 400)
+    assert error["code"] == "parse_error"
+    assert error["message"].startswith("JSON parse error - ")
+
+
+@pytest.mark.parametrize(
+    ("path", "param"),
+    [
+        ("/api/v1/collections?after=a%00", "after"),
+        ("/api/v1/experiments?after=%00", "after"),
+        ("/v1/files?purpose=%00", "purpose"),
+        ("/v1/batches?before=%00", "before"),
+        ("/v1/vector_stores?after=x%00y", "after"),
+        ("/api/v1/keys?limit=1&%00=1", "\x00"),
+    ],
+)
+def test_a_query_parameter_holding_nul_is_a_400(api_client: APIClient, path: str, param: str) -> None:
+    error = error_of(api_client.get(path), 400)
+
+    assert error["code"] == "null_characters_not_allowed"
+    assert error["param"] == param

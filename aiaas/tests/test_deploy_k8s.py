@@ -167,12 +167,32 @@ def test_traffic_is_denied_unless_a_policy_allows_it(manifests: list[Manifest]) 
     providers = policies["allow-app-to-providers"]["spec"]["egress"]
 
     assert policies["default-deny"]["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
-    assert [port["port"] for rule in providers for port in rule["ports"]] == [443]
+    assert [port["port"] for rule in providers for port in rule["ports"]] == [443, 465, 587]  # HTTPS, SMTP
     assert "169.254.0.0/16" in providers[0]["to"][0]["ipBlock"]["except"]  # the cloud's metadata service
     ingress_from = policies["allow-ingress-controller"]["spec"]["ingress"]
     assert ingress_from[0]["from"][0]["namespaceSelector"]["matchLabels"] == {
         "kubernetes.io/metadata.name": "ingress-nginx"
     }
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a label selector (matchLabels, and matchExpressions with In) selects `labels`."""
+    expressions = selector.get("matchExpressions", [])
+    assert {expression["operator"] for expression in expressions} <= {"In"}
+    return selector.get("matchLabels", {}).items() <= labels.items() and all(
+        labels.get(expression["key"]) in expression["values"] for expression in expressions
+    )
+
+
+def test_every_pod_may_resolve_names_with_the_clusters_dns(manifests: list[Manifest]) -> None:
+    """kube-dns carries the cluster's labels, not ours: commonLabels adds ours to every
+    policy peer's matchLabels, which would select no DNS pod and leave every name unresolved."""
+    (rule,) = of_kind(manifests, "NetworkPolicy")["allow-dns"]["spec"]["egress"]
+    (peer,) = rule["to"]
+
+    assert selects(peer["namespaceSelector"], {"kubernetes.io/metadata.name": "kube-system"})
+    assert selects(peer["podSelector"], {"k8s-app": "kube-dns"})
+    assert not selects(peer["podSelector"], {"k8s-app": "metrics-server"})
 
 
 def test_beat_is_one_replica_that_nothing_scales(manifests: list[Manifest]) -> None:

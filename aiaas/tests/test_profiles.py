@@ -169,6 +169,7 @@ SAFE = {
     "SECRET_KEY_FALLBACKS": ["0ld-" + "klmnopqrst" * 5],
     "BEHIND_TLS_PROXY": True,
     "TRUSTED_PROXIES": ["10.0.0.0/8", "fd00::/8"],
+    "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
 }
 
 
@@ -208,6 +209,8 @@ def test_safe_production_settings_pass_our_deploy_checks(no_simulated_provider: 
             "aiaas.W012",
         ),
         ({"CONTENT_SECURITY_POLICY": UNSAFE_INLINE_SCRIPTS}, "aiaas.W012"),
+        ({"EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend"}, "aiaas.W013"),
+        ({"EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend"}, "aiaas.W013"),
     ],
 )
 def test_each_unsafe_setting_is_reported_with_its_id(

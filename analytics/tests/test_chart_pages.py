@@ -15,7 +15,7 @@ from analytics.tests.conftest import Ledger
 from analytics.tests.test_dashboard import chart_data, days, series_of, traffic
 from billing.tests.factories import PlanFactory
 from routing.tests.test_router_api import outcome, record_requests
-from tenants.models import Tenant
+from tenants.models import ApiKey, Tenant
 from testing.tenants import TenantFixture
 
 DAY = timedelta(days=1)
@@ -80,6 +80,22 @@ def test_a_charts_csv_is_what_it_draws(tenant: TenantFixture, ledger: Ledger) ->
     assert csv_of(keys.content)[:2] == [
         ["label", "value", "detail"],
         [f"{key.name} ({key.prefix})", "0.005000", "3 requests"],
+    ]
+
+
+def test_a_csv_cell_a_spreadsheet_would_run_as_a_formula_is_written_as_text(
+    tenant: TenantFixture, ledger: Ledger
+) -> None:
+    traffic(tenant, ledger)
+    key = tenant.provisioned.issued_key.api_key
+    ApiKey.objects.filter(pk=key.pk).update(name='=HYPERLINK("https://evil.example/","open")')
+
+    response = tenant.web_client().get("/dashboard/usage/charts/usage-keys-chart.csv", days(ledger))
+
+    assert csv_of(response.content)[1] == [
+        f'\'=HYPERLINK("https://evil.example/","open") ({key.prefix})',
+        "0.005000",
+        "3 requests",
     ]
 
 

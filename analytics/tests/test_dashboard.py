@@ -220,6 +220,17 @@ def test_the_csv_export_groups_when_asked(tenant: TenantFixture, ledger: Ledger)
     ]
 
 
+def test_the_csv_export_writes_a_group_a_spreadsheet_would_run_as_text(
+    tenant: TenantFixture, ledger: Ledger
+) -> None:
+    ledger.add([ledger.record(tenant, ledger.start + timedelta(hours=10), model="=1+2")])
+    apply_all()
+
+    response = tenant.web_client().get(EXPORT, {**days(ledger), "group_by": "model"})
+
+    assert [row["group"] for row in csv_rows(response.content)] == ["'=1+2"]
+
+
 def test_a_range_without_requests_says_so(tenant: TenantFixture, ledger: Ledger) -> None:
     traffic(tenant, ledger)
 

@@ -20,6 +20,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from aiaas.charts import Exportable
+from analytics.export import as_text
 from analytics.ranges import DateRange, Preset
 from analytics.web.forms import RangeForm
 from tenants.web.base import PageAccess, tenant_page
@@ -31,8 +32,8 @@ Build = Callable[[PageAccess, DateRange], Charts]
 def chart_csv(chart: Exportable) -> str:
     out = StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(chart.csv_header())
-    writer.writerows([["" if cell is None else cell for cell in row] for row in chart.csv_rows()])
+    writer.writerow([as_text(cell) for cell in chart.csv_header()])
+    writer.writerows([[as_text(cell) for cell in row] for row in chart.csv_rows()])
     return out.getvalue()
 
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from django.utils import timezone
 
 from billing.limits import billing_period, limits_for, period_end
@@ -162,6 +163,15 @@ def test_checkout_of_a_plan_not_sold_online_is_a_404(tenant: TenantFixture, stri
 
     assert response.status_code == 404
     assert len(stripe.checkout_sessions) == before
+
+
+@pytest.mark.parametrize("slug", ["pro\x00", "", "no such plan"])
+def test_checkout_of_a_name_no_plan_has_is_a_404(
+    tenant: TenantFixture, stripe: StripeStandIn, slug: str
+) -> None:
+    response = tenant.web_client().post("/dashboard/billing/checkout/", {"plan": slug})
+
+    assert response.status_code == 404
 
 
 def test_checkout_is_refused_while_a_subscription_is_live(

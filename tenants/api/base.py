@@ -12,6 +12,9 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from django.db.models import QuerySet
+from django.http import QueryDict
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
 from rest_framework.viewsets import GenericViewSet
 
 from flags.api.permissions import RequiredFlagEnabled
@@ -52,6 +55,10 @@ class TenantScopedViewSet(GenericViewSet):  # type: ignore[type-arg]
             if name in cls.__dict__:
                 raise TypeError(f"{cls.__name__} must not override {name}: tenant scoping is final")
 
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        refuse_nul_characters(request.query_params)
+
     @property
     def tenant(self) -> Tenant:
         tenant = getattr(self.request._request, "tenant", None)
@@ -74,3 +81,13 @@ class TenantScopedViewSet(GenericViewSet):  # type: ignore[type-arg]
         else:
             self.tenant  # noqa: B018 - asserts the tenant schema is active
         return queryset
+
+
+def refuse_nul_characters(params: QueryDict) -> None:
+    """A query parameter holding a NUL is a 400 naming it: PostgreSQL's text cannot hold
+    one, so a filter or cursor on it was a 500."""
+    for name, values in params.lists():
+        if "\x00" in name or any("\x00" in value for value in values):
+            raise ValidationError(
+                {name: ["Null characters are not allowed."]}, code="null_characters_not_allowed"
+            )

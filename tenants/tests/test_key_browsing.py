@@ -61,6 +61,13 @@ def test_searching_finds_keys_by_name_or_by_a_pasted_prefix(tenant: TenantFixtur
     )
 
 
+def test_a_search_with_a_nul_character_finds_nothing_instead_of_failing(tenant: TenantFixture) -> None:
+    response = tenant.web_client().get(KEYS_PAGE, {"q": "batch\x00"})
+
+    assert response.status_code == 200
+    assert response.context["keys"] == []
+
+
 def test_search_keeps_to_the_tenants_own_keys(tenant: TenantFixture, other_tenant: TenantFixture) -> None:
     foreign = other_tenant.provisioned.issued_key.api_key
 
