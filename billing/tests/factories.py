@@ -9,6 +9,7 @@ from decimal import Decimal
 from django.utils import timezone
 from factory.declarations import LazyAttribute, LazyFunction, Sequence
 from factory.django import DjangoModelFactory
+from stripe import StripeClient
 
 from billing.models import BillingAccount, CapMode, Plan, SubscriptionStatus, UsageEvent
 
@@ -56,3 +57,18 @@ class UsageEventFactory(DjangoModelFactory[UsageEvent]):
     model = "sim-small"
     status = 200
     created_at = LazyFunction(timezone.now)
+
+
+def customer_paying_by_card(client: StripeClient, name: str) -> str:
+    """A Stripe customer (localstripe's) whose default payment method is a test card,
+    so a subscription can be created and changed without a Checkout page."""
+    customer = client.v1.customers.create(params={"name": name})
+    card = client.v1.payment_methods.create(
+        params={
+            "type": "card",
+            "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2040, "cvc": "123"},
+        }
+    )
+    client.v1.payment_methods.attach(card.id, params={"customer": customer.id})
+    client.v1.customers.update(customer.id, params={"invoice_settings": {"default_payment_method": card.id}})
+    return str(customer.id)

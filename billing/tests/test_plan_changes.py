@@ -30,7 +30,7 @@ from billing.models import BillingAccount, CapMode, Plan, StripeEvent
 from billing.plan_changes import PRORATION_BEHAVIOR
 from billing.selectors import Unavailable
 from billing.stripe_api import stripe_client
-from billing.tests.factories import BillingAccountFactory, PlanFactory
+from billing.tests.factories import BillingAccountFactory, PlanFactory, customer_paying_by_card
 from billing.tests.test_gateway_billing import ask
 from billing.tests.test_stripe_webhooks import deliver, eager_tasks, event_of  # noqa: F401 - a fixture
 from tenants.models import ApiKeyScope, Tenant
@@ -126,20 +126,10 @@ def subscribe(
     def on(name: str) -> Subscribed:
         client = stripe_client()
         plans = committed(lambda: create_plans(uuid.uuid4().hex[:8]))
-        customer = client.v1.customers.create(params={"name": tenant.name})
-        card = client.v1.payment_methods.create(
-            params={
-                "type": "card",
-                "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2040, "cvc": "123"},
-            }
-        )
-        client.v1.payment_methods.attach(card.id, params={"customer": customer.id})
-        client.v1.customers.update(
-            customer.id, params={"invoice_settings": {"default_payment_method": card.id}}
-        )
-        committed(lambda: BillingAccount.objects.create(tenant_id=tenant.pk, stripe_customer_id=customer.id))
+        customer_id = customer_paying_by_card(client, tenant.name)
+        committed(lambda: BillingAccount.objects.create(tenant_id=tenant.pk, stripe_customer_id=customer_id))
         subscription = client.v1.subscriptions.create(
-            params={"customer": customer.id, "items": [{"plan": plans[name].stripe_price_id}]}
+            params={"customer": customer_id, "items": [{"plan": plans[name].stripe_price_id}]}
         )
         if plans[name].stripe_metered_price_id:
             client.v1.subscriptions.update(

@@ -30,6 +30,7 @@ from billing import tasks
 from billing.models import BillingAccount, EventStatus, Plan, StripeEvent, SubscriptionStatus
 from billing.stripe_api import stripe_client
 from billing.tests.conftest import OLD_WEBHOOK_SECRET, WEBHOOK_SECRET
+from billing.tests.factories import customer_paying_by_card
 from billing.tests.test_usage_ledger import billing_worker  # noqa: F401 - a real worker thread
 from tenants.models import Tenant
 from testing.database import committed
@@ -217,24 +218,16 @@ def subscribed(stripe: StripeStandIn, serving_tenant: TenantFixture) -> Iterator
     saved_plan_id = tenant.plan_id
     committed(lambda: Plan.objects.filter(slug="pro").update(stripe_price_id=pro_price))
     committed(lambda: Plan.objects.filter(slug="enterprise").update(stripe_price_id=enterprise_price))
-    customer = client.v1.customers.create(params={"name": tenant.name})
-    card = client.v1.payment_methods.create(
-        params={
-            "type": "card",
-            "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2040, "cvc": "123"},
-        }
-    )
-    client.v1.payment_methods.attach(card.id, params={"customer": customer.id})
-    client.v1.customers.update(customer.id, params={"invoice_settings": {"default_payment_method": card.id}})
-    committed(lambda: BillingAccount.objects.create(tenant_id=tenant.pk, stripe_customer_id=customer.id))
+    customer_id = customer_paying_by_card(client, tenant.name)
+    committed(lambda: BillingAccount.objects.create(tenant_id=tenant.pk, stripe_customer_id=customer_id))
     subscription = client.v1.subscriptions.create(
-        params={"customer": customer.id, "items": [{"plan": pro_price}]}
+        params={"customer": customer_id, "items": [{"plan": pro_price}]}
     )
     sent = [
         event.to_dict()
         for event in client.v1.events.list(params={"limit": 100}).data
         if event.type in ("customer.subscription.created", "invoice.payment_succeeded")
-        and event.data.object.to_dict().get("customer") == customer.id
+        and event.data.object.to_dict().get("customer") == customer_id
     ]
     item_id = subscription["items"].data[0].id
     client.v1.subscriptions.update(
@@ -247,7 +240,7 @@ def subscribed(stripe: StripeStandIn, serving_tenant: TenantFixture) -> Iterator
     try:
         yield Subscribed(
             tenant=tenant,
-            customer_id=customer.id,
+            customer_id=customer_id,
             subscription_id=subscription.id,
             events=events,
             final_plan=Plan.objects.get(slug="enterprise"),

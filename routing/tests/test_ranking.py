@@ -9,7 +9,7 @@ import asyncio
 import statistics
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import cast
 
@@ -153,6 +153,17 @@ def decision(tier: int, summary: bytes) -> Decision:
     return replace(scored_decision(tier, 0.2), prompt_summary=summary)
 
 
+def served_and_judged(count: int) -> Iterator[tuple[int, int, bytes, bool]]:
+    """(index, tier, prompt summary, failed) of `count` prompts, LONG and SHORT in turn,
+    each served by the cheapest tier (failing the long ones) and the top one (failing
+    one in ten): the traffic judgements() packs, for the outcome path."""
+    for index in range(count):
+        long = index % 2 == 0
+        summary = prompt_summary(hand_features(LONG if long else SHORT), 0.2, 0.1)
+        for tier, failed in ((1, long), (3, index % 10 == 0)):
+            yield index, tier, summary, failed
+
+
 def test_one_tenants_judgements_never_reach_anothers_ranking(
     serving_tenant: TenantFixture, django_db_setup: dict[str, TenantFixture]
 ) -> None:
@@ -166,14 +177,11 @@ def test_one_tenants_judgements_never_reach_anothers_ranking(
         client = aioredis.Redis.from_url(settings.REDIS_URL)
         for tenant_id in (a, b):
             await client.delete(outcomes_key(tenant_id), judged_key(tenant_id, VERSION))
-        for index in range(judged):
-            long = index % 2 == 0
-            summary = prompt_summary(hand_features(LONG if long else SHORT), 0.2, 0.1)
-            for tier, failed in ((1, long), (3, index % 10 == 0)):
-                request_id = f"rank_{ids}_{tier}_{index}"
-                await record(client, outcome(a, request_id, decision(tier, summary), None))
-                await record_feedback(client, a, request_id, good=not failed)
-                await record(client, outcome(b, f"{request_id}_b", decision(tier, b""), failed))
+        for index, tier, summary, failed in served_and_judged(judged):
+            request_id = f"rank_{ids}_{tier}_{index}"
+            await record(client, outcome(a, request_id, decision(tier, summary), None))
+            await record_feedback(client, a, request_id, good=not failed)
+            await record(client, outcome(b, f"{request_id}_b", decision(tier, b""), failed))
         with pytest.raises(FeedbackError):
             await record_feedback(client, b, f"rank_{ids}_1_0", good=True)
         cache = RouterConfigCache(client)
@@ -262,13 +270,10 @@ def test_kept_judgements_outlive_redis_losing_them(serving_tenant: TenantFixture
     async def judge() -> list[bytes]:
         client = aioredis.Redis.from_url(settings.REDIS_URL)
         await client.delete(outcomes_key(tenant_id), judged_key(tenant_id, VERSION))
-        for index in range(judged):
-            long = index % 2 == 0
-            summary = prompt_summary(hand_features(LONG if long else SHORT), 0.2, 0.1)
-            for tier, failed in ((1, long), (3, index % 10 == 0)):
-                request_id = f"kept_{ids}_{tier}_{index}"
-                await record(client, outcome(tenant_id, request_id, decision(tier, summary), None))
-                await record_feedback(client, tenant_id, request_id, good=not failed)
+        for index, tier, summary, failed in served_and_judged(judged):
+            request_id = f"kept_{ids}_{tier}_{index}"
+            await record(client, outcome(tenant_id, request_id, decision(tier, summary), None))
+            await record_feedback(client, tenant_id, request_id, good=not failed)
         kept = await client.lrange(judged_key(tenant_id, VERSION), 0, -1)
         await client.aclose()
         return cast("list[bytes]", kept)
