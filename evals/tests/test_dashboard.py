@@ -395,6 +395,9 @@ def test_a_dataset_page_shows_its_versions_and_its_cases_page_by_page(tenant: Te
     assert "Page 2 of 2 (60)" in second
     assert 'href="?version=1&amp;page=2"' in first
     assert browser.get(page, {"version": "7"}).status_code == 404
+    # Not a version number (str.isdigit takes '²'; the column holds 32 bits): the latest.
+    for odd in ("\u00b2", "9" * 30, "-1"):
+        assert browser.get(page, {"version": odd}).status_code == 200, odd
 
 
 def test_cases_are_imported_from_a_file_and_exported_back(tenant: TenantFixture) -> None:

@@ -6,6 +6,7 @@ Reading is for every member; creating and importing is for owners and admins.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.conf import settings
@@ -57,10 +58,14 @@ def dataset_list(request: HttpRequest, access: PageAccess) -> HttpResponse:
     return dataset_list_page(request)
 
 
+# ASCII digits within an integer column (str.isdigit also takes '²', which int() refuses).
+VERSION_NUMBER = re.compile(r"[0-9]{1,9}")
+
+
 def chosen_version(dataset: Dataset, number: str | None) -> DatasetVersion | None:
     """The version the page shows: the one asked for, or the latest."""
     versions = dataset.versions.all()
-    if number and number.isdigit():
+    if number and VERSION_NUMBER.fullmatch(number):
         return get_object_or_404(versions, version=int(number))
     return versions.order_by("-version").first()
 
