@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -347,6 +347,30 @@ def tool_choice(choice: Any) -> Any:
     if isinstance(choice, dict) and choice.get("type") == "function" and isinstance(choice.get("name"), str):
         return {"type": "function", "function": {"name": choice["name"]}}
     raise invalid("`tool_choice` must be auto, none, required or {type: function, name}.", "tool_choice")
+
+
+# The chat fields a Responses request becomes (to_chat_body), and the Responses field
+# each comes from: an error the chat service finds names the field the caller sent.
+CHAT_PARAMS = (
+    ("response_format.json_schema.", "text.format."),
+    ("response_format", "text.format"),
+    ("max_completion_tokens", "max_output_tokens"),
+    ("max_tokens", "max_output_tokens"),
+    ("messages", "input"),
+)
+
+
+def in_responses_terms(error: GatewayError) -> GatewayError:
+    """`error` of the chat service, its `param` (and the message's mention of it) named
+    as the Responses request names it; `messages[3].content` is `input` (the index of
+    a chat message is not the caller's: instructions come first, calls are merged)."""
+    param = error.param
+    for chat, responses in CHAT_PARAMS:
+        if param is not None and param.startswith(chat):
+            renamed = responses if chat == "messages" else responses + param[len(chat) :]
+            message = error.message.replace(f"`{param}`", f"`{renamed}`")
+            return replace(error, param=renamed, message=message)
+    return error
 
 
 def to_chat_body(request: ResponsesRequest, earlier: list[Item]) -> dict[str, Any]:

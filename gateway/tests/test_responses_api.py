@@ -311,6 +311,29 @@ def test_another_tenants_response_is_not_found_and_stays(
         ({"model": "sim-small", "input": [{"type": "item_reference", "id": "x"}]}, "input[0].type"),
         ({"model": "sim-small", "input": PROMPT, "text": {"format": {"type": "yaml"}}}, "text.format.type"),
         ({"model": "sim-small", "input": PROMPT, "store": "yes"}, "store"),
+        # Found by the chat service underneath, named as the Responses request names it.
+        (
+            {
+                "model": "sim-small",
+                "input": PROMPT,
+                "text": {"format": {"type": "json_schema", "name": "x", "schema": {"type": "nope"}}},
+            },
+            "text.format.schema",
+        ),
+        (
+            {
+                "model": "sim-small",
+                "input": PROMPT,
+                "text": {
+                    "format": {
+                        "type": "json_schema",
+                        "name": "x",
+                        "schema": {"$ref": "https://example.com/s.json"},
+                    }
+                },
+            },
+            "text.format.schema",
+        ),
         ({"model": "sim-small", "input": PROMPT, "metadata": {"team": "a\x00"}}, "metadata"),
         ({"model": "sim-small", "input": PROMPT, "metadata": {"te\x00am": "a"}}, "metadata"),
         (
@@ -329,6 +352,7 @@ def test_bad_input_is_a_400_naming_the_field(
     assert response.status_code == 400, response.text
     assert response.json()["error"]["param"] == param
     assert response.json()["error"]["type"] == "invalid_request_error"
+    assert "response_format" not in response.json()["error"]["message"]
 
 
 def test_responses_are_metered_to_the_callers_tenant(

@@ -78,14 +78,20 @@ async def serve_response(context: RequestContext, body: bytes) -> Response:
     assert context.api_key is not None
     parsed = mapping.parse_create(parse_json_object(body))
     earlier = await earlier_items(context.api_key, parsed.previous_response_id)
-    chat = validate_chat(mapping.to_chat_body(parsed, earlier))
-    prepared = await service.prepare_chat(context, chat)
+    try:
+        chat = validate_chat(mapping.to_chat_body(parsed, earlier))
+        prepared = await service.prepare_chat(context, chat)
+    except GatewayError as error:
+        raise mapping.in_responses_terms(error) from None
     turn = Turn(
         parsed, mapping.response_id(context.request_id), [*earlier, *parsed.input_items], context.api_key
     )
     if prepared.streamed:
         return ResponseStreamResponse(context, prepared, turn)
-    result = await service.complete_chat(context, prepared)
+    try:
+        result = await service.complete_chat(context, prepared)
+    except GatewayError as error:
+        raise mapping.in_responses_terms(error) from None
     output, finish_reason = mapping.output_of_completion(result.data)
     response = mapping.response_object(
         parsed,
