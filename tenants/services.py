@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import ipaddress
 import logging
 import re
 import secrets
@@ -26,7 +27,7 @@ from django_tenants.utils import schema_exists, tenant_context
 from accounts.models import Role, User
 from accounts.throttling import SIGNUPS, SIGNUPS_PER_IP, VERIFICATION_EMAILS_PER_TENANT, tenant_scope
 from aiaas.cors import normalized_origins
-from aiaas.outbound import HOST_PATTERN, is_permitted_port
+from aiaas.outbound import HOST_PATTERN, is_exemptable, is_permitted_port
 from billing.models import Plan
 from tenants.cors import known_origins
 from tenants.models import (
@@ -484,6 +485,14 @@ def set_outbound_policy(tenant: Tenant, *, hosts: list[str], ports: list[int]) -
     return tenant
 
 
+def is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def normalized_outbound_policy(hosts: list[str], ports: list[int]) -> tuple[list[str], list[int]]:
     """Hosts lowercased, unique and sorted, and ports unique and sorted; ValidationError
     on a malformed host, a port outside the platform's OUTBOUND_PERMITTED_PORTS, or
@@ -492,6 +501,10 @@ def normalized_outbound_policy(hosts: list[str], ports: list[int]) -> tuple[list
     malformed = [host for host in normalized_hosts if not HOST_PATTERN.fullmatch(host)]
     if malformed:
         raise ValidationError({"outbound_allowed_hosts": f"{malformed[0]!r} is not a host name or address."})
+    unreachable = [host for host in normalized_hosts if is_address(host) and not is_exemptable(host)]
+    if unreachable:
+        message = f"{unreachable[0]} is a link-local or cloud metadata address: no request may reach it."
+        raise ValidationError({"outbound_allowed_hosts": message})
     if len(normalized_hosts) > MAX_OUTBOUND_HOSTS:
         raise ValidationError({"outbound_allowed_hosts": f"At most {MAX_OUTBOUND_HOSTS} hosts."})
     normalized_ports = sorted(set(ports))

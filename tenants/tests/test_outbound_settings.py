@@ -70,7 +70,14 @@ def test_a_malformed_host_or_a_port_outside_the_platforms_is_a_400(
     )
     assert (zero.status_code, zero.json()["error"]["param"]) == (400, "outbound_allowed_ports[0]")
     assert (too_many.status_code, too_many.json()["error"]["param"]) == (400, "outbound_allowed_hosts")
+    # Never reachable, whatever the platform exempts: refused when saved, not only when used.
+    for address in ("169.254.169.254", "100.100.100.200", "fe80::1", "fd00:ec2::254"):
+        error = patch(api_client, outbound_allowed_hosts=["docs.example.com", address]).json()["error"]
+        assert error["param"] == "outbound_allowed_hosts", address
+        assert "link-local or cloud metadata" in error["message"]
     assert stored(tenant) == ([], [])
+    private = patch(api_client, outbound_allowed_hosts=["10.0.0.5"])  # the platform may exempt it
+    assert private.status_code == 200
 
 
 def test_another_tenants_key_changes_only_its_own_tenant(
