@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 from starlette.routing import Route
 
@@ -124,7 +123,6 @@ def test_every_django_served_route_documents_its_throttle() -> None:
 IDEMPOTENCY_KEY = {"$ref": "#/components/parameters/IdempotencyKey"}
 
 
-@pytest.mark.django_db(transaction=True)
 def test_the_routes_that_read_an_idempotency_key_are_the_described_ones(
     gateway: str, serving_tenant: TenantFixture
 ) -> None:
