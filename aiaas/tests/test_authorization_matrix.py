@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django_tenants.utils import tenant_context
 
+from agents.models import Run, RunStatus
 from agents.tests.factories import make_agent, make_prompt, make_run, simple_spec
 from batches.tests.factories import make_batch
 from evals.models import Dataset, Experiment, ExperimentStatus
@@ -55,6 +56,14 @@ def make_superseded_prompt(tenant: TenantFixture) -> Entry:
     return first
 
 
+def make_finished_run(tenant: TenantFixture) -> Run:
+    """A run that succeeded (only a finished run may be replayed)."""
+    run = make_run(tenant)
+    with tenant_context(tenant.tenant):
+        Run.objects.filter(pk=run.pk).update(status=RunStatus.SUCCEEDED)
+    return run
+
+
 def make_api_key(tenant: TenantFixture) -> ApiKey:
     return create_api_key(tenant.tenant, name="matrix", scopes=[ApiKeyScope.INFERENCE]).api_key
 
@@ -90,7 +99,7 @@ OPERATIONS = [
     Operation("run-detail", "get", 200, make_object=make_run),
     Operation("run-events", "get", 200, make_object=make_run),
     Operation("run-cancel", "post", 200, make_object=make_run),
-    Operation("run-replay", "post", 201, make_object=make_run),
+    Operation("run-replay", "post", 201, make_object=make_finished_run),
     Operation("prompt-list", "get", 200),
     Operation("prompt-list", "post", 201, body={"name": "greeting", "template": "Hi {{ input.name }}"}),
     Operation("prompt-detail", "get", 200, make_object=make_prompt),

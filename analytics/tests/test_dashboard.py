@@ -228,7 +228,7 @@ def test_the_csv_export_writes_a_group_a_spreadsheet_would_run_as_text(
 
     response = tenant.web_client().get(EXPORT, {**days(ledger), "group_by": "model"})
 
-    assert [row["group"] for row in csv_rows(response.content)] == ["'=1+2"]
+    assert {row["group"] for row in csv_rows(response.content)} == {"'=1+2"}  # one row a day
 
 
 def test_a_range_without_requests_says_so(tenant: TenantFixture, ledger: Ledger) -> None:

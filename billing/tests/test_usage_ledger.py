@@ -686,12 +686,20 @@ def test_usage_to_alone_reports_from_the_first_of_its_month(
 WRONG_DATE = "Date has wrong format. Use one of these formats instead: YYYY-MM-DD."
 
 
+NUL_REFUSED = "Null characters are not allowed."
+
+
 @pytest.mark.parametrize(
     ("params", "param", "code", "message"),
     [
         ({"from": "2026-13-01"}, "from", "invalid", f"from: {WRONG_DATE}"),
         ({"to": "27/11/2026"}, "to", "invalid", f"to: {WRONG_DATE}"),
-        ({"to": "2026-03-01\x00"}, "to", "invalid", f"to: {WRONG_DATE}"),
+        (
+            {"to": "2026-03-01\x00"},
+            "to",
+            "null_characters_not_allowed",
+            "to: Null characters are not allowed.",
+        ),
         ({"group_by": "week"}, "group_by", "invalid_choice", 'group_by: "week" is not a valid choice.'),
         ({"from": "2026-03-02", "to": "2026-03-01"}, "from", "invalid", "from: must be on or before `to`"),
         ({"from": "2026-03-02", "to": "9999-12-31"}, "to", "invalid", "to: must be before 9999-12-31"),
