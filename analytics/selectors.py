@@ -70,10 +70,17 @@ def timeseries_answer(query: Query) -> Answer:
     }
 
 
+# Beyond this many points (31 days of hours for 26 groups) a range grouped by key or
+# model is answered with its points that have requests only: zeros for hundreds of keys
+# would be most of a very large answer.
+MAX_FILLED_POINTS = 20_000
+
+
 def every_bucket(query: Query, points: list[Point]) -> list[Point]:
     """The backend's points (buckets with requests) and a zero point for every other
     bucket of the range, per group seen in it: a chart's line falls to zero where
-    nothing happened instead of joining the points on either side."""
+    nothing happened instead of joining the points on either side (up to
+    MAX_FILLED_POINTS)."""
     step = timedelta(hours=1) if query.granularity == "hour" else timedelta(days=1)
     first = query.start.replace(minute=0, second=0, microsecond=0)
     if query.granularity == "day":
@@ -83,6 +90,8 @@ def every_bucket(query: Query, points: list[Point]) -> list[Point]:
         buckets.append(first)
         first += step
     groups = sorted({point.group for point in points}, key=lambda g: (g is not None, g or ""))
+    if len(buckets) * max(1, len(groups)) > MAX_FILLED_POINTS:
+        return points
     found = {(point.t, point.group): point for point in points}
     every = [(t, group) for t in buckets for group in (groups if query.group_by else [None])]
     # A point off these buckets (none, with the shipped backends) is kept, not dropped.

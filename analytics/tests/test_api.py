@@ -6,7 +6,7 @@ nothing of one tenant visible to another's key."""
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -15,7 +15,8 @@ from django.db import connections
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
-from analytics.backends.base import status_class
+from analytics import selectors
+from analytics.backends.base import Figures, Point, Query, status_class
 from analytics.tests.conftest import Ledger, apply_all
 from billing.usage import UsageRecord
 from testing.openapi import response_validator
@@ -280,3 +281,17 @@ def test_answers_are_kept_briefly_per_tenant(
 
     assert cached == first
     assert fresh["requests"] == first["requests"] + 1
+
+
+def test_a_grouped_range_too_large_to_fill_keeps_only_its_points_with_requests() -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    query = Query(1, start, start + timedelta(days=31), granularity="hour", group_by="key")
+    busy = [
+        Point(start + timedelta(hours=n), str(key), Figures(requests=1)) for n in (0, 5) for key in range(27)
+    ]
+    few = [point for point in busy if point.group in ("1", "2")]
+
+    assert selectors.every_bucket(query, busy) == busy  # 744 hours x 27 keys: over the bound
+    filled = selectors.every_bucket(query, few)
+    assert len(filled) == 744 * 2
+    assert sum(point.figures.requests for point in filled) == len(few)
