@@ -58,18 +58,22 @@ def snapshot_outcomes() -> int:
 
 
 def snapshot_judgements(client: redis.Redis, routing: TenantRouting, learned: Mapping[str, Tally]) -> None:
+    """Copy the kept list of each version the tenant's outcomes name ("<version>|..."
+    fields) once its judgement count grew: no scan of the keyspace per tenant."""
     copied = dict(KeptJudgements.objects.filter(routing=routing).values_list("version", "judgements"))
-    for key in client.scan_iter(match=ranking.judged_key(routing.tenant_id, "*"), count=100):
-        version = key.decode().rsplit(":", 1)[1]
+    for version in sorted({field.partition("|")[0] for field in learned}):
         counted = ranking.judgements(learned, version)
-        if version in copied and counted <= copied[version]:
+        if counted == 0 or (version in copied and counted <= copied[version]):
             continue
-        entries = b"".join(cast("list[bytes]", client.lrange(key, 0, -1)))
-        KeptJudgements.objects.update_or_create(
-            routing=routing,
-            version=version,
-            defaults={"entries": entries, "judgements": counted, "taken_at": timezone.now()},
+        entries = b"".join(
+            cast("list[bytes]", client.lrange(ranking.judged_key(routing.tenant_id, version), 0, -1))
         )
+        if entries:
+            KeptJudgements.objects.update_or_create(
+                routing=routing,
+                version=version,
+                defaults={"entries": entries, "judgements": counted, "taken_at": timezone.now()},
+            )
 
 
 def kept_judgements(tenant_id: int) -> dict[str, list[bytes]]:
