@@ -4,7 +4,6 @@ them returns."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -12,7 +11,6 @@ import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
-import orjson
 from django.db import connection
 from django.utils import timezone
 from django_tenants.utils import tenant_context
@@ -25,8 +23,7 @@ from ingestion import services
 from ingestion.models import Document, DocumentStatus
 from ingestion.sweeper import resume_schema
 from ingestion.tests.factories import key_id, make_collection
-from realtime.tests.clients import bearer, open_socket
-from realtime.tests.test_stream_socket import stream_url
+from realtime.tests.clients import first_stream_event
 from testing.capacity import held_at
 from testing.database import committed
 from testing.tenants import TenantFixture
@@ -129,13 +126,7 @@ def test_a_paused_documents_stream_opens_at_once_and_says_queued(
     with held_at(Level.DEGRADED, pause_work=["ingestion"]):
         document = committed(added)
 
-    async def first_event() -> dict[str, Any]:
-        url = stream_url(gateway, document.stream_id)
-        async with open_socket(url, bearer(serving_tenant.admin_key)) as connection:
-            event: dict[str, Any] = orjson.loads(await connection.recv())
-            return event
-
-    event = asyncio.run(asyncio.wait_for(first_event(), 30))
+    event = first_stream_event(gateway, document.stream_id, serving_tenant.admin_key)
 
     assert (event["type"], event["document_id"], event["status"]) == (
         "ingestion.progress",

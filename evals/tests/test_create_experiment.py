@@ -4,11 +4,9 @@ before any case is called; a valid one pins its target and locks its version."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Any
 
-import orjson
 import pytest
 from django_tenants.utils import tenant_context
 
@@ -16,8 +14,7 @@ from agents.services import create_agent
 from evals import services
 from evals.models import Case, Dataset, DatasetVersion, Experiment, ExperimentStatus
 from evals.services import ExperimentInputError
-from realtime.tests.clients import bearer, open_socket
-from realtime.tests.test_stream_socket import stream_url
+from realtime.tests.clients import first_stream_event
 from registry.tests.factories import create_prompt
 from testing.database import committed
 from testing.tenants import TenantFixture
@@ -199,13 +196,7 @@ def test_the_stream_of_a_created_experiment_opens_at_once(
 
     experiment = committed(queued)
 
-    async def first_event() -> dict[str, Any]:
-        url = stream_url(gateway, experiment.stream_id)
-        async with open_socket(url, bearer(serving_tenant.admin_key)) as connection:
-            event: dict[str, Any] = orjson.loads(await connection.recv())
-            return event
-
-    event = asyncio.run(asyncio.wait_for(first_event(), 30))
+    event = first_stream_event(gateway, experiment.stream_id, serving_tenant.admin_key)
 
     assert (event["type"], event["experiment_id"], event["status"]) == (
         "experiment.progress",

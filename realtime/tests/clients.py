@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from typing import Any
 from urllib.parse import urlsplit
@@ -66,3 +67,15 @@ def metric(platform_url: str, name: str) -> int:
     values = [sample.value for sample in scrape(platform_url) if sample.name == name]
     assert len(values) == 1, values
     return int(values[0])
+
+
+def first_stream_event(gateway: str, stream_id: str, key: str) -> dict[str, Any]:
+    """The first event a stream socket sends a bearer of `key` (within 30 s)."""
+    url = ws_url(gateway, f"/ws/v1/streams/{stream_id}")
+
+    async def first() -> dict[str, Any]:
+        async with open_socket(url, bearer(key)) as connection:
+            event: dict[str, Any] = orjson.loads(await connection.recv())
+            return event
+
+    return asyncio.run(asyncio.wait_for(first(), 30))

@@ -8,11 +8,11 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from playwright.sync_api import expect
+from playwright.sync_api import Page, expect
 
 from tenants.models import ApiKeyScope
 from tenants.services import create_api_key
-from testing.browser import DESKTOP, OpenPage, origin_of, sign_in
+from testing.browser import DESKTOP, AuditedPage, OpenPage, origin_of, sign_in
 from testing.database import committed
 from testing.tenants import TEST_PASSWORD, TenantFixture
 
@@ -37,15 +37,19 @@ def slow_simulator(simulator_url: str) -> Iterator[None]:
     httpx.post(pace, json={"tokens_per_second": 0}, timeout=5).raise_for_status()
 
 
+def playground(page: AuditedPage, origin: str, tenant: TenantFixture, key_id: int) -> Page:
+    """The playground of `tenant`, signed in as its owner, with the key `key_id` chosen."""
+    sign_in(page, origin, tenant.owner_email, TEST_PASSWORD)
+    browser = page.visit(f"{origin}/dashboard/playground/")
+    browser.get_by_label("Key").select_option(str(key_id))
+    return browser
+
+
 def test_auto_says_its_tier_and_why_beside_a_named_model_and_copies_as_curl(
     open_page: OpenPage, serving_tenant: TenantFixture, platform_url: str, playground_key: int
 ) -> None:
-    page = open_page(DESKTOP)
-    origin = origin_of(serving_tenant.host, platform_url)
-    sign_in(page, origin, serving_tenant.owner_email, TEST_PASSWORD)
-    browser = page.visit(f"{origin}/dashboard/playground/")
-
-    browser.get_by_label("Key").select_option(str(playground_key))
+    page, origin = open_page(DESKTOP), origin_of(serving_tenant.host, platform_url)
+    browser = playground(page, origin, serving_tenant, playground_key)
     browser.get_by_label("Model").select_option("auto")
     browser.get_by_label("Compare with").select_option("sim-small")
     browser.get_by_label("Message").fill("What is a tenant?")
@@ -75,11 +79,8 @@ def test_stop_keeps_what_arrived_and_says_stopped(
     playground_key: int,
     slow_simulator: None,
 ) -> None:
-    page = open_page(DESKTOP)
-    origin = origin_of(serving_tenant.host, platform_url)
-    sign_in(page, origin, serving_tenant.owner_email, TEST_PASSWORD)
-    browser = page.visit(f"{origin}/dashboard/playground/")
-    browser.get_by_label("Key").select_option(str(playground_key))
+    page, origin = open_page(DESKTOP), origin_of(serving_tenant.host, platform_url)
+    browser = playground(page, origin, serving_tenant, playground_key)
     browser.get_by_label("Model").select_option("sim-small")
     browser.get_by_label("Message").fill("Tell me a long story about tenants.")
     browser.get_by_role("button", name="Send").click()
