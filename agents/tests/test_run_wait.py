@@ -75,7 +75,7 @@ def session_cookie(tenant: TenantFixture) -> str:
 
 async def wait_calls(
     platform_url: str, tenant: TenantFixture, agent_id: int
-) -> list[tuple[float, httpx.Response]]:
+) -> list[tuple[float, httpx.Response] | BaseException]:
     headers = {"Host": "localhost", "Authorization": f"Bearer {tenant.admin_key}"}
     limits = httpx.Limits(max_connections=WAITERS)
     async with httpx.AsyncClient(base_url=platform_url, headers=headers, limits=limits, timeout=60) as client:
@@ -85,7 +85,7 @@ async def wait_calls(
             response = await client.post(f"/api/v1/agents/{agent_id}/runs", json={"input": {}, "wait": True})
             return time.monotonic() - started, response
 
-        return await asyncio.gather(*(call() for _ in range(WAITERS)))
+        return await asyncio.gather(*(call() for _ in range(WAITERS)), return_exceptions=True)
 
 
 def timed_get(url: str, **options: Any) -> tuple[float, int]:
@@ -106,7 +106,7 @@ def test_waiters_hold_no_connection_and_another_tenants_dashboard_and_api_stay_f
     cookie = session_cookie(other)
     agent_id = create_agent(serving_tenant)
     sessions_before = server_sessions()
-    answers: list[tuple[float, httpx.Response]] = []
+    answers: list[tuple[float, httpx.Response] | BaseException] = []
     waiters = threading.Thread(
         target=lambda: answers.extend(asyncio.run(wait_calls(platform_url, serving_tenant, agent_id)))
     )
@@ -140,8 +140,12 @@ def test_waiters_hold_no_connection_and_another_tenants_dashboard_and_api_stay_f
     assert sessions_while_waiting <= sessions_before + 3
     assert [status for _, status in dashboard + api] == [200] * 10
     assert max(seconds for seconds, _ in dashboard + api) < FAST_SECONDS, (dashboard, api)
-    assert [response.status_code for _, response in answers] == [201] * WAITERS
-    bodies = {response.json()["id"]: (seconds, response.json()) for seconds, response in answers}
+    assert not waiters.is_alive()
+    failures = [answer for answer in answers if isinstance(answer, BaseException)]
+    assert not failures, failures
+    timed = [answer for answer in answers if not isinstance(answer, BaseException)]
+    assert [response.status_code for _, response in timed] == [201] * WAITERS
+    bodies = {response.json()["id"]: (seconds, response.json()) for seconds, response in timed}
     assert sorted(bodies) == run_ids
     for run_id in run_ids[:CANCELLED]:
         seconds, body = bodies[run_id]
