@@ -25,6 +25,7 @@ tracing.install_if_configured()  # before Django loads its middleware (docs/deci
 
 django_application = get_asgi_application()
 
+from starlette.datastructures import Headers  # noqa: E402
 from starlette.types import Message, Receive, Scope, Send  # noqa: E402
 
 from aiaas.access_log import AccessLogMiddleware  # noqa: E402
@@ -34,6 +35,7 @@ from aiaas.observability import exposition  # noqa: E402
 from aiaas.observability.http import observed  # noqa: E402
 from aiaas.proxies import ForwardedHeadersMiddleware  # noqa: E402
 from aiaas.request_limits import BodyLimits, BoundedBodyMiddleware  # noqa: E402
+from gateway.service import client_request_id  # noqa: E402
 from gateway.transports.http import application as gateway_application  # noqa: E402
 from gateway.transports.http import shutdown as shutdown_gateway  # noqa: E402
 from gateway.transports.websocket import shutdown as shutdown_completions  # noqa: E402
@@ -60,15 +62,19 @@ bounded_django = BoundedBodyMiddleware(
 
 
 async def django_v1(scope: Scope, receive: Receive, send: Send) -> None:
-    """Django's /v1 answers carry x-aiaas-overhead-ms as the gateway's do; Django waits
-    on no provider there (a vector store's local embeddings are its own work), so its
-    whole time is overhead."""
+    """Django's /v1 answers carry x-aiaas-overhead-ms and x-client-request-id as the
+    gateway's do; Django waits on no provider there (a vector store's local embeddings
+    are its own work), so its whole time is overhead."""
     started = time.perf_counter()
+    echoed = client_request_id(Headers(scope=scope))
 
     async def send_timed(message: Message) -> None:
         if message["type"] == "http.response.start":
-            elapsed = f"{(time.perf_counter() - started) * 1000:.2f}".encode()
-            message = {**message, "headers": [*message.get("headers", []), (b"x-aiaas-overhead-ms", elapsed)]}
+            headers = [*message.get("headers", [])]
+            headers.append((b"x-aiaas-overhead-ms", f"{(time.perf_counter() - started) * 1000:.2f}".encode()))
+            if echoed:
+                headers.append((b"x-client-request-id", echoed.encode()))
+            message = {**message, "headers": headers}
         await send(message)
 
     await bounded_django(scope, receive, send_timed)

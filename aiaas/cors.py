@@ -31,6 +31,7 @@ EXPOSED_HEADERS = ", ".join(
     (
         "retry-after",
         "x-request-id",
+        "x-client-request-id",
         "x-aiaas-model",
         "x-aiaas-tier",
         "x-aiaas-route-reason",

@@ -21,7 +21,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -64,6 +64,8 @@ from routing.router.policy import LearnedRouter, RoutedPlan
 from tenants.models import ApiKey
 
 CLIENT_REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# Where a client names its request: OpenAI's header, then the older x-request-id.
+CLIENT_REQUEST_ID_HEADERS = ("x-client-request-id", "x-request-id")
 # Compiles tenants' JSON schemas (early exit) away from the event loop.
 SCHEMA_EXECUTOR = ThreadPoolExecutor(max_workers=2, thread_name_prefix="json-schema")
 INTERNAL_ERROR_STATUS = 500
@@ -151,6 +153,17 @@ async def close_loop_clients() -> None:
         await clients.aclose()
 
 
+def client_request_id(headers: Mapping[str, str]) -> str:
+    """The id a client gave its request, echoed back as x-client-request-id when it
+    is a plain token of at most 128 characters (anything else is dropped)."""
+    named = next((headers[name] for name in CLIENT_REQUEST_ID_HEADERS if headers.get(name)), "")
+    return echoed_request_id(named)
+
+
+def echoed_request_id(value: str) -> str:
+    return value if CLIENT_REQUEST_ID_PATTERN.fullmatch(value) else ""
+
+
 @dataclass
 class RequestContext:
     """One request: its identity, clocks, what served it, what it cost, and how it ended."""
@@ -190,8 +203,7 @@ class RequestContext:
     @classmethod
     def new(cls, client_request_id: str = "", **fields: Any) -> RequestContext:
         # Our id is always ours: it keys the ledger, so a client must not choose it.
-        echo = client_request_id if CLIENT_REQUEST_ID_PATTERN.fullmatch(client_request_id) else ""
-        return cls(f"req_{uuid.uuid4().hex}", echo, **fields)
+        return cls(f"req_{uuid.uuid4().hex}", echoed_request_id(client_request_id), **fields)
 
     def succeed(self, status: int = 200) -> None:
         self.status, self.error_type = status, ""

@@ -35,7 +35,7 @@ from gateway.auth import authenticate
 from gateway.errors import NO_OUTPUT, GatewayError, client_disconnected, from_provider_error, invalid
 from gateway.events import ChatDelta, ChatEvent, ChatFailed
 from gateway.idempotency import IdempotencyStore, idempotent
-from gateway.service import RequestContext, close_loop_clients, loop_clients
+from gateway.service import RequestContext, client_request_id, close_loop_clients, loop_clients
 from gateway.transports.cors import CorsMiddleware
 from gateway.validation import parse_chat_request, parse_embeddings_request, parse_json_object
 from realtime.stream_access import access_to, require_scope
@@ -155,7 +155,7 @@ def endpoint(
 
     async def respond(request: Request) -> Response:
         route = route_of(request)
-        context = RequestContext.new(request.headers.get("x-request-id", ""), endpoint=route)
+        context = RequestContext.new(client_request_id(request.headers), endpoint=route)
         logs.bind(request_id=context.request_id, route=route)
         try:
             async with context.lifecycle():
