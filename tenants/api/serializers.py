@@ -10,6 +10,7 @@ from rest_framework import serializers
 
 from aiaas.api_serializers import StrictModelSerializer, StrictSerializer
 from aiaas.cors import ORIGIN_PATTERN
+from routing.selectors import unknown_models_message
 from tenants.models import (
     MAX_CORS_ORIGINS,
     MAX_OUTBOUND_HOSTS,
@@ -150,6 +151,12 @@ class CreateApiKeySerializer(ApiKeyLimitsSerializer):
         if value is not None and value <= timezone.now():
             raise serializers.ValidationError("must be in the future")
         return value
+
+    def validate_allowed_models(self, value: list[str]) -> list[str]:
+        models = list(dict.fromkeys(value))
+        if refused := unknown_models_message(models):
+            raise serializers.ValidationError(refused, code="unknown_model")
+        return models
 
 
 class CreatedApiKeySerializer(ApiKeySerializer):

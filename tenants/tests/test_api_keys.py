@@ -16,10 +16,12 @@ KEYS_URL = "/api/v1/keys"
 
 
 def test_creating_a_key_returns_its_secret_once_and_stores_only_a_hash(
-    api_client: APIClient, tenant: TenantFixture
+    api_client: APIClient, tenant: TenantFixture, registry: str
 ) -> None:
     response = api_client.post(
-        KEYS_URL, {"name": "ci", "scopes": ["inference"], "allowed_models": ["gpt-4o-mini"]}, format="json"
+        KEYS_URL,
+        {"name": "ci", "scopes": ["inference"], "allowed_models": ["sim-small", "sim-small"]},
+        format="json",
     )
 
     assert response.status_code == 201
@@ -32,7 +34,7 @@ def test_creating_a_key_returns_its_secret_once_and_stores_only_a_hash(
     assert (api_key.tenant, api_key.scopes, api_key.allowed_models) == (
         tenant.tenant,
         ["inference"],
-        ["gpt-4o-mini"],
+        ["sim-small"],
     )
     assert api_key.created_by == f"key:{tenant.provisioned.issued_key.api_key.prefix}"
     listed = api_client.get(KEYS_URL).json()
@@ -89,10 +91,12 @@ def test_a_key_without_the_admin_scope_cannot_manage_keys(tenant: TenantFixture)
         ({"name": "x" * 101}, "name", "max_length"),
         ({"name": "x", "expires_at": "yesterday"}, "expires_at", "invalid"),
         ({"name": "x", "allowed_models": "gpt-4o"}, "allowed_models", "not_a_list"),
+        ({"name": "x", "allowed_models": ["sim-small", "gpt-9"]}, "allowed_models", "unknown_model"),
+        ({"name": "x", "allowed_models": ["auto"]}, "allowed_models", "unknown_model"),
     ],
 )
 def test_an_invalid_body_gets_a_400_naming_the_field(
-    api_client: APIClient, body: dict[str, object], param: str, code: str
+    api_client: APIClient, registry: str, body: dict[str, object], param: str, code: str
 ) -> None:
     count = ApiKey.objects.count()
 

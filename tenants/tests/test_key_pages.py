@@ -24,7 +24,9 @@ def revoke_url(api_key: ApiKey) -> str:
     return f"/dashboard/keys/{api_key.pk}/revoke/"
 
 
-def test_creating_a_key_redirects_and_shows_its_secret_once_and_the_key_works(tenant: TenantFixture) -> None:
+def test_creating_a_key_redirects_and_shows_its_secret_once_and_the_key_works(
+    tenant: TenantFixture, registry: str
+) -> None:
     client = tenant.web_client()
     count = ApiKey.objects.count()
 
@@ -33,7 +35,7 @@ def test_creating_a_key_redirects_and_shows_its_secret_once_and_the_key_works(te
         {
             "name": "backend",
             "scopes": ["admin", "inference"],
-            "allowed_models": "gpt-4o-mini, , gpt-4o-mini, o3",
+            "allowed_models": "sim-small, , sim-small, sim-large",
         },
     )
     session_between = str(dict(client.session))
@@ -48,7 +50,7 @@ def test_creating_a_key_redirects_and_shows_its_secret_once_and_the_key_works(te
     api_key = ApiKey.objects.get(tenant=tenant.tenant, name="backend")
     assert (api_key.scopes, api_key.allowed_models, api_key.expires_at, api_key.created_by) == (
         ["admin", "inference"],
-        ["gpt-4o-mini", "o3"],
+        ["sim-small", "sim-large"],
         None,
         tenant.owner_email,
     )
@@ -84,6 +86,22 @@ def test_the_key_form_refuses_a_past_expiry_and_no_scopes(tenant: TenantFixture)
         "expires_at": ["The expiry must be in the future."],
     }
     assert response.context["issued"] is None
+    assert ApiKey.objects.count() == count
+
+
+def test_the_key_form_refuses_a_model_the_registry_does_not_have(
+    tenant: TenantFixture, registry: str
+) -> None:
+    count = ApiKey.objects.count()
+
+    response = tenant.web_client().post(
+        KEYS_PAGE, {"name": "typo", "scopes": ["inference"], "allowed_models": "sim-small, sim-smal"}
+    )
+
+    assert response.status_code == 200
+    assert response.context["form"].errors == {
+        "allowed_models": ["No model is named `sim-smal` (GET /v1/models lists them)."]
+    }
     assert ApiKey.objects.count() == count
 
 

@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from accounts.models import User
+from routing.selectors import unknown_models_message
 from tenants.models import MAX_RATE_LIMIT, MAX_TOKEN_BUDGET, USD_AMOUNT, ApiKeyPriority, ApiKeyScope
 from tenants.services import ProvisioningError, validate_slug
 
@@ -196,6 +197,8 @@ class ApiKeyForm(ApiKeyLimitsForm):
             raise forms.ValidationError(f"List at most {MAX_ALLOWED_MODELS} models.")
         if any(len(name) > MAX_MODEL_NAME_LENGTH for name in models):
             raise forms.ValidationError(f"A model name has at most {MAX_MODEL_NAME_LENGTH} characters.")
+        if refused := unknown_models_message(models):
+            raise forms.ValidationError(refused)
         return models
 
 
