@@ -71,9 +71,9 @@ def publish(experiment: Experiment, counts: Counts | None = None) -> None:
 
 
 def publish_queued(experiment: Experiment, schema_name: str, total: int) -> None:
-    """The stream's first event, for a just created experiment: a socket on a stream
-    with no event yet is refused (404), and a paused experiment may wait long. (Should
-    the creating transaction roll back, a stream nobody knows the id of remains.)"""
+    """The stream's first event, for a just created experiment (sent once its creation
+    commits): a socket on a stream with no event yet is refused (404), and a paused
+    experiment may wait long."""
     event = progress_event(experiment, Counts(total=total))
     try:
         streams.publish(schema_name, experiment.stream_id, event)

@@ -78,9 +78,11 @@ def create_experiment(
             schedule=schedule,
         )
         lock_version(version.pk)
+        # Before the run is sent (callbacks run in order), and only once the experiment exists.
+        total, schema_name = version.cases.count(), current_schema_name()
+        transaction.on_commit(lambda: progress.publish_queued(experiment, schema_name, total))
         if enqueue:
             enqueue_experiment(experiment.pk)
-    progress.publish_queued(experiment, current_schema_name(), version.cases.count())
     return experiment
 
 
