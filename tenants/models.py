@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib.postgres.fields import ArrayField
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
@@ -17,6 +18,7 @@ from django_tenants.models import DomainMixin, TenantMixin
 
 from aiaas.cors import ORIGIN_PATTERN
 from aiaas.outbound import HOST_PATTERN
+from routing.selectors import unknown_models_message
 from tenants.gateway_cache import forget_keys_after_commit
 
 SLUG_PATTERN = r"^[a-z](?:[a-z0-9-]{0,30}[a-z0-9])?$"
@@ -315,6 +317,12 @@ class ApiKey(models.Model):
         deleted = super().delete(*args, **kwargs)
         forget_keys_after_commit([self.prefix])
         return deleted
+
+    def clean(self) -> None:
+        """The admin's check: the allowed models are models of the registry."""
+        super().clean()
+        if refused := unknown_models_message(list(self.allowed_models)):
+            raise ValidationError({"allowed_models": refused})
 
     @staticmethod
     def hash_secret(secret: str) -> str:

@@ -223,3 +223,20 @@ def test_the_admin_action_never_deactivates_the_public_tenant(db: None) -> None:
 
     assert set_tenants_active(public, active=False) == 0
     assert public.get().is_active is True
+
+
+def test_the_admin_refuses_an_allowed_model_the_registry_does_not_have(
+    serving_tenant: TenantFixture, registry: str
+) -> None:
+    issued = committed(
+        lambda: create_api_key(serving_tenant.tenant, name="typo", scopes=[ApiKeyScope.INFERENCE])
+    )
+    change = f"/admin/tenants/apikey/{issued.api_key.pk}/change/"
+
+    def allowed() -> list[str]:
+        return list(committed(lambda: ApiKey.objects.get(pk=issued.api_key.pk).allowed_models))
+
+    assert staff_post(change, key_form(issued.api_key, allowed_models="sim-small,sim-smal")) == 200
+    assert allowed() == []
+    assert staff_post(change, key_form(issued.api_key, allowed_models="sim-small")) == 302
+    assert allowed() == ["sim-small"]
