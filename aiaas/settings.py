@@ -771,6 +771,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "aiaas.api_errors.openai_exception_handler",
     "UNAUTHENTICATED_USER": None,
+    # JSON is the API's only rendering: `?format=` is left to the endpoints (a dataset's export).
+    "URL_FORMAT_OVERRIDE": None,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "aiaas API",

@@ -204,10 +204,20 @@ class VersionQuerySerializer(serializers.Serializer[Any]):
 
 
 class ExportQuerySerializer(VersionQuerySerializer):
-    # Not `format`: DRF reads that query parameter as the renderer to use.
     file_format = serializers.ChoiceField(
-        choices=[f.value for f in FileFormat], default=FileFormat.JSONL.value
+        choices=[f.value for f in FileFormat], required=False, help_text="jsonl (the default) or csv."
     )
+    format = serializers.ChoiceField(
+        choices=[f.value for f in FileFormat],
+        required=False,
+        help_text="The same as `file_format`, as the dashboard's export links name it.",
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        named = {attrs[name] for name in ("file_format", "format") if name in attrs}
+        if len(named) > 1:
+            raise serializers.ValidationError({"format": ["differs from `file_format`; send one of them."]})
+        return {**attrs, "file_format": named.pop() if named else FileFormat.JSONL.value}
 
 
 class ImportSerializer(StrictSerializer):

@@ -210,6 +210,25 @@ def test_it_imports_jsonl_and_exports_it_back(tenant: TenantFixture, api_client:
     ]
 
 
+def test_the_export_takes_format_as_the_dashboards_links_name_it(
+    tenant: TenantFixture, api_client: APIClient
+) -> None:
+    dataset = make_dataset(tenant, cases=2)
+    export = f"/api/v1/datasets/{dataset.pk}/export"
+
+    named = api_client.get(f"{export}?format=csv")
+    both = api_client.get(f"{export}?format=csv&file_format=csv")
+    crossed = api_client.get(f"{export}?format=csv&file_format=jsonl")
+    unknown = api_client.get(f"{export}?format=xml")
+
+    assert (named.status_code, named["Content-Type"]) == (200, "text/csv")
+    assert named.content == api_client.get(f"{export}?file_format=csv").content
+    assert both.content == named.content
+    assert api_client.get(export)["Content-Type"] == "application/jsonl"
+    assert (crossed.status_code, crossed.json()["error"]["param"]) == (400, "format")
+    assert (unknown.status_code, unknown.json()["error"]["param"]) == (400, "format")
+
+
 def test_a_csv_export_imports_back_to_the_same_cases(tenant: TenantFixture, api_client: APIClient) -> None:
     source = make_dataset(tenant, cases=3)
     target = make_dataset(tenant, cases=0)
