@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from gateway.errors import GatewayError, invalid
+from gateway.validation import ChatRequest, estimate_tokens
 
 ROLES = frozenset({"user", "assistant"})
 # Accepted and not sent on: OpenAI-compatible providers have no such parameter.
@@ -59,6 +60,26 @@ ERROR_TYPES = {
 
 def refuse(message: str, param: str | None = None) -> GatewayError:
     return invalid(f"{param}: {message}" if param else message, param)
+
+
+# What POST /v1/messages/count_tokens reads: a Messages request without its output settings.
+COUNT_FIELDS = frozenset({"model", "messages", "system", "tools", "tool_choice", "thinking"})
+
+
+def countable(body: dict[str, Any]) -> dict[str, Any]:
+    """A count_tokens body as the Messages request it counts, or a 400 naming a field
+    count_tokens does not take (`max_tokens` among them, as Anthropic answers)."""
+    unknown = sorted(set(body) - COUNT_FIELDS)
+    if unknown:
+        raise refuse("Extra inputs are not permitted.", unknown[0])
+    return {**body, "max_tokens": 1}
+
+
+def input_tokens(chat: ChatRequest) -> int:
+    """The gateway's estimate of a request's input (validation.estimate_tokens, what is
+    billed when a provider reports no usage), its tools' definitions included."""
+    tools = chat.body.get("tools")
+    return chat.estimated_prompt_tokens + (estimate_tokens(orjson.dumps(tools).decode()) if tools else 0)
 
 
 def to_chat_body(body: dict[str, Any]) -> dict[str, Any]:

@@ -102,7 +102,7 @@ STORE_REFUSALS = {
 RESPONSES_REFUSALS = ("previous_response_id", "text.format", "response_format", "tools", "input")
 
 
-# Rules of POST /v1/messages a schema cannot state, by the field its message starts with:
+# Rules of POST /v1/messages (and count_tokens) a schema cannot state, by the field its message starts with:
 # `tool_choice` any or tool needs `tools`.
 MESSAGES_REFUSALS = ("tool_choice:",)
 
@@ -110,7 +110,7 @@ MESSAGES_REFUSALS = ("tool_choice:",)
 def refusal_is_allowed(label: str, error: dict[str, Any]) -> bool:
     if error.get("code") == "invalid_url":  # a NUL in the URL, refused on every path (aiaas/nul_urls.py)
         return True
-    if label == "POST /v1/messages":  # Anthropic's errors have no code or param
+    if label in {"POST /v1/messages", "POST /v1/messages/count_tokens"}:  # Anthropic's: no code or param
         return str(error.get("message") or "").startswith(MESSAGES_REFUSALS)
     if label in {"POST /v1/chat/completions", "POST /v1/embeddings"}:
         return error.get("code") in PROVIDER_REFUSALS
@@ -118,7 +118,8 @@ def refusal_is_allowed(label: str, error: dict[str, Any]) -> bool:
         param = str(error.get("param") or "")
         return error.get("code") in PROVIDER_REFUSALS or param.startswith(RESPONSES_REFUSALS)
     if label == "POST /api/v1/keys/":
-        return error.get("param") == "expires_at"  # must be in the future
+        # An expiry must be in the future; allowed models must be the registry's.
+        return error.get("param") in {"expires_at", "allowed_models"}
     if label in STORE_REFUSALS:
         return str(error.get("param") or "").startswith(STORE_REFUSALS[label])
     return False

@@ -90,6 +90,22 @@ async def serve_message(context: RequestContext, body: bytes) -> Response:
 messages = endpoint(create_message, error_response)
 
 
+async def count_message_tokens(request: Request, context: RequestContext) -> Response:
+    """`POST /v1/messages/count_tokens`: the input tokens of a Messages request,
+    checked as `POST /v1/messages` checks it (unknown or forbidden model included),
+    without calling a model. Not billed or rate limited, as /v1/models."""
+    api_key = await authorized(request, context)
+    check_version(request)
+    body = parse_json_object(await read_body(request))
+    chat = validate_chat(mapping.to_chat_body(mapping.countable(body)))
+    service.resolve_model(chat.model, await loop_clients().catalog.get(), api_key)
+    tokens = mapping.input_tokens(chat)
+    return json_response({"input_tokens": tokens}, context, headers=headers(context))
+
+
+count_tokens = endpoint(count_message_tokens, error_response)
+
+
 class MessageStreamResponse(EventStreamResponse):
     """A streamed Message: Anthropic's events for one chat stream; a failure after
     the first delta is an `error` event that ends it (event_stream.py)."""
