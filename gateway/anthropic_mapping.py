@@ -15,7 +15,6 @@ from typing import Any
 import orjson
 
 from gateway.errors import GatewayError, invalid
-from gateway.validation import ChatRequest, estimate_tokens
 
 ROLES = frozenset({"user", "assistant"})
 # Accepted and not sent on: OpenAI-compatible providers have no such parameter.
@@ -73,13 +72,6 @@ def countable(body: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise refuse("Extra inputs are not permitted.", unknown[0])
     return {**body, "max_tokens": 1}
-
-
-def input_tokens(chat: ChatRequest) -> int:
-    """The gateway's estimate of a request's input (validation.estimate_tokens, what is
-    billed when a provider reports no usage), its tools' definitions included."""
-    tools = chat.body.get("tools")
-    return chat.estimated_prompt_tokens + (estimate_tokens(orjson.dumps(tools).decode()) if tools else 0)
 
 
 def to_chat_body(body: dict[str, Any]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import orjson
 
 from gateway.errors import GatewayError, invalid
 from gateway.validation import check_known_fields, check_no_nul, optional_int, required_string
+from routing.models import ROUTED_MODEL
 
 MESSAGE_ROLES = frozenset({"user", "assistant", "system", "developer"})
 # OpenAI's own minimum for max_output_tokens.
@@ -85,6 +86,26 @@ def parse_create(body: dict[str, Any]) -> ResponsesRequest:
         stream=stream,
         chat_options=chat_options(body),
     )
+
+
+# What POST /v1/responses/input_tokens reads: a create request without its output settings.
+COUNT_FIELDS = frozenset(
+    {
+        "model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls", "text",
+        "previous_response_id", "reasoning",
+    }
+)  # fmt: skip
+
+
+def parse_count(body: dict[str, Any]) -> ResponsesRequest:
+    """An input token count's `body` as the create request it counts (`model` is
+    optional, as OpenAI's: `auto`), or a 400 naming a field a count does not take."""
+    refuse_unknown(body)
+    output_settings = sorted(set(body) - COUNT_FIELDS)
+    if output_settings:
+        name = output_settings[0]
+        raise invalid(f"`{name}` is not a field of an input token count.", name, "unknown_parameter")
+    return parse_create({"model": ROUTED_MODEL, **body, "store": False})
 
 
 def refuse_unknown(body: dict[str, Any]) -> None:

@@ -149,6 +149,14 @@ def estimate_tokens(text: str, messages: int = 0) -> int:
     return len(text) // CHARACTERS_PER_TOKEN + 1 + 4 * messages
 
 
+def input_tokens_estimate(chat: ChatRequest) -> int:
+    """What the token-counting endpoints answer (/v1/messages/count_tokens,
+    /v1/responses/input_tokens): the prompt's estimate, plus the tools' definitions
+    estimated from their JSON. No model is asked."""
+    tools = chat.body.get("tools")
+    return chat.estimated_prompt_tokens + (estimate_tokens(orjson.dumps(tools).decode()) if tools else 0)
+
+
 def prompt_tokens_bound(body: dict[str, Any]) -> int:
     """An upper bound on the prompt tokens of `body` for any byte-level tokenizer
     (every BPE model's, any script, CJK included): a token is at least one UTF-8

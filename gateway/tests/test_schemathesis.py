@@ -114,7 +114,7 @@ def refusal_is_allowed(label: str, error: dict[str, Any]) -> bool:
         return str(error.get("message") or "").startswith(MESSAGES_REFUSALS)
     if label in {"POST /v1/chat/completions", "POST /v1/embeddings"}:
         return error.get("code") in PROVIDER_REFUSALS
-    if label == "POST /v1/responses":
+    if label in {"POST /v1/responses", "POST /v1/responses/input_tokens"}:
         param = str(error.get("param") or "")
         return error.get("code") in PROVIDER_REFUSALS or param.startswith(RESPONSES_REFUSALS)
     if label == "POST /api/v1/keys/":

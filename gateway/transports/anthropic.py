@@ -25,7 +25,7 @@ from gateway.events import ChatDelta, ChatFailed
 from gateway.service import RequestContext, loop_clients
 from gateway.transports.event_stream import EventStreamResponse
 from gateway.transports.http import endpoint, json_response, once, read_body
-from gateway.validation import parse_json_object, validate_chat
+from gateway.validation import input_tokens_estimate, parse_json_object, validate_chat
 from tenants.models import ApiKey, ApiKeyScope
 
 VERSION = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -99,8 +99,7 @@ async def count_message_tokens(request: Request, context: RequestContext) -> Res
     body = parse_json_object(await read_body(request))
     chat = validate_chat(mapping.to_chat_body(mapping.countable(body)))
     service.resolve_model(chat.model, await loop_clients().catalog.get(), api_key)
-    tokens = mapping.input_tokens(chat)
-    return json_response({"input_tokens": tokens}, context, headers=headers(context))
+    return json_response({"input_tokens": input_tokens_estimate(chat)}, context, headers=headers(context))
 
 
 count_tokens = endpoint(count_message_tokens, error_response)

@@ -23,7 +23,7 @@ from gateway import responses_mapping as mapping
 from gateway import service
 from gateway.errors import GatewayError, from_provider_error, invalid
 from gateway.events import ChatDelta, ChatFailed
-from gateway.service import RequestContext
+from gateway.service import RequestContext, loop_clients
 from gateway.transports.event_stream import EventStreamResponse
 from gateway.transports.http import (
     authorized,
@@ -33,7 +33,7 @@ from gateway.transports.http import (
     once,
     read_body,
 )
-from gateway.validation import parse_json_object, validate_chat
+from gateway.validation import input_tokens_estimate, parse_json_object, validate_chat
 from tenants.models import ApiKey, ApiKeyScope
 
 MAX_ITEMS_PAGE = 100
@@ -104,6 +104,23 @@ async def serve_response(context: RequestContext, body: bytes) -> Response:
     )
     await keep(turn, response)
     return json_response(response, context)
+
+
+@endpoint
+async def count_input_tokens(request: Request, context: RequestContext) -> Response:
+    """`POST /v1/responses/input_tokens`: the input tokens of a create request (its
+    stored conversation included), checked as create checks it, without calling a
+    model. Not billed or rate limited, as /v1/models."""
+    api_key = await authorized(request, context, ApiKeyScope.INFERENCE)
+    parsed = mapping.parse_count(parse_json_object(await read_body(request)))
+    earlier = await earlier_items(api_key, parsed.previous_response_id)
+    try:
+        chat = validate_chat(mapping.to_chat_body(parsed, earlier))
+        service.resolve_model(chat.model, await loop_clients().catalog.get(), api_key)
+    except GatewayError as error:
+        raise mapping.in_responses_terms(error) from None
+    count = {"object": "response.input_tokens", "input_tokens": input_tokens_estimate(chat)}
+    return json_response(count, context)
 
 
 async def stored(request: Request, context: RequestContext) -> tuple[ApiKey, str, Any]:
