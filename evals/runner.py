@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -187,7 +188,7 @@ class Window:
     baseline_outputs: dict[str, Any]  # case key -> the baseline experiment's output (pairwise judges)
     tasks: set[asyncio.Task[Evaluated]] = field(default_factory=set)
     beat_at: float = field(default_factory=time.monotonic)
-    published_at: float = 0.0
+    published_at: float = -math.inf  # never (monotonic time starts at boot, not at minus infinity)
 
 
 def run_cases(experiment: Experiment, api_key: ApiKey, target: Target) -> tuple[ExperimentStatus | None, str]:

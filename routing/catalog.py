@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import time
 import weakref
@@ -168,7 +169,8 @@ class CatalogCache:
     def __init__(self, ttl_seconds: float = CATALOG_TTL_SECONDS) -> None:
         self.ttl_seconds = ttl_seconds
         self._catalog: Catalog | None = None
-        self._loaded_at = 0.0
+        # Not 0: time.monotonic() counts from boot, so "0" is fresh on a host up less than a TTL.
+        self._loaded_at = -math.inf
         self._lock = asyncio.Lock()
         listen(self)
 
@@ -182,7 +184,7 @@ class CatalogCache:
         return self._catalog
 
     def invalidate(self) -> None:
-        self._loaded_at = 0.0
+        self._loaded_at = -math.inf
 
 
 _caches: weakref.WeakSet[CatalogCache] = weakref.WeakSet()

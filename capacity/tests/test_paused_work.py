@@ -77,7 +77,8 @@ def test_new_experiments_wait_queued_while_evals_are_paused_and_are_sent_on_resu
         queued = Experiment.objects.filter(status=ExperimentStatus.QUEUED).count()
 
     assert experiment.status == ExperimentStatus.QUEUED
-    assert len(paused) == 0
+    # Only the stream's queued event waits on the commit: no run is sent while paused.
+    assert [callback.__qualname__ for callback in paused] == ["create_experiment.<locals>.<lambda>"]
     assert resumed_count == queued == len(resumed) >= 1
 
 
