@@ -12,9 +12,10 @@ import pytest
 from anthropic.types import MessageParam, ToolParam
 
 from billing.models import UsageEvent
+from gateway.tests.keys import committed_key, read_only_key, small_only_key
 from gateway.tests.test_anthropic_messages import MESSAGES, PROMPT, sdk
 from tenants.models import ApiKeyScope
-from tenants.services import create_api_key, revoke_api_key
+from tenants.services import revoke_api_key
 from testing.database import committed
 from testing.tenants import TenantFixture
 
@@ -97,20 +98,9 @@ def test_a_request_messages_would_refuse_is_refused_in_anthropics_shape(
 def test_keys_are_checked_as_for_messages(
     gateway: str, platform_url: str, serving_tenant: TenantFixture, other_tenant: TenantFixture
 ) -> None:
-    small_only = committed(
-        lambda: create_api_key(
-            serving_tenant.tenant,
-            name="small only",
-            scopes=[ApiKeyScope.INFERENCE],
-            allowed_models=["sim-small"],
-        )
-    )
-    read_only = committed(
-        lambda: create_api_key(serving_tenant.tenant, name="read", scopes=[ApiKeyScope.READ])
-    )
-    revoked = committed(
-        lambda: create_api_key(serving_tenant.tenant, name="gone", scopes=[ApiKeyScope.INFERENCE])
-    )
+    small_only = small_only_key(serving_tenant)
+    read_only = read_only_key(serving_tenant)
+    revoked = committed_key(serving_tenant, "gone", [ApiKeyScope.INFERENCE])
     committed(lambda: revoke_api_key(revoked.api_key))
 
     with pytest.raises(anthropic.PermissionDeniedError):

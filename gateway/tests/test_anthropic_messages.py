@@ -9,6 +9,7 @@ from anthropic.types import MessageParam, MetadataParam
 
 from billing.models import UsageEvent
 from gateway.simulated.provider import ChatMessage, answer_words
+from gateway.tests.keys import read_only_key, small_only_key
 from gateway.tests.test_gateway_metering import ledger_rows
 from tenants.models import ApiKeyScope
 from tenants.services import create_api_key, revoke_api_key
@@ -257,7 +258,7 @@ def test_a_revoked_key_is_an_authentication_error(
 def test_a_key_without_the_inference_scope_is_a_permission_error(
     gateway: str, platform_url: str, serving_tenant: TenantFixture
 ) -> None:
-    issued = committed(lambda: create_api_key(serving_tenant.tenant, name="read", scopes=[ApiKeyScope.READ]))
+    issued = read_only_key(serving_tenant)
 
     with pytest.raises(anthropic.PermissionDeniedError) as raised:
         sdk(platform_url, issued.secret).messages.create(model="sim-small", max_tokens=4, messages=MESSAGES)
@@ -293,14 +294,7 @@ def test_a_stream_nobody_can_finish_ends_with_an_error_event(
     gateway: str, platform_url: str, serving_tenant: TenantFixture
 ) -> None:
     """sim-small cuts its stream halfway, and the key may use no other model."""
-    issued = committed(
-        lambda: create_api_key(
-            serving_tenant.tenant,
-            name="small only",
-            scopes=[ApiKeyScope.INFERENCE],
-            allowed_models=["sim-small"],
-        )
-    )
+    issued = small_only_key(serving_tenant)
     client = sdk(platform_url, issued.secret)
     metadata: MetadataParam = {"user_id": "fault:stream_cut"}
 

@@ -16,9 +16,7 @@ import pytest
 from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
 
 from gateway.simulated.provider import ChatMessage, answer_words
-from tenants.models import ApiKeyScope
-from tenants.services import create_api_key
-from testing.database import committed
+from gateway.tests.keys import small_only_key
 from testing.tenants import TenantFixture
 
 WEATHER_SCHEMA: dict[str, Any] = {
@@ -373,14 +371,7 @@ def test_a_model_is_retrieved_and_an_unknown_one_is_a_404(gateway: str, tenant: 
 def test_a_model_outside_the_keys_allow_list_is_a_404_to_retrieve(
     gateway: str, serving_tenant: TenantFixture
 ) -> None:
-    issued = committed(
-        lambda: create_api_key(
-            serving_tenant.tenant,
-            name="small only",
-            scopes=[ApiKeyScope.INFERENCE],
-            allowed_models=["sim-small"],
-        )
-    )
+    issued = small_only_key(serving_tenant)
     client = sdk(gateway, issued.secret)
 
     assert client.models.retrieve("sim-small").id == "sim-small"

@@ -13,6 +13,7 @@ from django.utils import timezone
 from openai.types.chat import ChatCompletionMessageParam
 
 from gateway.simulated.provider import ChatMessage, answer_words
+from gateway.tests.keys import small_only_key
 from tenants.models import ApiKeyScope
 from tenants.services import create_api_key, revoke_api_key
 from testing.database import committed
@@ -265,14 +266,7 @@ def test_a_key_without_the_inference_scope_gets_403(gateway: str, serving_tenant
 
 
 def test_a_model_outside_the_keys_allow_list_gets_403(gateway: str, serving_tenant: TenantFixture) -> None:
-    issued = committed(
-        lambda: create_api_key(
-            serving_tenant.tenant,
-            name="small only",
-            scopes=[ApiKeyScope.INFERENCE],
-            allowed_models=["sim-small"],
-        )
-    )
+    issued = small_only_key(serving_tenant)
     client = sdk(gateway, issued.secret)
 
     with pytest.raises(openai.PermissionDeniedError) as error:

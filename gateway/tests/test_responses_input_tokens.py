@@ -11,10 +11,8 @@ import openai
 import pytest
 
 from billing.models import UsageEvent
+from gateway.tests.keys import read_only_key, small_only_key
 from gateway.tests.test_responses_api import PROMPT, WEATHER, sdk
-from tenants.models import ApiKeyScope
-from tenants.services import create_api_key
-from testing.database import committed
 from testing.tenants import TenantFixture
 
 
@@ -86,17 +84,8 @@ def test_a_request_create_would_refuse_is_refused_naming_the_field(
 def test_keys_and_tenants_are_checked_as_for_create(
     gateway: str, serving_tenant: TenantFixture, other_tenant: TenantFixture
 ) -> None:
-    small_only = committed(
-        lambda: create_api_key(
-            serving_tenant.tenant,
-            name="small only",
-            scopes=[ApiKeyScope.INFERENCE],
-            allowed_models=["sim-small"],
-        )
-    )
-    read_only = committed(
-        lambda: create_api_key(serving_tenant.tenant, name="read", scopes=[ApiKeyScope.READ])
-    )
+    small_only = small_only_key(serving_tenant)
+    read_only = read_only_key(serving_tenant)
     stored = sdk(gateway, serving_tenant.admin_key).responses.create(model="sim-small", input="Hello.")
 
     with pytest.raises(openai.PermissionDeniedError):
