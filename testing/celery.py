@@ -41,6 +41,7 @@ def worker_thread(queue: str, django_db_blocker: DjangoDbBlocker) -> Iterator[No
     with (
         app_queues_restored(),
         django_db_blocker.unblock(),
-        start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10, queues=[queue]),
+        # A task still running when the test is done finishes first (on a loaded machine, seconds).
+        start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=60, queues=[queue]),
     ):
         yield
