@@ -35,6 +35,11 @@ from tenants.models import Tenant
 # the customer's balance (used by the next invoices); a tenant never holds a bigger
 # plan's limits on credit until the period ends. ADR 0051.
 PRORATION_BEHAVIOR = "always_invoice"
+# That invoice unpaid (a declined card, one that needs authentication), Stripe refuses the
+# update with a 402 and changes nothing: with its default (allow_incomplete) the switch
+# would stand on an unpaid invoice, the subscription past_due and still live, so the
+# webhook would give the dearer plan's limits for nothing. A downgrade invoices a credit: no payment.
+PAYMENT_BEHAVIOR = "error_if_incomplete"
 
 
 @dataclass(frozen=True)
@@ -50,7 +55,8 @@ def change_plan(tenant: Tenant, plan: Plan, change_id: uuid.UUID) -> PlanChange:
     """Send the tenant's move to `plan` to Stripe and note it as requested.
 
     Raises BillingError when the tenant has no live subscription or `plan` is
-    not one it can move to, StripeNotConfiguredError offline, and
+    not one it can move to, StripeNotConfiguredError offline, stripe.CardError when
+    the upgrade's invoice cannot be paid (Stripe changed nothing), and
     stripe.StripeError when Stripe refuses or does not answer (nothing is noted then).
     """
     client = stripe_client()
@@ -93,6 +99,7 @@ def update_params(action: PlanAction, subscription: dict[str, Any], plan: Plan) 
     return {
         "items": [*priced(licensed, plan.stripe_price_id), *priced(metered, plan.stripe_metered_price_id)],
         "proration_behavior": PRORATION_BEHAVIOR,
+        "payment_behavior": PAYMENT_BEHAVIOR,
         "cancel_at_period_end": False,
     }
 

@@ -26,7 +26,13 @@ Stripe's documented request and response shapes:
   item only, by `plan`): `items` by id with a new `price` (swapped in place,
   the item keeps its id) or `deleted`, or without id (added); one item per
   price; `proration_behavior`, `payment_behavior`, `cancel_at_period_end`,
-  `metadata`. Prorations are checked and recorded, not invoiced. Each applied
+  `metadata`. Prorations are checked and recorded, not invoiced, with one
+  exception: an update that raises the flat price with
+  `proration_behavior=always_invoice` charges the customer's default card, and
+  a card that declines charges (4000000000000341, localstripe's) or needs
+  authentication fails it as Stripe does: `error_if_incomplete` gets a 402
+  `card_error` and nothing changes, `allow_incomplete` (the default) applies
+  the update and leaves the subscription `past_due`. Each applied
   update is recorded (`subscription_updates`), and an `Idempotency-Key` is
   honoured as at Stripe: the same key with the same body replays the first
   answer (`Idempotent-Replayed: true`), with another body it is a 400
@@ -52,7 +58,14 @@ from typing import Any
 from aiohttp import web
 from localstripe import server as localstripe_server
 from localstripe.errors import UserError
-from localstripe.resources import Plan, Subscription, SubscriptionItem, store, try_convert_to_bool
+from localstripe.resources import (
+    Customer,
+    Plan,
+    Subscription,
+    SubscriptionItem,
+    store,
+    try_convert_to_bool,
+)
 
 STARTUP_TIMEOUT_SECONDS = 10.0
 SESSION_LIFETIME = timedelta(minutes=15)  # Stripe's, for a meter event session's token
@@ -379,7 +392,14 @@ async def update_subscription(request: web.Request, subscription_id: str) -> web
         return error(400, "Invalid proration_behavior.", param="proration_behavior")
     if data.get("payment_behavior", "allow_incomplete") not in PAYMENT_BEHAVIORS:
         return error(400, "Invalid payment_behavior.", param="payment_behavior")
+    before = {item.id: item.plan for item in subscription.items._list}
     items = updated_items(subscription, data.get("items") or [])
+    if proration_declined(subscription, before, items, data):
+        if data.get("payment_behavior") == "error_if_incomplete":
+            for item in subscription.items._list:
+                item.plan = before[item.id]  # nothing changes
+            return error(402, "Your card was declined.", "card_error", code="card_declined")
+        subscription.status = "past_due"
     subscription.items._list = items
     if "cancel_at_period_end" in data:
         subscription.cancel_at_period_end = try_convert_to_bool(data["cancel_at_period_end"]) is True
@@ -392,6 +412,23 @@ async def update_subscription(request: web.Request, subscription_id: str) -> web
         }
     )
     return web.json_response(subscription._export(expand=expand))
+
+
+def flat_amount(prices: list[Any]) -> int:
+    return sum(price.amount for price in prices if price.usage_type != "metered")
+
+
+def proration_declined(
+    subscription: Any, before: dict[str, Any], items: list[Any], data: dict[str, Any]
+) -> bool:
+    """Whether the invoice an upgrade makes at once (always_invoice) cannot be paid by
+    the customer's default card. `before`: the items' prices before the update."""
+    if data.get("proration_behavior") != "always_invoice":
+        return False
+    if flat_amount([item.plan for item in items]) <= flat_amount(list(before.values())):
+        return False  # a credit, or nothing: no payment
+    card = Customer._api_retrieve(subscription.customer)._get_default_payment_method_or_source()
+    return card is None or bool(card._charging_is_declined() or card._requires_authentication())
 
 
 def updated_items(subscription: Any, changes: Any) -> list[Any]:

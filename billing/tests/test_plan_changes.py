@@ -30,7 +30,13 @@ from billing.models import BillingAccount, CapMode, Plan, StripeEvent
 from billing.plan_changes import PRORATION_BEHAVIOR
 from billing.selectors import Unavailable
 from billing.stripe_api import stripe_client
-from billing.tests.factories import BillingAccountFactory, PlanFactory, customer_paying_by_card
+from billing.tests.factories import (
+    DECLINING_CARD,
+    BillingAccountFactory,
+    PlanFactory,
+    customer_paying_by_card,
+    pay_by_card,
+)
 from billing.tests.test_gateway_billing import ask
 from billing.tests.test_stripe_webhooks import deliver, eager_tasks, event_of  # noqa: F401 - a fixture
 from tenants.models import ApiKeyScope, Tenant
@@ -68,6 +74,12 @@ class Subscribed:
         """Stripe's webhook about the subscription as it is now, delivered."""
         now = stripe_client().v1.subscriptions.retrieve(self.subscription_id).to_dict()
         deliver([[event_of("customer.subscription.updated", now)]])
+
+    def customer_id(self) -> str:
+        return str(stripe_client().v1.subscriptions.retrieve(self.subscription_id).customer)
+
+    def status(self) -> str:
+        return str(stripe_client().v1.subscriptions.retrieve(self.subscription_id).status)
 
     def plan(self) -> Plan | None:
         return committed(lambda: Tenant.objects.select_related("plan").get(pk=self.tenant.tenant.pk).plan)
@@ -257,6 +269,50 @@ def test_a_change_sent_again_with_its_key_replays_stripes_first_answer(
     assert len(stripe.subscription_updates) == 1
     key = f"tenant-{subscribed.tenant.tenant.pk}:plan-change:{change_id}:{subscribed.plans['large'].pk}"
     assert list(stripe.idempotent_answers) == [key]
+
+
+# A card that declines
+
+
+def test_an_upgrade_the_card_declines_changes_nothing_and_says_so(
+    subscribe: Callable[[str], Subscribed], stripe: StripeStandIn
+) -> None:
+    """The upgrade's proration invoice cannot be paid: Stripe refuses the update, so the
+    tenant never holds the dearer plan's limits on an unpaid invoice (nor a past_due
+    subscription for it), and the page says what to do."""
+    subscribed = subscribe("small")
+    pay_by_card(stripe_client(), subscribed.customer_id(), DECLINING_CARD)
+
+    page = change(subscribed.tenant, subscribed.plans["large"].slug)
+
+    content = page.content.decode()
+    assert "Your card was declined." in content
+    assert "Your plan was not changed" in content
+    assert "billing portal" in content
+    assert 'id="plan-change-pending"' not in content
+    assert stripe.subscription_updates == []
+    assert subscribed.stripe_prices() == subscribed.prices_of("small")
+    assert subscribed.status() == "active"
+    subscribed.confirm()
+    assert subscribed.plan() == subscribed.plans["small"]
+    assert subscribed.account().subscription_status == "active"
+    assert subscribed.account().requested_plan_id is None
+
+
+def test_a_downgrade_needs_no_payment_and_goes_through_on_a_declining_card(
+    subscribe: Callable[[str], Subscribed], stripe: StripeStandIn
+) -> None:
+    subscribed = subscribe("xl")
+    pay_by_card(stripe_client(), subscribed.customer_id(), DECLINING_CARD)
+
+    page = change(subscribed.tenant, subscribed.plans["small"].slug)
+
+    assert "Your subscription moved to Small in Stripe" in page.content.decode()
+    [update] = stripe.subscription_updates
+    assert update["params"]["payment_behavior"] == "error_if_incomplete"
+    subscribed.confirm()
+    assert subscribed.plan() == subscribed.plans["small"]
+    assert subscribed.status() == "active"
 
 
 # Moving to the free plan
