@@ -29,6 +29,7 @@ from billing.models import BillingAccount, Plan
 from billing.selectors import PlanAction, Unavailable, change_to
 from billing.services import BillingError
 from billing.stripe_api import stripe_client
+from billing.subscriptions import price_ids_of
 from tenants.models import Tenant
 
 # An upgrade is charged now for the rest of the period, a downgrade credited now to
@@ -69,14 +70,36 @@ def change_plan(tenant: Tenant, plan: Plan, change_id: uuid.UUID) -> PlanChange:
         if account.requested_plan_id == plan.pk:
             return PlanChange(action, plan, effective_at, already_requested=True)
         subscription = client.v1.subscriptions.retrieve(account.stripe_subscription_id).to_dict()
-        client.v1.subscriptions.update(
+        updated = client.v1.subscriptions.update(
             account.stripe_subscription_id,
             params=update_params(action, subscription, plan),  # type: ignore[arg-type]
             options={"idempotency_key": f"tenant-{tenant.pk}:plan-change:{change_id}:{plan.pk}"},
         )
+        if replayed(updated) and billed(updated.to_dict()) != billed(subscription):
+            # The key's first answer describes a state the subscription has left since
+            # (a page from before later changes): Stripe changed nothing this time.
+            raise BillingError(STALE_PAGE)
         account.requested_plan, account.plan_requested_at = plan, timezone.now()
         account.save(update_fields=["requested_plan", "plan_requested_at", "updated_at"])
     return PlanChange(action, plan, effective_at)
+
+
+STALE_PAGE = (
+    "This page was out of date: nothing was changed. Reload the billing page to see your plan, "
+    "then choose again."
+)
+
+
+def replayed(answer: Any) -> bool:
+    """Whether Stripe answered with a key's kept first answer (Idempotent-Replayed)."""
+    response = getattr(answer, "last_response", None)
+    headers = getattr(response, "headers", None) or {}
+    return any(name.lower() == "idempotent-replayed" and value == "true" for name, value in headers.items())
+
+
+def billed(subscription: dict[str, Any]) -> tuple[list[str], bool]:
+    """What a plan change sets: the prices billed, and whether the subscription ends with its period."""
+    return sorted(price_ids_of(subscription)), bool(subscription.get("cancel_at_period_end"))
 
 
 def requested_action(tenant: Tenant, account: BillingAccount, plan: Plan) -> PlanAction:

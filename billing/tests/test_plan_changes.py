@@ -271,6 +271,33 @@ def test_a_change_sent_again_with_its_key_replays_stripes_first_answer(
     assert list(stripe.idempotent_answers) == [key]
 
 
+def test_a_stale_page_whose_key_stripe_replays_changes_nothing_and_says_to_reload(
+    subscribe: Callable[[str], Subscribed], stripe: StripeStandIn
+) -> None:
+    """Small -> Large from a page, then Large -> XL from a fresh one; the first page's
+    Large button pressed again (the back button, an old tab) sends the first request
+    with its key: Stripe replays its first answer and changes nothing, so the move to
+    Large must not be announced nor noted as requested."""
+    subscribed = subscribe("small")
+    first_page = uuid.uuid4()
+    change(subscribed.tenant, subscribed.plans["large"].slug, first_page)
+    subscribed.confirm()
+    change(subscribed.tenant, subscribed.plans["xl"].slug)
+    subscribed.confirm()
+    assert subscribed.plan() == subscribed.plans["xl"]
+
+    page = change(subscribed.tenant, subscribed.plans["large"].slug, first_page)
+
+    content = page.content.decode()
+    assert "Your subscription moved to Large" not in content
+    assert "This page was out of date: nothing was changed" in content
+    assert 'id="plan-change-pending"' not in content
+    assert len(stripe.subscription_updates) == 2  # the third was a replay
+    assert subscribed.stripe_prices() == subscribed.prices_of("xl")
+    assert subscribed.account().requested_plan_id is None
+    assert subscribed.plan() == subscribed.plans["xl"]
+
+
 # A card that declines
 
 
