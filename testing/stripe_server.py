@@ -26,16 +26,17 @@ Stripe's documented request and response shapes:
   item only, by `plan`): `items` by id with a new `price` (swapped in place,
   the item keeps its id) or `deleted`, or without id (added); one item per
   price; `proration_behavior`, `payment_behavior`, `cancel_at_period_end`,
-  `metadata`. Prorations are checked and recorded, not invoiced, with one
-  exception: an update that raises the flat price with
-  `proration_behavior=always_invoice` charges the customer's default card, and
-  a card that declines charges (4000000000000341, localstripe's) or needs
-  authentication fails it as Stripe does: `error_if_incomplete` gets a 402
-  `card_error` and nothing changes, `allow_incomplete` (the default) applies
-  the update and leaves the subscription `past_due`. Each applied
-  update is recorded (`subscription_updates`), and an `Idempotency-Key` is
-  honoured as at Stripe: the same key with the same body replays the first
-  answer (`Idempotent-Replayed: true`), with another body it is a 400
+  `metadata` (a test may run a hook on each, before it is answered).
+  Prorations are checked and recorded, not invoiced, with one exception: an
+  update that raises the flat price with `proration_behavior=always_invoice`
+  charges the customer's default card, and a card that declines charges
+  (4000000000000341, localstripe's) or needs authentication fails it as
+  Stripe does: `error_if_incomplete` gets a 402 `card_error` and nothing
+  changes, `allow_incomplete` (the default) applies the update and leaves the
+  subscription `past_due`. Each applied update is recorded
+  (`subscription_updates`), and an `Idempotency-Key` is honoured as at Stripe:
+  the same key with the same body replays the first answer
+  (`Idempotent-Replayed: true`), with another body it is a 400
   `idempotency_error`, and while the first is in flight a 409.
 """
 
@@ -91,6 +92,8 @@ class StripeStandIn:
     subscription_updates: list[dict[str, Any]] = field(default_factory=list)
     # Idempotency-Key -> (path, SHA-256 of the body, status, answer); None while in flight.
     idempotent_answers: dict[str, tuple[str, str, int, bytes] | None] = field(default_factory=dict)
+    # Run on the server's thread after each applied subscription update, before it is answered.
+    on_subscription_update: Callable[[dict[str, Any]], None] | None = None
     # Answer the next N meter event calls with 429 and this Retry-After ("" for none).
     rate_limited_calls: int = 0
     retry_after: str = ""
@@ -411,7 +414,10 @@ async def update_subscription(request: web.Request, subscription_id: str) -> web
             "idempotency_key": request.headers.get("Idempotency-Key"),
         }
     )
-    return web.json_response(subscription._export(expand=expand))
+    answer = subscription._export(expand=expand)
+    if current.on_subscription_update is not None:
+        current.on_subscription_update(answer)
+    return web.json_response(answer)
 
 
 def flat_amount(prices: list[Any]) -> int:
