@@ -117,7 +117,18 @@ BAD_REQUESTS: dict[str, Callable[[bytes], tuple[bytes, str | None]]] = {
     "not JSON": lambda body: (b"{not json", sign(b"{not json", WEBHOOK_SECRET)),
     "JSON but no event": lambda body: (b"[1, 2]", sign(b"[1, 2]", WEBHOOK_SECRET)),
     "not UTF-8": lambda body: (b"\xff\xfe", sign(b"\xff\xfe", WEBHOOK_SECRET)),
+    # JSON that Python reads but PostgreSQL's jsonb cannot store, correctly signed.
+    "a lone surrogate": lambda body: signed(body.replace(b'"cus_unknown"', b'"cus_\\ud800"')),
+    "NaN": lambda body: signed(body.replace(b'"cus_unknown"', b"NaN")),
+    "Infinity": lambda body: signed(body.replace(b'"cus_unknown"', b"-Infinity")),
+    "nested 100,000 deep": lambda body: signed(
+        body.replace(b'"cus_unknown"', b"[" * 100_000 + b"]" * 100_000)
+    ),
 }
+
+
+def signed(body: bytes) -> tuple[bytes, str]:
+    return body, sign(body, WEBHOOK_SECRET)
 
 
 @pytest.mark.parametrize("case", BAD_REQUESTS)
