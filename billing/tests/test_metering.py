@@ -31,6 +31,7 @@ from pytest_django import Settings
 
 from billing import metering, tasks
 from billing.models import BillingAccount, StripeEvent, SubscriptionStatus, UsageEvent
+from billing.selectors import invoice_preview
 from billing.stripe_api import stripe_client
 from billing.tests.factories import BillingAccountFactory, UsageEventFactory, customer_paying_by_card
 from billing.tests.test_stripe_webhooks import deliver, eager_tasks, event_of, stripe_plan  # noqa: F401 - a fixture
@@ -277,7 +278,7 @@ def test_an_identifier_prefix_must_be_set_and_fit_stripes_limit(settings: Settin
 def test_a_stripe_outage_stops_the_push_at_once_and_later_runs_back_off(
     stream: StripeStandIn, metered: tuple[str, list[UsageEvent]], settings: Settings, host: str
 ) -> None:
-    _, rows = metered
+    customer, rows = metered
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         setattr(settings, host, "http://{}:{}".format(*closed.getsockname()))
@@ -292,6 +293,13 @@ def test_a_stripe_outage_stops_the_push_at_once_and_later_runs_back_off(
     assert time.monotonic() - started < 1.0  # a worker is never held while Stripe is down
     pending = UsageEvent.objects.filter(pk__in=[row.pk for row in billed_rows(rows)], meter_reported_at=None)
     assert committed(pending.count) == 11
+
+    # Stripe answers again and the backoff has run out: each row counted once.
+    setattr(settings, host, {"STRIPE_API_BASE": stream.url}.get(host, stream.meter_events_url))
+    clear_backoff()
+    assert push().reported == 11
+    assert stream.duplicate_meter_events == 0
+    assert_each_row_reported_once(stream, customer, rows)
 
 
 def test_rows_before_the_subscription_or_of_unsubscribed_tenants_are_not_reported(
@@ -545,3 +553,25 @@ def test_rows_served_after_a_subscription_was_cancelled_mid_period_are_not_repor
             Tenant.objects.filter(pk=tenant.pk).update(plan_id=saved_plan_id)
 
         committed(undo)
+
+
+def test_the_tokens_the_billing_page_shows_are_the_tokens_sent_to_stripe(
+    stream: StripeStandIn, metered: tuple[str, list[UsageEvent]], serving_tenant: TenantFixture
+) -> None:
+    customer, rows = metered
+    refused = committed(
+        lambda: UsageEventFactory.create(
+            tenant=rows[0].tenant, model="", status=429, error_type="tenant_request_budget"
+        )
+    )
+    try:
+        push()
+        sent = sum(int(event["payload"]["value"]) for event in stream.meter_events.values())
+        preview = committed(lambda: invoice_preview(Tenant.objects.get(pk=serving_tenant.tenant.pk)))
+        page = committed(lambda: serving_tenant.web_client().get("/dashboard/billing/")).content.decode()
+    finally:
+        committed(lambda: UsageEvent.objects.filter(pk=refused.pk).delete())
+
+    assert {event["payload"]["stripe_customer_id"] for event in stream.meter_events.values()} == {customer}
+    assert sent == preview.used_tokens == sum(row.prompt_tokens + row.completion_tokens for row in rows) > 0
+    assert f'id="billing-tokens">{preview.used_tokens:,} / ' in page
