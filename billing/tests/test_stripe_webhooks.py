@@ -398,3 +398,35 @@ def test_events_still_unapplied_after_a_while_are_queued_again(
 
     assert tasks.retry_stripe_events() == 2
     assert queued == [lost, failed] or queued == [failed, lost]
+
+
+def test_an_event_naming_another_tenants_subscription_changes_neither_tenant(
+    subscribed: Subscribed,
+    eager_tasks: None,
+    tenant: TenantFixture,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    """Signed by Stripe, about this tenant's customer, but naming serving's subscription
+    (Stripe never sends it; a bug of ours or a mix-up of accounts must not move plans)."""
+    deliver([[event] for event in subscribed.events])
+    own_customer = stripe_client().v1.customers.create(params={"name": "tenant"}).id
+    BillingAccount.objects.create(tenant=tenant.tenant, stripe_customer_id=own_customer)
+    plan_before = tenant.tenant.plan
+    mixed = event_of(
+        "customer.subscription.updated", {"id": subscribed.subscription_id, "customer": own_customer}
+    )
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert post_webhook(mixed, sign(mixed, WEBHOOK_SECRET)).status_code == 200
+
+    stored = StripeEvent.objects.get(event_id=json.loads(mixed)["id"])
+    assert (stored.status, stored.detail) == (
+        EventStatus.IGNORED,
+        "the subscription belongs to another customer",
+    )
+    account = BillingAccount.objects.get(tenant=tenant.tenant)
+    assert (account.stripe_subscription_id, account.subscription_status) == ("", SubscriptionStatus.NONE)
+    assert Tenant.objects.get(pk=tenant.tenant.pk).plan == plan_before
+    theirs = BillingAccount.objects.get(tenant=subscribed.tenant)
+    assert theirs.stripe_subscription_id == subscribed.subscription_id
+    assert Tenant.objects.get(pk=subscribed.tenant.pk).plan == subscribed.final_plan
