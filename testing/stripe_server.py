@@ -21,7 +21,9 @@ Stripe's documented request and response shapes:
   refuses a malformed request), or run a hook on each accepted event (to kill
   a pusher right after Stripe has counted a row, say).
 - POST /v1/checkout/sessions and POST /v1/billing_portal/sessions: sessions
-  with a URL, recorded with the parameters they were created with.
+  with a URL, recorded with the parameters they were created with; Checkout
+  sessions listed (GET, by `customer` and `status`) and expired
+  (POST /v1/checkout/sessions/<id>/expire, open ones only).
 - POST /v1/subscriptions/<id> as Stripe documents it (localstripe's takes one
   item only, by `plan`): `items` by id with a new `price` (swapped in place,
   the item keeps its id) or `deleted`, or without id (added); one item per
@@ -313,6 +315,33 @@ async def create_checkout_session(request: web.Request) -> web.Response:
     return web.json_response(session)
 
 
+def exported_session(session: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in session.items() if key != "params"}
+
+
+async def list_checkout_sessions(request: web.Request) -> web.Response:
+    query = request.query
+    sessions = [
+        exported_session(session)
+        for session in reversed(current.checkout_sessions)  # newest first, as Stripe lists
+        if all(session.get(name) == query[name] for name in ("customer", "status") if name in query)
+    ]
+    limit = int(query.get("limit") or 10)
+    page = {"object": "list", "url": "/v1/checkout/sessions", "data": sessions[:limit]}
+    return web.json_response({**page, "has_more": len(sessions) > limit})
+
+
+async def expire_checkout_session(request: web.Request) -> web.Response:
+    session_id = request.match_info["session_id"]
+    session = next((s for s in current.checkout_sessions if s["id"] == session_id), None)
+    if session is None:
+        return error(404, f"No such checkout.session: '{session_id}'", code="resource_missing")
+    if session["status"] != "open":
+        return error(400, 'Only Checkout Sessions with a status in ["open"] can be expired.')
+    session["status"] = "expired"
+    return web.json_response(exported_session(session))
+
+
 async def create_portal_session(request: web.Request) -> web.Response:
     data = await localstripe_server.get_post_data(request) or {}
     if not data.get("customer"):
@@ -482,6 +511,8 @@ def add_routes() -> web.Application:
         app.router.add_post("/v1/billing/meter_events", create_meter_event)
         app.router.add_post("/v2/billing/meter_event_session", create_meter_event_session)
         app.router.add_post("/v1/checkout/sessions", create_checkout_session)
+        app.router.add_get("/v1/checkout/sessions", list_checkout_sessions)
+        app.router.add_post("/v1/checkout/sessions/{session_id}/expire", expire_checkout_session)
         app.router.add_post("/v1/billing_portal/sessions", create_portal_session)
         app.middlewares.append(subscription_updates)
         ADDED_ROUTES.add(id(app))
