@@ -430,3 +430,23 @@ def test_an_event_naming_another_tenants_subscription_changes_neither_tenant(
     theirs = BillingAccount.objects.get(tenant=subscribed.tenant)
     assert theirs.stripe_subscription_id == subscribed.subscription_id
     assert Tenant.objects.get(pk=subscribed.tenant.pk).plan == subscribed.final_plan
+
+
+def test_events_of_a_deactivated_tenant_are_still_applied_and_leave_it_deactivated(
+    subscribed: Subscribed, eager_tasks: None
+) -> None:
+    """Its subscription still bills in Stripe until someone cancels it: the mirror keeps
+    following it, and nothing of billing turns the workspace back on."""
+    committed(lambda: Tenant.objects.filter(pk=subscribed.tenant.pk).update(is_active=False))
+    try:
+        deliver([[event] for event in subscribed.events])
+
+        tenant = committed(lambda: Tenant.objects.select_related("plan").get(pk=subscribed.tenant.pk))
+        assert (tenant.is_active, tenant.plan) == (False, subscribed.final_plan)
+        event_ids = [json.loads(event)["id"] for event in subscribed.events]
+        statuses = committed(
+            lambda: set(StripeEvent.objects.filter(event_id__in=event_ids).values_list("status", flat=True))
+        )
+        assert statuses == {EventStatus.PROCESSED}
+    finally:
+        committed(lambda: Tenant.objects.filter(pk=subscribed.tenant.pk).update(is_active=True))
