@@ -29,12 +29,18 @@ from billing.models import BillingAccount, Plan
 from billing.selectors import PlanAction, Unavailable, change_to
 from billing.services import BillingError
 from billing.stripe_api import stripe_client
+from billing.subscriptions import price_ids_of
 from tenants.models import Tenant
 
 # An upgrade is charged now for the rest of the period, a downgrade credited now to
 # the customer's balance (used by the next invoices); a tenant never holds a bigger
 # plan's limits on credit until the period ends. ADR 0051.
 PRORATION_BEHAVIOR = "always_invoice"
+# That invoice unpaid (a declined card, one that needs authentication), Stripe refuses the
+# update with a 402 and changes nothing: with its default (allow_incomplete) the switch
+# would stand on an unpaid invoice, the subscription past_due and still live, so the
+# webhook would give the dearer plan's limits for nothing. A downgrade invoices a credit: no payment.
+PAYMENT_BEHAVIOR = "error_if_incomplete"
 
 
 @dataclass(frozen=True)
@@ -50,7 +56,8 @@ def change_plan(tenant: Tenant, plan: Plan, change_id: uuid.UUID) -> PlanChange:
     """Send the tenant's move to `plan` to Stripe and note it as requested.
 
     Raises BillingError when the tenant has no live subscription or `plan` is
-    not one it can move to, StripeNotConfiguredError offline, and
+    not one it can move to, StripeNotConfiguredError offline, stripe.CardError when
+    the upgrade's invoice cannot be paid (Stripe changed nothing), and
     stripe.StripeError when Stripe refuses or does not answer (nothing is noted then).
     """
     client = stripe_client()
@@ -63,14 +70,36 @@ def change_plan(tenant: Tenant, plan: Plan, change_id: uuid.UUID) -> PlanChange:
         if account.requested_plan_id == plan.pk:
             return PlanChange(action, plan, effective_at, already_requested=True)
         subscription = client.v1.subscriptions.retrieve(account.stripe_subscription_id).to_dict()
-        client.v1.subscriptions.update(
+        updated = client.v1.subscriptions.update(
             account.stripe_subscription_id,
             params=update_params(action, subscription, plan),  # type: ignore[arg-type]
             options={"idempotency_key": f"tenant-{tenant.pk}:plan-change:{change_id}:{plan.pk}"},
         )
+        if replayed(updated) and billed(updated.to_dict()) != billed(subscription):
+            # The key's first answer describes a state the subscription has left since
+            # (a page from before later changes): Stripe changed nothing this time.
+            raise BillingError(STALE_PAGE)
         account.requested_plan, account.plan_requested_at = plan, timezone.now()
         account.save(update_fields=["requested_plan", "plan_requested_at", "updated_at"])
     return PlanChange(action, plan, effective_at)
+
+
+STALE_PAGE = (
+    "This page was out of date: nothing was changed. Reload the billing page to see your plan, "
+    "then choose again."
+)
+
+
+def replayed(answer: Any) -> bool:
+    """Whether Stripe answered with a key's kept first answer (Idempotent-Replayed)."""
+    response = getattr(answer, "last_response", None)
+    headers = getattr(response, "headers", None) or {}
+    return any(name.lower() == "idempotent-replayed" and value == "true" for name, value in headers.items())
+
+
+def billed(subscription: dict[str, Any]) -> tuple[list[str], bool]:
+    """What a plan change sets: the prices billed, and whether the subscription ends with its period."""
+    return sorted(price_ids_of(subscription)), bool(subscription.get("cancel_at_period_end"))
 
 
 def requested_action(tenant: Tenant, account: BillingAccount, plan: Plan) -> PlanAction:
@@ -93,6 +122,7 @@ def update_params(action: PlanAction, subscription: dict[str, Any], plan: Plan) 
     return {
         "items": [*priced(licensed, plan.stripe_price_id), *priced(metered, plan.stripe_metered_price_id)],
         "proration_behavior": PRORATION_BEHAVIOR,
+        "payment_behavior": PAYMENT_BEHAVIOR,
         "cancel_at_period_end": False,
     }
 

@@ -148,6 +148,11 @@ def adopt(account: BillingAccount, subscription: dict[str, Any]) -> str:
     """Copy the subscription onto the account and set the tenant's plan; returns a note."""
     status = SubscriptionStatus(subscription["status"])  # the task marks an unknown one failed
     start, end = period_of(subscription)
+    ended = timestamp(subscription.get("ended_at"))
+    if status in ENDED_STATUSES and ended is not None and end is not None and ended < end:
+        # Cancelled mid-period: Stripe keeps the period's end, but what the tenant uses
+        # from now on (on the default plan) is not this subscription's to meter.
+        end = ended
     account.stripe_subscription_id = subscription["id"]
     account.subscription_status = status
     account.subscription_created_at = timestamp(subscription.get("created"))

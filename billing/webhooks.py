@@ -71,8 +71,10 @@ def parse_event(text: str) -> dict[str, Any]:
     if "\\u0000" in text:  # PostgreSQL's jsonb cannot store it; Stripe never sends it
         raise InvalidWebhookError("The body holds a NUL character.")
     try:
-        event = json.loads(text)
-    except ValueError:
+        event = json.loads(text, parse_constant=not_json)
+        # What PostgreSQL's jsonb stores: UTF-8 text (no lone surrogate from a "\ud800" escape).
+        json.dumps(event, ensure_ascii=False).encode()
+    except (ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
         raise InvalidWebhookError("The body is not JSON.") from None
     if not (
         isinstance(event, dict)
@@ -86,6 +88,11 @@ def parse_event(text: str) -> dict[str, Any]:
     ):
         raise InvalidWebhookError("The body is not a Stripe event.")
     return event
+
+
+def not_json(constant: str) -> None:
+    """NaN and Infinity, which Python's json reads and JSON (and jsonb) does not have."""
+    raise ValueError(f"{constant} is not a JSON number")
 
 
 def receive_event(event: dict[str, Any]) -> StripeEvent:

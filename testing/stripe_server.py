@@ -21,15 +21,24 @@ Stripe's documented request and response shapes:
   refuses a malformed request), or run a hook on each accepted event (to kill
   a pusher right after Stripe has counted a row, say).
 - POST /v1/checkout/sessions and POST /v1/billing_portal/sessions: sessions
-  with a URL, recorded with the parameters they were created with.
+  with a URL, recorded with the parameters they were created with; Checkout
+  sessions listed (GET, by `customer` and `status`) and expired
+  (POST /v1/checkout/sessions/<id>/expire, open ones only).
 - POST /v1/subscriptions/<id> as Stripe documents it (localstripe's takes one
   item only, by `plan`): `items` by id with a new `price` (swapped in place,
   the item keeps its id) or `deleted`, or without id (added); one item per
   price; `proration_behavior`, `payment_behavior`, `cancel_at_period_end`,
-  `metadata`. Prorations are checked and recorded, not invoiced. Each applied
-  update is recorded (`subscription_updates`), and an `Idempotency-Key` is
-  honoured as at Stripe: the same key with the same body replays the first
-  answer (`Idempotent-Replayed: true`), with another body it is a 400
+  `metadata` (a test may run a hook on each, before it is answered).
+  Prorations are checked and recorded, not invoiced, with one exception: an
+  update that raises the flat price with `proration_behavior=always_invoice`
+  charges the customer's default card, and a card that declines charges
+  (4000000000000341, localstripe's) or needs authentication fails it as
+  Stripe does: `error_if_incomplete` gets a 402 `card_error` and nothing
+  changes, `allow_incomplete` (the default) applies the update and leaves the
+  subscription `past_due`. Each applied update is recorded
+  (`subscription_updates`), and an `Idempotency-Key` is honoured as at Stripe:
+  the same key with the same body replays the first answer
+  (`Idempotent-Replayed: true`), with another body it is a 400
   `idempotency_error`, and while the first is in flight a 409.
 """
 
@@ -52,7 +61,14 @@ from typing import Any
 from aiohttp import web
 from localstripe import server as localstripe_server
 from localstripe.errors import UserError
-from localstripe.resources import Plan, Subscription, SubscriptionItem, store, try_convert_to_bool
+from localstripe.resources import (
+    Customer,
+    Plan,
+    Subscription,
+    SubscriptionItem,
+    store,
+    try_convert_to_bool,
+)
 
 STARTUP_TIMEOUT_SECONDS = 10.0
 SESSION_LIFETIME = timedelta(minutes=15)  # Stripe's, for a meter event session's token
@@ -78,6 +94,8 @@ class StripeStandIn:
     subscription_updates: list[dict[str, Any]] = field(default_factory=list)
     # Idempotency-Key -> (path, SHA-256 of the body, status, answer); None while in flight.
     idempotent_answers: dict[str, tuple[str, str, int, bytes] | None] = field(default_factory=dict)
+    # Run on the server's thread after each applied subscription update, before it is answered.
+    on_subscription_update: Callable[[dict[str, Any]], None] | None = None
     # Answer the next N meter event calls with 429 and this Retry-After ("" for none).
     rate_limited_calls: int = 0
     retry_after: str = ""
@@ -297,6 +315,33 @@ async def create_checkout_session(request: web.Request) -> web.Response:
     return web.json_response(session)
 
 
+def exported_session(session: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in session.items() if key != "params"}
+
+
+async def list_checkout_sessions(request: web.Request) -> web.Response:
+    query = request.query
+    sessions = [
+        exported_session(session)
+        for session in reversed(current.checkout_sessions)  # newest first, as Stripe lists
+        if all(session.get(name) == query[name] for name in ("customer", "status") if name in query)
+    ]
+    limit = int(query.get("limit") or 10)
+    page = {"object": "list", "url": "/v1/checkout/sessions", "data": sessions[:limit]}
+    return web.json_response({**page, "has_more": len(sessions) > limit})
+
+
+async def expire_checkout_session(request: web.Request) -> web.Response:
+    session_id = request.match_info["session_id"]
+    session = next((s for s in current.checkout_sessions if s["id"] == session_id), None)
+    if session is None:
+        return error(404, f"No such checkout.session: '{session_id}'", code="resource_missing")
+    if session["status"] != "open":
+        return error(400, 'Only Checkout Sessions with a status in ["open"] can be expired.')
+    session["status"] = "expired"
+    return web.json_response(exported_session(session))
+
+
 async def create_portal_session(request: web.Request) -> web.Response:
     data = await localstripe_server.get_post_data(request) or {}
     if not data.get("customer"):
@@ -379,7 +424,14 @@ async def update_subscription(request: web.Request, subscription_id: str) -> web
         return error(400, "Invalid proration_behavior.", param="proration_behavior")
     if data.get("payment_behavior", "allow_incomplete") not in PAYMENT_BEHAVIORS:
         return error(400, "Invalid payment_behavior.", param="payment_behavior")
+    before = {item.id: item.plan for item in subscription.items._list}
     items = updated_items(subscription, data.get("items") or [])
+    if proration_declined(subscription, before, items, data):
+        if data.get("payment_behavior") == "error_if_incomplete":
+            for item in subscription.items._list:
+                item.plan = before[item.id]  # nothing changes
+            return error(402, "Your card was declined.", "card_error", code="card_declined")
+        subscription.status = "past_due"
     subscription.items._list = items
     if "cancel_at_period_end" in data:
         subscription.cancel_at_period_end = try_convert_to_bool(data["cancel_at_period_end"]) is True
@@ -391,7 +443,27 @@ async def update_subscription(request: web.Request, subscription_id: str) -> web
             "idempotency_key": request.headers.get("Idempotency-Key"),
         }
     )
-    return web.json_response(subscription._export(expand=expand))
+    answer = subscription._export(expand=expand)
+    if current.on_subscription_update is not None:
+        current.on_subscription_update(answer)
+    return web.json_response(answer)
+
+
+def flat_amount(prices: list[Any]) -> int:
+    return sum(price.amount for price in prices if price.usage_type != "metered")
+
+
+def proration_declined(
+    subscription: Any, before: dict[str, Any], items: list[Any], data: dict[str, Any]
+) -> bool:
+    """Whether the invoice an upgrade makes at once (always_invoice) cannot be paid by
+    the customer's default card. `before`: the items' prices before the update."""
+    if data.get("proration_behavior") != "always_invoice":
+        return False
+    if flat_amount([item.plan for item in items]) <= flat_amount(list(before.values())):
+        return False  # a credit, or nothing: no payment
+    card = Customer._api_retrieve(subscription.customer)._get_default_payment_method_or_source()
+    return card is None or bool(card._charging_is_declined() or card._requires_authentication())
 
 
 def updated_items(subscription: Any, changes: Any) -> list[Any]:
@@ -439,6 +511,8 @@ def add_routes() -> web.Application:
         app.router.add_post("/v1/billing/meter_events", create_meter_event)
         app.router.add_post("/v2/billing/meter_event_session", create_meter_event_session)
         app.router.add_post("/v1/checkout/sessions", create_checkout_session)
+        app.router.add_get("/v1/checkout/sessions", list_checkout_sessions)
+        app.router.add_post("/v1/checkout/sessions/{session_id}/expire", expire_checkout_session)
         app.router.add_post("/v1/billing_portal/sessions", create_portal_session)
         app.middlewares.append(subscription_updates)
         ADDED_ROUTES.add(id(app))

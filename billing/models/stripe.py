@@ -59,7 +59,8 @@ class BillingAccount(models.Model):
         max_length=20, choices=SubscriptionStatus.choices, default=SubscriptionStatus.NONE
     )
     subscription_created_at = models.DateTimeField(null=True, blank=True)
-    # The billing period the usage counters and budgets roll over on.
+    # The billing period the usage counters and budgets roll over on; for an ended
+    # subscription its end is when it ended, if earlier (rows after are not metered).
     current_period_start = models.DateTimeField(null=True, blank=True)
     current_period_end = models.DateTimeField(null=True, blank=True)
     cancel_at_period_end = models.BooleanField(default=False)

@@ -32,4 +32,5 @@ def stripe(stripe_server: StripeStandIn, db: None, settings: Settings) -> Stripe
     stripe_server.on_meter_event = None
     stripe_server.subscription_updates.clear()
     stripe_server.idempotent_answers.clear()
+    stripe_server.on_subscription_update = None
     return stripe_server

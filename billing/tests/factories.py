@@ -59,16 +59,23 @@ class UsageEventFactory(DjangoModelFactory[UsageEvent]):
     created_at = LazyFunction(timezone.now)
 
 
+# Test cards (localstripe's, as Stripe's): one that pays, one that attaches but declines every charge.
+PAYING_CARD = "4242424242424242"
+DECLINING_CARD = "4000000000000341"
+
+
 def customer_paying_by_card(client: StripeClient, name: str) -> str:
     """A Stripe customer (localstripe's) whose default payment method is a test card,
     so a subscription can be created and changed without a Checkout page."""
     customer = client.v1.customers.create(params={"name": name})
-    card = client.v1.payment_methods.create(
-        params={
-            "type": "card",
-            "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2040, "cvc": "123"},
-        }
-    )
-    client.v1.payment_methods.attach(card.id, params={"customer": customer.id})
-    client.v1.customers.update(customer.id, params={"invoice_settings": {"default_payment_method": card.id}})
+    pay_by_card(client, customer.id, PAYING_CARD)
     return str(customer.id)
+
+
+def pay_by_card(client: StripeClient, customer_id: str, number: str) -> None:
+    """The customer's default payment method from now on: a new card of that number."""
+    card = client.v1.payment_methods.create(
+        params={"type": "card", "card": {"number": number, "exp_month": 12, "exp_year": 2040, "cvc": "123"}}
+    )
+    client.v1.payment_methods.attach(card.id, params={"customer": customer_id})
+    client.v1.customers.update(customer_id, params={"invoice_settings": {"default_payment_method": card.id}})

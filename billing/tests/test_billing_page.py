@@ -13,6 +13,7 @@ from pytest_django import Settings
 
 from accounts.models import Role
 from accounts.tests.factories import browser_for, make_user
+from billing.models import BillingAccount
 from billing.selectors import PlanAction, Unavailable
 from billing.stripe_api import HEALTH_TIMEOUT_SECONDS, StripeHealth, stripe_health
 from billing.tests.factories import BillingAccountFactory, PlanFactory
@@ -159,3 +160,41 @@ def test_another_tenants_member_cannot_see_the_page(
 
     assert response.status_code == 302
     assert response["Location"] == f"/login/?next={PAGE}"
+
+
+BILLING_WRITES = ["/dashboard/billing/checkout/", "/dashboard/billing/plan/", "/dashboard/billing/portal/"]
+
+
+def stripe_calls(stripe: StripeStandIn) -> tuple[int, int, int]:
+    return len(stripe.checkout_sessions), len(stripe.portal_sessions), len(stripe.subscription_updates)
+
+
+@pytest.mark.parametrize("path", BILLING_WRITES)
+@pytest.mark.parametrize("subscribed", [False, True])
+def test_every_billing_action_refuses_a_member_and_another_tenants_owner_and_asks_stripe_nothing(
+    tenant: TenantFixture, other_tenant: TenantFixture, stripe: StripeStandIn, path: str, subscribed: bool
+) -> None:
+    PlanFactory.create(slug="team", stripe_price_id="price_team")
+    if subscribed:
+        BillingAccountFactory.create(tenant_id=tenant.tenant.pk, stripe_subscription_id="sub_authz")
+    form = {"plan": "team", "change_id": "5f0e3f9a-8d3e-4a4e-9a53-1f2f8a1b6c11"}
+    member = browser_for(tenant, make_user(tenant, role=Role.MEMBER))
+    outsider = other_tenant.web_client()  # its owner
+    outsider.defaults["HTTP_HOST"] = tenant.host
+    before = stripe_calls(stripe)
+
+    assert member.post(path, form).status_code == 403
+    refused = outsider.post(path, form)
+    assert (refused.status_code, refused["Location"]) == (302, f"/login/?next={path}")
+    assert stripe_calls(stripe) == before
+    assert not BillingAccount.objects.filter(tenant=tenant.tenant, requested_plan__isnull=False).exists()
+
+
+def test_an_admin_may_use_the_billing_actions(tenant: TenantFixture, stripe: StripeStandIn) -> None:
+    PlanFactory.create(slug="team", stripe_price_id="price_team")
+    admin = browser_for(tenant, make_user(tenant, role=Role.ADMIN))
+    checkouts, portals, _ = stripe_calls(stripe)
+
+    assert admin.post("/dashboard/billing/checkout/", {"plan": "team"}).status_code == 302
+    assert admin.post("/dashboard/billing/portal/").status_code == 302
+    assert stripe_calls(stripe)[:2] == (checkouts + 1, portals + 1)

@@ -3,6 +3,7 @@ dashboard's billing page (offline and with Stripe)."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -13,7 +14,14 @@ from django.utils import timezone
 from billing.limits import billing_period, limits_for, period_end
 from billing.models import BillingAccount, CapMode, Plan
 from billing.selectors import QuotaState, invoice_preview
-from billing.tests.factories import BillingAccountFactory, PlanFactory, UsageEventFactory
+from billing.stripe_api import stripe_client
+from billing.tests.factories import (
+    BillingAccountFactory,
+    PlanFactory,
+    UsageEventFactory,
+    customer_paying_by_card,
+)
+from billing.tests.test_stripe_webhooks import stripe_plan
 from tenants.models import ApiKey, Tenant
 from testing.stripe_server import StripeStandIn
 from testing.tenants import TenantFixture
@@ -206,3 +214,39 @@ def test_requests_the_limits_refused_are_not_counted_and_the_request_allowance_c
 
     assert (preview.used_requests, preview.included_requests, preview.used_tokens) == (2, 2, 20)
     assert preview.quota_state == QuotaState.BLOCKED
+
+
+def test_a_second_checkout_expires_the_first_so_only_one_subscription_can_be_bought(
+    tenant: TenantFixture, stripe: StripeStandIn
+) -> None:
+    """Two tabs, each sent to Checkout before either paid: paying in both would make two
+    subscriptions billing the one workspace (and its meter) twice."""
+    paid = PlanFactory.create(stripe_price_id="price_test_paid")
+    browser = tenant.web_client()
+
+    first = browser.post("/dashboard/billing/checkout/", {"plan": paid.slug})
+    second = browser.post("/dashboard/billing/checkout/", {"plan": paid.slug})
+
+    assert first.status_code == second.status_code == 302
+    sessions = {session["url"]: session["status"] for session in stripe.checkout_sessions}
+    assert (sessions[first["Location"]], sessions[second["Location"]]) == ("expired", "open")
+
+
+def test_checkout_is_refused_when_stripe_already_has_a_subscription_our_webhook_has_not_applied(
+    tenant: TenantFixture, stripe: StripeStandIn
+) -> None:
+    """Paid in one tab a moment ago, its webhook not applied yet: the other tab's
+    Checkout would start a second subscription."""
+    client = stripe_client()
+    paid = PlanFactory.create(stripe_price_id=f"price_paid_{uuid.uuid4().hex[:8]}")
+    stripe_plan(paid.stripe_price_id, 4900)
+    customer = customer_paying_by_card(client, "paid in another tab")
+    client.v1.subscriptions.create(params={"customer": customer, "items": [{"plan": paid.stripe_price_id}]})
+    BillingAccount.objects.create(tenant=tenant.tenant, stripe_customer_id=customer)
+    before = len(stripe.checkout_sessions)
+
+    response = tenant.web_client().post("/dashboard/billing/checkout/", {"plan": paid.slug}, follow=True)
+
+    assert response.redirect_chain == [("/dashboard/billing/", 302)]
+    assert "You already have a subscription" in response.content.decode()
+    assert len(stripe.checkout_sessions) == before

@@ -10,12 +10,14 @@ and deleted afterwards.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, timedelta
 from typing import Any
@@ -28,9 +30,12 @@ from django.utils import timezone
 from pytest_django import Settings
 
 from billing import metering, tasks
-from billing.models import BillingAccount, SubscriptionStatus, UsageEvent
+from billing.models import BillingAccount, StripeEvent, SubscriptionStatus, UsageEvent
+from billing.selectors import invoice_preview
 from billing.stripe_api import stripe_client
-from billing.tests.factories import BillingAccountFactory, UsageEventFactory
+from billing.tests.factories import BillingAccountFactory, UsageEventFactory, customer_paying_by_card
+from billing.tests.test_stripe_webhooks import deliver, eager_tasks, event_of, stripe_plan  # noqa: F401 - a fixture
+from tenants.models import Tenant
 from testing.database import committed
 from testing.stripe_server import StripeStandIn, expire_meter_event_sessions
 from testing.tenants import TenantFixture
@@ -273,7 +278,7 @@ def test_an_identifier_prefix_must_be_set_and_fit_stripes_limit(settings: Settin
 def test_a_stripe_outage_stops_the_push_at_once_and_later_runs_back_off(
     stream: StripeStandIn, metered: tuple[str, list[UsageEvent]], settings: Settings, host: str
 ) -> None:
-    _, rows = metered
+    customer, rows = metered
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         setattr(settings, host, "http://{}:{}".format(*closed.getsockname()))
@@ -288,6 +293,13 @@ def test_a_stripe_outage_stops_the_push_at_once_and_later_runs_back_off(
     assert time.monotonic() - started < 1.0  # a worker is never held while Stripe is down
     pending = UsageEvent.objects.filter(pk__in=[row.pk for row in billed_rows(rows)], meter_reported_at=None)
     assert committed(pending.count) == 11
+
+    # Stripe answers again and the backoff has run out: each row counted once.
+    setattr(settings, host, {"STRIPE_API_BASE": stream.url}.get(host, stream.meter_events_url))
+    clear_backoff()
+    assert push().reported == 11
+    assert stream.duplicate_meter_events == 0
+    assert_each_row_reported_once(stream, customer, rows)
 
 
 def test_rows_before_the_subscription_or_of_unsubscribed_tenants_are_not_reported(
@@ -490,3 +502,76 @@ def test_an_event_for_a_customer_stripe_lacks_is_accepted_and_only_reported_late
         assert {error["code"] for error in stream.meter_event_errors} == {"meter_event_customer_not_found"}
     finally:
         committed(lambda: forget_rows(tenant, stale))
+
+
+def test_rows_served_after_a_subscription_was_cancelled_mid_period_are_not_reported(
+    stream: StripeStandIn,
+    serving_tenant: TenantFixture,
+    eager_tasks: None,  # noqa: F811 - the fixture
+) -> None:
+    """Cancelled at once in the portal, mid-period: Stripe keeps the period's end on the
+    subscription, but the tenant is on the free plan from the cancellation on; what it
+    uses after is not the cancelled subscription's to bill."""
+    tenant = serving_tenant.tenant
+    client = stripe_client()
+    price = f"price_cancelled_{uuid.uuid4().hex[:8]}"
+    stripe_plan(price, 1000)
+    customer = customer_paying_by_card(client, tenant.name)
+    saved_plan_id = tenant.plan_id
+    committed(lambda: BillingAccount.objects.create(tenant_id=tenant.pk, stripe_customer_id=customer))
+    subscription = client.v1.subscriptions.create(params={"customer": customer, "items": [{"plan": price}]})
+    events = [event_of("customer.subscription.created", subscription.to_dict())]
+    rows: list[UsageEvent] = []
+    try:
+        deliver([events])
+        time.sleep(1.1)  # Stripe's times are whole seconds
+        rows.append(committed(lambda: UsageEventFactory.create(tenant=tenant, prompt_tokens=5)))
+        time.sleep(1.1)
+        cancelled = client.v1.subscriptions.cancel(subscription.id).to_dict()
+        assert cancelled["current_period_end"] > cancelled["ended_at"] + 3600
+        events.append(event_of("customer.subscription.deleted", cancelled))
+        deliver([events[-1:]])
+        rows.append(
+            committed(
+                lambda: UsageEventFactory.create(
+                    tenant=tenant, prompt_tokens=7, created_at=timezone.now() + timedelta(seconds=1)
+                )
+            )
+        )
+
+        push()
+
+        assert identifier(rows[0]) in stream.meter_events  # served while subscribed
+        assert identifier(rows[1]) not in stream.meter_events
+    finally:
+        event_ids = [json.loads(event)["id"] for event in events]
+
+        def undo() -> None:
+            UsageEvent.objects.filter(pk__in=[row.pk for row in rows]).delete()
+            StripeEvent.objects.filter(event_id__in=event_ids).delete()
+            BillingAccount.objects.filter(tenant=tenant).delete()
+            Tenant.objects.filter(pk=tenant.pk).update(plan_id=saved_plan_id)
+
+        committed(undo)
+
+
+def test_the_tokens_the_billing_page_shows_are_the_tokens_sent_to_stripe(
+    stream: StripeStandIn, metered: tuple[str, list[UsageEvent]], serving_tenant: TenantFixture
+) -> None:
+    customer, rows = metered
+    refused = committed(
+        lambda: UsageEventFactory.create(
+            tenant=rows[0].tenant, model="", status=429, error_type="tenant_request_budget"
+        )
+    )
+    try:
+        push()
+        sent = sum(int(event["payload"]["value"]) for event in stream.meter_events.values())
+        preview = committed(lambda: invoice_preview(Tenant.objects.get(pk=serving_tenant.tenant.pk)))
+        page = committed(lambda: serving_tenant.web_client().get("/dashboard/billing/")).content.decode()
+    finally:
+        committed(lambda: UsageEvent.objects.filter(pk=refused.pk).delete())
+
+    assert {event["payload"]["stripe_customer_id"] for event in stream.meter_events.values()} == {customer}
+    assert sent == preview.used_tokens == sum(row.prompt_tokens + row.completion_tokens for row in rows) > 0
+    assert f'id="billing-tokens">{preview.used_tokens:,} / ' in page

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -30,7 +30,13 @@ from billing.models import BillingAccount, CapMode, Plan, StripeEvent
 from billing.plan_changes import PRORATION_BEHAVIOR
 from billing.selectors import Unavailable
 from billing.stripe_api import stripe_client
-from billing.tests.factories import BillingAccountFactory, PlanFactory, customer_paying_by_card
+from billing.tests.factories import (
+    DECLINING_CARD,
+    BillingAccountFactory,
+    PlanFactory,
+    customer_paying_by_card,
+    pay_by_card,
+)
 from billing.tests.test_gateway_billing import ask
 from billing.tests.test_stripe_webhooks import deliver, eager_tasks, event_of  # noqa: F401 - a fixture
 from tenants.models import ApiKeyScope, Tenant
@@ -68,6 +74,12 @@ class Subscribed:
         """Stripe's webhook about the subscription as it is now, delivered."""
         now = stripe_client().v1.subscriptions.retrieve(self.subscription_id).to_dict()
         deliver([[event_of("customer.subscription.updated", now)]])
+
+    def customer_id(self) -> str:
+        return str(stripe_client().v1.subscriptions.retrieve(self.subscription_id).customer)
+
+    def status(self) -> str:
+        return str(stripe_client().v1.subscriptions.retrieve(self.subscription_id).status)
 
     def plan(self) -> Plan | None:
         return committed(lambda: Tenant.objects.select_related("plan").get(pk=self.tenant.tenant.pk).plan)
@@ -257,6 +269,156 @@ def test_a_change_sent_again_with_its_key_replays_stripes_first_answer(
     assert len(stripe.subscription_updates) == 1
     key = f"tenant-{subscribed.tenant.tenant.pk}:plan-change:{change_id}:{subscribed.plans['large'].pk}"
     assert list(stripe.idempotent_answers) == [key]
+
+
+def test_a_webhook_arriving_before_the_page_answers_waits_for_the_note_and_clears_it(
+    subscribe: Callable[[str], Subscribed], stripe: StripeStandIn
+) -> None:
+    """Stripe's event about the switch is delivered while the page still holds the
+    account's row (between Stripe's answer and our note): its processing waits for the
+    page to commit, then reads the switched subscription; nothing is left pending."""
+    subscribed = subscribe("small")
+    pool = ThreadPoolExecutor(1)
+    delivered: list[Future[None]] = []
+
+    def webhook_at_once(answer: dict[str, Any]) -> None:
+        delivered.append(pool.submit(deliver, [[event_of("customer.subscription.updated", answer)]]))
+        time.sleep(0.5)  # the delivery reaches the row lock before the page has its answer
+
+    stripe.on_subscription_update = webhook_at_once
+    with pool:
+        page = change(subscribed.tenant, subscribed.plans["large"].slug)
+        [delivery] = delivered
+        delivery.result(timeout=30)
+
+    assert "Your subscription moved to Large in Stripe" in page.content.decode()
+    assert subscribed.plan() == subscribed.plans["large"]
+    assert subscribed.account().requested_plan_id is None
+    after = committed(lambda: subscribed.tenant.web_client().get(PAGE)).content.decode()
+    assert 'id="plan-change-pending"' not in after
+
+
+def test_two_changes_before_any_webhook_end_on_the_last_whatever_order_the_events_come_in(
+    subscribe: Callable[[str], Subscribed], stripe: StripeStandIn
+) -> None:
+    subscribed = subscribe("small")
+    answers: list[dict[str, Any]] = []
+    stripe.on_subscription_update = answers.append
+
+    change(subscribed.tenant, subscribed.plans["large"].slug)
+    page = change(subscribed.tenant, subscribed.plans["xl"].slug)  # from a fresh page, at once
+
+    assert "Your subscription moved to Xl in Stripe" in page.content.decode()
+    assert subscribed.stripe_prices() == subscribed.prices_of("xl")
+    events = [event_of("customer.subscription.updated", answer) for answer in answers]
+    deliver([[events[1]], [events[0]]])  # the older snapshot last
+    assert subscribed.plan() == subscribed.plans["xl"]
+    assert subscribed.account().requested_plan_id is None
+
+
+def test_cancelled_then_subscribed_again_follows_the_new_subscription_only(
+    subscribe: Callable[[str], Subscribed], stripe: StripeStandIn
+) -> None:
+    """Cancelled in the portal (at once): back on the free plan, Checkout offered again;
+    a new subscription is followed, and a late event of the cancelled one changes nothing."""
+    subscribed = subscribe("small")
+    client = stripe_client()
+    free = committed(lambda: Plan.objects.get(is_default=True))
+    cancelled = client.v1.subscriptions.cancel(subscribed.subscription_id).to_dict()
+    deliver([[event_of("customer.subscription.deleted", cancelled)]])
+    assert subscribed.plan() == free
+    page = committed(lambda: subscribed.tenant.web_client().get(PAGE)).content.decode()
+    assert f"Subscribe to {subscribed.plans['large'].name}" in page
+    assert "Switch to" not in page
+
+    again = client.v1.subscriptions.create(
+        params={
+            "customer": subscribed.customer_id(),
+            "items": [{"plan": subscribed.plans["large"].stripe_price_id}],
+        }
+    ).to_dict()
+    subscribed.subscription_id = again["id"]  # for the fixture's undo, and the checks below
+    deliver([[event_of("customer.subscription.created", again)]])
+    deliver([[event_of("customer.subscription.deleted", cancelled)]])  # late, or replayed
+
+    assert subscribed.plan() == subscribed.plans["large"]
+    account = subscribed.account()
+    assert (account.stripe_subscription_id, account.subscription_status) == (again["id"], "active")
+    page = change(subscribed.tenant, subscribed.plans["xl"].slug)
+    assert "Your subscription moved to Xl in Stripe" in page.content.decode()
+    [update] = stripe.subscription_updates
+    assert update["subscription"] == again["id"]
+
+
+def test_a_stale_page_whose_key_stripe_replays_changes_nothing_and_says_to_reload(
+    subscribe: Callable[[str], Subscribed], stripe: StripeStandIn
+) -> None:
+    """Small -> Large from a page, then Large -> XL from a fresh one; the first page's
+    Large button pressed again (the back button, an old tab) sends the first request
+    with its key: Stripe replays its first answer and changes nothing, so the move to
+    Large must not be announced nor noted as requested."""
+    subscribed = subscribe("small")
+    first_page = uuid.uuid4()
+    change(subscribed.tenant, subscribed.plans["large"].slug, first_page)
+    subscribed.confirm()
+    change(subscribed.tenant, subscribed.plans["xl"].slug)
+    subscribed.confirm()
+    assert subscribed.plan() == subscribed.plans["xl"]
+
+    page = change(subscribed.tenant, subscribed.plans["large"].slug, first_page)
+
+    content = page.content.decode()
+    assert "Your subscription moved to Large" not in content
+    assert "This page was out of date: nothing was changed" in content
+    assert 'id="plan-change-pending"' not in content
+    assert len(stripe.subscription_updates) == 2  # the third was a replay
+    assert subscribed.stripe_prices() == subscribed.prices_of("xl")
+    assert subscribed.account().requested_plan_id is None
+    assert subscribed.plan() == subscribed.plans["xl"]
+
+
+# A card that declines
+
+
+def test_an_upgrade_the_card_declines_changes_nothing_and_says_so(
+    subscribe: Callable[[str], Subscribed], stripe: StripeStandIn
+) -> None:
+    """The upgrade's proration invoice cannot be paid: Stripe refuses the update, so the
+    tenant never holds the dearer plan's limits on an unpaid invoice (nor a past_due
+    subscription for it), and the page says what to do."""
+    subscribed = subscribe("small")
+    pay_by_card(stripe_client(), subscribed.customer_id(), DECLINING_CARD)
+
+    page = change(subscribed.tenant, subscribed.plans["large"].slug)
+
+    content = page.content.decode()
+    assert "Your card was declined." in content
+    assert "Your plan was not changed" in content
+    assert "billing portal" in content
+    assert 'id="plan-change-pending"' not in content
+    assert stripe.subscription_updates == []
+    assert subscribed.stripe_prices() == subscribed.prices_of("small")
+    assert subscribed.status() == "active"
+    subscribed.confirm()
+    assert subscribed.plan() == subscribed.plans["small"]
+    assert subscribed.account().subscription_status == "active"
+    assert subscribed.account().requested_plan_id is None
+
+
+def test_a_downgrade_needs_no_payment_and_goes_through_on_a_declining_card(
+    subscribe: Callable[[str], Subscribed], stripe: StripeStandIn
+) -> None:
+    subscribed = subscribe("xl")
+    pay_by_card(stripe_client(), subscribed.customer_id(), DECLINING_CARD)
+
+    page = change(subscribed.tenant, subscribed.plans["small"].slug)
+
+    assert "Your subscription moved to Small in Stripe" in page.content.decode()
+    [update] = stripe.subscription_updates
+    assert update["params"]["payment_behavior"] == "error_if_incomplete"
+    subscribed.confirm()
+    assert subscribed.plan() == subscribed.plans["small"]
+    assert subscribed.status() == "active"
 
 
 # Moving to the free plan

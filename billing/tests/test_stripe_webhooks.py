@@ -117,7 +117,18 @@ BAD_REQUESTS: dict[str, Callable[[bytes], tuple[bytes, str | None]]] = {
     "not JSON": lambda body: (b"{not json", sign(b"{not json", WEBHOOK_SECRET)),
     "JSON but no event": lambda body: (b"[1, 2]", sign(b"[1, 2]", WEBHOOK_SECRET)),
     "not UTF-8": lambda body: (b"\xff\xfe", sign(b"\xff\xfe", WEBHOOK_SECRET)),
+    # JSON that Python reads but PostgreSQL's jsonb cannot store, correctly signed.
+    "a lone surrogate": lambda body: signed(body.replace(b'"cus_unknown"', b'"cus_\\ud800"')),
+    "NaN": lambda body: signed(body.replace(b'"cus_unknown"', b"NaN")),
+    "Infinity": lambda body: signed(body.replace(b'"cus_unknown"', b"-Infinity")),
+    "nested 100,000 deep": lambda body: signed(
+        body.replace(b'"cus_unknown"', b"[" * 100_000 + b"]" * 100_000)
+    ),
 }
+
+
+def signed(body: bytes) -> tuple[bytes, str]:
+    return body, sign(body, WEBHOOK_SECRET)
 
 
 @pytest.mark.parametrize("case", BAD_REQUESTS)
@@ -387,3 +398,55 @@ def test_events_still_unapplied_after_a_while_are_queued_again(
 
     assert tasks.retry_stripe_events() == 2
     assert queued == [lost, failed] or queued == [failed, lost]
+
+
+def test_an_event_naming_another_tenants_subscription_changes_neither_tenant(
+    subscribed: Subscribed,
+    eager_tasks: None,
+    tenant: TenantFixture,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    """Signed by Stripe, about this tenant's customer, but naming serving's subscription
+    (Stripe never sends it; a bug of ours or a mix-up of accounts must not move plans)."""
+    deliver([[event] for event in subscribed.events])
+    own_customer = stripe_client().v1.customers.create(params={"name": "tenant"}).id
+    BillingAccount.objects.create(tenant=tenant.tenant, stripe_customer_id=own_customer)
+    plan_before = tenant.tenant.plan
+    mixed = event_of(
+        "customer.subscription.updated", {"id": subscribed.subscription_id, "customer": own_customer}
+    )
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert post_webhook(mixed, sign(mixed, WEBHOOK_SECRET)).status_code == 200
+
+    stored = StripeEvent.objects.get(event_id=json.loads(mixed)["id"])
+    assert (stored.status, stored.detail) == (
+        EventStatus.IGNORED,
+        "the subscription belongs to another customer",
+    )
+    account = BillingAccount.objects.get(tenant=tenant.tenant)
+    assert (account.stripe_subscription_id, account.subscription_status) == ("", SubscriptionStatus.NONE)
+    assert Tenant.objects.get(pk=tenant.tenant.pk).plan == plan_before
+    theirs = BillingAccount.objects.get(tenant=subscribed.tenant)
+    assert theirs.stripe_subscription_id == subscribed.subscription_id
+    assert Tenant.objects.get(pk=subscribed.tenant.pk).plan == subscribed.final_plan
+
+
+def test_events_of_a_deactivated_tenant_are_still_applied_and_leave_it_deactivated(
+    subscribed: Subscribed, eager_tasks: None
+) -> None:
+    """Its subscription still bills in Stripe until someone cancels it: the mirror keeps
+    following it, and nothing of billing turns the workspace back on."""
+    committed(lambda: Tenant.objects.filter(pk=subscribed.tenant.pk).update(is_active=False))
+    try:
+        deliver([[event] for event in subscribed.events])
+
+        tenant = committed(lambda: Tenant.objects.select_related("plan").get(pk=subscribed.tenant.pk))
+        assert (tenant.is_active, tenant.plan) == (False, subscribed.final_plan)
+        event_ids = [json.loads(event)["id"] for event in subscribed.events]
+        statuses = committed(
+            lambda: set(StripeEvent.objects.filter(event_id__in=event_ids).values_list("status", flat=True))
+        )
+        assert statuses == {EventStatus.PROCESSED}
+    finally:
+        committed(lambda: Tenant.objects.filter(pk=subscribed.tenant.pk).update(is_active=True))

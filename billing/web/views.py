@@ -177,6 +177,13 @@ def stripe_errors_as_messages(
         yield
     except (BillingError, StripeNotConfiguredError) as error:
         messages.error(request, str(error))
+    except stripe.CardError as error:  # a plan change's invoice could not be paid
+        declined = error.user_message or "Your card was refused."
+        messages.error(
+            request,
+            f"{declined} Your plan was not changed: update your payment method in the billing portal, "
+            "then try again.",
+        )
     except (stripe.APIConnectionError, stripe.APIError):
         logger.exception("Stripe did not answer")
         messages.error(request, unanswered)
