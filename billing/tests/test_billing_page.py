@@ -198,3 +198,16 @@ def test_an_admin_may_use_the_billing_actions(tenant: TenantFixture, stripe: Str
     assert admin.post("/dashboard/billing/checkout/", {"plan": "team"}).status_code == 302
     assert admin.post("/dashboard/billing/portal/").status_code == 302
     assert stripe_calls(stripe)[:2] == (checkouts + 1, portals + 1)
+
+
+@pytest.mark.parametrize(("status", "says"), [("past_due", "Stripe is retrying it"), ("unpaid", "stays unpaid")])
+def test_a_failed_payment_is_said_up_front(tenant: TenantFixture, status: str, says: str) -> None:
+    BillingAccount.objects.update_or_create(tenant=tenant.tenant, defaults={"subscription_status": status})
+
+    content = tenant.web_client().get(PAGE).content.decode()
+    BillingAccount.objects.filter(tenant=tenant.tenant).update(subscription_status="active")
+    active = tenant.web_client().get(PAGE).content.decode()
+
+    assert content.index('id="payment-failed"') < content.index('id="billing-plan"')
+    assert says in content
+    assert 'id="payment-failed"' not in active
