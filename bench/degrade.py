@@ -482,6 +482,9 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     os.environ.update(SETTINGS)
     setup_django()
+    from django.core.management import call_command
+
+    call_command("bootstrap", verbosity=0)  # a fresh clone's database: migrated, the tenant template
     timeline = QUICK if args.quick else FULL
     RUN_DIR.mkdir(parents=True, exist_ok=True)
     processes = Processes(RUN_DIR)

@@ -448,6 +448,9 @@ def latency_pair(summary: dict[str, float]) -> str:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     setup_django()
+    from django.core.management import call_command
+
+    call_command("bootstrap", verbosity=0)  # a fresh clone's database: migrated, the tenant template
     RUN_DIR.mkdir(parents=True, exist_ok=True)
     processes = Processes(RUN_DIR)
     slug = f"{TENANT_PREFIX}rt{secrets.token_hex(4)}"
