@@ -130,7 +130,13 @@ def test_an_endpoint_row_is_what_the_gateway_serves(
 ) -> None:
     method, path = endpoint.split(" ", 1)
     url = gateway.removesuffix("/v1") + path.replace("{model}", "sim-small")
-    body = EMBEDDINGS if path.endswith("embeddings") else RESPONSES if path.endswith("responses") else CHAT
+    body = (
+        EMBEDDINGS
+        if path.endswith("embeddings")
+        else RESPONSES
+        if path.endswith(("responses", "input_tokens"))
+        else CHAT
+    )
     response = httpx.request(
         method,
         url,
