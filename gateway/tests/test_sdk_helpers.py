@@ -162,7 +162,7 @@ def test_anthropic_stream_helper_calls_a_tool_then_answers_its_result(
         answer = stream.get_final_message()
 
     assert called.stop_reason == "tool_use"
-    assert (use.name, set(use.input)) == ("get_weather", {"city"})  # type: ignore[arg-type]
+    assert (use.name, set(use.input)) == ("get_weather", {"city"})
     assert answer.stop_reason == "end_turn"
     assert [block.type for block in answer.content] == ["text"]
     assert answer.usage.output_tokens == len(answer.content[0].text.split())  # type: ignore[union-attr]
