@@ -72,10 +72,12 @@ def test_the_sdk_retrieves_a_model_and_gets_not_found_for_others(
     assert unknown.value.body["error"]["type"] == "not_found_error"  # type: ignore[index]
 
 
-def test_a_key_sees_only_its_allowed_models(gateway: str, platform_url: str, tenant: TenantFixture) -> None:
+def test_a_key_sees_only_its_allowed_models(
+    gateway: str, platform_url: str, serving_tenant: TenantFixture
+) -> None:
     key = committed(
         lambda: create_api_key(
-            tenant.tenant,
+            serving_tenant.tenant,
             name="anthropic-models",
             scopes=[ApiKeyScope.INFERENCE],
             allowed_models=["sim-small"],

@@ -15,6 +15,9 @@ import orjson
 import pytest
 from pydantic import BaseModel
 
+from tenants.models import ApiKeyScope
+from tenants.services import create_api_key
+from testing.database import committed
 from testing.tenants import TenantFixture
 
 pytestmark = pytest.mark.anyio
@@ -114,6 +117,39 @@ def test_a_streaming_response_is_read_as_server_sent_events(gateway: str, tenant
     chunks = [orjson.loads(line.removeprefix("data: ")) for line in lines[:-1]]
     assert lines[-1] == "data: [DONE]"
     assert {chunk["id"] for chunk in chunks} == {f"chatcmpl-{request_id}"}
+
+
+def test_refusals_are_the_sdks_exception_classes_with_code_and_param(
+    gateway: str, tenant: TenantFixture, serving_tenant: TenantFixture
+) -> None:
+    small_only = committed(
+        lambda: create_api_key(
+            serving_tenant.tenant,
+            name="sdk-errors",
+            scopes=[ApiKeyScope.INFERENCE],
+            allowed_models=["sim-small"],
+        )
+    ).secret
+    client = sdk(gateway, tenant.admin_key)
+    calls: list[tuple[type[openai.APIStatusError], str, str | None, Any]] = [
+        (openai.BadRequestError, "unrecognized_request_argument", "colour", {"extra_body": {"colour": 1}}),
+        (openai.NotFoundError, "model_not_found", "model", {"model": "gpt-nope"}),
+    ]
+    for expected, code, param, options in calls:
+        with pytest.raises(expected) as raised:
+            client.chat.completions.create(**{"model": "sim-small", "messages": PROMPT, **options})
+        assert (raised.value.code, raised.value.param) == (code, param)
+    with pytest.raises(openai.PermissionDeniedError) as forbidden:
+        sdk(gateway, small_only).chat.completions.create(model="sim-large", messages=PROMPT)
+    with pytest.raises(openai.AuthenticationError) as unauthenticated:
+        sdk(gateway, "aiaas_not_a_key").models.list()
+
+    assert (forbidden.value.type, forbidden.value.code, forbidden.value.param) == (
+        "permission_error",
+        "model_not_allowed",
+        "model",
+    )
+    assert unauthenticated.value.code == "invalid_api_key"
 
 
 @pytest.mark.parametrize("model", ["sim-small", "local-embed"])
