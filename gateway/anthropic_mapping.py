@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -411,6 +412,52 @@ def error_body(error: GatewayError, request_id: str) -> dict[str, Any]:
         "type": "error",
         "error": {"type": ERROR_TYPES.get(error.status, default), "message": error.message},
         "request_id": request_id,
+    }
+
+
+# Models: GET /v1/models as Anthropic's SDK reads it
+
+# Anthropic's `created_at`, the moment of OpenAI's `created` the registry gives every model.
+MODEL_CREATED_AT = datetime.fromtimestamp(1_700_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+MODELS_PAGE_DEFAULT, MODELS_PAGE_MOST = 20, 1000
+
+
+def model_info(model_id: str, context_window: int | None) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "type": "model",
+        "id": model_id,
+        "display_name": model_id,
+        "created_at": MODEL_CREATED_AT,
+    }
+    if context_window is not None:
+        info["max_input_tokens"] = context_window
+    return info
+
+
+def models_page(models: list[dict[str, Any]], query: dict[str, str]) -> dict[str, Any]:
+    """A page of `models` as Anthropic's list answers it: `limit` (1 to 1,000,
+    default 20) models after `after_id` or before `before_id`; an id not in the
+    list is a 400 naming its parameter."""
+    limit_text = query.get("limit", str(MODELS_PAGE_DEFAULT))
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MODELS_PAGE_MOST:
+        raise refuse(f"must be an integer from 1 to {MODELS_PAGE_MOST}.", "limit")
+    limit, ids = int(limit_text), [model["id"] for model in models]
+    start, end = 0, len(models)
+    for param in ("after_id", "before_id"):
+        if param in query and query[param] not in ids:
+            raise refuse(f"no model {query[param]!r} in the list.", param)
+    if "before_id" in query:
+        end = ids.index(query["before_id"])
+        start = max(0, end - limit)
+    elif "after_id" in query:
+        start = ids.index(query["after_id"]) + 1
+    page = models[start : min(end, start + limit)]
+    more = start > 0 if "before_id" in query else start + limit < end
+    return {
+        "data": page,
+        "has_more": more,
+        "first_id": page[0]["id"] if page else None,
+        "last_id": page[-1]["id"] if page else None,
     }
 
 

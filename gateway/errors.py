@@ -10,6 +10,12 @@ from typing import Any
 
 from gateway.providers.errors import FailureKind, ProviderError
 
+# The longest Retry-After an SDK should sleep through: OpenAI's SDK gives up above
+# it, while Anthropic's sleeps for whatever it is told (an exhausted monthly budget
+# says weeks), so a longer wait, or a refusal no wait lifts, is sent with
+# `x-should-retry: false`, which both SDKs obey.
+LONGEST_RETRY_SECONDS = 60
+
 
 @dataclass
 class GatewayError(Exception):
@@ -29,6 +35,8 @@ class GatewayError(Exception):
         headers = {"connection": "close"} if self.closes_connection else {}
         if self.retry_after is not None:
             headers["retry-after"] = str(max(1, math.ceil(self.retry_after)))
+        if self.type == "insufficient_quota" or (self.retry_after or 0) > LONGEST_RETRY_SECONDS:
+            headers["x-should-retry"] = "false"
         return headers
 
     @property

@@ -24,8 +24,17 @@ from gateway.errors import GatewayError, from_provider_error, invalid
 from gateway.events import ChatDelta, ChatFailed
 from gateway.service import RequestContext, loop_clients
 from gateway.transports.event_stream import EventStreamResponse
-from gateway.transports.http import endpoint, json_response, once, read_body
+from gateway.transports.http import (
+    endpoint,
+    json_response,
+    model_not_found,
+    model_of,
+    models_of,
+    once,
+    read_body,
+)
 from gateway.validation import input_tokens_estimate, parse_json_object, validate_chat
+from routing.models import ROUTED_MODEL
 from tenants.models import ApiKey, ApiKeyScope
 
 VERSION = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -103,6 +112,34 @@ async def count_message_tokens(request: Request, context: RequestContext) -> Res
 
 
 count_tokens = endpoint(count_message_tokens, error_response)
+
+
+async def list_anthropic_models(request: Request, context: RequestContext) -> Response:
+    """`GET /v1/models` as the anthropic SDK's `models.list()` reads it: the models
+    of OpenAI's list (`auto` first), paged by `limit`, `after_id`, `before_id`."""
+    api_key = await authorized(request, context)
+    check_version(request)
+    models = [mapping.model_info(ROUTED_MODEL, None)]
+    models += [mapping.model_info(model.model_id, model.context_window) for model in await models_of(api_key)]
+    page = mapping.models_page(models, dict(request.query_params))
+    return json_response(page, context, headers=headers(context))
+
+
+async def retrieve_anthropic_model(request: Request, context: RequestContext) -> Response:
+    api_key = await authorized(request, context)
+    check_version(request)
+    model_id = request.path_params["model_id"]
+    if model_id == ROUTED_MODEL:
+        return json_response(mapping.model_info(ROUTED_MODEL, None), context, headers=headers(context))
+    model = await model_of(api_key, model_id)
+    if model is None:
+        raise model_not_found(model_id)
+    info = mapping.model_info(model.model_id, model.context_window)
+    return json_response(info, context, headers=headers(context))
+
+
+list_models = endpoint(list_anthropic_models, error_response)
+retrieve_model = endpoint(retrieve_anthropic_model, error_response)
 
 
 class MessageStreamResponse(EventStreamResponse):

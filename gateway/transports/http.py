@@ -247,12 +247,30 @@ async def feedback(request: Request, context: RequestContext) -> Response:
 FEEDBACK_RATINGS = ("good", "bad")
 
 
+async def models_of(api_key: ApiKey) -> list[ModelSpec]:
+    """The catalog models `api_key` may use, cheapest first (`auto` is not one)."""
+    catalog = await loop_clients().catalog.get()
+    return [model for model in catalog.by_cost if api_key.allows_model(model.model_id)]
+
+
+async def model_of(api_key: ApiKey, model_id: str) -> ModelSpec | None:
+    return next((model for model in await models_of(api_key) if model.model_id == model_id), None)
+
+
+def model_not_found(model_id: str) -> GatewayError:
+    return GatewayError(
+        404,
+        f"The model '{model_id}' does not exist or you do not have access to it.",
+        "invalid_request_error",
+        "model_not_found",
+        "model",
+    )
+
+
 @endpoint
 async def list_models(request: Request, context: RequestContext) -> Response:
     api_key = await authorized(request, context, ApiKeyScope.INFERENCE)
-    catalog = await loop_clients().catalog.get()
-    data = [ROUTED_MODEL_OBJECT]
-    data += [model_object(model) for model in catalog.by_cost if api_key.allows_model(model.model_id)]
+    data = [ROUTED_MODEL_OBJECT, *(model_object(model) for model in await models_of(api_key))]
     return json_response({"object": "list", "data": data}, context)
 
 
@@ -263,17 +281,23 @@ async def retrieve_model(request: Request, context: RequestContext) -> Response:
     model_id = request.path_params["model_id"]
     if model_id == ROUTED_MODEL:
         return json_response(ROUTED_MODEL_OBJECT, context)
-    catalog = await loop_clients().catalog.get()
-    for model in catalog.by_cost:
-        if model.model_id == model_id and api_key.allows_model(model_id):
-            return json_response(model_object(model), context)
-    raise GatewayError(
-        404,
-        f"The model '{model_id}' does not exist or you do not have access to it.",
-        "invalid_request_error",
-        "model_not_found",
-        "model",
-    )
+    model = await model_of(api_key, model_id)
+    if model is None:
+        raise model_not_found(model_id)
+    return json_response(model_object(model), context)
+
+
+def by_api(
+    anthropic: Callable[[Request], Awaitable[Response]], openai: Callable[[Request], Awaitable[Response]]
+) -> Callable[[Request], Awaitable[Response]]:
+    """A route both SDKs call (GET /v1/models): answered in Anthropic's shape when the
+    request sends `anthropic-version` (the anthropic SDK always does, OpenAI's never),
+    else in OpenAI's."""
+
+    async def respond(request: Request) -> Response:
+        return await (anthropic if "anthropic-version" in request.headers else openai)(request)
+
+    return respond
 
 
 ROUTED_MODEL_OBJECT = {
@@ -480,8 +504,12 @@ def create_app() -> Starlette:
 
     return Starlette(
         routes=[
-            Route("/v1/models", list_models, methods=["GET"]),
-            Route("/v1/models/{model_id:path}", retrieve_model, methods=["GET"]),
+            Route("/v1/models", by_api(anthropic.list_models, list_models), methods=["GET"]),
+            Route(
+                "/v1/models/{model_id:path}",
+                by_api(anthropic.retrieve_model, retrieve_model),
+                methods=["GET"],
+            ),
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
             Route("/v1/embeddings", embeddings, methods=["POST"]),
             Route("/v1/messages", anthropic.messages, methods=["POST"]),
