@@ -200,7 +200,9 @@ def test_an_admin_may_use_the_billing_actions(tenant: TenantFixture, stripe: Str
     assert stripe_calls(stripe)[:2] == (checkouts + 1, portals + 1)
 
 
-@pytest.mark.parametrize(("status", "says"), [("past_due", "Stripe is retrying it"), ("unpaid", "stays unpaid")])
+@pytest.mark.parametrize(
+    ("status", "says"), [("past_due", "Stripe is retrying it"), ("unpaid", "stays unpaid")]
+)
 def test_a_failed_payment_is_said_up_front(tenant: TenantFixture, status: str, says: str) -> None:
     BillingAccount.objects.update_or_create(tenant=tenant.tenant, defaults={"subscription_status": status})
 
