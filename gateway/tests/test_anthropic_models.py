@@ -10,9 +10,7 @@ import anthropic
 import httpx
 import pytest
 
-from tenants.models import ApiKeyScope
-from tenants.services import create_api_key
-from testing.database import committed
+from gateway.tests.keys import small_only_key
 from testing.tenants import TenantFixture
 
 CATALOG = ["auto", "local-embed", "sim-small", "sim-medium", "sim-large"]
@@ -75,14 +73,7 @@ def test_the_sdk_retrieves_a_model_and_gets_not_found_for_others(
 def test_a_key_sees_only_its_allowed_models(
     gateway: str, platform_url: str, serving_tenant: TenantFixture
 ) -> None:
-    key = committed(
-        lambda: create_api_key(
-            serving_tenant.tenant,
-            name="anthropic-models",
-            scopes=[ApiKeyScope.INFERENCE],
-            allowed_models=["sim-small"],
-        )
-    ).secret
+    key = small_only_key(serving_tenant).secret
     client = sdk(platform_url, key)
 
     assert [model.id for model in client.models.list()] == ["auto", "sim-small"]

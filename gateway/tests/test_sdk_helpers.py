@@ -15,9 +15,7 @@ import orjson
 import pytest
 from pydantic import BaseModel
 
-from tenants.models import ApiKeyScope
-from tenants.services import create_api_key
-from testing.database import committed
+from gateway.tests.keys import small_only_key
 from testing.tenants import TenantFixture
 
 pytestmark = pytest.mark.anyio
@@ -122,14 +120,7 @@ def test_a_streaming_response_is_read_as_server_sent_events(gateway: str, tenant
 def test_refusals_are_the_sdks_exception_classes_with_code_and_param(
     gateway: str, tenant: TenantFixture, serving_tenant: TenantFixture
 ) -> None:
-    small_only = committed(
-        lambda: create_api_key(
-            serving_tenant.tenant,
-            name="sdk-errors",
-            scopes=[ApiKeyScope.INFERENCE],
-            allowed_models=["sim-small"],
-        )
-    ).secret
+    small_only = small_only_key(serving_tenant).secret
     client = sdk(gateway, tenant.admin_key)
     calls: list[tuple[type[openai.APIStatusError], str, str | None, Any]] = [
         (openai.BadRequestError, "unrecognized_request_argument", "colour", {"extra_body": {"colour": 1}}),
